@@ -1,0 +1,105 @@
+"""The one interface every backend implements.
+
+A backend owns the isolation boundary (a container, or a private directory with rlimits)
+and the kernel processes inside it. It does not know about owners, quotas or the HTTP
+API: that is the manager's job. Kernels are reached with jupyter_client over ZMQ; the
+backend returns host-side connection info for each kernel it starts.
+
+Contract (tests/test_contract.py runs it against every backend):
+
+- ``create(sandbox_id, spec, labels)`` makes the sandbox and returns when it can start
+  kernels. Raises ``BackendUnavailable`` when the engine cannot be reached and
+  ``InvalidInput`` for a spec it cannot honour (unknown image, runtime).
+- ``start_kernel(sandbox_id, kernel_id, env, cwd)`` starts one kernel and returns its
+  connection info (a dict for ``KernelClient.load_connection_info``). Several kernels
+  per sandbox share its filesystem and limits.
+- ``kernel_exit_reason(sandbox_id, kernel_id)`` is None while the kernel process runs,
+  else a sentence saying why it is gone (exit code, out of memory).
+- ``stop_kernel``, ``remove`` are idempotent. ``restart`` stops every kernel and gives a
+  fresh sandbox with the same spec (kernels must be started again).
+- Files: paths are relative to the sandbox's working directory; ``..`` or absolute
+  paths that leave it raise ``InvalidInput``.
+- ``stats`` returns ``{"cpu_percent", "memory_used", "memory_limit", "pids"}``.
+- ``list_existing(labels)`` lists sandboxes carrying those labels that still exist (for
+  reaping after a crash), as dicts of their labels.
+"""
+
+from __future__ import annotations
+
+import abc
+import posixpath
+from typing import Any
+
+from traitlets import Unicode
+from traitlets.config import LoggingConfigurable
+
+from ..errors import InvalidInput
+from ..models import SandboxSpec
+
+LABEL_PREFIX = "org.jupyter-sandbox"
+WORKDIR = "/home/user"
+
+
+def confine(path: str | None, root: str = WORKDIR) -> str:
+    """``path`` (relative to ``root``, or absolute inside it) as an absolute path; refuses escapes."""
+    path = (path or "").strip() or "."
+    if "\x00" in path:
+        raise InvalidInput("path must not contain NUL bytes", field="path")
+    full = posixpath.normpath(path if path.startswith("/") else posixpath.join(root, path))
+    if full != root and not full.startswith(root + "/"):
+        raise InvalidInput(f"path {path!r} is outside the sandbox's working directory {root}", field="path")
+    return full
+
+
+class _BackendMeta(abc.ABCMeta, type(LoggingConfigurable)):  # type: ignore[misc]
+    pass
+
+
+class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):
+    """Abstract base; subclasses are chosen by ``SandboxApp.backend``."""
+
+    name = "base"
+    isolation = ""  # one sentence for the sandbox model: what this backend isolates
+
+    default_image = Unicode("jupyter-sandbox:latest", help="Image for sandboxes that name none.").tag(config=True)
+
+    @abc.abstractmethod
+    async def create(self, sandbox_id: str, spec: SandboxSpec, labels: dict[str, str]) -> None: ...
+
+    @abc.abstractmethod
+    async def start_kernel(
+        self, sandbox_id: str, kernel_id: str, env: dict[str, str] | None = None, cwd: str | None = None
+    ) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    async def kernel_exit_reason(self, sandbox_id: str, kernel_id: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def stop_kernel(self, sandbox_id: str, kernel_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def restart(self, sandbox_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def remove(self, sandbox_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def stats(self, sandbox_id: str) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    async def list_existing(self, labels: dict[str, str] | None = None) -> list[dict[str, str]]: ...
+
+    @abc.abstractmethod
+    async def write_file(self, sandbox_id: str, path: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def read_file(self, sandbox_id: str, path: str) -> bytes: ...
+
+    @abc.abstractmethod
+    async def list_files(self, sandbox_id: str, path: str) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    async def remove_file(self, sandbox_id: str, path: str) -> None: ...
+
+    async def close(self) -> None:
+        """Release engine connections (sandboxes are removed by the manager first)."""

@@ -1,0 +1,395 @@
+"""Sandboxes as hardened Docker containers; kernels reached over ZMQ ipc sockets.
+
+Each sandbox gets a host directory (mode 0777 inside a 0700 parent) bind-mounted at
+``/run/sandbox-kernel``. A kernel is started with ``docker exec`` from a connection file
+written there whose transport is ``ipc``; the server connects to the same socket files
+through the host path. So the container needs no network at all, and no TCP port is
+ever published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from functools import partial
+from typing import Any
+
+from jupyter_client.connect import write_connection_file
+from traitlets import Dict, Unicode
+
+from ..errors import BackendUnavailable, InvalidInput, NotFound, SandboxError
+from ..models import SandboxSpec, format_size
+from .base import LABEL_PREFIX, WORKDIR, SandboxBackend, confine
+
+KERNEL_DIR = "/run/sandbox-kernel"  # where the socket directory appears in the container
+
+# Runs inside the sandbox to list a directory as JSON (stdlib only).
+_LIST_SCRIPT = r"""
+import json, os, stat, sys
+p = sys.argv[1]
+out = []
+for e in sorted(os.scandir(p), key=lambda e: e.name):
+    st = e.stat(follow_symlinks=False)
+    kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "file"
+    out.append({"name": e.name, "path": os.path.join(p, e.name), "type": kind, "size": st.st_size, "modified": st.st_mtime})
+print(json.dumps(out))
+"""
+
+
+def _default_socket_root() -> str:
+    # Short on purpose: a unix socket path must fit in 107 bytes.
+    return os.path.join(tempfile.gettempdir(), f"jsbx-{os.getuid()}")
+
+
+class DockerBackend(SandboxBackend):
+    """Hardened containers: no network unless asked, read-only root, no capabilities."""
+
+    name = "docker"
+    isolation = (
+        "Docker container: own filesystem (read-only root, size-capped tmpfs), no network unless asked, "
+        "no capabilities, no-new-privileges, non-root user, memory/CPU/pids limits"
+    )
+
+    docker_url = Unicode("", help="Docker engine URL; empty uses DOCKER_HOST or the default socket.").tag(config=True)
+    runtime = Unicode("runc", help="Default OCI runtime: 'runc', or 'runsc' for gVisor.").tag(config=True)
+    user = Unicode("1000:1000", help="uid:gid that kernels run as inside the container (never root).").tag(config=True)
+    socket_root = Unicode(help="Host directory holding per-sandbox kernel socket directories.").tag(config=True)
+    tmp_size = Unicode("256m", help="Size of the /tmp tmpfs in each container.").tag(config=True)
+    network_mode = Unicode("bridge", help="Docker network used when a sandbox asks for network.").tag(config=True)
+    extra_labels = Dict(help="Labels added to every container.").tag(config=True)
+    python = Unicode("python", help="Python command in the image that has ipykernel.").tag(config=True)
+
+    def _socket_root_default(self) -> str:
+        return _default_socket_root()
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._client = None
+        self._kernels: dict[tuple[str, str], str] = {}  # (sandbox, kernel) -> exec id
+        self._containers: dict[str, str] = {}  # sandbox id -> container id
+        self._specs: dict[str, SandboxSpec] = {}
+        self._cpu_samples: dict[str, tuple[float, int, int]] = {}
+
+    # -- engine -------------------------------------------------------------------------
+    @property
+    def client(self):
+        if self._client is None:
+            import docker
+
+            try:
+                self._client = docker.DockerClient(base_url=self.docker_url) if self.docker_url else docker.from_env()
+                self._client.ping()
+            except Exception as e:
+                self._client = None
+                raise BackendUnavailable(
+                    f"Docker engine not reachable ({e.__class__.__name__}: {e}). Start it (scripts/setup-docker.sh "
+                    "does on Debian), point DOCKER_HOST at it, or set c.SandboxApp.backend = 'local'."
+                ) from e
+        return self._client
+
+    @staticmethod
+    def available(docker_url: str = "") -> bool:
+        try:
+            import docker
+
+            client = docker.DockerClient(base_url=docker_url) if docker_url else docker.from_env()
+            client.ping()
+            client.close()
+            return True
+        except Exception:
+            return False
+
+    async def _call(self, fn, *args, **kwargs):
+        """Run a blocking docker SDK call in a thread, mapping engine errors."""
+        import docker.errors
+
+        try:
+            return await asyncio.to_thread(partial(fn, *args, **kwargs))
+        except docker.errors.ImageNotFound as e:
+            raise InvalidInput(
+                f"image not found on this host: {e.explanation}. Build the default one with scripts/build-images.sh",
+                field="image",
+            ) from e
+        except docker.errors.NotFound as e:
+            raise NotFound(f"container gone: {e.explanation}") from e
+        except docker.errors.APIError as e:
+            if "runtime" in str(e.explanation or "") and "unknown" in str(e.explanation or "").lower():
+                raise InvalidInput(f"runtime not available on this Docker engine: {e.explanation}", field="runtime") from e
+            raise BackendUnavailable(f"Docker engine error: {e.explanation or e}") from e
+        except docker.errors.DockerException as e:
+            raise BackendUnavailable(f"Docker engine error: {e}") from e
+
+    def _container(self, sandbox_id: str):
+        cid = self._containers.get(sandbox_id)
+        if cid is None:
+            raise NotFound(f"no container for sandbox {sandbox_id}")
+        return self.client.containers.get(cid)
+
+    def host_dir(self, sandbox_id: str) -> str:
+        return os.path.join(self.socket_root, sandbox_id)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def container_options(self, spec: SandboxSpec, labels: dict[str, str], host_dir: str | None) -> dict[str, Any]:
+        """The hardened ``containers.run`` keyword arguments for a spec (also used by one-shot runs)."""
+        uid, _, gid = self.user.partition(":")
+        options: dict[str, Any] = dict(
+            user=self.user,
+            network_mode=self.network_mode if spec.network else "none",
+            read_only=True,
+            tmpfs={
+                "/tmp": f"rw,nosuid,nodev,size={self.tmp_size}",
+                WORKDIR: f"rw,nosuid,nodev,size={spec.disk},uid={uid},gid={gid or uid},mode=0755",
+            },
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=spec.pids,
+            mem_limit=spec.memory,
+            memswap_limit=spec.memory,
+            nano_cpus=int(spec.cpus * 1e9),
+            init=True,
+            labels={**self.extra_labels, **labels},
+            environment=dict(spec.env),
+            working_dir=WORKDIR,
+            hostname="sandbox",
+            runtime=spec.runtime or self.runtime,
+            ipc_mode="private",
+        )
+        if host_dir:
+            options["volumes"] = {host_dir: {"bind": KERNEL_DIR, "mode": "rw"}}
+        return options
+
+    async def create(self, sandbox_id: str, spec: SandboxSpec, labels: dict[str, str]) -> None:
+        image = spec.image or self.default_image
+        os.makedirs(self.socket_root, mode=0o700, exist_ok=True)
+        os.chmod(self.socket_root, 0o700)
+        host_dir = self.host_dir(sandbox_id)
+        os.makedirs(host_dir, exist_ok=True)
+        # The kernel (uid 1000 in the container) creates its sockets here; the 0700
+        # parent keeps other host users out.
+        os.chmod(host_dir, 0o777)
+        options = self.container_options(spec, labels, host_dir)
+        self.log.info(
+            "creating container for sandbox %s: image=%s runtime=%s memory=%s cpus=%s network=%s",
+            sandbox_id, image, options["runtime"], format_size(spec.memory), spec.cpus, spec.network,
+        )
+        try:
+            container = await self._call(
+                self.client.containers.run, image, command=["sleep", "infinity"], detach=True,
+                name=f"jupyter-sandbox-{sandbox_id}", **options,
+            )
+        except SandboxError:
+            shutil.rmtree(host_dir, ignore_errors=True)
+            raise
+        self._containers[sandbox_id] = container.id
+        self._specs[sandbox_id] = spec
+
+    async def start_kernel(self, sandbox_id, kernel_id, env=None, cwd=None) -> dict[str, Any]:
+        host_dir = self.host_dir(sandbox_id)
+        name = f"k-{kernel_id}"
+        host_file = os.path.join(host_dir, f"{name}.json")
+        # ipc "ports" are suffixes of the socket path: <ip>-<port>.
+        ports = dict(shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5)
+        _, info = write_connection_file(
+            host_file, ip=os.path.join(KERNEL_DIR, name), transport="ipc", kernel_name="python3", **ports
+        )
+        os.chmod(host_file, 0o644)
+        container = self._container(sandbox_id)
+        inner = f"{KERNEL_DIR}/{name}"
+        command = [
+            "sh", "-c",
+            f"echo $$ > {inner}.pid; umask 000; exec {self.python} -m ipykernel_launcher -f {inner}.json "
+            f"> {inner}.log 2>&1",
+        ]
+        exec_id = (await self._call(
+            self.client.api.exec_create, container.id, command, user=self.user,
+            environment=env or {}, workdir=confine(cwd) if cwd else WORKDIR,
+        ))["Id"]
+        await self._call(self.client.api.exec_start, exec_id, detach=True)
+        self._kernels[(sandbox_id, kernel_id)] = exec_id
+        info = dict(info)
+        info["ip"] = os.path.join(host_dir, name)
+        return info
+
+    def kernel_log(self, sandbox_id: str, kernel_id: str) -> str:
+        try:
+            with open(os.path.join(self.host_dir(sandbox_id), f"k-{kernel_id}.log"), errors="replace") as f:
+                return f.read()[-4000:]
+        except OSError:
+            return ""
+
+    async def kernel_exit_reason(self, sandbox_id, kernel_id) -> str | None:
+        exec_id = self._kernels.get((sandbox_id, kernel_id))
+        if exec_id is None:
+            return "the kernel is not running"
+        try:
+            state = await self._call(self.client.api.exec_inspect, exec_id)
+        except SandboxError:
+            return "the sandbox's container is gone"
+        if state.get("Running"):
+            return None
+        code = state.get("ExitCode")
+        spec = self._specs.get(sandbox_id)
+        if code in (137, -9):
+            limit = format_size(spec.memory) if spec else "?"
+            return (
+                f"The kernel died: it was killed (exit code {code}), most likely out of memory "
+                f"(the sandbox's memory limit is {limit}). Restart the context to continue."
+            )
+        tail = self.kernel_log(sandbox_id, kernel_id).strip().splitlines()[-3:]
+        return f"The kernel died (exit code {code}). " + " ".join(tail)
+
+    async def stop_kernel(self, sandbox_id, kernel_id) -> None:
+        exec_id = self._kernels.pop((sandbox_id, kernel_id), None)
+        name = f"k-{kernel_id}"
+        if exec_id is not None and sandbox_id in self._containers:
+            try:
+                container = self._container(sandbox_id)
+                await self._call(
+                    container.exec_run,
+                    ["sh", "-c", f"kill -9 $(cat {KERNEL_DIR}/{name}.pid) 2>/dev/null; true"],
+                    user=self.user,
+                )
+            except SandboxError as e:
+                self.log.debug("stopping kernel %s: %s", kernel_id, e)
+        host_dir = self.host_dir(sandbox_id)
+        if os.path.isdir(host_dir):
+            for entry in os.listdir(host_dir):
+                if entry.startswith(name + "-") or entry.startswith(name + "."):
+                    try:
+                        os.unlink(os.path.join(host_dir, entry))
+                    except OSError:
+                        pass
+
+    async def restart(self, sandbox_id) -> None:
+        for sid, kid in [k for k in self._kernels if k[0] == sandbox_id]:
+            await self.stop_kernel(sid, kid)
+        container = self._container(sandbox_id)
+        await self._call(container.restart, timeout=2)
+        self._cpu_samples.pop(sandbox_id, None)
+
+    async def remove(self, sandbox_id) -> None:
+        for key in [k for k in self._kernels if k[0] == sandbox_id]:
+            self._kernels.pop(key, None)
+        cid = self._containers.pop(sandbox_id, None) or f"jupyter-sandbox-{sandbox_id}"
+        self._specs.pop(sandbox_id, None)
+        self._cpu_samples.pop(sandbox_id, None)
+        try:
+            container = await self._call(self.client.containers.get, cid)
+            await self._call(container.remove, force=True)
+        except NotFound:
+            pass
+        shutil.rmtree(self.host_dir(sandbox_id), ignore_errors=True)
+
+    async def list_existing(self, labels: dict[str, str] | None = None) -> list[dict[str, str]]:
+        filters = [f"{LABEL_PREFIX}.managed=true"] + [f"{k}={v}" for k, v in (labels or {}).items()]
+        containers = await self._call(self.client.containers.list, all=True, filters={"label": filters})
+        return [dict(c.labels) for c in containers]
+
+    # -- stats --------------------------------------------------------------------------
+    async def stats(self, sandbox_id) -> dict[str, Any]:
+        container = self._container(sandbox_id)
+        sample = await self._call(container.stats, stream=False, one_shot=True)
+        cpu = sample.get("cpu_stats", {})
+        total = cpu.get("cpu_usage", {}).get("total_usage", 0)
+        system = cpu.get("system_cpu_usage", 0)
+        ncpu = cpu.get("online_cpus") or os.cpu_count() or 1
+        previous = self._cpu_samples.get(sandbox_id)
+        if previous is None or time.monotonic() - previous[0] > 60:
+            # No recent sample to diff against: take a second one shortly after.
+            await asyncio.sleep(0.25)
+            self._cpu_samples[sandbox_id] = (time.monotonic(), total, system)
+            return await self.stats(sandbox_id)
+        _, prev_total, prev_system = previous
+        self._cpu_samples[sandbox_id] = (time.monotonic(), total, system)
+        d_system = system - prev_system
+        cpu_percent = 100.0 * (total - prev_total) / d_system * ncpu if d_system > 0 else 0.0
+        memory = sample.get("memory_stats", {})
+        used = memory.get("usage", 0) - memory.get("stats", {}).get("cache", 0)
+        return {
+            "cpu_percent": round(max(cpu_percent, 0.0), 2),
+            "memory_used": max(used, 0),
+            "memory_limit": memory.get("limit") or self._specs[sandbox_id].memory,
+            "pids": sample.get("pids_stats", {}).get("current"),
+        }
+
+    # -- files --------------------------------------------------------------------------
+    async def _exec(self, sandbox_id: str, command: list[str]) -> tuple[int, bytes, bytes]:
+        container = self._container(sandbox_id)
+        code, (out, err) = await self._call(container.exec_run, command, user=self.user, demux=True)
+        return code, out or b"", err or b""
+
+    @staticmethod
+    def _file_error(path: str, err: bytes) -> SandboxError:
+        text = err.decode(errors="replace").strip()
+        if "No such file" in text:
+            return NotFound(f"no such file or directory: {path}")
+        return InvalidInput(f"{path}: {text}", field="path")
+
+    async def write_file(self, sandbox_id, path, data: bytes) -> None:
+        target = confine(path)
+        if target == WORKDIR:
+            raise InvalidInput("path must name a file", field="path")
+        container = self._container(sandbox_id)
+        command = ["sh", "-c", 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"', "sh", target]
+
+        def stream() -> int:
+            api = self.client.api
+            exec_id = api.exec_create(container.id, command, user=self.user, stdin=True)["Id"]
+            sock = api.exec_start(exec_id, socket=True)
+            raw = getattr(sock, "_sock", sock)
+            try:
+                raw.sendall(data)
+                raw.shutdown(socket.SHUT_WR)
+                while raw.recv(65536):
+                    pass
+            finally:
+                sock.close()
+            for _ in range(100):
+                state = api.exec_inspect(exec_id)
+                if not state["Running"]:
+                    return state["ExitCode"]
+                time.sleep(0.02)
+            return -1
+
+        code = await self._call(stream)
+        if code != 0:
+            raise InvalidInput(f"could not write {target} (exit code {code}); is the sandbox's disk full?", field="path")
+
+    async def read_file(self, sandbox_id, path) -> bytes:
+        target = confine(path)
+        code, out, err = await self._exec(sandbox_id, ["cat", "--", target])
+        if code != 0:
+            raise self._file_error(target, err)
+        return out
+
+    async def list_files(self, sandbox_id, path) -> list[dict[str, Any]]:
+        target = confine(path)
+        code, out, err = await self._exec(sandbox_id, [self.python, "-c", _LIST_SCRIPT, target])
+        if code != 0:
+            if b"NotADirectoryError" in err:
+                raise InvalidInput(f"not a directory: {target}", field="path")
+            if b"FileNotFoundError" in err:
+                raise NotFound(f"no such directory: {target}")
+            raise self._file_error(target, err)
+        return json.loads(out)
+
+    async def remove_file(self, sandbox_id, path) -> None:
+        target = confine(path)
+        if target == WORKDIR:
+            raise InvalidInput("refusing to remove the working directory itself", field="path")
+        code, _, err = await self._exec(sandbox_id, ["sh", "-c", 'test -e "$1" || test -L "$1" || exit 3; rm -rf -- "$1"', "sh", target])
+        if code == 3:
+            raise NotFound(f"no such file or directory: {target}")
+        if code != 0:
+            raise self._file_error(target, err)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await asyncio.to_thread(self._client.close)
+            self._client = None
+

@@ -1,0 +1,59 @@
+"""The project's exceptions. Each carries its HTTP status: the one error->HTTP mapping."""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """Base class. ``status`` is the HTTP status the server answers with."""
+
+    status = 500
+    reason = "Internal Server Error"
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict:
+        data = {"message": self.message, "reason": self.reason}
+        if self.field:
+            data["field"] = self.field
+        return data
+
+
+class InvalidInput(SandboxError):
+    status, reason = 400, "Bad Request"
+
+
+class NotFound(SandboxError):
+    status, reason = 404, "Not Found"
+
+
+class Conflict(SandboxError):
+    status, reason = 409, "Conflict"
+
+
+class TooLarge(SandboxError):
+    status, reason = 413, "Payload Too Large"
+
+
+class QuotaExceeded(SandboxError):
+    status, reason = 429, "Too Many Requests"
+
+
+class BackendUnavailable(SandboxError):
+    """The container engine cannot be reached (or refused to do what was asked)."""
+
+    status, reason = 503, "Service Unavailable"
+
+
+class KernelDied(SandboxError):
+    """The kernel process went away (crash, OOM kill, container gone)."""
+
+    status, reason = 500, "Kernel Died"
+
+
+class ServerUnreachable(SandboxError):
+    """Client side: no jupyter-sandbox server answered."""
+
+    status, reason = 503, "Server Unreachable"

@@ -1,0 +1,409 @@
+"""SandboxManager: the registry of sandboxes, who owns them, and running code in them."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import hashlib
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.asynchronous import AsyncKernelClient
+from traitlets import Bool, Float, Instance, Int, List, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from .backends.base import LABEL_PREFIX, SandboxBackend
+from .errors import InvalidInput, KernelDied, NotFound, QuotaExceeded
+from .messages import EventSink, run_execute
+from .models import (
+    ContextModel,
+    Execution,
+    SandboxModel,
+    SandboxSpec,
+    format_size,
+    new_id,
+    now,
+    parse_size,
+    validate_name,
+)
+
+
+@dataclass
+class _Context:
+    model: ContextModel
+    kernel_id: str
+    client: AsyncKernelClient
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class _Sandbox:
+    model: SandboxModel
+    contexts: dict[str, _Context] = field(default_factory=dict)
+    default_context: str | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _default_server_id() -> str:
+    # Stable across restarts of the same user's server on the same host, so a restarted
+    # server finds (and reaps) its own containers and nobody else's.
+    seed = f"{socket.gethostname()}:{getpass.getuser()}:{os.environ.get('JUPYTER_RUNTIME_DIR', '')}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:16]
+
+
+class SandboxManager(LoggingConfigurable):
+    """Creates sandboxes for owners, runs code in their contexts, removes them."""
+
+    backend = Instance(SandboxBackend)
+
+    server_id = Unicode(help="Label identifying this server's containers (for reaping after a crash).").tag(config=True)
+    max_sandboxes_per_user = Int(8, help="Sandboxes one user may have at once (429 beyond).").tag(config=True)
+    max_contexts_per_sandbox = Int(8, help="Contexts (kernels) per sandbox.").tag(config=True)
+    default_memory = Unicode("1G", help="Memory for sandboxes that ask for none.").tag(config=True)
+    max_memory = Unicode("4G", help="Largest memory a sandbox may ask for.").tag(config=True)
+    default_cpus = Float(1.0, help="CPUs for sandboxes that ask for none.").tag(config=True)
+    max_cpus = Float(2.0, help="Most CPUs a sandbox may ask for.").tag(config=True)
+    default_disk = Unicode("1G", help="Writable working-directory size for sandboxes that ask for none.").tag(config=True)
+    max_disk = Unicode("4G", help="Largest working-directory size a sandbox may ask for.").tag(config=True)
+    default_pids = Int(256, help="Process limit for sandboxes that ask for none.").tag(config=True)
+    max_pids = Int(1024, help="Largest process limit a sandbox may ask for.").tag(config=True)
+    default_timeout = Float(300.0, help="Per-execution timeout (s) when neither sandbox nor call sets one.").tag(config=True)
+    max_timeout = Float(3600.0, help="Longest per-execution timeout (s).").tag(config=True)
+    allow_network = Bool(True, help="Whether sandboxes may ask for network access.").tag(config=True)
+    allowed_images = List(Unicode(), help="Images sandboxes may use; empty allows only the default image.").tag(config=True)
+    default_runtime = Unicode("", help="Runtime for sandboxes that ask for none ('' = backend default).").tag(config=True)
+    kernel_ready_timeout = Float(60.0, help="Seconds to wait for a new kernel to answer.").tag(config=True)
+    reap_on_start = Bool(True, help="Remove this server's leftover containers from a previous run on start.").tag(config=True)
+
+    @default("server_id")
+    def _server_id_default(self) -> str:
+        return _default_server_id()
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._sandboxes: dict[str, _Sandbox] = {}
+
+    # -- lookup -------------------------------------------------------------------------
+    def _get(self, owner: str, key: str) -> _Sandbox:
+        """A sandbox by id or name; another owner's sandbox is simply not found."""
+        sandbox = self._sandboxes.get(key)
+        if sandbox is None:
+            sandbox = next((s for s in self._sandboxes.values() if s.model.name == key and s.model.owner == owner), None)
+        if sandbox is None or sandbox.model.owner != owner:
+            raise NotFound(f"no sandbox {key!r}")
+        return sandbox
+
+    def get(self, owner: str, key: str) -> SandboxModel:
+        return self._get(owner, key).model
+
+    def list(self, owner: str | None = None) -> list[SandboxModel]:
+        return sorted(
+            (s.model for s in self._sandboxes.values() if owner is None or s.model.owner == owner),
+            key=lambda m: m.created,
+        )
+
+    # -- limits -------------------------------------------------------------------------
+    @property
+    def images(self) -> list[str]:
+        return [self.backend.default_image, *[i for i in self.allowed_images if i != self.backend.default_image]]
+
+    def resolve_spec(self, data: dict[str, Any] | SandboxSpec | None) -> SandboxSpec:
+        """Fill defaults and enforce the configured maxima (InvalidInput names the field)."""
+        given = data.to_dict() if isinstance(data, SandboxSpec) else dict(data or {})
+        given.setdefault("memory", self.default_memory)
+        given.setdefault("disk", self.default_disk)
+        given.setdefault("cpus", self.default_cpus)
+        given.setdefault("pids", self.default_pids)
+        given.setdefault("timeout", self.default_timeout)
+        if self.default_runtime:
+            given.setdefault("runtime", self.default_runtime)
+        spec = SandboxSpec.from_dict({k: v for k, v in given.items()})
+        checks = [
+            ("memory", spec.memory, parse_size(self.max_memory, "max_memory"), format_size),
+            ("disk", spec.disk, parse_size(self.max_disk, "max_disk"), format_size),
+            ("cpus", spec.cpus, self.max_cpus, str),
+            ("pids", spec.pids, self.max_pids, str),
+        ]
+        for name, value, limit, show in checks:
+            if value > limit:
+                raise InvalidInput(f"{name} {show(value)} is above this server's maximum of {show(limit)}", field=name)
+        if spec.timeout is not None and spec.timeout > self.max_timeout:
+            raise InvalidInput(f"timeout {spec.timeout:g}s is above the maximum of {self.max_timeout:g}s", field="timeout")
+        if spec.network and not self.allow_network:
+            raise InvalidInput("this server does not allow sandboxes with network access", field="network")
+        if spec.image is None:
+            spec.image = self.backend.default_image
+        if spec.image not in self.images:
+            raise InvalidInput(f"image {spec.image!r} is not allowed; allowed: {', '.join(self.images)}", field="image")
+        return spec
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Reap containers a previous run of this server left behind."""
+        if not self.reap_on_start:
+            return
+        try:
+            leftovers = await self.backend.list_existing({f"{LABEL_PREFIX}.server": self.server_id})
+        except Exception as e:  # engine down at start: creation will say so clearly later
+            self.log.warning("jupyter-sandbox: could not list leftover sandboxes: %s", e)
+            return
+        for labels in leftovers:
+            sandbox_id = labels.get(f"{LABEL_PREFIX}.sandbox")
+            if sandbox_id and sandbox_id not in self._sandboxes:
+                self.log.info("jupyter-sandbox: removing leftover sandbox %s of %s", sandbox_id, labels.get(f"{LABEL_PREFIX}.owner"))
+                await self.backend.remove(sandbox_id)
+
+    async def create(self, owner: str, name: str | None = None, spec: dict[str, Any] | SandboxSpec | None = None) -> SandboxModel:
+        resolved = self.resolve_spec(spec)
+        if name is not None:
+            validate_name(name)
+            if any(s.model.owner == owner and s.model.name == name for s in self._sandboxes.values()):
+                raise InvalidInput(f"you already have a sandbox named {name!r}", field="name")
+        owned = sum(1 for s in self._sandboxes.values() if s.model.owner == owner)
+        if owned >= self.max_sandboxes_per_user:
+            raise QuotaExceeded(
+                f"you have {owned} sandboxes, the most this server allows per user; remove one first"
+            )
+        sandbox_id = new_id("sbx_")
+        created = now()
+        model = SandboxModel(
+            id=sandbox_id, name=name or sandbox_id, owner=owner, status="starting", backend=self.backend.name,
+            spec=resolved, created=created, last_activity=created, isolation=self.backend.isolation,
+        )
+        sandbox = _Sandbox(model=model)
+        self._sandboxes[sandbox_id] = sandbox  # reserve the name and the quota slot
+        labels = {
+            f"{LABEL_PREFIX}.managed": "true",
+            f"{LABEL_PREFIX}.sandbox": sandbox_id,
+            f"{LABEL_PREFIX}.owner": owner,
+            f"{LABEL_PREFIX}.server": self.server_id,
+        }
+        try:
+            await self.backend.create(sandbox_id, resolved, labels)
+            context = await self._start_context(sandbox, ContextModel(id=new_id("ctx_")))
+            sandbox.default_context = context.model.id
+        except BaseException:
+            self._sandboxes.pop(sandbox_id, None)
+            await self.backend.remove(sandbox_id)
+            raise
+        model.status = "running"
+        self.log.info("jupyter-sandbox: %s created sandbox %s (%s) on %s", owner, sandbox_id, model.name, self.backend.name)
+        return model
+
+    async def _start_context(self, sandbox: _Sandbox, model: ContextModel) -> _Context:
+        sandbox_id = sandbox.model.id
+        kernel_id = new_id()[:8]
+        info = await self.backend.start_kernel(sandbox_id, kernel_id, cwd=model.cwd)
+        client = AsyncKernelClient()
+        client.load_connection_info(info)
+        client.start_channels()
+        try:
+            await self._wait_ready(sandbox_id, kernel_id, client)
+        except BaseException:
+            client.stop_channels()
+            await self.backend.stop_kernel(sandbox_id, kernel_id)
+            raise
+        context = _Context(model=model, kernel_id=kernel_id, client=client)
+        sandbox.contexts[model.id] = context
+        sandbox.model.contexts = [c.model for c in sandbox.contexts.values()]
+        return context
+
+    async def _wait_ready(self, sandbox_id: str, kernel_id: str, client: AsyncKernelClient) -> None:
+        """Wait for kernel_info, failing fast (with the kernel's own words) if it exits."""
+        waiter = asyncio.ensure_future(client.wait_for_ready(timeout=self.kernel_ready_timeout))
+        try:
+            while not waiter.done():
+                await asyncio.wait([waiter], timeout=0.25)
+                if not waiter.done():
+                    reason = await self.backend.kernel_exit_reason(sandbox_id, kernel_id)
+                    if reason:
+                        raise KernelDied(f"the kernel did not start: {reason}")
+            waiter.result()
+        except RuntimeError as e:
+            raise KernelDied(f"the kernel did not answer within {self.kernel_ready_timeout:g}s: {e}") from e
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    async def _stop_context(self, sandbox: _Sandbox, context: _Context) -> None:
+        context.client.stop_channels()
+        await self.backend.stop_kernel(sandbox.model.id, context.kernel_id)
+
+    async def remove(self, owner: str, key: str) -> None:
+        sandbox = self._get(owner, key)
+        await self._remove(sandbox)
+
+    async def _remove(self, sandbox: _Sandbox) -> None:
+        sandbox.model.status = "removing"
+        self._sandboxes.pop(sandbox.model.id, None)
+        for context in list(sandbox.contexts.values()):
+            context.client.stop_channels()
+        await self.backend.remove(sandbox.model.id)
+        self.log.info("jupyter-sandbox: removed sandbox %s of %s", sandbox.model.id, sandbox.model.owner)
+
+    async def shutdown(self) -> None:
+        """Remove every sandbox (server shutdown)."""
+        await asyncio.gather(*(self._remove(s) for s in list(self._sandboxes.values())), return_exceptions=True)
+        await self.backend.close()
+
+    async def restart(self, owner: str, key: str) -> SandboxModel:
+        """A fresh sandbox with the same id, spec and contexts; state and files reset."""
+        sandbox = self._get(owner, key)
+        async with sandbox.lock:
+            sandbox.model.status = "restarting"
+            models = [c.model for c in sandbox.contexts.values()]
+            for context in sandbox.contexts.values():
+                context.client.stop_channels()
+            sandbox.contexts.clear()
+            await self.backend.restart(sandbox.model.id)
+            for model in models:
+                await self._start_context(sandbox, model)
+            sandbox.model.status = "running"
+            sandbox.model.last_activity = now()
+        return sandbox.model
+
+    async def interrupt(self, owner: str, key: str, context_id: str | None = None) -> None:
+        sandbox = self._get(owner, key)
+        targets = [self._context(sandbox, context_id)] if context_id else list(sandbox.contexts.values())
+        for context in targets:
+            self._interrupt(context)
+
+    @staticmethod
+    def _interrupt(context: _Context) -> None:
+        # ipykernel handles interrupt_request on its control thread even while busy, so
+        # this works the same for containers (no signal path from the host) and processes.
+        msg = context.client.session.msg("interrupt_request", {})
+        context.client.control_channel.send(msg)
+
+    async def stats(self, owner: str, key: str) -> dict[str, Any]:
+        sandbox = self._get(owner, key)
+        return await self.backend.stats(sandbox.model.id)
+
+    # -- contexts -----------------------------------------------------------------------
+    def _context(self, sandbox: _Sandbox, context_id: str | None) -> _Context:
+        cid = context_id or sandbox.default_context
+        context = sandbox.contexts.get(cid) if cid else None
+        if context is None:
+            raise NotFound(f"no context {context_id!r} in sandbox {sandbox.model.id}")
+        return context
+
+    def list_contexts(self, owner: str, key: str) -> list[ContextModel]:
+        return list(self._get(owner, key).model.contexts)
+
+    async def create_context(self, owner: str, key: str, language: str | None = None, cwd: str | None = None) -> ContextModel:
+        sandbox = self._get(owner, key)
+        _check_language(language)
+        if len(sandbox.contexts) >= self.max_contexts_per_sandbox:
+            raise QuotaExceeded(f"a sandbox may have at most {self.max_contexts_per_sandbox} contexts")
+        from .backends.base import confine
+
+        model = ContextModel(id=new_id("ctx_"), cwd=confine(cwd) if cwd else ContextModel(id="").cwd)
+        context = await self._start_context(sandbox, model)
+        return context.model
+
+    async def remove_context(self, owner: str, key: str, context_id: str) -> None:
+        sandbox = self._get(owner, key)
+        context = self._context(sandbox, context_id)
+        sandbox.contexts.pop(context.model.id, None)
+        sandbox.model.contexts = [c.model for c in sandbox.contexts.values()]
+        if sandbox.default_context == context.model.id:
+            sandbox.default_context = next(iter(sandbox.contexts), None)
+        await self._stop_context(sandbox, context)
+
+    async def restart_context(self, owner: str, key: str, context_id: str | None = None) -> ContextModel:
+        """A new kernel for the context (same id): variables are lost, files kept."""
+        sandbox = self._get(owner, key)
+        context = self._context(sandbox, context_id)
+        async with context.lock:
+            sandbox.contexts.pop(context.model.id, None)
+            await self._stop_context(sandbox, context)
+            new = await self._start_context(sandbox, context.model)
+        return new.model
+
+    # -- execution ----------------------------------------------------------------------
+    async def execute(
+        self,
+        owner: str,
+        key: str,
+        code: str,
+        *,
+        context_id: str | None = None,
+        language: str | None = None,
+        env_vars: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_event: EventSink | None = None,
+    ) -> Execution:
+        """Run ``code`` in a context. Executions in one context queue up (one at a time).
+
+        ``timeout`` (seconds; default: the sandbox's) interrupts the kernel when reached
+        and keeps its state. ``on_event`` gets each wire event as it happens.
+        """
+        sandbox = self._get(owner, key)
+        _check_language(language)
+        if not isinstance(code, str):
+            raise InvalidInput("code must be a string", field="code")
+        if env_vars is not None and (
+            not isinstance(env_vars, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items())
+        ):
+            raise InvalidInput("env_vars must be an object of strings", field="env_vars")
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+                raise InvalidInput("timeout must be a positive number of seconds", field="timeout")
+            timeout = min(float(timeout), self.max_timeout)
+        else:
+            timeout = sandbox.model.spec.timeout
+        context = self._context(sandbox, context_id)
+        async with context.lock:
+            sandbox.model.last_activity = now()
+            reason = await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id)
+            if reason:
+                raise KernelDied(f"{reason} (restart the context or the sandbox)")
+            if env_vars:
+                await self._silent(context, "import os as _jsbx_os\n"
+                                   f"_jsbx_env = {{k: _jsbx_os.environ.get(k) for k in {list(env_vars)!r}}}\n"
+                                   f"_jsbx_os.environ.update({env_vars!r})")
+            try:
+                execution = await run_execute(
+                    context.client,
+                    code,
+                    on_event=on_event,
+                    timeout=timeout,
+                    check_dead=lambda: self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id),
+                    interrupt=lambda: asyncio.sleep(0, self._interrupt(context)),
+                )
+            finally:
+                if env_vars and not await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id):
+                    await self._silent(context, "[_jsbx_os.environ.pop(k, None) if v is None else "
+                                       "_jsbx_os.environ.__setitem__(k, v) for k, v in _jsbx_env.items()]")
+            sandbox.model.last_activity = now()
+        return execution
+
+    @staticmethod
+    async def _silent(context: _Context, code: str) -> None:
+        msg_id = context.client.execute(code, silent=True, store_history=False, allow_stdin=False)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            reply = await context.client.get_shell_msg(timeout=max(deadline - time.monotonic(), 0.01))
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                return
+
+    # -- files --------------------------------------------------------------------------
+    async def write_file(self, owner: str, key: str, path: str, data: bytes) -> None:
+        await self.backend.write_file(self._get(owner, key).model.id, path, data)
+
+    async def read_file(self, owner: str, key: str, path: str) -> bytes:
+        return await self.backend.read_file(self._get(owner, key).model.id, path)
+
+    async def list_files(self, owner: str, key: str, path: str) -> list[dict[str, Any]]:
+        return await self.backend.list_files(self._get(owner, key).model.id, path)
+
+    async def remove_file(self, owner: str, key: str, path: str) -> None:
+        await self.backend.remove_file(self._get(owner, key).model.id, path)
+
+
+def _check_language(language: str | None) -> None:
+    if language not in (None, "", "python", "python3"):
+        raise InvalidInput(f"language {language!r} is not available; sandboxes run python", field="language")

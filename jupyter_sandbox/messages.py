@@ -1,0 +1,215 @@
+"""The one place that turns a kernel's messages for one execute request into events.
+
+``ExecutionCollector`` is pure: feed it iopub and shell messages (dicts as jupyter_client
+returns them) and it yields wire events (the NDJSON lines of the streaming API) and
+builds the final :class:`~jupyter_sandbox.models.Execution`. ``run_execute`` drives a real
+kernel client with it: sends the request, enforces the timeout by interrupting the
+kernel, and notices a kernel that died instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import queue
+import time
+from typing import Any, Awaitable, Callable
+
+from .models import Execution, Result
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+EventSink = Callable[[Event], Any]
+
+
+def _ns() -> int:
+    return time.time_ns()
+
+
+def error_event(name: str, value: str, traceback: str = "") -> Event:
+    return {"type": "error", "name": name, "value": value, "traceback": traceback}
+
+
+class ExecutionCollector:
+    """Collects what one execute request produced, in order."""
+
+    def __init__(self, msg_id: str):
+        self.msg_id = msg_id
+        self.execution = Execution()
+        self.idle = False
+        self.replied = False
+        self._clear_pending = False
+        self._display_index: dict[str, list[int]] = {}
+
+    @property
+    def done(self) -> bool:
+        return self.idle and self.replied
+
+    def _apply(self, event: Event) -> Event:
+        self.execution.apply_event(event)
+        return event
+
+    def _maybe_clear(self) -> list[Event]:
+        if not self._clear_pending:
+            return []
+        self._clear_pending = False
+        self._display_index.clear()
+        return [self._apply({"type": "clear_output"})]
+
+    def handle_iopub(self, msg: dict[str, Any]) -> list[Event]:
+        """Events for one iopub message (none if it belongs to another request)."""
+        if msg.get("parent_header", {}).get("msg_id") != self.msg_id:
+            return []
+        kind = msg["header"]["msg_type"]
+        content = msg.get("content", {})
+        if kind == "stream":
+            stream = "stderr" if content.get("name") == "stderr" else "stdout"
+            return self._maybe_clear() + [self._apply({"type": stream, "text": content.get("text", ""), "timestamp": _ns()})]
+        if kind in ("display_data", "execute_result"):
+            events = self._maybe_clear()
+            result = Result.from_bundle(content.get("data", {}), is_main_result=kind == "execute_result")
+            display_id = (content.get("transient") or {}).get("display_id")
+            if display_id:
+                self._display_index.setdefault(display_id, []).append(len(self.execution.results))
+            events.append(self._apply({"type": "result", **result.to_dict()}))
+            return events
+        if kind == "update_display_data":
+            display_id = (content.get("transient") or {}).get("display_id")
+            events = []
+            for index in self._display_index.get(display_id, []):
+                result = Result.from_bundle(content.get("data", {}))
+                result.is_main_result = self.execution.results[index].is_main_result
+                events.append(self._apply({"type": "update_display", "index": index, **result.to_dict()}))
+            return events
+        if kind == "error":
+            tb = "\n".join(content.get("traceback", []))
+            return [self._apply(error_event(content.get("ename", "Error"), content.get("evalue", ""), tb))]
+        if kind == "clear_output":
+            if content.get("wait"):
+                self._clear_pending = True
+                return []
+            self._clear_pending = True
+            return self._maybe_clear()
+        if kind == "execute_input":
+            count = content.get("execution_count")
+            if count is not None:
+                return [self._apply({"type": "number_of_executions", "execution_count": count})]
+            return []
+        if kind == "status" and content.get("execution_state") == "idle":
+            self.idle = True
+        return []
+
+    def handle_reply(self, msg: dict[str, Any]) -> list[Event]:
+        """Events for the shell ``execute_reply`` (and failures it reports on its own)."""
+        if msg.get("parent_header", {}).get("msg_id") != self.msg_id:
+            return []
+        self.replied = True
+        content = msg.get("content", {})
+        status = content.get("status")
+        events: list[Event] = []
+        if content.get("execution_count") is not None and self.execution.execution_count is None:
+            events.append(self._apply({"type": "number_of_executions", "execution_count": content["execution_count"]}))
+        if status == "error" and self.execution.error is None:
+            # The iopub error message was lost or never sent: the reply still says why.
+            tb = "\n".join(content.get("traceback", []))
+            events.append(self._apply(error_event(content.get("ename", "Error"), content.get("evalue", ""), tb)))
+        elif status == "aborted" and self.execution.error is None:
+            events.append(self._apply(error_event("ExecutionAborted", "The kernel aborted this execution")))
+        return events
+
+    def fail(self, name: str, value: str) -> Event:
+        """Record an error that did not come from the kernel (timeout, death)."""
+        event = error_event(name, value)
+        if self.execution.error is None:
+            self._apply(event)
+        return event
+
+
+async def _emit(sink: EventSink | None, events: list[Event]) -> None:
+    if sink is None:
+        return
+    for event in events:
+        outcome = sink(event)
+        if inspect.isawaitable(outcome):
+            await outcome
+
+
+async def run_execute(
+    client,
+    code: str,
+    *,
+    on_event: EventSink | None = None,
+    timeout: float | None = None,
+    check_dead: Callable[[], Awaitable[str | None]] | None = None,
+    interrupt: Callable[[], Awaitable[None]] | None = None,
+    interrupt_grace: float = 5.0,
+    poll: float = 0.2,
+) -> Execution:
+    """Execute ``code`` on an ``AsyncKernelClient`` and collect its Execution.
+
+    ``on_event`` receives each wire event as it happens (sync or async callable),
+    ending with ``end_of_execution``. On ``timeout`` the kernel is interrupted through
+    ``interrupt`` and its state is kept. ``check_dead`` is polled during silence and
+    returns why the kernel died (or None while it lives). stdin is never offered:
+    ``input()`` in the code raises instead of hanging.
+    """
+    msg_id = client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+    collector = ExecutionCollector(msg_id)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    timed_out_at: float | None = None
+    last_liveness = time.monotonic()
+
+    while not collector.done:
+        got = False
+        try:
+            msg = await client.get_iopub_msg(timeout=poll)
+            got = True
+            events = collector.handle_iopub(msg)
+            if timed_out_at is not None:
+                # The KeyboardInterrupt we caused is replaced by a TimeoutError below.
+                events = [e for e in events if e["type"] != "error"]
+            await _emit(on_event, events)
+        except queue.Empty:
+            pass
+        # Drain shell replies without blocking: the reply can come before or after idle.
+        while True:
+            try:
+                reply = await client.get_shell_msg(timeout=0)
+            except queue.Empty:
+                break
+            events = collector.handle_reply(reply)
+            if timed_out_at is not None:
+                events = [e for e in events if e["type"] != "error"]
+            await _emit(on_event, events)
+        if collector.done:
+            break
+        now = time.monotonic()
+        if deadline is not None and timed_out_at is None and now >= deadline:
+            timed_out_at = now
+            log.info("execution %s timed out after %ss; interrupting the kernel", msg_id, timeout)
+            if interrupt is not None:
+                await interrupt()
+        if timed_out_at is not None and now - timed_out_at > interrupt_grace:
+            await _emit(on_event, [collector.fail(
+                "TimeoutError",
+                f"Execution timed out after {timeout:g} s and the kernel did not respond to the interrupt",
+            )])
+            break
+        if check_dead is not None and not got and now - last_liveness >= 0.5:
+            last_liveness = now
+            reason = await check_dead()
+            if reason:
+                await _emit(on_event, [collector.fail("KernelDied", reason)])
+                break
+
+    if timed_out_at is not None and collector.done:
+        # The interrupt shows up as KeyboardInterrupt; say what really happened.
+        collector.execution.error = None
+        await _emit(on_event, [collector.fail(
+            "TimeoutError", f"Execution timed out after {timeout:g} s; the kernel was interrupted and its state is kept"
+        )])
+    await _emit(on_event, [{"type": "end_of_execution"}])
+    return collector.execution
+
