@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Everything from a fresh Debian machine to a full test run:
+#   Docker engine (installed and started when absent, runsc registered), the sandbox
+#   images (built offline when missing), the package with its test extras, then pytest.
+# Extra arguments go to pytest, e.g. scripts/test.sh -k contract -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup-docker.sh
+bash scripts/build-images.sh
+echo "[test] installing jupyter-sandbox with test extras" >&2
+python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
+echo "[test] running pytest" >&2
+python -m pytest -p no:cacheprovider -ra "$@"
