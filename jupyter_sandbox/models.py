@@ -193,6 +193,10 @@ class Execution:
             self.logs.stderr.append(event["text"])
         elif kind == "result":
             self.results.append(Result.from_dict(event))
+        elif kind == "update_display":
+            index = event.get("index")
+            if isinstance(index, int) and 0 <= index < len(self.results):
+                self.results[index] = Result.from_dict(event)
         elif kind == "error":
             self.error = ExecutionError.from_dict(event)
         elif kind == "number_of_executions":

@@ -1,0 +1,112 @@
+"""Models: JSON round trips, MIME mapping, spec validation with clear field errors."""
+
+import json
+
+import nbformat
+import pytest
+
+from jupyter_sandbox.errors import InvalidInput
+from jupyter_sandbox.models import (
+    ContextModel,
+    Execution,
+    ExecutionError,
+    Logs,
+    Result,
+    SandboxModel,
+    SandboxSpec,
+    parse_size,
+)
+
+
+def test_result_from_bundle_maps_mime_types_and_keeps_extra():
+    r = Result.from_bundle(
+        {"text/plain": "df", "text/html": "<table/>", "image/png": "iVBO\n", "application/vnd.custom+json": {"a": 1}},
+        is_main_result=True,
+    )
+    assert (r.text, r.html, r.png) == ("df", "<table/>", "iVBO")
+    assert r.extra == {"application/vnd.custom+json": {"a": 1}}
+    assert r.formats() == ["text", "html", "png", "application/vnd.custom+json"]
+    assert r.bundle()["image/png"] == "iVBO"
+    assert r._repr_mimebundle_()["text/html"] == "<table/>"
+
+
+def test_execution_json_round_trip_and_text():
+    e = Execution(
+        results=[Result(text="1"), Result(text="2", html="<b>2</b>", is_main_result=True)],
+        logs=Logs(stdout=["a\n"], stderr=["b\n"]),
+        error=ExecutionError("ValueError", "bad", "Traceback\nValueError: bad"),
+        execution_count=3,
+    )
+    again = Execution.from_dict(json.loads(json.dumps(e.to_dict())))
+    assert again == e
+    assert again.text == "2"
+
+
+def test_execution_to_nbformat_outputs_validate():
+    e = Execution(
+        results=[Result(text="2", is_main_result=True)],
+        logs=Logs(stdout=["hi\n"]),
+        error=ExecutionError("NameError", "x", "line1\nline2"),
+        execution_count=1,
+    )
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x", execution_count=1)
+    cell.outputs = e.to_outputs()
+    nb.cells.append(cell)
+    nbformat.validate(nb)
+    assert [o.output_type for o in cell.outputs] == ["stream", "execute_result", "error"]
+    assert cell.outputs[2].traceback == ["line1", "line2"]
+
+
+def test_apply_event_folds_wire_lines():
+    e = Execution()
+    for event in [
+        {"type": "stdout", "text": "a", "timestamp": 1},
+        {"type": "stderr", "text": "b", "timestamp": 2},
+        {"type": "result", "text": "3", "is_main_result": True},
+        {"type": "number_of_executions", "execution_count": 7},
+        {"type": "error", "name": "E", "value": "v", "traceback": "tb"},
+        {"type": "keepalive"},
+    ]:
+        e.apply_event(event)
+    assert e.logs.stdout == ["a"] and e.logs.stderr == ["b"]
+    assert e.text == "3" and e.execution_count == 7 and e.error.name == "E"
+
+
+def test_spec_defaults_and_sizes():
+    spec = SandboxSpec.from_dict({"memory": "256M", "cpus": 0.5, "network": True, "env": {"A": "1"}})
+    assert spec.memory == 256 * 1024**2 and spec.cpus == 0.5 and spec.network and spec.env == {"A": "1"}
+    assert parse_size("1g", "memory") == 1024**3
+    assert parse_size(2048, "memory") == 2048
+
+
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"memory": "lots"}, "memory"),
+        ({"memory": "1M"}, "memory"),
+        ({"cpus": "two"}, "cpus"),
+        ({"cpus": 0}, "cpus"),
+        ({"network": "yes"}, "network"),
+        ({"env": {"1BAD": "x"}}, "env"),
+        ({"env": {"A": 1}}, "env"),
+        ({"runtime": "kata"}, "runtime"),
+        ({"image": ""}, "image"),
+        ({"colour": "blue"}, "colour"),
+        ({"timeout": -1}, "timeout"),
+        ({"pids": 1}, "pids"),
+    ],
+)
+def test_spec_rejects_bad_fields_naming_them(data, field):
+    with pytest.raises(InvalidInput) as info:
+        SandboxSpec.from_dict(data)
+    assert info.value.field == field
+    assert info.value.status == 400
+
+
+def test_sandbox_model_round_trip():
+    m = SandboxModel(
+        id="sbx_1", name="n", owner="alice", status="running", backend="docker", spec=SandboxSpec(),
+        created=1.0, last_activity=2.0, contexts=[ContextModel(id="ctx_1")], isolation="x",
+    )
+    assert SandboxModel.from_dict(json.loads(json.dumps(m.to_dict()))) == m
