@@ -14,12 +14,31 @@ def _jupyter_server_extension_points():
     return [{"module": "jupyter_sandbox", "app": SandboxApp}]
 
 
+def load_ipython_extension(ipython):
+    """``%load_ext jupyter_sandbox``: the %%sandbox, %remote_eval and %sandbox magics."""
+    from .magics import SandboxMagics
+
+    ipython.register_magics(SandboxMagics)
+
+
+def __getattr__(name):
+    # The client pulls in httpx; import it only when asked for.
+    if name in ("Sandbox", "AsyncSandbox", "OneShot"):
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "AsyncSandbox",
     "Execution",
     "ExecutionError",
     "Logs",
     "OutputMessage",
+    "OneShot",
     "Result",
+    "Sandbox",
     "SandboxError",
     "SandboxModel",
     "SandboxSpec",
