@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import hashlib
 import os
+import queue
 import socket
 import time
 from dataclasses import dataclass, field
@@ -212,21 +213,27 @@ class SandboxManager(LoggingConfigurable):
         return context
 
     async def _wait_ready(self, sandbox_id: str, kernel_id: str, client: AsyncKernelClient) -> None:
-        """Wait for kernel_info, failing fast (with the kernel's own words) if it exits."""
-        waiter = asyncio.ensure_future(client.wait_for_ready(timeout=self.kernel_ready_timeout))
-        try:
-            while not waiter.done():
-                await asyncio.wait([waiter], timeout=0.25)
-                if not waiter.done():
-                    reason = await self.backend.kernel_exit_reason(sandbox_id, kernel_id)
-                    if reason:
-                        raise KernelDied(f"the kernel did not start: {reason}")
-            waiter.result()
-        except RuntimeError as e:
-            raise KernelDied(f"the kernel did not answer within {self.kernel_ready_timeout:g}s: {e}") from e
-        finally:
-            if not waiter.done():
-                waiter.cancel()
+        """Ask for kernel_info until the kernel answers; fail fast, with its words, if it exits.
+
+        (jupyter_client's wait_for_ready gives up as soon as the heartbeat is silent, which a
+        kernel still starting under gVisor is for a few seconds.)
+        """
+        deadline = time.monotonic() + self.kernel_ready_timeout
+        while True:
+            msg_id = client.kernel_info()
+            answer_by = time.monotonic() + 1.0
+            while time.monotonic() < answer_by:
+                try:
+                    reply = await client.get_shell_msg(timeout=max(answer_by - time.monotonic(), 0.01))
+                except queue.Empty:
+                    break
+                if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    return
+            reason = await self.backend.kernel_exit_reason(sandbox_id, kernel_id)
+            if reason:
+                raise KernelDied(f"the kernel did not start: {reason}")
+            if time.monotonic() > deadline:
+                raise KernelDied(f"the kernel did not answer within {self.kernel_ready_timeout:g}s")
 
     async def _stop_context(self, sandbox: _Sandbox, context: _Context) -> None:
         context.client.stop_channels()

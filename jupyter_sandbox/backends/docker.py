@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -195,7 +196,8 @@ class DockerBackend(SandboxBackend):
         # ipc "ports" are suffixes of the socket path: <ip>-<port>.
         ports = dict(shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5)
         _, info = write_connection_file(
-            host_file, ip=os.path.join(KERNEL_DIR, name), transport="ipc", kernel_name="python3", **ports
+            host_file, ip=os.path.join(KERNEL_DIR, name), transport="ipc", kernel_name="python3",
+            key=secrets.token_hex(32).encode(), **ports
         )
         os.chmod(host_file, 0o644)
         container = self._container(sandbox_id)

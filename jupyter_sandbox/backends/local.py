@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import os
 import resource
+import secrets
 import shutil
 import signal
 import stat
@@ -121,6 +122,7 @@ class LocalBackend(SandboxBackend):
         conn = os.path.join(run, f"{name}.json")
         _, info = write_connection_file(
             conn, ip=os.path.join(run, name), transport="ipc", kernel_name="python3",
+            key=secrets.token_hex(32).encode(),
             shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5,
         )
         home = self._home(sandbox_id)

@@ -1,0 +1,165 @@
+"""The backend contract, run through the manager against every backend (docker, docker
+with gVisor's runsc, local) with real kernels. What a backend does not promise is skipped
+with the reason; Docker itself never skips in CI (see conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import re
+import time
+
+import pytest
+
+from jupyter_sandbox.errors import InvalidInput, NotFound
+
+OWNER = "alice"
+
+
+@pytest.fixture(scope="session")
+async def sandbox(manager):
+    model = await manager.create(OWNER, spec={"memory": "512M"})
+    yield model
+    await manager.remove(OWNER, model.id)
+
+
+async def run(manager, sandbox, code, **kwargs):
+    return await manager.execute(OWNER, sandbox.id, code, **kwargs)
+
+
+async def test_state_is_kept_between_executions(manager, sandbox):
+    await run(manager, sandbox, "x = 1")
+    execution = await run(manager, sandbox, "x+=1; x")
+    assert execution.text == "2"
+    assert execution.error is None
+
+
+async def test_matplotlib_plot_gives_a_decodable_png(manager, sandbox):
+    from PIL import Image
+
+    code = (
+        "import matplotlib.pyplot as plt\nimport numpy as np\n"
+        "x = np.linspace(0, 20, 100)\ny = np.sin(x)\nplt.plot(x, y)\nplt.show()\n"
+    )
+    execution = await run(manager, sandbox, code)
+    assert execution.error is None, execution.error
+    png = next(r.png for r in execution.results if r.png)
+    image = Image.open(io.BytesIO(base64.b64decode(png)))
+    image.verify()
+    assert image.format == "PNG" and image.size[0] > 100
+
+
+async def test_streaming_delivers_each_output_as_it_happens(manager, sandbox):
+    code = (
+        "import time\nimport pandas as pd\n"
+        "print('hello')\ntime.sleep(1)\n"
+        "data = pd.DataFrame(data=[[1, 2], [3, 4]], columns=['A', 'B'])\ndisplay(data.head(10))\n"
+        "time.sleep(1)\nprint('world')\n"
+    )
+    arrivals = []
+    start = time.monotonic()
+
+    def on_event(event):
+        arrivals.append((time.monotonic() - start, event))
+
+    execution = await run(manager, sandbox, code, on_event=on_event)
+    seen = [(t, e) for t, e in arrivals if e["type"] in ("stdout", "result")]
+    kinds = [e["type"] if e["type"] == "result" else e["text"].strip() for _, e in seen]
+    assert kinds == ["hello", "result", "world"]
+    t_hello, t_df, t_world = (t for t, _ in seen)
+    assert t_df - t_hello > 0.8 and t_world - t_df > 0.8, arrivals
+    df = seen[1][1]
+    assert "<table" in df["html"] and "A" in df["text"]
+    assert arrivals[-1][1] == {"type": "end_of_execution"}
+    assert execution.logs.stdout == ["hello\n", "world\n"]
+
+
+async def test_error_has_name_value_traceback_and_sandbox_stays_usable(manager, sandbox):
+    execution = await run(manager, sandbox, "1/0")
+    assert execution.error.name == "ZeroDivisionError"
+    assert execution.error.value == "division by zero"
+    # Tracebacks keep the kernel's ANSI colours (notebooks render them).
+    assert "ZeroDivisionError" in re.sub(r"\x1b\[[0-9;]*m", "", execution.error.traceback)
+    assert (await run(manager, sandbox, "21*2")).text == "42"
+
+
+async def test_two_contexts_have_separate_variables_and_share_files(manager, sandbox):
+    other = await manager.create_context(OWNER, sandbox.id)
+    try:
+        await run(manager, sandbox, "shared_name = 'default'\nopen('shared.txt', 'w').write('from default')")
+        execution = await run(manager, sandbox, "shared_name", context_id=other.id)
+        assert execution.error is not None and execution.error.name == "NameError"
+        execution = await run(manager, sandbox, "open('shared.txt').read()", context_id=other.id)
+        assert execution.text == "'from default'"
+        assert {c.id for c in manager.list_contexts(OWNER, sandbox.id)} >= {other.id}
+    finally:
+        await manager.remove_context(OWNER, sandbox.id, other.id)
+    assert other.id not in {c.id for c in manager.list_contexts(OWNER, sandbox.id)}
+
+
+async def test_timeout_interrupts_and_keeps_state(manager, sandbox):
+    await run(manager, sandbox, "kept = 'still here'")
+    start = time.monotonic()
+    execution = await run(manager, sandbox, "while True: pass", timeout=2)
+    elapsed = time.monotonic() - start
+    assert execution.error.name == "TimeoutError"
+    assert elapsed < 3.5, elapsed
+    assert (await run(manager, sandbox, "kept")).text == "'still here'"
+
+
+async def test_input_fails_clearly_instead_of_hanging(manager, sandbox):
+    execution = await asyncio.wait_for(run(manager, sandbox, "input('name? ')"), timeout=20)
+    assert execution.error is not None
+    assert "StdinNotImplementedError" in execution.error.name or "stdin" in execution.error.value.lower()
+
+
+async def test_env_vars_apply_to_one_execution_only(manager, sandbox):
+    execution = await run(manager, sandbox, "import os; os.environ.get('GREETING')", env_vars={"GREETING": "hi"})
+    assert execution.text == "'hi'"
+    assert (await run(manager, sandbox, "repr(os.environ.get('GREETING'))")).text == "'None'"
+
+
+async def test_files_put_get_list_remove_and_confinement(manager, sandbox):
+    await manager.write_file(OWNER, sandbox.id, "data/in.bin", b"\x00\x01payload")
+    assert await manager.read_file(OWNER, sandbox.id, "data/in.bin") == b"\x00\x01payload"
+    assert (await run(manager, sandbox, "open('data/in.bin','rb').read()[2:]")).text == "b'payload'"
+    listing = await manager.list_files(OWNER, sandbox.id, "data")
+    assert [(e["name"], e["type"], e["size"]) for e in listing] == [("in.bin", "file", 9)]
+    await manager.remove_file(OWNER, sandbox.id, "data/in.bin")
+    with pytest.raises(NotFound):
+        await manager.read_file(OWNER, sandbox.id, "data/in.bin")
+    for bad in ("../etc/passwd", "/etc/passwd", "data/../../x"):
+        with pytest.raises(InvalidInput):
+            await manager.read_file(OWNER, sandbox.id, bad)
+
+
+async def test_stats_report_cpu_and_memory(manager, sandbox):
+    stats = await manager.stats(OWNER, sandbox.id)
+    assert stats["memory_limit"] == 512 * 1024**2
+    assert 0 < stats["memory_used"] < stats["memory_limit"]
+    assert stats["cpu_percent"] >= 0
+
+
+async def test_other_owner_cannot_see_or_use_the_sandbox(manager, sandbox):
+    assert sandbox.id not in {m.id for m in manager.list("mallory")}
+    with pytest.raises(NotFound):
+        await manager.execute("mallory", sandbox.id, "1")
+    with pytest.raises(NotFound):
+        await manager.remove("mallory", sandbox.id)
+
+
+async def test_restart_context_loses_variables(manager, sandbox):
+    await run(manager, sandbox, "gone = 1")
+    await manager.restart_context(OWNER, sandbox.id)
+    execution = await run(manager, sandbox, "gone")
+    assert execution.error.name == "NameError"
+
+
+async def test_limits_above_maximum_are_refused(manager):
+    with pytest.raises(InvalidInput) as info:
+        await manager.create(OWNER, spec={"memory": "64G"})
+    assert info.value.field == "memory"
+    with pytest.raises(InvalidInput) as info:
+        await manager.create(OWNER, spec={"image": "not-allowed:latest"})
+    assert info.value.field == "image"
