@@ -381,6 +381,11 @@ class SandboxManager(LoggingConfigurable):
                     check_dead=lambda: self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id),
                     interrupt=lambda: asyncio.sleep(0, self._interrupt(context)),
                 )
+            except asyncio.CancelledError:
+                # The caller went away (e.g. its HTTP client disconnected): stop its code too,
+                # so the context is free for the next execution in the queue.
+                self._interrupt(context)
+                raise
             finally:
                 if env_vars and not await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id):
                     await self._silent(context, "[_jsbx_os.environ.pop(k, None) if v is None else "

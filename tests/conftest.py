@@ -7,11 +7,13 @@ test that skips in CI is a failing test.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 import warnings
 
 import pytest
+import pytest_asyncio
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 
@@ -97,6 +99,15 @@ async def docker_manager(docker_ready):
     await mgr.shutdown()
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def jp_asyncio_loop():
+    # pytest-jupyter builds its servers on this loop and closes it after each test, while
+    # pytest-asyncio (asyncio_default_test_loop_scope = session) runs the tests on its
+    # session loop: the server would never answer. Hand pytest-jupyter the session loop
+    # (and never close it) so servers, tests and session fixtures share one loop.
+    yield asyncio.get_running_loop()
+
+
 @pytest.fixture
 def jp_server_config(jp_server_config):
     """A real server with the extension, authentication required, Docker backend."""
@@ -139,3 +150,61 @@ def pytest_sessionfinish(session, exitstatus):
             f"ERROR: containers left behind after the tests: {names}", red=True
         )
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(docker_ready, tmp_path_factory):
+    """A real `jupyter server` subprocess with the extension on Docker: (url, token).
+
+    For clients that block (sync client, notebook kernels), which cannot share the test's
+    event loop with an in-process server. Always stopped (SIGTERM runs the extension's
+    cleanup, which removes its sandboxes).
+    """
+    import secrets
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    root = tmp_path_factory.mktemp("server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(root / "runtime"), "JUPYTER_CONFIG_DIR": str(root / "config")}
+    env.pop("JUPYTER_SANDBOX_URL", None)
+    argv = [
+        sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+        f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
+        '--ServerApp.jpserver_extensions={"jupyter_sandbox": True}',
+        "--SandboxApp.backend=docker", f"--DockerBackend.default_image={IMAGE}",
+        "--SandboxManager.default_memory=512M", f"--SandboxManager.server_id={SESSION_SERVER_ID}",
+    ]
+    log = open(root / "server.log", "wb")
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"jupyter server exited: {(root / 'server.log').read_text()[-3000:]}")
+            try:
+                if httpx.get(url + "api/status", headers={"Authorization": f"token {token}"}, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"jupyter server did not answer: {(root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url, token
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
