@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from jupyter_client.connect import write_connection_file
-from traitlets import Dict, Unicode
+from traitlets import Dict, Int, Unicode
 
 from ..errors import BackendUnavailable, InvalidInput, NotFound, SandboxError
 from ..models import SandboxSpec, format_size
@@ -64,6 +64,11 @@ class DockerBackend(SandboxBackend):
     network_mode = Unicode("bridge", help="Docker network used when a sandbox asks for network.").tag(config=True)
     extra_labels = Dict(help="Labels added to every container.").tag(config=True)
     python = Unicode("python", help="Python command in the image that has ipykernel.").tag(config=True)
+    runsc_min_pids = Int(
+        256,
+        help="Smallest pids limit for gVisor containers: its sentry's own threads count against the host "
+        "cgroup, and below this the whole sandbox dies at kernel start.",
+    ).tag(config=True)
 
     def _socket_root_default(self) -> str:
         return _default_socket_root()
@@ -138,6 +143,7 @@ class DockerBackend(SandboxBackend):
     def container_options(self, spec: SandboxSpec, labels: dict[str, str], host_dir: str | None) -> dict[str, Any]:
         """The hardened ``containers.run`` keyword arguments for a spec (also used by one-shot runs)."""
         uid, _, gid = self.user.partition(":")
+        runtime = spec.runtime or self.runtime
         options: dict[str, Any] = dict(
             user=self.user,
             network_mode=self.network_mode if spec.network else "none",
@@ -148,7 +154,7 @@ class DockerBackend(SandboxBackend):
             },
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
-            pids_limit=spec.pids,
+            pids_limit=max(spec.pids, self.runsc_min_pids) if runtime == "runsc" else spec.pids,
             mem_limit=spec.memory,
             memswap_limit=spec.memory,
             nano_cpus=int(spec.cpus * 1e9),
@@ -157,7 +163,7 @@ class DockerBackend(SandboxBackend):
             environment=dict(spec.env),
             working_dir=WORKDIR,
             hostname="sandbox",
-            runtime=spec.runtime or self.runtime,
+            runtime=runtime,
             ipc_mode="private",
         )
         if host_dir:
@@ -231,11 +237,14 @@ class DockerBackend(SandboxBackend):
         try:
             state = await self._call(self.client.api.exec_inspect, exec_id)
         except SandboxError:
-            return "the sandbox's container is gone"
+            state = {}
         if state.get("Running"):
             return None
-        code = state.get("ExitCode")
         spec = self._specs.get(sandbox_id)
+        container_gone = await self._container_exit_reason(sandbox_id)
+        if container_gone:
+            return container_gone
+        code = state.get("ExitCode")
         if code in (137, -9):
             limit = format_size(spec.memory) if spec else "?"
             return (
@@ -244,6 +253,22 @@ class DockerBackend(SandboxBackend):
             )
         tail = self.kernel_log(sandbox_id, kernel_id).strip().splitlines()[-3:]
         return f"The kernel died (exit code {code}). " + " ".join(tail)
+
+    async def _container_exit_reason(self, sandbox_id: str) -> str | None:
+        """Why the whole container stopped, or None while it runs."""
+        try:
+            container = await self._call(self._container, sandbox_id)
+        except SandboxError:
+            return "The sandbox's container is gone (removed). Create a new sandbox."
+        state = container.attrs.get("State", {})
+        if state.get("Running"):
+            return None
+        if state.get("OOMKilled"):
+            return "The sandbox ran out of memory and its container stopped. Restart the sandbox to continue."
+        return (
+            f"The sandbox's container stopped (exit code {state.get('ExitCode')}), e.g. after hitting its "
+            "process limit. Restart the sandbox to continue."
+        )
 
     async def stop_kernel(self, sandbox_id, kernel_id) -> None:
         exec_id = self._kernels.pop((sandbox_id, kernel_id), None)
