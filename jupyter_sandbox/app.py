@@ -27,21 +27,31 @@ class SandboxApp(ExtensionApp):
     def initialize_settings(self) -> None:
         backend = make_backend(self.backend, log=self.log, parent=self)
         self.manager = SandboxManager(parent=self, backend=backend, log=self.log)
+        from .executions import OneShotRunner
+
+        self.executions = OneShotRunner(parent=self, manager=self.manager, log=self.log)
         self.settings.update(
             sandbox_manager=self.manager,
             sandbox_app=self,
+            sandbox_executions=self.executions,
         )
         self.log.info("jupyter-sandbox: backend %s (%s)", backend.name, backend.isolation)
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         await self.manager.start()
+        await self.executions.start()
 
     def initialize_handlers(self) -> None:
         from .handlers import default_handlers
 
         self.handlers.extend(default_handlers)
+        from .oneshot_handlers import oneshot_handlers
+
+        self.handlers.extend(oneshot_handlers)
 
     async def stop_extension(self) -> None:
+        if getattr(self, "executions", None) is not None:
+            await self.executions.shutdown()  # kills running one-shot executions
         if self.manager is not None:
             self.log.info("jupyter-sandbox: removing %d sandboxes on shutdown", len(self.manager.list()))
             await self.manager.shutdown()

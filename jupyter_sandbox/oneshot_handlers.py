@@ -1,0 +1,110 @@
+"""Thin handlers for one-shot executions under ``{base_url}sandbox/api/v1/`` (python-executor's wire format).
+
+The logic is in executions.py; docs/oneshot-api.md describes the routes.
+"""
+
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from .errors import InvalidInput
+from .handlers import SandboxAPIHandler, api_path
+
+
+class _OneShotHandler(SandboxAPIHandler):
+    @property
+    def runner(self):
+        return self.settings["sandbox_executions"]
+
+    def _part(self, name: str) -> bytes | None:
+        """A multipart part's bytes, sent as a file or as a plain field."""
+        files = self.request.files.get(name)
+        if files:
+            return files[0]["body"]
+        values = self.request.body_arguments.get(name)
+        return values[0] if values else None
+
+    def job_from_multipart(self):
+        self.runner.check_request_size(len(self.request.body or b""))
+        if not self.request.headers.get("Content-Type", "").startswith("multipart/form-data"):
+            raise InvalidInput("send multipart/form-data with a 'tar' part and a 'metadata' part", field="body")
+        archive = self._part("tar")
+        if archive is None:
+            raise InvalidInput("missing the 'tar' part (an uncompressed tar of the files)", field="tar")
+        metadata = self._part("metadata")
+        if metadata is None:
+            raise InvalidInput("missing the 'metadata' part (JSON)", field="metadata")
+        return self.runner.parse_exec(archive, metadata)
+
+
+class ExecSyncHandler(_OneShotHandler):
+    @web.authenticated
+    @authorized
+    async def post(self):
+        record = await self.runner.run(self.owner, self.job_from_multipart())
+        self.write_json(record.to_dict())
+
+
+class ExecAsyncHandler(_OneShotHandler):
+    @web.authenticated
+    @authorized
+    async def post(self):
+        record = self.runner.submit(self.owner, self.job_from_multipart())
+        self.set_header("Location", self.base_url.rstrip("/") + api_path("v1", "executions", record.id))
+        self.write_json({"execution_id": record.id}, status=202)
+
+
+class ExecutionsHandler(_OneShotHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        limit = self._int_argument("limit", 50, 1, 500)
+        offset = self._int_argument("offset", 0, 0, 10**9)
+        self.write_json(self.runner.list(self.owner, limit=limit, offset=offset))
+
+    def _int_argument(self, name: str, default: int, lo: int, hi: int) -> int:
+        value = self.get_query_argument(name, None)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise InvalidInput(f"{name} must be an integer", field=name) from None
+        if not lo <= number <= hi:
+            raise InvalidInput(f"{name} must be between {lo} and {hi}", field=name)
+        return number
+
+
+class ExecutionHandler(_OneShotHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, execution_id):
+        self.write_json(self.runner.get(self.owner, execution_id).to_dict())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, execution_id):
+        record = await self.runner.kill(self.owner, execution_id)
+        self.write_json({"status": record.status})
+
+
+class EvalHandler(_OneShotHandler):
+    @web.authenticated
+    @authorized
+    async def post(self):
+        self.runner.check_request_size(len(self.request.body or b""))
+        job = self.runner.parse_eval(self.json_body())
+        record = await self.runner.run(self.owner, job)
+        self.write_json(record.to_dict())
+
+
+_ID = r"(?P<execution_id>[^/]+)"
+
+oneshot_handlers = [
+    (api_path("v1", "exec", "sync"), ExecSyncHandler),
+    (api_path("v1", "exec", "async"), ExecAsyncHandler),
+    (api_path("v1", "executions"), ExecutionsHandler),
+    (api_path("v1", "executions", _ID), ExecutionHandler),
+    (api_path("v1", "eval"), EvalHandler),
+]
