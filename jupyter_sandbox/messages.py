@@ -161,28 +161,36 @@ async def run_execute(
     timed_out_at: float | None = None
     last_liveness = time.monotonic()
 
+    async def deliver(events: list[Event]) -> None:
+        if timed_out_at is not None:
+            # The KeyboardInterrupt we caused is replaced by a TimeoutError at the end.
+            events = [e for e in events if e["type"] != "error"]
+        await _emit(on_event, events)
+
     while not collector.done:
         got = False
-        try:
-            msg = await client.get_iopub_msg(timeout=poll)
-            got = True
-            events = collector.handle_iopub(msg)
-            if timed_out_at is not None:
-                # The KeyboardInterrupt we caused is replaced by a TimeoutError below.
-                events = [e for e in events if e["type"] != "error"]
-            await _emit(on_event, events)
-        except queue.Empty:
-            pass
-        # Drain shell replies without blocking: the reply can come before or after idle.
-        while True:
+        if collector.idle and not collector.replied:
+            # All output is in; only the shell reply is missing: wait on that channel.
             try:
-                reply = await client.get_shell_msg(timeout=0)
+                reply = await client.get_shell_msg(timeout=poll)
+                got = True
+                await deliver(collector.handle_reply(reply))
             except queue.Empty:
-                break
-            events = collector.handle_reply(reply)
-            if timed_out_at is not None:
-                events = [e for e in events if e["type"] != "error"]
-            await _emit(on_event, events)
+                pass
+        else:
+            try:
+                msg = await client.get_iopub_msg(timeout=poll)
+                got = True
+                await deliver(collector.handle_iopub(msg))
+            except queue.Empty:
+                pass
+            # The reply can come before idle: take it without blocking when it is there.
+            while not collector.replied:
+                try:
+                    reply = await client.get_shell_msg(timeout=0)
+                except queue.Empty:
+                    break
+                await deliver(collector.handle_reply(reply))
         if collector.done:
             break
         now = time.monotonic()
