@@ -531,14 +531,15 @@ class Sandbox(_Base):
 
     @classmethod
     def connect(cls, name_or_id: str, *, server_url: str | None = None, token: str | None = None,
-                keep: bool = True) -> Sandbox:
-        connection = connect(server_url, token)
+                keep: bool = True, _connection: Connection | None = None) -> Sandbox:
+        connection = _connection or connect(server_url, token)
         model = _loop().run(connection.get(name_or_id))
         return cls(_connection=connection, _model=model, keep=keep)
 
     @classmethod
-    def list(cls, *, server_url: str | None = None, token: str | None = None) -> list[SandboxModel]:
-        connection = connect(server_url, token)
+    def list(cls, *, server_url: str | None = None, token: str | None = None,
+             _connection: Connection | None = None) -> list[SandboxModel]:
+        connection = _connection or connect(server_url, token)
         return _loop().run(connection.list())
 
     def __enter__(self) -> Sandbox:
@@ -775,6 +776,8 @@ class ExecutionResult:
     finished_at: str | None = None
     duration_ms: int | None = None
     result: str | None = None
+    error_type: str | None = None  # this server's additions: the exception's name and line
+    error_line: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecutionResult:

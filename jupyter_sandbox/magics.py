@@ -1,0 +1,387 @@
+"""IPython magics: ``%%sandbox``, ``%remote_eval`` / ``%%remote_eval`` and ``%sandbox``.
+
+``%load_ext jupyter_sandbox`` registers them. They always go through a jupyter-sandbox
+server (the notebook's kernel never needs Docker): JUPYTER_SANDBOX_URL/TOKEN, the
+JupyterHub environment, or the local Jupyter server that runs this notebook.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import io
+import os
+import pickle
+import sys
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import publish_display_data
+from traitlets import Bool, Float, Unicode
+from traitlets.config import Configurable
+
+from .client import OneShot, Sandbox, connect
+from .errors import NotFound, SandboxError
+from .models import Execution, format_size
+
+SUBCOMMANDS = ("list", "status", "restart", "interrupt", "kill", "files", "push", "pull", "config")
+
+
+class SandboxMagicError(Exception):
+    """A problem worth one line (server unreachable, bad request): no local traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]
+
+
+class RemoteError(Exception):
+    """The code failed in the sandbox. IPython shows the *remote* traceback (ipyparallel's way).
+
+    Raising it fails the cell, so "Run All" stops there as with a local error.
+    """
+
+    def __init__(self, execution: Execution):
+        self.execution = execution
+        self.ename = execution.error.name
+        self.evalue = execution.error.value
+        super().__init__(f"{self.ename}: {self.evalue}")
+
+    def _render_traceback_(self) -> list[str]:
+        return self.execution.error._render_traceback_()
+
+    @classmethod
+    def of(cls, execution: Execution) -> RemoteError:
+        """An instance whose class is named like the remote exception, so the cell's error
+        output says ``ZeroDivisionError`` rather than ``RemoteError``."""
+        name = execution.error.name
+        kind = type(name, (cls,), {"__module__": "sandbox"}) if name.isidentifier() else cls
+        return kind(execution)
+
+
+class RemoteValue(str):
+    """A remote ``repr`` that is not a Python literal: shown as-is, not quoted again."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+# Only these globals may be unpickled by ``%sandbox pull`` unless ``pull_trusted`` is set:
+# unpickling anything else would run code chosen by the sandbox in this kernel.
+SAFE_GLOBALS = {
+    ("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int",
+                              "float", "complex", "bool", "range", "slice")
+} | {
+    ("collections", "OrderedDict"), ("datetime", "datetime"), ("datetime", "date"), ("datetime", "time"),
+    ("datetime", "timedelta"), ("datetime", "timezone"), ("decimal", "Decimal"), ("fractions", "Fraction"),
+    ("uuid", "UUID"),
+}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in SAFE_GLOBALS:
+            raise SandboxMagicError(
+                f"refusing to unpickle {module}.{name} from the sandbox (it could run code in this kernel); "
+                "`%config SandboxMagics.pull_trusted = True` allows any picklable object"
+            )
+        return super().find_class(module, name)
+
+
+def _usage(func) -> str:
+    # MagicHelpFormatter writes reST ("::" and indentation); one plain line reads better.
+    return "usage: " + " ".join(func.parser.format_usage().replace("::", " ").split())
+
+
+def _parse(func, line: str):
+    """magic_arguments parsing, with the usage line in the UsageError."""
+    try:
+        return parse_argstring(func, line)
+    except UsageError as e:
+        raise UsageError(f"{_usage(func)}\n{e}") from None
+
+
+def _env(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env takes KEY=VALUE, not {pair!r}")
+        env[key] = value
+    return env
+
+
+def _default_name() -> str:
+    """One sandbox per notebook kernel by default (named after the kernel's id)."""
+    try:
+        from ipykernel.connect import get_connection_file
+
+        stem = os.path.basename(get_connection_file())
+        kernel = stem.removeprefix("kernel-").removesuffix(".json")
+    except Exception:  # not in a kernel (terminal IPython): one per process
+        kernel = str(os.getpid())
+    return f"notebook-{kernel[:12]}"
+
+
+def _write(stream):
+    def callback(message):
+        stream.write(message.line)
+        stream.flush()  # now, not at the next flush interval: output is live
+
+    return callback
+
+
+def _publish(result) -> None:
+    if not result.is_main_result:  # the main result is the magic's return value: Out[n]
+        publish_display_data(result.bundle())
+
+
+@magics_class
+class SandboxMagics(Magics, Configurable):
+    """Run cells in sandboxes. Defaults are set with ``%config SandboxMagics.<name> = ...``."""
+
+    server_url = Unicode("", help="Jupyter server running jupyter_sandbox ('' = find it).").tag(config=True)
+    token = Unicode("", help="Token for server_url ('' = from the environment).").tag(config=True)
+    default_sandbox = Unicode("", help="Sandbox for %%sandbox without NAME ('' = one per notebook kernel).").tag(config=True)
+    default_image = Unicode("", help="Image for new sandboxes ('' = the server's default).").tag(config=True)
+    default_memory = Unicode("", help="Memory for new sandboxes, e.g. 512M ('' = the server's default).").tag(config=True)
+    default_cpus = Float(None, allow_none=True, help="CPUs for new sandboxes (None = the server's default).").tag(config=True)
+    default_network = Bool(False, help="Whether new sandboxes get network access.").tag(config=True)
+    default_timeout = Float(None, allow_none=True, help="Per-execution timeout in seconds (None = the server's).").tag(config=True)
+    pull_trusted = Bool(False, help="Let %sandbox pull unpickle any object (runs code from the sandbox here).").tag(config=True)
+
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell=shell, **kwargs)
+        self._sandboxes: dict[str, Sandbox] = {}
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _connection(self):
+        try:
+            return connect(self.server_url or None, self.token or None, in_process=False)
+        except SandboxError as e:
+            raise SandboxMagicError(f"jupyter-sandbox: {e}") from None
+
+    def _call(self, func, *args, **kwargs):
+        """Run a client call; server-side problems become one line, not a traceback."""
+        try:
+            return func(*args, **kwargs)
+        except SandboxError as e:
+            raise SandboxMagicError(f"jupyter-sandbox: {e}") from None
+
+    def _sandbox(self, name: str | None, spec: dict[str, Any] | None = None) -> Sandbox:
+        """The named sandbox: cached, else found on the server, else created (when ``spec`` given)."""
+        name = name or self.default_sandbox or _default_name()
+        if name in self._sandboxes:
+            return self._sandboxes[name]
+        connection = self._connection()
+        try:
+            sandbox = Sandbox.connect(name, _connection=connection)
+        except NotFound:
+            if spec is None:
+                raise SandboxMagicError(f"jupyter-sandbox: no sandbox {name!r} (`%sandbox list` shows yours)") from None
+            sandbox = self._call(Sandbox, name, keep=True, _connection=connection, **spec)
+        except SandboxError as e:
+            raise SandboxMagicError(f"jupyter-sandbox: {e}") from None
+        self._sandboxes[name] = sandbox
+        return sandbox
+
+    def _spec(self, args=None) -> dict[str, Any]:
+        """The spec for a new sandbox: the cell's options over the configured defaults."""
+        given = vars(args) if args is not None else {}
+        spec = {
+            "image": given.get("image") or self.default_image or None,
+            "memory": given.get("memory") or self.default_memory or None,
+            "cpus": given["cpus"] if given.get("cpus") is not None else self.default_cpus,
+            "network": given.get("network") or self.default_network,
+            "env": _env(given.get("env")),
+            "timeout": given["timeout"] if given.get("timeout") is not None else self.default_timeout,
+        }
+        return {k: v for k, v in spec.items() if v is not None}
+
+    def _run(self, sandbox: Sandbox, code: str, *, stream: bool = True, **kwargs) -> Execution:
+        callbacks = dict(on_stdout=_write(sys.stdout), on_stderr=_write(sys.stderr), on_result=_publish) if stream else {}
+        return self._call(sandbox.run_code, code, **callbacks, **kwargs)
+
+    # -- %%sandbox --------------------------------------------------------------------
+    @magic_arguments("%sandbox")
+    @argument("name", nargs="?", help="Sandbox name (created on first use; default: one per notebook kernel).")
+    @argument("--image", help="Image for a new sandbox.")
+    @argument("--memory", help="Memory for a new sandbox, e.g. 512M.")
+    @argument("--cpus", type=float, help="CPUs for a new sandbox.")
+    @argument("--network", action="store_true", default=False, help="Give a new sandbox network access.")
+    @argument("--env", action="append", metavar="K=V", help="Environment variable (repeatable).")
+    @argument("--timeout", type=float, help="Execution timeout in seconds.")
+    @argument("--context", help="Context (kernel) id in the sandbox.")
+    @argument("--out", metavar="VAR", help="Store the Execution in this variable.")
+    @no_var_expand
+    @cell_magic("sandbox")
+    def sandbox_cell(self, line: str, cell: str):
+        """Run the cell in a sandbox: output streams live, results render inline, errors show the remote traceback."""
+        args = _parse(self.sandbox_cell, line)
+        spec = self._spec(args)
+        name = args.name or self.default_sandbox or _default_name()
+        kwargs = dict(context=args.context, envs=_env(args.env), timeout=spec.get("timeout"))
+        sandbox = self._sandbox(name, spec)
+        try:
+            execution = self._run(sandbox, cell, **kwargs)
+        except SandboxMagicError:
+            if name not in self._sandboxes or not self._gone(name):
+                raise
+            # Removed behind our back (UI, another kernel): make it again, once.
+            execution = self._run(self._sandbox(name, spec), cell, **kwargs)
+        if args.out:
+            self.shell.user_ns[args.out] = execution
+        if execution.error:
+            raise RemoteError.of(execution)
+        return next((r for r in execution.results if r.is_main_result), None)
+
+    def _gone(self, name: str) -> bool:
+        sandbox = self._sandboxes.pop(name)
+        try:
+            sandbox.model  # refreshes from the server
+        except NotFound:
+            return True
+        except SandboxError:
+            pass
+        self._sandboxes[name] = sandbox
+        return False
+
+    # -- %remote_eval -----------------------------------------------------------------
+    @magic_arguments()
+    @argument("--var", metavar="NAME", help="Store the value in this variable.")
+    @argument("--timeout", type=int, help="Timeout in seconds.")
+    @argument("code", nargs="*", help="Expression (line magic); the cell is the code in %%remote_eval.")
+    @no_var_expand
+    @line_cell_magic
+    def remote_eval(self, line: str, cell: str | None = None):
+        """Evaluate code once, statelessly, in a throwaway sandbox; returns the last expression's value."""
+        if cell is None and line.strip() and not line.lstrip().startswith("--"):
+            args, code = _parse(self.remote_eval, ""), line  # a bare expression: no option parsing
+        else:
+            args = _parse(self.remote_eval, line)
+            code = cell if cell is not None else " ".join(args.code)
+        if not code.strip():
+            raise UsageError(f"{_usage(self.remote_eval)}\nnothing to evaluate")
+        self._connection()
+        client = self._call(OneShot, self.server_url or None, self.token or None)
+        result = self._call(client.eval, code, timeout_seconds=args.timeout)
+        if result.stdout:
+            sys.stdout.write(result.stdout)
+        if result.status != "completed" or result.exit_code not in (0, None):
+            # The remote traceback is on stderr; show it as the error, not a local one.
+            raise SandboxMagicError((result.stderr or result.error or f"remote execution {result.status}").rstrip())
+        if result.stderr:
+            sys.stderr.write(result.stderr)
+        value = None
+        if result.result is not None:
+            try:
+                value = ast.literal_eval(result.result)
+            except (ValueError, SyntaxError):
+                value = RemoteValue(result.result)
+        if args.var:
+            self.shell.user_ns[args.var] = value
+        return value
+
+    # -- %sandbox ---------------------------------------------------------------------
+    @magic_arguments("sandbox")
+    @argument("command", choices=SUBCOMMANDS, help="What to do.")
+    @argument("args", nargs="*", help="NAME [PATH] for files; NAME VAR... for push and pull; NAME otherwise.")
+    @line_magic("sandbox")
+    def sandbox_line(self, line: str):
+        """%sandbox list | status NAME | restart NAME | interrupt NAME | kill NAME | files NAME [PATH]
+        | push NAME VAR... | pull NAME VAR... | config"""
+        args = _parse(self.sandbox_line, line)
+        command, rest = args.command, args.args
+        if command == "config":
+            return self._show_config()
+        if command == "list":
+            return self._list()
+        if not rest:
+            raise UsageError(f"{_usage(self.sandbox_line)}\n%sandbox {command} needs a sandbox NAME")
+        name, rest = rest[0], rest[1:]
+        if command in ("push", "pull") and not rest:
+            raise UsageError(f"%sandbox {command} {name} VAR [VAR ...]: name the variables")
+        # Pushing to a sandbox that does not exist yet makes it (with the defaults).
+        sandbox = self._sandbox(name, self._spec() if command == "push" else None)
+        if command == "status":
+            model = self._call(lambda: sandbox.model)
+            stats = self._call(sandbox.stats)
+            print(f"{model.name} ({model.id}): {model.status} on {model.backend}; image {model.spec.image}, "
+                  f"{format_size(model.spec.memory)} memory, {model.spec.cpus:g} CPUs, "
+                  f"network {'on' if model.spec.network else 'off'}; {len(model.contexts)} context(s)")
+            print(f"  using {stats.get('cpu_percent', 0):.1f}% CPU, {format_size(stats.get('memory_used') or 0)} "
+                  f"of {format_size(stats.get('memory_limit') or 0)} memory, {stats.get('pids')} processes")
+        elif command == "restart":
+            self._call(sandbox.restart)
+            print(f"restarted {name}: variables and files are reset")
+        elif command == "interrupt":
+            self._call(sandbox.interrupt)
+            print(f"interrupted {name}")
+        elif command == "kill":
+            self._call(sandbox.kill)
+            self._sandboxes.pop(name, None)
+            print(f"removed {name}")
+        elif command == "files":
+            for entry in self._call(sandbox.files.list, rest[0] if rest else "."):
+                kind = "/" if entry.get("type") == "directory" else ""
+                print(f"{entry.get('size', 0):>10}  {entry['name']}{kind}")
+        elif command == "push":
+            self._push(sandbox, rest)
+        elif command == "pull":
+            self._pull(sandbox, rest)
+
+    def _push(self, sandbox: Sandbox, names: list[str]) -> None:
+        lines = ["import base64 as _jsbx_b64, pickle as _jsbx_pickle"]
+        for var in names:
+            if not var.isidentifier():
+                raise UsageError(f"{var!r} is not a variable name")
+            if var not in self.shell.user_ns:
+                raise UsageError(f"no variable {var!r} in this notebook")
+            try:
+                data = base64.b64encode(pickle.dumps(self.shell.user_ns[var])).decode()
+            except Exception as e:  # unpicklable: say which variable and why
+                raise SandboxMagicError(f"cannot push {var}: {type(e).__name__}: {e}") from None
+            lines.append(f"{var} = _jsbx_pickle.loads(_jsbx_b64.b64decode({data!r}))")
+        lines.append("del _jsbx_b64, _jsbx_pickle")
+        execution = self._run(sandbox, "\n".join(lines), stream=False)
+        if execution.error:
+            raise RemoteError.of(execution)
+        print(f"pushed {', '.join(names)} to {sandbox.name}")
+
+    def _pull(self, sandbox: Sandbox, names: list[str]) -> None:
+        for var in names:
+            if not var.isidentifier():
+                raise UsageError(f"{var!r} is not a variable name")
+            code = ("import base64 as _jsbx_b64, pickle as _jsbx_pickle\n"
+                    f"print(_jsbx_b64.b64encode(_jsbx_pickle.dumps({var})).decode())\n"
+                    "del _jsbx_b64, _jsbx_pickle")
+            execution = self._run(sandbox, code, stream=False)
+            if execution.error:
+                raise RemoteError.of(execution)
+            data = base64.b64decode("".join(execution.logs.stdout))
+            loader = pickle.loads if self.pull_trusted else (lambda raw: _SafeUnpickler(io.BytesIO(raw)).load())
+            self.shell.user_ns[var] = loader(data)
+        print(f"pulled {', '.join(names)} from {sandbox.name}")
+
+    def _list(self) -> None:
+        sandboxes = self._call(Sandbox.list, _connection=self._connection())
+        if not sandboxes:
+            print("no sandboxes")
+            return
+        print(f"{'NAME':<24} {'ID':<18} {'STATUS':<10} {'BACKEND':<8} {'MEMORY':>7} {'CPUS':>5}")
+        for m in sandboxes:
+            print(f"{m.name:<24} {m.id:<18} {m.status:<10} {m.backend:<8} {format_size(m.spec.memory):>7} {m.spec.cpus:>5g}")
+
+    def _show_config(self) -> None:
+        for name in sorted(self.class_own_traits(config=True)):
+            if name == "token":
+                continue
+            print(f"SandboxMagics.{name} = {getattr(self, name)!r}")
+        print(f"default sandbox for this kernel: {self.default_sandbox or _default_name()}")
+        try:
+            print(f"server: {self._connection().description}")
+        except SandboxMagicError as e:
+            print(f"server: none ({e})")

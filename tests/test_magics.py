@@ -1,0 +1,168 @@
+"""The magics, end to end: real notebooks run by nbclient in a real ipykernel, against a real
+`jupyter server` with the Docker backend (the ``sandbox_server`` fixture in conftest).
+
+The notebook's kernel only gets JUPYTER_SANDBOX_URL/TOKEN: it never touches Docker.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import time
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from nbformat.v4 import new_code_cell, new_notebook
+
+pytestmark = pytest.mark.docker
+
+
+def kernel_env(server) -> dict[str, str]:
+    url, token = server
+    env = {**os.environ, "JUPYTER_SANDBOX_URL": url, "JUPYTER_SANDBOX_TOKEN": token}
+    env.pop("DOCKER_HOST", None)
+    return env
+
+
+def run_notebook(nb, server, tmp_path):
+    client = NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    error = None
+    try:
+        client.execute(env=kernel_env(server))
+    except CellExecutionError as e:
+        error = e
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(nb, path)
+    return nbformat.read(path, as_version=4), error
+
+
+def outputs_of(cell, output_type):
+    return [o for o in cell.outputs if o.output_type == output_type]
+
+
+def stream_text(cell, name="stdout"):
+    return "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == name)
+
+
+def test_notebook_with_magics(sandbox_server, tmp_path):
+    cells = [
+        "%load_ext jupyter_sandbox",
+        "%%sandbox\nx = 21\nprint('x is set')",
+        "%%sandbox\nx * 2",
+        "%%sandbox\nimport matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()",
+        "%%sandbox --out table_run\nimport pandas as pd\npd.DataFrame({'a': [1, 2], 'b': [3, 4]})",
+        "type(table_run).__name__, table_run.results[0].html is not None",
+        "%remote_eval 2+2",
+        "d = {'a': 1, 'b': [1, 2]}\n%sandbox push pushpull d",
+        "%%sandbox pushpull\nd['c'] = sum(d['b'])\nd2 = d",
+        "%sandbox pull pushpull d2\nprint(d2)",
+        "%%sandbox\nprint('before the error')\n1 / 0",
+        "print('this cell must not run')",
+    ]
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+    saved, error = run_notebook(nb, sandbox_server, tmp_path)
+    nbformat.validate(saved)
+    c = saved.cells
+
+    # %load_ext ran cleanly
+    assert not outputs_of(c[0], "error"), c[0].outputs
+    # state kept across %%sandbox cells; the main result shows as Out[n]
+    assert "x is set" in stream_text(c[1])
+    (out,) = outputs_of(c[2], "execute_result")
+    assert out.data["text/plain"] == "42"
+    assert out.execution_count == c[2].execution_count
+    # matplotlib: image/png in the saved output
+    pngs = [o for o in outputs_of(c[3], "display_data") if "image/png" in o.data]
+    assert pngs and len(pngs[0].data["image/png"]) > 1000
+    # pandas: text/html, and --out stored the Execution in the notebook's namespace
+    (table,) = outputs_of(c[4], "execute_result")
+    assert "<table" in table.data["text/html"]
+    assert outputs_of(c[5], "execute_result")[0].data["text/plain"] == "('Execution', True)"
+    # %remote_eval 2+2 -> 4 (through the one-shot API's eval)
+    assert not outputs_of(c[6], "error"), c[6].outputs
+    assert outputs_of(c[6], "execute_result")[0].data["text/plain"] == "4"
+    # push and pull of a dict
+    assert "pushed d to pushpull" in stream_text(c[7])
+    assert not outputs_of(c[8], "error"), c[8].outputs
+    assert "{'a': 1, 'b': [1, 2], 'c': 3}" in stream_text(c[9])
+    # the failing cell: remote traceback, no local frames, and the run stopped there
+    assert error is not None and "ZeroDivisionError" in str(error)
+    assert "before the error" in stream_text(c[10])
+    (err,) = outputs_of(c[10], "error")
+    assert err.ename == "ZeroDivisionError"
+    tb = "\n".join(err.traceback)
+    assert "ZeroDivisionError" in tb and "1 / 0" in tb
+    assert "magics.py" not in tb and "client.py" not in tb and "RemoteError" not in tb
+    assert c[11].execution_count is None and c[11].outputs == []
+
+
+def test_bad_arguments_and_unreachable_server(tmp_path):
+    cells = [
+        "%load_ext jupyter_sandbox",
+        "%%sandbox --cpus lots\nprint(1)",
+        "%sandbox frobnicate",
+        "%%sandbox\nprint(1)",
+    ]
+    # Nothing listens on port 9: the magic must say so in one line, no traceback.
+    env = {**os.environ, "JUPYTER_SANDBOX_URL": "http://127.0.0.1:9/", "JUPYTER_SANDBOX_TOKEN": "x"}
+    results = []
+    for cell in cells[1:]:
+        nb = new_notebook(cells=[new_code_cell(cells[0]), new_code_cell(cell)])
+        client = NotebookClient(nb, timeout=60, kernel_name="python3", allow_errors=True)
+        client.execute(env=env)
+        results.append(nb.cells[1])
+    bad_cpus, bad_command, unreachable = results
+    usage = stream_text(bad_cpus, "stderr") + str(bad_cpus.outputs)
+    assert "UsageError" in usage and "usage: %%sandbox" in usage and "--cpus" in usage
+    usage = stream_text(bad_command, "stderr") + str(bad_command.outputs)
+    assert "UsageError" in usage and "invalid choice" in usage
+    (err,) = outputs_of(unreachable, "error")
+    assert len(err.traceback) == 1, err.traceback
+    assert "cannot reach the jupyter-sandbox server at http://127.0.0.1:9/" in err.traceback[0]
+    assert "JUPYTER_SANDBOX_URL" in err.traceback[0]
+
+
+def test_stdout_streams_live_to_iopub(sandbox_server):
+    """The first line reaches the notebook kernel's iopub before the sandbox's sleep ends."""
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env=kernel_env(sandbox_server))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        reply = kc.execute_interactive("%load_ext jupyter_sandbox\n%sandbox config", timeout=60, output_hook=lambda m: None)
+        assert reply["content"]["status"] == "ok"
+        # Warm the sandbox so the measured cell only runs code.
+        reply = kc.execute_interactive("%%sandbox\nimport time", timeout=120, output_hook=lambda m: None)
+        assert reply["content"]["status"] == "ok"
+
+        msg_id = kc.execute("%%sandbox\nimport time\nprint('first', flush=True)\ntime.sleep(2)\nprint('second')")
+        arrivals = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                msg = kc.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                arrivals.append((time.monotonic(), msg["content"]["text"]))
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        text = "".join(t for _, t in arrivals)
+        assert "first" in text and "second" in text, arrivals
+        first_at = next(t for t, s in arrivals if "first" in s)
+        second_at = next(t for t, s in arrivals if "second" in s)
+        print(f"first line arrived {second_at - first_at:.2f} s before the second", file=sys.stderr)
+        assert second_at - first_at > 1.5, arrivals
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
