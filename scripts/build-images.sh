@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the default sandbox image offline when it is missing.
-#   BASE_IMAGE (default jupyter-sandbox-base:bookworm): made with debootstrap when absent.
+#   BASE_IMAGE (default jupyter-sandbox-base:bookworm, made with debootstrap when absent;
+#              on a machine with a registry, e.g. BASE_IMAGE=python:3.11-slim).
 #   SANDBOX_IMAGE (default jupyter-sandbox:latest): the image sandboxes run.
 # Python packages are downloaded on the host into a wheelhouse (PyPI is reachable from
 # the host; containers may not verify TLS) and installed in the image with --no-index.
@@ -17,7 +18,10 @@ if [ "${FORCE:-0}" != 1 ] && docker image inspect "$SANDBOX_IMAGE" >/dev/null 2>
     exit 0
 fi
 
-if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+if [ "$BASE_IMAGE" != "jupyter-sandbox-base:bookworm" ]; then
+    log "step 1/3: base $BASE_IMAGE (docker pulls it if needed)"
+    docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || docker pull "$BASE_IMAGE"
+elif ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
     root="$CACHE/rootfs"
     rm -rf "$root"; mkdir -p "$root"
     log "step 1/3: debootstrap a bookworm base (about a minute) -> $BASE_IMAGE"
