@@ -118,7 +118,8 @@ class DockerBackend(SandboxBackend):
             return await asyncio.to_thread(partial(fn, *args, **kwargs))
         except docker.errors.ImageNotFound as e:
             raise InvalidInput(
-                f"image not found on this host: {e.explanation}. Build the default one with scripts/build-images.sh",
+                f"image not found on this host: {e.explanation}. Build the default one with "
+                "scripts/build-images.sh, or `docker pull` / `docker build` the one you named",
                 field="image",
             ) from e
         except docker.errors.NotFound as e:
@@ -180,6 +181,8 @@ class DockerBackend(SandboxBackend):
         # parent keeps other host users out.
         os.chmod(host_dir, 0o777)
         options = self.container_options(spec, labels, host_dir)
+        # Never pull implicitly (it may hang on a registry-less host): the image must be here.
+        await self._call(self.client.images.get, image)
         self.log.info(
             "creating container for sandbox %s: image=%s runtime=%s memory=%s cpus=%s network=%s",
             sandbox_id, image, options["runtime"], format_size(spec.memory), spec.cpus, spec.network,

@@ -1,0 +1,91 @@
+"""Backend choice, honesty about isolation, reaping after a crash, hardened options."""
+
+from __future__ import annotations
+
+import docker
+import pytest
+
+from conftest import IMAGE, SESSION_SERVER_ID, make_manager
+from jupyter_sandbox.backends import make_backend
+from jupyter_sandbox.backends.base import LABEL_PREFIX, confine
+from jupyter_sandbox.backends.docker import DockerBackend
+from jupyter_sandbox.errors import BackendUnavailable, InvalidInput
+from jupyter_sandbox.models import SandboxSpec
+
+
+def test_auto_picks_docker_when_reachable(docker_ready, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        assert make_backend("auto").name == "docker"
+    assert "chose docker" in caplog.text
+
+
+def test_auto_falls_back_to_local_without_an_engine(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    backend = make_backend("auto")
+    assert backend.name == "local"
+    assert "Not a security boundary" in backend.isolation
+
+
+async def test_unreachable_engine_is_a_clear_503():
+    backend = DockerBackend(docker_url="unix:///nonexistent/docker.sock")
+    with pytest.raises(BackendUnavailable) as info:
+        await backend.create("sbx_x", SandboxSpec(), {})
+    assert info.value.status == 503
+    assert "scripts/setup-docker.sh" in info.value.message and "local" in info.value.message
+
+
+def test_hardened_container_options():
+    options = DockerBackend().container_options(SandboxSpec(memory=256 * 1024**2, cpus=0.5, pids=64), {"a": "b"}, "/h")
+    assert options["network_mode"] == "none" and options["read_only"] is True
+    assert options["cap_drop"] == ["ALL"] and options["security_opt"] == ["no-new-privileges"]
+    assert options["mem_limit"] == options["memswap_limit"] == 256 * 1024**2
+    assert options["nano_cpus"] == 500_000_000 and options["pids_limit"] == 64 and options["init"] is True
+    assert options["user"] != "root" and not options["user"].startswith("0")
+    assert list(options["volumes"]) == ["/h"]  # only the kernel socket directory
+    assert all("docker.sock" not in path for path in options["volumes"])
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("a.txt", "/home/user/a.txt"), ("", "/home/user"), ("/home/user/d/x", "/home/user/d/x"), ("d/../e", "/home/user/e"),
+])
+def test_confine_accepts_paths_inside(path, expected):
+    assert confine(path) == expected
+
+
+@pytest.mark.parametrize("path", ["..", "../x", "/etc/passwd", "/home/userx", "a/../../b", "a\x00b"])
+def test_confine_refuses_escapes(path):
+    with pytest.raises(InvalidInput):
+        confine(path)
+
+
+async def test_restarted_server_reaps_its_leftover_containers(docker_ready):
+    crashed = make_manager("docker")
+    model = await crashed.create("alice")
+    # The "crashed" server never shuts down; a new one with the same server id starts.
+    survivor = make_manager("docker")
+    await survivor.start()
+    client = docker.from_env()
+    left = client.containers.list(all=True, filters={"label": [f"{LABEL_PREFIX}.sandbox={model.id}"]})
+    assert left == []
+
+
+async def test_other_servers_containers_are_not_reaped(docker_ready):
+    mine = make_manager("docker")
+    model = await mine.create("bob")
+    other = make_manager("docker", server_id=SESSION_SERVER_ID + "-other")
+    await other.start()
+    client = docker.from_env()
+    assert len(client.containers.list(filters={"label": [f"{LABEL_PREFIX}.sandbox={model.id}"]})) == 1
+    await mine.shutdown()
+    assert client.containers.list(all=True, filters={"label": [f"{LABEL_PREFIX}.sandbox={model.id}"]}) == []
+
+
+async def test_unknown_image_is_a_400_naming_the_field(docker_ready):
+    manager = make_manager("docker", allowed_images=["missing-image:nope"])
+    with pytest.raises(InvalidInput) as info:
+        await manager.create("carol", spec={"image": "missing-image:nope"})
+    assert info.value.field == "image" and "build" in info.value.message
+    assert manager.list("carol") == []
+    assert IMAGE in manager.images
