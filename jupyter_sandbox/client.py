@@ -263,16 +263,22 @@ class HTTPConnection(Connection):
         await self.request("PUT", f"sandboxes/{_q(key)}/files", params={"path": path}, content=data)
 
     async def read_file(self, key, path):
+        # The body is the file's bytes whatever Content-Type says (jupyter_server's
+        # APIHandler labels every answer application/json unless told otherwise).
         response = await self.request("GET", f"sandboxes/{_q(key)}/files", params={"path": path})
-        if response.headers.get("content-type", "").startswith("application/json"):
-            raise InvalidInput(f"{path} is a directory", field="path")
         return response.content
 
     async def list_files(self, key, path):
         response = await self.request("GET", f"sandboxes/{_q(key)}/files", params={"path": path})
-        if not response.headers.get("content-type", "").startswith("application/json"):
+        if response.headers.get("content-type", "").startswith("application/octet-stream"):
             raise InvalidInput(f"not a directory: {path}", field="path")
-        return response.json()
+        try:
+            entries = response.json()
+        except ValueError:
+            entries = None
+        if not isinstance(entries, list):
+            raise InvalidInput(f"not a directory: {path}", field="path")
+        return entries
 
     async def remove_file(self, key, path):
         await self.request("DELETE", f"sandboxes/{_q(key)}/files", params={"path": path})

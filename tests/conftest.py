@@ -178,7 +178,7 @@ def sandbox_server(docker_ready, tmp_path_factory):
     env.pop("JUPYTER_SANDBOX_URL", None)
     argv = [
         sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-        f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
         '--ServerApp.jpserver_extensions={"jupyter_sandbox": True}',
         "--SandboxApp.backend=docker", f"--DockerBackend.default_image={IMAGE}",
         "--SandboxManager.default_memory=512M", f"--SandboxManager.server_id={SESSION_SERVER_ID}",
