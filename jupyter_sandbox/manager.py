@@ -228,12 +228,26 @@ class SandboxManager(LoggingConfigurable):
                 except queue.Empty:
                     break
                 if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                    return
+                    if await self._iopub_connected(client):
+                        return
+                    break
             reason = await self.backend.kernel_exit_reason(sandbox_id, kernel_id)
             if reason:
                 raise KernelDied(f"the kernel did not start: {reason}")
             if time.monotonic() > deadline:
                 raise KernelDied(f"the kernel did not answer within {self.kernel_ready_timeout:g}s")
+
+    @staticmethod
+    async def _iopub_connected(client: AsyncKernelClient, timeout: float = 1.0) -> bool:
+        # ZMQ's slow joiner: iopub (SUB) misses what the kernel publishes before the
+        # subscription lands, so a kernel answering on shell can still lose the first
+        # execution's outputs. The kernel publishes a status for every request: hearing
+        # one means outputs will arrive. (Stale messages are ignored by parent msg_id.)
+        try:
+            await client.get_iopub_msg(timeout=timeout)
+            return True
+        except queue.Empty:
+            return False
 
     async def _stop_context(self, sandbox: _Sandbox, context: _Context) -> None:
         context.client.stop_channels()
