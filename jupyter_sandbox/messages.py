@@ -94,7 +94,7 @@ class ExecutionCollector:
             return self._maybe_clear()
         if kind == "execute_input":
             count = content.get("execution_count")
-            if count is not None:
+            if count is not None and self.execution.execution_count is None:  # the reply may have come first
                 return [self._apply({"type": "number_of_executions", "execution_count": count})]
             return []
         if kind == "status" and content.get("execution_state") == "idle":
