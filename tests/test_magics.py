@@ -167,3 +167,73 @@ def test_stdout_streams_live_to_iopub(sandbox_server):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_sandbox_subcommands_and_cell_eval(sandbox_server, tmp_path):
+    cells = [
+        "%load_ext jupyter_sandbox",
+        "%config SandboxMagics.default_memory = '384M'\n%sandbox config",
+        "%%sandbox subcmds\nopen('made.txt', 'w').write('x')\nimport collections\ncounter = collections.Counter('aab')",
+        "%sandbox list",
+        "%sandbox status subcmds",
+        "%sandbox files subcmds",
+        "%sandbox pull subcmds counter",  # not a safe type: refused, nothing runs here
+        "%config SandboxMagics.pull_trusted = True\n%sandbox pull subcmds counter\ncounter",
+        "%%remote_eval --var v\nimport math\nmath.sqrt(16)",
+        "v",
+        "%sandbox restart subcmds",
+        "%%sandbox subcmds\n'counter' in globals()",
+        "%sandbox kill subcmds",
+        "%sandbox status subcmds",
+    ]
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    client = NotebookClient(nb, timeout=180, kernel_name="python3", allow_errors=True)
+    client.execute(env=kernel_env(sandbox_server))
+    nbformat.validate(nb)
+    c = nb.cells
+    assert "SandboxMagics.default_memory = '384M'" in stream_text(c[1])
+    assert not outputs_of(c[2], "error"), c[2].outputs
+    assert "subcmds" in stream_text(c[3]) and "384M" in stream_text(c[3])
+    assert "running" in stream_text(c[4]) and "384M memory" in stream_text(c[4])
+    assert "made.txt" in stream_text(c[5])
+    (refused,) = outputs_of(c[6], "error")
+    assert "refusing to unpickle collections.Counter" in refused.traceback[0] and len(refused.traceback) == 1
+    assert outputs_of(c[7], "execute_result")[0].data["text/plain"] == "Counter({'a': 2, 'b': 1})"
+    assert outputs_of(c[9], "execute_result")[0].data["text/plain"] == "4.0"
+    assert "restarted subcmds" in stream_text(c[10])
+    assert outputs_of(c[11], "execute_result")[0].data["text/plain"] == "False"
+    assert "removed subcmds" in stream_text(c[12])
+    (gone,) = outputs_of(c[13], "error")
+    assert "no sandbox 'subcmds'" in gone.traceback[0]
+
+
+def test_interrupting_the_notebook_interrupts_the_sandbox(sandbox_server):
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env=kernel_env(sandbox_server))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        setup = "%load_ext jupyter_sandbox\n%%sandbox intr\nstate = 'kept'"
+        reply = kc.execute_interactive(setup.split("\n", 1)[0], timeout=60, output_hook=lambda m: None)
+        reply = kc.execute_interactive(setup.split("\n", 1)[1], timeout=120, output_hook=lambda m: None)
+        assert reply["content"]["status"] == "ok"
+        started = time.monotonic()
+        msg_id = kc.execute("%%sandbox intr\nimport time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+        while True:  # wait until the sandbox is really running the cell
+            msg = kc.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                break
+        km.interrupt_kernel()
+        reply = kc.get_shell_msg(timeout=30)
+        assert time.monotonic() - started < 30
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+        outputs = []
+        reply = kc.execute_interactive("%%sandbox intr\nprint(state)", timeout=60, output_hook=outputs.append)
+        assert reply["content"]["status"] == "ok"
+        assert "kept\n" in [m["content"].get("text") for m in outputs if m["msg_type"] == "stream"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
