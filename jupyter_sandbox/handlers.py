@@ -320,8 +320,7 @@ class FilesHandler(SandboxAPIHandler):
             if not e.message.startswith("not a directory"):
                 raise
             data = await self.manager.read_file(self.owner, sandbox_id, path)
-            self.set_header("Content-Type", "application/octet-stream")
-            self.finish(data)
+            self.finish(data, set_content_type="application/octet-stream")
             return
         self.write_json(entries)
 
