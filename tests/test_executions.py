@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import time
 
 import pytest
 
@@ -193,3 +194,18 @@ def test_output_cap_marker(runner):
     assert runner._capped("short", 5) == "short"
     capped = runner._capped("0123456789", 25)
     assert capped.startswith("0123456789\n[output truncated: 15 more bytes")
+
+
+async def test_finished_executions_expire_after_the_retention_time(runner):
+    from jupyter_sandbox.errors import NotFound
+    from jupyter_sandbox.executions import ExecutionRecord
+
+    old = ExecutionRecord(id="exe_old", owner="alice", job=None, status="completed", finished=1.0)
+    new = ExecutionRecord(id="exe_new", owner="alice", job=None, status="completed", finished=time.time())
+    runner._records = {r.id: r for r in (old, new)}
+    assert runner.get("alice", "exe_new") is new
+    with pytest.raises(NotFound):
+        runner.get("alice", "exe_old")
+    with pytest.raises(NotFound):
+        runner.get("bob", "exe_new")  # only the owner sees it
+    assert [e["execution_id"] for e in runner.list("alice")["executions"]] == ["exe_new"]

@@ -271,6 +271,20 @@ async def test_async_submit_poll_kill(jp_fetch):
     assert json.loads(r.body) == {"status": "killed"}
 
 
+async def test_server_shutdown_kills_running_executions(jp_fetch, jp_serverapp):
+    body, headers = multipart({"main.py": "import time\ntime.sleep(3600)\n"}, {})
+    execution_id = json.loads((await jp_fetch(*V1, "exec", "async", method="POST", body=body, headers=headers)).body)["execution_id"]
+    runner = jp_serverapp.web_app.settings["sandbox_executions"]
+    deadline = time.monotonic() + 60
+    while runner.get("alice", execution_id).status != "running":
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.2)
+    assert len(containers_of(execution_id)) == 1
+    await runner.shutdown()  # what SandboxApp.stop_extension calls
+    assert runner.get("alice", execution_id).status == "killed"
+    assert containers_of(execution_id) == []
+
+
 async def test_listing_is_newest_first_and_paginated(jp_fetch):
     ids = [(await evaluate(jp_fetch, code=f"{i}"))["execution_id"] for i in range(3)]
     page = json.loads((await jp_fetch(*V1, "executions", params={"limit": 2})).body)
