@@ -185,6 +185,10 @@ async def test_entrypoint_detection_and_script_errors(jp_fetch):
     result = await exec_sync(jp_fetch, {"tool.py": "def f():\n    return 1 / 0\nf()\n"})
     assert (result["status"], result["exit_code"]) == ("completed", 1)
     assert (result["error_type"], result["error_line"]) == ("ZeroDivisionError", 2)
+    # network only when asked (this server allows it): an interface besides loopback
+    result = await exec_sync(jp_fetch, {"main.py": "import os; print(sorted(os.listdir('/sys/class/net')))"},
+                             {"config": {"network_disabled": False}})
+    assert "'eth0'" in result["stdout"], result
     # a failing pre-command stops the run with its exit status
     result = await exec_sync(jp_fetch, {"main.py": "print('never')"}, {"pre_commands": ["echo no >&2; exit 7"]})
     assert (result["status"], result["exit_code"], result["stdout"], result["stderr"]) == ("completed", 7, "", "no\n")
