@@ -209,3 +209,11 @@ async def test_finished_executions_expire_after_the_retention_time(runner):
     with pytest.raises(NotFound):
         runner.get("bob", "exe_new")  # only the owner sees it
     assert [e["execution_id"] for e in runner.list("alice")["executions"]] == ["exe_new"]
+
+
+def test_one_shot_runs_need_the_docker_backend(runner):
+    from jupyter_sandbox.errors import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match="need the Docker backend") as info:
+        runner.submit("alice", runner.parse_eval({"code": "1"}))
+    assert info.value.status == 503
