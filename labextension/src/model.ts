@@ -306,6 +306,15 @@ export function oneShotList(data: unknown): IOneShot[] {
   return Array.isArray(list) ? (list as IOneShot[]) : [];
 }
 
+/** A one-shot's duration: the server's once finished, else the time since it started. */
+export function oneShotDuration(e: IOneShot, nowMs: number): number | null {
+  if (e.duration_ms !== null && e.duration_ms !== undefined) {
+    return e.duration_ms;
+  }
+  const started = e.started_at ? Date.parse(e.started_at) : NaN;
+  return isNaN(started) ? null : Math.max(0, nowMs - started);
+}
+
 export const ACTIVE_ONE_SHOT = new Set(['pending', 'running']);
 
 export interface ICreateForm {

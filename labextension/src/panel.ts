@@ -14,7 +14,8 @@ import {
   formatPercent,
   formatUptime,
   IFileEntry,
-  ISandbox
+  ISandbox,
+  oneShotDuration
 } from './model';
 import { SandboxStore } from './store';
 
@@ -126,7 +127,7 @@ export class SandboxPanel extends Widget {
               'li',
               { class: 'jp-SandboxPanel-oneshot', 'data-id': e.execution_id },
               h('code', {}, e.execution_id),
-              ` ${e.status} · ${formatDuration(e.duration_ms)} `,
+              ` ${e.status} · ${formatDuration(oneShotDuration(e, Date.now()))} `,
               ACTIVE_ONE_SHOT.has(e.status) && kill
             );
           })

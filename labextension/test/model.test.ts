@@ -10,6 +10,7 @@ import {
   formatPercent,
   formatUptime,
   LineSplitter,
+  oneShotDuration,
   oneShotList,
   OutputBuilder,
   resultBundle,
@@ -222,5 +223,13 @@ describe('request bodies and lists', () => {
     assert.deepEqual(oneShotList([e]), [e]);
     assert.deepEqual(oneShotList({ executions: [e] }), [e]);
     assert.deepEqual(oneShotList({}), []);
+  });
+
+  it("gives a one-shot's duration, running ones counted from their start", () => {
+    const started = '2026-01-01T00:00:00Z';
+    const now = Date.parse(started) + 2500;
+    assert.equal(oneShotDuration({ execution_id: 'a', status: 'completed', duration_ms: 120, started_at: started }, now), 120);
+    assert.equal(oneShotDuration({ execution_id: 'b', status: 'running', duration_ms: null, started_at: started }, now), 2500);
+    assert.equal(oneShotDuration({ execution_id: 'c', status: 'pending' }, now), null);
   });
 });

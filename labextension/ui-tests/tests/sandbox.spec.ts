@@ -1,0 +1,84 @@
+/**
+ * The whole story in a real browser against a real server (Docker backend): open
+ * JupyterLab, create the notebook's sandbox from the panel, run cells in it with the
+ * command (shortcut and toolbar button), see the output with the plot image and the panel
+ * update, see a server error as a notification, browse files, remove the sandbox.
+ */
+import { expect, Page, test } from '@playwright/test';
+import * as path from 'path';
+
+const URL = process.env.JUPYTER_URL ?? 'http://127.0.0.1:8888/';
+const TOKEN = process.env.JUPYTER_TOKEN ?? '';
+const NOTEBOOK = process.env.NOTEBOOK ?? 'sandbox-ui.ipynb';
+const ARTIFACTS = process.env.ARTIFACTS ?? path.resolve(__dirname, '..', '..', '..', 'test-artifacts');
+
+const shot = (page: Page, name: string) =>
+  page.screenshot({ path: path.join(ARTIFACTS, `labextension-${name}.png`), fullPage: true });
+
+test('create a sandbox, run cells in it, see outputs and the panel, remove it', async ({ page }) => {
+  const browserErrors: string[] = [];
+  page.on('pageerror', error => browserErrors.push(String(error)));
+
+  await page.goto(`${URL}lab/tree/${NOTEBOOK}?token=${TOKEN}`);
+  await page.waitForSelector('#jupyterlab-splash', { state: 'detached', timeout: 120_000 });
+  const cells = page.locator('.jp-NotebookPanel .jp-CodeCell');
+  await expect(cells).toHaveCount(2);
+
+  // The status bar names the notebook's sandbox; it does not exist yet.
+  const status = page.locator('.jp-SandboxStatus');
+  await expect(status).toContainText('not created');
+  const name = /Sandbox: (\S+)/.exec((await status.textContent()) ?? '')![1];
+  expect(name).toMatch(/^nb-sandbox-ui-[0-9a-f]{8}$/);
+
+  // The panel: a bad size comes back as a notification with the server's own message.
+  await page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-sandbox-panel"]').click();
+  const panel = page.locator('#jupyter-sandbox-panel');
+  await expect(panel).toBeVisible();
+  await panel.locator('input[name="name"]').fill(name);
+  await panel.locator('input[name="memory"]').fill('1M');
+  await panel.getByRole('button', { name: 'Create sandbox' }).click();
+  await expect(page.getByText('memory must be at least 32M').first()).toBeVisible();
+  await shot(page, '01-error-notification');
+
+  // Create it for real.
+  await panel.locator('input[name="memory"]').fill('512M');
+  await panel.locator('input[name="cpus"]').fill('1');
+  await panel.getByRole('button', { name: 'Create sandbox' }).click();
+  const item = panel.locator(`.jp-SandboxPanel-item[data-name="${name}"]`);
+  await expect(item).toHaveAttribute('data-status', 'running', { timeout: 120_000 });
+  await expect(status).toContainText(`${name} · running`);
+  await shot(page, '02-created');
+
+  // Run cell 1 (print + matplotlib plot) with the keyboard shortcut, from command mode.
+  await cells.nth(0).locator('.jp-InputArea-prompt').click();
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Control+Alt+Enter');
+  const out1 = cells.nth(0).locator('.jp-OutputArea-output');
+  await expect(out1.filter({ hasText: 'hello from the sandbox in /home/user' })).toHaveCount(1, { timeout: 120_000 });
+  const img = cells.nth(0).locator('.jp-OutputArea-output img');
+  await expect(img).toBeVisible();
+  expect(await img.evaluate((el: HTMLImageElement) => el.naturalWidth)).toBeGreaterThan(100);
+  await expect(cells.nth(0).locator('.jp-InputArea-prompt')).toHaveText(/\[\d+\]/);
+  await shot(page, '03-cell-output');
+
+  // Run cell 2 (an exception) with the toolbar button: an error output in the cell.
+  await cells.nth(1).locator('.jp-InputArea-prompt').click();
+  await page.locator('.jp-NotebookPanel-toolbar .jp-SandboxRunButton').click();
+  await expect(cells.nth(1).locator('.jp-OutputArea-output')).toContainText('ZeroDivisionError', { timeout: 60_000 });
+
+  // The panel updates live: stats of the running sandbox, its kernel, the file written.
+  await expect(item.locator('[data-field="memory"]')).toHaveText(/\d.* \/ 512 MiB/);
+  await expect(item.locator('[data-field="cpu"]')).toHaveText(/%$/);
+  await expect(item.locator('[data-field="contexts"]')).toContainText('python');
+  await item.getByRole('button', { name: 'Files' }).click();
+  await expect(panel.locator('.jp-SandboxPanel-files')).toContainText('hello.txt');
+  await shot(page, '04-panel-updated');
+
+  // Remove it: gone from the panel, and the status bar says so.
+  await item.getByRole('button', { name: 'Remove' }).click();
+  await expect(item).toHaveCount(0, { timeout: 60_000 });
+  await expect(status).toContainText('not created');
+  await shot(page, '05-removed');
+
+  expect(browserErrors).toEqual([]);
+});

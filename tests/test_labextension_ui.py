@@ -1,0 +1,139 @@
+"""The labextension in a real browser: Playwright drives Debian's headless Chromium against a
+real `jupyter lab` (Docker backend). Screenshots land in test-artifacts/.
+
+The fixture starts the server on a free port with a random token and always stops it (its
+extension removes the sandboxes it made on shutdown; conftest checks none are left).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat.v4
+import pytest
+
+from conftest import IMAGE, IN_CI, SESSION_SERVER_ID
+from test_labextension import node_modules  # noqa: F401  (a fixture)
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parent.parent
+LABEXT = ROOT / "labextension"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+NOTEBOOK = "sandbox-ui.ipynb"
+
+CELL_PLOT = """\
+import os
+import matplotlib.pyplot as plt
+open("hello.txt", "w").write("hi")
+print("hello from the sandbox in", os.getcwd())
+plt.plot([1, 4, 9, 16])
+plt.show()"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab_server(tmp_path, docker_ready):
+    root = tmp_path / "root"
+    root.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(CELL_PLOT), nbformat.v4.new_code_cell("1 / 0")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / NOTEBOOK)
+    # Fresh lab settings: no news/update prompts over the page, no workspace of an earlier run.
+    settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    port, token = free_port(), secrets.token_hex(16)
+    config = tmp_path / "jupyter_server_config.json"
+    config.write_text(json.dumps({
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_sandbox": True},
+            "ip": "127.0.0.1",
+            "port": port,
+            "port_retries": 0,
+            "open_browser": False,
+            "root_dir": str(root),
+            "allow_root": True,  # CI runs as root
+        },
+        "IdentityProvider": {"token": token},
+        "LabApp": {
+            "user_settings_dir": str(tmp_path / "settings"),
+            "workspaces_dir": str(tmp_path / "workspaces"),
+            "news_url": None,
+            "extension_manager": "readonly",  # no PyPI look-ups from the page
+        },
+        "SandboxApp": {"backend": "docker"},
+        "DockerBackend": {"default_image": IMAGE},
+        "SandboxManager": {"default_memory": "512M", "server_id": SESSION_SERVER_ID},
+    }))
+    log_path = tmp_path / "jupyter-lab.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", f"--config={config}"],
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, f"jupyter lab exited:\n{log_path.read_text()}"
+            try:
+                with urllib.request.urlopen(f"{url}api/status?token={token}", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"jupyter lab did not answer:\n{log_path.read_text()}"
+            time.sleep(0.5)
+        yield {"url": url, "token": token, "log": log_path}
+    finally:
+        # SIGTERM: the server shuts down its extensions, which remove their sandboxes.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} is missing (scripts/test.sh installs Debian's chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    ARTIFACTS.mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "JUPYTER_URL": lab_server["url"],
+        "JUPYTER_TOKEN": lab_server["token"],
+        "NOTEBOOK": NOTEBOOK,
+        "ARTIFACTS": str(ARTIFACTS),
+        "CHROMIUM": CHROMIUM,
+    }
+    r = subprocess.run(
+        ["npx", "playwright", "test", "-c", "ui-tests/playwright.config.ts"],
+        cwd=LABEXT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    if r.returncode != 0:
+        server_log = lab_server["log"].read_text()[-6000:]
+        pytest.fail(f"playwright failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n--- server log ---\n{server_log}")
+    assert "1 passed" in r.stdout, r.stdout
+    for name in ("02-created", "03-cell-output", "05-removed"):
+        assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000
