@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup-docker.sh
 bash scripts/build-images.sh
+if [ ! -x /usr/bin/chromium ]; then
+    # the labextension's Playwright tests drive Debian's Chromium (Playwright cannot download one here)
+    echo "[test] installing Debian's chromium for the browser tests" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 echo "[test] installing jupyter-sandbox with test extras" >&2
 python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
 echo "[test] running pytest" >&2

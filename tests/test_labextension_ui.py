@@ -119,6 +119,10 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):
             pytest.fail(message)
         pytest.skip(message)
     ARTIFACTS.mkdir(exist_ok=True)
+    from jupyter_sandbox.client import OneShot
+
+    # a long one-shot for the panel to list and kill
+    oneshot_id = OneShot(lab_server["url"], lab_server["token"]).execute_async(files={"main.py": "import time\ntime.sleep(600)\n"})
     env = {
         **os.environ,
         "JUPYTER_URL": lab_server["url"],
@@ -126,6 +130,7 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):
         "NOTEBOOK": NOTEBOOK,
         "ARTIFACTS": str(ARTIFACTS),
         "CHROMIUM": CHROMIUM,
+        "ONESHOT_ID": oneshot_id,
     }
     r = subprocess.run(
         ["npx", "playwright", "test", "-c", "ui-tests/playwright.config.ts"],

@@ -113,6 +113,11 @@ export class SandboxPanel extends Widget {
 
   private render(): void {
     const now = Date.now() / 1000;
+    if (this.browsing && !this.store.find(this.browsing)) {
+      // the sandbox whose files are shown is gone
+      this.browsing = null;
+      this.files.replaceChildren();
+    }
     this.list.replaceChildren(
       ...(this.store.sandboxes.length
         ? this.store.sandboxes.map(s => this.renderSandbox(s, now))
@@ -143,6 +148,7 @@ export class SandboxPanel extends Widget {
       b.onclick = async () => {
         b.setAttribute('disabled', '');
         await report(`${label} ${s.name}`, action);
+        b.removeAttribute('disabled');
         await this.store.refresh();
       };
       return b;
@@ -185,7 +191,11 @@ export class SandboxPanel extends Widget {
   private async browse(s: ISandbox, path: string): Promise<void> {
     const entries: IFileEntry[] = await api.files(s.id, path);
     const close = h('button', { class: 'jp-SandboxPanel-action' }, 'Close');
-    close.onclick = () => this.files.replaceChildren();
+    close.onclick = () => {
+      this.browsing = null;
+      this.files.replaceChildren();
+    };
+    this.browsing = s.name;
     const up = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) || '.' : null;
     const row = (label: string, entry: IFileEntry | null, target: string | null) => {
       const li = h('li', { class: `jp-SandboxPanel-file jp-mod-${entry?.type ?? 'directory'}` }, label);
@@ -214,6 +224,7 @@ export class SandboxPanel extends Widget {
     super.dispose();
   }
 
+  private browsing: string | null = null;
   private form: HTMLElement;
   private list: HTMLElement;
   private files: HTMLElement;

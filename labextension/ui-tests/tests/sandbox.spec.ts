@@ -74,10 +74,18 @@ test('create a sandbox, run cells in it, see outputs and the panel, remove it', 
   await expect(panel.locator('.jp-SandboxPanel-files')).toContainText('hello.txt');
   await shot(page, '04-panel-updated');
 
+  // A one-shot execution (submitted by the pytest side) is listed while it runs; kill it.
+  const oneShot = panel.locator(`.jp-SandboxPanel-oneshot[data-id="${process.env.ONESHOT_ID}"]`);
+  await expect(oneShot).toContainText('running');
+  await oneShot.getByRole('button', { name: 'Kill' }).click();
+  await expect(oneShot).toContainText('killed');
+  await expect(oneShot.getByRole('button', { name: 'Kill' })).toHaveCount(0);
+
   // Remove it: gone from the panel, and the status bar says so.
   await item.getByRole('button', { name: 'Remove' }).click();
   await expect(item).toHaveCount(0, { timeout: 60_000 });
   await expect(status).toContainText('not created');
+  await expect(panel.locator('.jp-SandboxPanel-files')).toBeEmpty();
   await shot(page, '05-removed');
 
   expect(browserErrors).toEqual([]);
