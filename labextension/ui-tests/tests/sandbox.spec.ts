@@ -66,6 +66,15 @@ test('create a sandbox, run cells in it, see outputs and the panel, remove it', 
   await page.locator('.jp-NotebookPanel-toolbar .jp-SandboxRunButton').click();
   await expect(cells.nth(1).locator('.jp-OutputArea-output')).toContainText('ZeroDivisionError', { timeout: 60_000 });
 
+  // The command is also in the cell context menu and the command palette.
+  await cells.nth(0).locator('.jp-InputArea-prompt').click({ button: 'right' });
+  await expect(page.locator('.lm-Menu .lm-Menu-itemLabel', { hasText: 'Run cell in sandbox' })).toBeVisible();
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Control+Shift+C');
+  await page.keyboard.type('Run cell in sandbox');
+  await expect(page.locator('.lm-CommandPalette-item', { hasText: 'Run cell in sandbox' }).first()).toBeVisible();
+  await page.keyboard.press('Escape');
+
   // The panel updates live: stats of the running sandbox, its kernel, the file written.
   await expect(item.locator('[data-field="memory"]')).toHaveText(/\d.* \/ 512 MiB/);
   await expect(item.locator('[data-field="cpu"]')).toHaveText(/%$/);
