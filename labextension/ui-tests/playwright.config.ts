@@ -4,6 +4,7 @@
  * (`npx playwright install` cannot download browsers here, hence the system binary.)
  */
 import { defineConfig } from '@playwright/test';
+import * as path from 'path';
 
 export default defineConfig({
   testDir: './tests',
@@ -12,7 +13,8 @@ export default defineConfig({
   workers: 1,
   retries: 0,
   reporter: [['list']],
-  outputDir: './test-results',
+  // failure screenshots go beside the test's own, into the CI artifacts
+  outputDir: process.env.ARTIFACTS ? path.join(process.env.ARTIFACTS, 'playwright') : './test-results',
   use: {
     browserName: 'chromium',
     headless: true,
