@@ -98,6 +98,20 @@ async def test_two_contexts_have_separate_variables_and_share_files(manager, san
     assert other.id not in {c.id for c in manager.list_contexts(OWNER, sandbox.id)}
 
 
+async def test_context_cwd_is_used_and_a_missing_one_is_refused(manager, sandbox):
+    await run(manager, sandbox, "import os; os.makedirs('work/sub', exist_ok=True)")
+    inside = await manager.create_context(OWNER, sandbox.id, cwd="work/sub")
+    try:
+        assert (await run(manager, sandbox, "import os; os.getcwd()", context_id=inside.id)).text.endswith("/work/sub'")
+    finally:
+        await manager.remove_context(OWNER, sandbox.id, inside.id)
+    before = {c.id for c in manager.list_contexts(OWNER, sandbox.id)}
+    with pytest.raises(InvalidInput) as info:
+        await manager.create_context(OWNER, sandbox.id, cwd="no/such/dir")
+    assert info.value.field == "cwd" and "does not exist" in str(info.value)
+    assert {c.id for c in manager.list_contexts(OWNER, sandbox.id)} == before
+
+
 async def test_timeout_interrupts_and_keeps_state(manager, sandbox):
     await run(manager, sandbox, "kept = 'still here'")
     start = time.monotonic()

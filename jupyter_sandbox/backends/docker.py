@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -27,6 +28,7 @@ from ..errors import BackendUnavailable, InvalidInput, NotFound, SandboxError
 from ..models import SandboxSpec, format_size
 from .base import LABEL_PREFIX, WORKDIR, SandboxBackend, confine
 
+_UNKNOWN_RUNTIME = re.compile(r"unknown runtime|invalid runtime", re.IGNORECASE)
 KERNEL_DIR = "/run/sandbox-kernel"  # where the socket directory appears in the container
 
 # Runs inside the sandbox to list a directory as JSON (stdlib only).
@@ -125,7 +127,9 @@ class DockerBackend(SandboxBackend):
         except docker.errors.NotFound as e:
             raise NotFound(f"container gone: {e.explanation}") from e
         except docker.errors.APIError as e:
-            if "runtime" in str(e.explanation or "") and "unknown" in str(e.explanation or "").lower():
+            # dockerd's wording for a runtime it does not know (20.10: "Unknown runtime specified",
+            # later: "unknown or invalid runtime name"); "OCI runtime exec failed" is not one of them
+            if _UNKNOWN_RUNTIME.search(str(e.explanation or "")):
                 raise InvalidInput(f"runtime not available on this Docker engine: {e.explanation}", field="runtime") from e
             raise BackendUnavailable(f"Docker engine error: {e.explanation or e}") from e
         except docker.errors.DockerException as e:
@@ -216,11 +220,18 @@ class DockerBackend(SandboxBackend):
             f"echo $$ > {inner}.pid; umask 000; exec {self.python} -m ipykernel_launcher -f {inner}.json "
             f"> {inner}.log 2>&1",
         ]
+        workdir = confine(cwd) if cwd else WORKDIR
         exec_id = (await self._call(
             self.client.api.exec_create, container.id, command, user=self.user,
-            environment=env or {}, workdir=confine(cwd) if cwd else WORKDIR,
+            environment=env or {}, workdir=workdir,
         ))["Id"]
-        await self._call(self.client.api.exec_start, exec_id, detach=True)
+        try:
+            await self._call(self.client.api.exec_start, exec_id, detach=True)
+        except BackendUnavailable as e:
+            # runc: 'chdir to cwd ("/x") ... failed', runsc: 'failed to find initial working directory "/x"'
+            if f'"{workdir}"' in str(e):
+                raise InvalidInput(f"the working directory {workdir} does not exist in the sandbox", field="cwd") from e
+            raise
         self._kernels[(sandbox_id, kernel_id)] = exec_id
         info = dict(info)
         info["ip"] = os.path.join(host_dir, name)

@@ -127,6 +127,8 @@ class LocalBackend(SandboxBackend):
         )
         home = self._home(sandbox_id)
         workdir = self._host_path(sandbox_id, cwd) if cwd else home
+        if not os.path.isdir(workdir):
+            raise InvalidInput(f"the working directory {confine(cwd)} does not exist in the sandbox", field="cwd")
         child_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": home,
