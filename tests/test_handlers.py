@@ -18,7 +18,9 @@ from tornado.httpclient import HTTPClientError
 
 import jupyter_sandbox
 from jupyter_sandbox.backends.base import LABEL_PREFIX
-from jupyter_sandbox.handlers import ROUTES, E2BMixin
+from jupyter_sandbox.executions import STATUSES, ExecutionRecord
+from jupyter_sandbox.handlers import ROUTES, E2BMixin, route_pattern
+from jupyter_sandbox.oneshot_handlers import oneshot_handlers
 
 pytestmark = pytest.mark.docker
 
@@ -320,11 +322,19 @@ def test_openapi_describes_every_route_and_method():
     assert spec["openapi"].startswith("3.")
     documented = {(path, verb) for path, item in spec["paths"].items() for verb in item if verb in
                   ("get", "post", "put", "delete", "patch")}
+    # ROUTES are templates; oneshot_handlers are tornado patterns with named groups: back
+    # to templates, and refuse any regex the template form would not say exactly.
+    oneshot = []
+    for pattern, handler in oneshot_handlers:
+        template = re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", pattern)
+        assert route_pattern(template) == pattern, pattern
+        oneshot.append((template, handler))
     registered = set()
-    for template, handler in ROUTES:
+    for template, handler in [*ROUTES, *oneshot]:
         for verb in ("get", "post", "put", "delete", "patch"):
             if getattr(handler, verb) is not getattr(web.RequestHandler, verb):
                 registered.add((template, verb))
+    assert any(t.startswith("/sandbox/api/v1/") for t, _ in registered)
     assert documented == registered
 
     def resolve(node):
@@ -341,3 +351,14 @@ def test_openapi_describes_every_route_and_method():
             if verb == "parameters":
                 continue
             assert operation.get("responses") and operation.get("summary"), (path, verb)
+
+    # ExecutionResult says exactly what ExecutionRecord.to_dict() answers: every key (the
+    # error_type/error_line pair only after a traceback) and, as required, those always there.
+    schema = spec["components"]["schemas"]["ExecutionResult"]
+    plain = ExecutionRecord(id="exe_1", owner="alice", job=None, status="completed", started=1.0, finished=2.5,
+                            exit_code=0).to_dict()
+    traceback = ExecutionRecord(id="exe_2", owner="alice", job=None, status="completed", started=1.0, finished=2.0,
+                                exit_code=1, error_type="NameError", error_line=1).to_dict()
+    assert set(schema["properties"]) == set(traceback)
+    assert set(schema["required"]) == set(plain) == set(traceback) - {"error_type", "error_line"}
+    assert resolve(schema["properties"]["status"])["enum"] == list(STATUSES)
