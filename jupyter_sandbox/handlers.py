@@ -261,6 +261,14 @@ class ExecuteHandler(SandboxAPIHandler):
                 raise
             self.log.info("jupyter-sandbox: client left; execution in %s cancelled", sandbox_id)
             return
+        except SandboxError as e:
+            if not self._headers_written:
+                raise  # still time for a proper status
+            # A keepalive already sent 200 (e.g. the sandbox was removed while this request
+            # waited its turn): say why in the stream rather than cutting it short.
+            self.log.warning("jupyter-sandbox: execution in %s failed mid-stream: %s", sandbox_id, e)
+            await self._send({"type": "error", "name": type(e).__name__, "value": str(e), "traceback": ""})
+            await self._send({"type": "end_of_execution"})
         finally:
             keepalive.cancel()
         if not self._gone:

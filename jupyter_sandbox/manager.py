@@ -38,6 +38,11 @@ class _Context:
     kernel_id: str
     client: AsyncKernelClient
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    closed: bool = False  # its channels were stopped (context or sandbox removed or restarted)
+
+    def close(self) -> None:
+        self.closed = True
+        self.client.stop_channels()
 
 
 @dataclass
@@ -250,7 +255,7 @@ class SandboxManager(LoggingConfigurable):
             return False
 
     async def _stop_context(self, sandbox: _Sandbox, context: _Context) -> None:
-        context.client.stop_channels()
+        context.close()
         await self.backend.stop_kernel(sandbox.model.id, context.kernel_id)
 
     async def remove(self, owner: str, key: str) -> None:
@@ -261,7 +266,7 @@ class SandboxManager(LoggingConfigurable):
         sandbox.model.status = "removing"
         self._sandboxes.pop(sandbox.model.id, None)
         for context in list(sandbox.contexts.values()):
-            context.client.stop_channels()
+            context.close()
         await self.backend.remove(sandbox.model.id)
         self.log.info("jupyter-sandbox: removed sandbox %s of %s", sandbox.model.id, sandbox.model.owner)
 
@@ -277,7 +282,7 @@ class SandboxManager(LoggingConfigurable):
             sandbox.model.status = "restarting"
             models = [c.model for c in sandbox.contexts.values()]
             for context in sandbox.contexts.values():
-                context.client.stop_channels()
+                context.close()
             sandbox.contexts.clear()
             await self.backend.restart(sandbox.model.id)
             for model in models:
@@ -294,6 +299,8 @@ class SandboxManager(LoggingConfigurable):
 
     @staticmethod
     def _interrupt(context: _Context) -> None:
+        if context.closed:
+            return  # its kernel is being stopped anyway
         # ipykernel handles interrupt_request on its control thread even while busy, so
         # this works the same for containers (no signal path from the host) and processes.
         msg = context.client.session.msg("interrupt_request", {})
@@ -396,12 +403,18 @@ class SandboxManager(LoggingConfigurable):
                     interrupt=lambda: asyncio.sleep(0, self._interrupt(context)),
                 )
             except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if context.closed and not (task and getattr(task, "cancelling", lambda: 1)()):
+                    # Not our caller: stopping the channels cancelled the pending receive.
+                    raise KernelDied(
+                        "the sandbox or context was removed or restarted while this code ran"
+                    ) from None
                 # The caller went away (e.g. its HTTP client disconnected): stop its code too,
                 # so the context is free for the next execution in the queue.
                 self._interrupt(context)
                 raise
             finally:
-                if env_vars and not await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id):
+                if env_vars and not context.closed and not await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id):
                     await self._silent(context, "[_jsbx_os.environ.pop(k, None) if v is None else "
                                        "_jsbx_os.environ.__setitem__(k, v) for k, v in _jsbx_env.items()]")
             sandbox.model.last_activity = now()

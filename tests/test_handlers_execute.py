@@ -180,3 +180,24 @@ async def test_execute_in_a_new_context(jp_fetch):
     code = "import os; (os.getcwd(), 'y' in globals(), open('data.txt').read())"
     lines = await stream(jp_fetch, sandbox["id"], code, context_id=context["id"])
     assert execution_of(lines).text == "('/home/user/sub', False, '42')"
+
+
+async def test_sandbox_removed_while_queued_ends_the_stream_with_an_error_line(jp_fetch):
+    """Once keepalives have sent the 200, a failure is reported in the stream itself."""
+    sandbox = await create_sandbox(jp_fetch)
+    first = asyncio.ensure_future(stream(jp_fetch, sandbox["id"], "import time; time.sleep(4)"))
+    await asyncio.sleep(0.5)
+    second = asyncio.ensure_future(stream(jp_fetch, sandbox["id"], "print('never runs')"))
+    await asyncio.sleep(2)  # the waiting request has had keepalives (interval 1 s)
+    r = await jp_fetch(*API, sandbox["id"], method="DELETE", request_timeout=60)
+    assert r.code == 204
+    lines = await asyncio.wait_for(second, 60)
+    assert [e["type"] for _, e in lines][0] == "keepalive"
+    execution = execution_of(lines)
+    assert execution.error is not None and execution.logs.stdout == []
+    assert "sandbox" in execution.error.value.lower(), execution.error.value
+    assert lines[-1][1]["type"] == "end_of_execution"
+    first_lines = await asyncio.wait_for(first, 60)
+    assert execution_of(first_lines).error is not None  # its kernel went away under it
+    r = await jp_fetch("api", "status")  # the server still answers
+    assert r.code == 200
