@@ -6,6 +6,9 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Instance, Int, Unicode
 
 from .backends import make_backend
+from .backends.docker import DockerBackend
+from .backends.local import LocalBackend
+from .executions import OneShotRunner
 from .manager import SandboxManager
 
 
@@ -14,6 +17,8 @@ class SandboxApp(ExtensionApp):
 
     name = "jupyter_sandbox"
     load_other_extensions = True
+    # listed so `python -m jupyter_sandbox.app --help-all` documents every setting
+    classes = [*ExtensionApp.classes, SandboxManager, DockerBackend, LocalBackend, OneShotRunner]
 
     backend = Unicode(
         "auto", help="Sandbox backend: 'docker', 'local', or 'auto' (docker when an engine answers, else local)."
@@ -27,8 +32,6 @@ class SandboxApp(ExtensionApp):
     def initialize_settings(self) -> None:
         backend = make_backend(self.backend, log=self.log, parent=self)
         self.manager = SandboxManager(parent=self, backend=backend, log=self.log)
-        from .executions import OneShotRunner
-
         self.executions = OneShotRunner(parent=self, manager=self.manager, log=self.log)
         self.settings.update(
             sandbox_manager=self.manager,
@@ -59,3 +62,9 @@ class SandboxApp(ExtensionApp):
 
 def _jupyter_server_extension_points():
     return [{"module": "jupyter_sandbox", "app": SandboxApp}]
+
+
+main = launch_new_instance = SandboxApp.launch_instance
+
+if __name__ == "__main__":
+    main()

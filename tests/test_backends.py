@@ -89,3 +89,14 @@ async def test_unknown_image_is_a_400_naming_the_field(docker_ready):
     assert info.value.field == "image" and "build" in info.value.message
     assert manager.list("carol") == []
     assert IMAGE in manager.images
+
+
+def test_help_all_documents_every_setting():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "jupyter_sandbox.app", "--help-all"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    for option in ("--SandboxApp.backend", "--SandboxManager.max_memory", "--DockerBackend.runtime",
+                   "--LocalBackend.isolate_network", "--OneShotRunner.wheelhouse"):
+        assert option in out, option
