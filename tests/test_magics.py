@@ -6,6 +6,7 @@ The notebook's kernel only gets JUPYTER_SANDBOX_URL/TOKEN: it never touches Dock
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -38,6 +39,23 @@ def run_notebook(nb, server, tmp_path):
     path = tmp_path / "executed.ipynb"
     nbformat.write(nb, path)
     return nbformat.read(path, as_version=4), error
+
+
+@contextlib.contextmanager
+def notebook_kernel(server):
+    """A real ipykernel, as a notebook's, pointed at the server; always shut down."""
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env=kernel_env(server))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
 
 
 def outputs_of(cell, output_type):
@@ -130,14 +148,7 @@ def test_bad_arguments_and_unreachable_server(tmp_path):
 
 def test_stdout_streams_live_to_iopub(sandbox_server):
     """The first line reaches the notebook kernel's iopub before the sandbox's sleep ends."""
-    from jupyter_client import KernelManager
-
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel(env=kernel_env(sandbox_server))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
+    with notebook_kernel(sandbox_server) as (km, kc):
         reply = kc.execute_interactive("%load_ext jupyter_sandbox\n%sandbox config", timeout=60, output_hook=lambda m: None)
         assert reply["content"]["status"] == "ok"
         # Warm the sandbox so the measured cell only runs code.
@@ -164,9 +175,6 @@ def test_stdout_streams_live_to_iopub(sandbox_server):
         second_at = next(t for t, s in arrivals if "second" in s)
         print(f"first line arrived {second_at - first_at:.2f} s before the second", file=sys.stderr)
         assert second_at - first_at > 1.5, arrivals
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
 
 
 def test_sandbox_subcommands_and_cell_eval(sandbox_server, tmp_path):
@@ -208,14 +216,7 @@ def test_sandbox_subcommands_and_cell_eval(sandbox_server, tmp_path):
 
 
 def test_interrupting_the_notebook_interrupts_the_sandbox(sandbox_server):
-    from jupyter_client import KernelManager
-
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel(env=kernel_env(sandbox_server))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
+    with notebook_kernel(sandbox_server) as (km, kc):
         setup = "%load_ext jupyter_sandbox\n%%sandbox intr\nstate = 'kept'"
         reply = kc.execute_interactive(setup.split("\n", 1)[0], timeout=60, output_hook=lambda m: None)
         reply = kc.execute_interactive(setup.split("\n", 1)[1], timeout=120, output_hook=lambda m: None)
@@ -234,6 +235,3 @@ def test_interrupting_the_notebook_interrupts_the_sandbox(sandbox_server):
         reply = kc.execute_interactive("%%sandbox intr\nprint(state)", timeout=60, output_hook=outputs.append)
         assert reply["content"]["status"] == "ok"
         assert "kept\n" in [m["content"].get("text") for m in outputs if m["msg_type"] == "stream"]
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
