@@ -29,14 +29,13 @@ import socket
 import tarfile
 import threading
 import time
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlparse
 
 from . import errors
 from .errors import InvalidInput, SandboxError, ServerUnreachable
-from .models import ContextModel, Execution, OutputMessage, SandboxModel
+from .models import TERMINAL_STATUSES, ContextModel, Execution, ExecutionResult, OutputMessage, SandboxModel
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], Any]
@@ -764,31 +763,7 @@ class AsyncFiles:
 # One-shot executions (python-executor's client API, against {server}sandbox/api/v1/)
 
 
-TERMINAL_STATUSES = ("completed", "failed", "killed")
 _TOP_LEVEL_METADATA = ("entrypoint", "docker_image", "requirements_txt", "pre_commands", "stdin", "env_vars", "script_args")
-
-
-@dataclass
-class ExecutionResult:
-    """python-executor's ExecutionResult (status: pending|running|completed|failed|killed)."""
-
-    execution_id: str
-    status: str
-    stdout: str | None = None
-    stderr: str | None = None
-    exit_code: int | None = None
-    error: str | None = None
-    started_at: str | None = None
-    finished_at: str | None = None
-    duration_ms: int | None = None
-    result: str | None = None
-    error_type: str | None = None  # this server's additions: the exception's name and line
-    error_line: int | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ExecutionResult:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def make_tar(files: dict[str, str | bytes] | Path | str) -> bytes:

@@ -53,7 +53,6 @@ from .errors import BackendUnavailable, InvalidInput, NotFound, QuotaExceeded, S
 from .models import SandboxSpec
 
 MiB = 1024**2
-STATUSES = ("pending", "running", "completed", "failed", "killed")
 TIMEOUT_EXIT_CODE = 124  # what coreutils' `timeout` returns
 KILL_EXIT_CODE = 137  # 128 + SIGKILL
 WHEELHOUSE_MOUNT = "/run/wheelhouse"

@@ -9,7 +9,6 @@ kernel, and notices a kernel that died instead of waiting forever.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import queue

@@ -399,3 +399,31 @@ class SandboxModel:
             isolation=data.get("isolation", ""),
             e2b_url=data.get("e2b_url"),
         )
+
+
+# One-shot executions (python-executor's wire format)
+STATUSES = ("pending", "running", "completed", "failed", "killed")
+TERMINAL_STATUSES = ("completed", "failed", "killed")
+
+
+@dataclass
+class ExecutionResult:
+    """python-executor's ExecutionResult (status: pending|running|completed|failed|killed)."""
+
+    execution_id: str
+    status: str
+    stdout: str | None = None
+    stderr: str | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_ms: int | None = None
+    result: str | None = None
+    error_type: str | None = None  # this server's additions: the exception's name and line
+    error_line: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExecutionResult:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

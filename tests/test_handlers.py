@@ -14,11 +14,11 @@ import yaml
 from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.serverapp import _has_tornado_web_authenticated
 from tornado import web
-from tornado.httpclient import HTTPClientError
 
 import jupyter_sandbox
 from jupyter_sandbox.backends.base import LABEL_PREFIX
-from jupyter_sandbox.executions import STATUSES, ExecutionRecord
+from jupyter_sandbox.executions import ExecutionRecord
+from jupyter_sandbox.models import STATUSES
 from jupyter_sandbox.handlers import ROUTES, E2BMixin, route_pattern
 from jupyter_sandbox.oneshot_handlers import oneshot_handlers
 
