@@ -83,6 +83,11 @@ class SandboxManager(LoggingConfigurable):
     default_runtime = Unicode("", help="Runtime for sandboxes that ask for none ('' = backend default).").tag(config=True)
     kernel_ready_timeout = Float(60.0, help="Seconds to wait for a new kernel to answer.").tag(config=True)
     reap_on_start = Bool(True, help="Remove this server's leftover containers from a previous run on start.").tag(config=True)
+    cull_idle_timeout = Float(
+        0.0, help="Remove a sandbox after this many seconds without executions or file and context "
+        "changes (0 = never). Sandboxes running or queueing code are never culled."
+    ).tag(config=True)
+    cull_interval = Float(60.0, help="Seconds between checks for idle sandboxes.").tag(config=True)
 
     @default("server_id")
     def _server_id_default(self) -> str:
@@ -91,6 +96,7 @@ class SandboxManager(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._sandboxes: dict[str, _Sandbox] = {}
+        self._culler: asyncio.Task | None = None
 
     # -- lookup -------------------------------------------------------------------------
     def _get(self, owner: str, key: str) -> _Sandbox:
@@ -100,6 +106,12 @@ class SandboxManager(LoggingConfigurable):
             sandbox = next((s for s in self._sandboxes.values() if s.model.name == key and s.model.owner == owner), None)
         if sandbox is None or sandbox.model.owner != owner:
             raise NotFound(f"no sandbox {key!r}")
+        return sandbox
+
+    def _use(self, owner: str, key: str) -> _Sandbox:
+        """``_get`` for an operation that counts as activity (reading the model or stats does not)."""
+        sandbox = self._get(owner, key)
+        sandbox.model.last_activity = now()
         return sandbox
 
     def get(self, owner: str, key: str) -> SandboxModel:
@@ -148,9 +160,13 @@ class SandboxManager(LoggingConfigurable):
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        """Reap containers a previous run of this server left behind."""
-        if not self.reap_on_start:
-            return
+        """Reap containers a previous run of this server left behind; start the idle culler."""
+        if self.cull_idle_timeout > 0 and self._culler is None:
+            self._culler = asyncio.ensure_future(self._cull_forever())
+        if self.reap_on_start:
+            await self._reap()
+
+    async def _reap(self) -> None:
         try:
             leftovers = await self.backend.list_existing({f"{LABEL_PREFIX}.server": self.server_id})
         except Exception as e:  # engine down at start: creation will say so clearly later
@@ -270,8 +286,33 @@ class SandboxManager(LoggingConfigurable):
         await self.backend.remove(sandbox.model.id)
         self.log.info("jupyter-sandbox: removed sandbox %s of %s", sandbox.model.id, sandbox.model.owner)
 
+    async def cull_idle(self) -> list[str]:
+        """Remove sandboxes idle for longer than ``cull_idle_timeout``; their ids."""
+        deadline = now() - self.cull_idle_timeout
+        idle = [
+            s for s in list(self._sandboxes.values())
+            if s.model.last_activity < deadline and s.model.status == "running"
+            and not s.lock.locked() and not any(c.lock.locked() for c in s.contexts.values())
+        ]
+        for sandbox in idle:
+            self.log.info("jupyter-sandbox: culling sandbox %s of %s, idle for %.0f s",
+                          sandbox.model.id, sandbox.model.owner, now() - sandbox.model.last_activity)
+            await self._remove(sandbox)
+        return [s.model.id for s in idle]
+
+    async def _cull_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.cull_interval)
+            try:
+                await self.cull_idle()
+            except Exception:  # keep culling; one failed removal must not end the loop
+                self.log.exception("jupyter-sandbox: culling idle sandboxes failed")
+
     async def shutdown(self) -> None:
         """Remove every sandbox (server shutdown)."""
+        if self._culler is not None:
+            self._culler.cancel()
+            self._culler = None
         await asyncio.gather(*(self._remove(s) for s in list(self._sandboxes.values())), return_exceptions=True)
         await self.backend.close()
 
@@ -292,7 +333,7 @@ class SandboxManager(LoggingConfigurable):
         return sandbox.model
 
     async def interrupt(self, owner: str, key: str, context_id: str | None = None) -> None:
-        sandbox = self._get(owner, key)
+        sandbox = self._use(owner, key)
         targets = [self._context(sandbox, context_id)] if context_id else list(sandbox.contexts.values())
         for context in targets:
             self._interrupt(context)
@@ -322,7 +363,7 @@ class SandboxManager(LoggingConfigurable):
         return list(self._get(owner, key).model.contexts)
 
     async def create_context(self, owner: str, key: str, language: str | None = None, cwd: str | None = None) -> ContextModel:
-        sandbox = self._get(owner, key)
+        sandbox = self._use(owner, key)
         _check_language(language)
         if len(sandbox.contexts) >= self.max_contexts_per_sandbox:
             raise QuotaExceeded(f"a sandbox may have at most {self.max_contexts_per_sandbox} contexts")
@@ -333,7 +374,7 @@ class SandboxManager(LoggingConfigurable):
         return context.model
 
     async def remove_context(self, owner: str, key: str, context_id: str) -> None:
-        sandbox = self._get(owner, key)
+        sandbox = self._use(owner, key)
         context = self._context(sandbox, context_id)
         sandbox.contexts.pop(context.model.id, None)
         sandbox.model.contexts = [c.model for c in sandbox.contexts.values()]
@@ -343,7 +384,7 @@ class SandboxManager(LoggingConfigurable):
 
     async def restart_context(self, owner: str, key: str, context_id: str | None = None) -> ContextModel:
         """A new kernel for the context (same id): variables are lost, files kept."""
-        sandbox = self._get(owner, key)
+        sandbox = self._use(owner, key)
         context = self._context(sandbox, context_id)
         async with context.lock:
             sandbox.contexts.pop(context.model.id, None)
@@ -431,16 +472,16 @@ class SandboxManager(LoggingConfigurable):
 
     # -- files --------------------------------------------------------------------------
     async def write_file(self, owner: str, key: str, path: str, data: bytes) -> None:
-        await self.backend.write_file(self._get(owner, key).model.id, path, data)
+        await self.backend.write_file(self._use(owner, key).model.id, path, data)
 
     async def read_file(self, owner: str, key: str, path: str) -> bytes:
-        return await self.backend.read_file(self._get(owner, key).model.id, path)
+        return await self.backend.read_file(self._use(owner, key).model.id, path)
 
     async def list_files(self, owner: str, key: str, path: str) -> list[dict[str, Any]]:
-        return await self.backend.list_files(self._get(owner, key).model.id, path)
+        return await self.backend.list_files(self._use(owner, key).model.id, path)
 
     async def remove_file(self, owner: str, key: str, path: str) -> None:
-        await self.backend.remove_file(self._get(owner, key).model.id, path)
+        await self.backend.remove_file(self._use(owner, key).model.id, path)
 
 
 def _check_language(language: str | None) -> None:

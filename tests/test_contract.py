@@ -177,3 +177,26 @@ async def test_limits_above_maximum_are_refused(manager):
     with pytest.raises(InvalidInput) as info:
         await manager.create(OWNER, spec={"image": "not-allowed:latest"})
     assert info.value.field == "image"
+
+
+async def test_idle_sandboxes_are_culled_and_busy_ones_are_not(backend_name):
+    from conftest import make_manager
+
+    culling = make_manager(backend_name, cull_idle_timeout=1.5, cull_interval=0.3, reap_on_start=False)
+    await culling.start()
+    try:
+        idle = await culling.create(OWNER)
+        busy = await culling.create(OWNER)
+        long_run = asyncio.ensure_future(culling.execute(OWNER, busy.id, "import time; time.sleep(4); 'done'"))
+        queued = asyncio.ensure_future(culling.execute(OWNER, busy.id, "'queued'"))
+        await asyncio.sleep(3.5)
+        assert idle.id not in {s.id for s in culling.list()}
+        with pytest.raises(NotFound):
+            culling.get(OWNER, idle.id)
+        assert busy.id in {s.id for s in culling.list()}, "a sandbox running code is never culled"
+        assert (await long_run).text == "'done'"
+        assert (await queued).text == "'queued'"
+        await asyncio.sleep(3)
+        assert culling.list() == [], "once idle, it goes too"
+    finally:
+        await culling.shutdown()
