@@ -8,6 +8,7 @@ JupyterHub environment, or the local Jupyter server that runs this notebook.
 from __future__ import annotations
 
 import ast
+import atexit
 import base64
 import io
 import os
@@ -114,6 +115,13 @@ def _env(pairs: list[str] | None) -> dict[str, str] | None:
     return env
 
 
+def _remove_at_exit(sandbox: Sandbox) -> None:
+    try:
+        sandbox.kill()
+    except SandboxError:  # already gone, or the server went first: nothing left to do
+        pass
+
+
 def _default_name() -> str:
     """One sandbox per notebook kernel by default (named after the kernel's id)."""
     try:
@@ -151,6 +159,9 @@ class SandboxMagics(Magics, Configurable):
     default_cpus = Float(None, allow_none=True, help="CPUs for new sandboxes (None = the server's default).").tag(config=True)
     default_network = Bool(False, help="Whether new sandboxes get network access.").tag(config=True)
     default_timeout = Float(None, allow_none=True, help="Per-execution timeout in seconds (None = the server's).").tag(config=True)
+    remove_default_on_exit = Bool(
+        True, help="Remove this kernel's own default sandbox when the kernel shuts down (named ones stay)."
+    ).tag(config=True)
     pull_trusted = Bool(False, help="Let %sandbox pull unpickle any object (runs code from the sandbox here).").tag(config=True)
 
     def __init__(self, shell=None, **kwargs):
@@ -183,6 +194,9 @@ class SandboxMagics(Magics, Configurable):
             if spec is None:
                 raise SandboxMagicError(f"jupyter-sandbox: no sandbox {name!r} (`%sandbox list` shows yours)") from None
             sandbox = self._call(Sandbox, name, keep=True, _connection=connection, **spec)
+            if name == _default_name() and not self.default_sandbox and self.remove_default_on_exit:
+                # Nobody else knows this kernel-named sandbox: it should not outlive the kernel.
+                atexit.register(_remove_at_exit, sandbox)
         except SandboxError as e:
             raise SandboxMagicError(f"jupyter-sandbox: {e}") from None
         self._sandboxes[name] = sandbox

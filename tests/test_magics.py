@@ -55,7 +55,8 @@ def notebook_kernel(server):
         yield km, kc
     finally:
         kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        if km.is_alive():
+            km.shutdown_kernel(now=True)
 
 
 def outputs_of(cell, output_type):
@@ -235,3 +236,19 @@ def test_interrupting_the_notebook_interrupts_the_sandbox(sandbox_server):
         reply = kc.execute_interactive("%%sandbox intr\nprint(state)", timeout=60, output_hook=outputs.append)
         assert reply["content"]["status"] == "ok"
         assert "kept\n" in [m["content"].get("text") for m in outputs if m["msg_type"] == "stream"]
+
+
+def test_the_kernels_default_sandbox_goes_with_the_kernel_and_named_ones_stay(sandbox_server):
+    from jupyter_sandbox import Sandbox
+
+    url, token = sandbox_server
+    with notebook_kernel(sandbox_server) as (km, kc):
+        for code in ("%load_ext jupyter_sandbox", "%%sandbox\nx = 1", "%%sandbox kept-by-name\ny = 2"):
+            reply = kc.execute_interactive(code, timeout=120, output_hook=lambda m: None)
+            assert reply["content"]["status"] == "ok", reply["content"]
+        names = {s.name for s in Sandbox.list(server_url=url, token=token)}
+        default = next(n for n in names if n.startswith("notebook-"))
+        km.shutdown_kernel(now=False)  # a graceful shutdown, as JupyterLab does it
+    names = {s.name for s in Sandbox.list(server_url=url, token=token)}
+    assert default not in names and "kept-by-name" in names, names
+    Sandbox.connect("kept-by-name", server_url=url, token=token).kill()
