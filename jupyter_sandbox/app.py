@@ -25,6 +25,10 @@ class SandboxApp(ExtensionApp):
     ).tag(config=True)
     max_body_size = Int(64 * 1024**2, help="Largest request body in bytes (413 beyond).").tag(config=True)
     max_code_size = Int(4 * 1024**2, help="Largest code string in an execute request, in bytes.").tag(config=True)
+    public_url = Unicode(
+        "", help="scheme://host[:port] through which clients reach this server, used in each sandbox's "
+        "e2b_url (e.g. behind a TLS-terminating proxy). '' = the scheme and host of the request."
+    ).tag(config=True)
     keepalive_interval = Int(15, help="Seconds of silence before a keepalive line in streamed executions.").tag(config=True)
 
     manager = Instance(SandboxManager, allow_none=True)

@@ -67,8 +67,8 @@ class SandboxAPIHandler(APIHandler):
     def model_dict(self, model) -> dict[str, Any]:
         """A SandboxModel as the API shows it, with the URL to give E2B's SDK."""
         data = model.to_dict()
-        # The host the caller used reaches this server (a proxy's public host included).
-        origin = f"{self.request.protocol}://{self.request.host}"
+        # Unless configured, the host the caller used reaches this server (a proxy's public host included).
+        origin = self.sandbox_app.public_url.rstrip("/") or f"{self.request.protocol}://{self.request.host}"
         data["e2b_url"] = origin + url_path_join(self.base_url, e2b_path(model.id, e2b_secret(self.settings, model.id)))
         return data
 

@@ -280,6 +280,15 @@ async def test_bad_inputs_get_4xx_with_a_message(jp_fetch):
     assert (await run(jp_fetch, sid, "1 + 1")).text == "2"
 
 
+@pytest.mark.parametrize("server_overrides", [{"SandboxApp": {"public_url": "https://hub.example.org/"}}])
+async def test_e2b_url_uses_the_configured_public_url(jp_fetch):
+    r = await fetch(jp_fetch, *API, method="POST", body="{}")
+    model = body_of(r)
+    assert model["e2b_url"].startswith(f"https://hub.example.org/a%40b/sandbox/e2b/{model['id']}/"), model["e2b_url"]
+    assert body_of(await fetch(jp_fetch, *API, model["id"]))["e2b_url"] == model["e2b_url"]
+    assert (await fetch(jp_fetch, *API, model["id"], method="DELETE")).code == 204
+
+
 @pytest.mark.parametrize("server_overrides", [{"DockerBackend": {"docker_url": "tcp://127.0.0.1:9"}}])
 async def test_docker_unreachable_gives_503_with_a_hint(jp_fetch):
     r = await fetch(jp_fetch, *API, method="POST", body="{}")
