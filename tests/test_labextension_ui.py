@@ -35,7 +35,9 @@ NOTEBOOK = "sandbox-ui.ipynb"
 CELL_PLOT = """\
 import os
 import matplotlib.pyplot as plt
-open("hello.txt", "w").write("hi")
+open("hello.txt", "w").write("hi from the sandbox")
+os.makedirs("out", exist_ok=True)
+open("out/data.csv", "w").write("1,2,3,4")
 print("hello from the sandbox in", os.getcwd())
 plt.plot([1, 4, 9, 16])
 plt.show()"""
@@ -140,5 +142,5 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):
         server_log = lab_server["log"].read_text()[-6000:]
         pytest.fail(f"playwright failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n--- server log ---\n{server_log}")
     assert "1 passed" in r.stdout, r.stdout
-    for name in ("02-created", "03-cell-output", "05-removed"):
+    for name in ("02-created", "03-cell-output", "04-files-download", "05-removed"):
         assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000

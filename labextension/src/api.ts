@@ -66,6 +66,9 @@ export const api = {
   stats: (id: string) => json<IStats>(`sandboxes/${enc(id)}/stats`),
   files: (id: string, path: string) =>
     json<IFileEntry[]>(`sandboxes/${enc(id)}/files?path=${enc(path)}`),
+  /** A file's bytes (the same route answers a file's content instead of a listing). */
+  fileBlob: async (id: string, path: string) =>
+    (await fetchAPI(`sandboxes/${enc(id)}/files?path=${enc(path)}`)).blob(),
   oneShots: async () => oneShotList(await json<unknown>('v1/executions')),
   killOneShot: (id: string) => json<void>(`v1/executions/${enc(id)}`, { method: 'DELETE' }),
 

@@ -35,12 +35,25 @@ export interface IStats {
   pids: number;
 }
 
+/** One entry of GET sandboxes/{id}/files for a directory (the backends' list_files). */
 export interface IFileEntry {
   name: string;
   path: string;
+  /** "dir", "file" or "symlink" */
   type: string;
   size: number;
   modified: number;
+}
+
+/** Whether an entry is a folder to browse into rather than a file to download. */
+export function isDirectory(entry: IFileEntry): boolean {
+  return entry.type === 'dir' || entry.type === 'directory';
+}
+
+/** The name a downloaded file is saved under: the path's last part ("/home/user/a.txt" -> "a.txt"). */
+export function downloadName(path: string): string {
+  const base = path.replace(/\/+$/, '').split('/').pop() ?? '';
+  return base && base !== '.' && base !== '..' ? base : 'download';
 }
 
 /** A one-shot execution (python-executor's ExecutionResult). */

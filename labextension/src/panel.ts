@@ -9,11 +9,13 @@ import { api } from './api';
 import {
   ACTIVE_ONE_SHOT,
   createBody,
+  downloadName,
   formatBytes,
   formatDuration,
   formatPercent,
   formatUptime,
   IFileEntry,
+  isDirectory,
   ISandbox,
   oneShotDuration
 } from './model';
@@ -42,6 +44,17 @@ export async function report<T>(what: string, action: () => Promise<T>): Promise
     Notification.error(`${what}: ${(error as Error).message}`, { autoClose: 8000 });
     return undefined;
   }
+}
+
+/** Hands a blob to the browser as a download named `name`. */
+function saveBlob(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
+  const a = h('a', { href: url, download: name, hidden: '' });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  // after the browser has taken the download over
+  window.setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
 export class SandboxPanel extends Widget {
@@ -187,8 +200,11 @@ export class SandboxPanel extends Widget {
     );
   }
 
-  /** Lists one directory of a sandbox; directories are links into themselves. */
-  private async browse(s: ISandbox, path: string): Promise<void> {
+  /**
+   * Lists one directory of a sandbox: a directory opens its listing, a file downloads.
+   * `trail` is the directories above, for "..".
+   */
+  private async browse(s: ISandbox, path: string, trail: string[] = []): Promise<void> {
     const entries: IFileEntry[] = await api.files(s.id, path);
     const close = h('button', { class: 'jp-SandboxPanel-action' }, 'Close');
     close.onclick = () => {
@@ -196,25 +212,27 @@ export class SandboxPanel extends Widget {
       this.files.replaceChildren();
     };
     this.browsing = s.name;
-    const up = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) || '.' : null;
-    const row = (label: string, entry: IFileEntry | null, target: string | null) => {
-      const li = h('li', { class: `jp-SandboxPanel-file jp-mod-${entry?.type ?? 'directory'}` }, label);
-      if (target !== null) {
-        li.classList.add('jp-mod-link');
-        li.onclick = () => void report(`Files in ${s.name}`, () => this.browse(s, target));
-      }
-      if (entry && entry.type !== 'directory') {
+    const row = (label: string, entry: IFileEntry | null, open: () => Promise<void>) => {
+      const li = h('li', { class: `jp-SandboxPanel-file jp-mod-link jp-mod-${entry?.type ?? 'dir'}` }, label);
+      const file = entry !== null && !isDirectory(entry);
+      li.onclick = () => void report(file ? `Download ${entry.path} from ${s.name}` : `Files in ${s.name}`, open);
+      if (file) {
+        li.title = `Download ${entry.path}`;
         li.append(h('span', { class: 'jp-SandboxPanel-size' }, ` ${formatBytes(entry.size)}`));
       }
       return li;
     };
+    const entryRow = (e: IFileEntry) =>
+      isDirectory(e)
+        ? row(`${e.name}/`, e, () => this.browse(s, e.path, [...trail, path]))
+        : row(e.name, e, async () => saveBlob(await api.fileBlob(s.id, e.path), downloadName(e.path)));
     this.files.replaceChildren(
       h('div', { class: 'jp-SandboxPanel-title' }, h('strong', {}, `${s.name}:${path}`), close),
       h(
         'ul',
         {},
-        up !== null && path !== '.' ? row('..', null, up) : null,
-        ...entries.map(e => row(e.type === 'directory' ? `${e.name}/` : e.name, e, e.type === 'directory' ? e.path : null))
+        trail.length > 0 && row('..', null, () => this.browse(s, trail[trail.length - 1], trail.slice(0, -1))),
+        ...entries.map(entryRow)
       )
     );
   }

@@ -4,11 +4,14 @@ import { describe, it } from 'node:test';
 
 import {
   createBody,
+  downloadName,
   errorMessage,
   formatBytes,
   formatDuration,
   formatPercent,
   formatUptime,
+  IFileEntry,
+  isDirectory,
   LineSplitter,
   oneShotDuration,
   oneShotList,
@@ -175,6 +178,29 @@ describe('formatting', () => {
     assert.equal(formatDuration(undefined), '-');
     assert.equal(formatPercent(12.345), '12.3%');
     assert.equal(formatPercent(null), '-');
+  });
+});
+
+describe('file entries', () => {
+  const entry = (type: string): IFileEntry => ({ name: 'x', path: '/home/user/x', type, size: 0, modified: 0 });
+
+  it('tells folders (the backends say "dir") from files and symlinks', () => {
+    assert.equal(isDirectory(entry('dir')), true);
+    assert.equal(isDirectory(entry('directory')), true);
+    assert.equal(isDirectory(entry('file')), false);
+    assert.equal(isDirectory(entry('symlink')), false);
+  });
+
+  it('names a download after the last part of its path', () => {
+    assert.equal(downloadName('/home/user/hello.txt'), 'hello.txt');
+    assert.equal(downloadName('out/data.csv'), 'data.csv');
+    assert.equal(downloadName('notes.md'), 'notes.md');
+    assert.equal(downloadName('/home/user/.bashrc'), '.bashrc');
+    assert.equal(downloadName('/home/user/dir/'), 'dir');
+    assert.equal(downloadName('/home/user/a b (1).txt'), 'a b (1).txt');
+    assert.equal(downloadName(''), 'download');
+    assert.equal(downloadName('/'), 'download');
+    assert.equal(downloadName('..'), 'download');
   });
 });
 

@@ -2,15 +2,19 @@
  * The whole story in a real browser against a real server (Docker backend): open
  * JupyterLab, create the notebook's sandbox from the panel, run cells in it with the
  * command (shortcut and toolbar button), see the output with the plot image and the panel
- * update, see a server error as a notification, browse files, remove the sandbox.
+ * update, see a server error as a notification, browse files and download one, remove
+ * the sandbox.
  */
 import { expect, Page, test } from '@playwright/test';
+import * as fs from 'fs';
 import * as path from 'path';
 
 const URL = process.env.JUPYTER_URL ?? 'http://127.0.0.1:8888/';
 const TOKEN = process.env.JUPYTER_TOKEN ?? '';
 const NOTEBOOK = process.env.NOTEBOOK ?? 'sandbox-ui.ipynb';
 const ARTIFACTS = process.env.ARTIFACTS ?? path.resolve(__dirname, '..', '..', '..', 'test-artifacts');
+// what cell 1 writes to hello.txt (CELL_PLOT in tests/test_labextension_ui.py)
+const GREETING = 'hi from the sandbox';
 
 const shot = (page: Page, name: string) =>
   page.screenshot({ path: path.join(ARTIFACTS, `labextension-${name}.png`), fullPage: true });
@@ -80,8 +84,29 @@ test('create a sandbox, run cells in it, see outputs and the panel, remove it', 
   await expect(item.locator('[data-field="cpu"]')).toHaveText(/%$/);
   await expect(item.locator('[data-field="contexts"]')).toContainText('python');
   await item.getByRole('button', { name: 'Files' }).click();
-  await expect(panel.locator('.jp-SandboxPanel-files')).toContainText('hello.txt');
+  const files = panel.locator('.jp-SandboxPanel-files');
+  const entry = (text: RegExp) => files.locator('.jp-SandboxPanel-file').filter({ hasText: text });
+  const hello = entry(/^hello\.txt /);
+  await expect(hello).toHaveText(`hello.txt ${GREETING.length} B`);
   await shot(page, '04-panel-updated');
+
+  // Files: a folder opens, ".." goes back, a file downloads (through the authenticated API).
+  await entry(/^out\/$/).click();
+  await expect(entry(/^data\.csv /)).toHaveText('data.csv 7 B');
+  await entry(/^\.\.$/).click();
+  await expect(hello).toBeVisible();
+  const [download] = await Promise.all([page.waitForEvent('download'), hello.click()]);
+  expect(download.suggestedFilename()).toBe('hello.txt');
+  expect(await fs.promises.readFile(await download.path(), 'utf8')).toBe(GREETING);
+  await shot(page, '04-files-download');
+
+  // A file gone since the listing: the server's message as a notification.
+  const gone = await page.request.delete(`${URL}sandbox/api/sandboxes/${name}/files?path=hello.txt`, {
+    headers: { Authorization: `token ${TOKEN}` }
+  });
+  expect(gone.status()).toBe(204);
+  await hello.click();
+  await expect(page.getByText(/^Download \/home\/user\/hello\.txt from nb-\S+: no such/).first()).toBeVisible();
 
   // A one-shot execution (submitted by the pytest side) is listed while it runs; kill it.
   const oneShot = panel.locator(`.jp-SandboxPanel-oneshot[data-id="${process.env.ONESHOT_ID}"]`);
