@@ -340,7 +340,7 @@ class SandboxMagics(Magics, Configurable):
             print(f"removed {name}")
         elif command == "files":
             for entry in self._call(sandbox.files.list, rest[0] if rest else "."):
-                kind = "/" if entry.get("type") == "directory" else ""
+                kind = "/" if entry.get("type") == "dir" else ""
                 print(f"{entry.get('size', 0):>10}  {entry['name']}{kind}")
         elif command == "push":
             self._push(sandbox, rest)

@@ -182,7 +182,8 @@ def test_sandbox_subcommands_and_cell_eval(sandbox_server, tmp_path):
     cells = [
         "%load_ext jupyter_sandbox",
         "%config SandboxMagics.default_memory = '384M'\n%sandbox config",
-        "%%sandbox subcmds\nopen('made.txt', 'w').write('x')\nimport collections\ncounter = collections.Counter('aab')",
+        "%%sandbox subcmds\nopen('made.txt', 'w').write('x')\nimport collections, os\nos.mkdir('adir')\n"
+        "counter = collections.Counter('aab')",
         "%sandbox list",
         "%sandbox status subcmds",
         "%sandbox files subcmds",
@@ -204,7 +205,7 @@ def test_sandbox_subcommands_and_cell_eval(sandbox_server, tmp_path):
     assert not outputs_of(c[2], "error"), c[2].outputs
     assert "subcmds" in stream_text(c[3]) and "384M" in stream_text(c[3])
     assert "running" in stream_text(c[4]) and "384M memory" in stream_text(c[4])
-    assert "made.txt" in stream_text(c[5])
+    assert "made.txt" in stream_text(c[5]) and "adir/" in stream_text(c[5])
     (refused,) = outputs_of(c[6], "error")
     assert "refusing to unpickle collections.Counter" in refused.traceback[0] and len(refused.traceback) == 1
     assert outputs_of(c[7], "execute_result")[0].data["text/plain"] == "Counter({'a': 2, 'b': 1})"
