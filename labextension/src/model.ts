@@ -47,7 +47,7 @@ export interface IFileEntry {
 
 /** Whether an entry is a folder to browse into rather than a file to download. */
 export function isDirectory(entry: IFileEntry): boolean {
-  return entry.type === 'dir' || entry.type === 'directory';
+  return entry.type === 'dir';
 }
 
 /** The name a downloaded file is saved under: the path's last part ("/home/user/a.txt" -> "a.txt"). */

@@ -186,7 +186,6 @@ describe('file entries', () => {
 
   it('tells folders (the backends say "dir") from files and symlinks', () => {
     assert.equal(isDirectory(entry('dir')), true);
-    assert.equal(isDirectory(entry('directory')), true);
     assert.equal(isDirectory(entry('file')), false);
     assert.equal(isDirectory(entry('symlink')), false);
   });
