@@ -2,7 +2,7 @@
 
     python benchmarks/bench_roundtrip.py [--backend docker|docker-runsc|local] [-n 200]
 
-Prints: create -> first result (cold), and p50/p99 of a warm `1+1` for the sandbox and for
+Prints: create -> first result (cold, and from a pool of started sandboxes), and p50/p99 of a warm `1+1` for the sandbox and for
 a local ipykernel (jupyter_client KernelManager, default tcp transport) measured in the same
 run, with their ratio.
 """
@@ -56,6 +56,20 @@ async def main(backend_name: str, n: int) -> None:
     finally:
         await manager.shutdown()
 
+    # The same create with SandboxManager.pool_size=1: a started sandbox is handed out.
+    pooled = SandboxManager(backend=make_backend(backend.name, **runtime), reap_on_start=False, pool_size=1)
+    await pooled.start()
+    try:
+        while not pooled._pool:
+            await asyncio.sleep(0.05)
+        p0 = time.perf_counter()
+        model = await pooled.create("bench")
+        p1 = time.perf_counter()
+        assert (await pooled.execute("bench", model.id, "1+1")).text == "2"
+        p2 = time.perf_counter()
+    finally:
+        await pooled.shutdown()
+
     km = AsyncKernelManager(kernel_name="python3")
     await km.start_kernel()
     kc = km.client()
@@ -73,6 +87,8 @@ async def main(backend_name: str, n: int) -> None:
     ms = 1000
     print(f"backend: {backend_name}")
     print(f"cold: create {ms * (t1 - t0):.0f} ms + first result {ms * (t2 - t1):.0f} ms = {ms * (t2 - t0):.0f} ms")
+    print(f"pooled (pool_size=1): create {ms * (p1 - p0):.1f} ms + first result {ms * (p2 - p1):.0f} ms = "
+          f"{ms * (p2 - p0):.0f} ms  (cold/pooled: {(t2 - t0) / (p2 - p0):.0f}x)")
     for label, times in (("sandbox", sandbox_times), ("local ipykernel", local_times)):
         print(f"warm 1+1 {label:16s} p50 {ms * pct(times, 50):.2f} ms  p99 {ms * pct(times, 99):.2f} ms  "
               f"mean {ms * statistics.mean(times):.2f} ms  (n={len(times)})")

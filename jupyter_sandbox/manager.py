@@ -17,7 +17,7 @@ from traitlets import Bool, Float, Instance, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .backends.base import LABEL_PREFIX, SandboxBackend
-from .errors import InvalidInput, KernelDied, NotFound, QuotaExceeded
+from .errors import InvalidInput, KernelDied, NotFound, QuotaExceeded, SandboxError
 from .messages import EventSink, run_execute
 from .models import (
     ContextModel,
@@ -88,6 +88,11 @@ class SandboxManager(LoggingConfigurable):
         "changes (0 = never). Sandboxes running or queueing code are never culled."
     ).tag(config=True)
     cull_interval = Float(60.0, help="Seconds between checks for idle sandboxes.").tag(config=True)
+    pool_size = Int(
+        0, help="Sandboxes with the default spec kept started, so creating one with the default spec "
+        "takes milliseconds instead of a container and kernel start (each waiting one holds its idle "
+        "memory, ~40 MB). 0 = none."
+    ).tag(config=True)
 
     @default("server_id")
     def _server_id_default(self) -> str:
@@ -97,6 +102,8 @@ class SandboxManager(LoggingConfigurable):
         super().__init__(**kwargs)
         self._sandboxes: dict[str, _Sandbox] = {}
         self._culler: asyncio.Task | None = None
+        self._pool: list[_Sandbox] = []  # started, default spec, no owner yet
+        self._pool_filler: asyncio.Task | None = None
 
     # -- lookup -------------------------------------------------------------------------
     def _get(self, owner: str, key: str) -> _Sandbox:
@@ -131,6 +138,7 @@ class SandboxManager(LoggingConfigurable):
     def resolve_spec(self, data: dict[str, Any] | SandboxSpec | None) -> SandboxSpec:
         """Fill defaults and enforce the configured maxima (InvalidInput names the field)."""
         given = data.to_dict() if isinstance(data, SandboxSpec) else dict(data or {})
+        given = {k: v for k, v in given.items() if v is not None}  # null means "the default", as absent does
         given.setdefault("memory", self.default_memory)
         given.setdefault("disk", self.default_disk)
         given.setdefault("cpus", self.default_cpus)
@@ -165,6 +173,7 @@ class SandboxManager(LoggingConfigurable):
             self._culler = asyncio.ensure_future(self._cull_forever())
         if self.reap_on_start:
             await self._reap()
+        self._fill_pool()
 
     async def _reap(self) -> None:
         try:
@@ -189,31 +198,81 @@ class SandboxManager(LoggingConfigurable):
             raise QuotaExceeded(
                 f"you have {owned} sandboxes, the most this server allows per user; remove one first"
             )
+        sandbox = await self._take_pooled(resolved)
+        if sandbox is not None:
+            model = sandbox.model
+            model.owner, model.name = owner, name or model.id
+            model.created = model.last_activity = now()
+            self._sandboxes[model.id] = sandbox
+            self.log.info("jupyter-sandbox: %s took sandbox %s (%s) from the pool", owner, model.id, model.name)
+            return model
+        sandbox = _Sandbox(model=self._new_model(owner, name, resolved))
+        self._sandboxes[sandbox.model.id] = sandbox  # reserve the name and the quota slot
+        try:
+            await self._start(sandbox)
+        except BaseException:
+            self._sandboxes.pop(sandbox.model.id, None)
+            raise
+        model = sandbox.model
+        self.log.info("jupyter-sandbox: %s created sandbox %s (%s) on %s", owner, model.id, model.name, self.backend.name)
+        return model
+
+    def _new_model(self, owner: str, name: str | None, spec: SandboxSpec) -> SandboxModel:
         sandbox_id = new_id("sbx_")
         created = now()
-        model = SandboxModel(
+        return SandboxModel(
             id=sandbox_id, name=name or sandbox_id, owner=owner, status="starting", backend=self.backend.name,
-            spec=resolved, created=created, last_activity=created, isolation=self.backend.isolation,
+            spec=spec, created=created, last_activity=created, isolation=self.backend.isolation,
         )
-        sandbox = _Sandbox(model=model)
-        self._sandboxes[sandbox_id] = sandbox  # reserve the name and the quota slot
+
+    async def _start(self, sandbox: _Sandbox) -> None:
+        """Start the container (or process group) and its default context."""
+        model = sandbox.model
         labels = {
             f"{LABEL_PREFIX}.managed": "true",
-            f"{LABEL_PREFIX}.sandbox": sandbox_id,
-            f"{LABEL_PREFIX}.owner": owner,
+            f"{LABEL_PREFIX}.sandbox": model.id,
+            f"{LABEL_PREFIX}.owner": model.owner,  # "" for a pooled one: its owner comes later
             f"{LABEL_PREFIX}.server": self.server_id,
         }
         try:
-            await self.backend.create(sandbox_id, resolved, labels)
+            await self.backend.create(model.id, model.spec, labels)
             context = await self._start_context(sandbox, ContextModel(id=new_id("ctx_")))
             sandbox.default_context = context.model.id
         except BaseException:
-            self._sandboxes.pop(sandbox_id, None)
-            await self.backend.remove(sandbox_id)
+            await self.backend.remove(model.id)
             raise
         model.status = "running"
-        self.log.info("jupyter-sandbox: %s created sandbox %s (%s) on %s", owner, sandbox_id, model.name, self.backend.name)
-        return model
+
+    # -- the pool of started sandboxes ---------------------------------------------------
+    async def _take_pooled(self, spec: SandboxSpec) -> _Sandbox | None:
+        """A started sandbox from the pool when ``spec`` is the default one (the pool refills)."""
+        if not self._pool or spec != self.resolve_spec(None):
+            return None
+        while self._pool:
+            sandbox = self._pool.pop(0)
+            context = sandbox.contexts[sandbox.default_context]
+            reason = await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id)
+            if reason is None:
+                self._fill_pool()
+                return sandbox
+            self.log.warning("jupyter-sandbox: dropping pooled sandbox %s: %s", sandbox.model.id, reason)
+            await self._remove(sandbox)
+        self._fill_pool()
+        return None
+
+    def _fill_pool(self) -> None:
+        if len(self._pool) < self.pool_size and (self._pool_filler is None or self._pool_filler.done()):
+            self._pool_filler = asyncio.ensure_future(self._fill_pool_now())
+
+    async def _fill_pool_now(self) -> None:
+        while len(self._pool) < self.pool_size:
+            sandbox = _Sandbox(model=self._new_model("", None, self.resolve_spec(None)))
+            try:
+                await self._start(sandbox)
+            except SandboxError as e:  # e.g. Docker down: creation still works (and explains) without the pool
+                self.log.warning("jupyter-sandbox: could not start a pooled sandbox: %s", e)
+                return
+            self._pool.append(sandbox)
 
     async def _start_context(self, sandbox: _Sandbox, model: ContextModel) -> _Context:
         sandbox_id = sandbox.model.id
@@ -310,10 +369,14 @@ class SandboxManager(LoggingConfigurable):
 
     async def shutdown(self) -> None:
         """Remove every sandbox (server shutdown)."""
-        if self._culler is not None:
-            self._culler.cancel()
-            self._culler = None
-        await asyncio.gather(*(self._remove(s) for s in list(self._sandboxes.values())), return_exceptions=True)
+        for task in (self._culler, self._pool_filler):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)  # a half-started one removes itself
+        self._culler = self._pool_filler = None
+        everything = [*self._sandboxes.values(), *self._pool]
+        self._pool = []
+        await asyncio.gather(*(self._remove(s) for s in everything), return_exceptions=True)
         await self.backend.close()
 
     async def restart(self, owner: str, key: str) -> SandboxModel:

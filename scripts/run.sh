@@ -22,4 +22,5 @@ else
     log "no Docker engine reachable: sandboxes use the embedded local backend (resource limits only)"
 fi
 
-exec jupyter lab "${backend[@]}" "$@"
+# One started sandbox waits in the pool, so the first %%sandbox cell or panel "create" is instant.
+exec jupyter lab --SandboxManager.pool_size=1 "${backend[@]}" "$@"

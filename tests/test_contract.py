@@ -170,6 +170,12 @@ async def test_restart_context_loses_variables(manager, sandbox):
     assert execution.error.name == "NameError"
 
 
+def test_null_fields_mean_the_server_defaults(manager):
+    nulls = {"image": None, "memory": None, "cpus": None, "pids": None, "disk": None, "timeout": None, "runtime": None}
+    assert manager.resolve_spec(nulls) == manager.resolve_spec({}) == manager.resolve_spec(None)
+    assert manager.resolve_spec(nulls).timeout == manager.default_timeout
+
+
 async def test_limits_above_maximum_are_refused(manager):
     with pytest.raises(InvalidInput) as info:
         await manager.create(OWNER, spec={"memory": "64G"})
@@ -200,3 +206,36 @@ async def test_idle_sandboxes_are_culled_and_busy_ones_are_not(backend_name):
         assert culling.list() == [], "once idle, it goes too"
     finally:
         await culling.shutdown()
+
+
+async def test_pool_hands_out_started_sandboxes_and_refills(backend_name):
+    from conftest import make_manager
+
+    pooled = make_manager(backend_name, pool_size=1, reap_on_start=False)
+    await pooled.start()
+    try:
+        async def waiting() -> list[str]:
+            for _ in range(600):
+                if pooled._pool:
+                    return [s.model.id for s in pooled._pool]
+                await asyncio.sleep(0.1)
+            raise AssertionError("the pool did not fill")
+
+        first_pooled = await waiting()
+        assert pooled.list() == [], "pooled sandboxes belong to nobody yet"
+        model = await pooled.create(OWNER, name="from-pool")
+        assert [model.id] == first_pooled
+        assert (model.owner, model.name, model.status) == (OWNER, "from-pool", "running")
+        execution = await pooled.execute(OWNER, "from-pool", "x = 41; x + 1")
+        assert execution.text == "42" and execution.execution_count == 1, "a fresh kernel"
+        with pytest.raises(NotFound):
+            pooled.get("someone-else", model.id)
+        refilled = await waiting()
+        assert refilled != first_pooled, "the pool refilled"
+        custom = await pooled.create(OWNER, spec={"memory": "384M"})
+        assert custom.id not in first_pooled + refilled, "a custom spec starts its own"
+        ours = {*first_pooled, *refilled, custom.id}
+    finally:
+        await pooled.shutdown()
+    left = await pooled.backend.list_existing({"org.jupyter-sandbox.server": pooled.server_id})
+    assert not ours & {labels["org.jupyter-sandbox.sandbox"] for labels in left}, "shutdown removes the pool too"
