@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Instance, Int, Unicode
+from traitlets import Instance, Int, Unicode, default
 
 from .backends import make_backend
 from .backends.docker import DockerBackend
 from .backends.local import LocalBackend
 from .executions import OneShotRunner
+from .identity import ServerIdentity
 from .manager import SandboxManager
+
+KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
 
 class SandboxApp(ExtensionApp):
@@ -31,11 +38,29 @@ class SandboxApp(ExtensionApp):
     ).tag(config=True)
     keepalive_interval = Int(15, help="Seconds of silence before a keepalive line in streamed executions.").tag(config=True)
 
+    state_dir = Unicode(
+        help="Private folder (mode 0700, owned by the server's user) for the server's state: its identity "
+        "slot (so a restarted server recognises its own containers). Default: <jupyter data dir>/jupyter_sandbox."
+    ).tag(config=True)
+
     manager = Instance(SandboxManager, allow_none=True)
+    identity: ServerIdentity | None = None
+
+    @default("state_dir")
+    def _state_dir_default(self) -> str:
+        return os.path.join(jupyter_data_dir(), "jupyter_sandbox")
 
     def initialize_settings(self) -> None:
         backend = make_backend(self.backend, log=self.log, parent=self)
-        self.manager = SandboxManager(parent=self, backend=backend, log=self.log)
+        self.identity = ServerIdentity.claim(
+            self.state_dir, {"root_dir": str(self.serverapp.root_dir), "base_url": self.serverapp.base_url}
+        )
+        if self.identity.previous:
+            self.log.info("jupyter-sandbox: server id %s, taken over from this server's earlier run (pid %s, gone)",
+                          self.identity.server_id, self.identity.previous.get("pid"))
+        else:
+            self.log.info("jupyter-sandbox: server id %s (new)", self.identity.server_id)
+        self.manager = SandboxManager(parent=self, backend=backend, log=self.log, server_id=self.identity.server_id)
         self.executions = OneShotRunner(parent=self, manager=self.manager, log=self.log)
         self.settings.update(
             sandbox_manager=self.manager,
@@ -47,6 +72,17 @@ class SandboxApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         await self.manager.start()
         await self.executions.start()
+        # A notebook kernel's own sandbox goes when the server shuts the kernel down (a restart
+        # keeps it: jupyter_server emits "shutdown" only for a real shutdown, culling included).
+        serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=self._on_kernel_action)
+
+    async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        if data.get("action") != "shutdown" or not data.get("kernel_id") or self.manager is None:
+            return
+        try:
+            await self.manager.remove_kernel_sandboxes(data["kernel_id"])
+        except Exception:  # a listener's error would vanish in jupyter_events' task: say it here
+            self.log.exception("jupyter-sandbox: removing the sandboxes of kernel %s failed", data["kernel_id"])
 
     def initialize_handlers(self) -> None:
         from .handlers import default_handlers
@@ -62,6 +98,8 @@ class SandboxApp(ExtensionApp):
         if self.manager is not None:
             self.log.info("jupyter-sandbox: removing %d sandboxes on shutdown", len(self.manager.list()))
             await self.manager.shutdown()
+        if self.identity is not None:
+            self.identity.release(forget=True)  # every sandbox of this server is gone
 
 
 def _jupyter_server_extension_points():

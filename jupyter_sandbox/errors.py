@@ -57,3 +57,7 @@ class ServerUnreachable(SandboxError):
     """Client side: no jupyter-sandbox server answered."""
 
     status, reason = 503, "Server Unreachable"
+
+
+class StateDirError(SandboxError):
+    """The server's private state directory is unsafe to use (wrong owner, a symlink)."""

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
-import hashlib
-import os
 import queue
-import socket
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +14,7 @@ from traitlets import Bool, Float, Instance, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .backends.base import LABEL_PREFIX, SandboxBackend
-from .errors import InvalidInput, KernelDied, NotFound, QuotaExceeded, SandboxError
+from .errors import Conflict, InvalidInput, KernelDied, NotFound, QuotaExceeded, SandboxError
 from .messages import EventSink, run_execute
 from .models import (
     ContextModel,
@@ -53,19 +50,15 @@ class _Sandbox:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-def _default_server_id() -> str:
-    # Stable across restarts of the same user's server on the same host, so a restarted
-    # server finds (and reaps) its own containers and nobody else's.
-    seed = f"{socket.gethostname()}:{getpass.getuser()}:{os.environ.get('JUPYTER_RUNTIME_DIR', '')}"
-    return hashlib.sha256(seed.encode()).hexdigest()[:16]
-
-
 class SandboxManager(LoggingConfigurable):
     """Creates sandboxes for owners, runs code in their contexts, removes them."""
 
     backend = Instance(SandboxBackend)
 
-    server_id = Unicode(help="Label identifying this server's containers (for reaping after a crash).").tag(config=True)
+    server_id = Unicode(
+        help="Label on this manager's containers. The server sets it from its slot (identity.py), so it is "
+        "unique among live servers and kept across restarts; a manager made alone gets a random one."
+    )
     max_sandboxes_per_user = Int(8, help="Sandboxes one user may have at once (429 beyond).").tag(config=True)
     max_contexts_per_sandbox = Int(8, help="Contexts (kernels) per sandbox.").tag(config=True)
     default_memory = Unicode("1G", help="Memory for sandboxes that ask for none.").tag(config=True)
@@ -96,7 +89,7 @@ class SandboxManager(LoggingConfigurable):
 
     @default("server_id")
     def _server_id_default(self) -> str:
-        return _default_server_id()
+        return secrets.token_hex(8)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -187,28 +180,37 @@ class SandboxManager(LoggingConfigurable):
                 self.log.info("jupyter-sandbox: removing leftover sandbox %s of %s", sandbox_id, labels.get(f"{LABEL_PREFIX}.owner"))
                 await self.backend.remove(sandbox_id)
 
-    async def create(self, owner: str, name: str | None = None, spec: dict[str, Any] | SandboxSpec | None = None) -> SandboxModel:
+    async def create(
+        self, owner: str, name: str | None = None, spec: dict[str, Any] | SandboxSpec | None = None,
+        kernel_id: str | None = None,
+    ) -> SandboxModel:
+        """A running sandbox for ``owner``. With ``kernel_id`` it is that notebook kernel's own
+        sandbox and goes when the kernel shuts down (``remove_kernel_sandboxes``)."""
         resolved = self.resolve_spec(spec)
         if name is not None:
             validate_name(name)
             if any(s.model.owner == owner and s.model.name == name for s in self._sandboxes.values()):
-                raise InvalidInput(f"you already have a sandbox named {name!r}", field="name")
+                raise Conflict(f"you already have a sandbox named {name!r}", field="name")
         owned = sum(1 for s in self._sandboxes.values() if s.model.owner == owner)
         if owned >= self.max_sandboxes_per_user:
             raise QuotaExceeded(
                 f"you have {owned} sandboxes, the most this server allows per user; remove one first"
             )
-        sandbox = await self._take_pooled(resolved)
-        if sandbox is not None:
-            model = sandbox.model
-            model.owner, model.name = owner, name or model.id
-            model.created = model.last_activity = now()
-            self._sandboxes[model.id] = sandbox
-            self.log.info("jupyter-sandbox: %s took sandbox %s (%s) from the pool", owner, model.id, model.name)
-            return model
         sandbox = _Sandbox(model=self._new_model(owner, name, resolved))
-        self._sandboxes[sandbox.model.id] = sandbox  # reserve the name and the quota slot
+        sandbox.model.kernel_id = kernel_id
+        # Registered before any await: the name and the quota slot are taken now, so a second
+        # create with the same name gets its 409 even while this one waits for the engine.
+        self._sandboxes[sandbox.model.id] = sandbox
         try:
+            pooled = await self._take_pooled(resolved)
+            if pooled is not None:
+                del self._sandboxes[sandbox.model.id]
+                model = pooled.model
+                model.owner, model.name, model.kernel_id = owner, name or model.id, kernel_id
+                model.created = model.last_activity = now()
+                self._sandboxes[model.id] = pooled
+                self.log.info("jupyter-sandbox: %s took sandbox %s (%s) from the pool", owner, model.id, model.name)
+                return model
             await self._start(sandbox)
         except BaseException:
             self._sandboxes.pop(sandbox.model.id, None)
@@ -345,6 +347,14 @@ class SandboxManager(LoggingConfigurable):
         await self.backend.remove(sandbox.model.id)
         self.log.info("jupyter-sandbox: removed sandbox %s of %s", sandbox.model.id, sandbox.model.owner)
 
+    async def remove_kernel_sandboxes(self, kernel_id: str) -> list[str]:
+        """Remove the sandboxes tied to a notebook kernel that shut down; their ids."""
+        tied = [s for s in list(self._sandboxes.values()) if s.model.kernel_id == kernel_id]
+        for sandbox in tied:
+            self.log.info("jupyter-sandbox: kernel %s shut down; removing its sandbox %s", kernel_id, sandbox.model.id)
+            await self._remove(sandbox)
+        return [s.model.id for s in tied]
+
     async def cull_idle(self) -> list[str]:
         """Remove sandboxes idle for longer than ``cull_idle_timeout``; their ids."""
         deadline = now() - self.cull_idle_timeout
@@ -412,7 +422,12 @@ class SandboxManager(LoggingConfigurable):
 
     async def stats(self, owner: str, key: str) -> dict[str, Any]:
         sandbox = self._get(owner, key)
-        return await self.backend.stats(sandbox.model.id)
+        try:
+            return await self.backend.stats(sandbox.model.id)
+        except Exception:
+            if sandbox.model.id not in self._sandboxes:  # removed while the engine was asked
+                raise NotFound(f"no sandbox {key!r}") from None
+            raise
 
     # -- contexts -----------------------------------------------------------------------
     def _context(self, sandbox: _Sandbox, context_id: str | None) -> _Context:
@@ -516,6 +531,10 @@ class SandboxManager(LoggingConfigurable):
                 # The caller went away (e.g. its HTTP client disconnected): stop its code too,
                 # so the context is free for the next execution in the queue.
                 self._interrupt(context)
+                raise
+            except Exception:
+                if context.closed:  # its channels were stopped under it (jupyter_client then asserts)
+                    raise KernelDied("the sandbox or context was removed or restarted while this code ran") from None
                 raise
             finally:
                 if env_vars and not context.closed and not await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id):

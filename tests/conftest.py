@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 import warnings
 
 import pytest
 import pytest_asyncio
 
-from jupyter_sandbox.backends.base import LABEL_PREFIX
+from servers import IMAGE, SESSION, SESSION_LABEL, JupyterServer, server_config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-IMAGE = os.environ.get("JUPYTER_SANDBOX_TEST_IMAGE", "jupyter-sandbox:latest")
-# Every sandbox this test session makes carries this server id, so the leftover check
-# (and reaping) sees only this session's containers, not a concurrent run's.
-SESSION_SERVER_ID = "test-" + uuid.uuid4().hex[:10]
+# Managers made by the tests carry this server id; every container of this test session (servers'
+# too) carries SESSION_LABEL, so the leftover check sees only this session's, not a concurrent run's.
+SESSION_SERVER_ID = SESSION
 
 
 def _docker_problem(runtime: str | None = None) -> str | None:
@@ -64,6 +62,8 @@ def make_manager(backend_name: str, **manager_config):
     from jupyter_sandbox.manager import SandboxManager
 
     kwargs = {"default_image": IMAGE}
+    if backend_name.startswith("docker"):
+        kwargs["extra_labels"] = {SESSION_LABEL: SESSION}
     if backend_name == "docker-runsc":
         backend = make_backend("docker", runtime="runsc", **kwargs)
     else:
@@ -111,15 +111,7 @@ async def jp_asyncio_loop():
 @pytest.fixture
 def jp_server_config(jp_server_config):
     """A real server with the extension, authentication required, Docker backend."""
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_sandbox": True},
-            "allow_unauthenticated_access": False,
-        },
-        "SandboxApp": {"backend": "docker"},
-        "DockerBackend": {"default_image": IMAGE},
-        "SandboxManager": {"default_memory": "512M", "server_id": SESSION_SERVER_ID},
-    }
+    return server_config()
 
 
 @pytest.fixture(autouse=True)
@@ -139,9 +131,7 @@ def pytest_sessionfinish(session, exitstatus):
     import docker
 
     client = docker.from_env()
-    left = client.containers.list(
-        all=True, filters={"label": [f"{LABEL_PREFIX}.managed=true", f"{LABEL_PREFIX}.server={SESSION_SERVER_ID}"]}
-    )
+    left = client.containers.list(all=True, filters={"label": [f"{SESSION_LABEL}={SESSION}"]})
     if left:
         names = ", ".join(c.name for c in left)
         for c in left:
@@ -153,58 +143,16 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture(scope="session")
-def sandbox_server(docker_ready, tmp_path_factory):
-    """A real `jupyter server` subprocess with the extension on Docker: (url, token).
+def sandbox_server_process(docker_ready, tmp_path_factory):
+    """A real `jupyter server` subprocess with the extension on Docker (a tests/servers.py
+    JupyterServer). For clients that block (sync client, notebook kernels), which cannot share
+    the test's event loop with an in-process server. Always stopped (SIGTERM runs the
+    extension's cleanup, which removes its sandboxes)."""
+    with JupyterServer(tmp_path_factory.mktemp("server")) as server:
+        yield server
 
-    For clients that block (sync client, notebook kernels), which cannot share the test's
-    event loop with an in-process server. Always stopped (SIGTERM runs the extension's
-    cleanup, which removes its sandboxes).
-    """
-    import secrets
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
 
-    import httpx
-
-    root = tmp_path_factory.mktemp("server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    token = secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(root / "runtime"), "JUPYTER_CONFIG_DIR": str(root / "config")}
-    env.pop("JUPYTER_SANDBOX_URL", None)
-    argv = [
-        sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
-        '--ServerApp.jpserver_extensions={"jupyter_sandbox": True}',
-        "--SandboxApp.backend=docker", f"--DockerBackend.default_image={IMAGE}",
-        "--SandboxManager.default_memory=512M", f"--SandboxManager.server_id={SESSION_SERVER_ID}",
-    ]
-    log = open(root / "server.log", "wb")
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"jupyter server exited: {(root / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "api/status", headers={"Authorization": f"token {token}"}, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"jupyter server did not answer: {(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url, token
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+@pytest.fixture(scope="session")
+def sandbox_server(sandbox_server_process):
+    """(url, token) of ``sandbox_server_process``."""
+    return sandbox_server_process.url, sandbox_server_process.token

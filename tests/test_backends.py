@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import docker
 import pytest
 
@@ -9,7 +11,7 @@ from conftest import IMAGE, SESSION_SERVER_ID, make_manager
 from jupyter_sandbox.backends import make_backend
 from jupyter_sandbox.backends.base import LABEL_PREFIX, confine
 from jupyter_sandbox.backends.docker import DockerBackend
-from jupyter_sandbox.errors import BackendUnavailable, InvalidInput
+from jupyter_sandbox.errors import BackendUnavailable, InvalidInput, NotFound
 from jupyter_sandbox.models import SandboxSpec
 
 
@@ -61,10 +63,11 @@ def test_confine_refuses_escapes(path):
 
 
 async def test_restarted_server_reaps_its_leftover_containers(docker_ready):
-    crashed = make_manager("docker")
+    server_id = SESSION_SERVER_ID + "-crash"  # not the session managers' id: they hold live sandboxes
+    crashed = make_manager("docker", server_id=server_id)
     model = await crashed.create("alice")
     # The "crashed" server never shuts down; a new one with the same server id starts.
-    survivor = make_manager("docker")
+    survivor = make_manager("docker", server_id=server_id)
     await survivor.start()
     client = docker.from_env()
     left = client.containers.list(all=True, filters={"label": [f"{LABEL_PREFIX}.sandbox={model.id}"]})
@@ -80,6 +83,28 @@ async def test_other_servers_containers_are_not_reaped(docker_ready):
     assert len(client.containers.list(filters={"label": [f"{LABEL_PREFIX}.sandbox={model.id}"]})) == 1
     await mine.shutdown()
     assert client.containers.list(all=True, filters={"label": [f"{LABEL_PREFIX}.sandbox={model.id}"]}) == []
+
+
+async def test_stats_of_a_sandbox_removed_meanwhile_is_not_found(docker_ready):
+    import json
+
+    manager = make_manager("docker")
+    model = await manager.create("dave")
+    real_stats, removed = manager.backend.stats, asyncio.Event()
+
+    async def stats_racing_a_removal(sandbox_id):
+        await removed.wait()
+        # what docker-py does when the container goes while it reads the stats stream
+        raise json.JSONDecodeError("Expecting value", "", 0)
+
+    manager.backend.stats = stats_racing_a_removal
+    pending = asyncio.ensure_future(manager.stats("dave", model.id))
+    await manager.remove("dave", model.id)
+    removed.set()
+    with pytest.raises(NotFound):
+        await pending
+    manager.backend.stats = real_stats
+    await manager.shutdown()
 
 
 async def test_unknown_image_is_a_400_naming_the_field(docker_ready):

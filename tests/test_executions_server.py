@@ -25,7 +25,8 @@ from urllib3 import encode_multipart_formdata
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.executions import make_archive
 
-from conftest import IMAGE, SESSION_SERVER_ID
+from conftest import IMAGE
+from servers import SESSION, SESSION_LABEL
 from test_executions import SLIP_ARCHIVES
 
 pytestmark = pytest.mark.docker
@@ -232,7 +233,7 @@ async def test_eval_options(jp_fetch):
     assert error["field"] == "python_version" and "3.11" in error["message"]
 
 
-async def test_async_submit_poll_kill(jp_fetch):
+async def test_async_submit_poll_kill(jp_fetch, jp_serverapp):
     body, headers = multipart({"main.py": "import time\nprint('started', flush=True)\ntime.sleep(3600)\n"}, {})
     r = await jp_fetch(*V1, "exec", "async", method="POST", body=body, headers=headers)
     assert r.code == 202
@@ -252,7 +253,8 @@ async def test_async_submit_poll_kill(jp_fetch):
     assert container.status == "running"
     labels = container.labels
     assert labels[f"{LABEL_PREFIX}.managed"] == "true"
-    assert labels[f"{LABEL_PREFIX}.server"] == SESSION_SERVER_ID
+    assert labels[f"{LABEL_PREFIX}.server"] == jp_serverapp.web_app.settings["sandbox_app"].identity.server_id
+    assert labels[SESSION_LABEL] == SESSION
     assert labels[f"{LABEL_PREFIX}.owner"]
     host = container.attrs["HostConfig"]
     assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"] and host["NetworkMode"] == "none"

@@ -21,7 +21,8 @@ from pathlib import Path
 import nbformat.v4
 import pytest
 
-from conftest import IMAGE, IN_CI, SESSION_SERVER_ID
+from conftest import IN_CI
+from servers import server_config
 from test_labextension import node_modules  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.docker
@@ -79,9 +80,7 @@ def lab_server(tmp_path, docker_ready):
             "news_url": None,
             "extension_manager": "readonly",  # no PyPI look-ups from the page
         },
-        "SandboxApp": {"backend": "docker"},
-        "DockerBackend": {"default_image": IMAGE},
-        "SandboxManager": {"default_memory": "512M", "server_id": SESSION_SERVER_ID},
+        **{k: v for k, v in server_config().items() if k != "ServerApp"},
     }))
     log_path = tmp_path / "jupyter-lab.log"
     log = log_path.open("w")
