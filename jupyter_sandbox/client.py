@@ -29,6 +29,7 @@ import socket
 import tarfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlparse
@@ -325,7 +326,9 @@ class InProcessConnection(Connection):
         return self.manager.list(self.owner)
 
     async def create(self, name, spec):
-        return await self.manager.create(self.owner, name, spec)
+        spec = dict(spec)
+        kernel_id = spec.pop("kernel_id", None)
+        return await self.manager.create(self.owner, name, spec, kernel_id=kernel_id)
 
     async def get(self, key):
         return self.manager.get(self.owner, key)
@@ -390,31 +393,56 @@ def _probe(url: str, token: str | None) -> bool:
         return False
 
 
-def find_server(server_url: str | None = None, token: str | None = None) -> tuple[str, str | None] | None:
-    """(url, token) of the server to use, or None when there is none.
+@dataclass
+class ServerChoice:
+    """The server a client talks to, and why that one (shown by ``%sandbox config``)."""
+
+    url: str
+    token: str | None
+    why: str
+
+
+def find_server(server_url: str | None = None, token: str | None = None) -> ServerChoice | None:
+    """The server to use, or None when there is none.
 
     In order: explicit arguments; JUPYTER_SANDBOX_URL / JUPYTER_SANDBOX_TOKEN; a JupyterHub
-    single-user server's environment; a running local Jupyter server (runtime files) whose
-    jupyter_sandbox extension answers.
+    single-user server's environment; the Jupyter server that started this kernel (its runtime
+    file has the pid jupyter_client puts in JPY_PARENT_PID); else the one local server (runtime
+    files) whose extension answers. Several answering is an error that lists them: code must
+    not run on a server nobody chose.
     """
     if server_url:
-        return server_url, token or os.environ.get("JUPYTER_SANDBOX_TOKEN")
+        return ServerChoice(server_url, token or os.environ.get("JUPYTER_SANDBOX_TOKEN"), "given explicitly")
     if os.environ.get("JUPYTER_SANDBOX_URL"):
-        return os.environ["JUPYTER_SANDBOX_URL"], token or os.environ.get("JUPYTER_SANDBOX_TOKEN")
+        return ServerChoice(os.environ["JUPYTER_SANDBOX_URL"], token or os.environ.get("JUPYTER_SANDBOX_TOKEN"),
+                            "from JUPYTER_SANDBOX_URL")
     hub_token = os.environ.get("JUPYTERHUB_API_TOKEN")
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
     if hub_token and prefix:
         # The single-user server listens on JUPYTERHUB_SERVICE_URL's port; talk to it locally.
         service = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8888/"))
-        return f"http://127.0.0.1:{service.port or 8888}{prefix}", token or hub_token
+        return ServerChoice(f"http://127.0.0.1:{service.port or 8888}{prefix}", token or hub_token,
+                            "this JupyterHub single-user server")
     try:
         from jupyter_server.serverapp import list_running_servers
 
-        for info in list_running_servers():
-            if _probe(info["url"], info.get("token")):
-                return info["url"], info.get("token") or None
+        servers = list(list_running_servers())
     except Exception:  # unreadable runtime files just mean "no local server"
-        pass
+        servers = []
+    parent = os.environ.get("JPY_PARENT_PID")
+    for info in servers:
+        if parent and str(info.get("pid")) == parent and _probe(info["url"], info.get("token")):
+            return ServerChoice(info["url"], info.get("token") or None, "the Jupyter server that started this kernel")
+    answering = [info for info in servers if _probe(info["url"], info.get("token"))]
+    if len(answering) > 1:
+        listed = ", ".join(f"{info['url']} (pid {info.get('pid')})" for info in answering)
+        raise ServerUnreachable(
+            f"several jupyter-sandbox servers are running: {listed}. Choose one with JUPYTER_SANDBOX_URL "
+            "(and JUPYTER_SANDBOX_TOKEN), or server_url=/token= in the call"
+        )
+    if answering:
+        info = answering[0]
+        return ServerChoice(info["url"], info.get("token") or None, "the one local Jupyter server with the extension")
     return None
 
 
@@ -432,9 +460,10 @@ def connect(server_url: str | None = None, token: str | None = None, *, in_proce
     found = find_server(server_url, token)
     with _CONNECT_LOCK:
         if found is not None:
-            key = (found[0].rstrip("/") + "/", found[1])
+            key = (found.url.rstrip("/") + "/", found.token)
             if key not in _CONNECTIONS:
                 _CONNECTIONS[key] = HTTPConnection(*key)
+            _CONNECTIONS[key].description = f"{key[0]} ({found.why})"
             return _CONNECTIONS[key]
         if not in_process:
             raise ServerUnreachable("no jupyter-sandbox server found: " + HOW_TO_CONNECT)
@@ -447,8 +476,9 @@ def connect(server_url: str | None = None, token: str | None = None, *, in_proce
 # Sandbox (sync) and AsyncSandbox
 
 
-def _spec(image, memory, cpus, network, env, timeout) -> dict[str, Any]:
-    spec = {"image": image, "memory": memory, "cpus": cpus, "env": env, "timeout": timeout}
+def _spec(image, memory, cpus, network, env, timeout, kernel_id=None) -> dict[str, Any]:
+    """The create request's body (without the name)."""
+    spec = {"image": image, "memory": memory, "cpus": cpus, "env": env, "timeout": timeout, "kernel_id": kernel_id}
     spec = {k: v for k, v in spec.items() if v is not None}
     if network:
         spec["network"] = True
@@ -524,10 +554,12 @@ class Sandbox(_Base):
     def __init__(self, name: str | None = None, *, image: str | None = None, memory: str | int | None = None,
                  cpus: float | None = None, network: bool = False, env: dict[str, str] | None = None,
                  timeout: float | None = None, server_url: str | None = None, token: str | None = None,
-                 keep: bool = False, _connection: Connection | None = None, _model: SandboxModel | None = None):
+                 keep: bool = False, kernel_id: str | None = None, _connection: Connection | None = None,
+                 _model: SandboxModel | None = None):
         connection = _connection or connect(server_url, token)
         if _model is None:
-            _model = _loop().run(connection.create(name, _spec(image, memory, cpus, network, env, timeout)))
+            spec = _spec(image, memory, cpus, network, env, timeout, kernel_id)
+            _model = _loop().run(connection.create(name, spec))
         super().__init__(connection, _model, keep)
         self.files = Files(self)
 
@@ -661,9 +693,10 @@ class AsyncSandbox(_Base):
     async def create(cls, name: str | None = None, *, image: str | None = None, memory: str | int | None = None,
                      cpus: float | None = None, network: bool = False, env: dict[str, str] | None = None,
                      timeout: float | None = None, server_url: str | None = None, token: str | None = None,
-                     keep: bool = False) -> AsyncSandbox:
+                     keep: bool = False, kernel_id: str | None = None) -> AsyncSandbox:
         connection = await asyncio.to_thread(connect, server_url, token)  # probing may block
-        model = await _loop().run_async(connection.create(name, _spec(image, memory, cpus, network, env, timeout)))
+        spec = _spec(image, memory, cpus, network, env, timeout, kernel_id)
+        model = await _loop().run_async(connection.create(name, spec))
         return cls(connection, model, keep)
 
     @classmethod
@@ -886,6 +919,7 @@ __all__ = [
     "OneShot",
     "Sandbox",
     "connect",
+    "ServerChoice",
     "find_server",
     "make_tar",
 ]

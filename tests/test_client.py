@@ -44,26 +44,42 @@ def test_unit_error_from_response_keeps_class_and_message():
 
 def test_unit_find_server_order(monkeypatch):
     for var in ("JUPYTER_SANDBOX_URL", "JUPYTER_SANDBOX_TOKEN", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_PREFIX",
-                "JUPYTERHUB_SERVICE_URL"):
+                "JUPYTERHUB_SERVICE_URL", "JPY_PARENT_PID"):
         monkeypatch.delenv(var, raising=False)
     probed = []
-    servers = [{"url": "http://127.0.0.1:1111/", "token": "t1"}, {"url": "http://127.0.0.1:2222/lab/", "token": "t2"}]
+    servers = [{"url": "http://127.0.0.1:1111/", "token": "t1", "pid": 11},
+               {"url": "http://127.0.0.1:2222/lab/", "token": "t2", "pid": 22},
+               {"url": "http://127.0.0.1:3333/", "token": "t3", "pid": 33}]
     monkeypatch.setattr("jupyter_server.serverapp.list_running_servers", lambda: iter(servers))
-    monkeypatch.setattr("jupyter_sandbox.client._probe", lambda url, token: probed.append(url) or url.endswith("/lab/"))
-    # a running local server whose extension answers (the first one does not)
-    assert find_server() == ("http://127.0.0.1:2222/lab/", "t2")
+    monkeypatch.setattr("jupyter_sandbox.client._probe", lambda url, token: probed.append(url) or "1111" not in url)
+    # two local servers answer and nothing says which: refuse, listing them and how to choose
+    with pytest.raises(ServerUnreachable, match=r"several .*2222/lab/ \(pid 22\).*3333/ \(pid 33\).*JUPYTER_SANDBOX_URL"):
+        find_server()
+    # one answers (the first does not): that one
+    servers.pop()
+    probed.clear()
+    choice = find_server()
+    assert (choice.url, choice.token) == ("http://127.0.0.1:2222/lab/", "t2") and "one local" in choice.why
     assert probed == ["http://127.0.0.1:1111/", "http://127.0.0.1:2222/lab/"]
+    # in a kernel: the server that started it (JPY_PARENT_PID), even with others answering
+    servers.append({"url": "http://127.0.0.1:3333/", "token": "t3", "pid": 33})
+    monkeypatch.setenv("JPY_PARENT_PID", "33")
+    choice = find_server()
+    assert (choice.url, choice.token) == ("http://127.0.0.1:3333/", "t3") and "started this kernel" in choice.why
     # JupyterHub's single-user environment comes before it
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub")
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ada/")
     monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://0.0.0.0:8890/user/ada/")
-    assert find_server() == ("http://127.0.0.1:8890/user/ada/", "hub")
+    choice = find_server()
+    assert (choice.url, choice.token) == ("http://127.0.0.1:8890/user/ada/", "hub")
     # then the environment variables
     monkeypatch.setenv("JUPYTER_SANDBOX_URL", "http://sandbox.example:8888/")
     monkeypatch.setenv("JUPYTER_SANDBOX_TOKEN", "env")
-    assert find_server() == ("http://sandbox.example:8888/", "env")
+    choice = find_server()
+    assert (choice.url, choice.token) == ("http://sandbox.example:8888/", "env")
     # explicit arguments first of all
-    assert find_server("http://explicit:1/", "tok") == ("http://explicit:1/", "tok")
+    choice = find_server("http://explicit:1/", "tok")
+    assert (choice.url, choice.token) == ("http://explicit:1/", "tok")
     # nothing at all: in-process for scripts, an error for the magics
     for var in ("JUPYTER_SANDBOX_URL", "JUPYTERHUB_API_TOKEN"):
         monkeypatch.delenv(var)
