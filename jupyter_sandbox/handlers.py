@@ -135,7 +135,13 @@ class SandboxesHandler(SandboxAPIHandler):
     async def post(self):
         body = self.json_body()
         name = body.pop("name", None)
-        model = await self.manager.create(self.owner, name, body)
+        kernel_id = body.pop("kernel_id", None)
+        if kernel_id is not None and (not isinstance(kernel_id, str) or kernel_id not in self.kernel_manager):
+            raise InvalidInput(
+                f"kernel_id {kernel_id!r} is not a running kernel of this server; a sandbox can only be "
+                "tied to this server's own notebook kernels", field="kernel_id",
+            )
+        model = await self.manager.create(self.owner, name, body, kernel_id=kernel_id)
         e2b_secret(self.settings, model.id)  # made now, so the URL in this answer stays valid
         self.set_header("Location", url_path_join(self.base_url, api_path("sandboxes", model.id)))
         self.write_json(self.model_dict(model), status=201)

@@ -24,7 +24,7 @@ from traitlets import Bool, Float, Unicode
 from traitlets.config import Configurable
 
 from .client import OneShot, Sandbox, connect
-from .errors import NotFound, SandboxError
+from .errors import Conflict, InvalidInput, NotFound, SandboxError
 from .models import Execution, format_size
 
 SUBCOMMANDS = ("list", "status", "restart", "interrupt", "kill", "files", "push", "pull", "config")
@@ -122,16 +122,22 @@ def _remove_at_exit(sandbox: Sandbox) -> None:
         pass
 
 
-def _default_name() -> str:
-    """One sandbox per notebook kernel by default (named after the kernel's id)."""
+def _kernel_id() -> str | None:
+    """This notebook kernel's id (jupyter_server names the connection file after it)."""
     try:
         from ipykernel.connect import get_connection_file
 
         stem = os.path.basename(get_connection_file())
-        kernel = stem.removeprefix("kernel-").removesuffix(".json")
-    except Exception:  # not in a kernel (terminal IPython): one per process
-        kernel = str(os.getpid())
-    return f"notebook-{kernel[:12]}"
+    except Exception:  # not in a kernel (terminal IPython)
+        return None
+    return stem.removeprefix("kernel-").removesuffix(".json")
+
+
+def _default_name() -> str:
+    """One sandbox per notebook kernel by default. JupyterLab's *Run cell in sandbox* uses the
+    same name (``notebook-`` and the kernel id's first 12 characters), so they share it, and a
+    rename of the notebook keeps it."""
+    return f"notebook-{(_kernel_id() or str(os.getpid()))[:12]}"
 
 
 def _write(stream):
@@ -193,13 +199,26 @@ class SandboxMagics(Magics, Configurable):
         except NotFound:
             if spec is None:
                 raise SandboxMagicError(f"jupyter-sandbox: no sandbox {name!r} (`%sandbox list` shows yours)") from None
-            sandbox = self._call(Sandbox, name, keep=True, _connection=connection, **spec)
-            if name == _default_name() and not self.default_sandbox and self.remove_default_on_exit:
-                # Nobody else knows this kernel-named sandbox: it should not outlive the kernel.
-                atexit.register(_remove_at_exit, sandbox)
+            sandbox = self._call(self._create, name, spec, connection)
         except SandboxError as e:
             raise SandboxMagicError(f"jupyter-sandbox: {e}") from None
         self._sandboxes[name] = sandbox
+        return sandbox
+
+    def _create(self, name: str, spec: dict[str, Any], connection) -> Sandbox:
+        own = name == _default_name() and not self.default_sandbox and self.remove_default_on_exit
+        try:
+            # The kernel's own sandbox is tied to it: the server removes it when the kernel shuts down.
+            return Sandbox(name, keep=True, kernel_id=_kernel_id() if own else None, _connection=connection, **spec)
+        except Conflict:  # made a moment ago by another client (JupyterLab's Run cell in sandbox)
+            return Sandbox.connect(name, _connection=connection)
+        except InvalidInput as e:
+            if e.field != "kernel_id":
+                raise
+        # This kernel was not started by that server (nbclient, a console): the server cannot
+        # see it shut down, so the kernel removes its sandbox itself when it exits.
+        sandbox = Sandbox(name, keep=True, _connection=connection, **spec)
+        atexit.register(_remove_at_exit, sandbox)
         return sandbox
 
     def _spec(self, args=None) -> dict[str, Any]:

@@ -377,6 +377,7 @@ class SandboxModel:
     contexts: list[ContextModel] = field(default_factory=list)
     isolation: str = ""  # what the backend isolates, said plainly
     e2b_url: str | None = None  # base URL for E2B's SDK (E2B_SANDBOX_URL); set by the server
+    kernel_id: str | None = None  # the notebook kernel this sandbox belongs to (removed with it)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -398,6 +399,7 @@ class SandboxModel:
             contexts=[ContextModel.from_dict(c) for c in data.get("contexts", [])],
             isolation=data.get("isolation", ""),
             e2b_url=data.get("e2b_url"),
+            kernel_id=data.get("kernel_id"),
         )
 
 

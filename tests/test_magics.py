@@ -19,6 +19,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
+from servers import JupyterServer
+
 pytestmark = pytest.mark.docker
 
 
@@ -239,17 +241,78 @@ def test_interrupting_the_notebook_interrupts_the_sandbox(sandbox_server):
         assert "kept\n" in [m["content"].get("text") for m in outputs if m["msg_type"] == "stream"]
 
 
-def test_the_kernels_default_sandbox_goes_with_the_kernel_and_named_ones_stay(sandbox_server):
-    from jupyter_sandbox import Sandbox
+@contextlib.contextmanager
+def server_kernel(server):
+    """A notebook kernel started by the server itself (as JupyterLab starts one), and a client
+    on its connection file; the kernel is shut down through the server's API at the end."""
+    from jupyter_client import BlockingKernelClient
 
-    url, token = sandbox_server
-    with notebook_kernel(sandbox_server) as (km, kc):
-        for code in ("%load_ext jupyter_sandbox", "%%sandbox\nx = 1", "%%sandbox kept-by-name\ny = 2"):
-            reply = kc.execute_interactive(code, timeout=120, output_hook=lambda m: None)
-            assert reply["content"]["status"] == "ok", reply["content"]
-        names = {s.name for s in Sandbox.list(server_url=url, token=token)}
-        default = next(n for n in names if n.startswith("notebook-"))
-        km.shutdown_kernel(now=False)  # a graceful shutdown, as JupyterLab does it
-    names = {s.name for s in Sandbox.list(server_url=url, token=token)}
-    assert default not in names and "kept-by-name" in names, names
-    Sandbox.connect("kept-by-name", server_url=url, token=token).kill()
+    r = server.request("POST", "api/kernels", json={"name": "python3"})
+    assert r.status_code == 201, r.text
+    kernel_id = r.json()["id"]
+    kc = BlockingKernelClient()
+    kc.load_connection_file(str(server.runtime_dir / f"kernel-{kernel_id}.json"))
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        yield kernel_id, kc
+    finally:
+        kc.stop_channels()
+        server.request("DELETE", f"api/kernels/{kernel_id}")
+
+
+def run_cell(kc, code: str, timeout: float = 120) -> str:
+    """Run one cell; its stdout (the cell must succeed)."""
+    outputs = []
+    reply = kc.execute_interactive(code, timeout=timeout, output_hook=outputs.append)
+    text = "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
+    assert reply["content"]["status"] == "ok", (reply["content"], text)
+    return text
+
+
+def sandbox_names(server) -> dict[str, dict]:
+    r = server.api("GET", "sandboxes")
+    assert r.status_code == 200, r.text
+    return {m["name"]: m for m in r.json()}
+
+
+def wait_for(predicate, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"{what} not met within {timeout:g}s"
+        time.sleep(0.2)
+    return value
+
+
+def test_the_kernels_default_sandbox_goes_with_the_kernel_and_named_ones_stay(sandbox_server_process):
+    server = sandbox_server_process
+    with server_kernel(server) as (kernel_id, kc):
+        config = run_cell(kc, "%load_ext jupyter_sandbox\n%sandbox config")
+        assert f"server: {server.url} (the Jupyter server that started this kernel)" in config, config
+        run_cell(kc, "%%sandbox\nx = 1")
+        run_cell(kc, "%%sandbox kept-by-name\ny = 2")
+        default = f"notebook-{kernel_id[:12]}"
+        names = sandbox_names(server)
+        assert names[default]["kernel_id"] == kernel_id and names["kept-by-name"]["kernel_id"] is None
+        # A restart of the notebook's kernel keeps its sandbox and what is in it.
+        r = server.request("POST", f"api/kernels/{kernel_id}/restart")
+        assert r.status_code == 200, r.text
+        kc.wait_for_ready(timeout=60)
+        run_cell(kc, "%load_ext jupyter_sandbox")
+        assert "x is 1" in run_cell(kc, "%%sandbox\nprint('x is', x)")
+        # A graceful shutdown through the server, as JupyterLab does it: the server removes it.
+        r = server.request("DELETE", f"api/kernels/{kernel_id}")
+        assert r.status_code == 204, r.text
+    wait_for(lambda: default not in sandbox_names(server), what="the default sandbox removed")
+    assert "kept-by-name" in sandbox_names(server)
+    assert server.api("DELETE", "sandboxes/kept-by-name").status_code == 204
+
+
+def test_a_kernel_of_server_b_uses_server_b_with_server_a_running(sandbox_server_process, tmp_path):
+    a = sandbox_server_process
+    with JupyterServer(tmp_path / "b", runtime_dir=a.runtime_dir, data_dir=a.data_dir) as b:
+        with server_kernel(b) as (kernel_id, kc):
+            config = run_cell(kc, "%load_ext jupyter_sandbox\n%sandbox config")
+            assert f"server: {b.url} (the Jupyter server that started this kernel)" in config, config
+            run_cell(kc, "%%sandbox on-b\nz = 1")
+        assert "on-b" in sandbox_names(b) and "on-b" not in sandbox_names(a)
