@@ -34,10 +34,11 @@ async def create_sandbox(jp_fetch, **body) -> dict:
     return json.loads(r.body)
 
 
-async def stream(jp_fetch, sandbox_id: str, code: str, **body) -> list[tuple[float, dict]]:
-    """POST execute; every NDJSON line with the time it arrived on the socket."""
+async def stream(jp_fetch, sandbox_id: str, code: str, arrived: list | None = None, **body) -> list[tuple[float, dict]]:
+    """POST execute; every NDJSON line with the time it arrived on the socket (also appended to
+    ``arrived`` as it comes, for a test that waits for some output)."""
     start = time.monotonic()
-    arrived: list[tuple[float, dict]] = []
+    arrived = [] if arrived is None else arrived
     buffer = b""
 
     def on_chunk(chunk: bytes) -> None:
@@ -53,6 +54,14 @@ async def stream(jp_fetch, sandbox_id: str, code: str, **body) -> list[tuple[flo
     assert r.headers["Content-Type"] == "application/x-ndjson"
     assert buffer == b"", "every line ends with a newline"
     return arrived
+
+
+async def until_printed(arrived: list, text: str, timeout: float = 60) -> None:
+    """Wait until a streamed execution has printed ``text`` (it is running, not queued)."""
+    deadline = time.monotonic() + timeout
+    while not any(e.get("type") == "stdout" and text in e.get("text", "") for _, e in arrived):
+        assert time.monotonic() < deadline, f"{text!r} never printed: {arrived}"
+        await asyncio.sleep(0.1)
 
 
 def execution_of(lines: list[tuple[float, dict]]) -> Execution:
@@ -145,14 +154,16 @@ async def test_env_vars_and_timeout(jp_fetch):
 async def test_executions_in_one_context_queue(jp_fetch):
     """A second execution in a busy context waits its turn (no 409) and then runs."""
     sandbox = await create_sandbox(jp_fetch)
-    first = asyncio.ensure_future(stream(jp_fetch, sandbox["id"], "import time; time.sleep(2); print('first')"))
-    await asyncio.sleep(0.5)
+    progress: list = []
+    first = asyncio.ensure_future(stream(jp_fetch, sandbox["id"], "import time; print('started', flush=True); "
+                                         "time.sleep(3); print('first')", arrived=progress))
+    await until_printed(progress, "started")
     t0 = time.monotonic()
     second = await stream(jp_fetch, sandbox["id"], "print('second')")
     first_lines = await first
-    assert execution_of(first_lines).logs.stdout == ["first\n"]
+    assert execution_of(first_lines).logs.stdout == ["started\n", "first\n"]
     assert execution_of(second).logs.stdout == ["second\n"]
-    assert time.monotonic() - t0 > 1.0, "the second execution waited for the first"
+    assert time.monotonic() - t0 > 1.5, "the second execution waited for the first"
 
 
 async def test_client_disconnect_interrupts_the_execution(jp_fetch):
@@ -185,10 +196,16 @@ async def test_execute_in_a_new_context(jp_fetch):
 async def test_sandbox_removed_while_queued_ends_the_stream_with_an_error_line(jp_fetch):
     """Once keepalives have sent the 200, a failure is reported in the stream itself."""
     sandbox = await create_sandbox(jp_fetch)
-    first = asyncio.ensure_future(stream(jp_fetch, sandbox["id"], "import time; time.sleep(4)"))
-    await asyncio.sleep(0.5)
-    second = asyncio.ensure_future(stream(jp_fetch, sandbox["id"], "print('never runs')"))
-    await asyncio.sleep(2)  # the waiting request has had keepalives (interval 1 s)
+    progress: list = []
+    first = asyncio.ensure_future(stream(jp_fetch, sandbox["id"], "import time; print('started', flush=True); "
+                                         "time.sleep(60)", arrived=progress))
+    await until_printed(progress, "started")
+    waiting: list = []
+    second = asyncio.ensure_future(stream(jp_fetch, sandbox["id"], "print('never runs')", arrived=waiting))
+    deadline = time.monotonic() + 30
+    while not waiting:  # the waiting request has had a keepalive (interval 1 s): its 200 is sent
+        assert time.monotonic() < deadline, "no keepalive while queued"
+        await asyncio.sleep(0.1)
     r = await jp_fetch(*API, sandbox["id"], method="DELETE", request_timeout=60)
     assert r.code == 204
     lines = await asyncio.wait_for(second, 60)
