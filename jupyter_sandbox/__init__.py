@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 
 def _jupyter_server_extension_points():
-    from .app import SandboxApp
+    from .server.app import SandboxApp
 
     return [{"module": "jupyter_sandbox", "app": SandboxApp}]
 

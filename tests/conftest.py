@@ -59,7 +59,7 @@ def runsc_ready():
 
 def make_manager(backend_name: str, **manager_config):
     from jupyter_sandbox.backends import make_backend
-    from jupyter_sandbox.manager import SandboxManager
+    from jupyter_sandbox.core.manager import SandboxManager
 
     kwargs = {"default_image": IMAGE}
     if backend_name.startswith("docker"):

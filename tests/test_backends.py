@@ -120,7 +120,7 @@ def test_help_all_documents_every_setting():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "jupyter_sandbox.app", "--help-all"],
+    out = subprocess.run([sys.executable, "-m", "jupyter_sandbox.server.app", "--help-all"],
                          capture_output=True, text=True, timeout=120, check=True).stdout
     for option in ("--SandboxApp.backend", "--SandboxManager.max_memory", "--DockerBackend.runtime",
                    "--LocalBackend.isolate_network", "--OneShotRunner.wheelhouse"):

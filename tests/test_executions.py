@@ -14,8 +14,8 @@ import pytest
 
 from jupyter_sandbox.backends import make_backend
 from jupyter_sandbox.errors import InvalidInput, TooLarge
-from jupyter_sandbox.executions import OneShotRunner, check_archive, make_archive, parse_error
-from jupyter_sandbox.manager import SandboxManager
+from jupyter_sandbox.oneshot.runner import OneShotRunner, check_archive, make_archive, parse_error
+from jupyter_sandbox.core.manager import SandboxManager
 
 
 def tar_of(*members: tuple[str, str, str | bytes]) -> bytes:
@@ -198,7 +198,7 @@ def test_output_cap_marker(runner):
 
 async def test_finished_executions_expire_after_the_retention_time(runner):
     from jupyter_sandbox.errors import NotFound
-    from jupyter_sandbox.executions import ExecutionRecord
+    from jupyter_sandbox.oneshot.runner import ExecutionRecord
 
     old = ExecutionRecord(id="exe_old", owner="alice", job=None, status="completed", finished=1.0)
     new = ExecutionRecord(id="exe_new", owner="alice", job=None, status="completed", finished=time.time())

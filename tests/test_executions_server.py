@@ -23,7 +23,7 @@ from tornado.httpclient import HTTPClientError
 from urllib3 import encode_multipart_formdata
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
-from jupyter_sandbox.executions import make_archive
+from jupyter_sandbox.oneshot.runner import make_archive
 
 from conftest import IMAGE
 from servers import SESSION, SESSION_LABEL

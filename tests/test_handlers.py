@@ -17,10 +17,10 @@ from tornado import web
 
 import jupyter_sandbox
 from jupyter_sandbox.backends.base import LABEL_PREFIX
-from jupyter_sandbox.executions import ExecutionRecord
+from jupyter_sandbox.oneshot.runner import ExecutionRecord
 from jupyter_sandbox.models import STATUSES
-from jupyter_sandbox.handlers import ROUTES, E2BMixin, route_pattern
-from jupyter_sandbox.oneshot_handlers import oneshot_handlers
+from jupyter_sandbox.server.handlers import ROUTES, E2BMixin, route_pattern
+from jupyter_sandbox.server.oneshot import oneshot_handlers
 
 pytestmark = pytest.mark.docker
 
@@ -330,7 +330,7 @@ def test_every_handler_is_authenticated_and_authorized():
 
 
 def test_openapi_describes_every_route_and_method():
-    spec = yaml.safe_load((Path(jupyter_sandbox.__file__).parent / "openapi.yaml").read_text())
+    spec = yaml.safe_load((Path(jupyter_sandbox.__file__).parent / "server" / "openapi.yaml").read_text())
     assert spec["openapi"].startswith("3.")
     documented = {(path, verb) for path, item in spec["paths"].items() for verb in item if verb in
                   ("get", "post", "put", "delete", "patch")}

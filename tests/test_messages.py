@@ -4,7 +4,7 @@ import queue
 
 import pytest
 
-from jupyter_sandbox.messages import ExecutionCollector, run_execute
+from jupyter_sandbox.core.collector import ExecutionCollector, run_execute
 
 MSG = "req-1"
 

@@ -15,7 +15,7 @@ import queue
 import time
 from typing import Any, Awaitable, Callable
 
-from .models import Execution, Result
+from ..models import Execution, Result
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Instance, Int, Unicode, default
 
-from .backends import make_backend
-from .backends.docker import DockerBackend
-from .backends.local import LocalBackend
-from .executions import OneShotRunner
-from .identity import ServerIdentity
-from .manager import SandboxManager
+from ..backends import make_backend
+from ..backends.docker import DockerBackend
+from ..backends.local import LocalBackend
+from ..oneshot.runner import OneShotRunner
+from ..core.identity import ServerIdentity
+from ..core.manager import SandboxManager
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
@@ -88,7 +88,7 @@ class SandboxApp(ExtensionApp):
         from .handlers import default_handlers
 
         self.handlers.extend(default_handlers)
-        from .oneshot_handlers import oneshot_handlers
+        from .oneshot import oneshot_handlers
 
         self.handlers.extend(oneshot_handlers)
 
@@ -100,10 +100,6 @@ class SandboxApp(ExtensionApp):
             await self.manager.shutdown()
         if self.identity is not None:
             self.identity.release(forget=True)  # every sandbox of this server is gone
-
-
-def _jupyter_server_extension_points():
-    return [{"module": "jupyter_sandbox", "app": SandboxApp}]
 
 
 main = launch_new_instance = SandboxApp.launch_instance

@@ -48,9 +48,9 @@ from typing import Any
 from traitlets import Dict, Float, Instance, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
-from .backends.base import LABEL_PREFIX, WORKDIR
-from .errors import BackendUnavailable, InvalidInput, NotFound, QuotaExceeded, SandboxError, TooLarge
-from .models import SandboxSpec
+from ..backends.base import LABEL_PREFIX, WORKDIR
+from ..errors import BackendUnavailable, InvalidInput, NotFound, QuotaExceeded, SandboxError, TooLarge
+from ..models import SandboxSpec
 
 MiB = 1024**2
 TIMEOUT_EXIT_CODE = 124  # what coreutils' `timeout` returns
@@ -404,7 +404,7 @@ def _iso(t: float | None) -> str | None:
 class OneShotRunner(LoggingConfigurable):
     """Runs one-shot executions in fresh hardened containers and keeps their results."""
 
-    manager = Instance("jupyter_sandbox.manager.SandboxManager")
+    manager = Instance("jupyter_sandbox.core.manager.SandboxManager")
 
     images = Dict(
         value_trait=Unicode(),

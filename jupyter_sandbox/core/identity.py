@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import StateDirError
+from ..errors import StateDirError
 
 _SLOT = re.compile(r"^[0-9a-f]{16}$")
 

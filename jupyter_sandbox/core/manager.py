@@ -13,10 +13,10 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from traitlets import Bool, Float, Instance, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from .backends.base import LABEL_PREFIX, SandboxBackend
-from .errors import Conflict, InvalidInput, KernelDied, NotFound, QuotaExceeded, SandboxError
-from .messages import EventSink, run_execute
-from .models import (
+from ..backends.base import LABEL_PREFIX, SandboxBackend
+from ..errors import Conflict, InvalidInput, KernelDied, NotFound, QuotaExceeded, SandboxError
+from .collector import EventSink, run_execute
+from ..models import (
     ContextModel,
     Execution,
     SandboxModel,
@@ -445,7 +445,7 @@ class SandboxManager(LoggingConfigurable):
         _check_language(language)
         if len(sandbox.contexts) >= self.max_contexts_per_sandbox:
             raise QuotaExceeded(f"a sandbox may have at most {self.max_contexts_per_sandbox} contexts")
-        from .backends.base import confine
+        from ..backends.base import confine
 
         model = ContextModel(id=new_id("ctx_"), cwd=confine(cwd) if cwd else ContextModel(id="").cwd)
         context = await self._start_context(sandbox, model)

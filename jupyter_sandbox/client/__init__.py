@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urlparse
 
-from . import errors
-from .errors import InvalidInput, SandboxError, ServerUnreachable
-from .models import TERMINAL_STATUSES, ContextModel, Execution, ExecutionResult, OutputMessage, SandboxModel
+from .. import errors
+from ..errors import InvalidInput, SandboxError, ServerUnreachable
+from ..models import TERMINAL_STATUSES, ContextModel, Execution, ExecutionResult, OutputMessage, SandboxModel
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], Any]
@@ -309,8 +309,8 @@ class InProcessConnection(Connection):
     def manager(self):
         with self._lock:
             if self._manager is None:
-                from .backends import make_backend
-                from .manager import SandboxManager
+                from ..backends import make_backend
+                from ..core.manager import SandboxManager
 
                 backend = make_backend("auto")
                 self._manager = SandboxManager(backend=backend, server_id=self.server_id, reap_on_start=False)

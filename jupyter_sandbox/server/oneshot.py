@@ -8,7 +8,7 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 from .handlers import SandboxAPIHandler, api_path
 
 

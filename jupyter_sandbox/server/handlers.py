@@ -17,7 +17,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from .errors import InvalidInput, NotFound, SandboxError, TooLarge
+from ..errors import InvalidInput, NotFound, SandboxError, TooLarge
 
 AUTH_RESOURCE = "sandboxes"
 API = "sandbox/api"
