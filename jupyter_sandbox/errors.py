@@ -25,6 +25,14 @@ class InvalidInput(SandboxError):
     status, reason = 400, "Bad Request"
 
 
+class NotADirectory(InvalidInput):
+    """A path that should name a directory names something else (GET files then sends the file)."""
+
+
+class IsADirectory(InvalidInput):
+    """A path that should name a file names a directory."""
+
+
 class NotFound(SandboxError):
     status, reason = 404, "Not Found"
 

@@ -7,11 +7,15 @@ its SDK and ours read the same lines.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import time
+import types
+import typing
 import uuid
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, TypeVar
 
 from .errors import InvalidInput
 
@@ -121,14 +125,6 @@ class Result:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known and v is not None})
 
-    def to_output(self, execution_count: int | None = None):
-        """This result as an nbformat output node."""
-        import nbformat.v4
-
-        if self.is_main_result:
-            return nbformat.v4.new_output("execute_result", data=self.bundle(), execution_count=execution_count)
-        return nbformat.v4.new_output("display_data", data=self.bundle())
-
     def __repr__(self) -> str:
         if self.text is not None:
             return f"Result({self.text})"
@@ -206,54 +202,226 @@ class Execution:
             self.logs.stdout.clear()
             self.logs.stderr.clear()
 
-    def to_outputs(self) -> list:
-        """The Execution as nbformat outputs (streams first, as a notebook would save)."""
-        import nbformat.v4
 
-        outputs = []
-        if self.logs.stdout:
-            outputs.append(nbformat.v4.new_output("stream", name="stdout", text="".join(self.logs.stdout)))
-        if self.logs.stderr:
-            outputs.append(nbformat.v4.new_output("stream", name="stderr", text="".join(self.logs.stderr)))
-        outputs.extend(r.to_output(self.execution_count) for r in self.results)
-        if self.error:
-            outputs.append(
-                nbformat.v4.new_output(
-                    "error",
-                    ename=self.error.name,
-                    evalue=self.error.value,
-                    traceback=self.error.traceback.splitlines(),
-                )
-            )
-        return outputs
+# ---------------------------------------------------------------------------
+# Request bodies: each shape is declared once, as a dataclass whose annotations are the wire
+# types. ``parse`` refuses unknown fields and wrong types, naming the field; every route uses
+# it, and tests/test_handlers.py checks openapi.yaml against these declarations. Ranges that
+# depend on the server's configuration are checked where that configuration lives.
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TYPE_WORDS = {str: "a string", bool: "true or false", int: "an integer", float: "a number"}
+
+
+def _type_error(name: str, expected: str, value: Any) -> InvalidInput:
+    return InvalidInput(f"{name} must be {expected}, not {json.dumps(value)[:60]}", field=name)
+
+
+def _check(value: Any, hint: Any, name: str) -> Any:
+    """``value`` checked against a field's annotation (str, bool, int, float, unions, list[X],
+    dict[str, str], a nested RequestBody); JSON's NaN and infinities are never numbers."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        alternatives = [a for a in args if a is not type(None)]
+        if len(alternatives) == 1:  # X | None: X's own message
+            return _check(value, alternatives[0], name)
+        for alternative in alternatives:
+            try:
+                return _check(value, alternative, name)
+            except InvalidInput:
+                continue
+        raise _type_error(name, " or ".join(_TYPE_WORDS.get(a, str(a)) for a in alternatives), value)
+    if origin is list:
+        if not isinstance(value, list):
+            raise _type_error(name, "a list", value)
+        return [_check(item, args[0], f"{name}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise _type_error(name, "an object of strings", value)
+        return dict(value)
+    if isinstance(hint, type) and issubclass(hint, RequestBody):
+        return hint.parse(value, where=name)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _type_error(name, "true or false", value)
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _type_error(name, _TYPE_WORDS[hint], value)
+        if hint is int:
+            if value != int(value):
+                raise _type_error(name, "an integer", value)
+            return int(value)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _type_error(name, "a string", value)
+        if "\x00" in value:
+            raise InvalidInput(f"{name} must not contain NUL characters", field=name)
+        return value
+    return value
+
+
+RequestT = TypeVar("RequestT", bound="RequestBody")
+
+
+class RequestBody:
+    """Base of the request shapes below (each also a dataclass)."""
+
+    @classmethod
+    def parse(cls: type[RequestT], data: Any, *, where: str = "") -> RequestT:
+        """An instance from decoded JSON; InvalidInput names the offending field."""
+        prefix = f"{where}." if where else ""
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{where or 'the request body'} must be a JSON object", field=where or "body")
+        declared = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        for key in data:
+            if key not in declared:
+                raise InvalidInput(f"unknown field {key!r}; expected some of {', '.join(declared)}", field=prefix + key)
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for name, declared_field in declared.items():
+            if data.get(name) is not None:
+                values[name] = _check(data[name], hints[name], prefix + name)
+            elif declared_field.default is MISSING and declared_field.default_factory is MISSING:
+                raise InvalidInput(f"{prefix + name} is required", field=prefix + name)
+        return cls(**values)
+
+    def given(self) -> dict[str, Any]:
+        """The fields that were sent (not None), as plain data."""
+        return {k: v for k, v in asdict(self).items() if v is not None}  # type: ignore[call-overload]
+
+
+@dataclass
+class SpecRequest(RequestBody):
+    """A sandbox's resources as asked for; absent (or null) means the server's default."""
+
+    image: str | None = None
+    memory: str | int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    disk: str | int | None = None
+    network: bool | None = None
+    env: dict[str, str] | None = None
+    timeout: float | None = None
+    runtime: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+@dataclass
+class SandboxRequest(SpecRequest):
+    """POST sandboxes."""
+
+    name: str | None = None
+    kernel_id: str | None = None  # a notebook kernel of this server: the sandbox goes with it
+
+    def spec(self) -> SpecRequest:
+        return SpecRequest(**{f.name: getattr(self, f.name) for f in fields(SpecRequest)})
+
+
+@dataclass
+class ExecuteRequest(RequestBody):
+    """POST sandboxes/{id}/execute (E2B's /execute)."""
+
+    code: str
+    context_id: str | None = None
+    language: str | None = None
+    env_vars: dict[str, str] | None = None
+    timeout: float | None = None
+
+
+@dataclass
+class ContextRequest(RequestBody):
+    """POST sandboxes/{id}/contexts (E2B's /contexts)."""
+
+    language: str | None = None
+    cwd: str | None = None
+
+
+@dataclass
+class InterruptRequest(RequestBody):
+    """POST sandboxes/{id}/interrupt."""
+
+    context_id: str | None = None
+
+
+@dataclass
+class OneShotConfig(RequestBody):
+    """python-executor's ``config``; 0 or absent means the server's default."""
+
+    timeout_seconds: int | None = None
+    network_disabled: bool | None = None
+    memory_mb: int | None = None
+    disk_mb: int | None = None
+    cpu_shares: int | None = None
+
+
+@dataclass
+class ExecMetadata(RequestBody):
+    """The ``metadata`` part of POST v1/exec/sync and v1/exec/async."""
+
+    entrypoint: str | None = None
+    docker_image: str | None = None
+    requirements_txt: str | None = None
+    pre_commands: list[str] | None = None
+    stdin: str | None = None
+    env_vars: list[str] | None = None  # "KEY=value"
+    script_args: list[str] | None = None
+    config: OneShotConfig | None = None
+
+
+@dataclass
+class EvalFile(RequestBody):
+    name: str
+    content: str
+
+
+@dataclass
+class EvalRequest(RequestBody):
+    """POST v1/eval."""
+
+    code: str | None = None
+    files: list[EvalFile] | None = None
+    entrypoint: str | None = None
+    stdin: str | None = None
+    python_version: str | None = None
+    eval_last_expr: bool | None = None
+    config: OneShotConfig | None = None
 
 
 # ---------------------------------------------------------------------------
 # Sandboxes
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_SIZE = 2**50  # 1 PiB: far above any host, far below what overflows the engine's int64
 
 
 def parse_size(value: Any, field_name: str) -> int:
-    """Bytes from an int or a string such as "512M", "1g", "2GiB"."""
-    if isinstance(value, bool):
-        raise InvalidInput(f"{field_name} must be a size such as 512M or a number of bytes", field=field_name)
-    if isinstance(value, (int, float)):
-        size = int(value)
-    elif isinstance(value, str) and (m := _SIZE.match(value)):
-        size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    else:
-        raise InvalidInput(f"{field_name} must be a size such as 512M or a number of bytes, not {value!r}", field=field_name)
+    """Bytes from an int or a string such as "512M", "1g", "2GiB" (docker-py's parse_bytes, which
+    also knows "b"; the "iB"/"B" suffixes people write are accepted too)."""
+    from docker.errors import DockerException
+    from docker.utils import parse_bytes
+
+    problem = f"{field_name} must be a size such as 512M or a number of bytes, not {json.dumps(value)[:40]}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidInput(problem, field=field_name)
+    text = re.sub(r"(?i)([kmgt])i?b$", r"\1", value.strip()) if isinstance(value, str) else value
+    try:
+        size = parse_bytes(text)
+    except (DockerException, ValueError, OverflowError):
+        raise InvalidInput(problem, field=field_name) from None
     if size <= 0:
         raise InvalidInput(f"{field_name} must be positive", field=field_name)
-    return size
+    if size > MAX_SIZE:
+        raise InvalidInput(f"{field_name} is larger than any machine ({format_size(MAX_SIZE)})", field=field_name)
+    return int(size)
 
 
 def format_size(size: int) -> str:
-    for unit in ("G", "M", "K"):
+    for unit in ("T", "G", "M", "K"):
         if size % _UNITS[unit.lower()] == 0:
             return f"{size // _UNITS[unit.lower()]}{unit}"
     return str(size)
@@ -275,63 +443,51 @@ class SandboxSpec:
     metadata: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> SandboxSpec:
-        """Validate user input; raises InvalidInput naming the bad field."""
-        data = dict(data or {})
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            name = sorted(unknown)[0]
-            raise InvalidInput(f"unknown field {name!r} in sandbox spec", field=name)
+    def from_request(cls, request: SpecRequest) -> SandboxSpec:
+        """The spec a (type-checked) request asks for; InvalidInput names a value out of range."""
         spec = cls()
-        if data.get("image") is not None:
-            if not isinstance(data["image"], str) or not data["image"].strip():
+        if request.image is not None:
+            if not request.image.strip():
                 raise InvalidInput("image must be a non-empty string", field="image")
-            spec.image = data["image"].strip()
-        if data.get("memory") is not None:
-            spec.memory = parse_size(data["memory"], "memory")
+            spec.image = request.image.strip()
+        if request.memory is not None:
+            spec.memory = parse_size(request.memory, "memory")
             if spec.memory < 32 * 1024**2:
                 raise InvalidInput("memory must be at least 32M", field="memory")
-        if data.get("disk") is not None:
-            spec.disk = parse_size(data["disk"], "disk")
-        if data.get("cpus") is not None:
-            spec.cpus = _number(data["cpus"], "cpus", minimum=0.01)
-        if data.get("pids") is not None:
-            spec.pids = int(_number(data["pids"], "pids", minimum=16))
-        if data.get("network") is not None:
-            if not isinstance(data["network"], bool):
-                raise InvalidInput("network must be true or false", field="network")
-            spec.network = data["network"]
-        if "timeout" in data:
-            spec.timeout = None if data["timeout"] is None else _number(data["timeout"], "timeout", minimum=0.1)
-        if data.get("runtime") is not None:
-            if data["runtime"] not in ("runc", "runsc"):
+        if request.disk is not None:
+            spec.disk = parse_size(request.disk, "disk")
+        if request.cpus is not None:
+            spec.cpus = _at_least(request.cpus, "cpus", 0.01)
+        if request.pids is not None:
+            spec.pids = int(_at_least(request.pids, "pids", 16))
+        if request.network is not None:
+            spec.network = request.network
+        if request.timeout is not None:
+            spec.timeout = _at_least(request.timeout, "timeout", 0.1)
+        if request.runtime is not None:
+            if request.runtime not in ("runc", "runsc"):
                 raise InvalidInput("runtime must be 'runc' or 'runsc'", field="runtime")
-            spec.runtime = data["runtime"]
-        spec.env = _str_map(data.get("env"), "env", key_pattern=_ENV_KEY)
-        spec.metadata = _str_map(data.get("metadata"), "metadata")
+            spec.runtime = request.runtime
+        for key in request.env or {}:
+            if not ENV_KEY.match(key):
+                raise InvalidInput(f"env names must be letters, digits and '_' (bad name {key!r})", field="env")
+        spec.env = dict(request.env or {})
+        spec.metadata = dict(request.metadata or {})
         return spec
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> SandboxSpec:
+        """Validate user input (a spec as JSON); raises InvalidInput naming the bad field."""
+        return cls.from_request(SpecRequest.parse(data))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _number(value: Any, name: str, minimum: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInput(f"{name} must be a number", field=name)
+def _at_least(value: float, name: str, minimum: float) -> float:
     if value < minimum:
-        raise InvalidInput(f"{name} must be at least {minimum}", field=name)
+        raise InvalidInput(f"{name} must be at least {minimum:g}", field=name)
     return float(value)
-
-
-def _str_map(value: Any, name: str, key_pattern: re.Pattern | None = None) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidInput(f"{name} must be an object of strings", field=name)
-    for key, val in value.items():
-        if not isinstance(val, str) or (key_pattern and not key_pattern.match(key)):
-            raise InvalidInput(f"{name} must map valid names to strings (bad entry {key!r})", field=name)
-    return dict(value)
 
 
 def validate_name(name: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import tarfile
 import time
 
@@ -21,13 +22,15 @@ from jupyter_sandbox.client import (
     HTTPConnection,
     InProcessConnection,
     OneShot,
-    _LoopThread,
     connect,
     error_from_response,
     find_server,
-    make_tar,
 )
+from jupyter_sandbox.client.loop import LoopThread
+from jupyter_sandbox.oneshot.archive import archive_names, detect_entrypoint, make_archive
 from jupyter_sandbox.errors import InvalidInput, NotFound, QuotaExceeded, SandboxError, ServerUnreachable
+from test_executions import ENTRYPOINT_CASES
+
 from jupyter_sandbox.models import ExecutionError, OutputMessage, Result, SandboxModel, SandboxSpec
 
 # -- unit tests ---------------------------------------------------------------------------
@@ -51,7 +54,7 @@ def test_unit_find_server_order(monkeypatch):
                {"url": "http://127.0.0.1:2222/lab/", "token": "t2", "pid": 22},
                {"url": "http://127.0.0.1:3333/", "token": "t3", "pid": 33}]
     monkeypatch.setattr("jupyter_server.serverapp.list_running_servers", lambda: iter(servers))
-    monkeypatch.setattr("jupyter_sandbox.client._probe", lambda url, token: probed.append(url) or "1111" not in url)
+    monkeypatch.setattr("jupyter_sandbox.client.discovery._probe", lambda url, token: probed.append(url) or "1111" not in url)
     # two local servers answer and nothing says which: refuse, listing them and how to choose
     with pytest.raises(ServerUnreachable, match=r"several .*2222/lab/ \(pid 22\).*3333/ \(pid 33\).*JUPYTER_SANDBOX_URL"):
         find_server()
@@ -90,17 +93,27 @@ def test_unit_find_server_order(monkeypatch):
         connect(in_process=False)
 
 
-def test_unit_make_tar_and_entrypoint(tmp_path):
-    from jupyter_sandbox.client import _detect_entrypoint
-
-    data = make_tar({"helper.py": "X = 1", "main.py": "import helper"})
+def test_unit_make_archive_and_entrypoint(tmp_path):
+    data = make_archive({"helper.py": "X = 1", "main.py": "import helper"})
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert sorted(tar.getnames()) == ["helper.py", "main.py"]
         assert tar.extractfile("main.py").read() == b"import helper"
-    assert _detect_entrypoint(data) == "main.py"
+    assert detect_entrypoint(archive_names(data)) == "main.py"
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "run.py").write_text("print(1)")
-    assert _detect_entrypoint(make_tar(tmp_path / "pkg")) == "run.py"
+    assert detect_entrypoint(archive_names(make_archive(tmp_path / "pkg"))) == "run.py"
+
+
+@pytest.mark.parametrize("names, expected", ENTRYPOINT_CASES)
+def test_unit_entrypoint_detection_in_the_client(names, expected):
+    """The client fills metadata.entrypoint by the server's rule, on the server's cases."""
+    archive = make_archive({name: "" for name in names})
+    if expected.endswith(".py"):
+        metadata = OneShot._request_parts(None, archive, None, {})["files"]["metadata"][1]
+        assert json.loads(metadata)["entrypoint"] == expected
+    else:
+        with pytest.raises(InvalidInput, match=expected):
+            OneShot._request_parts(None, archive, None, {})
 
 
 class FakeConnection(Connection):
@@ -111,10 +124,10 @@ class FakeConnection(Connection):
     def __init__(self, events, pause=0.0):
         self.events, self.pause = events, pause
 
-    async def execute(self, key, body, on_event):
+    async def execute(self, key, request, on_event):
         for event in self.events:
             await asyncio.sleep(self.pause)
-            on_event(event)
+            await on_event(event)
 
 
 def _model():
@@ -168,8 +181,8 @@ async def test_unit_async_run_code_accepts_coroutine_callbacks():
 
 
 def test_unit_one_loop_thread_for_all_connections():
-    assert _LoopThread.get() is _LoopThread.get()
-    assert _LoopThread.get().thread.daemon
+    assert LoopThread.get() is LoopThread.get()
+    assert LoopThread.get().thread.daemon
 
 
 # -- against a real server ------------------------------------------------------------
@@ -244,10 +257,10 @@ def test_interrupt_and_restart(server):
 
     with Sandbox(**server) as sandbox:
         sandbox.run_code("keep = 1")
-        timer = threading.Timer(1.0, sandbox.interrupt)
-        timer.start()
         started = time.monotonic()
-        execution = sandbox.run_code("import time\ntime.sleep(30)")
+        # interrupted once it is running (it says so), from another thread, as a UI would
+        execution = sandbox.run_code("import time\nprint('sleeping', flush=True)\ntime.sleep(30)",
+                                     on_stdout=lambda m: threading.Thread(target=sandbox.interrupt).start())
         assert time.monotonic() - started < 15 and execution.error.name == "KeyboardInterrupt"
         assert sandbox.run_code("keep").text == "1"
         sandbox.restart()

@@ -14,7 +14,9 @@ import pytest
 
 from jupyter_sandbox.backends import make_backend
 from jupyter_sandbox.errors import InvalidInput, TooLarge
-from jupyter_sandbox.oneshot.runner import OneShotRunner, check_archive, make_archive, parse_error
+from jupyter_sandbox.oneshot.archive import check_archive, make_archive
+from jupyter_sandbox.oneshot.requests import parse_eval, parse_exec
+from jupyter_sandbox.oneshot.runner import OneShotRunner, parse_error
 from jupyter_sandbox.core.manager import SandboxManager
 
 
@@ -103,6 +105,9 @@ def test_parse_error_takes_the_users_frame():
     assert parse_error("just some text\n") == (None, None)
 
 
+MAX_CODE = 100 * 1024
+
+
 @pytest.fixture
 def runner():
     manager = SandboxManager(backend=make_backend("local"), allow_network=False)
@@ -111,7 +116,7 @@ def runner():
 
 def test_metadata_is_validated(runner):
     files = make_archive({"main.py": b"print(1)", "helper.py": b""})
-    job = runner.parse_exec(files, json.dumps({
+    job = parse_exec(runner, files, json.dumps({
         "entrypoint": "./main.py", "stdin": "in", "env_vars": ["A=1", "B=x=y"], "script_args": ["-v"],
         "pre_commands": ["true"], "config": {"timeout_seconds": 5, "memory_mb": 256, "disk_mb": 64, "cpu_shares": 512},
     }))
@@ -133,60 +138,76 @@ def test_metadata_is_validated(runner):
     ]
     for metadata, field in bad:
         with pytest.raises(InvalidInput) as info:
-            runner.parse_exec(files, json.dumps({"entrypoint": "main.py", **metadata}))
+            parse_exec(runner, files, json.dumps({"entrypoint": "main.py", **metadata}))
         assert info.value.field == field, metadata
     with pytest.raises(InvalidInput, match="not valid JSON"):
-        runner.parse_exec(files, b"{nope")
+        parse_exec(runner, files, b"{nope")
 
 
-def test_entrypoint_detection(runner):
-    assert runner.parse_exec(make_archive({"a.py": b"", "main.py": b""}), "{}").entrypoint == "main.py"
-    assert runner.parse_exec(make_archive({"a.py": b"", "__main__.py": b""}), "{}").entrypoint == "__main__.py"
-    assert runner.parse_exec(make_archive({"only.py": b"", "data.txt": b""}), "{}").entrypoint == "only.py"
-    with pytest.raises(InvalidInput, match="several .py files"):
-        runner.parse_exec(make_archive({"a.py": b"", "b.py": b""}), "{}")
-    with pytest.raises(InvalidInput, match="no .py file"):
-        runner.parse_exec(make_archive({"data.txt": b""}), "{}")
+# The one entrypoint rule: (files in the archive, the file that runs or the words of the 400).
+# tests/test_client.py runs the client's side on the same cases.
+ENTRYPOINT_CASES = [
+    (["a.py", "main.py"], "main.py"),
+    (["a.py", "__main__.py"], "__main__.py"),
+    (["main.py", "__main__.py"], "main.py"),
+    (["only.py", "data.txt"], "only.py"),
+    (["pkg/run.py"], "pkg/run.py"),
+    (["a.py", "b.py"], "several .py files"),
+    (["data.txt"], "no .py file"),
+]
+
+
+@pytest.mark.parametrize("names, expected", ENTRYPOINT_CASES)
+def test_entrypoint_detection_on_the_server(runner, names, expected):
+    archive = make_archive({name: b"" for name in names})
+    if expected.endswith(".py"):
+        assert parse_exec(runner, archive, "{}").entrypoint == expected
+    else:
+        with pytest.raises(InvalidInput, match=expected) as info:
+            parse_exec(runner, archive, "{}")
+        assert info.value.field == "entrypoint"
 
 
 def test_images_and_python_versions_come_from_the_allow_list(runner):
     default = runner.manager.backend.default_image
     files = make_archive({"main.py": b""})
-    assert runner.parse_exec(files, json.dumps({"docker_image": default})).image == default
+    assert parse_exec(runner, files, json.dumps({"docker_image": default})).image == default
     with pytest.raises(InvalidInput) as info:
-        runner.parse_exec(files, json.dumps({"docker_image": "python:3.11-slim"}))
+        parse_exec(runner, files, json.dumps({"docker_image": "python:3.11-slim"}))
     assert info.value.field == "docker_image" and default in info.value.message
-    assert runner.parse_eval({"code": "1", "python_version": "3.11"}).image == default
-    assert runner.parse_eval({"code": "1"}).image == default
+    assert parse_eval(runner, {"code": "1", "python_version": "3.11"}, MAX_CODE).image == default
+    assert parse_eval(runner, {"code": "1"}, MAX_CODE).image == default
     with pytest.raises(InvalidInput) as info:
-        runner.parse_eval({"code": "1", "python_version": "3.12"})
+        parse_eval(runner, {"code": "1", "python_version": "3.12"}, MAX_CODE)
     assert info.value.field == "python_version" and "allowed: 3.11" in info.value.message
 
     runner.images = {"python:3.11-slim": default}
-    assert runner.parse_exec(files, json.dumps({"docker_image": "python:3.11-slim"})).image == default
+    assert parse_exec(runner, files, json.dumps({"docker_image": "python:3.11-slim"})).image == default
 
 
 def test_requirements_need_network_or_a_wheelhouse(runner, tmp_path):
     files = make_archive({"main.py": b""})
     with pytest.raises(InvalidInput, match="wheelhouse") as info:
-        runner.parse_exec(files, json.dumps({"requirements_txt": "numpy"}))
+        parse_exec(runner, files, json.dumps({"requirements_txt": "numpy"}))
     assert info.value.field == "requirements_txt"
     runner.wheelhouse = str(tmp_path)
-    assert runner.parse_exec(files, json.dumps({"requirements_txt": "numpy"})).requirements == "numpy"
+    assert parse_exec(runner, files, json.dumps({"requirements_txt": "numpy"})).requirements == "numpy"
 
 
 def test_eval_requests(runner):
-    job = runner.parse_eval({"files": [{"name": "lib.py", "content": "X = 1"}, {"name": "run.py", "content": "X"}],
-                             "entrypoint": "run.py", "stdin": "s", "config": {"timeout_seconds": 9}})
+    job = parse_eval(runner, {"files": [{"name": "lib.py", "content": "X = 1"}, {"name": "run.py", "content": "X"}],
+                              "entrypoint": "run.py", "stdin": "s", "config": {"timeout_seconds": 9}}, MAX_CODE)
     assert (job.entrypoint, job.stdin, job.timeout, job.eval_last_expr) == ("run.py", b"s", 9, True)
-    assert runner.parse_eval({"files": [{"name": "a.py", "content": ""}]}).entrypoint == "a.py"
-    assert runner.parse_eval({"code": "1", "eval_last_expr": False}).eval_last_expr is False
+    assert parse_eval(runner, {"files": [{"name": "a.py", "content": ""}]}, MAX_CODE).entrypoint == "a.py"
+    with pytest.raises(InvalidInput, match="several .py files"):  # the same rule as for exec
+        parse_eval(runner, {"files": [{"name": "a.py", "content": ""}, {"name": "b.py", "content": ""}]}, MAX_CODE)
+    assert parse_eval(runner, {"code": "1", "eval_last_expr": False}, MAX_CODE).eval_last_expr is False
     with pytest.raises(TooLarge):
-        runner.parse_eval({"code": "x" * (runner.max_code_size + 1)})
+        parse_eval(runner, {"code": "x" * (MAX_CODE + 1)}, MAX_CODE)
     with pytest.raises(InvalidInput):
-        runner.parse_eval({"files": [{"name": "../up.py", "content": ""}]})
+        parse_eval(runner, {"files": [{"name": "../up.py", "content": ""}]}, MAX_CODE)
     with pytest.raises(InvalidInput, match="give code"):
-        runner.parse_eval({})
+        parse_eval(runner, {}, MAX_CODE)
 
 
 def test_output_cap_marker(runner):
@@ -211,9 +232,9 @@ async def test_finished_executions_expire_after_the_retention_time(runner):
     assert [e["execution_id"] for e in runner.list("alice")["executions"]] == ["exe_new"]
 
 
-def test_one_shot_runs_need_the_docker_backend(runner):
+def test_one_shot_runs_need_a_container_backend(runner):
     from jupyter_sandbox.errors import BackendUnavailable
 
-    with pytest.raises(BackendUnavailable, match="need the Docker backend") as info:
-        runner.submit("alice", runner.parse_eval({"code": "1"}))
+    with pytest.raises(BackendUnavailable, match="need a container backend") as info:
+        runner.submit("alice", parse_eval(runner, {"code": "1"}, MAX_CODE))
     assert info.value.status == 503

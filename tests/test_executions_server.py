@@ -23,7 +23,7 @@ from tornado.httpclient import HTTPClientError
 from urllib3 import encode_multipart_formdata
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
-from jupyter_sandbox.oneshot.runner import make_archive
+from jupyter_sandbox.oneshot.archive import make_archive
 
 from conftest import IMAGE
 from servers import SESSION, SESSION_LABEL
@@ -76,9 +76,9 @@ def jp_server_config(jp_server_config, docker_ready, wheelhouse):
         "wheelhouse": wheelhouse,
         "max_output_size": OUTPUT_CAP,
         "max_archive_size": 1024 * 1024,
-        "max_request_size": 2 * 1024 * 1024,
         "max_running_per_user": 8,
     }
+    jp_server_config["SandboxApp"]["max_body_size"] = 2 * 1024 * 1024
     return jp_server_config
 
 

@@ -4,6 +4,7 @@ shutdown, and the OpenAPI file kept true to the registered handlers."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from http.cookies import SimpleCookie
@@ -17,10 +18,13 @@ from tornado import web
 
 import jupyter_sandbox
 from jupyter_sandbox.backends.base import LABEL_PREFIX
-from jupyter_sandbox.oneshot.runner import ExecutionRecord
+from jupyter_sandbox import models
 from jupyter_sandbox.models import STATUSES
-from jupyter_sandbox.server.handlers import ROUTES, E2BMixin, route_pattern
-from jupyter_sandbox.server.oneshot import oneshot_handlers
+from jupyter_sandbox.oneshot.runner import ExecutionRecord
+from jupyter_sandbox.server import e2b, handlers, oneshot
+from jupyter_sandbox.server.e2b import E2BMixin
+
+ROUTES = [*handlers.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
 
 pytestmark = pytest.mark.docker
 
@@ -240,7 +244,11 @@ async def test_bad_inputs_get_4xx_with_a_message(jp_fetch):
         ("POST", (), None, '{"env": {"A": 1}}', 400, "env", "strings"),
         ("POST", (), None, '{"colour": "red"}', 400, "colour", "unknown field"),
         ("POST", (), None, '{"kernel_id": "not-a-kernel"}', 400, "kernel_id", "not a running kernel of this server"),
-        ("POST", (), None, '{"kernel_id": 7}', 400, "kernel_id", "not a running kernel"),
+        ("POST", (), None, '{"kernel_id": 7}', 400, "kernel_id", "must be a string"),
+        ("POST", (), None, '{"cpus": NaN}', 400, "cpus", "must be a number"),
+        ("POST", (), None, '{"memory": 1e30}', 400, "memory", "larger than any machine"),
+        ("POST", (), None, '{"pids": 1e400}', 400, "pids", "must be an integer"),
+        ("POST", (), None, "[" * 30000 + "]" * 30000, 400, "body", "nested too deeply"),
         ("POST", (), None, json.dumps({"name": sid}), 409, "name", f"already have a sandbox named {sid!r}"),
         ("POST", (), None, json.dumps({"metadata": {"k": "v" * MAX_BODY}}), 413, None, f"over {MAX_BODY} bytes"),
         ("GET", ("sbx_nope",), None, None, 404, None, "no sandbox 'sbx_nope'"),
@@ -248,7 +256,7 @@ async def test_bad_inputs_get_4xx_with_a_message(jp_fetch):
         ("POST", ("sbx_nope", x), None, '{"code": "1"}', 404, None, "no sandbox"),
         ("POST", (sid, x), None, "{}", 400, "code", "code is required"),
         ("POST", (sid, x), None, '{"code": 5}', 400, "code", "must be a string"),
-        ("POST", (sid, x), None, '{"code": "1", "timeout": "soon"}', 400, "timeout", "positive number"),
+        ("POST", (sid, x), None, '{"code": "1", "timeout": "soon"}', 400, "timeout", "must be a number"),
         ("POST", (sid, x), None, '{"code": "1", "timeout": -1}', 400, "timeout", "positive number"),
         ("POST", (sid, x), None, '{"code": "1", "env_vars": {"A": 1}}', 400, "env_vars", "strings"),
         ("POST", (sid, x), None, '{"code": "1", "language": "r"}', 400, "language", "not available"),
@@ -326,7 +334,7 @@ def test_every_handler_is_authenticated_and_authorized():
             # (functools.wraps copies names; the code object tells whose wrapper it is)
             assert method.__wrapped__.__code__.co_filename.endswith("auth/decorator.py"), (template, verb)
             assert handler.auth_resource == "sandboxes"
-    assert checked == 20
+    assert checked == 26
 
 
 def test_openapi_describes_every_route_and_method():
@@ -334,15 +342,8 @@ def test_openapi_describes_every_route_and_method():
     assert spec["openapi"].startswith("3.")
     documented = {(path, verb) for path, item in spec["paths"].items() for verb in item if verb in
                   ("get", "post", "put", "delete", "patch")}
-    # ROUTES are templates; oneshot_handlers are tornado patterns with named groups: back
-    # to templates, and refuse any regex the template form would not say exactly.
-    oneshot = []
-    for pattern, handler in oneshot_handlers:
-        template = re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", pattern)
-        assert route_pattern(template) == pattern, pattern
-        oneshot.append((template, handler))
     registered = set()
-    for template, handler in [*ROUTES, *oneshot]:
+    for template, handler in ROUTES:
         for verb in ("get", "post", "put", "delete", "patch"):
             if getattr(handler, verb) is not getattr(web.RequestHandler, verb):
                 registered.add((template, verb))
@@ -374,3 +375,12 @@ def test_openapi_describes_every_route_and_method():
     assert set(schema["properties"]) == set(traceback)
     assert set(schema["required"]) == set(plain) == set(traceback) - {"error_type", "error_line"}
     assert resolve(schema["properties"]["status"])["enum"] == list(STATUSES)
+
+    # Every request shape is declared once (models.py); the spec names the same fields.
+    shapes = {"SandboxCreate": models.SandboxRequest, "ExecuteRequest": models.ExecuteRequest,
+              "ContextCreate": models.ContextRequest, "InterruptRequest": models.InterruptRequest,
+              "OneShotConfig": models.OneShotConfig, "ExecMetadata": models.ExecMetadata,
+              "EvalRequest": models.EvalRequest}
+    for schema_name, shape in shapes.items():
+        declared = {f.name for f in dataclasses.fields(shape)}
+        assert set(spec["components"]["schemas"][schema_name]["properties"]) == declared, schema_name

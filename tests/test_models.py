@@ -42,22 +42,6 @@ def test_execution_json_round_trip_and_text():
     assert again.text == "2"
 
 
-def test_execution_to_nbformat_outputs_validate():
-    e = Execution(
-        results=[Result(text="2", is_main_result=True)],
-        logs=Logs(stdout=["hi\n"]),
-        error=ExecutionError("NameError", "x", "line1\nline2"),
-        execution_count=1,
-    )
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("x", execution_count=1)
-    cell.outputs = e.to_outputs()
-    nb.cells.append(cell)
-    nbformat.validate(nb)
-    assert [o.output_type for o in cell.outputs] == ["stream", "execute_result", "error"]
-    assert cell.outputs[2].traceback == ["line1", "line2"]
-
-
 def test_apply_event_folds_wire_lines():
     e = Execution()
     for event in [

@@ -10,7 +10,7 @@ Contract (tests/test_contract.py runs it against every backend):
 - ``create(sandbox_id, spec, labels)`` makes the sandbox and returns when it can start
   kernels. Raises ``BackendUnavailable`` when the engine cannot be reached and
   ``InvalidInput`` for a spec it cannot honour (unknown image, runtime).
-- ``start_kernel(sandbox_id, kernel_id, env, cwd)`` starts one kernel and returns its
+- ``start_kernel(sandbox_id, kernel_id, cwd)`` starts one kernel and returns its
   connection info (a dict for ``KernelClient.load_connection_info``). Several kernels
   per sandbox share its filesystem and limits.
 - ``kernel_exit_reason(sandbox_id, kernel_id)`` is None while the kernel process runs,
@@ -22,22 +22,66 @@ Contract (tests/test_contract.py runs it against every backend):
 - ``stats`` returns ``{"cpu_percent", "memory_used", "memory_limit", "pids"}``.
 - ``list_existing(labels)`` lists sandboxes carrying those labels that still exist (for
   reaping after a crash), as dicts of their labels.
+- One-shot runs (a capability; ``runs_once`` says whether a backend has it): ``run_once(run,
+  started)`` runs one program in a fresh sandbox made for it alone, feeds it ``run.stdin``,
+  and returns its exit status and (capped) output; the sandbox is gone when it returns.
+  ``stop_once(run_id)`` ends a run early. A backend without the capability says so with
+  ``require_once()`` (BackendUnavailable, 503).
 """
 
 from __future__ import annotations
 
 import abc
 import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..errors import InvalidInput
+from ..errors import BackendUnavailable, InvalidInput
 from ..models import SandboxSpec
 
 LABEL_PREFIX = "org.jupyter-sandbox"
 WORKDIR = "/home/user"
+
+
+def labels(server_id: str, owner: str, *, sandbox: str | None = None, execution: str | None = None) -> dict[str, str]:
+    """The labels on everything a server makes: whose it is, and which server made it (for reaping)."""
+    out = {f"{LABEL_PREFIX}.managed": "true", f"{LABEL_PREFIX}.server": server_id, f"{LABEL_PREFIX}.owner": owner}
+    if sandbox:
+        out[f"{LABEL_PREFIX}.sandbox"] = sandbox
+    if execution:
+        out[f"{LABEL_PREFIX}.execution"] = execution
+    return out
+
+
+def labelled_id(found: dict[str, str]) -> str | None:
+    """The sandbox or execution id a leftover's labels name."""
+    return found.get(f"{LABEL_PREFIX}.sandbox") or found.get(f"{LABEL_PREFIX}.execution")
+
+
+@dataclass
+class OnceRun:
+    """A program to run once, in a fresh sandbox made for it alone (a one-shot execution)."""
+
+    run_id: str
+    spec: SandboxSpec  # image, memory, cpus, pids, disk, network, env
+    command: list[str]  # argv, run as the sandbox's unprivileged user
+    stdin: bytes  # everything the program reads, sent at once
+    labels: dict[str, str]
+    max_output: int  # bytes kept of stdout and of stderr (the rest is read and dropped)
+    cpu_shares: int | None = None
+    read_only_dirs: dict[str, str] = field(default_factory=dict)  # host dir -> path inside
+
+
+@dataclass
+class OnceResult:
+    stdout: bytes
+    stderr: bytes
+    exit_code: int | None
+    out_of_memory: bool
 
 
 def confine(path: str | None, root: str = WORKDIR) -> str:
@@ -67,9 +111,7 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):
     async def create(self, sandbox_id: str, spec: SandboxSpec, labels: dict[str, str]) -> None: ...
 
     @abc.abstractmethod
-    async def start_kernel(
-        self, sandbox_id: str, kernel_id: str, env: dict[str, str] | None = None, cwd: str | None = None
-    ) -> dict[str, Any]: ...
+    async def start_kernel(self, sandbox_id: str, kernel_id: str, cwd: str | None = None) -> dict[str, Any]: ...
 
     @abc.abstractmethod
     async def kernel_exit_reason(self, sandbox_id: str, kernel_id: str) -> str | None: ...
@@ -100,6 +142,24 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):
 
     @abc.abstractmethod
     async def remove_file(self, sandbox_id: str, path: str) -> None: ...
+
+    # -- one-shot runs (a capability) ---------------------------------------------------
+    runs_once = False
+
+    def require_once(self) -> None:
+        """Raise BackendUnavailable unless this backend can run one-shot programs."""
+        if not self.runs_once:
+            raise BackendUnavailable(
+                f"one-shot executions need a container backend; this server runs the {self.name!r} backend"
+            )
+
+    async def run_once(self, run: OnceRun, started: Callable[[], None]) -> OnceResult:
+        """Run ``run.command`` in a fresh sandbox; ``started()`` is called once it runs."""
+        self.require_once()
+        raise NotImplementedError
+
+    async def stop_once(self, run_id: str) -> None:
+        """End a one-shot run early (its sandbox is removed); nothing if it is gone."""
 
     async def close(self) -> None:
         """Release engine connections (sandboxes are removed by the manager first)."""

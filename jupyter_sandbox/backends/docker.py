@@ -12,29 +12,35 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import secrets
 import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
 from jupyter_client.connect import write_connection_file
-from traitlets import Dict, Int, Unicode
+from traitlets import Dict, Float, Int, Unicode
 
-from ..errors import BackendUnavailable, InvalidInput, NotFound, SandboxError
+from ..errors import BackendUnavailable, InvalidInput, IsADirectory, NotADirectory, NotFound, SandboxError
 from ..models import SandboxSpec, format_size
-from .base import LABEL_PREFIX, WORKDIR, SandboxBackend, confine
+from .base import LABEL_PREFIX, WORKDIR, OnceResult, OnceRun, SandboxBackend, confine
 
-_UNKNOWN_RUNTIME = re.compile(r"unknown runtime|invalid runtime", re.IGNORECASE)
 KERNEL_DIR = "/run/sandbox-kernel"  # where the socket directory appears in the container
 
-# Runs inside the sandbox to list a directory as JSON (stdlib only).
+# File operations run inside the sandbox as its user and answer with these exit codes (our
+# own protocol: no engine or coreutils wording is parsed).
+MISSING, NOT_A_DIRECTORY, IS_A_DIRECTORY, NOT_A_FILE = 72, 73, 74, 75
 _LIST_SCRIPT = r"""
 import json, os, stat, sys
 p = sys.argv[1]
+if not os.path.exists(p):
+    sys.exit(72)
+if not os.path.isdir(p):
+    sys.exit(73)
 out = []
 for e in sorted(os.scandir(p), key=lambda e: e.name):
     st = e.stat(follow_symlinks=False)
@@ -42,6 +48,10 @@ for e in sorted(os.scandir(p), key=lambda e: e.name):
     out.append({"name": e.name, "path": os.path.join(p, e.name), "type": kind, "size": st.st_size, "modified": st.st_mtime})
 print(json.dumps(out))
 """
+# Only a regular file is read (a FIFO or device would block or never end).
+_READ_SCRIPT = 'test -e "$1" || exit 72; test -d "$1" && exit 74; test -f "$1" || exit 75; exec cat -- "$1"'
+_REMOVE_SCRIPT = 'test -e "$1" || test -L "$1" || exit 72; rm -rf -- "$1"'
+_WRITE_SCRIPT = 'test -d "$1" && exit 74; mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
 
 
 def _default_socket_root() -> str:
@@ -66,6 +76,14 @@ class DockerBackend(SandboxBackend):
     network_mode = Unicode("bridge", help="Docker network used when a sandbox asks for network.").tag(config=True)
     extra_labels = Dict(help="Labels added to every container.").tag(config=True)
     python = Unicode("python", help="Python command in the image that has ipykernel.").tag(config=True)
+    engine_threads = Int(
+        16, help="Threads for calls to the Docker engine (its own pool: a slow call never holds the event loop)."
+    ).tag(config=True)
+    stream_threads = Int(
+        64, help="Threads for long engine streams (one-shot output, file transfers); beyond this many at once, "
+        "new ones wait."
+    ).tag(config=True)
+    engine_timeout = Float(60.0, help="Seconds before a call to the Docker engine is given up.").tag(config=True)
     runsc_min_pids = Int(
         256,
         help="Smallest pids limit for gVisor containers: its sentry's own threads count against the host "
@@ -78,26 +96,31 @@ class DockerBackend(SandboxBackend):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._client = None
+        self._runtimes: set[str] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=self.engine_threads, thread_name_prefix="jsbx-docker")
+        self._streams = ThreadPoolExecutor(max_workers=self.stream_threads, thread_name_prefix="jsbx-stream")
         self._kernels: dict[tuple[str, str], str] = {}  # (sandbox, kernel) -> exec id
         self._containers: dict[str, str] = {}  # sandbox id -> container id
         self._specs: dict[str, SandboxSpec] = {}
         self._cpu_samples: dict[str, tuple[float, int, int]] = {}
+        self._once: dict[str, str] = {}  # one-shot run id -> container id
 
     # -- engine -------------------------------------------------------------------------
-    @property
-    def client(self):
+    def _engine(self):
+        """The docker-py client, made (and pinged) on first use. Only called in the engine's threads."""
         if self._client is None:
             import docker
 
             try:
-                self._client = docker.DockerClient(base_url=self.docker_url) if self.docker_url else docker.from_env()
-                self._client.ping()
+                client = (docker.DockerClient(base_url=self.docker_url, timeout=int(self.engine_timeout))
+                          if self.docker_url else docker.from_env(timeout=int(self.engine_timeout)))
+                client.ping()
             except Exception as e:
-                self._client = None
                 raise BackendUnavailable(
                     f"Docker engine not reachable ({e.__class__.__name__}: {e}). Start it (scripts/setup-docker.sh "
                     "does on Debian), point DOCKER_HOST at it, or set c.SandboxApp.backend = 'local'."
                 ) from e
+            self._client = client
         return self._client
 
     @staticmethod
@@ -112,12 +135,15 @@ class DockerBackend(SandboxBackend):
         except Exception:
             return False
 
-    async def _call(self, fn, *args, **kwargs):
-        """Run a blocking docker SDK call in a thread, mapping engine errors."""
+    async def _call(self, fn: Callable[..., Any], *, streaming: bool = False) -> Any:
+        """``fn(docker_client)`` in a thread, engine errors mapped. Short API calls share the
+        engine's pool; ``streaming`` ones (reading a run's output, moving a file) that last as long
+        as the sandbox makes them last get the streams' pool, so they never hold up the others."""
         import docker.errors
 
+        pool = self._streams if streaming else self._executor
         try:
-            return await asyncio.to_thread(partial(fn, *args, **kwargs))
+            return await asyncio.get_running_loop().run_in_executor(pool, lambda: fn(self._engine()))
         except docker.errors.ImageNotFound as e:
             raise InvalidInput(
                 f"image not found on this host: {e.explanation}. Build the default one with "
@@ -126,20 +152,25 @@ class DockerBackend(SandboxBackend):
             ) from e
         except docker.errors.NotFound as e:
             raise NotFound(f"container gone: {e.explanation}") from e
-        except docker.errors.APIError as e:
-            # dockerd's wording for a runtime it does not know (20.10: "Unknown runtime specified",
-            # later: "unknown or invalid runtime name"); "OCI runtime exec failed" is not one of them
-            if _UNKNOWN_RUNTIME.search(str(e.explanation or "")):
-                raise InvalidInput(f"runtime not available on this Docker engine: {e.explanation}", field="runtime") from e
-            raise BackendUnavailable(f"Docker engine error: {e.explanation or e}") from e
-        except docker.errors.DockerException as e:
-            raise BackendUnavailable(f"Docker engine error: {e}") from e
+        except docker.errors.DockerException as e:  # APIError included
+            raise BackendUnavailable(f"Docker engine error: {getattr(e, 'explanation', None) or e}") from e
 
-    def _container(self, sandbox_id: str):
+    def _container_id(self, sandbox_id: str) -> str:
         cid = self._containers.get(sandbox_id)
         if cid is None:
             raise NotFound(f"no container for sandbox {sandbox_id}")
-        return self.client.containers.get(cid)
+        return cid
+
+    async def _check_runtime(self, runtime: str) -> None:
+        """InvalidInput naming the field when the engine has no such runtime (asked once)."""
+        if self._runtimes is None:
+            info = await self._call(lambda c: c.info())
+            self._runtimes = set(info.get("Runtimes") or {})
+        if runtime not in self._runtimes:
+            raise InvalidInput(
+                f"runtime {runtime!r} is not available on this Docker engine (it has {', '.join(sorted(self._runtimes))}); "
+                "scripts/setup-docker.sh registers runsc", field="runtime",
+            )
 
     def host_dir(self, sandbox_id: str) -> str:
         return os.path.join(self.socket_root, sandbox_id)
@@ -175,6 +206,12 @@ class DockerBackend(SandboxBackend):
             options["volumes"] = {host_dir: {"bind": KERNEL_DIR, "mode": "rw"}}
         return options
 
+    async def _create_container(self, name: str, image: str, command: list[str], options: dict[str, Any]) -> str:
+        """A created (not started) container's id; never pulls (a registry may hang or be absent)."""
+        await self._check_runtime(options["runtime"])
+        container = await self._call(lambda c: c.containers.create(image, command=command, name=name, **options))
+        return container.id
+
     async def create(self, sandbox_id: str, spec: SandboxSpec, labels: dict[str, str]) -> None:
         image = spec.image or self.default_image
         os.makedirs(self.socket_root, mode=0o700, exist_ok=True)
@@ -185,24 +222,20 @@ class DockerBackend(SandboxBackend):
         # parent keeps other host users out.
         os.chmod(host_dir, 0o777)
         options = self.container_options(spec, labels, host_dir)
-        # Never pull implicitly (it may hang on a registry-less host): the image must be here.
-        await self._call(self.client.images.get, image)
         self.log.info(
             "creating container for sandbox %s: image=%s runtime=%s memory=%s cpus=%s network=%s",
             sandbox_id, image, options["runtime"], format_size(spec.memory), spec.cpus, spec.network,
         )
         try:
-            container = await self._call(
-                self.client.containers.run, image, command=["sleep", "infinity"], detach=True,
-                name=f"jupyter-sandbox-{sandbox_id}", **options,
-            )
+            cid = await self._create_container(f"jupyter-sandbox-{sandbox_id}", image, ["sleep", "infinity"], options)
+            self._containers[sandbox_id] = cid
+            self._specs[sandbox_id] = spec
+            await self._call(lambda c: c.api.start(cid))
         except SandboxError:
             shutil.rmtree(host_dir, ignore_errors=True)
             raise
-        self._containers[sandbox_id] = container.id
-        self._specs[sandbox_id] = spec
 
-    async def start_kernel(self, sandbox_id, kernel_id, env=None, cwd=None) -> dict[str, Any]:
+    async def start_kernel(self, sandbox_id, kernel_id, cwd=None) -> dict[str, Any]:
         host_dir = self.host_dir(sandbox_id)
         name = f"k-{kernel_id}"
         host_file = os.path.join(host_dir, f"{name}.json")
@@ -213,25 +246,18 @@ class DockerBackend(SandboxBackend):
             key=secrets.token_hex(32).encode(), **ports
         )
         os.chmod(host_file, 0o644)
-        container = self._container(sandbox_id)
+        cid = self._container_id(sandbox_id)
         inner = f"{KERNEL_DIR}/{name}"
+        workdir = confine(cwd) if cwd else WORKDIR
+        # cd in the shell, not the engine's workdir: a missing directory is then our exit code 72,
+        # not an engine error worded differently by runc and runsc.
         command = [
             "sh", "-c",
-            f"echo $$ > {inner}.pid; umask 000; exec {self.python} -m ipykernel_launcher -f {inner}.json "
-            f"> {inner}.log 2>&1",
+            f'cd "$1" || exit 72; echo $$ > {inner}.pid; umask 000; exec {self.python} -m ipykernel_launcher '
+            f"-f {inner}.json > {inner}.log 2>&1", "sh", workdir,
         ]
-        workdir = confine(cwd) if cwd else WORKDIR
-        exec_id = (await self._call(
-            self.client.api.exec_create, container.id, command, user=self.user,
-            environment=env or {}, workdir=workdir,
-        ))["Id"]
-        try:
-            await self._call(self.client.api.exec_start, exec_id, detach=True)
-        except BackendUnavailable as e:
-            # runc: 'chdir to cwd ("/x") ... failed', runsc: 'failed to find initial working directory "/x"'
-            if f'"{workdir}"' in str(e):
-                raise InvalidInput(f"the working directory {workdir} does not exist in the sandbox", field="cwd") from e
-            raise
+        exec_id = (await self._call(lambda c: c.api.exec_create(cid, command, user=self.user)))["Id"]
+        await self._call(lambda c: c.api.exec_start(exec_id, detach=True))
         self._kernels[(sandbox_id, kernel_id)] = exec_id
         info = dict(info)
         info["ip"] = os.path.join(host_dir, name)
@@ -249,7 +275,7 @@ class DockerBackend(SandboxBackend):
         if exec_id is None:
             return "the kernel is not running"
         try:
-            state = await self._call(self.client.api.exec_inspect, exec_id)
+            state = await self._call(lambda c: c.api.exec_inspect(exec_id))
         except SandboxError:
             state = {}
         if state.get("Running"):
@@ -259,6 +285,8 @@ class DockerBackend(SandboxBackend):
         if container_gone:
             return container_gone
         code = state.get("ExitCode")
+        if code == MISSING:
+            raise InvalidInput("the working directory does not exist in the sandbox", field="cwd")
         if code in (137, -9):
             limit = format_size(spec.memory) if spec else "?"
             return (
@@ -271,10 +299,10 @@ class DockerBackend(SandboxBackend):
     async def _container_exit_reason(self, sandbox_id: str) -> str | None:
         """Why the whole container stopped, or None while it runs."""
         try:
-            container = await self._call(self._container, sandbox_id)
+            cid = self._container_id(sandbox_id)
+            state = (await self._call(lambda c: c.api.inspect_container(cid))).get("State", {})
         except SandboxError:
             return "The sandbox's container is gone (removed). Create a new sandbox."
-        state = container.attrs.get("State", {})
         if state.get("Running"):
             return None
         if state.get("OOMKilled"):
@@ -289,12 +317,7 @@ class DockerBackend(SandboxBackend):
         name = f"k-{kernel_id}"
         if exec_id is not None and sandbox_id in self._containers:
             try:
-                container = self._container(sandbox_id)
-                await self._call(
-                    container.exec_run,
-                    ["sh", "-c", f"kill -9 $(cat {KERNEL_DIR}/{name}.pid) 2>/dev/null; true"],
-                    user=self.user,
-                )
+                await self._exec(sandbox_id, ["sh", "-c", f"kill -9 $(cat {KERNEL_DIR}/{name}.pid) 2>/dev/null; true"])
             except SandboxError as e:
                 self.log.debug("stopping kernel %s: %s", kernel_id, e)
         host_dir = self.host_dir(sandbox_id)
@@ -309,8 +332,8 @@ class DockerBackend(SandboxBackend):
     async def restart(self, sandbox_id) -> None:
         for sid, kid in [k for k in self._kernels if k[0] == sandbox_id]:
             await self.stop_kernel(sid, kid)
-        container = self._container(sandbox_id)
-        await self._call(container.restart, timeout=2)
+        cid = self._container_id(sandbox_id)
+        await self._call(lambda c: c.api.restart(cid, timeout=2))
         self._cpu_samples.pop(sandbox_id, None)
 
     async def remove(self, sandbox_id) -> None:
@@ -319,22 +342,32 @@ class DockerBackend(SandboxBackend):
         cid = self._containers.pop(sandbox_id, None) or f"jupyter-sandbox-{sandbox_id}"
         self._specs.pop(sandbox_id, None)
         self._cpu_samples.pop(sandbox_id, None)
-        try:
-            container = await self._call(self.client.containers.get, cid)
-            await self._call(container.remove, force=True)
-        except NotFound:
-            pass
+        await self._remove_container(cid)
         shutil.rmtree(self.host_dir(sandbox_id), ignore_errors=True)
+
+    async def _remove_container(self, cid: str) -> None:
+        import docker.errors
+
+        def remove(c) -> None:
+            try:
+                c.api.remove_container(cid, force=True)
+            except docker.errors.NotFound:
+                pass  # gone already
+            except docker.errors.APIError as e:
+                if e.status_code != 409:  # 409: a removal of it is already under way
+                    raise
+
+        await self._call(remove)
 
     async def list_existing(self, labels: dict[str, str] | None = None) -> list[dict[str, str]]:
         filters = [f"{LABEL_PREFIX}.managed=true"] + [f"{k}={v}" for k, v in (labels or {}).items()]
-        containers = await self._call(self.client.containers.list, all=True, filters={"label": filters})
-        return [dict(c.labels) for c in containers]
+        found = await self._call(lambda c: c.api.containers(all=True, filters={"label": filters}))
+        return [dict(c.get("Labels") or {}) for c in found]
 
     # -- stats --------------------------------------------------------------------------
     async def stats(self, sandbox_id) -> dict[str, Any]:
-        container = self._container(sandbox_id)
-        sample = await self._call(container.stats, stream=False, one_shot=True)
+        cid = self._container_id(sandbox_id)
+        sample = await self._call(lambda c: c.api.stats(cid, stream=False, one_shot=True))
         cpu = sample.get("cpu_stats", {})
         total = cpu.get("cpu_usage", {}).get("total_usage", 0)
         system = cpu.get("system_cpu_usage", 0)
@@ -360,28 +393,37 @@ class DockerBackend(SandboxBackend):
 
     # -- files --------------------------------------------------------------------------
     async def _exec(self, sandbox_id: str, command: list[str]) -> tuple[int, bytes, bytes]:
-        container = self._container(sandbox_id)
-        code, (out, err) = await self._call(container.exec_run, command, user=self.user, demux=True)
-        return code, out or b"", err or b""
+        cid = self._container_id(sandbox_id)
+
+        def run(c) -> tuple[int, bytes, bytes]:
+            exec_id = c.api.exec_create(cid, command, user=self.user)["Id"]
+            out, err = c.api.exec_start(exec_id, demux=True)
+            return c.api.exec_inspect(exec_id)["ExitCode"], out or b"", err or b""
+
+        return await self._call(run, streaming=True)
 
     @staticmethod
-    def _file_error(path: str, err: bytes) -> SandboxError:
-        text = err.decode(errors="replace").strip()
-        if "No such file" in text:
+    def _file_error(code: int, path: str, err: bytes) -> SandboxError:
+        if code == MISSING:
             return NotFound(f"no such file or directory: {path}")
-        return InvalidInput(f"{path}: {text}", field="path")
+        if code == NOT_A_DIRECTORY:
+            return NotADirectory(f"not a directory: {path}", field="path")
+        if code == IS_A_DIRECTORY:
+            return IsADirectory(f"{path} is a directory", field="path")
+        if code == NOT_A_FILE:
+            return InvalidInput(f"{path} is not a regular file (a pipe or device cannot be read)", field="path")
+        return InvalidInput(f"{path}: {err.decode(errors='replace').strip()[-500:]} (exit code {code})", field="path")
 
     async def write_file(self, sandbox_id, path, data: bytes) -> None:
         target = confine(path)
         if target == WORKDIR:
-            raise InvalidInput("path must name a file", field="path")
-        container = self._container(sandbox_id)
-        command = ["sh", "-c", 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"', "sh", target]
+            raise IsADirectory("path must name a file", field="path")
+        cid = self._container_id(sandbox_id)
+        command = ["sh", "-c", _WRITE_SCRIPT, "sh", target]
 
-        def stream() -> int:
-            api = self.client.api
-            exec_id = api.exec_create(container.id, command, user=self.user, stdin=True)["Id"]
-            sock = api.exec_start(exec_id, socket=True)
+        def stream(c) -> int:
+            exec_id = c.api.exec_create(cid, command, user=self.user, stdin=True)["Id"]
+            sock = c.api.exec_start(exec_id, socket=True)
             raw = getattr(sock, "_sock", sock)
             try:
                 raw.sendall(data)
@@ -391,46 +433,94 @@ class DockerBackend(SandboxBackend):
             finally:
                 sock.close()
             for _ in range(100):
-                state = api.exec_inspect(exec_id)
+                state = c.api.exec_inspect(exec_id)
                 if not state["Running"]:
                     return state["ExitCode"]
                 time.sleep(0.02)
             return -1
 
-        code = await self._call(stream)
+        code = await self._call(stream, streaming=True)
+        if code == IS_A_DIRECTORY:
+            raise IsADirectory(f"{target} is a directory", field="path")
         if code != 0:
             raise InvalidInput(f"could not write {target} (exit code {code}); is the sandbox's disk full?", field="path")
 
     async def read_file(self, sandbox_id, path) -> bytes:
         target = confine(path)
-        code, out, err = await self._exec(sandbox_id, ["cat", "--", target])
+        code, out, err = await self._exec(sandbox_id, ["sh", "-c", _READ_SCRIPT, "sh", target])
         if code != 0:
-            raise self._file_error(target, err)
+            raise self._file_error(code, target, err)
         return out
 
     async def list_files(self, sandbox_id, path) -> list[dict[str, Any]]:
         target = confine(path)
         code, out, err = await self._exec(sandbox_id, [self.python, "-c", _LIST_SCRIPT, target])
         if code != 0:
-            if b"NotADirectoryError" in err:
-                raise InvalidInput(f"not a directory: {target}", field="path")
-            if b"FileNotFoundError" in err:
-                raise NotFound(f"no such directory: {target}")
-            raise self._file_error(target, err)
+            raise self._file_error(code, target, err)
         return json.loads(out)
 
     async def remove_file(self, sandbox_id, path) -> None:
         target = confine(path)
         if target == WORKDIR:
             raise InvalidInput("refusing to remove the working directory itself", field="path")
-        code, _, err = await self._exec(sandbox_id, ["sh", "-c", 'test -e "$1" || test -L "$1" || exit 3; rm -rf -- "$1"', "sh", target])
-        if code == 3:
-            raise NotFound(f"no such file or directory: {target}")
+        code, _, err = await self._exec(sandbox_id, ["sh", "-c", _REMOVE_SCRIPT, "sh", target])
         if code != 0:
-            raise self._file_error(target, err)
+            raise self._file_error(code, target, err)
+
+    # -- one-shot runs ------------------------------------------------------------------
+    runs_once = True
+
+    async def run_once(self, run: OnceRun, started: Callable[[], None]) -> OnceResult:
+        """A fresh container whose only command is ``run.command``; stdin sent, output read.
+
+        The container is attached before it starts (docker-py cannot set StdinOnce, so the
+        program learns how much to read from what it is sent, not from EOF), and removed when
+        the run ends, whichever way it ends.
+        """
+        from docker.utils.socket import frames_iter
+
+        options = self.container_options(run.spec, run.labels, host_dir=None)
+        options["stdin_open"] = True
+        if run.cpu_shares:
+            options["cpu_shares"] = run.cpu_shares
+        if run.read_only_dirs:
+            options["volumes"] = {host: {"bind": inside, "mode": "ro"} for host, inside in run.read_only_dirs.items()}
+        image = run.spec.image or self.default_image
+        cid = await self._create_container(f"jupyter-sandbox-{run.run_id}", image, run.command, options)
+        self._once[run.run_id] = cid
+        try:
+            params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+            sock = await self._call(lambda c: c.api.attach_socket(cid, params=params))
+            try:
+                await self._call(lambda c: c.api.start(cid))
+                started()
+
+                def talk(_c) -> tuple[bytes, bytes]:
+                    raw = getattr(sock, "_sock", sock)
+                    raw.sendall(run.stdin)
+                    kept = {1: bytearray(), 2: bytearray()}
+                    for stream, data in frames_iter(sock, tty=False):
+                        target = kept.get(stream)
+                        if target is not None and len(target) < run.max_output:
+                            target += data[: run.max_output - len(target)]
+                    return bytes(kept[1]), bytes(kept[2])
+
+                stdout, stderr = await self._call(talk, streaming=True)
+            finally:
+                sock.close()
+            exit_code = (await self._call(lambda c: c.api.wait(cid, timeout=30))).get("StatusCode")
+            state = (await self._call(lambda c: c.api.inspect_container(cid))).get("State", {})
+            return OnceResult(stdout, stderr, exit_code, bool(state.get("OOMKilled")))
+        finally:
+            self._once.pop(run.run_id, None)
+            await self._remove_container(cid)
+
+    async def stop_once(self, run_id: str) -> None:
+        cid = self._once.get(run_id)
+        if cid is not None:
+            await self._remove_container(cid)
 
     async def close(self) -> None:
         if self._client is not None:
-            await asyncio.to_thread(self._client.close)
-            self._client = None
-
+            client, self._client = self._client, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, client.close)

@@ -25,7 +25,7 @@ from typing import Any
 from jupyter_client.connect import write_connection_file
 from traitlets import Bool, Unicode
 
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, IsADirectory, NotADirectory, NotFound
 from ..models import SandboxSpec
 from .base import WORKDIR, SandboxBackend, confine
 
@@ -115,7 +115,7 @@ class LocalBackend(SandboxBackend):
 
         return apply
 
-    async def start_kernel(self, sandbox_id, kernel_id, env=None, cwd=None) -> dict[str, Any]:
+    async def start_kernel(self, sandbox_id, kernel_id, cwd=None) -> dict[str, Any]:
         spec = self._specs[sandbox_id]
         run = os.path.join(self._dir(sandbox_id), "run")
         name = f"k-{kernel_id}"
@@ -137,7 +137,6 @@ class LocalBackend(SandboxBackend):
             "MPLCONFIGDIR": os.path.join(run, "matplotlib"),
             "PYTHONDONTWRITEBYTECODE": "1",
             **spec.env,
-            **(env or {}),
         }
         log = open(os.path.join(run, f"{name}.log"), "wb")
         try:
@@ -236,7 +235,7 @@ class LocalBackend(SandboxBackend):
     async def write_file(self, sandbox_id, path, data: bytes) -> None:
         host = self._host_path(sandbox_id, path)
         if os.path.isdir(host):
-            raise InvalidInput("path must name a file", field="path")
+            raise IsADirectory("path must name a file", field="path")
         os.makedirs(os.path.dirname(host), exist_ok=True)
         with open(host, "wb") as f:
             f.write(data)
@@ -244,7 +243,7 @@ class LocalBackend(SandboxBackend):
     async def read_file(self, sandbox_id, path) -> bytes:
         host = self._host_path(sandbox_id, path)
         if os.path.isdir(host):
-            raise InvalidInput(f"{confine(path)} is a directory", field="path")
+            raise IsADirectory(f"{confine(path)} is a directory", field="path")
         try:
             with open(host, "rb") as f:
                 return f.read()
@@ -257,7 +256,7 @@ class LocalBackend(SandboxBackend):
         if not os.path.exists(host):
             raise NotFound(f"no such directory: {inner}")
         if not os.path.isdir(host):
-            raise InvalidInput(f"not a directory: {inner}", field="path")
+            raise NotADirectory(f"not a directory: {inner}", field="path")
         out = []
         for entry in sorted(os.scandir(host), key=lambda e: e.name):
             st = entry.stat(follow_symlinks=False)

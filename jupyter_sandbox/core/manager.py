@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import queue
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jupyter_client.asynchronous import AsyncKernelClient
 from traitlets import Bool, Float, Instance, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..backends.base import LABEL_PREFIX, SandboxBackend
+from ..backends.base import LABEL_PREFIX, SandboxBackend, confine, labelled_id, labels
 from ..errors import Conflict, InvalidInput, KernelDied, NotFound, QuotaExceeded, SandboxError
 from .collector import EventSink, run_execute
 from ..models import (
@@ -21,6 +22,7 @@ from ..models import (
     Execution,
     SandboxModel,
     SandboxSpec,
+    SpecRequest,
     format_size,
     new_id,
     now,
@@ -45,6 +47,7 @@ class _Context:
 @dataclass
 class _Sandbox:
     model: SandboxModel
+    e2b_secret: str = ""  # the credential in its e2b_url; made when it gets its owner, gone with it
     contexts: dict[str, _Context] = field(default_factory=dict)
     default_context: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -93,6 +96,9 @@ class SandboxManager(LoggingConfigurable):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        # Where E2B's SDK reaches a sandbox (set by the server to {base_url}sandbox/e2b/); each
+        # sandbox's e2b_url is this + "<id>/<secret>". Empty: no E2B routes (no server).
+        self.e2b_prefix = ""
         self._sandboxes: dict[str, _Sandbox] = {}
         self._culler: asyncio.Task | None = None
         self._pool: list[_Sandbox] = []  # started, default spec, no owner yet
@@ -128,18 +134,25 @@ class SandboxManager(LoggingConfigurable):
     def images(self) -> list[str]:
         return [self.backend.default_image, *[i for i in self.allowed_images if i != self.backend.default_image]]
 
-    def resolve_spec(self, data: dict[str, Any] | SandboxSpec | None) -> SandboxSpec:
+    def resolve_spec(self, data: SpecRequest | dict[str, Any] | SandboxSpec | None) -> SandboxSpec:
         """Fill defaults and enforce the configured maxima (InvalidInput names the field)."""
-        given = data.to_dict() if isinstance(data, SandboxSpec) else dict(data or {})
-        given = {k: v for k, v in given.items() if v is not None}  # null means "the default", as absent does
-        given.setdefault("memory", self.default_memory)
-        given.setdefault("disk", self.default_disk)
-        given.setdefault("cpus", self.default_cpus)
-        given.setdefault("pids", self.default_pids)
-        given.setdefault("timeout", self.default_timeout)
-        if self.default_runtime:
-            given.setdefault("runtime", self.default_runtime)
-        spec = SandboxSpec.from_dict({k: v for k, v in given.items()})
+        if isinstance(data, SandboxSpec):
+            request = SpecRequest(**data.to_dict())
+        elif isinstance(data, SpecRequest):
+            request = data
+        else:
+            request = SpecRequest.parse(data)
+        # absent and null both mean "the server's default"
+        request = replace(
+            request,
+            memory=self.default_memory if request.memory is None else request.memory,
+            disk=self.default_disk if request.disk is None else request.disk,
+            cpus=self.default_cpus if request.cpus is None else request.cpus,
+            pids=self.default_pids if request.pids is None else request.pids,
+            timeout=self.default_timeout if request.timeout is None else request.timeout,
+            runtime=request.runtime or self.default_runtime or None,
+        )
+        spec = SandboxSpec.from_request(request)
         checks = [
             ("memory", spec.memory, parse_size(self.max_memory, "max_memory"), format_size),
             ("disk", spec.disk, parse_size(self.max_disk, "max_disk"), format_size),
@@ -169,19 +182,20 @@ class SandboxManager(LoggingConfigurable):
         self._fill_pool()
 
     async def _reap(self) -> None:
+        """Remove what this server's earlier run left: sandboxes and one-shot runs alike."""
         try:
             leftovers = await self.backend.list_existing({f"{LABEL_PREFIX}.server": self.server_id})
-        except Exception as e:  # engine down at start: creation will say so clearly later
-            self.log.warning("jupyter-sandbox: could not list leftover sandboxes: %s", e)
+        except SandboxError as e:  # engine down at start: creation will say so clearly later
+            self.log.warning("jupyter-sandbox: could not list leftover sandboxes: %s", e.message)
             return
-        for labels in leftovers:
-            sandbox_id = labels.get(f"{LABEL_PREFIX}.sandbox")
-            if sandbox_id and sandbox_id not in self._sandboxes:
-                self.log.info("jupyter-sandbox: removing leftover sandbox %s of %s", sandbox_id, labels.get(f"{LABEL_PREFIX}.owner"))
-                await self.backend.remove(sandbox_id)
+        for found in leftovers:
+            leftover = labelled_id(found)
+            if leftover and leftover not in self._sandboxes:
+                self.log.info("jupyter-sandbox: removing leftover %s of %s", leftover, found.get(f"{LABEL_PREFIX}.owner"))
+                await self.backend.remove(leftover)
 
     async def create(
-        self, owner: str, name: str | None = None, spec: dict[str, Any] | SandboxSpec | None = None,
+        self, owner: str, name: str | None = None, spec: SpecRequest | dict[str, Any] | SandboxSpec | None = None,
         kernel_id: str | None = None,
     ) -> SandboxModel:
         """A running sandbox for ``owner``. With ``kernel_id`` it is that notebook kernel's own
@@ -209,15 +223,31 @@ class SandboxManager(LoggingConfigurable):
                 model.owner, model.name, model.kernel_id = owner, name or model.id, kernel_id
                 model.created = model.last_activity = now()
                 self._sandboxes[model.id] = pooled
+                self._give_e2b_url(pooled)
                 self.log.info("jupyter-sandbox: %s took sandbox %s (%s) from the pool", owner, model.id, model.name)
                 return model
             await self._start(sandbox)
         except BaseException:
             self._sandboxes.pop(sandbox.model.id, None)
             raise
+        self._give_e2b_url(sandbox)
         model = sandbox.model
         self.log.info("jupyter-sandbox: %s created sandbox %s (%s) on %s", owner, model.id, model.name, self.backend.name)
         return model
+
+    def _give_e2b_url(self, sandbox: _Sandbox) -> None:
+        if self.e2b_prefix:
+            sandbox.e2b_secret = secrets.token_urlsafe(32)
+            sandbox.model.e2b_url = f"{self.e2b_prefix}{sandbox.model.id}/{sandbox.e2b_secret}"
+
+    def owner_by_e2b_secret(self, sandbox_id: str, secret: str) -> str:
+        """The owner of the sandbox whose e2b_url carries ``secret`` (compared in constant time);
+        NotFound for a wrong secret, as for an unknown sandbox."""
+        sandbox = self._sandboxes.get(sandbox_id)
+        expected = sandbox.e2b_secret if sandbox else ""
+        if not sandbox or not expected or not hmac.compare_digest(expected.encode(), secret.encode()):
+            raise NotFound(f"no sandbox {sandbox_id!r} (or a wrong secret in the URL)")
+        return sandbox.model.owner
 
     def _new_model(self, owner: str, name: str | None, spec: SandboxSpec) -> SandboxModel:
         sandbox_id = new_id("sbx_")
@@ -230,14 +260,10 @@ class SandboxManager(LoggingConfigurable):
     async def _start(self, sandbox: _Sandbox) -> None:
         """Start the container (or process group) and its default context."""
         model = sandbox.model
-        labels = {
-            f"{LABEL_PREFIX}.managed": "true",
-            f"{LABEL_PREFIX}.sandbox": model.id,
-            f"{LABEL_PREFIX}.owner": model.owner,  # "" for a pooled one: its owner comes later
-            f"{LABEL_PREFIX}.server": self.server_id,
-        }
+        # a pooled sandbox's owner label is "": its owner comes later
+        marks = labels(self.server_id, model.owner, sandbox=model.id)
         try:
-            await self.backend.create(model.id, model.spec, labels)
+            await self.backend.create(model.id, model.spec, marks)
             context = await self._start_context(sandbox, ContextModel(id=new_id("ctx_")))
             sandbox.default_context = context.model.id
         except BaseException:
@@ -445,8 +471,6 @@ class SandboxManager(LoggingConfigurable):
         _check_language(language)
         if len(sandbox.contexts) >= self.max_contexts_per_sandbox:
             raise QuotaExceeded(f"a sandbox may have at most {self.max_contexts_per_sandbox} contexts")
-        from ..backends.base import confine
-
         model = ContextModel(id=new_id("ctx_"), cwd=confine(cwd) if cwd else ContextModel(id="").cwd)
         context = await self._start_context(sandbox, model)
         return context.model
@@ -490,14 +514,8 @@ class SandboxManager(LoggingConfigurable):
         """
         sandbox = self._get(owner, key)
         _check_language(language)
-        if not isinstance(code, str):
-            raise InvalidInput("code must be a string", field="code")
-        if env_vars is not None and (
-            not isinstance(env_vars, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items())
-        ):
-            raise InvalidInput("env_vars must be an object of strings", field="env_vars")
         if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            if timeout <= 0:
                 raise InvalidInput("timeout must be a positive number of seconds", field="timeout")
             timeout = min(float(timeout), self.max_timeout)
         else:

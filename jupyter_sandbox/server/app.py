@@ -7,6 +7,7 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
 from traitlets import Instance, Int, Unicode, default
 
 from ..backends import make_backend
@@ -15,6 +16,7 @@ from ..backends.local import LocalBackend
 from ..oneshot.runner import OneShotRunner
 from ..core.identity import ServerIdentity
 from ..core.manager import SandboxManager
+from .e2b import E2B
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
@@ -30,8 +32,10 @@ class SandboxApp(ExtensionApp):
     backend = Unicode(
         "auto", help="Sandbox backend: 'docker', 'local', or 'auto' (docker when an engine answers, else local)."
     ).tag(config=True)
-    max_body_size = Int(64 * 1024**2, help="Largest request body in bytes (413 beyond).").tag(config=True)
-    max_code_size = Int(4 * 1024**2, help="Largest code string in an execute request, in bytes.").tag(config=True)
+    max_body_size = Int(64 * 1024**2, help="Largest request body in bytes, on every route (413 beyond).").tag(config=True)
+    max_code_size = Int(
+        4 * 1024**2, help="Largest code in bytes: an execute request's code, a one-shot eval's code or files (413 beyond)."
+    ).tag(config=True)
     public_url = Unicode(
         "", help="scheme://host[:port] through which clients reach this server, used in each sandbox's "
         "e2b_url (e.g. behind a TLS-terminating proxy). '' = the scheme and host of the request."
@@ -61,6 +65,7 @@ class SandboxApp(ExtensionApp):
         else:
             self.log.info("jupyter-sandbox: server id %s (new)", self.identity.server_id)
         self.manager = SandboxManager(parent=self, backend=backend, log=self.log, server_id=self.identity.server_id)
+        self.manager.e2b_prefix = url_path_join(self.serverapp.base_url, E2B) + "/"
         self.executions = OneShotRunner(parent=self, manager=self.manager, log=self.log)
         self.settings.update(
             sandbox_manager=self.manager,
@@ -71,7 +76,6 @@ class SandboxApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         await self.manager.start()
-        await self.executions.start()
         # A notebook kernel's own sandbox goes when the server shuts the kernel down (a restart
         # keeps it: jupyter_server emits "shutdown" only for a real shutdown, culling included).
         serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=self._on_kernel_action)
@@ -85,12 +89,10 @@ class SandboxApp(ExtensionApp):
             self.log.exception("jupyter-sandbox: removing the sandboxes of kernel %s failed", data["kernel_id"])
 
     def initialize_handlers(self) -> None:
-        from .handlers import default_handlers
+        from . import e2b, handlers, oneshot
 
-        self.handlers.extend(default_handlers)
-        from .oneshot import oneshot_handlers
-
-        self.handlers.extend(oneshot_handlers)
+        for template, handler in [*handlers.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]:
+            self.handlers.append((handlers.route_pattern(template), handler))
 
     async def stop_extension(self) -> None:
         if getattr(self, "executions", None) is not None:

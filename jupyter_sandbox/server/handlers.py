@@ -1,30 +1,35 @@
-"""Thin REST handlers. Errors go through one mapping: SandboxError.status -> HTTP."""
+"""Thin REST handlers: parse the request shape (models.py), call the manager, write JSON.
+
+Errors go through one mapping: a SandboxError's ``status`` is the HTTP status, its message
+the body's ``message``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import re
-import secrets
 import time
 from typing import Any
 
-from jupyter_server.auth.decorator import allow_unauthenticated, authorized
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..errors import InvalidInput, NotFound, SandboxError, TooLarge
+from ..errors import InvalidInput, NotADirectory, SandboxError, TooLarge
+from ..models import ContextRequest, ExecuteRequest, InterruptRequest, SandboxModel, SandboxRequest
 
 AUTH_RESOURCE = "sandboxes"
 API = "sandbox/api"
-E2B = "sandbox/e2b"
-SECRETS = "sandbox_e2b_secrets"  # settings key: sandbox id -> its E2B URL secret
 SHARED_TOKEN_PROVIDERS = (IdentityProvider, PasswordIdentityProvider)
 SHARED_OWNER = "owner"
+
+
+def api_path(*parts: str) -> str:
+    return url_path_join("/", API, *parts)
 
 
 class SandboxAPIHandler(APIHandler):
@@ -49,27 +54,27 @@ class SandboxAPIHandler(APIHandler):
             return SHARED_OWNER
         return self.current_user.username
 
-    def json_body(self) -> dict[str, Any]:
-        """The request body as a JSON object (400 naming the problem otherwise)."""
+    def json_body(self) -> Any:
+        """The request body as decoded JSON (400 naming the problem; 413 over the size limit)."""
         body = self.request.body or b""
         if len(body) > self.sandbox_app.max_body_size:
             raise TooLarge(f"request body over {self.sandbox_app.max_body_size} bytes")
         if not body.strip():
             return {}
         try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InvalidInput(f"request body is not valid JSON: {e}", field="body") from e
-        if not isinstance(data, dict):
-            raise InvalidInput("request body must be a JSON object", field="body")
-        return data
+            return json.loads(body)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise InvalidInput(f"request body is not valid JSON: {e}", field="body") from None
+        except RecursionError:
+            raise InvalidInput("request body is nested too deeply", field="body") from None
 
-    def model_dict(self, model) -> dict[str, Any]:
-        """A SandboxModel as the API shows it, with the URL to give E2B's SDK."""
+    def model_dict(self, model: SandboxModel) -> dict[str, Any]:
+        """A SandboxModel as the API shows it: its e2b_url made absolute for the caller."""
         data = model.to_dict()
-        # Unless configured, the host the caller used reaches this server (a proxy's public host included).
-        origin = self.sandbox_app.public_url.rstrip("/") or f"{self.request.protocol}://{self.request.host}"
-        data["e2b_url"] = origin + url_path_join(self.base_url, e2b_path(model.id, e2b_secret(self.settings, model.id)))
+        if model.e2b_url:
+            # Unless configured, the host the caller used reaches this server (a proxy's public host included).
+            origin = self.sandbox_app.public_url.rstrip("/") or f"{self.request.protocol}://{self.request.host}"
+            data["e2b_url"] = origin + model.e2b_url
         return data
 
     def write_json(self, data: Any, status: int = 200) -> None:
@@ -77,10 +82,15 @@ class SandboxAPIHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
 
+    def no_content(self) -> None:
+        self.set_status(204)
+        self.finish()
+
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, SandboxError):
             level = self.log.warning if e.status < 500 else self.log.error
-            level("jupyter-sandbox: %s %s -> %s %s", self.request.method, self.request.path, e.status, e.message)
+            # the path is logged without its last segments on E2B routes: they hold the secret
+            level("jupyter-sandbox: %s %s -> %s %s", self.request.method, self.log_path, e.status, e.message)
             if self._finished:
                 return
             if self._headers_written:
@@ -95,29 +105,9 @@ class SandboxAPIHandler(APIHandler):
             return
         super()._handle_request_exception(e)
 
-
-def api_path(*parts: str) -> str:
-    return url_path_join("/", API, *parts)
-
-
-def e2b_path(*parts: str) -> str:
-    return url_path_join("/", E2B, *parts)
-
-
-def _no_content(handler: web.RequestHandler) -> None:
-    handler.set_status(204)
-    handler.finish()
-
-
-def _fields(body: dict[str, Any], allowed: tuple[str, ...], strings: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Refuse unknown fields (typos such as ``contextId`` would otherwise be ignored silently)."""
-    for name in body:
-        if name not in allowed:
-            raise InvalidInput(f"unknown field {name!r}; expected some of {', '.join(allowed)}", field=name)
-    for name in strings:
-        if body.get(name) is not None and not isinstance(body[name], str):
-            raise InvalidInput(f"{name} must be a string", field=name)
-    return body
+    @property
+    def log_path(self) -> str:
+        return self.request.path
 
 
 # ---------------------------------------------------------------------------------------
@@ -133,16 +123,13 @@ class SandboxesHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def post(self):
-        body = self.json_body()
-        name = body.pop("name", None)
-        kernel_id = body.pop("kernel_id", None)
-        if kernel_id is not None and (not isinstance(kernel_id, str) or kernel_id not in self.kernel_manager):
+        request = SandboxRequest.parse(self.json_body())
+        if request.kernel_id is not None and request.kernel_id not in self.kernel_manager:
             raise InvalidInput(
-                f"kernel_id {kernel_id!r} is not a running kernel of this server; a sandbox can only be "
+                f"kernel_id {request.kernel_id!r} is not a running kernel of this server; a sandbox can only be "
                 "tied to this server's own notebook kernels", field="kernel_id",
             )
-        model = await self.manager.create(self.owner, name, body, kernel_id=kernel_id)
-        e2b_secret(self.settings, model.id)  # made now, so the URL in this answer stays valid
+        model = await self.manager.create(self.owner, request.name, request.spec(), kernel_id=request.kernel_id)
         self.set_header("Location", url_path_join(self.base_url, api_path("sandboxes", model.id)))
         self.write_json(self.model_dict(model), status=201)
 
@@ -156,10 +143,8 @@ class SandboxHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def delete(self, sandbox_id):
-        model = self.manager.get(self.owner, sandbox_id)
-        await self.manager.remove(self.owner, model.id)
-        self.settings.get(SECRETS, {}).pop(model.id, None)
-        _no_content(self)
+        await self.manager.remove(self.owner, sandbox_id)
+        self.no_content()
 
 
 class RestartHandler(SandboxAPIHandler):
@@ -173,9 +158,9 @@ class InterruptHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized("execute")
     async def post(self, sandbox_id):
-        body = _fields(self.json_body(), ("context_id",), strings=("context_id",))
-        await self.manager.interrupt(self.owner, sandbox_id, body.get("context_id"))
-        _no_content(self)
+        request = InterruptRequest.parse(self.json_body())
+        await self.manager.interrupt(self.owner, sandbox_id, request.context_id)
+        self.no_content()
 
 
 class StatsHandler(SandboxAPIHandler):
@@ -195,8 +180,8 @@ class ContextsHandler(SandboxAPIHandler):
         self.write_json([c.to_dict() for c in self.manager.list_contexts(self.owner, sandbox_id)])
 
     async def create_context(self, sandbox_id):
-        body = _fields(self.json_body(), ("language", "cwd"), strings=("language", "cwd"))
-        context = await self.manager.create_context(self.owner, sandbox_id, language=body.get("language"), cwd=body.get("cwd"))
+        request = ContextRequest.parse(self.json_body())
+        context = await self.manager.create_context(self.owner, sandbox_id, language=request.language, cwd=request.cwd)
         self.write_json(context.to_dict(), status=201)
 
     @web.authenticated
@@ -213,7 +198,7 @@ class ContextsHandler(SandboxAPIHandler):
 class ContextHandler(SandboxAPIHandler):
     async def remove_context(self, sandbox_id, context_id):
         await self.manager.remove_context(self.owner, sandbox_id, context_id)
-        _no_content(self)
+        self.no_content()
 
     @web.authenticated
     @authorized
@@ -244,11 +229,8 @@ class ExecuteHandler(SandboxAPIHandler):
     _gone = False
 
     async def stream_execute(self, sandbox_id):
-        body = _fields(self.json_body(), EXECUTE_FIELDS, strings=("code", "context_id", "language"))
-        code = body.get("code")
-        if not isinstance(code, str):
-            raise InvalidInput("code is required and must be a string", field="code")
-        if len(code.encode()) > self.sandbox_app.max_code_size:
+        request = ExecuteRequest.parse(self.json_body())
+        if len(request.code.encode()) > self.sandbox_app.max_code_size:
             raise TooLarge(f"code is over {self.sandbox_app.max_code_size} bytes", field="code")
         self.set_header("Content-Type", "application/x-ndjson")
         self.set_header("Cache-Control", "no-cache")
@@ -256,8 +238,8 @@ class ExecuteHandler(SandboxAPIHandler):
         self._write_lock = asyncio.Lock()
         self._last_write = time.monotonic()
         self._task = asyncio.ensure_future(self.manager.execute(
-            self.owner, sandbox_id, code, context_id=body.get("context_id"), language=body.get("language"),
-            env_vars=body.get("env_vars"), timeout=body.get("timeout"), on_event=self._send,
+            self.owner, sandbox_id, request.code, context_id=request.context_id, language=request.language,
+            env_vars=request.env_vars, timeout=request.timeout, on_event=self._send,
         ))
         keepalive = asyncio.ensure_future(self._keepalive(self.sandbox_app.keepalive_interval))
         try:
@@ -309,14 +291,14 @@ class ExecuteHandler(SandboxAPIHandler):
         await self.stream_execute(sandbox_id)
 
 
-EXECUTE_FIELDS = ("code", "context_id", "language", "env_vars", "timeout")
-
-
 # ---------------------------------------------------------------------------------------
 # Files
 
 
 class FilesHandler(SandboxAPIHandler):
+    """``GET files?path=`` lists a directory (JSON) or sends a file (bytes); ``type=dir`` or
+    ``type=file`` asks for one of the two only (a 400 for the other kind)."""
+
     def _path(self, required: bool = True) -> str:
         path = self.get_query_argument("path", None)
         if required and not (path or "").strip():
@@ -327,16 +309,18 @@ class FilesHandler(SandboxAPIHandler):
     @authorized
     async def get(self, sandbox_id):
         path = self._path(required=False)
-        try:
-            entries = await self.manager.list_files(self.owner, sandbox_id, path)
-        except InvalidInput as e:
-            # Backends say "not a directory" (their contract) for a file: send its bytes.
-            if not e.message.startswith("not a directory"):
-                raise
-            data = await self.manager.read_file(self.owner, sandbox_id, path)
-            self.finish(data, set_content_type="application/octet-stream")
-            return
-        self.write_json(entries)
+        kind = self.get_query_argument("type", None)
+        if kind not in (None, "dir", "file"):
+            raise InvalidInput("type must be 'dir' or 'file'", field="type")
+        if kind != "file":
+            try:
+                self.write_json(await self.manager.list_files(self.owner, sandbox_id, path))
+                return
+            except NotADirectory:
+                if kind == "dir":
+                    raise
+        data = await self.manager.read_file(self.owner, sandbox_id, path)
+        self.finish(data, set_content_type="application/octet-stream")
 
     @web.authenticated
     @authorized
@@ -345,79 +329,13 @@ class FilesHandler(SandboxAPIHandler):
         if len(self.request.body) > self.sandbox_app.max_body_size:
             raise TooLarge(f"request body over {self.sandbox_app.max_body_size} bytes")
         await self.manager.write_file(self.owner, sandbox_id, path, self.request.body)
-        _no_content(self)
+        self.no_content()
 
     @web.authenticated
     @authorized
     async def delete(self, sandbox_id):
         await self.manager.remove_file(self.owner, sandbox_id, self._path())
-        _no_content(self)
-
-
-# ---------------------------------------------------------------------------------------
-# E2B's SDK: it calls {E2B_SANDBOX_URL}/execute and /contexts without custom headers, so it
-# cannot carry the Jupyter token. These routes authenticate by a per-sandbox secret in the
-# URL path instead (made when the sandbox is created, valid for that sandbox only, shown
-# only to its owner as ``e2b_url``). A wrong secret answers 404, like an unknown sandbox.
-
-
-def e2b_secret(settings: dict[str, Any], sandbox_id: str) -> str:
-    store = settings.setdefault(SECRETS, {})
-    if sandbox_id not in store:
-        store[sandbox_id] = secrets.token_urlsafe(32)
-    return store[sandbox_id]
-
-
-class E2BMixin:
-    """Authenticates by the path's secret; acts as the sandbox's owner."""
-
-    _e2b_owner: str | None = None
-
-    def check_xsrf_cookie(self) -> None:
-        # Cookies grant nothing here: the credential is the secret in the path, which a
-        # cross-site page cannot know. The SDK sends no XSRF token.
-        return None
-
-    async def prepare(self):
-        await super().prepare()
-        sandbox_id, given = self.path_kwargs["sandbox_id"], self.path_kwargs["secret"]
-        expected = self.settings.get(SECRETS, {}).get(sandbox_id, "")
-        model = next((m for m in self.manager.list() if m.id == sandbox_id), None)
-        if model is None or not hmac.compare_digest(expected.encode(), given.encode()):
-            raise NotFound(f"no sandbox {sandbox_id!r} (or a wrong secret in the URL)")
-        self._e2b_owner = model.owner
-
-    @property
-    def owner(self) -> str:
-        return self._e2b_owner
-
-
-class E2BContextsHandler(E2BMixin, ContextsHandler):
-    @allow_unauthenticated
-    async def get(self, sandbox_id, secret):
-        await self.list_contexts(sandbox_id)
-
-    @allow_unauthenticated
-    async def post(self, sandbox_id, secret):
-        await self.create_context(sandbox_id)
-
-
-class E2BContextHandler(E2BMixin, ContextHandler):
-    @allow_unauthenticated
-    async def delete(self, sandbox_id, secret, context_id):
-        await self.remove_context(sandbox_id, context_id)
-
-
-class E2BContextRestartHandler(E2BMixin, ContextRestartHandler):
-    @allow_unauthenticated
-    async def post(self, sandbox_id, secret, context_id):
-        await self.restart_context(sandbox_id, context_id)
-
-
-class E2BExecuteHandler(E2BMixin, ExecuteHandler):
-    @allow_unauthenticated
-    async def post(self, sandbox_id, secret):
-        await self.stream_execute(sandbox_id)
+        self.no_content()
 
 
 # ---------------------------------------------------------------------------------------
@@ -435,15 +353,8 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     (api_path("sandboxes/{sandbox_id}/contexts/{context_id}/restart"), ContextRestartHandler),
     (api_path("sandboxes/{sandbox_id}/execute"), ExecuteHandler),
     (api_path("sandboxes/{sandbox_id}/files"), FilesHandler),
-    (e2b_path("{sandbox_id}/{secret}/contexts"), E2BContextsHandler),
-    (e2b_path("{sandbox_id}/{secret}/contexts/{context_id}"), E2BContextHandler),
-    (e2b_path("{sandbox_id}/{secret}/contexts/{context_id}/restart"), E2BContextRestartHandler),
-    (e2b_path("{sandbox_id}/{secret}/execute"), E2BExecuteHandler),
 ]
 
 
 def route_pattern(template: str) -> str:
     return re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-
-
-default_handlers: list[tuple[str, type[web.RequestHandler]]] = [(route_pattern(t), h) for t, h in ROUTES]

@@ -1,6 +1,6 @@
 """Thin handlers for one-shot executions under ``{base_url}sandbox/api/v1/`` (python-executor's wire format).
 
-The logic is in executions.py; docs/oneshot-api.md describes the routes.
+The logic is in oneshot/; docs/oneshot-api.md describes the routes.
 """
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, TooLarge
+from ..oneshot.requests import parse_eval, parse_exec
 from .handlers import SandboxAPIHandler, api_path
 
 
@@ -25,8 +26,12 @@ class _OneShotHandler(SandboxAPIHandler):
         values = self.request.body_arguments.get(name)
         return values[0] if values else None
 
+    def check_body_size(self) -> None:
+        if len(self.request.body or b"") > self.sandbox_app.max_body_size:
+            raise TooLarge(f"request body over {self.sandbox_app.max_body_size} bytes")
+
     def job_from_multipart(self):
-        self.runner.check_request_size(len(self.request.body or b""))
+        self.check_body_size()
         if not self.request.headers.get("Content-Type", "").startswith("multipart/form-data"):
             raise InvalidInput("send multipart/form-data with a 'tar' part and a 'metadata' part", field="body")
         archive = self._part("tar")
@@ -35,7 +40,7 @@ class _OneShotHandler(SandboxAPIHandler):
         metadata = self._part("metadata")
         if metadata is None:
             raise InvalidInput("missing the 'metadata' part (JSON)", field="metadata")
-        return self.runner.parse_exec(archive, metadata)
+        return parse_exec(self.runner, archive, metadata)
 
 
 class ExecSyncHandler(_OneShotHandler):
@@ -93,18 +98,16 @@ class EvalHandler(_OneShotHandler):
     @web.authenticated
     @authorized
     async def post(self):
-        self.runner.check_request_size(len(self.request.body or b""))
-        job = self.runner.parse_eval(self.json_body())
+        self.check_body_size()
+        job = parse_eval(self.runner, self.json_body(), self.sandbox_app.max_code_size)
         record = await self.runner.run(self.owner, job)
         self.write_json(record.to_dict())
 
 
-_ID = r"(?P<execution_id>[^/]+)"
-
-oneshot_handlers = [
-    (api_path("v1", "exec", "sync"), ExecSyncHandler),
-    (api_path("v1", "exec", "async"), ExecAsyncHandler),
-    (api_path("v1", "executions"), ExecutionsHandler),
-    (api_path("v1", "executions", _ID), ExecutionHandler),
-    (api_path("v1", "eval"), EvalHandler),
+ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
+    (api_path("v1/exec/sync"), ExecSyncHandler),
+    (api_path("v1/exec/async"), ExecAsyncHandler),
+    (api_path("v1/executions"), ExecutionsHandler),
+    (api_path("v1/executions/{execution_id}"), ExecutionHandler),
+    (api_path("v1/eval"), EvalHandler),
 ]

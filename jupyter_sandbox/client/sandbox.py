@@ -1,0 +1,320 @@
+"""``AsyncSandbox``, the implementation, and ``Sandbox``, its blocking twin made from it.
+
+The API is E2B's code interpreter's: ``Sandbox().run_code(code)`` returns an ``Execution``,
+and callbacks get ``OutputMessage``, ``Result`` and ``ExecutionError`` as lines arrive.
+``Sandbox`` runs ``AsyncSandbox``'s coroutines on the client's private loop (the way
+nbclient makes its sync methods with ``run_sync``), except that ``run_code``'s callbacks fire
+on the caller's thread: in a notebook kernel that is the cell's, which keeps output in the
+right cell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import queue
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..models import ContextModel, Execution, ExecuteRequest, OutputMessage, SandboxModel, SandboxRequest
+from .connection import Connection, Event, maybe_await
+from .discovery import connect
+from .loop import private_loop
+
+Callback = Callable[[Any], Any]
+
+
+def _context_id(context: ContextModel | str | None) -> str | None:
+    return context.id if isinstance(context, ContextModel) else context
+
+
+class _Dispatcher:
+    """Folds events into an Execution (Execution.apply_event) and fires E2B-style callbacks."""
+
+    def __init__(self, on_stdout=None, on_stderr=None, on_result=None, on_error=None):
+        self.execution = Execution()
+        self.callbacks = (on_stdout, on_stderr, on_result, on_error)
+
+    def __call__(self, event: Event) -> Any:
+        on_stdout, on_stderr, on_result, on_error = self.callbacks
+        self.execution.apply_event(event)
+        kind = event.get("type")
+        if kind in ("stdout", "stderr"):
+            callback = on_stdout if kind == "stdout" else on_stderr
+            if callback:
+                return callback(OutputMessage(event.get("text", ""), event.get("timestamp") or time.time_ns(), kind == "stderr"))
+        elif kind == "result" and on_result:
+            return on_result(self.execution.results[-1])
+        elif kind == "error" and on_error:
+            return on_error(self.execution.error)
+        return None
+
+
+class AsyncFiles:
+    """``sandbox.files``: the sandbox's working directory (paths relative to it)."""
+
+    def __init__(self, sandbox: AsyncSandbox):
+        self._sandbox = sandbox
+
+    async def write(self, path: str, data: str | bytes) -> None:
+        payload = data.encode() if isinstance(data, str) else data
+        await self._sandbox.connection.write_file(self._sandbox.id, path, payload)
+
+    async def read(self, path: str, *, format: str = "text") -> str | bytes:
+        data = await self._sandbox.connection.read_file(self._sandbox.id, path)
+        return data if format == "bytes" else data.decode()
+
+    async def list(self, path: str = ".") -> list[dict[str, Any]]:
+        return await self._sandbox.connection.list_files(self._sandbox.id, path)
+
+    async def remove(self, path: str) -> None:
+        await self._sandbox.connection.remove_file(self._sandbox.id, path)
+
+
+class AsyncSandbox:
+    """A sandbox: a container with stateful kernels ("contexts"), E2B-style, for asyncio.
+
+    ``sandbox = await AsyncSandbox.create()``; ``async with sandbox:`` removes it on exit
+    unless ``keep=True``. Callbacks may be plain functions or coroutine functions.
+    """
+
+    def __init__(self, connection: Connection, model: SandboxModel, keep: bool = False):
+        self._connection = connection
+        self._model = model
+        self.keep = keep
+        self.files = AsyncFiles(self)
+
+    @classmethod
+    async def create(cls, name: str | None = None, *, image: str | None = None, memory: str | int | None = None,
+                     cpus: float | None = None, network: bool = False, env: dict[str, str] | None = None,
+                     timeout: float | None = None, server_url: str | None = None, token: str | None = None,
+                     keep: bool = False, kernel_id: str | None = None,
+                     _connection: Connection | None = None) -> AsyncSandbox:
+        """A new sandbox. ``kernel_id`` ties it to a notebook kernel of the server (removed with it)."""
+        connection = _connection or await _connect(server_url, token)
+        request = SandboxRequest(name=name, image=image, memory=memory, cpus=cpus, network=network or None, env=env,
+                                 timeout=timeout, kernel_id=kernel_id)
+        return cls(connection, await connection.create(request), keep)
+
+    @classmethod
+    async def connect(cls, name_or_id: str, *, server_url: str | None = None, token: str | None = None,
+                      keep: bool = True, _connection: Connection | None = None) -> AsyncSandbox:
+        """An existing sandbox, by name or id (kept on exit by default)."""
+        connection = _connection or await _connect(server_url, token)
+        return cls(connection, await connection.get(name_or_id), keep)
+
+    @classmethod
+    async def list(cls, *, server_url: str | None = None, token: str | None = None,
+                   _connection: Connection | None = None) -> list[SandboxModel]:
+        """Your sandboxes on the server."""
+        connection = _connection or await _connect(server_url, token)
+        return await connection.list()
+
+    @property
+    def id(self) -> str:
+        return self._model.id
+
+    sandbox_id = id  # E2B's name for it
+
+    @property
+    def name(self) -> str:
+        return self._model.name
+
+    @property
+    def connection(self) -> Connection:
+        return self._connection
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r}, name={self.name!r}, server={self._connection.description!r})"
+
+    async def __aenter__(self) -> AsyncSandbox:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if not self.keep:
+            await self.kill()
+
+    async def get_model(self) -> SandboxModel:
+        """The sandbox as the server sees it now."""
+        self._model = await self._connection.get(self.id)
+        return self._model
+
+    async def run_code(self, code: str, *, context: ContextModel | str | None = None, language: str | None = None,
+                       on_stdout: Callback | None = None, on_stderr: Callback | None = None,
+                       on_result: Callback | None = None, on_error: Callback | None = None,
+                       envs: dict[str, str] | None = None, timeout: float | None = None) -> Execution:
+        """Run ``code`` and return its Execution; callbacks fire as output arrives."""
+        dispatch = _Dispatcher(on_stdout, on_stderr, on_result, on_error)
+        request = ExecuteRequest(code=code, context_id=_context_id(context), language=language, env_vars=envs,
+                                 timeout=timeout)
+
+        async def on_event(event: Event) -> None:
+            await maybe_await(dispatch(event))
+
+        await self._connection.execute(self.id, request, on_event)
+        return dispatch.execution
+
+    async def create_context(self, *, language: str | None = None, cwd: str | None = None) -> ContextModel:
+        return await self._connection.create_context(self.id, language, cwd)
+
+    async def list_contexts(self) -> list[ContextModel]:
+        return await self._connection.list_contexts(self.id)
+
+    async def restart_context(self, context: ContextModel | str) -> ContextModel:
+        return await self._connection.restart_context(self.id, _context_id(context) or "")
+
+    async def remove_context(self, context: ContextModel | str) -> None:
+        await self._connection.remove_context(self.id, _context_id(context) or "")
+
+    async def interrupt(self) -> None:
+        await self._connection.interrupt(self.id)
+
+    async def restart(self) -> SandboxModel:
+        """A fresh container with the same id and spec: variables and files are lost."""
+        self._model = await self._connection.restart(self.id)
+        return self._model
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._connection.stats(self.id)
+
+    async def kill(self) -> None:
+        """Remove the sandbox."""
+        await self._connection.remove(self.id)
+
+
+async def _connect(server_url: str | None, token: str | None) -> Connection:
+    loop = asyncio.get_running_loop()
+    return await asyncio.to_thread(connect, server_url, token, loop=loop)  # finding a server may probe, which blocks
+
+
+# ---------------------------------------------------------------------------------------
+# The blocking twins, made from the async classes
+
+
+def _blocking(name: str):
+    """A method that runs ``self._async.<name>(...)`` on the private loop and waits for it."""
+    coroutine = getattr(AsyncSandbox, name, None) or getattr(AsyncFiles, name)
+
+    @functools.wraps(coroutine)
+    def method(self, *args, **kwargs):
+        return private_loop().run(getattr(self._async, name)(*args, **kwargs))
+
+    return method
+
+
+class Files:
+    """``sandbox.files``: the sandbox's working directory (paths relative to it)."""
+
+    def __init__(self, files: AsyncFiles):
+        self._async = files
+
+    write = _blocking("write")
+    read = _blocking("read")
+    list = _blocking("list")
+    remove = _blocking("remove")
+
+
+class Sandbox:
+    """A sandbox: a container with stateful kernels ("contexts"), E2B-style.
+
+    ``with Sandbox() as sandbox: sandbox.run_code("x = 1")`` -- the sandbox is removed on
+    exit unless ``keep=True``. ``Sandbox.connect(name)`` attaches to an existing one (kept on
+    exit by default).
+    """
+
+    def __init__(self, name: str | None = None, *, image: str | None = None, memory: str | int | None = None,
+                 cpus: float | None = None, network: bool = False, env: dict[str, str] | None = None,
+                 timeout: float | None = None, server_url: str | None = None, token: str | None = None,
+                 keep: bool = False, kernel_id: str | None = None, _connection: Connection | None = None,
+                 _model: SandboxModel | None = None):
+        connection = _connection or connect(server_url, token)
+        if _model is None:
+            self._async = private_loop().run(AsyncSandbox.create(
+                name, image=image, memory=memory, cpus=cpus, network=network, env=env, timeout=timeout, keep=keep,
+                kernel_id=kernel_id, _connection=connection))
+        else:
+            self._async = AsyncSandbox(connection, _model, keep)
+        self.files = Files(self._async.files)
+
+    @classmethod
+    def connect(cls, name_or_id: str, *, server_url: str | None = None, token: str | None = None,
+                keep: bool = True, _connection: Connection | None = None) -> Sandbox:
+        connection = _connection or connect(server_url, token)
+        model = private_loop().run(connection.get(name_or_id))
+        return cls(_connection=connection, _model=model, keep=keep)
+
+    @classmethod
+    def list(cls, *, server_url: str | None = None, token: str | None = None,
+             _connection: Connection | None = None) -> list[SandboxModel]:
+        connection = _connection or connect(server_url, token)
+        return private_loop().run(connection.list())
+
+    id = property(lambda self: self._async.id)
+    sandbox_id = id
+    name = property(lambda self: self._async.name)
+    connection = property(lambda self: self._async.connection)
+
+    @property
+    def keep(self) -> bool:
+        return self._async.keep
+
+    @keep.setter
+    def keep(self, value: bool) -> None:
+        self._async.keep = value
+
+    def __repr__(self) -> str:
+        return repr(self._async).replace("AsyncSandbox", "Sandbox", 1)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self.keep:
+            self.kill()
+
+    @property
+    def model(self) -> SandboxModel:
+        """The sandbox as the server sees it now."""
+        return private_loop().run(self._async.get_model())
+
+    def run_code(self, code: str, *, context: ContextModel | str | None = None, language: str | None = None,
+                 on_stdout: Callback | None = None, on_stderr: Callback | None = None,
+                 on_result: Callback | None = None, on_error: Callback | None = None,
+                 envs: dict[str, str] | None = None, timeout: float | None = None) -> Execution:
+        """Run ``code`` and return its Execution; callbacks fire, on this thread, as output arrives.
+
+        Interrupting the caller (Ctrl-C, a notebook's interrupt) interrupts the sandbox's
+        kernel and still returns what the code produced.
+        """
+        calls: queue.SimpleQueue = queue.SimpleQueue()
+        done = object()
+
+        def here(callback: Callback | None) -> Callback | None:
+            # on the loop thread: hand the call to this thread, which waits for it below
+            return (lambda obj: calls.put((callback, obj))) if callback else None
+
+        future = private_loop().submit(self._async.run_code(
+            code, context=context, language=language, envs=envs, timeout=timeout,
+            on_stdout=here(on_stdout), on_stderr=here(on_stderr), on_result=here(on_result), on_error=here(on_error),
+        ))
+        future.add_done_callback(lambda _: calls.put(done))
+        while True:
+            try:
+                item = calls.get()  # blocks; a signal (Ctrl-C) still interrupts it
+            except KeyboardInterrupt:
+                self.interrupt()
+                continue
+            if item is done:
+                return future.result()
+            callback, obj = item
+            callback(obj)
+
+    create_context = _blocking("create_context")
+    list_contexts = _blocking("list_contexts")
+    restart_context = _blocking("restart_context")
+    remove_context = _blocking("remove_context")
+    interrupt = _blocking("interrupt")
+    restart = _blocking("restart")
+    stats = _blocking("stats")
+    kill = _blocking("kill")
