@@ -17,8 +17,8 @@ import time
 from jupyter_client.manager import AsyncKernelManager
 
 from jupyter_sandbox.backends import make_backend
-from jupyter_sandbox.core.manager import SandboxManager
 from jupyter_sandbox.core.collector import run_execute
+from jupyter_sandbox.core.manager import SandboxManager
 
 
 def pct(samples: list[float], p: float) -> float:

@@ -1,7 +1,8 @@
 import base64
 import io
 
-from matplotlib import image as mpimg, pyplot as plt
+from matplotlib import image as mpimg
+from matplotlib import pyplot as plt
 
 from jupyter_sandbox import Sandbox
 

@@ -274,7 +274,7 @@ class SandboxMagics(Magics, Configurable):
     def _gone(self, name: str) -> bool:
         sandbox = self._sandboxes.pop(name)
         try:
-            sandbox.model  # refreshes from the server
+            _ = sandbox.model  # asks the server
         except NotFound:
             return True
         except SandboxError:

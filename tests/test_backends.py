@@ -7,12 +7,13 @@ import asyncio
 import docker
 import pytest
 
-from conftest import IMAGE, SESSION_SERVER_ID, make_manager
 from jupyter_sandbox.backends import make_backend
 from jupyter_sandbox.backends.base import LABEL_PREFIX, confine
 from jupyter_sandbox.backends.docker import DockerBackend
 from jupyter_sandbox.errors import BackendUnavailable, InvalidInput, NotFound
 from jupyter_sandbox.models import SandboxSpec
+
+from conftest import IMAGE, SESSION_SERVER_ID, make_manager
 
 
 def test_auto_picks_docker_when_reachable(docker_ready, caplog):

@@ -27,11 +27,11 @@ from jupyter_sandbox.client import (
     find_server,
 )
 from jupyter_sandbox.client.loop import LoopThread
-from jupyter_sandbox.oneshot.archive import archive_names, detect_entrypoint, make_archive
 from jupyter_sandbox.errors import InvalidInput, NotFound, QuotaExceeded, SandboxError, ServerUnreachable
-from test_executions import ENTRYPOINT_CASES
-
 from jupyter_sandbox.models import ExecutionError, OutputMessage, Result, SandboxModel, SandboxSpec
+from jupyter_sandbox.oneshot.archive import archive_names, detect_entrypoint, make_archive
+
+from test_executions import ENTRYPOINT_CASES
 
 # -- unit tests ---------------------------------------------------------------------------
 

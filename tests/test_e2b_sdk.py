@@ -129,8 +129,8 @@ async def test_secret_is_required_and_only_opens_its_own_sandbox(jp_fetch, e2b_e
     ]
 
     def try_urls() -> list[str]:
-        from e2b_code_interpreter import Sandbox
         from e2b.exceptions import NotFoundException
+        from e2b_code_interpreter import Sandbox
 
         outcomes = []
         for url in wrong:
@@ -154,8 +154,8 @@ async def test_secret_is_required_and_only_opens_its_own_sandbox(jp_fetch, e2b_e
     e2b_env(first["e2b_url"])
 
     def removed() -> str:
-        from e2b_code_interpreter import Sandbox
         from e2b.exceptions import NotFoundException
+        from e2b_code_interpreter import Sandbox
 
         with pytest.raises(NotFoundException) as info:
             Sandbox.create().run_code("1")

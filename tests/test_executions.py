@@ -13,11 +13,11 @@ import time
 import pytest
 
 from jupyter_sandbox.backends import make_backend
+from jupyter_sandbox.core.manager import SandboxManager
 from jupyter_sandbox.errors import InvalidInput, TooLarge
 from jupyter_sandbox.oneshot.archive import check_archive, make_archive
 from jupyter_sandbox.oneshot.requests import parse_eval, parse_exec
 from jupyter_sandbox.oneshot.runner import OneShotRunner, parse_error
-from jupyter_sandbox.core.manager import SandboxManager
 
 
 def tar_of(*members: tuple[str, str, str | bytes]) -> bytes:
@@ -199,7 +199,7 @@ def test_eval_requests(runner):
                               "entrypoint": "run.py", "stdin": "s", "config": {"timeout_seconds": 9}}, MAX_CODE)
     assert (job.entrypoint, job.stdin, job.timeout, job.eval_last_expr) == ("run.py", b"s", 9, True)
     assert parse_eval(runner, {"files": [{"name": "a.py", "content": ""}]}, MAX_CODE).entrypoint == "a.py"
-    with pytest.raises(InvalidInput, match="several .py files"):  # the same rule as for exec
+    with pytest.raises(InvalidInput, match=r"several \.py files"):  # the same rule as for exec
         parse_eval(runner, {"files": [{"name": "a.py", "content": ""}, {"name": "b.py", "content": ""}]}, MAX_CODE)
     assert parse_eval(runner, {"code": "1", "eval_last_expr": False}, MAX_CODE).eval_last_expr is False
     with pytest.raises(TooLarge):

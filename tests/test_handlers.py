@@ -17,8 +17,8 @@ from jupyter_server.serverapp import _has_tornado_web_authenticated
 from tornado import web
 
 import jupyter_sandbox
-from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox import models
+from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.models import STATUSES
 from jupyter_sandbox.oneshot.runner import ExecutionRecord
 from jupyter_sandbox.server import e2b, handlers, oneshot

@@ -209,7 +209,7 @@ async def test_sandbox_removed_while_queued_ends_the_stream_with_an_error_line(j
     r = await jp_fetch(*API, sandbox["id"], method="DELETE", request_timeout=60)
     assert r.code == 204
     lines = await asyncio.wait_for(second, 60)
-    assert [e["type"] for _, e in lines][0] == "keepalive"
+    assert next(e["type"] for _, e in lines) == "keepalive"
     execution = execution_of(lines)
     assert execution.error is not None and execution.logs.stdout == []
     assert "sandbox" in execution.error.value.lower(), execution.error.value

@@ -113,7 +113,7 @@ def lab_server(tmp_path, docker_ready):
         log.close()
 
 
-def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):
+def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa: F811 (the imported fixture)
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} is missing (scripts/test.sh installs Debian's chromium)"
         if IN_CI:

@@ -151,7 +151,7 @@ def test_bad_arguments_and_unreachable_server(tmp_path):
 
 def test_stdout_streams_live_to_iopub(sandbox_server):
     """The first line reaches the notebook kernel's iopub before the sandbox's sleep ends."""
-    with notebook_kernel(sandbox_server) as (km, kc):
+    with notebook_kernel(sandbox_server) as (_km, kc):
         reply = kc.execute_interactive("%load_ext jupyter_sandbox\n%sandbox config", timeout=60, output_hook=lambda m: None)
         assert reply["content"]["status"] == "ok"
         # Warm the sandbox so the measured cell only runs code.
@@ -311,7 +311,7 @@ def test_the_kernels_default_sandbox_goes_with_the_kernel_and_named_ones_stay(sa
 def test_a_kernel_of_server_b_uses_server_b_with_server_a_running(sandbox_server_process, tmp_path):
     a = sandbox_server_process
     with JupyterServer(tmp_path / "b", runtime_dir=a.runtime_dir, data_dir=a.data_dir) as b:
-        with server_kernel(b) as (kernel_id, kc):
+        with server_kernel(b) as (_kernel_id, kc):
             config = run_cell(kc, "%load_ext jupyter_sandbox\n%sandbox config")
             assert f"server: {b.url} (the Jupyter server that started this kernel)" in config, config
             run_cell(kc, "%%sandbox on-b\nz = 1")

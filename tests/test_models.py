@@ -2,7 +2,6 @@
 
 import json
 
-import nbformat
 import pytest
 
 from jupyter_sandbox.errors import InvalidInput

@@ -17,6 +17,7 @@ import pytest
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.core.identity import ServerIdentity, list_slots, private_dir
 from jupyter_sandbox.errors import StateDirError
+
 from servers import SESSION, SESSION_LABEL, JupyterServer, result_text
 
 

@@ -33,4 +33,4 @@ def make_backend(name: str = "auto", log: logging.Logger | None = None, **kwargs
     return backend_class(name)(**kwargs)
 
 
-__all__ = ["SandboxBackend", "make_backend", "backend_class", "BACKENDS"]
+__all__ = ["BACKENDS", "SandboxBackend", "backend_class", "make_backend"]

@@ -138,15 +138,12 @@ class LocalBackend(SandboxBackend):
             "PYTHONDONTWRITEBYTECODE": "1",
             **spec.env,
         }
-        log = open(os.path.join(run, f"{name}.log"), "wb")
-        try:
+        with open(os.path.join(run, f"{name}.log"), "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
                 [self.python, "-m", "ipykernel_launcher", "-f", conn],
                 cwd=workdir, env=child_env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 preexec_fn=self._limits(spec),
             )
-        finally:
-            log.close()
         self._kernels[(sandbox_id, kernel_id)] = proc
         return dict(info)
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..models import ContextModel, Execution, ExecuteRequest, OutputMessage, SandboxModel, SandboxRequest
+from ..models import ContextModel, ExecuteRequest, Execution, OutputMessage, SandboxModel, SandboxRequest
 from .connection import Connection, Event, maybe_await
 from .discovery import connect
 from .loop import private_loop

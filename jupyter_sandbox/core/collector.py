@@ -13,7 +13,8 @@ import inspect
 import logging
 import queue
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from ..models import Execution, Result
 
@@ -65,7 +66,7 @@ class ExecutionCollector:
         content = msg.get("content", {})
         if kind == "stream":
             stream = "stderr" if content.get("name") == "stderr" else "stdout"
-            return self._maybe_clear() + [self._apply({"type": stream, "text": content.get("text", ""), "timestamp": _ns()})]
+            return [*self._maybe_clear(), self._apply({"type": stream, "text": content.get("text", ""), "timestamp": _ns()})]
         if kind in ("display_data", "execute_result"):
             events = self._maybe_clear()
             result = Result.from_bundle(content.get("data", {}), is_main_result=kind == "execute_result")

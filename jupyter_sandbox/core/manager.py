@@ -16,7 +16,6 @@ from traitlets.config import LoggingConfigurable
 
 from ..backends.base import LABEL_PREFIX, SandboxBackend, confine, labelled_id, labels
 from ..errors import Conflict, InvalidInput, KernelDied, NotFound, QuotaExceeded, SandboxError
-from .collector import EventSink, run_execute
 from ..models import (
     ContextModel,
     Execution,
@@ -29,6 +28,7 @@ from ..models import (
     parse_size,
     validate_name,
 )
+from .collector import EventSink, run_execute
 
 
 @dataclass

@@ -76,8 +76,8 @@ def check_archive(data: bytes, max_size: int, max_members: int) -> list[str]:
     if len(data) > max_size:
         raise TooLarge(f"archive is {len(data)} bytes; the limit is {max_size}")
     try:
-        tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
-        members = tf.getmembers()
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
+            members = tf.getmembers()
     except (tarfile.TarError, EOFError) as e:
         raise InvalidInput(f"the tar part is not an uncompressed tar archive: {e}", field="tar") from e
     if len(members) > max_members:

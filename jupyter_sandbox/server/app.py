@@ -13,9 +13,9 @@ from traitlets import Instance, Int, Unicode, default
 from ..backends import make_backend
 from ..backends.docker import DockerBackend
 from ..backends.local import LocalBackend
-from ..oneshot.runner import OneShotRunner
 from ..core.identity import ServerIdentity
 from ..core.manager import SandboxManager
+from ..oneshot.runner import OneShotRunner
 from .e2b import E2B
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"

@@ -16,7 +16,7 @@ import types
 def main():
     result_path = sys.argv[1]
     path = os.path.abspath(sys.argv[2])
-    sys.argv = [path] + sys.argv[3:]
+    sys.argv = [path, *sys.argv[3:]]
     sys.path[0] = os.path.dirname(path)
     module = types.ModuleType("__main__")
     module.__file__ = path

@@ -59,12 +59,12 @@ def run_steps(job, out):
     exit_code, timed_out = 0, False
     for step in job["steps"]:
         env = dict(os.environ, **step.get("env", {}))
-        stdin = open(STDIN_PATH, "rb") if step.get("stdin") else subprocess.DEVNULL
+        stdin = open(STDIN_PATH, "rb") if step.get("stdin") else subprocess.DEVNULL  # noqa: SIM115 (the step's, for its life)
         try:
             proc = subprocess.Popen(step["argv"], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     env=env, start_new_session=True)
         except OSError as e:
-            out["stderr"][0] += ("cannot run %r: %s\n" % (step["argv"][0], e)).encode()
+            out["stderr"][0] += ("cannot run {!r}: {}\n".format(step["argv"][0], e)).encode()
             return 127, False
         readers = [threading.Thread(target=drain, args=(proc.stdout, out["stdout"], job["cap"]), daemon=True),
                    threading.Thread(target=drain, args=(proc.stderr, out["stderr"], job["cap"]), daemon=True)]
