@@ -47,6 +47,17 @@ def require_docker(runtime: str | None = None) -> None:
         pytest.skip(problem)
 
 
+def pytest_collection_modifyitems(items):
+    """The ``docker`` marker goes on exactly the tests that need the engine: those that use
+    ``docker_ready``/``runsc_ready`` (directly or through another fixture) or run on a Docker
+    backend. So ``pytest -m "not docker"`` is the unit run."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        backend = getattr(getattr(item, "callspec", None), "params", {}).get("backend_name", "")
+        if names & {"docker_ready", "runsc_ready"} or backend.startswith("docker"):
+            item.add_marker(pytest.mark.docker)
+
+
 @pytest.fixture(scope="session")
 def docker_ready():
     require_docker()

@@ -15,7 +15,6 @@ import pytest
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 
-pytestmark = pytest.mark.docker
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 

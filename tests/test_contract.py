@@ -220,8 +220,8 @@ async def test_pool_hands_out_started_sandboxes_and_refills(backend_name):
     try:
         async def waiting() -> list[str]:
             for _ in range(600):
-                if pooled._pool:
-                    return [s.model.id for s in pooled._pool]
+                if pooled.pool.ready:
+                    return [s.model.id for s in pooled.pool.ready]
                 await asyncio.sleep(0.1)
             raise AssertionError("the pool did not fill")
 

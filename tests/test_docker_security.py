@@ -10,7 +10,7 @@ OWNER = "eve"
 
 
 @pytest.fixture(scope="module", params=["docker", "docker-runsc"])
-async def hardened(request):
+async def hardened(request, docker_ready):
     require_docker("runsc" if request.param == "docker-runsc" else None)
     manager = make_manager(request.param)
     model = await manager.create(OWNER, spec={"memory": "256M", "pids": 64})

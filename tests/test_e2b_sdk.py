@@ -13,8 +13,6 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.docker
-
 API = ("sandbox", "api", "sandboxes")
 
 

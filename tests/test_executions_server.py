@@ -29,8 +29,6 @@ from conftest import IMAGE
 from servers import SESSION, SESSION_LABEL
 from test_executions import SLIP_ARCHIVES
 
-pytestmark = pytest.mark.docker
-
 V1 = ("sandbox", "api", "v1")
 OUTPUT_CAP = 64 * 1024
 

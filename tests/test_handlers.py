@@ -26,8 +26,6 @@ from jupyter_sandbox.server.e2b import E2BMixin
 
 ROUTES = [*handlers.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
 
-pytestmark = pytest.mark.docker
-
 API = ("sandbox", "api", "sandboxes")
 BOB = {"Authorization": "token bob-token"}
 MAX_BODY = 64 * 1024

@@ -17,8 +17,6 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_sandbox.models import Execution
 
-pytestmark = pytest.mark.docker
-
 API = ("sandbox", "api", "sandboxes")
 
 

@@ -25,8 +25,6 @@ from conftest import IN_CI
 from servers import server_config
 from test_labextension import node_modules  # noqa: F401  (a fixture)
 
-pytestmark = pytest.mark.docker
-
 ROOT = Path(__file__).resolve().parent.parent
 LABEXT = ROOT / "labextension"
 ARTIFACTS = ROOT / "test-artifacts"

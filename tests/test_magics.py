@@ -21,9 +21,6 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from servers import JupyterServer
 
-pytestmark = pytest.mark.docker
-
-
 def kernel_env(server) -> dict[str, str]:
     url, token = server
     env = {**os.environ, "JUPYTER_SANDBOX_URL": url, "JUPYTER_SANDBOX_TOKEN": token}

@@ -50,7 +50,6 @@ def create(server: JupyterServer, name: str) -> dict:
     return r.json()
 
 
-@pytest.mark.docker
 def test_two_servers_of_one_user_never_touch_each_others_sandboxes(docker_ready, tmp_path):
     shared = dict(runtime_dir=tmp_path / "runtime", data_dir=tmp_path / "data", root_dir=tmp_path)
     a = JupyterServer(tmp_path / "a", **shared).start()

@@ -29,6 +29,7 @@ from ..models import (
     validate_name,
 )
 from .collector import EventSink, run_execute
+from .pool import Pool
 
 
 @dataclass
@@ -101,8 +102,8 @@ class SandboxManager(LoggingConfigurable):
         self.e2b_prefix = ""
         self._sandboxes: dict[str, _Sandbox] = {}
         self._culler: asyncio.Task | None = None
-        self._pool: list[_Sandbox] = []  # started, default spec, no owner yet
-        self._pool_filler: asyncio.Task | None = None
+        # started sandboxes with the default spec and no owner yet
+        self.pool: Pool[_Sandbox] = Pool(self.pool_size, self._pooled_sandbox, self._remove, self._why_not_usable, self.log)
 
     # -- lookup -------------------------------------------------------------------------
     def _get(self, owner: str, key: str) -> _Sandbox:
@@ -179,7 +180,7 @@ class SandboxManager(LoggingConfigurable):
             self._culler = asyncio.ensure_future(self._cull_forever())
         if self.reap_on_start:
             await self._reap()
-        self._fill_pool()
+        self.pool.fill()
 
     async def _reap(self) -> None:
         """Remove what this server's earlier run left: sandboxes and one-shot runs alike."""
@@ -272,35 +273,20 @@ class SandboxManager(LoggingConfigurable):
         model.status = "running"
 
     # -- the pool of started sandboxes ---------------------------------------------------
+    async def _pooled_sandbox(self) -> _Sandbox:
+        sandbox = _Sandbox(model=self._new_model("", None, self.resolve_spec(None)))
+        await self._start(sandbox)
+        return sandbox
+
+    async def _why_not_usable(self, sandbox: _Sandbox) -> str | None:
+        context = sandbox.contexts[sandbox.default_context or ""]
+        return await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id)
+
     async def _take_pooled(self, spec: SandboxSpec) -> _Sandbox | None:
-        """A started sandbox from the pool when ``spec`` is the default one (the pool refills)."""
-        if not self._pool or spec != self.resolve_spec(None):
+        """A started sandbox from the pool when ``spec`` is the default one."""
+        if not self.pool.ready or spec != self.resolve_spec(None):
             return None
-        while self._pool:
-            sandbox = self._pool.pop(0)
-            context = sandbox.contexts[sandbox.default_context]
-            reason = await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id)
-            if reason is None:
-                self._fill_pool()
-                return sandbox
-            self.log.warning("jupyter-sandbox: dropping pooled sandbox %s: %s", sandbox.model.id, reason)
-            await self._remove(sandbox)
-        self._fill_pool()
-        return None
-
-    def _fill_pool(self) -> None:
-        if len(self._pool) < self.pool_size and (self._pool_filler is None or self._pool_filler.done()):
-            self._pool_filler = asyncio.ensure_future(self._fill_pool_now())
-
-    async def _fill_pool_now(self) -> None:
-        while len(self._pool) < self.pool_size:
-            sandbox = _Sandbox(model=self._new_model("", None, self.resolve_spec(None)))
-            try:
-                await self._start(sandbox)
-            except SandboxError as e:  # e.g. Docker down: creation still works (and explains) without the pool
-                self.log.warning("jupyter-sandbox: could not start a pooled sandbox: %s", e)
-                return
-            self._pool.append(sandbox)
+        return await self.pool.take()
 
     async def _start_context(self, sandbox: _Sandbox, model: ContextModel) -> _Context:
         sandbox_id = sandbox.model.id
@@ -405,14 +391,12 @@ class SandboxManager(LoggingConfigurable):
 
     async def shutdown(self) -> None:
         """Remove every sandbox (server shutdown)."""
-        for task in (self._culler, self._pool_filler):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)  # a half-started one removes itself
-        self._culler = self._pool_filler = None
-        everything = [*self._sandboxes.values(), *self._pool]
-        self._pool = []
-        await asyncio.gather(*(self._remove(s) for s in everything), return_exceptions=True)
+        if self._culler is not None:
+            self._culler.cancel()
+            await asyncio.gather(self._culler, return_exceptions=True)
+            self._culler = None
+        await self.pool.close()
+        await asyncio.gather(*(self._remove(s) for s in list(self._sandboxes.values())), return_exceptions=True)
         await self.backend.close()
 
     async def restart(self, owner: str, key: str) -> SandboxModel:
