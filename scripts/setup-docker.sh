@@ -6,8 +6,26 @@ set -euo pipefail
 
 log() { echo "[setup-docker] $*" >&2; }
 
-if docker info >/dev/null 2>&1 && docker info 2>/dev/null | grep -q runsc; then
+# The network of sandboxes that ask for network (jupyter-sandbox, host interface jsbx0; the
+# backend makes the same one when missing): no traffic between its containers, none to this
+# host's own services (INPUT), none to the cloud metadata address (DOCKER-USER). Idempotent.
+fence_sandbox_network() {
+    docker network inspect jupyter-sandbox >/dev/null 2>&1 || docker network create --driver bridge \
+        -o com.docker.network.bridge.name=jsbx0 -o com.docker.network.bridge.enable_icc=false \
+        --label org.jupyter-sandbox.managed=true jupyter-sandbox >/dev/null
+    if [ "$(id -u)" != 0 ] || ! command -v iptables >/dev/null; then
+        log "not root or no iptables: the jupyter-sandbox network is NOT fenced off from the host"
+        return 0
+    fi
+    rule() { iptables -C "$@" 2>/dev/null || iptables -I "$@"; }
+    rule INPUT -i jsbx0 -j DROP
+    rule DOCKER-USER -i jsbx0 -d 169.254.0.0/16 -j DROP
+    log "jupyter-sandbox network fenced: no host services, no 169.254.0.0/16"
+}
+
+if docker info >/dev/null 2>&1 && docker info 2>/dev/null | grep runsc >/dev/null; then
     log "Docker engine already running with the runsc runtime"
+    fence_sandbox_network
     exit 0
 fi
 
@@ -43,8 +61,9 @@ else
 fi
 
 for _ in $(seq 1 60); do
-    if docker info 2>/dev/null | grep -q runsc; then
+    if docker info 2>/dev/null | grep runsc >/dev/null; then
         log "Docker engine ready: $(docker version --format '{{.Server.Version}}')"
+        fence_sandbox_network
         exit 0
     fi
     sleep 1

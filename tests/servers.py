@@ -20,11 +20,26 @@ from typing import Any
 
 import httpx
 
+from jupyter_server.auth.identity import IdentityProvider, User
+
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 
 IMAGE = os.environ.get("JUPYTER_SANDBOX_TEST_IMAGE", "jupyter-sandbox:latest")
 SESSION = "test-" + secrets.token_hex(5)
 SESSION_LABEL = f"{LABEL_PREFIX}.test-session"
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+class HeaderUsers(IdentityProvider):
+    """Token auth as usual, then a stable username: ``alice``, or ``X-Test-User`` to act as
+    someone else. (The built-in provider gives every cookie-less token request a new random
+    username.) ``JupyterServer(users=True)`` uses it."""
+
+    async def get_user(self, handler):
+        user = await self._get_user(handler)
+        return None if user is None else User(username=handler.request.headers.get("X-Test-User", "alice"))
 
 
 def free_port() -> int:
@@ -62,7 +77,7 @@ class JupyterServer:
 
     def __init__(self, home: Path, *, root_dir: Path | None = None, runtime_dir: Path | None = None,
                  data_dir: Path | None = None, app: str = "jupyter_server", config: dict[str, Any] | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, users: bool = False):
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.root_dir = root_dir or self.home
@@ -73,6 +88,8 @@ class JupyterServer:
         self.token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}/"
         self.config = merge(server_config(), config or {})
+        if users:  # several users, named by the X-Test-User header (see HeaderUsers)
+            self.config = merge(self.config, {"ServerApp": {"identity_provider_class": "servers.HeaderUsers"}})
         self.extra_env = env or {}
         self.log_path = self.home / f"server-{self.port}.log"
         self.proc: subprocess.Popen | None = None
@@ -91,7 +108,9 @@ class JupyterServer:
         config_file = self.home / f"config-{self.port}.json"
         config_file.write_text(json.dumps(config))
         env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime_dir), "JUPYTER_DATA_DIR": str(self.data_dir),
-               "JUPYTER_CONFIG_DIR": str(self.home / "config"), **self.extra_env}
+               "JUPYTER_CONFIG_DIR": str(self.home / "config"),
+               "PYTHONPATH": os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]),
+               **self.extra_env}
         env.pop("JUPYTER_SANDBOX_URL", None)
         env.pop("JUPYTER_SANDBOX_TOKEN", None)
         with open(self.log_path, "ab") as log:
@@ -116,9 +135,12 @@ class JupyterServer:
     def log(self, tail: int = 6000) -> str:
         return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, *, user: str | None = None, **kwargs: Any) -> httpx.Response:
+        """An authenticated request; ``user`` names the user (a ``users=True`` server)."""
         kwargs.setdefault("timeout", 180)
         headers = {"Authorization": f"token {self.token}", **kwargs.pop("headers", {})}
+        if user:
+            headers["X-Test-User"] = user
         return httpx.request(method, self.url + path, headers=headers, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
@@ -128,9 +150,9 @@ class JupyterServer:
         """A call to ``sandbox/api/<path>``."""
         return self.request(method, "sandbox/api/" + path, **kwargs)
 
-    def execute(self, sandbox: str, code: str) -> list[dict[str, Any]]:
+    def execute(self, sandbox: str, code: str, *, user: str | None = None, **body: Any) -> list[dict[str, Any]]:
         """The NDJSON events of one execution."""
-        r = self.api("POST", f"sandboxes/{sandbox}/execute", json={"code": code})
+        r = self.api("POST", f"sandboxes/{sandbox}/execute", json={"code": code, **body}, user=user)
         assert r.status_code == 200, r.text
         return [json.loads(line) for line in r.text.splitlines() if line.strip()]
 
@@ -149,6 +171,11 @@ class JupyterServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def rss(self) -> tuple[int, int]:
+        """The server process's resident memory now and at its peak, in bytes (/proc)."""
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{self.pid}/status").read_text().splitlines())
+        return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
 
     def __enter__(self) -> JupyterServer:
         return self.start()

@@ -77,6 +77,7 @@ def jp_server_config(jp_server_config, docker_ready, wheelhouse):
         "max_running_per_user": 8,
     }
     jp_server_config["SandboxApp"]["max_body_size"] = 2 * 1024 * 1024
+    jp_server_config["SandboxManager"]["allow_network"] = True
     return jp_server_config
 
 
@@ -168,7 +169,8 @@ async def test_every_metadata_field(jp_fetch, wheelhouse):
     assert seen["pre"] == "pre-ran"
     assert seen["answer"] == 42  # installed from the wheelhouse with the network off
     assert seen["net"] == ["lo"]  # network_disabled: no interface but loopback
-    assert int(seen["mem"]) == 300 * 1024**2
+    # memory_mb, plus room for the tmpfs working directory (disk_mb) and /tmp (128M), held in memory
+    assert int(seen["mem"]) == (300 + 64 + 128) * 1024**2
     assert seen["shares"] == "512"
     assert seen["disk"] == 64 * 1024**2
     assert seen["uid"] != 0 and seen["cwd"] == "/home/user"
@@ -329,7 +331,7 @@ async def test_timeout_oom_and_output_cap(jp_fetch):
     assert result["stdout"] == "before\n"  # output written before the timeout is kept
 
     body, headers = multipart({"main.py": "x = bytearray(512 * 1024 * 1024)\nprint(len(x))"},
-                              {"config": {"memory_mb": 64}})
+                              {"config": {"memory_mb": 64, "disk_mb": 64}})  # a 256M container in all
     r = await jp_fetch(*V1, "exec", "sync", method="POST", body=body, headers=headers, request_timeout=120)
     result = json.loads(r.body)
     assert (result["status"], result["exit_code"]) == ("failed", 137), result

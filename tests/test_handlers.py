@@ -55,6 +55,7 @@ def jp_server_config(jp_server_config, docker_ready, server_overrides):
     config["ServerApp"]["identity_provider_class"] = TwoUsers
     config["SandboxApp"].update(max_body_size=MAX_BODY, max_code_size=MAX_CODE)
     config["SandboxManager"]["max_sandboxes_per_user"] = 2
+    config["SandboxManager"]["max_memory"] = "4G"
     for section, values in server_overrides.items():
         config.setdefault(section, {}).update(values)
     return config
@@ -113,7 +114,8 @@ async def test_sandbox_lifecycle_contexts_and_files(jp_fetch, jp_base_url):
 
     stats = body_of(await fetch(jp_fetch, *API, sid, "stats"))
     assert set(stats) >= {"cpu_percent", "memory_used", "memory_limit", "pids"}
-    assert stats["memory_limit"] == 256 * 1024**2 and 0 < stats["memory_used"] < stats["memory_limit"]
+    # memory asked for + the working directory (default 512M) + /tmp (128M): both tmpfs, held in memory
+    assert stats["memory_limit"] == (256 + 512 + 128) * 1024**2 and 0 < stats["memory_used"] < stats["memory_limit"]
 
     # Contexts, E2B's shapes.
     contexts = body_of(await fetch(jp_fetch, *API, sid, "contexts"))
@@ -272,7 +274,7 @@ async def test_bad_inputs_get_4xx_with_a_message(jp_fetch):
         ("GET", (sid, "files"), {"path": "missing.txt"}, None, 404, None, "missing.txt"),
         ("PUT", (sid, "files"), None, b"data", 400, "path", "'path' is required"),
         ("PUT", (sid, "files"), {"path": "../escape.txt"}, b"data", 400, "path", "outside the sandbox"),
-        ("PUT", (sid, "files"), {"path": "big.bin"}, b"\0" * (MAX_BODY + 1), 413, None, f"over {MAX_BODY} bytes"),
+        ("PUT", (sid, "files"), {"path": "big.bin"}, b"\0" * (MAX_BODY + 1), 413, None, f"limit of {MAX_BODY} bytes"),
         ("DELETE", (sid, "files"), {"path": "missing.txt"}, None, 404, None, "missing.txt"),
         ("DELETE", (sid, "files"), {"path": "."}, None, 400, "path", "working directory"),
     ]

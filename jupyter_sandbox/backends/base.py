@@ -18,7 +18,8 @@ Contract (tests/test_contract.py runs it against every backend):
 - ``stop_kernel``, ``remove`` are idempotent. ``restart`` stops every kernel and gives a
   fresh sandbox with the same spec (kernels must be started again).
 - Files: paths are relative to the sandbox's working directory; ``..`` or absolute
-  paths that leave it raise ``InvalidInput``.
+  paths that leave it raise ``InvalidInput``. ``stream_file`` reads a regular file in chunks
+  (never a pipe); ``write_file`` leaves nothing behind when the file does not fit (TooLarge).
 - ``stats`` returns ``{"cpu_percent", "memory_used", "memory_limit", "pids"}``.
 - ``list_existing(labels)`` lists sandboxes carrying those labels that still exist (for
   reaping after a crash), as dicts of their labels.
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import abc
 import posixpath
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +108,10 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):
 
     default_image = Unicode("jupyter-sandbox:latest", help="Image for sandboxes that name none.").tag(config=True)
 
+    def memory_limit(self, spec: SandboxSpec) -> int:
+        """The most memory a sandbox of this spec may hold (what ``stats`` reports as its limit)."""
+        return spec.memory
+
     @abc.abstractmethod
     async def create(self, sandbox_id: str, spec: SandboxSpec, labels: dict[str, str]) -> None: ...
 
@@ -135,7 +140,12 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):
     async def write_file(self, sandbox_id: str, path: str, data: bytes) -> None: ...
 
     @abc.abstractmethod
-    async def read_file(self, sandbox_id: str, path: str) -> bytes: ...
+    def stream_file(self, sandbox_id: str, path: str) -> AsyncIterator[bytes]:
+        """A regular file's bytes in chunks, in linear time and memory (a pipe or device is
+        refused: it could block forever). Errors (NotFound, IsADirectory) come before any chunk."""
+
+    async def read_file(self, sandbox_id: str, path: str) -> bytes:
+        return b"".join([chunk async for chunk in self.stream_file(sandbox_id, path)])
 
     @abc.abstractmethod
     async def list_files(self, sandbox_id: str, path: str) -> list[dict[str, Any]]: ...

@@ -17,22 +17,24 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from jupyter_client.connect import write_connection_file
 from traitlets import Dict, Float, Int, Unicode
 
-from ..errors import BackendUnavailable, InvalidInput, IsADirectory, NotADirectory, NotFound, SandboxError
-from ..models import SandboxSpec, format_size
+from ..errors import BackendUnavailable, InvalidInput, IsADirectory, NotADirectory, NotFound, SandboxError, TooLarge
+from ..models import SandboxSpec, format_size, parse_size
 from .base import LABEL_PREFIX, WORKDIR, OnceResult, OnceRun, SandboxBackend, confine
 
 KERNEL_DIR = "/run/sandbox-kernel"  # where the socket directory appears in the container
+SANDBOX_NETWORK = "jupyter-sandbox"
+SANDBOX_BRIDGE = "jsbx0"  # its host interface, named so firewall rules can match it
 
 # File operations run inside the sandbox as its user and answer with these exit codes (our
 # own protocol: no engine or coreutils wording is parsed).
-MISSING, NOT_A_DIRECTORY, IS_A_DIRECTORY, NOT_A_FILE = 72, 73, 74, 75
+MISSING, NOT_A_DIRECTORY, IS_A_DIRECTORY, NOT_A_FILE, NO_ROOM = 72, 73, 74, 75, 76
 _LIST_SCRIPT = r"""
 import json, os, stat, sys
 p = sys.argv[1]
@@ -50,7 +52,8 @@ print(json.dumps(out))
 # Only a regular file is read (a FIFO or device would block or never end).
 _READ_SCRIPT = 'test -e "$1" || exit 72; test -d "$1" && exit 74; test -f "$1" || exit 75; exec cat -- "$1"'
 _REMOVE_SCRIPT = 'test -e "$1" || test -L "$1" || exit 72; rm -rf -- "$1"'
-_WRITE_SCRIPT = 'test -d "$1" && exit 74; mkdir -p -- "$(dirname -- "$1")" && cat > "$1"'
+# A write that does not fit leaves nothing behind.
+_WRITE_SCRIPT = 'test -d "$1" && exit 74; mkdir -p -- "$(dirname -- "$1")" || exit 76; cat > "$1" || { rm -f -- "$1"; exit 76; }'
 
 
 def _default_socket_root() -> str:
@@ -71,8 +74,12 @@ class DockerBackend(SandboxBackend):
     runtime = Unicode("runc", help="Default OCI runtime: 'runc', or 'runsc' for gVisor.").tag(config=True)
     user = Unicode("1000:1000", help="uid:gid that kernels run as inside the container (never root).").tag(config=True)
     socket_root = Unicode(help="Host directory holding per-sandbox kernel socket directories.").tag(config=True)
-    tmp_size = Unicode("256m", help="Size of the /tmp tmpfs in each container.").tag(config=True)
-    network_mode = Unicode("bridge", help="Docker network used when a sandbox asks for network.").tag(config=True)
+    tmp_size = Unicode("128m", help="Size of the /tmp tmpfs in each container (held in memory, as the working directory).").tag(config=True)
+    network_mode = Unicode(
+        SANDBOX_NETWORK, help="Docker network for sandboxes that ask for network. The default one is made on "
+        f"first use (a bridge, {SANDBOX_BRIDGE}, with no traffic between containers); scripts/setup-docker.sh "
+        "also keeps it from the host's own services and the cloud metadata address (iptables)."
+    ).tag(config=True)
     extra_labels = Dict(help="Labels added to every container.").tag(config=True)
     python = Unicode("python", help="Python command in the image that has ipykernel.").tag(config=True)
     engine_threads = Int(
@@ -96,6 +103,7 @@ class DockerBackend(SandboxBackend):
         super().__init__(**kwargs)
         self._client = None
         self._runtimes: set[str] | None = None
+        self._network_ready = False
         self._executor = ThreadPoolExecutor(max_workers=self.engine_threads, thread_name_prefix="jsbx-docker")
         self._streams = ThreadPoolExecutor(max_workers=self.stream_threads, thread_name_prefix="jsbx-stream")
         self._kernels: dict[tuple[str, str], str] = {}  # (sandbox, kernel) -> exec id
@@ -138,27 +146,57 @@ class DockerBackend(SandboxBackend):
         """``fn(docker_client)`` in a thread, engine errors mapped. Short API calls share the
         engine's pool; ``streaming`` ones (reading a run's output, moving a file) that last as long
         as the sandbox makes them last get the streams' pool, so they never hold up the others."""
-        import docker.errors
-
         pool = self._streams if streaming else self._executor
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, lambda: fn(self._engine()))
-        except docker.errors.ImageNotFound as e:
-            raise InvalidInput(
+        except Exception as e:
+            raise self._mapped(e) from e
+
+    @staticmethod
+    def _mapped(e: BaseException) -> BaseException:
+        """The project's error for an engine error (by class, never by wording); others as they are."""
+        import docker.errors
+
+        if isinstance(e, docker.errors.ImageNotFound):
+            return InvalidInput(
                 f"image not found on this host: {e.explanation}. Build the default one with "
                 "scripts/build-images.sh, or `docker pull` / `docker build` the one you named",
                 field="image",
-            ) from e
-        except docker.errors.NotFound as e:
-            raise NotFound(f"container gone: {e.explanation}") from e
-        except docker.errors.DockerException as e:  # APIError included
-            raise BackendUnavailable(f"Docker engine error: {getattr(e, 'explanation', None) or e}") from e
+            )
+        if isinstance(e, docker.errors.NotFound):
+            return NotFound(f"container gone: {e.explanation}")
+        if isinstance(e, docker.errors.DockerException):  # APIError included
+            return BackendUnavailable(f"Docker engine error: {getattr(e, 'explanation', None) or e}")
+        return e
 
     def _container_id(self, sandbox_id: str) -> str:
         cid = self._containers.get(sandbox_id)
         if cid is None:
             raise NotFound(f"no container for sandbox {sandbox_id}")
         return cid
+
+    async def _ensure_network(self) -> None:
+        """The sandboxes' own network, made when missing: a bridge where containers cannot reach
+        each other (the host firewall rules that fence it off come from scripts/setup-docker.sh)."""
+        if self._network_ready:
+            return
+
+        def ensure(c) -> bool:
+            if c.api.networks(names=[SANDBOX_NETWORK]):
+                return False
+            c.api.create_network(SANDBOX_NETWORK, driver="bridge", check_duplicate=True, options={
+                "com.docker.network.bridge.name": SANDBOX_BRIDGE,
+                "com.docker.network.bridge.enable_icc": "false",
+            }, labels={f"{LABEL_PREFIX}.managed": "true"})
+            return True
+
+        if await self._call(ensure):
+            self.log.warning(
+                "jupyter-sandbox: made the Docker network %s for sandboxes with network; without the firewall rules "
+                "of scripts/setup-docker.sh they can reach this host's services and the cloud metadata address",
+                SANDBOX_NETWORK,
+            )
+        self._network_ready = True
 
     async def _check_runtime(self, runtime: str) -> None:
         """InvalidInput naming the field when the engine has no such runtime (asked once)."""
@@ -190,8 +228,10 @@ class DockerBackend(SandboxBackend):
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             pids_limit=max(spec.pids, self.runsc_min_pids) if runtime == "runsc" else spec.pids,
-            mem_limit=spec.memory,
-            memswap_limit=spec.memory,
+            # The tmpfs mounts are charged to the container's memory: room for them on top of
+            # the memory asked for, so a full disk is ENOSPC and never kills the kernel.
+            mem_limit=self.memory_limit(spec),
+            memswap_limit=self.memory_limit(spec),
             nano_cpus=int(spec.cpus * 1e9),
             init=True,
             labels={**self.extra_labels, **labels},
@@ -205,9 +245,15 @@ class DockerBackend(SandboxBackend):
             options["volumes"] = {host_dir: {"bind": KERNEL_DIR, "mode": "rw"}}
         return options
 
+    def memory_limit(self, spec: SandboxSpec) -> int:
+        """The container's memory limit: the memory asked for, plus its working directory and /tmp."""
+        return spec.memory + spec.disk + parse_size(self.tmp_size, "tmp_size")
+
     async def _create_container(self, name: str, image: str, command: list[str], options: dict[str, Any]) -> str:
         """A created (not started) container's id; never pulls (a registry may hang or be absent)."""
         await self._check_runtime(options["runtime"])
+        if options["network_mode"] == SANDBOX_NETWORK:
+            await self._ensure_network()
         container = await self._call(lambda c: c.containers.create(image, command=command, name=name, **options))
         return container.id
 
@@ -382,11 +428,14 @@ class DockerBackend(SandboxBackend):
         d_system = system - prev_system
         cpu_percent = 100.0 * (total - prev_total) / d_system * ncpu if d_system > 0 else 0.0
         memory = sample.get("memory_stats", {})
-        used = memory.get("usage", 0) - memory.get("stats", {}).get("cache", 0)
+        # As `docker stats` counts it: page cache that can be dropped is not use; the tmpfs
+        # (working directory, /tmp) cannot be dropped and is.
+        stats = memory.get("stats", {})
+        used = memory.get("usage", 0) - stats.get("total_inactive_file", stats.get("inactive_file", 0))
         return {
             "cpu_percent": round(max(cpu_percent, 0.0), 2),
             "memory_used": max(used, 0),
-            "memory_limit": memory.get("limit") or self._specs[sandbox_id].memory,
+            "memory_limit": memory.get("limit") or self.memory_limit(self._specs[sandbox_id]),
             "pids": sample.get("pids_stats", {}).get("current"),
         }
 
@@ -429,6 +478,8 @@ class DockerBackend(SandboxBackend):
                 raw.shutdown(socket.SHUT_WR)
                 while raw.recv(65536):
                     pass
+            except OSError:
+                pass  # the writer stopped reading (e.g. the disk is full): its exit code says why
             finally:
                 sock.close()
             for _ in range(100):
@@ -441,15 +492,59 @@ class DockerBackend(SandboxBackend):
         code = await self._call(stream, streaming=True)
         if code == IS_A_DIRECTORY:
             raise IsADirectory(f"{target} is a directory", field="path")
+        if code == NO_ROOM:
+            raise TooLarge(f"{target} does not fit: the sandbox's disk is full (nothing was written)")
         if code != 0:
             raise InvalidInput(f"could not write {target} (exit code {code}); is the sandbox's disk full?", field="path")
 
-    async def read_file(self, sandbox_id, path) -> bytes:
+    async def stream_file(self, sandbox_id, path) -> AsyncIterator[bytes]:
+        from docker.utils.socket import frames_iter
+
         target = confine(path)
-        code, out, err = await self._exec(sandbox_id, ["sh", "-c", _READ_SCRIPT, "sh", target])
-        if code != 0:
-            raise self._file_error(code, target, err)
-        return out
+        cid = self._container_id(sandbox_id)
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=8)
+
+        sockets: list[Any] = []
+
+        def pump(c) -> None:
+            """In a stream thread: the exec's stdout into the queue, waiting while it is full."""
+            put = lambda item: asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result()  # noqa: E731
+            try:
+                exec_id = c.api.exec_create(cid, ["sh", "-c", _READ_SCRIPT, "sh", target], user=self.user)["Id"]
+                sock = c.api.exec_start(exec_id, socket=True)
+                sockets.append(sock)
+                err = bytearray()
+                try:
+                    for stream, data in frames_iter(sock, tty=False):
+                        if stream == 1:
+                            put(bytes(data))
+                        elif len(err) < 4096:
+                            err += data
+                finally:
+                    sock.close()
+                code = c.api.exec_inspect(exec_id)["ExitCode"]
+                put(None if code == 0 else self._file_error(code, target, bytes(err)))
+            except BaseException as e:  # handed to the reader, who raises it
+                if not sockets or not getattr(sockets[0], "closed", False):
+                    put(self._mapped(e))
+
+        reader = asyncio.ensure_future(self._call(pump, streaming=True))
+        try:
+            while (item := await chunks.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if not reader.done():  # the reader left early (e.g. the client went away): stop the pump
+                for sock in sockets:
+                    sock.close()
+                while not reader.done():
+                    try:
+                        chunks.get_nowait()
+                    except asyncio.QueueEmpty:
+                        await asyncio.sleep(0.01)
+            await asyncio.gather(reader, return_exceptions=True)
 
     async def list_files(self, sandbox_id, path) -> list[dict[str, Any]]:
         target = confine(path)

@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import AsyncIterator
 from typing import Any
 
 from jupyter_client.connect import write_connection_file
@@ -30,6 +31,7 @@ from ..models import SandboxSpec
 from .base import WORKDIR, SandboxBackend, confine
 
 _CLONE_NEWNET = 0x40000000
+CHUNK = 1 << 20
 
 
 def _enter_empty_network() -> bool:
@@ -234,18 +236,33 @@ class LocalBackend(SandboxBackend):
         if os.path.isdir(host):
             raise IsADirectory("path must name a file", field="path")
         os.makedirs(os.path.dirname(host), exist_ok=True)
-        with open(host, "wb") as f:
-            f.write(data)
-
-    async def read_file(self, sandbox_id, path) -> bytes:
-        host = self._host_path(sandbox_id, path)
-        if os.path.isdir(host):
-            raise IsADirectory(f"{confine(path)} is a directory", field="path")
         try:
-            with open(host, "rb") as f:
-                return f.read()
+            # O_NONBLOCK: a FIFO with no reader fails at once (ENXIO) instead of blocking the server
+            fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o644)
+        except OSError as e:
+            raise InvalidInput(f"cannot write {confine(path)}: {e.strerror}", field="path") from None
+        with os.fdopen(fd, "wb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidInput(f"{confine(path)} is not a regular file", field="path")
+            await asyncio.to_thread(f.write, data)
+
+    async def stream_file(self, sandbox_id, path) -> AsyncIterator[bytes]:
+        host = self._host_path(sandbox_id, path)
+        try:
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below
+            fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise NotFound(f"no such file: {confine(path)}") from None
+        except IsADirectoryError:
+            raise IsADirectory(f"{confine(path)} is a directory", field="path") from None
+        with os.fdopen(fd, "rb") as f:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectory(f"{confine(path)} is a directory", field="path")
+            if not stat.S_ISREG(mode):
+                raise InvalidInput(f"{confine(path)} is not a regular file (a pipe or device cannot be read)", field="path")
+            while chunk := await asyncio.to_thread(f.read, CHUNK):
+                yield chunk
 
     async def list_files(self, sandbox_id, path) -> list[dict[str, Any]]:
         host = self._host_path(sandbox_id, path)

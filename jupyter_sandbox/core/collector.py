@@ -35,11 +35,14 @@ def error_event(name: str, value: str, traceback: str = "") -> Event:
 class ExecutionCollector:
     """Collects what one execute request produced, in order."""
 
-    def __init__(self, msg_id: str):
+    def __init__(self, msg_id: str, max_output: int | None = None):
         self.msg_id = msg_id
         self.execution = Execution()
         self.idle = False
         self.replied = False
+        self.max_output = max_output  # bytes of output (streams and results) kept and sent
+        self.output_bytes = 0
+        self.dropped_bytes = 0
         self._clear_pending = False
         self._display_index: dict[str, list[int]] = {}
 
@@ -50,6 +53,22 @@ class ExecutionCollector:
     def _apply(self, event: Event) -> Event:
         self.execution.apply_event(event)
         return event
+
+    def _within_cap(self, size: int) -> bool:
+        """Whether ``size`` more bytes of output fit; counts what does not (said at the end)."""
+        if self.max_output is None or self.output_bytes + size <= self.max_output:
+            self.output_bytes += size
+            return True
+        self.dropped_bytes += size
+        return False
+
+    def truncation_events(self) -> list[Event]:
+        """One stderr line saying how much output was dropped, if any was."""
+        if not self.dropped_bytes:
+            return []
+        text = (f"[jupyter-sandbox: output truncated: {self.dropped_bytes} more bytes were not kept; an execution "
+                f"keeps {self.max_output} bytes of output (c.SandboxManager.max_output_size)]\n")
+        return [self._apply({"type": "stderr", "text": text, "timestamp": _ns()})]
 
     def _maybe_clear(self) -> list[Event]:
         if not self._clear_pending:
@@ -66,8 +85,13 @@ class ExecutionCollector:
         content = msg.get("content", {})
         if kind == "stream":
             stream = "stderr" if content.get("name") == "stderr" else "stdout"
-            return [*self._maybe_clear(), self._apply({"type": stream, "text": content.get("text", ""), "timestamp": _ns()})]
+            text = content.get("text", "")
+            if not self._within_cap(len(text)):
+                return []
+            return [*self._maybe_clear(), self._apply({"type": stream, "text": text, "timestamp": _ns()})]
         if kind in ("display_data", "execute_result"):
+            if not self._within_cap(sum(len(str(v)) for v in content.get("data", {}).values())):
+                return []
             events = self._maybe_clear()
             result = Result.from_bundle(content.get("data", {}), is_main_result=kind == "execute_result")
             display_id = (content.get("transient") or {}).get("display_id")
@@ -144,19 +168,23 @@ async def run_execute(
     timeout: float | None = None,
     check_dead: Callable[[], Awaitable[str | None]] | None = None,
     interrupt: Callable[[], Awaitable[None]] | None = None,
+    unresponsive: Callable[[], Awaitable[None]] | None = None,
     interrupt_grace: float = 5.0,
     poll: float = 0.2,
+    max_output: int | None = None,
 ) -> Execution:
     """Execute ``code`` on an ``AsyncKernelClient`` and collect its Execution.
 
     ``on_event`` receives each wire event as it happens (sync or async callable),
     ending with ``end_of_execution``. On ``timeout`` the kernel is interrupted through
-    ``interrupt`` and its state is kept. ``check_dead`` is polled during silence and
+    ``interrupt`` and its state is kept; a kernel that ignores the interrupt for
+    ``interrupt_grace`` seconds is handed to ``unresponsive`` (which restarts it).
+    ``max_output`` caps the bytes of output kept and sent. ``check_dead`` is polled during silence and
     returns why the kernel died (or None while it lives). stdin is never offered:
     ``input()`` in the code raises instead of hanging.
     """
     msg_id = client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
-    collector = ExecutionCollector(msg_id)
+    collector = ExecutionCollector(msg_id, max_output)
     deadline = None if timeout is None else time.monotonic() + timeout
     timed_out_at: float | None = None
     last_liveness = time.monotonic()
@@ -200,10 +228,13 @@ async def run_execute(
             if interrupt is not None:
                 await interrupt()
         if timed_out_at is not None and now - timed_out_at > interrupt_grace:
+            what = "its kernel was restarted (variables are lost)" if unresponsive else "it is still busy"
             await _emit(on_event, [collector.fail(
                 "TimeoutError",
-                f"Execution timed out after {timeout:g} s and the kernel did not respond to the interrupt",
+                f"Execution timed out after {timeout:g} s and the kernel did not respond to the interrupt; {what}",
             )])
+            if unresponsive is not None:
+                await unresponsive()
             break
         if check_dead is not None and not got and now - last_liveness >= 0.5:
             last_liveness = now
@@ -218,6 +249,6 @@ async def run_execute(
         await _emit(on_event, [collector.fail(
             "TimeoutError", f"Execution timed out after {timeout:g} s; the kernel was interrupted and its state is kept"
         )])
-    await _emit(on_event, [{"type": "end_of_execution"}])
+    await _emit(on_event, [*collector.truncation_events(), {"type": "end_of_execution"}])
     return collector.execution
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import queue
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,7 +17,7 @@ from traitlets import Bool, Float, Instance, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..backends.base import LABEL_PREFIX, SandboxBackend, confine, labelled_id, labels
-from ..errors import Conflict, InvalidInput, KernelDied, NotFound, QuotaExceeded, SandboxError
+from ..errors import Conflict, InvalidInput, KernelDied, NotFound, QuotaExceeded, SandboxError, TooLarge
 from ..models import (
     ContextModel,
     Execution,
@@ -64,18 +66,33 @@ class SandboxManager(LoggingConfigurable):
         "unique among live servers and kept across restarts; a manager made alone gets a random one."
     )
     max_sandboxes_per_user = Int(8, help="Sandboxes one user may have at once (429 beyond).").tag(config=True)
+    max_memory_per_user = Unicode(
+        help="Memory and disk all of one user's sandboxes may ask for together (429 beyond). Default: half the "
+        "host's memory."
+    ).tag(config=True)
     max_contexts_per_sandbox = Int(8, help="Contexts (kernels) per sandbox.").tag(config=True)
     default_memory = Unicode("1G", help="Memory for sandboxes that ask for none.").tag(config=True)
-    max_memory = Unicode("4G", help="Largest memory a sandbox may ask for.").tag(config=True)
+    max_memory = Unicode(
+        help="Largest memory a sandbox may ask for. Default: a quarter of the host's memory (at least 1G, at most 16G)."
+    ).tag(config=True)
     default_cpus = Float(1.0, help="CPUs for sandboxes that ask for none.").tag(config=True)
-    max_cpus = Float(2.0, help="Most CPUs a sandbox may ask for.").tag(config=True)
-    default_disk = Unicode("1G", help="Writable working-directory size for sandboxes that ask for none.").tag(config=True)
-    max_disk = Unicode("4G", help="Largest working-directory size a sandbox may ask for.").tag(config=True)
+    max_cpus = Float(help="Most CPUs a sandbox may ask for. Default: the host's cores.").tag(config=True)
+    default_disk = Unicode(
+        "512M", help="Writable working-directory size for sandboxes that ask for none (on Docker a tmpfs, held "
+        "in memory: the container's memory limit is memory + disk, so a full disk is ENOSPC, not an OOM kill)."
+    ).tag(config=True)
+    max_disk = Unicode(help="Largest working-directory size a sandbox may ask for. Default: half of max_memory.").tag(
+        config=True
+    )
     default_pids = Int(256, help="Process limit for sandboxes that ask for none.").tag(config=True)
     max_pids = Int(1024, help="Largest process limit a sandbox may ask for.").tag(config=True)
     default_timeout = Float(300.0, help="Per-execution timeout (s) when neither sandbox nor call sets one.").tag(config=True)
     max_timeout = Float(3600.0, help="Longest per-execution timeout (s).").tag(config=True)
-    allow_network = Bool(True, help="Whether sandboxes may ask for network access.").tag(config=True)
+    allow_network = Bool(
+        False, help="Whether sandboxes may ask for network access. Before turning it on, see the README's "
+        "security model: a Docker sandbox with network joins the 'jupyter-sandbox' network, which "
+        "scripts/setup-docker.sh fences off from the host and the cloud metadata address."
+    ).tag(config=True)
     allowed_images = List(Unicode(), help="Images sandboxes may use; empty allows only the default image.").tag(config=True)
     default_runtime = Unicode("", help="Runtime for sandboxes that ask for none ('' = backend default).").tag(config=True)
     kernel_ready_timeout = Float(60.0, help="Seconds to wait for a new kernel to answer.").tag(config=True)
@@ -85,6 +102,13 @@ class SandboxManager(LoggingConfigurable):
         "changes (0 = never). Sandboxes running or queueing code are never culled."
     ).tag(config=True)
     cull_interval = Float(60.0, help="Seconds between checks for idle sandboxes.").tag(config=True)
+    max_file_transfers_per_user = Int(
+        4, help="File operations (uploads, downloads, listings) one user may have under way at once; more wait."
+    ).tag(config=True)
+    max_output_size = Int(
+        10 * 1024**2, help="Bytes of output (streams and results) one execution keeps and sends; beyond it a "
+        "line says how much was dropped. Keeps the server's memory flat whatever the code prints."
+    ).tag(config=True)
     pool_size = Int(
         0, help="Sandboxes with the default spec kept started, so creating one with the default spec "
         "takes milliseconds instead of a container and kernel start (each waiting one holds its idle "
@@ -95,12 +119,30 @@ class SandboxManager(LoggingConfigurable):
     def _server_id_default(self) -> str:
         return secrets.token_hex(8)
 
+    # The maxima fit the host they run on unless configured.
+    @default("max_memory")
+    def _max_memory_default(self) -> str:
+        return format_size(min(max(host_memory() // 4, 1024**3), 16 * 1024**3) // 1024**2 * 1024**2)
+
+    @default("max_disk")
+    def _max_disk_default(self) -> str:
+        return format_size(parse_size(self.max_memory, "max_memory") // 2 // 1024**2 * 1024**2)
+
+    @default("max_cpus")
+    def _max_cpus_default(self) -> float:
+        return float(os.cpu_count() or 1)
+
+    @default("max_memory_per_user")
+    def _max_memory_per_user_default(self) -> str:
+        return format_size(host_memory() // 2 // 1024**2 * 1024**2)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         # Where E2B's SDK reaches a sandbox (set by the server to {base_url}sandbox/e2b/); each
         # sandbox's e2b_url is this + "<id>/<secret>". Empty: no E2B routes (no server).
         self.e2b_prefix = ""
         self._sandboxes: dict[str, _Sandbox] = {}
+        self._file_slots: dict[str, asyncio.Semaphore] = {}
         self._culler: asyncio.Task | None = None
         # started sandboxes with the default spec and no owner yet
         self.pool: Pool[_Sandbox] = Pool(self.pool_size, self._pooled_sandbox, self._remove, self._why_not_usable, self.log)
@@ -206,10 +248,18 @@ class SandboxManager(LoggingConfigurable):
             validate_name(name)
             if any(s.model.owner == owner and s.model.name == name for s in self._sandboxes.values()):
                 raise Conflict(f"you already have a sandbox named {name!r}", field="name")
-        owned = sum(1 for s in self._sandboxes.values() if s.model.owner == owner)
-        if owned >= self.max_sandboxes_per_user:
+        mine = [s.model for s in self._sandboxes.values() if s.model.owner == owner]
+        if len(mine) >= self.max_sandboxes_per_user:
             raise QuotaExceeded(
-                f"you have {owned} sandboxes, the most this server allows per user; remove one first"
+                f"you have {len(mine)} sandboxes, the most this server allows per user; remove one first"
+            )
+        # a sandbox's disk counts: on Docker it is a tmpfs, held in memory
+        held = sum(m.spec.memory + m.spec.disk for m in mine)
+        asked, allowed = resolved.memory + resolved.disk, parse_size(self.max_memory_per_user, "max_memory_per_user")
+        if held + asked > allowed:
+            raise QuotaExceeded(
+                f"your sandboxes hold {format_size(held)} of memory and disk; with {format_size(asked)} more you "
+                f"would pass this server's limit of {format_size(allowed)} per user; remove one or ask for less"
             )
         sandbox = _Sandbox(model=self._new_model(owner, name, resolved))
         sandbox.model.kernel_id = kernel_id
@@ -289,9 +339,17 @@ class SandboxManager(LoggingConfigurable):
         return await self.pool.take()
 
     async def _start_context(self, sandbox: _Sandbox, model: ContextModel) -> _Context:
+        kernel_id, client = await self._launch_kernel(sandbox, model.cwd)
+        context = _Context(model=model, kernel_id=kernel_id, client=client)
+        sandbox.contexts[model.id] = context
+        sandbox.model.contexts = [c.model for c in sandbox.contexts.values()]
+        return context
+
+    async def _launch_kernel(self, sandbox: _Sandbox, cwd: str | None) -> tuple[str, AsyncKernelClient]:
+        """A new kernel in the sandbox, answering, and a client connected to it."""
         sandbox_id = sandbox.model.id
         kernel_id = new_id()[:8]
-        info = await self.backend.start_kernel(sandbox_id, kernel_id, cwd=model.cwd)
+        info = await self.backend.start_kernel(sandbox_id, kernel_id, cwd=cwd)
         client = AsyncKernelClient()
         client.load_connection_info(info)
         client.start_channels()
@@ -301,10 +359,14 @@ class SandboxManager(LoggingConfigurable):
             client.stop_channels()
             await self.backend.stop_kernel(sandbox_id, kernel_id)
             raise
-        context = _Context(model=model, kernel_id=kernel_id, client=client)
-        sandbox.contexts[model.id] = context
-        sandbox.model.contexts = [c.model for c in sandbox.contexts.values()]
-        return context
+        return kernel_id, client
+
+    async def _replace_kernel(self, sandbox: _Sandbox, context: _Context) -> None:
+        """A fresh kernel for ``context``, in place (its lock holder keeps using the same object)."""
+        context.close()
+        await self.backend.stop_kernel(sandbox.model.id, context.kernel_id)
+        context.kernel_id, context.client = await self._launch_kernel(sandbox, context.model.cwd)
+        context.closed = False
 
     async def _wait_ready(self, sandbox_id: str, kernel_id: str, client: AsyncKernelClient) -> None:
         """Ask for kernel_info until the kernel answers; fail fast, with its words, if it exits.
@@ -473,10 +535,8 @@ class SandboxManager(LoggingConfigurable):
         sandbox = self._use(owner, key)
         context = self._context(sandbox, context_id)
         async with context.lock:
-            sandbox.contexts.pop(context.model.id, None)
-            await self._stop_context(sandbox, context)
-            new = await self._start_context(sandbox, context.model)
-        return new.model
+            await self._replace_kernel(sandbox, context)
+        return context.model
 
     # -- execution ----------------------------------------------------------------------
     async def execute(
@@ -522,6 +582,9 @@ class SandboxManager(LoggingConfigurable):
                     timeout=timeout,
                     check_dead=lambda: self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id),
                     interrupt=lambda: asyncio.sleep(0, self._interrupt(context)),
+                    # a kernel deaf to interrupts would wedge the context: it gets a new one
+                    unresponsive=lambda: self._replace_kernel(sandbox, context),
+                    max_output=self.max_output_size,
                 )
             except asyncio.CancelledError:
                 task = asyncio.current_task()
@@ -555,17 +618,40 @@ class SandboxManager(LoggingConfigurable):
                 return
 
     # -- files --------------------------------------------------------------------------
+    def _file_slot(self, owner: str) -> asyncio.Semaphore:
+        """One user's share of file transfers: a user's stuck ones never hold up another's."""
+        return self._file_slots.setdefault(owner, asyncio.Semaphore(self.max_file_transfers_per_user))
+
     async def write_file(self, owner: str, key: str, path: str, data: bytes) -> None:
-        await self.backend.write_file(self._use(owner, key).model.id, path, data)
+        sandbox = self._use(owner, key)
+        if len(data) > sandbox.model.spec.disk:
+            raise TooLarge(f"{len(data)} bytes do not fit on the sandbox's disk of {format_size(sandbox.model.spec.disk)}")
+        async with self._file_slot(owner):
+            await self.backend.write_file(sandbox.model.id, path, data)
+
+    async def stream_file(self, owner: str, key: str, path: str) -> AsyncIterator[bytes]:
+        sandbox = self._use(owner, key)
+        async with self._file_slot(owner):
+            async for chunk in self.backend.stream_file(sandbox.model.id, path):
+                yield chunk
 
     async def read_file(self, owner: str, key: str, path: str) -> bytes:
-        return await self.backend.read_file(self._use(owner, key).model.id, path)
+        return b"".join([chunk async for chunk in self.stream_file(owner, key, path)])
 
     async def list_files(self, owner: str, key: str, path: str) -> list[dict[str, Any]]:
-        return await self.backend.list_files(self._use(owner, key).model.id, path)
+        sandbox = self._use(owner, key)
+        async with self._file_slot(owner):
+            return await self.backend.list_files(sandbox.model.id, path)
 
     async def remove_file(self, owner: str, key: str, path: str) -> None:
-        await self.backend.remove_file(self._use(owner, key).model.id, path)
+        sandbox = self._use(owner, key)
+        async with self._file_slot(owner):
+            await self.backend.remove_file(sandbox.model.id, path)
+
+
+def host_memory() -> int:
+    """Bytes of RAM on this host."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _check_language(language: str | None) -> None:

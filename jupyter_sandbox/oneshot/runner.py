@@ -99,6 +99,10 @@ class ExecutionRecord:
     task: asyncio.Task | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def size(self) -> int:
+        """Roughly the bytes it holds."""
+        return len(self.stdout) + len(self.stderr) + len(self.result or "") + len(self.error or "") + 512
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "execution_id": self.id,
@@ -151,6 +155,10 @@ class OneShotRunner(LoggingConfigurable):
         "network.",
     ).tag(config=True)
     max_output_size = Int(1 * MiB, help="Bytes of stdout and of stderr kept per execution (a marker says the rest was cut).").tag(config=True)
+    max_records_per_user = Int(200, help="Finished executions kept per user (the oldest go first).").tag(config=True)
+    max_record_bytes_per_user = Int(
+        64 * MiB, help="Bytes of finished executions' output kept per user (the oldest go first)."
+    ).tag(config=True)
     retention_seconds = Float(3600.0, help="How long finished executions stay visible.").tag(config=True)
     max_archive_size = Int(50 * MiB, help="Largest tar archive, and largest total size of its contents (413 beyond).").tag(config=True)
     max_archive_members = Int(10000, help="Most members in an archive (413 beyond).").tag(config=True)
@@ -158,7 +166,7 @@ class OneShotRunner(LoggingConfigurable):
     max_timeout = Int(3600, help="Largest timeout_seconds.").tag(config=True)
     default_memory_mb = Int(1024, help="memory_mb when a request sets none.").tag(config=True)
     max_memory_mb = Int(4096, help="Largest memory_mb.").tag(config=True)
-    default_disk_mb = Int(2048, help="disk_mb (size of the tmpfs working directory) when a request sets none.").tag(config=True)
+    default_disk_mb = Int(512, help="disk_mb (size of the tmpfs working directory) when a request sets none.").tag(config=True)
     max_disk_mb = Int(4096, help="Largest disk_mb.").tag(config=True)
     default_cpu_shares = Int(1024, help="cpu_shares (Docker's relative CPU weight) when a request sets none.").tag(config=True)
     cpus = Float(1.0, help="Hard CPU cap (cores) of every one-shot container, on top of cpu_shares.").tag(config=True)
@@ -198,10 +206,18 @@ class OneShotRunner(LoggingConfigurable):
 
     # -- registry -----------------------------------------------------------------------
     def _prune(self) -> None:
+        """Forget finished executions past the retention time, and each user's oldest beyond the
+        count and size limits (so no user can grow the server's memory without bound)."""
         horizon = time.time() - self.retention_seconds
-        for key, record in list(self._records.items()):
-            if record.finished is not None and record.finished < horizon:
-                del self._records[key]
+        kept: dict[str, tuple[int, int]] = {}  # owner -> (records, bytes) kept so far, newest first
+        for record in sorted(self._records.values(), key=lambda r: r.created, reverse=True):
+            if record.finished is None:
+                continue
+            count, size = kept.get(record.owner, (0, 0))
+            count, size = count + 1, size + record.size()
+            kept[record.owner] = (count, size)
+            if record.finished < horizon or count > self.max_records_per_user or size > self.max_record_bytes_per_user:
+                del self._records[record.id]
 
     def get(self, owner: str, execution_id: str) -> ExecutionRecord:
         self._prune()

@@ -32,20 +32,18 @@ class E2BMixin:
         return None
 
     async def prepare(self):
-        await super().prepare()  # type: ignore[misc]
         kwargs = self.path_kwargs  # type: ignore[attr-defined]
+        # Routing is done: from here on the request's URL is only logged, and the logs (the
+        # access log included) must never hold a credential.
+        request = self.request  # type: ignore[attr-defined]
+        request.uri = request.uri.replace(kwargs["secret"], "<secret>")
+        request.path = request.path.replace(kwargs["secret"], "<secret>")
+        await super().prepare()  # type: ignore[misc]
         self._e2b_owner = self.manager.owner_by_e2b_secret(kwargs["sandbox_id"], kwargs["secret"])  # type: ignore[attr-defined]
 
     @property
     def owner(self) -> str | None:
         return self._e2b_owner
-
-    @property
-    def log_path(self) -> str:
-        """The request path with the secret blanked: the logs never hold a credential."""
-        secret = self.path_kwargs.get("secret")  # type: ignore[attr-defined]
-        path: str = self.request.path  # type: ignore[attr-defined]
-        return path.replace(secret, "<secret>") if secret else path
 
 
 class E2BContextsHandler(E2BMixin, ContextsHandler):

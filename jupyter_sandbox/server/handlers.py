@@ -89,8 +89,7 @@ class SandboxAPIHandler(APIHandler):
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, SandboxError):
             level = self.log.warning if e.status < 500 else self.log.error
-            # the path is logged without its last segments on E2B routes: they hold the secret
-            level("jupyter-sandbox: %s %s -> %s %s", self.request.method, self.log_path, e.status, e.message)
+            level("jupyter-sandbox: %s %s -> %s %s", self.request.method, self.request.path, e.status, e.message)
             if self._finished:
                 return
             if self._headers_written:
@@ -104,10 +103,6 @@ class SandboxAPIHandler(APIHandler):
             self.finish(json.dumps(e.to_dict()))
             return
         super()._handle_request_exception(e)
-
-    @property
-    def log_path(self) -> str:
-        return self.request.path
 
 
 # ---------------------------------------------------------------------------------------
@@ -295,15 +290,41 @@ class ExecuteHandler(SandboxAPIHandler):
 # Files
 
 
+@web.stream_request_body
 class FilesHandler(SandboxAPIHandler):
-    """``GET files?path=`` lists a directory (JSON) or sends a file (bytes); ``type=dir`` or
-    ``type=file`` asks for one of the two only (a 400 for the other kind)."""
+    """``GET files?path=`` lists a directory (JSON) or sends a file (bytes, streamed); ``type=dir``
+    or ``type=file`` asks for one of the two only (a 400 for the other kind). ``PUT`` uploads: a
+    body larger than the sandbox's disk is refused (413) from its Content-Length, before it is
+    sent."""
+
+    _chunks: list[bytes]
+    _received = 0
 
     def _path(self, required: bool = True) -> str:
         path = self.get_query_argument("path", None)
         if required and not (path or "").strip():
             raise InvalidInput("the query parameter 'path' is required", field="path")
         return path or ""
+
+    async def prepare(self):
+        await super().prepare()
+        self._chunks = []
+        if self.request.method != "PUT" or self.current_user is None:
+            return  # the verb's own decorators answer 403
+        limit = self.sandbox_app.max_body_size
+        try:
+            disk = self.manager.get(self.owner, self.path_kwargs["sandbox_id"]).spec.disk
+            limit = min(limit, disk)
+        except SandboxError:
+            pass  # an unknown sandbox is the verb's 404
+        declared = int(self.request.headers.get("Content-Length") or 0)
+        if declared > limit:
+            raise TooLarge(f"an upload of {declared} bytes is over this sandbox's limit of {limit} bytes")
+        self.request.connection.set_max_body_size(limit)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        self._chunks.append(chunk)
 
     @web.authenticated
     @authorized
@@ -319,16 +340,23 @@ class FilesHandler(SandboxAPIHandler):
             except NotADirectory:
                 if kind == "dir":
                     raise
-        data = await self.manager.read_file(self.owner, sandbox_id, path)
-        self.finish(data, set_content_type="application/octet-stream")
+        chunks = self.manager.stream_file(self.owner, sandbox_id, path)
+        try:
+            first = await anext(chunks, b"")  # errors (404, not a file) come before any byte: a proper status
+            self.set_header("Content-Type", "application/octet-stream")
+            self.write(first)
+            async for chunk in chunks:
+                self.write(chunk)
+                await self.flush()  # memory stays flat: one chunk at a time
+        finally:
+            await chunks.aclose()  # a client that left stops the transfer in the sandbox too
+        self.finish(set_content_type="application/octet-stream")
 
     @web.authenticated
     @authorized
     async def put(self, sandbox_id):
         path = self._path()
-        if len(self.request.body) > self.sandbox_app.max_body_size:
-            raise TooLarge(f"request body over {self.sandbox_app.max_body_size} bytes")
-        await self.manager.write_file(self.owner, sandbox_id, path, self.request.body)
+        await self.manager.write_file(self.owner, sandbox_id, path, b"".join(self._chunks))
         self.no_content()
 
     @web.authenticated
