@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from jupyter_server.auth.identity import IdentityProvider, User
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX

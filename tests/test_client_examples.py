@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 
 EXAMPLES = Path(__file__).parent.parent / "examples"

@@ -14,12 +14,12 @@ import sys
 import time
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell, new_notebook
 
 from servers import JupyterServer
+
 
 def kernel_env(server) -> dict[str, str]:
     url, token = server
