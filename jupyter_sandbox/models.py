@@ -239,6 +239,8 @@ def _check(value: Any, hint: Any, name: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise _type_error(name, "an object of strings", value)
+        if any("\x00" in k or "\x00" in v for k, v in value.items()):
+            raise InvalidInput(f"{name} must not contain NUL characters", field=name)
         return dict(value)
     if isinstance(hint, type) and issubclass(hint, RequestBody):
         return hint.parse(value, where=name)
@@ -525,7 +527,7 @@ class SandboxModel:
     id: str
     name: str
     owner: str
-    status: str  # starting | running | restarting | dead | removing
+    status: str  # starting | running | restarting | exited | removing
     backend: str
     spec: SandboxSpec
     created: float
@@ -534,6 +536,7 @@ class SandboxModel:
     isolation: str = ""  # what the backend isolates, said plainly
     e2b_url: str | None = None  # base URL for E2B's SDK (E2B_SANDBOX_URL); set by the server
     kernel_id: str | None = None  # the notebook kernel this sandbox belongs to (removed with it)
+    status_reason: str | None = None  # why it is "exited" (or what a restart of the server cost it)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -556,6 +559,7 @@ class SandboxModel:
             isolation=data.get("isolation", ""),
             e2b_url=data.get("e2b_url"),
             kernel_id=data.get("kernel_id"),
+            status_reason=data.get("status_reason"),
         )
 
 

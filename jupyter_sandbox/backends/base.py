@@ -41,7 +41,7 @@ from typing import Any
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..errors import BackendUnavailable, InvalidInput
+from ..errors import BackendUnavailable, InvalidInput, KernelDied, NotFound
 from ..models import SandboxSpec
 
 LABEL_PREFIX = "org.jupyter-sandbox"
@@ -170,6 +170,21 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):
 
     async def stop_once(self, run_id: str) -> None:
         """End a one-shot run early (its sandbox is removed); nothing if it is gone."""
+
+    # -- taking sandboxes back after a crash (a capability) -------------------------------
+    # Set by the manager: called with (sandbox id, reason) when the backend notices that a
+    # sandbox ended by itself (its container stopped, was killed or removed).
+    on_exit: Callable[[str, str], None] | None = None
+
+    async def adopt(self, sandbox_id: str, spec: SandboxSpec) -> None:
+        """Take charge again of a running sandbox a crashed run of this server made
+        (``list_existing`` found it). NotFound when it cannot be (then it is removed)."""
+        raise NotFound(f"the {self.name} backend cannot take back sandbox {sandbox_id}")
+
+    async def attach_kernel(self, sandbox_id: str, kernel_id: str, key: str) -> dict[str, Any]:
+        """Connection info for a kernel still running in an adopted sandbox (its variables
+        intact); KernelDied when it is gone."""
+        raise KernelDied(f"the {self.name} backend cannot take back kernel {kernel_id}")
 
     async def close(self) -> None:
         """Release engine connections (sandboxes are removed by the manager first)."""

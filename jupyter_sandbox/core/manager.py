@@ -32,6 +32,7 @@ from ..models import (
 )
 from .collector import EventSink, run_execute
 from .pool import Pool
+from .state import SandboxRecords
 
 
 @dataclass
@@ -39,6 +40,7 @@ class _Context:
     model: ContextModel
     kernel_id: str
     client: AsyncKernelClient
+    key: str = ""  # the kernel's HMAC key: what it takes to reattach after a crash
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False  # its channels were stopped (context or sandbox removed or restarted)
 
@@ -96,7 +98,14 @@ class SandboxManager(LoggingConfigurable):
     allowed_images = List(Unicode(), help="Images sandboxes may use; empty allows only the default image.").tag(config=True)
     default_runtime = Unicode("", help="Runtime for sandboxes that ask for none ('' = backend default).").tag(config=True)
     kernel_ready_timeout = Float(60.0, help="Seconds to wait for a new kernel to answer.").tag(config=True)
-    reap_on_start = Bool(True, help="Remove this server's leftover containers from a previous run on start.").tag(config=True)
+    reap_on_start = Bool(
+        True, help="On start, deal with what this server's earlier run left: take back its sandboxes (see "
+        "adopt_on_start) and remove the rest."
+    ).tag(config=True)
+    adopt_on_start = Bool(
+        True, help="A server restarted after a crash (or an upgrade) takes back its running sandboxes, kernels and "
+        "variables included. False: it removes them."
+    ).tag(config=True)
     cull_idle_timeout = Float(
         0.0, help="Remove a sandbox after this many seconds without executions or file and context "
         "changes (0 = never). Sandboxes running or queueing code are never culled."
@@ -141,6 +150,10 @@ class SandboxManager(LoggingConfigurable):
         # Where E2B's SDK reaches a sandbox (set by the server to {base_url}sandbox/e2b/); each
         # sandbox's e2b_url is this + "<id>/<secret>". Empty: no E2B routes (no server).
         self.e2b_prefix = ""
+        # Where the records of this server's sandboxes are kept (set by the server to its slot);
+        # None: nothing is kept, and a restart cannot take them back.
+        self.records: SandboxRecords | None = None
+        self.backend.on_exit = self._sandbox_ended
         self._sandboxes: dict[str, _Sandbox] = {}
         self._file_slots: dict[str, asyncio.Semaphore] = {}
         self._culler: asyncio.Task | None = None
@@ -225,7 +238,8 @@ class SandboxManager(LoggingConfigurable):
         self.pool.fill()
 
     async def _reap(self) -> None:
-        """Remove what this server's earlier run left: sandboxes and one-shot runs alike."""
+        """What this server's earlier run left: its sandboxes are taken back (adopt_on_start) when
+        their records say how; everything else (one-shot runs, pooled sandboxes) is removed."""
         try:
             leftovers = await self.backend.list_existing({f"{LABEL_PREFIX}.server": self.server_id})
         except SandboxError as e:  # engine down at start: creation will say so clearly later
@@ -233,9 +247,67 @@ class SandboxManager(LoggingConfigurable):
             return
         for found in leftovers:
             leftover = labelled_id(found)
-            if leftover and leftover not in self._sandboxes:
-                self.log.info("jupyter-sandbox: removing leftover %s of %s", leftover, found.get(f"{LABEL_PREFIX}.owner"))
-                await self.backend.remove(leftover)
+            if not leftover or leftover in self._sandboxes:
+                continue
+            record = self.records.load(leftover) if self.records and self.adopt_on_start else None
+            if record is not None and await self._adopt(leftover, record):
+                continue
+            self.log.info("jupyter-sandbox: removing leftover %s of %s", leftover, found.get(f"{LABEL_PREFIX}.owner"))
+            await self.backend.remove(leftover)
+            if self.records:
+                self.records.forget(leftover)
+
+    async def _adopt(self, sandbox_id: str, record: dict[str, Any]) -> bool:
+        """Take back a sandbox of this server's earlier run, with its kernels where they still run."""
+        try:
+            model = SandboxModel.from_dict(record["model"])
+            await self.backend.adopt(sandbox_id, model.spec)
+        except (KeyError, TypeError, ValueError, SandboxError) as e:
+            self.log.warning("jupyter-sandbox: cannot take back sandbox %s: %s", sandbox_id, e)
+            return False
+        sandbox = _Sandbox(model=model, e2b_secret=record.get("e2b_secret", ""), default_context=record.get("default_context"))
+        model.contexts, model.status, model.status_reason = [], "running", None
+        for saved in record.get("contexts", []):
+            context_model = ContextModel.from_dict(saved["model"])
+            try:
+                info = await self.backend.attach_kernel(sandbox_id, saved["kernel_id"], saved["key"])
+                client = await self._connect(sandbox, saved["kernel_id"], info)
+                context = _Context(model=context_model, kernel_id=saved["kernel_id"], client=client, key=saved["key"])
+                sandbox.contexts[context_model.id] = context
+            except SandboxError as e:  # the kernel is gone: a fresh one, and the sandbox says so
+                self.log.warning("jupyter-sandbox: kernel of context %s in %s is gone (%s); restarting it",
+                                 context_model.id, sandbox_id, e)
+                await self._start_context(sandbox, context_model)
+                model.status_reason = "restarted after a server restart: some contexts lost their variables"
+        model.contexts = [c.model for c in sandbox.contexts.values()]
+        if self.e2b_prefix and sandbox.e2b_secret:
+            model.e2b_url = f"{self.e2b_prefix}{sandbox_id}/{sandbox.e2b_secret}"
+        self._sandboxes[sandbox_id] = sandbox
+        self._save(sandbox)
+        self.log.info("jupyter-sandbox: took back sandbox %s (%s) of %s with %d context(s)",
+                      sandbox_id, model.name, model.owner, len(sandbox.contexts))
+        return True
+
+    def _save(self, sandbox: _Sandbox) -> None:
+        """Write down what a restarted server needs to take this sandbox back (owned ones only)."""
+        if self.records is None or not sandbox.model.owner or sandbox.model.id not in self._sandboxes:
+            return
+        data = sandbox.model.to_dict()
+        data.pop("e2b_url", None)
+        self.records.save(sandbox.model.id, {
+            "model": data,
+            "e2b_secret": sandbox.e2b_secret,
+            "default_context": sandbox.default_context,
+            "contexts": [{"model": c.model.to_dict(), "kernel_id": c.kernel_id, "key": c.key}
+                         for c in sandbox.contexts.values()],
+        })
+
+    def _sandbox_ended(self, sandbox_id: str, reason: str) -> None:
+        """The backend saw a sandbox end by itself: its model says so until it is restarted."""
+        sandbox = self._sandboxes.get(sandbox_id)
+        if sandbox is not None and sandbox.model.status == "running":
+            sandbox.model.status, sandbox.model.status_reason = "exited", reason
+            self.log.info("jupyter-sandbox: sandbox %s of %s ended: %s", sandbox_id, sandbox.model.owner, reason)
 
     async def create(
         self, owner: str, name: str | None = None, spec: SpecRequest | dict[str, Any] | SandboxSpec | None = None,
@@ -275,6 +347,7 @@ class SandboxManager(LoggingConfigurable):
                 model.created = model.last_activity = now()
                 self._sandboxes[model.id] = pooled
                 self._give_e2b_url(pooled)
+                self._save(pooled)
                 self.log.info("jupyter-sandbox: %s took sandbox %s (%s) from the pool", owner, model.id, model.name)
                 return model
             await self._start(sandbox)
@@ -282,6 +355,7 @@ class SandboxManager(LoggingConfigurable):
             self._sandboxes.pop(sandbox.model.id, None)
             raise
         self._give_e2b_url(sandbox)
+        self._save(sandbox)
         model = sandbox.model
         self.log.info("jupyter-sandbox: %s created sandbox %s (%s) on %s", owner, model.id, model.name, self.backend.name)
         return model
@@ -339,34 +413,37 @@ class SandboxManager(LoggingConfigurable):
         return await self.pool.take()
 
     async def _start_context(self, sandbox: _Sandbox, model: ContextModel) -> _Context:
-        kernel_id, client = await self._launch_kernel(sandbox, model.cwd)
-        context = _Context(model=model, kernel_id=kernel_id, client=client)
+        kernel_id = new_id()[:12]
+        info = await self.backend.start_kernel(sandbox.model.id, kernel_id, cwd=model.cwd)
+        context = _Context(model=model, kernel_id=kernel_id, client=await self._connect(sandbox, kernel_id, info),
+                           key=_key(info))
         sandbox.contexts[model.id] = context
         sandbox.model.contexts = [c.model for c in sandbox.contexts.values()]
+        self._save(sandbox)
         return context
 
-    async def _launch_kernel(self, sandbox: _Sandbox, cwd: str | None) -> tuple[str, AsyncKernelClient]:
-        """A new kernel in the sandbox, answering, and a client connected to it."""
-        sandbox_id = sandbox.model.id
-        kernel_id = new_id()[:8]
-        info = await self.backend.start_kernel(sandbox_id, kernel_id, cwd=cwd)
+    async def _connect(self, sandbox: _Sandbox, kernel_id: str, info: dict[str, Any]) -> AsyncKernelClient:
+        """A client connected to a started kernel, once it answers (the kernel is stopped if it never does)."""
         client = AsyncKernelClient()
         client.load_connection_info(info)
         client.start_channels()
         try:
-            await self._wait_ready(sandbox_id, kernel_id, client)
+            await self._wait_ready(sandbox.model.id, kernel_id, client)
         except BaseException:
             client.stop_channels()
-            await self.backend.stop_kernel(sandbox_id, kernel_id)
+            await self.backend.stop_kernel(sandbox.model.id, kernel_id)
             raise
-        return kernel_id, client
+        return client
 
     async def _replace_kernel(self, sandbox: _Sandbox, context: _Context) -> None:
         """A fresh kernel for ``context``, in place (its lock holder keeps using the same object)."""
         context.close()
         await self.backend.stop_kernel(sandbox.model.id, context.kernel_id)
-        context.kernel_id, context.client = await self._launch_kernel(sandbox, context.model.cwd)
-        context.closed = False
+        kernel_id = new_id()[:12]
+        info = await self.backend.start_kernel(sandbox.model.id, kernel_id, cwd=context.model.cwd)
+        context.client = await self._connect(sandbox, kernel_id, info)
+        context.kernel_id, context.key, context.closed = kernel_id, _key(info), False
+        self._save(sandbox)
 
     async def _wait_ready(self, sandbox_id: str, kernel_id: str, client: AsyncKernelClient) -> None:
         """Ask for kernel_info until the kernel answers; fail fast, with its words, if it exits.
@@ -416,6 +493,8 @@ class SandboxManager(LoggingConfigurable):
     async def _remove(self, sandbox: _Sandbox) -> None:
         sandbox.model.status = "removing"
         self._sandboxes.pop(sandbox.model.id, None)
+        if self.records:
+            self.records.forget(sandbox.model.id)
         for context in list(sandbox.contexts.values()):
             context.close()
         await self.backend.remove(sandbox.model.id)
@@ -473,8 +552,9 @@ class SandboxManager(LoggingConfigurable):
             await self.backend.restart(sandbox.model.id)
             for model in models:
                 await self._start_context(sandbox, model)
-            sandbox.model.status = "running"
+            sandbox.model.status, sandbox.model.status_reason = "running", None
             sandbox.model.last_activity = now()
+            self._save(sandbox)
         return sandbox.model
 
     async def interrupt(self, owner: str, key: str, context_id: str | None = None) -> None:
@@ -528,6 +608,7 @@ class SandboxManager(LoggingConfigurable):
         sandbox.model.contexts = [c.model for c in sandbox.contexts.values()]
         if sandbox.default_context == context.model.id:
             sandbox.default_context = next(iter(sandbox.contexts), None)
+        self._save(sandbox)
         await self._stop_context(sandbox, context)
 
     async def restart_context(self, owner: str, key: str, context_id: str | None = None) -> ContextModel:
@@ -647,6 +728,11 @@ class SandboxManager(LoggingConfigurable):
         sandbox = self._use(owner, key)
         async with self._file_slot(owner):
             await self.backend.remove_file(sandbox.model.id, path)
+
+
+def _key(info: dict[str, Any]) -> str:
+    key = info.get("key", "")
+    return key.decode() if isinstance(key, bytes) else key
 
 
 def host_memory() -> int:

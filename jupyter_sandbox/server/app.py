@@ -15,6 +15,7 @@ from ..backends.docker import DockerBackend
 from ..backends.local import LocalBackend
 from ..core.identity import ServerIdentity
 from ..core.manager import SandboxManager
+from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from .e2b import E2B
 
@@ -66,6 +67,7 @@ class SandboxApp(ExtensionApp):
             self.log.info("jupyter-sandbox: server id %s (new)", self.identity.server_id)
         self.manager = SandboxManager(parent=self, backend=backend, log=self.log, server_id=self.identity.server_id)
         self.manager.e2b_prefix = url_path_join(self.serverapp.base_url, E2B) + "/"
+        self.manager.records = SandboxRecords(os.path.join(self.identity.folder, "sandboxes"))
         self.executions = OneShotRunner(parent=self, manager=self.manager, log=self.log)
         self.settings.update(
             sandbox_manager=self.manager,
