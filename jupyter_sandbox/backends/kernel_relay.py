@@ -72,8 +72,10 @@ class KernelExited(KernelRelayError):
 
     def __init__(self, info: dict[str, Any]):
         self.info = info
-        if info.get("reason") == "stream closed":
-            text = "the stream to the sandbox closed before the kernel was ready"
+        if info.get("reason") in ("stream closed", "relay closed"):
+            text = f"the {info['reason'].split()[0]} to the sandbox closed before the kernel was ready"
+            if info.get("error"):
+                text += f" ({info['error']})"
         elif info.get("error"):
             text = info["error"]
         elif info.get("signal"):
@@ -370,11 +372,11 @@ class KernelRelay:
             return
         self._closed = True
         self._flush()
+        self._stream_ended("relay closed")
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._close_sockets()
-        self._stream_ended("relay closed")
         try:
             self._writer.close()
             await self._writer.wait_closed()
@@ -432,8 +434,8 @@ class KernelRelay:
                     sent |= 1 << kind
         except RelayProtocolError as e:
             log.error("kernel %s: the sandbox broke the relay protocol, closing its stream: %s", self.kernel_id, e)
-            self._stream_open = False
-            self._writer.close()
+            self._stream_ended("stream closed", f"the sandbox broke the relay protocol: {e}")
+            self._writer.close()  # whatever it still sends is ignored
             return
         except zmq.ZMQError as e:
             if not self._closed:
