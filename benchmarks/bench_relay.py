@@ -1,6 +1,6 @@
 """Warm `1+1` round trip through the kernel relay, next to a bare local kernel.
 
-    python benchmarks/bench_relay.py -n 300 [--only baseline,local,runc,runsc] [--profile]
+    python benchmarks/bench_relay.py -n 300 [--rounds 3] [--only baseline,local,runc,runsc] [--profile]
 
 One round trip = jupyter_client's execute_interactive("1+1"): execute_request on shell,
 then the reply and iopub's idle status. Cases:
@@ -10,8 +10,11 @@ then the reply and iopub's idle status. Cases:
 - runc:     the relay over `docker exec -i` into a hardened container (no volumes);
 - runsc:    the same under gVisor.
 
-Prints p50/p99 per case and their ratio to the baseline. --profile writes a cProfile of
-the host side of the `local` case to bench_relay.prof.
+Each round runs every case once (fresh kernel, N measured round trips after a warm-up);
+rounds interleave the cases so that a busy machine's drift hits them alike. Prints, per
+case, the median over rounds of p50 and p99, and their ratio to the baseline's.
+--profile writes a cProfile (CPU time) of the host side of the `local` case to
+bench_relay.prof.
 """
 
 from __future__ import annotations
@@ -124,40 +127,46 @@ async def docker_case(n: int, runtime: str) -> list[float]:
         client.close()
 
 
-async def main(n: int, only: list[str], profile: bool) -> None:
+async def main(n: int, rounds: int, only: list[str], profile: bool) -> None:
     cases = {
         "baseline": baseline,
         "local": local,
         "runc": lambda n: docker_case(n, "runc"),
         "runsc": lambda n: docker_case(n, "runsc"),
     }
-    results: dict[str, list[float]] = {}
-    for name in only:
-        if profile and name == "local":
-            import cProfile
+    p50s: dict[str, list[float]] = {name: [] for name in only}
+    p99s: dict[str, list[float]] = {name: [] for name in only}
+    for _ in range(rounds):
+        for name in only:
+            if profile and name == "local":
+                import cProfile
 
-            profiler = cProfile.Profile()
-            profiler.enable()
-            results[name] = await cases[name](n)
-            profiler.disable()
-            profiler.dump_stats("bench_relay.prof")
-        else:
-            results[name] = await cases[name](n)
-    base = results.get("baseline")
-    print(f"warm 1+1 round trip, n={n} (ms)")
-    print(f"{'case':10} {'p50':>8} {'p99':>8} {'mean':>8} {'p50 x':>7} {'p99 x':>7}")
-    for name, times in results.items():
-        p50, p99 = pct(times, 50) * 1000, pct(times, 99) * 1000
+                profiler = cProfile.Profile(time.thread_time)
+                profiler.enable()
+                times = await cases[name](n)
+                profiler.disable()
+                profiler.dump_stats("bench_relay.prof")
+            else:
+                times = await cases[name](n)
+            p50s[name].append(pct(times, 50) * 1000)
+            p99s[name].append(pct(times, 99) * 1000)
+    print(f"warm 1+1 round trip (ms): n={n} per case and round, median of {rounds} rounds; load {os.getloadavg()[0]:.1f}")
+    print(f"{'case':10} {'p50':>8} {'p99':>8} {'p50 x':>7} {'p99 x':>7}   p50 per round")
+    base = "baseline" in p50s
+    for name in only:
+        p50, p99 = statistics.median(p50s[name]), statistics.median(p99s[name])
         ratios = ""
         if base:
-            ratios = f"{p50 / (pct(base, 50) * 1000):7.2f} {p99 / (pct(base, 99) * 1000):7.2f}"
-        print(f"{name:10} {p50:8.2f} {p99:8.2f} {statistics.mean(times) * 1000:8.2f} {ratios}")
+            ratios = f"{p50 / statistics.median(p50s['baseline']):7.2f} {p99 / statistics.median(p99s['baseline']):7.2f}"
+        rounds_text = " ".join(f"{v:.2f}" for v in p50s[name])
+        print(f"{name:10} {p50:8.2f} {p99:8.2f} {ratios}   {rounds_text}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", type=int, default=300, help="measured round trips per case")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all cases (median reported)")
     parser.add_argument("--only", default="baseline,local,runc,runsc", help="comma-separated cases")
     parser.add_argument("--profile", action="store_true", help="cProfile the host side of the local case")
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.only.split(","), args.profile))
+    asyncio.run(main(args.n, args.rounds, args.only.split(","), args.profile))

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from conftest import IMAGE, require_docker
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from conftest import IMAGE, require_docker
 from jupyter_sandbox.backends.kernel_relay import (
     HB,
     IOPUB,
@@ -190,9 +190,21 @@ class Kernel:
         return [self.place.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
 
+_SHORT_DIRS: list[str] = []
+
+
 def short_dir() -> str:
     # unix socket paths must stay under 108 bytes: pytest's tmp_path can be too long
-    return tempfile.mkdtemp(prefix="jsbx-t-")
+    path = tempfile.mkdtemp(prefix="jsbx-t-")
+    _SHORT_DIRS.append(path)
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_short_dirs():
+    yield
+    while _SHORT_DIRS:
+        shutil.rmtree(_SHORT_DIRS.pop(), ignore_errors=True)
 
 
 async def connect(info: dict[str, Any]) -> AsyncKernelClient:
@@ -305,9 +317,9 @@ async def test_two_clients_get_their_own_replies(kernel):
     second = await connect(kernel.relay.connection_info)
     try:
         first_task = asyncio.ensure_future(run(kernel.client, "import time; time.sleep(1); 'first'"))
-        content, outputs = await run(second, "'second'")
+        _, outputs = await run(second, "'second'")
         assert result_text(outputs) == "'second'"
-        content, outputs = await first_task
+        _, outputs = await first_task
         assert result_text(outputs) == "'first'"
     finally:
         second.stop_channels()
@@ -316,7 +328,9 @@ async def test_two_clients_get_their_own_replies(kernel):
 @pytest.mark.parametrize("via", ["control channel", "launcher op"])
 async def test_interrupt(kernel, via):
     client = kernel.client
-    msg_id = client.execute("import time\ntime.sleep(30)")
+    # stop_on_error=False: otherwise ipykernel aborts a request that reaches it right after
+    # the error reply (a race with its own "stop aborting" message), like the one below
+    msg_id = client.execute("import time\ntime.sleep(30)", stop_on_error=False)
     # interrupt only once the cell is running
     while True:
         msg = await client.get_iopub_msg(timeout=30)
@@ -332,18 +346,17 @@ async def test_interrupt(kernel, via):
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert time.monotonic() - started < 25  # the sleep was cut short
-    content, outputs = await run(client, "'still here'")
+    _, outputs = await run(client, "'still here'")
     assert result_text(outputs) == "'still here'"
 
 
 async def test_exit_code_and_log_tail(place):
     marker = f"relay-log-marker-{uuid.uuid4().hex[:8]}"
-    argv = [
-        place.python, "-c",
+    boot = (
         f"import sys; print({marker!r}, file=sys.stderr, flush=True)\n"
-        "from ipykernel.kernelapp import launch_new_instance; launch_new_instance()",
-        "-f", "{connection_file}",
-    ]
+        "from ipykernel.kernelapp import launch_new_instance; launch_new_instance()"
+    )
+    argv = [place.python, "-c", boot, "-f", "{connection_file}"]
     kernel = await start_kernel(place, argv)
     try:
         assert marker in await kernel.relay.log(timeout=30)
@@ -374,6 +387,21 @@ async def test_a_kernel_that_cannot_start_is_reported(place):
         shutil.rmtree(socket_dir, ignore_errors=True)
 
 
+async def test_a_launcher_that_cannot_run_is_reported_with_the_engines_words(container_place):
+    kernel_id, key = uuid.uuid4().hex, secrets.token_hex(32)
+    socket_dir = short_dir()
+    api = container_place.client.api
+    stream = await open_docker_exec(api, container_place.container.id, "start", user=SANDBOX_USER, python="no-such-python")
+    relay = KernelRelay(stream.reader, stream.writer, socket_dir, kernel_id, key)
+    try:
+        await relay.start(start_request(kernel_id, key, ["python"], state_dir=STATE_DIR))
+        with pytest.raises(KernelExited, match="launcher did not start.*no-such-python"):
+            await relay.wait_ready(timeout=60)
+    finally:
+        await relay.close()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+
+
 async def test_reattach_after_the_server_went_away(kernel):
     content, _ = await run(kernel.client, "x = 'survives'")
     assert content["status"] == "ok"
@@ -390,7 +418,7 @@ async def test_reattach_after_the_server_went_away(kernel):
     assert event == {"event": "attached", "pid": pid}
     client = await connect(info)
     kernel.clients.append(client)
-    content, outputs = await run(client, "x")
+    _, outputs = await run(client, "x")
     assert result_text(outputs) == "'survives'"
 
     # stopping through the new relay: the start launcher reaps the kernel, records, exits
@@ -415,7 +443,7 @@ async def test_the_sandbox_has_no_mounts_and_its_links_and_fifos_reach_nothing(c
 
     secret_dir = short_dir()
     secret = os.path.join(secret_dir, "host-secret")
-    with open(secret, "w") as f:
+    with open(secret, "w") as f:  # noqa: ASYNC230 (a few bytes, before any kernel runs)
         f.write("HOST-ONLY-" + uuid.uuid4().hex)
     kernel = await start_kernel(container_place)
     try:
@@ -528,7 +556,7 @@ async def test_docker_output_is_demultiplexed_across_any_split():
 
 
 async def test_socket_dir_must_be_private(tmp_path):
-    shared = tempfile.mkdtemp(prefix="jsbx-t-")
+    shared = short_dir()
     os.chmod(shared, 0o755)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "import sys; sys.stdin.read()", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
@@ -542,7 +570,6 @@ async def test_socket_dir_must_be_private(tmp_path):
     finally:
         proc.stdin.close()
         await proc.wait()
-        shutil.rmtree(shared)
 
 
 async def test_a_stream_that_breaks_the_protocol_is_closed():
@@ -565,3 +592,118 @@ async def test_a_stream_that_breaks_the_protocol_is_closed():
         proc.kill()
         await proc.wait()
         shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+# -- the launcher's own ZMTP peer against libzmq's sockets -----------------------------------
+def pump(peers, until, timeout: float = 20) -> list[tuple[int, list[bytes]]]:
+    """Drive launcher Peers the way its loop does until ``until(messages)`` holds."""
+    import select
+
+    from jupyter_sandbox.backends.launcher import Decoder
+
+    decoder, messages = Decoder(), []
+    deadline = time.monotonic() + timeout
+    while not until(messages):
+        assert time.monotonic() < deadline, f"timed out; got {messages}"
+        now = time.monotonic()
+        poller = select.poll()
+        by_fd = {}
+        for peer in peers:
+            peer.connect(now)
+            if peer.sock is not None:
+                poller.register(peer.fd, peer.events())
+                by_fd[peer.fd] = peer
+        out: list[bytes] = []
+        for fd, events in poller.poll(100):
+            peer = by_fd[fd]
+            if events & select.POLLOUT:
+                peer.on_writable(now)
+            if events & (select.POLLIN | select.POLLHUP | select.POLLERR) and peer.sock is not None:
+                peer.on_readable(out, now)
+        messages.extend(decoder.feed(b"".join(out)))
+    return messages
+
+
+def test_zmtp_peer_with_a_router_queues_until_bound_and_carries_long_frames():
+    import zmq
+
+    from jupyter_sandbox.backends.launcher import Peer
+
+    path = os.path.join(short_dir(), "shell")
+    peer = Peer(SHELL, path, b"DEALER", b"relay-test")
+    peer.send([b"early", b""])  # nobody listens yet: queued, like a libzmq DEALER
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    try:
+        pump([peer], lambda m: peer.ready, timeout=1)  # retries until bound...
+    except AssertionError:
+        pass
+    router.bind(f"ipc://{path}")  # ...which happens now
+    try:
+        big = os.urandom(300_000)  # long frames, and more than one read
+        pump([peer], lambda m: peer.ready)
+        peer.send([b"x" * 255, b"y" * 256, big])
+        pump([peer], lambda m: not peer.outbuf)  # more than a socket buffer: POLLOUT flushes the rest
+        assert router.poll(20_000)
+        assert router.recv_multipart() == [b"relay-test", b"early", b""]
+        assert router.poll(20_000)
+        assert router.recv_multipart() == [b"relay-test", b"x" * 255, b"y" * 256, big]
+        router.send_multipart([b"relay-test", b"reply", big])
+        got = pump([peer], lambda m: len(m) >= 1)
+        assert got == [(SHELL, [b"reply", big])]
+    finally:
+        peer.drop(0)
+        router.close()
+        ctx.term()
+
+
+def test_zmtp_peer_subscribes_to_an_xpub_and_reconnects_after_a_restart():
+    import zmq
+
+    from jupyter_sandbox.backends.launcher import Peer
+
+    path = os.path.join(short_dir(), "iopub")
+    ctx = zmq.Context()
+    peer = Peer(IOPUB, path, b"SUB", b"")
+    try:
+        for attempt in range(2):  # the second XPUB is the kernel coming back
+            xpub = ctx.socket(zmq.XPUB)
+            xpub.linger = 0
+            xpub.bind(f"ipc://{path}")
+            pump([peer], lambda m: peer.ready)
+            peer.send([b"\x01"])
+            assert xpub.poll(20_000)
+            assert xpub.recv() == b"\x01"
+            xpub.send_multipart([b"topic", f"published {attempt}".encode()])
+            got = pump([peer], lambda m: len(m) >= 1)
+            assert got == [(IOPUB, [b"topic", f"published {attempt}".encode()])]
+            xpub.close()
+            pump([peer], lambda m: peer.sock is None)  # it notices the end...
+    finally:
+        peer.drop(0)
+        ctx.term()
+
+
+def test_zmtp_peer_works_with_a_rep_heartbeat():
+    """Other kernels (and older ipykernel) answer heartbeats from a REP socket."""
+    import zmq
+
+    from jupyter_sandbox.backends.launcher import Peer
+
+    path = os.path.join(short_dir(), "hb")
+    ctx = zmq.Context()
+    rep = ctx.socket(zmq.REP)
+    rep.linger = 0
+    rep.bind(f"ipc://{path}")
+    peer = Peer(HB, path, b"DEALER", b"relay-hb")
+    try:
+        peer.send([b"client-id", b"", b"ping"])  # what the host's ROUTER passes on
+        pump([peer], lambda m: peer.ready and not peer.outbuf and not peer.pending)
+        assert rep.poll(20_000)
+        rep.send(rep.recv())
+        assert pump([peer], lambda m: len(m) >= 1) == [(HB, [b"client-id", b"", b"ping"])]
+    finally:
+        peer.drop(0)
+        rep.close()
+        ctx.term()

@@ -55,6 +55,7 @@ MAX_UNIX_PATH = 107
 MAX_PARTS = 1 << 16
 STDERR_CAP = 64 * 1024  # launcher stderr bytes logged per stream
 
+NOBLOCK, EVENTS, POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)  # ints: no enum arithmetic
 _HEAD = struct.Struct(">BI")
 _LEN = struct.Struct(">I")
 
@@ -259,6 +260,7 @@ class KernelRelay:
         self._log_waiters: list[asyncio.Future] = []
         self._closed = False
         self._stream_open = False
+        self._got_message = False
         self.ready: asyncio.Future = self._loop.create_future()
         self.exited: asyncio.Future = self._loop.create_future()
         self.pid: int | None = None
@@ -425,16 +427,25 @@ class KernelRelay:
         sockets = self._sockets
         sent = 0
         try:
-            for kind, parts in self._decoder.feed(data):
+            messages = self._decoder.feed(data)
+            self._got_message = self._got_message or bool(messages)
+            for kind, parts in messages:
                 if kind == LAUNCHER:
                     self._on_event(parts)
                 elif parts:
                     # ROUTER and XPUB never block: a message to a gone client is dropped
-                    sockets[kind].send_multipart(parts, zmq.NOBLOCK, copy=False)
+                    sockets[kind].send_multipart(parts, NOBLOCK, copy=False)
                     sent |= 1 << kind
         except RelayProtocolError as e:
-            log.error("kernel %s: the sandbox broke the relay protocol, closing its stream: %s", self.kernel_id, e)
-            self._stream_ended("stream closed", f"the sandbox broke the relay protocol: {e}")
+            if self._got_message:
+                error = f"the sandbox broke the relay protocol: {e}"
+            else:
+                # nothing valid yet: most likely the engine saying why the launcher did not
+                # start (e.g. "OCI runtime exec failed: ... executable file not found")
+                text = bytes(data[:300]).decode("utf-8", "replace").strip()
+                error = f"the launcher did not start; the sandbox said: {text!r}"
+            log.error("kernel %s: closing its stream: %s", self.kernel_id, error)
+            self._stream_ended("stream closed", error)
             self._writer.close()  # whatever it still sends is ignored
             return
         except zmq.ZMQError as e:
@@ -517,9 +528,9 @@ class KernelRelay:
         more = False
         try:
             for _ in range(256):
-                if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                if not sock.getsockopt(EVENTS) & POLLIN:
                     break
-                self._queue(kind, sock.recv_multipart(zmq.NOBLOCK))
+                self._queue(kind, sock.recv_multipart(NOBLOCK))
                 if self._out_size > self._write_buffer_limit:
                     break
             else:
