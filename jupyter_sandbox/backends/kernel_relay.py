@@ -1,0 +1,800 @@
+"""Host side of the kernel relay: a kernel's ZMQ sockets served over one byte stream.
+
+The kernel runs in the sandbox under ``launcher.py`` (see its docstring for the wire
+format and the launcher's request, events and ops). Here, :class:`KernelRelay` binds the
+five sockets a kernel would bind (ROUTER for shell/stdin/control/hb, XPUB for iopub) at
+``ipc://{socket_dir}/k-<kernel_id>-<n>`` in a directory private to the server, and
+forwards frames both ways over the stream. ``jupyter_client`` connects to those sockets as
+to any local kernel. Nothing is mounted into the sandbox and nothing is read from a file
+the sandbox can write: pid, log and exit status arrive on the stream.
+
+The stream is an asyncio reader/writer pair: a local subprocess's pipes
+(:func:`open_subprocess_launcher`) or a Docker exec's hijacked socket
+(:func:`open_docker_exec`, which removes Docker's stdout/stderr multiplexing).
+Everything runs on the caller's event loop; no thread per stream.
+
+Typical use::
+
+    stream = await open_docker_exec(client.api, container_id, "start", user="1000:1000")
+    relay = KernelRelay(stream.reader, stream.writer, socket_dir, kernel_id, key)
+    info = await relay.start(start_request(kernel_id, key, ["python", "-m", "ipykernel_launcher",
+                                                            "-f", "{connection_file}"]))
+    await relay.wait_ready()        # the launcher started the kernel (KernelExited if not)
+    client = AsyncKernelClient(); client.load_connection_info(info)
+    ...
+    await relay.exited              # {"code", "signal", "log", "error", "reason"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import socket
+import ssl
+import stat
+import struct
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import zmq
+
+log = logging.getLogger(__name__)
+
+SHELL, IOPUB, STDIN, CONTROL, HB, LAUNCHER = 0, 1, 2, 3, 4, 255
+CHANNELS = {SHELL: "shell", IOPUB: "iopub", STDIN: "stdin", CONTROL: "control", HB: "hb"}
+PORTS = {SHELL: 1, IOPUB: 2, STDIN: 3, CONTROL: 4, HB: 5}  # ipc "ports" are path suffixes
+DEFAULT_STATE_DIR = "/tmp/.jsbx"  # in the sandbox: its own tmpfs, made 0700 by the launcher
+KERNEL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")  # the launcher's rule too
+MAX_UNIX_PATH = 107
+MAX_PARTS = 1 << 16
+STDERR_CAP = 64 * 1024  # launcher stderr bytes logged per stream
+
+NOBLOCK, EVENTS, POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)  # ints: no enum arithmetic
+_HEAD = struct.Struct(">BI")
+_LEN = struct.Struct(">I")
+
+
+class KernelRelayError(Exception):
+    """The relay cannot do what was asked (bad arguments, launcher gone, no answer)."""
+
+
+class RelayProtocolError(KernelRelayError):
+    """The stream from the sandbox does not follow the wire format."""
+
+
+class KernelExited(KernelRelayError):
+    """The kernel exited (or the stream closed) before it was ready."""
+
+    def __init__(self, info: dict[str, Any]):
+        self.info = info
+        if info.get("reason") in ("stream closed", "relay closed"):
+            text = f"the {info['reason'].split()[0]} to the sandbox closed before the kernel was ready"
+            if info.get("error"):
+                text += f" ({info['error']})"
+        elif info.get("error"):
+            text = info["error"]
+        elif info.get("signal"):
+            text = f"the kernel was killed by signal {info['signal']}"
+        else:
+            text = f"the kernel exited with code {info.get('code')}"
+        super().__init__(text)
+
+
+# -- the launcher program and its requests --------------------------------------------------
+def launcher_source() -> str:
+    """The source text of launcher.py (package data), run with ``python -I -c``."""
+    return resources.files(__package__).joinpath("launcher.py").read_text(encoding="utf-8")
+
+
+def launcher_command(mode: str, python: str = "python") -> list[str]:
+    if mode not in ("start", "attach"):
+        raise ValueError(f"mode must be 'start' or 'attach', not {mode!r}")
+    return [python, "-I", "-c", launcher_source(), mode]
+
+
+def _check_kernel_id(kernel_id: str) -> str:
+    if not isinstance(kernel_id, str) or not KERNEL_ID.match(kernel_id):
+        raise ValueError(f"kernel id must match {KERNEL_ID.pattern}: {kernel_id!r}")
+    return kernel_id
+
+
+def _key_text(key: bytes | str) -> str:
+    return key.decode("ascii") if isinstance(key, bytes) else key
+
+
+def start_request(
+    kernel_id: str,
+    key: bytes | str,
+    argv: list[str],
+    *,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    state_dir: str = DEFAULT_STATE_DIR,
+    signature_scheme: str = "hmac-sha256",
+    kernel_name: str = "",
+) -> dict[str, Any]:
+    """The ``start`` request: ``{connection_file}`` in argv becomes the file's path in the sandbox."""
+    return {
+        "kernel_id": _check_kernel_id(kernel_id),
+        "connection": {"key": _key_text(key), "signature_scheme": signature_scheme, "kernel_name": kernel_name},
+        "argv": list(argv),
+        "cwd": cwd,
+        "env": dict(env or {}),
+        "state_dir": state_dir,
+    }
+
+
+def attach_request(kernel_id: str, *, state_dir: str = DEFAULT_STATE_DIR) -> dict[str, Any]:
+    return {"kernel_id": _check_kernel_id(kernel_id), "state_dir": state_dir}
+
+
+# -- wire format ---------------------------------------------------------------------------
+def encode(kind: int, parts: list[bytes], out: list[bytes]) -> None:
+    out.append(_HEAD.pack(kind, len(parts)))
+    for p in parts:
+        out.append(_LEN.pack(len(p)))
+        out.append(p)
+
+
+class FrameDecoder:
+    """Incremental decoder: state is kept across chunks, each byte is looked at once."""
+
+    def __init__(self, max_message_bytes: int):
+        self.max_message_bytes = max_message_bytes
+        self._buf = bytearray()
+        self._kind: int | None = None
+        self._left = 0
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, list[bytes]]]:
+        buf = self._buf
+        buf += data
+        out: list[tuple[int, list[bytes]]] = []
+        with memoryview(buf) as view:  # slices of a view: each part is copied once
+            pos = self._parse(view, out)
+        del buf[:pos]  # bytearray drops a prefix in O(1) amortized
+        return out
+
+    def _parse(self, buf: memoryview, out: list) -> int:
+        """Take whole parts from buf; returns how many bytes were consumed."""
+        pos, end = 0, len(buf)
+        while True:
+            if self._kind is None:
+                if end - pos < 5:
+                    return pos
+                kind, count = _HEAD.unpack_from(buf, pos)
+                pos += 5
+                if kind > HB and kind != LAUNCHER:
+                    raise RelayProtocolError(f"unknown message kind {kind}")
+                if count > MAX_PARTS:
+                    raise RelayProtocolError(f"message with {count} parts")
+                self._kind, self._left, self._parts, self._size = kind, count, [], 0
+            if self._left:
+                if end - pos < 4:
+                    return pos
+                (n,) = _LEN.unpack_from(buf, pos)
+                if self._size + n > self.max_message_bytes:
+                    raise RelayProtocolError(f"message larger than {self.max_message_bytes} bytes")
+                if end - pos < 4 + n:
+                    return pos
+                self._parts.append(bytes(buf[pos + 4 : pos + 4 + n]))
+                pos += 4 + n
+                self._size += n
+                self._left -= 1
+            if not self._left:
+                out.append((self._kind, self._parts))
+                self._kind = None
+
+
+def _check_private_dir(path: str) -> None:
+    """The sockets' directory must be ours and closed to everyone else (0700)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise KernelRelayError(f"socket directory {path} does not exist") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise KernelRelayError(f"socket directory {path} is not a directory (or is a symlink)")
+    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise KernelRelayError(
+            f"socket directory {path} must be owned by this server's user and have mode 0700 "
+            f"(it is uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o})"
+        )
+
+
+# -- the relay -----------------------------------------------------------------------------
+class KernelRelay:
+    """Serve one kernel's five sockets on the host and forward them over a byte stream.
+
+    Create it on the event loop that will run it. ``exited`` resolves with
+    ``{"code", "signal", "log", "error", "reason"}``: reason ``"exited"`` when the launcher
+    reported the kernel's exit (code is None when a signal killed it), ``"stream closed"``
+    when the stream ended first (e.g. the container died; also when the sandbox stayed
+    silent for ``liveness_timeout`` seconds, even to a ping), ``"relay closed"`` after
+    :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        socket_dir: str,
+        kernel_id: str,
+        key: bytes | str,
+        *,
+        context: zmq.Context | None = None,
+        max_message_bytes: int = 64 << 20,
+        write_buffer_limit: int = 4 << 20,
+        liveness_timeout: float = 30.0,
+    ):
+        self.kernel_id = _check_kernel_id(kernel_id)
+        self.key = _key_text(key)
+        self.socket_dir = os.path.abspath(socket_dir)
+        self.ip = os.path.join(self.socket_dir, f"k-{kernel_id}")
+        if len(f"{self.ip}-{PORTS[HB]}".encode()) > MAX_UNIX_PATH:
+            raise KernelRelayError(f"socket path {self.ip}-5 is longer than {MAX_UNIX_PATH} bytes; use a shorter socket_dir")
+        self._reader = reader
+        self._writer = writer
+        self._context = context or zmq.Context.instance()
+        self._decoder = FrameDecoder(max_message_bytes)
+        self._write_buffer_limit = write_buffer_limit
+        # An engine may keep an exec stream open after the sandbox died (seen with runsc):
+        # a stream quiet for this long is pinged, and silent for this long is dead.
+        self.liveness_timeout = liveness_timeout
+        self._last_rx = 0.0
+        self._liveness: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self._sockets: dict[int, zmq.Socket] = {}
+        self._fds: list[int] = []
+        self._paused = False  # the stream's write buffer is full: ZMQ queues hold the rest
+        self._bound: dict[str, int] = {}  # socket file -> inode
+        self._tasks: list[asyncio.Task] = []
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._log_waiters: list[asyncio.Future] = []
+        self._closed = False
+        self._stream_open = False
+        self._got_message = False
+        self.ready: asyncio.Future = self._loop.create_future()
+        self.exited: asyncio.Future = self._loop.create_future()
+        self.pid: int | None = None
+
+    @property
+    def connection_info(self) -> dict[str, Any]:
+        return {
+            "transport": "ipc",
+            "ip": self.ip,
+            "shell_port": PORTS[SHELL],
+            "iopub_port": PORTS[IOPUB],
+            "stdin_port": PORTS[STDIN],
+            "control_port": PORTS[CONTROL],
+            "hb_port": PORTS[HB],
+            "key": self.key,
+            "signature_scheme": "hmac-sha256",
+            "kernel_name": "",
+        }
+
+    async def start(self, request: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Bind the sockets, send ``request`` (the launcher's first line) if given, start relaying.
+
+        Returns the connection info for ``jupyter_client`` (``load_connection_info``).
+        """
+        if self._tasks or self._closed:
+            raise KernelRelayError("this relay was already started")
+        if request is not None:
+            if request.get("kernel_id") != self.kernel_id:
+                raise ValueError("the request is for another kernel id")
+            connection = request.get("connection")
+            if connection is not None and _key_text(connection.get("key", "")) != self.key:
+                raise ValueError("the request's key is not this relay's key")
+        _check_private_dir(self.socket_dir)
+        types = {SHELL: zmq.ROUTER, IOPUB: zmq.XPUB, STDIN: zmq.ROUTER, CONTROL: zmq.ROUTER, HB: zmq.ROUTER}
+        try:
+            for kind, socktype in types.items():
+                sock = self._context.socket(socktype)
+                sock.linger = 0
+                if socktype == zmq.XPUB:
+                    # pass every (un)subscription on, so the kernel sees each client's
+                    # subscription and a second client still gets its iopub_welcome
+                    sock.setsockopt(zmq.XPUB_VERBOSER, 1)
+                self._sockets[kind] = sock
+                path = f"{self.ip}-{PORTS[kind]}"
+                sock.bind(f"ipc://{path}")
+                self._bound[path] = os.lstat(path).st_ino
+        except zmq.ZMQError as e:
+            self._close_sockets()
+            raise KernelRelayError(f"cannot bind the kernel sockets in {self.socket_dir}: {e}") from e
+        self._stream_open = True
+        self._last_rx = self._loop.time()
+        self._liveness = self._loop.call_later(self.liveness_timeout / 3, self._check_liveness)
+        if request is not None:
+            self._writer.write(json.dumps(request).encode() + b"\n")
+        self._tasks.append(asyncio.ensure_future(self._from_stream()))
+        # Plain sockets driven by the loop: pyzmq's asyncio futures cost more per message
+        # than the whole relay. ZMQ_FD is edge-triggered, so every wakeup drains the socket.
+        for kind, sock in self._sockets.items():
+            fd = sock.getsockopt(zmq.FD)
+            self._loop.add_reader(fd, self._drain, kind)
+            self._fds.append(fd)
+            self._drain(kind)
+        return self.connection_info
+
+    async def wait_ready(self, timeout: float | None = None) -> dict[str, Any]:
+        """The launcher's ``started``/``attached`` event; KernelExited if the kernel is gone instead."""
+        event = await asyncio.wait_for(asyncio.shield(self.ready), timeout)
+        if event.get("event") in ("started", "attached"):
+            return event
+        raise KernelExited(await self.exited)
+
+    # -- ops ---------------------------------------------------------------------------
+    def _op(self, op: str) -> None:
+        if not self._stream_open:
+            raise KernelRelayError("the stream to the launcher is closed")
+        self._queue(LAUNCHER, [json.dumps({"op": op}).encode()])
+        self._flush()
+
+    async def stop_kernel(self, timeout: float = 10) -> dict[str, Any]:
+        """SIGKILL the kernel's process group; returns the exit info once the launcher reports it."""
+        if not self.exited.done():
+            self._op("stop")
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.exited), timeout)
+        except asyncio.TimeoutError:
+            raise KernelRelayError(f"the launcher did not report the kernel's exit within {timeout} s") from None
+
+    async def interrupt_kernel(self) -> None:
+        """SIGINT to the kernel's process group (for kernels with interrupt_mode 'signal')."""
+        self._op("interrupt")
+
+    async def log(self, timeout: float = 10) -> str:
+        """The tail (<= 64 KiB) of the kernel's stdout+stderr; after the end, the tail sent with the exit."""
+        if not self._stream_open:
+            return self.exited.result()["log"] if self.exited.done() else ""
+        waiter = self._loop.create_future()
+        self._log_waiters.append(waiter)
+        self._op("log")
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            raise KernelRelayError(f"the launcher did not answer with the log within {timeout} s") from None
+        finally:
+            if waiter in self._log_waiters:
+                self._log_waiters.remove(waiter)
+
+    async def close(self) -> None:
+        """Stop relaying and close the sockets and the stream. The kernel is left running:
+        a ``start`` launcher keeps it for a later ``attach`` (use stop_kernel to end it)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._flush()
+        self._stream_ended("relay closed")
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._close_sockets()
+        try:
+            self._writer.close()
+            await self._writer.wait_closed()
+        except (ConnectionError, OSError) as e:
+            log.debug("closing the stream of kernel %s: %s", self.kernel_id, e)
+
+    def _close_sockets(self) -> None:
+        for fd in self._fds:
+            self._loop.remove_reader(fd)
+        self._fds.clear()
+        for sock in self._sockets.values():
+            sock.close(linger=0)
+        self._sockets.clear()
+        # libzmq leaves bound ipc files behind; remove ours, not a successor's at the same path
+        for path, inode in self._bound.items():
+            try:
+                if os.lstat(path).st_ino == inode:
+                    os.unlink(path)
+            except OSError:
+                pass
+        self._bound.clear()
+
+    # -- sandbox -> host -----------------------------------------------------------------
+    async def _from_stream(self) -> None:
+        reader = self._reader
+        try:
+            if isinstance(reader, PushStreamReader):
+                # chunks are relayed from the transport's callback; read() only sees the end
+                buffered = reader.set_consumer(self._on_data)
+                if buffered:
+                    self._on_data(buffered)
+            while data := await reader.read(1 << 18):
+                self._on_data(data)
+        except (ConnectionError, OSError) as e:
+            log.info("kernel %s: stream error: %s", self.kernel_id, e)
+        finally:
+            if isinstance(reader, PushStreamReader):
+                reader.set_consumer(None)
+            self._stream_ended("stream closed")
+
+    def _on_data(self, data: bytes) -> None:
+        """Relay what came from the sandbox to the host sockets and the launcher's events."""
+        if not self._stream_open:
+            return
+        self._last_rx = self._loop.time()
+        sockets = self._sockets
+        sent = 0
+        try:
+            messages = self._decoder.feed(data)
+            self._got_message = self._got_message or bool(messages)
+            for kind, parts in messages:
+                if kind == LAUNCHER:
+                    self._on_event(parts)
+                elif parts:
+                    # ROUTER and XPUB never block: a message to a gone client is dropped
+                    sockets[kind].send_multipart(parts, NOBLOCK, copy=False)
+                    sent |= 1 << kind
+        except RelayProtocolError as e:
+            if self._got_message:
+                error = f"the sandbox broke the relay protocol: {e}"
+            else:
+                # nothing valid yet: most likely the engine saying why the launcher did not
+                # start (e.g. "OCI runtime exec failed: ... executable file not found")
+                text = bytes(data[:300]).decode("utf-8", "replace").strip()
+                error = f"the launcher did not start; the sandbox said: {text!r}"
+            log.error("kernel %s: closing its stream: %s", self.kernel_id, error)
+            self._stream_ended("stream closed", error)
+            self._writer.close()  # whatever it still sends is ignored
+            return
+        except zmq.ZMQError as e:
+            if not self._closed:
+                log.error("kernel %s: relaying to a host socket failed: %s", self.kernel_id, e)
+        for kind in CHANNELS:
+            if sent & (1 << kind):
+                # a send may have taken the edge of ZMQ_FD that announced incoming messages
+                self._drain(kind)
+
+    def _on_event(self, parts: list[bytes]) -> None:
+        try:
+            event = json.loads(parts[0]) if len(parts) == 1 else None
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            log.warning("kernel %s: unreadable launcher event ignored", self.kernel_id)
+            return
+        kind = event.get("event")
+        if kind in ("started", "attached"):
+            self.pid = event.get("pid")
+            if not self.ready.done():
+                self.ready.set_result(event)
+        elif kind == "exited":
+            info = {
+                "code": event.get("code"),
+                "signal": event.get("signal"),
+                "log": str(event.get("log") or ""),
+                "error": event.get("error"),
+                "reason": "exited",
+            }
+            if not self.ready.done():
+                self.ready.set_result(event)
+            if not self.exited.done():
+                self.exited.set_result(info)
+        elif kind == "pong":
+            pass  # _on_data noted that the sandbox is alive
+        elif kind == "log":
+            if self._log_waiters:
+                waiter = self._log_waiters.pop(0)
+                if not waiter.done():
+                    waiter.set_result(str(event.get("log") or ""))
+        else:
+            log.warning("kernel %s: launcher says %s", self.kernel_id, str(event)[:500])
+
+    def _check_liveness(self) -> None:
+        self._liveness = None
+        if not self._stream_open:
+            return
+        quiet = self._loop.time() - self._last_rx
+        if quiet >= self.liveness_timeout:
+            log.error("kernel %s: nothing from the sandbox for %.0f s, closing its stream", self.kernel_id, quiet)
+            self._stream_ended("stream closed", f"the sandbox sent nothing for {quiet:.0f} s (is its container gone?)")
+            self._writer.close()
+            return
+        if quiet >= self.liveness_timeout / 3:
+            self._op("ping")
+        self._liveness = self._loop.call_later(self.liveness_timeout / 3, self._check_liveness)
+
+    def _stream_ended(self, reason: str, error: str | None = None) -> None:
+        self._stream_open = False
+        if self._liveness is not None:
+            self._liveness.cancel()
+            self._liveness = None
+        if not self.exited.done():
+            self.exited.set_result({"code": None, "signal": None, "log": "", "error": error, "reason": reason})
+        if not self.ready.done():
+            self.ready.set_result({"event": "closed"})
+        for waiter in self._log_waiters:
+            if not waiter.done():
+                waiter.set_exception(KernelRelayError("the stream to the launcher closed"))
+        self._log_waiters.clear()
+
+    # -- host -> sandbox -----------------------------------------------------------------
+    def _drain(self, kind: int) -> None:
+        """Send every message waiting on a host socket to the sandbox, in one write."""
+        sock = self._sockets.get(kind)
+        if sock is None or self._paused:
+            return
+        more = False
+        try:
+            for _ in range(256):
+                if not sock.getsockopt(EVENTS) & POLLIN:
+                    break
+                self._queue(kind, sock.recv_multipart(NOBLOCK))
+                if self._out_size > self._write_buffer_limit:
+                    break
+            else:
+                more = True
+        except zmq.ZMQError as e:
+            if not self._closed:
+                log.error("kernel %s: %s socket failed: %s", self.kernel_id, CHANNELS[kind], e)
+        self._flush()
+        if self._stream_open and self._writer.transport.get_write_buffer_size() > self._write_buffer_limit:
+            self._pause()
+        elif more or self._out_size > self._write_buffer_limit:
+            self._loop.call_soon(self._drain, kind)  # still more: let the others run first
+
+    def _pause(self) -> None:
+        # the sandbox reads slowly: leave messages in ZMQ's queues until the stream drains
+        if self._paused:
+            return
+        self._paused = True
+
+        async def resume() -> None:
+            try:
+                await self._writer.drain()
+            except (ConnectionError, OSError):
+                return
+            self._paused = False
+            for kind in list(self._sockets):
+                self._drain(kind)
+
+        self._tasks.append(asyncio.ensure_future(resume()))
+
+    def _queue(self, kind: int, parts: list[bytes]) -> None:
+        out = self._out
+        out.append(_HEAD.pack(kind, len(parts)))
+        size = self._out_size
+        for p in parts:
+            out.append(_LEN.pack(len(p)))
+            out.append(p)
+            size += len(p)
+        self._out_size = size
+
+    def _flush(self) -> None:
+        if not self._out:
+            return
+        data = b"".join(self._out)
+        self._out.clear()
+        self._out_size = 0
+        if self._stream_open and not self._writer.is_closing():
+            self._writer.write(data)
+
+
+# -- streams -------------------------------------------------------------------------------
+@dataclass
+class ExecStream:
+    """A launcher's stdin/stdout as asyncio streams, and how to wait for its exit code."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    wait: Callable[[], Awaitable[int | None]]
+    exec_id: str | None = None
+    process: asyncio.subprocess.Process | None = None
+
+
+class _StderrLog:
+    """The launcher's stderr into the logger, line by line, at most STDERR_CAP bytes."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.pending = bytearray()
+        self.logged = 0
+
+    def feed(self, data: bytes) -> None:
+        if self.logged >= STDERR_CAP:
+            return
+        self.pending += data
+        while b"\n" in self.pending or len(self.pending) > 4096:
+            line, sep, rest = bytes(self.pending).partition(b"\n")
+            if not sep:
+                line, rest = bytes(self.pending[:4096]), bytes(self.pending[4096:])
+            self.pending = bytearray(rest)
+            self._emit(line)
+            if self.logged >= STDERR_CAP:
+                log.warning("%s: further stderr output dropped", self.name)
+                self.pending.clear()
+                return
+
+    def _emit(self, line: bytes) -> None:
+        self.logged += len(line) + 1
+        log.warning("%s: %s", self.name, line.decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        if self.pending and self.logged < STDERR_CAP:
+            self._emit(bytes(self.pending))
+        self.pending.clear()
+
+
+class _LauncherProcessProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """What create_subprocess_exec uses, with a PushStreamReader for stdout and stderr
+    going straight to the log."""
+
+    def __init__(self, on_stderr: Callable[[bytes], None]):
+        super().__init__(limit=1 << 18, loop=asyncio.get_running_loop())
+        self._on_stderr = on_stderr
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.stdout = PushStreamReader(limit=1 << 18)
+        self.stdout.set_transport(transport.get_pipe_transport(1))  # type: ignore[attr-defined]
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 2:
+            self._on_stderr(data)
+        else:
+            super().pipe_data_received(fd, data)
+
+
+async def open_subprocess_launcher(
+    mode: str, *, python: str = sys.executable, env: dict[str, str] | None = None, cwd: str | None = None
+) -> ExecStream:
+    """Run the launcher as a local subprocess (tests, and the local backend)."""
+    loop = asyncio.get_running_loop()
+    stderr: _StderrLog | None = None
+
+    def on_stderr(data: bytes) -> None:
+        assert stderr is not None
+        stderr.feed(data)
+
+    pipe = asyncio.subprocess.PIPE
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _LauncherProcessProtocol(on_stderr), *launcher_command(mode, python),
+        stdin=pipe, stdout=pipe, stderr=pipe, env=env, cwd=cwd,
+    )
+    proc = asyncio.subprocess.Process(transport, protocol, loop)
+    stderr = _StderrLog(f"launcher pid {proc.pid}")
+
+    async def wait() -> int:
+        code = await proc.wait()
+        stderr.close()
+        return code
+
+    assert proc.stdin is not None and proc.stdout is not None
+    return ExecStream(proc.stdout, proc.stdin, wait, process=proc)
+
+
+class PushStreamReader(asyncio.StreamReader):
+    """A StreamReader that can hand each chunk to a consumer as the transport delivers it.
+
+    KernelRelay uses that to relay in the transport's callback instead of waking a task per
+    chunk (fewer event-loop turns per message); read() then only reports the end."""
+
+    _consumer: Callable[[bytes], None] | None = None
+
+    def set_consumer(self, consumer: Callable[[bytes], None] | None) -> bytes:
+        """Route further data to ``consumer`` (None: back to read()); returns what was buffered."""
+        self._consumer = consumer
+        if consumer is None:
+            return b""
+        buffered = bytes(self._buffer)  # the base class's buffer: data fed before this call
+        self._buffer.clear()
+        return buffered
+
+    def feed_data(self, data: bytes) -> None:
+        if self._consumer is not None:
+            if data:
+                self._consumer(data)
+        else:
+            super().feed_data(data)
+
+
+class DockerExecReader(PushStreamReader):
+    """The stdout of a Docker exec without a tty: Docker multiplexes stdout and stderr into
+    frames of an 8-byte header (stream, 0, 0, 0, size u32be) and the payload. Stdout goes to
+    this reader; stderr to ``on_stderr``."""
+
+    def __init__(self, on_stderr: Callable[[bytes], None], limit: int = 1 << 18):
+        super().__init__(limit=limit)
+        self._on_stderr = on_stderr
+        self._head = bytearray()
+        self._stream = 0
+        self._left = 0
+
+    def feed_data(self, data: bytes) -> None:
+        view = memoryview(data)
+        i, n = 0, len(view)
+        while i < n:
+            if not self._left:
+                need = 8 - len(self._head)
+                self._head += view[i : i + need]
+                i += need
+                if len(self._head) < 8:
+                    break
+                self._stream = self._head[0]
+                self._left = int.from_bytes(self._head[4:8], "big")
+                self._head.clear()
+                continue
+            take = min(self._left, n - i)
+            if self._stream == 1:
+                super().feed_data(view[i : i + take])
+            elif self._stream == 2:
+                self._on_stderr(bytes(view[i : i + take]))
+            self._left -= take
+            i += take
+
+
+async def open_docker_exec(
+    api: Any,
+    container: str,
+    mode: str,
+    *,
+    user: str = "",
+    python: str = "python",
+    environment: dict[str, str] | None = None,
+    workdir: str | None = None,
+) -> ExecStream:
+    """Start the launcher with ``docker exec -i`` (no tty) and return its streams.
+
+    ``api`` is docker-py's low-level client (``docker.DockerClient().api``). The exec's
+    hijacked socket is taken over by the event loop; works with the engine's unix socket
+    or plain TCP (not TLS).
+    """
+    command = launcher_command(mode, python)
+
+    def create() -> tuple[str, socket.socket]:
+        exec_id = api.exec_create(
+            container, command, stdin=True, stdout=True, stderr=True, tty=False,
+            user=user, environment=environment, workdir=workdir,
+        )["Id"]
+        hijacked = api.exec_start(exec_id, socket=True, tty=False)
+        raw = getattr(hijacked, "_sock", hijacked)
+        try:
+            if not isinstance(raw, socket.socket) or isinstance(raw, ssl.SSLSocket):
+                raise KernelRelayError(
+                    f"the Docker engine's connection ({type(raw).__name__}) cannot be driven by asyncio; "
+                    "use its unix socket or plain TCP"
+                )
+            # our own descriptor: docker-py's wrappers can be closed (or collected) freely
+            return exec_id, raw.dup()
+        finally:
+            hijacked.close()
+            if raw is not hijacked:
+                raw.close()
+
+    exec_id, sock = await asyncio.to_thread(create)
+    loop = asyncio.get_running_loop()
+    stderr = _StderrLog(f"launcher exec {exec_id[:12]}")
+    reader = DockerExecReader(stderr.feed)
+    try:
+        transport, protocol = await loop.create_connection(lambda: asyncio.StreamReaderProtocol(reader), sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+
+    async def wait() -> int | None:
+        """The launcher's exit code once the exec has ended; None if it went with its container."""
+        import docker.errors
+
+        while True:
+            try:
+                state = await asyncio.to_thread(api.exec_inspect, exec_id)
+            except docker.errors.NotFound:
+                state = {"Running": False, "ExitCode": None}
+            if not state.get("Running"):
+                stderr.close()
+                return state.get("ExitCode")
+            await asyncio.sleep(0.2)
+
+    return ExecStream(reader, writer, wait, exec_id=exec_id)
