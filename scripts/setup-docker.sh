@@ -23,37 +23,44 @@ fence_sandbox_network() {
     log "jupyter-sandbox network fenced: no host services, no 169.254.0.0/16"
 }
 
-if docker info >/dev/null 2>&1 && docker info 2>/dev/null | grep runsc >/dev/null; then
-    log "Docker engine already running with the runsc runtime"
-    fence_sandbox_network
-    exit 0
-fi
-
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v runsc >/dev/null 2>&1 || need+=(runsc)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" iptables >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# gVisor needs --host-uds=all so the host can reach the kernel's ipc sockets.
+# gVisor as a runtime. --network=none: gVisor's own network stack cannot start on hosts whose
+# containers share the root network namespace (this one); sandboxes under runsc get no network.
 mkdir -p /etc/docker
 runsc_path=$(command -v runsc)
-cat > /etc/docker/daemon.json <<JSON
+wanted=$(cat <<JSON
 {
   "runtimes": {
     "runsc": {"path": "$runsc_path", "runtimeArgs": ["--network=none", "--host-uds=all"]}
   }
 }
 JSON
+)
+changed=0
+if [ "$(cat /etc/docker/daemon.json 2>/dev/null)" != "$wanted" ]; then
+    printf '%s\n' "$wanted" > /etc/docker/daemon.json
+    changed=1
+fi
 
 if docker info >/dev/null 2>&1; then
-    log "reloading dockerd to pick up the runsc runtime"
-    kill -HUP "$(cat /var/run/docker.pid)"
+    if [ "$changed" = 1 ]; then
+        log "reloading dockerd for its runtimes (/etc/docker/daemon.json changed)"
+        kill -HUP "$(cat /var/run/docker.pid)"
+        sleep 1
+    else
+        log "Docker engine already running with the runsc runtime"
+    fi
 else
     log "starting dockerd (log: /var/log/dockerd.log)"
     # Detached so it outlives this script; containerd is started by dockerd itself.

@@ -40,15 +40,16 @@ async def test_unreachable_engine_is_a_clear_503():
 
 
 def test_hardened_container_options():
-    options = DockerBackend().container_options(SandboxSpec(memory=256 * 1024**2, cpus=0.5, pids=64), {"a": "b"}, "/h")
+    options = DockerBackend().container_options(SandboxSpec(memory=256 * 1024**2, cpus=0.5, pids=64), {"a": "b"})
     assert options["network_mode"] == "none" and options["read_only"] is True
     assert options["cap_drop"] == ["ALL"] and options["security_opt"] == ["no-new-privileges"]
     # the working directory and /tmp are tmpfs, held in memory: the limit has room for them
     assert options["mem_limit"] == options["memswap_limit"] == (256 + 512 + 128) * 1024**2
     assert options["nano_cpus"] == 500_000_000 and options["pids_limit"] == 64 and options["init"] is True
     assert options["user"] != "root" and not options["user"].startswith("0")
-    assert list(options["volumes"]) == ["/h"]  # only the kernel socket directory
-    assert all("docker.sock" not in path for path in options["volumes"])
+    # nothing of the host is mounted (kernels are reached over the exec stream), the engine's socket least of all
+    assert "volumes" not in options and "mounts" not in options
+    assert set(options["tmpfs"]) == {"/tmp", "/home/user"}
 
 
 @pytest.mark.parametrize("path, expected", [

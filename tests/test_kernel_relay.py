@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from conftest import IMAGE, require_docker
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from jupyter_sandbox.backends.kernel_relay import (
@@ -41,6 +40,8 @@ from jupyter_sandbox.backends.kernel_relay import (
     open_subprocess_launcher,
     start_request,
 )
+
+from conftest import IMAGE, require_docker
 
 LABEL = "org.jupyter-sandbox.test-relay"
 RUN_ID = uuid.uuid4().hex[:12]
@@ -395,7 +396,7 @@ async def test_a_launcher_that_cannot_run_is_reported_with_the_engines_words(con
     relay = KernelRelay(stream.reader, stream.writer, socket_dir, kernel_id, key)
     try:
         await relay.start(start_request(kernel_id, key, ["python"], state_dir=STATE_DIR))
-        with pytest.raises(KernelExited, match="launcher did not start.*no-such-python"):
+        with pytest.raises(KernelExited, match=r"launcher did not start.*no-such-python"):
             await relay.wait_ready(timeout=60)
     finally:
         await relay.close()
@@ -443,7 +444,7 @@ async def test_the_sandbox_has_no_mounts_and_its_links_and_fifos_reach_nothing(c
 
     secret_dir = short_dir()
     secret = os.path.join(secret_dir, "host-secret")
-    with open(secret, "w") as f:  # noqa: ASYNC230 (a few bytes, before any kernel runs)
+    with open(secret, "w") as f:
         f.write("HOST-ONLY-" + uuid.uuid4().hex)
     kernel = await start_kernel(container_place)
     try:

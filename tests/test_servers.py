@@ -51,7 +51,10 @@ def create(server: JupyterServer, name: str) -> dict:
 
 
 def test_two_servers_of_one_user_never_touch_each_others_sandboxes(docker_ready, tmp_path):
-    shared = dict(runtime_dir=tmp_path / "runtime", data_dir=tmp_path / "data", root_dir=tmp_path)
+    # adopt_on_start off: a restarted server removes its leftovers instead of taking them back
+    # (taking back is the default; tests/security/test_crash.py shows it)
+    shared = dict(runtime_dir=tmp_path / "runtime", data_dir=tmp_path / "data", root_dir=tmp_path,
+                  config={"SandboxManager": {"adopt_on_start": False}})
     a = JupyterServer(tmp_path / "a", **shared).start()
     b = JupyterServer(tmp_path / "b", **shared)
     try:
@@ -69,7 +72,7 @@ def test_two_servers_of_one_user_never_touch_each_others_sandboxes(docker_ready,
         create(b, "mine-b")
         assert result_text(a.execute("mine-a", "x + 1")) == "42"
 
-        # A crashes: its container stays. A restarts, knows the slot as its own, reaps its leftover.
+        # A crashes: its container stays. A restarts, knows the slot as its own, removes its leftover.
         a.kill()
         assert len(containers_of_server(id_a)) == 1
         id_b = server_id(b)

@@ -1,10 +1,12 @@
-"""Sandboxes as hardened Docker containers; kernels reached over ZMQ ipc sockets.
+"""Sandboxes as hardened Docker containers; kernels reached over the engine's exec stream.
 
-Each sandbox gets a host directory (mode 0777 inside a 0700 parent) bind-mounted at
-``/run/sandbox-kernel``. A kernel is started with ``docker exec`` from a connection file
-written there whose transport is ``ipc``; the server connects to the same socket files
-through the host path. So the container needs no network at all, and no TCP port is
-ever published.
+Nothing of the host is mounted into a sandbox. A kernel is started by a small launcher
+program (launcher.py) run with ``docker exec -i``: it starts ipykernel inside the container,
+with its ZMQ sockets in the container's own tmpfs, and relays the kernel's messages over the
+exec's stdin/stdout. On the host, kernel_relay.py serves the same five sockets in a folder
+private to the server (random name, mode 0700) for jupyter_client. So the container needs no
+network, no TCP port is published, and the server never opens a path a sandbox can write.
+A kernel outlives a crashed server: a restarted one reattaches (``attach_kernel``).
 """
 
 from __future__ import annotations
@@ -21,14 +23,22 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from jupyter_client.connect import write_connection_file
 from traitlets import Dict, Float, Int, Unicode
 
-from ..errors import BackendUnavailable, InvalidInput, IsADirectory, NotADirectory, NotFound, SandboxError, TooLarge
+from ..errors import (
+    BackendUnavailable,
+    InvalidInput,
+    IsADirectory,
+    KernelDied,
+    NotADirectory,
+    NotFound,
+    SandboxError,
+    TooLarge,
+)
 from ..models import SandboxSpec, format_size, parse_size
 from .base import LABEL_PREFIX, WORKDIR, OnceResult, OnceRun, SandboxBackend, confine
+from .kernel_relay import KernelExited, KernelRelay, KernelRelayError, attach_request, open_docker_exec, start_request
 
-KERNEL_DIR = "/run/sandbox-kernel"  # where the socket directory appears in the container
 SANDBOX_NETWORK = "jupyter-sandbox"
 SANDBOX_BRIDGE = "jsbx0"  # its host interface, named so firewall rules can match it
 
@@ -56,11 +66,6 @@ _REMOVE_SCRIPT = 'test -e "$1" || test -L "$1" || exit 72; rm -rf -- "$1"'
 _WRITE_SCRIPT = 'test -d "$1" && exit 74; mkdir -p -- "$(dirname -- "$1")" || exit 76; cat > "$1" || { rm -f -- "$1"; exit 76; }'
 
 
-def _default_socket_root() -> str:
-    # Short on purpose: a unix socket path must fit in 107 bytes.
-    return os.path.join(tempfile.gettempdir(), f"jsbx-{os.getuid()}")
-
-
 class DockerBackend(SandboxBackend):
     """Hardened containers: no network unless asked, read-only root, no capabilities."""
 
@@ -73,7 +78,15 @@ class DockerBackend(SandboxBackend):
     docker_url = Unicode("", help="Docker engine URL; empty uses DOCKER_HOST or the default socket.").tag(config=True)
     runtime = Unicode("runc", help="Default OCI runtime: 'runc', or 'runsc' for gVisor.").tag(config=True)
     user = Unicode("1000:1000", help="uid:gid that kernels run as inside the container (never root).").tag(config=True)
-    socket_root = Unicode(help="Host directory holding per-sandbox kernel socket directories.").tag(config=True)
+    socket_root = Unicode(
+        "", help="Where the server makes its private folder for the host side of kernel sockets (a new random "
+        "name, mode 0700, each start). '' = the system's temp dir. Keep it short: a socket path has 107 bytes."
+    ).tag(config=True)
+    kernel_start_timeout = Float(60.0, help="Seconds for the launcher to start a kernel in a sandbox.").tag(config=True)
+    liveness_timeout = Float(
+        6.0, help="Seconds of silence, pings unanswered, after which a kernel's stream is taken for dead (an engine "
+        "may keep an exec stream open after its container died)."
+    ).tag(config=True)
     tmp_size = Unicode("128m", help="Size of the /tmp tmpfs in each container (held in memory, as the working directory).").tag(config=True)
     network_mode = Unicode(
         SANDBOX_NETWORK, help="Docker network for sandboxes that ask for network. The default one is made on "
@@ -96,9 +109,6 @@ class DockerBackend(SandboxBackend):
         "cgroup, and below this the whole sandbox dies at kernel start.",
     ).tag(config=True)
 
-    def _socket_root_default(self) -> str:
-        return _default_socket_root()
-
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._client = None
@@ -106,7 +116,10 @@ class DockerBackend(SandboxBackend):
         self._network_ready = False
         self._executor = ThreadPoolExecutor(max_workers=self.engine_threads, thread_name_prefix="jsbx-docker")
         self._streams = ThreadPoolExecutor(max_workers=self.stream_threads, thread_name_prefix="jsbx-stream")
-        self._kernels: dict[tuple[str, str], str] = {}  # (sandbox, kernel) -> exec id
+        self._relays: dict[tuple[str, str], KernelRelay] = {}  # (sandbox, kernel) -> its relay
+        self._ended: dict[str, str] = {}  # sandbox id -> why its container stopped
+        self._watchers: set[asyncio.Task] = set()
+        self._sockets_dir: str | None = None
         self._containers: dict[str, str] = {}  # sandbox id -> container id
         self._specs: dict[str, SandboxSpec] = {}
         self._cpu_samples: dict[str, tuple[float, int, int]] = {}
@@ -198,22 +211,32 @@ class DockerBackend(SandboxBackend):
             )
         self._network_ready = True
 
-    async def _check_runtime(self, runtime: str) -> None:
-        """InvalidInput naming the field when the engine has no such runtime (asked once)."""
+    async def _check_runtime(self, runtime: str, network: bool = False) -> None:
+        """InvalidInput naming the field when the engine has no such runtime, or runs it without
+        a network for a sandbox that asks for one (the engine's runtimes are asked once)."""
         if self._runtimes is None:
             info = await self._call(lambda c: c.info())
-            self._runtimes = set(info.get("Runtimes") or {})
+            self._runtimes = {name: list((spec or {}).get("runtimeArgs") or []) for name, spec in
+                              (info.get("Runtimes") or {}).items()}
+        if network and "--network=none" in self._runtimes.get(runtime, []):
+            raise InvalidInput(
+                f"sandboxes with network are not available under {runtime} on this Docker engine (it runs "
+                f"{runtime} with --network=none); ask for runtime 'runc' or no network", field="network",
+            )
         if runtime not in self._runtimes:
             raise InvalidInput(
                 f"runtime {runtime!r} is not available on this Docker engine (it has {', '.join(sorted(self._runtimes))}); "
                 "scripts/setup-docker.sh registers runsc", field="runtime",
             )
 
-    def host_dir(self, sandbox_id: str) -> str:
-        return os.path.join(self.socket_root, sandbox_id)
+    def _socket_dir(self) -> str:
+        """The server's private folder for the host side of kernel sockets (made on first use)."""
+        if self._sockets_dir is None:
+            self._sockets_dir = tempfile.mkdtemp(prefix="jsbx-", dir=self.socket_root or None)  # 0700, random
+        return self._sockets_dir
 
     # -- lifecycle ----------------------------------------------------------------------
-    def container_options(self, spec: SandboxSpec, labels: dict[str, str], host_dir: str | None) -> dict[str, Any]:
+    def container_options(self, spec: SandboxSpec, labels: dict[str, str]) -> dict[str, Any]:
         """The hardened ``containers.run`` keyword arguments for a spec (also used by one-shot runs)."""
         uid, _, gid = self.user.partition(":")
         runtime = spec.runtime or self.runtime
@@ -241,8 +264,6 @@ class DockerBackend(SandboxBackend):
             runtime=runtime,
             ipc_mode="private",
         )
-        if host_dir:
-            options["volumes"] = {host_dir: {"bind": KERNEL_DIR, "mode": "rw"}}
         return options
 
     def memory_limit(self, spec: SandboxSpec) -> int:
@@ -251,7 +272,7 @@ class DockerBackend(SandboxBackend):
 
     async def _create_container(self, name: str, image: str, command: list[str], options: dict[str, Any]) -> str:
         """A created (not started) container's id; never pulls (a registry may hang or be absent)."""
-        await self._check_runtime(options["runtime"])
+        await self._check_runtime(options["runtime"], network=options["network_mode"] != "none")
         if options["network_mode"] == SANDBOX_NETWORK:
             await self._ensure_network()
         container = await self._call(lambda c: c.containers.create(image, command=command, name=name, **options))
@@ -259,136 +280,177 @@ class DockerBackend(SandboxBackend):
 
     async def create(self, sandbox_id: str, spec: SandboxSpec, labels: dict[str, str]) -> None:
         image = spec.image or self.default_image
-        os.makedirs(self.socket_root, mode=0o700, exist_ok=True)
-        os.chmod(self.socket_root, 0o700)
-        host_dir = self.host_dir(sandbox_id)
-        os.makedirs(host_dir, exist_ok=True)
-        # The kernel (uid 1000 in the container) creates its sockets here; the 0700
-        # parent keeps other host users out.
-        os.chmod(host_dir, 0o777)
-        options = self.container_options(spec, labels, host_dir)
+        options = self.container_options(spec, labels)
         self.log.info(
             "creating container for sandbox %s: image=%s runtime=%s memory=%s cpus=%s network=%s",
             sandbox_id, image, options["runtime"], format_size(spec.memory), spec.cpus, spec.network,
         )
+        making = asyncio.ensure_future(
+            self._create_container(f"jupyter-sandbox-{sandbox_id}", image, ["sleep", "infinity"], options)
+        )
         try:
-            cid = await self._create_container(f"jupyter-sandbox-{sandbox_id}", image, ["sleep", "infinity"], options)
-            self._containers[sandbox_id] = cid
-            self._specs[sandbox_id] = spec
-            await self._call(lambda c: c.api.start(cid))
-        except SandboxError:
-            shutil.rmtree(host_dir, ignore_errors=True)
+            cid = await asyncio.shield(making)
+        except asyncio.CancelledError:
+            # The engine makes it anyway: wait for it, so that the caller's cleanup can remove it.
+            self._containers[sandbox_id] = await making
             raise
+        self._containers[sandbox_id] = cid
+        self._specs[sandbox_id] = spec
+        self._ended.pop(sandbox_id, None)
+        await self._call(lambda c: c.api.start(cid))
+
+    async def adopt(self, sandbox_id: str, spec: SandboxSpec) -> None:
+        name = f"jupyter-sandbox-{sandbox_id}"
+        state = await self._call(lambda c: c.api.inspect_container(name))
+        if not state.get("State", {}).get("Running"):
+            raise NotFound(f"the container of sandbox {sandbox_id} is not running")
+        self._containers[sandbox_id] = state["Id"]
+        self._specs[sandbox_id] = spec
+
+    # -- kernels: a launcher per kernel, relayed over the exec stream ---------------------
+    async def _launcher(self, sandbox_id: str, kernel_id: str, mode: str, key: str,
+                        request: dict[str, Any]) -> tuple[KernelRelay, dict[str, Any]]:
+        """Run the launcher in ``mode``; its relay, started, and the kernel's connection info."""
+        cid = self._container_id(sandbox_id)
+        api = await self._call(lambda c: c.api)
+        stream = await open_docker_exec(
+            api, cid, mode, user=self.user, python=self.python, run=lambda blocking: self._call(lambda _: blocking()),
+        )
+        relay = KernelRelay(stream.reader, stream.writer, self._socket_dir(), kernel_id, key,
+                            liveness_timeout=self.liveness_timeout)
+        info = await relay.start(request)
+        self._relays[(sandbox_id, kernel_id)] = relay
+        relay.exited.add_done_callback(lambda _: self._kernel_ended(sandbox_id, kernel_id))
+        try:
+            await relay.wait_ready(timeout=self.kernel_start_timeout)
+        except (KernelExited, asyncio.TimeoutError) as e:
+            await self._drop(sandbox_id, kernel_id)
+            why = await self._exit_reason(sandbox_id, e.info) if isinstance(e, KernelExited) else "no answer"
+            raise KernelDied(f"the kernel did not start: {why}") from None
+        return relay, info
 
     async def start_kernel(self, sandbox_id, kernel_id, cwd=None) -> dict[str, Any]:
-        host_dir = self.host_dir(sandbox_id)
-        name = f"k-{kernel_id}"
-        host_file = os.path.join(host_dir, f"{name}.json")
-        # ipc "ports" are suffixes of the socket path: <ip>-<port>.
-        ports = dict(shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5)
-        _, info = write_connection_file(
-            host_file, ip=os.path.join(KERNEL_DIR, name), transport="ipc", kernel_name="python3",
-            key=secrets.token_hex(32).encode(), **ports
-        )
-        os.chmod(host_file, 0o644)
-        cid = self._container_id(sandbox_id)
-        inner = f"{KERNEL_DIR}/{name}"
         workdir = confine(cwd) if cwd else WORKDIR
-        # cd in the shell, not the engine's workdir: a missing directory is then our exit code 72,
-        # not an engine error worded differently by runc and runsc.
-        command = [
-            "sh", "-c",
-            f'cd "$1" || exit 72; echo $$ > {inner}.pid; umask 000; exec {self.python} -m ipykernel_launcher '
-            f"-f {inner}.json > {inner}.log 2>&1", "sh", workdir,
-        ]
-        exec_id = (await self._call(lambda c: c.api.exec_create(cid, command, user=self.user)))["Id"]
-        await self._call(lambda c: c.api.exec_start(exec_id, detach=True))
-        self._kernels[(sandbox_id, kernel_id)] = exec_id
-        info = dict(info)
-        info["ip"] = os.path.join(host_dir, name)
+        if workdir != WORKDIR:
+            code, _, _ = await self._exec(sandbox_id, ["test", "-d", workdir])
+            if code != 0:
+                raise InvalidInput(f"the working directory {workdir} does not exist in the sandbox", field="cwd")
+        key = secrets.token_hex(32)
+        argv = [self.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        _, info = await self._launcher(sandbox_id, kernel_id, "start", key, start_request(kernel_id, key, argv, cwd=workdir))
         return info
 
-    def kernel_log(self, sandbox_id: str, kernel_id: str) -> str:
-        try:
-            with open(os.path.join(self.host_dir(sandbox_id), f"k-{kernel_id}.log"), errors="replace") as f:
-                return f.read()[-4000:]
-        except OSError:
-            return ""
+    async def attach_kernel(self, sandbox_id: str, kernel_id: str, key: str) -> dict[str, Any]:
+        _, info = await self._launcher(sandbox_id, kernel_id, "attach", key, attach_request(kernel_id, key))
+        return info
 
-    async def kernel_exit_reason(self, sandbox_id, kernel_id) -> str | None:
-        exec_id = self._kernels.get((sandbox_id, kernel_id))
-        if exec_id is None:
-            return "the kernel is not running"
-        try:
-            state = await self._call(lambda c: c.api.exec_inspect(exec_id))
-        except SandboxError:
-            state = {}
-        if state.get("Running"):
+    def _kernel_ended(self, sandbox_id: str, kernel_id: str) -> None:
+        """A kernel's relay ended. If its stream closed, the container may have stopped: look once."""
+        relay = self._relays.get((sandbox_id, kernel_id))
+        if relay is None or relay.exited.cancelled() or relay.exited.result().get("reason") != "stream closed":
+            return
+        watcher = asyncio.ensure_future(self._watch_container(sandbox_id))
+        self._watchers.add(watcher)  # held until done: a task nobody holds may be collected mid-way
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _watch_container(self, sandbox_id: str, looks: int = 10) -> None:
+        """Look at the container a few times: the stream of a killed one can close before the
+        engine says it stopped."""
+        for _ in range(looks):
+            if await self._check_container(sandbox_id) is not None or sandbox_id not in self._containers:
+                return
+            await asyncio.sleep(0.5)
+
+    async def _check_container(self, sandbox_id: str) -> str | None:
+        """Why the sandbox's container stopped (remembered, and told to ``on_exit``), or None while it runs."""
+        if sandbox_id in self._ended:
+            return self._ended[sandbox_id]
+        if sandbox_id not in self._containers:
             return None
-        spec = self._specs.get(sandbox_id)
-        container_gone = await self._container_exit_reason(sandbox_id)
-        if container_gone:
-            return container_gone
-        code = state.get("ExitCode")
-        if code == MISSING:
-            raise InvalidInput("the working directory does not exist in the sandbox", field="cwd")
-        if code in (137, -9):
-            limit = format_size(spec.memory) if spec else "?"
-            return (
-                f"The kernel died: it was killed (exit code {code}), most likely out of memory "
-                f"(the sandbox's memory limit is {limit}). Restart the context to continue."
-            )
-        tail = self.kernel_log(sandbox_id, kernel_id).strip().splitlines()[-3:]
-        return f"The kernel died (exit code {code}). " + " ".join(tail)
-
-    async def _container_exit_reason(self, sandbox_id: str) -> str | None:
-        """Why the whole container stopped, or None while it runs."""
+        cid = self._containers[sandbox_id]
         try:
-            cid = self._container_id(sandbox_id)
             state = (await self._call(lambda c: c.api.inspect_container(cid))).get("State", {})
         except SandboxError:
-            return "The sandbox's container is gone (removed). Create a new sandbox."
+            state = {"Status": "removed"}
         if state.get("Running"):
             return None
         if state.get("OOMKilled"):
-            return "The sandbox ran out of memory and its container stopped. Restart the sandbox to continue."
-        return (
-            f"The sandbox's container stopped (exit code {state.get('ExitCode')}), e.g. after hitting its "
-            "process limit. Restart the sandbox to continue."
-        )
+            reason = "The sandbox ran out of memory and its container stopped. Restart the sandbox to continue."
+        elif state.get("Status") == "removed":
+            reason = "The sandbox's container was removed outside this server. Restart the sandbox to continue."
+        else:
+            reason = (f"The sandbox's container stopped (exit code {state.get('ExitCode')}), e.g. killed or at its "
+                      "process limit. Restart the sandbox to continue.")
+        if sandbox_id in self._containers:  # not removed meanwhile by the server itself
+            self._ended[sandbox_id] = reason
+            if self.on_exit is not None:
+                self.on_exit(sandbox_id, reason)
+        return reason
+
+    async def _exit_reason(self, sandbox_id: str, info: dict[str, Any]) -> str:
+        """A sentence for a kernel's end, from the launcher's report (or the container's state)."""
+        if info.get("reason") == "stream closed":
+            return await self._check_container(sandbox_id) or "the link to the kernel closed (is the container overloaded?)"
+        if info.get("error"):
+            return str(info["error"])
+        if info.get("signal") == 9 or info.get("code") == 137:
+            spec = self._specs.get(sandbox_id)
+            limit = format_size(self.memory_limit(spec)) if spec else "?"
+            return (f"The kernel died: it was killed (SIGKILL), most likely out of memory (the sandbox holds "
+                    f"{limit}, its files included). Restart the context to continue.")
+        tail = " ".join(str(info.get("log") or "").strip().splitlines()[-3:])
+        what = f"signal {info['signal']}" if info.get("signal") else f"exit code {info.get('code')}"
+        return f"The kernel died ({what}). {tail}".strip()
+
+    async def kernel_exit_reason(self, sandbox_id, kernel_id) -> str | None:
+        # No engine call while the kernel runs: the launcher reports its end on the stream.
+        relay = self._relays.get((sandbox_id, kernel_id))
+        if relay is None:
+            return self._ended.get(sandbox_id) or "the kernel is not running"
+        if not relay.exited.done():
+            return None
+        return await self._exit_reason(sandbox_id, relay.exited.result())
+
+    async def _drop(self, sandbox_id: str, kernel_id: str) -> None:
+        relay = self._relays.pop((sandbox_id, kernel_id), None)
+        if relay is not None:
+            await relay.close()
 
     async def stop_kernel(self, sandbox_id, kernel_id) -> None:
-        exec_id = self._kernels.pop((sandbox_id, kernel_id), None)
-        name = f"k-{kernel_id}"
-        if exec_id is not None and sandbox_id in self._containers:
+        relay = self._relays.get((sandbox_id, kernel_id))
+        if relay is not None and not relay.exited.done():
             try:
-                await self._exec(sandbox_id, ["sh", "-c", f"kill -9 $(cat {KERNEL_DIR}/{name}.pid) 2>/dev/null; true"])
-            except SandboxError as e:
+                await relay.stop_kernel(timeout=10)
+            except KernelRelayError as e:
                 self.log.debug("stopping kernel %s: %s", kernel_id, e)
-        host_dir = self.host_dir(sandbox_id)
-        if os.path.isdir(host_dir):
-            for entry in os.listdir(host_dir):
-                if entry.startswith(name + "-") or entry.startswith(name + "."):
-                    try:
-                        os.unlink(os.path.join(host_dir, entry))
-                    except OSError:
-                        pass
+        await self._drop(sandbox_id, kernel_id)
+
+    async def kernel_log(self, sandbox_id: str, kernel_id: str) -> str:
+        """The tail of a kernel's output (its stdout and stderr), as the launcher keeps it."""
+        relay = self._relays.get((sandbox_id, kernel_id))
+        if relay is None:
+            return ""
+        try:
+            return await relay.log(timeout=5)
+        except KernelRelayError:
+            return ""
 
     async def restart(self, sandbox_id) -> None:
-        for sid, kid in [k for k in self._kernels if k[0] == sandbox_id]:
-            await self.stop_kernel(sid, kid)
+        for sid, kid in [k for k in self._relays if k[0] == sandbox_id]:
+            await self._drop(sid, kid)  # the restart ends every process in it
         cid = self._container_id(sandbox_id)
         await self._call(lambda c: c.api.restart(cid, timeout=2))
         self._cpu_samples.pop(sandbox_id, None)
+        self._ended.pop(sandbox_id, None)
 
     async def remove(self, sandbox_id) -> None:
-        for key in [k for k in self._kernels if k[0] == sandbox_id]:
-            self._kernels.pop(key, None)
         cid = self._containers.pop(sandbox_id, None) or f"jupyter-sandbox-{sandbox_id}"
+        for sid, kid in [k for k in self._relays if k[0] == sandbox_id]:
+            await self._drop(sid, kid)
         self._specs.pop(sandbox_id, None)
         self._cpu_samples.pop(sandbox_id, None)
+        self._ended.pop(sandbox_id, None)
         await self._remove_container(cid)
-        shutil.rmtree(self.host_dir(sandbox_id), ignore_errors=True)
 
     async def _remove_container(self, cid: str) -> None:
         import docker.errors
@@ -573,7 +635,7 @@ class DockerBackend(SandboxBackend):
         """
         from docker.utils.socket import frames_iter
 
-        options = self.container_options(run.spec, run.labels, host_dir=None)
+        options = self.container_options(run.spec, run.labels)
         options["stdin_open"] = True
         if run.cpu_shares:
             options["cpu_shares"] = run.cpu_shares
@@ -615,6 +677,11 @@ class DockerBackend(SandboxBackend):
             await self._remove_container(cid)
 
     async def close(self) -> None:
+        for key in list(self._relays):  # the kernels stay (a restarted server may reattach)
+            await self._drop(*key)
+        if self._sockets_dir is not None:
+            shutil.rmtree(self._sockets_dir, ignore_errors=True)
+            self._sockets_dir = None
         if self._client is not None:
             client, self._client = self._client, None
             await asyncio.get_running_loop().run_in_executor(self._executor, client.close)

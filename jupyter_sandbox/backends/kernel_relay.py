@@ -130,8 +130,9 @@ def start_request(
     }
 
 
-def attach_request(kernel_id: str, *, state_dir: str = DEFAULT_STATE_DIR) -> dict[str, Any]:
-    return {"kernel_id": _check_kernel_id(kernel_id), "state_dir": state_dir}
+def attach_request(kernel_id: str, key: bytes | str = "", *, state_dir: str = DEFAULT_STATE_DIR) -> dict[str, Any]:
+    """The ``attach`` request; with the kernel's key the launcher can cut big outputs down."""
+    return {"kernel_id": _check_kernel_id(kernel_id), "state_dir": state_dir, "key": _key_text(key)}
 
 
 # -- wire format ---------------------------------------------------------------------------
@@ -743,12 +744,14 @@ async def open_docker_exec(
     python: str = "python",
     environment: dict[str, str] | None = None,
     workdir: str | None = None,
+    run: Callable[[Callable[[], Any]], Awaitable[Any]] = asyncio.to_thread,
 ) -> ExecStream:
     """Start the launcher with ``docker exec -i`` (no tty) and return its streams.
 
     ``api`` is docker-py's low-level client (``docker.DockerClient().api``). The exec's
     hijacked socket is taken over by the event loop; works with the engine's unix socket
-    or plain TCP (not TLS).
+    or plain TCP (not TLS). ``run`` runs the blocking engine calls (the caller's own thread
+    pool, say).
     """
     command = launcher_command(mode, python)
 
@@ -772,7 +775,7 @@ async def open_docker_exec(
             if raw is not hijacked:
                 raw.close()
 
-    exec_id, sock = await asyncio.to_thread(create)
+    exec_id, sock = await run(create)
     loop = asyncio.get_running_loop()
     stderr = _StderrLog(f"launcher exec {exec_id[:12]}")
     reader = DockerExecReader(stderr.feed)
@@ -789,7 +792,7 @@ async def open_docker_exec(
 
         while True:
             try:
-                state = await asyncio.to_thread(api.exec_inspect, exec_id)
+                state = await run(lambda: api.exec_inspect(exec_id))
             except docker.errors.NotFound:
                 state = {"Running": False, "ExitCode": None}
             if not state.get("Running"):

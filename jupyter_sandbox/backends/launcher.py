@@ -50,6 +50,8 @@ SIGINT.
 """
 
 import errno
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -345,6 +347,8 @@ def zmtp_command(name, properties):
 class Peer:
     """One ZMTP connection to one of the kernel's sockets, as a DEALER (or SUB for iopub)."""
 
+    key = b""  # the kernel's HMAC key, for signing a cut-down iopub message again
+
     def __init__(self, kind, path, socket_type, identity):
         self.kind = kind
         self.path = path
@@ -483,7 +487,9 @@ class Peer:
             elif self.ready:
                 self.parts.append(body)
                 if not flags & MORE:
-                    encode(self.kind, self.parts, out)
+                    parts = shrink(self.parts, self.key) if self.kind == IOPUB else self.parts
+                    if parts is not None:
+                        encode(self.kind, parts, out)
                     self.parts = []
             else:
                 raise ZmtpError("a message before the handshake")
@@ -500,10 +506,46 @@ class Peer:
         # other commands (PING, SUBSCRIBE...) are ZMTP 3.1; we announced 3.0
 
 
-class Relay:
-    """ZMTP peers of the kernel's five sockets; frames go through as they are."""
+IOPUB_CAP = 8 << 20  # an output message larger than this is cut down here, in the sandbox
+DELIMITER = b"<IDS|MSG>"
 
-    def __init__(self, ip):
+
+def shrink(parts, key, cap=IOPUB_CAP):
+    """An iopub message over ``cap`` bytes, cut down and signed again (stream text truncated, a
+    display replaced by a line saying what was dropped), so that nothing the code prints can
+    grow the server's memory; a message that cannot be cut is dropped (None)."""
+    if sum(len(p) for p in parts) <= cap:
+        return parts
+    try:
+        d = parts.index(DELIMITER)
+        header, parent, metadata, content = (json.loads(p) for p in parts[d + 2:d + 6])
+    except (ValueError, IndexError):
+        return None
+    kind = header.get("msg_type")
+    if kind == "stream":
+        text = content.get("text", "")
+        keep = cap // 2
+        content["text"] = text[:keep] + (f"\n[jupyter-sandbox: {len(text) - keep} more characters of this output "
+                                         "were dropped in the sandbox]\n")
+    elif kind in ("display_data", "execute_result", "update_display_data"):
+        size = sum(len(json.dumps(v)) for v in content.get("data", {}).values())
+        content["data"] = {"text/plain": f"[jupyter-sandbox: an output of {size} bytes was dropped in the sandbox]"}
+        metadata = {}
+    elif kind == "error":
+        content["traceback"] = [line[:4096] for line in content.get("traceback", [])[:200]]
+    else:
+        return None
+    frames = [json.dumps(x).encode() for x in (header, parent, metadata, content)]
+    signature = hmac.new(key, digestmod=hashlib.sha256)
+    for frame in frames:
+        signature.update(frame)
+    return [*parts[:d], DELIMITER, signature.hexdigest().encode() if key else b"", *frames]
+
+
+class Relay:
+    """ZMTP peers of the kernel's five sockets; frames go through as they are (big outputs cut)."""
+
+    def __init__(self, ip, key=b""):
         # One routing id for shell, stdin and control: the kernel answers an input_request
         # on stdin to the identities of the shell request, so they must match.
         identity = b"relay-" + os.urandom(8).hex().encode()
@@ -511,6 +553,7 @@ class Relay:
         for kind, port, socket_type in ((SHELL, 1, b"DEALER"), (IOPUB, 2, b"SUB"), (STDIN, 3, b"DEALER"),
                                         (CONTROL, 4, b"DEALER"), (HB, 5, b"DEALER")):
             self.peers[kind] = Peer(kind, f"{ip}-{port}", socket_type, identity)
+        self.peers[IOPUB].key = key
         self.connect(time.monotonic())
 
     def connect(self, now):
@@ -737,7 +780,8 @@ class Launcher:
                 self.exited(record)
                 return 0
 
-        self.relay = Relay(self.paths.ip)
+        key = (self.request.get("connection") or {}).get("key") or self.request.get("key") or ""
+        self.relay = Relay(self.paths.ip, key.encode())
         out = []
         event(out, event="started" if self.mode == "start" else "attached", pid=self.record["pid"])
         if self.pending:

@@ -54,8 +54,15 @@ class ExecutionCollector:
         self.execution.apply_event(event)
         return event
 
+    def _room(self, size: int) -> int:
+        """How much of ``size`` more bytes of output may be kept; the rest is counted as dropped."""
+        room = size if self.max_output is None else max(0, min(size, self.max_output - self.output_bytes))
+        self.output_bytes += room
+        self.dropped_bytes += size - room
+        return room
+
     def _within_cap(self, size: int) -> bool:
-        """Whether ``size`` more bytes of output fit; counts what does not (said at the end)."""
+        """Whether all of ``size`` more bytes fit (a display is kept whole or not at all)."""
         if self.max_output is None or self.output_bytes + size <= self.max_output:
             self.output_bytes += size
             return True
@@ -86,7 +93,8 @@ class ExecutionCollector:
         if kind == "stream":
             stream = "stderr" if content.get("name") == "stderr" else "stdout"
             text = content.get("text", "")
-            if not self._within_cap(len(text)):
+            text = text[: self._room(len(text))]  # a stream may be cut: its first part is kept
+            if not text:
                 return []
             return [*self._maybe_clear(), self._apply({"type": stream, "text": text, "timestamp": _ns()})]
         if kind in ("display_data", "execute_result"):
