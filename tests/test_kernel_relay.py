@@ -707,3 +707,20 @@ def test_zmtp_peer_works_with_a_rep_heartbeat():
         peer.drop(0)
         rep.close()
         ctx.term()
+
+
+def test_launcher_stderr_is_logged_by_line_and_capped(caplog):
+    from jupyter_sandbox.backends.kernel_relay import STDERR_CAP, _StderrLog
+
+    stderr = _StderrLog("launcher test")
+    with caplog.at_level("WARNING", logger="jupyter_sandbox.backends.kernel_relay"):
+        stderr.feed(b"first li")
+        stderr.feed(b"ne\nsecond\n")
+        stderr.feed(b"x\n" * 200_000)  # far over the cap, in one chunk
+        stderr.feed(b"never logged\n")
+        stderr.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:2] == ["launcher test: first line", "launcher test: second"]
+    assert lines[-1] == "launcher test: further stderr output dropped"
+    assert not any("never logged" in line for line in lines)
+    assert sum(len(line) - len("launcher test: ") + 1 for line in lines[:-1]) <= STDERR_CAP + 1

@@ -131,6 +131,15 @@ class Decoder:
                 self.kind = None
 
 
+def warn(text):
+    """A line on stderr, which the server logs; never fatal (the server may be gone)."""
+    try:
+        sys.stderr.write(f"launcher: {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def encode(kind, parts, out):
     out.append(_HEAD.pack(kind, len(parts)))
     for p in parts:
@@ -528,6 +537,18 @@ class Relay:
         except OSError:
             self.peers[kind].drop(time.monotonic())
 
+    def drain(self, out):
+        """What the kernel sent before it went: read each peer until nothing is waiting."""
+        now = time.monotonic()
+        for peer in self.peers.values():
+            for _ in range(1000):
+                if peer.sock is None or not select.select([peer.sock], [], [], 0)[0]:
+                    break
+                try:
+                    peer.on_readable(out, now)
+                except ZmtpError:
+                    peer.drop(now)
+
     def close(self):
         for peer in self.peers.values():
             peer.drop(0)
@@ -692,6 +713,8 @@ class Launcher:
 
     def exited(self, status):
         out = []
+        if self.relay is not None:
+            self.relay.drain(out)
         if self.log is not None:
             self.log.drain()
         if self.proc is not None:
@@ -750,7 +773,7 @@ class Launcher:
             self.handle(self.decoder.feed(data), out)
         except (ProtocolError, ValueError, AttributeError) as e:
             # a broken server: drop the link, never the kernel
-            sys.stderr.write(f"launcher: bad input from the server, disconnecting: {e}\n")
+            warn(f"bad input from the server, disconnecting: {e}")
             self.disconnect()
 
     def watched(self):
@@ -820,7 +843,7 @@ class Launcher:
                         if events & (select.POLLIN | select.POLLHUP | select.POLLERR) and peer.sock is not None:
                             peer.on_readable(out, now)
                     except ZmtpError as e:
-                        sys.stderr.write(f"launcher: {self.request['kernel_id']} {e}\n")
+                        warn(f"kernel {self.request['kernel_id']}: {e}")
                         peer.drop(now)
             self.out.write(out)
             # start mode: SIGCHLD says when; attach mode: look at the pid now and then
