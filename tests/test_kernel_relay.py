@@ -325,6 +325,17 @@ async def test_two_clients_get_their_own_replies(kernel):
         second.stop_channels()
 
 
+async def test_large_messages_both_ways(kernel):
+    """More than the host's 4 MiB write buffer in a request and in a reply: flow control
+    on both ends (host pause/resume, the launcher's POLLOUT flush)."""
+    blob = secrets.token_hex(3 << 20)  # 6 MiB of text inside the code
+    content, outputs = await run(kernel.client, f"s = {blob!r}\nlen(s), s[-8:]")
+    assert content["status"] == "ok", content
+    assert result_text(outputs) == repr((len(blob), blob[-8:]))
+    content, outputs = await run(kernel.client, "s[::-1]")
+    assert result_text(outputs) == repr(blob[::-1])
+
+
 @pytest.mark.parametrize("via", ["control channel", "launcher op"])
 async def test_interrupt(kernel, via):
     client = kernel.client
