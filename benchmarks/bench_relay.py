@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -45,6 +46,15 @@ from jupyter_sandbox.backends.kernel_relay import (
 
 IMAGE = os.environ.get("JUPYTER_SANDBOX_TEST_IMAGE", "jupyter-sandbox:latest")
 LABEL = "org.jupyter-sandbox.bench-relay"
+
+
+TEMP_DIRS: list[str] = []
+
+
+def temp_dir(prefix: str) -> str:
+    path = tempfile.mkdtemp(prefix=prefix)
+    TEMP_DIRS.append(path)
+    return path
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -99,7 +109,7 @@ async def connect(info: dict) -> AsyncKernelClient:
 
 async def baseline(n: int) -> list[float]:
     km = AsyncKernelManager(transport="ipc", kernel_name="python3")
-    km.ip = os.path.join(tempfile.mkdtemp(prefix="jsbx-bench-"), "k")
+    km.ip = os.path.join(temp_dir("jsbx-bench-"), "k")
     await km.start_kernel()
     try:
         client = await connect(km.get_connection_info())
@@ -115,7 +125,7 @@ async def baseline(n: int) -> list[float]:
 async def through_relay(case: str, stream, n: int, state_dir: str, python: str, sandbox_cpu=None) -> list[float]:
     kernel_id = uuid.uuid4().hex[:12]
     key = secrets.token_hex(32)
-    socket_dir = tempfile.mkdtemp(prefix="jsbx-bench-")
+    socket_dir = temp_dir("jsbx-bench-")
     relay = KernelRelay(stream.reader, stream.writer, socket_dir, kernel_id, key)
     argv = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     info = await relay.start(start_request(kernel_id, key, argv, state_dir=state_dir))
@@ -135,7 +145,7 @@ async def through_relay(case: str, stream, n: int, state_dir: str, python: str, 
 
 async def local(n: int) -> list[float]:
     stream = await open_subprocess_launcher("start")
-    return await through_relay("local", stream, n, tempfile.mkdtemp(prefix="jsbx-state-"), sys.executable)
+    return await through_relay("local", stream, n, temp_dir("jsbx-state-"), sys.executable)
 
 
 async def docker_case(n: int, runtime: str) -> list[float]:
@@ -205,4 +215,8 @@ if __name__ == "__main__":
     parser.add_argument("--only", default="baseline,local,runc,runsc", help="comma-separated cases")
     parser.add_argument("--profile", action="store_true", help="cProfile the host side of the local case")
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.rounds, args.only.split(","), args.profile))
+    try:
+        asyncio.run(main(args.n, args.rounds, args.only.split(","), args.profile))
+    finally:
+        for path in TEMP_DIRS:
+            shutil.rmtree(path, ignore_errors=True)

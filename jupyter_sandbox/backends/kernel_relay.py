@@ -28,6 +28,7 @@ Typical use::
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -88,6 +89,7 @@ class KernelExited(KernelRelayError):
 
 
 # -- the launcher program and its requests --------------------------------------------------
+@functools.cache
 def launcher_source() -> str:
     """The source text of launcher.py (package data), run with ``python -I -c``."""
     return resources.files(__package__).joinpath("launcher.py").read_text(encoding="utf-8")
