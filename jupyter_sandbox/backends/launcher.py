@@ -40,7 +40,8 @@ Before the binary stream the server writes ONE line of JSON (the request):
   ``attached``, or sends ``exited`` from the exit record when the kernel is gone; it
   watches the kernel's pid and reports its death.
 
-Events: ``{"event": "started"|"attached", "pid"}``; ``{"event": "exited", "code",
+Events: ``{"event": "started"|"attached", "pid"}`` once the kernel's five sockets have
+completed their handshakes (the kernel is listening; traffic sent earlier is queued); ``{"event": "exited", "code",
 "signal", "log", "error"}`` (code is the exit status or null when a signal killed it;
 error is a message when the kernel could not be started or vanished without a record);
 ``{"event": "log", "log"}`` answering ``{"op": "log"}``; ``{"event": "pong"}`` answering
@@ -149,6 +150,7 @@ def encode(kind, parts, out):
 
 def event(out, **fields):
     encode(LAUNCHER, [json.dumps(fields).encode()], out)
+    return out
 
 
 class Output:
@@ -537,6 +539,9 @@ class Relay:
         except OSError:
             self.peers[kind].drop(time.monotonic())
 
+    def ready(self):
+        return all(peer.ready for peer in self.peers.values())
+
     def drain(self, out):
         """What the kernel sent before it went: read each peer until nothing is waiting."""
         now = time.monotonic()
@@ -603,6 +608,7 @@ class Launcher:
         self.record = None  # pid record {"pid", "start"}
         self.log = None
         self.wake_r = None
+        self.announce = None  # the started/attached event, until the kernel's sockets answer
 
     # -- kernel process --------------------------------------------------------------
     def start_kernel(self):
@@ -761,8 +767,10 @@ class Launcher:
                 return 0
 
         self.relay = Relay(self.paths.ip)
+        # announced once the kernel's five sockets have answered (a kernel that is up, not
+        # just spawned); relaying starts now, what comes early waits in the peers' queues
+        self.announce = {"event": "started" if self.mode == "start" else "attached", "pid": self.record["pid"]}
         out = []
-        event(out, event="started" if self.mode == "start" else "attached", pid=self.record["pid"])
         if self.pending:
             self.feed(self.pending, out)
         self.out.write(out)
@@ -845,6 +853,9 @@ class Launcher:
                     except ZmtpError as e:
                         warn(f"kernel {self.request['kernel_id']}: {e}")
                         peer.drop(now)
+            if self.announce is not None and self.relay is not None and self.relay.ready():
+                ready_event, self.announce = self.announce, None
+                out.insert(0, b"".join(event([], **ready_event)))
             self.out.write(out)
             # start mode: SIGCHLD says when; attach mode: look at the pid now and then
             if not check and now >= next_check:
