@@ -17,6 +17,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from queue import Empty
 from typing import Any
 
 import pytest
@@ -326,24 +327,48 @@ async def test_two_clients_get_their_own_replies(kernel):
         second.stop_channels()
 
 
+async def test_large_messages_both_ways(kernel):
+    """More than the host's 4 MiB write buffer in a request and in a reply: flow control
+    on both ends (host pause/resume, the launcher's POLLOUT flush)."""
+    blob = secrets.token_hex(3 << 20)  # 6 MiB of text inside the code
+    content, outputs = await run(kernel.client, f"s = {blob!r}\nlen(s), s[-8:]")
+    assert content["status"] == "ok", content
+    assert result_text(outputs) == repr((len(blob), blob[-8:]))
+    content, outputs = await run(kernel.client, "s[::-1]")
+    assert result_text(outputs) == repr(blob[::-1])
+
+
 @pytest.mark.parametrize("via", ["control channel", "launcher op"])
 async def test_interrupt(kernel, via):
     client = kernel.client
     # stop_on_error=False: otherwise ipykernel aborts a request that reaches it right after
     # the error reply (a race with its own "stop aborting" message), like the one below
-    msg_id = client.execute("import time\ntime.sleep(30)", stop_on_error=False)
-    # interrupt only once the cell is running
+    msg_id = client.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(30)", stop_on_error=False)
+    # interrupt once the cell's own code runs: ipykernel ignores SIGINT until it is about
+    # to run it (execute_input comes earlier, so a signal right after it may be dropped)
     while True:
         msg = await client.get_iopub_msg(timeout=30)
-        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
             break
     started = time.monotonic()
-    if via == "control channel":
-        client.control_channel.send(client.session.msg("interrupt_request", {}))
-    else:
-        await kernel.relay.interrupt_kernel()
-    reply = await client.get_shell_msg(timeout=25)
-    assert reply["parent_header"]["msg_id"] == msg_id
+    reply = None
+    for _ in range(3):
+        # a SIGINT that lands while the kernel is still in print's flush may not end the
+        # cell on a busy machine; like a person, press again after a while
+        if via == "control channel":
+            client.control_channel.send(client.session.msg("interrupt_request", {}))
+        else:
+            await kernel.relay.interrupt_kernel()
+        try:
+            while True:  # wait_for_ready may have left a kernel_info_reply queued
+                msg = await client.get_shell_msg(timeout=8)
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    reply = msg
+                    break
+            break
+        except Empty:
+            continue
+    assert reply is not None, "the cell was not interrupted"
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     assert time.monotonic() - started < 25  # the sleep was cut short
@@ -708,3 +733,20 @@ def test_zmtp_peer_works_with_a_rep_heartbeat():
         peer.drop(0)
         rep.close()
         ctx.term()
+
+
+def test_launcher_stderr_is_logged_by_line_and_capped(caplog):
+    from jupyter_sandbox.backends.kernel_relay import STDERR_CAP, _StderrLog
+
+    stderr = _StderrLog("launcher test")
+    with caplog.at_level("WARNING", logger="jupyter_sandbox.backends.kernel_relay"):
+        stderr.feed(b"first li")
+        stderr.feed(b"ne\nsecond\n")
+        stderr.feed(b"x\n" * 200_000)  # far over the cap, in one chunk
+        stderr.feed(b"never logged\n")
+        stderr.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[:2] == ["launcher test: first line", "launcher test: second"]
+    assert lines[-1] == "launcher test: further stderr output dropped"
+    assert not any("never logged" in line for line in lines)
+    assert sum(len(line) - len("launcher test: ") + 1 for line in lines[:-1]) <= STDERR_CAP + 1

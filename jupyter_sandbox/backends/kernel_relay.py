@@ -28,6 +28,7 @@ Typical use::
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -54,6 +55,7 @@ KERNEL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")  # the launcher's rule too
 MAX_UNIX_PATH = 107
 MAX_PARTS = 1 << 16
 STDERR_CAP = 64 * 1024  # launcher stderr bytes logged per stream
+LOG_CAP = 64 * 1024  # characters of kernel log accepted from the launcher (it keeps 64 KiB)
 
 NOBLOCK, EVENTS, POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)  # ints: no enum arithmetic
 _HEAD = struct.Struct(">BI")
@@ -87,6 +89,7 @@ class KernelExited(KernelRelayError):
 
 
 # -- the launcher program and its requests --------------------------------------------------
+@functools.cache
 def launcher_source() -> str:
     """The source text of launcher.py (package data), run with ``python -I -c``."""
     return resources.files(__package__).joinpath("launcher.py").read_text(encoding="utf-8")
@@ -194,6 +197,10 @@ class FrameDecoder:
                 self._kind = None
 
 
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _check_private_dir(path: str) -> None:
     """The sockets' directory must be ours and closed to everyone else (0700)."""
     try:
@@ -298,7 +305,7 @@ class KernelRelay:
         types = {SHELL: zmq.ROUTER, IOPUB: zmq.XPUB, STDIN: zmq.ROUTER, CONTROL: zmq.ROUTER, HB: zmq.ROUTER}
         try:
             for kind, socktype in types.items():
-                sock = self._context.socket(socktype)
+                sock = zmq.Socket(self._context, socktype)  # plain, even from an asyncio context
                 sock.linger = 0
                 if socktype == zmq.XPUB:
                     # pass every (un)subscription on, so the kernel sees each client's
@@ -465,21 +472,23 @@ class KernelRelay:
         if not isinstance(event, dict):
             log.warning("kernel %s: unreadable launcher event ignored", self.kernel_id)
             return
+        # the sandbox writes these: keep only the shapes documented, sizes capped
         kind = event.get("event")
         if kind in ("started", "attached"):
-            self.pid = event.get("pid")
+            self.pid = _int_or_none(event.get("pid"))
             if not self.ready.done():
-                self.ready.set_result(event)
+                self.ready.set_result({"event": kind, "pid": self.pid})
         elif kind == "exited":
+            error = event.get("error")
             info = {
-                "code": event.get("code"),
-                "signal": event.get("signal"),
-                "log": str(event.get("log") or ""),
-                "error": event.get("error"),
+                "code": _int_or_none(event.get("code")),
+                "signal": _int_or_none(event.get("signal")),
+                "log": str(event.get("log") or "")[-LOG_CAP:],
+                "error": str(error)[:2000] if error is not None else None,
                 "reason": "exited",
             }
             if not self.ready.done():
-                self.ready.set_result(event)
+                self.ready.set_result({"event": "exited"})
             if not self.exited.done():
                 self.exited.set_result(info)
         elif kind == "pong":
@@ -488,7 +497,7 @@ class KernelRelay:
             if self._log_waiters:
                 waiter = self._log_waiters.pop(0)
                 if not waiter.done():
-                    waiter.set_result(str(event.get("log") or ""))
+                    waiter.set_result(str(event.get("log") or "")[-LOG_CAP:])
         else:
             log.warning("kernel %s: launcher says %s", self.kernel_id, str(event)[:500])
 
@@ -526,13 +535,14 @@ class KernelRelay:
         sock = self._sockets.get(kind)
         if sock is None or self._paused:
             return
-        more = False
+        more = False  # stopped early: the edge is spent, so come back without one
         try:
             for _ in range(256):
                 if not sock.getsockopt(EVENTS) & POLLIN:
                     break
                 self._queue(kind, sock.recv_multipart(NOBLOCK))
                 if self._out_size > self._write_buffer_limit:
+                    more = True
                     break
             else:
                 more = True
@@ -541,9 +551,9 @@ class KernelRelay:
                 log.error("kernel %s: %s socket failed: %s", self.kernel_id, CHANNELS[kind], e)
         self._flush()
         if self._stream_open and self._writer.transport.get_write_buffer_size() > self._write_buffer_limit:
-            self._pause()
-        elif more or self._out_size > self._write_buffer_limit:
-            self._loop.call_soon(self._drain, kind)  # still more: let the others run first
+            self._pause()  # its resume drains every socket
+        elif more:
+            self._loop.call_soon(self._drain, kind)  # let the others run first
 
     def _pause(self) -> None:
         # the sandbox reads slowly: leave messages in ZMQ's queues until the stream drains
@@ -597,33 +607,42 @@ class ExecStream:
 class _StderrLog:
     """The launcher's stderr into the logger, line by line, at most STDERR_CAP bytes."""
 
+    LINE = 4096  # a longer line is logged in pieces
+
     def __init__(self, name: str):
         self.name = name
         self.pending = bytearray()
         self.logged = 0
 
     def feed(self, data: bytes) -> None:
-        if self.logged >= STDERR_CAP:
+        room = STDERR_CAP - self.logged
+        if room <= 0:
             return
-        self.pending += data
-        while b"\n" in self.pending or len(self.pending) > 4096:
-            line, sep, rest = bytes(self.pending).partition(b"\n")
-            if not sep:
-                line, rest = bytes(self.pending[:4096]), bytes(self.pending[4096:])
-            self.pending = bytearray(rest)
-            self._emit(line)
-            if self.logged >= STDERR_CAP:
-                log.warning("%s: further stderr output dropped", self.name)
-                self.pending.clear()
-                return
+        self.pending += data[: room + self.LINE]  # never keep more than can still be logged
+        pending, start = self.pending, 0
+        while self.logged < STDERR_CAP:
+            end = pending.find(b"\n", start, start + self.LINE)
+            if end < 0:
+                if len(pending) - start < self.LINE:
+                    break
+                end = start + self.LINE
+                self._emit(pending[start:end])
+                start = end
+            else:
+                self._emit(pending[start:end])
+                start = end + 1
+        del pending[:start]
+        if self.logged >= STDERR_CAP:
+            log.warning("%s: further stderr output dropped", self.name)
+            pending.clear()
 
-    def _emit(self, line: bytes) -> None:
+    def _emit(self, line: bytes | bytearray) -> None:
         self.logged += len(line) + 1
         log.warning("%s: %s", self.name, line.decode("utf-8", "replace"))
 
     def close(self) -> None:
         if self.pending and self.logged < STDERR_CAP:
-            self._emit(bytes(self.pending))
+            self._emit(self.pending)
         self.pending.clear()
 
 

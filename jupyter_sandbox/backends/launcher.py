@@ -40,7 +40,8 @@ Before the binary stream the server writes ONE line of JSON (the request):
   ``attached``, or sends ``exited`` from the exit record when the kernel is gone; it
   watches the kernel's pid and reports its death.
 
-Events: ``{"event": "started"|"attached", "pid"}``; ``{"event": "exited", "code",
+Events: ``{"event": "started"|"attached", "pid"}`` once the kernel's five sockets have
+completed their handshakes (the kernel is listening; traffic sent earlier is queued); ``{"event": "exited", "code",
 "signal", "log", "error"}`` (code is the exit status or null when a signal killed it;
 error is a message when the kernel could not be started or vanished without a record);
 ``{"event": "log", "log"}`` answering ``{"op": "log"}``; ``{"event": "pong"}`` answering
@@ -133,6 +134,15 @@ class Decoder:
                 self.kind = None
 
 
+def warn(text):
+    """A line on stderr, which the server logs; never fatal (the server may be gone)."""
+    try:
+        sys.stderr.write(f"launcher: {text}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def encode(kind, parts, out):
     out.append(_HEAD.pack(kind, len(parts)))
     for p in parts:
@@ -142,6 +152,7 @@ def encode(kind, parts, out):
 
 def event(out, **fields):
     encode(LAUNCHER, [json.dumps(fields).encode()], out)
+    return out
 
 
 class Output:
@@ -571,6 +582,21 @@ class Relay:
         except OSError:
             self.peers[kind].drop(time.monotonic())
 
+    def ready(self):
+        return all(peer.ready for peer in self.peers.values())
+
+    def drain(self, out):
+        """What the kernel sent before it went: read each peer until nothing is waiting."""
+        now = time.monotonic()
+        for peer in self.peers.values():
+            for _ in range(1000):
+                if peer.sock is None or not select.select([peer.sock], [], [], 0)[0]:
+                    break
+                try:
+                    peer.on_readable(out, now)
+                except ZmtpError:
+                    peer.drop(now)
+
     def close(self):
         for peer in self.peers.values():
             peer.drop(0)
@@ -625,6 +651,7 @@ class Launcher:
         self.record = None  # pid record {"pid", "start"}
         self.log = None
         self.wake_r = None
+        self.announce = None  # the started/attached event, until the kernel's sockets answer
 
     # -- kernel process --------------------------------------------------------------
     def start_kernel(self):
@@ -735,6 +762,8 @@ class Launcher:
 
     def exited(self, status):
         out = []
+        if self.relay is not None:
+            self.relay.drain(out)
         if self.log is not None:
             self.log.drain()
         if self.proc is not None:
@@ -782,8 +811,10 @@ class Launcher:
 
         key = (self.request.get("connection") or {}).get("key") or self.request.get("key") or ""
         self.relay = Relay(self.paths.ip, key.encode())
+        # announced once the kernel's five sockets have answered (a kernel that is up, not
+        # just spawned); relaying starts now, what comes early waits in the peers' queues
+        self.announce = {"event": "started" if self.mode == "start" else "attached", "pid": self.record["pid"]}
         out = []
-        event(out, event="started" if self.mode == "start" else "attached", pid=self.record["pid"])
         if self.pending:
             self.feed(self.pending, out)
         self.out.write(out)
@@ -794,7 +825,7 @@ class Launcher:
             self.handle(self.decoder.feed(data), out)
         except (ProtocolError, ValueError, AttributeError) as e:
             # a broken server: drop the link, never the kernel
-            sys.stderr.write(f"launcher: bad input from the server, disconnecting: {e}\n")
+            warn(f"bad input from the server, disconnecting: {e}")
             self.disconnect()
 
     def watched(self):
@@ -864,8 +895,11 @@ class Launcher:
                         if events & (select.POLLIN | select.POLLHUP | select.POLLERR) and peer.sock is not None:
                             peer.on_readable(out, now)
                     except ZmtpError as e:
-                        sys.stderr.write(f"launcher: {self.request['kernel_id']} {e}\n")
+                        warn(f"kernel {self.request['kernel_id']}: {e}")
                         peer.drop(now)
+            if self.announce is not None and self.relay is not None and self.relay.ready():
+                ready_event, self.announce = self.announce, None
+                out.insert(0, b"".join(event([], **ready_event)))
             self.out.write(out)
             # start mode: SIGCHLD says when; attach mode: look at the pid now and then
             if not check and now >= next_check:
