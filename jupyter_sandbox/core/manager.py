@@ -228,6 +228,25 @@ class SandboxManager(LoggingConfigurable):
             raise InvalidInput(f"image {spec.image!r} is not allowed; allowed: {', '.join(self.images)}", field="image")
         return spec
 
+    def describe(self) -> dict[str, Any]:
+        """What a create form needs: this server's defaults, maxima, images and backend (no secrets)."""
+        defaults = self.resolve_spec(None)
+        return {
+            "backend": self.backend.name,
+            "isolation": self.backend.isolation,
+            "images": self.images,
+            "defaults": {
+                "image": defaults.image, "memory": defaults.memory, "cpus": defaults.cpus, "disk": defaults.disk,
+                "pids": defaults.pids, "timeout": defaults.timeout, "network": defaults.network,
+            },
+            "maximums": {
+                "memory": parse_size(self.max_memory, "max_memory"), "cpus": self.max_cpus,
+                "disk": parse_size(self.max_disk, "max_disk"), "pids": self.max_pids, "timeout": self.max_timeout,
+                "sandboxes_per_user": self.max_sandboxes_per_user, "contexts_per_sandbox": self.max_contexts_per_sandbox,
+            },
+            "allow_network": self.allow_network,
+        }
+
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         """Reap containers a previous run of this server left behind; start the idle culler."""
