@@ -1,12 +1,17 @@
 """The server pieces the JupyterLab panel needs, through a real Jupyter server on Docker:
-GET config (what the create form shows)."""
+GET config (what the create form shows) and sandbox events on jupyter_server's event bus
+(what makes the panel live)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from jupyter_server.auth.identity import IdentityProvider, User
+
+from jupyter_sandbox.errors import InvalidInput
+from jupyter_sandbox.server.app import SANDBOX_EVENTS
 
 API = ("sandbox", "api")
 BOB = {"Authorization": "token bob-token"}
@@ -60,3 +65,70 @@ async def test_config_tells_the_form_the_real_defaults_and_limits(jp_fetch):
 async def test_config_needs_authentication(jp_fetch):
     r = await fetch(jp_fetch, "config", headers={"Authorization": ""})
     assert r.code == 403
+
+
+async def next_sandbox_event(ws, timeout: float = 60) -> dict:
+    """The next event of our schema on the subscription (jupyter_server's own events skipped)."""
+    while True:
+        message = await asyncio.wait_for(ws.read_message(), timeout)
+        assert message is not None, "the event socket closed"
+        event = json.loads(message)
+        if event["schema_id"] == SANDBOX_EVENTS:
+            return event
+
+
+@pytest.mark.docker
+async def test_sandbox_events_reach_a_subscriber_in_order_without_secrets(jp_fetch, jp_ws_fetch):
+    ws = await jp_ws_fetch("api", "events", "subscribe")
+    try:
+        r = await fetch(jp_fetch, "sandboxes", method="POST", body=json.dumps({"name": "evented"}))
+        assert r.code == 201, r.body
+        sandbox = json.loads(r.body)
+        r = await fetch(jp_fetch, "sandboxes", sandbox["id"], "execute", method="POST", body=json.dumps({"code": "1"}))
+        assert r.code == 200
+        r = await fetch(jp_fetch, "sandboxes", sandbox["id"], method="DELETE")
+        assert r.code == 204
+        events = [await next_sandbox_event(ws) for _ in range(5)]
+    finally:
+        ws.close()
+    assert [(e["action"], e["status"], e["executing"]) for e in events] == [
+        ("created", "starting", 0),
+        ("status", "running", 0),
+        ("execution_started", "running", 1),
+        ("execution_finished", "running", 0),
+        ("removed", "removing", 0),
+    ]
+    for event in events:
+        assert event["sandbox_id"] == sandbox["id"] and event["name"] == "evented"
+        # ids, names and states only: the E2B secret never travels on the bus
+        assert set(event) <= {"schema_id", "action", "sandbox_id", "name", "status", "executing"}, event
+        assert sandbox["e2b_url"].rsplit("/", 1)[-1] not in json.dumps(event)
+
+
+async def test_manager_events_for_restart_pool_and_a_failed_start():
+    """On the local backend (no engine needed): every change a panel shows is announced."""
+    from conftest import make_manager
+
+    manager = make_manager("local", pool_size=1)
+    events: list[tuple[str, str, str]] = []
+    manager.add_listener(lambda e: events.append((e["action"], e["name"], e["status"])))
+    try:
+        await manager.start()
+        while not manager.pool.ready:  # the pool fills in the background: never announced
+            await asyncio.sleep(0.1)
+        assert events == []
+        await manager.create("me", "pooled")  # default spec: taken from the pool, running at once
+        await manager.restart("me", "pooled")
+        await manager.remove("me", "pooled")
+        with pytest.raises(InvalidInput):
+            await manager.create("me", "bad", {"runtime": "runsc"})  # the local backend cannot
+        assert events == [
+            ("created", "pooled", "running"),
+            ("status", "pooled", "restarting"),
+            ("status", "pooled", "running"),
+            ("removed", "pooled", "removing"),
+            ("created", "bad", "starting"),
+            ("removed", "bad", "removing"),
+        ]
+    finally:
+        await manager.shutdown()
