@@ -1,6 +1,6 @@
 """The server pieces the JupyterLab panel needs, through a real Jupyter server on Docker:
-GET config (what the create form shows) and sandbox events on jupyter_server's event bus
-(what makes the panel live)."""
+GET config (what the create form shows), sandbox events on jupyter_server's event bus
+(what makes the panel live), GET logs (the panel's log view) and the upload limit."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import pytest
 from jupyter_server.auth.identity import IdentityProvider, User
 
-from jupyter_sandbox.errors import InvalidInput
+from jupyter_sandbox.errors import InvalidInput, NotFound
 from jupyter_sandbox.server.app import SANDBOX_EVENTS
 
 API = ("sandbox", "api")
@@ -103,6 +103,62 @@ async def test_sandbox_events_reach_a_subscriber_in_order_without_secrets(jp_fet
         # ids, names and states only: the E2B secret never travels on the bus
         assert set(event) <= {"schema_id", "action", "sandbox_id", "name", "status", "executing"}, event
         assert sandbox["e2b_url"].rsplit("/", 1)[-1] not in json.dumps(event)
+
+
+@pytest.mark.docker
+async def test_logs_show_the_kernels_output_and_are_owner_checked(jp_fetch):
+    r = await fetch(jp_fetch, "sandboxes", method="POST", body=json.dumps({"name": "logged"}))
+    assert r.code == 201, r.body
+    sandbox = json.loads(r.body)
+    code = "import os\nos.write(2, b'straight to the kernel log\\n')"
+    r = await fetch(jp_fetch, "sandboxes", "logged", "execute", method="POST", body=json.dumps({"code": code}))
+    assert r.code == 200
+    r = await fetch(jp_fetch, "sandboxes", "logged", "logs")
+    assert r.code == 200, r.body
+    logs = json.loads(r.body)
+    assert isinstance(logs["container"], str)
+    (context,) = logs["contexts"]
+    assert context["id"] == sandbox["contexts"][0]["id"]
+    # ipykernel's start-up lines, then what the code wrote to file descriptor 2
+    assert "--existing /run/sandbox-kernel/k-" in context["kernel_log"]
+    assert context["kernel_log"].rstrip().endswith("straight to the kernel log")
+    # another user's sandbox is not found, unknown ones neither
+    r = await fetch(jp_fetch, "sandboxes", sandbox["id"], "logs", headers=BOB)
+    assert r.code == 404
+    r = await fetch(jp_fetch, "sandboxes", "nope", "logs")
+    assert r.code == 404
+    assert (await fetch(jp_fetch, "sandboxes", sandbox["id"], method="DELETE")).code == 204
+
+
+@pytest.mark.docker
+async def test_an_upload_over_the_limit_is_a_413_naming_the_limit(jp_fetch):
+    r = await fetch(jp_fetch, "sandboxes", method="POST", body=json.dumps({"name": "uploads"}))
+    assert r.code == 201, r.body
+    try:
+        r = await fetch(jp_fetch, "sandboxes", "uploads", "files", params={"path": "big.bin"}, method="PUT",
+                        body=b"x" * (3 * 1024**2 + 1))
+        assert r.code == 413, r.body
+        assert "3145728" in json.loads(r.body)["message"]
+        r = await fetch(jp_fetch, "sandboxes", "uploads", "files", params={"path": "ok.bin"}, method="PUT",
+                        body=b"x" * (3 * 1024**2))
+        assert r.code == 204, r.body
+    finally:
+        await fetch(jp_fetch, "sandboxes", "uploads", method="DELETE")
+
+
+async def test_local_backend_logs_have_no_container():
+    from conftest import make_manager
+
+    manager = make_manager("local")
+    try:
+        await manager.create("me", "plain")
+        logs = await manager.logs("me", "plain")
+        assert logs["container"] is None
+        assert "--existing" in logs["contexts"][0]["kernel_log"]
+        with pytest.raises(NotFound):
+            await manager.logs("someone else", "plain")
+    finally:
+        await manager.shutdown()
 
 
 async def test_manager_events_for_restart_pool_and_a_failed_start():

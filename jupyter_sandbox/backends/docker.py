@@ -26,7 +26,7 @@ from traitlets import Dict, Float, Int, Unicode
 
 from ..errors import BackendUnavailable, InvalidInput, IsADirectory, NotADirectory, NotFound, SandboxError, TooLarge
 from ..models import SandboxSpec, format_size, parse_size
-from .base import LABEL_PREFIX, WORKDIR, OnceResult, OnceRun, SandboxBackend, confine
+from .base import LABEL_PREFIX, LOG_LIMIT, WORKDIR, OnceResult, OnceRun, SandboxBackend, confine, tail_file
 
 KERNEL_DIR = "/run/sandbox-kernel"  # where the socket directory appears in the container
 SANDBOX_NETWORK = "jupyter-sandbox"
@@ -314,6 +314,16 @@ class DockerBackend(SandboxBackend):
                 return f.read()[-4000:]
         except OSError:
             return ""
+
+    async def logs(self, sandbox_id: str, kernel_ids: list[str]) -> dict[str, Any]:
+        cid = self._container_id(sandbox_id)
+        # The container's own output (its init and `sleep`): engine-level trouble shows here.
+        text = (await self._call(lambda c: c.api.logs(cid, tail=1000))).decode(errors="replace")[-LOG_LIMIT:]
+        host_dir = self.host_dir(sandbox_id)
+        kernels = {
+            k: await asyncio.to_thread(tail_file, os.path.join(host_dir, f"k-{k}.log")) for k in kernel_ids
+        }
+        return {"container": text, "kernels": kernels}
 
     async def kernel_exit_reason(self, sandbox_id, kernel_id) -> str | None:
         exec_id = self._kernels.get((sandbox_id, kernel_id))

@@ -630,6 +630,17 @@ class SandboxManager(LoggingConfigurable):
                 raise NotFound(f"no sandbox {key!r}") from None
             raise
 
+    async def logs(self, owner: str, key: str) -> dict[str, Any]:
+        """The container's and each context's kernel log (the end of each), for the owner."""
+        sandbox = self._get(owner, key)
+        contexts = list(sandbox.contexts.values())
+        logs = await self.backend.logs(sandbox.model.id, [c.kernel_id for c in contexts])
+        return {
+            "container": logs["container"],
+            "contexts": [{"id": c.model.id, "language": c.model.language, "kernel_log": logs["kernels"].get(c.kernel_id, "")}
+                         for c in contexts],
+        }
+
     # -- contexts -----------------------------------------------------------------------
     def _context(self, sandbox: _Sandbox, context_id: str | None) -> _Context:
         cid = context_id or sandbox.default_context

@@ -165,6 +165,13 @@ class StatsHandler(SandboxAPIHandler):
         self.write_json(await self.manager.stats(self.owner, sandbox_id))
 
 
+class LogsHandler(SandboxAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, sandbox_id):
+        self.write_json(await self.manager.logs(self.owner, sandbox_id))
+
+
 class ConfigHandler(SandboxAPIHandler):
     """The server's real defaults and limits, so that a create form can show them."""
 
@@ -386,6 +393,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     (api_path("sandboxes/{sandbox_id}/restart"), RestartHandler),
     (api_path("sandboxes/{sandbox_id}/interrupt"), InterruptHandler),
     (api_path("sandboxes/{sandbox_id}/stats"), StatsHandler),
+    (api_path("sandboxes/{sandbox_id}/logs"), LogsHandler),
     (api_path("sandboxes/{sandbox_id}/contexts"), ContextsHandler),
     (api_path("sandboxes/{sandbox_id}/contexts/{context_id}"), ContextHandler),
     (api_path("sandboxes/{sandbox_id}/contexts/{context_id}/restart"), ContextRestartHandler),
