@@ -19,7 +19,7 @@ const BADGE = 'jp-SandboxCell-badge';
 export function showMark(cell: Cell): void {
   const marked = cell.model.type === 'code' && isMarked(cell.model);
   cell.toggleClass(MARKED, marked);
-  let badge = cell.node.querySelector<HTMLElement>(`:scope > .${BADGE}`);
+  let badge = cell.node.querySelector<HTMLElement>(`.${BADGE}`);
   if (!marked) {
     badge?.remove();
     return;
@@ -29,7 +29,8 @@ export function showMark(cell: Cell): void {
     badge.className = BADGE;
     badge.title =
       'This cell runs in the notebook\'s sandbox, however it is run. "Remove sandbox mark" (Run menu) makes it a kernel cell again.';
-    cell.node.append(badge);
+    // the cell header: JupyterLab's place for what belongs above a cell's input
+    (cell.node.querySelector(':scope > .jp-CellHeader') ?? cell.node).prepend(badge);
   }
   const count = sandboxCount(cell.model);
   badge.textContent = count === null ? 'sandbox' : `sandbox [${count}]`;

@@ -24,14 +24,21 @@ export class SandboxStore {
   busy = new Set<string>();
   /** Whether the first list has arrived (before it, "not created" would be a guess). */
   loaded = false;
+  /** Sandbox id -> how many times code finished or the sandbox restarted: its files may differ since. */
+  activity = new Map<string, number>();
 
   constructor(intervalSeconds = 5) {
     this.poll = new Poll({
       name: 'jupyter-sandbox:stats',
       factory: () => this.pollDetails(),
-      frequency: { interval: intervalSeconds * 1000, backoff: true, max: 60 * 1000 },
+      frequency: SandboxStore.frequency(intervalSeconds),
       // hidden panel: nobody looks at stats, so none are fetched
       standby: () => !this._visible || 'when-hidden'
+    });
+    this.poll.ticked.connect((_, state) => {
+      if (state.phase === 'rejected') {
+        this.report(state.payload);
+      }
     });
     void this.refresh();
     void this.loadConfig();
@@ -43,7 +50,13 @@ export class SandboxStore {
 
   /** The poll interval, from the settings. */
   set interval(seconds: number) {
-    this.poll.frequency = { ...this.poll.frequency, interval: seconds * 1000 };
+    this.poll.frequency = SandboxStore.frequency(seconds);
+  }
+
+  /** Every `seconds`; after failures, backing off up to a minute (or the interval, if longer). */
+  private static frequency(seconds: number) {
+    const interval = seconds * 1000;
+    return { interval, backoff: true, max: Math.max(interval, 60 * 1000) };
   }
 
   /** The panel tells whether it is shown: stats are polled only then. */
@@ -74,11 +87,17 @@ export class SandboxStore {
 
   /** A sandbox event from the server's event bus. */
   handleEvent(event: ISandboxEvent): void {
+    if (this.refreshing) {
+      this.again = true; // the list on its way may predate this event
+    }
     const applied = applySandboxEvent(this.sandboxes, this.executing, event);
     this.sandboxes = applied.sandboxes;
     this.executing = applied.executing;
     if (event.action === 'removed') {
       this.stats.delete(event.sandbox_id);
+    }
+    if (event.action === 'execution_finished' || event.action === 'status') {
+      this.activity.set(event.sandbox_id, (this.activity.get(event.sandbox_id) ?? 0) + 1);
     }
     this._changed.emit();
     if (applied.refresh) {
@@ -128,26 +147,33 @@ export class SandboxStore {
     this._changed.emit();
   }
 
+  /** What the poll fetches while the panel shows: the list, then stats of the running ones, one-shots. */
   private async pollDetails(): Promise<void> {
-    const [sandboxes, oneShots] = await Promise.all([api.list(), api.oneShots()]);
+    // the list through refresh(): loads of it never overlap, so an older answer never wins
+    await this.refresh();
+    if (this.failing) {
+      throw new Error('the server did not answer');
+    }
+    const [oneShots, stats] = await Promise.all([api.oneShots(), this.loadStats()]);
+    this.oneShots = oneShots;
+    this.stats = stats;
+    this._changed.emit();
+  }
+
+  private async loadStats(): Promise<Map<string, IStats>> {
     const stats = new Map<string, IStats>();
     await Promise.all(
-      sandboxes
+      this.sandboxes
         .filter(s => s.status === 'running')
         .map(async s => {
           try {
             stats.set(s.id, await api.stats(s.id));
           } catch {
-            // removed or restarting between the list and this call: its event says so
+            // removed or restarting since the list: its event says so
           }
         })
     );
-    this.sandboxes = sandboxes;
-    this.loaded = true;
-    this.oneShots = oneShots;
-    this.stats = stats;
-    this.failing = false;
-    this._changed.emit();
+    return stats;
   }
 
   /** One notification per outage, not one every few seconds. */

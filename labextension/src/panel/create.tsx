@@ -43,7 +43,7 @@ export class CreateForm extends ReactWidget {
         {input}
         {this.errors[name] ? (
           <div className="jp-SandboxCreate-error" id={`jp-sandbox-create-${name}-error`} role="alert">
-            {errorIcon.react({ tag: 'span', className: 'jp-SandboxCreate-errorIcon' })}
+            <errorIcon.react tag="span" className="jp-SandboxCreate-errorIcon" />
             {this.errors[name]}
           </div>
         ) : (

@@ -107,6 +107,7 @@ export function FileTree(props: IFileTreeProps): JSX.Element {
     return listing.flatMap(entry => {
       if (isDirectory(entry)) {
         const expanded = open.has(entry.path);
+        const Caret = expanded ? caretDownIcon.react : caretRightIcon.react;
         const row = (
           <li
             key={entry.path}
@@ -118,9 +119,9 @@ export function FileTree(props: IFileTreeProps): JSX.Element {
             {...dropTarget(files => props.onUpload(entry.path, files))}
           >
             <span className="jp-SandboxFiles-caret">
-              {(expanded ? caretDownIcon : caretRightIcon).react({ tag: 'span' })}
+              <Caret tag="span" />
             </span>
-            {folderIcon.react({ tag: 'span', className: 'jp-SandboxFiles-icon' })}
+            <folderIcon.react tag="span" className="jp-SandboxFiles-icon" />
             <span className="jp-SandboxFiles-name">{entry.name}</span>
           </li>
         );
@@ -136,10 +137,10 @@ export function FileTree(props: IFileTreeProps): JSX.Element {
           onClick={() => props.onDownload(entry)}
         >
           <span className="jp-SandboxFiles-caret" />
-          {fileIcon.react({ tag: 'span', className: 'jp-SandboxFiles-icon' })}
+          <fileIcon.react tag="span" className="jp-SandboxFiles-icon" />
           <span className="jp-SandboxFiles-name">{entry.name}</span>
           <span className="jp-SandboxFiles-size">{formatBytes(entry.size)}</span>
-          {downloadIcon.react({ tag: 'span', className: 'jp-SandboxFiles-download' })}
+          <downloadIcon.react tag="span" className="jp-SandboxFiles-download" />
         </li>
       ];
     });

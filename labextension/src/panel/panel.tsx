@@ -22,6 +22,7 @@ import {
 } from '@jupyterlab/ui-components';
 import { CommandRegistry } from '@lumino/commands';
 import { Message } from '@lumino/messaging';
+import { AccordionPanel } from '@lumino/widgets';
 import React from 'react';
 
 import { api } from '../api';
@@ -135,7 +136,12 @@ class SandboxList extends ReactWidget {
         Notification.success(`Uploaded ${path} to ${sandbox.name}`, { autoClose: 3000 });
       }
     }
-    this.filesVersion.set(sandbox.id, (this.filesVersion.get(sandbox.id) ?? 0) + 1);
+    this.bumpFiles(sandbox.id);
+  }
+
+  /** List a sandbox's open folders again. */
+  private bumpFiles(id: string): void {
+    this.filesVersion.set(id, (this.filesVersion.get(id) ?? 0) + 1);
     this.update();
   }
 
@@ -176,6 +182,7 @@ class SandboxList extends ReactWidget {
 
   private renderItem(s: ISandbox, now: number): JSX.Element {
     const expanded = this.expanded.has(s.id);
+    const Caret = expanded ? caretDownIcon.react : caretRightIcon.react;
     const state = badgeState(s, this.store.isBusy(s));
     const command = (id: string, event?: React.SyntheticEvent) => {
       event?.stopPropagation();
@@ -199,8 +206,8 @@ class SandboxList extends ReactWidget {
           onClick={() => this.toggle(s.id)}
           onKeyDown={event => (event.key === 'Enter' || event.key === ' ') && this.toggle(s.id)}
         >
-          {(expanded ? caretDownIcon : caretRightIcon).react({ tag: 'span', className: 'jp-SandboxItem-caret' })}
-          {sandboxIcon.react({ tag: 'span', className: 'jp-SandboxItem-icon' })}
+          <Caret tag="span" className="jp-SandboxItem-caret" />
+          <sandboxIcon.react tag="span" className="jp-SandboxItem-icon" />
           <span className="jp-SandboxItem-label">{s.name}</span>
           <span className="jp-SandboxItem-badge" data-state={state}>
             {state}
@@ -282,10 +289,17 @@ class SandboxList extends ReactWidget {
             <progress max={1} value={upload.fraction} />
           </div>
         )}
-        <div className="jp-SandboxItem-subtitle">Files in {WORKDIR}</div>
+        <div className="jp-SandboxItem-subtitle">
+          Files in {WORKDIR}
+          <ToolbarButtonComponent
+            icon={refreshIcon}
+            tooltip="List the files again"
+            onClick={() => this.bumpFiles(s.id)}
+          />
+        </div>
         <FileTree
           sandbox={s}
-          version={this.filesVersion.get(s.id) ?? 0}
+          version={(this.filesVersion.get(s.id) ?? 0) + (this.store.activity.get(s.id) ?? 0)}
           onDownload={entry => void this.download(s, entry)}
           onUpload={(dir, files) => void this.upload(s, dir, files)}
         />
@@ -425,6 +439,12 @@ export class SandboxPanel extends SidePanel {
     this.addWidget(this.list);
     this.addWidget(this.form);
     this.addWidget(this.oneShots);
+    // most of the room for the list, some for the form, a little for one-shot runs
+    this.accordion.setRelativeSizes([3, 2, 1]);
+  }
+
+  private get accordion(): AccordionPanel {
+    return this.content as AccordionPanel;
   }
 
   /** Expand a sandbox's item (and its logs) and bring it into view. */
@@ -434,9 +454,7 @@ export class SandboxPanel extends SidePanel {
 
   /** Show the create form with the cursor in its first field. */
   focusCreate(): void {
-    const index = this.widgets.indexOf(this.form);
-    const accordion = this.content as unknown as { expand?: (index: number) => void };
-    accordion.expand?.(index);
+    this.accordion.expand(this.widgets.indexOf(this.form));
     this.form.focus();
   }
 
