@@ -76,9 +76,11 @@ export const api = {
   interrupt: (id: string) => json<void>(`sandboxes/${enc(id)}/interrupt`, post()),
   stats: (id: string) => json<IStats>(`sandboxes/${enc(id)}/stats`),
   logs: (id: string) => json<ILogs>(`sandboxes/${enc(id)}/logs`),
-  files: (id: string, path: string) => json<IFileEntry[]>(`sandboxes/${enc(id)}/files?path=${enc(path)}`),
-  /** A file's bytes (the same route answers a file's content instead of a listing). */
-  fileBlob: async (id: string, path: string) => (await fetchAPI(`sandboxes/${enc(id)}/files?path=${enc(path)}`)).blob(),
+  /** A folder's entries (type=dir: a file there is a 400, not its bytes). */
+  files: (id: string, path: string) => json<IFileEntry[]>(`sandboxes/${enc(id)}/files?path=${enc(path)}&type=dir`),
+  /** A file's bytes. */
+  fileBlob: async (id: string, path: string) =>
+    (await fetchAPI(`sandboxes/${enc(id)}/files?path=${enc(path)}&type=file`)).blob(),
   oneShots: async () => oneShotList(await json<unknown>('v1/executions')),
   killOneShot: (id: string) => json<void>(`v1/executions/${enc(id)}`, { method: 'DELETE' }),
 

@@ -1,5 +1,5 @@
 /** Names and paths: which sandbox a notebook uses, how files are named and shown. Pure code. */
-import type { IFileEntry, IOneShot } from './wire';
+import type { IFileEntry, IOneShot, ISandbox, IServerConfig } from './wire';
 
 /**
  * The default sandbox of a notebook: tied to its kernel, not its path, so that the
@@ -37,6 +37,11 @@ export function relativePath(path: string, root = WORKDIR): string {
 export function uploadPath(dir: string, fileName: string): string {
   const rel = relativePath(dir);
   return rel === '.' || rel === '' ? fileName : `${rel.replace(/\/+$/, '')}/${fileName}`;
+}
+
+/** The largest file the server takes into a sandbox: its request limit, and the sandbox's disk. */
+export function uploadLimit(sandbox: ISandbox, config: IServerConfig | null): number {
+  return Math.min(config?.max_upload_size ?? Infinity, sandbox.spec.disk);
 }
 
 /** GET .../v1/executions may answer a list or {executions: [...]}. */

@@ -24,6 +24,8 @@ export interface ISandbox {
   contexts: IContext[];
   isolation?: string;
   e2b_url?: string | null;
+  /** The notebook kernel this sandbox belongs to (removed when it shuts down), if any. */
+  kernel_id?: string | null;
 }
 
 export interface IContext {
@@ -74,6 +76,7 @@ export interface IServerConfig {
     contexts_per_sandbox: number;
   };
   allow_network: boolean;
+  /** The largest request body; an upload is also held to the sandbox's disk size. */
   max_upload_size: number;
 }
 

@@ -11,9 +11,10 @@ import {
   oneShotDuration,
   oneShotList,
   relativePath,
+  uploadLimit,
   uploadPath
 } from '../src/names';
-import type { IFileEntry } from '../src/wire';
+import type { IFileEntry, ISandbox, IServerConfig } from '../src/wire';
 
 describe('notebookSandboxName', () => {
   it("is the magics' name: notebook- and the first 12 characters of the kernel id", () => {
@@ -49,6 +50,13 @@ describe('file entries', () => {
     assert.equal(relativePath('/home/user/out'), 'out');
     assert.equal(relativePath('/home/user/out/data.csv'), 'out/data.csv');
     assert.equal(relativePath('/home/username/x'), '/home/username/x');
+  });
+
+  it("holds an upload to the server's request limit and the sandbox's disk, whichever is smaller", () => {
+    const sandbox = { spec: { disk: 100 } } as ISandbox;
+    assert.equal(uploadLimit(sandbox, { max_upload_size: 1000 } as IServerConfig), 100);
+    assert.equal(uploadLimit(sandbox, { max_upload_size: 10 } as IServerConfig), 10);
+    assert.equal(uploadLimit(sandbox, null), 100);
   });
 
   it('puts an upload into the folder it was dropped on', () => {

@@ -29,7 +29,7 @@ import { api } from '../api';
 import { CommandIDs } from '../commands';
 import { formatBytes, formatDuration, formatPercent, formatUptime } from '../format';
 import { sandboxIcon } from '../icons';
-import { ACTIVE_ONE_SHOT, downloadName, oneShotDuration, uploadPath, WORKDIR } from '../names';
+import { ACTIVE_ONE_SHOT, downloadName, oneShotDuration, uploadLimit, uploadPath, WORKDIR } from '../names';
 import { SandboxStore } from '../store';
 import type { IFileEntry, ILogs, ISandbox } from '../wire';
 import { CreateForm } from './create';
@@ -111,13 +111,13 @@ class SandboxList extends ReactWidget {
 
   /** Upload files into `dir`, showing progress; refused early when over the server's limit. */
   async upload(sandbox: ISandbox, dir: string, files: File[]): Promise<void> {
-    const limit = this.store.config?.max_upload_size;
+    const limit = uploadLimit(sandbox, this.store.config);
     this.expanded.add(sandbox.id);
     for (const file of files) {
       const path = uploadPath(dir, file.name);
-      if (limit !== undefined && file.size > limit) {
+      if (file.size > limit) {
         Notification.error(
-          `Upload ${file.name}: ${formatBytes(file.size)} is over this server's upload limit of ${formatBytes(limit)}`,
+          `Upload ${file.name}: ${formatBytes(file.size)} is over this sandbox's upload limit of ${formatBytes(limit)}`,
           { autoClose: 8000 }
         );
         continue;
