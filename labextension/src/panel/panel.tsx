@@ -230,9 +230,9 @@ class SandboxList extends ReactWidget {
     const upload = this.uploads.get(s.id);
     const logs = this.logs.get(s.id);
     const contexts = s.contexts.map(c => `${c.language} (${c.id})`).join(', ') || 'none';
-    const memory = stats
-      ? `${formatBytes(stats.memory_used)} / ${formatBytes(stats.memory_limit)}`
-      : `- / ${formatBytes(s.spec.memory)}`;
+    // of the memory asked for (the engine's limit may add room for the in-memory disk)
+    const memory = `${stats ? formatBytes(stats.memory_used) : '-'} / ${formatBytes(s.spec.memory)}`;
+    const memoryTitle = stats ? `The container's own limit: ${formatBytes(stats.memory_limit)}` : undefined;
     return (
       <div className="jp-SandboxItem-body">
         <div className="jp-SandboxItem-actions" role="toolbar" aria-label={`Actions on ${s.name}`}>
@@ -275,7 +275,9 @@ class SandboxList extends ReactWidget {
           <dt>CPU</dt>
           <dd data-field="cpu">{stats ? `${formatPercent(stats.cpu_percent)} of ${s.spec.cpus}` : '-'}</dd>
           <dt>Memory</dt>
-          <dd data-field="memory">{memory}</dd>
+          <dd data-field="memory" title={memoryTitle}>
+            {memory}
+          </dd>
           <dt>Network</dt>
           <dd>{s.spec.network ? 'yes' : 'none'}</dd>
           <dt>Contexts</dt>
