@@ -155,7 +155,7 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
         pytest.fail(f"playwright failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n--- server log ---\n{server_log}")
     assert "4 passed" in r.stdout, r.stdout
     print(r.stdout)  # the specs' measurements (event latency, contrast ratios, Stop latency)
-    for name in ("01-field-error", "02-created", "03-cell-output", "04-files-download", "05-removed",
+    for name in ("01-field-error", "02-created", "03-cell-output", "04-files-download", "05-removed", "06-docs",
                  "panel-light", "panel-dark", "10-panel-light", "10-panel-dark", "11-logs",
                  "20-run-all-marked", "21-sandbox-cell-running", "22-stopped", "30-shared", "31-shared-after-rename"):
         assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000, name

@@ -389,7 +389,6 @@ class OneShotList extends ReactWidget {
             {ACTIVE_ONE_SHOT.has(e.status) && (
               <ToolbarButtonComponent
                 icon={stopIcon}
-                label="Kill"
                 tooltip={`Kill ${e.execution_id}`}
                 onClick={() =>
                   void report('Kill', () => api.killOneShot(e.execution_id)).then(() => this.store.refreshAll())

@@ -52,6 +52,15 @@ test('create a sandbox, run cells in it, see outputs and the panel, remove it', 
   await expect(item.locator('.jp-SandboxItem-header')).toHaveAttribute('aria-expanded', 'true');
   await shot(page, '02-created');
 
+  // The status-bar item is a button: it opens the panel at the notebook's sandbox.
+  await item.locator('.jp-SandboxItem-header').click(); // collapse it first
+  await expect(item.locator('.jp-SandboxItem-header')).toHaveAttribute('aria-expanded', 'false');
+  await page.locator('.jp-SideBar .lm-TabBar-tab[data-id="filebrowser"]').click();
+  await expect(panel).toBeHidden();
+  await status.click();
+  await expect(panel).toBeVisible();
+  await expect(item.locator('.jp-SandboxItem-header')).toHaveAttribute('aria-expanded', 'true');
+
   // Run cell 1 (print + matplotlib plot) with the keyboard shortcut, from command mode.
   await cells.nth(0).locator('.jp-InputArea-prompt').click();
   await page.keyboard.press('Escape');
@@ -130,6 +139,13 @@ test('create a sandbox, run cells in it, see outputs and the panel, remove it', 
   await expect(status).toContainText('not created');
   await shot(page, '05-removed');
   expect((await rest(page, 'GET', 'sandboxes')).map((s: { name: string }) => s.name)).not.toContain(name);
+
+  // Help › Sandboxes Documentation opens the docs (the bundled README) in a tab.
+  await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Help$/ }).click();
+  await page.locator('.lm-Menu-itemLabel', { hasText: 'Sandboxes Documentation' }).click();
+  await expect(page.locator('.jp-SandboxDocs h1').first()).toHaveText(/jupyter-sandbox/);
+  await expect(page.locator('.jp-SandboxDocs')).toContainText('Run Cell in Sandbox');
+  await shot(page, '06-docs');
 
   expect(browserErrors).toEqual([]);
 });
