@@ -9,6 +9,8 @@ export interface ISandbox {
   name: string;
   owner: string;
   status: string;
+  /** Why the status is what it is when that is worth saying (e.g. how it exited). */
+  status_reason?: string | null;
   backend: string;
   spec: {
     image: string | null;

@@ -209,7 +209,7 @@ class SandboxList extends ReactWidget {
           <Caret tag="span" className="jp-SandboxItem-caret" />
           <sandboxIcon.react tag="span" className="jp-SandboxItem-icon" />
           <span className="jp-SandboxItem-label">{s.name}</span>
-          <span className="jp-SandboxItem-badge" data-state={state}>
+          <span className="jp-SandboxItem-badge" data-state={state} title={s.status_reason ?? undefined}>
             {state}
           </span>
           <span className="jp-SandboxItem-detail">{formatUptime(now - s.created)}</span>
@@ -270,6 +270,14 @@ class SandboxList extends ReactWidget {
           />
         </div>
         <dl className="jp-SandboxItem-details">
+          {s.status_reason && (
+            <>
+              <dt>Status</dt>
+              <dd data-field="status-reason" title={s.status_reason}>
+                {s.status} — {s.status_reason}
+              </dd>
+            </>
+          )}
           <dt>Image</dt>
           <dd>{s.spec.image ?? 'default'}</dd>
           <dt>CPU</dt>
