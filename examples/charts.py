@@ -1,8 +1,13 @@
+"""Plot in a sandbox, show the PNG here. Needs jupyter-sandbox (`pip install -e .`) and, on this side too,
+matplotlib (to show the image): pip install -r examples/requirements.txt"""
 import base64
 import io
 
-from matplotlib import image as mpimg
-from matplotlib import pyplot as plt
+try:
+    from matplotlib import image as mpimg
+    from matplotlib import pyplot as plt
+except ImportError:
+    raise SystemExit("charts.py shows the chart with matplotlib here: pip install -r examples/requirements.txt") from None
 
 from jupyter_sandbox import Sandbox
 
@@ -18,7 +23,8 @@ plt.show()
 """
 
 with Sandbox() as sandbox:
-    # you can install dependencies in "jupyter notebook style"
+    # you can install dependencies in "jupyter notebook style" (the sandbox image has
+    # matplotlib already; a sandbox has no network unless created with network=True)
     sandbox.run_code("!pip install matplotlib")
 
     # plot random graph

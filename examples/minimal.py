@@ -1,3 +1,4 @@
+"""State kept between run_code calls. Needs only jupyter-sandbox (`pip install -e .` from this checkout)."""
 from jupyter_sandbox import Sandbox
 
 with Sandbox() as sandbox:

@@ -7,9 +7,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { echo "[run] $*" >&2; }
 
-log "installing jupyter-sandbox and JupyterLab"
-python -m pip install --quiet --disable-pip-version-check -e . jupyterlab 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
+log "step 1/3: installing jupyter-sandbox and JupyterLab with pip (the first time: a minute or two;"
+log "          it builds the JupyterLab extension with npm, which is quiet for ~40 s)"
+# pip's own progress, one line per package it collects, builds or installs
+if ! python -m pip install --disable-pip-version-check --progress-bar off -e . jupyterlab 2>&1 \
+    | { grep -E "^(Collecting|Building|Installing|Successfully|ERROR|error)" | sed 's/^/[run]   /' >&2 || true; }; then
+    log "pip install failed (its errors are above)"
+    exit 1
+fi
+log "installed: $(python -m jupyter labextension list 2>&1 | grep -o 'jupyter-sandbox v[^ ]* [a-z]*' || echo 'jupyter-sandbox')"
 
+log "step 2/3: a Docker engine and the sandbox image"
 backend=()
 if docker info >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && bash scripts/setup-docker.sh; }; then
     if bash scripts/build-images.sh; then
@@ -23,4 +31,5 @@ else
 fi
 
 # One started sandbox waits in the pool, so the first %%sandbox cell or panel "create" is instant.
+log "step 3/3: starting JupyterLab (the URL with its token follows); the Sandboxes panel is in the left side bar"
 exec jupyter lab --SandboxManager.pool_size=1 "${backend[@]}" "$@"

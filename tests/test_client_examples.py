@@ -1,4 +1,5 @@
-"""E2B's three README examples, changed only in the import line, run as plain scripts with
+"""E2B's three README examples, changed in the import line and in saying what they need
+(examples/requirements.txt), run as plain scripts with
 nothing else started: no server, no JUPYTER_SANDBOX_URL, so the client runs an in-process
 SandboxManager (Docker backend here) and removes its containers when the script ends.
 """

@@ -1,8 +1,12 @@
 """The labextension in a real browser: Playwright drives Debian's headless Chromium against a
 real `jupyter lab` (Docker backend). Screenshots land in test-artifacts/.
 
-The fixture starts the server on a free port with a random token and always stops it (its
-extension removes the sandboxes it made on shutdown; conftest checks none are left).
+The fixture starts the server on a free port with a random token and its own runtime and
+data directories (so the magics in its kernels find this server and no other), writes the
+notebooks the specs open, and always stops it (its extension removes the sandboxes it made
+on shutdown; conftest checks none are left). The specs in labextension/ui-tests/tests:
+the whole story (sandbox.spec.ts), the panel (panel.spec.ts), sandbox cells (cells.spec.ts)
+and one sandbox per notebook shared with %%sandbox (shared.spec.ts).
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ LABEXT = ROOT / "labextension"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NOTEBOOK = "sandbox-ui.ipynb"
+# cells.spec.ts: the first cell becomes a sandbox cell; Run All must not run it locally
+CELLS_NOTEBOOK = ["in_sandbox = 'yes, in the sandbox'", "print('local kernel has in_sandbox:', 'in_sandbox' in globals())"]
+STOP_NOTEBOOK = ["import time\nprint('sleeping', flush=True)\ntime.sleep(600)"]
+# shared.spec.ts: %%sandbox and "Run cell in sandbox" use the same sandbox
+SHARED_NOTEBOOK = ["%load_ext jupyter_sandbox", "%%sandbox\nshared = 41", "shared + 1"]
 
 CELL_PLOT = """\
 import os
@@ -52,9 +61,12 @@ def free_port() -> int:
 def lab_server(tmp_path, docker_ready):
     root = tmp_path / "root"
     root.mkdir()
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(CELL_PLOT), nbformat.v4.new_code_cell("1 / 0")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / NOTEBOOK)
+    notebooks = {NOTEBOOK: [CELL_PLOT, "1 / 0"], "cells.ipynb": CELLS_NOTEBOOK, "stop.ipynb": STOP_NOTEBOOK,
+                 "shared.ipynb": SHARED_NOTEBOOK}
+    for name, sources in notebooks.items():
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in sources])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, root / name)
     # Fresh lab settings: no news/update prompts over the page, no workspace of an earlier run.
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -82,9 +94,11 @@ def lab_server(tmp_path, docker_ready):
     }))
     log_path = tmp_path / "jupyter-lab.log"
     log = log_path.open("w")
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
+    env.pop("JUPYTER_SANDBOX_URL", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", f"--config={config}"],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
     )
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -99,7 +113,7 @@ def lab_server(tmp_path, docker_ready):
                 pass
             assert time.monotonic() < deadline, f"jupyter lab did not answer:\n{log_path.read_text()}"
             time.sleep(0.5)
-        yield {"url": url, "token": token, "log": log_path}
+        yield {"url": url, "token": token, "log": log_path, "root": root}
     finally:
         # SIGTERM: the server shuts down its extensions, which remove their sandboxes.
         proc.send_signal(signal.SIGTERM)
@@ -111,6 +125,7 @@ def lab_server(tmp_path, docker_ready):
         log.close()
 
 
+@pytest.mark.timeout(1500)
 def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa: F811 (the imported fixture)
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} is missing (scripts/test.sh installs Debian's chromium)"
@@ -133,11 +148,14 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     }
     r = subprocess.run(
         ["npx", "playwright", "test", "-c", "ui-tests/playwright.config.ts"],
-        cwd=LABEXT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=LABEXT, env=env, capture_output=True, text=True, timeout=1400,
     )
     if r.returncode != 0:
         server_log = lab_server["log"].read_text()[-6000:]
         pytest.fail(f"playwright failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n--- server log ---\n{server_log}")
-    assert "1 passed" in r.stdout, r.stdout
-    for name in ("02-created", "03-cell-output", "04-files-download", "05-removed"):
-        assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000
+    assert "4 passed" in r.stdout, r.stdout
+    print(r.stdout)  # the specs' measurements (event latency, contrast ratios, Stop latency)
+    for name in ("01-field-error", "02-created", "03-cell-output", "04-files-download", "05-removed", "06-docs",
+                 "panel-light", "panel-dark", "10-panel-light", "10-panel-dark", "11-logs",
+                 "20-run-all-marked", "21-sandbox-cell-running", "22-stopped", "30-shared", "31-shared-after-rename"):
+        assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000, name

@@ -28,12 +28,17 @@ Contract (tests/test_contract.py runs it against every backend):
   and returns its exit status and (capped) output; the sandbox is gone when it returns.
   ``stop_once(run_id)`` ends a run early. A backend without the capability says so with
   ``require_once()`` (BackendUnavailable, 503).
+- ``logs(sandbox_id, kernel_ids)`` returns ``{"container": text or None, "kernels": {kernel
+  id: text}}``: the end (``LOG_LIMIT`` characters) of what the sandbox and each kernel
+  process wrote to stdout/stderr. ``container`` is None for a backend without one.
 """
 
 from __future__ import annotations
 
 import abc
+import os
 import posixpath
+import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +51,22 @@ from ..models import SandboxSpec
 
 LABEL_PREFIX = "org.jupyter-sandbox"
 WORKDIR = "/home/user"
+LOG_LIMIT = 64 * 1024  # characters of each log that `logs` returns (the end of it)
+
+
+def tail_file(path: str, limit: int = LOG_LIMIT) -> str:
+    """The last ``limit`` characters of a regular text file ("" when there is none). Never
+    follows a symlink, never waits on a FIFO: the kernel that writes the file may have made it one."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        f.seek(0, 2)
+        f.seek(max(0, f.tell() - 4 * limit))  # UTF-8: at most 4 bytes a character
+        return f.read(4 * limit).decode(errors="replace")[-limit:]
 
 
 def labels(server_id: str, owner: str, *, sandbox: str | None = None, execution: str | None = None) -> dict[str, str]:
@@ -152,6 +173,9 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):
 
     @abc.abstractmethod
     async def remove_file(self, sandbox_id: str, path: str) -> None: ...
+
+    @abc.abstractmethod
+    async def logs(self, sandbox_id: str, kernel_ids: list[str]) -> dict[str, Any]: ...
 
     # -- one-shot runs (a capability) ---------------------------------------------------
     runs_once = False

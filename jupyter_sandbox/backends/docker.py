@@ -36,7 +36,7 @@ from ..errors import (
     TooLarge,
 )
 from ..models import SandboxSpec, format_size, parse_size
-from .base import LABEL_PREFIX, WORKDIR, OnceResult, OnceRun, SandboxBackend, confine
+from .base import LABEL_PREFIX, LOG_LIMIT, WORKDIR, OnceResult, OnceRun, SandboxBackend, confine
 from .kernel_relay import KernelExited, KernelRelay, KernelRelayError, attach_request, open_docker_exec, start_request
 
 SANDBOX_NETWORK = "jupyter-sandbox"
@@ -424,6 +424,12 @@ class DockerBackend(SandboxBackend):
             except KernelRelayError as e:
                 self.log.debug("stopping kernel %s: %s", kernel_id, e)
         await self._drop(sandbox_id, kernel_id)
+
+    async def logs(self, sandbox_id: str, kernel_ids: list[str]) -> dict[str, Any]:
+        cid = self._container_id(sandbox_id)
+        # The container's own output (its init and `sleep`): engine-level trouble shows here.
+        text = (await self._call(lambda c: c.api.logs(cid, tail=1000))).decode(errors="replace")[-LOG_LIMIT:]
+        return {"container": text, "kernels": {k: (await self.kernel_log(sandbox_id, k))[-LOG_LIMIT:] for k in kernel_ids}}
 
     async def kernel_log(self, sandbox_id: str, kernel_id: str) -> str:
         """The tail of a kernel's output (its stdout and stderr), as the launcher keeps it."""

@@ -28,7 +28,7 @@ from traitlets import Bool, Unicode
 
 from ..errors import InvalidInput, IsADirectory, NotADirectory, NotFound
 from ..models import SandboxSpec
-from .base import WORKDIR, SandboxBackend, confine
+from .base import WORKDIR, SandboxBackend, confine, tail_file
 
 _CLONE_NEWNET = 0x40000000
 CHUNK = 1 << 20
@@ -158,14 +158,18 @@ class LocalBackend(SandboxBackend):
             return None
         if code == -signal.SIGKILL:
             return "The kernel died: it was killed (SIGKILL), possibly out of memory."
-        try:
-            with open(os.path.join(self._dir(sandbox_id), "run", f"k-{kernel_id}.log"), errors="replace") as f:
-                tail = " ".join(f.read().strip().splitlines()[-3:])
-        except OSError:
-            tail = ""
+        log = await asyncio.to_thread(tail_file, os.path.join(self._dir(sandbox_id), "run", f"k-{kernel_id}.log"), 4096)
+        tail = " ".join(log.strip().splitlines()[-3:])
         if "MemoryError" in tail:
             return f"The kernel died: out of memory (limit {self._specs[sandbox_id].memory} bytes). {tail}"
         return f"The kernel died (exit code {code}). {tail}"
+
+    async def logs(self, sandbox_id: str, kernel_ids: list[str]) -> dict[str, Any]:
+        if sandbox_id not in self._specs:
+            raise NotFound(f"no such sandbox {sandbox_id}")
+        run = os.path.join(self._dir(sandbox_id), "run")
+        kernels = {k: await asyncio.to_thread(tail_file, os.path.join(run, f"k-{k}.log")) for k in kernel_ids}
+        return {"container": None, "kernels": kernels}  # kernels are plain processes: no container
 
     async def stop_kernel(self, sandbox_id, kernel_id) -> None:
         proc = self._kernels.pop((sandbox_id, kernel_id), None)

@@ -8,7 +8,7 @@ import os
 import queue
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -56,6 +56,11 @@ class _Sandbox:
     contexts: dict[str, _Context] = field(default_factory=dict)
     default_context: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    executing: int = 0  # executions running or queued in it
+
+
+# Gets one dict per sandbox event (see server/event_schemas/sandbox/v1.yaml); must not block.
+EventListener = Callable[[dict[str, Any]], None]
 
 
 class SandboxManager(LoggingConfigurable):
@@ -159,6 +164,19 @@ class SandboxManager(LoggingConfigurable):
         self._culler: asyncio.Task | None = None
         # started sandboxes with the default spec and no owner yet
         self.pool: Pool[_Sandbox] = Pool(self.pool_size, self._pooled_sandbox, self._remove, self._why_not_usable, self.log)
+        self._listeners: list[EventListener] = []
+
+    # -- events -------------------------------------------------------------------------
+    def add_listener(self, listener: EventListener) -> None:
+        """Call ``listener`` on every sandbox event (created, status, removed, execution_*)."""
+        self._listeners.append(listener)
+
+    def _emit(self, action: str, sandbox: _Sandbox) -> None:
+        model = sandbox.model
+        data = {"action": action, "sandbox_id": model.id, "name": model.name, "status": model.status,
+                "executing": sandbox.executing}
+        for listener in list(self._listeners):
+            listener(data)
 
     # -- lookup -------------------------------------------------------------------------
     def _get(self, owner: str, key: str) -> _Sandbox:
@@ -228,6 +246,25 @@ class SandboxManager(LoggingConfigurable):
             raise InvalidInput(f"image {spec.image!r} is not allowed; allowed: {', '.join(self.images)}", field="image")
         return spec
 
+    def describe(self) -> dict[str, Any]:
+        """What a create form needs: this server's defaults, maxima, images and backend (no secrets)."""
+        defaults = self.resolve_spec(None)
+        return {
+            "backend": self.backend.name,
+            "isolation": self.backend.isolation,
+            "images": self.images,
+            "defaults": {
+                "image": defaults.image, "memory": defaults.memory, "cpus": defaults.cpus, "disk": defaults.disk,
+                "pids": defaults.pids, "timeout": defaults.timeout, "network": defaults.network,
+            },
+            "maximums": {
+                "memory": parse_size(self.max_memory, "max_memory"), "cpus": self.max_cpus,
+                "disk": parse_size(self.max_disk, "max_disk"), "pids": self.max_pids, "timeout": self.max_timeout,
+                "sandboxes_per_user": self.max_sandboxes_per_user, "contexts_per_sandbox": self.max_contexts_per_sandbox,
+            },
+            "allow_network": self.allow_network,
+        }
+
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         """Reap containers a previous run of this server left behind; start the idle culler."""
@@ -284,6 +321,7 @@ class SandboxManager(LoggingConfigurable):
             model.e2b_url = f"{self.e2b_prefix}{sandbox_id}/{sandbox.e2b_secret}"
         self._sandboxes[sandbox_id] = sandbox
         self._save(sandbox)
+        self._emit("created", sandbox)
         self.log.info("jupyter-sandbox: took back sandbox %s (%s) of %s with %d context(s)",
                       sandbox_id, model.name, model.owner, len(sandbox.contexts))
         return True
@@ -308,6 +346,7 @@ class SandboxManager(LoggingConfigurable):
         if sandbox is not None and sandbox.model.status == "running":
             sandbox.model.status, sandbox.model.status_reason = "exited", reason
             self.log.info("jupyter-sandbox: sandbox %s of %s ended: %s", sandbox_id, sandbox.model.owner, reason)
+            self._emit("status", sandbox)
 
     async def create(
         self, owner: str, name: str | None = None, spec: SpecRequest | dict[str, Any] | SandboxSpec | None = None,
@@ -338,6 +377,7 @@ class SandboxManager(LoggingConfigurable):
         # Registered before any await: the name and the quota slot are taken now, so a second
         # create with the same name gets its 409 even while this one waits for the engine.
         self._sandboxes[sandbox.model.id] = sandbox
+        announced = False
         try:
             pooled = await self._take_pooled(resolved)
             if pooled is not None:
@@ -349,13 +389,19 @@ class SandboxManager(LoggingConfigurable):
                 self._give_e2b_url(pooled)
                 self._save(pooled)
                 self.log.info("jupyter-sandbox: %s took sandbox %s (%s) from the pool", owner, model.id, model.name)
+                self._emit("created", pooled)
                 return model
+            self._emit("created", sandbox)  # "starting": clients show it while the engine works
+            announced = True
             await self._start(sandbox)
         except BaseException:
-            self._sandboxes.pop(sandbox.model.id, None)
+            if self._sandboxes.pop(sandbox.model.id, None) is not None and announced:
+                sandbox.model.status = "removing"
+                self._emit("removed", sandbox)
             raise
         self._give_e2b_url(sandbox)
         self._save(sandbox)
+        self._emit("status", sandbox)
         model = sandbox.model
         self.log.info("jupyter-sandbox: %s created sandbox %s (%s) on %s", owner, model.id, model.name, self.backend.name)
         return model
@@ -492,7 +538,8 @@ class SandboxManager(LoggingConfigurable):
 
     async def _remove(self, sandbox: _Sandbox) -> None:
         sandbox.model.status = "removing"
-        self._sandboxes.pop(sandbox.model.id, None)
+        if self._sandboxes.pop(sandbox.model.id, None) is not None:  # pooled ones were never announced
+            self._emit("removed", sandbox)
         if self.records:
             self.records.forget(sandbox.model.id)
         for context in list(sandbox.contexts.values()):
@@ -545,6 +592,7 @@ class SandboxManager(LoggingConfigurable):
         sandbox = self._get(owner, key)
         async with sandbox.lock:
             sandbox.model.status = "restarting"
+            self._emit("status", sandbox)
             models = [c.model for c in sandbox.contexts.values()]
             for context in sandbox.contexts.values():
                 context.close()
@@ -555,6 +603,7 @@ class SandboxManager(LoggingConfigurable):
             sandbox.model.status, sandbox.model.status_reason = "running", None
             sandbox.model.last_activity = now()
             self._save(sandbox)
+            self._emit("status", sandbox)
         return sandbox.model
 
     async def interrupt(self, owner: str, key: str, context_id: str | None = None) -> None:
@@ -580,6 +629,17 @@ class SandboxManager(LoggingConfigurable):
             if sandbox.model.id not in self._sandboxes:  # removed while the engine was asked
                 raise NotFound(f"no sandbox {key!r}") from None
             raise
+
+    async def logs(self, owner: str, key: str) -> dict[str, Any]:
+        """The container's and each context's kernel log (the end of each), for the owner."""
+        sandbox = self._get(owner, key)
+        contexts = list(sandbox.contexts.values())
+        logs = await self.backend.logs(sandbox.model.id, [c.kernel_id for c in contexts])
+        return {
+            "container": logs["container"],
+            "contexts": [{"id": c.model.id, "language": c.model.language, "kernel_log": logs["kernels"].get(c.kernel_id, "")}
+                         for c in contexts],
+        }
 
     # -- contexts -----------------------------------------------------------------------
     def _context(self, sandbox: _Sandbox, context_id: str | None) -> _Context:
@@ -646,6 +706,17 @@ class SandboxManager(LoggingConfigurable):
         else:
             timeout = sandbox.model.spec.timeout
         context = self._context(sandbox, context_id)
+        sandbox.executing += 1
+        self._emit("execution_started", sandbox)
+        try:
+            return await self._execute(sandbox, context, code, env_vars, timeout, on_event)
+        finally:
+            sandbox.executing -= 1
+            if self._sandboxes.get(sandbox.model.id) is sandbox:  # a removed one said "removed" already
+                self._emit("execution_finished", sandbox)
+
+    async def _execute(self, sandbox: _Sandbox, context: _Context, code: str, env_vars: dict[str, str] | None,
+                       timeout: float | None, on_event: EventSink | None) -> Execution:
         async with context.lock:
             sandbox.model.last_activity = now()
             reason = await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
@@ -20,6 +21,10 @@ from ..oneshot.runner import OneShotRunner
 from .e2b import E2B
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+# Sandbox events go out through jupyter_server's event bus (jupyter_events): JupyterLab
+# receives them on /api/events/subscribe, the same socket as the server's own events.
+SANDBOX_EVENTS = "https://events.jupyter.org/jupyter_sandbox/sandbox/v1"
+SANDBOX_EVENTS_SCHEMA = Path(__file__).parent / "event_schemas" / "sandbox" / "v1.yaml"
 
 
 class SandboxApp(ExtensionApp):
@@ -68,6 +73,15 @@ class SandboxApp(ExtensionApp):
         self.manager = SandboxManager(parent=self, backend=backend, log=self.log, server_id=self.identity.server_id)
         self.manager.e2b_prefix = url_path_join(self.serverapp.base_url, E2B) + "/"
         self.manager.records = SandboxRecords(os.path.join(self.identity.folder, "sandboxes"))
+        events = self.serverapp.event_logger if self.serverapp else None
+        if events is None:
+            raise RuntimeError("jupyter_sandbox needs jupyter_server's event logger (jupyter_server >= 2)")
+        events.register_event_schema(SANDBOX_EVENTS_SCHEMA)
+
+        def announce(data: dict[str, Any]) -> None:
+            events.emit(schema_id=SANDBOX_EVENTS, data=data)
+
+        self.manager.add_listener(announce)
         self.executions = OneShotRunner(parent=self, manager=self.manager, log=self.log)
         self.settings.update(
             sandbox_manager=self.manager,

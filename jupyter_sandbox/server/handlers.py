@@ -165,6 +165,22 @@ class StatsHandler(SandboxAPIHandler):
         self.write_json(await self.manager.stats(self.owner, sandbox_id))
 
 
+class LogsHandler(SandboxAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, sandbox_id):
+        self.write_json(await self.manager.logs(self.owner, sandbox_id))
+
+
+class ConfigHandler(SandboxAPIHandler):
+    """The server's real defaults and limits, so that a create form can show them."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.write_json({**self.manager.describe(), "max_upload_size": self.sandbox_app.max_body_size})
+
+
 # ---------------------------------------------------------------------------------------
 # Contexts and execution: shared by the Jupyter API and the E2B routes (same operations,
 # different authentication), so the verbs below only decorate and delegate.
@@ -371,11 +387,13 @@ class FilesHandler(SandboxAPIHandler):
 # same templates; tests/test_handlers.py checks that the two agree.
 
 ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
+    (api_path("config"), ConfigHandler),
     (api_path("sandboxes"), SandboxesHandler),
     (api_path("sandboxes/{sandbox_id}"), SandboxHandler),
     (api_path("sandboxes/{sandbox_id}/restart"), RestartHandler),
     (api_path("sandboxes/{sandbox_id}/interrupt"), InterruptHandler),
     (api_path("sandboxes/{sandbox_id}/stats"), StatsHandler),
+    (api_path("sandboxes/{sandbox_id}/logs"), LogsHandler),
     (api_path("sandboxes/{sandbox_id}/contexts"), ContextsHandler),
     (api_path("sandboxes/{sandbox_id}/contexts/{context_id}"), ContextHandler),
     (api_path("sandboxes/{sandbox_id}/contexts/{context_id}/restart"), ContextRestartHandler),

@@ -1,42 +1,40 @@
 /**
- * The server's REST API, and nothing else: sandbox/api/ (sandboxes) and sandbox/api/v1/
- * (one-shot executions). Errors carry the server's own message.
+ * The server's REST API, and nothing else: sandbox/api/ (sandboxes, config) and
+ * sandbox/api/v1/ (one-shot executions). Errors carry the server's message and the field
+ * it names.
  */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import {
-  errorMessage,
-  IFileEntry,
-  ISandbox,
-  IStats,
-  IWireEvent,
-  LineSplitter,
-  oneShotList
-} from './model';
+import { errorField, errorMessage, oneShotList } from './names';
+import { LineSplitter } from './outputs';
+import type { IFileEntry, ILogs, ISandbox, IServerConfig, IStats, IWireEvent } from './wire';
 
 export class APIError extends Error {
   constructor(
     readonly status: number,
-    message: string
+    message: string,
+    /** The request field the server blamed (e.g. "memory"), if any. */
+    readonly field: string | null = null
   ) {
     super(message);
   }
 }
 
 const settings = () => ServerConnection.makeSettings();
+const url = (path: string) => URLExt.join(settings().baseUrl, 'sandbox/api', path);
 
 async function fetchAPI(path: string, init: RequestInit = {}): Promise<Response> {
   const s = settings();
-  const url = URLExt.join(s.baseUrl, 'sandbox/api', path);
   let response: Response;
   try {
-    response = await ServerConnection.makeRequest(url, init, s);
+    response = await ServerConnection.makeRequest(URLExt.join(s.baseUrl, 'sandbox/api', path), init, s);
   } catch (error) {
     throw new APIError(0, `Jupyter server unreachable: ${error}`);
   }
   if (!response.ok) {
-    throw new APIError(response.status, errorMessage(response.status, await response.text()));
+    const body = await response.text();
+    throw new APIError(response.status, errorMessage(response.status, body), errorField(body));
   }
   return response;
 }
@@ -56,7 +54,20 @@ const post = (body?: unknown): RequestInit => ({
 
 const enc = encodeURIComponent;
 
+/** The `_xsrf` cookie (jupyter_server wants it back as a header on cookie-authenticated writes). */
+function xsrfCookie(): string | undefined {
+  const prefix = '_xsrf=';
+  let value: string | undefined;
+  for (const part of document.cookie.split(';')) {
+    if (part.trim().startsWith(prefix)) {
+      value = part.trim().slice(prefix.length);
+    }
+  }
+  return value;
+}
+
 export const api = {
+  config: () => json<IServerConfig>('config'),
   list: () => json<ISandbox[]>('sandboxes'),
   get: (id: string) => json<ISandbox>(`sandboxes/${enc(id)}`),
   create: (body: { [key: string]: unknown }) => json<ISandbox>('sandboxes', post(body)),
@@ -64,21 +75,53 @@ export const api = {
   restart: (id: string) => json<ISandbox>(`sandboxes/${enc(id)}/restart`, post()),
   interrupt: (id: string) => json<void>(`sandboxes/${enc(id)}/interrupt`, post()),
   stats: (id: string) => json<IStats>(`sandboxes/${enc(id)}/stats`),
-  files: (id: string, path: string) =>
-    json<IFileEntry[]>(`sandboxes/${enc(id)}/files?path=${enc(path)}`),
-  /** A file's bytes (the same route answers a file's content instead of a listing). */
+  logs: (id: string) => json<ILogs>(`sandboxes/${enc(id)}/logs`),
+  /** A folder's entries (type=dir: a file there is a 400, not its bytes). */
+  files: (id: string, path: string) => json<IFileEntry[]>(`sandboxes/${enc(id)}/files?path=${enc(path)}&type=dir`),
+  /** A file's bytes. */
   fileBlob: async (id: string, path: string) =>
-    (await fetchAPI(`sandboxes/${enc(id)}/files?path=${enc(path)}`)).blob(),
+    (await fetchAPI(`sandboxes/${enc(id)}/files?path=${enc(path)}&type=file`)).blob(),
   oneShots: async () => oneShotList(await json<unknown>('v1/executions')),
   killOneShot: (id: string) => json<void>(`v1/executions/${enc(id)}`, { method: 'DELETE' }),
 
+  /**
+   * PUT a file's bytes at `path` (relative to the working directory). XMLHttpRequest, not
+   * fetch: only it reports upload progress (`onProgress` gets 0..1).
+   */
+  upload(id: string, path: string, data: Blob, onProgress: (fraction: number) => void): Promise<void> {
+    const s = settings();
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('PUT', url(`sandboxes/${enc(id)}/files?path=${enc(path)}`));
+      if (s.token) {
+        xhr.setRequestHeader('Authorization', `token ${s.token}`);
+      }
+      const xsrf = xsrfCookie();
+      if (xsrf !== undefined) {
+        xhr.setRequestHeader('X-XSRFToken', xsrf);
+      }
+      xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+      xhr.upload.onprogress = event => {
+        if (event.lengthComputable) {
+          onProgress(event.loaded / event.total);
+        }
+      };
+      xhr.onload = () => {
+        if (xhr.status >= 200 && xhr.status < 300) {
+          onProgress(1);
+          resolve();
+        } else {
+          const body = xhr.responseText;
+          reject(new APIError(xhr.status, errorMessage(xhr.status, body), errorField(body)));
+        }
+      };
+      xhr.onerror = () => reject(new APIError(0, 'Jupyter server unreachable during the upload'));
+      xhr.send(data);
+    });
+  },
+
   /** Run code; `onEvent` gets each NDJSON event as it arrives. */
-  async execute(
-    id: string,
-    code: string,
-    onEvent: (event: IWireEvent) => void,
-    signal?: AbortSignal
-  ): Promise<void> {
+  async execute(id: string, code: string, onEvent: (event: IWireEvent) => void, signal?: AbortSignal): Promise<void> {
     const response = await fetchAPI(`sandboxes/${enc(id)}/execute`, { ...post({ code }), signal });
     if (!response.body) {
       throw new APIError(0, 'the browser gave no response stream');
@@ -99,8 +142,11 @@ export const api = {
   }
 };
 
-/** The sandbox called `name`, made on first use. */
-export async function ensureSandbox(name: string): Promise<ISandbox> {
+/**
+ * The sandbox called `name`, made on first use with `body`. A 409 on create means another
+ * client (a `%%sandbox` cell, another tab) made it first: that one is used.
+ */
+export async function ensureSandbox(name: string, body: { [key: string]: unknown } = {}): Promise<ISandbox> {
   try {
     return await api.get(name);
   } catch (error) {
@@ -109,9 +155,8 @@ export async function ensureSandbox(name: string): Promise<ISandbox> {
     }
   }
   try {
-    return await api.create({ name });
+    return await api.create({ ...body, name });
   } catch (error) {
-    // another tab or run made it in the meantime
     if (error instanceof APIError && error.status === 409) {
       return api.get(name);
     }

@@ -1,148 +1,280 @@
 /**
- * jupyter-sandbox in JupyterLab: the Sandboxes panel, "Run cell in sandbox" for notebooks,
- * and a status-bar item naming the current notebook's sandbox and its state.
+ * jupyter-sandbox in JupyterLab. Three plugins:
+ * - `runner`: the shared store of sandboxes (live from the server's event bus) and the
+ *   runner of sandbox cells;
+ * - `cell-executor`: JupyterLab's notebook cell executor, replaced so that a marked cell
+ *   runs in the sandbox however it is run;
+ * - `plugin`: the Sandboxes panel, the commands (palette, Run and Help menus, cell context
+ *   menu, notebook toolbar), the status-bar item and the settings.
  */
-import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, Notification } from '@jupyterlab/apputils';
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette, MainAreaWidget, Notification } from '@jupyterlab/apputils';
 import { CodeCell } from '@jupyterlab/cells';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookCellExecutor, INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
-import { CommandToolbarButton, LabIcon } from '@jupyterlab/ui-components';
-import { Signal } from '@lumino/signaling';
-import { Widget } from '@lumino/widgets';
+import { CommandToolbarButton } from '@jupyterlab/ui-components';
+import { ReadonlyPartialJSONObject, Token } from '@lumino/coreutils';
 
-import { api, ensureSandbox } from './api';
-import { OutputBuilder, sandboxNameForPath } from './model';
-import { SandboxPanel } from './panel';
+import { api, APIError } from './api';
+import { mark, unmark } from './cellmark';
+import { SandboxBusyIndicator, showMark, trackMarks } from './cells';
+import { CommandIDs } from './commands';
+import { SandboxCellExecutor } from './executor';
+import { docsWidget } from './help';
+import { sandboxIcon } from './icons';
+import { report, SandboxPanel } from './panel/panel';
+import { sandboxNameOf, SandboxRunner } from './runner';
+import { SandboxStatus } from './status';
 import { SandboxStore } from './store';
+import { ISandbox, ISandboxEvent, KERNEL_ACTIONS, SANDBOX_EVENTS } from './wire';
 
-const RUN = 'jupyter-sandbox:run-cell';
-const OPEN = 'jupyter-sandbox:open-panel';
+const PLUGIN_ID = 'jupyter-sandbox:plugin';
 
-export const sandboxIcon = new LabIcon({
-  name: 'jupyter-sandbox:sandbox',
-  svgstr:
-    '<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24">' +
-    '<path class="jp-icon3" fill="#616161" d="M3 7l9-5 9 5v10l-9 5-9-5V7zm2 1.2v7.6l7 3.9 7-3.9V8.2l-7 3.9-7-3.9zm1.1-1.2L12 10.3 17.9 7 12 3.7 6.1 7z"/>' +
-    '</svg>'
-});
+export const ISandboxRunner = new Token<SandboxRunner>(
+  'jupyter-sandbox:ISandboxRunner',
+  'The sandboxes store and the runner of sandbox cells.'
+);
 
-/** Shows "Sandbox: <name> · <state>" for the current notebook. */
-class SandboxStatus extends Widget {
-  readonly activeChanged = new Signal<this, void>(this);
-
-  constructor(
-    private store: SandboxStore,
-    private tracker: INotebookTracker
-  ) {
-    super();
-    this.addClass('jp-SandboxStatus');
-    this.node.title = 'The sandbox that "Run cell in sandbox" uses for this notebook';
-    store.changed.connect(this.update, this);
-    tracker.currentChanged.connect(() => {
-      this.activeChanged.emit();
-      this.update();
-    });
-    this.update();
-  }
-
-  update(): void {
-    const panel = this.tracker.currentWidget;
-    if (!panel) {
-      this.node.textContent = '';
-      return;
-    }
-    const name = sandboxNameForPath(panel.context.path);
-    const sandbox = this.store.find(name);
-    const state = this.store.busy.has(name) ? 'busy' : sandbox ? sandbox.status : 'not created';
-    this.node.textContent = `Sandbox: ${name} · ${state}`;
-    this.node.dataset.state = state;
-  }
-}
-
-/** Runs the active cell's source in the notebook's sandbox, streaming outputs into the cell. */
-async function runCell(panel: NotebookPanel, store: SandboxStore): Promise<void> {
-  const cell = panel.content.activeCell;
-  if (!(cell instanceof CodeCell)) {
-    return;
-  }
-  const name = sandboxNameForPath(panel.context.path);
-  const outputs = cell.model.outputs;
-  outputs.clear();
-  cell.model.executionCount = null;
-  cell.setPrompt('*');
-  store.setBusy(name, true);
-  const builder = new OutputBuilder();
-  try {
-    const sandbox = await ensureSandbox(name);
-    await api.execute(sandbox.id, cell.model.sharedModel.getSource(), event => {
-      for (const op of builder.apply(event)) {
-        if (op.op === 'add') {
-          outputs.add(op.output);
-        } else if (op.op === 'set') {
-          outputs.set(op.index, op.output);
-        } else {
-          outputs.clear();
-        }
+const runnerPlugin: JupyterFrontEndPlugin<SandboxRunner> = {
+  id: 'jupyter-sandbox:runner',
+  description: 'The store of sandboxes (live from the server events) and the runner of sandbox cells',
+  autoStart: true,
+  provides: ISandboxRunner,
+  optional: [ISettingRegistry],
+  activate: (app: JupyterFrontEnd, settings: ISettingRegistry | null): SandboxRunner => {
+    const store = new SandboxStore();
+    const runner = new SandboxRunner(store);
+    app.serviceManager.events.stream.connect((_, emission) => {
+      if (emission.schema_id === SANDBOX_EVENTS) {
+        store.handleEvent(emission as unknown as ISandboxEvent);
+      } else if (emission.schema_id === KERNEL_ACTIONS && emission.action === 'interrupt' && emission.kernel_id) {
+        void runner.interruptKernel(String(emission.kernel_id));
       }
     });
-  } catch (error) {
-    Notification.error(`Run cell in sandbox ${name}: ${(error as Error).message}`, { autoClose: 8000 });
-  } finally {
-    store.setBusy(name, false);
-    cell.model.executionCount = builder.executionCount;
-    cell.setPrompt(builder.executionCount === null ? '' : String(builder.executionCount));
-    void store.refresh();
+    void settings?.load(PLUGIN_ID).then(loaded => {
+      const apply = () => {
+        store.interval = loaded.get('refreshInterval').composite as number;
+      };
+      apply();
+      loaded.changed.connect(apply);
+    });
+    return runner;
   }
-}
+};
+
+const executorPlugin: JupyterFrontEndPlugin<INotebookCellExecutor> = {
+  id: 'jupyter-sandbox:cell-executor',
+  description: 'Runs marked cells in the sandbox, every other cell as JupyterLab does',
+  autoStart: true,
+  requires: [ISandboxRunner],
+  provides: INotebookCellExecutor,
+  activate: (_: JupyterFrontEnd, runner: SandboxRunner): INotebookCellExecutor =>
+    Object.freeze(new SandboxCellExecutor(runner))
+};
 
 const plugin: JupyterFrontEndPlugin<void> = {
-  id: 'jupyter-sandbox:plugin',
-  description: 'Sandboxes panel and "Run cell in sandbox" for jupyter-sandbox',
+  id: PLUGIN_ID,
+  description: 'Sandboxes panel, sandbox cells, status bar and help for jupyter-sandbox',
   autoStart: true,
-  requires: [INotebookTracker],
-  optional: [ICommandPalette, IStatusBar],
+  requires: [INotebookTracker, ISandboxRunner],
+  optional: [ICommandPalette, IStatusBar, ISettingRegistry, IRenderMimeRegistry, ILayoutRestorer],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
+    runner: SandboxRunner,
     palette: ICommandPalette | null,
-    statusBar: IStatusBar | null
+    statusBar: IStatusBar | null,
+    settings: ISettingRegistry | null,
+    rendermime: IRenderMimeRegistry | null,
+    restorer: ILayoutRestorer | null
   ) => {
-    const store = new SandboxStore();
-    const panel = new SandboxPanel(store);
-    panel.title.icon = sandboxIcon;
-    app.shell.add(panel, 'left', { rank: 650 });
+    const { commands, shell } = app;
+    const store = runner.store;
+    const panel = new SandboxPanel(store, commands);
+    shell.add(panel, 'left', { rank: 650 });
+    restorer?.add(panel, panel.id);
 
-    app.commands.addCommand(OPEN, {
-      label: 'Show Sandboxes panel',
-      execute: () => app.shell.activateById(panel.id)
+    let docsUrl = '';
+    void settings?.load(PLUGIN_ID).then(loaded => {
+      const apply = () => {
+        docsUrl = (loaded.get('docsUrl').composite as string) || '';
+      };
+      apply();
+      loaded.changed.connect(apply);
     });
-    app.commands.addCommand(RUN, {
-      label: 'Run cell in sandbox',
-      caption: "Run the active cell in this notebook's sandbox",
+
+    const notebook = (): NotebookPanel | null => tracker.currentWidget;
+    const hasCodeCell = () => notebook()?.content.activeCell instanceof CodeCell;
+
+    /** The sandbox a command acts on: `args.id`, else the current notebook's. */
+    const target = async (args: ReadonlyPartialJSONObject): Promise<ISandbox | null> => {
+      const key = args.id ? String(args.id) : sandboxNameOf(notebook()?.sessionContext);
+      if (!key) {
+        Notification.warning('Open a notebook with a kernel, or pick a sandbox in the Sandboxes panel.', {
+          autoClose: 6000
+        });
+        return null;
+      }
+      const known = store.find(key);
+      if (known) {
+        return known;
+      }
+      try {
+        return await api.get(key);
+      } catch (error) {
+        const message =
+          error instanceof APIError && error.status === 404
+            ? `No sandbox ${key} yet: run a cell in it first, or create one in the Sandboxes panel.`
+            : (error as Error).message;
+        Notification.warning(message, { autoClose: 6000 });
+        return null;
+      }
+    };
+    const onSandbox =
+      (what: string, action: (s: ISandbox) => Promise<unknown>) => async (args: ReadonlyPartialJSONObject) => {
+        const sandbox = await target(args);
+        if (sandbox) {
+          await report(`${what} ${sandbox.name}`, () => action(sandbox));
+        }
+      };
+
+    commands.addCommand(CommandIDs.runCell, {
+      label: 'Run Cell in Sandbox',
+      caption: "Mark the selected cells as sandbox cells and run them in this notebook's sandbox",
       icon: sandboxIcon,
-      isEnabled: () => tracker.currentWidget?.content.activeCell instanceof CodeCell,
+      isEnabled: hasCodeCell,
       execute: () => {
-        const current = tracker.currentWidget;
-        return current ? runCell(current, store) : undefined;
+        const current = notebook();
+        if (!current) {
+          return;
+        }
+        const { content, sessionContext } = current;
+        content.widgets
+          .filter(c => content.isSelectedOrActive(c) && c.model.type === 'code')
+          .forEach(c => mark(c.model));
+        return NotebookActions.run(content, sessionContext);
       }
     });
-    app.commands.addKeyBinding({ command: RUN, keys: ['Accel Alt Enter'], selector: '.jp-Notebook' });
-    app.contextMenu.addItem({ command: RUN, selector: '.jp-Notebook .jp-CodeCell', rank: 0 });
-    palette?.addItem({ command: RUN, category: 'Sandbox' });
-    palette?.addItem({ command: OPEN, category: 'Sandbox' });
+    commands.addCommand(CommandIDs.runAll, {
+      label: 'Run All Cells in Sandbox',
+      caption: "Mark every code cell as a sandbox cell and run them all in this notebook's sandbox",
+      isEnabled: () => notebook() !== null,
+      execute: () => {
+        const current = notebook();
+        if (!current) {
+          return;
+        }
+        current.content.widgets.filter(c => c.model.type === 'code').forEach(c => mark(c.model));
+        return NotebookActions.runAll(current.content, current.sessionContext);
+      }
+    });
+    commands.addCommand(CommandIDs.unmark, {
+      label: 'Remove Sandbox Mark',
+      caption: 'Run the selected cells in the kernel again, like any cell',
+      isEnabled: hasCodeCell,
+      execute: () => {
+        const current = notebook();
+        current?.content.widgets
+          .filter(c => current.content.isSelectedOrActive(c))
+          .forEach(c => {
+            unmark(c.model);
+            showMark(c);
+          });
+      }
+    });
+    commands.addCommand(CommandIDs.openPanel, {
+      label: 'Show Sandboxes Panel',
+      execute: args => {
+        shell.activateById(panel.id);
+        if (args.id) {
+          panel.reveal(String(args.id));
+        }
+      }
+    });
+    commands.addCommand(CommandIDs.create, {
+      label: 'Create Sandbox…',
+      caption: 'Open the create form of the Sandboxes panel',
+      execute: () => {
+        shell.activateById(panel.id);
+        panel.focusCreate();
+      }
+    });
+    commands.addCommand(CommandIDs.remove, {
+      label: args => (args.id ? 'Remove Sandbox' : "Remove This Notebook's Sandbox"),
+      execute: onSandbox('Remove', s => api.remove(s.id))
+    });
+    commands.addCommand(CommandIDs.interrupt, {
+      label: args => (args.id ? 'Interrupt Sandbox' : "Interrupt This Notebook's Sandbox"),
+      execute: onSandbox('Interrupt', s => api.interrupt(s.id))
+    });
+    commands.addCommand(CommandIDs.restart, {
+      label: args => (args.id ? 'Restart Sandbox' : "Restart This Notebook's Sandbox"),
+      execute: onSandbox('Restart', async s => {
+        await api.restart(s.id);
+        await store.refresh();
+      })
+    });
+    commands.addCommand(CommandIDs.upload, {
+      label: 'Upload Files to Sandbox…',
+      execute: onSandbox('Upload to', async s => {
+        shell.activateById(panel.id);
+        panel.reveal(s.id);
+        panel.chooseUpload(s);
+      })
+    });
+    commands.addCommand(CommandIDs.logs, {
+      label: 'Show Sandbox Logs',
+      execute: onSandbox('Logs of', async s => {
+        shell.activateById(panel.id);
+        panel.reveal(s.id, { logs: true });
+      })
+    });
+    let docs: MainAreaWidget | null = null;
+    commands.addCommand(CommandIDs.help, {
+      label: 'Sandboxes Documentation',
+      icon: sandboxIcon,
+      execute: async () => {
+        if (docsUrl) {
+          window.open(docsUrl, '_blank', 'noopener');
+          return;
+        }
+        if (!rendermime) {
+          Notification.info('The documentation is the README.md of jupyter-sandbox.', { autoClose: 6000 });
+          return;
+        }
+        if (!docs || docs.isDisposed) {
+          docs = await docsWidget(rendermime);
+          shell.add(docs, 'main');
+        }
+        shell.activateById(docs.id);
+      }
+    });
 
-    tracker.widgetAdded.connect((_, notebook) => {
-      const button = new CommandToolbarButton({ commands: app.commands, id: RUN, label: '' });
+    for (const command of Object.values(CommandIDs)) {
+      palette?.addItem({ command, category: 'Sandbox' });
+    }
+
+    tracker.widgetAdded.connect((_, nb) => {
+      const button = new CommandToolbarButton({ commands, id: CommandIDs.runCell, label: '' });
       button.addClass('jp-SandboxRunButton');
-      if (!notebook.toolbar.insertAfter('run', 'run-in-sandbox', button)) {
-        notebook.toolbar.addItem('run-in-sandbox', button);
+      if (!nb.toolbar.insertAfter('run', 'run-in-sandbox', button)) {
+        nb.toolbar.addItem('run-in-sandbox', button);
       }
+      const busy = new SandboxBusyIndicator(nb, runner);
+      if (!nb.toolbar.insertBefore('kernelName', 'sandbox-busy', busy)) {
+        nb.toolbar.addItem('sandbox-busy', busy);
+      }
+      trackMarks(nb);
     });
-    tracker.activeCellChanged.connect(() => app.commands.notifyCommandChanged(RUN));
+    tracker.activeCellChanged.connect(() => {
+      commands.notifyCommandChanged(CommandIDs.runCell);
+      commands.notifyCommandChanged(CommandIDs.unmark);
+    });
 
     if (statusBar) {
-      const status = new SandboxStatus(store, tracker);
+      const status = new SandboxStatus(store, tracker, commands);
       statusBar.registerStatusItem('jupyter-sandbox:status', {
         item: status,
         align: 'left',
@@ -154,4 +286,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [runnerPlugin, executorPlugin, plugin];

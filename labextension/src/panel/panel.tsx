@@ -1,0 +1,487 @@
+/**
+ * The "Sandboxes" side panel, laid out like JupyterLab's running-sessions panel: a toolbar,
+ * then collapsible sections. Each sandbox is an item that expands to its details, actions,
+ * files (drop files to upload) and logs. Built from @jupyterlab/ui-components; every
+ * colour, font and spacing comes from the theme's CSS variables (style/base.css).
+ */
+import { Notification } from '@jupyterlab/apputils';
+import {
+  addIcon,
+  caretDownIcon,
+  caretRightIcon,
+  closeIcon,
+  fileUploadIcon,
+  infoIcon,
+  listIcon,
+  ReactWidget,
+  refreshIcon,
+  SidePanel,
+  stopIcon,
+  ToolbarButton,
+  ToolbarButtonComponent
+} from '@jupyterlab/ui-components';
+import { CommandRegistry } from '@lumino/commands';
+import { Message } from '@lumino/messaging';
+import { AccordionPanel } from '@lumino/widgets';
+import React from 'react';
+
+import { api } from '../api';
+import { CommandIDs } from '../commands';
+import { formatBytes, formatDuration, formatPercent, formatUptime } from '../format';
+import { sandboxIcon } from '../icons';
+import { ACTIVE_ONE_SHOT, downloadName, oneShotDuration, uploadLimit, uploadPath, WORKDIR } from '../names';
+import { SandboxStore } from '../store';
+import type { IFileEntry, ILogs, ISandbox } from '../wire';
+import { CreateForm } from './create';
+import { dropTarget, FileTree } from './files';
+
+/** Runs an action, reporting failure as a notification with the server's message. */
+export async function report<T>(what: string, action: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await action();
+  } catch (error) {
+    Notification.error(`${what}: ${(error as Error).message}`, { autoClose: 8000 });
+    return undefined;
+  }
+}
+
+/** Hands a blob to the browser as a download named `name`. */
+function saveBlob(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.hidden = true;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  // after the browser has taken the download over
+  window.setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+/** The word the badge shows: what the user can do with the sandbox right now. */
+export function badgeState(sandbox: ISandbox, busy: boolean): string {
+  return busy && sandbox.status === 'running' ? 'busy' : sandbox.status;
+}
+
+interface IUpload {
+  name: string;
+  fraction: number;
+}
+
+/** The list of sandboxes: one section of the panel. */
+class SandboxList extends ReactWidget {
+  constructor(
+    private store: SandboxStore,
+    private commands: CommandRegistry
+  ) {
+    super();
+    this.addClass('jp-SandboxList');
+    this.title.label = 'Sandboxes';
+    store.changed.connect(() => this.update(), this);
+    // uptimes move on even when nothing else happens
+    this.ticker = window.setInterval(() => this.isVisible && this.update(), 1000);
+  }
+
+  dispose(): void {
+    window.clearInterval(this.ticker);
+    super.dispose();
+  }
+
+  /** Expand a sandbox's item and bring it into view. */
+  reveal(id: string, what: { logs?: boolean } = {}): void {
+    this.expanded.add(id);
+    if (what.logs) {
+      this.showLogs(id);
+    }
+    this.update();
+    requestAnimationFrame(() =>
+      this.node.querySelector(`[data-id="${CSS.escape(id)}"]`)?.scrollIntoView({ block: 'nearest' })
+    );
+  }
+
+  /** Ask for files to upload into a sandbox (a file dialog). */
+  chooseUpload(sandbox: ISandbox): void {
+    const input = document.createElement('input');
+    input.type = 'file';
+    input.multiple = true;
+    input.onchange = () => void this.upload(sandbox, WORKDIR, Array.from(input.files ?? []));
+    input.click();
+  }
+
+  /** Upload files into `dir`, showing progress; refused early when over the server's limit. */
+  async upload(sandbox: ISandbox, dir: string, files: File[]): Promise<void> {
+    const limit = uploadLimit(sandbox, this.store.config);
+    this.expanded.add(sandbox.id);
+    for (const file of files) {
+      const path = uploadPath(dir, file.name);
+      if (file.size > limit) {
+        Notification.error(
+          `Upload ${file.name}: ${formatBytes(file.size)} is over this sandbox's upload limit of ${formatBytes(limit)}`,
+          { autoClose: 8000 }
+        );
+        continue;
+      }
+      this.uploads.set(sandbox.id, { name: path, fraction: 0 });
+      this.update();
+      const done = await report(`Upload ${file.name} to ${sandbox.name}`, async () => {
+        await api.upload(sandbox.id, path, file, fraction => {
+          this.uploads.set(sandbox.id, { name: path, fraction });
+          this.update();
+        });
+        return true;
+      });
+      this.uploads.delete(sandbox.id);
+      if (done) {
+        Notification.success(`Uploaded ${path} to ${sandbox.name}`, { autoClose: 3000 });
+      }
+    }
+    this.bumpFiles(sandbox.id);
+  }
+
+  /** List a sandbox's open folders again. */
+  private bumpFiles(id: string): void {
+    this.filesVersion.set(id, (this.filesVersion.get(id) ?? 0) + 1);
+    this.update();
+  }
+
+  private showLogs(id: string): void {
+    this.logs.set(id, 'loading');
+    this.update();
+    void api.logs(id).then(
+      logs => {
+        this.logs.set(id, logs);
+        this.update();
+      },
+      error => {
+        this.logs.set(id, { error: (error as Error).message });
+        this.update();
+      }
+    );
+  }
+
+  private toggle(id: string): void {
+    if (!this.expanded.delete(id)) {
+      this.expanded.add(id);
+    }
+    this.update();
+  }
+
+  render(): JSX.Element {
+    const { sandboxes } = this.store;
+    if (!sandboxes.length) {
+      return (
+        <div className="jp-SandboxPanel-empty">
+          {this.store.loaded ? 'No sandboxes. Create one below, or run a cell in one.' : 'Loading…'}
+        </div>
+      );
+    }
+    const now = Date.now() / 1000;
+    return <ul className="jp-SandboxList-items">{sandboxes.map(s => this.renderItem(s, now))}</ul>;
+  }
+
+  private renderItem(s: ISandbox, now: number): JSX.Element {
+    const expanded = this.expanded.has(s.id);
+    const Caret = expanded ? caretDownIcon.react : caretRightIcon.react;
+    const state = badgeState(s, this.store.isBusy(s));
+    const command = (id: string, event?: React.SyntheticEvent) => {
+      event?.stopPropagation();
+      void this.commands.execute(id, { id: s.id });
+    };
+    return (
+      <li
+        key={s.id}
+        className={`jp-SandboxItem${expanded ? ' jp-mod-expanded' : ''}`}
+        data-id={s.id}
+        data-name={s.name}
+        data-status={s.status}
+        {...dropTarget(files => void this.upload(s, WORKDIR, files))}
+      >
+        <div
+          className="jp-SandboxItem-header"
+          role="button"
+          tabIndex={0}
+          aria-expanded={expanded}
+          title={`${s.name} (${s.id}) — click to ${expanded ? 'collapse' : 'expand'}; drop files to upload`}
+          onClick={() => this.toggle(s.id)}
+          onKeyDown={event => (event.key === 'Enter' || event.key === ' ') && this.toggle(s.id)}
+        >
+          <Caret tag="span" className="jp-SandboxItem-caret" />
+          <sandboxIcon.react tag="span" className="jp-SandboxItem-icon" />
+          <span className="jp-SandboxItem-label">{s.name}</span>
+          <span className="jp-SandboxItem-badge" data-state={state} title={s.status_reason ?? undefined}>
+            {state}
+          </span>
+          <span className="jp-SandboxItem-detail">{formatUptime(now - s.created)}</span>
+          <ToolbarButtonComponent
+            className="jp-SandboxItem-remove"
+            icon={closeIcon}
+            tooltip={`Remove ${s.name}`}
+            onClick={event => command(CommandIDs.remove, event)}
+          />
+        </div>
+        {expanded && this.renderBody(s)}
+      </li>
+    );
+  }
+
+  private renderBody(s: ISandbox): JSX.Element {
+    const stats = this.store.stats.get(s.id);
+    const upload = this.uploads.get(s.id);
+    const logs = this.logs.get(s.id);
+    const contexts = s.contexts.map(c => `${c.language} (${c.id})`).join(', ') || 'none';
+    // of the memory asked for (the engine's limit may add room for the in-memory disk)
+    const memory = `${stats ? formatBytes(stats.memory_used) : '-'} / ${formatBytes(s.spec.memory)}`;
+    const memoryTitle = stats ? `The container's own limit: ${formatBytes(stats.memory_limit)}` : undefined;
+    return (
+      <div className="jp-SandboxItem-body">
+        <div className="jp-SandboxItem-actions" role="toolbar" aria-label={`Actions on ${s.name}`}>
+          <ToolbarButtonComponent
+            icon={stopIcon}
+            label="Interrupt"
+            tooltip="Interrupt the code running in it"
+            onClick={() => void this.commands.execute(CommandIDs.interrupt, { id: s.id })}
+          />
+          <ToolbarButtonComponent
+            icon={refreshIcon}
+            label="Restart"
+            tooltip="Restart it: a fresh container, variables and files reset"
+            onClick={() => void this.commands.execute(CommandIDs.restart, { id: s.id })}
+          />
+          <ToolbarButtonComponent
+            icon={fileUploadIcon}
+            label="Upload"
+            tooltip="Upload files into its working directory (or drop them on it)"
+            onClick={() => this.chooseUpload(s)}
+          />
+          <ToolbarButtonComponent
+            icon={listIcon}
+            label="Logs"
+            tooltip="Show its kernel and container logs"
+            pressed={logs !== undefined}
+            onClick={() => {
+              if (this.logs.has(s.id)) {
+                this.logs.delete(s.id);
+                this.update();
+              } else {
+                this.showLogs(s.id);
+              }
+            }}
+          />
+        </div>
+        <dl className="jp-SandboxItem-details">
+          {s.status_reason && (
+            <>
+              <dt>Status</dt>
+              <dd data-field="status-reason" title={s.status_reason}>
+                {s.status} — {s.status_reason}
+              </dd>
+            </>
+          )}
+          <dt>Image</dt>
+          <dd>{s.spec.image ?? 'default'}</dd>
+          <dt>CPU</dt>
+          <dd data-field="cpu">{stats ? `${formatPercent(stats.cpu_percent)} of ${s.spec.cpus}` : '-'}</dd>
+          <dt>Memory</dt>
+          <dd data-field="memory" title={memoryTitle}>
+            {memory}
+          </dd>
+          <dt>Network</dt>
+          <dd>{s.spec.network ? 'yes' : 'none'}</dd>
+          <dt>Contexts</dt>
+          <dd data-field="contexts">{contexts}</dd>
+        </dl>
+        {upload && (
+          <div className="jp-SandboxItem-upload" aria-live="polite">
+            <span>
+              Uploading {upload.name}: {Math.round(upload.fraction * 100)}%
+            </span>
+            <progress max={1} value={upload.fraction} />
+          </div>
+        )}
+        <div className="jp-SandboxItem-subtitle">
+          Files in {WORKDIR}
+          <ToolbarButtonComponent
+            icon={refreshIcon}
+            tooltip="List the files again"
+            onClick={() => this.bumpFiles(s.id)}
+          />
+        </div>
+        <FileTree
+          sandbox={s}
+          version={(this.filesVersion.get(s.id) ?? 0) + (this.store.activity.get(s.id) ?? 0)}
+          onDownload={entry => void this.download(s, entry)}
+          onUpload={(dir, files) => void this.upload(s, dir, files)}
+        />
+        {logs !== undefined && this.renderLogs(s, logs)}
+      </div>
+    );
+  }
+
+  private renderLogs(s: ISandbox, logs: ILogs | 'loading' | { error: string }): JSX.Element {
+    let body: JSX.Element;
+    if (logs === 'loading') {
+      body = <div className="jp-SandboxPanel-empty">Loading…</div>;
+    } else if ('error' in logs) {
+      body = <div className="jp-SandboxPanel-empty">{logs.error}</div>;
+    } else {
+      body = (
+        <>
+          {logs.contexts.map(c => (
+            <section key={c.id} className="jp-SandboxLogs-section" data-log={`kernel-${c.id}`}>
+              <h4>
+                Kernel log ({c.language}, {c.id})
+              </h4>
+              <pre>{c.kernel_log || '(empty)'}</pre>
+            </section>
+          ))}
+          {logs.container !== null && (
+            <section className="jp-SandboxLogs-section" data-log="container">
+              <h4>Container log</h4>
+              <pre>{logs.container || '(empty)'}</pre>
+            </section>
+          )}
+        </>
+      );
+    }
+    return (
+      <div className="jp-SandboxLogs" aria-label={`Logs of ${s.name}`}>
+        <div className="jp-SandboxItem-subtitle">
+          Logs
+          <ToolbarButtonComponent icon={refreshIcon} tooltip="Reload the logs" onClick={() => this.showLogs(s.id)} />
+        </div>
+        {body}
+      </div>
+    );
+  }
+
+  private async download(s: ISandbox, entry: IFileEntry): Promise<void> {
+    await report(`Download ${entry.path} from ${s.name}`, async () =>
+      saveBlob(await api.fileBlob(s.id, entry.path), downloadName(entry.path))
+    );
+  }
+
+  private expanded = new Set<string>();
+  private uploads = new Map<string, IUpload>();
+  private filesVersion = new Map<string, number>();
+  private logs = new Map<string, ILogs | 'loading' | { error: string }>();
+  private ticker: number;
+}
+
+/** The user's one-shot executions: another section. */
+class OneShotList extends ReactWidget {
+  constructor(private store: SandboxStore) {
+    super();
+    this.addClass('jp-SandboxOneShots');
+    this.title.label = 'One-shot executions';
+    store.changed.connect(() => this.update(), this);
+  }
+
+  render(): JSX.Element {
+    const { oneShots } = this.store;
+    if (!oneShots.length) {
+      return <div className="jp-SandboxPanel-empty">None</div>;
+    }
+    const now = Date.now();
+    return (
+      <ul className="jp-SandboxList-items">
+        {oneShots.map(e => (
+          <li key={e.execution_id} className="jp-SandboxOneShot" data-id={e.execution_id}>
+            <span className="jp-SandboxItem-label">
+              <code>{e.execution_id}</code>
+            </span>
+            <span className="jp-SandboxItem-badge" data-state={e.status}>
+              {e.status}
+            </span>
+            <span className="jp-SandboxItem-detail">{formatDuration(oneShotDuration(e, now))}</span>
+            {ACTIVE_ONE_SHOT.has(e.status) && (
+              <ToolbarButtonComponent
+                icon={stopIcon}
+                tooltip={`Kill ${e.execution_id}`}
+                onClick={() =>
+                  void report('Kill', () => api.killOneShot(e.execution_id)).then(() => this.store.refreshAll())
+                }
+              />
+            )}
+          </li>
+        ))}
+      </ul>
+    );
+  }
+}
+
+export class SandboxPanel extends SidePanel {
+  constructor(
+    private store: SandboxStore,
+    commands: CommandRegistry
+  ) {
+    super();
+    this.id = 'jupyter-sandbox-panel';
+    this.addClass('jp-SandboxPanel');
+    this.title.icon = sandboxIcon;
+    this.title.caption = 'Sandboxes';
+
+    this.list = new SandboxList(store, commands);
+    this.form = new CreateForm(store, made => this.list.reveal(made.id));
+    this.oneShots = new OneShotList(store);
+
+    this.toolbar.addItem(
+      'refresh',
+      new ToolbarButton({
+        icon: refreshIcon,
+        tooltip: 'Refresh sandboxes, stats and one-shot executions',
+        onClick: () => void this.store.refreshAll()
+      })
+    );
+    this.toolbar.addItem(
+      'create',
+      new ToolbarButton({ icon: addIcon, tooltip: 'New sandbox', onClick: () => this.focusCreate() })
+    );
+    this.toolbar.addItem(
+      'help',
+      new ToolbarButton({
+        icon: infoIcon,
+        tooltip: 'Sandboxes documentation',
+        onClick: () => void commands.execute(CommandIDs.help)
+      })
+    );
+    this.addWidget(this.list);
+    this.addWidget(this.form);
+    this.addWidget(this.oneShots);
+    // most of the room for the list, some for the form, a little for one-shot runs
+    this.accordion.setRelativeSizes([3, 2, 1]);
+  }
+
+  private get accordion(): AccordionPanel {
+    return this.content as AccordionPanel;
+  }
+
+  /** Expand a sandbox's item (and its logs) and bring it into view. */
+  reveal(id: string, what: { logs?: boolean } = {}): void {
+    this.list.reveal(id, what);
+  }
+
+  /** Show the create form with the cursor in its first field. */
+  focusCreate(): void {
+    this.accordion.expand(this.widgets.indexOf(this.form));
+    this.form.focus();
+  }
+
+  chooseUpload(sandbox: ISandbox): void {
+    this.list.chooseUpload(sandbox);
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.store.visible = true;
+  }
+
+  protected onAfterHide(msg: Message): void {
+    super.onAfterHide(msg);
+    this.store.visible = false;
+  }
+
+  readonly list: SandboxList;
+  readonly form: CreateForm;
+  readonly oneShots: OneShotList;
+}
