@@ -44,7 +44,6 @@ async def fetch(jp_fetch, *parts, **kwargs):
     return await jp_fetch(*API, *parts, **kwargs)
 
 
-@pytest.mark.docker
 async def test_config_tells_the_form_the_real_defaults_and_limits(jp_fetch):
     r = await fetch(jp_fetch, "config")
     assert r.code == 200, r.body
@@ -61,7 +60,6 @@ async def test_config_tells_the_form_the_real_defaults_and_limits(jp_fetch):
     assert config["max_upload_size"] == 3 * 1024**2
 
 
-@pytest.mark.docker
 async def test_config_needs_authentication(jp_fetch):
     r = await fetch(jp_fetch, "config", headers={"Authorization": ""})
     assert r.code == 403
@@ -77,7 +75,6 @@ async def next_sandbox_event(ws, timeout: float = 60) -> dict:
             return event
 
 
-@pytest.mark.docker
 async def test_sandbox_events_reach_a_subscriber_in_order_without_secrets(jp_fetch, jp_ws_fetch):
     ws = await jp_ws_fetch("api", "events", "subscribe")
     try:
@@ -105,7 +102,6 @@ async def test_sandbox_events_reach_a_subscriber_in_order_without_secrets(jp_fet
         assert sandbox["e2b_url"].rsplit("/", 1)[-1] not in json.dumps(event)
 
 
-@pytest.mark.docker
 async def test_logs_show_the_kernels_output_and_are_owner_checked(jp_fetch):
     r = await fetch(jp_fetch, "sandboxes", method="POST", body=json.dumps({"name": "logged"}))
     assert r.code == 201, r.body
@@ -130,7 +126,6 @@ async def test_logs_show_the_kernels_output_and_are_owner_checked(jp_fetch):
     assert (await fetch(jp_fetch, "sandboxes", sandbox["id"], method="DELETE")).code == 204
 
 
-@pytest.mark.docker
 async def test_an_upload_over_the_limit_is_a_413_naming_the_limit(jp_fetch):
     r = await fetch(jp_fetch, "sandboxes", method="POST", body=json.dumps({"name": "uploads"}))
     assert r.code == 201, r.body
