@@ -280,7 +280,7 @@ class DockerBackend(SandboxBackend):
             shutil.rmtree(host_dir, ignore_errors=True)
             raise
 
-    async def start_kernel(self, sandbox_id, kernel_id, cwd=None) -> dict[str, Any]:
+    async def start_kernel(self, sandbox_id, kernel_id, cwd=None, key=None) -> dict[str, Any]:
         host_dir = self.host_dir(sandbox_id)
         name = f"k-{kernel_id}"
         host_file = os.path.join(host_dir, f"{name}.json")
@@ -288,7 +288,7 @@ class DockerBackend(SandboxBackend):
         ports = dict(shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5)
         _, info = write_connection_file(
             host_file, ip=os.path.join(KERNEL_DIR, name), transport="ipc", kernel_name="python3",
-            key=secrets.token_hex(32).encode(), **ports
+            key=key or secrets.token_hex(32).encode(), **ports
         )
         os.chmod(host_file, 0o644)
         cid = self._container_id(sandbox_id)
