@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import re
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -165,7 +166,10 @@ class SandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                 except Exception:
                     continue
                 if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    self.log.info("jupyter-sandbox: kernel %s restarted; its next cell says why the last one died",
+                                  self.kernel_id)
                     return
+            self.log.warning("jupyter-sandbox: kernel %s did not take the note about its death", self.kernel_id)
         finally:
             client.stop_channels()
 
@@ -182,7 +186,8 @@ class SandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         if reason is None:
             return None
         if not self._stopping and self.exit_reason is None:
-            self.exit_reason = reason
+            # the server restarts the kernel by itself: the backend's advice to restart is moot here
+            self.exit_reason = re.sub(r"\s*Restart the (context|sandbox) to continue\.", "", reason)
             self.log.warning("jupyter-sandbox: kernel %s died: %s", self.kernel_id, reason)
             km = self.parent
             if km is not None and km.has_trait("reason"):
