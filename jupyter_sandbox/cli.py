@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 import os
+import re
 import socket
 import sys
 from typing import Any
@@ -33,6 +35,10 @@ class _Command(JupyterApp):
     """A subcommand: ``fail`` ends it with a message and a non-zero status."""
 
     version = __version__
+
+    @default("log_level")
+    def _quiet(self) -> int:
+        return logging.WARNING  # the output is the command's own (and a script's): not the manager's chatter
 
     def fail(self, message: str, code: int = 1) -> None:
         print(message, file=sys.stderr)
@@ -431,24 +437,22 @@ class ExecApp(_Command):
         with open(path, "rb") as f:
             source = f.read()
         name = os.path.basename(path)
+        # the script's exit status is the cell's value (sys.exit's message, if any, goes to stderr)
         code = (
             "import runpy as _r, sys as _s\n"
             f"_s.argv = {[name, *args]!r}\n"
+            "_status = 0\n"
             "try:\n"
             f"    _r.run_path({name!r}, run_name='__main__')\n"
             "except SystemExit as _e:\n"
-            "    _code = _e.code if isinstance(_e.code, int) else (0 if _e.code is None else 1)\n"
-            "    if _code:\n"
-            "        print(f'__jsbx_exit__ {_code}')\n"
+            "    _status = _e.code if isinstance(_e.code, int) else (0 if _e.code is None else 1)\n"
+            "    if not isinstance(_e.code, (int, type(None))):\n"
+            "        print(_e.code, file=_s.stderr)\n"
+            "_status"
         )
-        exit_code = 0
         spec = {k: v for k, v in (("image", self.image), ("memory", self.memory)) if v}
 
         def out(message):
-            nonlocal exit_code
-            if message.line.startswith("__jsbx_exit__ "):
-                exit_code = int(message.line.split()[1])
-                return
             sys.stdout.write(message.line)
             sys.stdout.flush()
 
@@ -468,9 +472,12 @@ class ExecApp(_Command):
         except SandboxError as e:
             self.fail(f"jupyter sandbox exec: {e.message}")
         if execution.error:
-            print("\n".join(execution.error._render_traceback_()), file=sys.stderr)
-            exit_code = exit_code or 1
-        self.exit(exit_code)
+            traceback = "\n".join(execution.error._render_traceback_())
+            if not sys.stderr.isatty():  # the kernel colours it for a terminal
+                traceback = re.sub(r"\x1b\[[0-9;]*m", "", traceback)
+            print(traceback, file=sys.stderr)
+            self.exit(1)
+        self.exit(int(execution.text or 0))
 
 
 # -- the command ------------------------------------------------------------------------------
