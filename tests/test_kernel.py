@@ -74,6 +74,15 @@ class KernelSocket:
                     outputs.append(msg)
         return reply, outputs
 
+    async def request(self, channel: str, msg_type: str, content: dict, timeout: float = 60) -> dict:
+        """Send a request and return its reply (other messages are kept in ``seen``)."""
+        msg_id = await self.send(channel, msg_type, content)
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = await self.read(max(deadline - time.monotonic(), 0.1))
+            if msg["channel"] == channel and msg.get("parent_header", {}).get("msg_id") == msg_id:
+                return msg
+
     async def wait_for_status(self, state: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while True:
@@ -160,6 +169,14 @@ async def test_a_notebook_on_the_sandboxed_kernel(kernel_server):
         await ks.execute("x = 41\nimport os, socket")
         reply, outputs = await ks.execute("x + 1, os.getuid(), socket.gethostname()")
         assert reply["content"]["status"] == "ok" and result_of(outputs) == "(42, 1000, 'sandbox')"
+
+        # the debugger (JupyterLab's first requests on the control channel): debugpy in the sandbox answers
+        for seq, command in enumerate(("initialize", "attach"), 1):
+            arguments = {"clientID": "test", "adapterID": "python", "pathFormat": "path", "linesStartAt1": True,
+                         "columnsStartAt1": True} if command == "initialize" else {}
+            reply = await ks.request("control", "debug_request", {"type": "request", "seq": seq, "command": command,
+                                                                  "arguments": arguments})
+            assert reply["msg_type"] == "debug_reply" and reply["content"]["success"], reply["content"]
 
         # a plot
         reply, outputs = await ks.execute("import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()")

@@ -270,6 +270,13 @@ async def run_execute(
                 except queue.Empty:
                     break
                 got = True
+                # The kernel flushed its output before asking: deliver that first, so a prompt
+                # follows what was printed before it.
+                while True:
+                    try:
+                        await deliver(collector.handle_iopub(await client.get_iopub_msg(timeout=0)))
+                    except queue.Empty:
+                        break
                 await deliver(collector.handle_stdin(request))
             # The reply can come before idle: take it without blocking when it is there.
             while not collector.replied:
