@@ -83,6 +83,23 @@ class KernelSocket:
             if msg["channel"] == channel and msg.get("parent_header", {}).get("msg_id") == msg_id:
                 return msg
 
+    async def nudge(self, timeout: float = 60) -> None:
+        """Ask for kernel_info until its status arrives on iopub: a kernel restarted at the same
+        addresses is reached by iopub (a subscription) only once ZMQ has reconnected, and what it
+        publishes before that is lost (jupyter_server nudges new connections the same way)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg_id = await self.send("shell", "kernel_info_request", {})
+            answered_by = time.monotonic() + 1
+            while time.monotonic() < answered_by:
+                try:
+                    msg = await self.read(max(answered_by - time.monotonic(), 0.05))
+                except asyncio.TimeoutError:
+                    break
+                if msg["channel"] == "iopub" and msg.get("parent_header", {}).get("msg_id") == msg_id:
+                    return
+        raise AssertionError("the kernel's iopub never reached the websocket")
+
     async def wait_for_status(self, state: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while True:
@@ -226,6 +243,7 @@ async def test_a_notebook_on_the_sandboxed_kernel(kernel_server):
         # a restart clears state; the same websocket reaches the new kernel
         r = await asyncio.to_thread(server.request, "POST", f"api/kernels/{kernel_id}/restart")
         assert r.status_code == 200, r.text
+        await ks.nudge()
         reply, outputs = await ks.execute("'x' in dir()")
         assert result_of(outputs) == "False"
         assert kernel_sandbox(server, kernel_id)["id"] == sandbox["id"]  # the same sandbox, files kept
@@ -281,3 +299,48 @@ async def test_the_servers_kernel_culling_removes_the_sandbox(docker_ready, tmp_
             await asyncio.sleep(2)
         assert containers_of(sandbox["id"]) == []
         assert kernel_sandbox(server, kernel_id) is None
+
+
+async def test_the_provisioner_on_the_local_backend():
+    """The provisioner uses whatever manager runs in the process (here, as a server's would be, a
+    manager on the local backend): its sandbox is listed as a kernel's, restart and interrupt work,
+    and shutdown removes it."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    from jupyter_sandbox.core.current import set_running
+
+    from conftest import make_manager
+
+    manager = make_manager("local")
+    set_running(manager, "alice")
+    km = AsyncKernelManager(kernel_name=KERNEL_NAME)
+    try:
+        await km.start_kernel()
+        (model,) = manager.list("alice")
+        assert (model.kind, model.kernel_id, model.backend) == ("kernel", km.kernel_id, "local")
+        kc = km.client()
+        kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            reply = await kc.execute_interactive("x = 1", timeout=60)
+            assert reply["content"]["status"] == "ok"
+            running = asyncio.ensure_future(kc.execute_interactive("import time; time.sleep(60)", timeout=90))
+            await asyncio.sleep(2)  # it is running (the reply cannot come for a minute)
+            await km.interrupt_kernel()
+            reply = await asyncio.wait_for(running, 60)
+            assert reply["content"]["ename"] == "KeyboardInterrupt"
+            await km.restart_kernel()
+            await kc.wait_for_ready(timeout=60)
+            outputs = []
+            await kc.execute_interactive("print('x' in dir())", timeout=60, output_hook=outputs.append)
+            assert [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"] == ["False\n"]
+            assert [m.id for m in manager.list("alice")] == [model.id]  # the same sandbox
+        finally:
+            kc.stop_channels()
+        await km.shutdown_kernel()
+        assert manager.list("alice") == []
+    finally:
+        if km.has_kernel:
+            await km.shutdown_kernel(now=True)
+        set_running(None)
+        await manager.shutdown()

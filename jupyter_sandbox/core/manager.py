@@ -54,6 +54,7 @@ class _Context:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False  # its channels were stopped (context or sandbox removed or restarted)
     stdin: StdinBridge | None = None  # the running execution's, when it may read input
+    stdin_connected: bool = False  # the kernel has reached our stdin socket (_connect_stdin)
 
     def close(self) -> None:
         self.closed = True
@@ -752,6 +753,7 @@ class SandboxManager(LoggingConfigurable):
                                    f"_jsbx_env = {{k: _jsbx_os.environ.get(k) for k in {list(env_vars)!r}}}\n"
                                    f"_jsbx_os.environ.update({env_vars!r})")
             if allow_stdin:
+                await self._connect_stdin(context)
                 context.stdin = StdinBridge(context.client, lambda: self._interrupt(context))
                 on_event = _with_context_id(on_event, context.model.id)
             try:
@@ -805,6 +807,40 @@ class SandboxManager(LoggingConfigurable):
             bridge.answer(value)
         else:
             bridge.refuse(error or "nobody could answer the input request")
+
+    async def _connect_stdin(self, context: _Context) -> None:
+        """Make sure the kernel reaches our stdin socket before code may ask for input.
+
+        Our socket connects on its own retry timer after the kernel binds, and until it is up the
+        kernel's ROUTER drops an input request addressed to it: the code would wait forever. A
+        silent ``input()`` answered proves the path; one not asked within a second is interrupted
+        and tried again.
+        """
+        if context.stdin_connected:
+            return
+        client = context.client
+        for _ in range(30):
+            msg_id = client.execute("input()", silent=True, store_history=False, allow_stdin=True)
+            try:
+                while True:
+                    request = await client.get_stdin_msg(timeout=1.0)
+                    if request.get("parent_header", {}).get("msg_id") == msg_id:
+                        client.input("")
+                        context.stdin_connected = True
+                        break
+            except queue.Empty:
+                self._interrupt(context)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    reply = await client.get_shell_msg(timeout=max(deadline - time.monotonic(), 0.01))
+                except queue.Empty:
+                    break
+                if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    break
+            if context.stdin_connected:
+                return
+        raise KernelDied("the kernel never reached this server's stdin socket; restart the context")
 
     @staticmethod
     async def _silent(context: _Context, code: str) -> None:
