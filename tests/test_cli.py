@@ -133,12 +133,12 @@ def test_prune_removes_only_what_servers_that_are_gone_left(docker_ready, tmp_pa
 
             dry = jupyter_sandbox("prune", "--dry-run", env=env)
             assert f"would remove {gone['id']}" in dry.stdout and kept["id"] not in dry.stdout
-            assert client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}.sandbox={gone['id']}"})
+            assert client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}.sandbox={gone['id']}"})
 
             pruned = jupyter_sandbox("prune", env=env)
             assert pruned.returncode == 0 and f"removed {gone['id']}" in pruned.stdout, pruned.stdout
-            assert not client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}.sandbox={gone['id']}"})
-            assert client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}.sandbox={kept['id']}"})
+            assert not client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}.sandbox={gone['id']}"})
+            assert client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}.sandbox={kept['id']}"})
             stranger.reload()  # still there
             assert live.execute("in-use", "1 + 1")[-1]["type"] == "end_of_execution"
         finally:
