@@ -23,7 +23,7 @@ from IPython.display import publish_display_data
 from traitlets import Bool, Float, Unicode
 from traitlets.config import Configurable
 
-from .client import OneShot, Sandbox, connect
+from .client import NoInput, OneShot, Sandbox, connect
 from .errors import Conflict, InvalidInput, NotFound, SandboxError
 from .models import Execution, format_size
 
@@ -148,6 +148,23 @@ def _write(stream):
     return callback
 
 
+def _ask(request) -> str:
+    """An input() in the sandbox, asked of this notebook's own stdin: JupyterLab shows its input box."""
+    from IPython.core.error import StdinNotImplementedError
+
+    try:
+        if request.password:
+            import getpass
+
+            return getpass.getpass(request.prompt)
+        return input(request.prompt)
+    except StdinNotImplementedError:
+        raise NoInput(
+            "the code asked for input, but this notebook's kernel cannot ask anyone: its client does not "
+            "accept input requests (e.g. nbclient without allow_stdin)"
+        ) from None
+
+
 def _publish(result) -> None:
     if not result.is_main_result:  # the main result is the magic's return value: Out[n]
         publish_display_data(result.bundle())
@@ -235,7 +252,8 @@ class SandboxMagics(Magics, Configurable):
         return {k: v for k, v in spec.items() if v is not None}
 
     def _run(self, sandbox: Sandbox, code: str, *, stream: bool = True, **kwargs) -> Execution:
-        callbacks = dict(on_stdout=_write(sys.stdout), on_stderr=_write(sys.stderr), on_result=_publish) if stream else {}
+        callbacks = dict(on_stdout=_write(sys.stdout), on_stderr=_write(sys.stderr), on_result=_publish,
+                         on_input=_ask) if stream else {}
         return self._call(sandbox.run_code, code, **callbacks, **kwargs)
 
     # -- %%sandbox --------------------------------------------------------------------

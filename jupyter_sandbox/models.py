@@ -333,6 +333,27 @@ class ExecuteRequest(RequestBody):
     language: str | None = None
     env_vars: dict[str, str] | None = None
     timeout: float | None = None
+    # True: input()/getpass() in the code stream an ``input_request`` event and wait for an
+    # answer (POST .../contexts/{context_id}/input); else they fail at once, saying so
+    allow_stdin: bool | None = None
+
+
+@dataclass
+class InputReply(RequestBody):
+    """POST sandboxes/{id}/contexts/{context_id}/input: the answer to a waiting input() (``value``),
+    or ``error``, why nobody can answer (the execution then fails with that message)."""
+
+    value: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class InputRequest:
+    """What a waiting input() or getpass() asked for (an ``input_request`` event)."""
+
+    prompt: str
+    password: bool = False
+    context_id: str | None = None
 
 
 @dataclass
@@ -537,6 +558,9 @@ class SandboxModel:
     e2b_url: str | None = None  # base URL for E2B's SDK (E2B_SANDBOX_URL); set by the server
     kernel_id: str | None = None  # the notebook kernel this sandbox belongs to (removed with it)
     status_reason: str | None = None  # why it is "exited" (or what a restart of the server cost it)
+    # "sandbox": contexts run code sent to them; "kernel": it runs a notebook's whole kernel
+    # (jupyter_sandbox.kernel), which the notebook talks to directly
+    kind: str = "sandbox"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -560,6 +584,7 @@ class SandboxModel:
             e2b_url=data.get("e2b_url"),
             kernel_id=data.get("kernel_id"),
             status_reason=data.get("status_reason"),
+            kind=data.get("kind", "sandbox"),
         )
 
 

@@ -7,13 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-docker.sh
-bash scripts/build-images.sh
+echo "[test] installing jupyter-sandbox with test extras" >&2
+python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
+bash scripts/build-images.sh   # `jupyter sandbox build-image`: needs the package installed
 if [ ! -x /usr/bin/chromium ]; then
     # the labextension's Playwright tests drive Debian's Chromium (Playwright cannot download one here)
     echo "[test] installing Debian's chromium for the browser tests" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
-echo "[test] installing jupyter-sandbox with test extras" >&2
-python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
 echo "[test] running pytest" >&2
 python -m pytest -p no:cacheprovider -ra "$@"

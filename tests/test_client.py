@@ -301,3 +301,44 @@ def test_one_shot_calls(server):
     assert client.wait_for_completion(slow, poll_interval=0.5, max_wait=60).status == "killed"
     with pytest.raises(NotFound):
         client.get_execution("exe_does_not_exist")
+
+
+def test_on_input_answers_input_and_getpass(server):
+    from jupyter_sandbox.client import NoInput
+    from jupyter_sandbox.models import InputRequest
+
+    asked = []
+
+    def answer(request):
+        asked.append(request)
+        return "s3cret" if request.password else "Ada"
+
+    with Sandbox(**server) as sandbox:
+        execution = sandbox.run_code("import getpass\nname = input('who? ')\nprint(name, len(getpass.getpass('pw? ')))",
+                                     on_input=answer)
+        assert execution.error is None and execution.logs.stdout == ["Ada 6\n"]
+        assert [(r.prompt, r.password) for r in asked] == [("who? ", False), ("pw? ", True)]
+        assert all(isinstance(r, InputRequest) and r.context_id for r in asked)
+
+        # a handler that cannot answer: the code fails with its words; one that breaks: with its error
+        def cannot(request):
+            raise NoInput("nobody is at the keyboard")
+
+        refused = sandbox.run_code("input('? ')", on_input=cannot)
+        assert (refused.error.name, refused.error.value) == ("InputNotAvailable", "nobody is at the keyboard")
+        broken = sandbox.run_code("input('? ')", on_input=lambda request: 1 / 0)
+        assert broken.error.name == "InputNotAvailable" and "ZeroDivisionError" in broken.error.value
+        # no handler: a plain error at once, not a hang
+        plain = sandbox.run_code("input('? ')")
+        assert plain.error.name == "InputNotAvailable" and "on_input" in plain.error.value
+        assert sandbox.run_code("name").text == "'Ada'"
+
+
+async def test_async_on_input_may_be_a_coroutine(server):
+    async def answer(request):
+        await asyncio.sleep(0)
+        return request.prompt.upper()
+
+    async with await AsyncSandbox.create(**server) as sandbox:
+        execution = await sandbox.run_code("print(input('abc'))", on_input=answer)
+        assert execution.logs.stdout == ["ABC\n"]

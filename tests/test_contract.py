@@ -126,8 +126,39 @@ async def test_timeout_interrupts_and_keeps_state(manager, sandbox):
 
 async def test_input_fails_clearly_instead_of_hanging(manager, sandbox):
     execution = await asyncio.wait_for(run(manager, sandbox, "input('name? ')"), timeout=20)
-    assert execution.error is not None
-    assert "StdinNotImplementedError" in execution.error.name or "stdin" in execution.error.value.lower()
+    # plainly, in our words: not ipykernel's "this frontend does not support input requests"
+    assert execution.error.name == "InputNotAvailable"
+    assert "nobody can answer" in execution.error.value and "on_input" in execution.error.value
+    assert "frontend" not in execution.error.value and "ipykernel" not in execution.error.traceback
+
+
+async def test_input_and_getpass_are_answered_through_the_context(manager, sandbox):
+    asked = []
+
+    def answer(event):
+        if event["type"] == "input_request":
+            asked.append((event["prompt"], event["password"], event["context_id"]))
+            value = "s3cret" if event["password"] else "Ada"
+            manager.answer_input(OWNER, sandbox.id, event["context_id"], value=value)
+
+    code = "import getpass\nname = input('name? ')\npw = getpass.getpass('pw? ')\nprint(name, len(pw))"
+    execution = await asyncio.wait_for(run(manager, sandbox, code, on_event=answer, allow_stdin=True), timeout=60)
+    context_id = manager.get(OWNER, sandbox.id).contexts[0].id
+    assert asked == [("name? ", False, context_id), ("pw? ", True, context_id)]
+    assert execution.error is None and execution.logs.stdout == ["Ada 6\n"]
+
+    # nobody can answer: the code fails with that reason, and the context stays usable
+    def refuse(event):
+        if event["type"] == "input_request":
+            manager.answer_input(OWNER, sandbox.id, event["context_id"], error="nobody is at the keyboard")
+
+    refused = await asyncio.wait_for(run(manager, sandbox, "input('? ')", on_event=refuse, allow_stdin=True), timeout=60)
+    assert (refused.error.name, refused.error.value) == ("InputNotAvailable", "nobody is at the keyboard")
+    assert (await run(manager, sandbox, "name")).text == "'Ada'"
+    with pytest.raises(Conflict, match="no input"):  # nothing waits now
+        manager.answer_input(OWNER, sandbox.id, context_id, value="late")
+    with pytest.raises(InvalidInput):
+        manager.answer_input(OWNER, sandbox.id, context_id)
 
 
 async def test_env_vars_apply_to_one_execution_only(manager, sandbox):

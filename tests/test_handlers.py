@@ -334,7 +334,7 @@ def test_every_handler_is_authenticated_and_authorized():
             # (functools.wraps copies names; the code object tells whose wrapper it is)
             assert method.__wrapped__.__code__.co_filename.endswith("auth/decorator.py"), (template, verb)
             assert handler.auth_resource == "sandboxes"
-    assert checked == 28
+    assert checked == 29  # 26, + config and logs (GET), + a context's input (POST)
 
 
 def test_openapi_describes_every_route_and_method():
@@ -379,6 +379,7 @@ def test_openapi_describes_every_route_and_method():
     # Every request shape is declared once (models.py); the spec names the same fields.
     shapes = {"SandboxCreate": models.SandboxRequest, "ExecuteRequest": models.ExecuteRequest,
               "ContextCreate": models.ContextRequest, "InterruptRequest": models.InterruptRequest,
+              "InputReply": models.InputReply,
               "OneShotConfig": models.OneShotConfig, "ExecMetadata": models.ExecMetadata,
               "EvalRequest": models.EvalRequest}
     for schema_name, shape in shapes.items():

@@ -6,6 +6,7 @@ The notebook's kernel only gets JUPYTER_SANDBOX_URL/TOKEN: it never touches Dock
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import queue
@@ -313,3 +314,52 @@ def test_a_kernel_of_server_b_uses_server_b_with_server_a_running(sandbox_server
             assert f"server: {b.url} (the Jupyter server that started this kernel)" in config, config
             run_cell(kc, "%%sandbox on-b\nz = 1")
         assert "on-b" in sandbox_names(b) and "on-b" not in sandbox_names(a)
+
+
+class StdinNotebookClient(NotebookClient):
+    """nbclient with a stdin handler: the kernel may ask for input, and ``answer`` replies (nbclient
+    itself never allows input)."""
+
+    def __init__(self, nb, answer, **kwargs):
+        super().__init__(nb, **kwargs)
+        self.answer = answer
+        self.asked: list[dict] = []
+        self._stdin_task = None
+
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        kc.allow_stdin = True
+        self._stdin_task = asyncio.ensure_future(self._answer_stdin(kc))
+        return kc
+
+    async def _answer_stdin(self, kc):
+        while True:
+            msg = await kc.get_stdin_msg()
+            if msg["header"]["msg_type"] == "input_request":
+                self.asked.append(msg["content"])
+                kc.input(self.answer(msg["content"]))
+
+
+async def test_input_in_a_sandbox_cell_asks_the_notebooks_stdin(sandbox_server, tmp_path):
+    cells = [
+        "%load_ext jupyter_sandbox",
+        "%%sandbox\nimport getpass\nname = input('who? ')\npw = getpass.getpass('password: ')\nprint('hello', name, len(pw))",
+    ]
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    client = StdinNotebookClient(nb, lambda content: "s3cret" if content["password"] else "Ada", timeout=180,
+                                 kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    try:
+        await client.async_execute(env=kernel_env(sandbox_server))
+    finally:
+        if client._stdin_task is not None:
+            client._stdin_task.cancel()
+    # the sandbox's input() and getpass() became the notebook's own input requests (JupyterLab's input box)
+    assert [(a["prompt"], a["password"]) for a in client.asked] == [("who? ", False), ("password: ", True)]
+    assert "hello Ada 6" in stream_text(nb.cells[1])
+
+    # a notebook client that cannot answer: the cell fails saying so, in plain words
+    nb = new_notebook(cells=[new_code_cell(cells[0]), new_code_cell("%%sandbox\ninput('who? ')")])
+    saved, _ = await asyncio.to_thread(run_notebook, nb, sandbox_server, tmp_path)
+    (err,) = outputs_of(saved.cells[1], "error")
+    assert err.ename == "InputNotAvailable" and "cannot ask anyone" in err.evalue, err
+    assert "frontend does not support" not in err.evalue

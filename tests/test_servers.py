@@ -23,8 +23,9 @@ from servers import SESSION, SESSION_LABEL, JupyterServer, result_text
 
 def containers_of_server(server_id: str) -> list:
     client = docker.from_env()
+    # sparse: no inspect per container, which fails when a reaper removes one between list and inspect
     return client.containers.list(
-        all=True, filters={"label": [f"{LABEL_PREFIX}.server={server_id}", f"{SESSION_LABEL}={SESSION}"]}
+        all=True, sparse=True, filters={"label": [f"{LABEL_PREFIX}.server={server_id}", f"{SESSION_LABEL}={SESSION}"]}
     )
 
 

@@ -10,9 +10,12 @@ Contract (tests/test_contract.py runs it against every backend):
 - ``create(sandbox_id, spec, labels)`` makes the sandbox and returns when it can start
   kernels. Raises ``BackendUnavailable`` when the engine cannot be reached and
   ``InvalidInput`` for a spec it cannot honour (unknown image, runtime).
-- ``start_kernel(sandbox_id, kernel_id, cwd)`` starts one kernel and returns its
+- ``start_kernel(sandbox_id, kernel_id, cwd, key)`` starts one kernel and returns its
   connection info (a dict for ``KernelClient.load_connection_info``). Several kernels
-  per sandbox share its filesystem and limits.
+  per sandbox share its filesystem and limits. Starting a kernel again with the same
+  ``kernel_id`` and ``key`` (after ``stop_kernel``) gives the same connection info, so
+  clients that stay connected (a notebook's websocket) reach the new kernel; ``key=None``
+  makes a new random key.
 - ``kernel_exit_reason(sandbox_id, kernel_id)`` is None while the kernel process runs,
   else a sentence saying why it is gone (exit code, out of memory).
 - ``stop_kernel``, ``remove`` are idempotent. ``restart`` stops every kernel and gives a
@@ -38,6 +41,7 @@ from __future__ import annotations
 import abc
 import os
 import posixpath
+import socket
 import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -70,8 +74,13 @@ def tail_file(path: str, limit: int = LOG_LIMIT) -> str:
 
 
 def labels(server_id: str, owner: str, *, sandbox: str | None = None, execution: str | None = None) -> dict[str, str]:
-    """The labels on everything a server makes: whose it is, and which server made it (for reaping)."""
-    out = {f"{LABEL_PREFIX}.managed": "true", f"{LABEL_PREFIX}.server": server_id, f"{LABEL_PREFIX}.owner": owner}
+    """The labels on everything a server makes: whose it is, and which server made it (for reaping).
+
+    ``uid`` and ``host`` say which Unix user on which machine ran that server: `jupyter sandbox
+    prune` only ever looks at its own user's containers on its own host.
+    """
+    out = {f"{LABEL_PREFIX}.managed": "true", f"{LABEL_PREFIX}.server": server_id, f"{LABEL_PREFIX}.owner": owner,
+           f"{LABEL_PREFIX}.uid": str(os.getuid()), f"{LABEL_PREFIX}.host": socket.gethostname()}
     if sandbox:
         out[f"{LABEL_PREFIX}.sandbox"] = sandbox
     if execution:
@@ -137,7 +146,9 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):
     async def create(self, sandbox_id: str, spec: SandboxSpec, labels: dict[str, str]) -> None: ...
 
     @abc.abstractmethod
-    async def start_kernel(self, sandbox_id: str, kernel_id: str, cwd: str | None = None) -> dict[str, Any]: ...
+    async def start_kernel(
+        self, sandbox_id: str, kernel_id: str, cwd: str | None = None, key: bytes | None = None
+    ) -> dict[str, Any]: ...
 
     @abc.abstractmethod
     async def kernel_exit_reason(self, sandbox_id: str, kernel_id: str) -> str | None: ...

@@ -329,13 +329,15 @@ class DockerBackend(SandboxBackend):
             raise KernelDied(f"the kernel did not start: {why}") from None
         return relay, info
 
-    async def start_kernel(self, sandbox_id, kernel_id, cwd=None) -> dict[str, Any]:
+    async def start_kernel(self, sandbox_id, kernel_id, cwd=None, key=None) -> dict[str, Any]:
         workdir = confine(cwd) if cwd else WORKDIR
         if workdir != WORKDIR:
             code, _, _ = await self._exec(sandbox_id, ["test", "-d", workdir])
             if code != 0:
                 raise InvalidInput(f"the working directory {workdir} does not exist in the sandbox", field="cwd")
-        key = secrets.token_hex(32)
+        # The same kernel id and key give the same addresses (host sockets are named after the
+        # id): a notebook's websocket, still connected, reaches the new kernel after a restart.
+        key = key.decode() if isinstance(key, bytes) else key or secrets.token_hex(32)
         argv = [self.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         _, info = await self._launcher(sandbox_id, kernel_id, "start", key, start_request(kernel_id, key, argv, cwd=workdir))
         return info

@@ -117,14 +117,14 @@ class LocalBackend(SandboxBackend):
 
         return apply
 
-    async def start_kernel(self, sandbox_id, kernel_id, cwd=None) -> dict[str, Any]:
+    async def start_kernel(self, sandbox_id, kernel_id, cwd=None, key=None) -> dict[str, Any]:
         spec = self._specs[sandbox_id]
         run = os.path.join(self._dir(sandbox_id), "run")
         name = f"k-{kernel_id}"
         conn = os.path.join(run, f"{name}.json")
         _, info = write_connection_file(
             conn, ip=os.path.join(run, name), transport="ipc", kernel_name="python3",
-            key=secrets.token_hex(32).encode(),
+            key=key or secrets.token_hex(32).encode(),
             shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5,
         )
         home = self._home(sandbox_id)

@@ -18,7 +18,7 @@ from ..models import ExecutionResult
 from .connection import Connection, HTTPConnection, InProcessConnection, error_from_response
 from .discovery import ServerChoice, connect, find_server
 from .oneshot import OneShot
-from .sandbox import AsyncFiles, AsyncSandbox, Files, Sandbox
+from .sandbox import AsyncFiles, AsyncSandbox, Files, NoInput, Sandbox
 
 __all__ = [
     "AsyncFiles",
@@ -28,6 +28,7 @@ __all__ = [
     "Files",
     "HTTPConnection",
     "InProcessConnection",
+    "NoInput",
     "OneShot",
     "Sandbox",
     "ServerChoice",

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from .. import errors
 from ..errors import ServerUnreachable
-from ..models import ContextModel, ExecuteRequest, SandboxModel, SandboxRequest
+from ..models import ContextModel, ExecuteRequest, InputReply, SandboxModel, SandboxRequest
 from .loop import private_loop
 
 Event = dict[str, Any]
@@ -83,6 +83,10 @@ class Connection:
 
     async def execute(self, key: str, request: ExecuteRequest, on_event: EventSink) -> None:
         """Run code; ``on_event`` gets each wire event as it arrives (keepalives dropped)."""
+        raise NotImplementedError
+
+    async def answer_input(self, key: str, context_id: str, reply: InputReply) -> None:
+        """Answer (or refuse) the input() an ``input_request`` event announced."""
         raise NotImplementedError
 
     async def write_file(self, key: str, path: str, data: bytes) -> None: raise NotImplementedError
@@ -195,6 +199,9 @@ class HTTPConnection(Connection):
         except httpx.TransportError as e:
             raise self._unreachable(e) from None
 
+    async def answer_input(self, key, context_id, reply):
+        await self.request("POST", f"sandboxes/{_q(key)}/contexts/{_q(context_id)}/input", json=reply.given())
+
     async def write_file(self, key, path, data):
         await self.request("PUT", f"sandboxes/{_q(key)}/files", params={"path": path}, content=data)
 
@@ -304,7 +311,7 @@ class InProcessConnection(Connection):
 
         run = self.manager.execute(self.owner, key, request.code, context_id=request.context_id,
                                    language=request.language, env_vars=request.env_vars, timeout=request.timeout,
-                                   on_event=sink)
+                                   on_event=sink, allow_stdin=bool(request.allow_stdin))
         if sink is on_event:
             await run
             return
@@ -313,6 +320,12 @@ class InProcessConnection(Connection):
         while (event := await queue.get()) is not None:
             await maybe_await(on_event(event))
         await done
+
+    async def answer_input(self, key, context_id, reply):
+        async def answer():
+            self.manager.answer_input(self.owner, key, context_id, value=reply.value, error=reply.error)
+
+        await self._there(answer())
 
     async def write_file(self, key, path, data):
         await self._there(self.manager.write_file(self.owner, key, path, data))

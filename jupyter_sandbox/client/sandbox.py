@@ -11,13 +11,23 @@ right cell.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import queue
 import time
 from collections.abc import Callable
 from typing import Any
 
-from ..models import ContextModel, ExecuteRequest, Execution, OutputMessage, SandboxModel, SandboxRequest
+from ..models import (
+    ContextModel,
+    ExecuteRequest,
+    Execution,
+    InputReply,
+    InputRequest,
+    OutputMessage,
+    SandboxModel,
+    SandboxRequest,
+)
 from .connection import Connection, Event, maybe_await
 from .discovery import connect
 from .loop import private_loop
@@ -49,6 +59,15 @@ class _Dispatcher:
         elif kind == "error" and on_error:
             return on_error(self.execution.error)
         return None
+
+
+class NoInput(Exception):
+    """An ``on_input`` handler that cannot answer raises this: the code's input() then fails with
+    an InputNotAvailable error carrying this message."""
+
+
+class InputInterrupted(NoInput):
+    """The caller was interrupted while it was asked for input."""
 
 
 class AsyncFiles:
@@ -143,17 +162,39 @@ class AsyncSandbox:
     async def run_code(self, code: str, *, context: ContextModel | str | None = None, language: str | None = None,
                        on_stdout: Callback | None = None, on_stderr: Callback | None = None,
                        on_result: Callback | None = None, on_error: Callback | None = None,
-                       envs: dict[str, str] | None = None, timeout: float | None = None) -> Execution:
-        """Run ``code`` and return its Execution; callbacks fire as output arrives."""
+                       envs: dict[str, str] | None = None, timeout: float | None = None,
+                       on_input: Callback | None = None) -> Execution:
+        """Run ``code`` and return its Execution; callbacks fire as output arrives.
+
+        ``on_input(InputRequest)`` answers input() and getpass() in the code (it returns the line,
+        or raises to fail the input with its message). Without it, input() fails at once with an
+        InputNotAvailable error.
+        """
         dispatch = _Dispatcher(on_stdout, on_stderr, on_result, on_error)
         request = ExecuteRequest(code=code, context_id=_context_id(context), language=language, env_vars=envs,
-                                 timeout=timeout)
+                                 timeout=timeout, allow_stdin=True if on_input else None)
 
         async def on_event(event: Event) -> None:
-            await maybe_await(dispatch(event))
+            if event.get("type") == "input_request" and on_input is not None:
+                await self._answer_input(event, on_input)
+            else:
+                await maybe_await(dispatch(event))
 
         await self._connection.execute(self.id, request, on_event)
         return dispatch.execution
+
+    async def _answer_input(self, event: Event, on_input: Callback) -> None:
+        request = InputRequest(prompt=event.get("prompt", ""), password=bool(event.get("password")),
+                               context_id=event.get("context_id"))
+        try:
+            value = await maybe_await(on_input(request))
+        except NoInput as e:
+            reply = InputReply(error=str(e))
+        except Exception as e:  # the code in the sandbox fails with this, instead of waiting forever
+            reply = InputReply(error=f"on_input failed: {type(e).__name__}: {e}")
+        else:
+            reply = InputReply(value=str(value)) if value is not None else InputReply(error="on_input gave no answer")
+        await self._connection.answer_input(self.id, request.context_id or "", reply)
 
     async def create_context(self, *, language: str | None = None, cwd: str | None = None) -> ContextModel:
         return await self._connection.create_context(self.id, language, cwd)
@@ -281,9 +322,11 @@ class Sandbox:
     def run_code(self, code: str, *, context: ContextModel | str | None = None, language: str | None = None,
                  on_stdout: Callback | None = None, on_stderr: Callback | None = None,
                  on_result: Callback | None = None, on_error: Callback | None = None,
-                 envs: dict[str, str] | None = None, timeout: float | None = None) -> Execution:
+                 envs: dict[str, str] | None = None, timeout: float | None = None,
+                 on_input: Callback | None = None) -> Execution:
         """Run ``code`` and return its Execution; callbacks fire, on this thread, as output arrives.
 
+        ``on_input(InputRequest)`` answers input() and getpass() in the code (see AsyncSandbox).
         Interrupting the caller (Ctrl-C, a notebook's interrupt) interrupts the sandbox's
         kernel and still returns what the code produced.
         """
@@ -294,9 +337,26 @@ class Sandbox:
             # on the loop thread: hand the call to this thread, which waits for it below
             return (lambda obj: calls.put((callback, obj))) if callback else None
 
+        def ask(request: InputRequest) -> asyncio.Future:
+            # on the loop thread: this thread answers (input() must run here, in a notebook the
+            # kernel's main thread); the loop awaits the answer meanwhile
+            answer: concurrent.futures.Future = concurrent.futures.Future()
+
+            def answer_here(obj: InputRequest) -> None:
+                try:
+                    answer.set_result(on_input(obj))
+                except KeyboardInterrupt:  # the person interrupted instead of answering
+                    answer.set_exception(InputInterrupted("the input was interrupted"))
+                except Exception as e:
+                    answer.set_exception(e)
+
+            calls.put((answer_here, request))
+            return asyncio.wrap_future(answer)
+
         future = private_loop().submit(self._async.run_code(
             code, context=context, language=language, envs=envs, timeout=timeout,
             on_stdout=here(on_stdout), on_stderr=here(on_stderr), on_result=here(on_result), on_error=here(on_error),
+            on_input=ask if on_input else None,
         ))
         future.add_done_callback(lambda _: calls.put(done))
         while True:

@@ -32,11 +32,45 @@ def error_event(name: str, value: str, traceback: str = "") -> Event:
     return {"type": "error", "name": name, "value": value, "traceback": traceback}
 
 
+NO_STDIN = (
+    "input() or getpass() asked for input, but nobody can answer here: this code was sent without an "
+    "input handler (use Sandbox.run_code(..., on_input=...), or %%sandbox in a notebook)"
+)
+
+
+def _user_frames(traceback: list[str]) -> str:
+    """A traceback without ipykernel's own frames (how it raises is no news to the user)."""
+    return "\n".join(frame for frame in traceback if "/ipykernel/" not in frame and "StdinNotImplementedError" not in frame)
+
+
+class StdinBridge:
+    """One execution's stdin: the kernel's input requests go out as ``input_request`` events,
+    and an answer (``answer``) or a refusal (``refuse``: nobody can answer) comes back."""
+
+    def __init__(self, client, interrupt: Callable[[], Any]):
+        self.client = client
+        self._interrupt = interrupt
+        self.waiting = False
+        self.refusal: str | None = None
+
+    def answer(self, value: str) -> None:
+        self.waiting = False
+        self.client.input(value)
+
+    def refuse(self, why: str) -> None:
+        # The kernel's input() cannot be failed by a reply: interrupting it raises there, and
+        # the collector reports the refusal instead of that KeyboardInterrupt.
+        self.waiting = False
+        self.refusal = why
+        self._interrupt()
+
+
 class ExecutionCollector:
     """Collects what one execute request produced, in order."""
 
-    def __init__(self, msg_id: str, max_output: int | None = None):
+    def __init__(self, msg_id: str, max_output: int | None = None, stdin: StdinBridge | None = None):
         self.msg_id = msg_id
+        self.stdin = stdin
         self.execution = Execution()
         self.idle = False
         self.replied = False
@@ -116,8 +150,7 @@ class ExecutionCollector:
                 events.append(self._apply({"type": "update_display", "index": index, **result.to_dict()}))
             return events
         if kind == "error":
-            tb = "\n".join(content.get("traceback", []))
-            return [self._apply(error_event(content.get("ename", "Error"), content.get("evalue", ""), tb))]
+            return [self._apply(self._error(content))]
         if kind == "clear_output":
             if content.get("wait"):
                 self._clear_pending = True
@@ -145,11 +178,27 @@ class ExecutionCollector:
             events.append(self._apply({"type": "number_of_executions", "execution_count": content["execution_count"]}))
         if status == "error" and self.execution.error is None:
             # The iopub error message was lost or never sent: the reply still says why.
-            tb = "\n".join(content.get("traceback", []))
-            events.append(self._apply(error_event(content.get("ename", "Error"), content.get("evalue", ""), tb)))
+            events.append(self._apply(self._error(content)))
         elif status == "aborted" and self.execution.error is None:
             events.append(self._apply(error_event("ExecutionAborted", "The kernel aborted this execution")))
         return events
+
+    def _error(self, content: dict[str, Any]) -> Event:
+        name, value, traceback = content.get("ename", "Error"), content.get("evalue", ""), content.get("traceback", [])
+        if name == "StdinNotImplementedError":  # input() in code sent without allow_stdin
+            return error_event("InputNotAvailable", NO_STDIN, _user_frames(traceback))
+        if name == "KeyboardInterrupt" and self.stdin is not None and self.stdin.refusal:
+            return error_event("InputNotAvailable", self.stdin.refusal, _user_frames(traceback))
+        return error_event(name, value, "\n".join(traceback))
+
+    def handle_stdin(self, msg: dict[str, Any]) -> list[Event]:
+        """The event for an ``input_request`` on the stdin channel."""
+        if msg.get("parent_header", {}).get("msg_id") != self.msg_id or msg["header"]["msg_type"] != "input_request":
+            return []
+        content = msg.get("content", {})
+        if self.stdin is not None:
+            self.stdin.waiting = True
+        return [{"type": "input_request", "prompt": content.get("prompt", ""), "password": bool(content.get("password"))}]
 
     def fail(self, name: str, value: str) -> Event:
         """Record an error that did not come from the kernel (timeout, death)."""
@@ -180,6 +229,7 @@ async def run_execute(
     interrupt_grace: float = 5.0,
     poll: float = 0.2,
     max_output: int | None = None,
+    stdin: StdinBridge | None = None,
 ) -> Execution:
     """Execute ``code`` on an ``AsyncKernelClient`` and collect its Execution.
 
@@ -188,11 +238,12 @@ async def run_execute(
     ``interrupt`` and its state is kept; a kernel that ignores the interrupt for
     ``interrupt_grace`` seconds is handed to ``unresponsive`` (which restarts it).
     ``max_output`` caps the bytes of output kept and sent. ``check_dead`` is polled during silence and
-    returns why the kernel died (or None while it lives). stdin is never offered:
-    ``input()`` in the code raises instead of hanging.
+    returns why the kernel died (or None while it lives). Without ``stdin``, ``input()`` in
+    the code fails at once (saying nobody can answer); with it, each input request is an
+    ``input_request`` event and the code waits for ``stdin.answer`` (or ``stdin.refuse``).
     """
-    msg_id = client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
-    collector = ExecutionCollector(msg_id, max_output)
+    msg_id = client.execute(code, store_history=True, allow_stdin=stdin is not None, stop_on_error=False)
+    collector = ExecutionCollector(msg_id, max_output, stdin)
     deadline = None if timeout is None else time.monotonic() + timeout
     timed_out_at: float | None = None
     last_liveness = time.monotonic()
@@ -220,6 +271,21 @@ async def run_execute(
                 await deliver(collector.handle_iopub(msg))
             except queue.Empty:
                 pass
+            # An input request waits on the stdin channel while iopub is silent.
+            while stdin is not None:
+                try:
+                    request = await client.get_stdin_msg(timeout=0)
+                except queue.Empty:
+                    break
+                got = True
+                # The kernel flushed its output before asking: deliver that first, so a prompt
+                # follows what was printed before it.
+                while True:
+                    try:
+                        await deliver(collector.handle_iopub(await client.get_iopub_msg(timeout=0)))
+                    except queue.Empty:
+                        break
+                await deliver(collector.handle_stdin(request))
             # The reply can come before idle: take it without blocking when it is there.
             while not collector.replied:
                 try:

@@ -17,7 +17,16 @@ from traitlets import Bool, Float, Instance, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..backends.base import LABEL_PREFIX, SandboxBackend, confine, labelled_id, labels
-from ..errors import Conflict, InvalidInput, KernelDied, NotFound, QuotaExceeded, SandboxError, TooLarge
+from ..errors import (
+    BackendUnavailable,
+    Conflict,
+    InvalidInput,
+    KernelDied,
+    NotFound,
+    QuotaExceeded,
+    SandboxError,
+    TooLarge,
+)
 from ..models import (
     ContextModel,
     Execution,
@@ -30,7 +39,7 @@ from ..models import (
     parse_size,
     validate_name,
 )
-from .collector import EventSink, run_execute
+from .collector import EventSink, StdinBridge, run_execute
 from .pool import Pool
 from .state import SandboxRecords
 
@@ -41,8 +50,11 @@ class _Context:
     kernel_id: str
     client: AsyncKernelClient
     key: str = ""  # the kernel's HMAC key: what it takes to reattach after a crash
+    connection_info: dict[str, Any] = field(default_factory=dict)  # what jupyter_client needs to reach it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False  # its channels were stopped (context or sandbox removed or restarted)
+    stdin: StdinBridge | None = None  # the running execution's, when it may read input
+    stdin_connected: bool = False  # the kernel has reached our stdin socket (_connect_stdin)
 
     def close(self) -> None:
         self.closed = True
@@ -298,6 +310,9 @@ class SandboxManager(LoggingConfigurable):
         """Take back a sandbox of this server's earlier run, with its kernels where they still run."""
         try:
             model = SandboxModel.from_dict(record["model"])
+            if model.kind == "kernel":
+                # a notebook kernel's: its server kept no kernel to give it back to (removed instead)
+                return False
             await self.backend.adopt(sandbox_id, model.spec)
         except (KeyError, TypeError, ValueError, SandboxError) as e:
             self.log.warning("jupyter-sandbox: cannot take back sandbox %s: %s", sandbox_id, e)
@@ -350,10 +365,16 @@ class SandboxManager(LoggingConfigurable):
 
     async def create(
         self, owner: str, name: str | None = None, spec: SpecRequest | dict[str, Any] | SandboxSpec | None = None,
-        kernel_id: str | None = None,
+        kernel_id: str | None = None, kind: str = "sandbox",
     ) -> SandboxModel:
         """A running sandbox for ``owner``. With ``kernel_id`` it is that notebook kernel's own
-        sandbox and goes when the kernel shuts down (``remove_kernel_sandboxes``)."""
+        sandbox and goes when the kernel shuts down (``remove_kernel_sandboxes``).
+
+        ``kind="kernel"``: the sandbox's kernel is a notebook's whole kernel (jupyter_sandbox.kernel),
+        reached by the notebook through ``kernel_connection``; code is not sent to it here.
+        """
+        if kind not in ("sandbox", "kernel"):
+            raise InvalidInput(f"kind must be 'sandbox' or 'kernel', not {kind!r}", field="kind")
         resolved = self.resolve_spec(spec)
         if name is not None:
             validate_name(name)
@@ -373,7 +394,7 @@ class SandboxManager(LoggingConfigurable):
                 f"would pass this server's limit of {format_size(allowed)} per user; remove one or ask for less"
             )
         sandbox = _Sandbox(model=self._new_model(owner, name, resolved))
-        sandbox.model.kernel_id = kernel_id
+        sandbox.model.kernel_id, sandbox.model.kind = kernel_id, kind
         # Registered before any await: the name and the quota slot are taken now, so a second
         # create with the same name gets its 409 even while this one waits for the engine.
         self._sandboxes[sandbox.model.id] = sandbox
@@ -383,9 +404,10 @@ class SandboxManager(LoggingConfigurable):
             if pooled is not None:
                 del self._sandboxes[sandbox.model.id]
                 model = pooled.model
-                model.owner, model.name, model.kernel_id = owner, name or model.id, kernel_id
+                model.owner, model.name, model.kernel_id, model.kind = owner, name or model.id, kernel_id, kind
                 model.created = model.last_activity = now()
                 self._sandboxes[model.id] = pooled
+                self._mind_kind(pooled)
                 self._give_e2b_url(pooled)
                 self._save(pooled)
                 self.log.info("jupyter-sandbox: %s took sandbox %s (%s) from the pool", owner, model.id, model.name)
@@ -394,6 +416,7 @@ class SandboxManager(LoggingConfigurable):
             self._emit("created", sandbox)  # "starting": clients show it while the engine works
             announced = True
             await self._start(sandbox)
+            self._mind_kind(sandbox)
         except BaseException:
             if self._sandboxes.pop(sandbox.model.id, None) is not None and announced:
                 sandbox.model.status = "removing"
@@ -405,6 +428,67 @@ class SandboxManager(LoggingConfigurable):
         model = sandbox.model
         self.log.info("jupyter-sandbox: %s created sandbox %s (%s) on %s", owner, model.id, model.name, self.backend.name)
         return model
+
+    @staticmethod
+    def _mind_kind(sandbox: _Sandbox) -> None:
+        if sandbox.model.kind == "kernel":
+            # The notebook reads this kernel's output; our own client keeps only shell and
+            # control (readiness, interrupt). Left open, iopub would queue every output unread.
+            for context in sandbox.contexts.values():
+                context.client.iopub_channel.close()
+
+    @staticmethod
+    def _not_a_kernel(sandbox: _Sandbox, what: str) -> None:
+        """Conflict for operations that would pull a notebook's kernel from under it."""
+        if sandbox.model.kind == "kernel":
+            raise Conflict(
+                f"sandbox {sandbox.model.name!r} runs the whole kernel of a notebook (kernel {sandbox.model.kernel_id}); "
+                f"{what} from the notebook instead (run a cell, restart or shut down its kernel)"
+            )
+
+    def kernel_connection(self, owner: str, key: str) -> dict[str, Any]:
+        """The connection info of a ``kind="kernel"`` sandbox's kernel (for jupyter_client)."""
+        sandbox = self._get(owner, key)
+        if sandbox.model.kind != "kernel":
+            raise Conflict(f"sandbox {key!r} is not a notebook kernel's sandbox")
+        return dict(self._context(sandbox, None).connection_info)
+
+    async def kernel_exit_reason(self, owner: str, key: str) -> str | None:
+        """Why the sandbox's (default context's) kernel is gone; None while it runs."""
+        sandbox = self._get(owner, key)
+        return await self.backend.kernel_exit_reason(sandbox.model.id, self._context(sandbox, None).kernel_id)
+
+    async def stop_kernel(self, owner: str, key: str) -> None:
+        """Stop a ``kind="kernel"`` sandbox's kernel process; the sandbox stays (``restart_kernel``
+        starts a new one, ``remove`` removes it)."""
+        sandbox = self._get(owner, key)
+        context = self._context(sandbox, None)
+        context.close()
+        await self.backend.stop_kernel(sandbox.model.id, context.kernel_id)
+
+    async def restart_kernel(self, owner: str, key: str) -> None:
+        """A fresh kernel process for a ``kind="kernel"`` sandbox, at the same addresses with the
+        same key (the notebook's open connections reach it). A sandbox whose container died
+        (out of memory, process limit) gets a fresh one first."""
+        sandbox = self._get(owner, key)
+        context = self._context(sandbox, None)
+        async with sandbox.lock:
+            sandbox.model.status = "restarting"
+            try:
+                try:
+                    await self._replace_kernel(sandbox, context, same_address=True)
+                except (KernelDied, BackendUnavailable, NotFound) as e:
+                    # e.g. the container stopped (out of memory, process limit): no exec in it works
+                    self.log.info("jupyter-sandbox: sandbox %s cannot start a kernel (%s); restarting its container",
+                                  sandbox.model.id, e)
+                    await self.backend.restart(sandbox.model.id)
+                    await self._replace_kernel(sandbox, context, same_address=True)
+            except BaseException:
+                sandbox.model.status = "dead"
+                raise
+            self._mind_kind(sandbox)
+            sandbox.model.status = "running"
+            sandbox.model.last_activity = now()
 
     def _give_e2b_url(self, sandbox: _Sandbox) -> None:
         if self.e2b_prefix:
@@ -458,11 +542,12 @@ class SandboxManager(LoggingConfigurable):
             return None
         return await self.pool.take()
 
-    async def _start_context(self, sandbox: _Sandbox, model: ContextModel) -> _Context:
-        kernel_id = new_id()[:12]
-        info = await self.backend.start_kernel(sandbox.model.id, kernel_id, cwd=model.cwd)
+    async def _start_context(self, sandbox: _Sandbox, model: ContextModel, kernel_id: str | None = None,
+                             key: bytes | None = None) -> _Context:
+        kernel_id = kernel_id or new_id()[:12]
+        info = await self.backend.start_kernel(sandbox.model.id, kernel_id, cwd=model.cwd, key=key)
         context = _Context(model=model, kernel_id=kernel_id, client=await self._connect(sandbox, kernel_id, info),
-                           key=_key(info))
+                           key=_key(info), connection_info=dict(info))
         sandbox.contexts[model.id] = context
         sandbox.model.contexts = [c.model for c in sandbox.contexts.values()]
         self._save(sandbox)
@@ -481,14 +566,17 @@ class SandboxManager(LoggingConfigurable):
             raise
         return client
 
-    async def _replace_kernel(self, sandbox: _Sandbox, context: _Context) -> None:
-        """A fresh kernel for ``context``, in place (its lock holder keeps using the same object)."""
+    async def _replace_kernel(self, sandbox: _Sandbox, context: _Context, same_address: bool = False) -> None:
+        """A fresh kernel for ``context``, in place (its lock holder keeps using the same object).
+        ``same_address``: at the old kernel's addresses with its key (a notebook's open connections
+        reach the new one)."""
         context.close()
         await self.backend.stop_kernel(sandbox.model.id, context.kernel_id)
-        kernel_id = new_id()[:12]
-        info = await self.backend.start_kernel(sandbox.model.id, kernel_id, cwd=context.model.cwd)
+        kernel_id, key = (context.kernel_id, context.key.encode()) if same_address else (new_id()[:12], None)
+        info = await self.backend.start_kernel(sandbox.model.id, kernel_id, cwd=context.model.cwd, key=key)
         context.client = await self._connect(sandbox, kernel_id, info)
         context.kernel_id, context.key, context.closed = kernel_id, _key(info), False
+        context.connection_info, context.stdin_connected = dict(info), False
         self._save(sandbox)
 
     async def _wait_ready(self, sandbox_id: str, kernel_id: str, client: AsyncKernelClient) -> None:
@@ -560,7 +648,8 @@ class SandboxManager(LoggingConfigurable):
         deadline = now() - self.cull_idle_timeout
         idle = [
             s for s in list(self._sandboxes.values())
-            if s.model.last_activity < deadline and s.model.status == "running"
+            # a notebook kernel's sandbox lives as long as its kernel: the server's kernel culling decides
+            if s.model.kind == "sandbox" and s.model.last_activity < deadline and s.model.status == "running"
             and not s.lock.locked() and not any(c.lock.locked() for c in s.contexts.values())
         ]
         for sandbox in idle:
@@ -590,6 +679,7 @@ class SandboxManager(LoggingConfigurable):
     async def restart(self, owner: str, key: str) -> SandboxModel:
         """A fresh sandbox with the same id, spec and contexts; state and files reset."""
         sandbox = self._get(owner, key)
+        self._not_a_kernel(sandbox, "restart its kernel")
         async with sandbox.lock:
             sandbox.model.status = "restarting"
             self._emit("status", sandbox)
@@ -654,6 +744,7 @@ class SandboxManager(LoggingConfigurable):
 
     async def create_context(self, owner: str, key: str, language: str | None = None, cwd: str | None = None) -> ContextModel:
         sandbox = self._use(owner, key)
+        self._not_a_kernel(sandbox, "it has one kernel only; run code")
         _check_language(language)
         if len(sandbox.contexts) >= self.max_contexts_per_sandbox:
             raise QuotaExceeded(f"a sandbox may have at most {self.max_contexts_per_sandbox} contexts")
@@ -663,6 +754,7 @@ class SandboxManager(LoggingConfigurable):
 
     async def remove_context(self, owner: str, key: str, context_id: str) -> None:
         sandbox = self._use(owner, key)
+        self._not_a_kernel(sandbox, "shut its kernel down")
         context = self._context(sandbox, context_id)
         sandbox.contexts.pop(context.model.id, None)
         sandbox.model.contexts = [c.model for c in sandbox.contexts.values()]
@@ -674,6 +766,7 @@ class SandboxManager(LoggingConfigurable):
     async def restart_context(self, owner: str, key: str, context_id: str | None = None) -> ContextModel:
         """A new kernel for the context (same id): variables are lost, files kept."""
         sandbox = self._use(owner, key)
+        self._not_a_kernel(sandbox, "restart its kernel")
         context = self._context(sandbox, context_id)
         async with context.lock:
             await self._replace_kernel(sandbox, context)
@@ -691,13 +784,17 @@ class SandboxManager(LoggingConfigurable):
         env_vars: dict[str, str] | None = None,
         timeout: float | None = None,
         on_event: EventSink | None = None,
+        allow_stdin: bool = False,
     ) -> Execution:
         """Run ``code`` in a context. Executions in one context queue up (one at a time).
 
         ``timeout`` (seconds; default: the sandbox's) interrupts the kernel when reached
-        and keeps its state. ``on_event`` gets each wire event as it happens.
+        and keeps its state. ``on_event`` gets each wire event as it happens. With
+        ``allow_stdin``, input() in the code sends an ``input_request`` event (with the
+        ``context_id`` to answer through ``answer_input``) and waits for the answer.
         """
         sandbox = self._get(owner, key)
+        self._not_a_kernel(sandbox, "run code")
         _check_language(language)
         if timeout is not None:
             if timeout <= 0:
@@ -726,6 +823,10 @@ class SandboxManager(LoggingConfigurable):
                 await self._silent(context, "import os as _jsbx_os\n"
                                    f"_jsbx_env = {{k: _jsbx_os.environ.get(k) for k in {list(env_vars)!r}}}\n"
                                    f"_jsbx_os.environ.update({env_vars!r})")
+            if allow_stdin:
+                await self._connect_stdin(context)
+                context.stdin = StdinBridge(context.client, lambda: self._interrupt(context))
+                on_event = _with_context_id(on_event, context.model.id)
             try:
                 execution = await run_execute(
                     context.client,
@@ -737,6 +838,7 @@ class SandboxManager(LoggingConfigurable):
                     # a kernel deaf to interrupts would wedge the context: it gets a new one
                     unresponsive=lambda: self._replace_kernel(sandbox, context),
                     max_output=self.max_output_size,
+                    stdin=context.stdin,
                 )
             except asyncio.CancelledError:
                 task = asyncio.current_task()
@@ -754,11 +856,62 @@ class SandboxManager(LoggingConfigurable):
                     raise KernelDied("the sandbox or context was removed or restarted while this code ran") from None
                 raise
             finally:
+                context.stdin = None
                 if env_vars and not context.closed and not await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id):
                     await self._silent(context, "[_jsbx_os.environ.pop(k, None) if v is None else "
                                        "_jsbx_os.environ.__setitem__(k, v) for k, v in _jsbx_env.items()]")
             sandbox.model.last_activity = now()
         return execution
+
+    def answer_input(self, owner: str, key: str, context_id: str, value: str | None = None,
+                     error: str | None = None) -> None:
+        """Answer the input() waiting in a context with ``value``, or fail it with ``error`` (nobody
+        can answer). Conflict when no input() waits there."""
+        if (value is None) == (error is None):
+            raise InvalidInput("send either value (the answer) or error (why nobody can answer)", field="value")
+        sandbox = self._use(owner, key)
+        context = self._context(sandbox, context_id)
+        bridge = context.stdin
+        if bridge is None or not bridge.waiting:
+            raise Conflict(f"no input() is waiting for an answer in context {context_id!r}")
+        if value is not None:
+            bridge.answer(value)
+        else:
+            bridge.refuse(error or "nobody could answer the input request")
+
+    async def _connect_stdin(self, context: _Context) -> None:
+        """Make sure the kernel reaches our stdin socket before code may ask for input.
+
+        Our socket connects on its own retry timer after the kernel binds, and until it is up the
+        kernel's ROUTER drops an input request addressed to it: the code would wait forever. A
+        silent ``input()`` answered proves the path; one not asked within a second is interrupted
+        and tried again.
+        """
+        if context.stdin_connected:
+            return
+        client = context.client
+        for _ in range(30):
+            msg_id = client.execute("input()", silent=True, store_history=False, allow_stdin=True)
+            try:
+                while True:
+                    request = await client.get_stdin_msg(timeout=1.0)
+                    if request.get("parent_header", {}).get("msg_id") == msg_id:
+                        client.input("")
+                        context.stdin_connected = True
+                        break
+            except queue.Empty:
+                self._interrupt(context)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    reply = await client.get_shell_msg(timeout=max(deadline - time.monotonic(), 0.01))
+                except queue.Empty:
+                    break
+                if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    break
+            if context.stdin_connected:
+                return
+        raise KernelDied("the kernel never reached this server's stdin socket; restart the context")
 
     @staticmethod
     async def _silent(context: _Context, code: str) -> None:
@@ -809,6 +962,19 @@ def _key(info: dict[str, Any]) -> str:
 def host_memory() -> int:
     """Bytes of RAM on this host."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _with_context_id(sink: EventSink | None, context_id: str) -> EventSink | None:
+    """``sink`` given input requests that name the context to answer in."""
+    if sink is None:
+        return None
+
+    def send(event):
+        if event.get("type") == "input_request":
+            event = {**event, "context_id": context_id}
+        return sink(event)
+
+    return send
 
 
 def _check_language(language: str | None) -> None:

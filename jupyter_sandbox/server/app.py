@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from traitlets import Instance, Int, Unicode, default
 from ..backends import make_backend
 from ..backends.docker import DockerBackend
 from ..backends.local import LocalBackend
+from ..core.current import set_running
 from ..core.identity import ServerIdentity
 from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
@@ -90,8 +92,19 @@ class SandboxApp(ExtensionApp):
         )
         self.log.info("jupyter-sandbox: backend %s (%s)", backend.name, backend.isolation)
 
+    def kernel_owner(self) -> str:
+        """Whom this server's notebook kernels belong to: the user the handlers see as their owner."""
+        from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS
+
+        if type(self.serverapp.identity_provider) in SHARED_TOKEN_PROVIDERS:
+            return SHARED_OWNER
+        # another identity provider (JupyterHub's): the one user this single-user server serves
+        return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         await self.manager.start()
+        # the sandboxed kernel's provisioner (jupyter_sandbox.kernel) runs in this process: it uses this manager
+        set_running(self.manager, self.kernel_owner())
         # A notebook kernel's own sandbox goes when the server shuts the kernel down (a restart
         # keeps it: jupyter_server emits "shutdown" only for a real shutdown, culling included).
         serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=self._on_kernel_action)
@@ -113,6 +126,7 @@ class SandboxApp(ExtensionApp):
     async def stop_extension(self) -> None:
         if getattr(self, "executions", None) is not None:
             await self.executions.shutdown()  # kills running one-shot executions
+        set_running(None)
         if self.manager is not None:
             self.log.info("jupyter-sandbox: removing %d sandboxes on shutdown", len(self.manager.list()))
             await self.manager.shutdown()

@@ -20,7 +20,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..errors import InvalidInput, NotADirectory, SandboxError, TooLarge
-from ..models import ContextRequest, ExecuteRequest, InterruptRequest, SandboxModel, SandboxRequest
+from ..models import ContextRequest, ExecuteRequest, InputReply, InterruptRequest, SandboxModel, SandboxRequest
 
 AUTH_RESOURCE = "sandboxes"
 API = "sandbox/api"
@@ -228,6 +228,17 @@ class ContextRestartHandler(SandboxAPIHandler):
         await self.restart_context(sandbox_id, context_id)
 
 
+class InputHandler(SandboxAPIHandler):
+    """The answer to an input() waiting in a context (announced by an ``input_request`` event)."""
+
+    @web.authenticated
+    @authorized("execute")
+    async def post(self, sandbox_id, context_id):
+        reply = InputReply.parse(self.json_body())
+        self.manager.answer_input(self.owner, sandbox_id, context_id, value=reply.value, error=reply.error)
+        self.no_content()
+
+
 class ExecuteHandler(SandboxAPIHandler):
     """Streams one execution as NDJSON, each event flushed as it happens.
 
@@ -251,6 +262,7 @@ class ExecuteHandler(SandboxAPIHandler):
         self._task = asyncio.ensure_future(self.manager.execute(
             self.owner, sandbox_id, request.code, context_id=request.context_id, language=request.language,
             env_vars=request.env_vars, timeout=request.timeout, on_event=self._send,
+            allow_stdin=bool(request.allow_stdin),
         ))
         keepalive = asyncio.ensure_future(self._keepalive(self.sandbox_app.keepalive_interval))
         try:
@@ -397,6 +409,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     (api_path("sandboxes/{sandbox_id}/contexts"), ContextsHandler),
     (api_path("sandboxes/{sandbox_id}/contexts/{context_id}"), ContextHandler),
     (api_path("sandboxes/{sandbox_id}/contexts/{context_id}/restart"), ContextRestartHandler),
+    (api_path("sandboxes/{sandbox_id}/contexts/{context_id}/input"), InputHandler),
     (api_path("sandboxes/{sandbox_id}/execute"), ExecuteHandler),
     (api_path("sandboxes/{sandbox_id}/files"), FilesHandler),
 ]

@@ -1,0 +1,185 @@
+"""Building the sandbox image offline, and what the Docker engine has (for `jupyter sandbox`).
+
+No registry is needed: the default base is a Debian rootfs made with ``debootstrap`` from the
+Debian mirror and imported as an image, and Python packages come from a wheelhouse filled on the
+host (``pip download``), installed in the image with ``--no-index`` (containers may not reach or
+verify the package index). A base image you already have (``python:3.12-slim``) works too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.resources import files
+
+from ..errors import BackendUnavailable, SandboxError
+
+DEBOOTSTRAP_BASE = "jupyter-sandbox-base:bookworm"
+DEFAULT_IMAGE = "jupyter-sandbox:latest"
+# What every sandbox image holds: the kernel, the data stack the examples use, and ipywidgets
+# (comms for widgets in the sandboxed notebook kernel).
+DEFAULT_PACKAGES = ("ipykernel", "numpy", "pandas", "matplotlib", "ipywidgets")
+PACKAGES_LABEL = "org.jupyter-sandbox.packages"
+
+
+class BuildError(SandboxError):
+    """A step of the image build failed; the message says which and shows its last output."""
+
+
+# A step's progress: (step number, steps in all, what happens now)
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class BuildPlan:
+    tag: str = DEFAULT_IMAGE
+    base: str = DEBOOTSTRAP_BASE
+    packages: list[str] = field(default_factory=lambda: list(DEFAULT_PACKAGES))
+    wheelhouse: str | None = None  # None: <cache>/wheels-cp<version>
+    cache: str = "/var/cache/jupyter-sandbox"
+    force: bool = False
+    docker_url: str = ""
+
+
+def _client(docker_url: str = ""):
+    import docker
+
+    try:
+        client = docker.DockerClient(base_url=docker_url) if docker_url else docker.from_env()
+        client.ping()
+    except Exception as e:
+        raise BackendUnavailable(f"Docker engine not reachable ({type(e).__name__}: {e})") from e
+    return client
+
+
+def _has_image(client, name: str):
+    import docker.errors
+
+    try:
+        return client.images.get(name)
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def _run(command: list[str], what: str, on_line: Callable[[str], None] | None = None, **kwargs) -> None:
+    """Run ``command``, each output line to ``on_line``; BuildError with its last lines if it fails."""
+    tail: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line and not line.startswith("WARNING: Location"):  # pip's noise about absent local mirrors
+                tail = [*tail[-19:], line]
+                if on_line:
+                    on_line(line)
+    if proc.returncode != 0:
+        raise BuildError(f"{what} failed (exit code {proc.returncode}):\n" + "\n".join(tail))
+
+
+def build_image(plan: BuildPlan, progress: Progress, log: Callable[[str], None] = print) -> bool:
+    """Build ``plan.tag`` (three steps: base, wheelhouse, image). False when it was already there
+    with the same packages and ``force`` is off."""
+    client = _client(plan.docker_url)
+    wanted = " ".join(sorted(plan.packages))
+    present = _has_image(client, plan.tag)
+    if present is not None and not plan.force:
+        if (present.labels or {}).get(PACKAGES_LABEL) == wanted:
+            log(f"{plan.tag} is present with {wanted}")
+            return False
+        log(f"{plan.tag} is present but holds other packages than {wanted}: rebuilding it")
+
+    progress(1, 3, f"base image {plan.base}")
+    if _has_image(client, plan.base) is None:
+        if plan.base != DEBOOTSTRAP_BASE:
+            raise BuildError(f"base image {plan.base} is not on this engine: `docker pull {plan.base}` or load it first")
+        _debootstrap(client, plan, lambda line: progress(1, 3, f"debootstrap: {line[:60]}"))
+
+    version = client.containers.run(
+        plan.base, ["python3", "-c", "import sys; print(f'{sys.version_info[0]}{sys.version_info[1]}')"],
+        remove=True, network_mode="none",
+    ).decode().strip()
+    wheelhouse = plan.wheelhouse or os.path.join(plan.cache, f"wheels-cp{version}")
+    os.makedirs(wheelhouse, exist_ok=True)
+    progress(2, 3, f"wheelhouse for cp{version}: {wanted}")
+    _run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary=:all:",
+          "--python-version", version, "--implementation", "cp", "--platform", "manylinux2014_x86_64",
+          "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux_2_28_x86_64",
+          "--find-links", wheelhouse, "-d", wheelhouse, *plan.packages],
+         "pip download", lambda line: progress(2, 3, line[:70]))
+
+    progress(3, 3, f"docker build {plan.tag}")
+    with tempfile.TemporaryDirectory(prefix="jsbx-build-") as context:
+        shutil.copy(str(files("jupyter_sandbox") / "images" / "Dockerfile"), context)
+        shutil.copytree(wheelhouse, os.path.join(context, "wheels"))
+        args = {"BASE": plan.base, "PACKAGES": " ".join(plan.packages), "PACKAGES_LABEL": wanted}
+        tail: list[str] = []
+        for chunk in client.api.build(path=context, tag=plan.tag, buildargs=args, rm=True, forcerm=True, decode=True):
+            if "error" in chunk:
+                raise BuildError("docker build failed:\n" + "\n".join(tail[-15:]) + "\n" + str(chunk["error"]).strip())
+            text = str(chunk.get("stream", "")).strip()
+            if text:
+                tail.append(text)
+                step = re.match(r"Step (\d+)/(\d+) : (.*)", text)
+                progress(3, 3, f"docker build step {step.group(1)}/{step.group(2)}: {step.group(3)[:50]}" if step else text[:70])
+    size = client.images.get(plan.tag).attrs.get("Size", 0)
+    log(f"built {plan.tag} ({size / 1e6:.0f} MB) with {wanted}")
+    return True
+
+
+def _debootstrap(client, plan: BuildPlan, on_line: Callable[[str], None]) -> None:
+    """A minimal Debian bookworm with python3, imported as ``plan.base`` (needs root and debootstrap)."""
+    if shutil.which("debootstrap") is None:
+        raise BuildError("debootstrap is not installed: `apt-get install -y debootstrap` (as root), or give --base IMAGE")
+    os.makedirs(plan.cache, exist_ok=True)
+    root = tempfile.mkdtemp(prefix="rootfs-", dir=plan.cache)
+    try:
+        _run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv", "bookworm", root],
+             "debootstrap", on_line)
+        for leftovers in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for name in os.listdir(os.path.join(root, leftovers)):
+                path = os.path.join(root, leftovers, name)
+                if os.path.isfile(path):
+                    os.unlink(path)
+        repository, _, tag = plan.base.rpartition(":")
+        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+        try:
+            client.api.import_image_from_stream(tar.stdout, repository=repository, tag=tag)
+        finally:
+            tar.wait()
+        if tar.returncode != 0:
+            raise BuildError(f"tar of the debootstrapped root failed (exit code {tar.returncode})")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class EngineFacts:
+    """What `jupyter sandbox doctor` needs to know about the engine."""
+
+    reachable: bool
+    problem: str = ""
+    version: str = ""
+    runtimes: list[str] = field(default_factory=list)
+    images: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels, for the images asked about
+
+
+def engine_facts(images: list[str], docker_url: str = "") -> EngineFacts:
+    try:
+        client = _client(docker_url)
+    except BackendUnavailable as e:
+        return EngineFacts(reachable=False, problem=e.message)
+    info = client.info()
+    found = {}
+    for name in images:
+        image = _has_image(client, name)
+        if image is not None:
+            found[name] = dict(image.labels or {})
+    client.close()
+    return EngineFacts(reachable=True, version=str(info.get("ServerVersion", "")),
+                       runtimes=sorted(info.get("Runtimes") or {}), images=found)

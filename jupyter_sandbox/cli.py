@@ -1,0 +1,510 @@
+"""``jupyter sandbox``: build the image, check the setup, list and prune sandboxes, run notebooks
+and scripts in sandboxes.
+
+    jupyter sandbox build-image [--base IMAGE] [--packages P ...] [--wheelhouse DIR] [--tag T] [--force]
+    jupyter sandbox doctor
+    jupyter sandbox list
+    jupyter sandbox prune [--dry-run]
+    jupyter sandbox run NOTEBOOK.ipynb [-o OUT] [--timeout S] [--image I] [--memory M]
+    jupyter sandbox exec FILE.py [ARGS...]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import os
+import re
+import socket
+import sys
+from typing import Any
+
+from jupyter_core.application import JupyterApp
+from jupyter_core.paths import jupyter_data_dir, jupyter_path
+from traitlets import Bool, Float, List, Unicode, default
+
+from . import __version__
+from .backends.base import LABEL_PREFIX
+from .backends.docker_images import DEBOOTSTRAP_BASE, DEFAULT_IMAGE, DEFAULT_PACKAGES, PACKAGES_LABEL
+from .errors import SandboxError
+from .kernel import KERNEL_NAME, PROVISIONER_NAME
+
+
+class _Command(JupyterApp):
+    """A subcommand: ``fail`` ends it with a message and a non-zero status."""
+
+    version = __version__
+
+    @default("log_level")
+    def _quiet(self) -> int:
+        return logging.WARNING  # the output is the command's own (and a script's): not the manager's chatter
+
+    def fail(self, message: str, code: int = 1) -> None:
+        print(message, file=sys.stderr)
+        self.exit(code)
+
+    def positional(self, usage: str, least: int = 1) -> list[str]:
+        if len(self.extra_args) < least:
+            self.fail(f"usage: jupyter sandbox {usage}", 2)
+        return list(self.extra_args)
+
+
+# -- build-image ------------------------------------------------------------------------------
+
+
+class BuildImageApp(_Command):
+    name = "jupyter-sandbox-build-image"
+    description = """Build the sandbox image offline: a debootstrapped Debian base (or --base IMAGE), a
+    wheelhouse downloaded on the host, and `docker build` with --no-index. Does nothing when the image
+    already holds the same packages (unless --force). Environment: BASE_IMAGE, SANDBOX_IMAGE,
+    JUPYTER_SANDBOX_BUILD_CACHE, FORCE=1."""
+
+    base = Unicode(help="Base image; the default is made with debootstrap when missing.").tag(config=True)
+    tag = Unicode(help="Name of the image to build.").tag(config=True)
+    packages = List(Unicode(), help="Python packages to install in the image.").tag(config=True)
+    wheelhouse = Unicode("", help="Folder of wheels to use and fill ('' = <cache>/wheels-cp<version>).").tag(config=True)
+    cache = Unicode(help="Folder for the wheelhouse and the debootstrap root.").tag(config=True)
+    force = Bool(help="Build even when the image is there with the same packages.").tag(config=True)
+
+    aliases = {"base": "BuildImageApp.base", "tag": "BuildImageApp.tag", "packages": "BuildImageApp.packages",
+               "wheelhouse": "BuildImageApp.wheelhouse", "cache": "BuildImageApp.cache"}
+    flags = {"force": ({"BuildImageApp": {"force": True}}, "Build even when the image is up to date.")}
+
+    @default("base")
+    def _base(self) -> str:
+        return os.environ.get("BASE_IMAGE") or DEBOOTSTRAP_BASE
+
+    @default("tag")
+    def _tag(self) -> str:
+        return os.environ.get("SANDBOX_IMAGE") or DEFAULT_IMAGE
+
+    @default("packages")
+    def _packages(self) -> list[str]:
+        return list(DEFAULT_PACKAGES)
+
+    @default("cache")
+    def _cache(self) -> str:
+        return os.environ.get("JUPYTER_SANDBOX_BUILD_CACHE") or "/var/cache/jupyter-sandbox"
+
+    @default("force")
+    def _force(self) -> bool:
+        return os.environ.get("FORCE") == "1"
+
+    def start(self) -> None:
+        from tqdm import tqdm
+
+        from .backends.docker_images import BuildPlan, build_image
+
+        plan = BuildPlan(tag=self.tag, base=self.base, packages=list(self.packages), cache=self.cache,
+                         wheelhouse=self.wheelhouse or None, force=self.force)
+        bar = tqdm(total=3, unit="step", file=sys.stderr, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
+
+        def progress(step: int, steps: int, what: str) -> None:
+            bar.n = step - 1
+            bar.set_description_str(f"[{step}/{steps}] {what}", refresh=True)
+
+        try:
+            built = build_image(plan, progress, log=lambda line: tqdm.write(f"[build-image] {line}", file=sys.stderr))
+        except SandboxError as e:
+            bar.close()
+            self.fail(f"[build-image] {e.message}")
+        if built:
+            bar.n = 3
+            bar.set_description_str("done", refresh=True)
+        bar.close()
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+
+class DoctorApp(_Command):
+    name = "jupyter-sandbox-doctor"
+    description = "Check what jupyter-sandbox needs, and say what to fix for each thing missing."
+
+    image = Unicode(help="The sandbox image to check (the server's default image).").tag(config=True)
+    aliases = {"image": "DoctorApp.image"}
+
+    @default("image")
+    def _image(self) -> str:
+        return os.environ.get("SANDBOX_IMAGE") or DEFAULT_IMAGE
+
+    def start(self) -> None:
+        checks = self.checks()
+        width = max(len(name) for name, *_ in checks)
+        failed = 0
+        for name, ok, detail, fix in checks:
+            mark = {True: "ok  ", False: "FAIL", None: "note"}[ok]
+            print(f"{mark}  {name:<{width}}  {detail}")
+            if fix and ok is not True:
+                print(f"      {'':<{width}}  fix: {fix}")
+            failed += ok is False
+        if failed:
+            print(f"\n{failed} problem(s) found.")
+            self.exit(1)
+        print("\nEverything jupyter-sandbox needs is in place.")
+
+    def checks(self) -> list[tuple[str, bool | None, str, str]]:
+        """(what, ok: True / False / None for optional, detail, how to fix)."""
+        from .backends.docker_images import engine_facts
+
+        out: list[tuple[str, bool | None, str, str]] = []
+        facts = engine_facts([self.image])
+        if not facts.reachable:
+            out.append(("Docker engine", False, facts.problem,
+                        "start it (as root on Debian: bash scripts/setup-docker.sh, or `dockerd &`), or point DOCKER_HOST "
+                        "at one. Without it the server runs the 'local' backend: resource limits only, no isolation"))
+            out.append(("runtimes", False, "not checked: needs the Docker engine", "start the engine first"))
+            out.append(("sandbox image", False, "not checked: needs the Docker engine", "start the engine first"))
+        else:
+            out.append(("Docker engine", True, f"reachable (version {facts.version})", ""))
+            out.append(("runtime runc", "runc" in facts.runtimes, ", ".join(facts.runtimes),
+                        "the engine has no runc runtime: reinstall docker.io"))
+            out.append(("runtime runsc (gVisor)", True if "runsc" in facts.runtimes else None,
+                        "registered" if "runsc" in facts.runtimes else "not registered (optional: runtime='runsc')",
+                        "apt-get install runsc, and register it in /etc/docker/daemon.json with runtimeArgs "
+                        "[\"--network=none\", \"--host-uds=all\"] (scripts/setup-docker.sh does both)"))
+            labels = facts.images.get(self.image)
+            if labels is None:
+                out.append(("sandbox image", False, f"{self.image} is missing", "jupyter sandbox build-image"))
+            else:
+                packages = labels.get(PACKAGES_LABEL)
+                missing = [p for p in DEFAULT_PACKAGES if p not in (packages or "").split()]
+                if packages is None:
+                    out.append(("sandbox image", None, f"{self.image} is present, built without a package list "
+                                f"(it may lack {', '.join(DEFAULT_PACKAGES[-1:])})", "jupyter sandbox build-image"))
+                elif missing:
+                    out.append(("sandbox image", None, f"{self.image} lacks {', '.join(missing)}",
+                                "jupyter sandbox build-image"))
+                else:
+                    out.append(("sandbox image", True, f"{self.image} ({packages})", ""))
+        out.append(self._server_extension())
+        out.append(self._labextension())
+        out.append(self._kernelspec())
+        return out
+
+    @staticmethod
+    def _server_extension() -> tuple[str, bool, str, str]:
+        from jupyter_core.paths import jupyter_config_path
+        from jupyter_server.extension.config import ExtensionConfigManager
+
+        enabled = ExtensionConfigManager(read_config_path=jupyter_config_path()).get_jpserver_extensions()
+        ok = bool(enabled.get("jupyter_sandbox"))
+        return ("server extension", ok, "enabled" if ok else "not enabled in any jupyter_server config",
+                "jupyter server extension enable --sys-prefix jupyter_sandbox (pip install enables it)")
+
+    @staticmethod
+    def _labextension() -> tuple[str, bool, str, str]:
+        found = [d for d in jupyter_path("labextensions") if os.path.isfile(os.path.join(d, "jupyter-sandbox", "package.json"))]
+        return ("JupyterLab extension", bool(found), f"in {found[0]}" if found else "not installed",
+                "pip install jupyter-sandbox (the wheel holds the built extension); in a checkout, "
+                "pip install -e . builds it with npm")
+
+    @staticmethod
+    def _kernelspec() -> tuple[str, bool, str, str]:
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+        fix = ("pip install jupyter-sandbox installs share/jupyter/kernels/python3-sandboxed; or "
+               "`jupyter kernelspec install --sys-prefix --name python3-sandboxed <jupyter_sandbox>/kernel/kernelspec`")
+        try:
+            spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        except NoSuchKernel:
+            return ("sandboxed kernelspec", False, f"no kernelspec {KERNEL_NAME!r}", fix)
+        from jupyter_client.provisioning.factory import KernelProvisionerFactory
+
+        name = spec.metadata.get("kernel_provisioner", {}).get("provisioner_name")
+        if name != PROVISIONER_NAME or not KernelProvisionerFactory.instance().is_provisioner_available(spec):
+            return ("sandboxed kernelspec", False, f"{KERNEL_NAME} does not use an installed {PROVISIONER_NAME}", fix)
+        return ("sandboxed kernelspec", True, f"{spec.display_name!r} ({spec.resource_dir})", "")
+
+
+# -- list and prune ---------------------------------------------------------------------------
+
+
+class _Leftovers(_Command):
+    """Containers of this user's servers on this host, and whether each server still lives."""
+
+    state_dir = Unicode(help="The servers' state folder (c.SandboxApp.state_dir).").tag(config=True)
+
+    @default("state_dir")
+    def _state_dir(self) -> str:
+        return os.path.join(jupyter_data_dir(), "jupyter_sandbox")
+
+    def found(self) -> list[tuple[dict[str, str], str]]:
+        """(labels, state) for each of this user's containers here; state is 'alive', 'gone' or
+        'unknown' (a server whose slot is not in this state folder: never pruned)."""
+        from .backends.docker import DockerBackend
+        from .core.identity import list_slots
+
+        backend = DockerBackend()
+        mine = {f"{LABEL_PREFIX}.uid": str(os.getuid()), f"{LABEL_PREFIX}.host": socket.gethostname()}
+        try:
+            containers = asyncio.run(backend.list_existing(mine))
+        except SandboxError as e:
+            self.fail(f"jupyter sandbox: {e.message}")
+        slots = {slot.server_id: slot.alive for slot in list_slots(self.state_dir)}
+        out = []
+        for labels in containers:
+            server = labels.get(f"{LABEL_PREFIX}.server", "")
+            if server in slots:
+                state = "alive" if slots[server] else "gone"
+            elif server.startswith(f"inproc-{socket.gethostname()}-"):  # a script's in-process manager
+                state = "alive" if _pid_alive(server.rsplit("-", 1)[1]) else "gone"
+            else:
+                state = "unknown"
+            out.append((labels, state))
+        return out
+
+
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ListApp(_Leftovers):
+    name = "jupyter-sandbox-list"
+    description = "List the sandboxes of this user's Jupyter servers on this host, and whether their server lives."
+    aliases = {"state-dir": "ListApp.state_dir"}
+
+    def start(self) -> None:
+        rows = self.found()
+        if not rows:
+            print("no sandboxes")
+            return
+        print(f"{'SANDBOX':<20} {'OWNER':<12} {'SERVER':<22} STATE")
+        for labels, state in rows:
+            from .backends.base import labelled_id
+
+            print(f"{labelled_id(labels) or '?':<20} {labels.get(f'{LABEL_PREFIX}.owner') or '-':<12} "
+                  f"{labels.get(f'{LABEL_PREFIX}.server', '?'):<22} server {state}")
+
+
+class PruneApp(_Leftovers):
+    name = "jupyter-sandbox-prune"
+    description = """Remove the sandboxes (and one-shot containers) left by this user's servers that are gone.
+    A live server's are never touched, nor another user's or another host's, nor those of a server
+    whose slot is not in this state folder."""
+
+    dry_run = Bool(False, help="Only say what would be removed.").tag(config=True)
+    aliases = {"state-dir": "PruneApp.state_dir"}
+    flags = {"dry-run": ({"PruneApp": {"dry_run": True}}, "Only say what would be removed.")}
+
+    def start(self) -> None:
+        from .backends.base import labelled_id
+        from .backends.docker import DockerBackend
+
+        rows = self.found()
+        gone = [labelled_id(labels) for labels, state in rows if state == "gone"]
+        kept = len(rows) - len(gone)
+        if not self.dry_run and gone:
+            backend = DockerBackend()
+
+            async def remove_all() -> None:
+                for leftover in gone:
+                    if leftover:
+                        await backend.remove(leftover)
+
+            asyncio.run(remove_all())
+        verb = "would remove" if self.dry_run else "removed"
+        for leftover in gone:
+            print(f"{verb} {leftover}")
+        print(f"{verb} {len(gone)} leftover(s); kept {kept} of live or unknown servers")
+
+
+# -- run and exec -----------------------------------------------------------------------------
+
+
+class RunApp(_Command):
+    name = "jupyter-sandbox-run"
+    description = """Execute a notebook on the sandboxed kernel (in a fresh sandbox, removed afterwards) and
+    write it with its outputs. Exits non-zero naming the first cell that failed."""
+
+    output = Unicode("", help="Where to write the executed notebook ('' = over the input).").tag(config=True)
+    timeout = Float(600.0, help="Seconds one cell may run.").tag(config=True)
+    image = Unicode("", help="Image of the kernel's sandbox ('' = the default image).").tag(config=True)
+    memory = Unicode("", help="Memory of the kernel's sandbox, e.g. 2G ('' = the default).").tag(config=True)
+    backend = Unicode("auto", help="Sandbox backend: auto, docker or local.").tag(config=True)
+    aliases = {"o": "RunApp.output", "output": "RunApp.output", "timeout": "RunApp.timeout",
+               "image": "RunApp.image", "memory": "RunApp.memory", "backend": "RunApp.backend"}
+
+    def start(self) -> None:
+        (path, *rest) = self.positional("run NOTEBOOK.ipynb [-o OUT] [--timeout S] [--image I] [--memory M]")
+        if rest:
+            self.fail(f"run takes one notebook, not {len(rest) + 1}", 2)
+        if not os.path.isfile(path):
+            self.fail(f"no such notebook: {path}", 2)
+        self.exit(asyncio.run(self.run(path)))
+
+    async def run(self, path: str) -> int:
+        import nbformat
+        from jupyter_client.manager import AsyncKernelManager
+        from nbclient import NotebookClient
+        from nbclient.exceptions import CellExecutionError, DeadKernelError
+        from tqdm import tqdm
+        from traitlets.config import Config
+
+        from .backends import make_backend
+        from .core.current import set_running
+        from .core.manager import SandboxManager
+
+        nb = nbformat.read(path, as_version=4)
+        out = self.output or path
+        options: dict[str, Any] = {}
+        if self.image:
+            options["default_image"] = self.image
+        backend = make_backend(self.backend, log=self.log, **options)
+        # this command's own manager, on this loop: the provisioner finds it as a server's would
+        manager = SandboxManager(backend=backend, log=self.log, reap_on_start=False,
+                                 server_id=f"inproc-{socket.gethostname()}-{os.getpid()}")
+        set_running(manager, getpass.getuser())
+        provisioner: dict[str, Any] = {"memory": self.memory} if self.memory else {}
+        km = AsyncKernelManager(kernel_name=KERNEL_NAME, config=Config({"SandboxProvisioner": provisioner}))
+        code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        bar = tqdm(total=len(code_cells), unit="cell", file=sys.stderr, desc=os.path.basename(path))
+        current = {"index": None}
+
+        def started(cell, cell_index, **_):
+            current["index"] = cell_index
+
+        def executed(cell, cell_index, **_):
+            bar.update(1)
+
+        client = NotebookClient(nb, km=km, timeout=self.timeout, kernel_name=KERNEL_NAME,
+                                resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}},
+                                on_cell_start=started, on_cell_executed=executed)
+        status, message = 0, ""
+        try:
+            await client.async_execute()
+        except CellExecutionError as e:
+            status = 1
+            message = f"cell {_number(nb, current['index'])} failed: {e.ename}: {e.evalue}"
+        except DeadKernelError:
+            status = 1
+            reason = getattr(km.provisioner, "exit_reason", None) or "the kernel died"
+            message = f"cell {_number(nb, current['index'])} failed: {reason}"
+        finally:
+            bar.close()
+            set_running(None)
+            await manager.shutdown()
+        nbformat.write(nb, out)
+        print(f"wrote {out}", file=sys.stderr)
+        if message:
+            print(message, file=sys.stderr)
+        return status
+
+
+def _number(nb, index: int | None) -> str:
+    """A cell as people count it (1-based), with the start of its source."""
+    if index is None:
+        return "?"
+    first = (nb.cells[index].source.strip().splitlines() or [""])[0]
+    return f"{index + 1} ({first[:40]!r})"
+
+
+class ExecApp(_Command):
+    name = "jupyter-sandbox-exec"
+    description = """Run a Python file once in a throwaway sandbox, streaming its output; input() reads this
+    terminal. Arguments after FILE.py go to the script (sys.argv). Exits with the script's status."""
+
+    image = Unicode("", help="Image ('' = the default).").tag(config=True)
+    memory = Unicode("", help="Memory, e.g. 1G ('' = the default).").tag(config=True)
+    timeout = Float(0, help="Seconds the script may run (0 = the server's default).").tag(config=True)
+    network = Bool(False, help="Give the sandbox network access.").tag(config=True)
+    aliases = {"image": "ExecApp.image", "memory": "ExecApp.memory", "timeout": "ExecApp.timeout"}
+    flags = {"network": ({"ExecApp": {"network": True}}, "Give the sandbox network access.")}
+
+    def parse_command_line(self, argv=None) -> None:
+        # Our options come before FILE.py; everything after it is the script's, options included.
+        argv = list(sys.argv[1:] if argv is None else argv)
+        i = 0
+        while i < len(argv) and argv[i].startswith("-"):
+            takes_value = argv[i].lstrip("-") in self.aliases
+            i += 2 if takes_value else 1
+        super().parse_command_line(argv[:i])
+        self.extra_args = argv[i:]
+
+    def start(self) -> None:
+        (path, *args) = self.positional("exec FILE.py [ARGS...]")
+        if not os.path.isfile(path):
+            self.fail(f"no such file: {path}", 2)
+        from .client import Sandbox
+
+        with open(path, "rb") as f:
+            source = f.read()
+        name = os.path.basename(path)
+        # the script's exit status is the cell's value (sys.exit's message, if any, goes to stderr)
+        code = (
+            "import runpy as _r, sys as _s\n"
+            f"_s.argv = {[name, *args]!r}\n"
+            "_status = 0\n"
+            "try:\n"
+            f"    _r.run_path({name!r}, run_name='__main__')\n"
+            "except SystemExit as _e:\n"
+            "    _status = _e.code if isinstance(_e.code, int) else (0 if _e.code is None else 1)\n"
+            "    if not isinstance(_e.code, (int, type(None))):\n"
+            "        print(_e.code, file=_s.stderr)\n"
+            "_status"
+        )
+        spec = {k: v for k, v in (("image", self.image), ("memory", self.memory)) if v}
+
+        def out(message):
+            sys.stdout.write(message.line)
+            sys.stdout.flush()
+
+        def err(message):
+            sys.stderr.write(message.line)
+            sys.stderr.flush()
+
+        def ask(request):
+            if request.password:
+                return getpass.getpass(request.prompt)
+            return input(request.prompt)
+
+        try:
+            with Sandbox(network=self.network, timeout=self.timeout or None, **spec) as sandbox:
+                sandbox.files.write(name, source)
+                execution = sandbox.run_code(code, on_stdout=out, on_stderr=err, on_input=ask)
+        except SandboxError as e:
+            self.fail(f"jupyter sandbox exec: {e.message}")
+        if execution.error:
+            traceback = "\n".join(execution.error._render_traceback_())
+            if not sys.stderr.isatty():  # the kernel colours it for a terminal
+                traceback = re.sub(r"\x1b\[[0-9;]*m", "", traceback)
+            print(traceback, file=sys.stderr)
+            self.exit(1)
+        self.exit(int(execution.text or 0))
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+class SandboxCommand(JupyterApp):
+    name = "jupyter-sandbox"
+    version = __version__
+    description = "Build, check, list, prune, and run notebooks and scripts in jupyter-sandbox sandboxes."
+    subcommands = {
+        "build-image": (BuildImageApp, "Build the sandbox image offline, with a progress display."),
+        "doctor": (DoctorApp, "Check Docker, runtimes, images, the extensions and the kernelspec; say what to fix."),
+        "list": (ListApp, "List this user's sandboxes on this host and whether their server lives."),
+        "prune": (PruneApp, "Remove leftover sandboxes of this user's servers that are gone."),
+        "run": (RunApp, "Execute a notebook on the sandboxed kernel; write its outputs."),
+        "exec": (ExecApp, "Run a Python file in a throwaway sandbox, streaming its output."),
+    }
+
+    def start(self) -> None:
+        if self.subapp is None:
+            print("jupyter sandbox: say what to do, one of: " + ", ".join(self.subcommands), file=sys.stderr)
+            self.print_subcommands()
+            self.exit(2)
+        super().start()
+
+
+main = launch_new_instance = SandboxCommand.launch_instance
+
+if __name__ == "__main__":
+    main()

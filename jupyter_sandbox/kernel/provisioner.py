@@ -1,0 +1,250 @@
+"""A jupyter_client kernel provisioner that runs a notebook's whole kernel in a sandbox.
+
+jupyter_client makes one ``SandboxProvisioner`` per kernel (the kernelspec names it in
+``metadata.kernel_provisioner``). Inside a Jupyter server with the extension, the sandbox is
+made by the server's own SandboxManager: same hardening, limits, backend and labels as every
+other sandbox, listed in the Sandboxes panel as ``kind: "kernel"``. Elsewhere (nbclient,
+``jupyter console``, ``jupyter sandbox run``) an in-process manager makes it.
+
+How the kernel's sockets reach the host is the backend's business: ``start_kernel`` returns
+connection info, which is handed to jupyter_client as is. A restart starts a new kernel process
+at the same addresses with the same key, so the notebook's open websocket reaches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import re
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning import KernelProvisionerBase
+from traitlets import Bool, Dict, Float, Int, Unicode
+
+from ..core.current import running
+from ..core.manager import SandboxManager
+from ..errors import NotFound, SandboxError
+from ..models import SpecRequest
+
+T = TypeVar("T")
+
+# Shown in the first cell run after a kernel that died was restarted (a pre_run_cell hook that
+# removes itself), so the notebook says why its variables are gone.
+_NOTICE = """
+def _jsbx_notice(*_args, _text={text!r}):
+    import sys
+    print(_text, file=sys.stderr)
+    get_ipython().events.unregister("pre_run_cell", _jsbx_notice)
+get_ipython().events.register("pre_run_cell", _jsbx_notice)
+"""
+
+
+class _InProcess:
+    """The manager for kernels started outside a Jupyter server: one per process, on the client's
+    private loop (as client.connection.InProcessConnection runs it)."""
+
+    _connection = None
+
+    @classmethod
+    def get(cls):
+        if cls._connection is None:
+            from ..client.connection import InProcessConnection
+
+            cls._connection = InProcessConnection()
+        return cls._connection
+
+
+class SandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+    """Runs the kernel in a sandbox. Config (kernelspec ``metadata.kernel_provisioner.config`` or
+    ``c.SandboxProvisioner.*``): image, memory, cpus, pids, disk, network, runtime, env. Unset
+    values are the server's defaults, and its maxima and allowed images apply."""
+
+    image = Unicode(None, allow_none=True, help="Image of the kernel's sandbox (None: the server's default).").tag(config=True)
+    memory = Unicode(None, allow_none=True, help="Memory limit, e.g. '2G' (None: the server's default).").tag(config=True)
+    cpus = Float(None, allow_none=True, help="CPUs (None: the server's default).").tag(config=True)
+    pids = Int(None, allow_none=True, help="Process limit (None: the server's default).").tag(config=True)
+    disk = Unicode(None, allow_none=True, help="Size of the writable working directory (None: default).").tag(config=True)
+    network = Bool(False, help="Whether the kernel gets network access (if the server allows it).").tag(config=True)
+    runtime = Unicode(None, allow_none=True, help="'runc' or 'runsc' (gVisor); None: the server's default.").tag(config=True)
+    env = Dict(help="Environment variables of the kernel. The server's own environment never reaches it.").tag(config=True)
+    poll_interval = Float(
+        0.5, help="Seconds between liveness checks while waiting for the kernel to end."
+    ).tag(config=True)
+
+    sandbox_id: str | None = None
+    exit_reason: str | None = None  # why the kernel last died (None: it did not, or was shut down)
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._manager: SandboxManager | None = None
+        self._owner = ""
+        self._call: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None
+        self._stopping = False  # a stop we asked for: its end is not a death
+
+    # -- where the sandbox lives ----------------------------------------------------------
+    def _bind(self) -> None:
+        """Use the running server's manager, or this process's in-process one."""
+        if self._manager is not None:
+            return
+        here = running()
+        if here is not None:
+            self._manager, self._owner = here.manager, here.owner
+
+            async def same_loop(coro):
+                return await coro
+
+            self._call = same_loop
+        else:
+            connection = _InProcess.get()
+            self._manager, self._owner = connection.manager, getpass.getuser()
+            self._call = connection._there
+
+    async def _do(self, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        assert self._call is not None
+        return await self._call(method(*args, **kwargs))
+
+    def _spec(self) -> SpecRequest:
+        return SpecRequest(image=self.image, memory=self.memory, cpus=self.cpus, pids=self.pids, disk=self.disk,
+                           network=self.network or None, runtime=self.runtime, env=dict(self.env) or None)
+
+    # -- KernelProvisionerBase --------------------------------------------------------------
+    @property
+    def has_process(self) -> bool:
+        return self.sandbox_id is not None
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        kwargs = await super().pre_launch(**kwargs)
+        # Interrupt through the control channel (an interrupt_request, as the manager does for
+        # every sandbox): no signal path from the host reaches a process in a container.
+        if self.kernel_spec is not None:
+            self.kernel_spec.interrupt_mode = "message"
+        km = self.parent
+        extra = kwargs.get("extra_arguments", [])
+        kwargs["cmd"] = km.format_kernel_cmd(extra) if km is not None else list(self.kernel_spec.argv)
+        # What runs in the sandbox is the backend's command; the server's environment (tokens,
+        # paths) and working directory are not the kernel's business.
+        kwargs.pop("env", None)
+        kwargs.pop("cwd", None)
+        return kwargs
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        self._bind()
+        assert self._manager is not None
+        self._stopping = False
+        if self.sandbox_id is None:
+            model = await self._do(self._manager.create, self._owner, f"kernel-{self.kernel_id}", self._spec(),
+                                   kernel_id=self.kernel_id, kind="kernel")
+            self.sandbox_id = model.id
+            self.log.info("jupyter-sandbox: kernel %s runs in sandbox %s (%s backend)",
+                          self.kernel_id, model.id, model.backend)
+        else:
+            await self._do(self._manager.restart_kernel, self._owner, self.sandbox_id)
+        info = self._manager.kernel_connection(self._owner, self.sandbox_id)
+        if isinstance(info.get("key"), str):
+            info["key"] = info["key"].encode()  # as jupyter_client keeps it (session.key is bytes)
+        self.connection_info = info
+        if self.exit_reason:
+            await self._tell_next_cell(f"The previous kernel died: {self.exit_reason}")
+            self.exit_reason = None
+        return info
+
+    async def _tell_next_cell(self, text: str) -> None:
+        """Print ``text`` in the next cell that runs (its variables were lost with the old kernel)."""
+        from jupyter_client.asynchronous import AsyncKernelClient
+
+        client = AsyncKernelClient()
+        client.load_connection_info(self.connection_info)
+        client.start_channels(iopub=False, stdin=False, hb=False, control=False)
+        try:
+            msg_id = client.execute(_NOTICE.format(text=text), silent=True, store_history=False)
+            for _ in range(60):  # the new kernel answers within its start time
+                try:
+                    reply = await client.get_shell_msg(timeout=1)
+                except Exception:
+                    continue
+                if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    self.log.info("jupyter-sandbox: kernel %s restarted; its next cell says why the last one died",
+                                  self.kernel_id)
+                    return
+            self.log.warning("jupyter-sandbox: kernel %s did not take the note about its death", self.kernel_id)
+        finally:
+            client.stop_channels()
+
+    async def poll(self) -> int | None:
+        if self.sandbox_id is None or self._manager is None:
+            return 0
+        try:
+            reason = await self._do(self._manager.kernel_exit_reason, self._owner, self.sandbox_id)
+        except NotFound:
+            reason = "The kernel's sandbox was removed."
+        except SandboxError as e:
+            self.log.warning("jupyter-sandbox: cannot tell whether kernel %s runs: %s", self.kernel_id, e)
+            return None
+        if reason is None:
+            return None
+        if not self._stopping and self.exit_reason is None:
+            # the server restarts the kernel by itself: the backend's advice to restart is moot here
+            self.exit_reason = re.sub(r"\s*Restart the (context|sandbox) to continue\.", "", reason)
+            self.log.warning("jupyter-sandbox: kernel %s died: %s", self.kernel_id, reason)
+            km = self.parent
+            if km is not None and km.has_trait("reason"):
+                km.reason = reason  # jupyter_server shows it in the kernel's model
+        return 1
+
+    async def wait(self) -> int | None:
+        while True:
+            status = await self.poll()
+            if status is not None:
+                return status
+            await asyncio.sleep(self.poll_interval)
+
+    async def send_signal(self, signum: int) -> None:
+        if self.sandbox_id is None or self._manager is None or signum == 0:
+            return
+        if signum == signal.SIGINT:
+            await self._do(self._manager.interrupt, self._owner, self.sandbox_id)
+        elif signum in (signal.SIGTERM, signal.SIGKILL):
+            await self.kill()
+        else:
+            self.log.warning("jupyter-sandbox: signal %s cannot be sent into a sandbox; ignored", signum)
+
+    async def kill(self, restart: bool = False) -> None:
+        if self.sandbox_id is None or self._manager is None:
+            return
+        self._stopping = True
+        try:
+            await self._do(self._manager.stop_kernel, self._owner, self.sandbox_id)
+        except NotFound:
+            pass  # the sandbox went first (server shutdown removes every sandbox)
+
+    async def terminate(self, restart: bool = False) -> None:
+        # There is no gentler signal path into the sandbox: the shutdown_request before this was it.
+        await self.kill(restart=restart)
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self._stopping = True
+
+    async def cleanup(self, restart: bool = False) -> None:
+        if restart or self.sandbox_id is None or self._manager is None:
+            return
+        sandbox_id, self.sandbox_id = self.sandbox_id, None
+        try:
+            await self._do(self._manager.remove, self._owner, sandbox_id)
+        except NotFound:
+            pass  # removed already (with the server's other sandboxes, or by its kernel-shutdown listener)
+
+    def get_stable_start_time(self, recommended: float = 10.0) -> float:
+        # a new container and a kernel in it; under gVisor a few seconds more
+        return max(recommended, 30.0)
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info = await super().get_provisioner_info()
+        info["sandbox_id"] = self.sandbox_id
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict) -> None:
+        await super().load_provisioner_info(provisioner_info)
+        self.sandbox_id = provisioner_info.get("sandbox_id")

@@ -1,0 +1,171 @@
+"""`jupyter sandbox ...`, run as a person runs it: a subprocess of the installed console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import docker
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from jupyter_sandbox.backends.base import LABEL_PREFIX
+
+from servers import IMAGE, SESSION, SESSION_LABEL, JupyterServer
+
+COMMAND = [sys.executable, "-m", "jupyter_sandbox.cli"]
+
+
+def jupyter_sandbox(*args: str, env: dict[str, str] | None = None, input: str | None = None, timeout: float = 600):
+    environ = {**os.environ, **(env or {})}
+    environ.pop("JUPYTER_SANDBOX_URL", None)
+    environ.pop("JUPYTER_SANDBOX_TOKEN", None)
+    return subprocess.run([*COMMAND, *args], env=environ, input=input, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_the_console_script_is_installed():
+    import shutil
+
+    assert shutil.which("jupyter-sandbox", path=os.path.dirname(sys.executable)), "pip install . gives jupyter-sandbox"
+    answer = jupyter_sandbox()
+    assert answer.returncode == 2 and "build-image" in answer.stdout + answer.stderr
+
+
+def test_doctor_without_an_engine_says_so_and_what_to_do(tmp_path):
+    answer = jupyter_sandbox("doctor", env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert answer.returncode == 1
+    lines = answer.stdout.splitlines()
+    engine = next(i for i, line in enumerate(lines) if "Docker engine" in line)
+    assert lines[engine].startswith("FAIL") and "not reachable" in lines[engine]
+    assert "fix:" in lines[engine + 1] and "DOCKER_HOST" in lines[engine + 1] and "local" in lines[engine + 1]
+    # the checks that need no engine still ran
+    assert any(line.startswith("ok") and "sandboxed kernelspec" in line for line in lines), answer.stdout
+
+
+def test_doctor_with_the_engine(docker_ready):
+    answer = jupyter_sandbox("doctor", "--image", IMAGE)
+    lines = answer.stdout.splitlines()
+    for check in ("Docker engine", "runtime runc", "server extension", "sandboxed kernelspec"):
+        assert any(line.startswith("ok") and check in line for line in lines), (check, answer.stdout)
+    assert any(check in line and not line.startswith("FAIL") for line in lines for check in ["sandbox image"])
+
+
+def plot_notebook(*extra: str):
+    nb = new_notebook(cells=[
+        new_markdown_cell("# a plot"),
+        new_code_cell("import matplotlib.pyplot as plt\nx = 21"),
+        new_code_cell("plt.plot([1, 3, 2])\nplt.show()"),
+        *[new_code_cell(code) for code in extra],
+        new_code_cell("print(x * 2)"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def test_run_a_notebook_on_the_sandboxed_kernel(docker_ready, tmp_path):
+    path, out = tmp_path / "plot.ipynb", tmp_path / "plot.out.ipynb"
+    nbformat.write(plot_notebook(), path)
+    answer = jupyter_sandbox("run", str(path), "-o", str(out), "--image", IMAGE, "--memory", "512M", "--timeout", "120")
+    assert answer.returncode == 0, answer.stderr
+    assert "3/3" in answer.stderr  # the progress bar went over the three code cells
+    executed = nbformat.read(out, as_version=4)
+    nbformat.validate(executed)
+    pngs = [o for o in executed.cells[2].outputs if o.output_type == "display_data" and "image/png" in o.data]
+    assert pngs and len(pngs[0].data["image/png"]) > 1000
+    assert executed.cells[3].outputs[0].text == "42\n"
+    assert nbformat.read(path, as_version=4).cells[2].outputs == []  # -o leaves the input alone
+
+
+def test_a_failing_notebook_exits_non_zero_naming_the_cell(docker_ready, tmp_path):
+    path = tmp_path / "fails.ipynb"
+    nbformat.write(plot_notebook("print('about to fail')\n1 / 0"), path)
+    answer = jupyter_sandbox("run", str(path), "--image", IMAGE, "--timeout", "120")
+    assert answer.returncode == 1
+    assert "cell 4" in answer.stderr and "ZeroDivisionError" in answer.stderr, answer.stderr
+    executed = nbformat.read(path, as_version=4)  # written in place, with what ran
+    assert [o.output_type for o in executed.cells[3].outputs] == ["stream", "error"]
+    assert executed.cells[4].outputs == []
+
+
+def test_exec_streams_a_script_and_keeps_its_exit_status(docker_ready, tmp_path):
+    script = tmp_path / "hello.py"
+    script.write_text("import sys\nprint('args', sys.argv[1:])\nname = input('name? ')\nprint('hi', name)\n"
+                      "print('oops', file=sys.stderr)\nsys.exit(3)\n")
+    # no server anywhere: an in-process manager runs the sandbox
+    env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "no-servers"), "JUPYTER_SANDBOX_TEST_IMAGE": IMAGE}
+    answer = jupyter_sandbox("exec", str(script), "one", "--two", env=env, input="Ada\n")
+    assert answer.returncode == 3, answer.stderr
+    # in order: what the script printed before input(), then the prompt (shown here), then the rest
+    assert answer.stdout.splitlines() == ["args ['one', '--two']", "name? hi Ada"], answer.stdout
+    assert "oops" in answer.stderr
+    failing = tmp_path / "fails.py"
+    failing.write_text("raise ValueError('bad input')\n")
+    answer = jupyter_sandbox("exec", str(failing), env=env)
+    assert answer.returncode == 1 and "ValueError: bad input" in answer.stderr
+
+
+def test_prune_removes_only_what_servers_that_are_gone_left(docker_ready, tmp_path):
+    data_dir = tmp_path / "data"  # both servers are "the same user's" (one state folder)
+    client = docker.from_env()
+    crashed = JupyterServer(tmp_path / "crashed", data_dir=data_dir).start()
+    try:
+        gone = crashed.api("POST", "sandboxes", json={"name": "left-behind"}).json()
+    finally:
+        crashed.kill()  # SIGKILL: nothing is cleaned up
+    stranger = None
+    with JupyterServer(tmp_path / "live", data_dir=data_dir) as live:
+        kept = live.api("POST", "sandboxes", json={"name": "in-use"}).json()
+        (left,) = client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}.sandbox={gone['id']}"})
+        # Another Unix user's container naming the same dead server: never touched.
+        labels = {**left.labels, f"{LABEL_PREFIX}.uid": str(os.getuid() + 4242), f"{LABEL_PREFIX}.sandbox": "sbx_stranger",
+                  SESSION_LABEL: SESSION}
+        stranger = client.containers.create(IMAGE, ["sleep", "infinity"], labels=labels, network_mode="none")
+        try:
+            env = {"JUPYTER_DATA_DIR": str(data_dir)}
+            listed = jupyter_sandbox("list", env=env)
+            assert listed.returncode == 0
+            rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+            assert rows[gone["id"]].endswith("server gone") and rows[kept["id"]].endswith("server alive")
+            assert "sbx_stranger" not in rows
+
+            dry = jupyter_sandbox("prune", "--dry-run", env=env)
+            assert f"would remove {gone['id']}" in dry.stdout and kept["id"] not in dry.stdout
+            assert client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}.sandbox={gone['id']}"})
+
+            pruned = jupyter_sandbox("prune", env=env)
+            assert pruned.returncode == 0 and f"removed {gone['id']}" in pruned.stdout, pruned.stdout
+            assert not client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}.sandbox={gone['id']}"})
+            assert client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}.sandbox={kept['id']}"})
+            stranger.reload()  # still there
+            assert live.execute("in-use", "1 + 1")[-1]["type"] == "end_of_execution"
+        finally:
+            stranger.remove(force=True)
+    client.close()
+
+
+def test_build_image_is_the_scripts_one_implementation():
+    script = (Path(__file__).parent.parent / "scripts" / "build-images.sh").read_text()
+    assert "jupyter_sandbox.cli build-image" in script and "debootstrap" not in script.split("set -euo")[1]
+    answer = jupyter_sandbox("build-image", "--help")
+    assert answer.returncode == 0 and "--wheelhouse" in answer.stdout and "--packages" in answer.stdout
+
+
+def test_build_image_builds_a_labelled_image(docker_ready, tmp_path):
+    tag = f"jupyter-sandbox-test-build:{SESSION}"
+    answer = jupyter_sandbox("build-image", "--base", "jupyter-sandbox-base:bookworm", "--tag", tag,
+                             "--packages", "ipykernel", "--cache", str(tmp_path))
+    client = docker.from_env()
+    try:
+        assert answer.returncode == 0, answer.stderr
+        assert "[3/3]" in answer.stderr
+        image = client.images.get(tag)
+        assert image.labels["org.jupyter-sandbox.packages"] == "ipykernel"
+        again = jupyter_sandbox("build-image", "--base", "jupyter-sandbox-base:bookworm", "--tag", tag,
+                                "--packages", "ipykernel", "--cache", str(tmp_path))
+        assert again.returncode == 0 and "is present with ipykernel" in again.stderr
+    finally:
+        client.images.remove(tag, force=True)
+        client.close()
