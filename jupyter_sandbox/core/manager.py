@@ -483,8 +483,8 @@ class SandboxManager(LoggingConfigurable):
                                   sandbox.model.id, e)
                     await self.backend.restart(sandbox.model.id)
                     await self._replace_kernel(sandbox, context, same_address=True)
-            except BaseException:
-                sandbox.model.status = "dead"
+            except BaseException as e:
+                sandbox.model.status, sandbox.model.status_reason = "exited", f"its kernel could not be restarted: {e}"
                 raise
             self._mind_kind(sandbox)
             sandbox.model.status = "running"
@@ -806,14 +806,14 @@ class SandboxManager(LoggingConfigurable):
         sandbox.executing += 1
         self._emit("execution_started", sandbox)
         try:
-            return await self._execute(sandbox, context, code, env_vars, timeout, on_event)
+            return await self._execute(sandbox, context, code, env_vars, timeout, on_event, allow_stdin)
         finally:
             sandbox.executing -= 1
             if self._sandboxes.get(sandbox.model.id) is sandbox:  # a removed one said "removed" already
                 self._emit("execution_finished", sandbox)
 
     async def _execute(self, sandbox: _Sandbox, context: _Context, code: str, env_vars: dict[str, str] | None,
-                       timeout: float | None, on_event: EventSink | None) -> Execution:
+                       timeout: float | None, on_event: EventSink | None, allow_stdin: bool) -> Execution:
         async with context.lock:
             sandbox.model.last_activity = now()
             reason = await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id)
