@@ -540,7 +540,13 @@ class KernelRelay:
             for _ in range(256):
                 if not sock.getsockopt(EVENTS) & POLLIN:
                     break
-                self._queue(kind, sock.recv_multipart(NOBLOCK))
+                parts = sock.recv_multipart(NOBLOCK)
+                if kind == IOPUB and parts[0][:1] == b"\x00":
+                    # An unsubscription: one client left, but others may still listen (a server
+                    # closing its old iopub socket after a kernel restart unsubscribes after its
+                    # new one subscribed). The sandbox stays subscribed to everything.
+                    continue
+                self._queue(kind, parts)
                 if self._out_size > self._write_buffer_limit:
                     more = True
                     break

@@ -519,6 +519,7 @@ class Peer:
 
 IOPUB_CAP = 8 << 20  # an output message larger than this is cut down here, in the sandbox
 DELIMITER = b"<IDS|MSG>"
+DROPPED = "jupyter_sandbox_dropped"  # metadata key of a cut-down message: what it lost (the collector counts it)
 
 
 def shrink(parts, key, cap=IOPUB_CAP):
@@ -533,15 +534,16 @@ def shrink(parts, key, cap=IOPUB_CAP):
     except (ValueError, IndexError):
         return None
     kind = header.get("msg_type")
+    # how much was dropped goes in the metadata: the server says it once, with the rest it dropped
     if kind == "stream":
         text = content.get("text", "")
         keep = cap // 2
-        content["text"] = text[:keep] + (f"\n[jupyter-sandbox: {len(text) - keep} more characters of this output "
-                                         "were dropped in the sandbox]\n")
+        content["text"] = text[:keep]
+        metadata = {DROPPED: len(text) - keep}
     elif kind in ("display_data", "execute_result", "update_display_data"):
         size = sum(len(json.dumps(v)) for v in content.get("data", {}).values())
         content["data"] = {"text/plain": f"[jupyter-sandbox: an output of {size} bytes was dropped in the sandbox]"}
-        metadata = {}
+        metadata = {DROPPED: size}
     elif kind == "error":
         content["traceback"] = [line[:4096] for line in content.get("traceback", [])[:200]]
     else:

@@ -107,8 +107,9 @@ class ExecutionCollector:
         """One stderr line saying how much output was dropped, if any was."""
         if not self.dropped_bytes:
             return []
-        text = (f"[jupyter-sandbox: output truncated: {self.dropped_bytes} more bytes were not kept; an execution "
-                f"keeps {self.max_output} bytes of output (c.SandboxManager.max_output_size)]\n")
+        limit = f"{self.max_output} bytes per execution, " if self.max_output is not None else ""
+        text = (f"[jupyter-sandbox: output truncated: {self.dropped_bytes} more bytes of output were not kept "
+                f"(limits: {limit}8 MiB per output message; c.SandboxManager.max_output_size)]\n")
         return [self._apply({"type": "stderr", "text": text, "timestamp": _ns()})]
 
     def _maybe_clear(self) -> list[Event]:
@@ -124,6 +125,8 @@ class ExecutionCollector:
             return []
         kind = msg["header"]["msg_type"]
         content = msg.get("content", {})
+        # what the launcher had to cut from an oversized message in the sandbox (backends/programs/launcher.py)
+        self.dropped_bytes += int((msg.get("metadata") or {}).get("jupyter_sandbox_dropped") or 0)
         if kind == "stream":
             stream = "stderr" if content.get("name") == "stderr" else "stdout"
             text = content.get("text", "")
