@@ -411,13 +411,12 @@ class Bench:
                 raise BenchError(f"python-executor client: execute_sync printed {result.stdout!r}")
 
         def concurrent_5() -> tuple[float, list[str]]:
-            # its benchmark's concurrent_5: five execute_async at once, then wait for each
+            # as its benchmark's concurrent_5 does it: five execute_async in a row, then wait for all
             t0 = time.perf_counter()
-            with ThreadPoolExecutor(5) as pool:
-                submitted = list(pool.map(lambda i: _submit(client, f"print({i})"), range(5)))
+            submitted = [_submit(client, f"print({i})") for i in range(5)]
             ids = [s for s in submitted if not s.startswith("HTTP ")]
-            for execution_id in ids:
-                client.wait_for_completion(execution_id, poll_interval=0.1, max_wait=120)
+            with ThreadPoolExecutor(5) as pool:
+                list(pool.map(lambda e: client.wait_for_completion(e, poll_interval=0.1, max_wait=120), ids))
             return time.perf_counter() - t0, [s for s in submitted if s.startswith("HTTP ")]
 
         try:
@@ -431,7 +430,7 @@ class Bench:
                      target="p50 < 100 ms", met=pct(evals, 50) < 0.1, note=note))
         self.add(Row("eval", "python-executor's client `execute_sync(main.py)`", "ms", latency(execs), base,
                      target="p50 < 100 ms", met=pct(execs, 50) < 0.1))
-        self.add(Row("eval", "python-executor's client: 5 `execute_async` at once, all waited for (its concurrent_5)",
+        self.add(Row("eval", "python-executor's client: 5 `execute_async` in a row, then all waited for (its concurrent_5)",
                      "s", {"value": round(burst, 2), "refused": refused},
                      target="all 5 accepted", met=not refused,
                      note=f"{5 - len(refused)} accepted" + (f", refused: {', '.join(refused)}" if refused else "")))
@@ -486,7 +485,7 @@ class Bench:
                      peer={"name": "llm-sandbox", "skipped": "n/a (no resident interpreter between runs)"}))
         meanwhile = timed(bob_once, n_bob, warmup=3)
         self.add(Row("idle", f"Another user's `1+1` while {count} sandboxes idle", "ms", latency(meanwhile),
-                     {"name": "same user, no other sandboxes", **latency(bob_alone)},
+                     {"name": "the same, before the idle sandboxes existed", **latency(bob_alone)},
                      note="two users through a token-per-user identity provider"))
 
     def stats(self, server: Server, made: list[str]) -> None:
@@ -616,14 +615,15 @@ class Bench:
                         session.close()
                     return {"value": round(took, 2), "unit": "s", "detail": f"caller's peak RSS +{peak / MB:.0f} MB"}
 
-                value = {"value": round(growth / MB, 1), "wall_s": round(wall, 2)}
+                value = {"value": round(growth / MB, 1), "wall_s": round(wall, 2), "ndjson_lines": run.lines}
                 peer = self.peer(llm)
                 # the ratios compare wall times (RSS has no same-run baseline: the target is absolute)
                 self.add(Row("output", f"{what} from one execution: server peak RSS growth", "MB", value,
                              {"name": "local ipykernel wall time", "value": round(local, 2), "unit": "s"},
                              ratio=round(wall / local, 2), peer=peer,
                              peer_ratio=round(peer["value"] / wall, 2) if "value" in peer else None,
-                             target="< 50 MB", met=growth / MB < 50, note=f"wall {wall:.2f} s"))
+                             target="< 50 MB", met=growth / MB < 50,
+                             note=f"wall {wall:.2f} s, {run.lines} NDJSON lines"))
         finally:
             kernel.close()
             rest.delete(sandbox["id"])
@@ -712,6 +712,7 @@ def main(argv: list[str] | None = None) -> int:
             report["runtimes"][runtime] = [asdict(r) for r in bench.rows]
             report["labels"].append({"servers": bench.server_ids, "run": bench.run_id})
         report["seconds"] = round((datetime.now(timezone.utc) - started).total_seconds())
+        report["machine"]["loadavg_at_end"] = os.getloadavg()
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
