@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import secrets
+import signal
 import statistics
 import sys
 import tempfile
@@ -679,6 +680,10 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer samples (and only 10 idle sandboxes)")
@@ -690,6 +695,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python-executor-client", metavar="DIR",
                         help="a checkout of geraldthewes/python-executor: also time its client against the one-shot routes")
     args = parser.parse_args(argv)
+    # SIGTERM (and SIGINT, which a shell's background job ignores) unwind through the finally blocks,
+    # so the servers are stopped and every container of the run is removed
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupted)
     names = set(args.only or ROW_NAMES)
     runtimes = ["runc", "runsc"] if args.runtime == "both" else [args.runtime]
 
