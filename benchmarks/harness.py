@@ -118,7 +118,7 @@ class Server:
         }
         env.pop("JUPYTER_SANDBOX_URL", None)
         self.log_path = root / "server.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (open while the server runs; closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyter_server"], env=env, cwd=root, stdout=self._log, stderr=subprocess.STDOUT
         )

@@ -32,15 +32,16 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
+from harness import (
     LABEL,
     BenchError,
     Server,
@@ -50,7 +51,7 @@ from harness import (  # noqa: E402
     proc_status,
     reset_peak_rss,
 )
-from peers import (  # noqa: E402
+from peers import (
     LLM_TAG,
     LlmSandbox,
     LocalKernel,
@@ -86,7 +87,7 @@ def log(message: str) -> None:
 
 def pct(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def latency(samples: list[float], **extra) -> dict[str, Any]:
@@ -496,7 +497,7 @@ class Bench:
         def one_round() -> float:
             t0 = time.perf_counter()
             with ThreadPoolExecutor(len(made)) as pool:
-                list(pool.map(lambda pair: pair[0].stats(pair[1]), zip(clients, made)))
+                list(pool.map(lambda pair: pair[0].stats(pair[1]), zip(clients, made, strict=True)))
             return time.perf_counter() - t0
 
         try:
@@ -521,7 +522,7 @@ class Bench:
         duration = self.n(10.0, 3.0)
         clients = [server.client("alice") for _ in made]
         try:
-            ours = self._rate([lambda c=c, s=s: c.execute(s, "1+1") for c, s in zip(clients, made)], duration)
+            ours = self._rate([lambda c=c, s=s: c.execute(s, "1+1") for c, s in zip(clients, made, strict=True)], duration)
         finally:
             for c in clients:
                 c.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IMAGE
+from servers import IMAGE
 
 ROOT = Path(__file__).resolve().parent.parent
 
