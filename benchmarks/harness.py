@@ -25,6 +25,7 @@ import requests
 HERE = Path(__file__).resolve().parent
 LABEL = "org.jupyter-sandbox"  # the labels every sandbox container carries (README, security model)
 BENCH_LABEL = "jupyter-sandbox-bench.run"  # on the containers the benchmark makes itself (docker run, llm-sandbox)
+SERVER_LABEL = "jupyter-sandbox-bench.server"  # added to every container of one benchmark server (its own id is the server's to choose)
 
 
 class BenchError(RuntimeError):
@@ -55,9 +56,10 @@ def reset_peak_rss(pid: int) -> None:
 class Server:
     """``jupyter server`` with the jupyter_sandbox extension on Docker, in its own temp dirs.
 
-    Two users (``alice``, ``bob``), each with a token, through ``bench_identity``. Always stop it
-    (``with Server(...) as server``): SIGTERM to its pid runs the extension's cleanup, and any
-    container still carrying this server's label afterwards is removed.
+    Two users (``alice``, ``bob``), each with a token, through ``bench_identity``. Every container
+    it makes carries ``SERVER_LABEL=<bench_id>``. Always stop it (``with Server(...) as server``):
+    SIGTERM to its pid runs the extension's cleanup, and any container still carrying that label
+    afterwards is removed.
     """
 
     def __init__(self, image: str, runtime: str, pool_size: int = 0, max_sandboxes: int = 64, extra: dict | None = None):
@@ -66,7 +68,7 @@ class Server:
         self.pool_size = pool_size
         self.max_sandboxes = max_sandboxes
         self.extra = extra or {}
-        self.server_id = f"bench-{secrets.token_hex(5)}"
+        self.bench_id = f"bench-{secrets.token_hex(5)}"
         self.tokens = {"alice": secrets.token_hex(16), "bob": secrets.token_hex(16)}
         self.proc: subprocess.Popen | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
@@ -101,9 +103,11 @@ class Server:
             "SandboxApp": {"backend": "docker"},
             # runtime on the backend (one-shot containers) and as the manager's default (so a
             # create asking for it is the default spec, which the pool serves)
-            "DockerBackend": {"default_image": self.image, "runtime": self.runtime},
+            "DockerBackend": {
+                "default_image": self.image, "runtime": self.runtime, "extra_labels": {SERVER_LABEL: self.bench_id},
+            },
             "SandboxManager": {
-                "server_id": self.server_id, "pool_size": self.pool_size,
+                "pool_size": self.pool_size,
                 "max_sandboxes_per_user": self.max_sandboxes, "default_runtime": self.runtime,
             },
         }
@@ -147,7 +151,7 @@ class Server:
         self.proc = None
         if getattr(self, "_log", None):
             self._log.close()
-        leftovers = containers({f"{LABEL}.server": self.server_id})
+        leftovers = containers({SERVER_LABEL: self.bench_id})
         for c in leftovers:
             c.remove(force=True)
         if leftovers:
@@ -175,7 +179,7 @@ class Server:
         return Rest(self.url, self.tokens[user])
 
     def containers(self, **labels: str):
-        return containers({f"{LABEL}.server": self.server_id, **{f"{LABEL}.{k}": v for k, v in labels.items()}})
+        return containers({SERVER_LABEL: self.bench_id, **{f"{LABEL}.{k}": v for k, v in labels.items()}})
 
 
 _docker = None

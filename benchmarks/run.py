@@ -306,7 +306,7 @@ class Bench:
         n = self.n(10, 3)
         margin = max(1.5, 3 * (self.cold_p50 or 1.0))  # a refilled pool container needs its kernel ready too
         with Server(self.args.image, self.runtime, pool_size=1) as server:
-            self.server_ids.append(server.server_id)
+            self.server_ids.append(server.bench_id)
             rest = server.client("alice")
             taken: set[str] = set()
             totals, creates, misses = [], [], 0
@@ -473,7 +473,7 @@ class Bench:
     def idle(self, server, alice, made, rss_before, kernel, bob_once, bob_alone, n_bob) -> None:
         count = len(made)
         rest_mem = [alice.stats(sid)["memory_used"] for sid in made]
-        cgroup = [container_memory(c) for c in server.containers(owner="alice") if c.labels[f"{LABEL}.sandbox"] in made]
+        cgroup = [container_memory(c) for c in self._containers(server, made)]
         server_growth = (proc_status(server.pid)["VmRSS"] - rss_before) / count
         value = {
             "value": round(statistics.mean(cgroup) / MB, 1),
@@ -489,6 +489,13 @@ class Bench:
         self.add(Row("idle", f"Another user's `1+1` while {count} sandboxes idle", "ms", latency(meanwhile),
                      {"name": "the same, before the idle sandboxes existed", **latency(bob_alone)},
                      note="two users through a token-per-user identity provider"))
+
+    @staticmethod
+    def _containers(server: Server, made: list[str]) -> list:
+        found = [c for c in server.containers(owner="alice") if c.labels.get(f"{LABEL}.sandbox") in made]
+        if len(found) != len(made):
+            raise BenchError(f"found {len(found)} containers labelled for the {len(made)} sandboxes")
+        return found
 
     def stats(self, server: Server, made: list[str]) -> None:
         rounds = self.n(10, 3)
@@ -510,7 +517,7 @@ class Bench:
         finally:
             for c in clients:
                 c.close()
-        ids = [c.id for c in server.containers(owner="alice") if c.labels[f"{LABEL}.sandbox"] in made]
+        ids = [c.id for c in self._containers(server, made)]
         floor = timed(lambda: [cgroup_sample(i) for i in ids], 20)
         value = latency(steady, first_round_ms=round(1000 * first, 1), single_p50=round(1000 * pct(single, 50), 1))
         self.add(Row("stats", f"GET stats of {len(made)} sandboxes at once (the panel's refresh)", "ms", value,
@@ -635,7 +642,7 @@ class Bench:
     def run(self, names: set[str]) -> list[Row]:
         log(f"runtime {self.runtime}: starting a jupyter server")
         with Server(self.args.image, self.runtime) as server:
-            self.server_ids.append(server.server_id)
+            self.server_ids.append(server.bench_id)
             log(f"server pid {server.pid} at {server.url}")
             if "warm" in names:
                 self.warm(server)

@@ -49,6 +49,6 @@ def test_quick_warm_prints_a_table_and_writes_json(docker_ready, tmp_path):
     client = docker.from_env()
     (labels,) = report["labels"]
     assert labels["servers"]
-    filters = [f"org.jupyter-sandbox.server={s}" for s in labels["servers"]] + [f"jupyter-sandbox-bench.run={labels['run']}"]
+    filters = [f"jupyter-sandbox-bench.server={s}" for s in labels["servers"]] + [f"jupyter-sandbox-bench.run={labels['run']}"]
     for label in filters:
         assert client.containers.list(all=True, filters={"label": label}) == [], label
