@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -26,6 +27,10 @@ HERE = Path(__file__).resolve().parent
 LABEL = "org.jupyter-sandbox"  # the labels every sandbox container carries (README, security model)
 BENCH_LABEL = "jupyter-sandbox-bench.run"  # on the containers the benchmark makes itself (docker run, llm-sandbox)
 SERVER_LABEL = "jupyter-sandbox-bench.server"  # added to every container of one benchmark server (its own id is the server's to choose)
+
+
+# the line the server adds when an execution's output went over its cap
+TRUNCATED = re.compile(r"output truncated: (\d+) more bytes")
 
 
 class BenchError(RuntimeError):
@@ -231,6 +236,7 @@ class Run:
     """One execution as the NDJSON stream gave it."""
 
     stdout_bytes: int = 0
+    dropped_bytes: int = 0  # output the server said it did not keep (c.SandboxManager.max_output_size)
     text: str | None = None  # the main result's text/plain
     png_bytes: int = 0  # decoded size of the largest image/png result
     error: dict | None = None
@@ -304,6 +310,8 @@ class Rest:
                     run.events.append(kind)
                 if kind == "stdout":
                     run.stdout_bytes += len(event["text"])
+                elif kind == "stderr" and (m := TRUNCATED.search(event["text"])):
+                    run.dropped_bytes += int(m.group(1))
                 elif kind == "result":
                     if event.get("is_main_result"):
                         run.text = event.get("text")
