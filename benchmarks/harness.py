@@ -114,6 +114,9 @@ class Server:
             "SandboxManager": {
                 "pool_size": self.pool_size,
                 "max_sandboxes_per_user": self.max_sandboxes, "default_runtime": self.runtime,
+                # 50 idle sandboxes ask for 50 x (memory + disk) of limits, beyond the default
+                # per-user budget; they use ~40 MB each
+                "max_memory_per_user": "100G",
             },
         }
         for section, values in self.extra.items():
