@@ -153,10 +153,21 @@ async def docker_case(n: int, runtime: str) -> list[float]:
 
     client = docker.from_env()
     container = client.containers.run(
-        IMAGE, ["sleep", "infinity"], detach=True, user="1000:1000", network_mode="none", read_only=True,
+        IMAGE,
+        ["sleep", "infinity"],
+        detach=True,
+        user="1000:1000",
+        network_mode="none",
+        read_only=True,
         tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=64m", "/home/user": "rw,nosuid,nodev,size=64m,uid=1000,gid=1000"},
-        cap_drop=["ALL"], security_opt=["no-new-privileges"], pids_limit=256 if runtime == "runsc" else 128,
-        mem_limit="512m", memswap_limit="512m", init=True, runtime=runtime, labels={LABEL: "1"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        pids_limit=256 if runtime == "runsc" else 128,
+        mem_limit="512m",
+        memswap_limit="512m",
+        init=True,
+        runtime=runtime,
+        labels={LABEL: "1"},
     )
     try:
         stream = await open_docker_exec(client.api, container.id, "start", user="1000:1000")
@@ -194,14 +205,18 @@ async def main(n: int, rounds: int, only: list[str], profile: bool) -> None:
                 times = await cases[name](n)
             p50s[name].append(pct(times, 50) * 1000)
             p99s[name].append(pct(times, 99) * 1000)
-    print(f"warm 1+1 round trip (ms): n={n} per case and round, median of {rounds} rounds; load {os.getloadavg()[0]:.1f}")
+    print(
+        f"warm 1+1 round trip (ms): n={n} per case and round, median of {rounds} rounds; load {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'case':10} {'p50':>8} {'p99':>8} {'p50 x':>7} {'p99 x':>7} {'host cpu':>9} {'box cpu':>8}   p50 per round")
     base = "baseline" in p50s
     for name in only:
         p50, p99 = statistics.median(p50s[name]), statistics.median(p99s[name])
         ratios = ""
         if base:
-            ratios = f"{p50 / statistics.median(p50s['baseline']):7.2f} {p99 / statistics.median(p99s['baseline']):7.2f}"
+            ratios = (
+                f"{p50 / statistics.median(p50s['baseline']):7.2f} {p99 / statistics.median(p99s['baseline']):7.2f}"
+            )
         rounds_text = " ".join(f"{v:.2f}" for v in p50s[name])
         host_cpu = statistics.median(h for h, _ in CPU[name])
         box_cpu = statistics.median(b for _, b in CPU[name])

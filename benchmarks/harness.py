@@ -67,7 +67,9 @@ class Server:
     afterwards is removed.
     """
 
-    def __init__(self, image: str, runtime: str, pool_size: int = 0, max_sandboxes: int = 64, extra: dict | None = None):
+    def __init__(
+        self, image: str, runtime: str, pool_size: int = 0, max_sandboxes: int = 64, extra: dict | None = None
+    ):
         self.image = image
         self.runtime = runtime
         self.pool_size = pool_size
@@ -100,8 +102,13 @@ class Server:
         self.url = f"http://127.0.0.1:{port}/"
         config: dict[str, Any] = {
             "ServerApp": {
-                "ip": "127.0.0.1", "port": port, "port_retries": 0, "open_browser": False, "allow_root": True,
-                "root_dir": str(root), "jpserver_extensions": {"jupyter_sandbox": True},
+                "ip": "127.0.0.1",
+                "port": port,
+                "port_retries": 0,
+                "open_browser": False,
+                "allow_root": True,
+                "root_dir": str(root),
+                "jpserver_extensions": {"jupyter_sandbox": True},
                 "identity_provider_class": "bench_identity.TokenUsersIdentityProvider",
             },
             "TokenUsersIdentityProvider": {"users": {t: u for u, t in self.tokens.items()}},
@@ -109,11 +116,14 @@ class Server:
             # runtime on the backend (one-shot containers) and as the manager's default (so a
             # create asking for it is the default spec, which the pool serves)
             "DockerBackend": {
-                "default_image": self.image, "runtime": self.runtime, "extra_labels": {SERVER_LABEL: self.bench_id},
+                "default_image": self.image,
+                "runtime": self.runtime,
+                "extra_labels": {SERVER_LABEL: self.bench_id},
             },
             "SandboxManager": {
                 "pool_size": self.pool_size,
-                "max_sandboxes_per_user": self.max_sandboxes, "default_runtime": self.runtime,
+                "max_sandboxes_per_user": self.max_sandboxes,
+                "default_runtime": self.runtime,
                 # 50 idle sandboxes ask for 50 x (memory + disk) of limits, beyond the default
                 # per-user budget; they use ~40 MB each
                 "max_memory_per_user": "100G",
@@ -124,7 +134,8 @@ class Server:
         (root / "config" / "jupyter_server_config.json").write_text(json.dumps(config, indent=1))
         env = {
             **os.environ,
-            "JUPYTER_RUNTIME_DIR": str(root / "runtime"), "JUPYTER_DATA_DIR": str(root / "data"),
+            "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+            "JUPYTER_DATA_DIR": str(root / "data"),
             "JUPYTER_CONFIG_DIR": str(root / "config"),
             "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
         }
@@ -303,7 +314,9 @@ class Rest:
         import base64
 
         run = Run()
-        with self.session.post(self.api + f"sandboxes/{sandbox_id}/execute", json={"code": code}, stream=True, timeout=600) as r:
+        with self.session.post(
+            self.api + f"sandboxes/{sandbox_id}/execute", json={"code": code}, stream=True, timeout=600
+        ) as r:
             self._check(r, 200)
             for line in ndjson_lines(r.iter_content(chunk_size=256 * 1024)):
                 event = json.loads(line)

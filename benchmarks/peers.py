@@ -110,7 +110,9 @@ class LlmSandbox:
         from llm_sandbox import SandboxSession
 
         self.session = SandboxSession(
-            lang="python", image=LLM_TAG, client=docker_client(),
+            lang="python",
+            image=LLM_TAG,
+            client=docker_client(),
             # the image already has Python; the default setup makes a venv and upgrades pip from the network
             skip_environment_setup=True,
             runtime_configs={"runtime": runtime, "network_mode": "none", "labels": {BENCH_LABEL: run_id}},

@@ -93,8 +93,11 @@ def pct(samples: list[float], p: float) -> float:
 def latency(samples: list[float], **extra) -> dict[str, Any]:
     """p50/p99/mean in ms of samples in seconds."""
     return {
-        "p50": round(1000 * pct(samples, 50), 2), "p99": round(1000 * pct(samples, 99), 2),
-        "mean": round(1000 * statistics.mean(samples), 2), "n": len(samples), **extra,
+        "p50": round(1000 * pct(samples, 50), 2),
+        "p99": round(1000 * pct(samples, 99), 2),
+        "mean": round(1000 * statistics.mean(samples), 2),
+        "n": len(samples),
+        **extra,
     }
 
 
@@ -193,8 +196,10 @@ class Bench:
         if row.peer_ratio is None and row.peer:
             row.peer_ratio = ratio(row.peer, row.value)
         self.rows.append(row)
-        log(f"{row.what}: {show(row.value, row.unit)}  | {show(row.baseline, row.unit)}  | ratio {row.ratio}  "
-            f"| {show(row.peer, row.unit)}")
+        log(
+            f"{row.what}: {show(row.value, row.unit)}  | {show(row.baseline, row.unit)}  | ratio {row.ratio}  "
+            f"| {show(row.peer, row.unit)}"
+        )
 
     def peer(self, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Run a peer measurement, or say why not."""
@@ -212,6 +217,7 @@ class Bench:
         sandbox = rest.create(name="warm")
         kernel = LocalKernel()
         try:
+
             def sandbox_once():
                 if rest.execute(sandbox["id"], "1+1").text != "2":
                     raise BenchError("1+1 did not give 2 through REST")
@@ -244,8 +250,18 @@ class Bench:
         value = latency(rest_times)
         base = {"name": "local ipykernel (jupyter_client)", **latency(local_times)}
         r = ratio(value, base)
-        self.add(Row("warm", "Warm `1+1` through REST", "ms", value, base, peer=self.peer(llm),
-                     target="REST/local <= 1.3; llm-sandbox/REST >= 10", met=r is not None and r <= 1.3))
+        self.add(
+            Row(
+                "warm",
+                "Warm `1+1` through REST",
+                "ms",
+                value,
+                base,
+                peer=self.peer(llm),
+                target="REST/local <= 1.3; llm-sandbox/REST >= 10",
+                met=r is not None and r <= 1.3,
+            )
+        )
         row = self.rows[-1]
         if row.peer_ratio is not None:
             row.met = row.met and row.peer_ratio >= 10
@@ -297,10 +313,19 @@ class Bench:
             return {**latency(samples), "detail": "open() + first run()"}
 
         value = latency(totals, create_p50=round(1000 * pct(creates, 50), 1))
-        self.add(Row("create", "Create -> first result, cold (pool_size=0)", "ms", value,
-                     {"name": "local ipykernel start -> first result", **latency(local)},
-                     peer=self.peer(llm), target="<= 450 ms", met=value["p50"] <= 450,
-                     note=f"of which POST sandboxes p50 {value['create_p50']} ms"))
+        self.add(
+            Row(
+                "create",
+                "Create -> first result, cold (pool_size=0)",
+                "ms",
+                value,
+                {"name": "local ipykernel start -> first result", **latency(local)},
+                peer=self.peer(llm),
+                target="<= 450 ms",
+                met=value["p50"] <= 450,
+                note=f"of which POST sandboxes p50 {value['create_p50']} ms",
+            )
+        )
 
     def create_pooled(self) -> None:
         n = self.n(10, 3)
@@ -336,10 +361,19 @@ class Bench:
             cold = next(r for r in self.rows if r.what.startswith("Create -> first result, cold"))
             base = {"name": "cold create (this run)", **{k: cold.value[k] for k in ("p50", "p99", "mean", "n")}}
         value = latency(totals, create_p50=round(1000 * pct(creates, 50), 1), misses=misses)
-        self.add(Row("create", "Create -> first result, from the pool (pool_size=1)", "ms", value, base,
-                     peer={"name": "llm-sandbox", "skipped": "n/a (its pool reuses containers across sessions)"},
-                     target="< 25 ms", met=value["p50"] < 25,
-                     note=f"POST sandboxes p50 {value['create_p50']} ms; pool refilled between samples"))
+        self.add(
+            Row(
+                "create",
+                "Create -> first result, from the pool (pool_size=1)",
+                "ms",
+                value,
+                base,
+                peer={"name": "llm-sandbox", "skipped": "n/a (its pool reuses containers across sessions)"},
+                target="< 25 ms",
+                met=value["p50"] < 25,
+                note=f"POST sandboxes p50 {value['create_p50']} ms; pool refilled between samples",
+            )
+        )
 
     def _wait_pool(self, server: Server, taken: set[str], margin: float) -> str:
         """The sandbox id of a started pool container (owner label empty), once its kernel has had time."""
@@ -388,9 +422,18 @@ class Bench:
             return {**latency(timed(one_shot, n, warmup=1)), "detail": "open + run + close"}
 
         value = latency(samples)
-        self.add(Row("eval", 'One-shot `POST v1/eval {"code": "1+1"}`', "ms", value,
-                     {"name": "docker run --rm (docker-py)", **latency(base_samples)},
-                     peer=self.peer(llm), target="p50 < 100 ms", met=value["p50"] < 100))
+        self.add(
+            Row(
+                "eval",
+                'One-shot `POST v1/eval {"code": "1+1"}`',
+                "ms",
+                value,
+                {"name": "docker run --rm (docker-py)", **latency(base_samples)},
+                peer=self.peer(llm),
+                target="p50 < 100 ms",
+                met=value["p50"] < 100,
+            )
+        )
 
         if self.args.python_executor_client:
             self._python_executor(server, n, self.rows[-1].baseline)
@@ -428,14 +471,40 @@ class Bench:
         finally:
             client.session.close()
         note = f"GET sandbox/health without a token -> {health} (its benchmark exits unless 200)"
-        self.add(Row("eval", "python-executor's client `eval('1+1')`", "ms", latency(evals), base,
-                     target="p50 < 100 ms", met=pct(evals, 50) < 0.1, note=note))
-        self.add(Row("eval", "python-executor's client `execute_sync(main.py)`", "ms", latency(execs), base,
-                     target="p50 < 100 ms", met=pct(execs, 50) < 0.1))
-        self.add(Row("eval", "python-executor's client: 5 `execute_async` in a row, then all waited for (its concurrent_5)",
-                     "s", {"value": round(burst, 2), "refused": refused},
-                     target="all 5 accepted", met=not refused,
-                     note=f"{5 - len(refused)} accepted" + (f", refused: {', '.join(refused)}" if refused else "")))
+        self.add(
+            Row(
+                "eval",
+                "python-executor's client `eval('1+1')`",
+                "ms",
+                latency(evals),
+                base,
+                target="p50 < 100 ms",
+                met=pct(evals, 50) < 0.1,
+                note=note,
+            )
+        )
+        self.add(
+            Row(
+                "eval",
+                "python-executor's client `execute_sync(main.py)`",
+                "ms",
+                latency(execs),
+                base,
+                target="p50 < 100 ms",
+                met=pct(execs, 50) < 0.1,
+            )
+        )
+        self.add(
+            Row(
+                "eval",
+                "python-executor's client: 5 `execute_async` in a row, then all waited for (its concurrent_5)",
+                "s",
+                {"value": round(burst, 2), "refused": refused},
+                target="all 5 accepted",
+                met=not refused,
+                note=f"{5 - len(refused)} accepted" + (f", refused: {', '.join(refused)}" if refused else ""),
+            )
+        )
 
     # -- 4, stats, 5. many sandboxes ------------------------------------------------------------------
     def many(self, server: Server, names: set[str]) -> None:
@@ -482,13 +551,27 @@ class Bench:
             "server_rss_per_sandbox_mb": round(server_growth / MB, 1),
             "count": count,
         }
-        self.add(Row("idle", f"{count} idle sandboxes: memory per sandbox (container cgroup)", "MB", value,
-                     {"name": "a local ipykernel's RSS", "value": round(kernel.rss / MB, 1)},
-                     peer={"name": "llm-sandbox", "skipped": "n/a (no resident interpreter between runs)"}))
+        self.add(
+            Row(
+                "idle",
+                f"{count} idle sandboxes: memory per sandbox (container cgroup)",
+                "MB",
+                value,
+                {"name": "a local ipykernel's RSS", "value": round(kernel.rss / MB, 1)},
+                peer={"name": "llm-sandbox", "skipped": "n/a (no resident interpreter between runs)"},
+            )
+        )
         meanwhile = timed(bob_once, n_bob, warmup=3)
-        self.add(Row("idle", f"Another user's `1+1` while {count} sandboxes idle", "ms", latency(meanwhile),
-                     {"name": "the same, before the idle sandboxes existed", **latency(bob_alone)},
-                     note="two users through a token-per-user identity provider"))
+        self.add(
+            Row(
+                "idle",
+                f"Another user's `1+1` while {count} sandboxes idle",
+                "ms",
+                latency(meanwhile),
+                {"name": "the same, before the idle sandboxes existed", **latency(bob_alone)},
+                note="two users through a token-per-user identity provider",
+            )
+        )
 
     @staticmethod
     def _containers(server: Server, made: list[str]) -> list:
@@ -520,16 +603,26 @@ class Bench:
         ids = [c.id for c in self._containers(server, made)]
         floor = timed(lambda: [cgroup_sample(i) for i in ids], 20)
         value = latency(steady, first_round_ms=round(1000 * first, 1), single_p50=round(1000 * pct(single, 50), 1))
-        self.add(Row("stats", f"GET stats of {len(made)} sandboxes at once (the panel's refresh)", "ms", value,
-                     {"name": f"reading the {len(ids)} containers' cgroup files", **latency(floor)},
-                     target="< 200 ms", met=value["p50"] < 200,
-                     note=f"first round {value['first_round_ms']} ms; one GET stats p50 {value['single_p50']} ms"))
+        self.add(
+            Row(
+                "stats",
+                f"GET stats of {len(made)} sandboxes at once (the panel's refresh)",
+                "ms",
+                value,
+                {"name": f"reading the {len(ids)} containers' cgroup files", **latency(floor)},
+                target="< 200 ms",
+                met=value["p50"] < 200,
+                note=f"first round {value['first_round_ms']} ms; one GET stats p50 {value['single_p50']} ms",
+            )
+        )
 
     def throughput(self, server: Server, made: list[str]) -> None:
         duration = self.n(10.0, 3.0)
         clients = [server.client("alice") for _ in made]
         try:
-            ours = self._rate([lambda c=c, s=s: c.execute(s, "1+1") for c, s in zip(clients, made, strict=True)], duration)
+            ours = self._rate(
+                [lambda c=c, s=s: c.execute(s, "1+1") for c, s in zip(clients, made, strict=True)], duration
+            )
         finally:
             for c in clients:
                 c.close()
@@ -552,9 +645,14 @@ class Bench:
             return {"value": rate}
 
         value = {"value": ours}
-        row = Row("throughput", f"Executions/s across {len(made)} sandboxes ({len(made)} concurrent clients)",
-                  "exec/s", value, {"name": f"{len(made)} local ipykernels", "value": local},
-                  peer=self.peer(llm))
+        row = Row(
+            "throughput",
+            f"Executions/s across {len(made)} sandboxes ({len(made)} concurrent clients)",
+            "exec/s",
+            value,
+            {"name": f"{len(made)} local ipykernels", "value": local},
+            peer=self.peer(llm),
+        )
         # for a rate, "how many times faster than the peer" is ours / theirs
         row.peer_ratio = ratio(value, row.peer)
         self.add(row)
@@ -620,17 +718,31 @@ class Bench:
                         detail += f", LOST without notice {lost / MB:.1f} MB"
                     label = what + (", output cap raised to 256 MiB" if uncapped else ", default output cap")
                     peer = self.peer(self._llm_big_stdout) if not uncapped else None
-                value = {"value": round(growth / MB, 1), "wall_s": round(wall, 2), "ndjson_lines": run.lines,
-                         "sent_bytes": run.stdout_bytes, "dropped_bytes": run.dropped_bytes,
-                         "lost_bytes": BIG_STDOUT - run.stdout_bytes - run.dropped_bytes if not what.endswith("PNG") else 0}
+                value = {
+                    "value": round(growth / MB, 1),
+                    "wall_s": round(wall, 2),
+                    "ndjson_lines": run.lines,
+                    "sent_bytes": run.stdout_bytes,
+                    "dropped_bytes": run.dropped_bytes,
+                    "lost_bytes": BIG_STDOUT - run.stdout_bytes - run.dropped_bytes if not what.endswith("PNG") else 0,
+                }
                 # the ratios compare wall times (RSS has no same-run baseline: the target is absolute)
-                self.add(Row("output", f"{label}: server peak RSS growth", "MB", value,
-                             {"name": "local ipykernel wall time", "value": round(local, 2), "unit": "s"},
-                             ratio=round(wall / local, 2), peer=peer,
-                             peer_ratio=round(peer["value"] / wall, 2) if peer and "value" in peer else None,
-                             # bounded memory that loses output without a word does not count
-                             target="< 50 MB, nothing lost", met=growth / MB < 50 and not value["lost_bytes"],
-                             note="; ".join(x for x in (f"wall {wall:.2f} s", detail, f"{run.lines} NDJSON lines") if x)))
+                self.add(
+                    Row(
+                        "output",
+                        f"{label}: server peak RSS growth",
+                        "MB",
+                        value,
+                        {"name": "local ipykernel wall time", "value": round(local, 2), "unit": "s"},
+                        ratio=round(wall / local, 2),
+                        peer=peer,
+                        peer_ratio=round(peer["value"] / wall, 2) if peer and "value" in peer else None,
+                        # bounded memory that loses output without a word does not count
+                        target="< 50 MB, nothing lost",
+                        met=growth / MB < 50 and not value["lost_bytes"],
+                        note="; ".join(x for x in (f"wall {wall:.2f} s", detail, f"{run.lines} NDJSON lines") if x),
+                    )
+                )
         finally:
             kernel.close()
             rest.delete(sandbox["id"])
@@ -704,9 +816,12 @@ def machine() -> dict[str, Any]:
     client = docker_client()
     info = client.info()
     return {
-        "cpus": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "kernel": platform.release(), "python": platform.python_version(),
-        "docker": info.get("ServerVersion"), "cgroup": info.get("CgroupVersion"),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "docker": info.get("ServerVersion"),
+        "cgroup": info.get("CgroupVersion"),
         "loadavg_at_start": os.getloadavg(),
     }
 
@@ -723,8 +838,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime", choices=["runc", "runsc", "both"], default="runc")
     parser.add_argument("--image", default=os.environ.get("JUPYTER_SANDBOX_TEST_IMAGE", "jupyter-sandbox:latest"))
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip llm-sandbox")
-    parser.add_argument("--python-executor-client", metavar="DIR",
-                        help="a checkout of geraldthewes/python-executor: also time its client against the one-shot routes")
+    parser.add_argument(
+        "--python-executor-client",
+        metavar="DIR",
+        help="a checkout of geraldthewes/python-executor: also time its client against the one-shot routes",
+    )
     args = parser.parse_args(argv)
     # SIGTERM (and SIGINT, which a shell's background job ignores) unwind through the finally blocks,
     # so the servers are stopped and every container of the run is removed
@@ -738,9 +856,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["JUPYTER_RUNTIME_DIR"] = tmp
         started = datetime.now(timezone.utc)
         report: dict[str, Any] = {
-            "started": started.isoformat(timespec="seconds"), "args": vars(args), "machine": machine(),
+            "started": started.isoformat(timespec="seconds"),
+            "args": vars(args),
+            "machine": machine(),
             "image": {"name": args.image, "id": docker_client().images.get(args.image).id},
-            "peer": llm_sandbox_version() and f"llm-sandbox {llm_sandbox_version()} on {LLM_TAG}", "runtimes": {}, "labels": [],
+            "peer": llm_sandbox_version() and f"llm-sandbox {llm_sandbox_version()} on {LLM_TAG}",
+            "runtimes": {},
+            "labels": [],
         }
         rows: list[Row] = []
         for runtime in runtimes:

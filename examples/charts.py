@@ -1,5 +1,6 @@
 """Plot in a sandbox, show the PNG here. Needs jupyter-sandbox (`pip install -e .`) and, on this side too,
 matplotlib (to show the image): pip install -r examples/requirements.txt"""
+
 import base64
 import io
 
@@ -7,7 +8,9 @@ try:
     from matplotlib import image as mpimg
     from matplotlib import pyplot as plt
 except ImportError:
-    raise SystemExit("charts.py shows the chart with matplotlib here: pip install -r examples/requirements.txt") from None
+    raise SystemExit(
+        "charts.py shows the chart with matplotlib here: pip install -r examples/requirements.txt"
+    ) from None
 
 from jupyter_sandbox import Sandbox
 
@@ -36,7 +39,7 @@ image = execution.results[0].png
 # example how to show the image / prove it works
 i = base64.b64decode(image)
 i = io.BytesIO(i)
-i = mpimg.imread(i, format='PNG')
+i = mpimg.imread(i, format="PNG")
 
-plt.imshow(i, interpolation='nearest')
+plt.imshow(i, interpolation="nearest")
 plt.show()

@@ -1,4 +1,5 @@
 """State kept between run_code calls. Needs only jupyter-sandbox (`pip install -e .` from this checkout)."""
+
 from jupyter_sandbox import Sandbox
 
 with Sandbox() as sandbox:

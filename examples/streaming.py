@@ -1,4 +1,5 @@
 """Output arrives as it happens (callbacks). Needs only jupyter-sandbox (`pip install -e .` from this checkout)."""
+
 from jupyter_sandbox import Sandbox
 
 code = """

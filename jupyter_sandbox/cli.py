@@ -63,12 +63,19 @@ class BuildImageApp(_Command):
     base = Unicode(help="Base image; the default is made with debootstrap when missing.").tag(config=True)
     tag = Unicode(help="Name of the image to build.").tag(config=True)
     packages = List(Unicode(), help="Python packages to install in the image.").tag(config=True)
-    wheelhouse = Unicode("", help="Folder of wheels to use and fill ('' = <cache>/wheels-cp<version>).").tag(config=True)
+    wheelhouse = Unicode("", help="Folder of wheels to use and fill ('' = <cache>/wheels-cp<version>).").tag(
+        config=True
+    )
     cache = Unicode(help="Folder for the wheelhouse and the debootstrap root.").tag(config=True)
     force = Bool(help="Build even when the image is there with the same packages.").tag(config=True)
 
-    aliases = {"base": "BuildImageApp.base", "tag": "BuildImageApp.tag", "packages": "BuildImageApp.packages",
-               "wheelhouse": "BuildImageApp.wheelhouse", "cache": "BuildImageApp.cache"}
+    aliases = {
+        "base": "BuildImageApp.base",
+        "tag": "BuildImageApp.tag",
+        "packages": "BuildImageApp.packages",
+        "wheelhouse": "BuildImageApp.wheelhouse",
+        "cache": "BuildImageApp.cache",
+    }
     flags = {"force": ({"BuildImageApp": {"force": True}}, "Build even when the image is up to date.")}
 
     @default("base")
@@ -96,8 +103,14 @@ class BuildImageApp(_Command):
 
         from .backends.docker_images import BuildPlan, build_image
 
-        plan = BuildPlan(tag=self.tag, base=self.base, packages=list(self.packages), cache=self.cache,
-                         wheelhouse=self.wheelhouse or None, force=self.force)
+        plan = BuildPlan(
+            tag=self.tag,
+            base=self.base,
+            packages=list(self.packages),
+            cache=self.cache,
+            wheelhouse=self.wheelhouse or None,
+            force=self.force,
+        )
         bar = tqdm(total=3, unit="step", file=sys.stderr, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
 
         def progress(step: int, steps: int, what: str) -> None:
@@ -151,19 +164,36 @@ class DoctorApp(_Command):
         out: list[tuple[str, bool | None, str, str]] = []
         facts = engine_facts([self.image])
         if not facts.reachable:
-            out.append(("Docker engine", False, facts.problem,
-                        "start it (as root on Debian: bash scripts/setup-docker.sh, or `dockerd &`), or point DOCKER_HOST "
-                        "at one. Without it the server runs the 'local' backend: resource limits only, no isolation"))
+            out.append(
+                (
+                    "Docker engine",
+                    False,
+                    facts.problem,
+                    "start it (as root on Debian: bash scripts/setup-docker.sh, or `dockerd &`), or point DOCKER_HOST "
+                    "at one. Without it the server runs the 'local' backend: resource limits only, no isolation",
+                )
+            )
             out.append(("runtimes", False, "not checked: needs the Docker engine", "start the engine first"))
             out.append(("sandbox image", False, "not checked: needs the Docker engine", "start the engine first"))
         else:
             out.append(("Docker engine", True, f"reachable (version {facts.version})", ""))
-            out.append(("runtime runc", "runc" in facts.runtimes, ", ".join(facts.runtimes),
-                        "the engine has no runc runtime: reinstall docker.io"))
-            out.append(("runtime runsc (gVisor)", True if "runsc" in facts.runtimes else None,
-                        "registered" if "runsc" in facts.runtimes else "not registered (optional: runtime='runsc')",
-                        "apt-get install runsc, and register it in /etc/docker/daemon.json with runtimeArgs "
-                        "[\"--network=none\", \"--host-uds=all\"] (scripts/setup-docker.sh does both)"))
+            out.append(
+                (
+                    "runtime runc",
+                    "runc" in facts.runtimes,
+                    ", ".join(facts.runtimes),
+                    "the engine has no runc runtime: reinstall docker.io",
+                )
+            )
+            out.append(
+                (
+                    "runtime runsc (gVisor)",
+                    True if "runsc" in facts.runtimes else None,
+                    "registered" if "runsc" in facts.runtimes else "not registered (optional: runtime='runsc')",
+                    "apt-get install runsc, and register it in /etc/docker/daemon.json with runtimeArgs "
+                    '["--network=none", "--host-uds=all"] (scripts/setup-docker.sh does both)',
+                )
+            )
             labels = facts.images.get(self.image)
             if labels is None:
                 out.append(("sandbox image", False, f"{self.image} is missing", "jupyter sandbox build-image"))
@@ -171,11 +201,24 @@ class DoctorApp(_Command):
                 packages = labels.get(PACKAGES_LABEL)
                 missing = [p for p in DEFAULT_PACKAGES if p not in (packages or "").split()]
                 if packages is None:
-                    out.append(("sandbox image", None, f"{self.image} is present, built without a package list "
-                                f"(it may lack {', '.join(DEFAULT_PACKAGES[-1:])})", "jupyter sandbox build-image"))
+                    out.append(
+                        (
+                            "sandbox image",
+                            None,
+                            f"{self.image} is present, built without a package list "
+                            f"(it may lack {', '.join(DEFAULT_PACKAGES[-1:])})",
+                            "jupyter sandbox build-image",
+                        )
+                    )
                 elif missing:
-                    out.append(("sandbox image", None, f"{self.image} lacks {', '.join(missing)}",
-                                "jupyter sandbox build-image"))
+                    out.append(
+                        (
+                            "sandbox image",
+                            None,
+                            f"{self.image} lacks {', '.join(missing)}",
+                            "jupyter sandbox build-image",
+                        )
+                    )
                 else:
                     out.append(("sandbox image", True, f"{self.image} ({packages})", ""))
         out.append(self._server_extension())
@@ -190,22 +233,36 @@ class DoctorApp(_Command):
 
         enabled = ExtensionConfigManager(read_config_path=jupyter_config_path()).get_jpserver_extensions()
         ok = bool(enabled.get("jupyter_sandbox"))
-        return ("server extension", ok, "enabled" if ok else "not enabled in any jupyter_server config",
-                "jupyter server extension enable --sys-prefix jupyter_sandbox (pip install enables it)")
+        return (
+            "server extension",
+            ok,
+            "enabled" if ok else "not enabled in any jupyter_server config",
+            "jupyter server extension enable --sys-prefix jupyter_sandbox (pip install enables it)",
+        )
 
     @staticmethod
     def _labextension() -> tuple[str, bool, str, str]:
-        found = [d for d in jupyter_path("labextensions") if os.path.isfile(os.path.join(d, "jupyter-sandbox", "package.json"))]
-        return ("JupyterLab extension", bool(found), f"in {found[0]}" if found else "not installed",
-                "pip install jupyter-sandbox (the wheel holds the built extension); in a checkout, "
-                "pip install -e . builds it with npm")
+        found = [
+            d
+            for d in jupyter_path("labextensions")
+            if os.path.isfile(os.path.join(d, "jupyter-sandbox", "package.json"))
+        ]
+        return (
+            "JupyterLab extension",
+            bool(found),
+            f"in {found[0]}" if found else "not installed",
+            "pip install jupyter-sandbox (the wheel holds the built extension); in a checkout, "
+            "pip install -e . builds it with npm",
+        )
 
     @staticmethod
     def _kernelspec() -> tuple[str, bool, str, str]:
         from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-        fix = ("pip install jupyter-sandbox installs share/jupyter/kernels/python3-sandboxed; or "
-               "`jupyter kernelspec install --sys-prefix --name python3-sandboxed <jupyter_sandbox>/kernel/kernelspec`")
+        fix = (
+            "pip install jupyter-sandbox installs share/jupyter/kernels/python3-sandboxed; or "
+            "`jupyter kernelspec install --sys-prefix --name python3-sandboxed <jupyter_sandbox>/kernel/kernelspec`"
+        )
         try:
             spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
         except NoSuchKernel:
@@ -280,8 +337,10 @@ class ListApp(_Leftovers):
         for labels, state in rows:
             from .backends.base import labelled_id
 
-            print(f"{labelled_id(labels) or '?':<20} {labels.get(f'{LABEL_PREFIX}.owner') or '-':<12} "
-                  f"{labels.get(f'{LABEL_PREFIX}.server', '?'):<22} server {state}")
+            print(
+                f"{labelled_id(labels) or '?':<20} {labels.get(f'{LABEL_PREFIX}.owner') or '-':<12} "
+                f"{labels.get(f'{LABEL_PREFIX}.server', '?'):<22} server {state}"
+            )
 
 
 class PruneApp(_Leftovers):
@@ -329,8 +388,14 @@ class RunApp(_Command):
     image = Unicode("", help="Image of the kernel's sandbox ('' = the default image).").tag(config=True)
     memory = Unicode("", help="Memory of the kernel's sandbox, e.g. 2G ('' = the default).").tag(config=True)
     backend = Unicode("auto", help="Sandbox backend: auto, docker or local.").tag(config=True)
-    aliases = {"o": "RunApp.output", "output": "RunApp.output", "timeout": "RunApp.timeout",
-               "image": "RunApp.image", "memory": "RunApp.memory", "backend": "RunApp.backend"}
+    aliases = {
+        "o": "RunApp.output",
+        "output": "RunApp.output",
+        "timeout": "RunApp.timeout",
+        "image": "RunApp.image",
+        "memory": "RunApp.memory",
+        "backend": "RunApp.backend",
+    }
 
     def start(self) -> None:
         (path, *rest) = self.positional("run NOTEBOOK.ipynb [-o OUT] [--timeout S] [--image I] [--memory M]")
@@ -359,8 +424,9 @@ class RunApp(_Command):
             options["default_image"] = self.image
         backend = make_backend(self.backend, log=self.log, **options)
         # this command's own manager, on this loop: the provisioner finds it as a server's would
-        manager = SandboxManager(backend=backend, log=self.log, reap_on_start=False,
-                                 server_id=f"inproc-{socket.gethostname()}-{os.getpid()}")
+        manager = SandboxManager(
+            backend=backend, log=self.log, reap_on_start=False, server_id=f"inproc-{socket.gethostname()}-{os.getpid()}"
+        )
         set_running(manager, getpass.getuser())
         provisioner: dict[str, Any] = {"memory": self.memory} if self.memory else {}
         km = AsyncKernelManager(kernel_name=KERNEL_NAME, config=Config({"SandboxProvisioner": provisioner}))
@@ -374,9 +440,15 @@ class RunApp(_Command):
         def executed(cell, cell_index, **_):
             bar.update(1)
 
-        client = NotebookClient(nb, km=km, timeout=self.timeout, kernel_name=KERNEL_NAME,
-                                resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}},
-                                on_cell_start=started, on_cell_executed=executed)
+        client = NotebookClient(
+            nb,
+            km=km,
+            timeout=self.timeout,
+            kernel_name=KERNEL_NAME,
+            resources={"metadata": {"path": os.path.dirname(os.path.abspath(path))}},
+            on_cell_start=started,
+            on_cell_executed=executed,
+        )
         status, message = 0, ""
         try:
             await client.async_execute()
@@ -450,7 +522,7 @@ class ExecApp(_Command):
             "        print(_e.code, file=_s.stderr)\n"
             "_status"
         )
-        spec = {k: v for k, v in (("image", self.image), ("memory", self.memory)) if v}
+        spec: dict[str, Any] = {k: v for k, v in (("image", self.image), ("memory", self.memory)) if v}
 
         def out(message):
             sys.stdout.write(message.line)

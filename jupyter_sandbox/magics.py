@@ -44,19 +44,21 @@ class RemoteError(Exception):
     """
 
     def __init__(self, execution: Execution):
+        assert execution.error is not None, "a RemoteError is made from a failed execution"
         self.execution = execution
+        self.error = execution.error
         self.ename = execution.error.name
         self.evalue = execution.error.value
         super().__init__(f"{self.ename}: {self.evalue}")
 
     def _render_traceback_(self) -> list[str]:
-        return self.execution.error._render_traceback_()
+        return self.error._render_traceback_()
 
     @classmethod
     def of(cls, execution: Execution) -> RemoteError:
         """An instance whose class is named like the remote exception, so the cell's error
         output says ``ZeroDivisionError`` rather than ``RemoteError``."""
-        name = execution.error.name
+        name = execution.error.name if execution.error else "RemoteError"
         kind = type(name, (cls,), {"__module__": "sandbox"}) if name.isidentifier() else cls
         return kind(execution)
 
@@ -71,11 +73,32 @@ class RemoteValue(str):
 # Only these globals may be unpickled by ``%sandbox pull`` unless ``pull_trusted`` is set:
 # unpickling anything else would run code chosen by the sandbox in this kernel.
 SAFE_GLOBALS = {
-    ("builtins", n) for n in ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray", "int",
-                              "float", "complex", "bool", "range", "slice")
+    ("builtins", n)
+    for n in (
+        "dict",
+        "list",
+        "tuple",
+        "set",
+        "frozenset",
+        "str",
+        "bytes",
+        "bytearray",
+        "int",
+        "float",
+        "complex",
+        "bool",
+        "range",
+        "slice",
+    )
 } | {
-    ("collections", "OrderedDict"), ("datetime", "datetime"), ("datetime", "date"), ("datetime", "time"),
-    ("datetime", "timedelta"), ("datetime", "timezone"), ("decimal", "Decimal"), ("fractions", "Fraction"),
+    ("collections", "OrderedDict"),
+    ("datetime", "datetime"),
+    ("datetime", "date"),
+    ("datetime", "time"),
+    ("datetime", "timedelta"),
+    ("datetime", "timezone"),
+    ("decimal", "Decimal"),
+    ("fractions", "Fraction"),
     ("uuid", "UUID"),
 }
 
@@ -176,16 +199,32 @@ class SandboxMagics(Magics, Configurable):
 
     server_url = Unicode("", help="Jupyter server running jupyter_sandbox ('' = find it).").tag(config=True)
     token = Unicode("", help="Token for server_url ('' = from the environment).").tag(config=True)
-    default_sandbox = Unicode("", help="Sandbox for %%sandbox without NAME ('' = one per notebook kernel).").tag(config=True)
+    default_sandbox = Unicode("", help="Sandbox for %%sandbox without NAME ('' = one per notebook kernel).").tag(
+        config=True
+    )
     default_image = Unicode("", help="Image for new sandboxes ('' = the server's default).").tag(config=True)
-    default_memory = Unicode("", help="Memory for new sandboxes, e.g. 512M ('' = the server's default).").tag(config=True)
-    default_cpus = Float(None, allow_none=True, help="CPUs for new sandboxes (None = the server's default).").tag(config=True)
+    default_memory = Unicode("", help="Memory for new sandboxes, e.g. 512M ('' = the server's default).").tag(
+        config=True
+    )
+    default_cpus = Float(None, allow_none=True, help="CPUs for new sandboxes (None = the server's default).").tag(
+        config=True
+    )
     default_network = Bool(False, help="Whether new sandboxes get network access.").tag(config=True)
-    default_timeout = Float(None, allow_none=True, help="Per-execution timeout in seconds (None = the server's).").tag(config=True)
+    default_timeout = Float(None, allow_none=True, help="Per-execution timeout in seconds (None = the server's).").tag(
+        config=True
+    )
     remove_default_on_exit = Bool(
         True, help="Remove this kernel's own default sandbox when the kernel shuts down (named ones stay)."
     ).tag(config=True)
-    pull_trusted = Bool(False, help="Let %sandbox pull unpickle any object (runs code from the sandbox here).").tag(config=True)
+    pull_trusted = Bool(False, help="Let %sandbox pull unpickle any object (runs code from the sandbox here).").tag(
+        config=True
+    )
+
+    @property
+    def user_ns(self) -> dict[str, Any]:
+        """The notebook's namespace (the magics only ever run in a shell)."""
+        assert self.shell is not None
+        return self.shell.user_ns
 
     def __init__(self, shell=None, **kwargs):
         super().__init__(shell=shell, **kwargs)
@@ -252,8 +291,11 @@ class SandboxMagics(Magics, Configurable):
         return {k: v for k, v in spec.items() if v is not None}
 
     def _run(self, sandbox: Sandbox, code: str, *, stream: bool = True, **kwargs) -> Execution:
-        callbacks = dict(on_stdout=_write(sys.stdout), on_stderr=_write(sys.stderr), on_result=_publish,
-                         on_input=_ask) if stream else {}
+        callbacks = (
+            dict(on_stdout=_write(sys.stdout), on_stderr=_write(sys.stderr), on_result=_publish, on_input=_ask)
+            if stream
+            else {}
+        )
         return self._call(sandbox.run_code, code, **callbacks, **kwargs)
 
     # -- %%sandbox --------------------------------------------------------------------
@@ -284,7 +326,7 @@ class SandboxMagics(Magics, Configurable):
             # Removed behind our back (UI, another kernel): make it again, once.
             execution = self._run(self._sandbox(name, spec), cell, **kwargs)
         if args.out:
-            self.shell.user_ns[args.out] = execution
+            self.user_ns[args.out] = execution
         if execution.error:
             raise RemoteError.of(execution)
         return next((r for r in execution.results if r.is_main_result), None)
@@ -333,7 +375,7 @@ class SandboxMagics(Magics, Configurable):
             except (ValueError, SyntaxError):
                 value = RemoteValue(result.result)
         if args.var:
-            self.shell.user_ns[args.var] = value
+            self.user_ns[args.var] = value
         return value
 
     # -- %sandbox ---------------------------------------------------------------------
@@ -360,11 +402,15 @@ class SandboxMagics(Magics, Configurable):
         if command == "status":
             model = self._call(lambda: sandbox.model)
             stats = self._call(sandbox.stats)
-            print(f"{model.name} ({model.id}): {model.status} on {model.backend}; image {model.spec.image}, "
-                  f"{format_size(model.spec.memory)} memory, {model.spec.cpus:g} CPUs, "
-                  f"network {'on' if model.spec.network else 'off'}; {len(model.contexts)} context(s)")
-            print(f"  using {stats.get('cpu_percent', 0):.1f}% CPU, {format_size(stats.get('memory_used') or 0)} "
-                  f"of {format_size(stats.get('memory_limit') or 0)} memory, {stats.get('pids')} processes")
+            print(
+                f"{model.name} ({model.id}): {model.status} on {model.backend}; image {model.spec.image}, "
+                f"{format_size(model.spec.memory)} memory, {model.spec.cpus:g} CPUs, "
+                f"network {'on' if model.spec.network else 'off'}; {len(model.contexts)} context(s)"
+            )
+            print(
+                f"  using {stats.get('cpu_percent', 0):.1f}% CPU, {format_size(stats.get('memory_used') or 0)} "
+                f"of {format_size(stats.get('memory_limit') or 0)} memory, {stats.get('pids')} processes"
+            )
         elif command == "restart":
             self._call(sandbox.restart)
             print(f"restarted {name}: variables and files are reset")
@@ -389,10 +435,10 @@ class SandboxMagics(Magics, Configurable):
         for var in names:
             if not var.isidentifier():
                 raise UsageError(f"{var!r} is not a variable name")
-            if var not in self.shell.user_ns:
+            if var not in self.user_ns:
                 raise UsageError(f"no variable {var!r} in this notebook")
             try:
-                data = base64.b64encode(pickle.dumps(self.shell.user_ns[var])).decode()
+                data = base64.b64encode(pickle.dumps(self.user_ns[var])).decode()
             except Exception as e:  # unpicklable: say which variable and why
                 raise SandboxMagicError(f"cannot push {var}: {type(e).__name__}: {e}") from None
             lines.append(f"{var} = _jsbx_pickle.loads(_jsbx_b64.b64decode({data!r}))")
@@ -406,15 +452,17 @@ class SandboxMagics(Magics, Configurable):
         for var in names:
             if not var.isidentifier():
                 raise UsageError(f"{var!r} is not a variable name")
-            code = ("import base64 as _jsbx_b64, pickle as _jsbx_pickle\n"
-                    f"print(_jsbx_b64.b64encode(_jsbx_pickle.dumps({var})).decode())\n"
-                    "del _jsbx_b64, _jsbx_pickle")
+            code = (
+                "import base64 as _jsbx_b64, pickle as _jsbx_pickle\n"
+                f"print(_jsbx_b64.b64encode(_jsbx_pickle.dumps({var})).decode())\n"
+                "del _jsbx_b64, _jsbx_pickle"
+            )
             execution = self._run(sandbox, code, stream=False)
             if execution.error:
                 raise RemoteError.of(execution)
             data = base64.b64decode("".join(execution.logs.stdout))
             loader = pickle.loads if self.pull_trusted else (lambda raw: _SafeUnpickler(io.BytesIO(raw)).load())
-            self.shell.user_ns[var] = loader(data)
+            self.user_ns[var] = loader(data)
         print(f"pulled {', '.join(names)} from {sandbox.name}")
 
     def _list(self) -> None:
@@ -424,7 +472,9 @@ class SandboxMagics(Magics, Configurable):
             return
         print(f"{'NAME':<24} {'ID':<18} {'STATUS':<10} {'BACKEND':<8} {'MEMORY':>7} {'CPUS':>5}")
         for m in sandboxes:
-            print(f"{m.name:<24} {m.id:<18} {m.status:<10} {m.backend:<8} {format_size(m.spec.memory):>7} {m.spec.cpus:>5g}")
+            print(
+                f"{m.name:<24} {m.id:<18} {m.status:<10} {m.backend:<8} {format_size(m.spec.memory):>7} {m.spec.cpus:>5g}"
+            )
 
     def _show_config(self) -> None:
         for name in sorted(self.class_own_traits(config=True)):

@@ -56,15 +56,18 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def server_config(**extra: Any) -> dict[str, Any]:
     """Traitlets config of a test server: the extension on Docker, auth required, the session label."""
-    return merge({
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_sandbox": True},
-            "allow_unauthenticated_access": False,
+    return merge(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"jupyter_sandbox": True},
+                "allow_unauthenticated_access": False,
+            },
+            "SandboxApp": {"backend": "docker"},
+            "DockerBackend": {"default_image": IMAGE, "extra_labels": {SESSION_LABEL: SESSION}},
+            "SandboxManager": {"default_memory": "512M"},
         },
-        "SandboxApp": {"backend": "docker"},
-        "DockerBackend": {"default_image": IMAGE, "extra_labels": {SESSION_LABEL: SESSION}},
-        "SandboxManager": {"default_memory": "512M"},
-    }, extra)
+        extra,
+    )
 
 
 class JupyterServer:
@@ -74,9 +77,18 @@ class JupyterServer:
     ``runtime_dir`` and ``data_dir`` are "two servers of one user" as far as Jupyter can tell.
     """
 
-    def __init__(self, home: Path, *, root_dir: Path | None = None, runtime_dir: Path | None = None,
-                 data_dir: Path | None = None, app: str = "jupyter_server", config: dict[str, Any] | None = None,
-                 env: dict[str, str] | None = None, users: bool = False):
+    def __init__(
+        self,
+        home: Path,
+        *,
+        root_dir: Path | None = None,
+        runtime_dir: Path | None = None,
+        data_dir: Path | None = None,
+        app: str = "jupyter_server",
+        config: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        users: bool = False,
+    ):
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.root_dir = root_dir or self.home
@@ -99,23 +111,40 @@ class JupyterServer:
         return self.proc.pid
 
     def start(self, timeout: float = 90) -> JupyterServer:
-        config = merge(self.config, {
-            "ServerApp": {"ip": "127.0.0.1", "port": self.port, "port_retries": 0, "open_browser": False,
-                          "root_dir": str(self.root_dir), "allow_root": True},
-            "IdentityProvider": {"token": self.token},
-        })
+        config = merge(
+            self.config,
+            {
+                "ServerApp": {
+                    "ip": "127.0.0.1",
+                    "port": self.port,
+                    "port_retries": 0,
+                    "open_browser": False,
+                    "root_dir": str(self.root_dir),
+                    "allow_root": True,
+                },
+                "IdentityProvider": {"token": self.token},
+            },
+        )
         config_file = self.home / f"config-{self.port}.json"
         config_file.write_text(json.dumps(config))
-        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.runtime_dir), "JUPYTER_DATA_DIR": str(self.data_dir),
-               "JUPYTER_CONFIG_DIR": str(self.home / "config"),
-               "PYTHONPATH": os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]),
-               **self.extra_env}
+        env = {
+            **os.environ,
+            "JUPYTER_RUNTIME_DIR": str(self.runtime_dir),
+            "JUPYTER_DATA_DIR": str(self.data_dir),
+            "JUPYTER_CONFIG_DIR": str(self.home / "config"),
+            "PYTHONPATH": os.pathsep.join([str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            **self.extra_env,
+        }
         env.pop("JUPYTER_SANDBOX_URL", None)
         env.pop("JUPYTER_SANDBOX_TOKEN", None)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", self.app, f"--config={config_file}"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.root_dir,
             )
         deadline = time.monotonic() + timeout
         while True:

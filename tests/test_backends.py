@@ -52,9 +52,15 @@ def test_hardened_container_options():
     assert set(options["tmpfs"]) == {"/tmp", "/home/user"}
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("a.txt", "/home/user/a.txt"), ("", "/home/user"), ("/home/user/d/x", "/home/user/d/x"), ("d/../e", "/home/user/e"),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("a.txt", "/home/user/a.txt"),
+        ("", "/home/user"),
+        ("/home/user/d/x", "/home/user/d/x"),
+        ("d/../e", "/home/user/e"),
+    ],
+)
 def test_confine_accepts_paths_inside(path, expected):
     assert confine(path) == expected
 
@@ -123,8 +129,18 @@ def test_help_all_documents_every_setting():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "jupyter_sandbox.server.app", "--help-all"],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
-    for option in ("--SandboxApp.backend", "--SandboxManager.max_memory", "--DockerBackend.runtime",
-                   "--LocalBackend.isolate_network", "--OneShotRunner.wheelhouse"):
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter_sandbox.server.app", "--help-all"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    for option in (
+        "--SandboxApp.backend",
+        "--SandboxManager.max_memory",
+        "--DockerBackend.runtime",
+        "--LocalBackend.isolate_network",
+        "--OneShotRunner.wheelhouse",
+    ):
         assert option in out, option

@@ -22,9 +22,21 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_quick_warm_prints_a_table_and_writes_json(docker_ready, tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "warm", "--json", str(out),
-         "--image", IMAGE],
-        capture_output=True, text=True, timeout=280, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--only",
+            "warm",
+            "--json",
+            str(out),
+            "--image",
+            IMAGE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -49,6 +61,8 @@ def test_quick_warm_prints_a_table_and_writes_json(docker_ready, tmp_path):
     client = docker.from_env()
     (labels,) = report["labels"]
     assert labels["servers"]
-    filters = [f"jupyter-sandbox-bench.server={s}" for s in labels["servers"]] + [f"jupyter-sandbox-bench.run={labels['run']}"]
+    filters = [f"jupyter-sandbox-bench.server={s}" for s in labels["servers"]] + [
+        f"jupyter-sandbox-bench.run={labels['run']}"
+    ]
     for label in filters:
         assert client.containers.list(all=True, filters={"label": label}) == [], label

@@ -22,8 +22,7 @@ def jupyter_sandbox(*args: str, env: dict[str, str] | None = None, input: str | 
     environ = {**os.environ, **(env or {})}
     environ.pop("JUPYTER_SANDBOX_URL", None)
     environ.pop("JUPYTER_SANDBOX_TOKEN", None)
-    return subprocess.run([*COMMAND, *args], env=environ, input=input, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([*COMMAND, *args], env=environ, input=input, capture_output=True, text=True, timeout=timeout)
 
 
 def test_the_console_script_is_installed():
@@ -54,13 +53,15 @@ def test_doctor_with_the_engine(docker_ready):
 
 
 def plot_notebook(*extra: str):
-    nb = new_notebook(cells=[
-        new_markdown_cell("# a plot"),
-        new_code_cell("import matplotlib.pyplot as plt\nx = 21"),
-        new_code_cell("plt.plot([1, 3, 2])\nplt.show()"),
-        *[new_code_cell(code) for code in extra],
-        new_code_cell("print(x * 2)"),
-    ])
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# a plot"),
+            new_code_cell("import matplotlib.pyplot as plt\nx = 21"),
+            new_code_cell("plt.plot([1, 3, 2])\nplt.show()"),
+            *[new_code_cell(code) for code in extra],
+            new_code_cell("print(x * 2)"),
+        ]
+    )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     return nb
 
@@ -92,8 +93,10 @@ def test_a_failing_notebook_exits_non_zero_naming_the_cell(docker_ready, tmp_pat
 
 def test_exec_streams_a_script_and_keeps_its_exit_status(docker_ready, tmp_path):
     script = tmp_path / "hello.py"
-    script.write_text("import sys\nprint('args', sys.argv[1:])\nname = input('name? ')\nprint('hi', name)\n"
-                      "print('oops', file=sys.stderr)\nsys.exit(3)\n")
+    script.write_text(
+        "import sys\nprint('args', sys.argv[1:])\nname = input('name? ')\nprint('hi', name)\n"
+        "print('oops', file=sys.stderr)\nsys.exit(3)\n"
+    )
     # no server anywhere: an in-process manager runs the sandbox
     env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "no-servers"), "JUPYTER_SANDBOX_TEST_IMAGE": IMAGE}
     answer = jupyter_sandbox("exec", str(script), "one", "--two", env=env, input="Ada\n")
@@ -120,8 +123,12 @@ def test_prune_removes_only_what_servers_that_are_gone_left(docker_ready, tmp_pa
         kept = live.api("POST", "sandboxes", json={"name": "in-use"}).json()
         (left,) = client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}.sandbox={gone['id']}"})
         # Another Unix user's container naming the same dead server: never touched.
-        labels = {**left.labels, f"{LABEL_PREFIX}.uid": str(os.getuid() + 4242), f"{LABEL_PREFIX}.sandbox": "sbx_stranger",
-                  SESSION_LABEL: SESSION}
+        labels = {
+            **left.labels,
+            f"{LABEL_PREFIX}.uid": str(os.getuid() + 4242),
+            f"{LABEL_PREFIX}.sandbox": "sbx_stranger",
+            SESSION_LABEL: SESSION,
+        }
         stranger = client.containers.create(IMAGE, ["sleep", "infinity"], labels=labels, network_mode="none")
         try:
             env = {"JUPYTER_DATA_DIR": str(data_dir)}
@@ -133,12 +140,18 @@ def test_prune_removes_only_what_servers_that_are_gone_left(docker_ready, tmp_pa
 
             dry = jupyter_sandbox("prune", "--dry-run", env=env)
             assert f"would remove {gone['id']}" in dry.stdout and kept["id"] not in dry.stdout
-            assert client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}.sandbox={gone['id']}"})
+            assert client.containers.list(
+                all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}.sandbox={gone['id']}"}
+            )
 
             pruned = jupyter_sandbox("prune", env=env)
             assert pruned.returncode == 0 and f"removed {gone['id']}" in pruned.stdout, pruned.stdout
-            assert not client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}.sandbox={gone['id']}"})
-            assert client.containers.list(all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}.sandbox={kept['id']}"})
+            assert not client.containers.list(
+                all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}.sandbox={gone['id']}"}
+            )
+            assert client.containers.list(
+                all=True, sparse=True, filters={"label": f"{LABEL_PREFIX}.sandbox={kept['id']}"}
+            )
             stranger.reload()  # still there
             assert live.execute("in-use", "1 + 1")[-1]["type"] == "end_of_execution"
         finally:
@@ -155,16 +168,34 @@ def test_build_image_is_the_scripts_one_implementation():
 
 def test_build_image_builds_a_labelled_image(docker_ready, tmp_path):
     tag = f"jupyter-sandbox-test-build:{SESSION}"
-    answer = jupyter_sandbox("build-image", "--base", "jupyter-sandbox-base:bookworm", "--tag", tag,
-                             "--packages", "ipykernel", "--cache", str(tmp_path))
+    answer = jupyter_sandbox(
+        "build-image",
+        "--base",
+        "jupyter-sandbox-base:bookworm",
+        "--tag",
+        tag,
+        "--packages",
+        "ipykernel",
+        "--cache",
+        str(tmp_path),
+    )
     client = docker.from_env()
     try:
         assert answer.returncode == 0, answer.stderr
         assert "[3/3]" in answer.stderr
         image = client.images.get(tag)
         assert image.labels["org.jupyter-sandbox.packages"] == "ipykernel"
-        again = jupyter_sandbox("build-image", "--base", "jupyter-sandbox-base:bookworm", "--tag", tag,
-                                "--packages", "ipykernel", "--cache", str(tmp_path))
+        again = jupyter_sandbox(
+            "build-image",
+            "--base",
+            "jupyter-sandbox-base:bookworm",
+            "--tag",
+            tag,
+            "--packages",
+            "ipykernel",
+            "--cache",
+            str(tmp_path),
+        )
         assert again.returncode == 0 and "is present with ipykernel" in again.stderr
     finally:
         client.images.remove(tag, force=True)

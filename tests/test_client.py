@@ -37,7 +37,9 @@ from test_executions import ENTRYPOINT_CASES
 
 
 def test_unit_error_from_response_keeps_class_and_message():
-    error = error_from_response(400, b'{"message": "memory 9G is above the maximum", "reason": "Bad Request", "field": "memory"}')
+    error = error_from_response(
+        400, b'{"message": "memory 9G is above the maximum", "reason": "Bad Request", "field": "memory"}'
+    )
     assert isinstance(error, InvalidInput) and error.field == "memory" and "above the maximum" in str(error)
     assert isinstance(error_from_response(404, b'{"message": "no sandbox \'x\'"}'), NotFound)
     assert isinstance(error_from_response(429, b"{}"), QuotaExceeded)
@@ -46,17 +48,29 @@ def test_unit_error_from_response_keeps_class_and_message():
 
 
 def test_unit_find_server_order(monkeypatch):
-    for var in ("JUPYTER_SANDBOX_URL", "JUPYTER_SANDBOX_TOKEN", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_PREFIX",
-                "JUPYTERHUB_SERVICE_URL", "JPY_PARENT_PID"):
+    for var in (
+        "JUPYTER_SANDBOX_URL",
+        "JUPYTER_SANDBOX_TOKEN",
+        "JUPYTERHUB_API_TOKEN",
+        "JUPYTERHUB_SERVICE_PREFIX",
+        "JUPYTERHUB_SERVICE_URL",
+        "JPY_PARENT_PID",
+    ):
         monkeypatch.delenv(var, raising=False)
     probed = []
-    servers = [{"url": "http://127.0.0.1:1111/", "token": "t1", "pid": 11},
-               {"url": "http://127.0.0.1:2222/lab/", "token": "t2", "pid": 22},
-               {"url": "http://127.0.0.1:3333/", "token": "t3", "pid": 33}]
+    servers = [
+        {"url": "http://127.0.0.1:1111/", "token": "t1", "pid": 11},
+        {"url": "http://127.0.0.1:2222/lab/", "token": "t2", "pid": 22},
+        {"url": "http://127.0.0.1:3333/", "token": "t3", "pid": 33},
+    ]
     monkeypatch.setattr("jupyter_server.serverapp.list_running_servers", lambda: iter(servers))
-    monkeypatch.setattr("jupyter_sandbox.client.discovery._probe", lambda url, token: probed.append(url) or "1111" not in url)
+    monkeypatch.setattr(
+        "jupyter_sandbox.client.discovery._probe", lambda url, token: probed.append(url) or "1111" not in url
+    )
     # two local servers answer and nothing says which: refuse, listing them and how to choose
-    with pytest.raises(ServerUnreachable, match=r"several .*2222/lab/ \(pid 22\).*3333/ \(pid 33\).*JUPYTER_SANDBOX_URL"):
+    with pytest.raises(
+        ServerUnreachable, match=r"several .*2222/lab/ \(pid 22\).*3333/ \(pid 33\).*JUPYTER_SANDBOX_URL"
+    ):
         find_server()
     # one answers (the first does not): that one
     servers.pop()
@@ -131,8 +145,16 @@ class FakeConnection(Connection):
 
 
 def _model():
-    return SandboxModel(id="sbx_1", name="one", owner="me", status="running", backend="fake",
-                        spec=SandboxSpec(), created=0.0, last_activity=0.0)
+    return SandboxModel(
+        id="sbx_1",
+        name="one",
+        owner="me",
+        status="running",
+        backend="fake",
+        spec=SandboxSpec(),
+        created=0.0,
+        last_activity=0.0,
+    )
 
 
 EVENTS = [
@@ -156,8 +178,9 @@ def test_unit_run_code_callbacks_in_order_on_the_callers_thread():
         return lambda obj: seen.append((kind, obj, threading.get_ident() == caller, time.monotonic()))
 
     sandbox = Sandbox(_connection=FakeConnection(EVENTS, pause=0.05), _model=_model())
-    execution = sandbox.run_code("x", on_stdout=record("out"), on_stderr=record("err"), on_result=record("result"),
-                                 on_error=record("error"))
+    execution = sandbox.run_code(
+        "x", on_stdout=record("out"), on_stderr=record("err"), on_result=record("result"), on_error=record("error")
+    )
     assert [k for k, *_ in seen] == ["out", "err", "result", "result", "error"]
     assert all(same for _, _, same, _ in seen)
     assert seen[0][1] == OutputMessage("hello\n", 1, False) and seen[1][1] == OutputMessage("careful\n", 2, True)
@@ -259,8 +282,10 @@ def test_interrupt_and_restart(server):
         sandbox.run_code("keep = 1")
         started = time.monotonic()
         # interrupted once it is running (it says so), from another thread, as a UI would
-        execution = sandbox.run_code("import time\nprint('sleeping', flush=True)\ntime.sleep(30)",
-                                     on_stdout=lambda m: threading.Thread(target=sandbox.interrupt).start())
+        execution = sandbox.run_code(
+            "import time\nprint('sleeping', flush=True)\ntime.sleep(30)",
+            on_stdout=lambda m: threading.Thread(target=sandbox.interrupt).start(),
+        )
         assert time.monotonic() - started < 15 and execution.error.name == "KeyboardInterrupt"
         assert sandbox.run_code("keep").text == "1"
         sandbox.restart()
@@ -286,8 +311,9 @@ def test_one_shot_calls(server):
     assert result.status == "completed" and result.exit_code == 0 and result.result == "15"
     assert client.eval("print('hello')").stdout == "hello\n"
 
-    synced = client.execute_sync(files={"main.py": "from helper import greet; greet()",
-                                        "helper.py": "def greet(): print('Hello from helper!')"})
+    synced = client.execute_sync(
+        files={"main.py": "from helper import greet; greet()", "helper.py": "def greet(): print('Hello from helper!')"}
+    )
     assert synced.status == "completed" and synced.stdout == "Hello from helper!\n" and synced.exit_code == 0
 
     exec_id = client.execute_async(files={"main.py": "import time; time.sleep(0.5); print('done')"})
@@ -314,8 +340,9 @@ def test_on_input_answers_input_and_getpass(server):
         return "s3cret" if request.password else "Ada"
 
     with Sandbox(**server) as sandbox:
-        execution = sandbox.run_code("import getpass\nname = input('who? ')\nprint(name, len(getpass.getpass('pw? ')))",
-                                     on_input=answer)
+        execution = sandbox.run_code(
+            "import getpass\nname = input('who? ')\nprint(name, len(getpass.getpass('pw? ')))", on_input=answer
+        )
         assert execution.error is None and execution.logs.stdout == ["Ada 6\n"]
         assert [(r.prompt, r.password) for r in asked] == [("who? ", False), ("pw? ", True)]
         assert all(isinstance(r, InputRequest) and r.context_id for r in asked)

@@ -22,8 +22,14 @@ def run_example(name, tmp_path):
     env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")  # no running Jupyter server to find
     env["MPLBACKEND"] = "Agg"  # the chart example ends with plt.show() on this (headless) side
     env["PYTHONUNBUFFERED"] = "1"  # lines reach the pipe when printed, so their timing shows
-    proc = subprocess.Popen([sys.executable, str(EXAMPLES / name)], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / name)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     for line in proc.stdout:  # timestamped as they arrive, to see the streaming
         lines.append((time.monotonic(), line))

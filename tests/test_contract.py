@@ -152,7 +152,9 @@ async def test_input_and_getpass_are_answered_through_the_context(manager, sandb
         if event["type"] == "input_request":
             manager.answer_input(OWNER, sandbox.id, event["context_id"], error="nobody is at the keyboard")
 
-    refused = await asyncio.wait_for(run(manager, sandbox, "input('? ')", on_event=refuse, allow_stdin=True), timeout=60)
+    refused = await asyncio.wait_for(
+        run(manager, sandbox, "input('? ')", on_event=refuse, allow_stdin=True), timeout=60
+    )
     assert (refused.error.name, refused.error.value) == ("InputNotAvailable", "nobody is at the keyboard")
     assert (await run(manager, sandbox, "name")).text == "'Ada'"
     with pytest.raises(Conflict, match="no input"):  # nothing waits now
@@ -249,6 +251,7 @@ async def test_pool_hands_out_started_sandboxes_and_refills(backend_name):
     pooled = make_manager(backend_name, pool_size=1, reap_on_start=False)
     await pooled.start()
     try:
+
         async def waiting() -> list[str]:
             for _ in range(600):
                 if pooled.pool.ready:
@@ -270,8 +273,9 @@ async def test_pool_hands_out_started_sandboxes_and_refills(backend_name):
         custom = await pooled.create(OWNER, spec={"memory": "384M"})
         assert custom.id not in first_pooled + refilled, "a custom spec starts its own"
         # Two creates with one name at once, one of them served from the pool: exactly one wins.
-        twins = await asyncio.gather(pooled.create(OWNER, name="twin"), pooled.create(OWNER, name="twin"),
-                                     return_exceptions=True)
+        twins = await asyncio.gather(
+            pooled.create(OWNER, name="twin"), pooled.create(OWNER, name="twin"), return_exceptions=True
+        )
         won = [t for t in twins if not isinstance(t, BaseException)]
         assert len(won) == 1 and isinstance(next(t for t in twins if t not in won), Conflict), twins
         ours = {*first_pooled, *refilled, custom.id, won[0].id}

@@ -74,8 +74,12 @@ def test_unsafe_archives_are_refused_naming_the_member(case):
 
 def test_safe_links_and_dirs_are_accepted():
     data = tar_of(
-        ("pkg", "dir", ""), ("pkg/__init__.py", "file", ""), ("pkg/mod.py", "file", "X = 1"),
-        ("alias.py", "sym", "pkg/mod.py"), ("pkg/up", "sym", "../main.py"), ("main.py", "file", "print(1)"),
+        ("pkg", "dir", ""),
+        ("pkg/__init__.py", "file", ""),
+        ("pkg/mod.py", "file", "X = 1"),
+        ("alias.py", "sym", "pkg/mod.py"),
+        ("pkg/up", "sym", "../main.py"),
+        ("main.py", "file", "print(1)"),
         ("copy.py", "hard", "pkg/mod.py"),
     )
     assert sorted(check_archive(data, 10**7, 100)) == ["copy.py", "main.py", "pkg/__init__.py", "pkg/mod.py"]
@@ -100,7 +104,7 @@ def test_parse_error_takes_the_users_frame():
         "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)\n"
     )
     assert parse_error(stderr) == ("JSONDecodeError", 7)
-    syntax = '  File "/home/user/main.py", line 2\n    x = (\n        ^\nSyntaxError: \'(\' was never closed\n'
+    syntax = "  File \"/home/user/main.py\", line 2\n    x = (\n        ^\nSyntaxError: '(' was never closed\n"
     assert parse_error(syntax) == ("SyntaxError", 2)
     assert parse_error("just some text\n") == (None, None)
 
@@ -116,10 +120,20 @@ def runner():
 
 def test_metadata_is_validated(runner):
     files = make_archive({"main.py": b"print(1)", "helper.py": b""})
-    job = parse_exec(runner, files, json.dumps({
-        "entrypoint": "./main.py", "stdin": "in", "env_vars": ["A=1", "B=x=y"], "script_args": ["-v"],
-        "pre_commands": ["true"], "config": {"timeout_seconds": 5, "memory_mb": 256, "disk_mb": 64, "cpu_shares": 512},
-    }))
+    job = parse_exec(
+        runner,
+        files,
+        json.dumps(
+            {
+                "entrypoint": "./main.py",
+                "stdin": "in",
+                "env_vars": ["A=1", "B=x=y"],
+                "script_args": ["-v"],
+                "pre_commands": ["true"],
+                "config": {"timeout_seconds": 5, "memory_mb": 256, "disk_mb": 64, "cpu_shares": 512},
+            }
+        ),
+    )
     assert (job.entrypoint, job.stdin, job.env, job.args) == ("main.py", b"in", {"A": "1", "B": "x=y"}, ["-v"])
     assert (job.timeout, job.memory_mb, job.disk_mb, job.cpu_shares, job.network) == (5, 256, 64, 512, False)
     assert job.image == runner.manager.backend.default_image
@@ -195,8 +209,16 @@ def test_requirements_need_network_or_a_wheelhouse(runner, tmp_path):
 
 
 def test_eval_requests(runner):
-    job = parse_eval(runner, {"files": [{"name": "lib.py", "content": "X = 1"}, {"name": "run.py", "content": "X"}],
-                              "entrypoint": "run.py", "stdin": "s", "config": {"timeout_seconds": 9}}, MAX_CODE)
+    job = parse_eval(
+        runner,
+        {
+            "files": [{"name": "lib.py", "content": "X = 1"}, {"name": "run.py", "content": "X"}],
+            "entrypoint": "run.py",
+            "stdin": "s",
+            "config": {"timeout_seconds": 9},
+        },
+        MAX_CODE,
+    )
     assert (job.entrypoint, job.stdin, job.timeout, job.eval_last_expr) == ("run.py", b"s", 9, True)
     assert parse_eval(runner, {"files": [{"name": "a.py", "content": ""}]}, MAX_CODE).entrypoint == "a.py"
     with pytest.raises(InvalidInput, match=r"several \.py files"):  # the same rule as for exec

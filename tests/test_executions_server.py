@@ -83,10 +83,12 @@ def jp_server_config(jp_server_config, docker_ready, wheelhouse):
 
 def multipart(files: dict[str, str] | bytes, metadata: dict) -> tuple[bytes, dict[str, str]]:
     archive = files if isinstance(files, bytes) else make_archive({k: v.encode() for k, v in files.items()})
-    body, content_type = encode_multipart_formdata({
-        "tar": ("code.tar", archive, "application/octet-stream"),
-        "metadata": (None, json.dumps(metadata), "application/json"),
-    })
+    body, content_type = encode_multipart_formdata(
+        {
+            "tar": ("code.tar", archive, "application/octet-stream"),
+            "metadata": (None, json.dumps(metadata), "application/json"),
+        }
+    )
     return body, {"Content-Type": content_type}
 
 
@@ -187,8 +189,11 @@ async def test_entrypoint_detection_and_script_errors(jp_fetch):
     assert (result["status"], result["exit_code"]) == ("completed", 1)
     assert (result["error_type"], result["error_line"]) == ("ZeroDivisionError", 2)
     # network only when asked (this server allows it): an interface besides loopback
-    result = await exec_sync(jp_fetch, {"main.py": "import os; print(sorted(os.listdir('/sys/class/net')))"},
-                             {"config": {"network_disabled": False}})
+    result = await exec_sync(
+        jp_fetch,
+        {"main.py": "import os; print(sorted(os.listdir('/sys/class/net')))"},
+        {"config": {"network_disabled": False}},
+    )
     assert "'eth0'" in result["stdout"], result
     # a failing pre-command stops the run with its exit status
     result = await exec_sync(jp_fetch, {"main.py": "print('never')"}, {"pre_commands": ["echo no >&2; exit 7"]})
@@ -220,9 +225,14 @@ async def test_eval_table(jp_fetch):
 async def test_eval_options(jp_fetch):
     result = await evaluate(
         jp_fetch,
-        files=[{"name": "run.py", "content": "import lib, sys\nlib.twice(int(sys.stdin.read()))"},
-               {"name": "lib.py", "content": "def twice(x):\n    return x * 2\n"}],
-        entrypoint="run.py", stdin="21", python_version="3.11", config={"timeout_seconds": 30},
+        files=[
+            {"name": "run.py", "content": "import lib, sys\nlib.twice(int(sys.stdin.read()))"},
+            {"name": "lib.py", "content": "def twice(x):\n    return x * 2\n"},
+        ],
+        entrypoint="run.py",
+        stdin="21",
+        python_version="3.11",
+        config={"timeout_seconds": 30},
     )
     assert result["result"] == "42"
     result = await evaluate(jp_fetch, code="1 + 1", eval_last_expr=False)
@@ -279,7 +289,9 @@ async def test_async_submit_poll_kill(jp_fetch, jp_serverapp):
 
 async def test_server_shutdown_kills_running_executions(jp_fetch, jp_serverapp):
     body, headers = multipart({"main.py": "import time\ntime.sleep(3600)\n"}, {})
-    execution_id = json.loads((await jp_fetch(*V1, "exec", "async", method="POST", body=body, headers=headers)).body)["execution_id"]
+    execution_id = json.loads((await jp_fetch(*V1, "exec", "async", method="POST", body=body, headers=headers)).body)[
+        "execution_id"
+    ]
     runner = jp_serverapp.web_app.settings["sandbox_executions"]
     deadline = time.monotonic() + 60
     while runner.get("alice", execution_id).status != "running":
@@ -309,13 +321,16 @@ async def test_unsafe_archives_rejected(jp_fetch):
         assert repr(member) in error["message"], case
     big = make_archive({"main.py": b"#" * (1024 * 1024 + 10)})
     await expect_error(413, exec_sync(jp_fetch, big))
-    body, content_type = encode_multipart_formdata({
-        "tar": ("code.tar", make_archive({"main.py": b""}), "application/octet-stream"),
-        "metadata": (None, "{}", "application/json"),
-        "padding": ("pad", b"x" * (2 * 1024 * 1024), "application/octet-stream"),
-    })
-    error = await expect_error(413, jp_fetch(*V1, "exec", "sync", method="POST", body=body,
-                                             headers={"Content-Type": content_type}))
+    body, content_type = encode_multipart_formdata(
+        {
+            "tar": ("code.tar", make_archive({"main.py": b""}), "application/octet-stream"),
+            "metadata": (None, "{}", "application/json"),
+            "padding": ("pad", b"x" * (2 * 1024 * 1024), "application/octet-stream"),
+        }
+    )
+    error = await expect_error(
+        413, jp_fetch(*V1, "exec", "sync", method="POST", body=body, headers={"Content-Type": content_type})
+    )
     assert "request body" in error["message"]
     error = await expect_error(400, exec_sync(jp_fetch, {"main.py": ""}, {"docker_image": "ubuntu:latest"}))
     assert error["field"] == "docker_image" and IMAGE in error["message"]
@@ -324,14 +339,16 @@ async def test_unsafe_archives_rejected(jp_fetch):
 
 
 async def test_timeout_oom_and_output_cap(jp_fetch):
-    result = await evaluate(jp_fetch, code="import time\nprint('before', flush=True)\ntime.sleep(60)",
-                            config={"timeout_seconds": 2})
+    result = await evaluate(
+        jp_fetch, code="import time\nprint('before', flush=True)\ntime.sleep(60)", config={"timeout_seconds": 2}
+    )
     assert (result["status"], result["exit_code"]) == ("failed", 124)
     assert "timed out after 2s" in result["error"]
     assert result["stdout"] == "before\n"  # output written before the timeout is kept
 
-    body, headers = multipart({"main.py": "x = bytearray(512 * 1024 * 1024)\nprint(len(x))"},
-                              {"config": {"memory_mb": 64, "disk_mb": 64}})  # a 256M container in all
+    body, headers = multipart(
+        {"main.py": "x = bytearray(512 * 1024 * 1024)\nprint(len(x))"}, {"config": {"memory_mb": 64, "disk_mb": 64}}
+    )  # a 256M container in all
     r = await jp_fetch(*V1, "exec", "sync", method="POST", body=body, headers=headers, request_timeout=120)
     result = json.loads(r.body)
     assert (result["status"], result["exit_code"]) == ("failed", 137), result
@@ -371,8 +388,10 @@ async def test_python_executor_client_wire_format(jp_fetch, jp_http_port, jp_bas
         for key in ("started_at", "finished_at"):
             if data.get(key):
                 datetime.fromisoformat(data[key].rstrip("Z"))
-        return {k: data.get(k) for k in ("execution_id", "status", "stdout", "stderr", "exit_code", "error",
-                                         "duration_ms", "result")}
+        return {
+            k: data.get(k)
+            for k in ("execution_id", "status", "stdout", "stderr", "exit_code", "error", "duration_ms", "result")
+        }
 
     def execute(path: str, files: dict[str, str], metadata: dict) -> requests.Response:
         files_data = {
@@ -385,21 +404,39 @@ async def test_python_executor_client_wire_format(jp_fetch, jp_http_port, jp_bas
 
     def scenario() -> None:
         # Metadata(...).to_dict() with an ExecutionConfig: every config field is sent.
-        metadata = {"entrypoint": "main.py", "stdin": "abc",
-                    "config": {"timeout_seconds": 300, "network_disabled": True, "memory_mb": 1024,
-                               "disk_mb": 2048, "cpu_shares": 1024}}
-        files = {"main.py": "from helper import greet; greet()", "helper.py": "def greet(): print('Hello from helper!')"}
+        metadata = {
+            "entrypoint": "main.py",
+            "stdin": "abc",
+            "config": {
+                "timeout_seconds": 300,
+                "network_disabled": True,
+                "memory_mb": 1024,
+                "disk_mb": 2048,
+                "cpu_shares": 1024,
+            },
+        }
+        files = {
+            "main.py": "from helper import greet; greet()",
+            "helper.py": "def greet(): print('Hello from helper!')",
+        }
         result = from_dict(execute("sync", files, metadata).json())
         assert (result["status"], result["exit_code"], result["stdout"]) == ("completed", 0, "Hello from helper!\n")
 
-        exec_id = execute("async", {"main.py": "import time; time.sleep(3600)"}, {"entrypoint": "main.py"}).json()["execution_id"]
-        while from_dict(session.get(f"{base_url}/api/v1/executions/{exec_id}", timeout=30).json())["status"] == "pending":
+        exec_id = execute("async", {"main.py": "import time; time.sleep(3600)"}, {"entrypoint": "main.py"}).json()[
+            "execution_id"
+        ]
+        while (
+            from_dict(session.get(f"{base_url}/api/v1/executions/{exec_id}", timeout=30).json())["status"] == "pending"
+        ):
             time.sleep(0.2)
         session.delete(f"{base_url}/api/v1/executions/{exec_id}", timeout=60).raise_for_status()
-        assert from_dict(session.get(f"{base_url}/api/v1/executions/{exec_id}", timeout=30).json())["status"] == "killed"
+        assert (
+            from_dict(session.get(f"{base_url}/api/v1/executions/{exec_id}", timeout=30).json())["status"] == "killed"
+        )
 
-        response = session.post(f"{base_url}/api/v1/eval", json={"eval_last_expr": True, "code": "x = 5\ny = 10\nx + y"},
-                                timeout=120)
+        response = session.post(
+            f"{base_url}/api/v1/eval", json={"eval_last_expr": True, "code": "x = 5\ny = 10\nx + y"}, timeout=120
+        )
         response.raise_for_status()
         assert from_dict(response.json())["result"] == "15"
 

@@ -79,7 +79,9 @@ async def create_sandbox(jp_fetch, headers=None, **body) -> dict:
 
 
 async def run(jp_fetch, sandbox_id, code, headers=None):
-    r = await fetch(jp_fetch, *API, sandbox_id, "execute", method="POST", body=json.dumps({"code": code}), headers=headers)
+    r = await fetch(
+        jp_fetch, *API, sandbox_id, "execute", method="POST", body=json.dumps({"code": code}), headers=headers
+    )
     assert r.code == 200, r.body
     execution = jupyter_sandbox.Execution()
     for line in r.body.decode().splitlines():
@@ -340,8 +342,12 @@ def test_every_handler_is_authenticated_and_authorized():
 def test_openapi_describes_every_route_and_method():
     spec = yaml.safe_load((Path(jupyter_sandbox.__file__).parent / "server" / "openapi.yaml").read_text())
     assert spec["openapi"].startswith("3.")
-    documented = {(path, verb) for path, item in spec["paths"].items() for verb in item if verb in
-                  ("get", "post", "put", "delete", "patch")}
+    documented = {
+        (path, verb)
+        for path, item in spec["paths"].items()
+        for verb in item
+        if verb in ("get", "post", "put", "delete", "patch")
+    }
     registered = set()
     for template, handler in ROUTES:
         for verb in ("get", "post", "put", "delete", "patch"):
@@ -355,6 +361,7 @@ def test_openapi_describes_every_route_and_method():
             *_, section, name = node["$ref"].split("/")
             return spec["components"][section][name]
         return node
+
     # Every path parameter is declared, every operation says what it answers.
     for path, item in spec["paths"].items():
         params = [resolve(p) for p in item.get("parameters", [])]
@@ -368,20 +375,35 @@ def test_openapi_describes_every_route_and_method():
     # ExecutionResult says exactly what ExecutionRecord.to_dict() answers: every key (the
     # error_type/error_line pair only after a traceback) and, as required, those always there.
     schema = spec["components"]["schemas"]["ExecutionResult"]
-    plain = ExecutionRecord(id="exe_1", owner="alice", job=None, status="completed", started=1.0, finished=2.5,
-                            exit_code=0).to_dict()
-    traceback = ExecutionRecord(id="exe_2", owner="alice", job=None, status="completed", started=1.0, finished=2.0,
-                                exit_code=1, error_type="NameError", error_line=1).to_dict()
+    plain = ExecutionRecord(
+        id="exe_1", owner="alice", job=None, status="completed", started=1.0, finished=2.5, exit_code=0
+    ).to_dict()
+    traceback = ExecutionRecord(
+        id="exe_2",
+        owner="alice",
+        job=None,
+        status="completed",
+        started=1.0,
+        finished=2.0,
+        exit_code=1,
+        error_type="NameError",
+        error_line=1,
+    ).to_dict()
     assert set(schema["properties"]) == set(traceback)
     assert set(schema["required"]) == set(plain) == set(traceback) - {"error_type", "error_line"}
     assert resolve(schema["properties"]["status"])["enum"] == list(STATUSES)
 
     # Every request shape is declared once (models.py); the spec names the same fields.
-    shapes = {"SandboxCreate": models.SandboxRequest, "ExecuteRequest": models.ExecuteRequest,
-              "ContextCreate": models.ContextRequest, "InterruptRequest": models.InterruptRequest,
-              "InputReply": models.InputReply,
-              "OneShotConfig": models.OneShotConfig, "ExecMetadata": models.ExecMetadata,
-              "EvalRequest": models.EvalRequest}
+    shapes = {
+        "SandboxCreate": models.SandboxRequest,
+        "ExecuteRequest": models.ExecuteRequest,
+        "ContextCreate": models.ContextRequest,
+        "InterruptRequest": models.InterruptRequest,
+        "InputReply": models.InputReply,
+        "OneShotConfig": models.OneShotConfig,
+        "ExecMetadata": models.ExecMetadata,
+        "EvalRequest": models.EvalRequest,
+    }
     for schema_name, shape in shapes.items():
         declared = {f.name for f in dataclasses.fields(shape)}
         assert set(spec["components"]["schemas"][schema_name]["properties"]) == declared, schema_name

@@ -46,8 +46,15 @@ async def stream(jp_fetch, sandbox_id: str, code: str, arrived: list | None = No
             line, buffer = buffer.split(b"\n", 1)
             arrived.append((time.monotonic() - start, json.loads(line)))
 
-    r = await jp_fetch(*API, sandbox_id, "execute", method="POST", body=json.dumps({"code": code, **body}),
-                       streaming_callback=on_chunk, request_timeout=120)
+    r = await jp_fetch(
+        *API,
+        sandbox_id,
+        "execute",
+        method="POST",
+        body=json.dumps({"code": code, **body}),
+        streaming_callback=on_chunk,
+        request_timeout=120,
+    )
     assert r.code == 200
     assert r.headers["Content-Type"] == "application/x-ndjson"
     assert buffer == b"", "every line ends with a newline"
@@ -105,9 +112,9 @@ async def test_plot_comes_back_as_png(jp_fetch):
 async def test_streamed_output_arrives_as_it_happens(jp_fetch):
     # The README's streaming example, verbatim.
     code = (
-        "import time\nimport pandas as pd\n\nprint(\"hello\")\ntime.sleep(3)\n"
-        "data = pd.DataFrame(data=[[1, 2], [3, 4]], columns=[\"A\", \"B\"])\n"
-        "display(data.head(10))\ntime.sleep(3)\nprint(\"world\")\n"
+        'import time\nimport pandas as pd\n\nprint("hello")\ntime.sleep(3)\n'
+        'data = pd.DataFrame(data=[[1, 2], [3, 4]], columns=["A", "B"])\n'
+        'display(data.head(10))\ntime.sleep(3)\nprint("world")\n'
     )
     sandbox = await create_sandbox(jp_fetch)
     lines = await stream(jp_fetch, sandbox["id"], code)
@@ -153,8 +160,14 @@ async def test_executions_in_one_context_queue(jp_fetch):
     """A second execution in a busy context waits its turn (no 409) and then runs."""
     sandbox = await create_sandbox(jp_fetch)
     progress: list = []
-    first = asyncio.ensure_future(stream(jp_fetch, sandbox["id"], "import time; print('started', flush=True); "
-                                         "time.sleep(3); print('first')", arrived=progress))
+    first = asyncio.ensure_future(
+        stream(
+            jp_fetch,
+            sandbox["id"],
+            "import time; print('started', flush=True); time.sleep(3); print('first')",
+            arrived=progress,
+        )
+    )
     await until_printed(progress, "started")
     t0 = time.monotonic()
     second = await stream(jp_fetch, sandbox["id"], "print('second')")
@@ -167,9 +180,15 @@ async def test_executions_in_one_context_queue(jp_fetch):
 async def test_client_disconnect_interrupts_the_execution(jp_fetch):
     sandbox = await create_sandbox(jp_fetch)
     with pytest.raises(HTTPClientError) as info:
-        await jp_fetch(*API, sandbox["id"], "execute", method="POST",
-                       body=json.dumps({"code": "import time\ntime.sleep(60)\nfinished = True"}),
-                       streaming_callback=lambda chunk: None, request_timeout=2)
+        await jp_fetch(
+            *API,
+            sandbox["id"],
+            "execute",
+            method="POST",
+            body=json.dumps({"code": "import time\ntime.sleep(60)\nfinished = True"}),
+            streaming_callback=lambda chunk: None,
+            request_timeout=2,
+        )
     assert info.value.code == 599  # the client gave up and closed its connection
     t0 = time.monotonic()
     lines = await stream(jp_fetch, sandbox["id"], "'finished' in globals()")
@@ -181,8 +200,9 @@ async def test_client_disconnect_interrupts_the_execution(jp_fetch):
 async def test_execute_in_a_new_context(jp_fetch):
     sandbox = await create_sandbox(jp_fetch)
     await jp_fetch(*API, sandbox["id"], "files", method="PUT", params={"path": "sub/data.txt"}, body=b"42")
-    r = await jp_fetch(*API, sandbox["id"], "contexts", method="POST", body=json.dumps({"cwd": "/home/user/sub"}),
-                       request_timeout=60)
+    r = await jp_fetch(
+        *API, sandbox["id"], "contexts", method="POST", body=json.dumps({"cwd": "/home/user/sub"}), request_timeout=60
+    )
     context = json.loads(r.body)
     await stream(jp_fetch, sandbox["id"], "y = 'default'")
     assert r.code == 201 and context["cwd"] == "/home/user/sub" and context["language"] == "python"
@@ -195,8 +215,9 @@ async def test_sandbox_removed_while_queued_ends_the_stream_with_an_error_line(j
     """Once keepalives have sent the 200, a failure is reported in the stream itself."""
     sandbox = await create_sandbox(jp_fetch)
     progress: list = []
-    first = asyncio.ensure_future(stream(jp_fetch, sandbox["id"], "import time; print('started', flush=True); "
-                                         "time.sleep(60)", arrived=progress))
+    first = asyncio.ensure_future(
+        stream(jp_fetch, sandbox["id"], "import time; print('started', flush=True); time.sleep(60)", arrived=progress)
+    )
     await until_printed(progress, "started")
     waiting: list = []
     second = asyncio.ensure_future(stream(jp_fetch, sandbox["id"], "print('never runs')", arrived=waiting))

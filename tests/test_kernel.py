@@ -54,9 +54,18 @@ class KernelSocket:
 
     async def execute(self, code: str, *, stdin=None, timeout: float = 120) -> tuple[dict, list[dict]]:
         """(execute_reply, iopub messages of this request). ``stdin(content)`` answers input requests."""
-        msg_id = await self.send("shell", "execute_request", {
-            "code": code, "silent": False, "store_history": True, "user_expressions": {},
-            "allow_stdin": stdin is not None, "stop_on_error": True})
+        msg_id = await self.send(
+            "shell",
+            "execute_request",
+            {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": stdin is not None,
+                "stop_on_error": True,
+            },
+        )
         reply, outputs, idle = None, [], False
         deadline = time.monotonic() + timeout
         while reply is None or not idle:
@@ -127,14 +136,30 @@ def containers_of(sandbox_id: str) -> list:
         client.close()
 
 
-HARDENING = ("ReadonlyRootfs", "CapDrop", "SecurityOpt", "PidsLimit", "Memory", "MemorySwap", "NanoCpus",
-             "NetworkMode", "Init", "Runtime", "IpcMode", "Privileged")
+HARDENING = (
+    "ReadonlyRootfs",
+    "CapDrop",
+    "SecurityOpt",
+    "PidsLimit",
+    "Memory",
+    "MemorySwap",
+    "NanoCpus",
+    "NetworkMode",
+    "Init",
+    "Runtime",
+    "IpcMode",
+    "Privileged",
+)
 
 
 def hardening(container) -> dict:
     host = container.attrs["HostConfig"]
-    return {**{key: host.get(key) for key in HARDENING}, "Tmpfs": sorted(host.get("Tmpfs") or {}),
-            "User": container.attrs["Config"]["User"], "Binds": len(host.get("Binds") or [])}
+    return {
+        **{key: host.get(key) for key in HARDENING},
+        "Tmpfs": sorted(host.get("Tmpfs") or {}),
+        "User": container.attrs["Config"]["User"],
+        "Binds": len(host.get("Binds") or []),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -189,10 +214,20 @@ async def test_a_notebook_on_the_sandboxed_kernel(kernel_server):
 
         # the debugger (JupyterLab's first requests on the control channel): debugpy in the sandbox answers
         for seq, command in enumerate(("initialize", "attach"), 1):
-            arguments = {"clientID": "test", "adapterID": "python", "pathFormat": "path", "linesStartAt1": True,
-                         "columnsStartAt1": True} if command == "initialize" else {}
-            reply = await ks.request("control", "debug_request", {"type": "request", "seq": seq, "command": command,
-                                                                  "arguments": arguments})
+            arguments = (
+                {
+                    "clientID": "test",
+                    "adapterID": "python",
+                    "pathFormat": "path",
+                    "linesStartAt1": True,
+                    "columnsStartAt1": True,
+                }
+                if command == "initialize"
+                else {}
+            )
+            reply = await ks.request(
+                "control", "debug_request", {"type": "request", "seq": seq, "command": command, "arguments": arguments}
+            )
             assert reply["msg_type"] == "debug_reply" and reply["content"]["success"], reply["content"]
 
         # a plot
@@ -207,26 +242,35 @@ async def test_a_notebook_on_the_sandboxed_kernel(kernel_server):
             asked.append((content["prompt"], content["password"]))
             return "s3cret" if content["password"] else "Ada"
 
-        reply, outputs = await ks.execute("import getpass\nname = input('who? ')\npw = getpass.getpass('pw? ')\n"
-                                          "print(name, len(pw))", stdin=answer)
+        reply, outputs = await ks.execute(
+            "import getpass\nname = input('who? ')\npw = getpass.getpass('pw? ')\nprint(name, len(pw))", stdin=answer
+        )
         assert asked == [("who? ", False), ("pw? ", True)] and stream_of(outputs) == "Ada 6\n"
 
         # an ipywidgets IntSlider: the comm opens, and a value change round-trips both ways
         reply, outputs = await ks.execute("import ipywidgets as w\ns = w.IntSlider(value=3)\ndisplay(s)")
         assert reply["content"]["status"] == "ok", reply["content"]
-        opened = [m for m in outputs if m["msg_type"] == "comm_open"
-                  and m["content"]["data"]["state"].get("_model_name") == "IntSliderModel"]
+        opened = [
+            m
+            for m in outputs
+            if m["msg_type"] == "comm_open" and m["content"]["data"]["state"].get("_model_name") == "IntSliderModel"
+        ]
         assert opened and opened[0]["content"]["data"]["state"]["value"] == 3
         comm_id = opened[0]["content"]["comm_id"]
-        await ks.send("shell", "comm_msg", {"comm_id": comm_id, "data": {
-            "method": "update", "state": {"value": 7}, "buffer_paths": []}})
+        await ks.send(
+            "shell",
+            "comm_msg",
+            {"comm_id": comm_id, "data": {"method": "update", "state": {"value": 7}, "buffer_paths": []}},
+        )
         reply, outputs = await ks.execute("s.value")
         assert result_of(outputs) == "7"  # the frontend's change reached the kernel
         reply, outputs = await ks.execute("s.value = 9")
-        updates = [m["content"]["data"] for m in outputs if m["msg_type"] == "comm_msg"
-                   and m["content"]["comm_id"] == comm_id]
+        updates = [
+            m["content"]["data"] for m in outputs if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == comm_id
+        ]
         assert {"method": "update", "state": {"value": 9}} in [
-            {"method": u["method"], "state": u["state"]} for u in updates]  # and the kernel's reached the frontend
+            {"method": u["method"], "state": u["state"]} for u in updates
+        ]  # and the kernel's reached the frontend
 
         # a long cell is interrupted (the server's interrupt: the control channel's interrupt_request)
         running = asyncio.ensure_future(ks.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(120)"))
@@ -265,9 +309,18 @@ async def test_a_kernel_that_dies_says_why_and_restarts(kernel_server):
         await ks.execute("keep = 1")
         # Out of memory in a 512M sandbox: the kernel is killed; the server's restarter notices
         # (its poll is the provisioner's), restarts it, and says so on the websocket.
-        await ks.send("shell", "execute_request", {
-            "code": "hog = []\nwhile True: hog.append(bytearray(64 * 1024**2))", "silent": False,
-            "store_history": True, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+        await ks.send(
+            "shell",
+            "execute_request",
+            {
+                "code": "hog = []\nwhile True: hog.append(bytearray(64 * 1024**2))",
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+        )
         await ks.wait_for_status("restarting", timeout=180)
         model = server.get(f"api/kernels/{kernel_id}").json()
         assert "memory" in model.get("reason", "") or "killed" in model.get("reason", ""), model
@@ -287,8 +340,10 @@ async def test_a_kernel_that_dies_says_why_and_restarts(kernel_server):
 
 
 async def test_the_servers_kernel_culling_removes_the_sandbox(docker_ready, tmp_path):
-    config = {"DockerBackend": {"default_image": IMAGE},
-              "MappingKernelManager": {"cull_idle_timeout": 10, "cull_interval": 2}}
+    config = {
+        "DockerBackend": {"default_image": IMAGE},
+        "MappingKernelManager": {"cull_idle_timeout": 10, "cull_interval": 2},
+    }
     with JupyterServer(tmp_path, config=config) as server:
         kernel_id = await start_kernel(server)
         sandbox = kernel_sandbox(server, kernel_id)

@@ -417,7 +417,9 @@ async def test_a_launcher_that_cannot_run_is_reported_with_the_engines_words(con
     kernel_id, key = uuid.uuid4().hex, secrets.token_hex(32)
     socket_dir = short_dir()
     api = container_place.client.api
-    stream = await open_docker_exec(api, container_place.container.id, "start", user=SANDBOX_USER, python="no-such-python")
+    stream = await open_docker_exec(
+        api, container_place.container.id, "start", user=SANDBOX_USER, python="no-such-python"
+    )
     relay = KernelRelay(stream.reader, stream.writer, socket_dir, kernel_id, key)
     try:
         await relay.start(start_request(kernel_id, key, ["python"], state_dir=STATE_DIR))
@@ -585,7 +587,11 @@ async def test_socket_dir_must_be_private(tmp_path):
     shared = short_dir()
     os.chmod(shared, 0o755)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; sys.stdin.read()", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        "-c",
+        "import sys; sys.stdin.read()",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         relay = KernelRelay(proc.stdout, proc.stdin, shared, "k1", "key")
@@ -602,9 +608,11 @@ async def test_a_stream_that_breaks_the_protocol_is_closed():
     """A sandbox writing garbage ends its own relay, nothing else (plain StreamReader path)."""
     socket_dir = short_dir()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c",
+        sys.executable,
+        "-c",
         "import sys, time; sys.stdout.buffer.write(bytes([7, 0, 0, 0, 1])); sys.stdout.flush(); time.sleep(60)",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
     relay = KernelRelay(proc.stdout, proc.stdin, socket_dir, "k1", "key")
     try:
@@ -625,7 +633,7 @@ def pump(peers, until, timeout: float = 20) -> list[tuple[int, list[bytes]]]:
     """Drive launcher Peers the way its loop does until ``until(messages)`` holds."""
     import select
 
-    from jupyter_sandbox.backends.launcher import Decoder
+    from jupyter_sandbox.backends.programs.launcher import Decoder
 
     decoder, messages = Decoder(), []
     deadline = time.monotonic() + timeout
@@ -653,7 +661,7 @@ def pump(peers, until, timeout: float = 20) -> list[tuple[int, list[bytes]]]:
 def test_zmtp_peer_with_a_router_queues_until_bound_and_carries_long_frames():
     import zmq
 
-    from jupyter_sandbox.backends.launcher import Peer
+    from jupyter_sandbox.backends.programs.launcher import Peer
 
     path = os.path.join(short_dir(), "shell")
     peer = Peer(SHELL, path, b"DEALER", b"relay-test")
@@ -687,7 +695,7 @@ def test_zmtp_peer_with_a_router_queues_until_bound_and_carries_long_frames():
 def test_zmtp_peer_subscribes_to_an_xpub_and_reconnects_after_a_restart():
     import zmq
 
-    from jupyter_sandbox.backends.launcher import Peer
+    from jupyter_sandbox.backends.programs.launcher import Peer
 
     path = os.path.join(short_dir(), "iopub")
     ctx = zmq.Context()
@@ -715,7 +723,7 @@ def test_zmtp_peer_works_with_a_rep_heartbeat():
     """Other kernels (and older ipykernel) answer heartbeats from a REP socket."""
     import zmq
 
-    from jupyter_sandbox.backends.launcher import Peer
+    from jupyter_sandbox.backends.programs.launcher import Peer
 
     path = os.path.join(short_dir(), "hb")
     ctx = zmq.Context()

@@ -63,7 +63,10 @@ def test_jupyterlab_lists_the_extension_enabled_and_ok():
 
 
 def test_wheel_ships_the_built_extension(tmp_path):
-    r = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-w", str(tmp_path), "."], ROOT)
+    r = run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-w", str(tmp_path), "."],
+        ROOT,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     (wheel,) = tmp_path.glob("jupyter_sandbox-*.whl")
     with zipfile.ZipFile(wheel) as zf:

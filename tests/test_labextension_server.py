@@ -130,12 +130,26 @@ async def test_an_upload_over_the_limit_is_a_413_naming_the_limit(jp_fetch):
     r = await fetch(jp_fetch, "sandboxes", method="POST", body=json.dumps({"name": "uploads"}))
     assert r.code == 201, r.body
     try:
-        r = await fetch(jp_fetch, "sandboxes", "uploads", "files", params={"path": "big.bin"}, method="PUT",
-                        body=b"x" * (3 * 1024**2 + 1))
+        r = await fetch(
+            jp_fetch,
+            "sandboxes",
+            "uploads",
+            "files",
+            params={"path": "big.bin"},
+            method="PUT",
+            body=b"x" * (3 * 1024**2 + 1),
+        )
         assert r.code == 413, r.body
         assert "3145728" in json.loads(r.body)["message"]
-        r = await fetch(jp_fetch, "sandboxes", "uploads", "files", params={"path": "ok.bin"}, method="PUT",
-                        body=b"x" * (3 * 1024**2))
+        r = await fetch(
+            jp_fetch,
+            "sandboxes",
+            "uploads",
+            "files",
+            params={"path": "ok.bin"},
+            method="PUT",
+            body=b"x" * (3 * 1024**2),
+        )
         assert r.code == 204, r.body
     finally:
         await fetch(jp_fetch, "sandboxes", "uploads", method="DELETE")

@@ -35,7 +35,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NOTEBOOK = "sandbox-ui.ipynb"
 # cells.spec.ts: the first cell becomes a sandbox cell; Run All must not run it locally
-CELLS_NOTEBOOK = ["in_sandbox = 'yes, in the sandbox'", "print('local kernel has in_sandbox:', 'in_sandbox' in globals())"]
+CELLS_NOTEBOOK = [
+    "in_sandbox = 'yes, in the sandbox'",
+    "print('local kernel has in_sandbox:', 'in_sandbox' in globals())",
+]
 STOP_NOTEBOOK = ["import time\nprint('sleeping', flush=True)\ntime.sleep(600)"]
 # shared.spec.ts: %%sandbox and "Run cell in sandbox" use the same sandbox
 SHARED_NOTEBOOK = ["%load_ext jupyter_sandbox", "%%sandbox\nshared = 41", "shared + 1"]
@@ -61,8 +64,12 @@ def free_port() -> int:
 def lab_server(tmp_path, docker_ready):
     root = tmp_path / "root"
     root.mkdir()
-    notebooks = {NOTEBOOK: [CELL_PLOT, "1 / 0"], "cells.ipynb": CELLS_NOTEBOOK, "stop.ipynb": STOP_NOTEBOOK,
-                 "shared.ipynb": SHARED_NOTEBOOK}
+    notebooks = {
+        NOTEBOOK: [CELL_PLOT, "1 / 0"],
+        "cells.ipynb": CELLS_NOTEBOOK,
+        "stop.ipynb": STOP_NOTEBOOK,
+        "shared.ipynb": SHARED_NOTEBOOK,
+    }
     for name, sources in notebooks.items():
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in sources])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -70,35 +77,45 @@ def lab_server(tmp_path, docker_ready):
     # Fresh lab settings: no news/update prompts over the page, no workspace of an earlier run.
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     port, token = free_port(), secrets.token_hex(16)
     config = tmp_path / "jupyter_server_config.json"
-    config.write_text(json.dumps({
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_sandbox": True},
-            "ip": "127.0.0.1",
-            "port": port,
-            "port_retries": 0,
-            "open_browser": False,
-            "root_dir": str(root),
-            "allow_root": True,  # CI runs as root
-        },
-        "IdentityProvider": {"token": token},
-        "LabApp": {
-            "user_settings_dir": str(tmp_path / "settings"),
-            "workspaces_dir": str(tmp_path / "workspaces"),
-            "news_url": None,
-            "extension_manager": "readonly",  # no PyPI look-ups from the page
-        },
-        **{k: v for k, v in server_config().items() if k != "ServerApp"},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "ServerApp": {
+                    "jpserver_extensions": {"jupyter_sandbox": True},
+                    "ip": "127.0.0.1",
+                    "port": port,
+                    "port_retries": 0,
+                    "open_browser": False,
+                    "root_dir": str(root),
+                    "allow_root": True,  # CI runs as root
+                },
+                "IdentityProvider": {"token": token},
+                "LabApp": {
+                    "user_settings_dir": str(tmp_path / "settings"),
+                    "workspaces_dir": str(tmp_path / "workspaces"),
+                    "news_url": None,
+                    "extension_manager": "readonly",  # no PyPI look-ups from the page
+                },
+                **{k: v for k, v in server_config().items() if k != "ServerApp"},
+            }
+        )
+    )
     log_path = tmp_path / "jupyter-lab.log"
     log = log_path.open("w")
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
     env.pop("JUPYTER_SANDBOX_URL", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", f"--config={config}"],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
     )
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -136,7 +153,9 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     from jupyter_sandbox.client import OneShot
 
     # a long one-shot for the panel to list and kill
-    oneshot_id = OneShot(lab_server["url"], lab_server["token"]).execute_async(files={"main.py": "import time\ntime.sleep(600)\n"})
+    oneshot_id = OneShot(lab_server["url"], lab_server["token"]).execute_async(
+        files={"main.py": "import time\ntime.sleep(600)\n"}
+    )
     env = {
         **os.environ,
         "JUPYTER_URL": lab_server["url"],
@@ -148,14 +167,33 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     }
     r = subprocess.run(
         ["npx", "playwright", "test", "-c", "ui-tests/playwright.config.ts"],
-        cwd=LABEXT, env=env, capture_output=True, text=True, timeout=1400,
+        cwd=LABEXT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1400,
     )
     if r.returncode != 0:
         server_log = lab_server["log"].read_text()[-6000:]
         pytest.fail(f"playwright failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n--- server log ---\n{server_log}")
     assert "4 passed" in r.stdout, r.stdout
     print(r.stdout)  # the specs' measurements (event latency, contrast ratios, Stop latency)
-    for name in ("01-field-error", "02-created", "03-cell-output", "04-files-download", "05-removed", "06-docs",
-                 "panel-light", "panel-dark", "10-panel-light", "10-panel-dark", "11-logs",
-                 "20-run-all-marked", "21-sandbox-cell-running", "22-stopped", "30-shared", "31-shared-after-rename"):
+    for name in (
+        "01-field-error",
+        "02-created",
+        "03-cell-output",
+        "04-files-download",
+        "05-removed",
+        "06-docs",
+        "panel-light",
+        "panel-dark",
+        "10-panel-light",
+        "10-panel-dark",
+        "11-logs",
+        "20-run-all-marked",
+        "21-sandbox-cell-running",
+        "22-stopped",
+        "30-shared",
+        "31-shared-after-rename",
+    ):
         assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000, name

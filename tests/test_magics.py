@@ -150,7 +150,9 @@ def test_bad_arguments_and_unreachable_server(tmp_path):
 def test_stdout_streams_live_to_iopub(sandbox_server):
     """The first line reaches the notebook kernel's iopub before the sandbox's sleep ends."""
     with notebook_kernel(sandbox_server) as (_km, kc):
-        reply = kc.execute_interactive("%load_ext jupyter_sandbox\n%sandbox config", timeout=60, output_hook=lambda m: None)
+        reply = kc.execute_interactive(
+            "%load_ext jupyter_sandbox\n%sandbox config", timeout=60, output_hook=lambda m: None
+        )
         assert reply["content"]["status"] == "ok"
         # Warm the sandbox so the measured cell only runs code.
         reply = kc.execute_interactive("%%sandbox\nimport time", timeout=120, output_hook=lambda m: None)
@@ -346,8 +348,13 @@ async def test_input_in_a_sandbox_cell_asks_the_notebooks_stdin(sandbox_server, 
         "%%sandbox\nimport getpass\nname = input('who? ')\npw = getpass.getpass('password: ')\nprint('hello', name, len(pw))",
     ]
     nb = new_notebook(cells=[new_code_cell(c) for c in cells])
-    client = StdinNotebookClient(nb, lambda content: "s3cret" if content["password"] else "Ada", timeout=180,
-                                 kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = StdinNotebookClient(
+        nb,
+        lambda content: "s3cret" if content["password"] else "Ada",
+        timeout=180,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     try:
         await client.async_execute(env=kernel_env(sandbox_server))
     finally:

@@ -14,8 +14,11 @@ def iopub(kind, content, parent=MSG):
 
 
 def reply(status="ok", parent=MSG, **content):
-    return {"header": {"msg_type": "execute_reply"}, "parent_header": {"msg_id": parent},
-            "content": {"status": status, **content}}
+    return {
+        "header": {"msg_type": "execute_reply"},
+        "parent_header": {"msg_id": parent},
+        "content": {"status": status, **content},
+    }
 
 
 def feed(messages):
@@ -28,15 +31,17 @@ def feed(messages):
 
 
 def test_orders_streams_results_and_finishes_on_idle_plus_reply():
-    c, events = feed([
-        iopub("status", {"execution_state": "busy"}),
-        iopub("execute_input", {"code": "x", "execution_count": 4}),
-        iopub("stream", {"name": "stdout", "text": "hello\n"}),
-        iopub("display_data", {"data": {"text/plain": "df", "text/html": "<t/>"}, "metadata": {}}),
-        iopub("stream", {"name": "stderr", "text": "warn\n"}),
-        iopub("execute_result", {"data": {"text/plain": "2"}, "execution_count": 4}),
-        iopub("status", {"execution_state": "idle"}),
-    ])
+    c, events = feed(
+        [
+            iopub("status", {"execution_state": "busy"}),
+            iopub("execute_input", {"code": "x", "execution_count": 4}),
+            iopub("stream", {"name": "stdout", "text": "hello\n"}),
+            iopub("display_data", {"data": {"text/plain": "df", "text/html": "<t/>"}, "metadata": {}}),
+            iopub("stream", {"name": "stderr", "text": "warn\n"}),
+            iopub("execute_result", {"data": {"text/plain": "2"}, "execution_count": 4}),
+            iopub("status", {"execution_state": "idle"}),
+        ]
+    )
     assert not c.done  # idle alone is not the end: the reply is still to come
     events += c.handle_reply(reply())
     assert c.done
@@ -53,8 +58,18 @@ def test_ignores_other_requests_messages():
 
 
 def test_error_message_and_reply_error_without_iopub():
-    c, _ = feed([iopub("error", {"ename": "ZeroDivisionError", "evalue": "division by zero",
-                                 "traceback": ["Traceback", "ZeroDivisionError: division by zero"]})])
+    c, _ = feed(
+        [
+            iopub(
+                "error",
+                {
+                    "ename": "ZeroDivisionError",
+                    "evalue": "division by zero",
+                    "traceback": ["Traceback", "ZeroDivisionError: division by zero"],
+                },
+            )
+        ]
+    )
     assert c.execution.error.name == "ZeroDivisionError"
     assert "Traceback" in c.execution.error.traceback
     # A reply that reports an error the iopub channel never showed still yields one.
@@ -68,22 +83,26 @@ def test_aborted_reply_is_an_error():
 
 
 def test_update_display_data_replaces_the_result_with_that_display_id():
-    c, events = feed([
-        iopub("display_data", {"data": {"text/plain": "0%"}, "transient": {"display_id": "p"}}),
-        iopub("update_display_data", {"data": {"text/plain": "100%"}, "transient": {"display_id": "p"}}),
-        iopub("update_display_data", {"data": {"text/plain": "?"}, "transient": {"display_id": "unknown"}}),
-    ])
+    c, events = feed(
+        [
+            iopub("display_data", {"data": {"text/plain": "0%"}, "transient": {"display_id": "p"}}),
+            iopub("update_display_data", {"data": {"text/plain": "100%"}, "transient": {"display_id": "p"}}),
+            iopub("update_display_data", {"data": {"text/plain": "?"}, "transient": {"display_id": "unknown"}}),
+        ]
+    )
     assert [r.text for r in c.execution.results] == ["100%"]
     assert events[-1] == {"type": "update_display", "index": 0, "text": "100%", "is_main_result": False}
 
 
 def test_clear_output_now_and_with_wait():
-    c, _ = feed([
-        iopub("stream", {"name": "stdout", "text": "a"}),
-        iopub("clear_output", {"wait": False}),
-        iopub("stream", {"name": "stdout", "text": "b"}),
-        iopub("clear_output", {"wait": True}),
-    ])
+    c, _ = feed(
+        [
+            iopub("stream", {"name": "stdout", "text": "a"}),
+            iopub("clear_output", {"wait": False}),
+            iopub("stream", {"name": "stdout", "text": "b"}),
+            iopub("clear_output", {"wait": True}),
+        ]
+    )
     assert c.execution.logs.stdout == ["b"]  # wait=True clears only when new output comes
     c.handle_iopub(iopub("stream", {"name": "stdout", "text": "c"}))
     assert c.execution.logs.stdout == ["c"]
@@ -112,8 +131,9 @@ class FakeClient:
 
 
 async def test_run_execute_never_offers_stdin_and_ends_with_end_of_execution():
-    client = FakeClient([iopub("stream", {"name": "stdout", "text": "x"}), iopub("status", {"execution_state": "idle"})],
-                        [reply()])
+    client = FakeClient(
+        [iopub("stream", {"name": "stdout", "text": "x"}), iopub("status", {"execution_state": "idle"})], [reply()]
+    )
     events = []
     ex = await run_execute(client, "print('x')", on_event=events.append)
     assert client.sent[0][1]["allow_stdin"] is False
@@ -142,13 +162,16 @@ async def test_run_execute_timeout_interrupts_then_reports_timeout():
     async def interrupt():
         interrupted.append(1)
         # The kernel answers the interrupt: KeyboardInterrupt, idle, reply.
-        client.iopub += [iopub("error", {"ename": "KeyboardInterrupt", "evalue": "", "traceback": []}),
-                         iopub("status", {"execution_state": "idle"})]
+        client.iopub += [
+            iopub("error", {"ename": "KeyboardInterrupt", "evalue": "", "traceback": []}),
+            iopub("status", {"execution_state": "idle"}),
+        ]
         client.shell.append(reply("error", ename="KeyboardInterrupt", evalue="", traceback=[]))
 
     events = []
-    ex = await run_execute(client, "while True: pass", on_event=events.append, timeout=0.2,
-                           interrupt=interrupt, poll=0.01)
+    ex = await run_execute(
+        client, "while True: pass", on_event=events.append, timeout=0.2, interrupt=interrupt, poll=0.01
+    )
     assert interrupted == [1]
     assert ex.error.name == "TimeoutError" and "state is kept" in ex.error.value
     # The KeyboardInterrupt we caused never reaches the stream.

@@ -89,7 +89,15 @@ def test_spec_rejects_bad_fields_naming_them(data, field):
 
 def test_sandbox_model_round_trip():
     m = SandboxModel(
-        id="sbx_1", name="n", owner="alice", status="running", backend="docker", spec=SandboxSpec(),
-        created=1.0, last_activity=2.0, contexts=[ContextModel(id="ctx_1")], isolation="x",
+        id="sbx_1",
+        name="n",
+        owner="alice",
+        status="running",
+        backend="docker",
+        spec=SandboxSpec(),
+        created=1.0,
+        last_activity=2.0,
+        contexts=[ContextModel(id="ctx_1")],
+        isolation="x",
     )
     assert SandboxModel.from_dict(json.loads(json.dumps(m.to_dict()))) == m

@@ -54,8 +54,12 @@ def create(server: JupyterServer, name: str) -> dict:
 def test_two_servers_of_one_user_never_touch_each_others_sandboxes(docker_ready, tmp_path):
     # adopt_on_start off: a restarted server removes its leftovers instead of taking them back
     # (taking back is the default; tests/security/test_crash.py shows it)
-    shared = dict(runtime_dir=tmp_path / "runtime", data_dir=tmp_path / "data", root_dir=tmp_path,
-                  config={"SandboxManager": {"adopt_on_start": False}})
+    shared = dict(
+        runtime_dir=tmp_path / "runtime",
+        data_dir=tmp_path / "data",
+        root_dir=tmp_path,
+        config={"SandboxManager": {"adopt_on_start": False}},
+    )
     a = JupyterServer(tmp_path / "a", **shared).start()
     b = JupyterServer(tmp_path / "b", **shared)
     try:
@@ -113,7 +117,9 @@ def test_unit_a_slot_is_taken_over_only_when_its_server_is_gone(tmp_path):
     other = ServerIdentity.claim(state, {"root_dir": "/elsewhere", "base_url": "/"})
     assert other.server_id not in (first.server_id, second.server_id)
     assert {s.server_id: s.alive for s in list_slots(state)} == {
-        first.server_id: False, second.server_id: True, other.server_id: True,
+        first.server_id: False,
+        second.server_id: True,
+        other.server_id: True,
     }
     other.release(forget=True)
     assert other.server_id not in {s.server_id for s in list_slots(state)}

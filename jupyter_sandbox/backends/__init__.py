@@ -26,8 +26,11 @@ def make_backend(name: str = "auto", log: logging.Logger | None = None, **kwargs
         from .docker import DockerBackend
 
         name = "docker" if DockerBackend.available() else "local"
-        log.info("jupyter-sandbox: backend 'auto' chose %s%s", name,
-                 "" if name == "docker" else " (no Docker engine reachable)")
+        log.info(
+            "jupyter-sandbox: backend 'auto' chose %s%s",
+            name,
+            "" if name == "docker" else " (no Docker engine reachable)",
+        )
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of auto, {', '.join(BACKENDS)}")
     return backend_class(name)(**kwargs)

@@ -79,8 +79,13 @@ def labels(server_id: str, owner: str, *, sandbox: str | None = None, execution:
     ``uid`` and ``host`` say which Unix user on which machine ran that server: `jupyter sandbox
     prune` only ever looks at its own user's containers on its own host.
     """
-    out = {f"{LABEL_PREFIX}.managed": "true", f"{LABEL_PREFIX}.server": server_id, f"{LABEL_PREFIX}.owner": owner,
-           f"{LABEL_PREFIX}.uid": str(os.getuid()), f"{LABEL_PREFIX}.host": socket.gethostname()}
+    out = {
+        f"{LABEL_PREFIX}.managed": "true",
+        f"{LABEL_PREFIX}.server": server_id,
+        f"{LABEL_PREFIX}.owner": owner,
+        f"{LABEL_PREFIX}.uid": str(os.getuid()),
+        f"{LABEL_PREFIX}.host": socket.gethostname(),
+    }
     if sandbox:
         out[f"{LABEL_PREFIX}.sandbox"] = sandbox
     if execution:
@@ -130,7 +135,7 @@ class _BackendMeta(abc.ABCMeta, type(LoggingConfigurable)):  # type: ignore[misc
     pass
 
 
-class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):
+class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: ignore[metaclass]
     """Abstract base; subclasses are chosen by ``SandboxApp.backend``."""
 
     name = "base"

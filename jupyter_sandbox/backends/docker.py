@@ -1,7 +1,7 @@
 """Sandboxes as hardened Docker containers; kernels reached over the engine's exec stream.
 
 Nothing of the host is mounted into a sandbox. A kernel is started by a small launcher
-program (launcher.py) run with ``docker exec -i``: it starts ipykernel inside the container,
+program (programs/launcher.py) run with ``docker exec -i``: it starts ipykernel inside the container,
 with its ZMQ sockets in the container's own tmpfs, and relays the kernel's messages over the
 exec's stdin/stdout. On the host, kernel_relay.py serves the same five sockets in a folder
 private to the server (random name, mode 0700) for jupyter_client. So the container needs no
@@ -63,7 +63,9 @@ print(json.dumps(out))
 _READ_SCRIPT = 'test -e "$1" || exit 72; test -d "$1" && exit 74; test -f "$1" || exit 75; exec cat -- "$1"'
 _REMOVE_SCRIPT = 'test -e "$1" || test -L "$1" || exit 72; rm -rf -- "$1"'
 # A write that does not fit leaves nothing behind.
-_WRITE_SCRIPT = 'test -d "$1" && exit 74; mkdir -p -- "$(dirname -- "$1")" || exit 76; cat > "$1" || { rm -f -- "$1"; exit 76; }'
+_WRITE_SCRIPT = (
+    'test -d "$1" && exit 74; mkdir -p -- "$(dirname -- "$1")" || exit 76; cat > "$1" || { rm -f -- "$1"; exit 76; }'
+)
 
 
 class DockerBackend(SandboxBackend):
@@ -79,19 +81,24 @@ class DockerBackend(SandboxBackend):
     runtime = Unicode("runc", help="Default OCI runtime: 'runc', or 'runsc' for gVisor.").tag(config=True)
     user = Unicode("1000:1000", help="uid:gid that kernels run as inside the container (never root).").tag(config=True)
     socket_root = Unicode(
-        "", help="Where the server makes its private folder for the host side of kernel sockets (a new random "
-        "name, mode 0700, each start). '' = the system's temp dir. Keep it short: a socket path has 107 bytes."
+        "",
+        help="Where the server makes its private folder for the host side of kernel sockets (a new random "
+        "name, mode 0700, each start). '' = the system's temp dir. Keep it short: a socket path has 107 bytes.",
     ).tag(config=True)
     kernel_start_timeout = Float(60.0, help="Seconds for the launcher to start a kernel in a sandbox.").tag(config=True)
     liveness_timeout = Float(
-        6.0, help="Seconds of silence, pings unanswered, after which a kernel's stream is taken for dead (an engine "
-        "may keep an exec stream open after its container died)."
+        6.0,
+        help="Seconds of silence, pings unanswered, after which a kernel's stream is taken for dead (an engine "
+        "may keep an exec stream open after its container died).",
     ).tag(config=True)
-    tmp_size = Unicode("128m", help="Size of the /tmp tmpfs in each container (held in memory, as the working directory).").tag(config=True)
+    tmp_size = Unicode(
+        "128m", help="Size of the /tmp tmpfs in each container (held in memory, as the working directory)."
+    ).tag(config=True)
     network_mode = Unicode(
-        SANDBOX_NETWORK, help="Docker network for sandboxes that ask for network. The default one is made on "
+        SANDBOX_NETWORK,
+        help="Docker network for sandboxes that ask for network. The default one is made on "
         f"first use (a bridge, {SANDBOX_BRIDGE}, with no traffic between containers); scripts/setup-docker.sh "
-        "also keeps it from the host's own services and the cloud metadata address (iptables)."
+        "also keeps it from the host's own services and the cloud metadata address (iptables).",
     ).tag(config=True)
     extra_labels = Dict(help="Labels added to every container.").tag(config=True)
     python = Unicode("python", help="Python command in the image that has ipykernel.").tag(config=True)
@@ -99,8 +106,9 @@ class DockerBackend(SandboxBackend):
         16, help="Threads for calls to the Docker engine (its own pool: a slow call never holds the event loop)."
     ).tag(config=True)
     stream_threads = Int(
-        64, help="Threads for long engine streams (one-shot output, file transfers); beyond this many at once, "
-        "new ones wait."
+        64,
+        help="Threads for long engine streams (one-shot output, file transfers); beyond this many at once, "
+        "new ones wait.",
     ).tag(config=True)
     engine_timeout = Float(60.0, help="Seconds before a call to the Docker engine is given up.").tag(config=True)
     runsc_min_pids = Int(
@@ -112,7 +120,7 @@ class DockerBackend(SandboxBackend):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._client = None
-        self._runtimes: set[str] | None = None
+        self._runtimes: dict[str, list[str]] | None = None  # name -> its runtime args, as the engine says
         self._network_ready = False
         self._executor = ThreadPoolExecutor(max_workers=self.engine_threads, thread_name_prefix="jsbx-docker")
         self._streams = ThreadPoolExecutor(max_workers=self.stream_threads, thread_name_prefix="jsbx-stream")
@@ -132,8 +140,11 @@ class DockerBackend(SandboxBackend):
             import docker
 
             try:
-                client = (docker.DockerClient(base_url=self.docker_url, timeout=int(self.engine_timeout))
-                          if self.docker_url else docker.from_env(timeout=int(self.engine_timeout)))
+                client = (
+                    docker.DockerClient(base_url=self.docker_url, timeout=int(self.engine_timeout))
+                    if self.docker_url
+                    else docker.from_env(timeout=int(self.engine_timeout))
+                )
                 client.ping()
             except Exception as e:
                 raise BackendUnavailable(
@@ -197,10 +208,16 @@ class DockerBackend(SandboxBackend):
         def ensure(c) -> bool:
             if c.api.networks(names=[SANDBOX_NETWORK]):
                 return False
-            c.api.create_network(SANDBOX_NETWORK, driver="bridge", check_duplicate=True, options={
-                "com.docker.network.bridge.name": SANDBOX_BRIDGE,
-                "com.docker.network.bridge.enable_icc": "false",
-            }, labels={f"{LABEL_PREFIX}.managed": "true"})
+            c.api.create_network(
+                SANDBOX_NETWORK,
+                driver="bridge",
+                check_duplicate=True,
+                options={
+                    "com.docker.network.bridge.name": SANDBOX_BRIDGE,
+                    "com.docker.network.bridge.enable_icc": "false",
+                },
+                labels={f"{LABEL_PREFIX}.managed": "true"},
+            )
             return True
 
         if await self._call(ensure):
@@ -216,17 +233,20 @@ class DockerBackend(SandboxBackend):
         a network for a sandbox that asks for one (the engine's runtimes are asked once)."""
         if self._runtimes is None:
             info = await self._call(lambda c: c.info())
-            self._runtimes = {name: list((spec or {}).get("runtimeArgs") or []) for name, spec in
-                              (info.get("Runtimes") or {}).items()}
+            self._runtimes = {
+                name: list((spec or {}).get("runtimeArgs") or []) for name, spec in (info.get("Runtimes") or {}).items()
+            }
         if network and "--network=none" in self._runtimes.get(runtime, []):
             raise InvalidInput(
                 f"sandboxes with network are not available under {runtime} on this Docker engine (it runs "
-                f"{runtime} with --network=none); ask for runtime 'runc' or no network", field="network",
+                f"{runtime} with --network=none); ask for runtime 'runc' or no network",
+                field="network",
             )
         if runtime not in self._runtimes:
             raise InvalidInput(
                 f"runtime {runtime!r} is not available on this Docker engine (it has {', '.join(sorted(self._runtimes))}); "
-                "scripts/setup-docker.sh registers runsc", field="runtime",
+                "scripts/setup-docker.sh registers runsc",
+                field="runtime",
             )
 
     def _socket_dir(self) -> str:
@@ -283,7 +303,12 @@ class DockerBackend(SandboxBackend):
         options = self.container_options(spec, labels)
         self.log.info(
             "creating container for sandbox %s: image=%s runtime=%s memory=%s cpus=%s network=%s",
-            sandbox_id, image, options["runtime"], format_size(spec.memory), spec.cpus, spec.network,
+            sandbox_id,
+            image,
+            options["runtime"],
+            format_size(spec.memory),
+            spec.cpus,
+            spec.network,
         )
         making = asyncio.ensure_future(
             self._create_container(f"jupyter-sandbox-{sandbox_id}", image, ["sleep", "infinity"], options)
@@ -308,16 +333,23 @@ class DockerBackend(SandboxBackend):
         self._specs[sandbox_id] = spec
 
     # -- kernels: a launcher per kernel, relayed over the exec stream ---------------------
-    async def _launcher(self, sandbox_id: str, kernel_id: str, mode: str, key: str,
-                        request: dict[str, Any]) -> tuple[KernelRelay, dict[str, Any]]:
+    async def _launcher(
+        self, sandbox_id: str, kernel_id: str, mode: str, key: str, request: dict[str, Any]
+    ) -> tuple[KernelRelay, dict[str, Any]]:
         """Run the launcher in ``mode``; its relay, started, and the kernel's connection info."""
         cid = self._container_id(sandbox_id)
         api = await self._call(lambda c: c.api)
         stream = await open_docker_exec(
-            api, cid, mode, user=self.user, python=self.python, run=lambda blocking: self._call(lambda _: blocking()),
+            api,
+            cid,
+            mode,
+            user=self.user,
+            python=self.python,
+            run=lambda blocking: self._call(lambda _: blocking()),
         )
-        relay = KernelRelay(stream.reader, stream.writer, self._socket_dir(), kernel_id, key,
-                            liveness_timeout=self.liveness_timeout)
+        relay = KernelRelay(
+            stream.reader, stream.writer, self._socket_dir(), kernel_id, key, liveness_timeout=self.liveness_timeout
+        )
         info = await relay.start(request)
         self._relays[(sandbox_id, kernel_id)] = relay
         relay.exited.add_done_callback(lambda _: self._kernel_ended(sandbox_id, kernel_id))
@@ -339,7 +371,9 @@ class DockerBackend(SandboxBackend):
         # id): a notebook's websocket, still connected, reaches the new kernel after a restart.
         key = key.decode() if isinstance(key, bytes) else key or secrets.token_hex(32)
         argv = [self.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        _, info = await self._launcher(sandbox_id, kernel_id, "start", key, start_request(kernel_id, key, argv, cwd=workdir))
+        _, info = await self._launcher(
+            sandbox_id, kernel_id, "start", key, start_request(kernel_id, key, argv, cwd=workdir)
+        )
         return info
 
     async def attach_kernel(self, sandbox_id: str, kernel_id: str, key: str) -> dict[str, Any]:
@@ -381,8 +415,10 @@ class DockerBackend(SandboxBackend):
         elif state.get("Status") == "removed":
             reason = "The sandbox's container was removed outside this server. Restart the sandbox to continue."
         else:
-            reason = (f"The sandbox's container stopped (exit code {state.get('ExitCode')}), e.g. killed or at its "
-                      "process limit. Restart the sandbox to continue.")
+            reason = (
+                f"The sandbox's container stopped (exit code {state.get('ExitCode')}), e.g. killed or at its "
+                "process limit. Restart the sandbox to continue."
+            )
         if sandbox_id in self._containers:  # not removed meanwhile by the server itself
             self._ended[sandbox_id] = reason
             if self.on_exit is not None:
@@ -392,14 +428,19 @@ class DockerBackend(SandboxBackend):
     async def _exit_reason(self, sandbox_id: str, info: dict[str, Any]) -> str:
         """A sentence for a kernel's end, from the launcher's report (or the container's state)."""
         if info.get("reason") == "stream closed":
-            return await self._check_container(sandbox_id) or "the link to the kernel closed (is the container overloaded?)"
+            return (
+                await self._check_container(sandbox_id)
+                or "the link to the kernel closed (is the container overloaded?)"
+            )
         if info.get("error"):
             return str(info["error"])
         if info.get("signal") == 9 or info.get("code") == 137:
             spec = self._specs.get(sandbox_id)
             limit = format_size(self.memory_limit(spec)) if spec else "?"
-            return (f"The kernel died: it was killed (SIGKILL), most likely out of memory (the sandbox holds "
-                    f"{limit}, its files included). Restart the context to continue.")
+            return (
+                f"The kernel died: it was killed (SIGKILL), most likely out of memory (the sandbox holds "
+                f"{limit}, its files included). Restart the context to continue."
+            )
         tail = " ".join(str(info.get("log") or "").strip().splitlines()[-3:])
         what = f"signal {info['signal']}" if info.get("signal") else f"exit code {info.get('code')}"
         return f"The kernel died ({what}). {tail}".strip()
@@ -431,7 +472,10 @@ class DockerBackend(SandboxBackend):
         cid = self._container_id(sandbox_id)
         # The container's own output (its init and `sleep`): engine-level trouble shows here.
         text = (await self._call(lambda c: c.api.logs(cid, tail=1000))).decode(errors="replace")[-LOG_LIMIT:]
-        return {"container": text, "kernels": {k: (await self.kernel_log(sandbox_id, k))[-LOG_LIMIT:] for k in kernel_ids}}
+        return {
+            "container": text,
+            "kernels": {k: (await self.kernel_log(sandbox_id, k))[-LOG_LIMIT:] for k in kernel_ids},
+        }
 
     async def kernel_log(self, sandbox_id: str, kernel_id: str) -> str:
         """The tail of a kernel's output (its stdout and stderr), as the launcher keeps it."""
@@ -565,7 +609,9 @@ class DockerBackend(SandboxBackend):
         if code == NO_ROOM:
             raise TooLarge(f"{target} does not fit: the sandbox's disk is full (nothing was written)")
         if code != 0:
-            raise InvalidInput(f"could not write {target} (exit code {code}); is the sandbox's disk full?", field="path")
+            raise InvalidInput(
+                f"could not write {target} (exit code {code}); is the sandbox's disk full?", field="path"
+            )
 
     async def stream_file(self, sandbox_id, path) -> AsyncIterator[bytes]:
         from docker.utils.socket import frames_iter

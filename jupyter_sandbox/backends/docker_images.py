@@ -97,21 +97,51 @@ def build_image(plan: BuildPlan, progress: Progress, log: Callable[[str], None] 
     progress(1, 3, f"base image {plan.base}")
     if _has_image(client, plan.base) is None:
         if plan.base != DEBOOTSTRAP_BASE:
-            raise BuildError(f"base image {plan.base} is not on this engine: `docker pull {plan.base}` or load it first")
+            raise BuildError(
+                f"base image {plan.base} is not on this engine: `docker pull {plan.base}` or load it first"
+            )
         _debootstrap(client, plan, lambda line: progress(1, 3, f"debootstrap: {line[:60]}"))
 
-    version = client.containers.run(
-        plan.base, ["python3", "-c", "import sys; print(f'{sys.version_info[0]}{sys.version_info[1]}')"],
-        remove=True, network_mode="none",
-    ).decode().strip()
+    version = (
+        client.containers.run(
+            plan.base,
+            ["python3", "-c", "import sys; print(f'{sys.version_info[0]}{sys.version_info[1]}')"],
+            remove=True,
+            network_mode="none",
+        )
+        .decode()
+        .strip()
+    )
     wheelhouse = plan.wheelhouse or os.path.join(plan.cache, f"wheels-cp{version}")
     os.makedirs(wheelhouse, exist_ok=True)
     progress(2, 3, f"wheelhouse for cp{version}: {wanted}")
-    _run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--only-binary=:all:",
-          "--python-version", version, "--implementation", "cp", "--platform", "manylinux2014_x86_64",
-          "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux_2_28_x86_64",
-          "--find-links", wheelhouse, "-d", wheelhouse, *plan.packages],
-         "pip download", lambda line: progress(2, 3, line[:70]))
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "--python-version",
+            version,
+            "--implementation",
+            "cp",
+            "--platform",
+            "manylinux2014_x86_64",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--find-links",
+            wheelhouse,
+            "-d",
+            wheelhouse,
+            *plan.packages,
+        ],
+        "pip download",
+        lambda line: progress(2, 3, line[:70]),
+    )
 
     progress(3, 3, f"docker build {plan.tag}")
     with tempfile.TemporaryDirectory(prefix="jsbx-build-") as context:
@@ -126,7 +156,11 @@ def build_image(plan: BuildPlan, progress: Progress, log: Callable[[str], None] 
             if text:
                 tail.append(text)
                 step = re.match(r"Step (\d+)/(\d+) : (.*)", text)
-                progress(3, 3, f"docker build step {step.group(1)}/{step.group(2)}: {step.group(3)[:50]}" if step else text[:70])
+                progress(
+                    3,
+                    3,
+                    f"docker build step {step.group(1)}/{step.group(2)}: {step.group(3)[:50]}" if step else text[:70],
+                )
     size = client.images.get(plan.tag).attrs.get("Size", 0)
     log(f"built {plan.tag} ({size / 1e6:.0f} MB) with {wanted}")
     return True
@@ -135,12 +169,17 @@ def build_image(plan: BuildPlan, progress: Progress, log: Callable[[str], None] 
 def _debootstrap(client, plan: BuildPlan, on_line: Callable[[str], None]) -> None:
     """A minimal Debian bookworm with python3, imported as ``plan.base`` (needs root and debootstrap)."""
     if shutil.which("debootstrap") is None:
-        raise BuildError("debootstrap is not installed: `apt-get install -y debootstrap` (as root), or give --base IMAGE")
+        raise BuildError(
+            "debootstrap is not installed: `apt-get install -y debootstrap` (as root), or give --base IMAGE"
+        )
     os.makedirs(plan.cache, exist_ok=True)
     root = tempfile.mkdtemp(prefix="rootfs-", dir=plan.cache)
     try:
-        _run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv", "bookworm", root],
-             "debootstrap", on_line)
+        _run(
+            ["debootstrap", "--variant=minbase", "--include=python3,python3-venv", "bookworm", root],
+            "debootstrap",
+            on_line,
+        )
         for leftovers in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for name in os.listdir(os.path.join(root, leftovers)):
                 path = os.path.join(root, leftovers, name)
@@ -181,5 +220,9 @@ def engine_facts(images: list[str], docker_url: str = "") -> EngineFacts:
         if image is not None:
             found[name] = dict(image.labels or {})
     client.close()
-    return EngineFacts(reachable=True, version=str(info.get("ServerVersion", "")),
-                       runtimes=sorted(info.get("Runtimes") or {}), images=found)
+    return EngineFacts(
+        reachable=True,
+        version=str(info.get("ServerVersion", "")),
+        runtimes=sorted(info.get("Runtimes") or {}),
+        images=found,
+    )

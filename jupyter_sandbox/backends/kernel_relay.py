@@ -1,6 +1,6 @@
 """Host side of the kernel relay: a kernel's ZMQ sockets served over one byte stream.
 
-The kernel runs in the sandbox under ``launcher.py`` (see its docstring for the wire
+The kernel runs in the sandbox under ``programs/launcher.py`` (see its docstring for the wire
 format and the launcher's request, events and ops). Here, :class:`KernelRelay` binds the
 five sockets a kernel would bind (ROUTER for shell/stdin/control/hb, XPUB for iopub) at
 ``ipc://{socket_dir}/k-<kernel_id>-<n>`` in a directory private to the server, and
@@ -92,7 +92,7 @@ class KernelExited(KernelRelayError):
 @functools.cache
 def launcher_source() -> str:
     """The source text of launcher.py (package data), run with ``python -I -c``."""
-    return resources.files(__package__).joinpath("launcher.py").read_text(encoding="utf-8")
+    return resources.files(__package__).joinpath("programs", "launcher.py").read_text(encoding="utf-8")
 
 
 def launcher_command(mode: str, python: str = "python") -> list[str]:
@@ -246,7 +246,9 @@ class KernelRelay:
         self.socket_dir = os.path.abspath(socket_dir)
         self.ip = os.path.join(self.socket_dir, f"k-{kernel_id}")
         if len(f"{self.ip}-{PORTS[HB]}".encode()) > MAX_UNIX_PATH:
-            raise KernelRelayError(f"socket path {self.ip}-5 is longer than {MAX_UNIX_PATH} bytes; use a shorter socket_dir")
+            raise KernelRelayError(
+                f"socket path {self.ip}-5 is longer than {MAX_UNIX_PATH} bytes; use a shorter socket_dir"
+            )
         self._reader = reader
         self._writer = writer
         self._context = context or zmq.Context.instance()
@@ -327,7 +329,7 @@ class KernelRelay:
         # Plain sockets driven by the loop: pyzmq's asyncio futures cost more per message
         # than the whole relay. ZMQ_FD is edge-triggered, so every wakeup drains the socket.
         for kind, sock in self._sockets.items():
-            fd = sock.getsockopt(zmq.FD)
+            fd = int(sock.getsockopt(zmq.FD))
             self._loop.add_reader(fd, self._drain, kind)
             self._fds.append(fd)
             self._drain(kind)
@@ -538,7 +540,7 @@ class KernelRelay:
         more = False  # stopped early: the edge is spent, so come back without one
         try:
             for _ in range(256):
-                if not sock.getsockopt(EVENTS) & POLLIN:
+                if not int(sock.getsockopt(EVENTS)) & POLLIN:
                     break
                 parts = sock.recv_multipart(NOBLOCK)
                 if kind == IOPUB and parts[0][:1] == b"\x00":
@@ -665,8 +667,8 @@ class _LauncherProcessProtocol(asyncio.subprocess.SubprocessStreamProtocol):
         self.stdout = PushStreamReader(limit=1 << 18)
         self.stdout.set_transport(transport.get_pipe_transport(1))  # type: ignore[attr-defined]
 
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        if fd == 2:
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if fd == 2 and isinstance(data, bytes):
             self._on_stderr(data)
         else:
             super().pipe_data_received(fd, data)
@@ -685,8 +687,13 @@ async def open_subprocess_launcher(
 
     pipe = asyncio.subprocess.PIPE
     transport, protocol = await loop.subprocess_exec(
-        lambda: _LauncherProcessProtocol(on_stderr), *launcher_command(mode, python),
-        stdin=pipe, stdout=pipe, stderr=pipe, env=env, cwd=cwd,
+        lambda: _LauncherProcessProtocol(on_stderr),
+        *launcher_command(mode, python),
+        stdin=pipe,
+        stdout=pipe,
+        stderr=pipe,
+        env=env,
+        cwd=cwd,
     )
     proc = asyncio.subprocess.Process(transport, protocol, loop)
     stderr = _StderrLog(f"launcher pid {proc.pid}")
@@ -713,14 +720,15 @@ class PushStreamReader(asyncio.StreamReader):
         self._consumer = consumer
         if consumer is None:
             return b""
-        buffered = bytes(self._buffer)  # the base class's buffer: data fed before this call
-        self._buffer.clear()
+        # the base class's buffer (private to asyncio, long stable): data fed before this call
+        buffered = bytes(self._buffer)  # type: ignore[attr-defined]
+        self._buffer.clear()  # type: ignore[attr-defined]
         return buffered
 
-    def feed_data(self, data: bytes) -> None:
+    def feed_data(self, data: bytes | memoryview) -> None:  # type: ignore[override]
         if self._consumer is not None:
             if data:
-                self._consumer(data)
+                self._consumer(bytes(data) if isinstance(data, memoryview) else data)
         else:
             super().feed_data(data)
 
@@ -737,7 +745,7 @@ class DockerExecReader(PushStreamReader):
         self._stream = 0
         self._left = 0
 
-    def feed_data(self, data: bytes) -> None:
+    def feed_data(self, data: bytes | memoryview) -> None:  # type: ignore[override]
         view = memoryview(data)
         i, n = 0, len(view)
         while i < n:
@@ -782,8 +790,15 @@ async def open_docker_exec(
 
     def create() -> tuple[str, socket.socket]:
         exec_id = api.exec_create(
-            container, command, stdin=True, stdout=True, stderr=True, tty=False,
-            user=user, environment=environment, workdir=workdir,
+            container,
+            command,
+            stdin=True,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            user=user,
+            environment=environment,
+            workdir=workdir,
         )["Id"]
         hijacked = api.exec_start(exec_id, socket=True, tty=False)
         raw = getattr(hijacked, "_sock", hijacked)

@@ -45,11 +45,18 @@ def _enter_empty_network() -> bool:
 def network_namespace_available() -> bool:
     """Whether a child can be put in an empty network namespace here."""
     try:
-        return subprocess.run(
-            [sys.executable, "-c", "import sys; from jupyter_sandbox.backends.local import _enter_empty_network as e;"
-             " sys.exit(0 if e() else 1)"],
-            timeout=10,
-        ).returncode == 0
+        return (
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys; from jupyter_sandbox.backends.local import _enter_empty_network as e;"
+                    " sys.exit(0 if e() else 1)",
+                ],
+                timeout=10,
+            ).returncode
+            == 0
+        )
     except Exception:
         return False
 
@@ -123,9 +130,16 @@ class LocalBackend(SandboxBackend):
         name = f"k-{kernel_id}"
         conn = os.path.join(run, f"{name}.json")
         _, info = write_connection_file(
-            conn, ip=os.path.join(run, name), transport="ipc", kernel_name="python3",
+            conn,
+            ip=os.path.join(run, name),
+            transport="ipc",
+            kernel_name="python3",
             key=key or secrets.token_hex(32).encode(),
-            shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5,
+            shell_port=1,
+            iopub_port=2,
+            stdin_port=3,
+            control_port=4,
+            hb_port=5,
         )
         home = self._home(sandbox_id)
         workdir = self._host_path(sandbox_id, cwd) if cwd else home
@@ -143,7 +157,11 @@ class LocalBackend(SandboxBackend):
         with open(os.path.join(run, f"{name}.log"), "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
                 [self.python, "-m", "ipykernel_launcher", "-f", conn],
-                cwd=workdir, env=child_env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                cwd=workdir,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
                 preexec_fn=self._limits(spec),
             )
         self._kernels[(sandbox_id, kernel_id)] = proc
@@ -264,7 +282,9 @@ class LocalBackend(SandboxBackend):
             if stat.S_ISDIR(mode):
                 raise IsADirectory(f"{confine(path)} is a directory", field="path")
             if not stat.S_ISREG(mode):
-                raise InvalidInput(f"{confine(path)} is not a regular file (a pipe or device cannot be read)", field="path")
+                raise InvalidInput(
+                    f"{confine(path)} is not a regular file (a pipe or device cannot be read)", field="path"
+                )
             while chunk := await asyncio.to_thread(f.read, CHUNK):
                 yield chunk
 
@@ -279,8 +299,15 @@ class LocalBackend(SandboxBackend):
         for entry in sorted(os.scandir(host), key=lambda e: e.name):
             st = entry.stat(follow_symlinks=False)
             kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "file"
-            out.append({"name": entry.name, "path": f"{inner.rstrip('/')}/{entry.name}", "type": kind,
-                        "size": st.st_size, "modified": st.st_mtime})
+            out.append(
+                {
+                    "name": entry.name,
+                    "path": f"{inner.rstrip('/')}/{entry.name}",
+                    "type": kind,
+                    "size": st.st_size,
+                    "modified": st.st_mtime,
+                }
+            )
         return out
 
     async def remove_file(self, sandbox_id, path) -> None:

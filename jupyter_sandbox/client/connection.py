@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import builtins
 import getpass
 import inspect
 import json
@@ -34,8 +35,14 @@ HOW_TO_CONNECT = (
 
 _BY_STATUS = {
     cls.status: cls
-    for cls in (errors.InvalidInput, errors.NotFound, errors.Conflict, errors.TooLarge,
-                errors.QuotaExceeded, errors.BackendUnavailable)
+    for cls in (
+        errors.InvalidInput,
+        errors.NotFound,
+        errors.Conflict,
+        errors.TooLarge,
+        errors.QuotaExceeded,
+        errors.BackendUnavailable,
+    )
 }
 
 
@@ -69,17 +76,38 @@ class Connection:
 
     description = ""
 
-    async def list(self) -> list[SandboxModel]: raise NotImplementedError
-    async def create(self, request: SandboxRequest) -> SandboxModel: raise NotImplementedError
-    async def get(self, key: str) -> SandboxModel: raise NotImplementedError
-    async def remove(self, key: str) -> None: raise NotImplementedError
-    async def restart(self, key: str) -> SandboxModel: raise NotImplementedError
-    async def interrupt(self, key: str) -> None: raise NotImplementedError
-    async def stats(self, key: str) -> dict[str, Any]: raise NotImplementedError
-    async def list_contexts(self, key: str) -> list[ContextModel]: raise NotImplementedError
-    async def create_context(self, key: str, language: str | None, cwd: str | None) -> ContextModel: raise NotImplementedError
-    async def remove_context(self, key: str, context_id: str) -> None: raise NotImplementedError
-    async def restart_context(self, key: str, context_id: str) -> ContextModel: raise NotImplementedError
+    async def list(self) -> list[SandboxModel]:
+        raise NotImplementedError
+
+    async def create(self, request: SandboxRequest) -> SandboxModel:
+        raise NotImplementedError
+
+    async def get(self, key: str) -> SandboxModel:
+        raise NotImplementedError
+
+    async def remove(self, key: str) -> None:
+        raise NotImplementedError
+
+    async def restart(self, key: str) -> SandboxModel:
+        raise NotImplementedError
+
+    async def interrupt(self, key: str) -> None:
+        raise NotImplementedError
+
+    async def stats(self, key: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def list_contexts(self, key: str) -> builtins.list[ContextModel]:
+        raise NotImplementedError
+
+    async def create_context(self, key: str, language: str | None, cwd: str | None) -> ContextModel:
+        raise NotImplementedError
+
+    async def remove_context(self, key: str, context_id: str) -> None:
+        raise NotImplementedError
+
+    async def restart_context(self, key: str, context_id: str) -> ContextModel:
+        raise NotImplementedError
 
     async def execute(self, key: str, request: ExecuteRequest, on_event: EventSink) -> None:
         """Run code; ``on_event`` gets each wire event as it arrives (keepalives dropped)."""
@@ -89,10 +117,17 @@ class Connection:
         """Answer (or refuse) the input() an ``input_request`` event announced."""
         raise NotImplementedError
 
-    async def write_file(self, key: str, path: str, data: bytes) -> None: raise NotImplementedError
-    async def read_file(self, key: str, path: str) -> bytes: raise NotImplementedError
-    async def list_files(self, key: str, path: str) -> list[dict[str, Any]]: raise NotImplementedError
-    async def remove_file(self, key: str, path: str) -> None: raise NotImplementedError
+    async def write_file(self, key: str, path: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def read_file(self, key: str, path: str) -> bytes:
+        raise NotImplementedError
+
+    async def list_files(self, key: str, path: str) -> builtins.list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def remove_file(self, key: str, path: str) -> None:
+        raise NotImplementedError
 
     async def oneshot(self, method: str, path: str, **kwargs: Any) -> Any:
         """A call to the one-shot API (python-executor's /api/v1 wire format)."""
@@ -114,7 +149,7 @@ class HTTPConnection(Connection):
         self.server_url = server_url.rstrip("/") + "/"
         self.token = token or None
         self.description = self.server_url
-        self._client = None
+        self._client: Any = None  # an httpx.AsyncClient, made on first use (on the loop that uses it)
 
     def _http(self):
         import httpx
@@ -129,8 +164,9 @@ class HTTPConnection(Connection):
         return self._client
 
     def _unreachable(self, e: Exception) -> ServerUnreachable:
-        return ServerUnreachable(f"cannot reach the jupyter-sandbox server at {self.server_url} ({type(e).__name__}: {e}); "
-                                 + HOW_TO_CONNECT)
+        return ServerUnreachable(
+            f"cannot reach the jupyter-sandbox server at {self.server_url} ({type(e).__name__}: {e}); " + HOW_TO_CONNECT
+        )
 
     async def request(self, method: str, path: str, **kwargs: Any):
         import httpx
@@ -178,7 +214,9 @@ class HTTPConnection(Connection):
         await self.request("DELETE", f"sandboxes/{_q(key)}/contexts/{_q(context_id)}")
 
     async def restart_context(self, key, context_id):
-        return ContextModel.from_dict(await self._json("POST", f"sandboxes/{_q(key)}/contexts/{_q(context_id)}/restart"))
+        return ContextModel.from_dict(
+            await self._json("POST", f"sandboxes/{_q(key)}/contexts/{_q(context_id)}/restart")
+        )
 
     async def execute(self, key, request, on_event):
         import httpx
@@ -186,8 +224,9 @@ class HTTPConnection(Connection):
         try:
             # No read timeout: the server sends keepalive lines during silence and
             # enforces the execution timeout itself.
-            async with self._http().stream("POST", f"sandboxes/{_q(key)}/execute", json=request.given(),
-                                           timeout=httpx.Timeout(30.0, read=None)) as response:
+            async with self._http().stream(
+                "POST", f"sandboxes/{_q(key)}/execute", json=request.given(), timeout=httpx.Timeout(30.0, read=None)
+            ) as response:
                 if response.status_code >= 400:
                     raise error_from_response(response.status_code, await response.aread())
                 async for line in response.aiter_lines():
@@ -270,7 +309,9 @@ class InProcessConnection(Connection):
         return self.manager.list(self.owner)
 
     async def create(self, request):
-        return await self._there(self.manager.create(self.owner, request.name, request.spec(), kernel_id=request.kernel_id))
+        return await self._there(
+            self.manager.create(self.owner, request.name, request.spec(), kernel_id=request.kernel_id)
+        )
 
     async def get(self, key):
         return self.manager.get(self.owner, key)
@@ -309,9 +350,17 @@ class InProcessConnection(Connection):
             def sink(event):
                 caller.call_soon_threadsafe(queue.put_nowait, event)
 
-        run = self.manager.execute(self.owner, key, request.code, context_id=request.context_id,
-                                   language=request.language, env_vars=request.env_vars, timeout=request.timeout,
-                                   on_event=sink, allow_stdin=bool(request.allow_stdin))
+        run = self.manager.execute(
+            self.owner,
+            key,
+            request.code,
+            context_id=request.context_id,
+            language=request.language,
+            env_vars=request.env_vars,
+            timeout=request.timeout,
+            on_event=sink,
+            allow_stdin=bool(request.allow_stdin),
+        )
         if sink is on_event:
             await run
             return

@@ -45,15 +45,19 @@ def find_server(server_url: str | None = None, token: str | None = None) -> Serv
     if server_url:
         return ServerChoice(server_url, token or os.environ.get("JUPYTER_SANDBOX_TOKEN"), "given explicitly")
     if os.environ.get("JUPYTER_SANDBOX_URL"):
-        return ServerChoice(os.environ["JUPYTER_SANDBOX_URL"], token or os.environ.get("JUPYTER_SANDBOX_TOKEN"),
-                            "from JUPYTER_SANDBOX_URL")
+        return ServerChoice(
+            os.environ["JUPYTER_SANDBOX_URL"],
+            token or os.environ.get("JUPYTER_SANDBOX_TOKEN"),
+            "from JUPYTER_SANDBOX_URL",
+        )
     hub_token = os.environ.get("JUPYTERHUB_API_TOKEN")
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
     if hub_token and prefix:
         # The single-user server listens on JUPYTERHUB_SERVICE_URL's port; talk to it locally.
         service = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8888/"))
-        return ServerChoice(f"http://127.0.0.1:{service.port or 8888}{prefix}", token or hub_token,
-                            "this JupyterHub single-user server")
+        return ServerChoice(
+            f"http://127.0.0.1:{service.port or 8888}{prefix}", token or hub_token, "this JupyterHub single-user server"
+        )
     try:
         from jupyter_server.serverapp import list_running_servers
 
@@ -85,8 +89,13 @@ _IN_PROCESS: InProcessConnection | None = None
 _CONNECT_LOCK = threading.Lock()
 
 
-def connect(server_url: str | None = None, token: str | None = None, *, in_process: bool = True,
-            loop: asyncio.AbstractEventLoop | None = None) -> Connection:
+def connect(
+    server_url: str | None = None,
+    token: str | None = None,
+    *,
+    in_process: bool = True,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> Connection:
     """The connection to use from ``loop`` (default: the private loop, where the blocking
     client runs): one per server and loop; in-process when no server is found.
 

@@ -51,4 +51,3 @@ class LoopThread:
 
 def private_loop() -> LoopThread:
     return LoopThread.get()
-

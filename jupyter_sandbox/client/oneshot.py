@@ -13,7 +13,15 @@ from .connection import _q
 from .discovery import connect
 from .loop import private_loop
 
-_TOP_LEVEL_METADATA = ("entrypoint", "docker_image", "requirements_txt", "pre_commands", "stdin", "env_vars", "script_args")
+_TOP_LEVEL_METADATA = (
+    "entrypoint",
+    "docker_image",
+    "requirements_txt",
+    "pre_commands",
+    "stdin",
+    "env_vars",
+    "script_args",
+)
 
 
 class OneShot:
@@ -31,8 +39,9 @@ class OneShot:
         return private_loop().run(self._connection.oneshot(method, path, timeout=self.timeout, **kwargs))
 
     @staticmethod
-    def _request_parts(files: dict[str, str | bytes] | Path | str | None, tar_data: bytes | None, metadata: Any,
-                       kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _request_parts(
+        files: dict[str, str | bytes] | Path | str | None, tar_data: bytes | None, metadata: Any, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         if tar_data is None:
             if files is None:
                 raise ValueError("Either files or tar_data must be provided")
@@ -46,10 +55,12 @@ class OneShot:
             metadata = {k: v for k, v in meta.items() if v is not None}
         elif hasattr(metadata, "to_dict"):
             metadata = metadata.to_dict()
-        return {"files": {
-            "tar": ("code.tar", tar_data, "application/octet-stream"),
-            "metadata": (None, json.dumps(metadata), "application/json"),
-        }}
+        return {
+            "files": {
+                "tar": ("code.tar", tar_data, "application/octet-stream"),
+                "metadata": (None, json.dumps(metadata), "application/json"),
+            }
+        }
 
     def execute_sync(self, files=None, tar_data: bytes | None = None, metadata=None, **kwargs) -> ExecutionResult:
         parts = self._request_parts(files, tar_data, metadata, kwargs)
@@ -65,8 +76,9 @@ class OneShot:
     def kill(self, execution_id: str) -> None:
         self._call("DELETE", f"executions/{_q(execution_id)}")
 
-    def wait_for_completion(self, execution_id: str, poll_interval: float = 2.0,
-                            max_wait: float | None = None) -> ExecutionResult:
+    def wait_for_completion(
+        self, execution_id: str, poll_interval: float = 2.0, max_wait: float | None = None
+    ) -> ExecutionResult:
         start = time.monotonic()
         while True:
             result = self.get_execution(execution_id)
@@ -76,9 +88,17 @@ class OneShot:
                 raise TimeoutError(f"Execution did not complete within {max_wait}s")
             time.sleep(poll_interval)
 
-    def eval(self, code: str, *, files: list[dict[str, str]] | None = None, entrypoint: str | None = None,
-             stdin: str | None = None, python_version: str | None = None, timeout_seconds: int | None = None,
-             eval_last_expr: bool = True) -> ExecutionResult:
+    def eval(
+        self,
+        code: str,
+        *,
+        files: list[dict[str, str]] | None = None,
+        entrypoint: str | None = None,
+        stdin: str | None = None,
+        python_version: str | None = None,
+        timeout_seconds: int | None = None,
+        eval_last_expr: bool = True,
+    ) -> ExecutionResult:
         payload: dict[str, Any] = {"eval_last_expr": eval_last_expr}
         if files is not None:
             payload["files"] = files

@@ -11,6 +11,7 @@ right cell.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import functools
 import queue
@@ -53,7 +54,9 @@ class _Dispatcher:
         if kind in ("stdout", "stderr"):
             callback = on_stdout if kind == "stdout" else on_stderr
             if callback:
-                return callback(OutputMessage(event.get("text", ""), event.get("timestamp") or time.time_ns(), kind == "stderr"))
+                return callback(
+                    OutputMessage(event.get("text", ""), event.get("timestamp") or time.time_ns(), kind == "stderr")
+                )
         elif kind == "result" and on_result:
             return on_result(self.execution.results[-1])
         elif kind == "error" and on_error:
@@ -105,27 +108,54 @@ class AsyncSandbox:
         self.files = AsyncFiles(self)
 
     @classmethod
-    async def create(cls, name: str | None = None, *, image: str | None = None, memory: str | int | None = None,
-                     cpus: float | None = None, network: bool = False, env: dict[str, str] | None = None,
-                     timeout: float | None = None, server_url: str | None = None, token: str | None = None,
-                     keep: bool = False, kernel_id: str | None = None,
-                     _connection: Connection | None = None) -> AsyncSandbox:
+    async def create(
+        cls,
+        name: str | None = None,
+        *,
+        image: str | None = None,
+        memory: str | int | None = None,
+        cpus: float | None = None,
+        network: bool = False,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        server_url: str | None = None,
+        token: str | None = None,
+        keep: bool = False,
+        kernel_id: str | None = None,
+        _connection: Connection | None = None,
+    ) -> AsyncSandbox:
         """A new sandbox. ``kernel_id`` ties it to a notebook kernel of the server (removed with it)."""
         connection = _connection or await _connect(server_url, token)
-        request = SandboxRequest(name=name, image=image, memory=memory, cpus=cpus, network=network or None, env=env,
-                                 timeout=timeout, kernel_id=kernel_id)
+        request = SandboxRequest(
+            name=name,
+            image=image,
+            memory=memory,
+            cpus=cpus,
+            network=network or None,
+            env=env,
+            timeout=timeout,
+            kernel_id=kernel_id,
+        )
         return cls(connection, await connection.create(request), keep)
 
     @classmethod
-    async def connect(cls, name_or_id: str, *, server_url: str | None = None, token: str | None = None,
-                      keep: bool = True, _connection: Connection | None = None) -> AsyncSandbox:
+    async def connect(
+        cls,
+        name_or_id: str,
+        *,
+        server_url: str | None = None,
+        token: str | None = None,
+        keep: bool = True,
+        _connection: Connection | None = None,
+    ) -> AsyncSandbox:
         """An existing sandbox, by name or id (kept on exit by default)."""
         connection = _connection or await _connect(server_url, token)
         return cls(connection, await connection.get(name_or_id), keep)
 
     @classmethod
-    async def list(cls, *, server_url: str | None = None, token: str | None = None,
-                   _connection: Connection | None = None) -> list[SandboxModel]:
+    async def list(
+        cls, *, server_url: str | None = None, token: str | None = None, _connection: Connection | None = None
+    ) -> list[SandboxModel]:
         """Your sandboxes on the server."""
         connection = _connection or await _connect(server_url, token)
         return await connection.list()
@@ -159,11 +189,20 @@ class AsyncSandbox:
         self._model = await self._connection.get(self.id)
         return self._model
 
-    async def run_code(self, code: str, *, context: ContextModel | str | None = None, language: str | None = None,
-                       on_stdout: Callback | None = None, on_stderr: Callback | None = None,
-                       on_result: Callback | None = None, on_error: Callback | None = None,
-                       envs: dict[str, str] | None = None, timeout: float | None = None,
-                       on_input: Callback | None = None) -> Execution:
+    async def run_code(
+        self,
+        code: str,
+        *,
+        context: ContextModel | str | None = None,
+        language: str | None = None,
+        on_stdout: Callback | None = None,
+        on_stderr: Callback | None = None,
+        on_result: Callback | None = None,
+        on_error: Callback | None = None,
+        envs: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_input: Callback | None = None,
+    ) -> Execution:
         """Run ``code`` and return its Execution; callbacks fire as output arrives.
 
         ``on_input(InputRequest)`` answers input() and getpass() in the code (it returns the line,
@@ -171,8 +210,14 @@ class AsyncSandbox:
         InputNotAvailable error.
         """
         dispatch = _Dispatcher(on_stdout, on_stderr, on_result, on_error)
-        request = ExecuteRequest(code=code, context_id=_context_id(context), language=language, env_vars=envs,
-                                 timeout=timeout, allow_stdin=True if on_input else None)
+        request = ExecuteRequest(
+            code=code,
+            context_id=_context_id(context),
+            language=language,
+            env_vars=envs,
+            timeout=timeout,
+            allow_stdin=True if on_input else None,
+        )
 
         async def on_event(event: Event) -> None:
             if event.get("type") == "input_request" and on_input is not None:
@@ -184,8 +229,9 @@ class AsyncSandbox:
         return dispatch.execution
 
     async def _answer_input(self, event: Event, on_input: Callback) -> None:
-        request = InputRequest(prompt=event.get("prompt", ""), password=bool(event.get("password")),
-                               context_id=event.get("context_id"))
+        request = InputRequest(
+            prompt=event.get("prompt", ""), password=bool(event.get("password")), context_id=event.get("context_id")
+        )
         try:
             value = await maybe_await(on_input(request))
         except NoInput as e:
@@ -199,7 +245,7 @@ class AsyncSandbox:
     async def create_context(self, *, language: str | None = None, cwd: str | None = None) -> ContextModel:
         return await self._connection.create_context(self.id, language, cwd)
 
-    async def list_contexts(self) -> list[ContextModel]:
+    async def list_contexts(self) -> builtins.list[ContextModel]:
         return await self._connection.list_contexts(self.id)
 
     async def restart_context(self, context: ContextModel | str) -> ContextModel:
@@ -264,30 +310,61 @@ class Sandbox:
     exit by default).
     """
 
-    def __init__(self, name: str | None = None, *, image: str | None = None, memory: str | int | None = None,
-                 cpus: float | None = None, network: bool = False, env: dict[str, str] | None = None,
-                 timeout: float | None = None, server_url: str | None = None, token: str | None = None,
-                 keep: bool = False, kernel_id: str | None = None, _connection: Connection | None = None,
-                 _model: SandboxModel | None = None):
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        image: str | None = None,
+        memory: str | int | None = None,
+        cpus: float | None = None,
+        network: bool = False,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        server_url: str | None = None,
+        token: str | None = None,
+        keep: bool = False,
+        kernel_id: str | None = None,
+        _connection: Connection | None = None,
+        _model: SandboxModel | None = None,
+    ):
         connection = _connection or connect(server_url, token)
         if _model is None:
-            self._async = private_loop().run(AsyncSandbox.create(
-                name, image=image, memory=memory, cpus=cpus, network=network, env=env, timeout=timeout, keep=keep,
-                kernel_id=kernel_id, _connection=connection))
+            self._async = private_loop().run(
+                AsyncSandbox.create(
+                    name,
+                    image=image,
+                    memory=memory,
+                    cpus=cpus,
+                    network=network,
+                    env=env,
+                    timeout=timeout,
+                    keep=keep,
+                    kernel_id=kernel_id,
+                    _connection=connection,
+                )
+            )
         else:
             self._async = AsyncSandbox(connection, _model, keep)
         self.files = Files(self._async.files)
 
     @classmethod
-    def connect(cls, name_or_id: str, *, server_url: str | None = None, token: str | None = None,
-                keep: bool = True, _connection: Connection | None = None) -> Sandbox:
+    def connect(
+        cls,
+        name_or_id: str,
+        *,
+        server_url: str | None = None,
+        token: str | None = None,
+        keep: bool = True,
+        _connection: Connection | None = None,
+    ) -> Sandbox:
         connection = _connection or connect(server_url, token)
         model = private_loop().run(connection.get(name_or_id))
         return cls(_connection=connection, _model=model, keep=keep)
 
     @classmethod
-    def list(cls, *, server_url: str | None = None, token: str | None = None,
-             _connection: Connection | None = None) -> list[SandboxModel]:
+    def list(
+        cls, *, server_url: str | None = None, token: str | None = None, _connection: Connection | None = None
+    ) -> list[SandboxModel]:
         connection = _connection or connect(server_url, token)
         return private_loop().run(connection.list())
 
@@ -319,11 +396,20 @@ class Sandbox:
         """The sandbox as the server sees it now."""
         return private_loop().run(self._async.get_model())
 
-    def run_code(self, code: str, *, context: ContextModel | str | None = None, language: str | None = None,
-                 on_stdout: Callback | None = None, on_stderr: Callback | None = None,
-                 on_result: Callback | None = None, on_error: Callback | None = None,
-                 envs: dict[str, str] | None = None, timeout: float | None = None,
-                 on_input: Callback | None = None) -> Execution:
+    def run_code(
+        self,
+        code: str,
+        *,
+        context: ContextModel | str | None = None,
+        language: str | None = None,
+        on_stdout: Callback | None = None,
+        on_stderr: Callback | None = None,
+        on_result: Callback | None = None,
+        on_error: Callback | None = None,
+        envs: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_input: Callback | None = None,
+    ) -> Execution:
         """Run ``code`` and return its Execution; callbacks fire, on this thread, as output arrives.
 
         ``on_input(InputRequest)`` answers input() and getpass() in the code (see AsyncSandbox).
@@ -343,6 +429,7 @@ class Sandbox:
             answer: concurrent.futures.Future = concurrent.futures.Future()
 
             def answer_here(obj: InputRequest) -> None:
+                assert on_input is not None  # only asked for when given
                 try:
                     answer.set_result(on_input(obj))
                 except KeyboardInterrupt:  # the person interrupted instead of answering
@@ -353,11 +440,20 @@ class Sandbox:
             calls.put((answer_here, request))
             return asyncio.wrap_future(answer)
 
-        future = private_loop().submit(self._async.run_code(
-            code, context=context, language=language, envs=envs, timeout=timeout,
-            on_stdout=here(on_stdout), on_stderr=here(on_stderr), on_result=here(on_result), on_error=here(on_error),
-            on_input=ask if on_input else None,
-        ))
+        future = private_loop().submit(
+            self._async.run_code(
+                code,
+                context=context,
+                language=language,
+                envs=envs,
+                timeout=timeout,
+                on_stdout=here(on_stdout),
+                on_stderr=here(on_stderr),
+                on_result=here(on_result),
+                on_error=here(on_error),
+                on_input=ask if on_input else None,
+            )
+        )
         future.add_done_callback(lambda _: calls.put(done))
         while True:
             try:

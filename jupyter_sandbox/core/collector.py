@@ -40,7 +40,9 @@ NO_STDIN = (
 
 def _user_frames(traceback: list[str]) -> str:
     """A traceback without ipykernel's own frames (how it raises is no news to the user)."""
-    return "\n".join(frame for frame in traceback if "/ipykernel/" not in frame and "StdinNotImplementedError" not in frame)
+    return "\n".join(
+        frame for frame in traceback if "/ipykernel/" not in frame and "StdinNotImplementedError" not in frame
+    )
 
 
 class StdinBridge:
@@ -108,8 +110,10 @@ class ExecutionCollector:
         if not self.dropped_bytes:
             return []
         limit = f"{self.max_output} bytes per execution, " if self.max_output is not None else ""
-        text = (f"[jupyter-sandbox: output truncated: {self.dropped_bytes} more bytes of output were not kept "
-                f"(limits: {limit}8 MiB per output message; c.SandboxManager.max_output_size)]\n")
+        text = (
+            f"[jupyter-sandbox: output truncated: {self.dropped_bytes} more bytes of output were not kept "
+            f"(limits: {limit}8 MiB per output message; c.SandboxManager.max_output_size)]\n"
+        )
         return [self._apply({"type": "stderr", "text": text, "timestamp": _ns()})]
 
     def _maybe_clear(self) -> list[Event]:
@@ -145,7 +149,7 @@ class ExecutionCollector:
             events.append(self._apply({"type": "result", **result.to_dict()}))
             return events
         if kind == "update_display_data":
-            display_id = (content.get("transient") or {}).get("display_id")
+            display_id = (content.get("transient") or {}).get("display_id") or ""
             events = []
             for index in self._display_index.get(display_id, []):
                 result = Result.from_bundle(content.get("data", {}))
@@ -201,7 +205,9 @@ class ExecutionCollector:
         content = msg.get("content", {})
         if self.stdin is not None:
             self.stdin.waiting = True
-        return [{"type": "input_request", "prompt": content.get("prompt", ""), "password": bool(content.get("password"))}]
+        return [
+            {"type": "input_request", "prompt": content.get("prompt", ""), "password": bool(content.get("password"))}
+        ]
 
     def fail(self, name: str, value: str) -> Event:
         """Record an error that did not come from the kernel (timeout, death)."""
@@ -306,10 +312,15 @@ async def run_execute(
                 await interrupt()
         if timed_out_at is not None and now - timed_out_at > interrupt_grace:
             what = "its kernel was restarted (variables are lost)" if unresponsive else "it is still busy"
-            await _emit(on_event, [collector.fail(
-                "TimeoutError",
-                f"Execution timed out after {timeout:g} s and the kernel did not respond to the interrupt; {what}",
-            )])
+            await _emit(
+                on_event,
+                [
+                    collector.fail(
+                        "TimeoutError",
+                        f"Execution timed out after {timeout:g} s and the kernel did not respond to the interrupt; {what}",
+                    )
+                ],
+            )
             if unresponsive is not None:
                 await unresponsive()
             break
@@ -323,9 +334,14 @@ async def run_execute(
     if timed_out_at is not None and collector.done:
         # The interrupt shows up as KeyboardInterrupt; say what really happened.
         collector.execution.error = None
-        await _emit(on_event, [collector.fail(
-            "TimeoutError", f"Execution timed out after {timeout:g} s; the kernel was interrupted and its state is kept"
-        )])
+        await _emit(
+            on_event,
+            [
+                collector.fail(
+                    "TimeoutError",
+                    f"Execution timed out after {timeout:g} s; the kernel was interrupted and its state is kept",
+                )
+            ],
+        )
     await _emit(on_event, [*collector.truncation_events(), {"type": "end_of_execution"}])
     return collector.execution
-

@@ -135,7 +135,12 @@ class ServerIdentity:
         return identity
 
     def _write_info(self) -> None:
-        info = {"server_id": self.server_id, "pid": os.getpid(), "started": time.time(), "fingerprint": self.fingerprint}
+        info = {
+            "server_id": self.server_id,
+            "pid": os.getpid(),
+            "started": time.time(),
+            "fingerprint": self.fingerprint,
+        }
         tmp = os.path.join(self.folder, "info.json.tmp")
         fd = _open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         with os.fdopen(fd, "w") as f:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hmac
 import os
 import queue
@@ -10,9 +11,12 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from jupyter_client.asynchronous import AsyncKernelClient
+
+if TYPE_CHECKING:
+    from jupyter_client.connect import KernelConnectionInfo
 from traitlets import Bool, Float, Instance, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
@@ -78,7 +82,7 @@ EventListener = Callable[[dict[str, Any]], None]
 class SandboxManager(LoggingConfigurable):
     """Creates sandboxes for owners, runs code in their contexts, removes them."""
 
-    backend = Instance(SandboxBackend)
+    backend = Instance(SandboxBackend)  # type: ignore[type-abstract]
 
     server_id = Unicode(
         help="Label on this manager's containers. The server sets it from its slot (identity.py), so it is "
@@ -97,48 +101,61 @@ class SandboxManager(LoggingConfigurable):
     default_cpus = Float(1.0, help="CPUs for sandboxes that ask for none.").tag(config=True)
     max_cpus = Float(help="Most CPUs a sandbox may ask for. Default: the host's cores.").tag(config=True)
     default_disk = Unicode(
-        "512M", help="Writable working-directory size for sandboxes that ask for none (on Docker a tmpfs, held "
-        "in memory: the container's memory limit is memory + disk, so a full disk is ENOSPC, not an OOM kill)."
+        "512M",
+        help="Writable working-directory size for sandboxes that ask for none (on Docker a tmpfs, held "
+        "in memory: the container's memory limit is memory + disk, so a full disk is ENOSPC, not an OOM kill).",
     ).tag(config=True)
     max_disk = Unicode(help="Largest working-directory size a sandbox may ask for. Default: half of max_memory.").tag(
         config=True
     )
     default_pids = Int(256, help="Process limit for sandboxes that ask for none.").tag(config=True)
     max_pids = Int(1024, help="Largest process limit a sandbox may ask for.").tag(config=True)
-    default_timeout = Float(300.0, help="Per-execution timeout (s) when neither sandbox nor call sets one.").tag(config=True)
+    default_timeout = Float(300.0, help="Per-execution timeout (s) when neither sandbox nor call sets one.").tag(
+        config=True
+    )
     max_timeout = Float(3600.0, help="Longest per-execution timeout (s).").tag(config=True)
     allow_network = Bool(
-        False, help="Whether sandboxes may ask for network access. Before turning it on, see the README's "
+        False,
+        help="Whether sandboxes may ask for network access. Before turning it on, see the README's "
         "security model: a Docker sandbox with network joins the 'jupyter-sandbox' network, which "
-        "scripts/setup-docker.sh fences off from the host and the cloud metadata address."
+        "scripts/setup-docker.sh fences off from the host and the cloud metadata address.",
     ).tag(config=True)
-    allowed_images = List(Unicode(), help="Images sandboxes may use; empty allows only the default image.").tag(config=True)
-    default_runtime = Unicode("", help="Runtime for sandboxes that ask for none ('' = backend default).").tag(config=True)
+    allowed_images = List(Unicode(), help="Images sandboxes may use; empty allows only the default image.").tag(
+        config=True
+    )
+    default_runtime = Unicode("", help="Runtime for sandboxes that ask for none ('' = backend default).").tag(
+        config=True
+    )
     kernel_ready_timeout = Float(60.0, help="Seconds to wait for a new kernel to answer.").tag(config=True)
     reap_on_start = Bool(
-        True, help="On start, deal with what this server's earlier run left: take back its sandboxes (see "
-        "adopt_on_start) and remove the rest."
+        True,
+        help="On start, deal with what this server's earlier run left: take back its sandboxes (see "
+        "adopt_on_start) and remove the rest.",
     ).tag(config=True)
     adopt_on_start = Bool(
-        True, help="A server restarted after a crash (or an upgrade) takes back its running sandboxes, kernels and "
-        "variables included. False: it removes them."
+        True,
+        help="A server restarted after a crash (or an upgrade) takes back its running sandboxes, kernels and "
+        "variables included. False: it removes them.",
     ).tag(config=True)
     cull_idle_timeout = Float(
-        0.0, help="Remove a sandbox after this many seconds without executions or file and context "
-        "changes (0 = never). Sandboxes running or queueing code are never culled."
+        0.0,
+        help="Remove a sandbox after this many seconds without executions or file and context "
+        "changes (0 = never). Sandboxes running or queueing code are never culled.",
     ).tag(config=True)
     cull_interval = Float(60.0, help="Seconds between checks for idle sandboxes.").tag(config=True)
     max_file_transfers_per_user = Int(
         4, help="File operations (uploads, downloads, listings) one user may have under way at once; more wait."
     ).tag(config=True)
     max_output_size = Int(
-        10 * 1024**2, help="Bytes of output (streams and results) one execution keeps and sends; beyond it a "
-        "line says how much was dropped. Keeps the server's memory flat whatever the code prints."
+        10 * 1024**2,
+        help="Bytes of output (streams and results) one execution keeps and sends; beyond it a "
+        "line says how much was dropped. Keeps the server's memory flat whatever the code prints.",
     ).tag(config=True)
     pool_size = Int(
-        0, help="Sandboxes with the default spec kept started, so creating one with the default spec "
+        0,
+        help="Sandboxes with the default spec kept started, so creating one with the default spec "
         "takes milliseconds instead of a container and kernel start (each waiting one holds its idle "
-        "memory, ~40 MB). 0 = none."
+        "memory, ~40 MB). 0 = none.",
     ).tag(config=True)
 
     @default("server_id")
@@ -175,7 +192,9 @@ class SandboxManager(LoggingConfigurable):
         self._file_slots: dict[str, asyncio.Semaphore] = {}
         self._culler: asyncio.Task | None = None
         # started sandboxes with the default spec and no owner yet
-        self.pool: Pool[_Sandbox] = Pool(self.pool_size, self._pooled_sandbox, self._remove, self._why_not_usable, self.log)
+        self.pool: Pool[_Sandbox] = Pool(
+            self.pool_size, self._pooled_sandbox, self._remove, self._why_not_usable, self.log
+        )
         self._listeners: list[EventListener] = []
 
     # -- events -------------------------------------------------------------------------
@@ -185,8 +204,13 @@ class SandboxManager(LoggingConfigurable):
 
     def _emit(self, action: str, sandbox: _Sandbox) -> None:
         model = sandbox.model
-        data = {"action": action, "sandbox_id": model.id, "name": model.name, "status": model.status,
-                "executing": sandbox.executing}
+        data = {
+            "action": action,
+            "sandbox_id": model.id,
+            "name": model.name,
+            "status": model.status,
+            "executing": sandbox.executing,
+        }
         for listener in list(self._listeners):
             listener(data)
 
@@ -195,7 +219,9 @@ class SandboxManager(LoggingConfigurable):
         """A sandbox by id or name; another owner's sandbox is simply not found."""
         sandbox = self._sandboxes.get(key)
         if sandbox is None:
-            sandbox = next((s for s in self._sandboxes.values() if s.model.name == key and s.model.owner == owner), None)
+            sandbox = next(
+                (s for s in self._sandboxes.values() if s.model.name == key and s.model.owner == owner), None
+            )
         if sandbox is None or sandbox.model.owner != owner:
             raise NotFound(f"no sandbox {key!r}")
         return sandbox
@@ -217,7 +243,7 @@ class SandboxManager(LoggingConfigurable):
 
     # -- limits -------------------------------------------------------------------------
     @property
-    def images(self) -> list[str]:
+    def images(self) -> builtins.list[str]:
         return [self.backend.default_image, *[i for i in self.allowed_images if i != self.backend.default_image]]
 
     def resolve_spec(self, data: SpecRequest | dict[str, Any] | SandboxSpec | None) -> SandboxSpec:
@@ -239,7 +265,7 @@ class SandboxManager(LoggingConfigurable):
             runtime=request.runtime or self.default_runtime or None,
         )
         spec = SandboxSpec.from_request(request)
-        checks = [
+        checks: builtins.list[tuple[str, float, float, Callable[[Any], str]]] = [
             ("memory", spec.memory, parse_size(self.max_memory, "max_memory"), format_size),
             ("disk", spec.disk, parse_size(self.max_disk, "max_disk"), format_size),
             ("cpus", spec.cpus, self.max_cpus, str),
@@ -249,7 +275,9 @@ class SandboxManager(LoggingConfigurable):
             if value > limit:
                 raise InvalidInput(f"{name} {show(value)} is above this server's maximum of {show(limit)}", field=name)
         if spec.timeout is not None and spec.timeout > self.max_timeout:
-            raise InvalidInput(f"timeout {spec.timeout:g}s is above the maximum of {self.max_timeout:g}s", field="timeout")
+            raise InvalidInput(
+                f"timeout {spec.timeout:g}s is above the maximum of {self.max_timeout:g}s", field="timeout"
+            )
         if spec.network and not self.allow_network:
             raise InvalidInput("this server does not allow sandboxes with network access", field="network")
         if spec.image is None:
@@ -266,13 +294,22 @@ class SandboxManager(LoggingConfigurable):
             "isolation": self.backend.isolation,
             "images": self.images,
             "defaults": {
-                "image": defaults.image, "memory": defaults.memory, "cpus": defaults.cpus, "disk": defaults.disk,
-                "pids": defaults.pids, "timeout": defaults.timeout, "network": defaults.network,
+                "image": defaults.image,
+                "memory": defaults.memory,
+                "cpus": defaults.cpus,
+                "disk": defaults.disk,
+                "pids": defaults.pids,
+                "timeout": defaults.timeout,
+                "network": defaults.network,
             },
             "maximums": {
-                "memory": parse_size(self.max_memory, "max_memory"), "cpus": self.max_cpus,
-                "disk": parse_size(self.max_disk, "max_disk"), "pids": self.max_pids, "timeout": self.max_timeout,
-                "sandboxes_per_user": self.max_sandboxes_per_user, "contexts_per_sandbox": self.max_contexts_per_sandbox,
+                "memory": parse_size(self.max_memory, "max_memory"),
+                "cpus": self.max_cpus,
+                "disk": parse_size(self.max_disk, "max_disk"),
+                "pids": self.max_pids,
+                "timeout": self.max_timeout,
+                "sandboxes_per_user": self.max_sandboxes_per_user,
+                "contexts_per_sandbox": self.max_contexts_per_sandbox,
             },
             "allow_network": self.allow_network,
         }
@@ -317,7 +354,9 @@ class SandboxManager(LoggingConfigurable):
         except (KeyError, TypeError, ValueError, SandboxError) as e:
             self.log.warning("jupyter-sandbox: cannot take back sandbox %s: %s", sandbox_id, e)
             return False
-        sandbox = _Sandbox(model=model, e2b_secret=record.get("e2b_secret", ""), default_context=record.get("default_context"))
+        sandbox = _Sandbox(
+            model=model, e2b_secret=record.get("e2b_secret", ""), default_context=record.get("default_context")
+        )
         model.contexts, model.status, model.status_reason = [], "running", None
         for saved in record.get("contexts", []):
             context_model = ContextModel.from_dict(saved["model"])
@@ -327,8 +366,12 @@ class SandboxManager(LoggingConfigurable):
                 context = _Context(model=context_model, kernel_id=saved["kernel_id"], client=client, key=saved["key"])
                 sandbox.contexts[context_model.id] = context
             except SandboxError as e:  # the kernel is gone: a fresh one, and the sandbox says so
-                self.log.warning("jupyter-sandbox: kernel of context %s in %s is gone (%s); restarting it",
-                                 context_model.id, sandbox_id, e)
+                self.log.warning(
+                    "jupyter-sandbox: kernel of context %s in %s is gone (%s); restarting it",
+                    context_model.id,
+                    sandbox_id,
+                    e,
+                )
                 await self._start_context(sandbox, context_model)
                 model.status_reason = "restarted after a server restart: some contexts lost their variables"
         model.contexts = [c.model for c in sandbox.contexts.values()]
@@ -337,8 +380,13 @@ class SandboxManager(LoggingConfigurable):
         self._sandboxes[sandbox_id] = sandbox
         self._save(sandbox)
         self._emit("created", sandbox)
-        self.log.info("jupyter-sandbox: took back sandbox %s (%s) of %s with %d context(s)",
-                      sandbox_id, model.name, model.owner, len(sandbox.contexts))
+        self.log.info(
+            "jupyter-sandbox: took back sandbox %s (%s) of %s with %d context(s)",
+            sandbox_id,
+            model.name,
+            model.owner,
+            len(sandbox.contexts),
+        )
         return True
 
     def _save(self, sandbox: _Sandbox) -> None:
@@ -347,13 +395,18 @@ class SandboxManager(LoggingConfigurable):
             return
         data = sandbox.model.to_dict()
         data.pop("e2b_url", None)
-        self.records.save(sandbox.model.id, {
-            "model": data,
-            "e2b_secret": sandbox.e2b_secret,
-            "default_context": sandbox.default_context,
-            "contexts": [{"model": c.model.to_dict(), "kernel_id": c.kernel_id, "key": c.key}
-                         for c in sandbox.contexts.values()],
-        })
+        self.records.save(
+            sandbox.model.id,
+            {
+                "model": data,
+                "e2b_secret": sandbox.e2b_secret,
+                "default_context": sandbox.default_context,
+                "contexts": [
+                    {"model": c.model.to_dict(), "kernel_id": c.kernel_id, "key": c.key}
+                    for c in sandbox.contexts.values()
+                ],
+            },
+        )
 
     def _sandbox_ended(self, sandbox_id: str, reason: str) -> None:
         """The backend saw a sandbox end by itself: its model says so until it is restarted."""
@@ -364,8 +417,12 @@ class SandboxManager(LoggingConfigurable):
             self._emit("status", sandbox)
 
     async def create(
-        self, owner: str, name: str | None = None, spec: SpecRequest | dict[str, Any] | SandboxSpec | None = None,
-        kernel_id: str | None = None, kind: str = "sandbox",
+        self,
+        owner: str,
+        name: str | None = None,
+        spec: SpecRequest | dict[str, Any] | SandboxSpec | None = None,
+        kernel_id: str | None = None,
+        kind: str = "sandbox",
     ) -> SandboxModel:
         """A running sandbox for ``owner``. With ``kernel_id`` it is that notebook kernel's own
         sandbox and goes when the kernel shuts down (``remove_kernel_sandboxes``).
@@ -426,7 +483,9 @@ class SandboxManager(LoggingConfigurable):
         self._save(sandbox)
         self._emit("status", sandbox)
         model = sandbox.model
-        self.log.info("jupyter-sandbox: %s created sandbox %s (%s) on %s", owner, model.id, model.name, self.backend.name)
+        self.log.info(
+            "jupyter-sandbox: %s created sandbox %s (%s) on %s", owner, model.id, model.name, self.backend.name
+        )
         return model
 
     @staticmethod
@@ -479,8 +538,11 @@ class SandboxManager(LoggingConfigurable):
                     await self._replace_kernel(sandbox, context, same_address=True)
                 except (KernelDied, BackendUnavailable, NotFound) as e:
                     # e.g. the container stopped (out of memory, process limit): no exec in it works
-                    self.log.info("jupyter-sandbox: sandbox %s cannot start a kernel (%s); restarting its container",
-                                  sandbox.model.id, e)
+                    self.log.info(
+                        "jupyter-sandbox: sandbox %s cannot start a kernel (%s); restarting its container",
+                        sandbox.model.id,
+                        e,
+                    )
                     await self.backend.restart(sandbox.model.id)
                     await self._replace_kernel(sandbox, context, same_address=True)
             except BaseException as e:
@@ -508,8 +570,15 @@ class SandboxManager(LoggingConfigurable):
         sandbox_id = new_id("sbx_")
         created = now()
         return SandboxModel(
-            id=sandbox_id, name=name or sandbox_id, owner=owner, status="starting", backend=self.backend.name,
-            spec=spec, created=created, last_activity=created, isolation=self.backend.isolation,
+            id=sandbox_id,
+            name=name or sandbox_id,
+            owner=owner,
+            status="starting",
+            backend=self.backend.name,
+            spec=spec,
+            created=created,
+            last_activity=created,
+            isolation=self.backend.isolation,
         )
 
     async def _start(self, sandbox: _Sandbox) -> None:
@@ -542,12 +611,18 @@ class SandboxManager(LoggingConfigurable):
             return None
         return await self.pool.take()
 
-    async def _start_context(self, sandbox: _Sandbox, model: ContextModel, kernel_id: str | None = None,
-                             key: bytes | None = None) -> _Context:
+    async def _start_context(
+        self, sandbox: _Sandbox, model: ContextModel, kernel_id: str | None = None, key: bytes | None = None
+    ) -> _Context:
         kernel_id = kernel_id or new_id()[:12]
         info = await self.backend.start_kernel(sandbox.model.id, kernel_id, cwd=model.cwd, key=key)
-        context = _Context(model=model, kernel_id=kernel_id, client=await self._connect(sandbox, kernel_id, info),
-                           key=_key(info), connection_info=dict(info))
+        context = _Context(
+            model=model,
+            kernel_id=kernel_id,
+            client=await self._connect(sandbox, kernel_id, info),
+            key=_key(info),
+            connection_info=dict(info),
+        )
         sandbox.contexts[model.id] = context
         sandbox.model.contexts = [c.model for c in sandbox.contexts.values()]
         self._save(sandbox)
@@ -556,7 +631,7 @@ class SandboxManager(LoggingConfigurable):
     async def _connect(self, sandbox: _Sandbox, kernel_id: str, info: dict[str, Any]) -> AsyncKernelClient:
         """A client connected to a started kernel, once it answers (the kernel is stopped if it never does)."""
         client = AsyncKernelClient()
-        client.load_connection_info(info)
+        client.load_connection_info(cast("KernelConnectionInfo", info))
         client.start_channels()
         try:
             await self._wait_ready(sandbox.model.id, kernel_id, client)
@@ -635,7 +710,7 @@ class SandboxManager(LoggingConfigurable):
         await self.backend.remove(sandbox.model.id)
         self.log.info("jupyter-sandbox: removed sandbox %s of %s", sandbox.model.id, sandbox.model.owner)
 
-    async def remove_kernel_sandboxes(self, kernel_id: str) -> list[str]:
+    async def remove_kernel_sandboxes(self, kernel_id: str) -> builtins.list[str]:
         """Remove the sandboxes tied to a notebook kernel that shut down; their ids."""
         tied = [s for s in list(self._sandboxes.values()) if s.model.kernel_id == kernel_id]
         for sandbox in tied:
@@ -643,18 +718,26 @@ class SandboxManager(LoggingConfigurable):
             await self._remove(sandbox)
         return [s.model.id for s in tied]
 
-    async def cull_idle(self) -> list[str]:
+    async def cull_idle(self) -> builtins.list[str]:
         """Remove sandboxes idle for longer than ``cull_idle_timeout``; their ids."""
         deadline = now() - self.cull_idle_timeout
         idle = [
-            s for s in list(self._sandboxes.values())
+            s
+            for s in list(self._sandboxes.values())
             # a notebook kernel's sandbox lives as long as its kernel: the server's kernel culling decides
-            if s.model.kind == "sandbox" and s.model.last_activity < deadline and s.model.status == "running"
-            and not s.lock.locked() and not any(c.lock.locked() for c in s.contexts.values())
+            if s.model.kind == "sandbox"
+            and s.model.last_activity < deadline
+            and s.model.status == "running"
+            and not s.lock.locked()
+            and not any(c.lock.locked() for c in s.contexts.values())
         ]
         for sandbox in idle:
-            self.log.info("jupyter-sandbox: culling sandbox %s of %s, idle for %.0f s",
-                          sandbox.model.id, sandbox.model.owner, now() - sandbox.model.last_activity)
+            self.log.info(
+                "jupyter-sandbox: culling sandbox %s of %s, idle for %.0f s",
+                sandbox.model.id,
+                sandbox.model.owner,
+                now() - sandbox.model.last_activity,
+            )
             await self._remove(sandbox)
         return [s.model.id for s in idle]
 
@@ -727,8 +810,10 @@ class SandboxManager(LoggingConfigurable):
         logs = await self.backend.logs(sandbox.model.id, [c.kernel_id for c in contexts])
         return {
             "container": logs["container"],
-            "contexts": [{"id": c.model.id, "language": c.model.language, "kernel_log": logs["kernels"].get(c.kernel_id, "")}
-                         for c in contexts],
+            "contexts": [
+                {"id": c.model.id, "language": c.model.language, "kernel_log": logs["kernels"].get(c.kernel_id, "")}
+                for c in contexts
+            ],
         }
 
     # -- contexts -----------------------------------------------------------------------
@@ -739,10 +824,12 @@ class SandboxManager(LoggingConfigurable):
             raise NotFound(f"no context {context_id!r} in sandbox {sandbox.model.id}")
         return context
 
-    def list_contexts(self, owner: str, key: str) -> list[ContextModel]:
+    def list_contexts(self, owner: str, key: str) -> builtins.list[ContextModel]:
         return list(self._get(owner, key).model.contexts)
 
-    async def create_context(self, owner: str, key: str, language: str | None = None, cwd: str | None = None) -> ContextModel:
+    async def create_context(
+        self, owner: str, key: str, language: str | None = None, cwd: str | None = None
+    ) -> ContextModel:
         sandbox = self._use(owner, key)
         self._not_a_kernel(sandbox, "it has one kernel only; run code")
         _check_language(language)
@@ -812,17 +899,28 @@ class SandboxManager(LoggingConfigurable):
             if self._sandboxes.get(sandbox.model.id) is sandbox:  # a removed one said "removed" already
                 self._emit("execution_finished", sandbox)
 
-    async def _execute(self, sandbox: _Sandbox, context: _Context, code: str, env_vars: dict[str, str] | None,
-                       timeout: float | None, on_event: EventSink | None, allow_stdin: bool) -> Execution:
+    async def _execute(
+        self,
+        sandbox: _Sandbox,
+        context: _Context,
+        code: str,
+        env_vars: dict[str, str] | None,
+        timeout: float | None,
+        on_event: EventSink | None,
+        allow_stdin: bool,
+    ) -> Execution:
         async with context.lock:
             sandbox.model.last_activity = now()
             reason = await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id)
             if reason:
                 raise KernelDied(f"{reason} (restart the context or the sandbox)")
             if env_vars:
-                await self._silent(context, "import os as _jsbx_os\n"
-                                   f"_jsbx_env = {{k: _jsbx_os.environ.get(k) for k in {list(env_vars)!r}}}\n"
-                                   f"_jsbx_os.environ.update({env_vars!r})")
+                await self._silent(
+                    context,
+                    "import os as _jsbx_os\n"
+                    f"_jsbx_env = {{k: _jsbx_os.environ.get(k) for k in {list(env_vars)!r}}}\n"
+                    f"_jsbx_os.environ.update({env_vars!r})",
+                )
             if allow_stdin:
                 await self._connect_stdin(context)
                 context.stdin = StdinBridge(context.client, lambda: self._interrupt(context))
@@ -844,9 +942,7 @@ class SandboxManager(LoggingConfigurable):
                 task = asyncio.current_task()
                 if context.closed and not (task and getattr(task, "cancelling", lambda: 1)()):
                     # Not our caller: stopping the channels cancelled the pending receive.
-                    raise KernelDied(
-                        "the sandbox or context was removed or restarted while this code ran"
-                    ) from None
+                    raise KernelDied("the sandbox or context was removed or restarted while this code ran") from None
                 # The caller went away (e.g. its HTTP client disconnected): stop its code too,
                 # so the context is free for the next execution in the queue.
                 self._interrupt(context)
@@ -857,14 +953,22 @@ class SandboxManager(LoggingConfigurable):
                 raise
             finally:
                 context.stdin = None
-                if env_vars and not context.closed and not await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id):
-                    await self._silent(context, "[_jsbx_os.environ.pop(k, None) if v is None else "
-                                       "_jsbx_os.environ.__setitem__(k, v) for k, v in _jsbx_env.items()]")
+                if (
+                    env_vars
+                    and not context.closed
+                    and not await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id)
+                ):
+                    await self._silent(
+                        context,
+                        "[_jsbx_os.environ.pop(k, None) if v is None else "
+                        "_jsbx_os.environ.__setitem__(k, v) for k, v in _jsbx_env.items()]",
+                    )
             sandbox.model.last_activity = now()
         return execution
 
-    def answer_input(self, owner: str, key: str, context_id: str, value: str | None = None,
-                     error: str | None = None) -> None:
+    def answer_input(
+        self, owner: str, key: str, context_id: str, value: str | None = None, error: str | None = None
+    ) -> None:
         """Answer the input() waiting in a context with ``value``, or fail it with ``error`` (nobody
         can answer). Conflict when no input() waits there."""
         if (value is None) == (error is None):
@@ -930,7 +1034,9 @@ class SandboxManager(LoggingConfigurable):
     async def write_file(self, owner: str, key: str, path: str, data: bytes) -> None:
         sandbox = self._use(owner, key)
         if len(data) > sandbox.model.spec.disk:
-            raise TooLarge(f"{len(data)} bytes do not fit on the sandbox's disk of {format_size(sandbox.model.spec.disk)}")
+            raise TooLarge(
+                f"{len(data)} bytes do not fit on the sandbox's disk of {format_size(sandbox.model.spec.disk)}"
+            )
         async with self._file_slot(owner):
             await self.backend.write_file(sandbox.model.id, path, data)
 
@@ -943,7 +1049,7 @@ class SandboxManager(LoggingConfigurable):
     async def read_file(self, owner: str, key: str, path: str) -> bytes:
         return b"".join([chunk async for chunk in self.stream_file(owner, key, path)])
 
-    async def list_files(self, owner: str, key: str, path: str) -> list[dict[str, Any]]:
+    async def list_files(self, owner: str, key: str, path: str) -> builtins.list[dict[str, Any]]:
         sandbox = self._use(owner, key)
         async with self._file_slot(owner):
             return await self.backend.list_files(sandbox.model.id, path)

@@ -21,8 +21,15 @@ class Pool(Generic[T]):
     """``size`` items made by ``make``; ``take`` checks one with ``why_not_usable`` (None when it
     is fine) and throws away (``discard``) the ones that are not."""
 
-    def __init__(self, size: int, make: Callable[[], Awaitable[T]], discard: Callable[[T], Awaitable[None]],
-                 why_not_usable: Callable[[T], Awaitable[str | None]], log: logging.Logger, what: str = "sandbox"):
+    def __init__(
+        self,
+        size: int,
+        make: Callable[[], Awaitable[T]],
+        discard: Callable[[T], Awaitable[None]],
+        why_not_usable: Callable[[T], Awaitable[str | None]],
+        log: logging.Logger,
+        what: str = "sandbox",
+    ):
         self.size = size
         self.ready: list[T] = []
         self._make, self._discard, self._why_not_usable = make, discard, why_not_usable

@@ -18,7 +18,7 @@ import getpass
 import re
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
@@ -57,22 +57,32 @@ class _InProcess:
         return cls._connection
 
 
-class SandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+class SandboxProvisioner(KernelProvisionerBase):
     """Runs the kernel in a sandbox. Config (kernelspec ``metadata.kernel_provisioner.config`` or
     ``c.SandboxProvisioner.*``): image, memory, cpus, pids, disk, network, runtime, env. Unset
     values are the server's defaults, and its maxima and allowed images apply."""
 
-    image = Unicode(None, allow_none=True, help="Image of the kernel's sandbox (None: the server's default).").tag(config=True)
-    memory = Unicode(None, allow_none=True, help="Memory limit, e.g. '2G' (None: the server's default).").tag(config=True)
+    image = Unicode(None, allow_none=True, help="Image of the kernel's sandbox (None: the server's default).").tag(
+        config=True
+    )
+    memory = Unicode(None, allow_none=True, help="Memory limit, e.g. '2G' (None: the server's default).").tag(
+        config=True
+    )
     cpus = Float(None, allow_none=True, help="CPUs (None: the server's default).").tag(config=True)
     pids = Int(None, allow_none=True, help="Process limit (None: the server's default).").tag(config=True)
-    disk = Unicode(None, allow_none=True, help="Size of the writable working directory (None: default).").tag(config=True)
+    disk = Unicode(None, allow_none=True, help="Size of the writable working directory (None: default).").tag(
+        config=True
+    )
     network = Bool(False, help="Whether the kernel gets network access (if the server allows it).").tag(config=True)
-    runtime = Unicode(None, allow_none=True, help="'runc' or 'runsc' (gVisor); None: the server's default.").tag(config=True)
-    env = Dict(help="Environment variables of the kernel. The server's own environment never reaches it.").tag(config=True)
-    poll_interval = Float(
-        0.5, help="Seconds between liveness checks while waiting for the kernel to end."
-    ).tag(config=True)
+    runtime = Unicode(None, allow_none=True, help="'runc' or 'runsc' (gVisor); None: the server's default.").tag(
+        config=True
+    )
+    env = Dict(help="Environment variables of the kernel. The server's own environment never reaches it.").tag(
+        config=True
+    )
+    poll_interval = Float(0.5, help="Seconds between liveness checks while waiting for the kernel to end.").tag(
+        config=True
+    )
 
     sandbox_id: str | None = None
     exit_reason: str | None = None  # why the kernel last died (None: it did not, or was shut down)
@@ -107,8 +117,16 @@ class SandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         return await self._call(method(*args, **kwargs))
 
     def _spec(self) -> SpecRequest:
-        return SpecRequest(image=self.image, memory=self.memory, cpus=self.cpus, pids=self.pids, disk=self.disk,
-                           network=self.network or None, runtime=self.runtime, env=dict(self.env) or None)
+        return SpecRequest(
+            image=self.image,
+            memory=self.memory,
+            cpus=self.cpus,
+            pids=self.pids,
+            disk=self.disk,
+            network=self.network or None,
+            runtime=self.runtime,
+            env=dict(self.env) or None,
+        )
 
     # -- KernelProvisionerBase --------------------------------------------------------------
     @property
@@ -135,21 +153,28 @@ class SandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         assert self._manager is not None
         self._stopping = False
         if self.sandbox_id is None:
-            model = await self._do(self._manager.create, self._owner, f"kernel-{self.kernel_id}", self._spec(),
-                                   kernel_id=self.kernel_id, kind="kernel")
+            model = await self._do(
+                self._manager.create,
+                self._owner,
+                f"kernel-{self.kernel_id}",
+                self._spec(),
+                kernel_id=self.kernel_id,
+                kind="kernel",
+            )
             self.sandbox_id = model.id
-            self.log.info("jupyter-sandbox: kernel %s runs in sandbox %s (%s backend)",
-                          self.kernel_id, model.id, model.backend)
+            self.log.info(
+                "jupyter-sandbox: kernel %s runs in sandbox %s (%s backend)", self.kernel_id, model.id, model.backend
+            )
         else:
             await self._do(self._manager.restart_kernel, self._owner, self.sandbox_id)
         info = self._manager.kernel_connection(self._owner, self.sandbox_id)
         if isinstance(info.get("key"), str):
             info["key"] = info["key"].encode()  # as jupyter_client keeps it (session.key is bytes)
-        self.connection_info = info
+        self.connection_info = cast("KernelConnectionInfo", info)
         if self.exit_reason:
             await self._tell_next_cell(f"The previous kernel died: {self.exit_reason}")
             self.exit_reason = None
-        return info
+        return self.connection_info
 
     async def _tell_next_cell(self, text: str) -> None:
         """Print ``text`` in the next cell that runs (its variables were lost with the old kernel)."""
@@ -166,8 +191,9 @@ class SandboxProvisioner(KernelProvisionerBase):  # type: ignore[misc]
                 except Exception:
                     continue
                 if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                    self.log.info("jupyter-sandbox: kernel %s restarted; its next cell says why the last one died",
-                                  self.kernel_id)
+                    self.log.info(
+                        "jupyter-sandbox: kernel %s restarted; its next cell says why the last one died", self.kernel_id
+                    )
                     return
             self.log.warning("jupyter-sandbox: kernel %s did not take the note about its death", self.kernel_id)
         finally:

@@ -67,7 +67,7 @@ def parse_eval(runner: OneShotRunner, body: Any, max_code_size: int) -> Job:
     if request.files is not None:
         if not request.files:
             raise InvalidInput("files must be a non-empty list of {name, content}", field="files")
-        files = {f.name: f.content.encode() for f in request.files}
+        files: dict[str, str | bytes] = {f.name: f.content.encode() for f in request.files}
     elif request.code is not None:
         files = {"main.py": request.code.encode()}
     else:

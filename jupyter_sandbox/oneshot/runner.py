@@ -71,7 +71,7 @@ def parse_error(stderr: str, workdir: str = WORKDIR) -> tuple[str | None, int | 
             frame = (i, int(m.group(2)))
     if frame is None:
         return None, None
-    for line in lines[frame[0] + 1:]:
+    for line in lines[frame[0] + 1 :]:
         m = re.match(r"^([A-Za-z_][\w.]*)(?::|$)", line)
         if m:
             return m.group(1).rsplit(".", 1)[-1], frame[1]
@@ -154,25 +154,37 @@ class OneShotRunner(LoggingConfigurable):
         "`pip install --no-index --find-links`) even with the network off; when empty, requirements_txt needs "
         "network.",
     ).tag(config=True)
-    max_output_size = Int(1 * MiB, help="Bytes of stdout and of stderr kept per execution (a marker says the rest was cut).").tag(config=True)
+    max_output_size = Int(
+        1 * MiB, help="Bytes of stdout and of stderr kept per execution (a marker says the rest was cut)."
+    ).tag(config=True)
     max_records_per_user = Int(200, help="Finished executions kept per user (the oldest go first).").tag(config=True)
     max_record_bytes_per_user = Int(
         64 * MiB, help="Bytes of finished executions' output kept per user (the oldest go first)."
     ).tag(config=True)
     retention_seconds = Float(3600.0, help="How long finished executions stay visible.").tag(config=True)
-    max_archive_size = Int(50 * MiB, help="Largest tar archive, and largest total size of its contents (413 beyond).").tag(config=True)
+    max_archive_size = Int(
+        50 * MiB, help="Largest tar archive, and largest total size of its contents (413 beyond)."
+    ).tag(config=True)
     max_archive_members = Int(10000, help="Most members in an archive (413 beyond).").tag(config=True)
     default_timeout = Int(300, help="timeout_seconds when a request sets none.").tag(config=True)
     max_timeout = Int(3600, help="Largest timeout_seconds.").tag(config=True)
     default_memory_mb = Int(1024, help="memory_mb when a request sets none.").tag(config=True)
     max_memory_mb = Int(4096, help="Largest memory_mb.").tag(config=True)
-    default_disk_mb = Int(512, help="disk_mb (size of the tmpfs working directory) when a request sets none.").tag(config=True)
+    default_disk_mb = Int(512, help="disk_mb (size of the tmpfs working directory) when a request sets none.").tag(
+        config=True
+    )
     max_disk_mb = Int(4096, help="Largest disk_mb.").tag(config=True)
-    default_cpu_shares = Int(1024, help="cpu_shares (Docker's relative CPU weight) when a request sets none.").tag(config=True)
+    default_cpu_shares = Int(1024, help="cpu_shares (Docker's relative CPU weight) when a request sets none.").tag(
+        config=True
+    )
     cpus = Float(1.0, help="Hard CPU cap (cores) of every one-shot container, on top of cpu_shares.").tag(config=True)
     pids = Int(256, help="Process limit of every one-shot container.").tag(config=True)
-    max_running_per_user = Int(4, help="Executions one user may have pending or running at once (429 beyond).").tag(config=True)
-    setup_grace = Float(30.0, help="Seconds allowed on top of the timeout for making the container and reporting.").tag(config=True)
+    max_running_per_user = Int(4, help="Executions one user may have pending or running at once (429 beyond).").tag(
+        config=True
+    )
+    setup_grace = Float(30.0, help="Seconds allowed on top of the timeout for making the container and reporting.").tag(
+        config=True
+    )
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -191,7 +203,9 @@ class OneShotRunner(LoggingConfigurable):
         if python_version is not None:
             if python_version not in self.python_versions:
                 allowed = ", ".join(sorted(self.python_versions))
-                raise InvalidInput(f"python_version {python_version!r} is not available; allowed: {allowed}", field="python_version")
+                raise InvalidInput(
+                    f"python_version {python_version!r} is not available; allowed: {allowed}", field="python_version"
+                )
             return self.python_versions[python_version] or default
         if docker_image is None:
             if self.default_python_version in self.python_versions:
@@ -200,7 +214,8 @@ class OneShotRunner(LoggingConfigurable):
         images = self._image_map()
         if docker_image not in images:
             raise InvalidInput(
-                f"docker_image {docker_image!r} is not allowed; allowed: {', '.join(sorted(images))}", field="docker_image"
+                f"docker_image {docker_image!r} is not allowed; allowed: {', '.join(sorted(images))}",
+                field="docker_image",
             )
         return images[docker_image] or default
 
@@ -230,7 +245,7 @@ class OneShotRunner(LoggingConfigurable):
         """The owner's executions, newest first: one page and where the next one starts."""
         self._prune()
         mine = sorted((r for r in self._records.values() if r.owner == owner), key=lambda r: r.created, reverse=True)
-        page = mine[offset:offset + limit]
+        page = mine[offset : offset + limit]
         more = offset + limit < len(mine)
         return {
             "executions": [r.to_dict() for r in page],
@@ -276,16 +291,24 @@ class OneShotRunner(LoggingConfigurable):
         job = record.job
         assert job is not None
         spec = SandboxSpec(
-            image=job.image, memory=job.memory_mb * MiB, cpus=self.cpus, pids=self.pids, disk=job.disk_mb * MiB,
-            network=job.network, env={"PYTHONUNBUFFERED": "1", **job.env},
+            image=job.image,
+            memory=job.memory_mb * MiB,
+            cpus=self.cpus,
+            pids=self.pids,
+            disk=job.disk_mb * MiB,
+            network=job.network,
+            env={"PYTHONUNBUFFERED": "1", **job.env},
         )
         header = json.dumps(self._supervisor_job(job)).encode() + b"\n"
         return OnceRun(
-            run_id=record.id, spec=spec, command=[self.backend.python, "-I", "-c", program("supervisor.py")],
+            run_id=record.id,
+            spec=spec,
+            command=[self.backend.python, "-I", "-c", program("supervisor.py")],
             stdin=header + job.archive + job.stdin,
             labels=labels(self.manager.server_id, record.owner, execution=record.id),
             # the report is JSON of output capped at max_output_size: room for its escaping
-            max_output=16 * self.max_output_size + MiB, cpu_shares=job.cpu_shares,
+            max_output=16 * self.max_output_size + MiB,
+            cpu_shares=job.cpu_shares,
             read_only_dirs={self.wheelhouse: WHEELHOUSE_MOUNT} if job.requirements and self.wheelhouse else {},
         )
 
@@ -296,14 +319,27 @@ class OneShotRunner(LoggingConfigurable):
         main_env: dict[str, str] = {}
         if job.requirements:
             files[REQUIREMENTS_PATH] = job.requirements
-            pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-cache-dir", "--quiet",
-                   "--target", PACKAGES_DIR, "-r", REQUIREMENTS_PATH]
+            pip = [
+                python,
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-cache-dir",
+                "--quiet",
+                "--target",
+                PACKAGES_DIR,
+                "-r",
+                REQUIREMENTS_PATH,
+            ]
             if self.wheelhouse:
                 pip += ["--find-links", WHEELHOUSE_MOUNT]
                 if not job.network:
                     pip.append("--no-index")
             steps.append({"argv": pip})
-            main_env["PYTHONPATH"] = PACKAGES_DIR + ":" + job.env["PYTHONPATH"] if "PYTHONPATH" in job.env else PACKAGES_DIR
+            main_env["PYTHONPATH"] = (
+                PACKAGES_DIR + ":" + job.env["PYTHONPATH"] if "PYTHONPATH" in job.env else PACKAGES_DIR
+            )
         entry = posixpath.join(WORKDIR, job.entrypoint)
         if job.eval_last_expr:
             files[EVAL_RUNNER_PATH] = program("eval_runner.py")
@@ -312,8 +348,14 @@ class OneShotRunner(LoggingConfigurable):
             argv = [python, entry, *job.args]
         steps.append({"argv": argv, "stdin": True, "env": main_env})
         return {
-            "tar_size": len(job.archive), "stdin_size": len(job.stdin), "workdir": WORKDIR, "timeout": job.timeout,
-            "cap": self.max_output_size, "files": files, "steps": steps, "result_path": RESULT_PATH,
+            "tar_size": len(job.archive),
+            "stdin_size": len(job.stdin),
+            "workdir": WORKDIR,
+            "timeout": job.timeout,
+            "cap": self.max_output_size,
+            "files": files,
+            "steps": steps,
+            "result_path": RESULT_PATH,
         }
 
     async def _run(self, record: ExecutionRecord) -> None:
@@ -329,11 +371,12 @@ class OneShotRunner(LoggingConfigurable):
 
         try:
             if not record.kill_requested:
-                result = await asyncio.wait_for(
+                ran = await asyncio.wait_for(
                     self.backend.run_once(self._once_run(record), started), timeout=job.timeout + self.setup_grace
                 )
-                if result.stdout.strip():
-                    report = json.loads(result.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
+                result = ran
+                if ran.stdout.strip():
+                    report = json.loads(ran.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
         except asyncio.TimeoutError:
             record.error = f"the sandbox did not finish within timeout + {self.setup_grace:g}s; it was killed"
             timed_out = True
@@ -348,8 +391,9 @@ class OneShotRunner(LoggingConfigurable):
         finally:
             self._finish(record, report, result, timed_out)
 
-    def _finish(self, record: ExecutionRecord, report: dict[str, Any] | None, result: OnceResult | None,
-                timed_out: bool) -> None:
+    def _finish(
+        self, record: ExecutionRecord, report: dict[str, Any] | None, result: OnceResult | None, timed_out: bool
+    ) -> None:
         exit_code = TIMEOUT_EXIT_CODE if timed_out else result.exit_code if result else None
         oom = bool(result and result.out_of_memory)
         supervisor_err = result.stderr if result else b""
@@ -357,6 +401,7 @@ class OneShotRunner(LoggingConfigurable):
         if record.started is None:
             record.started = record.finished
         job = record.job
+        assert job is not None  # dropped below, once finished
         if report is not None:
             record.stdout = self._capped(report["stdout"], report["stdout_size"])
             record.stderr = self._capped(report["stderr"], report["stderr_size"])
@@ -373,8 +418,8 @@ class OneShotRunner(LoggingConfigurable):
             record.status, record.exit_code = "failed", KILL_EXIT_CODE
             record.error = (
                 f"out of memory: the process was killed at the memory limit of {job.memory_mb} MB"
-                if oom else "the process was killed (SIGKILL), most likely out of memory "
-                f"(memory limit {job.memory_mb} MB)"
+                if oom
+                else f"the process was killed (SIGKILL), most likely out of memory (memory limit {job.memory_mb} MB)"
             )
         elif report is not None:
             record.status, record.exit_code = "completed", exit_code
@@ -387,7 +432,13 @@ class OneShotRunner(LoggingConfigurable):
             record.error_type, record.error_line = parse_error(record.stderr)
         record.job = None  # the archive is not kept
         record.done.set()
-        self.log.info("jupyter-sandbox: execution %s of %s %s (exit code %s)", record.id, record.owner, record.status, record.exit_code)
+        self.log.info(
+            "jupyter-sandbox: execution %s of %s %s (exit code %s)",
+            record.id,
+            record.owner,
+            record.status,
+            record.exit_code,
+        )
 
     def _capped(self, text: str, total: int) -> str:
         kept = len(text.encode("utf-8", "replace"))

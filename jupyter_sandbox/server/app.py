@@ -40,15 +40,21 @@ class SandboxApp(ExtensionApp):
     backend = Unicode(
         "auto", help="Sandbox backend: 'docker', 'local', or 'auto' (docker when an engine answers, else local)."
     ).tag(config=True)
-    max_body_size = Int(64 * 1024**2, help="Largest request body in bytes, on every route (413 beyond).").tag(config=True)
+    max_body_size = Int(64 * 1024**2, help="Largest request body in bytes, on every route (413 beyond).").tag(
+        config=True
+    )
     max_code_size = Int(
-        4 * 1024**2, help="Largest code in bytes: an execute request's code, a one-shot eval's code or files (413 beyond)."
+        4 * 1024**2,
+        help="Largest code in bytes: an execute request's code, a one-shot eval's code or files (413 beyond).",
     ).tag(config=True)
     public_url = Unicode(
-        "", help="scheme://host[:port] through which clients reach this server, used in each sandbox's "
-        "e2b_url (e.g. behind a TLS-terminating proxy). '' = the scheme and host of the request."
+        "",
+        help="scheme://host[:port] through which clients reach this server, used in each sandbox's "
+        "e2b_url (e.g. behind a TLS-terminating proxy). '' = the scheme and host of the request.",
     ).tag(config=True)
-    keepalive_interval = Int(15, help="Seconds of silence before a keepalive line in streamed executions.").tag(config=True)
+    keepalive_interval = Int(15, help="Seconds of silence before a keepalive line in streamed executions.").tag(
+        config=True
+    )
 
     state_dir = Unicode(
         help="Private folder (mode 0700, owned by the server's user) for the server's state: its identity "
@@ -63,13 +69,17 @@ class SandboxApp(ExtensionApp):
         return os.path.join(jupyter_data_dir(), "jupyter_sandbox")
 
     def initialize_settings(self) -> None:
+        assert self.serverapp is not None  # an extension is always linked to its server first
         backend = make_backend(self.backend, log=self.log, parent=self)
         self.identity = ServerIdentity.claim(
             self.state_dir, {"root_dir": str(self.serverapp.root_dir), "base_url": self.serverapp.base_url}
         )
         if self.identity.previous:
-            self.log.info("jupyter-sandbox: server id %s, taken over from this server's earlier run (pid %s, gone)",
-                          self.identity.server_id, self.identity.previous.get("pid"))
+            self.log.info(
+                "jupyter-sandbox: server id %s, taken over from this server's earlier run (pid %s, gone)",
+                self.identity.server_id,
+                self.identity.previous.get("pid"),
+            )
         else:
             self.log.info("jupyter-sandbox: server id %s (new)", self.identity.server_id)
         self.manager = SandboxManager(parent=self, backend=backend, log=self.log, server_id=self.identity.server_id)
@@ -96,12 +106,13 @@ class SandboxApp(ExtensionApp):
         """Whom this server's notebook kernels belong to: the user the handlers see as their owner."""
         from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS
 
-        if type(self.serverapp.identity_provider) in SHARED_TOKEN_PROVIDERS:
+        if self.serverapp is None or type(self.serverapp.identity_provider) in SHARED_TOKEN_PROVIDERS:
             return SHARED_OWNER
         # another identity provider (JupyterHub's): the one user this single-user server serves
         return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
+        assert self.manager is not None  # made by initialize_settings
         await self.manager.start()
         # the sandboxed kernel's provisioner (jupyter_sandbox.kernel) runs in this process: it uses this manager
         set_running(self.manager, self.kernel_owner())

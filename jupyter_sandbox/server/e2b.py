@@ -12,7 +12,7 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from .handlers import ContextHandler, ContextRestartHandler, ContextsHandler, ExecuteHandler
+from .handlers import ContextHandler, ContextRestartHandler, ContextsHandler, ExecuteHandler, SandboxAPIHandler
 
 E2B = "sandbox/e2b"
 
@@ -21,7 +21,7 @@ def e2b_path(*parts: str) -> str:
     return url_path_join("/", E2B, *parts)
 
 
-class E2BMixin:
+class E2BMixin(SandboxAPIHandler):
     """Authenticates by the path's secret; acts as the sandbox's owner."""
 
     _e2b_owner: str | None = None
@@ -31,19 +31,19 @@ class E2BMixin:
         # cross-site page cannot know. The SDK sends no XSRF token.
         return None
 
-    async def prepare(self):
-        kwargs = self.path_kwargs  # type: ignore[attr-defined]
+    async def prepare(self) -> None:  # type: ignore[override]
+        kwargs = self.path_kwargs
         # Routing is done: from here on the request's URL is only logged, and the logs (the
         # access log included) must never hold a credential.
-        request = self.request  # type: ignore[attr-defined]
+        request = self.request
         request.uri = request.uri.replace(kwargs["secret"], "<secret>")
         request.path = request.path.replace(kwargs["secret"], "<secret>")
-        await super().prepare()  # type: ignore[misc]
-        self._e2b_owner = self.manager.owner_by_e2b_secret(kwargs["sandbox_id"], kwargs["secret"])  # type: ignore[attr-defined]
+        await super().prepare()
+        self._e2b_owner = self.manager.owner_by_e2b_secret(kwargs["sandbox_id"], kwargs["secret"])
 
     @property
-    def owner(self) -> str | None:
-        return self._e2b_owner
+    def owner(self) -> str:
+        return self._e2b_owner or ""
 
 
 class E2BContextsHandler(E2BMixin, ContextsHandler):

@@ -94,7 +94,9 @@ class SandboxAPIHandler(APIHandler):
                 return
             if self._headers_written:
                 # Mid-stream (NDJSON): the status is already sent; say it as a line.
-                self.write(json.dumps({"type": "error", "name": type(e).__name__, "value": e.message, "traceback": ""}) + "\n")
+                self.write(
+                    json.dumps({"type": "error", "name": type(e).__name__, "value": e.message, "traceback": ""}) + "\n"
+                )
                 self.finish()
                 return
             self.clear()
@@ -122,7 +124,8 @@ class SandboxesHandler(SandboxAPIHandler):
         if request.kernel_id is not None and request.kernel_id not in self.kernel_manager:
             raise InvalidInput(
                 f"kernel_id {request.kernel_id!r} is not a running kernel of this server; a sandbox can only be "
-                "tied to this server's own notebook kernels", field="kernel_id",
+                "tied to this server's own notebook kernels",
+                field="kernel_id",
             )
         model = await self.manager.create(self.owner, request.name, request.spec(), kernel_id=request.kernel_id)
         self.set_header("Location", url_path_join(self.base_url, api_path("sandboxes", model.id)))
@@ -259,11 +262,19 @@ class ExecuteHandler(SandboxAPIHandler):
         self.set_header("X-Accel-Buffering", "no")  # tell nginx-like proxies not to buffer the stream
         self._write_lock = asyncio.Lock()
         self._last_write = time.monotonic()
-        self._task = asyncio.ensure_future(self.manager.execute(
-            self.owner, sandbox_id, request.code, context_id=request.context_id, language=request.language,
-            env_vars=request.env_vars, timeout=request.timeout, on_event=self._send,
-            allow_stdin=bool(request.allow_stdin),
-        ))
+        self._task = asyncio.ensure_future(
+            self.manager.execute(
+                self.owner,
+                sandbox_id,
+                request.code,
+                context_id=request.context_id,
+                language=request.language,
+                env_vars=request.env_vars,
+                timeout=request.timeout,
+                on_event=self._send,
+                allow_stdin=bool(request.allow_stdin),
+            )
+        )
         keepalive = asyncio.ensure_future(self._keepalive(self.sandbox_app.keepalive_interval))
         try:
             await self._task
@@ -334,7 +345,7 @@ class FilesHandler(SandboxAPIHandler):
             raise InvalidInput("the query parameter 'path' is required", field="path")
         return path or ""
 
-    async def prepare(self):
+    async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare()
         self._chunks = []
         if self.request.method != "PUT" or self.current_user is None:
@@ -348,7 +359,8 @@ class FilesHandler(SandboxAPIHandler):
         declared = int(self.request.headers.get("Content-Length") or 0)
         if declared > limit:
             raise TooLarge(f"an upload of {declared} bytes is over this sandbox's limit of {limit} bytes")
-        self.request.connection.set_max_body_size(limit)
+        if self.request.connection is not None:
+            self.request.connection.set_max_body_size(limit)  # type: ignore[attr-defined]
 
     def data_received(self, chunk: bytes) -> None:
         self._received += len(chunk)

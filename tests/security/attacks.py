@@ -6,7 +6,6 @@ One server per runtime (runc, then gVisor's runsc) for the module, with two user
 attacker, ``bob`` the bystander; tests/servers.py's HeaderUsers).
 """
 
-
 from __future__ import annotations
 
 import time

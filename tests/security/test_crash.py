@@ -15,7 +15,8 @@ from servers import SESSION, SESSION_LABEL, JupyterServer, result_text
 
 def containers_of(server_id: str) -> set[str]:
     found = docker.from_env().containers.list(
-        all=True, filters={"label": [f"{LABEL_PREFIX}.server={server_id}", f"{SESSION_LABEL}={SESSION}"]})
+        all=True, filters={"label": [f"{LABEL_PREFIX}.server={server_id}", f"{SESSION_LABEL}={SESSION}"]}
+    )
     return {c.labels[f"{LABEL_PREFIX}.sandbox"] for c in found if f"{LABEL_PREFIX}.sandbox" in c.labels}
 
 
@@ -29,8 +30,9 @@ def test_kill_9_then_restart_keeps_both_users_state(docker_ready, runtime, reque
     if runtime == "runsc":
         request.getfixturevalue("runsc_ready")
     config = {"DockerBackend": {"runtime": runtime}}
-    home = dict(runtime_dir=tmp_path / "runtime", data_dir=tmp_path / "data", root_dir=tmp_path, users=True,
-                config=config)
+    home = dict(
+        runtime_dir=tmp_path / "runtime", data_dir=tmp_path / "data", root_dir=tmp_path, users=True, config=config
+    )
     first = JupyterServer(tmp_path / "first", **home).start()
     try:
         mine = {}
@@ -56,8 +58,9 @@ def test_kill_9_then_restart_keeps_both_users_state(docker_ready, runtime, reque
                 time.sleep(0.3)
             assert [(m["id"], m["name"], m["status"]) for m in listed] == [(mine[user]["id"], f"{user}-box", "running")]
             assert result_text(second.execute(mine[user]["id"], "x + 1", user=user)) == str(value + 1)
-            assert result_text(second.execute(mine[user]["id"], "y", user=user,
-                                              context_id=mine[user]["second_context"])) == str(value * 2)
+            assert result_text(
+                second.execute(mine[user]["id"], "y", user=user, context_id=mine[user]["second_context"])
+            ) == str(value * 2)
             # the E2B URL still opens only its own sandbox
             assert listed[0]["e2b_url"] == mine[user]["e2b_url"].replace(first.url.rstrip("/"), second.url.rstrip("/"))
         assert containers_of(crashed_id) == {m["id"] for m in mine.values()}, "a container unaccounted for"

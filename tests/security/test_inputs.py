@@ -52,12 +52,16 @@ def test_bad_values_in_one_shot_runs_are_400s_naming_the_field(guarded):
         assert r.status_code == 400 and r.json()["field"] == field, (body, r.text)
     r = server.api("POST", "v1/eval", content=DEEP, user=ATTACKER)
     assert r.status_code == 400 and r.json()["field"] == "body", r.text
-    for config, field in ([{"timeout_seconds": float("nan")}, "config.timeout_seconds"],
-                          [{"disk_mb": 1e400}, "config.disk_mb"]):
-        body, content_type = encode_multipart_formdata({
-            "tar": ("code.tar", make_archive({"main.py": "print(1)"}), "application/octet-stream"),
-            "metadata": (None, json.dumps({"config": config}), "application/json"),
-        })
+    for config, field in (
+        [{"timeout_seconds": float("nan")}, "config.timeout_seconds"],
+        [{"disk_mb": 1e400}, "config.disk_mb"],
+    ):
+        body, content_type = encode_multipart_formdata(
+            {
+                "tar": ("code.tar", make_archive({"main.py": "print(1)"}), "application/octet-stream"),
+                "metadata": (None, json.dumps({"config": config}), "application/json"),
+            }
+        )
         r = server.api("POST", "v1/exec/sync", content=body, headers={"Content-Type": content_type}, user=ATTACKER)
         assert r.status_code == 400 and r.json()["field"] == field, (config, r.text)
     assert_whole(server, bystander)
@@ -70,18 +74,21 @@ def test_an_upload_larger_than_the_disk_is_refused_at_once_and_leaves_nothing(gu
     url = urlparse(server.url)
     started = time.monotonic()
     with socket.create_connection((url.hostname, url.port), timeout=30) as conn:
-        conn.sendall((
-            f"PUT /sandbox/api/sandboxes/{sandbox}/files?path=huge.bin HTTP/1.1\r\nHost: {url.netloc}\r\n"
-            f"Authorization: token {server.token}\r\nX-Test-User: {ATTACKER}\r\n"
-            f"Content-Length: {2 * 1024**3}\r\n\r\n"
-        ).encode())
+        conn.sendall(
+            (
+                f"PUT /sandbox/api/sandboxes/{sandbox}/files?path=huge.bin HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                f"Authorization: token {server.token}\r\nX-Test-User: {ATTACKER}\r\n"
+                f"Content-Length: {2 * 1024**3}\r\n\r\n"
+            ).encode()
+        )
         answer = conn.recv(65536).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413"), answer[:300]
     assert time.monotonic() - started < 5.0
     # one that passes the first check but not the space left: 413, no partial file
     server.execute(sandbox, "open('filler', 'wb').write(b'0' * 40 * 1024 * 1024)", user=ATTACKER)
-    r = server.api("PUT", f"sandboxes/{sandbox}/files", params={"path": "more.bin"}, content=b"1" * (40 * 1024**2),
-                   user=ATTACKER)
+    r = server.api(
+        "PUT", f"sandboxes/{sandbox}/files", params={"path": "more.bin"}, content=b"1" * (40 * 1024**2), user=ATTACKER
+    )
     assert r.status_code == 413, r.text
     names = [e["name"] for e in server.api("GET", f"sandboxes/{sandbox}/files", user=ATTACKER).json()]
     assert "more.bin" not in names and "huge.bin" not in names, names
@@ -95,10 +102,15 @@ def test_the_e2b_secret_never_reaches_the_logs(guarded):
     secret = e2b_url.rsplit("/", 1)[1]
     # valid secret, bad requests (4xx); wrong secret (404); a good request
     assert server.request("POST", urlparse(e2b_url).path.lstrip("/") + "/execute", content="{nope").status_code == 400
-    assert server.request("POST", urlparse(e2b_url).path.lstrip("/") + "/contexts", json={"cwd": "../x"}).status_code == 400
+    assert (
+        server.request("POST", urlparse(e2b_url).path.lstrip("/") + "/contexts", json={"cwd": "../x"}).status_code
+        == 400
+    )
     wrong = e2b_url[: -len(secret)] + secret[::-1]
     assert server.request("POST", urlparse(wrong).path.lstrip("/") + "/execute", json={"code": "1"}).status_code == 404
-    assert server.request("POST", urlparse(e2b_url).path.lstrip("/") + "/execute", json={"code": "1"}).status_code == 200
+    assert (
+        server.request("POST", urlparse(e2b_url).path.lstrip("/") + "/execute", json={"code": "1"}).status_code == 200
+    )
     log = server.log(tail=10**7)
     assert secret not in log and secret[::-1] not in log
     assert "<secret>" in log  # the requests were logged, without it

@@ -17,8 +17,12 @@ def test_reads_of_a_fifo_never_hold_up_another_users_execute(guarded):
     server.execute(sandbox, "import os\nos.mkfifo('pipe')", user=ATTACKER)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         # the reported attack: six downloads of a FIFO at once, which used to wait forever
-        reads = [pool.submit(server.api, "GET", f"sandboxes/{sandbox}/files", params={"path": "pipe"},
-                             user=ATTACKER, timeout=60) for _ in range(6)]
+        reads = [
+            pool.submit(
+                server.api, "GET", f"sandboxes/{sandbox}/files", params={"path": "pipe"}, user=ATTACKER, timeout=60
+            )
+            for _ in range(6)
+        ]
         started = time.monotonic()
         other = pool.submit(server.execute, bystander, "sum(range(10))", user=BYSTANDER)
         assert result_text(other.result(timeout=30)) == "45"

@@ -31,7 +31,7 @@ def read_job():
         buf += chunk
     end = buf.index(b"\n")
     job = json.loads(bytes(buf[:end]))
-    payload = bytearray(buf[end + 1:])
+    payload = bytearray(buf[end + 1 :])
     need = job["tar_size"] + job["stdin_size"]
     while len(payload) < need:
         chunk = os.read(0, max(65536, need - len(payload)))
@@ -61,13 +61,21 @@ def run_steps(job, out):
         env = dict(os.environ, **step.get("env", {}))
         stdin = open(STDIN_PATH, "rb") if step.get("stdin") else subprocess.DEVNULL  # noqa: SIM115 (the step's, for its life)
         try:
-            proc = subprocess.Popen(step["argv"], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                step["argv"],
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+            )
         except OSError as e:
             out["stderr"][0] += ("cannot run {!r}: {}\n".format(step["argv"][0], e)).encode()
             return 127, False
-        readers = [threading.Thread(target=drain, args=(proc.stdout, out["stdout"], job["cap"]), daemon=True),
-                   threading.Thread(target=drain, args=(proc.stderr, out["stderr"], job["cap"]), daemon=True)]
+        readers = [
+            threading.Thread(target=drain, args=(proc.stdout, out["stdout"], job["cap"]), daemon=True),
+            threading.Thread(target=drain, args=(proc.stderr, out["stderr"], job["cap"]), daemon=True),
+        ]
         for reader in readers:
             reader.start()
         try:
@@ -95,7 +103,7 @@ def main():
         # The server already refused unsafe members; the data filter (3.12+) is a second check.
         tf.extractall(job["workdir"], **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     with open(STDIN_PATH, "wb") as f:
-        f.write(payload[job["tar_size"]:])
+        f.write(payload[job["tar_size"] :])
     del payload
     for path, text in job["files"].items():
         with open(path, "w") as f:

@@ -125,7 +125,7 @@ class Decoder:
                     raise ProtocolError(f"message larger than {MAX_MESSAGE} bytes")
                 if end - pos < 4 + n:
                     return pos
-                self.parts.append(bytes(buf[pos + 4:pos + 4 + n]))
+                self.parts.append(bytes(buf[pos + 4 : pos + 4 + n]))
                 pos += 4 + n
                 self.size += n
                 self.left -= 1
@@ -168,7 +168,7 @@ class Output:
         view = memoryview(b"".join(chunks))
         try:
             while view:
-                view = view[os.write(self.fd, view):]
+                view = view[os.write(self.fd, view) :]
         except OSError:  # the server went away: nobody to tell
             self.close()
 
@@ -249,7 +249,7 @@ def log_tail(paths, limit):
     parts = [read_file(paths.log_old, limit) or b"", read_file(paths.log, limit) or b""]
     data = b"".join(parts)[-limit:]
     if len(data) == limit and b"\n" in data:
-        data = data[data.index(b"\n") + 1:]  # start on a whole line
+        data = data[data.index(b"\n") + 1 :]  # start on a whole line
     return data.decode("utf-8", "replace")
 
 
@@ -311,7 +311,7 @@ def proc_start_time(pid):
     data = read_file(f"/proc/{pid}/stat", 4096)
     if not data:
         return None, True
-    fields = data[data.rindex(b")") + 2:].split()
+    fields = data[data.rindex(b")") + 2 :].split()
     return fields[19].decode(), fields[0] == b"Z"
 
 
@@ -352,7 +352,9 @@ def zmtp_command(name, properties):
     for key, value in properties:
         body += [bytes((len(key),)), key, len(value).to_bytes(4, "big"), value]
     body = b"".join(body)
-    return (bytes((COMMAND, len(body))) if len(body) < 256 else bytes((COMMAND | LONG,)) + len(body).to_bytes(8, "big")) + body
+    return (
+        bytes((COMMAND, len(body))) if len(body) < 256 else bytes((COMMAND | LONG,)) + len(body).to_bytes(8, "big")
+    ) + body
 
 
 class Peer:
@@ -470,7 +472,7 @@ class Peer:
             if not self.greeted:
                 if end - pos < 64:
                     return pos
-                greeting = buf[pos:pos + 64]
+                greeting = buf[pos : pos + 64]
                 if greeting[0] != 0xFF or not greeting[9] & 1 or greeting[10] < 3:
                     raise ZmtpError("the kernel's socket does not speak ZMTP 3")
                 if bytes(greeting[12:32]).rstrip(b"\0") != b"NULL":
@@ -484,14 +486,14 @@ class Peer:
             if flags & LONG:
                 if end - pos < 9:
                     return pos
-                size, head = int.from_bytes(buf[pos + 1:pos + 9], "big"), 9
+                size, head = int.from_bytes(buf[pos + 1 : pos + 9], "big"), 9
             else:
                 size, head = buf[pos + 1], 2
             if size > MAX_MESSAGE:
                 raise ZmtpError("frame too large")
             if end - pos < head + size:
                 return pos
-            body = bytes(buf[pos + head:pos + head + size])
+            body = bytes(buf[pos + head : pos + head + size])
             pos += head + size
             if flags & COMMAND:
                 self.command(body)
@@ -506,7 +508,7 @@ class Peer:
                 raise ZmtpError("a message before the handshake")
 
     def command(self, body):
-        name = body[1:1 + body[0]] if body else b""
+        name = body[1 : 1 + body[0]] if body else b""
         if name == b"READY" and not self.ready:
             self.ready = True
             for data in self.pending:
@@ -530,7 +532,7 @@ def shrink(parts, key, cap=IOPUB_CAP):
         return parts
     try:
         d = parts.index(DELIMITER)
-        header, parent, metadata, content = (json.loads(p) for p in parts[d + 2:d + 6])
+        header, parent, metadata, content = (json.loads(p) for p in parts[d + 2 : d + 6])
     except (ValueError, IndexError):
         return None
     kind = header.get("msg_type")
@@ -563,8 +565,13 @@ class Relay:
         # on stdin to the identities of the shell request, so they must match.
         identity = b"relay-" + os.urandom(8).hex().encode()
         self.peers = {}
-        for kind, port, socket_type in ((SHELL, 1, b"DEALER"), (IOPUB, 2, b"SUB"), (STDIN, 3, b"DEALER"),
-                                        (CONTROL, 4, b"DEALER"), (HB, 5, b"DEALER")):
+        for kind, port, socket_type in (
+            (SHELL, 1, b"DEALER"),
+            (IOPUB, 2, b"SUB"),
+            (STDIN, 3, b"DEALER"),
+            (CONTROL, 4, b"DEALER"),
+            (HB, 5, b"DEALER"),
+        ):
             self.peers[kind] = Peer(kind, f"{ip}-{port}", socket_type, identity)
         self.peers[IOPUB].key = key
         self.connect(time.monotonic())
@@ -669,8 +676,9 @@ class Launcher:
             raise ValueError("env must be an object")
         prepare_state_dir(request["state_dir"])
         info = dict(connection)
-        info.update(transport="ipc", ip=self.paths.ip, shell_port=1, iopub_port=2, stdin_port=3,
-                    control_port=4, hb_port=5)
+        info.update(
+            transport="ipc", ip=self.paths.ip, shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5
+        )
         info.setdefault("signature_scheme", "hmac-sha256")
         write_file(self.paths.connection, json.dumps(info).encode())
         for stale in (self.paths.exit, self.paths.pid):
@@ -678,15 +686,21 @@ class Launcher:
                 os.unlink(stale)
             except OSError:
                 pass
-        argv = [a.replace("{connection_file}", self.paths.connection).replace("{file}", self.paths.connection)
-                for a in argv]
+        argv = [
+            a.replace("{connection_file}", self.paths.connection).replace("{file}", self.paths.connection) for a in argv
+        ]
         full_env = dict(os.environ)
         full_env.update((str(k), str(v)) for k, v in env.items())
         read_end, write_end = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.STDOUT,
-                cwd=request.get("cwd") or None, env=full_env, start_new_session=True,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=subprocess.STDOUT,
+                cwd=request.get("cwd") or None,
+                env=full_env,
+                start_new_session=True,
             )
         except BaseException:
             os.close(read_end)
@@ -773,8 +787,14 @@ class Launcher:
                 write_file(self.paths.exit, json.dumps(status).encode())
             except OSError:
                 pass
-        event(out, event="exited", code=status.get("code"), signal=status.get("signal"),
-              error=status.get("error"), log=log_tail(self.paths, EXIT_LOG))
+        event(
+            out,
+            event="exited",
+            code=status.get("code"),
+            signal=status.get("signal"),
+            error=status.get("error"),
+            log=log_tail(self.paths, EXIT_LOG),
+        )
         self.out.write(out)
         self.disconnect()
 
@@ -803,8 +823,11 @@ class Launcher:
             if record is None:
                 self.record = read_json(self.paths.pid)
                 if self.record is None:
-                    record = {"code": None, "signal": None,
-                              "error": f"no kernel {self.request['kernel_id']} in {self.request['state_dir']}"}
+                    record = {
+                        "code": None,
+                        "signal": None,
+                        "error": f"no kernel {self.request['kernel_id']} in {self.request['state_dir']}",
+                    }
                 else:
                     record = self.kernel_status()
             if record is not None:
