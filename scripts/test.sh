@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything from a fresh Debian machine to a full test run:
 #   Docker engine (installed and started when absent, runsc registered), the sandbox
-#   images (built offline when missing), the package with its test extras, then pytest.
+#   images (built offline when missing), the package with its test extras, the linters
+#   (ruff, mypy; eslint and prettier run as a test), then pytest.
 # Extra arguments go to pytest, e.g. scripts/test.sh -k contract -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,5 +16,9 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "[test] installing Debian's chromium for the browser tests" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+echo "[test] ruff, ruff format, mypy" >&2
+python -m ruff check .
+python -m ruff format --check .
+python -m mypy
 echo "[test] running pytest" >&2
 python -m pytest -p no:cacheprovider -ra "$@"
