@@ -85,6 +85,9 @@ class DockerBackend(SandboxBackend):
         help="Where the server makes its private folder for the host side of kernel sockets (a new random "
         "name, mode 0700, each start). '' = the system's temp dir. Keep it short: a socket path has 107 bytes.",
     ).tag(config=True)
+    container_log_size = Unicode(
+        "1m", help="Most of a container's own output the engine keeps on the host (its json-file log)."
+    ).tag(config=True)
     kernel_start_timeout = Float(60.0, help="Seconds for the launcher to start a kernel in a sandbox.").tag(config=True)
     liveness_timeout = Float(
         6.0,
@@ -283,6 +286,9 @@ class DockerBackend(SandboxBackend):
             hostname="sandbox",
             runtime=runtime,
             ipc_mode="private",
+            # The container's own output lands in a file on the host (the engine's log): code in
+            # the sandbox can write there (/proc/1/fd/1), so it is capped.
+            log_config={"type": "json-file", "config": {"max-size": self.container_log_size, "max-file": "1"}},
         )
         return options
 

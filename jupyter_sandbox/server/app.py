@@ -101,6 +101,9 @@ class SandboxApp(ExtensionApp):
             sandbox_executions=self.executions,
         )
         self.log.info("jupyter-sandbox: backend %s (%s)", backend.name, backend.isolation)
+        # The sandboxed kernel's provisioner (jupyter_sandbox.kernel) runs in this process and uses
+        # this manager: known from now on, since a kernel may start before the extension's start ends.
+        set_running(self.manager, self.kernel_owner())
 
     def kernel_owner(self) -> str:
         """Whom this server's notebook kernels belong to: the user the handlers see as their owner."""
@@ -114,8 +117,6 @@ class SandboxApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         assert self.manager is not None  # made by initialize_settings
         await self.manager.start()
-        # the sandboxed kernel's provisioner (jupyter_sandbox.kernel) runs in this process: it uses this manager
-        set_running(self.manager, self.kernel_owner())
         # A notebook kernel's own sandbox goes when the server shuts the kernel down (a restart
         # keeps it: jupyter_server emits "shutdown" only for a real shutdown, culling included).
         serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=self._on_kernel_action)

@@ -84,3 +84,21 @@ def test_no_host_path_is_mounted_and_the_disk_fill_stays_in_the_sandbox(guarded)
     events = server.execute(sandbox, "x = 41\nx + 1", user=ATTACKER)
     assert next(e["text"] for e in events if e.get("type") == "result") == "42", events
     assert_whole(server, bystander)
+
+
+def test_the_containers_own_output_cannot_fill_the_host_disk(guarded):
+    server, bystander = guarded
+    sandbox = create(server)
+    # PID 1 runs as the sandbox's user: its stdout, kept by the engine on the host, is writable
+    code = (
+        "with open('/proc/1/fd/1', 'w') as out:\n"
+        "    for _ in range(200):\n"
+        "        out.write('x' * 1_000_000 + '\\n')\n"
+        "'written'"
+    )
+    events = server.execute(sandbox, code, user=ATTACKER)
+    assert any(e.get("text") == "'written'" for e in events), events
+    container = docker.from_env().containers.get(f"jupyter-sandbox-{sandbox}")
+    log = Path(container.attrs["LogPath"])
+    assert log.stat().st_size < 4 * 1024**2, f"the engine kept {log.stat().st_size} bytes of the container's output"
+    assert_whole(server, bystander)

@@ -4,9 +4,12 @@ model follows the container; a deaf kernel is replaced; network sandboxes are fe
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
+import tempfile
 import time
+from pathlib import Path
 
 import docker
 import pytest
@@ -33,8 +36,23 @@ def test_a_state_folder_made_by_another_user_is_refused(docker_ready, tmp_path):
 
 def test_kernel_sockets_live_in_a_private_folder_of_the_server(guarded):
     server, bystander = guarded
-    sandbox = create(server)
-    server.execute(sandbox, "1", user=ATTACKER)
+    # The reported attack: another local user made the folder the server used to adopt
+    # (/tmp/jsbx-<uid>), to read the kernels' keys. The server now names its folder at random.
+    trap = Path(tempfile.gettempdir()) / f"jsbx-{os.getuid()}"
+    made_trap = not trap.exists()
+    if made_trap:
+        trap.mkdir(mode=0o777)
+        trap.chmod(0o777)
+        if os.geteuid() == 0:
+            os.chown(trap, 65534, 65534)
+    try:
+        sandbox = create(server)
+        server.execute(sandbox, "1", user=ATTACKER)
+        if made_trap:
+            assert list(trap.iterdir()) == [], "the server used a folder someone else made"
+    finally:
+        if made_trap:
+            shutil.rmtree(trap, ignore_errors=True)
     sockets = [p for p in _open_unix_sockets(server.pid) if "/k-" in p]
     assert sockets, "the server has no kernel sockets open"
     for path in sockets:
