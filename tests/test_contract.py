@@ -169,6 +169,28 @@ async def test_env_vars_apply_to_one_execution_only(manager, sandbox):
     assert (await run(manager, sandbox, "repr(os.environ.get('GREETING'))")).text == "'None'"
 
 
+async def test_pip_without_network_fails_at_once_with_a_hint(manager, sandbox):
+    """Issue 15: `!pip install` and `%pip install` in a sandbox without network fail in well under
+    pip's ~8 s of retries (it tries no index at all) and end with one line saying what to do."""
+    if "network NOT isolated" in manager.backend.isolation:
+        pytest.skip("this local backend cannot take the network away here (no empty network namespace)")
+    for code in ("!pip install no-such-package-jsbx", "%pip install no-such-package-jsbx"):
+        started = time.monotonic()
+        execution = await run(manager, sandbox, code)
+        elapsed = time.monotonic() - started
+        output = "".join(execution.logs.stdout + execution.logs.stderr)
+        assert "No matching distribution found for no-such-package-jsbx" in output, output
+        assert "Retrying" not in output, output  # pip did not try to reach an index
+        hints = [line for line in "".join(execution.logs.stderr).splitlines() if "has no network" in line]
+        assert len(hints) == 1, execution.logs
+        assert "%%sandbox --network" in hints[0] and "Sandbox(network=True)" in hints[0], hints[0]
+        assert elapsed < 5, f"{code} took {elapsed:.1f} s"
+    # a pip install that succeeds (already installed, no index needed) gets no hint
+    execution = await run(manager, sandbox, "%pip install --no-deps ipykernel")
+    assert "Requirement already satisfied" in "".join(execution.logs.stdout), execution.logs
+    assert not any("has no network" in line for line in execution.logs.stderr), execution.logs.stderr
+
+
 async def test_files_put_get_list_remove_and_confinement(manager, sandbox):
     await manager.write_file(OWNER, sandbox.id, "data/in.bin", b"\x00\x01payload")
     assert await manager.read_file(OWNER, sandbox.id, "data/in.bin") == b"\x00\x01payload"

@@ -15,7 +15,8 @@ Contract (tests/test_contract.py runs it against every backend):
   per sandbox share its filesystem and limits. Starting a kernel again with the same
   ``kernel_id`` and ``key`` (after ``stop_kernel``) gives the same connection info, so
   clients that stay connected (a notebook's websocket) reach the new kernel; ``key=None``
-  makes a new random key.
+  makes a new random key. A kernel of a sandbox without network gets ``kernel_extras(True)``
+  (pip fails at once, with a hint).
 - ``kernel_exit_reason(sandbox_id, kernel_id)`` is None while the kernel process runs,
   else a sentence saying why it is gone (exit code, out of memory).
 - ``stop_kernel``, ``remove`` are idempotent. ``restart`` stops every kernel and gives a
@@ -39,12 +40,14 @@ Contract (tests/test_contract.py runs it against every backend):
 from __future__ import annotations
 
 import abc
+import functools
 import os
 import posixpath
 import socket
 import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 from traitlets import Unicode
@@ -71,6 +74,21 @@ def tail_file(path: str, limit: int = LOG_LIMIT) -> str:
         f.seek(0, 2)
         f.seek(max(0, f.tell() - 4 * limit))  # UTF-8: at most 4 bytes a character
         return f.read(4 * limit).decode(errors="replace")[-limit:]
+
+
+@functools.cache
+def _pip_hint_source() -> str:
+    return resources.files(__package__).joinpath("programs", "pip_hint.py").read_text(encoding="utf-8")
+
+
+def kernel_extras(offline: bool) -> tuple[list[str], dict[str, str]]:
+    """Extra kernel arguments and environment for a sandbox with (``offline=False``) or without
+    network. Without: pip looks at no index (PIP_NO_INDEX), so it fails at once instead of
+    retrying for seconds, and a failed ``!pip install``/``%pip install`` says why in one line
+    (programs/pip_hint.py, run at the kernel's start). The sandbox's own env comes after these."""
+    if not offline:
+        return [], {}
+    return [f"--IPKernelApp.exec_lines={_pip_hint_source()}"], {"PIP_NO_INDEX": "1"}
 
 
 def labels(server_id: str, owner: str, *, sandbox: str | None = None, execution: str | None = None) -> dict[str, str]:

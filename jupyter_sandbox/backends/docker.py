@@ -36,7 +36,7 @@ from ..errors import (
     TooLarge,
 )
 from ..models import SandboxSpec, format_size, parse_size
-from .base import LABEL_PREFIX, LOG_LIMIT, WORKDIR, OnceResult, OnceRun, SandboxBackend, confine
+from .base import LABEL_PREFIX, LOG_LIMIT, WORKDIR, OnceResult, OnceRun, SandboxBackend, confine, kernel_extras
 from .kernel_relay import KernelExited, KernelRelay, KernelRelayError, attach_request, open_docker_exec, start_request
 
 SANDBOX_NETWORK = "jupyter-sandbox"
@@ -376,9 +376,13 @@ class DockerBackend(SandboxBackend):
         # The same kernel id and key give the same addresses (host sockets are named after the
         # id): a notebook's websocket, still connected, reaches the new kernel after a restart.
         key = key.decode() if isinstance(key, bytes) else key or secrets.token_hex(32)
-        argv = [self.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        spec = self._specs.get(sandbox_id)
+        extra_argv, extra_env = kernel_extras(offline=spec is not None and not spec.network)
+        argv = [self.python, "-m", "ipykernel_launcher", "-f", "{connection_file}", *extra_argv]
+        # the container's environment has the sandbox's env; it wins over these
+        env = {k: v for k, v in extra_env.items() if spec is None or k not in spec.env}
         _, info = await self._launcher(
-            sandbox_id, kernel_id, "start", key, start_request(kernel_id, key, argv, cwd=workdir)
+            sandbox_id, kernel_id, "start", key, start_request(kernel_id, key, argv, cwd=workdir, env=env)
         )
         return info
 

@@ -28,7 +28,7 @@ from traitlets import Bool, Unicode
 
 from ..errors import InvalidInput, IsADirectory, NotADirectory, NotFound
 from ..models import SandboxSpec
-from .base import WORKDIR, SandboxBackend, confine, tail_file
+from .base import WORKDIR, SandboxBackend, confine, kernel_extras, tail_file
 
 _CLONE_NEWNET = 0x40000000
 CHUNK = 1 << 20
@@ -145,6 +145,8 @@ class LocalBackend(SandboxBackend):
         workdir = self._host_path(sandbox_id, cwd) if cwd else home
         if not os.path.isdir(workdir):
             raise InvalidInput(f"the working directory {confine(cwd)} does not exist in the sandbox", field="cwd")
+        # without network only when the kernel really has none (an empty network namespace)
+        extra_argv, extra_env = kernel_extras(offline=self._netns and not spec.network)
         child_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": home,
@@ -152,11 +154,12 @@ class LocalBackend(SandboxBackend):
             "MPLBACKEND": "module://matplotlib_inline.backend_inline",
             "MPLCONFIGDIR": os.path.join(run, "matplotlib"),
             "PYTHONDONTWRITEBYTECODE": "1",
+            **extra_env,
             **spec.env,
         }
         with open(os.path.join(run, f"{name}.log"), "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
-                [self.python, "-m", "ipykernel_launcher", "-f", conn],
+                [self.python, "-m", "ipykernel_launcher", "-f", conn, *extra_argv],
                 cwd=workdir,
                 env=child_env,
                 stdin=subprocess.DEVNULL,
