@@ -588,6 +588,66 @@ class SandboxModel:
         )
 
 
+@dataclass
+class ConfigDefaults:
+    """What a sandbox gets for each field it leaves out (sizes in bytes)."""
+
+    image: str
+    memory: int
+    cpus: float
+    disk: int
+    pids: int
+    timeout: float | None
+    network: bool
+
+
+@dataclass
+class ConfigMaximums:
+    """The most a sandbox may ask for (sizes in bytes), and the per-user and per-sandbox counts."""
+
+    memory: int
+    cpus: float
+    disk: int
+    pids: int
+    timeout: float
+    sandboxes_per_user: int
+    contexts_per_sandbox: int
+
+
+@dataclass
+class ServerConfig:
+    """GET config: what a create form needs to show (no secrets)."""
+
+    backend: str
+    isolation: str
+    images: list[str]  # the allowed images, the default first
+    defaults: ConfigDefaults
+    maximums: ConfigMaximums
+    allow_network: bool
+    max_upload_size: int  # the largest request body; an upload is also held to the sandbox's disk
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ContextLog:
+    id: str
+    language: str
+    kernel_log: str  # the end of what the kernel process wrote to stdout and stderr
+
+
+@dataclass
+class SandboxLogs:
+    """GET sandboxes/{id}/logs."""
+
+    container: str | None  # the container's output; None on a backend without containers
+    contexts: list[ContextLog]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 # One-shot executions (python-executor's wire format)
 STATUSES = ("pending", "running", "completed", "failed", "killed")
 TERMINAL_STATUSES = ("completed", "failed", "killed")

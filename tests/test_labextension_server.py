@@ -162,8 +162,8 @@ async def test_local_backend_logs_have_no_container():
     try:
         await manager.create("me", "plain")
         logs = await manager.logs("me", "plain")
-        assert logs["container"] is None
-        assert "--existing" in logs["contexts"][0]["kernel_log"]
+        assert logs.container is None
+        assert "--existing" in logs.contexts[0].kernel_log
         with pytest.raises(NotFound):
             await manager.logs("someone else", "plain")
     finally:

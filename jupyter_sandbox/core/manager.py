@@ -32,10 +32,15 @@ from ..errors import (
     TooLarge,
 )
 from ..models import (
+    ConfigDefaults,
+    ConfigMaximums,
+    ContextLog,
     ContextModel,
     Execution,
+    SandboxLogs,
     SandboxModel,
     SandboxSpec,
+    ServerConfig,
     SpecRequest,
     format_size,
     new_id,
@@ -286,33 +291,35 @@ class SandboxManager(LoggingConfigurable):
             raise InvalidInput(f"image {spec.image!r} is not allowed; allowed: {', '.join(self.images)}", field="image")
         return spec
 
-    def describe(self) -> dict[str, Any]:
-        """What a create form needs: this server's defaults, maxima, images and backend (no secrets)."""
+    def describe(self, max_upload_size: int) -> ServerConfig:
+        """What a create form needs: this server's defaults, maxima, images and backend (no secrets);
+        ``max_upload_size`` is the server's request limit."""
         defaults = self.resolve_spec(None)
-        return {
-            "backend": self.backend.name,
-            "isolation": self.backend.isolation,
-            "images": self.images,
-            "defaults": {
-                "image": defaults.image,
-                "memory": defaults.memory,
-                "cpus": defaults.cpus,
-                "disk": defaults.disk,
-                "pids": defaults.pids,
-                "timeout": defaults.timeout,
-                "network": defaults.network,
-            },
-            "maximums": {
-                "memory": parse_size(self.max_memory, "max_memory"),
-                "cpus": self.max_cpus,
-                "disk": parse_size(self.max_disk, "max_disk"),
-                "pids": self.max_pids,
-                "timeout": self.max_timeout,
-                "sandboxes_per_user": self.max_sandboxes_per_user,
-                "contexts_per_sandbox": self.max_contexts_per_sandbox,
-            },
-            "allow_network": self.allow_network,
-        }
+        return ServerConfig(
+            backend=self.backend.name,
+            isolation=self.backend.isolation,
+            images=self.images,
+            defaults=ConfigDefaults(
+                image=defaults.image or self.backend.default_image,
+                memory=defaults.memory,
+                cpus=defaults.cpus,
+                disk=defaults.disk,
+                pids=defaults.pids,
+                timeout=defaults.timeout,
+                network=defaults.network,
+            ),
+            maximums=ConfigMaximums(
+                memory=parse_size(self.max_memory, "max_memory"),
+                cpus=self.max_cpus,
+                disk=parse_size(self.max_disk, "max_disk"),
+                pids=self.max_pids,
+                timeout=self.max_timeout,
+                sandboxes_per_user=self.max_sandboxes_per_user,
+                contexts_per_sandbox=self.max_contexts_per_sandbox,
+            ),
+            allow_network=self.allow_network,
+            max_upload_size=max_upload_size,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -803,18 +810,18 @@ class SandboxManager(LoggingConfigurable):
                 raise NotFound(f"no sandbox {key!r}") from None
             raise
 
-    async def logs(self, owner: str, key: str) -> dict[str, Any]:
+    async def logs(self, owner: str, key: str) -> SandboxLogs:
         """The container's and each context's kernel log (the end of each), for the owner."""
         sandbox = self._get(owner, key)
         contexts = list(sandbox.contexts.values())
         logs = await self.backend.logs(sandbox.model.id, [c.kernel_id for c in contexts])
-        return {
-            "container": logs["container"],
-            "contexts": [
-                {"id": c.model.id, "language": c.model.language, "kernel_log": logs["kernels"].get(c.kernel_id, "")}
+        return SandboxLogs(
+            container=logs["container"],
+            contexts=[
+                ContextLog(id=c.model.id, language=c.model.language, kernel_log=logs["kernels"].get(c.kernel_id, ""))
                 for c in contexts
             ],
-        }
+        )
 
     # -- contexts -----------------------------------------------------------------------
     def _context(self, sandbox: _Sandbox, context_id: str | None) -> _Context:

@@ -172,7 +172,7 @@ class LogsHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, sandbox_id):
-        self.write_json(await self.manager.logs(self.owner, sandbox_id))
+        self.write_json((await self.manager.logs(self.owner, sandbox_id)).to_dict())
 
 
 class ConfigHandler(SandboxAPIHandler):
@@ -181,7 +181,7 @@ class ConfigHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def get(self):
-        self.write_json({**self.manager.describe(), "max_upload_size": self.sandbox_app.max_body_size})
+        self.write_json(self.manager.describe(max_upload_size=self.sandbox_app.max_body_size).to_dict())
 
 
 # ---------------------------------------------------------------------------------------

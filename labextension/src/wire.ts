@@ -1,6 +1,7 @@
 /**
- * The server's wire shapes (jupyter_sandbox/models.py, handlers.py and the event schema),
- * declared once for the whole extension. Types only: no runtime imports.
+ * The server's wire shapes, declared once for the whole extension. Types only: no runtime
+ * imports. tests/test_wire_types.py checks each interface against its Python declaration: the
+ * dataclass in jupyter_sandbox/models.py, else server/openapi.yaml or the event schema.
  */
 
 /** A sandbox as GET sandbox/api/sandboxes returns it (jupyter_sandbox.models.SandboxModel). */
@@ -9,27 +10,43 @@ export interface ISandbox {
   name: string;
   owner: string;
   status: string;
-  /** Why the status is what it is when that is worth saying (e.g. how it exited). */
-  status_reason?: string | null;
   backend: string;
-  spec: {
-    image: string | null;
-    memory: number;
-    cpus: number;
-    pids: number;
-    disk: number;
-    network: boolean;
-    [key: string]: unknown;
-  };
+  spec: ISandboxSpec;
   created: number;
   last_activity: number;
   contexts: IContext[];
-  isolation?: string;
-  e2b_url?: string | null;
+  /** What the backend isolates, said plainly. */
+  isolation: string;
+  e2b_url: string | null;
   /** The notebook kernel this sandbox belongs to (removed when it shuts down), if any. */
-  kernel_id?: string | null;
+  kernel_id: string | null;
+  /** Why the status is what it is when that is worth saying (e.g. how it exited). */
+  status_reason: string | null;
+  /**
+   * "kernel": it runs a notebook's whole kernel (the "Python 3 (sandboxed)" kernelspec); code,
+   * contexts and restart go through the notebook (the server answers 409 to them here).
+   */
+  kind: 'sandbox' | 'kernel';
 }
 
+/** What a sandbox is made of (jupyter_sandbox.models.SandboxSpec). Sizes in bytes. */
+export interface ISandboxSpec {
+  /** null: the server's default image */
+  image: string | null;
+  memory: number;
+  cpus: number;
+  pids: number;
+  disk: number;
+  network: boolean;
+  env: { [key: string]: string };
+  /** default per-execution timeout in seconds */
+  timeout: number | null;
+  /** null: the backend's default (runc) */
+  runtime: string | null;
+  metadata: { [key: string]: string };
+}
+
+/** One kernel in a sandbox (jupyter_sandbox.models.ContextModel). */
 export interface IContext {
   id: string;
   language: string;
@@ -54,49 +71,69 @@ export interface IFileEntry {
   modified: number;
 }
 
-/** GET sandbox/api/config: what the create form shows. Sizes in bytes. */
+/** GET sandbox/api/config: what the create form shows (jupyter_sandbox.models.ServerConfig). Sizes in bytes. */
 export interface IServerConfig {
   backend: string;
   isolation: string;
+  /** The allowed images, the default first. */
   images: string[];
-  defaults: {
-    image: string;
-    memory: number;
-    cpus: number;
-    disk: number;
-    pids: number;
-    timeout: number | null;
-    network: boolean;
-  };
-  maximums: {
-    memory: number;
-    cpus: number;
-    disk: number;
-    pids: number;
-    timeout: number;
-    sandboxes_per_user: number;
-    contexts_per_sandbox: number;
-  };
+  defaults: IConfigDefaults;
+  maximums: IConfigMaximums;
   allow_network: boolean;
   /** The largest request body; an upload is also held to the sandbox's disk size. */
   max_upload_size: number;
 }
 
-/** GET sandboxes/{id}/logs */
-export interface ILogs {
-  container: string | null;
-  contexts: { id: string; language: string; kernel_log: string }[];
+/** What a sandbox gets for each field it leaves out (jupyter_sandbox.models.ConfigDefaults). */
+export interface IConfigDefaults {
+  image: string;
+  memory: number;
+  cpus: number;
+  disk: number;
+  pids: number;
+  timeout: number | null;
+  network: boolean;
 }
 
-/** A one-shot execution (python-executor's ExecutionResult). */
+/** The most a sandbox may ask for (jupyter_sandbox.models.ConfigMaximums). */
+export interface IConfigMaximums {
+  memory: number;
+  cpus: number;
+  disk: number;
+  pids: number;
+  timeout: number;
+  sandboxes_per_user: number;
+  contexts_per_sandbox: number;
+}
+
+/** GET sandboxes/{id}/logs (jupyter_sandbox.models.SandboxLogs). */
+export interface ILogs {
+  /** null on a backend without containers (local) */
+  container: string | null;
+  contexts: IContextLog[];
+}
+
+export interface IContextLog {
+  id: string;
+  language: string;
+  kernel_log: string;
+}
+
+/** A one-shot execution (python-executor's ExecutionResult, jupyter_sandbox.models.ExecutionResult). */
 export interface IOneShot {
   execution_id: string;
   status: string;
-  duration_ms?: number | null;
-  started_at?: string | null;
-  finished_at?: string | null;
-  exit_code?: number | null;
-  error?: string | null;
+  stdout: string | null;
+  stderr: string | null;
+  exit_code: number | null;
+  error: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  duration_ms: number | null;
+  result: string | null;
+  /** present (with error_line) only after a Python traceback through the user's files */
+  error_type?: string | null;
+  error_line?: number | null;
 }
 
 /** One decoded NDJSON line of POST sandboxes/{id}/execute. */

@@ -14,7 +14,7 @@ import {
   uploadLimit,
   uploadPath
 } from '../src/names';
-import type { IFileEntry, ISandbox, IServerConfig } from '../src/wire';
+import type { IFileEntry, IOneShot, ISandbox, IServerConfig } from '../src/wire';
 
 describe('notebookSandboxName', () => {
   it("is the magics' name: notebook- and the first 12 characters of the kernel id", () => {
@@ -92,16 +92,26 @@ describe('one-shot executions', () => {
   });
 
   it("gives a one-shot's duration, running ones counted from their start", () => {
+    const oneShot = (fields: Partial<IOneShot>): IOneShot => ({
+      execution_id: 'x',
+      status: 'pending',
+      stdout: null,
+      stderr: null,
+      exit_code: null,
+      error: null,
+      started_at: null,
+      finished_at: null,
+      duration_ms: null,
+      result: null,
+      ...fields
+    });
     const started = '2026-01-01T00:00:00Z';
     const now = Date.parse(started) + 2500;
     assert.equal(
-      oneShotDuration({ execution_id: 'a', status: 'completed', duration_ms: 120, started_at: started }, now),
+      oneShotDuration(oneShot({ execution_id: 'a', status: 'completed', duration_ms: 120, started_at: started }), now),
       120
     );
-    assert.equal(
-      oneShotDuration({ execution_id: 'b', status: 'running', duration_ms: null, started_at: started }, now),
-      2500
-    );
-    assert.equal(oneShotDuration({ execution_id: 'c', status: 'pending' }, now), null);
+    assert.equal(oneShotDuration(oneShot({ execution_id: 'b', status: 'running', started_at: started }), now), 2500);
+    assert.equal(oneShotDuration(oneShot({ execution_id: 'c' }), now), null);
   });
 });
