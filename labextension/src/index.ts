@@ -24,6 +24,7 @@ import { CommandIDs } from './commands';
 import { SandboxCellExecutor } from './executor';
 import { docsWidget } from './help';
 import { sandboxIcon } from './icons';
+import { isNotebookKernel } from './kinds';
 import { report, SandboxPanel } from './panel/panel';
 import { sandboxNameOf, SandboxRunner } from './runner';
 import { SandboxStatus } from './status';
@@ -92,7 +93,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ) => {
     const { commands, shell } = app;
     const store = runner.store;
-    const panel = new SandboxPanel(store, commands);
+    const panel = new SandboxPanel(store, commands, app.serviceManager.sessions);
     shell.add(panel, 'left', { rank: 650 });
     restorer?.add(panel, panel.id);
 
@@ -203,7 +204,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     commands.addCommand(CommandIDs.remove, {
       label: args => (args.id ? 'Remove Sandbox' : "Remove This Notebook's Sandbox"),
-      execute: onSandbox('Remove', s => api.remove(s.id))
+      // A notebook kernel's sandbox goes by shutting its kernel down, as the Running panel does:
+      // pulled from under a live kernel, it would leave JupyterLab restarting a kernel it cannot find.
+      execute: onSandbox('Remove', s =>
+        isNotebookKernel(s) && s.kernel_id ? app.serviceManager.kernels.shutdown(s.kernel_id) : api.remove(s.id)
+      )
     });
     commands.addCommand(CommandIDs.interrupt, {
       label: args => (args.id ? 'Interrupt Sandbox' : "Interrupt This Notebook's Sandbox"),

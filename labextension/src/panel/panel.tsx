@@ -5,6 +5,7 @@
  * colour, font and spacing comes from the theme's CSS variables (style/base.css).
  */
 import { Notification } from '@jupyterlab/apputils';
+import type { Session } from '@jupyterlab/services';
 import {
   addIcon,
   caretDownIcon,
@@ -13,6 +14,7 @@ import {
   fileUploadIcon,
   infoIcon,
   listIcon,
+  notebookIcon,
   ReactWidget,
   refreshIcon,
   SidePanel,
@@ -29,6 +31,7 @@ import { api } from '../api';
 import { CommandIDs } from '../commands';
 import { formatBytes, formatDuration, formatPercent, formatUptime } from '../format';
 import { sandboxIcon } from '../icons';
+import { isNotebookKernel, kernelSessionPath, SandboxAction, sandboxActions, sandboxLabel } from '../kinds';
 import { ACTIVE_ONE_SHOT, downloadName, oneShotDuration, uploadLimit, uploadPath, WORKDIR } from '../names';
 import { SandboxStore } from '../store';
 import type { IFileEntry, ILogs, ISandbox } from '../wire';
@@ -73,12 +76,15 @@ interface IUpload {
 class SandboxList extends ReactWidget {
   constructor(
     private store: SandboxStore,
-    private commands: CommandRegistry
+    private commands: CommandRegistry,
+    private sessions: Session.IManager | null
   ) {
     super();
     this.addClass('jp-SandboxList');
     this.title.label = 'Sandboxes';
     store.changed.connect(() => this.update(), this);
+    // a kernel's sandbox is named after its notebook, which may open, close or be renamed
+    sessions?.runningChanged.connect(() => this.update(), this);
     // uptimes move on even when nothing else happens
     this.ticker = window.setInterval(() => this.isVisible && this.update(), 1000);
   }
@@ -180,14 +186,24 @@ class SandboxList extends ReactWidget {
     return <ul className="jp-SandboxList-items">{sandboxes.map(s => this.renderItem(s, now))}</ul>;
   }
 
+  /** The path of the notebook whose kernel runs in this sandbox, if it is one and its session is open. */
+  private sessionPath(s: ISandbox): string | null {
+    return this.sessions ? kernelSessionPath(s, this.sessions.running()) : null;
+  }
+
   private renderItem(s: ISandbox, now: number): JSX.Element {
     const expanded = this.expanded.has(s.id);
     const Caret = expanded ? caretDownIcon.react : caretRightIcon.react;
     const state = badgeState(s, this.store.isBusy(s));
+    const kernel = isNotebookKernel(s);
+    const path = this.sessionPath(s);
+    const label = sandboxLabel(s, path);
+    const Icon = kernel ? notebookIcon.react : sandboxIcon.react;
     const command = (id: string, event?: React.SyntheticEvent) => {
       event?.stopPropagation();
       void this.commands.execute(id, { id: s.id });
     };
+    const what = kernel ? `the notebook kernel of ${path ?? s.name}, in sandbox ${s.name}` : s.name;
     return (
       <li
         key={s.id}
@@ -195,6 +211,7 @@ class SandboxList extends ReactWidget {
         data-id={s.id}
         data-name={s.name}
         data-status={s.status}
+        data-kind={s.kind}
         {...dropTarget(files => void this.upload(s, WORKDIR, files))}
       >
         <div
@@ -202,13 +219,21 @@ class SandboxList extends ReactWidget {
           role="button"
           tabIndex={0}
           aria-expanded={expanded}
-          title={`${s.name} (${s.id}) — click to ${expanded ? 'collapse' : 'expand'}; drop files to upload`}
+          title={`${what} (${s.id}) — click to ${expanded ? 'collapse' : 'expand'}; drop files to upload`}
           onClick={() => this.toggle(s.id)}
           onKeyDown={event => (event.key === 'Enter' || event.key === ' ') && this.toggle(s.id)}
         >
           <Caret tag="span" className="jp-SandboxItem-caret" />
-          <sandboxIcon.react tag="span" className="jp-SandboxItem-icon" />
-          <span className="jp-SandboxItem-label">{s.name}</span>
+          <Icon tag="span" className="jp-SandboxItem-icon" />
+          <span className="jp-SandboxItem-label">{label}</span>
+          {kernel && (
+            <span
+              className="jp-SandboxItem-kind"
+              title="A notebook kernel: the notebook's whole kernel runs in this sandbox"
+            >
+              kernel
+            </span>
+          )}
           <span className="jp-SandboxItem-badge" data-state={state} title={s.status_reason ?? undefined}>
             {state}
           </span>
@@ -216,45 +241,51 @@ class SandboxList extends ReactWidget {
           <ToolbarButtonComponent
             className="jp-SandboxItem-remove"
             icon={closeIcon}
-            tooltip={`Remove ${s.name}`}
+            tooltip={kernel ? `Shut down ${what} (its sandbox goes with it)` : `Remove ${s.name}`}
             onClick={event => command(CommandIDs.remove, event)}
           />
         </div>
-        {expanded && this.renderBody(s)}
+        {expanded && this.renderBody(s, path)}
       </li>
     );
   }
 
-  private renderBody(s: ISandbox): JSX.Element {
-    const stats = this.store.stats.get(s.id);
-    const upload = this.uploads.get(s.id);
-    const logs = this.logs.get(s.id);
-    const contexts = s.contexts.map(c => `${c.language} (${c.id})`).join(', ') || 'none';
-    // of the memory asked for (the engine's limit may add room for the in-memory disk)
-    const memory = `${stats ? formatBytes(stats.memory_used) : '-'} / ${formatBytes(s.spec.memory)}`;
-    const memoryTitle = stats ? `The container's own limit: ${formatBytes(stats.memory_limit)}` : undefined;
-    return (
-      <div className="jp-SandboxItem-body">
-        <div className="jp-SandboxItem-actions" role="toolbar" aria-label={`Actions on ${s.name}`}>
+  private renderAction(s: ISandbox, action: SandboxAction, logs: unknown): JSX.Element {
+    switch (action) {
+      case 'interrupt':
+        return (
           <ToolbarButtonComponent
+            key={action}
             icon={stopIcon}
             label="Interrupt"
             tooltip="Interrupt the code running in it"
             onClick={() => void this.commands.execute(CommandIDs.interrupt, { id: s.id })}
           />
+        );
+      case 'restart':
+        return (
           <ToolbarButtonComponent
+            key={action}
             icon={refreshIcon}
             label="Restart"
             tooltip="Restart it: a fresh container, variables and files reset"
             onClick={() => void this.commands.execute(CommandIDs.restart, { id: s.id })}
           />
+        );
+      case 'upload':
+        return (
           <ToolbarButtonComponent
+            key={action}
             icon={fileUploadIcon}
             label="Upload"
             tooltip="Upload files into its working directory (or drop them on it)"
             onClick={() => this.chooseUpload(s)}
           />
+        );
+      case 'logs':
+        return (
           <ToolbarButtonComponent
+            key={action}
             icon={listIcon}
             label="Logs"
             tooltip="Show its kernel and container logs"
@@ -268,8 +299,32 @@ class SandboxList extends ReactWidget {
               }
             }}
           />
+        );
+    }
+  }
+
+  private renderBody(s: ISandbox, path: string | null): JSX.Element {
+    const stats = this.store.stats.get(s.id);
+    const upload = this.uploads.get(s.id);
+    const logs = this.logs.get(s.id);
+    const contexts = s.contexts.map(c => `${c.language} (${c.id})`).join(', ') || 'none';
+    // of the memory asked for (the engine's limit may add room for the in-memory disk)
+    const memory = `${stats ? formatBytes(stats.memory_used) : '-'} / ${formatBytes(s.spec.memory)}`;
+    const memoryTitle = stats ? `The container's own limit: ${formatBytes(stats.memory_limit)}` : undefined;
+    return (
+      <div className="jp-SandboxItem-body">
+        <div className="jp-SandboxItem-actions" role="toolbar" aria-label={`Actions on ${s.name}`}>
+          {sandboxActions(s).map(action => this.renderAction(s, action, logs))}
         </div>
         <dl className="jp-SandboxItem-details">
+          {isNotebookKernel(s) && (
+            <>
+              <dt>Kernel of</dt>
+              <dd data-field="notebook" title={`Kernel ${s.kernel_id}; restart or shut it down from the notebook`}>
+                {path ?? `kernel ${s.kernel_id}`}
+              </dd>
+            </>
+          )}
           {s.status_reason && (
             <>
               <dt>Status</dt>
@@ -413,7 +468,8 @@ class OneShotList extends ReactWidget {
 export class SandboxPanel extends SidePanel {
   constructor(
     private store: SandboxStore,
-    commands: CommandRegistry
+    commands: CommandRegistry,
+    sessions: Session.IManager | null = null
   ) {
     super();
     this.id = 'jupyter-sandbox-panel';
@@ -421,7 +477,7 @@ export class SandboxPanel extends SidePanel {
     this.title.icon = sandboxIcon;
     this.title.caption = 'Sandboxes';
 
-    this.list = new SandboxList(store, commands);
+    this.list = new SandboxList(store, commands, sessions);
     this.form = new CreateForm(store, made => this.list.reveal(made.id));
     this.oneShots = new OneShotList(store);
 
