@@ -5,8 +5,10 @@ The fixture starts the server on a free port with a random token and its own run
 data directories (so the magics in its kernels find this server and no other), writes the
 notebooks the specs open, and always stops it (its extension removes the sandboxes it made
 on shutdown; conftest checks none are left). The specs in labextension/ui-tests/tests:
-the whole story (sandbox.spec.ts), the panel (panel.spec.ts), sandbox cells (cells.spec.ts)
-and one sandbox per notebook shared with %%sandbox (shared.spec.ts).
+the whole story (sandbox.spec.ts), the panel (panel.spec.ts), sandbox cells (cells.spec.ts),
+one sandbox per notebook shared with %%sandbox (shared.spec.ts), and a notebook on the
+"Python 3 (sandboxed)" kernel picked in the launcher, listed in the panel as a notebook kernel
+(kernel.spec.ts).
 """
 
 from __future__ import annotations
@@ -176,7 +178,7 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     if r.returncode != 0:
         server_log = lab_server["log"].read_text()[-6000:]
         pytest.fail(f"playwright failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n--- server log ---\n{server_log}")
-    assert "4 passed" in r.stdout, r.stdout
+    assert "5 passed" in r.stdout, r.stdout
     print(r.stdout)  # the specs' measurements (event latency, contrast ratios, Stop latency)
     for name in (
         "01-field-error",
@@ -195,5 +197,6 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
         "22-stopped",
         "30-shared",
         "31-shared-after-rename",
+        "40-sandboxed-kernel",
     ):
         assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000, name
