@@ -28,9 +28,13 @@ Contract (tests/test_contract.py runs it against every backend):
   reaping after a crash), as dicts of their labels.
 - One-shot runs (a capability; ``runs_once`` says whether a backend has it): ``run_once(run,
   started)`` runs one program in a fresh sandbox made for it alone, feeds it ``run.stdin``,
-  and returns its exit status and (capped) output; the sandbox is gone when it returns.
-  ``stop_once(run_id)`` ends a run early. A backend without the capability says so with
-  ``require_once()`` (BackendUnavailable, 503).
+  and returns its exit status and (capped) output; the sandbox is gone, or on its way out,
+  when it returns, and is never used again. ``start_once(run)`` makes and starts that
+  sandbox ahead of time (its program waiting for stdin) for a later ``run_once(run, started,
+  box)``: a pool keeps a few; ``once_unusable(box)`` says why a waiting one cannot be used
+  (None when it can) and ``discard_once(box)`` removes one. ``stop_once(run_id)`` ends a run
+  early. A backend without the capability says so with ``require_once()`` (BackendUnavailable,
+  503).
 - ``logs(sandbox_id, kernel_ids)`` returns ``{"container": text or None, "kernels": {kernel
   id: text}}``: the end (``LOG_LIMIT`` characters) of what the sandbox and each kernel
   process wrote to stdout/stderr. ``container`` is None for a backend without one.
@@ -110,6 +114,17 @@ class OnceRun:
     max_output: int  # bytes kept of stdout and of stderr (the rest is read and dropped)
     cpu_shares: int | None = None
     read_only_dirs: dict[str, str] = field(default_factory=dict)  # host dir -> path inside
+    # The program's last word is one line on stdout: the run is over when a newline ends what
+    # it wrote there, without waiting for the sandbox to stop (its exit code is then None).
+    ends_with_line: bool = False
+
+
+@dataclass
+class OnceBox:
+    """A one-shot sandbox started ahead of its run (``start_once``), its program waiting for stdin."""
+
+    run_id: str
+    handle: Any = None  # the backend's own (on Docker: the container and its attached stream)
 
 
 @dataclass
@@ -203,10 +218,24 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
                 f"one-shot executions need a container backend; this server runs the {self.name!r} backend"
             )
 
-    async def run_once(self, run: OnceRun, started: Callable[[], None]) -> OnceResult:
-        """Run ``run.command`` in a fresh sandbox; ``started()`` is called once it runs."""
+    async def run_once(self, run: OnceRun, started: Callable[[], None], box: OnceBox | None = None) -> OnceResult:
+        """Run ``run.command`` in a fresh sandbox (``box``, started for this run by ``start_once``,
+        or one made now); ``started()`` is called once it runs."""
         self.require_once()
         raise NotImplementedError
+
+    async def start_once(self, run: OnceRun) -> OnceBox:
+        """Make and start ``run``'s sandbox now; its program waits for ``run_once`` to send stdin."""
+        self.require_once()
+        raise NotImplementedError
+
+    async def once_unusable(self, box: OnceBox) -> str | None:
+        """Why a waiting ``box`` cannot run its program (e.g. its sandbox stopped); None when it can."""
+        return None
+
+    async def discard_once(self, box: OnceBox) -> None:
+        """Remove a started ``box`` that will not run."""
+        await self.stop_once(box.run_id)
 
     async def stop_once(self, run_id: str) -> None:
         """End a one-shot run early (its sandbox is removed); nothing if it is gone."""

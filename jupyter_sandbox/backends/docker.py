@@ -15,12 +15,14 @@ import asyncio
 import json
 import os
 import secrets
+import select
 import shutil
 import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from traitlets import Dict, Float, Int, Unicode
@@ -36,7 +38,7 @@ from ..errors import (
     TooLarge,
 )
 from ..models import SandboxSpec, format_size, parse_size
-from .base import LABEL_PREFIX, LOG_LIMIT, WORKDIR, OnceResult, OnceRun, SandboxBackend, confine
+from .base import LABEL_PREFIX, LOG_LIMIT, WORKDIR, OnceBox, OnceResult, OnceRun, SandboxBackend, confine
 from .kernel_relay import KernelExited, KernelRelay, KernelRelayError, attach_request, open_docker_exec, start_request
 
 SANDBOX_NETWORK = "jupyter-sandbox"
@@ -66,6 +68,15 @@ _REMOVE_SCRIPT = 'test -e "$1" || test -L "$1" || exit 72; rm -rf -- "$1"'
 _WRITE_SCRIPT = (
     'test -d "$1" && exit 74; mkdir -p -- "$(dirname -- "$1")" || exit 76; cat > "$1" || { rm -f -- "$1"; exit 76; }'
 )
+
+
+@dataclass
+class _OnceContainer:
+    """A started one-shot container and the stream attached to its program's stdin/stdout."""
+
+    cid: str
+    sock: Any  # docker-py's attach socket
+    taken: bool = False  # a run (or a discard) has it: it removes the container
 
 
 class DockerBackend(SandboxBackend):
@@ -135,6 +146,7 @@ class DockerBackend(SandboxBackend):
         self._specs: dict[str, SandboxSpec] = {}
         self._cpu_samples: dict[str, tuple[float, int, int]] = {}
         self._once: dict[str, str] = {}  # one-shot run id -> container id
+        self._removals: set[asyncio.Task] = set()  # one-shot containers being removed in the background
 
     # -- engine -------------------------------------------------------------------------
     def _engine(self):
@@ -686,15 +698,11 @@ class DockerBackend(SandboxBackend):
     # -- one-shot runs ------------------------------------------------------------------
     runs_once = True
 
-    async def run_once(self, run: OnceRun, started: Callable[[], None]) -> OnceResult:
-        """A fresh container whose only command is ``run.command``; stdin sent, output read.
-
-        The container is attached before it starts (docker-py cannot set StdinOnce, so the
-        program learns how much to read from what it is sent, not from EOF), and removed when
-        the run ends, whichever way it ends.
-        """
-        from docker.utils.socket import frames_iter
-
+    async def start_once(self, run: OnceRun) -> OnceBox:
+        """A fresh container whose only command is ``run.command``, attached and started: its
+        program waits for what ``run_once`` sends. It is attached before it starts (docker-py
+        cannot set StdinOnce, so the program learns how much to read from what it is sent, not
+        from EOF)."""
         options = self.container_options(run.spec, run.labels)
         options["stdin_open"] = True
         if run.cpu_shares:
@@ -702,34 +710,108 @@ class DockerBackend(SandboxBackend):
         if run.read_only_dirs:
             options["volumes"] = {host: {"bind": inside, "mode": "ro"} for host, inside in run.read_only_dirs.items()}
         image = run.spec.image or self.default_image
-        cid = await self._create_container(f"jupyter-sandbox-{run.run_id}", image, run.command, options)
+        making = asyncio.ensure_future(
+            self._create_container(f"jupyter-sandbox-{run.run_id}", image, run.command, options)
+        )
+        try:
+            cid = await asyncio.shield(making)
+        except asyncio.CancelledError:
+            # the engine makes it anyway: wait for it, and remove it
+            await self._remove_container(await making)
+            raise
         self._once[run.run_id] = cid
         try:
             params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
             sock = await self._call(lambda c: c.api.attach_socket(cid, params=params))
             try:
                 await self._call(lambda c: c.api.start(cid))
-                started()
-
-                def talk(_c) -> tuple[bytes, bytes]:
-                    raw = getattr(sock, "_sock", sock)
-                    raw.sendall(run.stdin)
-                    kept = {1: bytearray(), 2: bytearray()}
-                    for stream, data in frames_iter(sock, tty=False):
-                        target = kept.get(stream)
-                        if target is not None and len(target) < run.max_output:
-                            target += data[: run.max_output - len(target)]
-                    return bytes(kept[1]), bytes(kept[2])
-
-                stdout, stderr = await self._call(talk, streaming=True)
-            finally:
+            except BaseException:
                 sock.close()
-            exit_code = (await self._call(lambda c: c.api.wait(cid, timeout=30))).get("StatusCode")
-            state = (await self._call(lambda c: c.api.inspect_container(cid))).get("State", {})
-            return OnceResult(stdout, stderr, exit_code, bool(state.get("OOMKilled")))
-        finally:
+                raise
+        except BaseException:
             self._once.pop(run.run_id, None)
             await self._remove_container(cid)
+            raise
+        return OnceBox(run.run_id, _OnceContainer(cid, sock))
+
+    async def once_unusable(self, box: OnceBox) -> str | None:
+        # No engine call: a container that stopped has closed its attached stream, and a
+        # waiting program writes nothing before it is sent its input.
+        handle: _OnceContainer = box.handle
+        raw = getattr(handle.sock, "_sock", handle.sock)
+        try:
+            if not select.select([raw], [], [], 0)[0]:
+                return None
+            data = raw.recv(1, socket.MSG_PEEK)
+        except (OSError, ValueError) as e:
+            return f"its stream to the container failed ({e})"
+        return "its program wrote before it was sent anything" if data else "its container stopped"
+
+    async def discard_once(self, box: OnceBox) -> None:
+        handle: _OnceContainer = box.handle
+        if handle.taken:
+            return  # its run removes it
+        handle.taken = True
+        handle.sock.close()
+        self._once.pop(box.run_id, None)
+        await self._remove_container(handle.cid)
+
+    async def run_once(self, run: OnceRun, started: Callable[[], None], box: OnceBox | None = None) -> OnceResult:
+        """Send ``run.stdin`` to the program of ``box`` (or of a container started now) and read
+        its output. A run that ends normally leaves the container's removal to the background
+        (``close`` waits for it); a failed, cancelled or stopped one has it removed before this
+        returns."""
+        from docker.utils.socket import frames_iter
+
+        if box is None:
+            box = await self.start_once(run)
+        handle: _OnceContainer = box.handle
+        handle.taken = True
+        cid, sock = handle.cid, handle.sock
+        try:
+            started()
+
+            def talk(_c) -> tuple[bytes, bytes, bool]:
+                raw = getattr(sock, "_sock", sock)
+                raw.sendall(run.stdin)
+                kept = {1: bytearray(), 2: bytearray()}
+                for stream, data in frames_iter(sock, tty=False):
+                    target = kept.get(stream)
+                    if target is not None and len(target) < run.max_output:
+                        target += data[: run.max_output - len(target)]
+                    if run.ends_with_line and stream == 1 and data.endswith(b"\n"):
+                        return bytes(kept[1]), bytes(kept[2]), True
+                return bytes(kept[1]), bytes(kept[2]), False
+
+            try:
+                stdout, stderr, over = await self._call(talk, streaming=True)
+            finally:
+                sock.close()
+            if over:
+                result = OnceResult(stdout, stderr, None, False)
+            else:
+                exit_code = (await self._call(lambda c: c.api.wait(cid, timeout=30))).get("StatusCode")
+                state = (await self._call(lambda c: c.api.inspect_container(cid))).get("State", {})
+                result = OnceResult(stdout, stderr, exit_code, bool(state.get("OOMKilled")))
+        except BaseException:
+            self._once.pop(run.run_id, None)
+            await self._remove_container(cid)
+            raise
+        self._once.pop(run.run_id, None)
+        self._remove_soon(cid)
+        return result
+
+    def _remove_soon(self, cid: str) -> None:
+        """Remove a container in the background (off a request's path); ``close`` waits for it."""
+        removal = asyncio.ensure_future(self._remove_container(cid))
+        self._removals.add(removal)
+
+        def done(task: asyncio.Task) -> None:
+            self._removals.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                self.log.error("jupyter-sandbox: removing container %s failed: %s", cid[:12], task.exception())
+
+        removal.add_done_callback(done)
 
     async def stop_once(self, run_id: str) -> None:
         cid = self._once.get(run_id)
@@ -737,6 +819,8 @@ class DockerBackend(SandboxBackend):
             await self._remove_container(cid)
 
     async def close(self) -> None:
+        if self._removals:
+            await asyncio.gather(*self._removals, return_exceptions=True)  # failures were logged
         for key in list(self._relays):  # the kernels stay (a restarted server may reattach)
             await self._drop(*key)
         if self._sockets_dir is not None:
