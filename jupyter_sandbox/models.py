@@ -7,6 +7,7 @@ its SDK and ours read the same lines.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -268,6 +269,13 @@ def _check(value: Any, hint: Any, name: str) -> Any:
 RequestT = TypeVar("RequestT", bound="RequestBody")
 
 
+@functools.cache
+def _declared(cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A request shape's fields and their type hints, worked out once per class (resolving the
+    hints is most of what parsing a small request costs)."""
+    return {f.name: f for f in fields(cls)}, typing.get_type_hints(cls)
+
+
 class RequestBody:
     """Base of the request shapes below (each also a dataclass)."""
 
@@ -279,11 +287,10 @@ class RequestBody:
             data = {}
         if not isinstance(data, dict):
             raise InvalidInput(f"{where or 'the request body'} must be a JSON object", field=where or "body")
-        declared = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        declared, hints = _declared(cls)
         for key in data:
             if key not in declared:
                 raise InvalidInput(f"unknown field {key!r}; expected some of {', '.join(declared)}", field=prefix + key)
-        hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         for name, declared_field in declared.items():
             if data.get(name) is not None:
