@@ -75,6 +75,8 @@ class _Sandbox:
     executing: int = 0  # executions running or queued in it
 
 
+WARM_UP = "get_ipython().display_formatter.format(0)"
+
 # Gets one dict per sandbox event (see server/event_schemas/sandbox/v1.yaml); must not block.
 EventListener = Callable[[dict[str, Any]], None]
 
@@ -157,6 +159,11 @@ class SandboxManager(LoggingConfigurable):
         "takes milliseconds instead of a container and kernel start (each waiting one holds its idle "
         "memory, ~40 MB). 0 = none.",
     ).tag(config=True)
+    pool_refill_delay = Float(
+        1.0,
+        help="Seconds between taking a pooled sandbox and starting its replacement, so that the refill (a "
+        "container and a kernel start) does not compete with the first executions in the one taken.",
+    ).tag(config=True)
 
     @default("server_id")
     def _server_id_default(self) -> str:
@@ -193,7 +200,12 @@ class SandboxManager(LoggingConfigurable):
         self._culler: asyncio.Task | None = None
         # started sandboxes with the default spec and no owner yet
         self.pool: Pool[_Sandbox] = Pool(
-            self.pool_size, self._pooled_sandbox, self._remove, self._why_not_usable, self.log
+            self.pool_size,
+            self._pooled_sandbox,
+            self._remove,
+            self._why_not_usable,
+            self.log,
+            refill_delay=self.pool_refill_delay,
         )
         self._listeners: list[EventListener] = []
 
@@ -599,6 +611,13 @@ class SandboxManager(LoggingConfigurable):
     async def _pooled_sandbox(self) -> _Sandbox:
         sandbox = _Sandbox(model=self._new_model("", None, self.resolve_spec(None)))
         await self._start(sandbox)
+        # A fresh kernel's first execution pays for what IPython sets up on first use (the display
+        # formatters above all): pay it now, silently (no history, no execution count, no output).
+        try:
+            await self._silent(sandbox.contexts[sandbox.default_context or ""], WARM_UP)
+        except BaseException:
+            await self._remove(sandbox)
+            raise
         return sandbox
 
     async def _why_not_usable(self, sandbox: _Sandbox) -> str | None:
