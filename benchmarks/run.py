@@ -380,8 +380,8 @@ class Bench:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             for c in server.containers(owner=""):
-                sandbox_id = c.labels.get(f"{LABEL}.sandbox", "")
-                if c.status == "running" and sandbox_id not in taken:
+                sandbox_id = c.labels.get(f"{LABEL}.sandbox", "")  # (the one-shot pool's carry none)
+                if c.status == "running" and sandbox_id and sandbox_id not in taken:
                     time.sleep(margin)
                     return sandbox_id
             time.sleep(0.1)
