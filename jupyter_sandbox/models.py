@@ -7,7 +7,6 @@ its SDK and ours read the same lines.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -269,11 +268,16 @@ def _check(value: Any, hint: Any, name: str) -> Any:
 RequestT = TypeVar("RequestT", bound="RequestBody")
 
 
-@functools.cache
+_DECLARED: dict[type, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
 def _declared(cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
     """A request shape's fields and their type hints, worked out once per class (resolving the
     hints is most of what parsing a small request costs)."""
-    return {f.name: f for f in fields(cls)}, typing.get_type_hints(cls)
+    shape = _DECLARED.get(cls)
+    if shape is None:
+        shape = _DECLARED[cls] = ({f.name: f for f in fields(cls)}, typing.get_type_hints(cls))
+    return shape
 
 
 class RequestBody:

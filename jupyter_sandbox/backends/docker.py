@@ -39,7 +39,17 @@ from ..errors import (
     TooLarge,
 )
 from ..models import SandboxSpec, format_size, parse_size
-from .base import LABEL_PREFIX, LOG_LIMIT, WORKDIR, OnceBox, OnceResult, OnceRun, SandboxBackend, confine
+from .base import (
+    LABEL_PREFIX,
+    LOG_LIMIT,
+    WORKDIR,
+    OnceBox,
+    OnceResult,
+    OnceRun,
+    SandboxBackend,
+    confine,
+    kernel_argv,
+)
 from .cgroup import ContainerCgroup
 from .kernel_relay import KernelExited, KernelRelay, KernelRelayError, attach_request, open_docker_exec, start_request
 
@@ -385,7 +395,7 @@ class DockerBackend(SandboxBackend):
             raise KernelDied(f"the kernel did not start: {why}") from None
         return relay, info
 
-    async def start_kernel(self, sandbox_id, kernel_id, cwd=None, key=None) -> dict[str, Any]:
+    async def start_kernel(self, sandbox_id, kernel_id, cwd=None, key=None, debugger=True) -> dict[str, Any]:
         workdir = confine(cwd) if cwd else WORKDIR
         if workdir != WORKDIR:
             code, _, _ = await self._exec(sandbox_id, ["test", "-d", workdir])
@@ -394,7 +404,7 @@ class DockerBackend(SandboxBackend):
         # The same kernel id and key give the same addresses (host sockets are named after the
         # id): a notebook's websocket, still connected, reaches the new kernel after a restart.
         key = key.decode() if isinstance(key, bytes) else key or secrets.token_hex(32)
-        argv = [self.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        argv = kernel_argv(self.python, debugger=debugger)
         _, info = await self._launcher(
             sandbox_id, kernel_id, "start", key, start_request(kernel_id, key, argv, cwd=workdir)
         )

@@ -469,7 +469,7 @@ class SandboxManager(LoggingConfigurable):
         self._sandboxes[sandbox.model.id] = sandbox
         announced = False
         try:
-            pooled = await self._take_pooled(resolved)
+            pooled = await self._take_pooled(resolved, kind)
             if pooled is not None:
                 del self._sandboxes[sandbox.model.id]
                 model = pooled.model
@@ -624,17 +624,26 @@ class SandboxManager(LoggingConfigurable):
         context = sandbox.contexts[sandbox.default_context or ""]
         return await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id)
 
-    async def _take_pooled(self, spec: SandboxSpec) -> _Sandbox | None:
-        """A started sandbox from the pool when ``spec`` is the default one."""
-        if not self.pool.ready or spec != self.resolve_spec(None):
+    async def _take_pooled(self, spec: SandboxSpec, kind: str) -> _Sandbox | None:
+        """A started sandbox from the pool when ``spec`` is the default one (for code sent through
+        the API: a notebook's kernel has its debugger, which pooled kernels have not)."""
+        if not self.pool.ready or kind != "sandbox" or spec != self.resolve_spec(None):
             return None
         return await self.pool.take()
+
+    @staticmethod
+    def _debugger(sandbox: _Sandbox) -> bool:
+        """Only a notebook's own kernel gets ipykernel's debugger (JupyterLab's debugger panel talks
+        to it); code sent through the API never uses it, and kernels start faster without it."""
+        return sandbox.model.kind == "kernel"
 
     async def _start_context(
         self, sandbox: _Sandbox, model: ContextModel, kernel_id: str | None = None, key: bytes | None = None
     ) -> _Context:
         kernel_id = kernel_id or new_id()[:12]
-        info = await self.backend.start_kernel(sandbox.model.id, kernel_id, cwd=model.cwd, key=key)
+        info = await self.backend.start_kernel(
+            sandbox.model.id, kernel_id, cwd=model.cwd, key=key, debugger=self._debugger(sandbox)
+        )
         context = _Context(
             model=model,
             kernel_id=kernel_id,
@@ -667,7 +676,9 @@ class SandboxManager(LoggingConfigurable):
         context.close()
         await self.backend.stop_kernel(sandbox.model.id, context.kernel_id)
         kernel_id, key = (context.kernel_id, context.key.encode()) if same_address else (new_id()[:12], None)
-        info = await self.backend.start_kernel(sandbox.model.id, kernel_id, cwd=context.model.cwd, key=key)
+        info = await self.backend.start_kernel(
+            sandbox.model.id, kernel_id, cwd=context.model.cwd, key=key, debugger=self._debugger(sandbox)
+        )
         context.client = await self._connect(sandbox, kernel_id, info)
         context.kernel_id, context.key, context.closed = kernel_id, _key(info), False
         context.connection_info, context.stdin_connected = dict(info), False
