@@ -214,7 +214,17 @@ def docker_client():
 
 
 def containers(labels: dict[str, str], all: bool = True):
-    return docker_client().containers.list(all=all, filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+    import docker.errors
+
+    filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+    for _ in range(20):
+        try:
+            return docker_client().containers.list(all=all, filters=filters)
+        except docker.errors.NotFound:
+            # docker-py inspects each container it listed: one was removed in between (a used
+            # one-shot container goes in the background); list again
+            time.sleep(0.05)
+    return docker_client().containers.list(all=all, filters=filters)
 
 
 CGROUP_V1 = Path("/sys/fs/cgroup")

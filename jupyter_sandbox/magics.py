@@ -310,7 +310,7 @@ class SandboxMagics(Magics, Configurable):
     @argument("--context", help="Context (kernel) id in the sandbox.")
     @argument("--out", metavar="VAR", help="Store the Execution in this variable.")
     @no_var_expand
-    @cell_magic("sandbox")  # type: ignore[arg-type]  # IPython 9.18 types the named form as a union mypy cannot apply
+    @cell_magic("sandbox")  # type: ignore[arg-type,unused-ignore]  # IPython 9.18 types the named form as a union mypy cannot apply
     def sandbox_cell(self, line: str, cell: str):
         """Run the cell in a sandbox: output streams live, results render inline, errors show the remote traceback."""
         args = _parse(self.sandbox_cell, line)
@@ -382,7 +382,7 @@ class SandboxMagics(Magics, Configurable):
     @magic_arguments("sandbox")
     @argument("command", choices=SUBCOMMANDS, help="What to do.")
     @argument("args", nargs="*", help="NAME [PATH] for files; NAME VAR... for push and pull; NAME otherwise.")
-    @line_magic("sandbox")  # type: ignore[arg-type]  # (as @cell_magic above)
+    @line_magic("sandbox")  # type: ignore[arg-type,unused-ignore]  # (as @cell_magic above)
     def sandbox_line(self, line: str):
         """%sandbox list | status NAME | restart NAME | interrupt NAME | kill NAME | files NAME [PATH]
         | push NAME VAR... | pull NAME VAR... | config"""

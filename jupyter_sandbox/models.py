@@ -268,6 +268,18 @@ def _check(value: Any, hint: Any, name: str) -> Any:
 RequestT = TypeVar("RequestT", bound="RequestBody")
 
 
+_DECLARED: dict[type, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+
+def _declared(cls: type) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A request shape's fields and their type hints, worked out once per class (resolving the
+    hints is most of what parsing a small request costs)."""
+    shape = _DECLARED.get(cls)
+    if shape is None:
+        shape = _DECLARED[cls] = ({f.name: f for f in fields(cls)}, typing.get_type_hints(cls))
+    return shape
+
+
 class RequestBody:
     """Base of the request shapes below (each also a dataclass)."""
 
@@ -279,11 +291,10 @@ class RequestBody:
             data = {}
         if not isinstance(data, dict):
             raise InvalidInput(f"{where or 'the request body'} must be a JSON object", field=where or "body")
-        declared = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        declared, hints = _declared(cls)
         for key in data:
             if key not in declared:
                 raise InvalidInput(f"unknown field {key!r}; expected some of {', '.join(declared)}", field=prefix + key)
-        hints = typing.get_type_hints(cls)
         values: dict[str, Any] = {}
         for name, declared_field in declared.items():
             if data.get(name) is not None:

@@ -116,6 +116,56 @@ async def test_stats_of_a_sandbox_removed_meanwhile_is_not_found(docker_ready):
     await manager.shutdown()
 
 
+async def test_stats_from_the_cgroup_files_are_the_engines_and_count_the_working_directory(docker_manager):
+    """On this host stats come from the container's cgroup files (no engine call); they must say
+    what ``docker stats`` says, the tmpfs working directory counted as memory."""
+    manager, backend = docker_manager, docker_manager.backend
+    model = await manager.create("erin")
+    try:
+        await manager.write_file("erin", model.id, "big.bin", b"\0" * (64 * 1024**2))
+        ours, engines = await backend.stats(model.id), await backend.engine_stats(model.id)
+        assert ours["memory_limit"] == engines["memory_limit"] == backend.memory_limit(model.spec)
+        assert abs(ours["memory_used"] - engines["memory_used"]) < 8 * 1024**2, (ours, engines)
+        assert ours["memory_used"] > 64 * 1024**2  # the file in the tmpfs is memory
+        assert ours["pids"] == engines["pids"] > 0
+        # CPU: busy for a second and a half, between two readings
+        await manager.stats("erin", model.id)
+        execution = await manager.execute(
+            "erin", model.id, "import time\nt = time.time()\nwhile time.time() - t < 1.5:\n    pass"
+        )
+        assert execution.error is None
+        assert (await manager.stats("erin", model.id))["cpu_percent"] > 5
+    finally:
+        await manager.remove("erin", model.id)
+    with pytest.raises(NotFound):
+        await backend.stats(model.id)
+
+
+async def test_executions_and_stats_make_no_engine_call(docker_manager):
+    """The hot path stays off the Docker API: executing code goes over the kernel's relay, stats
+    come from the cgroup files (every engine call goes through DockerBackend._call)."""
+    manager, backend = docker_manager, docker_manager.backend
+    model = await manager.create("frank")
+    calls = []
+    engine_call = backend._call
+
+    async def counted(fn, **kwargs):
+        calls.append(fn)
+        return await engine_call(fn, **kwargs)
+
+    backend._call = counted
+    try:
+        for i in range(3):
+            assert (await manager.execute("frank", model.id, f"{i} + 1")).text == str(i + 1)
+            await manager.stats("frank", model.id)
+        assert calls == []
+        await manager.list_files("frank", model.id, ".")  # (counting works: files do go through the engine)
+        assert calls
+    finally:
+        backend._call = engine_call
+        await manager.remove("frank", model.id)
+
+
 async def test_unknown_image_is_a_400_naming_the_field(docker_ready):
     manager = make_manager("docker", allowed_images=["missing-image:nope"])
     with pytest.raises(InvalidInput) as info:

@@ -227,6 +227,31 @@ async def test_restart_context_loses_variables(manager, sandbox):
     assert execution.error.name == "NameError"
 
 
+async def test_api_kernels_start_without_the_debugger_and_notebook_kernels_with_it(manager, sandbox):
+    """ipykernel's debugger (debugpy) serves JupyterLab's debugger panel only: kernels for code sent
+    through the API start without it (faster), and their code can still import debugpy."""
+    code = (
+        "import sys\n"
+        "loaded = 'debugpy' in sys.modules\n"
+        "import debugpy\n"
+        "print('debugger' in get_ipython().kernel.kernel_info['supported_features'], loaded, debugpy.__name__)"
+    )
+    assert (await run(manager, sandbox, code)).logs.stdout == ["False False debugpy\n"]
+
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    model = await manager.create(OWNER, kind="kernel")
+    client = AsyncKernelClient()
+    try:
+        client.load_connection_info(manager.kernel_connection(OWNER, model.id))
+        client.start_channels()
+        reply = await client.kernel_info(reply=True, timeout=60)
+        assert "debugger" in reply["content"]["supported_features"]
+    finally:
+        client.stop_channels()
+        await manager.remove(OWNER, model.id)
+
+
 def test_null_fields_mean_the_server_defaults(manager):
     nulls = {"image": None, "memory": None, "cpus": None, "pids": None, "disk": None, "timeout": None, "runtime": None}
     assert manager.resolve_spec(nulls) == manager.resolve_spec({}) == manager.resolve_spec(None)

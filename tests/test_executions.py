@@ -254,9 +254,9 @@ async def test_finished_executions_expire_after_the_retention_time(runner):
     assert [e["execution_id"] for e in runner.list("alice")["executions"]] == ["exe_new"]
 
 
-def test_one_shot_runs_need_a_container_backend(runner):
+async def test_one_shot_runs_need_a_container_backend(runner):
     from jupyter_sandbox.errors import BackendUnavailable
 
     with pytest.raises(BackendUnavailable, match="need a container backend") as info:
-        runner.submit("alice", parse_eval(runner, {"code": "1"}, MAX_CODE))
+        await runner.submit("alice", parse_eval(runner, {"code": "1"}, MAX_CODE))
     assert info.value.status == 503

@@ -120,6 +120,17 @@ def containers_of(execution_id: str) -> list:
         client.close()
 
 
+async def removed(execution_id: str, within: float = 60) -> bool:
+    """Whether the execution's container is gone within ``within`` seconds (a finished run's
+    container is removed in the background, after its answer)."""
+    deadline = time.monotonic() + within
+    while containers_of(execution_id):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
+
+
 async def test_every_metadata_field(jp_fetch, wheelhouse):
     files = {
         "main.py": (
@@ -179,7 +190,7 @@ async def test_every_metadata_field(jp_fetch, wheelhouse):
     started = datetime.fromisoformat(result["started_at"].rstrip("Z"))
     finished = datetime.fromisoformat(result["finished_at"].rstrip("Z"))
     assert started <= finished and result["duration_ms"] >= 0
-    assert containers_of(result["execution_id"]) == []  # used once, then removed
+    assert await removed(result["execution_id"])  # used once, then removed
 
 
 async def test_entrypoint_detection_and_script_errors(jp_fetch):
@@ -441,3 +452,131 @@ async def test_python_executor_client_wire_format(jp_fetch, jp_http_port, jp_bas
         assert from_dict(response.json())["result"] == "15"
 
     await asyncio.to_thread(scenario)
+
+
+async def submit_async(jp_fetch, code: str) -> str:
+    body, headers = multipart({"main.py": code}, {})
+    r = await jp_fetch(*V1, "exec", "async", method="POST", body=body, headers=headers)
+    assert r.code == 202
+    return json.loads(r.body)["execution_id"]
+
+
+async def finished(jp_fetch, execution_id: str, within: float = 120) -> dict:
+    deadline = time.monotonic() + within
+    while True:
+        state = json.loads((await jp_fetch(*V1, "executions", execution_id)).body)
+        if state["status"] not in ("pending", "running"):
+            return state
+        assert time.monotonic() < deadline, state
+        await asyncio.sleep(0.2)
+
+
+async def test_health_answers_with_the_token_only(jp_fetch, jp_http_port, jp_base_url, jp_auth_header):
+    """python-executor's scripts call ``GET {server}/health`` first, where ``{server}`` is the base URL
+    its client is given (``{base_url}sandbox``)."""
+    r = await jp_fetch("sandbox", "health")
+    assert json.loads(r.body) == {"status": "ok", "backend": "docker", "one_shot": True}
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}sandbox/health"
+    assert (await asyncio.to_thread(requests.get, url, headers=jp_auth_header, timeout=30)).status_code == 200
+    # as its benchmark script calls it (no token): refused like every route
+    assert (await asyncio.to_thread(requests.get, url, timeout=30)).status_code == 403
+
+
+async def test_six_async_submissions_in_a_row_all_complete(jp_fetch, jp_serverapp):
+    """Beyond max_running_per_user (4) they wait as pending, in order, and all complete (python-executor's
+    concurrent_5, one more); never more than 4 run at once."""
+    runner = jp_serverapp.web_app.settings["sandbox_executions"]
+    runner.max_running_per_user = 4
+    ids = [await submit_async(jp_fetch, f"import time\ntime.sleep(3)\nprint({i})") for i in range(6)]
+    states = {json.loads((await jp_fetch(*V1, "executions", i)).body)["status"] for i in ids[4:]}
+    assert states == {"pending"}  # the four before them hold the running slots for 3 s each
+    results = [await finished(jp_fetch, i) for i in ids]
+    assert [(r["status"], r["exit_code"], r["stdout"]) for r in results] == [
+        ("completed", 0, f"{i}\n") for i in range(6)
+    ]
+    # at most four ran at once: each start is covered by fewer than four other runs
+    spans = [
+        (datetime.fromisoformat(r["started_at"][:-1]), datetime.fromisoformat(r["finished_at"][:-1])) for r in results
+    ]
+    for start, _ in spans:
+        assert sum(1 for s, f in spans if s <= start < f) <= 4
+    # the waiting ones started after a running one finished
+    assert min(f for _, f in spans[:4]) <= min(s for s, _ in spans[4:])
+
+
+async def test_queue_bound_gives_429_past_it(jp_fetch, jp_serverapp):
+    runner = jp_serverapp.web_app.settings["sandbox_executions"]
+    runner.max_running_per_user, runner.max_queued_per_user = 1, 1
+    running = await submit_async(jp_fetch, "import time\ntime.sleep(3600)")
+    waiting = await submit_async(jp_fetch, "print('never')")
+    body, headers = multipart({"main.py": "print('refused')"}, {})
+    error = await expect_error(429, jp_fetch(*V1, "exec", "async", method="POST", body=body, headers=headers))
+    assert "1 running and 1 waiting" in error["message"]
+    # another user has their own slots and queue
+    other = await jp_fetch(*V1, "exec", "async", method="POST", body=body, headers={**headers, "X-Test-User": "bob"})
+    assert other.code == 202
+    assert json.loads((await jp_fetch(*V1, "executions", waiting)).body)["status"] == "pending"
+    r = await jp_fetch(*V1, "executions", waiting, method="DELETE")
+    assert json.loads(r.body) == {"status": "killed"}  # killed while pending: it never ran
+    state = json.loads((await jp_fetch(*V1, "executions", waiting)).body)
+    assert (state["status"], state["stdout"]) == ("killed", "")
+    assert await removed(waiting)
+    await jp_fetch(*V1, "executions", running, method="DELETE")
+    assert containers_of(running) == []
+
+
+def server_containers(server_id: str) -> list:
+    client = docker.from_env()
+    try:
+        return client.containers.list(
+            all=True, filters={"label": [f"{LABEL_PREFIX}.server={server_id}", f"{SESSION_LABEL}={SESSION}"]}
+        )
+    finally:
+        client.close()
+
+
+async def full_pool(runner) -> None:
+    runner.start()
+    deadline = time.monotonic() + 120
+    while len(runner.pool.ready) < runner.pool_size or runner.pool.making:
+        assert time.monotonic() < deadline, "the pool did not fill"
+        await asyncio.sleep(0.2)
+
+
+async def test_pooled_containers_are_used_once_and_none_is_left_behind(jp_fetch, jp_serverapp):
+    runner = jp_serverapp.web_app.settings["sandbox_executions"]
+    server_id = jp_serverapp.web_app.settings["sandbox_app"].identity.server_id
+    await full_pool(runner)
+    waiting = {c.labels[f"{LABEL_PREFIX}.execution"]: c for c in server_containers(server_id)}
+    assert len(waiting) == runner.pool_size == 2
+    assert all(c.labels[f"{LABEL_PREFIX}.owner"] == "" for c in waiting.values())  # its owner comes later
+    # a pooled container that died while waiting is never handed out
+    dead_id, dead = next(iter(waiting.items()))
+    dead.kill()
+    dead.wait(timeout=60)
+    # Each run leaves a mark in its container's /tmp: a reused container would find it.
+    code = "import os\nseen = os.path.exists('/tmp/mark')\nopen('/tmp/mark', 'w').close()\nprint(seen)"
+    results = [await evaluate(jp_fetch, code=code) for _ in range(5)]
+    assert [(r["status"], r["stdout"]) for r in results] == [("completed", "False\n")] * 5
+    ids = [r["execution_id"] for r in results]
+    assert len(set(ids)) == 5 and dead_id not in ids
+    assert ids[0] == next(i for i in waiting if i != dead_id)  # the live pooled one served the first
+    for execution_id in ids:
+        assert await removed(execution_id)
+    await runner.shutdown()  # what the server runs when it stops: the waiting ones go too
+    deadline = time.monotonic() + 60
+    while server_containers(server_id):
+        assert time.monotonic() < deadline, [c.name for c in server_containers(server_id)]
+        await asyncio.sleep(0.2)
+
+
+async def test_other_limits_start_their_own_container(jp_fetch, jp_serverapp):
+    """A request with other limits than the default ones never gets a pooled container."""
+    runner = jp_serverapp.web_app.settings["sandbox_executions"]
+    await full_pool(runner)
+    pooled = {b.run_id for b in runner.pool.ready}
+    code = "print(open('/sys/fs/cgroup/memory/memory.limit_in_bytes').read().strip())"
+    result = await evaluate(jp_fetch, code=code, config={"memory_mb": 300})
+    assert result["execution_id"] not in pooled
+    assert int(result["stdout"]) == (300 + 512 + 128) * 1024**2  # its own limits
+    assert {b.run_id for b in runner.pool.ready} == pooled

@@ -336,7 +336,7 @@ def test_every_handler_is_authenticated_and_authorized():
             # (functools.wraps copies names; the code object tells whose wrapper it is)
             assert method.__wrapped__.__code__.co_filename.endswith("auth/decorator.py"), (template, verb)
             assert handler.auth_resource == "sandboxes"
-    assert checked == 29  # 26, + config and logs (GET), + a context's input (POST)
+    assert checked == 30  # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET)
 
 
 def test_openapi_describes_every_route_and_method():

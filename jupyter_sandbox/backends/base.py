@@ -10,8 +10,9 @@ Contract (tests/test_contract.py runs it against every backend):
 - ``create(sandbox_id, spec, labels)`` makes the sandbox and returns when it can start
   kernels. Raises ``BackendUnavailable`` when the engine cannot be reached and
   ``InvalidInput`` for a spec it cannot honour (unknown image, runtime).
-- ``start_kernel(sandbox_id, kernel_id, cwd, key)`` starts one kernel and returns its
-  connection info (a dict for ``KernelClient.load_connection_info``). Several kernels
+- ``start_kernel(sandbox_id, kernel_id, cwd, key, debugger)`` starts one kernel and returns its
+  connection info (a dict for ``KernelClient.load_connection_info``); ``debugger=False`` starts
+  it without ipykernel's debugger (see ``kernel_argv``). Several kernels
   per sandbox share its filesystem and limits. Starting a kernel again with the same
   ``kernel_id`` and ``key`` (after ``stop_kernel``) gives the same connection info, so
   clients that stay connected (a notebook's websocket) reach the new kernel; ``key=None``
@@ -29,9 +30,13 @@ Contract (tests/test_contract.py runs it against every backend):
   reaping after a crash), as dicts of their labels.
 - One-shot runs (a capability; ``runs_once`` says whether a backend has it): ``run_once(run,
   started)`` runs one program in a fresh sandbox made for it alone, feeds it ``run.stdin``,
-  and returns its exit status and (capped) output; the sandbox is gone when it returns.
-  ``stop_once(run_id)`` ends a run early. A backend without the capability says so with
-  ``require_once()`` (BackendUnavailable, 503).
+  and returns its exit status and (capped) output; the sandbox is gone, or on its way out,
+  when it returns, and is never used again. ``start_once(run)`` makes and starts that
+  sandbox ahead of time (its program waiting for stdin) for a later ``run_once(run, started,
+  box)``: a pool keeps a few; ``once_unusable(box)`` says why a waiting one cannot be used
+  (None when it can) and ``discard_once(box)`` removes one. ``stop_once(run_id)`` ends a run
+  early. A backend without the capability says so with ``require_once()`` (BackendUnavailable,
+  503).
 - ``logs(sandbox_id, kernel_ids)`` returns ``{"container": text or None, "kernels": {kernel
   id: text}}``: the end (``LOG_LIMIT`` characters) of what the sandbox and each kernel
   process wrote to stdout/stderr. ``container`` is None for a backend without one.
@@ -91,6 +96,30 @@ def kernel_extras(offline: bool) -> tuple[list[str], dict[str, str]]:
     return [f"--IPKernelApp.exec_lines={_pip_hint_source()}"], {"PIP_NO_INDEX": "1"}
 
 
+# ipykernel started as ipykernel_launcher does, but with debugpy unavailable while it starts: its
+# debugger (JupyterLab's debugger panel; nothing else uses it) is then off, and debugpy, a third
+# of the kernel's imports, is not loaded (~60 ms of a kernel start in a sandbox). Once started,
+# code in the kernel may import debugpy as usual.
+KERNEL_WITHOUT_DEBUGGER = """\
+import sys
+if sys.path[0] == "":
+    del sys.path[0]  # (as ipykernel_launcher: the shell puts the working directory back)
+sys.modules["debugpy"] = None
+from ipykernel.kernelapp import IPKernelApp
+app = IPKernelApp.instance()
+app.initialize()
+del sys.modules["debugpy"]
+app.start()
+"""
+
+
+def kernel_argv(python: str, connection_file: str = "{connection_file}", debugger: bool = True) -> list[str]:
+    """The command that starts a Python kernel (ipykernel) with that connection file."""
+    if debugger:
+        return [python, "-m", "ipykernel_launcher", "-f", connection_file]
+    return [python, "-c", KERNEL_WITHOUT_DEBUGGER, "-f", connection_file]
+
+
 def labels(server_id: str, owner: str, *, sandbox: str | None = None, execution: str | None = None) -> dict[str, str]:
     """The labels on everything a server makes: whose it is, and which server made it (for reaping).
 
@@ -128,6 +157,17 @@ class OnceRun:
     max_output: int  # bytes kept of stdout and of stderr (the rest is read and dropped)
     cpu_shares: int | None = None
     read_only_dirs: dict[str, str] = field(default_factory=dict)  # host dir -> path inside
+    # The program's last word is one line on stdout: the run is over when a newline ends what
+    # it wrote there, without waiting for the sandbox to stop (its exit code is then None).
+    ends_with_line: bool = False
+
+
+@dataclass
+class OnceBox:
+    """A one-shot sandbox started ahead of its run (``start_once``), its program waiting for stdin."""
+
+    run_id: str
+    handle: Any = None  # the backend's own (on Docker: the container and its attached stream)
 
 
 @dataclass
@@ -170,7 +210,12 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
 
     @abc.abstractmethod
     async def start_kernel(
-        self, sandbox_id: str, kernel_id: str, cwd: str | None = None, key: bytes | None = None
+        self,
+        sandbox_id: str,
+        kernel_id: str,
+        cwd: str | None = None,
+        key: bytes | None = None,
+        debugger: bool = True,
     ) -> dict[str, Any]: ...
 
     @abc.abstractmethod
@@ -221,10 +266,24 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
                 f"one-shot executions need a container backend; this server runs the {self.name!r} backend"
             )
 
-    async def run_once(self, run: OnceRun, started: Callable[[], None]) -> OnceResult:
-        """Run ``run.command`` in a fresh sandbox; ``started()`` is called once it runs."""
+    async def run_once(self, run: OnceRun, started: Callable[[], None], box: OnceBox | None = None) -> OnceResult:
+        """Run ``run.command`` in a fresh sandbox (``box``, started for this run by ``start_once``,
+        or one made now); ``started()`` is called once it runs."""
         self.require_once()
         raise NotImplementedError
+
+    async def start_once(self, run: OnceRun) -> OnceBox:
+        """Make and start ``run``'s sandbox now; its program waits for ``run_once`` to send stdin."""
+        self.require_once()
+        raise NotImplementedError
+
+    async def once_unusable(self, box: OnceBox) -> str | None:
+        """Why a waiting ``box`` cannot run its program (e.g. its sandbox stopped); None when it can."""
+        return None
+
+    async def discard_once(self, box: OnceBox) -> None:
+        """Remove a started ``box`` that will not run."""
+        await self.stop_once(box.run_id)
 
     async def stop_once(self, run_id: str) -> None:
         """End a one-shot run early (its sandbox is removed); nothing if it is gone."""

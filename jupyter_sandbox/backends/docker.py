@@ -12,15 +12,18 @@ A kernel outlives a crashed server: a restarted one reattaches (``attach_kernel`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
+import select
 import shutil
 import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from traitlets import Dict, Float, Int, Unicode
@@ -36,7 +39,19 @@ from ..errors import (
     TooLarge,
 )
 from ..models import SandboxSpec, format_size, parse_size
-from .base import LABEL_PREFIX, LOG_LIMIT, WORKDIR, OnceResult, OnceRun, SandboxBackend, confine, kernel_extras
+from .base import (
+    LABEL_PREFIX,
+    LOG_LIMIT,
+    WORKDIR,
+    OnceBox,
+    OnceResult,
+    OnceRun,
+    SandboxBackend,
+    confine,
+    kernel_argv,
+    kernel_extras,
+)
+from .cgroup import ContainerCgroup
 from .kernel_relay import KernelExited, KernelRelay, KernelRelayError, attach_request, open_docker_exec, start_request
 
 SANDBOX_NETWORK = "jupyter-sandbox"
@@ -66,6 +81,15 @@ _REMOVE_SCRIPT = 'test -e "$1" || test -L "$1" || exit 72; rm -rf -- "$1"'
 _WRITE_SCRIPT = (
     'test -d "$1" && exit 74; mkdir -p -- "$(dirname -- "$1")" || exit 76; cat > "$1" || { rm -f -- "$1"; exit 76; }'
 )
+
+
+@dataclass
+class _OnceContainer:
+    """A started one-shot container and the stream attached to its program's stdin/stdout."""
+
+    cid: str
+    sock: Any  # docker-py's attach socket
+    taken: bool = False  # a run (or a discard) has it: it removes the container
 
 
 class DockerBackend(SandboxBackend):
@@ -133,8 +157,11 @@ class DockerBackend(SandboxBackend):
         self._sockets_dir: str | None = None
         self._containers: dict[str, str] = {}  # sandbox id -> container id
         self._specs: dict[str, SandboxSpec] = {}
-        self._cpu_samples: dict[str, tuple[float, int, int]] = {}
+        self._cpu_samples: dict[str, tuple[float, int, int]] = {}  # the engine's: (when, total, system)
+        self._cgroups: dict[str, ContainerCgroup] = {}  # sandbox id -> its container's cgroup files
+        self._cgroup_cpu: dict[str, tuple[float, int, float]] = {}  # sandbox id -> (when, CPU ns, last percent)
         self._once: dict[str, str] = {}  # one-shot run id -> container id
+        self._removals: set[asyncio.Task] = set()  # one-shot containers being removed in the background
 
     # -- engine -------------------------------------------------------------------------
     def _engine(self):
@@ -329,6 +356,7 @@ class DockerBackend(SandboxBackend):
         self._specs[sandbox_id] = spec
         self._ended.pop(sandbox_id, None)
         await self._call(lambda c: c.api.start(cid))
+        self._cpu_baseline(sandbox_id)
 
     async def adopt(self, sandbox_id: str, spec: SandboxSpec) -> None:
         name = f"jupyter-sandbox-{sandbox_id}"
@@ -337,6 +365,7 @@ class DockerBackend(SandboxBackend):
             raise NotFound(f"the container of sandbox {sandbox_id} is not running")
         self._containers[sandbox_id] = state["Id"]
         self._specs[sandbox_id] = spec
+        self._cpu_baseline(sandbox_id)
 
     # -- kernels: a launcher per kernel, relayed over the exec stream ---------------------
     async def _launcher(
@@ -367,7 +396,7 @@ class DockerBackend(SandboxBackend):
             raise KernelDied(f"the kernel did not start: {why}") from None
         return relay, info
 
-    async def start_kernel(self, sandbox_id, kernel_id, cwd=None, key=None) -> dict[str, Any]:
+    async def start_kernel(self, sandbox_id, kernel_id, cwd=None, key=None, debugger=True) -> dict[str, Any]:
         workdir = confine(cwd) if cwd else WORKDIR
         if workdir != WORKDIR:
             code, _, _ = await self._exec(sandbox_id, ["test", "-d", workdir])
@@ -378,7 +407,7 @@ class DockerBackend(SandboxBackend):
         key = key.decode() if isinstance(key, bytes) else key or secrets.token_hex(32)
         spec = self._specs.get(sandbox_id)
         extra_argv, extra_env = kernel_extras(offline=spec is not None and not spec.network)
-        argv = [self.python, "-m", "ipykernel_launcher", "-f", "{connection_file}", *extra_argv]
+        argv = [*kernel_argv(self.python, debugger=debugger), *extra_argv]
         # the container's environment has the sandbox's env; it wins over these
         env = {k: v for k, v in extra_env.items() if spec is None or k not in spec.env}
         _, info = await self._launcher(
@@ -503,6 +532,8 @@ class DockerBackend(SandboxBackend):
         cid = self._container_id(sandbox_id)
         await self._call(lambda c: c.api.restart(cid, timeout=2))
         self._cpu_samples.pop(sandbox_id, None)
+        self._cgroups.pop(sandbox_id, None)
+        self._cpu_baseline(sandbox_id)
         self._ended.pop(sandbox_id, None)
 
     async def remove(self, sandbox_id) -> None:
@@ -511,6 +542,8 @@ class DockerBackend(SandboxBackend):
             await self._drop(sid, kid)
         self._specs.pop(sandbox_id, None)
         self._cpu_samples.pop(sandbox_id, None)
+        self._cgroups.pop(sandbox_id, None)
+        self._cgroup_cpu.pop(sandbox_id, None)
         self._ended.pop(sandbox_id, None)
         await self._remove_container(cid)
 
@@ -534,7 +567,54 @@ class DockerBackend(SandboxBackend):
         return [dict(c.get("Labels") or {}) for c in found]
 
     # -- stats --------------------------------------------------------------------------
+    def _cgroup_of(self, sandbox_id: str) -> ContainerCgroup | None:
+        """The sandbox's container's cgroup files on this host (looked for once), None when the
+        engine is elsewhere or keeps them where we cannot tell."""
+        cid = self._container_id(sandbox_id)
+        cgroup = self._cgroups.get(sandbox_id)
+        if cgroup is None or cgroup.container_id != cid:
+            cgroup = self._cgroups[sandbox_id] = ContainerCgroup(cid)
+            if not cgroup.found:
+                self.log.debug(
+                    "jupyter-sandbox: no cgroup of container %s on this host; stats come from the engine", cid
+                )
+        return cgroup if cgroup.found else None
+
+    def _cpu_baseline(self, sandbox_id: str) -> None:
+        """A first CPU reading (when the cgroup is here), so the first ``stats`` has one to compare with."""
+        cgroup = self._cgroup_of(sandbox_id)
+        if cgroup is not None:
+            with contextlib.suppress(OSError):  # stopped already: stats will say it is gone
+                self._cgroup_cpu[sandbox_id] = (time.monotonic(), cgroup.sample().cpu_ns, 0.0)
+
     async def stats(self, sandbox_id) -> dict[str, Any]:
+        cgroup = self._cgroup_of(sandbox_id)
+        if cgroup is None:
+            return await self.engine_stats(sandbox_id)
+        try:
+            now, sample = time.monotonic(), cgroup.sample()
+        except OSError:
+            raise NotFound(f"the container of sandbox {sandbox_id} is gone") from None
+        previous = self._cgroup_cpu.get(sandbox_id)
+        if previous is None or now - previous[0] > 60 or sample.cpu_ns < previous[1]:
+            # nothing recent to compare with (or the container restarted): a second look shortly after
+            self._cgroup_cpu[sandbox_id] = (now, sample.cpu_ns, 0.0)
+            await asyncio.sleep(0.1)
+            return await self.stats(sandbox_id)
+        since, cpu_ns, percent = previous
+        if now - since >= 0.05:  # (asked again at once: the last figure, over a longer time)
+            percent = 100.0 * (sample.cpu_ns - cpu_ns) / ((now - since) * 1e9)
+            self._cgroup_cpu[sandbox_id] = (now, sample.cpu_ns, percent)
+        return {
+            "cpu_percent": round(max(percent, 0.0), 2),
+            "memory_used": sample.memory_used,
+            "memory_limit": sample.memory_limit or self.memory_limit(self._specs[sandbox_id]),
+            "pids": sample.pids,
+        }
+
+    async def engine_stats(self, sandbox_id: str) -> dict[str, Any]:
+        """``stats`` as the engine gives them (``docker stats``): slow (its collector ticks once a
+        second), but it works wherever the engine runs."""
         cid = self._container_id(sandbox_id)
         sample = await self._call(lambda c: c.api.stats(cid, stream=False, one_shot=True))
         cpu = sample.get("cpu_stats", {})
@@ -546,7 +626,7 @@ class DockerBackend(SandboxBackend):
             # No recent sample to diff against: take a second one shortly after.
             await asyncio.sleep(0.25)
             self._cpu_samples[sandbox_id] = (time.monotonic(), total, system)
-            return await self.stats(sandbox_id)
+            return await self.engine_stats(sandbox_id)
         _, prev_total, prev_system = previous
         self._cpu_samples[sandbox_id] = (time.monotonic(), total, system)
         d_system = system - prev_system
@@ -690,15 +770,11 @@ class DockerBackend(SandboxBackend):
     # -- one-shot runs ------------------------------------------------------------------
     runs_once = True
 
-    async def run_once(self, run: OnceRun, started: Callable[[], None]) -> OnceResult:
-        """A fresh container whose only command is ``run.command``; stdin sent, output read.
-
-        The container is attached before it starts (docker-py cannot set StdinOnce, so the
-        program learns how much to read from what it is sent, not from EOF), and removed when
-        the run ends, whichever way it ends.
-        """
-        from docker.utils.socket import frames_iter
-
+    async def start_once(self, run: OnceRun) -> OnceBox:
+        """A fresh container whose only command is ``run.command``, attached and started: its
+        program waits for what ``run_once`` sends. It is attached before it starts (docker-py
+        cannot set StdinOnce, so the program learns how much to read from what it is sent, not
+        from EOF)."""
         options = self.container_options(run.spec, run.labels)
         options["stdin_open"] = True
         if run.cpu_shares:
@@ -706,34 +782,108 @@ class DockerBackend(SandboxBackend):
         if run.read_only_dirs:
             options["volumes"] = {host: {"bind": inside, "mode": "ro"} for host, inside in run.read_only_dirs.items()}
         image = run.spec.image or self.default_image
-        cid = await self._create_container(f"jupyter-sandbox-{run.run_id}", image, run.command, options)
+        making = asyncio.ensure_future(
+            self._create_container(f"jupyter-sandbox-{run.run_id}", image, run.command, options)
+        )
+        try:
+            cid = await asyncio.shield(making)
+        except asyncio.CancelledError:
+            # the engine makes it anyway: wait for it, and remove it
+            await self._remove_container(await making)
+            raise
         self._once[run.run_id] = cid
         try:
             params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
             sock = await self._call(lambda c: c.api.attach_socket(cid, params=params))
             try:
                 await self._call(lambda c: c.api.start(cid))
-                started()
-
-                def talk(_c) -> tuple[bytes, bytes]:
-                    raw = getattr(sock, "_sock", sock)
-                    raw.sendall(run.stdin)
-                    kept = {1: bytearray(), 2: bytearray()}
-                    for stream, data in frames_iter(sock, tty=False):
-                        target = kept.get(stream)
-                        if target is not None and len(target) < run.max_output:
-                            target += data[: run.max_output - len(target)]
-                    return bytes(kept[1]), bytes(kept[2])
-
-                stdout, stderr = await self._call(talk, streaming=True)
-            finally:
+            except BaseException:
                 sock.close()
-            exit_code = (await self._call(lambda c: c.api.wait(cid, timeout=30))).get("StatusCode")
-            state = (await self._call(lambda c: c.api.inspect_container(cid))).get("State", {})
-            return OnceResult(stdout, stderr, exit_code, bool(state.get("OOMKilled")))
-        finally:
+                raise
+        except BaseException:
             self._once.pop(run.run_id, None)
             await self._remove_container(cid)
+            raise
+        return OnceBox(run.run_id, _OnceContainer(cid, sock))
+
+    async def once_unusable(self, box: OnceBox) -> str | None:
+        # No engine call: a container that stopped has closed its attached stream, and a
+        # waiting program writes nothing before it is sent its input.
+        handle: _OnceContainer = box.handle
+        raw = getattr(handle.sock, "_sock", handle.sock)
+        try:
+            if not select.select([raw], [], [], 0)[0]:
+                return None
+            data = raw.recv(1, socket.MSG_PEEK)
+        except (OSError, ValueError) as e:
+            return f"its stream to the container failed ({e})"
+        return "its program wrote before it was sent anything" if data else "its container stopped"
+
+    async def discard_once(self, box: OnceBox) -> None:
+        handle: _OnceContainer = box.handle
+        if handle.taken:
+            return  # its run removes it
+        handle.taken = True
+        handle.sock.close()
+        self._once.pop(box.run_id, None)
+        await self._remove_container(handle.cid)
+
+    async def run_once(self, run: OnceRun, started: Callable[[], None], box: OnceBox | None = None) -> OnceResult:
+        """Send ``run.stdin`` to the program of ``box`` (or of a container started now) and read
+        its output. A run that ends normally leaves the container's removal to the background
+        (``close`` waits for it); a failed, cancelled or stopped one has it removed before this
+        returns."""
+        from docker.utils.socket import frames_iter
+
+        if box is None:
+            box = await self.start_once(run)
+        handle: _OnceContainer = box.handle
+        handle.taken = True
+        cid, sock = handle.cid, handle.sock
+        try:
+            started()
+
+            def talk(_c) -> tuple[bytes, bytes, bool]:
+                raw = getattr(sock, "_sock", sock)
+                raw.sendall(run.stdin)
+                kept = {1: bytearray(), 2: bytearray()}
+                for stream, data in frames_iter(sock, tty=False):
+                    target = kept.get(stream)
+                    if target is not None and len(target) < run.max_output:
+                        target += data[: run.max_output - len(target)]
+                    if run.ends_with_line and stream == 1 and data.endswith(b"\n"):
+                        return bytes(kept[1]), bytes(kept[2]), True
+                return bytes(kept[1]), bytes(kept[2]), False
+
+            try:
+                stdout, stderr, over = await self._call(talk, streaming=True)
+            finally:
+                sock.close()
+            if over:
+                result = OnceResult(stdout, stderr, None, False)
+            else:
+                exit_code = (await self._call(lambda c: c.api.wait(cid, timeout=30))).get("StatusCode")
+                state = (await self._call(lambda c: c.api.inspect_container(cid))).get("State", {})
+                result = OnceResult(stdout, stderr, exit_code, bool(state.get("OOMKilled")))
+        except BaseException:
+            self._once.pop(run.run_id, None)
+            await self._remove_container(cid)
+            raise
+        self._once.pop(run.run_id, None)
+        self._remove_soon(cid)
+        return result
+
+    def _remove_soon(self, cid: str) -> None:
+        """Remove a container in the background (off a request's path); ``close`` waits for it."""
+        removal = asyncio.ensure_future(self._remove_container(cid))
+        self._removals.add(removal)
+
+        def done(task: asyncio.Task) -> None:
+            self._removals.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                self.log.error("jupyter-sandbox: removing container %s failed: %s", cid[:12], task.exception())
+
+        removal.add_done_callback(done)
 
     async def stop_once(self, run_id: str) -> None:
         cid = self._once.get(run_id)
@@ -741,6 +891,8 @@ class DockerBackend(SandboxBackend):
             await self._remove_container(cid)
 
     async def close(self) -> None:
+        if self._removals:
+            await asyncio.gather(*self._removals, return_exceptions=True)  # failures were logged
         for key in list(self._relays):  # the kernels stay (a restarted server may reattach)
             await self._drop(*key)
         if self._sockets_dir is not None:

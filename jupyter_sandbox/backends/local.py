@@ -28,7 +28,7 @@ from traitlets import Bool, Unicode
 
 from ..errors import InvalidInput, IsADirectory, NotADirectory, NotFound
 from ..models import SandboxSpec
-from .base import WORKDIR, SandboxBackend, confine, kernel_extras, tail_file
+from .base import WORKDIR, SandboxBackend, confine, kernel_argv, kernel_extras, tail_file
 
 _CLONE_NEWNET = 0x40000000
 CHUNK = 1 << 20
@@ -124,7 +124,7 @@ class LocalBackend(SandboxBackend):
 
         return apply
 
-    async def start_kernel(self, sandbox_id, kernel_id, cwd=None, key=None) -> dict[str, Any]:
+    async def start_kernel(self, sandbox_id, kernel_id, cwd=None, key=None, debugger=True) -> dict[str, Any]:
         spec = self._specs[sandbox_id]
         run = os.path.join(self._dir(sandbox_id), "run")
         name = f"k-{kernel_id}"
@@ -159,7 +159,7 @@ class LocalBackend(SandboxBackend):
         }
         with open(os.path.join(run, f"{name}.log"), "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(
-                [self.python, "-m", "ipykernel_launcher", "-f", conn, *extra_argv],
+                [*kernel_argv(self.python, conn, debugger=debugger), *extra_argv],
                 cwd=workdir,
                 env=child_env,
                 stdin=subprocess.DEVNULL,

@@ -80,6 +80,8 @@ class _Sandbox:
     executing: int = 0  # executions running or queued in it
 
 
+WARM_UP = "get_ipython().display_formatter.format(0)"
+
 # Gets one dict per sandbox event (see server/event_schemas/sandbox/v1.yaml); must not block.
 EventListener = Callable[[dict[str, Any]], None]
 
@@ -162,6 +164,11 @@ class SandboxManager(LoggingConfigurable):
         "takes milliseconds instead of a container and kernel start (each waiting one holds its idle "
         "memory, ~40 MB). 0 = none.",
     ).tag(config=True)
+    pool_refill_delay = Float(
+        1.0,
+        help="Seconds between taking a pooled sandbox and starting its replacement, so that the refill (a "
+        "container and a kernel start) does not compete with the first executions in the one taken.",
+    ).tag(config=True)
 
     @default("server_id")
     def _server_id_default(self) -> str:
@@ -198,7 +205,12 @@ class SandboxManager(LoggingConfigurable):
         self._culler: asyncio.Task | None = None
         # started sandboxes with the default spec and no owner yet
         self.pool: Pool[_Sandbox] = Pool(
-            self.pool_size, self._pooled_sandbox, self._remove, self._why_not_usable, self.log
+            self.pool_size,
+            self._pooled_sandbox,
+            self._remove,
+            self._why_not_usable,
+            self.log,
+            refill_delay=self.pool_refill_delay,
         )
         self._listeners: list[EventListener] = []
 
@@ -464,7 +476,7 @@ class SandboxManager(LoggingConfigurable):
         self._sandboxes[sandbox.model.id] = sandbox
         announced = False
         try:
-            pooled = await self._take_pooled(resolved)
+            pooled = await self._take_pooled(resolved, kind)
             if pooled is not None:
                 del self._sandboxes[sandbox.model.id]
                 model = pooled.model
@@ -606,23 +618,39 @@ class SandboxManager(LoggingConfigurable):
     async def _pooled_sandbox(self) -> _Sandbox:
         sandbox = _Sandbox(model=self._new_model("", None, self.resolve_spec(None)))
         await self._start(sandbox)
+        # A fresh kernel's first execution pays for what IPython sets up on first use (the display
+        # formatters above all): pay it now, silently (no history, no execution count, no output).
+        try:
+            await self._silent(sandbox.contexts[sandbox.default_context or ""], WARM_UP)
+        except BaseException:
+            await self._remove(sandbox)
+            raise
         return sandbox
 
     async def _why_not_usable(self, sandbox: _Sandbox) -> str | None:
         context = sandbox.contexts[sandbox.default_context or ""]
         return await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id)
 
-    async def _take_pooled(self, spec: SandboxSpec) -> _Sandbox | None:
-        """A started sandbox from the pool when ``spec`` is the default one."""
-        if not self.pool.ready or spec != self.resolve_spec(None):
+    async def _take_pooled(self, spec: SandboxSpec, kind: str) -> _Sandbox | None:
+        """A started sandbox from the pool when ``spec`` is the default one (for code sent through
+        the API: a notebook's kernel has its debugger, which pooled kernels have not)."""
+        if not self.pool.ready or kind != "sandbox" or spec != self.resolve_spec(None):
             return None
         return await self.pool.take()
+
+    @staticmethod
+    def _debugger(sandbox: _Sandbox) -> bool:
+        """Only a notebook's own kernel gets ipykernel's debugger (JupyterLab's debugger panel talks
+        to it); code sent through the API never uses it, and kernels start faster without it."""
+        return sandbox.model.kind == "kernel"
 
     async def _start_context(
         self, sandbox: _Sandbox, model: ContextModel, kernel_id: str | None = None, key: bytes | None = None
     ) -> _Context:
         kernel_id = kernel_id or new_id()[:12]
-        info = await self.backend.start_kernel(sandbox.model.id, kernel_id, cwd=model.cwd, key=key)
+        info = await self.backend.start_kernel(
+            sandbox.model.id, kernel_id, cwd=model.cwd, key=key, debugger=self._debugger(sandbox)
+        )
         context = _Context(
             model=model,
             kernel_id=kernel_id,
@@ -655,7 +683,9 @@ class SandboxManager(LoggingConfigurable):
         context.close()
         await self.backend.stop_kernel(sandbox.model.id, context.kernel_id)
         kernel_id, key = (context.kernel_id, context.key.encode()) if same_address else (new_id()[:12], None)
-        info = await self.backend.start_kernel(sandbox.model.id, kernel_id, cwd=context.model.cwd, key=key)
+        info = await self.backend.start_kernel(
+            sandbox.model.id, kernel_id, cwd=context.model.cwd, key=key, debugger=self._debugger(sandbox)
+        )
         context.client = await self._connect(sandbox, kernel_id, info)
         context.kernel_id, context.key, context.closed = kernel_id, _key(info), False
         context.connection_info, context.stdin_connected = dict(info), False

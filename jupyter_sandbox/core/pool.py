@@ -1,14 +1,17 @@
 """A pool of started, unused things, handed out at once and refilled in the background.
 
 The manager keeps sandboxes with the default spec in one, so creating such a sandbox takes
-milliseconds instead of a container and kernel start. Each item is used once: ``take`` hands
-it out and the pool starts another.
+milliseconds instead of a container and kernel start; the one-shot runner keeps containers
+whose supervisor waits for a job. Each item is used once: ``take`` hands it out and the pool
+starts another. Up to ``size`` items are made at once, so a pool refills as fast as the engine
+allows without starting more work than it holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -19,7 +22,11 @@ T = TypeVar("T")
 
 class Pool(Generic[T]):
     """``size`` items made by ``make``; ``take`` checks one with ``why_not_usable`` (None when it
-    is fine) and throws away (``discard``) the ones that are not."""
+    is fine) and throws away (``discard``) the ones that are not.
+
+    ``refill_delay`` seconds pass between a take and the start of the item that replaces it, so
+    that the engine's work for the refill does not compete with the first use of what was taken.
+    """
 
     def __init__(
         self,
@@ -29,29 +36,69 @@ class Pool(Generic[T]):
         why_not_usable: Callable[[T], Awaitable[str | None]],
         log: logging.Logger,
         what: str = "sandbox",
+        refill_delay: float = 0.0,
     ):
         self.size = size
         self.ready: list[T] = []
         self._make, self._discard, self._why_not_usable = make, discard, why_not_usable
-        self._filler: asyncio.Task | None = None
+        self._making: set[asyncio.Task] = set()
+        self._waiters: deque[asyncio.Future] = deque()  # takers waiting for an item being made
+        self._refill: asyncio.TimerHandle | None = None
+        self._closed = False
+        self.refill_delay = refill_delay
         self.log, self.what = log, what
 
-    def fill(self) -> None:
-        """Start making items until there are ``size`` (in the background; once at a time)."""
-        if len(self.ready) < self.size and (self._filler is None or self._filler.done()):
-            self._filler = asyncio.ensure_future(self._fill_now())
+    @property
+    def making(self) -> int:
+        """Items being made now."""
+        return len(self._making)
 
-    async def _fill_now(self) -> None:
-        while len(self.ready) < self.size:
-            try:
-                item = await self._make()
-            except SandboxError as e:  # e.g. the engine is down: taking from the pool just finds none
+    def fill(self, delay: float = 0.0) -> None:
+        """Start making items (in the background, up to ``size`` at once) until there are ``size``;
+        after ``delay`` seconds when given."""
+        if self._closed:
+            return
+        if delay > 0:
+            if self._refill is None:
+                self._refill = asyncio.get_running_loop().call_later(delay, self._refill_now)
+            return
+        while len(self.ready) + len(self._making) < self.size:
+            task = asyncio.ensure_future(self._make_one())
+            self._making.add(task)
+            task.add_done_callback(self._making.discard)
+
+    def _refill_now(self) -> None:
+        self._refill = None
+        self.fill()
+
+    async def _make_one(self) -> None:
+        try:
+            item = await self._make()
+        except Exception as e:  # e.g. the engine is down: taking from the pool just finds none
+            if isinstance(e, SandboxError):
                 self.log.warning("jupyter-sandbox: could not start a pooled %s: %s", self.what, e.message)
+            else:
+                self.log.exception("jupyter-sandbox: could not start a pooled %s", self.what)
+            if not self._making - {asyncio.current_task()}:
+                for waiter in self._waiters:  # nothing else is coming: they start their own
+                    if not waiter.done():
+                        waiter.set_result(None)
+                self._waiters.clear()
+            return
+        if self._closed:
+            await self._discard(item)
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                self.fill()  # what the waiter took is replaced now: it never sat in the pool
                 return
-            self.ready.append(item)
+        self.ready.append(item)
 
-    async def take(self) -> T | None:
-        """A usable item, or None when the pool has none (it refills either way)."""
+    async def take(self, wait: bool = False) -> T | None:
+        """A usable item, or None when the pool has none (it refills either way). ``wait``: when
+        none is ready but some are being made, wait for the next one rather than return None."""
         try:
             while self.ready:
                 item = self.ready.pop(0)
@@ -60,15 +107,35 @@ class Pool(Generic[T]):
                     return item
                 self.log.warning("jupyter-sandbox: dropping a pooled %s: %s", self.what, reason)
                 await self._discard(item)
-            return None
         finally:
-            self.fill()
+            self.fill(self.refill_delay)
+        if not wait or self._closed:
+            return None
+        self.fill()  # someone waits: no delay
+        if not self._making:
+            return None
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                self.ready.append(waiter.result())  # handed over just as the taker went away
+            raise
 
     async def close(self) -> None:
         """Stop refilling and discard every waiting item."""
-        if self._filler is not None:
-            self._filler.cancel()
-            await asyncio.gather(self._filler, return_exceptions=True)  # a half-made item cleans up after itself
-            self._filler = None
+        self._closed = True
+        if self._refill is not None:
+            self._refill.cancel()
+            self._refill = None
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+        making = list(self._making)
+        for task in making:
+            task.cancel()
+        await asyncio.gather(*making, return_exceptions=True)  # a half-made item cleans up after itself
         items, self.ready = self.ready, []
         await asyncio.gather(*(self._discard(i) for i in items), return_exceptions=True)

@@ -6,6 +6,14 @@ execution runs in a fresh sandbox made for it alone by the backend (``run_once``
 capability: on Docker a container with the usual hardening), never reused, removed when the
 run ends.
 
+A pool (``pool_size``) keeps a few such sandboxes started with the default image and limits,
+their supervisor waiting for its job: an execution with those takes one when it is submitted
+(its id is the one the sandbox was labelled with) and so skips the container start. Other
+images or limits start a sandbox when the run begins, as without a pool.
+
+A user runs at most ``max_running_per_user`` executions at once; more wait as ``pending``, in
+the order they came, up to ``max_queued_per_user`` (429 past that).
+
 How files get in without a writable root: the sandbox's only command is the supervisor
 (programs/supervisor.py, run with ``python -I -c``), which reads one JSON header line, the tar
 and the user's stdin from its stdin, runs the pre-commands, the pip install and ``python
@@ -14,7 +22,8 @@ and the user's stdin from its stdin, runs the pre-commands, the pip install and 
 supervisor enforces the timeout itself, output written before a timeout is kept; the server
 has its own deadline (timeout + ``setup_grace``) as a backstop.
 
-Statuses (python-executor's): pending -> running -> completed | failed | killed.
+Statuses (python-executor's): pending (queued, or its sandbox being made) -> running ->
+completed | failed | killed.
 
 - ``completed``: the program ran to its end; ``exit_code`` is its exit status (a
   pre-command that fails stops the run with its exit status, like ``a && b && python``).
@@ -33,6 +42,7 @@ import posixpath
 import re
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -41,7 +51,8 @@ from typing import Any
 from traitlets import Dict, Float, Instance, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..backends.base import WORKDIR, OnceResult, OnceRun, labels
+from ..backends.base import WORKDIR, OnceBox, OnceResult, OnceRun, labels
+from ..core.pool import Pool
 from ..errors import InvalidInput, NotFound, QuotaExceeded, SandboxError
 from ..models import SandboxSpec
 from .requests import Job
@@ -179,9 +190,24 @@ class OneShotRunner(LoggingConfigurable):
     )
     cpus = Float(1.0, help="Hard CPU cap (cores) of every one-shot container, on top of cpu_shares.").tag(config=True)
     pids = Int(256, help="Process limit of every one-shot container.").tag(config=True)
-    max_running_per_user = Int(4, help="Executions one user may have pending or running at once (429 beyond).").tag(
-        config=True
-    )
+    max_running_per_user = Int(
+        4, help="Executions one user may have running at once; more wait as pending (see max_queued_per_user)."
+    ).tag(config=True)
+    max_queued_per_user = Int(
+        16, help="Executions one user may have waiting (pending) beyond max_running_per_user (429 past that)."
+    ).tag(config=True)
+    pool_size = Int(
+        2,
+        help="Containers kept started with the default image and limits, their supervisor waiting for a job, so "
+        "such an execution skips the container start. Each is used for one execution and removed after it; "
+        "each waiting one holds a few MB. 0 = none (every execution starts its own when it runs).",
+    ).tag(config=True)
+    pool_refill_delay = Float(
+        0.2,
+        help="Seconds between taking a pooled container and starting its replacement, so that the engine's work "
+        "for the refill does not slow the execution that took it (a request that finds the pool empty does not "
+        "wait for this).",
+    ).tag(config=True)
     setup_grace = Float(30.0, help="Seconds allowed on top of the timeout for making the container and reporting.").tag(
         config=True
     )
@@ -189,6 +215,10 @@ class OneShotRunner(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._records: dict[str, ExecutionRecord] = {}
+        self._pool: Pool[OnceBox] | None = None
+        self._stopped = False  # shut down: no pool is made again
+        self._running: dict[str, int] = {}  # owner -> executions holding a running slot
+        self._waiting: dict[str, deque[asyncio.Future]] = {}  # owner -> pending executions, oldest first
 
     @property
     def backend(self):
@@ -255,24 +285,117 @@ class OneShotRunner(LoggingConfigurable):
             "next_offset": offset + limit if more else None,
         }
 
+    # -- the pool of started sandboxes -----------------------------------------------------
+    def start(self) -> None:
+        """Start filling the pool (on a backend that runs one-shot programs); also done on first use."""
+        if self._pool is None and self.pool_size > 0 and self.backend.runs_once and not self._stopped:
+            self._pool = Pool(
+                self.pool_size,
+                self._pooled_box,
+                self.backend.discard_once,
+                self.backend.once_unusable,
+                self.log,
+                what="one-shot container",
+                refill_delay=self.pool_refill_delay,
+            )
+        if self._pool is not None:
+            self._pool.fill()
+
+    @property
+    def pool(self) -> Pool[OnceBox] | None:
+        """The pool of started sandboxes (None until started, or with ``pool_size = 0``)."""
+        return self._pool
+
+    async def _pooled_box(self) -> OnceBox:
+        run = self._sandbox_run(f"exe_{uuid.uuid4()}", "", self._default_shape())
+        return await self.backend.start_once(run)
+
+    def _default_shape(self) -> tuple[str, int, int, int]:
+        return self.resolve_image(), self.default_memory_mb, self.default_disk_mb, self.default_cpu_shares
+
+    @staticmethod
+    def _shape(job: Job) -> tuple[str, int, int, int] | None:
+        """What a job's container is made with (None: a container of its own, never a pooled one)."""
+        if job.network or job.requirements:
+            return None  # network, or a wheelhouse mount: its own container
+        return job.image, job.memory_mb, job.disk_mb, job.cpu_shares
+
+    async def _take_box(self, job: Job, wait: bool) -> OnceBox | None:
+        if self._pool is None or self._shape(job) != self._default_shape():
+            return None
+        # Waiting for one being made beats starting another: that would only slow both down.
+        return await self._pool.take(wait=wait)
+
     # -- running ------------------------------------------------------------------------
-    def submit(self, owner: str, job: Job) -> ExecutionRecord:
-        """Registers the execution and starts it in the background."""
+    async def submit(self, owner: str, job: Job, wait_for_pool: bool = False) -> ExecutionRecord:
+        """Registers the execution and starts it in the background (it waits, pending, while
+        the owner has ``max_running_per_user`` running). ``wait_for_pool``: when the pool has
+        no sandbox ready but is making one, wait for it (a caller waiting for the result anyway)."""
         self.backend.require_once()
+        self.start()
         self._prune()
         active = sum(1 for r in self._records.values() if r.owner == owner and r.status in ("pending", "running"))
-        if active >= self.max_running_per_user:
-            raise QuotaExceeded(f"you have {active} executions pending or running, the most allowed; wait or kill one")
+        if active >= self.max_running_per_user + self.max_queued_per_user:
+            raise QuotaExceeded(
+                f"you have {active} executions pending or running, the most allowed "
+                f"({self.max_running_per_user} running and {self.max_queued_per_user} waiting); wait or kill one"
+            )
+        # counted before any await: a burst of submissions cannot pass the limit together
         record = ExecutionRecord(id=f"exe_{uuid.uuid4()}", owner=owner, job=job)
         self._records[record.id] = record
-        record.task = asyncio.ensure_future(self._run(record))
-        self.log.info("jupyter-sandbox: %s submitted execution %s (%s)", owner, record.id, job.entrypoint)
+        try:
+            box = await self._take_box(job, wait_for_pool)
+        except BaseException:
+            del self._records[record.id]
+            raise
+        if box is not None:
+            # the pooled sandbox is labelled with its own execution id: the record takes it
+            del self._records[record.id]
+            record.id = box.run_id
+            self._records[record.id] = record
+        record.task = asyncio.ensure_future(self._run(record, box))
+        self.log.info(
+            "jupyter-sandbox: %s submitted execution %s (%s%s)",
+            owner,
+            record.id,
+            job.entrypoint,
+            ", pooled" if box is not None else "",
+        )
         return record
 
     async def run(self, owner: str, job: Job) -> ExecutionRecord:
-        record = self.submit(owner, job)
+        record = await self.submit(owner, job, wait_for_pool=True)
         await record.done.wait()
         return record
+
+    async def _acquire(self, owner: str) -> None:
+        """One of the owner's ``max_running_per_user`` running slots; waits its turn (oldest first)."""
+        if self._running.get(owner, 0) < self.max_running_per_user and not self._waiting.get(owner):
+            self._running[owner] = self._running.get(owner, 0) + 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(owner, deque()).append(turn)
+        try:
+            await turn  # a finishing execution hands its slot over
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self._release(owner)  # handed over just as this one was cancelled
+            else:
+                self._waiting[owner].remove(turn)
+            raise
+
+    def _release(self, owner: str) -> None:
+        """Give a running slot back: to the oldest waiting execution of the owner, if any."""
+        waiting = self._waiting.get(owner)
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the slot passes on; the count stays
+                return
+        self._waiting.pop(owner, None)
+        self._running[owner] -= 1
+        if not self._running[owner]:
+            del self._running[owner]
 
     async def kill(self, owner: str, execution_id: str) -> ExecutionRecord:
         """Stops a pending or running execution (its sandbox is removed before this returns)."""
@@ -280,6 +403,8 @@ class OneShotRunner(LoggingConfigurable):
         if record.status not in ("pending", "running"):
             return record
         record.kill_requested = True
+        if record.status == "pending" and record.task is not None:
+            record.task.cancel()  # waiting for a slot, or its sandbox being made
         await self.backend.stop_once(record.id)
         try:
             await asyncio.wait_for(record.done.wait(), timeout=30)
@@ -287,30 +412,41 @@ class OneShotRunner(LoggingConfigurable):
             self.log.error("jupyter-sandbox: execution %s did not stop after its sandbox was removed", record.id)
         return record
 
+    def _sandbox_run(
+        self, run_id: str, owner: str, shape: tuple[str, int, int, int], job: Job | None = None
+    ) -> OnceRun:
+        """The run of the supervisor in a sandbox of ``shape`` (image, memory, disk, cpu shares);
+        its input comes from ``job`` (none yet for a pooled sandbox, whose owner label is "")."""
+        image, memory_mb, disk_mb, cpu_shares = shape
+        spec = SandboxSpec(
+            image=image,
+            memory=memory_mb * MiB,
+            cpus=self.cpus,
+            pids=self.pids,
+            disk=disk_mb * MiB,
+            network=bool(job and job.network),
+            env={"PYTHONUNBUFFERED": "1"},  # the job's own env goes to the supervisor's steps
+        )
+        stdin = b""
+        if job is not None:
+            stdin = json.dumps(self._supervisor_job(job)).encode() + b"\n" + job.archive + job.stdin
+        return OnceRun(
+            run_id=run_id,
+            spec=spec,
+            command=[self.backend.python, "-I", "-c", program("supervisor.py")],
+            stdin=stdin,
+            labels=labels(self.manager.server_id, owner, execution=run_id),
+            # the report is JSON of output capped at max_output_size: room for its escaping
+            max_output=16 * self.max_output_size + MiB,
+            cpu_shares=cpu_shares,
+            read_only_dirs={self.wheelhouse: WHEELHOUSE_MOUNT} if job and job.requirements and self.wheelhouse else {},
+            ends_with_line=True,
+        )
+
     def _once_run(self, record: ExecutionRecord) -> OnceRun:
         job = record.job
         assert job is not None
-        spec = SandboxSpec(
-            image=job.image,
-            memory=job.memory_mb * MiB,
-            cpus=self.cpus,
-            pids=self.pids,
-            disk=job.disk_mb * MiB,
-            network=job.network,
-            env={"PYTHONUNBUFFERED": "1", **job.env},
-        )
-        header = json.dumps(self._supervisor_job(job)).encode() + b"\n"
-        return OnceRun(
-            run_id=record.id,
-            spec=spec,
-            command=[self.backend.python, "-I", "-c", program("supervisor.py")],
-            stdin=header + job.archive + job.stdin,
-            labels=labels(self.manager.server_id, record.owner, execution=record.id),
-            # the report is JSON of output capped at max_output_size: room for its escaping
-            max_output=16 * self.max_output_size + MiB,
-            cpu_shares=job.cpu_shares,
-            read_only_dirs={self.wheelhouse: WHEELHOUSE_MOUNT} if job.requirements and self.wheelhouse else {},
-        )
+        return self._sandbox_run(record.id, record.owner, (job.image, job.memory_mb, job.disk_mb, job.cpu_shares), job)
 
     def _supervisor_job(self, job: Job) -> dict[str, Any]:
         python = self.backend.python
@@ -350,6 +486,7 @@ class OneShotRunner(LoggingConfigurable):
         return {
             "tar_size": len(job.archive),
             "stdin_size": len(job.stdin),
+            "env": job.env,
             "workdir": WORKDIR,
             "timeout": job.timeout,
             "cap": self.max_output_size,
@@ -358,7 +495,7 @@ class OneShotRunner(LoggingConfigurable):
             "result_path": RESULT_PATH,
         }
 
-    async def _run(self, record: ExecutionRecord) -> None:
+    async def _run(self, record: ExecutionRecord, box: OnceBox | None = None) -> None:
         job = record.job
         assert job is not None
         result: OnceResult | None = None
@@ -369,10 +506,20 @@ class OneShotRunner(LoggingConfigurable):
             record.started = time.time()
             record.status = "running"
 
+        holding = False  # a running slot: given back once the record says finished
         try:
+            await self._acquire(record.owner)
+            holding = True
+            if box is not None and (why := await self.backend.once_unusable(box)) is not None:
+                self.log.warning(
+                    "jupyter-sandbox: execution %s starts its own sandbox: the pooled one %s", record.id, why
+                )
+                await self.backend.discard_once(box)
+                box = None
             if not record.kill_requested:
                 ran = await asyncio.wait_for(
-                    self.backend.run_once(self._once_run(record), started), timeout=job.timeout + self.setup_grace
+                    self.backend.run_once(self._once_run(record), started, box),
+                    timeout=job.timeout + self.setup_grace,
                 )
                 result = ran
                 if ran.stdout.strip():
@@ -389,13 +536,18 @@ class OneShotRunner(LoggingConfigurable):
                 record.error = f"the sandbox could not run: {message}"
                 self.log.warning("jupyter-sandbox: execution %s failed: %s", record.id, message)
         finally:
+            if box is not None:
+                await self.backend.discard_once(box)  # nothing when its run had it (the run removes it)
             self._finish(record, report, result, timed_out)
+            if holding:
+                self._release(record.owner)
 
     def _finish(
         self, record: ExecutionRecord, report: dict[str, Any] | None, result: OnceResult | None, timed_out: bool
     ) -> None:
         exit_code = TIMEOUT_EXIT_CODE if timed_out else result.exit_code if result else None
-        oom = bool(result and result.out_of_memory)
+        # the supervisor counts the kernel's kills at the memory limit; the engine says it when there is no report
+        oom = bool(result and result.out_of_memory) or bool(report and report.get("oom_kills"))
         supervisor_err = result.stderr if result else b""
         record.finished = time.time()
         if record.started is None:
@@ -450,7 +602,11 @@ class OneShotRunner(LoggingConfigurable):
 
     # -- lifetime -----------------------------------------------------------------------
     async def shutdown(self) -> None:
-        """Kill every running execution (server shutdown)."""
+        """Kill every pending and running execution and remove the pooled sandboxes (server shutdown)."""
+        self._stopped = True
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
         running = [r for r in self._records.values() if r.status in ("pending", "running")]
         for record in running:
             record.kill_requested = True

@@ -117,6 +117,7 @@ class SandboxApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         assert self.manager is not None  # made by initialize_settings
         await self.manager.start()
+        self.executions.start()  # the pool of one-shot containers fills in the background
         # A notebook kernel's own sandbox goes when the server shuts the kernel down (a restart
         # keeps it: jupyter_server emits "shutdown" only for a real shutdown, culling included).
         serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=self._on_kernel_action)

@@ -243,15 +243,24 @@ class InputHandler(SandboxAPIHandler):
 
 
 class ExecuteHandler(SandboxAPIHandler):
-    """Streams one execution as NDJSON, each event flushed as it happens.
+    """Streams one execution as NDJSON, each event sent as it happens.
 
     Executions in one context run one at a time: a second request waits its turn (it
     gets keepalive lines meanwhile) rather than a 409. A client that disconnects cancels
     its request: a queued one never runs, a running one interrupts the kernel.
+
+    Lines are written without waiting: the ones written in one turn of the event loop go out
+    in one flush at its end, and ``end_of_execution`` goes with the end of the response. Only
+    a reader that falls behind by ``FLUSH_WAIT_BYTES`` makes the execution wait for the network.
     """
+
+    FLUSH_WAIT_BYTES = 256 * 1024
 
     _task: asyncio.Task | None = None
     _gone = False
+    _flush_due = False
+    _unflushed = 0  # bytes written since the last flush
+    _in_flight = 0  # bytes of flushes not yet on the wire
 
     async def stream_execute(self, sandbox_id):
         request = ExecuteRequest.parse(self.json_body())
@@ -300,12 +309,46 @@ class ExecuteHandler(SandboxAPIHandler):
         if self._gone:
             return
         async with self._write_lock:
-            self.write(json.dumps(event) + "\n")
+            line = json.dumps(event) + "\n"
+            self.write(line)
             self._last_write = time.monotonic()
-            try:
-                await self.flush()
-            except StreamClosedError:
-                self._gone = True
+            self._unflushed += len(line)
+            if event["type"] == "end_of_execution":
+                return  # finish() sends it, with the end of the response
+            if self._unflushed + self._in_flight >= self.FLUSH_WAIT_BYTES:
+                await self._flush_now()  # a slow reader holds the execution back (memory stays flat)
+            elif not self._flush_due:
+                self._flush_due = True
+                asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_due = False
+        if not self._finished and not self._gone and self._unflushed:
+            self._flush().add_done_callback(self._flushed)
+
+    def _flush(self) -> asyncio.Future:
+        amount, self._unflushed = self._unflushed, 0
+        self._in_flight += amount
+
+        def sent(_: asyncio.Future) -> None:
+            self._in_flight -= amount
+
+        flushed = self.flush()
+        flushed.add_done_callback(sent)
+        return flushed
+
+    def _flushed(self, flushed: asyncio.Future) -> None:
+        error = None if flushed.cancelled() else flushed.exception()
+        if isinstance(error, StreamClosedError):
+            self._gone = True
+        elif error is not None:
+            self.log.error("jupyter-sandbox: writing the stream of an execution failed: %r", error)
+
+    async def _flush_now(self) -> None:
+        try:
+            await self._flush()
+        except StreamClosedError:
+            self._gone = True
 
     async def _keepalive(self, interval: float) -> None:
         while True:

@@ -55,7 +55,7 @@ class ExecAsyncHandler(_OneShotHandler):
     @web.authenticated
     @authorized
     async def post(self):
-        record = self.runner.submit(self.owner, self.job_from_multipart())
+        record = await self.runner.submit(self.owner, self.job_from_multipart())
         self.set_header("Location", self.base_url.rstrip("/") + api_path("v1", "executions", record.id))
         self.write_json({"execution_id": record.id}, status=202)
 
@@ -104,7 +104,19 @@ class EvalHandler(_OneShotHandler):
         self.write_json(record.to_dict())
 
 
+class HealthHandler(_OneShotHandler):
+    """python-executor's ``GET /health``, at ``{base_url}sandbox/health`` (its clients' base URL is
+    ``{base_url}sandbox``). Authenticated like every route: a script must send the token."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        backend = self.runner.backend
+        self.write_json({"status": "ok", "backend": backend.name, "one_shot": backend.runs_once})
+
+
 ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
+    ("/sandbox/health", HealthHandler),
     (api_path("v1/exec/sync"), ExecSyncHandler),
     (api_path("v1/exec/async"), ExecAsyncHandler),
     (api_path("v1/executions"), ExecutionsHandler),

@@ -5,7 +5,12 @@ container and sends, on stdin, one JSON header line (sizes, steps, limits), then
 the user's files, then the user's stdin. The supervisor extracts the files into the working
 directory, runs the steps (pre-commands, pip install, the program) one after another under one
 deadline, keeps the first ``cap`` bytes of stdout and stderr (draining the rest, so a writer
-never blocks), and writes one JSON report line to its own stdout.
+never blocks), and writes one JSON report line to its own stdout: the last thing it writes
+there, so the server takes the run as over when that line ends (it need not wait for the
+container to stop).
+
+It may be started long before its job arrives (a pool of waiting containers): everything
+that does not depend on the job is done before it reads stdin.
 """
 
 import io
@@ -19,6 +24,9 @@ import threading
 import time
 
 STDIN_PATH = "/tmp/.jsbx-stdin"
+# How many processes the kernel killed at the container's memory limit (cgroup v1, then v2).
+# Absent under gVisor: the report then says null and the server asks the engine.
+OOM_FILES = ("/sys/fs/cgroup/memory/memory.oom_control", "/sys/fs/cgroup/memory.events")
 
 
 def read_job():
@@ -53,12 +61,26 @@ def drain(stream, slot, cap):
         slot[1] += len(chunk)
 
 
+def oom_kills():
+    """Processes killed in this container at its memory limit so far, or None when unknown."""
+    for path in OOM_FILES:
+        try:
+            with open(path) as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            pass
+    return None
+
+
 def run_steps(job, out):
     """Run the steps in order until one fails or the deadline passes: (exit code, timed out)."""
     deadline = time.monotonic() + job["timeout"]
     exit_code, timed_out = 0, False
     for step in job["steps"]:
-        env = dict(os.environ, **step.get("env", {}))
+        env = dict(os.environ, **job.get("env", {}), **step.get("env", {}))
         stdin = open(STDIN_PATH, "rb") if step.get("stdin") else subprocess.DEVNULL  # noqa: SIM115 (the step's, for its life)
         try:
             proc = subprocess.Popen(
@@ -116,7 +138,7 @@ def main():
             result = f.read(job["cap"] + 1).decode("utf-8", "replace")
     except OSError:
         pass
-    report = {"exit_code": exit_code, "timed_out": timed_out, "result": result}
+    report = {"exit_code": exit_code, "timed_out": timed_out, "result": result, "oom_kills": oom_kills()}
     for name, (kept, total) in out.items():
         report[name] = kept.decode("utf-8", "replace")
         report[name + "_size"] = total
