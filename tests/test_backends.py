@@ -194,3 +194,20 @@ def test_help_all_documents_every_setting():
         "--OneShotRunner.wheelhouse",
     ):
         assert option in out, option
+
+
+async def test_memory_and_disk_per_user_are_capped():
+    """max_memory_per_user counts memory + disk of all of a user's sandboxes: 429 beyond, others unaffected."""
+    from jupyter_sandbox.errors import QuotaExceeded
+
+    manager = make_manager("local", default_memory="256M", default_disk="256M", max_memory_per_user="1G")
+    try:
+        first = await manager.create("gina")
+        await manager.create("gina")
+        with pytest.raises(QuotaExceeded, match="per user"):
+            await manager.create("gina")
+        await manager.create("hank")  # another user's quota is their own
+        await manager.remove("gina", first.id)
+        await manager.create("gina")  # room again once one is gone
+    finally:
+        await manager.shutdown()

@@ -260,3 +260,30 @@ async def test_one_shot_runs_need_a_container_backend(runner):
     with pytest.raises(BackendUnavailable, match="need a container backend") as info:
         await runner.submit("alice", parse_eval(runner, {"code": "1"}, MAX_CODE))
     assert info.value.status == 503
+
+
+def test_finished_records_are_bounded_per_user_by_count_bytes_and_age(runner):
+    """A user cannot grow the server's memory with finished one-shot runs (issue 10, 6b)."""
+    from jupyter_sandbox.oneshot.runner import ExecutionRecord
+
+    runner.max_records_per_user, runner.max_record_bytes_per_user = 3, 10**6
+    now = time.time()
+
+    def finished(owner, n, stdout="", age=0.0):
+        record = ExecutionRecord(id=f"{owner}-{n}", owner=owner, job=None, status="completed", stdout=stdout)
+        record.created = record.finished = now - age + n  # higher n: newer
+        runner._records[record.id] = record
+
+    for n in range(5):
+        finished("alice", n)
+    finished("bob", 0)
+    assert [r["execution_id"] for r in runner.list("alice")["executions"]] == ["alice-4", "alice-3", "alice-2"]
+    assert runner.list("bob")["total"] == 1  # another user's count is their own
+
+    runner.max_records_per_user, runner.max_record_bytes_per_user = 100, 25_000
+    for n in range(5, 8):
+        finished("carol", n, stdout="x" * 10_000)
+    assert [r["execution_id"] for r in runner.list("carol")["executions"]] == ["carol-7", "carol-6"]
+
+    finished("dave", 0, age=runner.retention_seconds + 60)
+    assert runner.list("dave")["total"] == 0
