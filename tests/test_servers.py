@@ -21,19 +21,26 @@ from jupyter_sandbox.errors import StateDirError
 from servers import SESSION, SESSION_LABEL, JupyterServer, result_text
 
 
-def containers_of_server(server_id: str) -> list:
+def containers_of_server(server_id: str, sandboxes: bool = False) -> list:
+    """The server's containers; with ``sandboxes`` only its sandboxes' (not its one-shot pool's)."""
     client = docker.from_env()
+    wanted = [f"{LABEL_PREFIX}.server={server_id}", f"{SESSION_LABEL}={SESSION}"]
+    if sandboxes:
+        wanted.append(f"{LABEL_PREFIX}.sandbox")
     # sparse: no inspect per container, which fails when a reaper removes one between list and inspect
-    return client.containers.list(
-        all=True, sparse=True, filters={"label": [f"{LABEL_PREFIX}.server={server_id}", f"{SESSION_LABEL}={SESSION}"]}
-    )
+    return client.containers.list(all=True, sparse=True, filters={"label": wanted})
 
 
-def gone(server_id: str, timeout: float = 60) -> bool:
-    """Whether the server's containers are all removed within ``timeout`` (a starting server
-    reaps its leftovers while it already answers requests)."""
+def sandboxes_of_server(server_id: str) -> list:
+    return containers_of_server(server_id, sandboxes=True)
+
+
+def gone(containers: list, timeout: float = 60) -> bool:
+    """Whether these containers are all removed within ``timeout`` (a starting server reaps its
+    leftovers while it already answers requests, and starts containers of its own meanwhile)."""
+    ids = {c.id for c in containers}
     deadline = time.monotonic() + timeout
-    while containers_of_server(server_id):
+    while ids & {c.id for c in docker.from_env().containers.list(all=True, sparse=True)}:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.3)
@@ -72,31 +79,33 @@ def test_two_servers_of_one_user_never_touch_each_others_sandboxes(docker_ready,
 
         # B stops cleanly (removing its own sandboxes) and starts again: A's sandbox is untouched.
         b.stop()
-        assert containers_of_server(id_b) == []
+        assert containers_of_server(id_b) == []  # its sandbox and its one-shot pool
         b = JupyterServer(tmp_path / "b", **shared).start()
         create(b, "mine-b")
         assert result_text(a.execute("mine-a", "x + 1")) == "42"
 
         # A crashes: its container stays. A restarts, knows the slot as its own, removes its leftover.
         a.kill()
-        assert len(containers_of_server(id_a)) == 1
+        assert len(sandboxes_of_server(id_a)) == 1
+        leftovers_a = containers_of_server(id_a)  # with its one-shot pool's
         id_b = server_id(b)
         a = JupyterServer(tmp_path / "a", **shared).start()
         assert server_id(a) == id_a
         assert "taken over from this server's earlier run" in a.log()
-        assert gone(id_a)
+        assert gone(leftovers_a)
         assert [m["name"] for m in b.api("GET", "sandboxes").json()] == ["mine-b"]
         assert result_text(b.execute("mine-b", "'b still answers'")) == "'b still answers'"
-        assert len(containers_of_server(id_b)) == 1
+        assert len(sandboxes_of_server(id_b)) == 1
 
         # B crashes while A runs: A, already up, never reaps B's container.
         b.kill()
+        leftovers_b = containers_of_server(id_b)
         create(a, "again-a")
-        assert len(containers_of_server(id_b)) == 1
+        assert len(sandboxes_of_server(id_b)) == 1 and gone(leftovers_b, timeout=0) is False
         slots = {s.server_id: s.alive for s in list_slots(str(tmp_path / "data" / "jupyter_sandbox"))}
         assert slots == {id_a: True, id_b: False}
         b = JupyterServer(tmp_path / "b", **shared).start()
-        assert server_id(b) == id_b and gone(id_b)
+        assert server_id(b) == id_b and gone(leftovers_b)
     finally:
         a.stop()
         b.stop()
