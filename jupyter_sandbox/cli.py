@@ -191,7 +191,7 @@ class DoctorApp(_Command):
                     True if "runsc" in facts.runtimes else None,
                     "registered" if "runsc" in facts.runtimes else "not registered (optional: runtime='runsc')",
                     "apt-get install runsc, and register it in /etc/docker/daemon.json with runtimeArgs "
-                    '["--network=none", "--host-uds=all"] (scripts/setup-docker.sh does both)',
+                    '["--network=none"] (scripts/setup-docker.sh does both)',
                 )
             )
             labels = facts.images.get(self.image)

@@ -42,7 +42,7 @@ runsc_path=$(command -v runsc)
 wanted=$(cat <<JSON
 {
   "runtimes": {
-    "runsc": {"path": "$runsc_path", "runtimeArgs": ["--network=none", "--host-uds=all"]}
+    "runsc": {"path": "$runsc_path", "runtimeArgs": ["--network=none"]}
   }
 }
 JSON
