@@ -75,16 +75,20 @@ class Pool(Generic[T]):
         try:
             item = await self._make()
         except Exception as e:  # e.g. the engine is down: taking from the pool just finds none
+            self._making.discard(asyncio.current_task())
             if isinstance(e, SandboxError):
                 self.log.warning("jupyter-sandbox: could not start a pooled %s: %s", self.what, e.message)
             else:
                 self.log.exception("jupyter-sandbox: could not start a pooled %s", self.what)
-            if not self._making - {asyncio.current_task()}:
+            if not self._making:
                 for waiter in self._waiters:  # nothing else is coming: they start their own
                     if not waiter.done():
                         waiter.set_result(None)
                 self._waiters.clear()
             return
+        # No longer being made: the fill() below must count this slot as free, or the pool
+        # would stay one short once the item is handed to a waiter.
+        self._making.discard(asyncio.current_task())
         if self._closed:
             await self._discard(item)
             return
