@@ -8,6 +8,7 @@ next to the CPU time each process spent on it: this client, the Jupyter server, 
 containerd and the sandbox's containerd-shim (the relay's exec stream crosses both), and the
 container itself (launcher and kernel, from its cgroup's cpuacct.usage). When the CPU per
 execution exceeds the wall time, the round trip is bound by the machine's cores, not by waiting.
+The server's CPU is also split by thread (its event loop, libzmq's I/O thread, ...).
 Needs root (other users' /proc entries) and cgroup v1 for the container's row.
 """
 
@@ -27,6 +28,20 @@ HZ = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / HZ  # utime + stime, all threads
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread name of a process (e.g. its main thread, libzmq's ZMQbg/IO/0)."""
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            text = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue  # the thread ended
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / HZ
+    return out
 
 
 def pids(pattern: str) -> list[int]:
@@ -54,6 +69,7 @@ def main() -> None:
             "containerd-shim": pids(f"containerd-shim.*{container.id}"),
         }
         before = {name: sum(map(cpu_seconds, p)) for name, p in procs.items()}
+        threads_before = thread_cpu(server.pid)
         cgroup_before = cgroup_sample(container.id)
         start = time.perf_counter()
         for _ in range(args.n):
@@ -61,6 +77,7 @@ def main() -> None:
         wall = time.perf_counter() - start
         cgroup_after = cgroup_sample(container.id)
         after = {name: sum(map(cpu_seconds, p)) for name, p in procs.items()}
+        threads_after = thread_cpu(server.pid)
     per = 1000 / args.n
     print(f"| {args.runtime}: per warm `1+1` ({args.n} executions) | ms |")
     print("|---|---|")
@@ -74,6 +91,10 @@ def main() -> None:
         total += container_cpu
         print(f"| CPU, the container (launcher and kernel) | {container_cpu * per:.2f} |")
     print(f"| CPU, all of these | {total * per:.2f} |")
+    for name, seconds in sorted(threads_after.items(), key=lambda item: -item[1]):
+        spent = seconds - threads_before.get(name, 0.0)
+        if spent > 0:
+            print(f"| CPU, Jupyter server thread {name!r} | {spent * per:.2f} |")
 
 
 if __name__ == "__main__":
