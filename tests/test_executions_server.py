@@ -487,9 +487,9 @@ async def test_six_async_submissions_in_a_row_all_complete(jp_fetch, jp_serverap
     concurrent_5, one more); never more than 4 run at once."""
     runner = jp_serverapp.web_app.settings["sandbox_executions"]
     runner.max_running_per_user = 4
-    ids = [await submit_async(jp_fetch, f"import time\ntime.sleep(3)\nprint({i})") for i in range(6)]
+    ids = [await submit_async(jp_fetch, f"import time\ntime.sleep(6)\nprint({i})") for i in range(6)]
     states = {json.loads((await jp_fetch(*V1, "executions", i)).body)["status"] for i in ids[4:]}
-    assert states == {"pending"}  # the four before them hold the running slots for 3 s each
+    assert states == {"pending"}  # the four before them hold the running slots for 6 s each
     results = [await finished(jp_fetch, i) for i in ids]
     assert [(r["status"], r["exit_code"], r["stdout"]) for r in results] == [
         ("completed", 0, f"{i}\n") for i in range(6)
