@@ -60,6 +60,19 @@ SANDBOX_BRIDGE = "jsbx0"  # its host interface, named so firewall rules can matc
 # File operations run inside the sandbox as its user and answer with these exit codes (our
 # own protocol: no engine or coreutils wording is parsed).
 MISSING, NOT_A_DIRECTORY, IS_A_DIRECTORY, NOT_A_FILE, NO_ROOM = 72, 73, 74, 75, 76
+EXEC_OUTPUT_LIMIT = 8 << 20  # bytes of a short command's stdout (a listing) or stderr the server takes
+
+
+def _hang_up(sock) -> None:
+    """End an exec stream at once: shut the socket down (waking a thread blocked reading it, which a
+    mere close does not), then close it."""
+    raw = getattr(sock, "_sock", sock)  # docker-py's SocketIO drops it (None) once closed
+    if raw is not None:
+        with contextlib.suppress(OSError):
+            raw.shutdown(socket.SHUT_RDWR)
+    sock.close()
+
+
 _LIST_SCRIPT = r"""
 import json, os, stat, sys
 p = sys.argv[1]
@@ -644,18 +657,50 @@ class DockerBackend(SandboxBackend):
         }
 
     # -- files --------------------------------------------------------------------------
-    async def _exec(self, sandbox_id: str, command: list[str]) -> tuple[int, bytes, bytes]:
+    async def _exec(self, sandbox_id: str, command: list[str]) -> tuple[int | None, bytes, bytes]:
+        """A short command's exit code, stdout and stderr (each at most EXEC_OUTPUT_LIMIT bytes). The
+        sandbox can stop the command (it runs as the sandbox's user): after ``engine_timeout`` its
+        stream is hung up, which frees the thread, and the sandbox's owner gets a 503."""
+        from docker.utils.socket import frames_iter
+
         cid = self._container_id(sandbox_id)
+        sockets: list[Any] = []
 
-        def run(c) -> tuple[int, bytes, bytes]:
+        def run(c) -> tuple[int | None, bytes, bytes]:
             exec_id = c.api.exec_create(cid, command, user=self.user)["Id"]
-            out, err = c.api.exec_start(exec_id, demux=True)
-            return c.api.exec_inspect(exec_id)["ExitCode"], out or b"", err or b""
+            sock = c.api.exec_start(exec_id, socket=True)
+            sockets.append(sock)
+            out, err = bytearray(), bytearray()
+            try:
+                for stream, data in frames_iter(sock, tty=False):
+                    buffer = out if stream == 1 else err
+                    if len(buffer) + len(data) > EXEC_OUTPUT_LIMIT:
+                        raise TooLarge(f"the answer from the sandbox is over {format_size(EXEC_OUTPUT_LIMIT)}")
+                    buffer += data
+            finally:
+                _hang_up(sock)
+            return self._exit_code(c, exec_id), bytes(out), bytes(err)
 
-        return await self._call(run, streaming=True)
+        try:
+            return await asyncio.wait_for(self._call(run, streaming=True), self.engine_timeout)
+        except asyncio.TimeoutError:
+            for sock in sockets:
+                _hang_up(sock)
+            raise BackendUnavailable(f"the sandbox did not answer in {self.engine_timeout:g} s") from None
 
     @staticmethod
-    def _file_error(code: int, path: str, err: bytes) -> SandboxError:
+    def _exit_code(c, exec_id: str) -> int | None:
+        """An exec's exit code once it ended (the engine may still say Running just after its stream
+        closed); None if it does not end within 2 s."""
+        for _ in range(100):
+            state = c.api.exec_inspect(exec_id)
+            if not state["Running"]:
+                return state["ExitCode"]
+            time.sleep(0.02)
+        return None
+
+    @staticmethod
+    def _file_error(code: int | None, path: str, err: bytes) -> SandboxError:
         if code == MISSING:
             return NotFound(f"no such file or directory: {path}")
         if code == NOT_A_DIRECTORY:
@@ -677,6 +722,7 @@ class DockerBackend(SandboxBackend):
             exec_id = c.api.exec_create(cid, command, user=self.user, stdin=True)["Id"]
             sock = c.api.exec_start(exec_id, socket=True)
             raw = getattr(sock, "_sock", sock)
+            raw.settimeout(self.engine_timeout)  # a writer the sandbox stopped never holds this thread
             try:
                 raw.sendall(data)
                 raw.shutdown(socket.SHUT_WR)
@@ -685,13 +731,9 @@ class DockerBackend(SandboxBackend):
             except OSError:
                 pass  # the writer stopped reading (e.g. the disk is full): its exit code says why
             finally:
-                sock.close()
-            for _ in range(100):
-                state = c.api.exec_inspect(exec_id)
-                if not state["Running"]:
-                    return state["ExitCode"]
-                time.sleep(0.02)
-            return -1
+                _hang_up(sock)
+            code = self._exit_code(c, exec_id)
+            return -1 if code is None else code
 
         code = await self._call(stream, streaming=True)
         if code == IS_A_DIRECTORY:
@@ -728,8 +770,8 @@ class DockerBackend(SandboxBackend):
                         elif len(err) < 4096:
                             err += data
                 finally:
-                    sock.close()
-                code = c.api.exec_inspect(exec_id)["ExitCode"]
+                    _hang_up(sock)
+                code = self._exit_code(c, exec_id)
                 put(None if code == 0 else self._file_error(code, target, bytes(err)))
             except BaseException as e:  # handed to the reader, who raises it
                 if not sockets or not getattr(sockets[0], "closed", False):
@@ -744,7 +786,7 @@ class DockerBackend(SandboxBackend):
         finally:
             if not reader.done():  # the reader left early (e.g. the client went away): stop the pump
                 for sock in sockets:
-                    sock.close()
+                    _hang_up(sock)  # wakes its read, even of a command the sandbox stopped
                 while not reader.done():
                     try:
                         chunks.get_nowait()

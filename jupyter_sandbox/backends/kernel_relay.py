@@ -56,6 +56,7 @@ MAX_UNIX_PATH = 107
 MAX_PARTS = 1 << 16
 STDERR_CAP = 64 * 1024  # launcher stderr bytes logged per stream
 LOG_CAP = 64 * 1024  # characters of kernel log accepted from the launcher (it keeps 64 KiB)
+MAX_EVENT_BYTES = 1 << 20  # a launcher event (JSON); the largest real one holds LOG_CAP of log
 
 NOBLOCK, EVENTS, POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)  # ints: no enum arithmetic
 _HEAD = struct.Struct(">BI")
@@ -467,8 +468,9 @@ class KernelRelay:
                 self._drain(kind)
 
     def _on_event(self, parts: list[bytes]) -> None:
+        # the largest real event carries a 64 KiB log: bigger ones are not parsed on the event loop
         try:
-            event = json.loads(parts[0]) if len(parts) == 1 else None
+            event = json.loads(parts[0]) if len(parts) == 1 and len(parts[0]) <= MAX_EVENT_BYTES else None
         except ValueError:
             event = None
         if not isinstance(event, dict):
@@ -501,7 +503,7 @@ class KernelRelay:
                 if not waiter.done():
                     waiter.set_result(str(event.get("log") or "")[-LOG_CAP:])
         else:
-            log.warning("kernel %s: launcher says %s", self.kernel_id, str(event)[:500])
+            log.warning("kernel %s: launcher says %s", self.kernel_id, parts[0][:500].decode(errors="replace"))
 
     def _check_liveness(self) -> None:
         self._liveness = None
