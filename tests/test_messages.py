@@ -187,3 +187,17 @@ async def test_run_execute_gives_up_when_interrupt_is_ignored(grace):
 
     ex = await run_execute(client, "x", timeout=0.05, interrupt=interrupt, interrupt_grace=grace, poll=0.01)
     assert ex.error.name == "TimeoutError" and "did not respond" in ex.error.value
+
+
+def test_dropped_bytes_metadata_from_the_sandbox_is_a_count_or_nothing():
+    """The launcher reports what it cut in ``jupyter_sandbox_dropped``; code in the sandbox can send
+    that metadata too, and a bad value must neither break the execution nor lower the count."""
+
+    def with_dropped(value):
+        message = iopub("stream", {"name": "stdout", "text": "x\n"})
+        message["metadata"] = {"jupyter_sandbox_dropped": value}
+        return message
+
+    c, events = feed([with_dropped(100), with_dropped("lots"), with_dropped(-50), with_dropped([1]), with_dropped(1.5)])
+    assert c.dropped_bytes == 100
+    assert [e["text"] for e in events if e["type"] == "stdout"] == ["x\n"] * 5

@@ -129,8 +129,11 @@ class ExecutionCollector:
             return []
         kind = msg["header"]["msg_type"]
         content = msg.get("content", {})
-        # what the launcher had to cut from an oversized message in the sandbox (backends/programs/launcher.py)
-        self.dropped_bytes += int((msg.get("metadata") or {}).get("jupyter_sandbox_dropped") or 0)
+        # what the launcher had to cut from an oversized message in the sandbox (backends/programs/launcher.py);
+        # code in the sandbox can send this metadata too: a count, or nothing
+        dropped = (msg.get("metadata") or {}).get("jupyter_sandbox_dropped")
+        if isinstance(dropped, int) and dropped > 0:
+            self.dropped_bytes += dropped
         if kind == "stream":
             stream = "stderr" if content.get("name") == "stderr" else "stdout"
             text = content.get("text", "")
