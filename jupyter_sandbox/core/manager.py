@@ -362,6 +362,24 @@ class SandboxManager(LoggingConfigurable):
             if self.records:
                 self.records.forget(leftover)
 
+    async def _adopt_context(self, sandbox: _Sandbox, saved: dict[str, Any]) -> None:
+        """Reattach one context's kernel from its record, or start a fresh one (the sandbox says so)."""
+        context_model = ContextModel.from_dict(saved["model"])
+        try:
+            info = await self.backend.attach_kernel(sandbox.model.id, saved["kernel_id"], saved["key"])
+            client = await self._connect(sandbox, saved["kernel_id"], info)
+            context = _Context(model=context_model, kernel_id=saved["kernel_id"], client=client, key=saved["key"])
+            sandbox.contexts[context_model.id] = context
+        except SandboxError as e:  # the kernel is gone: a fresh one, and the sandbox says so
+            self.log.warning(
+                "jupyter-sandbox: kernel of context %s in %s is gone (%s); restarting it",
+                context_model.id,
+                sandbox.model.id,
+                e,
+            )
+            await self._start_context(sandbox, context_model)
+            sandbox.model.status_reason = "restarted after a server restart: some contexts lost their variables"
+
     async def _adopt(self, sandbox_id: str, record: dict[str, Any]) -> bool:
         """Take back a sandbox of this server's earlier run, with its kernels where they still run."""
         try:
@@ -377,22 +395,14 @@ class SandboxManager(LoggingConfigurable):
             model=model, e2b_secret=record.get("e2b_secret", ""), default_context=record.get("default_context")
         )
         model.contexts, model.status, model.status_reason = [], "running", None
-        for saved in record.get("contexts", []):
-            context_model = ContextModel.from_dict(saved["model"])
-            try:
-                info = await self.backend.attach_kernel(sandbox_id, saved["kernel_id"], saved["key"])
-                client = await self._connect(sandbox, saved["kernel_id"], info)
-                context = _Context(model=context_model, kernel_id=saved["kernel_id"], client=client, key=saved["key"])
-                sandbox.contexts[context_model.id] = context
-            except SandboxError as e:  # the kernel is gone: a fresh one, and the sandbox says so
-                self.log.warning(
-                    "jupyter-sandbox: kernel of context %s in %s is gone (%s); restarting it",
-                    context_model.id,
-                    sandbox_id,
-                    e,
-                )
-                await self._start_context(sandbox, context_model)
-                model.status_reason = "restarted after a server restart: some contexts lost their variables"
+        try:
+            for saved in record.get("contexts", []):
+                await self._adopt_context(sandbox, saved)
+        except (KeyError, TypeError, ValueError, SandboxError) as e:  # removed instead, as any leftover
+            self.log.warning("jupyter-sandbox: cannot take back sandbox %s: %s", sandbox_id, e)
+            for context in sandbox.contexts.values():
+                context.close()
+            return False
         model.contexts = [c.model for c in sandbox.contexts.values()]
         if self.e2b_prefix and sandbox.e2b_secret:
             model.e2b_url = f"{self.e2b_prefix}{sandbox_id}/{sandbox.e2b_secret}"

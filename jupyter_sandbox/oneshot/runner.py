@@ -344,7 +344,9 @@ class OneShotRunner(LoggingConfigurable):
         record = ExecutionRecord(id=f"exe_{uuid.uuid4()}", owner=owner, job=job)
         self._records[record.id] = record
         try:
-            box = await self._take_box(job, wait_for_pool)
+            # a run that will wait for a running slot takes no pooled container: it would hold it
+            # idle while other users' runs start their own
+            box = await self._take_box(job, wait_for_pool) if active < self.max_running_per_user else None
         except BaseException:
             del self._records[record.id]
             raise
