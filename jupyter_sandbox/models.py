@@ -348,6 +348,17 @@ class ExecuteRequest(RequestBody):
     # answer (POST .../contexts/{context_id}/input); else they fail at once, saying so
     allow_stdin: bool | None = None
 
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of ``SandboxManager.execute`` besides the code (one place for both
+        callers: the REST handler and the in-process client)."""
+        return {
+            "context_id": self.context_id,
+            "language": self.language,
+            "env_vars": self.env_vars,
+            "timeout": self.timeout,
+            "allow_stdin": bool(self.allow_stdin),
+        }
+
 
 @dataclass
 class InputReply(RequestBody):

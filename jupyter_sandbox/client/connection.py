@@ -350,17 +350,7 @@ class InProcessConnection(Connection):
             def sink(event):
                 caller.call_soon_threadsafe(queue.put_nowait, event)
 
-        run = self.manager.execute(
-            self.owner,
-            key,
-            request.code,
-            context_id=request.context_id,
-            language=request.language,
-            env_vars=request.env_vars,
-            timeout=request.timeout,
-            on_event=sink,
-            allow_stdin=bool(request.allow_stdin),
-        )
+        run = self.manager.execute(self.owner, key, request.code, on_event=sink, **request.options())
         if sink is on_event:
             await run
             return

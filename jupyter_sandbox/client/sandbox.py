@@ -279,9 +279,10 @@ async def _connect(server_url: str | None, token: str | None) -> Connection:
 # The blocking twins, made from the async classes
 
 
-def _blocking(name: str):
-    """A method that runs ``self._async.<name>(...)`` on the private loop and waits for it."""
-    coroutine = getattr(AsyncSandbox, name, None) or getattr(AsyncFiles, name)
+def _blocking(name: str, twin: type = AsyncSandbox):
+    """A method that runs ``self._async.<name>(...)`` on the private loop and waits for it; its
+    signature and help are those of ``twin.<name>``."""
+    coroutine = getattr(twin, name)
 
     @functools.wraps(coroutine)
     def method(self, *args, **kwargs):
@@ -296,10 +297,10 @@ class Files:
     def __init__(self, files: AsyncFiles):
         self._async = files
 
-    write = _blocking("write")
-    read = _blocking("read")
-    list = _blocking("list")
-    remove = _blocking("remove")
+    write = _blocking("write", AsyncFiles)
+    read = _blocking("read", AsyncFiles)
+    list = _blocking("list", AsyncFiles)
+    remove = _blocking("remove", AsyncFiles)
 
 
 class Sandbox:

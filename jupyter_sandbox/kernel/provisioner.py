@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import queue
 import re
 import signal
 from collections.abc import Awaitable, Callable
@@ -188,7 +189,7 @@ class SandboxProvisioner(KernelProvisionerBase):
             for _ in range(60):  # the new kernel answers within its start time
                 try:
                     reply = await client.get_shell_msg(timeout=1)
-                except Exception:
+                except queue.Empty:
                     continue
                 if reply.get("parent_header", {}).get("msg_id") == msg_id:
                     self.log.info(

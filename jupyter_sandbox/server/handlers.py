@@ -272,17 +272,7 @@ class ExecuteHandler(SandboxAPIHandler):
         self._write_lock = asyncio.Lock()
         self._last_write = time.monotonic()
         self._task = asyncio.ensure_future(
-            self.manager.execute(
-                self.owner,
-                sandbox_id,
-                request.code,
-                context_id=request.context_id,
-                language=request.language,
-                env_vars=request.env_vars,
-                timeout=request.timeout,
-                on_event=self._send,
-                allow_stdin=bool(request.allow_stdin),
-            )
+            self.manager.execute(self.owner, sandbox_id, request.code, on_event=self._send, **request.options())
         )
         keepalive = asyncio.ensure_future(self._keepalive(self.sandbox_app.keepalive_interval))
         try:
