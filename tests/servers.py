@@ -41,6 +41,18 @@ class HeaderUsers(IdentityProvider):
         return None if user is None else User(username=handler.request.headers.get("X-Test-User", "alice"))
 
 
+class TwoUsers(IdentityProvider):
+    """Tokens name users: the server's own token is alice, ``bob-token`` is bob (for jp_serverapp)."""
+
+    async def get_user_token(self, handler):
+        token = self.get_token(handler)
+        if token == "bob-token":
+            return User("bob")
+        if token and token == self.token:
+            return User("alice")
+        return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

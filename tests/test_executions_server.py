@@ -18,7 +18,6 @@ from datetime import datetime
 import docker
 import pytest
 import requests
-from jupyter_server.auth.identity import IdentityProvider, User
 from tornado.httpclient import HTTPClientError
 from urllib3 import encode_multipart_formdata
 
@@ -26,22 +25,11 @@ from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.oneshot.archive import make_archive
 
 from conftest import IMAGE
-from servers import SESSION, SESSION_LABEL
+from servers import SESSION, SESSION_LABEL, HeaderUsers
 from test_executions import SLIP_ARCHIVES
 
 V1 = ("sandbox", "api", "v1")
 OUTPUT_CAP = 64 * 1024
-
-
-class HeaderIdentity(IdentityProvider):
-    """Token auth as usual, then a stable username: ``alice``, or ``X-Test-User`` to act as someone else.
-
-    (The built-in provider gives every cookie-less token request a new random username.)
-    """
-
-    async def get_user(self, handler):
-        user = await self._get_user(handler)
-        return None if user is None else User(username=handler.request.headers.get("X-Test-User", "alice"))
 
 
 def make_wheel(directory) -> None:
@@ -69,7 +57,7 @@ def wheelhouse(tmp_path_factory):
 
 @pytest.fixture
 def jp_server_config(jp_server_config, docker_ready, wheelhouse):
-    jp_server_config["ServerApp"]["identity_provider_class"] = HeaderIdentity
+    jp_server_config["ServerApp"]["identity_provider_class"] = HeaderUsers
     jp_server_config["OneShotRunner"] = {
         "wheelhouse": wheelhouse,
         "max_output_size": OUTPUT_CAP,

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from jupyter_server.auth.identity import IdentityProvider, User
 from jupyter_server.serverapp import _has_tornado_web_authenticated
 from tornado import web
 
@@ -24,24 +23,14 @@ from jupyter_sandbox.oneshot.runner import ExecutionRecord
 from jupyter_sandbox.server import e2b, handlers, oneshot
 from jupyter_sandbox.server.e2b import E2BMixin
 
+from servers import TwoUsers
+
 ROUTES = [*handlers.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
 
 API = ("sandbox", "api", "sandboxes")
 BOB = {"Authorization": "token bob-token"}
 MAX_BODY = 64 * 1024
 MAX_CODE = 1024
-
-
-class TwoUsers(IdentityProvider):
-    """Tokens name users: the server's own token is alice, ``bob-token`` is bob."""
-
-    async def get_user_token(self, handler):
-        token = self.get_token(handler)
-        if token == "bob-token":
-            return User("bob")
-        if token and token == self.token:
-            return User("alice")
-        return None
 
 
 @pytest.fixture

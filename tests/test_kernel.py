@@ -379,8 +379,15 @@ async def test_the_provisioner_on_the_local_backend():
             await kc.wait_for_ready(timeout=60)
             reply = await kc.execute_interactive("x = 1", timeout=60)
             assert reply["content"]["status"] == "ok"
-            running = asyncio.ensure_future(kc.execute_interactive("import time; time.sleep(60)", timeout=90))
-            await asyncio.sleep(2)  # it is running (the reply cannot come for a minute)
+            started = asyncio.Event()
+
+            def on_output(msg):
+                if msg["msg_type"] == "stream":
+                    started.set()
+
+            code = "import time; print('sleeping', flush=True); time.sleep(60)"
+            running = asyncio.ensure_future(kc.execute_interactive(code, timeout=90, output_hook=on_output))
+            await asyncio.wait_for(started.wait(), 60)  # the cell runs: SIGINT now reaches its code
             await km.interrupt_kernel()
             reply = await asyncio.wait_for(running, 60)
             assert reply["content"]["ename"] == "KeyboardInterrupt"

@@ -8,25 +8,14 @@ import asyncio
 import json
 
 import pytest
-from jupyter_server.auth.identity import IdentityProvider, User
 
 from jupyter_sandbox.errors import InvalidInput, NotFound
 from jupyter_sandbox.server.app import SANDBOX_EVENTS
 
+from servers import TwoUsers
+
 API = ("sandbox", "api")
 BOB = {"Authorization": "token bob-token"}
-
-
-class TwoUsers(IdentityProvider):
-    """The server's own token is alice; ``bob-token`` is bob."""
-
-    async def get_user_token(self, handler):
-        token = self.get_token(handler)
-        if token == "bob-token":
-            return User("bob")
-        if token and token == self.token:
-            return User("alice")
-        return None
 
 
 @pytest.fixture
