@@ -39,7 +39,8 @@ def guarded(request, docker_ready, tmp_path_factory):
     if request.param == "runsc":
         request.getfixturevalue("runsc_ready")
     config = {
-        "DockerBackend": {"runtime": request.param},
+        # engine_timeout also bounds a file command the sandbox stops (test_starvation)
+        "DockerBackend": {"runtime": request.param, "engine_timeout": 15.0},
         "SandboxManager": {"allow_network": True, "max_output_size": 4 * 1024**2},
     }
     with JupyterServer(tmp_path_factory.mktemp(f"guarded-{request.param}"), users=True, config=config) as server:

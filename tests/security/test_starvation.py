@@ -50,3 +50,47 @@ def test_a_128_mb_download_takes_seconds_not_minutes(guarded):
     assert hashlib.sha256(r.content).hexdigest() == digest
     assert elapsed < 5.0, f"128 MB took {elapsed:.1f} s"
     assert_whole(server, bystander)
+
+
+STOPPER = """
+import os, signal, threading, time
+stopped, stop_stopping = [], threading.Event()
+
+def stop_listings():
+    # SIGSTOP every process that runs the server's listing program (it runs as this sandbox's user)
+    while not stop_stopping.is_set():
+        for pid in os.listdir('/proc'):
+            if pid.isdigit() and int(pid) not in stopped:
+                try:
+                    cmdline = open(f'/proc/{pid}/cmdline', 'rb').read()
+                except OSError:
+                    continue
+                if b'import json, os, stat, sys' in cmdline:
+                    os.kill(int(pid), signal.SIGSTOP)
+                    stopped.append(int(pid))
+        time.sleep(0.005)
+
+threading.Thread(target=stop_listings, daemon=True).start()
+"""
+
+
+def test_a_file_command_the_sandbox_stops_is_given_up_and_frees_its_thread(guarded):
+    """The sandbox stops the command that lists its files: the owner gets a 503 once the engine
+    timeout (15 s here) has passed, never a request that hangs, and another user is not held up."""
+    server, bystander = guarded
+    sandbox = create(server)
+    server.execute(sandbox, STOPPER, user=ATTACKER)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        started = time.monotonic()
+        listing = pool.submit(server.api, "GET", f"sandboxes/{sandbox}/files", user=ATTACKER, timeout=120)
+        other = pool.submit(server.execute, bystander, "sum(range(10))", user=BYSTANDER)
+        assert result_text(other.result(timeout=30)) == "45"
+        answer = listing.result(timeout=120)
+        elapsed = time.monotonic() - started
+    assert answer.status_code == 503, answer.text
+    assert "did not answer" in answer.json()["message"]
+    assert 14 < elapsed < 60, f"given up after {elapsed:.1f} s"
+    assert result_text(server.execute(sandbox, "len(stopped)", user=ATTACKER)) == "1"
+    server.execute(sandbox, "stop_stopping.set()", user=ATTACKER)
+    assert server.api("GET", f"sandboxes/{sandbox}/files", user=ATTACKER).status_code == 200
+    assert_whole(server, bystander)
