@@ -127,8 +127,9 @@ print({
 @pytest.mark.parametrize("runtime", ["runc", "runsc"])
 def test_the_seccomp_profile_on_each_runtime(docker_ready, runtime):
     """The project's profile alone (a one-shot run's container: no launcher and its filter): runc applies
-    it. gVisor applies an engine's profile only when runsc runs with --oci-seccomp, and otherwise
-    implements io_uring itself; kernels get the launcher's filter on both (tests/security/test_link.py)."""
+    it. gVisor applies an engine's profile only when runsc runs with --oci-seccomp (with which the
+    release here cannot start threads under it), and otherwise implements io_uring itself; kernels get
+    the launcher's filter on both (tests/security/test_link.py)."""
     require_docker("runsc" if runtime == "runsc" else None)
     client = docker.from_env()
     spec = SandboxSpec(runtime=runtime, memory=256 * 1024**2, pids=64)
