@@ -209,6 +209,7 @@ class SandboxManager(LoggingConfigurable):
         self._sandboxes: dict[str, _Sandbox] = {}
         self._file_slots: dict[str, asyncio.Semaphore] = {}
         self._culler: asyncio.Task | None = None
+        self._reaping: asyncio.Future | None = None  # taking back the earlier run's sandboxes
         # started sandboxes with the default spec and no owner yet
         self.pool: Pool[_Sandbox] = Pool(
             self.pool_size,
@@ -345,7 +346,9 @@ class SandboxManager(LoggingConfigurable):
         if self.cull_idle_timeout > 0 and self._culler is None:
             self._culler = asyncio.ensure_future(self._cull_forever())
         if self.reap_on_start:
-            await self._reap()
+            # a task: a shutdown meanwhile waits for it, so no sandbox is taken back after it
+            self._reaping = asyncio.ensure_future(self._reap())
+            await asyncio.shield(self._reaping)
         self.pool.fill()
 
     async def _reap(self) -> None:
@@ -831,6 +834,8 @@ class SandboxManager(LoggingConfigurable):
             self._culler.cancel()
             await asyncio.gather(self._culler, return_exceptions=True)
             self._culler = None
+        if self._reaping is not None:  # bounded by adopt_timeout
+            await asyncio.gather(self._reaping, return_exceptions=True)
         await self.pool.close()
         await asyncio.gather(*(self._remove(s) for s in list(self._sandboxes.values())), return_exceptions=True)
         await self.backend.close()

@@ -117,6 +117,7 @@ def test_a_sandbox_that_stops_its_kernels_never_delays_another_users_after_a_res
         for sandbox in alices:
             first.execute(sandbox, STOP_MY_KERNELS, user="alice")
         time.sleep(3)  # the stoppers have run: every kernel of alice's is stopped
+        crashed_id = server_id(first)  # every later server takes over its slot
     finally:
         first.kill()
 
@@ -144,5 +145,14 @@ def test_a_sandbox_that_stops_its_kernels_never_delays_another_users_after_a_res
                 assert result_text(second.execute(sandbox, "1 + 1", user="alice", context_id=context["id"])) == "2"
             # the stopped kernels were ended, not left holding the sandbox's memory
             assert result_text(second.execute(sandbox, STOPPED, user="alice")) == "0"
+        # once more, and this time the server is shut down while it waits on alice's kernels: the
+        # shutdown waits for the taking back, so it leaves no container behind
+        for sandbox in alices:
+            second.execute(sandbox, STOP_MY_KERNELS, user="alice")
+        time.sleep(3)
     finally:
-        second.stop()
+        second.kill()
+    third = JupyterServer(tmp_path / "third", **home).start()
+    assert server_id(third) == crashed_id
+    third.stop()
+    assert "took back sandbox" in third.log(20000) and containers_of(crashed_id) == set(), third.log()
