@@ -367,7 +367,7 @@ class DockerBackend(SandboxBackend):
             read_only=True,
             tmpfs={
                 "/tmp": f"rw,nosuid,nodev,size={self.tmp_size}",
-                WORKDIR: f"rw,nosuid,nodev,size={spec.disk},uid={uid},gid={gid or uid},mode=0755",
+                WORKDIR: f"rw,nosuid,nodev,size={spec.disk},uid={uid},gid={gid},mode=0755",
             },
             cap_drop=["ALL"],
             cap_add=[] if once else ["SETUID", "SETGID", "KILL"],
@@ -386,7 +386,7 @@ class DockerBackend(SandboxBackend):
             runtime=runtime,
             ipc_mode="private",
             # The container's own output lands in a file on the host (the engine's log): code in
-            # the sandbox can write there (/proc/1/fd/1), so it is capped.
+            # a one-shot run can write there (/proc/1/fd/1: its PID 1 is the sandbox's user), so it is capped.
             log_config={"type": "json-file", "config": {"max-size": self.container_log_size, "max-file": "1"}},
         )
         return options
