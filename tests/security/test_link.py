@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 
+import docker
 from attacks import ATTACKER, assert_whole, create, guarded  # noqa: F401 (guarded is a fixture)
 
 from servers import result_text
@@ -72,4 +73,20 @@ def test_sandbox_code_cannot_write_into_stop_or_trace_its_link(guarded):
     assert found["io_uring_setup"] == "refused EPERM"
     # the link is whole: the same kernel still runs code, interrupts and restarts still work
     assert result_text(server.execute(sandbox, "pid * 0 + 6 * 7", user=ATTACKER)) == "42"
+    assert_whole(server, bystander)
+
+
+def test_the_sandboxs_env_reaches_its_kernel_and_no_root_exec(guarded):
+    """The launcher and the file commands start as root: an LD_PRELOAD of the sandbox's own making in
+    their environment would run its code there. The sandbox's env goes to its kernels only."""
+    server, bystander = guarded
+    sandbox = create(server, env={"LD_PRELOAD": "/home/user/hook.so", "GREETING": "hi"})
+    assert result_text(server.execute(sandbox, "import os; os.environ['GREETING']", user=ATTACKER)) == "'hi'"
+    container = docker.from_env().containers.get(f"jupyter-sandbox-{sandbox}")
+    assert not [e for e in container.attrs["Config"]["Env"] if e.startswith(("LD_PRELOAD=", "GREETING="))]
+    # file commands (root execs that drop to the sandbox's user first) work as before
+    r = server.api("PUT", f"sandboxes/{sandbox}/files", params={"path": "a.txt"}, content=b"x", user=ATTACKER)
+    assert r.status_code in (200, 201, 204), r.text
+    listing = server.api("GET", f"sandboxes/{sandbox}/files", user=ATTACKER).json()
+    assert "a.txt" in str(listing), listing
     assert_whole(server, bystander)
