@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
@@ -23,10 +22,6 @@ from ..oneshot.runner import OneShotRunner
 from .e2b import E2B
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
-# Sandbox events go out through jupyter_server's event bus (jupyter_events): JupyterLab
-# receives them on /api/events/subscribe, the same socket as the server's own events.
-SANDBOX_EVENTS = "https://events.jupyter.org/jupyter_sandbox/sandbox/v1"
-SANDBOX_EVENTS_SCHEMA = Path(__file__).parent / "event_schemas" / "sandbox" / "v1.yaml"
 
 
 class SandboxApp(ExtensionApp):
@@ -85,15 +80,8 @@ class SandboxApp(ExtensionApp):
         self.manager = SandboxManager(parent=self, backend=backend, log=self.log, server_id=self.identity.server_id)
         self.manager.e2b_prefix = url_path_join(self.serverapp.base_url, E2B) + "/"
         self.manager.records = SandboxRecords(os.path.join(self.identity.folder, "sandboxes"))
-        events = self.serverapp.event_logger if self.serverapp else None
-        if events is None:
+        if self.serverapp.event_logger is None:
             raise RuntimeError("jupyter_sandbox needs jupyter_server's event logger (jupyter_server >= 2)")
-        events.register_event_schema(SANDBOX_EVENTS_SCHEMA)
-
-        def announce(data: dict[str, Any]) -> None:
-            events.emit(schema_id=SANDBOX_EVENTS, data=data)
-
-        self.manager.add_listener(announce)
         self.executions = OneShotRunner(parent=self, manager=self.manager, log=self.log)
         self.settings.update(
             sandbox_manager=self.manager,
@@ -131,9 +119,9 @@ class SandboxApp(ExtensionApp):
             self.log.exception("jupyter-sandbox: removing the sandboxes of kernel %s failed", data["kernel_id"])
 
     def initialize_handlers(self) -> None:
-        from . import e2b, handlers, oneshot
+        from . import e2b, events, handlers, oneshot
 
-        for template, handler in [*handlers.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]:
+        for template, handler in [*handlers.ROUTES, *events.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]:
             self.handlers.append((handlers.route_pattern(template), handler))
 
     async def stop_extension(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
@@ -32,6 +32,17 @@ def api_path(*parts: str) -> str:
     return url_path_join("/", API, *parts)
 
 
+def owner_of(handler: JupyterHandler) -> str:
+    """Whose sandboxes an authenticated request acts on: the one rule for every route, the event
+    stream and the kernels a request starts."""
+    if type(handler.identity_provider) in SHARED_TOKEN_PROVIDERS:
+        # jupyter_server's built-in providers cannot tell token holders apart: each
+        # cookie-less token request gets a new random "anonymous" username. Everyone
+        # holding this server's token or password is its one owner.
+        return SHARED_OWNER
+    return handler.current_user.username
+
+
 class SandboxAPIHandler(APIHandler):
     """Base: owner from jupyter_server's identity, JSON bodies, project errors -> HTTP."""
 
@@ -47,12 +58,7 @@ class SandboxAPIHandler(APIHandler):
 
     @property
     def owner(self) -> str:
-        if type(self.identity_provider) in SHARED_TOKEN_PROVIDERS:
-            # jupyter_server's built-in providers cannot tell token holders apart: each
-            # cookie-less token request gets a new random "anonymous" username. Everyone
-            # holding this server's token or password is its one owner.
-            return SHARED_OWNER
-        return self.current_user.username
+        return owner_of(self)
 
     def json_body(self) -> Any:
         """The request body as decoded JSON (400 naming the problem; 413 over the size limit)."""

@@ -1,0 +1,109 @@
+"""Issue 27's event attacks, through a real server with two users (HeaderUsers: alice, bob):
+
+- bob's event streams (the extension's own, and jupyter_server's bus) carry none of alice's
+  sandbox events, while alice's own stream carries them all.
+
+The attacks are on the server, not in a container: one runtime (runc) is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+from servers import JupyterServer, result_text
+
+
+@pytest.fixture(scope="module")
+def server(docker_ready, tmp_path_factory):
+    with JupyterServer(tmp_path_factory.mktemp("events"), users=True) as server:
+        yield server
+
+
+async def subscribe(server: JupyterServer, path: str, user: str | None) -> WebSocketClientConnection:
+    headers = {"Authorization": f"token {server.token}"} if user else {}
+    if user:
+        headers["X-Test-User"] = user
+    url = server.url.replace("http", "ws", 1) + path
+    return await websocket_connect(HTTPRequest(url, headers=headers))
+
+
+async def read(ws: WebSocketClientConnection, timeout: float = 60) -> dict:
+    message = await asyncio.wait_for(ws.read_message(), timeout)
+    assert message is not None, "the event socket closed"
+    return json.loads(message)
+
+
+def call(server: JupyterServer, method: str, path: str, user: str, **kwargs):
+    return asyncio.to_thread(server.request, method, path, user=user, **kwargs)
+
+
+def sandboxes(server: JupyterServer, user: str) -> list[dict]:
+    r = server.api("GET", "sandboxes", user=user)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def alices_sandbox_comes_and_goes(server: JupyterServer) -> dict:
+    """alice creates a sandbox, runs code in it and removes it: five events."""
+    r = await call(server, "POST", "sandbox/api/sandboxes", "alice", json={"name": "alices-plans"})
+    assert r.status_code == 201, r.text
+    events = await asyncio.to_thread(server.execute, r.json()["id"], "1", user="alice")
+    assert result_text(events) == "1"
+    assert (await call(server, "DELETE", f"sandbox/api/sandboxes/{r.json()['id']}", "alice")).status_code == 204
+    return r.json()
+
+
+async def test_jupyter_servers_event_bus_carries_no_sandbox_events(server):
+    bob_bus = await subscribe(server, "api/events/subscribe", "bob")
+    try:
+        secret = await alices_sandbox_comes_and_goes(server)
+        # A marker after all of alice's events: a file bob saves. Whatever of alice's reached him is ahead of it.
+        marker = f"marker-{uuid.uuid4().hex}.txt"
+        body = {"type": "file", "format": "text", "content": ""}
+        assert (await call(server, "PUT", f"api/contents/{marker}", "bob", json=body)).status_code == 201
+        on_bus: list[dict] = []
+        while not on_bus or on_bus[-1].get("path") != marker:
+            on_bus.append(await read(bob_bus))
+    finally:
+        bob_bus.close()
+    assert secret["id"] not in json.dumps(on_bus) and "alices-plans" not in json.dumps(on_bus), on_bus
+    assert not [e for e in on_bus if "sandbox_id" in e], on_bus  # nobody's sandbox events go on the bus
+
+
+async def test_each_users_event_stream_carries_their_sandboxes_only(server):
+    alice = await subscribe(server, "sandbox/api/events", "alice")
+    bob = await subscribe(server, "sandbox/api/events", "bob")
+    try:
+        secret = await alices_sandbox_comes_and_goes(server)
+        # alice's own stream: all of it, in order; ids, names and states only
+        seen = [await read(alice) for _ in range(5)]
+        assert [(e["action"], e["status"], e["executing"]) for e in seen] == [
+            ("created", "starting", 0),
+            ("status", "running", 0),
+            ("execution_started", "running", 1),
+            ("execution_finished", "running", 0),
+            ("removed", "removing", 0),
+        ]
+        assert all(e["sandbox_id"] == secret["id"] and e["name"] == "alices-plans" for e in seen)
+        assert all(set(e) == {"action", "sandbox_id", "name", "status", "executing"} for e in seen)
+        # A marker after all of alice's events: bob's own sandbox. Anything of alice's would be ahead of it.
+        r = await call(server, "POST", "sandbox/api/sandboxes", "bob", json={"name": "bobs"})
+        assert r.status_code == 201, r.text
+        first = await read(bob)
+        assert (first["name"], first["action"]) == ("bobs", "created"), first
+        assert (await call(server, "DELETE", "sandbox/api/sandboxes/bobs", "bob")).status_code == 204
+    finally:
+        alice.close()
+        bob.close()
+
+
+async def test_the_event_stream_needs_authentication(server):
+    with pytest.raises(HTTPClientError) as refused:
+        await subscribe(server, "sandbox/api/events", None)
+    assert refused.value.code == 403
