@@ -7,6 +7,8 @@ import os
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
+from jupyter_server import CallContext
+from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Instance, Int, Unicode, default
@@ -91,15 +93,20 @@ class SandboxApp(ExtensionApp):
         self.log.info("jupyter-sandbox: backend %s (%s)", backend.name, backend.isolation)
         # The sandboxed kernel's provisioner (jupyter_sandbox.kernel) runs in this process and uses
         # this manager: known from now on, since a kernel may start before the extension's start ends.
-        set_running(self.manager, self.kernel_owner())
+        set_running(self.manager, self.kernel_owner)
 
     def kernel_owner(self) -> str:
-        """Whom this server's notebook kernels belong to: the user the handlers see as their owner."""
-        from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS
+        """Whom a notebook kernel starting now belongs to: the user whose request starts it, by the
+        handlers' rule. jupyter_server starts kernels (POST /api/kernels, /api/sessions) in the
+        request's own task chain, where its CallContext holds the handler."""
+        from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
 
+        handler = CallContext.get(CallContext.JUPYTER_HANDLER)
+        if isinstance(handler, JupyterHandler) and handler.current_user is not None:
+            return owner_of(handler)
+        # no request (a kernel the server starts by itself): the user the server serves
         if self.serverapp is None or type(self.serverapp.identity_provider) in SHARED_TOKEN_PROVIDERS:
             return SHARED_OWNER
-        # another identity provider (JupyterHub's): the one user this single-user server serves
         return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:

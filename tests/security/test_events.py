@@ -1,7 +1,9 @@
 """Issue 27's event attacks, through a real server with two users (HeaderUsers: alice, bob):
 
 - bob's event streams (the extension's own, and jupyter_server's bus) carry none of alice's
-  sandbox events, while alice's own stream carries them all.
+  sandbox events, while alice's own stream carries them all;
+- a sandboxed kernel's sandbox belongs to the user whose request started the kernel, on both of
+  jupyter_server's routes (POST /api/kernels, POST /api/sessions).
 
 The attacks are on the server, not in a container: one runtime (runc) is enough.
 """
@@ -9,14 +11,19 @@ The attacks are on the server, not in a container: one runtime (runc) is enough.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
+import os
 import uuid
 
 import pytest
+from jupyter_server import CallContext
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from servers import JupyterServer, result_text
+from jupyter_sandbox.kernel import KERNEL_NAME
+
+from servers import JupyterServer, TwoUsers, result_text
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +114,51 @@ async def test_the_event_stream_needs_authentication(server):
     with pytest.raises(HTTPClientError) as refused:
         await subscribe(server, "sandbox/api/events", None)
     assert refused.value.code == 403
+
+
+async def start_kernel(server: JupyterServer, user: str) -> str:
+    r = await call(server, "POST", "api/kernels", user, json={"name": KERNEL_NAME})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def kernel_sandbox(server: JupyterServer, user: str, kernel_id: str) -> dict | None:
+    return next((s for s in sandboxes(server, user) if s["kernel_id"] == kernel_id and s["kind"] == "kernel"), None)
+
+
+async def test_a_sandboxed_kernels_sandbox_belongs_to_who_started_it(server):
+    alices = await start_kernel(server, "alice")
+    # bob's kernel through the other route JupyterLab uses: a notebook's session
+    session = {"path": "bob.ipynb", "type": "notebook", "name": "bob.ipynb", "kernel": {"name": KERNEL_NAME}}
+    r = await call(server, "POST", "api/sessions", "bob", json=session)
+    assert r.status_code == 201, r.text
+    session_id, bobs = r.json()["id"], r.json()["kernel"]["id"]
+    try:
+        mine = kernel_sandbox(server, "alice", alices)
+        assert mine is not None and mine["owner"] == "alice"
+        his = kernel_sandbox(server, "bob", bobs)
+        assert his is not None and his["owner"] == "bob"
+        assert kernel_sandbox(server, "bob", alices) is None and kernel_sandbox(server, "alice", bobs) is None
+        for method, path in [("GET", ""), ("GET", "/logs"), ("POST", "/restart"), ("DELETE", "")]:
+            r = await call(server, method, f"sandbox/api/sandboxes/{mine['id']}{path}", "bob")
+            assert r.status_code == 404, (method, path, r.text)
+        r = await call(server, "GET", f"sandbox/api/sandboxes/{mine['id']}/logs", "alice")
+        assert r.status_code == 200, r.text
+        assert kernel_sandbox(server, "alice", alices)["status"] == "running"
+    finally:
+        assert (await call(server, "DELETE", f"api/kernels/{alices}", "alice")).status_code == 204
+        assert (await call(server, "DELETE", f"api/sessions/{session_id}", "bob")).status_code == 204
+
+
+@pytest.fixture
+def jp_server_config(jp_server_config, docker_ready):
+    jp_server_config["ServerApp"]["identity_provider_class"] = TwoUsers
+    return jp_server_config
+
+
+async def test_a_kernel_the_server_starts_by_itself_belongs_to_the_servers_user(jp_serverapp):
+    """No request starts it (no handler in jupyter_server's CallContext): the rule before requests
+    counted, the user this server runs for."""
+    app = jp_serverapp.web_app.settings["sandbox_app"]
+    assert CallContext.get(CallContext.JUPYTER_HANDLER) is None
+    assert app.kernel_owner() == (os.environ.get("JUPYTERHUB_USER") or getpass.getuser())
