@@ -120,6 +120,20 @@ class SandboxApp(ExtensionApp):
     async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
         if data.get("action") != "shutdown" or not data.get("kernel_id") or self.manager is None:
             return
+        # Any user may post this event (POST /api/events): the kernel manager says what is true.
+        # jupyter_client drops the kernel from its maps right after the shutdown that emits the event;
+        # a kernel still starting is in its pending map only.
+        kernels = self.serverapp.kernel_manager if self.serverapp is not None else None
+        if (
+            kernels is None
+            or data["kernel_id"] in kernels
+            or data["kernel_id"] in getattr(kernels, "_pending_kernels", {})
+        ):
+            self.log.warning(
+                "jupyter-sandbox: ignored a shutdown event for kernel %r, which is still running",
+                str(data["kernel_id"])[:64],
+            )
+            return
         try:
             await self.manager.remove_kernel_sandboxes(data["kernel_id"])
         except Exception:  # a listener's error would vanish in jupyter_events' task: say it here

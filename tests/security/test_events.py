@@ -2,6 +2,7 @@
 
 - bob's event streams (the extension's own, and jupyter_server's bus) carry none of alice's
   sandbox events, while alice's own stream carries them all;
+- bob's forged ``kernel_actions`` shutdown for alice's kernel (POST /api/events) removes nothing;
 - a sandboxed kernel's sandbox belongs to the user whose request started the kernel, on both of
   jupyter_server's routes (POST /api/kernels, POST /api/sessions).
 
@@ -14,6 +15,7 @@ import asyncio
 import getpass
 import json
 import os
+import time
 import uuid
 
 import pytest
@@ -24,6 +26,8 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 from jupyter_sandbox.kernel import KERNEL_NAME
 
 from servers import JupyterServer, TwoUsers, result_text
+
+KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +128,44 @@ async def start_kernel(server: JupyterServer, user: str) -> str:
 
 def kernel_sandbox(server: JupyterServer, user: str, kernel_id: str) -> dict | None:
     return next((s for s in sandboxes(server, user) if s["kernel_id"] == kernel_id and s["kind"] == "kernel"), None)
+
+
+async def test_a_forged_kernel_shutdown_leaves_alices_sandboxes(server):
+    kernel_id = await start_kernel(server, "alice")
+    try:
+        r = await call(server, "POST", "sandbox/api/sandboxes", "alice", json={"name": "nb", "kernel_id": kernel_id})
+        assert r.status_code == 201, r.text
+        notebook = r.json()
+        kernels = await call(server, "GET", "api/kernels", "bob")
+        assert kernel_id in [k["id"] for k in kernels.json()]  # bob can see the id: the attack's premise
+        forged = {
+            "schema_id": KERNEL_ACTIONS,
+            "version": "1",
+            "data": {
+                "action": "shutdown",
+                "kernel_id": kernel_id,
+                "kernel_name": KERNEL_NAME,
+                "status": "success",
+                "msg": "",
+            },
+        }
+        r = await call(server, "POST", "api/events", "bob", json=forged)
+        assert r.status_code == 204, r.text  # jupyter_server takes it; the extension must not act on it
+        deadline = time.monotonic() + 30
+        while f"ignored a shutdown event for kernel '{kernel_id}'" not in server.log(200_000):
+            assert time.monotonic() < deadline, server.log()
+            await asyncio.sleep(0.5)
+        names = {s["name"]: s for s in sandboxes(server, "alice")}
+        assert names["nb"]["status"] == "running" and kernel_sandbox(server, "alice", kernel_id) is not None
+        events = await asyncio.to_thread(server.execute, notebook["id"], "1 + 1", user="alice")
+        assert result_text(events) == "2"
+    finally:
+        # the real shutdown still removes both
+        assert (await call(server, "DELETE", f"api/kernels/{kernel_id}", "alice")).status_code == 204
+    deadline = time.monotonic() + 60
+    while [s for s in sandboxes(server, "alice") if s["kernel_id"] == kernel_id]:
+        assert time.monotonic() < deadline, "a kernel's sandboxes outlived its real shutdown"
+        await asyncio.sleep(0.5)
 
 
 async def test_a_sandboxed_kernels_sandbox_belongs_to_who_started_it(server):
