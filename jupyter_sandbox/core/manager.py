@@ -220,10 +220,6 @@ class SandboxManager(LoggingConfigurable):
         """Call ``listener(owner, event)`` on every sandbox event (created, status, removed, execution_*)."""
         self._listeners.append(listener)
 
-    def remove_listener(self, listener: EventListener) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
     def _emit(self, action: str, sandbox: _Sandbox) -> None:
         model = sandbox.model
         data = {

@@ -10,6 +10,7 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server import CallContext
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.services.events.handlers import EventHandler
 from jupyter_server.utils import url_path_join
 from traitlets import Instance, Int, Unicode, default
 
@@ -22,6 +23,7 @@ from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from .e2b import E2B
+from .events import EventStreams
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
@@ -84,8 +86,11 @@ class SandboxApp(ExtensionApp):
         self.manager.records = SandboxRecords(os.path.join(self.identity.folder, "sandboxes"))
         if self.serverapp.event_logger is None:
             raise RuntimeError("jupyter_sandbox needs jupyter_server's event logger (jupyter_server >= 2)")
+        self.event_streams = EventStreams()
+        self.manager.add_listener(self.event_streams.send)
         self.executions = OneShotRunner(parent=self, manager=self.manager, log=self.log)
         self.settings.update(
+            sandbox_event_streams=self.event_streams,
             sandbox_manager=self.manager,
             sandbox_app=self,
             sandbox_executions=self.executions,
@@ -118,6 +123,8 @@ class SandboxApp(ExtensionApp):
         serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=self._on_kernel_action)
 
     async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        if data.get("action") == "interrupt" and data.get("kernel_id"):
+            self._relay_interrupt(data["kernel_id"])
         if data.get("action") != "shutdown" or not data.get("kernel_id") or self.manager is None:
             return
         # Any user may post this event (POST /api/events): the kernel manager says what is true.
@@ -138,6 +145,19 @@ class SandboxApp(ExtensionApp):
             await self.manager.remove_kernel_sandboxes(data["kernel_id"])
         except Exception:  # a listener's error would vanish in jupyter_events' task: say it here
             self.log.exception("jupyter-sandbox: removing the sandboxes of kernel %s failed", data["kernel_id"])
+
+    def _relay_interrupt(self, kernel_id: str) -> None:
+        """Tell the event streams of whoever interrupted a kernel through the kernels API, so that
+        their sandbox cell running for it stops too (JupyterLab's Stop button interrupts the kernel)."""
+        from .handlers import owner_of
+
+        # jupyter_events runs listeners in tasks made where the event was emitted: the request's
+        # handler is in jupyter_server's CallContext. One posted by a client (POST /api/events) is
+        # a claim, not an interrupt.
+        handler = CallContext.get(CallContext.JUPYTER_HANDLER)
+        if not isinstance(handler, JupyterHandler) or isinstance(handler, EventHandler):
+            return
+        self.event_streams.send(owner_of(handler), {"action": "kernel_interrupted", "kernel_id": kernel_id})
 
     def initialize_handlers(self) -> None:
         from . import e2b, events, handlers, oneshot

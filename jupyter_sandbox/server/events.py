@@ -1,9 +1,13 @@
-"""Each user's own stream of sandbox events: a websocket under the extension's routes.
+"""Each user's own stream of events: a websocket under the extension's routes.
 
 jupyter_server's event bus (``/api/events/subscribe``) reaches every user with the events
-permission, and any of them may post to it; so sandbox events are not sent there. Here a
-subscriber gets the events of the sandboxes the REST handlers would show them (``owner_of``),
-in the shape of event_schemas/sandbox/v1.yaml, one JSON text message each.
+permission, and any of them may post to it (``POST /api/events``); so sandbox events are not
+sent there. Here a subscriber gets only what concerns them, by the owner rule of the REST
+handlers (``owner_of``), one JSON text message each:
+- the events of their sandboxes (event_schemas/sandbox/v1.yaml);
+- the interrupts of notebook kernels they made through the server's kernels API
+  (event_schemas/kernel_interrupted/v1.yaml), so that a sandbox cell running for that kernel
+  stops too. jupyter_server's own kernel_actions events cannot say that: anyone may forge them.
 """
 
 from __future__ import annotations
@@ -19,11 +23,33 @@ from tornado import websocket
 from .handlers import AUTH_RESOURCE, api_path, owner_of
 
 
-class SandboxEventsHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
+class EventStreams:
+    """The open event websockets by owner: what is sent to an owner reaches their sockets only.
+    ``send`` is a SandboxManager listener."""
+
+    def __init__(self) -> None:
+        self._sockets: dict[str, set[EventsHandler]] = {}
+
+    def add(self, owner: str, socket: EventsHandler) -> None:
+        self._sockets.setdefault(owner, set()).add(socket)
+
+    def remove(self, owner: str, socket: EventsHandler) -> None:
+        sockets = self._sockets.get(owner, set())
+        sockets.discard(socket)
+        if not sockets:
+            self._sockets.pop(owner, None)
+
+    def send(self, owner: str, event: dict[str, Any]) -> None:
+        message = json.dumps(event)
+        for socket in list(self._sockets.get(owner, ())):
+            socket.send(message)
+
+
+class EventsHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
     """(WebSocketMixin: the origin check, pings, and a 403 rather than a login redirect.)"""
 
     auth_resource = AUTH_RESOURCE
-    _owner: str | None = None
+    _owner = ""
 
     @ws_authenticated
     @authorized
@@ -32,25 +58,23 @@ class SandboxEventsHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHa
         await super().get(*args, **kwargs)
 
     @property
-    def manager(self):
-        return self.settings["sandbox_manager"]
+    def streams(self) -> EventStreams:
+        return self.settings["sandbox_event_streams"]
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        self.manager.add_listener(self._send)
+        self.streams.add(self._owner, self)
 
-    def _send(self, owner: str, event: dict[str, Any]) -> None:
-        if owner != self._owner:
-            return
+    def send(self, message: str) -> None:
         try:
-            self.write_message(json.dumps(event))
+            self.write_message(message)
         except websocket.WebSocketClosedError:  # the peer left without a close handshake
-            self.manager.remove_listener(self._send)
+            self.streams.remove(self._owner, self)
 
     def on_message(self, message: str | bytes) -> None:
         pass  # the stream goes one way; what a client sends is ignored
 
     def on_close(self) -> None:
-        self.manager.remove_listener(self._send)
+        self.streams.remove(self._owner, self)
 
 
-ROUTES: list[tuple[str, type]] = [(api_path("events"), SandboxEventsHandler)]
+ROUTES: list[tuple[str, type]] = [(api_path("events"), EventsHandler)]

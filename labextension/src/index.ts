@@ -29,7 +29,7 @@ import { report, SandboxPanel } from './panel/panel';
 import { sandboxNameOf, SandboxRunner } from './runner';
 import { SandboxStatus } from './status';
 import { SandboxStore } from './store';
-import { ISandbox, KERNEL_ACTIONS } from './wire';
+import { ISandbox } from './wire';
 
 const PLUGIN_ID = 'jupyter-sandbox:plugin';
 
@@ -48,11 +48,7 @@ const runnerPlugin: JupyterFrontEndPlugin<SandboxRunner> = {
     const store = new SandboxStore();
     const runner = new SandboxRunner(store);
     store.listen();
-    app.serviceManager.events.stream.connect((_, emission) => {
-      if (emission.schema_id === KERNEL_ACTIONS && emission.action === 'interrupt' && emission.kernel_id) {
-        void runner.interruptKernel(String(emission.kernel_id));
-      }
-    });
+    store.kernelInterrupted.connect((_, kernelId) => void runner.interruptKernel(kernelId));
     void settings?.load(PLUGIN_ID).then(loaded => {
       const apply = () => {
         store.interval = loaded.get('refreshInterval').composite as number;

@@ -86,12 +86,23 @@ export class SandboxStore {
     this._changed.emit();
   }
 
-  /** Follow the user's own sandbox events (not jupyter_server's event bus, which every user hears). */
+  /** Follow the user's own events (not jupyter_server's event bus, which every user hears). */
   listen(): void {
     this.events ??= new SandboxEventStream(
-      event => this.handleEvent(event),
+      event => {
+        if (event.action === 'kernel_interrupted') {
+          this._kernelInterrupted.emit(event.kernel_id);
+        } else {
+          this.handleEvent(event);
+        }
+      },
       () => void this.refresh() // (re)connected: events may have been missed
     );
+  }
+
+  /** The user interrupted a notebook kernel (its id): its sandbox cell should stop too. */
+  get kernelInterrupted(): ISignal<this, string> {
+    return this._kernelInterrupted;
   }
 
   /** A sandbox event from the user's event stream. */
@@ -205,4 +216,5 @@ export class SandboxStore {
   private again = false;
   private refreshing: Promise<void> | null = null;
   private _changed = new Signal<this, void>(this);
+  private _kernelInterrupted = new Signal<this, string>(this);
 }

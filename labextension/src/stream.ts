@@ -1,18 +1,18 @@
 /**
- * The user's own sandbox events: the server's `sandbox/api/events` websocket sends the events
- * of this user's sandboxes only (jupyter_server's event bus reaches every user, and anyone may
- * post to it). Reconnects with a backoff while the server is away, as JupyterLab's event
+ * The user's own events: the server's `sandbox/api/events` websocket sends the events of this
+ * user's sandboxes and the interrupts of the kernels they stopped, nobody else's
+ * (jupyter_server's event bus reaches every user, and anyone may post to it). Reconnects with a backoff while the server is away, as JupyterLab's event
  * manager does; `onConnect` runs at each (re)connection, since events may have been missed.
  */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { Poll } from '@lumino/polling';
 
-import type { ISandboxEvent } from './wire';
+import type { IKernelInterruptedEvent, ISandboxEvent } from './wire';
 
 export class SandboxEventStream {
   constructor(
-    private readonly onEvent: (event: ISandboxEvent) => void,
+    private readonly onEvent: (event: ISandboxEvent | IKernelInterruptedEvent) => void,
     private readonly onConnect: () => void,
     private readonly settings = ServerConnection.makeSettings()
   ) {
@@ -48,7 +48,7 @@ export class SandboxEventStream {
       socket.onclose = () => reject(new Error('the sandbox event socket closed'));
       socket.onmessage = message => {
         if (typeof message.data === 'string' && message.data) {
-          this.onEvent(JSON.parse(message.data) as ISandboxEvent);
+          this.onEvent(JSON.parse(message.data) as ISandboxEvent | IKernelInterruptedEvent);
         }
       };
     });

@@ -143,9 +143,6 @@ export interface IWireEvent {
   [key: string]: any;
 }
 
-/** jupyter_server's own kernel events: an "interrupt" of a notebook's kernel stops its sandbox cell too. */
-export const KERNEL_ACTIONS = 'https://events.jupyter.org/jupyter_server/kernel_actions/v1';
-
 /** One sandbox event as it arrives on the user's event stream (sandbox/api/events; event_schemas/sandbox/v1.yaml). */
 export interface ISandboxEvent {
   action: 'created' | 'status' | 'removed' | 'execution_started' | 'execution_finished';
@@ -153,6 +150,13 @@ export interface ISandboxEvent {
   name: string;
   status: string;
   executing?: number;
+}
+
+/** On the same stream: the user interrupted a notebook's kernel, so its sandbox cell stops too
+ * (event_schemas/kernel_interrupted/v1.yaml). */
+export interface IKernelInterruptedEvent {
+  action: 'kernel_interrupted';
+  kernel_id: string;
 }
 
 /** The server's error body ({message, reason, field?}). */

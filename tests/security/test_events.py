@@ -2,7 +2,8 @@
 
 - bob's event streams (the extension's own, and jupyter_server's bus) carry none of alice's
   sandbox events, while alice's own stream carries them all;
-- bob's forged ``kernel_actions`` shutdown for alice's kernel (POST /api/events) removes nothing;
+- bob's forged ``kernel_actions`` shutdown for alice's kernel (POST /api/events) removes nothing,
+  and his forged interrupt reaches no one (a real one, only the stream of who interrupted);
 - a sandboxed kernel's sandbox belongs to the user whose request started the kernel, on both of
   jupyter_server's routes (POST /api/kernels, POST /api/sessions).
 
@@ -166,6 +167,42 @@ async def test_a_forged_kernel_shutdown_leaves_alices_sandboxes(server):
     while [s for s in sandboxes(server, "alice") if s["kernel_id"] == kernel_id]:
         assert time.monotonic() < deadline, "a kernel's sandboxes outlived its real shutdown"
         await asyncio.sleep(0.5)
+
+
+async def test_only_a_real_interrupt_reaches_the_interrupters_stream(server):
+    """The labextension stops a sandbox cell when its notebook's kernel is interrupted. A forged
+    kernel_actions interrupt (POST /api/events) must not do it; a real one reaches the stream of
+    the user who interrupted, and no one else's."""
+    kernel_id = await start_kernel(server, "alice")
+    alice = await subscribe(server, "sandbox/api/events", "alice")
+    bob = await subscribe(server, "sandbox/api/events", "bob")
+    try:
+        forged = {
+            "schema_id": KERNEL_ACTIONS,
+            "version": "1",
+            "data": {
+                "action": "interrupt",
+                "kernel_id": kernel_id,
+                "kernel_name": KERNEL_NAME,
+                "status": "success",
+                "msg": "",
+            },
+        }
+        assert (await call(server, "POST", "api/events", "bob", json=forged)).status_code == 204
+        assert (await call(server, "POST", f"api/kernels/{kernel_id}/interrupt", "alice")).status_code == 204
+        # the first message on alice's stream is the real interrupt, not the forged one before it
+        assert await read(alice) == {"action": "kernel_interrupted", "kernel_id": kernel_id}
+        # bob: his own sandbox is the marker; nothing of alice's interrupt came before it
+        assert (
+            await call(server, "POST", "sandbox/api/sandboxes", "bob", json={"name": "bobs-marker"})
+        ).status_code == 201
+        first = await read(bob)
+        assert (first.get("name"), first["action"]) == ("bobs-marker", "created"), first
+        assert (await call(server, "DELETE", "sandbox/api/sandboxes/bobs-marker", "bob")).status_code == 204
+    finally:
+        alice.close()
+        bob.close()
+        assert (await call(server, "DELETE", f"api/kernels/{kernel_id}", "alice")).status_code == 204
 
 
 async def test_a_sandboxed_kernels_sandbox_belongs_to_who_started_it(server):
