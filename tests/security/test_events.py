@@ -21,6 +21,7 @@ import uuid
 
 import pytest
 from jupyter_server import CallContext
+from jupyter_server.auth import Authorizer
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
@@ -229,10 +230,26 @@ async def test_a_sandboxed_kernels_sandbox_belongs_to_who_started_it(server):
         assert (await call(server, "DELETE", f"api/sessions/{session_id}", "bob")).status_code == 204
 
 
+class NoBob(Authorizer):
+    """bob is authenticated, but authorized for nothing."""
+
+    def is_authorized(self, handler, user, action, resource):
+        return user.username != "bob"
+
+
 @pytest.fixture
 def jp_server_config(jp_server_config, docker_ready):
     jp_server_config["ServerApp"]["identity_provider_class"] = TwoUsers
+    jp_server_config["ServerApp"]["authorizer_class"] = NoBob
     return jp_server_config
+
+
+async def test_the_event_stream_is_authorized(jp_ws_fetch):
+    ws = await jp_ws_fetch("sandbox", "api", "events")  # alice
+    ws.close()
+    with pytest.raises(HTTPClientError) as refused:
+        await jp_ws_fetch("sandbox", "api", "events", headers={"Authorization": "token bob-token"})
+    assert refused.value.code == 403
 
 
 async def test_a_kernel_the_server_starts_by_itself_belongs_to_the_servers_user(jp_serverapp):
