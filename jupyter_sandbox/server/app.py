@@ -24,6 +24,7 @@ from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from .e2b import E2B
 from .events import EventStreams
+from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
@@ -62,6 +63,8 @@ class SandboxApp(ExtensionApp):
 
     manager = Instance(SandboxManager, allow_none=True)
     identity: ServerIdentity | None = None
+    # kernel id -> who started it (kernel_owner() at its start), for the sandboxes tied to it
+    kernel_starters: dict[str, str]
 
     @default("state_dir")
     def _state_dir_default(self) -> str:
@@ -87,6 +90,7 @@ class SandboxApp(ExtensionApp):
         if self.serverapp.event_logger is None:
             raise RuntimeError("jupyter_sandbox needs jupyter_server's event logger (jupyter_server >= 2)")
         self.event_streams = EventStreams()
+        self.kernel_starters = {}
         self.manager.add_listener(self.event_streams.send)
         self.executions = OneShotRunner(parent=self, manager=self.manager, log=self.log)
         self.settings.update(
@@ -104,8 +108,6 @@ class SandboxApp(ExtensionApp):
         """Whom a notebook kernel starting now belongs to: the user whose request starts it, by the
         handlers' rule. jupyter_server starts kernels (POST /api/kernels, /api/sessions) in the
         request's own task chain, where its CallContext holds the handler."""
-        from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
-
         handler = CallContext.get(CallContext.JUPYTER_HANDLER)
         if isinstance(handler, JupyterHandler) and handler.current_user is not None:
             return owner_of(handler)
@@ -123,41 +125,38 @@ class SandboxApp(ExtensionApp):
         serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=self._on_kernel_action)
 
     async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
-        if data.get("action") == "interrupt" and data.get("kernel_id"):
-            self._relay_interrupt(data["kernel_id"])
-        if data.get("action") != "shutdown" or not data.get("kernel_id") or self.manager is None:
+        kernel_id, action = data.get("kernel_id"), data.get("action")
+        if not isinstance(kernel_id, str) or not kernel_id or self.manager is None:
             return
-        # Any user may post this event (POST /api/events): the kernel manager says what is true.
+        # jupyter_events runs a listener in a task made where the event was emitted, so jupyter_server's
+        # CallContext holds the request behind it. Anyone may post these events (POST /api/events):
+        # one posted is a claim, not a kernel action.
+        handler = CallContext.get(CallContext.JUPYTER_HANDLER)
+        posted = isinstance(handler, EventHandler)
+        if action == "start" and data.get("status") == "success" and not posted:
+            self.kernel_starters[kernel_id] = self.kernel_owner()
+        elif action == "interrupt" and isinstance(handler, JupyterHandler) and not posted:
+            # the interrupter's sandbox cell for this kernel stops too (JupyterLab's Stop button)
+            self.event_streams.send(owner_of(handler), {"action": "kernel_interrupted", "kernel_id": kernel_id})
+        elif action == "shutdown":
+            await self._kernel_shut_down(kernel_id)
+
+    async def _kernel_shut_down(self, kernel_id: str) -> None:
+        """Remove the sandboxes of a kernel that shut down, if the kernel manager agrees it did."""
+        assert self.manager is not None
         # jupyter_client drops the kernel from its maps right after the shutdown that emits the event;
         # a kernel still starting is in its pending map only.
         kernels = self.serverapp.kernel_manager if self.serverapp is not None else None
-        if (
-            kernels is None
-            or data["kernel_id"] in kernels
-            or data["kernel_id"] in getattr(kernels, "_pending_kernels", {})
-        ):
+        if kernels is None or kernel_id in kernels or kernel_id in getattr(kernels, "_pending_kernels", {}):
             self.log.warning(
-                "jupyter-sandbox: ignored a shutdown event for kernel %r, which is still running",
-                str(data["kernel_id"])[:64],
+                "jupyter-sandbox: ignored a shutdown event for kernel %r, which is still running", kernel_id[:64]
             )
             return
+        self.kernel_starters.pop(kernel_id, None)
         try:
-            await self.manager.remove_kernel_sandboxes(data["kernel_id"])
+            await self.manager.remove_kernel_sandboxes(kernel_id)
         except Exception:  # a listener's error would vanish in jupyter_events' task: say it here
-            self.log.exception("jupyter-sandbox: removing the sandboxes of kernel %s failed", data["kernel_id"])
-
-    def _relay_interrupt(self, kernel_id: str) -> None:
-        """Tell the event streams of whoever interrupted a kernel through the kernels API, so that
-        their sandbox cell running for it stops too (JupyterLab's Stop button interrupts the kernel)."""
-        from .handlers import owner_of
-
-        # jupyter_events runs listeners in tasks made where the event was emitted: the request's
-        # handler is in jupyter_server's CallContext. One posted by a client (POST /api/events) is
-        # a claim, not an interrupt.
-        handler = CallContext.get(CallContext.JUPYTER_HANDLER)
-        if not isinstance(handler, JupyterHandler) or isinstance(handler, EventHandler):
-            return
-        self.event_streams.send(owner_of(handler), {"action": "kernel_interrupted", "kernel_id": kernel_id})
+            self.log.exception("jupyter-sandbox: removing the sandboxes of kernel %s failed", kernel_id)
 
     def initialize_handlers(self) -> None:
         from . import e2b, events, handlers, oneshot

@@ -127,10 +127,15 @@ class SandboxesHandler(SandboxAPIHandler):
     @authorized
     async def post(self):
         request = SandboxRequest.parse(self.json_body())
-        if request.kernel_id is not None and request.kernel_id not in self.kernel_manager:
+        # tied to a kernel, a sandbox belongs to whoever started the kernel (unknown: started before
+        # the extension knew): another user's kernel is refused like one that does not run
+        if request.kernel_id is not None and (
+            request.kernel_id not in self.kernel_manager
+            or self.sandbox_app.kernel_starters.get(request.kernel_id, self.owner) != self.owner
+        ):
             raise InvalidInput(
-                f"kernel_id {request.kernel_id!r} is not a running kernel of this server; a sandbox can only be "
-                "tied to this server's own notebook kernels",
+                f"kernel_id {request.kernel_id!r} is not a running kernel of this server that you started; a "
+                "sandbox can only be tied to your own notebook kernels on this server",
                 field="kernel_id",
             )
         model = await self.manager.create(self.owner, request.name, request.spec(), kernel_id=request.kernel_id)

@@ -5,7 +5,8 @@
 - bob's forged ``kernel_actions`` shutdown for alice's kernel (POST /api/events) removes nothing,
   and his forged interrupt reaches no one (a real one, only the stream of who interrupted);
 - a sandboxed kernel's sandbox belongs to the user whose request started the kernel, on both of
-  jupyter_server's routes (POST /api/kernels, POST /api/sessions).
+  jupyter_server's routes (POST /api/kernels, POST /api/sessions); a sandbox tied to a kernel
+  (a notebook's) only to a kernel its user started.
 
 The attacks are on the server, not in a container: one runtime (runc) is enough.
 """
@@ -224,6 +225,17 @@ async def test_a_sandboxed_kernels_sandbox_belongs_to_who_started_it(server):
             assert r.status_code == 404, (method, path, r.text)
         r = await call(server, "GET", f"sandbox/api/sandboxes/{mine['id']}/logs", "alice")
         assert r.status_code == 200, r.text
+        # A notebook's sandbox made for a kernel: only for a kernel you started (then it is yours),
+        # whatever start event bob posts.
+        data = {"action": "start", "kernel_id": alices, "kernel_name": KERNEL_NAME, "status": "success", "msg": ""}
+        forged = {"schema_id": KERNEL_ACTIONS, "version": "1", "data": data}
+        assert (await call(server, "POST", "api/events", "bob", json=forged)).status_code == 204
+        r = await call(server, "POST", "sandbox/api/sandboxes", "bob", json={"name": "tied", "kernel_id": alices})
+        assert r.status_code == 400 and r.json()["field"] == "kernel_id", r.text
+        r = await call(server, "POST", "sandbox/api/sandboxes", "alice", json={"name": "tied", "kernel_id": alices})
+        assert r.status_code == 201 and r.json()["owner"] == "alice", r.text
+        r = await call(server, "POST", "sandbox/api/sandboxes", "bob", json={"name": "tied", "kernel_id": bobs})
+        assert r.status_code == 201 and r.json()["owner"] == "bob", r.text
         assert kernel_sandbox(server, "alice", alices)["status"] == "running"
     finally:
         assert (await call(server, "DELETE", f"api/kernels/{alices}", "alice")).status_code == 204
