@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..core.identity import ServerIdentity
 from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
-from .e2b import E2B
+from .e2b import E2B, scrub_logs
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
 
@@ -72,6 +73,8 @@ class SandboxApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         assert self.serverapp is not None  # an extension is always linked to its server first
+        # no E2B secret in any line of the server's log, whatever the route (see e2b.ScrubSecrets)
+        scrub_logs(self.serverapp.log, self.log, logging.getLogger("tornado"), logging.getLogger())
         backend = make_backend(self.backend, log=self.log, parent=self)
         self.identity = ServerIdentity.claim(
             self.state_dir, {"root_dir": str(self.serverapp.root_dir), "base_url": self.serverapp.base_url}
