@@ -165,8 +165,30 @@ def _inert_tex(text: str) -> str:
     return _TEX_ACTIVE.sub(r"\1", text)
 
 
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)")
+# elements that nest nothing or close themselves: not counted in a depth (an overestimate is fine)
+_FLAT = {"br", "img", "hr", "wbr", "input", "meta", "link", "col", "area", "base", "source", "track", "embed",
+         "param", "p", "li", "td", "th", "tr", "dt", "dd", "option", "thead", "tbody", "tfoot"}  # fmt: skip
+MAX_DEPTH = 256
+
+
+def _too_deep(text: str) -> bool:
+    """Whether the markup nests deeper than MAX_DEPTH: the HTML parser's time grows with depth
+    times size (100,000 nested <div>s, 600 KB, took 45 s), and no table or plot nests that deep."""
+    depth = 0
+    for close, tag in _TAG.findall(text):
+        if tag.lower() in _FLAT:
+            continue
+        depth = max(0, depth - 1) if close else depth + 1
+        if depth > MAX_DEPTH:
+            return True
+    return False
+
+
 def clean_html(text: str) -> tuple[str, bool]:
     """The HTML without anything a browser would run or fetch; True if something active was removed."""
+    if _too_deep(text):
+        return "", True
     try:
         cleaned = _nh3(text, strict=True)
         # a second, permissive pass keeps what is active: a difference is something removed
@@ -317,10 +339,13 @@ def clean_svg(text: str) -> tuple[str | None, bool]:
         if not _svg_attr_ok("svg", name, value):
             del root.attrib[name]
             active = True
-    walk(root)
-    if not (active or quiet):
-        return text, False  # untouched: byte for byte what the sandbox sent
-    out = ET.tostring(root, encoding="unicode")
+    try:
+        walk(root)
+        if not (active or quiet):
+            return text, False  # untouched: byte for byte what the sandbox sent
+        out = ET.tostring(root, encoding="unicode")
+    except RecursionError:  # nested deeper than any drawing
+        return None, True
     return out, active
 
 
@@ -334,8 +359,13 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+MAX_CHECKED = 4 << 20  # characters of markup checked per output; a bigger one is removed (time grows with size)
+
+
 def _clean_value(mime: str, value: Any) -> tuple[Any, bool]:
     """(the value to keep or None, whether something active was taken out of it)."""
+    if mime in ("text/html", "text/markdown", "image/svg+xml") and len(_text(value) or "") > MAX_CHECKED:
+        return None, True
     if mime in ("text/plain", "text/latex"):
         text = _text(value)
         if text is not None and mime == "text/latex" and _TEX_ACTIVE.search(text):
@@ -463,8 +493,8 @@ class MessageCleaner:
         self.modules = frozenset(modules)
         self._models: dict[str, str | None] = {}  # widget comm id -> its _model_name
 
-    def frames(self, parts: list[bytes]) -> list[bytes] | None:
-        """The frames to pass on (the same list when nothing changed), or None to drop them."""
+    def frames(self, parts: list[bytes]) -> list[bytes]:
+        """The frames to pass on: the same list when nothing changed, none to drop the message."""
         try:
             i = parts.index(b"<IDS|MSG>")
         except ValueError:
@@ -481,11 +511,11 @@ class MessageCleaner:
             msg_type = json.loads(header).get("msg_type")
             content = json.loads(content_frame) if msg_type in self.TYPES else None
         except (ValueError, AttributeError):
-            return None  # a browser's decoder may read what ours refused: nothing of it goes on
+            return []  # a browser's decoder may read what ours refused: nothing of it goes on
         if msg_type not in self.TYPES:
             return parts
         if not isinstance(content, dict) or (outcome := self.content(msg_type, content)) is None:
-            return None
+            return []
         if not outcome:
             return parts
         new = [*parts[: i + 5], json.dumps(content, ensure_ascii=True).encode(), *parts[i + 6 :]]

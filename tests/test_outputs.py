@@ -191,7 +191,7 @@ def test_relay_cleans_and_re_signs_display_data():
     session = Session(key=KEY)
     frames = _frames(session, "display_data", {"data": {"application/javascript": "alert(1)", "text/plain": "x"}})
     out = OutputPolicy().cleaner(KEY).frames(frames)
-    assert out is not None and out is not frames
+    assert out and out is not frames
     msg = _read(session, out)
     assert list(msg["content"]["data"]) == ["text/plain"] and NOTE in msg["content"]["data"]["text/plain"]
     assert out[0] == frames[0], "the topic and identities are kept"
@@ -214,7 +214,7 @@ def test_relay_keeps_a_forged_signature_wrong():
     session, forger = Session(key=KEY), Session(key=b"not the key")
     frames = _frames(forger, "display_data", {"data": {"text/html": "<img src=x onerror=alert(1)>"}})
     out = OutputPolicy().cleaner(KEY).frames(frames)
-    assert out is not None and "onerror" not in out[-1].decode()
+    assert out and "onerror" not in out[-1].decode()
     with pytest.raises(ValueError, match="Invalid Signature"):
         _read(session, out)
 
@@ -223,14 +223,14 @@ def test_relay_drops_what_it_cannot_read():
     session = Session(key=KEY)
     frames = _frames(session, "display_data", {"data": {}})
     frames[-1] = b'{"data": {"application/javascript": "\xff alert(1)"}}'
-    assert OutputPolicy().cleaner(KEY).frames(frames) is None
+    assert OutputPolicy().cleaner(KEY).frames(frames) == []
 
 
 def test_page_payload_is_cleaned():
     session = Session(key=KEY)
     payload = [{"source": "page", "data": {"text/html": "<script>alert(1)</script>"}, "start": 0}]
     frames = _frames(session, "execute_reply", {"status": "ok", "execution_count": 1, "payload": payload})
-    msg = _read(session, OutputPolicy().cleaner(KEY).frames(frames) or [])
+    msg = _read(session, OutputPolicy().cleaner(KEY).frames(frames))
     assert "<script" not in json.dumps(msg["content"])
 
 
@@ -284,9 +284,9 @@ def test_widgets_of_other_modules_and_other_comm_targets_are_dropped():
         cleaner.frames(
             _frames(session, "comm_open", {"comm_id": "v", "target_name": "jupyter.widget", "data": {"state": state}})
         )
-        is None
+        == []
     )
-    assert cleaner.frames(_frames(session, "comm_open", {"comm_id": "k", "target_name": "bokeh", "data": {}})) is None
+    assert cleaner.frames(_frames(session, "comm_open", {"comm_id": "k", "target_name": "bokeh", "data": {}})) == []
     allowed = OutputPolicy(allow_widget_modules=["jupyter-vue"]).cleaner(KEY)
     frames = _frames(session, "comm_open", {"comm_id": "v", "target_name": "jupyter.widget", "data": {"state": state}})
     assert allowed.frames(frames) is frames
