@@ -430,6 +430,8 @@ def _add_note(out: dict[str, Any], note: str) -> None:
         out["text/html"] = small + out["text/html"]
     elif "text/markdown" in out:
         out["text/markdown"] = f"*{note}*\n\n" + out["text/markdown"]
+    elif "text/latex" in out:
+        out["text/latex"] = f"{note}\n" + out["text/latex"]  # text outside $...$ is shown as text
     else:
         image = next((m for m in (*IMAGE_TYPES, "image/svg+xml") if m in out), None)
         if image == "image/svg+xml":
