@@ -18,10 +18,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import html
 import json
 import re
 import xml.etree.ElementTree as ET
+from html import escape as html_escape
+from html import unescape as html_unescape
 from typing import Any
 
 import nh3
@@ -213,7 +214,7 @@ _MD_TAGS = _TAGS
 
 
 def _safe_url(url: str) -> bool:
-    url = re.sub(r"[\x00-\x20]", "", html.unescape(url)).lower()
+    url = re.sub(r"[\x00-\x20]", "", html_unescape(url)).lower()
     scheme = re.match(r"^([a-z][a-z0-9+.-]*):", url)
     return scheme is None or scheme.group(1) in ("http", "https", "mailto") or bool(_DATA_IMAGE.match(url))
 
@@ -249,7 +250,7 @@ def clean_markdown(text: str) -> tuple[str, bool]:
         if _md_tag_ok(token):
             return token
         changed = True
-        return html.escape(token, quote=False)
+        return html_escape(token, quote=False)
 
     def link(match: re.Match) -> str:
         nonlocal changed
@@ -425,7 +426,7 @@ def clean_bundle(data: Any, allow: frozenset[str] = frozenset()) -> tuple[dict[s
 
 def _add_note(out: dict[str, Any], note: str) -> None:
     """The note goes into the type JupyterLab will show (it shows the richest one)."""
-    small = f"<p><small><em>{html.escape(note)}</em></small></p>\n"
+    small = f"<p><small><em>{html_escape(note)}</em></small></p>\n"
     if "text/html" in out:
         out["text/html"] = small + out["text/html"]
     elif "text/markdown" in out:
@@ -445,24 +446,30 @@ def _add_note(out: dict[str, Any], note: str) -> None:
 
 # -- widgets -------------------------------------------------------------------------------
 HTML_MODELS = ("HTMLModel", "HTMLMathModel")
+HTML_VIEWS = ("HTMLView", "HTMLMathView")  # their update() sets innerHTML from the model's value
 
 
-def clean_widget_state(state: dict[str, Any], model: str | None, allow: frozenset[str]) -> bool:
-    """Make one widget model's state inert in place; True if something changed. ``model`` is its
-    ``_model_name`` (None: not known, so a string ``value`` with markup is cleaned as HTML)."""
+def renders_html(state: dict[str, Any]) -> bool:
+    """Whether a widget state says its value may be shown as HTML (by its model's or view's name)."""
+    return state.get("_model_name") in HTML_MODELS or state.get("_view_name") in HTML_VIEWS
+
+
+def clean_widget_state(state: dict[str, Any], html: bool | None, allow: frozenset[str]) -> bool:
+    """Make one widget model's state inert in place; True if something changed. ``html``: whether the
+    model's value is shown as HTML (None: not known, so a string value with markup is cleaned)."""
     changed = False
     if state.get("description_allow_html"):
         state["description_allow_html"] = False  # the description is then shown as text
         changed = True
     value = state.get("value")
-    if isinstance(value, str) and (model in HTML_MODELS or (model is None and "<" in value)):
+    if isinstance(value, str) and (html or renders_html(state) or (html is None and "<" in value)):
         cleaned, active = clean_html(value)
         if active:
-            cleaned = f"<p><small><em>{html.escape(_note(['widget HTML']))}</em></small></p>\n{cleaned}"
+            cleaned = f"<p><small><em>{html_escape(_note(['widget HTML']))}</em></small></p>\n{cleaned}"
         if cleaned != value:
             state["value"], changed = cleaned, True
-    outputs = state.get("outputs")
-    if isinstance(outputs, list) and model in ("OutputModel", None):
+    outputs = state.get("outputs")  # an Output widget's outputs: bundles like any other
+    if isinstance(outputs, list):
         for output in outputs:
             if isinstance(output, dict) and "data" in output:
                 cleaned_data, removed = clean_bundle(output["data"], allow)
@@ -484,16 +491,16 @@ class MessageCleaner:
     """
 
     RISKY = (b"display_data", b"execute_result", b"comm_open", b"comm_msg", b"execute_reply", b"inspect_reply",
-             b"debug_reply")  # fmt: skip
+             b"debug_reply", b"kernel_info_reply")  # fmt: skip
     TYPES = ("display_data", "execute_result", "update_display_data", "comm_open", "comm_msg", "execute_reply",
-             "inspect_reply", "debug_reply")  # fmt: skip
+             "inspect_reply", "debug_reply", "kernel_info_reply")  # fmt: skip
     MAX_COMMS = 10_000
 
     def __init__(self, key: bytes | str, allow: frozenset[str] = frozenset(), modules: frozenset[str] = WIDGET_MODULES):
         self.key = key.encode() if isinstance(key, str) else key
         self.allow = allow
         self.modules = frozenset(modules)
-        self._models: dict[str, str | None] = {}  # widget comm id -> its _model_name
+        self._html: dict[str, bool] = {}  # widget comm id -> whether its value may be shown as HTML
 
     def frames(self, parts: list[bytes]) -> list[bytes]:
         """The frames to pass on: the same list when nothing changed, none to drop the message."""
@@ -544,6 +551,20 @@ class MessageCleaner:
             changed = bool(removed) or data != content["data"]
             content["data"] = data
             return changed
+        if msg_type == "kernel_info_reply":
+            # JupyterLab's Help menu opens these with window.open: a javascript: one runs in the page
+            links = content.get("help_links")
+            if not isinstance(links, list):
+                return False
+            kept = [
+                link
+                for link in links
+                if isinstance(link, dict)
+                and isinstance(link.get("url"), str)
+                and re.match(r"https?://", link["url"].strip(), re.I)
+            ]
+            content["help_links"] = kept
+            return kept != links
         if msg_type in ("execute_reply", "debug_reply"):
             # a "page" payload is shown as an output; the debugger shows a variable's rich view
             body = content.get("body")
@@ -569,34 +590,38 @@ class MessageCleaner:
         if msg_type == "comm_open":
             if content.get("target_name") not in WIDGET_TARGETS:
                 return None  # another front-end's comm (e.g. a plotting library's) may run what it gets
-            state = data.get("state")
-            if isinstance(state, dict):
-                if not self._module_ok(state):
-                    return None
-                if len(self._models) < self.MAX_COMMS:
-                    self._models[comm_id] = (
-                        state.get("_model_name") if isinstance(state.get("_model_name"), str) else None
-                    )
-                return clean_widget_state(state, self._models.get(comm_id), self.allow)
-            return False
+            self._html.pop(comm_id, None)  # a new comm under this id: a new model
         changed = False
         state = data.get("state")
         if isinstance(state, dict):
             if not self._module_ok(state):
                 return None
-            if isinstance(state.get("_model_name"), str) and comm_id in self._models:
-                self._models[comm_id] = state["_model_name"]
-            changed = clean_widget_state(state, self._models.get(comm_id), self.allow)
-        states = data.get("states")  # jupyter.widget.control's answer: every model's state
+            changed = clean_widget_state(state, self._claim(comm_id, state, msg_type == "comm_open"), self.allow)
+        states = data.get("states")  # jupyter.widget.control's answer: every model's state, by model id
         if isinstance(states, dict):
-            for one in list(states.values()):
+            for model_id, one in states.items():
                 inner = one.get("state") if isinstance(one, dict) else None
-                if isinstance(inner, dict):
-                    if not self._module_ok(inner):
-                        return None
-                    name = inner.get("_model_name")
-                    changed = clean_widget_state(inner, name if isinstance(name, str) else None, self.allow) or changed
+                if not isinstance(inner, dict):
+                    continue
+                # the front end makes the model from model_name/model_module here, not from the state
+                named = {"_model_name": one.get("model_name"), "_model_module": one.get("model_module")}
+                if not self._module_ok(inner) or not self._module_ok(named):
+                    return None
+                html = self._claim(str(model_id), {**inner, **named}, False) or renders_html(named)
+                changed = clean_widget_state(inner, html, self.allow) or changed
         return changed
+
+    def _claim(self, comm_id: str, state: dict[str, Any], opened: bool) -> bool | None:
+        """Whether this widget may show its value as HTML: once any message says so, it stays so
+        (a later state cannot talk the relay out of it); None for a widget whose opening was not seen."""
+        html = renders_html(state)
+        if opened:
+            if len(self._html) < self.MAX_COMMS:
+                self._html[comm_id] = html
+            return html
+        if html and comm_id in self._html:
+            self._html[comm_id] = True
+        return True if html else self._html.get(comm_id)
 
     def _module_ok(self, state: dict[str, Any]) -> bool:
         return all(

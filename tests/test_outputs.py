@@ -290,3 +290,53 @@ def test_widgets_of_other_modules_and_other_comm_targets_are_dropped():
     allowed = OutputPolicy(allow_widget_modules=["jupyter-vue"]).cleaner(KEY)
     frames = _frames(session, "comm_open", {"comm_id": "v", "target_name": "jupyter.widget", "data": {"state": state}})
     assert allowed.frames(frames) is frames
+
+
+def test_a_widget_cannot_talk_the_relay_out_of_cleaning_it():
+    session = Session(key=KEY)
+    cleaner = OutputPolicy().cleaner(KEY)
+    bad = "<img src=x onerror=alert(1)>"
+
+    def update(comm_id, state):
+        return _comm(session, cleaner, "comm_msg", {"comm_id": comm_id, "data": {"method": "update", "state": state}})[
+            1
+        ]
+
+    # an HTML widget later claiming to be a slider is still cleaned as HTML (its front-end model stays HTML)
+    opened = {"_model_name": "HTMLModel", "_model_module": "@jupyter-widgets/controls", "value": ""}
+    _comm(session, cleaner, "comm_open", {"comm_id": "h", "target_name": "jupyter.widget", "data": {"state": opened}})
+    update("h", {"_model_name": "IntSliderModel"})
+    assert "onerror" not in update("h", {"value": bad})["content"]["data"]["state"]["value"]
+    # a slider model shown by the HTML view (which sets innerHTML from the value)
+    state = {"_model_name": "IntSliderModel", "_view_name": "HTMLView", "_model_module": "@jupyter-widgets/controls"}
+    _comm(session, cleaner, "comm_open", {"comm_id": "v", "target_name": "jupyter.widget", "data": {"state": state}})
+    assert "onerror" not in update("v", {"value": bad})["content"]["data"]["state"]["value"]
+    # a slider that later says its view is HTML
+    state = {
+        "_model_name": "IntSliderModel",
+        "_view_name": "IntSliderView",
+        "_model_module": "@jupyter-widgets/controls",
+    }
+    _comm(session, cleaner, "comm_open", {"comm_id": "s", "target_name": "jupyter.widget", "data": {"state": state}})
+    assert update("s", {"value": 4})["content"]["data"]["state"] == {"value": 4}
+    update("s", {"_view_name": "HTMLView"})
+    assert "onerror" not in update("s", {"value": bad})["content"]["data"]["state"]["value"]
+    # a widget whose opening the relay never saw (e.g. after re-attaching): markup is cleaned
+    assert "onerror" not in update("unseen", {"value": bad})["content"]["data"]["state"]["value"]
+    # the widget manager's answer with every model's state (it builds models from model_name there)
+    states = {"m1": {"model_name": "HTMLModel", "model_module": "@jupyter-widgets/controls", "state": {"value": bad}}}
+    _, msg = _comm(
+        session, cleaner, "comm_msg", {"comm_id": "ctl", "data": {"method": "update_states", "states": states}}
+    )
+    assert "onerror" not in msg["content"]["data"]["states"]["m1"]["state"]["value"]
+    states = {"m2": {"model_name": "VueModel", "model_module": "jupyter-vue", "state": {}}}
+    frames = _frames(session, "comm_msg", {"comm_id": "ctl", "data": {"method": "update_states", "states": states}})
+    assert cleaner.frames(frames) == []
+
+
+def test_help_links_go_only_to_web_pages():
+    session = Session(key=KEY)
+    links = [{"text": "docs", "url": "https://docs.python.org"}, {"text": "x", "url": "javascript:alert(1)"}]
+    frames = _frames(session, "kernel_info_reply", {"status": "ok", "help_links": links, "banner": "b"})
+    msg = _read(session, OutputPolicy().cleaner(KEY).frames(frames))
+    assert msg["content"]["help_links"] == links[:1]
