@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import re
 import xml.etree.ElementTree as ET
 from html import escape as html_escape
@@ -28,6 +29,8 @@ from typing import Any
 import nh3
 from traitlets import List, Unicode
 from traitlets.config import LoggingConfigurable
+
+log = logging.getLogger(__name__)
 
 NOTE = "jupyter-sandbox removed"  # the browser tests look for exactly this phrase
 HOW = "to view it, save it to a file in the sandbox and download it"
@@ -504,6 +507,13 @@ class MessageCleaner:
 
     def frames(self, parts: list[bytes]) -> list[bytes]:
         """The frames to pass on: the same list when nothing changed, none to drop the message."""
+        try:
+            return self._frames(parts)
+        except Exception as e:  # e.g. JSON nested past the recursion limit: the message goes, the link stays
+            log.debug("dropped a message the output cleaner could not read: %r", e)
+            return []
+
+    def _frames(self, parts: list[bytes]) -> list[bytes]:
         try:
             i = parts.index(b"<IDS|MSG>")
         except ValueError:
