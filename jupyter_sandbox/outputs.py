@@ -471,6 +471,7 @@ def clean_widget_state(state: dict[str, Any], html: bool | None, allow: frozense
             cleaned = f"<p><small><em>{html_escape(_note(['widget HTML']))}</em></small></p>\n{cleaned}"
         if cleaned != value:
             state["value"], changed = cleaned, True
+    # tooltip / description_tooltip need nothing: ipywidgets sets them as a title attribute (text)
     outputs = state.get("outputs")  # an Output widget's outputs: bundles like any other
     if isinstance(outputs, list):
         for output in outputs:
@@ -479,6 +480,14 @@ def clean_widget_state(state: dict[str, Any], html: bool | None, allow: frozense
                 if removed or cleaned_data != output["data"]:
                     output["data"], changed = cleaned_data, True
     return changed
+
+
+def _blank(parts: list[bytes]) -> list[bytes]:
+    """A message whose content could not be read, with its content emptied: a browser's decoder may
+    read what ours refused. Its signature is left as it was, so a reader that checks it (jupyter_client)
+    refuses the message as it would have, and the execution ends with that error."""
+    i = parts.index(b"<IDS|MSG>")
+    return [*parts[: i + 5], b"{}", *parts[i + 6 :]]
 
 
 _MAY_HOLD_BUNDLE = re.compile(rb"[/\\\\]")  # every MIME type has a "/" (or hides it in an escape)
@@ -506,12 +515,13 @@ class MessageCleaner:
         self._html: dict[str, bool] = {}  # widget comm id -> whether its value may be shown as HTML
 
     def frames(self, parts: list[bytes]) -> list[bytes]:
-        """The frames to pass on: the same list when nothing changed, none to drop the message."""
+        """The frames to pass on: the same list when nothing changed, none to drop the message (a comm
+        of a front end that is not allowed)."""
         try:
             return self._frames(parts)
-        except Exception as e:  # e.g. JSON nested past the recursion limit: the message goes, the link stays
-            log.debug("dropped a message the output cleaner could not read: %r", e)
-            return []
+        except Exception as e:  # e.g. JSON nested past the recursion limit: never an error in the relay
+            log.debug("kernel message the output cleaner could not read: %r", e)
+            return _blank(parts)
 
     def _frames(self, parts: list[bytes]) -> list[bytes]:
         try:
@@ -530,10 +540,13 @@ class MessageCleaner:
             msg_type = json.loads(header).get("msg_type")
             content = json.loads(content_frame) if msg_type in self.TYPES else None
         except (ValueError, AttributeError):
-            return []  # a browser's decoder may read what ours refused: nothing of it goes on
+            return _blank(parts)
         if msg_type not in self.TYPES:
             return parts
-        if not isinstance(content, dict) or (outcome := self.content(msg_type, content)) is None:
+        if not isinstance(content, dict):
+            return _blank(parts)
+        outcome = self.content(msg_type, content)
+        if outcome is None:
             return []
         if not outcome:
             return parts

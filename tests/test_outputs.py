@@ -219,11 +219,16 @@ def test_relay_keeps_a_forged_signature_wrong():
         _read(session, out)
 
 
-def test_relay_drops_what_it_cannot_read():
+def test_relay_empties_what_it_cannot_read():
     session = Session(key=KEY)
-    frames = _frames(session, "display_data", {"data": {}})
-    frames[-1] = b'{"data": {"application/javascript": "\xff alert(1)"}}'
-    assert OutputPolicy().cleaner(KEY).frames(frames) == []
+    cleaner = OutputPolicy().cleaner(KEY)
+    for content in (b'{"data": {"application/javascript": "\xff alert(1)"}}', b"[" * 100_000, b"[1]"):
+        frames = _frames(session, "display_data", {"data": {}})
+        frames[-1] = content
+        out = cleaner.frames(frames)
+        assert out[:-1] == frames[:-1] and out[-1] == b"{}", "the signature is left as it was: now wrong"
+        with pytest.raises(ValueError, match="Invalid Signature"):
+            _read(session, out)
 
 
 def test_page_payload_is_cleaned():
