@@ -471,6 +471,10 @@ def clean_widget_state(state: dict[str, Any], html: bool | None, allow: frozense
             cleaned = f"<p><small><em>{html_escape(_note(['widget HTML']))}</em></small></p>\n{cleaned}"
         if cleaned != value:
             state["value"], changed = cleaned, True
+    for key in ("description", "value"):  # labels and descriptions are typeset by MathJax
+        text = state.get(key)
+        if isinstance(text, str) and _TEX_ACTIVE.search(text):
+            state[key], changed = _inert_tex(text), True
     # tooltip / description_tooltip need nothing: ipywidgets sets them as a title attribute (text)
     outputs = state.get("outputs")  # an Output widget's outputs: bundles like any other
     if isinstance(outputs, list):

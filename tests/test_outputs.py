@@ -11,7 +11,15 @@ import xml.etree.ElementTree as ET
 import pytest
 from jupyter_client.session import Session
 
-from jupyter_sandbox.outputs import NOTE, OutputPolicy, clean_bundle, clean_html, clean_markdown, clean_svg
+from jupyter_sandbox.outputs import (
+    NOTE,
+    OutputPolicy,
+    clean_bundle,
+    clean_html,
+    clean_markdown,
+    clean_svg,
+    clean_widget_state,
+)
 
 ACTIVE_BUNDLES = {
     "javascript": {"application/javascript": "fetch('/api/kernels', {method: 'POST'})"},
@@ -345,3 +353,15 @@ def test_help_links_go_only_to_web_pages():
     frames = _frames(session, "kernel_info_reply", {"status": "ok", "help_links": links, "banner": "b"})
     msg = _read(session, OutputPolicy().cleaner(KEY).frames(frames))
     assert msg["content"]["help_links"] == links[:1]
+
+
+def test_widget_labels_lose_tex_links():
+    state = {
+        "_model_name": "LabelModel",
+        "value": r"$\href{javascript:alert(1)}{x}$",
+        "description": r"\url{javascript:x}",
+    }
+    assert clean_widget_state(state, False, frozenset())
+    assert "\\href" not in state["value"] and "\\url" not in state["description"]
+    slider = {"_model_name": "IntSliderModel", "value": 3, "description": "n"}
+    assert not clean_widget_state(dict(slider), False, frozenset())
