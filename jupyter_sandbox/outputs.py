@@ -332,17 +332,22 @@ def clean_svg(text: str) -> tuple[str | None, bool]:
                 element.remove(child)
                 active = True
                 continue
-            for name, value in list(child.attrib.items()):
-                ns = name[1:].split("}")[0] if name.startswith("{") else ""
-                if ns not in ("", XLINK_NS, XML_NS) or not _svg_attr_ok(local, name, value):
-                    del child.attrib[name]
-                    active = True
+            attributes(child, local)
             walk(child)
 
-    for name, value in list(root.attrib.items()):
-        if not _svg_attr_ok("svg", name, value):
-            del root.attrib[name]
-            active = True
+    def attributes(element: ET.Element, local: str) -> None:
+        nonlocal active, quiet
+        for name, value in list(element.attrib.items()):
+            if not _svg_attr_ok(local, name, value):
+                del element.attrib[name]
+                active = True
+            elif name.startswith("{") and name[1:].split("}")[0] not in (XLINK_NS, XML_NS):
+                del element.attrib[name]  # an editor's own (inkscape:label): not drawn
+                quiet = True
+
+    # a DOCTYPE (its ATTLIST can add attributes) or a processing instruction (a stylesheet) is not kept
+    quiet = re.search(r"<!DOCTYPE|<\?(?!xml\s)", text, re.I) is not None
+    attributes(root, "svg")
     try:
         walk(root)
         if not (active or quiet):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
 import re
 import xml.etree.ElementTree as ET
 
@@ -365,3 +366,20 @@ def test_widget_labels_lose_tex_links():
     assert "\\href" not in state["value"] and "\\url" not in state["description"]
     slider = {"_model_name": "IntSliderModel", "value": 3, "description": "n"}
     assert not clean_widget_state(dict(slider), False, frozenset())
+
+
+def test_svg_doctype_and_stylesheets_are_not_kept():
+    svg = '<svg xmlns="http://www.w3.org/2000/svg"><rect /></svg>'
+    attlist = '<!DOCTYPE svg [<!ATTLIST svg onload CDATA "alert(1)">]>' + svg.replace("<rect />", "<rect/>")
+    assert clean_svg(attlist) == (svg, True)  # the parser applied the default attribute: removed
+    assert clean_svg('<?xml-stylesheet href="x.xsl"?>' + svg) == (svg, False)
+
+
+def test_cleaning_is_idempotent_on_arbitrary_markup():
+    rng = random.Random(27)
+    alphabet = "<>/=\"' abcdefghijklmnopqrstuvwxyz!-?:;&#\\{}()[]$\n" + "scriptonerrorsvghrefjavascriptimg"
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300)))
+        for mime in ("text/html", "text/markdown", "image/svg+xml", "text/latex"):
+            once, _ = clean_bundle({mime: text})
+            assert clean_bundle(once) == (once, []), (mime, text)
