@@ -383,3 +383,15 @@ def test_cleaning_is_idempotent_on_arbitrary_markup():
         for mime in ("text/html", "text/markdown", "image/svg+xml", "text/latex"):
             once, _ = clean_bundle({mime: text})
             assert clean_bundle(once) == (once, []), (mime, text)
+
+
+def test_the_policy_is_configured_once_and_reached_through_the_backend():
+    from traitlets.config import Config
+
+    from jupyter_sandbox.backends.local import LocalBackend
+
+    backend = LocalBackend(config=Config({"OutputPolicy": {"allow_mime_types": ["application/vnd.plotly.v1+json"]}}))
+    bundle = {"application/vnd.plotly.v1+json": {"data": []}}
+    assert backend.outputs.clean(bundle) == bundle
+    frames = _frames(Session(key=KEY), "display_data", {"data": bundle})
+    assert backend.outputs.cleaner(KEY).frames(frames) is frames
