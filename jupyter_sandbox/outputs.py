@@ -505,10 +505,10 @@ _MAY_HOLD_BUNDLE = re.compile(rb"[/\\\\]")  # every MIME type has a "/" (or hide
 class MessageCleaner:
     """Cleans one kernel's messages as ZMQ frames on their way from the sandbox to the host.
 
-    Messages of other types pass as the same list, after a look at the header's bytes: the warm
-    round trip of ``1+1`` decodes no JSON here. A changed message is signed again with the
-    kernel's key; a message that needs cleaning but whose signature is wrong is dropped (the
-    sandbox does not hold the key's secret use: it must not get a valid signature from us).
+    Messages of other types pass as the same list, after a look at the header's bytes: a status
+    or a stream decodes no JSON here. A changed message is signed again with the kernel's key
+    when its signature was right; a forged one is cleaned all the same and keeps its wrong
+    signature (JupyterLab's v1 websocket protocol passes frames on without checking it).
     """
 
     RISKY = (b"display_data", b"execute_result", b"comm_open", b"comm_msg", b"execute_reply", b"inspect_reply",
