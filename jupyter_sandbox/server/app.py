@@ -23,6 +23,7 @@ from ..core.identity import ServerIdentity
 from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
+from ..outputs import OutputPolicy
 from .e2b import E2B, scrub_logs
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
@@ -36,7 +37,7 @@ class SandboxApp(ExtensionApp):
     name = "jupyter_sandbox"
     load_other_extensions = True
     # listed so `python -m jupyter_sandbox.app --help-all` documents every setting
-    classes = [*ExtensionApp.classes, SandboxManager, DockerBackend, LocalBackend, OneShotRunner]
+    classes = [*ExtensionApp.classes, SandboxManager, DockerBackend, LocalBackend, OneShotRunner, OutputPolicy]
 
     backend = Unicode(
         "auto", help="Sandbox backend: 'docker', 'local', or 'auto' (docker when an engine answers, else local)."
