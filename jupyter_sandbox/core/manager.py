@@ -984,6 +984,7 @@ class SandboxManager(LoggingConfigurable):
                     unresponsive=lambda: self._replace_kernel(sandbox, context),
                     max_output=self.max_output_size,
                     stdin=context.stdin,
+                    outputs=self.backend.outputs,
                 )
             except asyncio.CancelledError:
                 task = asyncio.current_task()

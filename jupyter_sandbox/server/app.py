@@ -20,6 +20,7 @@ from ..core.identity import ServerIdentity
 from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
+from ..outputs import OutputPolicy
 from .e2b import E2B
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
@@ -35,7 +36,7 @@ class SandboxApp(ExtensionApp):
     name = "jupyter_sandbox"
     load_other_extensions = True
     # listed so `python -m jupyter_sandbox.app --help-all` documents every setting
-    classes = [*ExtensionApp.classes, SandboxManager, DockerBackend, LocalBackend, OneShotRunner]
+    classes = [*ExtensionApp.classes, SandboxManager, DockerBackend, LocalBackend, OneShotRunner, OutputPolicy]
 
     backend = Unicode(
         "auto", help="Sandbox backend: 'docker', 'local', or 'auto' (docker when an engine answers, else local)."
