@@ -9,7 +9,7 @@
  */
 import { expect, Locator, Page, test } from '@playwright/test';
 
-import { openLab, rest, shot, TOKEN, URL } from './helpers';
+import { notebookSandbox, openLab, rest, sandboxEval, shot, TOKEN, URL } from './helpers';
 
 const KINDS = (process.env.ACTIVE_KINDS ?? '').split(',').filter(Boolean);
 const NOTE = 'jupyter-sandbox removed';
@@ -101,6 +101,23 @@ for (const route of ['kernel', 'magic', 'marked']) {
       await expect
         .soft(outputs.filter({ hasText: NOTE }).first(), `${route}: the note on ${kind}`)
         .toBeVisible({ timeout: 5000 });
+    }
+    if (route === 'marked') {
+      // A page the sandbox wrote, opened by its URL on the server (a link in an output can point
+      // there): the browser downloads it, never shows it in the page's origin.
+      const file = 'jsbx-page.html';
+      const html = "<script>fetch('/jsbx-pwned-marked-file')</script>";
+      const sandbox = await notebookSandbox(page);
+      // (a JSON string is a Python string literal)
+      await sandboxEval(page, sandbox, `open(${JSON.stringify(file)}, 'w').write(${JSON.stringify(html)})`);
+      const fileUrl = `${URL}sandbox/api/sandboxes/${sandbox}/files?path=${file}&type=file`;
+      const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.goto(fileUrl).catch(() => null) // a download is not a navigation
+      ]);
+      expect(await download.failure()).toBeNull();
+      await page.waitForTimeout(2000);
+      expect.soft(escapes, 'requests made by a sandbox file opened by its URL').toEqual([]);
     }
     expect(browserErrors).toEqual([]);
   });
