@@ -53,8 +53,13 @@ SHARED_NOTEBOOK = ["%load_ext jupyter_sandbox", "%%sandbox\nshared = 41", "share
 UNTRUSTED_ROUTES = {
     # the notebook's whole kernel runs in a sandbox
     "kernel": ("python3-sandboxed", "Python 3 (sandboxed)", "", ""),
-    # %%sandbox republishes the sandbox's MIME bundle in the host kernel
-    "magic": ("python3", "Python 3", "%load_ext jupyter_sandbox", "%%sandbox\n"),
+    # %%sandbox republishes the sandbox's MIME bundle in the host kernel (%remote_eval: a value's repr)
+    "magic": (
+        "python3",
+        "Python 3",
+        "%load_ext jupyter_sandbox\n%remote_eval \"<img src=x onerror=fetch('/jsbx-pwned-magic-remote-eval')>\"",
+        "%%sandbox\n",
+    ),
     # cells carrying the run-in-sandbox mark, in a notebook file someone sent (Run All runs them)
     "marked": ("python3", "Python 3", "", ""),
 }
