@@ -5,7 +5,10 @@
  * tests/test_labextension_ui.py, displays every kind of active content (ACTIVE_KINDS: cell 1 + i
  * shows kind i), and Run All runs it. Each payload, if it ran, would request /jsbx-pwned-<route>-<kind>
  * and write a file through the Contents API with the user's login: no such request may leave the
- * page (pytest checks that no such file exists), and each cell shows the server's note.
+ * page (pytest checks that no such file exists), and each cell shows the server's note. Besides:
+ * sandbox cells stay untrusted in JupyterLab (the extension's own part, whatever the server let
+ * through), `%remote_eval` shows a value's repr as text, and a page the sandbox wrote, opened by its
+ * files URL, is downloaded rather than shown.
  */
 import { expect, Locator, Page, test } from '@playwright/test';
 
