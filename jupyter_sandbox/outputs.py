@@ -332,17 +332,22 @@ def clean_svg(text: str) -> tuple[str | None, bool]:
                 element.remove(child)
                 active = True
                 continue
-            for name, value in list(child.attrib.items()):
-                ns = name[1:].split("}")[0] if name.startswith("{") else ""
-                if ns not in ("", XLINK_NS, XML_NS) or not _svg_attr_ok(local, name, value):
-                    del child.attrib[name]
-                    active = True
+            attributes(child, local)
             walk(child)
 
-    for name, value in list(root.attrib.items()):
-        if not _svg_attr_ok("svg", name, value):
-            del root.attrib[name]
-            active = True
+    def attributes(element: ET.Element, local: str) -> None:
+        nonlocal active, quiet
+        for name, value in list(element.attrib.items()):
+            if not _svg_attr_ok(local, name, value):
+                del element.attrib[name]
+                active = True
+            elif name.startswith("{") and name[1:].split("}")[0] not in (XLINK_NS, XML_NS):
+                del element.attrib[name]  # an editor's own (inkscape:label): not drawn
+                quiet = True
+
+    # a DOCTYPE (its ATTLIST can add attributes) or a processing instruction (a stylesheet) is not kept
+    quiet = re.search(r"<!DOCTYPE|<\?(?!xml\s)", text, re.I) is not None
+    attributes(root, "svg")
     try:
         walk(root)
         if not (active or quiet):
@@ -471,6 +476,11 @@ def clean_widget_state(state: dict[str, Any], html: bool | None, allow: frozense
             cleaned = f"<p><small><em>{html_escape(_note(['widget HTML']))}</em></small></p>\n{cleaned}"
         if cleaned != value:
             state["value"], changed = cleaned, True
+    for key in ("description", "value"):  # labels and descriptions are typeset by MathJax
+        text = state.get(key)
+        if isinstance(text, str) and _TEX_ACTIVE.search(text):
+            state[key], changed = _inert_tex(text), True
+    # tooltip / description_tooltip need nothing: ipywidgets sets them as a title attribute (text)
     outputs = state.get("outputs")  # an Output widget's outputs: bundles like any other
     if isinstance(outputs, list):
         for output in outputs:
@@ -481,16 +491,24 @@ def clean_widget_state(state: dict[str, Any], html: bool | None, allow: frozense
     return changed
 
 
+def _blank(parts: list[bytes]) -> list[bytes]:
+    """A message whose content could not be read, with its content emptied: a browser's decoder may
+    read what ours refused. Its signature is left as it was, so a reader that checks it (jupyter_client)
+    refuses the message as it would have, and the execution ends with that error."""
+    i = parts.index(b"<IDS|MSG>")
+    return [*parts[: i + 5], b"{}", *parts[i + 6 :]]
+
+
 _MAY_HOLD_BUNDLE = re.compile(rb"[/\\\\]")  # every MIME type has a "/" (or hides it in an escape)
 
 
 class MessageCleaner:
     """Cleans one kernel's messages as ZMQ frames on their way from the sandbox to the host.
 
-    Messages of other types pass as the same list, after a look at the header's bytes: the warm
-    round trip of ``1+1`` decodes no JSON here. A changed message is signed again with the
-    kernel's key; a message that needs cleaning but whose signature is wrong is dropped (the
-    sandbox does not hold the key's secret use: it must not get a valid signature from us).
+    Messages of other types pass as the same list, after a look at the header's bytes: a status
+    or a stream decodes no JSON here. A changed message is signed again with the kernel's key
+    when its signature was right; a forged one is cleaned all the same and keeps its wrong
+    signature (JupyterLab's v1 websocket protocol passes frames on without checking it).
     """
 
     RISKY = (b"display_data", b"execute_result", b"comm_open", b"comm_msg", b"execute_reply", b"inspect_reply",
@@ -506,12 +524,13 @@ class MessageCleaner:
         self._html: dict[str, bool] = {}  # widget comm id -> whether its value may be shown as HTML
 
     def frames(self, parts: list[bytes]) -> list[bytes]:
-        """The frames to pass on: the same list when nothing changed, none to drop the message."""
+        """The frames to pass on: the same list when nothing changed, none to drop the message (a comm
+        of a front end that is not allowed)."""
         try:
             return self._frames(parts)
-        except Exception as e:  # e.g. JSON nested past the recursion limit: the message goes, the link stays
-            log.debug("dropped a message the output cleaner could not read: %r", e)
-            return []
+        except Exception as e:  # e.g. JSON nested past the recursion limit: never an error in the relay
+            log.debug("kernel message the output cleaner could not read: %r", e)
+            return _blank(parts)
 
     def _frames(self, parts: list[bytes]) -> list[bytes]:
         try:
@@ -530,10 +549,13 @@ class MessageCleaner:
             msg_type = json.loads(header).get("msg_type")
             content = json.loads(content_frame) if msg_type in self.TYPES else None
         except (ValueError, AttributeError):
-            return []  # a browser's decoder may read what ours refused: nothing of it goes on
+            return _blank(parts)
         if msg_type not in self.TYPES:
             return parts
-        if not isinstance(content, dict) or (outcome := self.content(msg_type, content)) is None:
+        if not isinstance(content, dict):
+            return _blank(parts)
+        outcome = self.content(msg_type, content)
+        if outcome is None:
             return []
         if not outcome:
             return parts

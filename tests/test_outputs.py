@@ -5,13 +5,22 @@ from __future__ import annotations
 import base64
 import io
 import json
+import random
 import re
 import xml.etree.ElementTree as ET
 
 import pytest
 from jupyter_client.session import Session
 
-from jupyter_sandbox.outputs import NOTE, OutputPolicy, clean_bundle, clean_html, clean_markdown, clean_svg
+from jupyter_sandbox.outputs import (
+    NOTE,
+    OutputPolicy,
+    clean_bundle,
+    clean_html,
+    clean_markdown,
+    clean_svg,
+    clean_widget_state,
+)
 
 ACTIVE_BUNDLES = {
     "javascript": {"application/javascript": "fetch('/api/kernels', {method: 'POST'})"},
@@ -219,11 +228,16 @@ def test_relay_keeps_a_forged_signature_wrong():
         _read(session, out)
 
 
-def test_relay_drops_what_it_cannot_read():
+def test_relay_empties_what_it_cannot_read():
     session = Session(key=KEY)
-    frames = _frames(session, "display_data", {"data": {}})
-    frames[-1] = b'{"data": {"application/javascript": "\xff alert(1)"}}'
-    assert OutputPolicy().cleaner(KEY).frames(frames) == []
+    cleaner = OutputPolicy().cleaner(KEY)
+    for content in (b'{"data": {"application/javascript": "\xff alert(1)"}}', b"[" * 100_000, b"[1]"):
+        frames = _frames(session, "display_data", {"data": {}})
+        frames[-1] = content
+        out = cleaner.frames(frames)
+        assert out[:-1] == frames[:-1] and out[-1] == b"{}", "the signature is left as it was: now wrong"
+        with pytest.raises(ValueError, match="Invalid Signature"):
+            _read(session, out)
 
 
 def test_page_payload_is_cleaned():
@@ -340,3 +354,44 @@ def test_help_links_go_only_to_web_pages():
     frames = _frames(session, "kernel_info_reply", {"status": "ok", "help_links": links, "banner": "b"})
     msg = _read(session, OutputPolicy().cleaner(KEY).frames(frames))
     assert msg["content"]["help_links"] == links[:1]
+
+
+def test_widget_labels_lose_tex_links():
+    state = {
+        "_model_name": "LabelModel",
+        "value": r"$\href{javascript:alert(1)}{x}$",
+        "description": r"\url{javascript:x}",
+    }
+    assert clean_widget_state(state, False, frozenset())
+    assert "\\href" not in state["value"] and "\\url" not in state["description"]
+    slider = {"_model_name": "IntSliderModel", "value": 3, "description": "n"}
+    assert not clean_widget_state(dict(slider), False, frozenset())
+
+
+def test_svg_doctype_and_stylesheets_are_not_kept():
+    svg = '<svg xmlns="http://www.w3.org/2000/svg"><rect /></svg>'
+    attlist = '<!DOCTYPE svg [<!ATTLIST svg onload CDATA "alert(1)">]>' + svg.replace("<rect />", "<rect/>")
+    assert clean_svg(attlist) == (svg, True)  # the parser applied the default attribute: removed
+    assert clean_svg('<?xml-stylesheet href="x.xsl"?>' + svg) == (svg, False)
+
+
+def test_cleaning_is_idempotent_on_arbitrary_markup():
+    rng = random.Random(27)
+    alphabet = "<>/=\"' abcdefghijklmnopqrstuvwxyz!-?:;&#\\{}()[]$\n" + "scriptonerrorsvghrefjavascriptimg"
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 300)))
+        for mime in ("text/html", "text/markdown", "image/svg+xml", "text/latex"):
+            once, _ = clean_bundle({mime: text})
+            assert clean_bundle(once) == (once, []), (mime, text)
+
+
+def test_the_policy_is_configured_once_and_reached_through_the_backend():
+    from traitlets.config import Config
+
+    from jupyter_sandbox.backends.local import LocalBackend
+
+    backend = LocalBackend(config=Config({"OutputPolicy": {"allow_mime_types": ["application/vnd.plotly.v1+json"]}}))
+    bundle = {"application/vnd.plotly.v1+json": {"data": []}}
+    assert backend.outputs.clean(bundle) == bundle
+    frames = _frames(Session(key=KEY), "display_data", {"data": bundle})
+    assert backend.outputs.cleaner(KEY).frames(frames) is frames

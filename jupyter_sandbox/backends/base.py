@@ -305,9 +305,12 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
         (``list_existing`` found it). NotFound when it cannot be (then it is removed)."""
         raise NotFound(f"the {self.name} backend cannot take back sandbox {sandbox_id}")
 
-    async def attach_kernel(self, sandbox_id: str, kernel_id: str, key: str) -> dict[str, Any]:
+    async def attach_kernel(
+        self, sandbox_id: str, kernel_id: str, key: str, timeout: float | None = None
+    ) -> dict[str, Any]:
         """Connection info for a kernel still running in an adopted sandbox (its variables
-        intact); KernelDied when it is gone."""
+        intact); KernelDied when it is gone, or when it does not answer within ``timeout``
+        seconds (then it is stopped: a kernel its own code froze must not hold the server)."""
         raise KernelDied(f"the {self.name} backend cannot take back kernel {kernel_id}")
 
     async def close(self) -> None:

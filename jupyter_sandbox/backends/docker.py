@@ -382,7 +382,13 @@ class DockerBackend(SandboxBackend):
 
     # -- kernels: a launcher per kernel, relayed over the exec stream ---------------------
     async def _launcher(
-        self, sandbox_id: str, kernel_id: str, mode: str, key: str, request: dict[str, Any]
+        self,
+        sandbox_id: str,
+        kernel_id: str,
+        mode: str,
+        key: str,
+        request: dict[str, Any],
+        timeout: float | None = None,
     ) -> tuple[KernelRelay, dict[str, Any]]:
         """Run the launcher in ``mode``; its relay, started, and the kernel's connection info."""
         cid = self._container_id(sandbox_id)
@@ -407,9 +413,15 @@ class DockerBackend(SandboxBackend):
         info = await relay.start(request)
         self._relays[(sandbox_id, kernel_id)] = relay
         relay.exited.add_done_callback(lambda _: self._kernel_ended(sandbox_id, kernel_id))
+        timeout = timeout or self.kernel_start_timeout
         try:
-            await relay.wait_ready(timeout=self.kernel_start_timeout)
+            await relay.wait_ready(timeout=timeout)
         except (KernelExited, asyncio.TimeoutError) as e:
+            if mode == "attach" and not isinstance(e, KernelExited):
+                # a kernel that runs but never answers (its own code stopped it): killed, so
+                # the server can give its context a fresh one (SIGKILL ends a stopped process)
+                await self.stop_kernel(sandbox_id, kernel_id)
+                raise KernelDied(f"the kernel did not answer within {timeout:g} s") from None
             await self._drop(sandbox_id, kernel_id)
             why = await self._exit_reason(sandbox_id, e.info) if isinstance(e, KernelExited) else "no answer"
             raise KernelDied(f"the kernel did not start: {why}") from None
@@ -434,8 +446,10 @@ class DockerBackend(SandboxBackend):
         )
         return info
 
-    async def attach_kernel(self, sandbox_id: str, kernel_id: str, key: str) -> dict[str, Any]:
-        _, info = await self._launcher(sandbox_id, kernel_id, "attach", key, attach_request(kernel_id, key))
+    async def attach_kernel(
+        self, sandbox_id: str, kernel_id: str, key: str, timeout: float | None = None
+    ) -> dict[str, Any]:
+        _, info = await self._launcher(sandbox_id, kernel_id, "attach", key, attach_request(kernel_id, key), timeout)
         return info
 
     def _kernel_ended(self, sandbox_id: str, kernel_id: str) -> None:

@@ -32,14 +32,68 @@ from ..errors import StateDirError
 _SLOT = re.compile(r"^[0-9a-f]{16}$")
 
 
+_MAX_LINKS = 40  # as the kernel's path resolution: a loop of symlinks is refused, not followed forever
+
+
+def _check_component(component: str, st: os.stat_result, path: str) -> None:
+    """Only root or this user may own ``component`` and change what it holds (a sticky folder
+    such as /tmp excepted: others cannot rename or remove what is ours in it)."""
+    why = ""
+    if st.st_uid not in (0, os.getuid()):
+        why = f"it belongs to uid {st.st_uid}"
+    elif stat.S_ISDIR(st.st_mode) and st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        why = f"its mode {stat.S_IMODE(st.st_mode):o} lets other users write in it"
+    if why:
+        raise StateDirError(
+            f"{component}, on the way to the state folder {path}, is not safe: {why}, so another user could "
+            "swap what the server keeps there. Fix its owner or mode, or choose another c.SandboxApp.state_dir"
+        )
+
+
+def check_path(path: str) -> None:
+    """Every folder on the way to ``path`` and every symlink followed on it, from ``/`` down to its
+    parent, passes ``_check_component``. Stops at the first part that does not exist yet (this user
+    will make it). StateDirError names the part at fault."""
+    todo = os.path.dirname(path).split("/")
+    current, links = "/", 0
+    _check_component(current, os.lstat(current), path)
+    while todo:
+        part = todo.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        nxt = os.path.join(current, part)
+        try:
+            st = os.lstat(nxt)
+        except FileNotFoundError:
+            return
+        _check_component(nxt, st, path)
+        if stat.S_ISLNK(st.st_mode):  # followed as the kernel would: its target is checked too
+            links += 1
+            if links > _MAX_LINKS:
+                raise StateDirError(f"{path} has too many symbolic links on its way (a loop?)")
+            target = os.readlink(nxt)
+            todo = target.split("/") + todo
+            if target.startswith("/"):
+                current = "/"
+            continue
+        current = nxt
+
+
 def private_dir(path: str) -> str:
     """``path`` as a directory only this user can enter, made if missing; never a symlink.
 
     Refuses (StateDirError) a path that exists but is a symlink, not a directory, or owned by
     someone else: another local user could have made it to read what the server keeps there.
+    Every folder above it must be safe too (``check_path``): one another user can write in
+    would let them swap the whole path.
     """
     path = os.path.abspath(path)
+    check_path(path)  # before making anything on the way
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    check_path(path)  # and what makedirs followed or made
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:

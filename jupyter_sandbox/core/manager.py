@@ -144,6 +144,12 @@ class SandboxManager(LoggingConfigurable):
         help="A server restarted after a crash (or an upgrade) takes back its running sandboxes, kernels and "
         "variables included. False: it removes them.",
     ).tag(config=True)
+    adopt_timeout = Float(
+        20.0,
+        help="Seconds a restarted server waits for each kernel it takes back to answer. One that stays "
+        "silent (e.g. its own code stopped it) is replaced by a fresh kernel, and its sandbox says so. "
+        "Sandboxes are taken back in parallel: one user's silent kernels never delay another's.",
+    ).tag(config=True)
     cull_idle_timeout = Float(
         0.0,
         help="Remove a sandbox after this many seconds without executions or file and context "
@@ -203,6 +209,7 @@ class SandboxManager(LoggingConfigurable):
         self._sandboxes: dict[str, _Sandbox] = {}
         self._file_slots: dict[str, asyncio.Semaphore] = {}
         self._culler: asyncio.Task | None = None
+        self._reaping: asyncio.Future | None = None  # taking back the earlier run's sandboxes
         # started sandboxes with the default spec and no owner yet
         self.pool: Pool[_Sandbox] = Pool(
             self.pool_size,
@@ -339,7 +346,9 @@ class SandboxManager(LoggingConfigurable):
         if self.cull_idle_timeout > 0 and self._culler is None:
             self._culler = asyncio.ensure_future(self._cull_forever())
         if self.reap_on_start:
-            await self._reap()
+            # a task: a shutdown meanwhile waits for it, so no sandbox is taken back after it
+            self._reaping = asyncio.ensure_future(self._reap())
+            await asyncio.shield(self._reaping)
         self.pool.fill()
 
     async def _reap(self) -> None:
@@ -350,35 +359,44 @@ class SandboxManager(LoggingConfigurable):
         except SandboxError as e:  # engine down at start: creation will say so clearly later
             self.log.warning("jupyter-sandbox: could not list leftover sandboxes: %s", e.message)
             return
-        for found in leftovers:
-            leftover = labelled_id(found)
-            if not leftover or leftover in self._sandboxes:
-                continue
-            record = self.records.load(leftover) if self.records and self.adopt_on_start else None
-            if record is not None and await self._adopt(leftover, record):
-                continue
-            self.log.info("jupyter-sandbox: removing leftover %s of %s", leftover, found.get(f"{LABEL_PREFIX}.owner"))
-            await self.backend.remove(leftover)
-            if self.records:
-                self.records.forget(leftover)
+        # all at once: a sandbox whose kernels do not answer must not hold up the others
+        results = await asyncio.gather(*(self._take_back(found) for found in leftovers), return_exceptions=True)
+        for found, result in zip(leftovers, results, strict=True):
+            if isinstance(result, BaseException):
+                self.log.error("jupyter-sandbox: leftover %s: %r", labelled_id(found), result)
 
-    async def _adopt_context(self, sandbox: _Sandbox, saved: dict[str, Any]) -> None:
+    async def _take_back(self, found: dict[str, str]) -> None:
+        """One leftover: taken back if its record says how, else removed."""
+        leftover = labelled_id(found)
+        if not leftover or leftover in self._sandboxes:
+            return
+        record = self.records.load(leftover) if self.records and self.adopt_on_start else None
+        if record is not None and await self._adopt(leftover, record):
+            return
+        self.log.info("jupyter-sandbox: removing leftover %s of %s", leftover, found.get(f"{LABEL_PREFIX}.owner"))
+        await self.backend.remove(leftover)
+        if self.records:
+            self.records.forget(leftover)
+
+    async def _adopt_context(self, sandbox: _Sandbox, saved: dict[str, Any]) -> _Context:
         """Reattach one context's kernel from its record, or start a fresh one (the sandbox says so)."""
         context_model = ContextModel.from_dict(saved["model"])
         try:
-            info = await self.backend.attach_kernel(sandbox.model.id, saved["kernel_id"], saved["key"])
-            client = await self._connect(sandbox, saved["kernel_id"], info)
-            context = _Context(model=context_model, kernel_id=saved["kernel_id"], client=client, key=saved["key"])
-            sandbox.contexts[context_model.id] = context
-        except SandboxError as e:  # the kernel is gone: a fresh one, and the sandbox says so
+            info = await self.backend.attach_kernel(
+                sandbox.model.id, saved["kernel_id"], saved["key"], timeout=self.adopt_timeout
+            )
+            client = await self._connect(sandbox, saved["kernel_id"], info, timeout=self.adopt_timeout)
+            return _Context(model=context_model, kernel_id=saved["kernel_id"], client=client, key=saved["key"])
+        except SandboxError as e:  # gone, or silent (then stopped): a fresh one, and the sandbox says so
             self.log.warning(
                 "jupyter-sandbox: kernel of context %s in %s is gone (%s); restarting it",
                 context_model.id,
                 sandbox.model.id,
                 e,
             )
-            await self._start_context(sandbox, context_model)
+            context = await self._start_context(sandbox, context_model)
             sandbox.model.status_reason = "restarted after a server restart: some contexts lost their variables"
+            return context
 
     async def _adopt(self, sandbox_id: str, record: dict[str, Any]) -> bool:
         """Take back a sandbox of this server's earlier run, with its kernels where they still run."""
@@ -395,15 +413,26 @@ class SandboxManager(LoggingConfigurable):
             model=model, e2b_secret=record.get("e2b_secret", ""), default_context=record.get("default_context")
         )
         model.contexts, model.status, model.status_reason = [], "running", None
+        # each context in its own time (bounded by adopt_timeout), kept in the record's order
         try:
-            for saved in record.get("contexts", []):
-                await self._adopt_context(sandbox, saved)
-        except (KeyError, TypeError, ValueError, SandboxError) as e:  # removed instead, as any leftover
+            saved_contexts = list(record.get("contexts", []))
+        except TypeError as e:
             self.log.warning("jupyter-sandbox: cannot take back sandbox %s: %s", sandbox_id, e)
-            for context in sandbox.contexts.values():
-                context.close()
             return False
-        model.contexts = [c.model for c in sandbox.contexts.values()]
+        results = await asyncio.gather(
+            *(self._adopt_context(sandbox, saved) for saved in saved_contexts), return_exceptions=True
+        )
+        contexts = [r for r in results if isinstance(r, _Context)]
+        errors = [r for r in results if not isinstance(r, _Context)]
+        if errors:  # removed instead, as any leftover
+            self.log.warning("jupyter-sandbox: cannot take back sandbox %s: %s", sandbox_id, errors[0])
+            for context in contexts:
+                context.close()
+            if not isinstance(errors[0], (KeyError, TypeError, ValueError, SandboxError)):
+                raise errors[0]
+            return False
+        sandbox.contexts = {c.model.id: c for c in contexts}
+        model.contexts = [c.model for c in contexts]
         if self.e2b_prefix and sandbox.e2b_secret:
             model.e2b_url = f"{self.e2b_prefix}{sandbox_id}/{sandbox.e2b_secret}"
         self._sandboxes[sandbox_id] = sandbox
@@ -673,13 +702,16 @@ class SandboxManager(LoggingConfigurable):
         self._save(sandbox)
         return context
 
-    async def _connect(self, sandbox: _Sandbox, kernel_id: str, info: dict[str, Any]) -> AsyncKernelClient:
-        """A client connected to a started kernel, once it answers (the kernel is stopped if it never does)."""
+    async def _connect(
+        self, sandbox: _Sandbox, kernel_id: str, info: dict[str, Any], timeout: float | None = None
+    ) -> AsyncKernelClient:
+        """A client connected to a started kernel, once it answers within ``timeout`` seconds
+        (kernel_ready_timeout by default); the kernel is stopped if it never does."""
         client = AsyncKernelClient()
         client.load_connection_info(cast("KernelConnectionInfo", info))
         client.start_channels()
         try:
-            await self._wait_ready(sandbox.model.id, kernel_id, client)
+            await self._wait_ready(sandbox.model.id, kernel_id, client, timeout or self.kernel_ready_timeout)
         except BaseException:
             client.stop_channels()
             await self.backend.stop_kernel(sandbox.model.id, kernel_id)
@@ -701,13 +733,13 @@ class SandboxManager(LoggingConfigurable):
         context.connection_info, context.stdin_connected = dict(info), False
         self._save(sandbox)
 
-    async def _wait_ready(self, sandbox_id: str, kernel_id: str, client: AsyncKernelClient) -> None:
+    async def _wait_ready(self, sandbox_id: str, kernel_id: str, client: AsyncKernelClient, timeout: float) -> None:
         """Ask for kernel_info until the kernel answers; fail fast, with its words, if it exits.
 
         (jupyter_client's wait_for_ready gives up as soon as the heartbeat is silent, which a
         kernel still starting under gVisor is for a few seconds.)
         """
-        deadline = time.monotonic() + self.kernel_ready_timeout
+        deadline = time.monotonic() + timeout
         while True:
             msg_id = client.kernel_info()
             answer_by = time.monotonic() + 1.0
@@ -724,7 +756,7 @@ class SandboxManager(LoggingConfigurable):
             if reason:
                 raise KernelDied(f"the kernel did not start: {reason}")
             if time.monotonic() > deadline:
-                raise KernelDied(f"the kernel did not answer within {self.kernel_ready_timeout:g}s")
+                raise KernelDied(f"the kernel did not answer within {timeout:g}s")
 
     @staticmethod
     async def _iopub_connected(client: AsyncKernelClient, timeout: float = 1.0) -> bool:
@@ -802,6 +834,8 @@ class SandboxManager(LoggingConfigurable):
             self._culler.cancel()
             await asyncio.gather(self._culler, return_exceptions=True)
             self._culler = None
+        if self._reaping is not None:  # bounded by adopt_timeout
+            await asyncio.gather(self._reaping, return_exceptions=True)
         await self.pool.close()
         await asyncio.gather(*(self._remove(s) for s in list(self._sandboxes.values())), return_exceptions=True)
         await self.backend.close()

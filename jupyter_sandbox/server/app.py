@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
-from .e2b import E2B
+from .e2b import E2B, scrub_logs
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 # Sandbox events go out through jupyter_server's event bus (jupyter_events): JupyterLab
@@ -71,6 +72,8 @@ class SandboxApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         assert self.serverapp is not None  # an extension is always linked to its server first
+        # no E2B secret in any line of the server's log, whatever the route (see e2b.ScrubSecrets)
+        scrub_logs(self.serverapp.log, self.log, logging.getLogger("tornado"), logging.getLogger())
         backend = make_backend(self.backend, log=self.log, parent=self)
         self.identity = ServerIdentity.claim(
             self.state_dir, {"root_dir": str(self.serverapp.root_dir), "base_url": self.serverapp.base_url}

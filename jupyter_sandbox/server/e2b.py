@@ -8,6 +8,11 @@ gone with the sandbox). A wrong secret answers 404, like an unknown sandbox.
 
 from __future__ import annotations
 
+import logging
+import re
+from typing import Any
+from urllib.parse import unquote
+
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.utils import url_path_join
 from tornado import web
@@ -15,6 +20,62 @@ from tornado import web
 from .handlers import ContextHandler, ContextRestartHandler, ContextsHandler, ExecuteHandler, SandboxAPIHandler
 
 E2B = "sandbox/e2b"
+# An E2B URL in a text (a URI, a Referer), however oddly written (case, repeated slashes).
+_E2B_URL = re.compile(r"(sandbox/+e2b/)([^?#\s]*)", re.IGNORECASE)
+# the only parts of it logged as they are: ids (a secret is longer) and the words of routes
+_KEPT = re.compile(r"(sbx|ctx)_[0-9a-f]{12}|contexts|execute|restart|health|files|")
+
+
+def _scrub_url(match: re.Match[str]) -> str:
+    parts = match.group(2).split("/")
+    return match.group(1) + "/".join(p if _KEPT.fullmatch(p) else "<secret>" for p in parts)
+
+
+def scrub(text: str) -> str:
+    """``text`` with the secret of any E2B URL in it replaced by ``<secret>``: every part of its
+    path that is not an id or a route's word is (the secret's place differs in a malformed URL).
+
+    Percent-encoding cannot hide one: a text that decodes to an E2B URL is logged decoded.
+    """
+    decoded = text
+    for _ in range(4):  # encoded more than once is still a URL someone can decode
+        if _E2B_URL.search(decoded):
+            return _E2B_URL.sub(_scrub_url, decoded)
+        if "%" not in decoded:
+            break
+        decoded = unquote(decoded)
+    return text
+
+
+class ScrubSecrets(logging.Filter):
+    """Takes the E2B secret out of every log line a handler writes: the URL of a request reaches
+    the log before any handler of ours sees it (tornado's access log and its warnings, such as an
+    XSRF refusal of a ``POST .../execute/`` that matches no route; the Referer of a failed one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format: the handler says so when it writes it (a filter must not raise)
+            return True
+        scrubbed = scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        return True
+
+
+def scrub_logs(*loggers: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    """Every handler that writes these loggers' lines (theirs and their ancestors') scrubs secrets."""
+    for logger in loggers:
+        current: logging.Logger | None = logger.logger if isinstance(logger, logging.LoggerAdapter) else logger
+        while current is not None:
+            for handler in current.handlers:
+                if not any(isinstance(f, ScrubSecrets) for f in handler.filters):
+                    handler.addFilter(ScrubSecrets())
+            current = current.parent if current.propagate else None
 
 
 def e2b_path(*parts: str) -> str:
@@ -36,8 +97,7 @@ class E2BMixin(SandboxAPIHandler):
         # Routing is done: from here on the request's URL is only logged, and the logs (the
         # access log included) must never hold a credential.
         request = self.request
-        request.uri = request.uri.replace(kwargs["secret"], "<secret>")
-        request.path = request.path.replace(kwargs["secret"], "<secret>")
+        request.uri, request.path = scrub(request.uri or ""), scrub(request.path)
         await super().prepare()
         self._e2b_owner = self.manager.owner_by_e2b_secret(kwargs["sandbox_id"], kwargs["secret"])
 

@@ -199,3 +199,20 @@ def test_sandbox_magic_republishes_only_the_neutralised_bundle(guarded):
             assert len(shown_here) == 1, (kind, shown_here)
             assert not active_left(shown_here[0]) and NOTE in shown(shown_here[0]), (kind, shown_here[0])
     assert_whole(server, bystander)
+
+
+def test_markup_built_to_slow_the_sanitizer_is_refused_at_once(guarded):
+    # The HTML parser's time grows with nesting depth times size: 100,000 nested <div>s (600 KB) took
+    # it 45 s, all of it on the server's event loop. Deeper than any table or plot is removed unparsed.
+    server, bystander = guarded
+    sandbox = create(server)
+    svg = "'<svg xmlns=\"http://www.w3.org/2000/svg\">' + '<g>' * 50_000 + '</g>' * 50_000 + '</svg>'"
+    code = D + f"display(HTML('<div>' * 200_000 + 'x'))\ndisplay({{'image/svg+xml': {svg}}}, raw=True)"
+    started = time.monotonic()
+    events = server.execute(sandbox, code, user=ATTACKER)
+    took = time.monotonic() - started
+    results = [e for e in events if e["type"] == "result"]
+    assert len(results) == 2 and all(NOTE in json.dumps(r) for r in results), events
+    assert "<div><div>" not in json.dumps(results) and "<g><g>" not in json.dumps(results)
+    assert took < 15, f"the execution took {took:.1f} s"
+    assert_whole(server, bystander)

@@ -15,6 +15,9 @@ import docker
 import pytest
 from attacks import ATTACKER, assert_whole, create, guarded  # noqa: F401 (guarded is a fixture)
 
+from jupyter_sandbox.core.identity import private_dir
+from jupyter_sandbox.errors import StateDirError
+
 from servers import JupyterServer, result_text
 
 
@@ -32,6 +35,73 @@ def test_a_state_folder_made_by_another_user_is_refused(docker_ready, tmp_path):
         assert list((data / "jupyter_sandbox").iterdir()) == []
     finally:
         server.stop()
+
+
+def test_a_state_folder_under_another_users_folder_is_refused(docker_ready, tmp_path):
+    if os.geteuid() != 0:
+        pytest.fail("this test makes a folder owned by another user: it needs root, as CI runs")
+    # The reported attack: the state folder's own part is checked, its parent is not. Here the
+    # jupyter data dir belongs to another user, who could swap jupyter_sandbox/ (made by the server)
+    # for a folder of theirs once the server made it.
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chown(data, 65534, 65534)
+    server = JupyterServer(tmp_path / "home", data_dir=data).start()
+    try:
+        log = server.log()
+        assert f"{data}, on the way to the state folder {data}/jupyter_sandbox, is not safe" in log, log
+        assert "belongs to uid 65534" in log
+        assert server.api("GET", "sandboxes").status_code == 404  # no sandbox API on an unsafe folder
+        assert list(data.iterdir()) == []  # nothing made there
+    finally:
+        server.stop()
+
+
+def _safe(path: Path) -> str | None:
+    """None when private_dir takes ``path``, else its message."""
+    try:
+        private_dir(str(path))
+    except StateDirError as e:
+        return e.message
+    return None
+
+
+def test_every_folder_and_symlink_on_the_state_folders_path_is_checked(tmp_path):
+    if os.geteuid() != 0:
+        pytest.fail("this test makes folders owned by another user: it needs root, as CI runs")
+    base = tmp_path / "base"
+    base.mkdir(mode=0o755)
+    # a folder anyone may write in (not sticky), two levels up: refused, and named
+    (base / "open").mkdir()
+    (base / "open").chmod(0o777)
+    message = _safe(base / "open" / "deep" / "state")
+    assert message and message.startswith(f"{base}/open, on the way") and "mode 777" in message, message
+    assert not (base / "open" / "deep").exists()  # refused before anything was made under it
+    # a sticky one (/tmp's case): others cannot move what is ours in it
+    (base / "sticky").mkdir()
+    (base / "sticky").chmod(0o1777)
+    assert _safe(base / "sticky" / "state") is None
+    # the parent made by another user in that sticky folder: refused
+    (base / "sticky" / "theirs").mkdir()
+    os.chown(base / "sticky" / "theirs", 65534, 65534)
+    message = _safe(base / "sticky" / "theirs" / "state")
+    assert message and message.startswith(f"{base}/sticky/theirs, on the way") and "uid 65534" in message, message
+    # symlinks on the way are followed and checked: one of ours to a safe folder is fine...
+    (base / "mine").mkdir()
+    (base / "link").symlink_to(base / "mine")
+    assert _safe(base / "link" / "state") is None and (base / "mine" / "state").is_dir()
+    # ...one to another user's folder is not (the target is named)...
+    (base / "to-theirs").symlink_to(base / "sticky" / "theirs")
+    message = _safe(base / "to-theirs" / "state")
+    assert message and message.startswith(f"{base}/sticky/theirs, on the way"), message
+    # ...nor a symlink another user owns (they could point it elsewhere later)...
+    (base / "their-link").symlink_to(base / "mine")
+    os.lchown(base / "their-link", 65534, 65534)
+    message = _safe(base / "their-link" / "state")
+    assert message and message.startswith(f"{base}/their-link, on the way"), message
+    # ...nor a loop
+    (base / "loop").symlink_to("loop")
+    assert "too many symbolic links" in (_safe(base / "loop" / "state") or "")
 
 
 def test_kernel_sockets_live_in_a_private_folder_of_the_server(guarded):
