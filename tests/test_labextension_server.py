@@ -1,5 +1,5 @@
 """The server pieces the JupyterLab panel needs, through a real Jupyter server on Docker:
-GET config (what the create form shows), sandbox events on jupyter_server's event bus
+GET config (what the create form shows), sandbox events on the user's own event stream
 (what makes the panel live), GET logs (the panel's log view) and the upload limit."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import json
 import pytest
 
 from jupyter_sandbox.errors import InvalidInput, NotFound
-from jupyter_sandbox.server.app import SANDBOX_EVENTS
 
 from servers import TwoUsers
 
@@ -55,17 +54,14 @@ async def test_config_needs_authentication(jp_fetch):
 
 
 async def next_sandbox_event(ws, timeout: float = 60) -> dict:
-    """The next event of our schema on the subscription (jupyter_server's own events skipped)."""
-    while True:
-        message = await asyncio.wait_for(ws.read_message(), timeout)
-        assert message is not None, "the event socket closed"
-        event = json.loads(message)
-        if event["schema_id"] == SANDBOX_EVENTS:
-            return event
+    """The next event on the user's own sandbox event stream."""
+    message = await asyncio.wait_for(ws.read_message(), timeout)
+    assert message is not None, "the event socket closed"
+    return json.loads(message)
 
 
 async def test_sandbox_events_reach_a_subscriber_in_order_without_secrets(jp_fetch, jp_ws_fetch):
-    ws = await jp_ws_fetch("api", "events", "subscribe")
+    ws = await jp_ws_fetch(*API, "events")
     try:
         r = await fetch(jp_fetch, "sandboxes", method="POST", body=json.dumps({"name": "evented"}))
         assert r.code == 201, r.body
@@ -86,8 +82,8 @@ async def test_sandbox_events_reach_a_subscriber_in_order_without_secrets(jp_fet
     ]
     for event in events:
         assert event["sandbox_id"] == sandbox["id"] and event["name"] == "evented"
-        # ids, names and states only: the E2B secret never travels on the bus
-        assert set(event) <= {"schema_id", "action", "sandbox_id", "name", "status", "executing"}, event
+        # ids, names and states only: the E2B secret never travels with them
+        assert set(event) <= {"action", "sandbox_id", "name", "status", "executing"}, event
         assert sandbox["e2b_url"].rsplit("/", 1)[-1] not in json.dumps(event)
 
 
@@ -165,7 +161,7 @@ async def test_manager_events_for_restart_pool_and_a_failed_start():
 
     manager = make_manager("local", pool_size=1)
     events: list[tuple[str, str, str]] = []
-    manager.add_listener(lambda e: events.append((e["action"], e["name"], e["status"])))
+    manager.add_listener(lambda owner, e: events.append((e["action"], e["name"], e["status"])))
     try:
         await manager.start()
         while not manager.pool.ready:  # the pool fills in the background: never announced

@@ -8,7 +8,8 @@ on shutdown; conftest checks none are left). The specs in labextension/ui-tests/
 the whole story (sandbox.spec.ts), the panel (panel.spec.ts), sandbox cells (cells.spec.ts),
 one sandbox per notebook shared with %%sandbox (shared.spec.ts), and a notebook on the
 "Python 3 (sandboxed)" kernel picked in the launcher, listed in the panel as a notebook kernel
-(kernel.spec.ts).
+(kernel.spec.ts). untrusted.spec.ts (issue 27) has a test and a server of its own: active
+outputs from a sandbox, on every route, never run in the page.
 """
 
 from __future__ import annotations
@@ -45,6 +46,80 @@ STOP_NOTEBOOK = ["import time\nprint('sleeping', flush=True)\ntime.sleep(600)"]
 # shared.spec.ts: %%sandbox and "Run cell in sandbox" use the same sandbox
 SHARED_NOTEBOOK = ["%load_ext jupyter_sandbox", "%%sandbox\nshared = 41", "shared + 1"]
 
+# untrusted.spec.ts (issue 27): for each route an output can take out of a sandbox, one notebook
+# with one cell per kind of active content. Each payload, if it ever ran in the page, would fetch
+# /jsbx-pwned-<route>-<kind> and write jsbx-pwned-<route>-<kind>.txt through the Contents API
+# with the user's login (what a real attack does next: start a host kernel).
+UNTRUSTED_ROUTES = {
+    # the notebook's whole kernel runs in a sandbox
+    "kernel": ("python3-sandboxed", "Python 3 (sandboxed)", "", ""),
+    # %%sandbox republishes the sandbox's MIME bundle in the host kernel (%remote_eval: a value's repr)
+    "magic": (
+        "python3",
+        "Python 3",
+        "%load_ext jupyter_sandbox\n%remote_eval \"<img src=x onerror=fetch('/jsbx-pwned-magic-remote-eval')>\"",
+        "%%sandbox\n",
+    ),
+    # cells carrying the run-in-sandbox mark, in a notebook file someone sent (Run All runs them)
+    "marked": ("python3", "Python 3", "", ""),
+}
+ACTIVE_KINDS = (
+    "javascript",
+    "html-script",
+    "html-onerror",
+    "svg",
+    "svg-inline",
+    "markdown",
+    "widget",
+    "bokeh",
+)
+
+
+def pwn_js(marker: str) -> str:
+    """JavaScript that proves it ran: a request for the marker URL, then a file written as the user."""
+    return (
+        f"(function(){{var m='{marker}';fetch('/'+m);"
+        "var x=(document.cookie.match(/_xsrf=([^;]*)/)||[])[1]||'';"
+        "fetch('/api/contents/'+m+'.txt',{method:'PUT',headers:{'Content-Type':'application/json',"
+        "'X-XSRFToken':decodeURIComponent(x)},body:JSON.stringify({type:'file',format:'text',content:'pwned'})})})()"
+    )
+
+
+def active_cell(route: str, kind: str) -> str:
+    """The code of a cell that displays active content of `kind` (double-quote free JS in attributes)."""
+    js = pwn_js(f"jsbx-pwned-{route}-{kind}")
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20" onload="{js}"><script>{js}</script></svg>'
+    bundles = {
+        "javascript": {"application/javascript": js},
+        "html-script": {"text/html": f"<b>html</b><script>{js}</script>"},
+        "html-onerror": {"text/html": f'<img src="x" onerror="{js}">'},
+        "svg": {"image/svg+xml": svg},
+        "svg-inline": {"text/html": svg},
+        "markdown": {"text/markdown": f'**md**\n\n<img src="x" onerror="{js}">\n\n<script>{js}</script>\n'},
+        # what bokeh's show() publishes: its renderer runs the bundle's JavaScript
+        "bokeh": {"application/vnd.bokehjs_exec.v0+json": "", "application/javascript": js},
+    }
+    if kind == "widget":
+        value = f'<img src="x" onerror="{js}">'
+        code = f"import ipywidgets\ndisplay(ipywidgets.HTML(value={value!r}))"
+    else:
+        code = f"display({bundles[kind]!r}, raw=True)"
+    return UNTRUSTED_ROUTES[route][3] + code
+
+
+def untrusted_notebook(route: str) -> nbformat.NotebookNode:
+    """Cell 0 prepares (may be empty), then one cell per kind in ACTIVE_KINDS' order."""
+    kernel, display_name, setup, _ = UNTRUSTED_ROUTES[route]
+    cells = [nbformat.v4.new_code_cell(setup or "print('ready')")]
+    cells += [nbformat.v4.new_code_cell(active_cell(route, kind)) for kind in ACTIVE_KINDS]
+    if route == "marked":
+        for cell in cells:
+            cell.metadata["jupyter_sandbox"] = {"run_in_sandbox": True}
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": display_name, "language": "python"}
+    return nb
+
+
 CELL_PLOT = """\
 import os
 import matplotlib.pyplot as plt
@@ -76,6 +151,8 @@ def lab_server(tmp_path, docker_ready):
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in sources])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, root / name)
+    for route in UNTRUSTED_ROUTES:
+        nbformat.write(untrusted_notebook(route), root / f"untrusted-{route}.ipynb")
     # Fresh lab settings: no news/update prompts over the page, no workspace of an earlier run.
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -144,42 +221,54 @@ def lab_server(tmp_path, docker_ready):
         log.close()
 
 
-@pytest.mark.timeout(1500)
-def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa: F811 (the imported fixture)
+def need_chromium() -> None:
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} is missing (scripts/test.sh installs Debian's chromium)"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
     ARTIFACTS.mkdir(exist_ok=True)
+
+
+def playwright(lab_server: dict, args: list[str], env: dict[str, str], timeout: float) -> str:
+    """Run the specs against the fixture's server; their output, or the test fails with the server's log."""
+    env = {
+        **os.environ,
+        "JUPYTER_URL": lab_server["url"],
+        "JUPYTER_TOKEN": lab_server["token"],
+        "ARTIFACTS": str(ARTIFACTS),
+        "CHROMIUM": CHROMIUM,
+        **env,
+    }
+    r = subprocess.run(
+        ["npx", "playwright", "test", "-c", "ui-tests/playwright.config.ts", *args],
+        cwd=LABEXT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if r.returncode != 0:
+        server_log = lab_server["log"].read_text()[-6000:]
+        pytest.fail(f"playwright failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n--- server log ---\n{server_log}")
+    return r.stdout
+
+
+@pytest.mark.timeout(1500)
+def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa: F811 (the imported fixture)
+    need_chromium()
     from jupyter_sandbox.client import OneShot
 
     # a long one-shot for the panel to list and kill
     oneshot_id = OneShot(lab_server["url"], lab_server["token"]).execute_async(
         files={"main.py": "import time\ntime.sleep(600)\n"}
     )
-    env = {
-        **os.environ,
-        "JUPYTER_URL": lab_server["url"],
-        "JUPYTER_TOKEN": lab_server["token"],
-        "NOTEBOOK": NOTEBOOK,
-        "ARTIFACTS": str(ARTIFACTS),
-        "CHROMIUM": CHROMIUM,
-        "ONESHOT_ID": oneshot_id,
-    }
-    r = subprocess.run(
-        ["npx", "playwright", "test", "-c", "ui-tests/playwright.config.ts"],
-        cwd=LABEXT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1400,
+    # untrusted.spec.ts has its own test (below)
+    stdout = playwright(
+        lab_server, ["--grep-invert", "@untrusted"], {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id}, timeout=1400
     )
-    if r.returncode != 0:
-        server_log = lab_server["log"].read_text()[-6000:]
-        pytest.fail(f"playwright failed ({r.returncode}):\n{r.stdout}\n{r.stderr}\n--- server log ---\n{server_log}")
-    assert "5 passed" in r.stdout, r.stdout
-    print(r.stdout)  # the specs' measurements (event latency, contrast ratios, Stop latency)
+    assert "5 passed" in stdout, stdout
+    print(stdout)  # the specs' measurements (event latency, contrast ratios, Stop latency)
     for name in (
         "01-field-error",
         "02-created",
@@ -200,3 +289,18 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
         "40-sandboxed-kernel",
     ):
         assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000, name
+
+
+@pytest.mark.timeout(600)
+def test_sandbox_outputs_never_run_script_in_the_page(lab_server, node_modules):  # noqa: F811
+    """Issue 27: every kind of active content, through every route out of a sandbox, in a real
+    Chromium: no payload's request leaves the page, no file is written, the note is shown."""
+    need_chromium()
+    stdout = playwright(lab_server, ["--grep", "@untrusted"], {"ACTIVE_KINDS": ",".join(ACTIVE_KINDS)}, timeout=540)
+    assert f"{len(UNTRUSTED_ROUTES)} passed" in stdout, stdout
+    print(stdout)
+    # what a payload that ran would have left on the server: its file, and its request in the log
+    assert sorted(p.name for p in lab_server["root"].glob("jsbx-pwned*")) == []
+    assert "jsbx-pwned" not in lab_server["log"].read_text()
+    for route in UNTRUSTED_ROUTES:
+        assert (ARTIFACTS / f"labextension-50-untrusted-{route}.png").stat().st_size > 10_000, route

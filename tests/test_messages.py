@@ -36,7 +36,7 @@ def test_orders_streams_results_and_finishes_on_idle_plus_reply():
             iopub("status", {"execution_state": "busy"}),
             iopub("execute_input", {"code": "x", "execution_count": 4}),
             iopub("stream", {"name": "stdout", "text": "hello\n"}),
-            iopub("display_data", {"data": {"text/plain": "df", "text/html": "<t/>"}, "metadata": {}}),
+            iopub("display_data", {"data": {"text/plain": "df", "text/html": "<b>t</b>"}, "metadata": {}}),
             iopub("stream", {"name": "stderr", "text": "warn\n"}),
             iopub("execute_result", {"data": {"text/plain": "2"}, "execution_count": 4}),
             iopub("status", {"execution_state": "idle"}),
@@ -48,7 +48,7 @@ def test_orders_streams_results_and_finishes_on_idle_plus_reply():
     assert [e["type"] for e in events] == ["number_of_executions", "stdout", "result", "stderr", "result"]
     ex = c.execution
     assert ex.logs.stdout == ["hello\n"] and ex.logs.stderr == ["warn\n"]
-    assert ex.results[0].html == "<t/>" and not ex.results[0].is_main_result
+    assert ex.results[0].html == "<b>t</b>" and not ex.results[0].is_main_result
     assert ex.text == "2" and ex.execution_count == 4
 
 
@@ -201,3 +201,24 @@ def test_dropped_bytes_metadata_from_the_sandbox_is_a_count_or_nothing():
     c, events = feed([with_dropped(100), with_dropped("lots"), with_dropped(-50), with_dropped([1]), with_dropped(1.5)])
     assert c.dropped_bytes == 100
     assert [e["text"] for e in events if e["type"] == "stdout"] == ["x\n"] * 5
+
+
+def test_displayed_bundles_are_made_inert():
+    # what the sandbox displays is untrusted (jupyter_sandbox/outputs.py): a REST execution's events carry the
+    # cleaned bundle, and an updated display too
+    _, events = feed(
+        [
+            iopub(
+                "display_data",
+                {"data": {"application/javascript": "alert(1)", "text/plain": "js"}, "transient": {"display_id": "d"}},
+            ),
+            iopub(
+                "update_display_data",
+                {"data": {"text/html": "<img src=x onerror=alert(1)>"}, "transient": {"display_id": "d"}},
+            ),
+        ]
+    )
+    result, update = [e for e in events if e["type"] in ("result", "update_display")]
+    assert "javascript" not in result and "extra" not in result
+    assert result["text"].startswith("[jupyter-sandbox removed active content") and result["text"].endswith("\njs")
+    assert "onerror" not in update["html"] and "jupyter-sandbox removed" in update["html"]

@@ -25,7 +25,7 @@ from jupyter_sandbox import models
 ROOT = Path(__file__).resolve().parent.parent
 WIRE_TS = ROOT / "labextension" / "src" / "wire.ts"
 OPENAPI = ROOT / "jupyter_sandbox" / "server" / "openapi.yaml"
-EVENT_SCHEMA = ROOT / "jupyter_sandbox" / "server" / "event_schemas" / "sandbox" / "v1.yaml"
+EVENT_SCHEMAS = ROOT / "jupyter_sandbox" / "server" / "event_schemas"
 
 # interface -> the dataclass the server answers with
 DATACLASSES: dict[str, type] = {
@@ -42,7 +42,10 @@ DATACLASSES: dict[str, type] = {
 # interface -> the openapi.yaml schema of shapes without a dataclass
 SCHEMAS = {"IStats": "Stats", "IFileEntry": "FileEntry", "IErrorBody": "Error"}
 # interface -> the event schema
-EVENTS = {"ISandboxEvent": EVENT_SCHEMA}
+EVENTS = {
+    "ISandboxEvent": EVENT_SCHEMAS / "sandbox" / "v1.yaml",
+    "IKernelInterruptedEvent": EVENT_SCHEMAS / "kernel_interrupted" / "v1.yaml",
+}
 # one NDJSON line of any kind, read by its "type" (openapi.yaml's Event lists them)
 FREE_FORM = {"IWireEvent"}
 # fields the server leaves out of some answers (openapi.yaml: present only after a traceback)

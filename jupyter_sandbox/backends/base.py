@@ -55,11 +55,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from traitlets import Unicode
+from traitlets import Instance, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import BackendUnavailable, InvalidInput, KernelDied, NotFound
 from ..models import SandboxSpec
+from ..outputs import OutputPolicy
 
 LABEL_PREFIX = "org.jupyter-sandbox"
 WORKDIR = "/home/user"
@@ -200,6 +201,12 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
     isolation = ""  # one sentence for the sandbox model: what this backend isolates
 
     default_image = Unicode("jupyter-sandbox:latest", help="Image for sandboxes that name none.").tag(config=True)
+    # what a sandbox's outputs may carry into a user's page: used by the relay and the collector
+    outputs = Instance(OutputPolicy)
+
+    @default("outputs")
+    def _outputs_default(self) -> OutputPolicy:
+        return OutputPolicy(parent=self)
 
     def memory_limit(self, spec: SandboxSpec) -> int:
         """The most memory a sandbox of this spec may hold (what ``stats`` reports as its limit)."""

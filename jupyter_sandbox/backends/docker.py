@@ -465,7 +465,13 @@ class DockerBackend(SandboxBackend):
             run=lambda blocking: self._call(lambda _: blocking()),
         )
         relay = KernelRelay(
-            stream.reader, stream.writer, self._socket_dir(), kernel_id, key, liveness_timeout=self.liveness_timeout
+            stream.reader,
+            stream.writer,
+            self._socket_dir(),
+            kernel_id,
+            key,
+            liveness_timeout=self.liveness_timeout,
+            outputs=self.outputs,
         )
         info = await relay.start(request)
         self._relays[(sandbox_id, kernel_id)] = relay

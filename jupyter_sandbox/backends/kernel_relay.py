@@ -45,6 +45,9 @@ from typing import Any
 
 import zmq
 
+from ..outputs import DEFAULT as DEFAULT_OUTPUTS
+from ..outputs import OutputPolicy
+
 log = logging.getLogger(__name__)
 
 SHELL, IOPUB, STDIN, CONTROL, HB, LAUNCHER = 0, 1, 2, 3, 4, 255
@@ -241,6 +244,7 @@ class KernelRelay:
         max_message_bytes: int = 64 << 20,
         write_buffer_limit: int = 4 << 20,
         liveness_timeout: float = 30.0,
+        outputs: OutputPolicy = DEFAULT_OUTPUTS,
     ):
         self.kernel_id = _check_kernel_id(kernel_id)
         self.key = _key_text(key)
@@ -254,6 +258,7 @@ class KernelRelay:
         self._writer = writer
         self._context = context or zmq.Context.instance()
         self._decoder = FrameDecoder(max_message_bytes)
+        self._outputs = outputs.cleaner(self.key)  # what the sandbox shows, made inert (outputs.py)
         self._write_buffer_limit = write_buffer_limit
         # An engine may keep an exec stream open after the sandbox died (seen with runsc):
         # a stream quiet for this long is pinged, and silent for this long is dead.
@@ -443,7 +448,7 @@ class KernelRelay:
             for kind, parts in messages:
                 if kind == LAUNCHER:
                     self._on_event(parts)
-                elif parts:
+                elif parts and (kind == HB or (parts := self._outputs.frames(parts))):
                     # ROUTER and XPUB never block: a message to a gone client is dropped
                     sockets[kind].send_multipart(parts, NOBLOCK, copy=False)
                     sent |= 1 << kind

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..models import Execution, Result
+from ..outputs import DEFAULT as DEFAULT_OUTPUTS
+from ..outputs import OutputPolicy
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,15 @@ class StdinBridge:
 class ExecutionCollector:
     """Collects what one execute request produced, in order."""
 
-    def __init__(self, msg_id: str, max_output: int | None = None, stdin: StdinBridge | None = None):
+    def __init__(
+        self,
+        msg_id: str,
+        max_output: int | None = None,
+        stdin: StdinBridge | None = None,
+        outputs: OutputPolicy = DEFAULT_OUTPUTS,
+    ):
         self.msg_id = msg_id
+        self.outputs = outputs  # what the sandbox displays is made inert before it is an event
         self.stdin = stdin
         self.execution = Execution()
         self.idle = False
@@ -145,7 +154,8 @@ class ExecutionCollector:
             if not self._within_cap(sum(len(str(v)) for v in content.get("data", {}).values())):
                 return []
             events = self._maybe_clear()
-            result = Result.from_bundle(content.get("data", {}), is_main_result=kind == "execute_result")
+            data = self.outputs.clean(content.get("data", {}))
+            result = Result.from_bundle(data, is_main_result=kind == "execute_result")
             display_id = (content.get("transient") or {}).get("display_id")
             if display_id:
                 self._display_index.setdefault(display_id, []).append(len(self.execution.results))
@@ -154,8 +164,9 @@ class ExecutionCollector:
         if kind == "update_display_data":
             display_id = (content.get("transient") or {}).get("display_id") or ""
             events = []
+            data = self.outputs.clean(content.get("data", {}))
             for index in self._display_index.get(display_id, []):
-                result = Result.from_bundle(content.get("data", {}))
+                result = Result.from_bundle(data)
                 result.is_main_result = self.execution.results[index].is_main_result
                 events.append(self._apply({"type": "update_display", "index": index, **result.to_dict()}))
             return events
@@ -242,6 +253,7 @@ async def run_execute(
     poll: float = 0.2,
     max_output: int | None = None,
     stdin: StdinBridge | None = None,
+    outputs: OutputPolicy = DEFAULT_OUTPUTS,
 ) -> Execution:
     """Execute ``code`` on an ``AsyncKernelClient`` and collect its Execution.
 
@@ -253,9 +265,10 @@ async def run_execute(
     returns why the kernel died (or None while it lives). Without ``stdin``, ``input()`` in
     the code fails at once (saying nobody can answer); with it, each input request is an
     ``input_request`` event and the code waits for ``stdin.answer`` (or ``stdin.refuse``).
+    ``outputs`` says what a displayed bundle may keep (outputs.py: nothing that runs in a page).
     """
     msg_id = client.execute(code, store_history=True, allow_stdin=stdin is not None, stop_on_error=False)
-    collector = ExecutionCollector(msg_id, max_output, stdin)
+    collector = ExecutionCollector(msg_id, max_output, stdin, outputs)
     deadline = None if timeout is None else time.monotonic() + timeout
     timed_out_at: float | None = None
     last_liveness = time.monotonic()

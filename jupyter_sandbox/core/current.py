@@ -6,6 +6,7 @@ not handed the extension (the kernel provisioner, made by jupyter_client) finds 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .manager import SandboxManager
@@ -14,15 +15,23 @@ from .manager import SandboxManager
 @dataclass
 class Running:
     manager: SandboxManager
-    owner: str  # whom the server's own actions (its notebook kernels) act for
+    # whom a notebook kernel starting now acts for (asked at its start: the server's answer
+    # depends on the request that starts it)
+    owner: Callable[[], str]
 
 
 _running: Running | None = None
 
 
-def set_running(manager: SandboxManager | None, owner: str = "") -> None:
+def set_running(manager: SandboxManager | None, owner: str | Callable[[], str] = "") -> None:
     global _running
-    _running = Running(manager, owner) if manager is not None else None
+    if manager is None:
+        _running = None
+    elif callable(owner):
+        _running = Running(manager, owner)
+    else:
+        name = owner
+        _running = Running(manager, lambda: name)
 
 
 def running() -> Running | None:

@@ -82,8 +82,9 @@ class _Sandbox:
 
 WARM_UP = "get_ipython().display_formatter.format(0)"
 
-# Gets one dict per sandbox event (see server/event_schemas/sandbox/v1.yaml); must not block.
-EventListener = Callable[[dict[str, Any]], None]
+# Gets the sandbox's owner and one dict per sandbox event (see server/event_schemas/sandbox/v1.yaml):
+# the owner decides who may hear of it ("" for a pooled sandbox, which is nobody's yet). Must not block.
+EventListener = Callable[[str, dict[str, Any]], None]
 
 
 class SandboxManager(LoggingConfigurable):
@@ -223,7 +224,7 @@ class SandboxManager(LoggingConfigurable):
 
     # -- events -------------------------------------------------------------------------
     def add_listener(self, listener: EventListener) -> None:
-        """Call ``listener`` on every sandbox event (created, status, removed, execution_*)."""
+        """Call ``listener(owner, event)`` on every sandbox event (created, status, removed, execution_*)."""
         self._listeners.append(listener)
 
     def _emit(self, action: str, sandbox: _Sandbox) -> None:
@@ -236,7 +237,7 @@ class SandboxManager(LoggingConfigurable):
             "executing": sandbox.executing,
         }
         for listener in list(self._listeners):
-            listener(data)
+            listener(model.owner, data)
 
     # -- lookup -------------------------------------------------------------------------
     def _get(self, owner: str, key: str) -> _Sandbox:
@@ -1018,6 +1019,7 @@ class SandboxManager(LoggingConfigurable):
                     unresponsive=lambda: self._replace_kernel(sandbox, context),
                     max_output=self.max_output_size,
                     stdin=context.stdin,
+                    outputs=self.backend.outputs,
                 )
             except asyncio.CancelledError:
                 task = asyncio.current_task()

@@ -102,7 +102,8 @@ class SandboxProvisioner(KernelProvisionerBase):
             return
         here = running()
         if here is not None:
-            self._manager, self._owner = here.manager, here.owner
+            # asked now, in launch_kernel: inside the server, the request starting the kernel decides
+            self._manager, self._owner = here.manager, here.owner()
 
             async def same_loop(coro):
                 return await coro

@@ -5,11 +5,13 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
+from jupyter_server import CallContext
+from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.services.events.handlers import EventHandler
 from jupyter_server.utils import url_path_join
 from traitlets import Instance, Int, Unicode, default
 
@@ -21,13 +23,12 @@ from ..core.identity import ServerIdentity
 from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
+from ..outputs import OutputPolicy
 from .e2b import E2B, scrub_logs
+from .events import EventStreams
+from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
-# Sandbox events go out through jupyter_server's event bus (jupyter_events): JupyterLab
-# receives them on /api/events/subscribe, the same socket as the server's own events.
-SANDBOX_EVENTS = "https://events.jupyter.org/jupyter_sandbox/sandbox/v1"
-SANDBOX_EVENTS_SCHEMA = Path(__file__).parent / "event_schemas" / "sandbox" / "v1.yaml"
 
 
 class SandboxApp(ExtensionApp):
@@ -36,7 +37,7 @@ class SandboxApp(ExtensionApp):
     name = "jupyter_sandbox"
     load_other_extensions = True
     # listed so `python -m jupyter_sandbox.app --help-all` documents every setting
-    classes = [*ExtensionApp.classes, SandboxManager, DockerBackend, LocalBackend, OneShotRunner]
+    classes = [*ExtensionApp.classes, SandboxManager, DockerBackend, LocalBackend, OneShotRunner, OutputPolicy]
 
     backend = Unicode(
         "auto", help="Sandbox backend: 'docker', 'local', or 'auto' (docker when an engine answers, else local)."
@@ -64,6 +65,8 @@ class SandboxApp(ExtensionApp):
 
     manager = Instance(SandboxManager, allow_none=True)
     identity: ServerIdentity | None = None
+    # kernel id -> who started it (kernel_owner() at its start), for the sandboxes tied to it
+    kernel_starters: dict[str, str]
 
     @default("state_dir")
     def _state_dir_default(self) -> str:
@@ -88,17 +91,14 @@ class SandboxApp(ExtensionApp):
         self.manager = SandboxManager(parent=self, backend=backend, log=self.log, server_id=self.identity.server_id)
         self.manager.e2b_prefix = url_path_join(self.serverapp.base_url, E2B) + "/"
         self.manager.records = SandboxRecords(os.path.join(self.identity.folder, "sandboxes"))
-        events = self.serverapp.event_logger if self.serverapp else None
-        if events is None:
+        if self.serverapp.event_logger is None:
             raise RuntimeError("jupyter_sandbox needs jupyter_server's event logger (jupyter_server >= 2)")
-        events.register_event_schema(SANDBOX_EVENTS_SCHEMA)
-
-        def announce(data: dict[str, Any]) -> None:
-            events.emit(schema_id=SANDBOX_EVENTS, data=data)
-
-        self.manager.add_listener(announce)
+        self.event_streams = EventStreams()
+        self.kernel_starters = {}
+        self.manager.add_listener(self.event_streams.send)
         self.executions = OneShotRunner(parent=self, manager=self.manager, log=self.log)
         self.settings.update(
+            sandbox_event_streams=self.event_streams,
             sandbox_manager=self.manager,
             sandbox_app=self,
             sandbox_executions=self.executions,
@@ -106,15 +106,18 @@ class SandboxApp(ExtensionApp):
         self.log.info("jupyter-sandbox: backend %s (%s)", backend.name, backend.isolation)
         # The sandboxed kernel's provisioner (jupyter_sandbox.kernel) runs in this process and uses
         # this manager: known from now on, since a kernel may start before the extension's start ends.
-        set_running(self.manager, self.kernel_owner())
+        set_running(self.manager, self.kernel_owner)
 
     def kernel_owner(self) -> str:
-        """Whom this server's notebook kernels belong to: the user the handlers see as their owner."""
-        from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS
-
+        """Whom a notebook kernel starting now belongs to: the user whose request starts it, by the
+        handlers' rule. jupyter_server starts kernels (POST /api/kernels, /api/sessions) in the
+        request's own task chain, where its CallContext holds the handler."""
+        handler = CallContext.get(CallContext.JUPYTER_HANDLER)
+        if isinstance(handler, JupyterHandler) and handler.current_user is not None:
+            return owner_of(handler)
+        # no request (a kernel the server starts by itself): the user the server serves
         if self.serverapp is None or type(self.serverapp.identity_provider) in SHARED_TOKEN_PROVIDERS:
             return SHARED_OWNER
-        # another identity provider (JupyterHub's): the one user this single-user server serves
         return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
@@ -126,17 +129,43 @@ class SandboxApp(ExtensionApp):
         serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=self._on_kernel_action)
 
     async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
-        if data.get("action") != "shutdown" or not data.get("kernel_id") or self.manager is None:
+        kernel_id, action = data.get("kernel_id"), data.get("action")
+        if not isinstance(kernel_id, str) or not kernel_id or self.manager is None:
             return
+        # jupyter_events runs a listener in a task made where the event was emitted, so jupyter_server's
+        # CallContext holds the request behind it. Anyone may post these events (POST /api/events):
+        # one posted is a claim, not a kernel action.
+        handler = CallContext.get(CallContext.JUPYTER_HANDLER)
+        posted = isinstance(handler, EventHandler)
+        if action == "start" and data.get("status") == "success" and not posted:
+            self.kernel_starters[kernel_id] = self.kernel_owner()
+        elif action == "interrupt" and isinstance(handler, JupyterHandler) and not posted:
+            # the interrupter's sandbox cell for this kernel stops too (JupyterLab's Stop button)
+            self.event_streams.send(owner_of(handler), {"action": "kernel_interrupted", "kernel_id": kernel_id})
+        elif action == "shutdown":
+            await self._kernel_shut_down(kernel_id)
+
+    async def _kernel_shut_down(self, kernel_id: str) -> None:
+        """Remove the sandboxes of a kernel that shut down, if the kernel manager agrees it did."""
+        assert self.manager is not None
+        # jupyter_client drops the kernel from its maps right after the shutdown that emits the event;
+        # a kernel still starting is in its pending map only.
+        kernels = self.serverapp.kernel_manager if self.serverapp is not None else None
+        if kernels is None or kernel_id in kernels or kernel_id in getattr(kernels, "_pending_kernels", {}):
+            self.log.warning(
+                "jupyter-sandbox: ignored a shutdown event for kernel %r, which is still running", kernel_id[:64]
+            )
+            return
+        self.kernel_starters.pop(kernel_id, None)
         try:
-            await self.manager.remove_kernel_sandboxes(data["kernel_id"])
+            await self.manager.remove_kernel_sandboxes(kernel_id)
         except Exception:  # a listener's error would vanish in jupyter_events' task: say it here
-            self.log.exception("jupyter-sandbox: removing the sandboxes of kernel %s failed", data["kernel_id"])
+            self.log.exception("jupyter-sandbox: removing the sandboxes of kernel %s failed", kernel_id)
 
     def initialize_handlers(self) -> None:
-        from . import e2b, handlers, oneshot
+        from . import e2b, events, handlers, oneshot
 
-        for template, handler in [*handlers.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]:
+        for template, handler in [*handlers.ROUTES, *events.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]:
             self.handlers.append((handlers.route_pattern(template), handler))
 
     async def stop_extension(self) -> None:

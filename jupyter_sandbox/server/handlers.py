@@ -14,7 +14,7 @@ from typing import Any
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
@@ -32,6 +32,17 @@ def api_path(*parts: str) -> str:
     return url_path_join("/", API, *parts)
 
 
+def owner_of(handler: JupyterHandler) -> str:
+    """Whose sandboxes an authenticated request acts on: the one rule for every route, the event
+    stream and the kernels a request starts."""
+    if type(handler.identity_provider) in SHARED_TOKEN_PROVIDERS:
+        # jupyter_server's built-in providers cannot tell token holders apart: each
+        # cookie-less token request gets a new random "anonymous" username. Everyone
+        # holding this server's token or password is its one owner.
+        return SHARED_OWNER
+    return handler.current_user.username
+
+
 class SandboxAPIHandler(APIHandler):
     """Base: owner from jupyter_server's identity, JSON bodies, project errors -> HTTP."""
 
@@ -47,12 +58,7 @@ class SandboxAPIHandler(APIHandler):
 
     @property
     def owner(self) -> str:
-        if type(self.identity_provider) in SHARED_TOKEN_PROVIDERS:
-            # jupyter_server's built-in providers cannot tell token holders apart: each
-            # cookie-less token request gets a new random "anonymous" username. Everyone
-            # holding this server's token or password is its one owner.
-            return SHARED_OWNER
-        return self.current_user.username
+        return owner_of(self)
 
     def json_body(self) -> Any:
         """The request body as decoded JSON (400 naming the problem; 413 over the size limit)."""
@@ -121,10 +127,15 @@ class SandboxesHandler(SandboxAPIHandler):
     @authorized
     async def post(self):
         request = SandboxRequest.parse(self.json_body())
-        if request.kernel_id is not None and request.kernel_id not in self.kernel_manager:
+        # tied to a kernel, a sandbox belongs to whoever started the kernel (unknown: started before
+        # the extension knew): another user's kernel is refused like one that does not run
+        if request.kernel_id is not None and (
+            request.kernel_id not in self.kernel_manager
+            or self.sandbox_app.kernel_starters.get(request.kernel_id, self.owner) != self.owner
+        ):
             raise InvalidInput(
-                f"kernel_id {request.kernel_id!r} is not a running kernel of this server; a sandbox can only be "
-                "tied to this server's own notebook kernels",
+                f"kernel_id {request.kernel_id!r} is not a running kernel of this server that you started; a "
+                "sandbox can only be tied to your own notebook kernels on this server",
                 field="kernel_id",
             )
         model = await self.manager.create(self.owner, request.name, request.spec(), kernel_id=request.kernel_id)

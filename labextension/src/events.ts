@@ -1,5 +1,5 @@
 /**
- * How a sandbox event from the server's event bus changes the panel's list. Events are
+ * How a sandbox event from the user's event stream changes the panel's list. Events are
  * hints: the list only ever holds what GET sandboxes returned (which checks the owner), so
  * an event about an unknown sandbox asks for a fresh list instead of adding anything.
  * Pure code.

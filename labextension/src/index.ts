@@ -1,6 +1,6 @@
 /**
  * jupyter-sandbox in JupyterLab. Three plugins:
- * - `runner`: the shared store of sandboxes (live from the server's event bus) and the
+ * - `runner`: the shared store of sandboxes (live from the user's own sandbox event stream) and the
  *   runner of sandbox cells;
  * - `cell-executor`: JupyterLab's notebook cell executor, replaced so that a marked cell
  *   runs in the sandbox however it is run;
@@ -29,7 +29,7 @@ import { report, SandboxPanel } from './panel/panel';
 import { sandboxNameOf, SandboxRunner } from './runner';
 import { SandboxStatus } from './status';
 import { SandboxStore } from './store';
-import { ISandbox, ISandboxEvent, KERNEL_ACTIONS, SANDBOX_EVENTS } from './wire';
+import { ISandbox } from './wire';
 
 const PLUGIN_ID = 'jupyter-sandbox:plugin';
 
@@ -47,13 +47,8 @@ const runnerPlugin: JupyterFrontEndPlugin<SandboxRunner> = {
   activate: (app: JupyterFrontEnd, settings: ISettingRegistry | null): SandboxRunner => {
     const store = new SandboxStore();
     const runner = new SandboxRunner(store);
-    app.serviceManager.events.stream.connect((_, emission) => {
-      if (emission.schema_id === SANDBOX_EVENTS) {
-        store.handleEvent(emission as unknown as ISandboxEvent);
-      } else if (emission.schema_id === KERNEL_ACTIONS && emission.action === 'interrupt' && emission.kernel_id) {
-        void runner.interruptKernel(String(emission.kernel_id));
-      }
-    });
+    store.listen();
+    store.kernelInterrupted.connect((_, kernelId) => void runner.interruptKernel(kernelId));
     void settings?.load(PLUGIN_ID).then(loaded => {
       const apply = () => {
         store.interval = loaded.get('refreshInterval').composite as number;

@@ -66,7 +66,10 @@ export class SandboxRunner {
     const name = notebookSandboxName(kernelId);
     model.sharedModel.transact(() => model.clearExecution(), false);
     model.executionState = 'running';
-    model.trusted = true;
+    // What a sandbox sends is never trusted (issue 27): untrusted outputs render only through
+    // JupyterLab's safe renderers (sanitized HTML and Markdown, no JavaScript), whatever the
+    // server let through and whatever trust the notebook file claimed for the cell.
+    model.trusted = false;
     const outputs = model.outputs;
     const builder = new OutputBuilder();
     this.running.set(kernelId, { name, sandboxId: null });

@@ -1,7 +1,7 @@
 /**
  * The user's sandboxes, shared by the panel, the status bar and the cell runner.
  *
- * The list follows the server's sandbox events (the event bus, pushed at once). Stats and
+ * The list follows the user's sandbox events (their own event stream, pushed at once). Stats and
  * one-shot executions are polled with `Poll` only while the panel is visible, at the
  * interval of the settings, backing off while the server fails.
  */
@@ -11,6 +11,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { api } from './api';
 import { applySandboxEvent } from './events';
+import { SandboxEventStream } from './stream';
 import type { IOneShot, ISandbox, ISandboxEvent, IServerConfig, IStats } from './wire';
 
 export class SandboxStore {
@@ -85,7 +86,26 @@ export class SandboxStore {
     this._changed.emit();
   }
 
-  /** A sandbox event from the server's event bus. */
+  /** Follow the user's own events (not jupyter_server's event bus, which every user hears). */
+  listen(): void {
+    this.events ??= new SandboxEventStream(
+      event => {
+        if (event.action === 'kernel_interrupted') {
+          this._kernelInterrupted.emit(event.kernel_id);
+        } else {
+          this.handleEvent(event);
+        }
+      },
+      () => void this.refresh() // (re)connected: events may have been missed
+    );
+  }
+
+  /** The user interrupted a notebook kernel (its id): its sandbox cell should stop too. */
+  get kernelInterrupted(): ISignal<this, string> {
+    return this._kernelInterrupted;
+  }
+
+  /** A sandbox event from the user's event stream. */
   handleEvent(event: ISandboxEvent): void {
     if (this.refreshing) {
       this.again = true; // the list on its way may predate this event
@@ -186,12 +206,15 @@ export class SandboxStore {
 
   dispose(): void {
     this.poll.dispose();
+    this.events?.dispose();
   }
 
   readonly poll: Poll;
+  private events: SandboxEventStream | null = null;
   private _visible = false;
   private failing = false;
   private again = false;
   private refreshing: Promise<void> | null = null;
   private _changed = new Signal<this, void>(this);
+  private _kernelInterrupted = new Signal<this, string>(this);
 }

@@ -143,19 +143,20 @@ export interface IWireEvent {
   [key: string]: any;
 }
 
-/** The id of the server's sandbox event schema (jupyter_sandbox/event_schemas/sandbox/v1.yaml). */
-export const SANDBOX_EVENTS = 'https://events.jupyter.org/jupyter_sandbox/sandbox/v1';
-
-/** jupyter_server's own kernel events: an "interrupt" of a notebook's kernel stops its sandbox cell too. */
-export const KERNEL_ACTIONS = 'https://events.jupyter.org/jupyter_server/kernel_actions/v1';
-
-/** One sandbox event as it arrives on the event bus. */
+/** One sandbox event as it arrives on the user's event stream (sandbox/api/events; event_schemas/sandbox/v1.yaml). */
 export interface ISandboxEvent {
   action: 'created' | 'status' | 'removed' | 'execution_started' | 'execution_finished';
   sandbox_id: string;
   name: string;
   status: string;
   executing?: number;
+}
+
+/** On the same stream: the user interrupted a notebook's kernel, so its sandbox cell stops too
+ * (event_schemas/kernel_interrupted/v1.yaml). */
+export interface IKernelInterruptedEvent {
+  action: 'kernel_interrupted';
+  kernel_id: string;
 }
 
 /** The server's error body ({message, reason, field?}). */

@@ -48,9 +48,12 @@ export async function report<T>(what: string, action: () => Promise<T>): Promise
   }
 }
 
-/** Hands a blob to the browser as a download named `name`. */
+/**
+ * Hands a blob to the browser as a download named `name`. Typed as opaque bytes: a file from a
+ * sandbox (an .html, an .svg) must never be shown by the browser in this page's origin.
+ */
 function saveBlob(blob: Blob, name: string): void {
-  const url = URL.createObjectURL(blob);
+  const url = URL.createObjectURL(new Blob([blob], { type: 'application/octet-stream' }));
   const a = document.createElement('a');
   a.href = url;
   a.download = name;
