@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import docker
 import pytest
@@ -42,11 +43,26 @@ async def test_unreachable_engine_is_a_clear_503():
 def test_hardened_container_options():
     options = DockerBackend().container_options(SandboxSpec(memory=256 * 1024**2, cpus=0.5, pids=64), {"a": "b"})
     assert options["network_mode"] == "none" and options["read_only"] is True
-    assert options["cap_drop"] == ["ALL"] and options["security_opt"] == ["no-new-privileges"]
+    assert options["cap_drop"] == ["ALL"] and options["security_opt"][0] == "no-new-privileges"
+    # the engine's default seccomp profile without io_uring_* and ptrace (sent as JSON text)
+    seccomp = json.loads(options["security_opt"][1].removeprefix("seccomp="))
+    allowed = {name for rule in seccomp["syscalls"] if rule["action"] == "SCMP_ACT_ALLOW" for name in rule["names"]}
+    assert {"read", "clone", "setresuid"} <= allowed and not {
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+    } & allowed
+    assert not any("ptrace" in rule["names"] and not rule["includes"].get("caps") for rule in seccomp["syscalls"])
+    # root with SETUID, SETGID and KILL, for the launcher to take a uid of its own; the sandbox's env
+    # reaches its kernels only (never a root exec's environment)
+    assert options["user"] == "0:0" and options["cap_add"] == ["SETUID", "SETGID", "KILL"]
+    assert options["environment"] == {}
     # the working directory and /tmp are tmpfs, held in memory: the limit has room for them
     assert options["mem_limit"] == options["memswap_limit"] == (256 + 512 + 128) * 1024**2
     assert options["nano_cpus"] == 500_000_000 and options["pids_limit"] == 64 and options["init"] is True
-    assert options["user"] != "root" and not options["user"].startswith("0")
+    # a one-shot run's container runs its program as the sandbox's user, with no capability
+    once = DockerBackend().container_options(SandboxSpec(env={"A": "1"}), {}, once=True)
+    assert once["user"] == "1000:1000" and once["cap_add"] == [] and once["environment"] == {"A": "1"}
     # nothing of the host is mounted (kernels are reached over the exec stream), the engine's socket least of all
     assert "volumes" not in options and "mounts" not in options
     assert set(options["tmpfs"]) == {"/tmp", "/home/user"}

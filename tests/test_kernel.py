@@ -139,6 +139,7 @@ def containers_of(sandbox_id: str) -> list:
 HARDENING = (
     "ReadonlyRootfs",
     "CapDrop",
+    "CapAdd",
     "SecurityOpt",
     "PidsLimit",
     "Memory",
@@ -199,7 +200,9 @@ async def test_a_notebook_on_the_sandboxed_kernel(kernel_server):
     (plain,) = containers_of(other["id"])
     assert hardening(container) == hardening(plain)
     assert hardening(container)["ReadonlyRootfs"] and hardening(container)["CapDrop"] == ["ALL"]
-    assert hardening(container)["NetworkMode"] == "none" and hardening(container)["User"] == "1000:1000"
+    # root with only what the launcher needs to take a uid of its own; the kernel runs as 1000 (below)
+    assert hardening(container)["NetworkMode"] == "none" and hardening(container)["User"] == "0:0"
+    assert sorted(c.removeprefix("CAP_") for c in hardening(container)["CapAdd"]) == ["KILL", "SETGID", "SETUID"]
     server.api("DELETE", "sandboxes/plain")
     # Code goes through the notebook, not the sandbox routes.
     refused = server.api("POST", f"sandboxes/{sandbox['id']}/execute", json={"code": "1"})

@@ -7,12 +7,21 @@ exec's stdin/stdout. On the host, kernel_relay.py serves the same five sockets i
 private to the server (random name, mode 0700) for jupyter_client. So the container needs no
 network, no TCP port is published, and the server never opens a path a sandbox can write.
 A kernel outlives a crashed server: a restarted one reattaches (``attach_kernel``).
+
+Users in a sandbox's container: its own processes (init, ``sleep``) run as root with only
+SETUID, SETGID and KILL; the launcher is exec'd as root and takes a uid of its own
+(``launcher_user``) before it reads anything the sandbox can write; the kernel and every file
+command run as ``user``, which holds no capability (an exec drops to it before it runs the
+command: under gVisor an exec's first process would keep the container's capabilities). Why:
+see programs/launcher.py. The sandbox's env goes to its kernels only, never into the
+environment of a root exec (LD_PRELOAD and friends would run the sandbox's code there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -24,6 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from traitlets import Dict, Float, Int, Unicode
@@ -61,6 +71,25 @@ SANDBOX_BRIDGE = "jsbx0"  # its host interface, named so firewall rules can matc
 # own protocol: no engine or coreutils wording is parsed).
 MISSING, NOT_A_DIRECTORY, IS_A_DIRECTORY, NOT_A_FILE, NO_ROOM = 72, 73, 74, 75, 76
 EXEC_OUTPUT_LIMIT = 8 << 20  # bytes of a short command's stdout (a listing) or stderr the server takes
+
+
+# Runs a command as uid:gid (argv: uid gid command...), from a root exec: no supplementary groups,
+# and with the uid change go every capability (and execve drops any it had left).
+_AS_USER = (
+    "import os, sys\n"
+    "uid, gid = int(sys.argv[1]), int(sys.argv[2])\n"
+    "os.setgroups([]); os.setresgid(gid, gid, gid); os.setresuid(uid, uid, uid)\n"
+    "os.execvp(sys.argv[3], sys.argv[3:])\n"
+)
+
+
+@functools.cache
+def seccomp_profile() -> str:
+    """The sandboxes' seccomp profile as the engine takes it (JSON text): Docker's default one of
+    the 20.10 engine (moby/moby profiles/seccomp/default.json, Apache-2.0) without io_uring_setup,
+    io_uring_enter, io_uring_register and the unconditional ptrace."""
+    text = resources.files(__package__).joinpath("seccomp.json").read_text(encoding="utf-8")
+    return json.dumps(json.loads(text), separators=(",", ":"))
 
 
 def _hang_up(sock) -> None:
@@ -111,12 +140,20 @@ class DockerBackend(SandboxBackend):
     name = "docker"
     isolation = (
         "Docker container: own filesystem (read-only root, size-capped tmpfs), no network unless asked, "
-        "no capabilities, no-new-privileges, non-root user, memory/CPU/pids limits"
+        "kernels as a non-root user with no capabilities, no-new-privileges, a seccomp profile, "
+        "memory/CPU/pids limits"
     )
 
     docker_url = Unicode("", help="Docker engine URL; empty uses DOCKER_HOST or the default socket.").tag(config=True)
     runtime = Unicode("runc", help="Default OCI runtime: 'runc', or 'runsc' for gVisor.").tag(config=True)
-    user = Unicode("1000:1000", help="uid:gid that kernels run as inside the container (never root).").tag(config=True)
+    user = Unicode(
+        "1000:1000", help="uid:gid that kernels and file commands run as inside the container (never root)."
+    ).tag(config=True)
+    launcher_user = Unicode(
+        "1001:1001",
+        help="uid:gid of the kernel launcher inside the container (never root, never the uid of `user`): code in "
+        "the sandbox cannot signal, trace or write into a process of another uid. Needs no passwd entry.",
+    ).tag(config=True)
     socket_root = Unicode(
         "",
         help="Where the server makes its private folder for the host side of kernel sockets (a new random "
@@ -299,20 +336,42 @@ class DockerBackend(SandboxBackend):
         return self._sockets_dir
 
     # -- lifecycle ----------------------------------------------------------------------
-    def container_options(self, spec: SandboxSpec, labels: dict[str, str]) -> dict[str, Any]:
-        """The hardened ``containers.run`` keyword arguments for a spec (also used by one-shot runs)."""
-        uid, _, gid = self.user.partition(":")
+    def _ids(self) -> tuple[str, str]:
+        """``user`` and ``launcher_user`` as "uid:gid", checked (a bad setting is the server's fault)."""
+        ids = []
+        for name in ("user", "launcher_user"):
+            uid, _, gid = getattr(self, name).partition(":")
+            if not uid.isdigit() or not (gid or uid).isdigit() or 0 in (int(uid), int(gid or uid)):
+                raise BackendUnavailable(f"DockerBackend.{name} must be a numeric 'uid:gid' other than root")
+            ids.append(f"{int(uid)}:{int(gid or uid)}")
+        if ids[0].partition(":")[0] == ids[1].partition(":")[0]:
+            raise BackendUnavailable("DockerBackend.launcher_user must be another uid than DockerBackend.user")
+        return ids[0], ids[1]
+
+    def _as_user(self, command: list[str]) -> list[str]:
+        """``command`` for a root exec that runs it as the sandbox's user, with no capability."""
+        uid, _, gid = self._ids()[0].partition(":")
+        return [self.python, "-I", "-c", _AS_USER, uid, gid, *command]
+
+    def container_options(self, spec: SandboxSpec, labels: dict[str, str], once: bool = False) -> dict[str, Any]:
+        """The hardened ``containers.run`` keyword arguments for a spec. A sandbox's container runs as
+        root with SETUID, SETGID and KILL only (for the launcher; see the module's docstring), and
+        its env is not in the container's environment; a one-shot run's (``once``) runs its one
+        program as ``user`` with no capability at all, its env in the environment."""
+        user = self._ids()[0]
+        uid, _, gid = user.partition(":")
         runtime = spec.runtime or self.runtime
         options: dict[str, Any] = dict(
-            user=self.user,
+            user=user if once else "0:0",
             network_mode=self.network_mode if spec.network else "none",
             read_only=True,
             tmpfs={
                 "/tmp": f"rw,nosuid,nodev,size={self.tmp_size}",
-                WORKDIR: f"rw,nosuid,nodev,size={spec.disk},uid={uid},gid={gid or uid},mode=0755",
+                WORKDIR: f"rw,nosuid,nodev,size={spec.disk},uid={uid},gid={gid},mode=0755",
             },
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
+            cap_add=[] if once else ["SETUID", "SETGID", "KILL"],
+            security_opt=["no-new-privileges", f"seccomp={seccomp_profile()}"],
             pids_limit=max(spec.pids, self.runsc_min_pids) if runtime == "runsc" else spec.pids,
             # The tmpfs mounts are charged to the container's memory: room for them on top of
             # the memory asked for, so a full disk is ENOSPC and never kills the kernel.
@@ -321,13 +380,13 @@ class DockerBackend(SandboxBackend):
             nano_cpus=int(spec.cpus * 1e9),
             init=True,
             labels={**self.extra_labels, **labels},
-            environment=dict(spec.env),
+            environment=dict(spec.env) if once else {},
             working_dir=WORKDIR,
             hostname="sandbox",
             runtime=runtime,
             ipc_mode="private",
             # The container's own output lands in a file on the host (the engine's log): code in
-            # the sandbox can write there (/proc/1/fd/1), so it is capped.
+            # a one-shot run can write there (/proc/1/fd/1: its PID 1 is the sandbox's user), so it is capped.
             log_config={"type": "json-file", "config": {"max-size": self.container_log_size, "max-file": "1"}},
         )
         return options
@@ -393,12 +452,16 @@ class DockerBackend(SandboxBackend):
         """Run the launcher in ``mode``; its relay, started, and the kernel's connection info."""
         cid = self._container_id(sandbox_id)
         api = await self._call(lambda c: c.api)
+        kernel_user, launcher_user = self._ids()
+        request = {**request, "kernel_user": kernel_user, "launcher_user": launcher_user}
+        # root, and out of the sandbox's folders: the launcher takes its own user first thing
         stream = await open_docker_exec(
             api,
             cid,
             mode,
-            user=self.user,
+            user="0:0",
             python=self.python,
+            workdir="/",
             run=lambda blocking: self._call(lambda _: blocking()),
         )
         relay = KernelRelay(
@@ -439,8 +502,7 @@ class DockerBackend(SandboxBackend):
         spec = self._specs.get(sandbox_id)
         extra_argv, extra_env = kernel_extras(offline=spec is not None and not spec.network)
         argv = [*kernel_argv(self.python, debugger=debugger), *extra_argv]
-        # the container's environment has the sandbox's env; it wins over these
-        env = {k: v for k, v in extra_env.items() if spec is None or k not in spec.env}
+        env = {**extra_env, **(spec.env if spec is not None else {})}  # the sandbox's env wins
         _, info = await self._launcher(
             sandbox_id, kernel_id, "start", key, start_request(kernel_id, key, argv, cwd=workdir, env=env)
         )
@@ -687,7 +749,7 @@ class DockerBackend(SandboxBackend):
         sockets: list[Any] = []
 
         def run(c) -> tuple[int | None, bytes, bytes]:
-            exec_id = c.api.exec_create(cid, command, user=self.user)["Id"]
+            exec_id = c.api.exec_create(cid, self._as_user(command), user="0:0")["Id"]
             sock = c.api.exec_start(exec_id, socket=True)
             sockets.append(sock)
             out, err = bytearray(), bytearray()
@@ -739,7 +801,7 @@ class DockerBackend(SandboxBackend):
         command = ["sh", "-c", _WRITE_SCRIPT, "sh", target]
 
         def stream(c) -> int:
-            exec_id = c.api.exec_create(cid, command, user=self.user, stdin=True)["Id"]
+            exec_id = c.api.exec_create(cid, self._as_user(command), user="0:0", stdin=True)["Id"]
             sock = c.api.exec_start(exec_id, socket=True)
             raw = getattr(sock, "_sock", sock)
             raw.settimeout(self.engine_timeout)  # a writer the sandbox stopped never holds this thread
@@ -779,7 +841,8 @@ class DockerBackend(SandboxBackend):
             """In a stream thread: the exec's stdout into the queue, waiting while it is full."""
             put = lambda item: asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result()  # noqa: E731
             try:
-                exec_id = c.api.exec_create(cid, ["sh", "-c", _READ_SCRIPT, "sh", target], user=self.user)["Id"]
+                command = self._as_user(["sh", "-c", _READ_SCRIPT, "sh", target])
+                exec_id = c.api.exec_create(cid, command, user="0:0")["Id"]
                 sock = c.api.exec_start(exec_id, socket=True)
                 sockets.append(sock)
                 err = bytearray()
@@ -837,7 +900,7 @@ class DockerBackend(SandboxBackend):
         program waits for what ``run_once`` sends. It is attached before it starts (docker-py
         cannot set StdinOnce, so the program learns how much to read from what it is sent, not
         from EOF)."""
-        options = self.container_options(run.spec, run.labels)
+        options = self.container_options(run.spec, run.labels, once=True)
         options["stdin_open"] = True
         if run.cpu_shares:
             options["cpu_shares"] = run.cpu_shares

@@ -1,11 +1,37 @@
 """Kernel launcher and relay that runs INSIDE a sandbox; its stdin/stdout are the only link.
 
 Started by the server through the engine's exec stream (``docker exec -i``, later
-``kubectl exec``) as ``python -I -c <this source> start|attach``, with no tty, as the
-sandbox user. Standard library only, Python 3.8+: it speaks ZMTP 3.0 to the kernel's
+``kubectl exec``) as ``python -I -c <this source> start|attach``, with no tty. Standard
+library only, Python 3.8+ (3.9+ when it changes users): it speaks ZMTP 3.0 to the kernel's
 sockets itself (no libzmq I/O thread per hop, which costs dearly under gVisor). It must
 not import anything from jupyter_sandbox: it is shipped as source text and runs in the
 sandbox's Python.
+
+Whose it is: the kernel runs code the sandbox's user wrote, and this process's stdout is the
+link to the server, so the two must not share a uid (same uid: the code could open
+``/proc/<launcher>/fd/1`` and write frames into the link, SIGSTOP or ptrace this process).
+When the request names ``kernel_user`` and ``launcher_user`` ("uid:gid"), the launcher is
+run as root in a container whose only capabilities are SETUID, SETGID and KILL, and:
+
+- takes the launcher's uid and gid at once (keeping those three capabilities; none is held
+  by a uid-1000 process: the container's own processes run as root, its other execs drop
+  to the sandbox's user before they run anything, and no-new-privileges stops any regain),
+  becomes non-dumpable (its /proc files are root's), and installs a seccomp filter that
+  denies ptrace and io_uring_* to itself and the kernel (gVisor ignores the engine's
+  seccomp profile: this is the one that holds there);
+- starts the kernel as ``kernel_user`` with no supplementary groups and umask 002, in its
+  own session, then keeps only CAP_KILL (to interrupt and stop it: a signal to another uid
+  needs it). The kernel's sockets are in ``<state_dir>/ipc`` (the kernel's group may write
+  there; the launcher is in that group, which is how it connects); the launcher's own
+  files (pid, exit record, log) are in ``<state_dir>``, mode 0600, which the kernel can
+  pass through but not read or list.
+
+Why root and capabilities rather than ``docker exec --user <launcher uid>``: only the
+kernel's parent sees its exit status, and starting a process as another uid needs
+CAP_SETUID. Why a container user of root: the engine gives an exec the container's
+capability sets, and a container whose user is not root has none in effect, even for a
+root exec. Without those request fields (the local backend) the launcher runs as it was
+started, with everything in one uid.
 
 Why: the kernel's ZMQ sockets stay inside the sandbox (ipc sockets in a private state
 dir on the sandbox's own tmpfs). No host path is mounted into the sandbox, so there is no
@@ -28,15 +54,16 @@ Before the binary stream the server writes ONE line of JSON (the request):
 
 - mode ``start``: ``{"kernel_id", "connection": {"key", "signature_scheme", ...},
   "argv": [...] with "{connection_file}" (or "{file}") where the file's path goes, "cwd",
-  "env" (added to the exec's environment), "state_dir"}``.
-  Writes ``<state_dir>/k-<id>.json`` (0600, transport ipc, sockets in the state dir),
+  "env" (added to the exec's environment), "state_dir", "kernel_user", "launcher_user"}``.
+  Writes ``<state_dir>/ipc/k-<id>.json`` (0600, or 0640 for the kernel's group; transport
+  ipc, sockets in the same folder),
   starts the kernel in its own session with stdout+stderr into a size-capped log
   (``k-<id>.log`` + ``k-<id>.log.1``, at most 2 x 64 KiB), records its pid in
   ``k-<id>.pid``, sends ``started`` and relays. When the kernel exits it writes
   ``k-<id>.exit``, sends ``exited`` and ends. When stdin ends (the server went away) it
   stops relaying but keeps waiting for the kernel, which it never kills for that reason:
   the kernel and its state survive for a later ``attach``.
-- mode ``attach``: ``{"kernel_id", "state_dir"}``. Relays to the running kernel and sends
+- mode ``attach``: ``{"kernel_id", "state_dir", "kernel_user", "launcher_user"}``. Relays to the running kernel and sends
   ``attached``, or sends ``exited`` from the exit record when the kernel is gone; it
   watches the kernel's pid and reports its death.
 
@@ -50,11 +77,13 @@ error is a message when the kernel could not be started or vanished without a re
 SIGINT.
 """
 
+import ctypes
 import errno
 import hashlib
 import hmac
 import json
 import os
+import pwd
 import re
 import select
 import signal
@@ -181,6 +210,102 @@ class Output:
                 pass
 
 
+# -- users: the launcher and the kernel never share a uid (see the docstring)
+PR_SET_DUMPABLE, PR_SET_KEEPCAPS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 4, 8, 22, 2
+CAP_KILL, CAP_SETGID, CAP_SETUID = 5, 6, 7
+KERNEL_UMASK = 0o002  # its sockets are group-writable: the launcher connects as a member of its group
+
+# The seccomp filter, classic BPF over struct seccomp_data (nr at offset 0, arch at 4): EPERM
+# for ptrace (its number differs per arch) and io_uring_setup/_enter/_register (425-427 on
+# every arch; x32 sets bit 30), everything else allowed. (op, jump if true, if false, k)
+_LD, _JA, _JEQ, _JGE, _AND, _RET = 0x20, 0x05, 0x15, 0x35, 0x54, 0x06
+_X86_64, _AARCH64, _I386 = 0xC000003E, 0xC00000B7, 0x40000003
+_ALLOW, _DENY = 0x7FFF0000, 0x00050000 | errno.EPERM
+FILTER = [
+    (_LD, 0, 0, 4),  # 0: A = arch
+    (_JEQ, 4, 0, _X86_64),  # 1: -> 6
+    (_JEQ, 5, 0, _AARCH64),  # 2: -> 8
+    (_JEQ, 6, 0, _I386),  # 3: -> 10
+    (_LD, 0, 0, 0),  # 4: another arch: A = nr
+    (_JA, 0, 0, 6),  # 5: -> 12
+    (_LD, 0, 0, 0),  # 6: x86_64
+    (_JEQ, 7, 4, 101),  # 7: ptrace -> 15, else 12
+    (_LD, 0, 0, 0),  # 8: aarch64
+    (_JEQ, 5, 2, 117),  # 9: ptrace -> 15, else 12
+    (_LD, 0, 0, 0),  # 10: i386
+    (_JEQ, 3, 0, 26),  # 11: ptrace -> 15, else 12
+    (_AND, 0, 0, 0xBFFFFFFF),  # 12: without x32's bit
+    (_JGE, 0, 2, 425),  # 13: below io_uring_setup -> 16
+    (_JGE, 1, 0, 428),  # 14: above io_uring_register -> 16, else 15
+    (_RET, 0, 0, _DENY),  # 15
+    (_RET, 0, 0, _ALLOW),  # 16
+]
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+class _Program(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+def parse_user(value, field):
+    uid, _, gid = str(value).partition(":")
+    try:
+        ids = int(uid), int(gid or uid)
+    except ValueError:
+        raise ValueError(f"{field} must be 'uid:gid', not {value!r}") from None
+    if min(ids) <= 0:
+        raise ValueError(f"{field} must not be root")
+    return ids
+
+
+def users_of(request):
+    """((kernel uid, gid), (launcher uid, gid)) from the request, or None: one user for both."""
+    kernel, launcher = request.get("kernel_user"), request.get("launcher_user")
+    if not kernel and not launcher:
+        return None
+    kernel, launcher = parse_user(kernel, "kernel_user"), parse_user(launcher, "launcher_user")
+    if kernel[0] == launcher[0]:
+        raise ValueError("kernel_user and launcher_user must be different uids")
+    return kernel, launcher
+
+
+def _checked(libc, result, what):
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"{what}: {os.strerror(code)}")
+
+
+def keep_capabilities(*caps):
+    """Permitted and effective capabilities become exactly these (never more than we hold)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    data = (_CapData * 2)()
+    data[0].effective = data[0].permitted = sum(1 << cap for cap in caps)
+    _checked(libc, libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data), "capset")
+
+
+def become_launcher(users, start):
+    """From root: the launcher's uid and gid, in the kernel's group, non-dumpable, filtered,
+    keeping CAP_KILL (and for ``start`` CAP_SETUID and CAP_SETGID, until the kernel runs)."""
+    (_, kernel_gid), (uid, gid) = users
+    libc = ctypes.CDLL(None, use_errno=True)
+    _checked(libc, libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "PR_SET_KEEPCAPS")
+    os.setgroups([kernel_gid])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    keep_capabilities(CAP_KILL, *((CAP_SETUID, CAP_SETGID) if start else ()))
+    _checked(libc, libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "PR_SET_DUMPABLE")
+    program = b"".join(struct.pack("HBBI", *op) for op in FILTER)
+    fprog = _Program(len(FILTER), program)
+    _checked(libc, libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0), "seccomp")
+
+
 # -- files in the state dir: the sandbox user can tamper with them, so never follow a
 # link, never block on a FIFO, never read more than asked.
 def read_file(path, limit):
@@ -208,7 +333,7 @@ def read_file(path, limit):
         os.close(fd)
 
 
-def write_file(path, data, mode=0o600):
+def write_file(path, data, mode=0o600, group=None):
     """Atomic replace (temp file + rename): a reader sees the old or the new file, whole."""
     tmp = f"{path}.tmp{os.getpid()}"
     try:
@@ -217,6 +342,8 @@ def write_file(path, data, mode=0o600):
         pass
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
+        if group is not None:
+            os.fchown(fd, -1, group)
         os.write(fd, data)
     finally:
         os.close(fd)
@@ -237,8 +364,9 @@ def read_json(path):
 class Paths:
     def __init__(self, state_dir, kernel_id):
         base = os.path.join(state_dir, "k-" + kernel_id)
-        self.ip = base  # ipc "ports" are suffixes: <ip>-<port>
-        self.connection = base + ".json"
+        self.ipc_dir = os.path.join(state_dir, "ipc")  # the kernel's: its connection file and sockets
+        self.ip = os.path.join(self.ipc_dir, "k-" + kernel_id)  # ipc "ports" are suffixes: <ip>-<port>
+        self.connection = self.ip + ".json"
         self.log = base + ".log"
         self.log_old = base + ".log.1"
         self.pid = base + ".pid"
@@ -635,22 +763,26 @@ def read_request(fd):
     return request, rest
 
 
-def prepare_state_dir(path):
+def prepare_dir(path, mode, group=None):
+    """A directory of ours with this mode (and group); never one someone else put there."""
     try:
-        os.makedirs(path, 0o700)
+        os.makedirs(path, mode)
     except OSError as e:
         if e.errno != errno.EEXIST:
             raise
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise ValueError(f"state_dir {path} is not a directory of ours")
-    os.chmod(path, 0o700)
+        raise ValueError(f"{path} is not a directory of ours")
+    if group is not None and st.st_gid != group:
+        os.chown(path, -1, group)  # a group we are in: no capability needed
+    os.chmod(path, mode)
 
 
 class Launcher:
-    def __init__(self, mode, request, rest):
+    def __init__(self, mode, request, rest, users=None):
         self.mode = mode
         self.request = request
+        self.users = users  # ((kernel uid, gid), (launcher uid, gid)), or None: one user
         self.paths = Paths(request["state_dir"], request["kernel_id"])
         self.out = Output(1)
         self.decoder = Decoder()
@@ -674,13 +806,16 @@ class Launcher:
         env = request.get("env") or {}
         if not isinstance(env, dict):
             raise ValueError("env must be an object")
-        prepare_state_dir(request["state_dir"])
+        # the kernel passes through the state dir (never lists or reads it) to its own ipc dir
+        kernel_gid = self.users[0][1] if self.users else None
+        prepare_dir(request["state_dir"], 0o710 if self.users else 0o700, kernel_gid)
+        prepare_dir(self.paths.ipc_dir, 0o770 if self.users else 0o700, kernel_gid)
         info = dict(connection)
         info.update(
             transport="ipc", ip=self.paths.ip, shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5
         )
         info.setdefault("signature_scheme", "hmac-sha256")
-        write_file(self.paths.connection, json.dumps(info).encode())
+        write_file(self.paths.connection, json.dumps(info).encode(), 0o640 if self.users else 0o600, kernel_gid)
         for stale in (self.paths.exit, self.paths.pid):
             try:
                 os.unlink(stale)
@@ -691,6 +826,15 @@ class Launcher:
         ]
         full_env = dict(os.environ)
         full_env.update((str(k), str(v)) for k, v in env.items())
+        as_user = {}
+        if self.users:
+            (uid, gid), _ = self.users
+            as_user = dict(user=uid, group=gid, extra_groups=[], umask=KERNEL_UMASK)
+            if full_env.get("HOME") in (None, "", "/root"):  # the engine's HOME for a root exec
+                try:
+                    full_env["HOME"] = pwd.getpwuid(uid).pw_dir
+                except KeyError:
+                    full_env["HOME"] = request.get("cwd") or "/"
         read_end, write_end = os.pipe()
         try:
             self.proc = subprocess.Popen(
@@ -701,12 +845,15 @@ class Launcher:
                 cwd=request.get("cwd") or None,
                 env=full_env,
                 start_new_session=True,
+                **as_user,
             )
         except BaseException:
             os.close(read_end)
             raise
         finally:
             os.close(write_end)
+            if self.users:
+                keep_capabilities(CAP_KILL)  # what interrupt and stop need, nothing more
         os.set_blocking(read_end, False)
         self.log = Log(self.paths, read_end)
         start, _ = proc_start_time(self.proc.pid)
@@ -944,12 +1091,25 @@ def main(argv):
         return 2
     try:
         request, rest = read_request(0)
+        users = users_of(request)
     except (ValueError, OSError) as e:
         out = []
         event(out, event="exited", code=None, signal=None, log="", error=f"bad request: {e}")
         Output(1).write(out)
         return 2
-    return Launcher(mode, request, rest).run()
+    if users:
+        try:
+            become_launcher(users, start=mode == "start")
+        except (OSError, AttributeError) as e:  # AttributeError: a libc without capset
+            out = []
+            error = (
+                f"the launcher could not take its own user ({e}); it needs root with CAP_SETUID, CAP_SETGID "
+                "and CAP_KILL (a sandbox made by an older version lacks them: remove it and make a new one)"
+            )
+            event(out, event="exited", code=None, signal=None, log="", error=error)
+            Output(1).write(out)
+            return 2
+    return Launcher(mode, request, rest, users).run()
 
 
 if __name__ == "__main__":
