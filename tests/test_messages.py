@@ -201,3 +201,39 @@ def test_dropped_bytes_metadata_from_the_sandbox_is_a_count_or_nothing():
     c, events = feed([with_dropped(100), with_dropped("lots"), with_dropped(-50), with_dropped([1]), with_dropped(1.5)])
     assert c.dropped_bytes == 100
     assert [e["text"] for e in events if e["type"] == "stdout"] == ["x\n"] * 5
+
+
+class SignedGarbage(FakeClient):
+    """jupyter_client raises from get_iopub_msg for a message it cannot read (a bad signature)."""
+
+    async def get_iopub_msg(self, timeout=None):
+        if self.iopub and self.iopub[0] == "bad":
+            self.iopub.pop(0)
+            raise ValueError("Invalid Signature: b'00000000'")
+        return await super().get_iopub_msg(timeout)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "bad",
+        iopub("stream", {"name": "stdout", "text": ["not", "text"]}),
+        {"header": [], "parent_header": {"msg_id": MSG}, "content": 1},
+    ],
+    ids=["unreadable", "stream text not a str", "header not a dict"],
+)
+async def test_a_malformed_message_ends_the_execution_with_an_error(message):
+    client = SignedGarbage([iopub("stream", {"name": "stdout", "text": "x"}), message], [])
+    events = []
+    ex = await run_execute(client, "x", on_event=events.append, poll=0.01)
+    assert ex.error.name == "MalformedMessage", ex.error
+    assert [e["type"] for e in events] == ["stdout", "error", "end_of_execution"]
+
+
+def test_errors_are_bounded_and_what_was_cut_is_counted():
+    huge = "E" * 1_000_000
+    c, events = feed([iopub("error", {"ename": "ValueError", "evalue": huge, "traceback": [huge, "end"]})])
+    (error,) = events
+    assert len(error["value"]) == 64 * 1024 and error["traceback"].endswith("end")
+    assert len(error["traceback"]) == 64 * 1024
+    assert c.dropped_bytes == 2 * (1_000_000 - 64 * 1024) + len("\nend")

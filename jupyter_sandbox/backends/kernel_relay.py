@@ -190,6 +190,7 @@ class FrameDecoder:
         self._skipped: Skipped | None = None
         self._mac: Any = None  # the signature being computed over a skipped content part
         self.consumed = 0  # bytes taken from the stream so far (skipped ones included)
+        self.skipped = 0  # of which skipped
 
     def push(self, data: bytes) -> None:
         """Buffer ``data`` to be parsed by the next ``feed``."""
@@ -221,6 +222,7 @@ class FrameDecoder:
                 if self._mac is not None:
                     self._mac.update(buf[pos : pos + take])
                 pos += take
+                self.skipped += take
                 self._skip -= take
                 if self._skip:
                     return pos
@@ -682,8 +684,10 @@ class KernelRelay:
         except RelayProtocolError as e:
             self._protocol_error(e)
             return
-        tokens[0] -= decoder.consumed - self._charged
-        self._charged = decoder.consumed
+        # a skipped byte is neither copied nor parsed: it costs the budget a sixteenth
+        charged = decoder.consumed - decoder.skipped + decoder.skipped // 16
+        tokens[0] -= charged - self._charged
+        self._charged = charged
         tokens[1] -= len(messages)
         self._relay(messages)
         if not decoder.partial:

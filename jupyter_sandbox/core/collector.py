@@ -35,6 +35,7 @@ class MalformedMessage(Exception):
 
 # what reading or handling a hostile message raises (jupyter_client's Session and our own code)
 _MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+IDLE_GRACE = 10.0  # seconds of iopub quiet after the reply that end an execution whose idle was lost
 MAX_ERROR_TEXT = 64 * 1024  # characters of an error's value, and of its traceback, kept
 
 
@@ -312,7 +313,7 @@ async def run_execute(
     collector = ExecutionCollector(msg_id, max_output, stdin)
     deadline = None if timeout is None else time.monotonic() + timeout
     timed_out_at: float | None = None
-    last_liveness = time.monotonic()
+    last_liveness = last_iopub = time.monotonic()
 
     async def deliver(events: list[Event]) -> None:
         if timed_out_at is not None:
@@ -333,7 +334,13 @@ async def run_execute(
                 msg = await _receive(client.get_iopub_msg, poll)
                 if msg is not None:
                     got = True
+                    last_iopub = time.monotonic()
                     await deliver(collector.handle_iopub(msg))
+                elif collector.replied and time.monotonic() - last_iopub > IDLE_GRACE:
+                    # A kernel flooding iopub loses messages (its PUB socket drops them), its
+                    # idle among them: once replied and quiet, the execution is over.
+                    log.info("execution %s: replied, and no idle status after %g s of quiet", msg_id, IDLE_GRACE)
+                    collector.idle = True
                 # An input request waits on the stdin channel while iopub is silent.
                 while stdin is not None:
                     request = await _receive(client.get_stdin_msg, 0)
