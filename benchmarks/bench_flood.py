@@ -6,6 +6,7 @@ Starts a real ``jupyter server`` (benchmarks/harness.py's Server: Docker backend
 bob). bob's ``1+1`` through REST is measured alone (the baseline), then while alice's sandbox
 floods, one flood after another (each as strong as code in a sandbox can make it):
 
+- cpu:   no flood, only the CPU that flooding code burns (a busy loop): what the CPU quota lets through;
 - small: tiny iopub messages published by the kernel's own session, in a tight loop;
 - big:   7 MiB iopub messages (just under the launcher's 8 MiB cut), in a loop;
 - link:  empty control frames written straight into the launcher's stdout (/proc/<pid>/fd/1),
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import BenchError, Server
 
 FLOODS = {
+    "cpu": "import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n",
     "small": (
         "import time\n"
         "k, parent = get_ipython().kernel, get_ipython().parent_header\n"
@@ -90,10 +92,20 @@ def main() -> None:
     parser.add_argument("--image", default=os.environ.get("JUPYTER_SANDBOX_TEST_IMAGE", "jupyter-sandbox:latest"))
     parser.add_argument("--only", default=",".join(FLOODS))
     parser.add_argument("--seconds", type=float, default=40, help="how long each flood lasts (bob measures inside it)")
+    parser.add_argument("--messages-per-second", type=int, help="c.DockerBackend.relay_messages_per_second")
+    parser.add_argument("--bytes-per-second", type=int, help="c.DockerBackend.relay_bytes_per_second")
     args = parser.parse_args()
 
     rows = []
-    with Server(args.image, args.runtime) as server:
+    budget = {
+        name: value
+        for name, value in [
+            ("relay_messages_per_second", args.messages_per_second),
+            ("relay_bytes_per_second", args.bytes_per_second),
+        ]
+        if value is not None
+    }
+    with Server(args.image, args.runtime, extra={"DockerBackend": budget} if budget else None) as server:
         alice, bob = server.client("alice"), server.client("bob")
         theirs = bob.create(name="bystander")["id"]
         bob_samples(bob, theirs, 10)  # warm
@@ -128,7 +140,7 @@ def main() -> None:
         bob.delete(theirs)
 
     p50, p99 = pct(base, 50), pct(base, 99)
-    print(f"\nbob's warm 1+1 through REST, {args.runtime}, n={args.n} per case")
+    print(f"\nbob's warm 1+1 through REST, {args.runtime}, n={args.n} per case, {budget or 'default budget'}")
     print("| case | p50 ms | p99 ms | p50 ratio | p99 ratio | server CPU | note |")
     print("|---|---|---|---|---|---|---|")
     for name, samples, cpu, note in rows:

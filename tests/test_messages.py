@@ -1,5 +1,6 @@
 """The collector over a faked kernel message stream (unit tests; real kernels in test_contract)."""
 
+import asyncio
 import queue
 
 import pytest
@@ -237,3 +238,13 @@ def test_errors_are_bounded_and_what_was_cut_is_counted():
     assert len(error["value"]) == 64 * 1024 and error["traceback"].endswith("end")
     assert len(error["traceback"]) == 64 * 1024
     assert c.dropped_bytes == 2 * (1_000_000 - 64 * 1024) + len("\nend")
+
+
+async def test_an_execution_whose_idle_was_lost_ends_after_its_reply_and_some_quiet(monkeypatch):
+    # a flooded kernel's PUB socket drops messages, its idle status among them
+    monkeypatch.setattr("jupyter_sandbox.core.collector.IDLE_GRACE", 0.3)
+    client = FakeClient([iopub("stream", {"name": "stdout", "text": "x"})], [reply()])
+    events = []
+    ex = await asyncio.wait_for(run_execute(client, "x", on_event=events.append, poll=0.05), 10)
+    assert ex.error is None and ex.logs.stdout == ["x"]
+    assert events[-1] == {"type": "end_of_execution"}

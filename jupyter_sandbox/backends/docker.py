@@ -132,7 +132,7 @@ class DockerBackend(SandboxBackend):
         "link is read later and the flood waits in its own sandbox, so one sandbox cannot starve the others.",
     ).tag(config=True)
     relay_messages_per_second = Int(
-        1000, help="Messages per second the server takes from one kernel's link (bursts of 4 s allowed)."
+        500, help="Messages per second the server takes from one kernel's link (bursts of 4 s allowed)."
     ).tag(config=True)
     liveness_timeout = Float(
         6.0,

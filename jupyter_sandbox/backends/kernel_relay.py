@@ -447,7 +447,7 @@ class KernelRelay:
         write_buffer_limit: int = 4 << 20,
         liveness_timeout: float = 30.0,
         bytes_per_second: float = 4 << 20,
-        messages_per_second: float = 1000,
+        messages_per_second: float = 500,
         events_per_second: float = 20,
         partial_timeout: float = 20.0,
     ):
@@ -746,7 +746,7 @@ class KernelRelay:
                         cut = cut_message(parts, key, kind == IOPUB)
                         self._log(
                             logging.WARNING,
-                            "a %s message of %d bytes was %s",
+                            "%s message of %d bytes %s",
                             CHANNELS[kind],
                             size,
                             "cut down" if cut else "dropped",
