@@ -134,3 +134,56 @@ def test_a_flood_of_iopub_messages_costs_its_owner_not_the_server(guarded):
     assert done[0][-1] == {"type": "end_of_execution"}
     usable(server, sandbox)
     assert_whole(server, bystander)
+
+
+LINK_FLOOD = """
+import os, time
+def launcher(p):
+    try:
+        return b'-I' in open(f'/proc/{p}/cmdline', 'rb').read()
+    except OSError:
+        return False
+pids = [p for p in os.listdir('/proc') if p.isdigit() and p != str(os.getpid()) and launcher(p)]
+try:
+    fd = os.open(f'/proc/{pids[0]}/fd/1', os.O_WRONLY)
+except (OSError, IndexError) as e:
+    print('link closed to this code:', e)
+else:
+    payload = b'{"event": "x\\\\nFORGED root logged in"}'
+    evil = bytes([255, 0, 0, 0, 1]) + len(payload).to_bytes(4, 'big') + payload
+    chunk = (bytes([255, 0, 0, 0, 0]) * 1000 + evil) * 20
+    end = time.time() + 8
+    while time.time() < end:
+        os.write(fd, chunk)
+    print('flooded')
+"""
+
+
+def test_control_frames_written_into_the_link_are_read_at_the_relays_pace(guarded):
+    """Where code can reach the launcher's stdout (the same uid), it writes empty control frames and
+    forged events as fast as it can: the server's log grows by a few lines, none of them forged,
+    and bob's 1+1 still answers within seconds."""
+    server, bystander = guarded
+    sandbox = create(server)
+    usable(server, sandbox)
+    logged = server.log_path.stat().st_size
+    done: list = []
+    # alice's own link may stay stuck behind what she wrote (her cost): nobody waits for her execute
+    attacker = threading.Thread(
+        target=lambda: done.append(server.execute(sandbox, LINK_FLOOD, user=ATTACKER)), daemon=True
+    )
+    attacker.start()
+    time.sleep(2)
+    took = []
+    for _ in range(5):
+        started = time.monotonic()
+        assert result_text(server.execute(bystander, "1 + 1", user=BYSTANDER)) == "2"
+        took.append(time.monotonic() - started)
+    attacker.join(10)  # the flood lasts 8 s
+    with open(server.log_path, "rb") as f:
+        f.seek(logged)
+        lines = f.read().decode(errors="replace").splitlines()
+    assert max(took) < 3.0, took
+    assert len(lines) < 100, lines[:120]
+    assert not [line for line in lines if line.startswith("FORGED")], lines
+    assert_whole(server, bystander)
