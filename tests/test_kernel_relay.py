@@ -35,6 +35,7 @@ from jupyter_sandbox.backends.kernel_relay import (
     KernelRelay,
     KernelRelayError,
     RelayProtocolError,
+    Skipped,
     attach_request,
     encode,
     open_docker_exec,
@@ -561,11 +562,12 @@ def test_decoder_reassembles_any_split():
         assert got == messages, size
 
 
-def test_decoder_rejects_unknown_kinds_and_huge_messages():
+def test_decoder_rejects_unknown_kinds_and_skips_what_is_over_its_cap():
     with pytest.raises(RelayProtocolError, match="kind 9"):
         FrameDecoder(1 << 20).feed(wire([(9, [b"x"])]))
-    with pytest.raises(RelayProtocolError, match="larger than 1000"):
-        FrameDecoder(1000).feed(wire([(SHELL, [b"x" * 600, b"y" * 600])]))
+    # the part that would go over the cap is not kept; the message still ends where it ends
+    got = FrameDecoder(1000).feed(wire([(SHELL, [b"x" * 600, b"y" * 600, b"z"]), (HB, [b"ping"])]))
+    assert got == [(SHELL, [b"x" * 600, Skipped(600), b"z"]), (HB, [b"ping"])]
 
 
 async def test_docker_output_is_demultiplexed_across_any_split():

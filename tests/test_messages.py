@@ -1,5 +1,6 @@
 """The collector over a faked kernel message stream (unit tests; real kernels in test_contract)."""
 
+import asyncio
 import queue
 
 import pytest
@@ -222,3 +223,49 @@ def test_displayed_bundles_are_made_inert():
     assert "javascript" not in result and "extra" not in result
     assert result["text"].startswith("[jupyter-sandbox removed active content") and result["text"].endswith("\njs")
     assert "onerror" not in update["html"] and "jupyter-sandbox removed" in update["html"]
+
+
+class SignedGarbage(FakeClient):
+    """jupyter_client raises from get_iopub_msg for a message it cannot read (a bad signature)."""
+
+    async def get_iopub_msg(self, timeout=None):
+        if self.iopub and self.iopub[0] == "bad":
+            self.iopub.pop(0)
+            raise ValueError("Invalid Signature: b'00000000'")
+        return await super().get_iopub_msg(timeout)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "bad",
+        iopub("stream", {"name": "stdout", "text": ["not", "text"]}),
+        {"header": [], "parent_header": {"msg_id": MSG}, "content": 1},
+    ],
+    ids=["unreadable", "stream text not a str", "header not a dict"],
+)
+async def test_a_malformed_message_ends_the_execution_with_an_error(message):
+    client = SignedGarbage([iopub("stream", {"name": "stdout", "text": "x"}), message], [])
+    events = []
+    ex = await run_execute(client, "x", on_event=events.append, poll=0.01)
+    assert ex.error.name == "MalformedMessage", ex.error
+    assert [e["type"] for e in events] == ["stdout", "error", "end_of_execution"]
+
+
+def test_errors_are_bounded_and_what_was_cut_is_counted():
+    huge = "E" * 1_000_000
+    c, events = feed([iopub("error", {"ename": "ValueError", "evalue": huge, "traceback": [huge, "end"]})])
+    (error,) = events
+    assert len(error["value"]) == 64 * 1024 and error["traceback"].endswith("end")
+    assert len(error["traceback"]) == 64 * 1024
+    assert c.dropped_bytes == 2 * (1_000_000 - 64 * 1024) + len("\nend")
+
+
+async def test_an_execution_whose_idle_was_lost_ends_after_its_reply_and_some_quiet(monkeypatch):
+    # a flooded kernel's PUB socket drops messages, its idle status among them
+    monkeypatch.setattr("jupyter_sandbox.core.collector.IDLE_GRACE", 0.3)
+    client = FakeClient([iopub("stream", {"name": "stdout", "text": "x"})], [reply()])
+    events = []
+    ex = await asyncio.wait_for(run_execute(client, "x", on_event=events.append, poll=0.05), 10)
+    assert ex.error is None and ex.logs.stdout == ["x"]
+    assert events[-1] == {"type": "end_of_execution"}

@@ -163,6 +163,14 @@ class DockerBackend(SandboxBackend):
         "1m", help="Most of a container's own output the engine keeps on the host (its json-file log)."
     ).tag(config=True)
     kernel_start_timeout = Float(60.0, help="Seconds for the launcher to start a kernel in a sandbox.").tag(config=True)
+    relay_bytes_per_second = Int(
+        4 << 20,
+        help="Bytes per second the server reads from one kernel's link (bursts of 4 s allowed); beyond it the "
+        "link is read later and the flood waits in its own sandbox, so one sandbox cannot starve the others.",
+    ).tag(config=True)
+    relay_messages_per_second = Int(
+        500, help="Messages per second the server takes from one kernel's link (bursts of 4 s allowed)."
+    ).tag(config=True)
     liveness_timeout = Float(
         6.0,
         help="Seconds of silence, pings unanswered, after which a kernel's stream is taken for dead (an engine "
@@ -472,6 +480,8 @@ class DockerBackend(SandboxBackend):
             key,
             liveness_timeout=self.liveness_timeout,
             outputs=self.outputs,
+            bytes_per_second=self.relay_bytes_per_second,
+            messages_per_second=self.relay_messages_per_second,
         )
         info = await relay.start(request)
         self._relays[(sandbox_id, kernel_id)] = relay

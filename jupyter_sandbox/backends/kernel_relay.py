@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -38,6 +40,7 @@ import ssl
 import stat
 import struct
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -60,6 +63,9 @@ MAX_PARTS = 1 << 16
 STDERR_CAP = 64 * 1024  # launcher stderr bytes logged per stream
 LOG_CAP = 64 * 1024  # characters of kernel log accepted from the launcher (it keeps 64 KiB)
 MAX_EVENT_BYTES = 1 << 20  # a launcher event (JSON); the largest real one holds LOG_CAP of log
+DELIMITER = b"<IDS|MSG>"
+DROPPED = "jupyter_sandbox_dropped"  # metadata of a cut-down message: bytes it lost (the collector counts them)
+OUTPUT_CAP = 8 << 20  # a message bigger than this is cut down here too (the launcher's IOPUB_CAP)
 
 NOBLOCK, EVENTS, POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)  # ints: no enum arithmetic
 _HEAD = struct.Struct(">BI")
@@ -150,31 +156,83 @@ def encode(kind: int, parts: list[bytes], out: list[bytes]) -> None:
         out.append(p)
 
 
-class FrameDecoder:
-    """Incremental decoder: state is kept across chunks, each byte is looked at once."""
+class Skipped:
+    """A part too big to keep (see FrameDecoder): only its size, and for a message's content
+    whether the message's signature held (computed while its bytes streamed past)."""
 
-    def __init__(self, max_message_bytes: int):
+    __slots__ = ("size", "valid")
+
+    def __init__(self, size: int):
+        self.size = size
+        self.valid: bool | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Skipped) and other.size == self.size
+
+    def __repr__(self) -> str:
+        return f"Skipped({self.size})"
+
+
+class FrameDecoder:
+    """Incremental decoder: state is kept across chunks, each byte is looked at once.
+
+    At most ``max_message_bytes`` of one message are held: a part that would go over is not
+    buffered but skipped as its bytes arrive, and stands in the message as a :class:`Skipped`.
+    With the kernel's ``key``, a skipped content part still gets its signature checked.
+    """
+
+    def __init__(self, max_message_bytes: int, key: bytes = b""):
         self.max_message_bytes = max_message_bytes
+        self._key = key
         self._buf = bytearray()
         self._kind: int | None = None
         self._left = 0
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | Skipped] = []
         self._size = 0
+        self._skip = 0  # bytes of the current (skipped) part still to come
+        self._skipped: Skipped | None = None
+        self._mac: Any = None  # the signature being computed over a skipped content part
+        self.consumed = 0  # bytes taken from the stream so far (skipped ones included)
+        self.skipped = 0  # of which skipped
 
-    def feed(self, data: bytes) -> list[tuple[int, list[bytes]]]:
+    def push(self, data: bytes) -> None:
+        """Buffer ``data`` to be parsed by the next ``feed``."""
+        self._buf += data
+
+    @property
+    def partial(self) -> bool:
+        """Whether a message has begun and not ended (or bytes wait to be parsed)."""
+        return bool(self._buf) or self._kind is not None
+
+    def feed(self, data: bytes, limit: int | None = None) -> list[tuple[int, list[Any]]]:
+        """The messages completed by ``data``; with ``limit``, at most that many (the rest of the
+        data stays buffered: call ``feed(b"")`` again)."""
         buf = self._buf
         buf += data
-        out: list[tuple[int, list[bytes]]] = []
+        out: list[tuple[int, list[Any]]] = []
         with memoryview(buf) as view:  # slices of a view: each part is copied once
-            pos = self._parse(view, out)
+            pos = self._parse(view, out, limit)
         del buf[:pos]  # bytearray drops a prefix in O(1) amortized
+        self.consumed += pos
         return out
 
-    def _parse(self, buf: memoryview, out: list) -> int:
+    def _parse(self, buf: memoryview, out: list, limit: int | None) -> int:
         """Take whole parts from buf; returns how many bytes were consumed."""
         pos, end = 0, len(buf)
         while True:
-            if self._kind is None:
+            if self._skip:
+                take = min(self._skip, end - pos)
+                if self._mac is not None:
+                    self._mac.update(buf[pos : pos + take])
+                pos += take
+                self.skipped += take
+                self._skip -= take
+                if self._skip:
+                    return pos
+                self._end_skip()
+            elif self._kind is None:
+                if limit is not None and len(out) >= limit:
+                    return pos
                 if end - pos < 5:
                     return pos
                 kind, count = _HEAD.unpack_from(buf, pos)
@@ -184,21 +242,168 @@ class FrameDecoder:
                 if count > MAX_PARTS:
                     raise RelayProtocolError(f"message with {count} parts")
                 self._kind, self._left, self._parts, self._size = kind, count, [], 0
-            if self._left:
+            elif self._left:
                 if end - pos < 4:
                     return pos
                 (n,) = _LEN.unpack_from(buf, pos)
                 if self._size + n > self.max_message_bytes:
-                    raise RelayProtocolError(f"message larger than {self.max_message_bytes} bytes")
+                    pos += 4
+                    self._start_skip(n)
+                    continue
                 if end - pos < 4 + n:
                     return pos
                 self._parts.append(bytes(buf[pos + 4 : pos + 4 + n]))
                 pos += 4 + n
                 self._size += n
                 self._left -= 1
-            if not self._left:
+            if self._kind is not None and not self._left and not self._skip:
                 out.append((self._kind, self._parts))
                 self._kind = None
+
+    def _start_skip(self, n: int) -> None:
+        self._skipped = Skipped(n)
+        self._skip = n
+        parts = self._parts
+        try:
+            d = parts.index(DELIMITER)
+        except ValueError:
+            d = -1
+        # content (the 4th signed frame) after a whole header, parent and metadata: its
+        # signature can still be checked as its bytes go by
+        if self._key and d >= 0 and len(parts) == d + 5 and all(isinstance(p, bytes) for p in parts[d + 1 :]):
+            self._mac = hmac.new(self._key, digestmod=hashlib.sha256)
+            for p in parts[d + 2 :]:
+                self._mac.update(p)
+        if not n:
+            self._end_skip()
+
+    def _end_skip(self) -> None:
+        skipped = self._skipped
+        assert skipped is not None
+        if self._mac is not None:
+            signature = self._parts[-4]
+            skipped.valid = isinstance(signature, bytes) and hmac.compare_digest(
+                self._mac.hexdigest().encode(), signature
+            )
+            self._mac = None
+        self._parts.append(skipped)
+        self._skipped = None
+        self._left -= 1
+
+
+# -- what the sandbox sends, made safe for the host -------------------------------------------
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str, limit: int = 500) -> str:
+    """Sandbox text for one log line: control characters and line breaks escaped, length capped."""
+    text = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:limit])
+    return text
+
+
+class LogBudget:
+    """At most ``lines`` log lines per ``period`` seconds about one sandbox stream; the rest are
+    counted and said in one line (a sandbox must not be able to fill the server's log)."""
+
+    def __init__(self, name: str, lines: int = 20, period: float = 60.0):
+        self.name, self.lines, self.period = name, lines, period
+        self._start = -period
+        self._count = self._held = 0
+
+    def __call__(self, level: int, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._start >= self.period:
+            if self._held:
+                log.warning("%s: %d more log lines about its sandbox were held back", self.name, self._held)
+            self._start, self._count, self._held = now, 0, 0
+        if self._count < self.lines:
+            self._count += 1
+            log.log(level, f"%s: {msg}", self.name, *(printable(a) if isinstance(a, str) else a for a in args))
+        else:
+            self._held += 1
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def _cut_content(msg_type: str, content: Any, size: int, iopub: bool) -> tuple[dict[str, Any] | None, int]:
+    """A message's content cut down (or made up, when it was skipped), and how many bytes that dropped."""
+    content = content if isinstance(content, dict) else {}
+    if msg_type == "stream":
+        text = content.get("text")
+        keep = OUTPUT_CAP // 8  # characters: JSON may spend up to 6 bytes on one
+        if isinstance(text, str) and text:
+            return {"name": content.get("name"), "text": text[:keep]}, max(len(text) - keep, 0)
+        note = f"[jupyter-sandbox: {size} bytes of output were dropped on the server]\n"
+        return {"name": "stderr", "text": note}, size
+    if msg_type in ("display_data", "execute_result", "update_display_data"):
+        note = f"[jupyter-sandbox: an output of {size} bytes was dropped on the server]"
+        cut = {k: content[k] for k in ("transient", "execution_count") if k in content}
+        return {**cut, "data": {"text/plain": note}, "metadata": {}}, size
+    if msg_type == "error" or "ename" in content or msg_type == "execute_reply":
+        traceback = content.get("traceback")
+        traceback = traceback[:200] if isinstance(traceback, list) else []
+        evalue = content.get("evalue")
+        cut = {
+            "status": "error",
+            "ename": str(content.get("ename") or "OutputTooLarge")[:200],
+            "evalue": str(evalue)[:4096]
+            if evalue is not None
+            else f"the kernel's {msg_type} message of {size} bytes was too large for the server",
+            "traceback": [str(line)[:4096] for line in traceback],
+        }
+        if msg_type == "execute_reply":
+            cut["execution_count"] = content.get("execution_count")
+            if content.get("status") == "ok":
+                cut = {"status": "ok", "execution_count": cut["execution_count"], "user_expressions": {}, "payload": []}
+        return cut, size
+    if iopub:
+        return None, size  # status, comm messages...: better lost than held
+    note = f"the kernel's {msg_type} message of {size} bytes was too large for the server"
+    return {"status": "error", "ename": "MessageTooLarge", "evalue": note, "traceback": []}, size
+
+
+def cut_message(parts: list[Any], key: bytes, iopub: bool) -> list[bytes] | None:
+    """A message over OUTPUT_CAP (or with Skipped parts) cut down like the launcher does in the
+    sandbox, and signed again; None to drop it. A message whose signature does not hold keeps
+    a bad signature, so that the client still rejects it."""
+    try:
+        d = parts.index(DELIMITER)
+    except ValueError:
+        return None
+    signature, *signed = parts[d + 1 : d + 6]
+    if len(signed) != 4 or not all(isinstance(p, bytes) for p in [*parts[:d], signature, *signed[:3]]):
+        return None
+    header_b, parent_b, metadata_b, content_b = signed
+    size = content_b.size if isinstance(content_b, Skipped) else len(content_b)
+    if isinstance(content_b, Skipped):
+        valid = content_b.valid if key else True
+        content = None
+    else:
+        mac = hmac.new(key, digestmod=hashlib.sha256)
+        for p in signed:
+            mac.update(p)
+        valid = hmac.compare_digest(mac.hexdigest().encode(), signature) if key else True
+        content = _json(content_b) if valid else None
+    if not valid:
+        return [*parts[: d + 5], b"{}"]
+    header = _json(header_b)
+    msg_type = header.get("msg_type") if isinstance(header, dict) else None
+    if not isinstance(msg_type, str):
+        return None
+    cut, dropped = _cut_content(msg_type, content, size, iopub)
+    if cut is None:
+        return None
+    metadata = _json(metadata_b) if dropped == 0 else {DROPPED: dropped}
+    frames = [header_b, parent_b, json.dumps(metadata).encode(), json.dumps(cut).encode()]
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for p in frames:
+        mac.update(p)
+    return [*parts[:d], DELIMITER, mac.hexdigest().encode() if key else b"", *frames]
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -241,10 +446,14 @@ class KernelRelay:
         key: bytes | str,
         *,
         context: zmq.Context | None = None,
-        max_message_bytes: int = 64 << 20,
+        max_message_bytes: int = 10 << 20,
         write_buffer_limit: int = 4 << 20,
         liveness_timeout: float = 30.0,
         outputs: OutputPolicy = DEFAULT_OUTPUTS,
+        bytes_per_second: float = 4 << 20,
+        messages_per_second: float = 500,
+        events_per_second: float = 20,
+        partial_timeout: float = 20.0,
     ):
         self.kernel_id = _check_kernel_id(kernel_id)
         self.key = _key_text(key)
@@ -257,8 +466,24 @@ class KernelRelay:
         self._reader = reader
         self._writer = writer
         self._context = context or zmq.Context.instance()
-        self._decoder = FrameDecoder(max_message_bytes)
+        self._decoder = FrameDecoder(max_message_bytes, self.key.encode())
         self._outputs = outputs.cleaner(self.key)  # what the sandbox shows, made inert (outputs.py)
+        # What the sandbox may cost per second (token buckets; a burst of 4 s): over it, the
+        # stream is not read until the budget is back, so a flood waits in the sandbox.
+        self._rates = (float(bytes_per_second), float(messages_per_second), float(events_per_second))
+        self._tokens = [4 * rate for rate in self._rates]
+        self._refilled = 0.0
+        self._charged = 0  # bytes of the stream charged to the budget
+        self._pump_handle: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._throttled = False  # not reading the stream: over budget, or parsing in turns
+        self._throttled_since = 0.0
+        self._throttled_total = 0.0  # seconds spent not reading, for the timeouts
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        # a message begun and not ended: bounded in memory by the decoder, in time by this
+        self.partial_timeout = partial_timeout
+        self._partial_since: tuple[float, float] | None = None
+        self._log = LogBudget(f"kernel {kernel_id}")
         self._write_buffer_limit = write_buffer_limit
         # An engine may keep an exec stream open after the sandbox died (seen with runsc):
         # a stream quiet for this long is pinged, and silent for this long is dead.
@@ -428,6 +653,7 @@ class KernelRelay:
                     self._on_data(buffered)
             while data := await reader.read(1 << 18):
                 self._on_data(data)
+                await self._flowing.wait()  # a plain reader's backpressure: read no more for now
         except (ConnectionError, OSError) as e:
             log.info("kernel %s: stream error: %s", self.kernel_id, e)
         finally:
@@ -436,34 +662,110 @@ class KernelRelay:
             self._stream_ended("stream closed")
 
     def _on_data(self, data: bytes) -> None:
-        """Relay what came from the sandbox to the host sockets and the launcher's events."""
+        """Take what came from the sandbox; it is parsed and relayed in turns, within budget."""
         if not self._stream_open:
             return
         self._last_rx = self._loop.time()
-        sockets = self._sockets
-        sent = 0
+        self._decoder.push(data)  # at most a read's worth waits here: reading stops while it does
+        if self._pump_handle is None:
+            self._pump()
+
+    PER_TURN = 64  # messages parsed and relayed per event-loop turn
+
+    def _pump(self) -> None:
+        """Relay up to PER_TURN messages, charge them to the budget, and read on, or wait."""
+        self._pump_handle = None
+        if not self._stream_open:
+            return
+        now = self._loop.time()
+        tokens, rates = self._tokens, self._rates
+        if self._refilled:
+            for i, rate in enumerate(rates):
+                tokens[i] = min(4 * rate, tokens[i] + (now - self._refilled) * rate)
+        self._refilled = now
+        decoder = self._decoder
         try:
-            messages = self._decoder.feed(data)
-            self._got_message = self._got_message or bool(messages)
+            messages = decoder.feed(b"", limit=self.PER_TURN)
+        except RelayProtocolError as e:
+            self._protocol_error(e)
+            return
+        # a skipped byte is neither copied nor parsed: it costs the budget a sixteenth
+        charged = decoder.consumed - decoder.skipped + decoder.skipped // 16
+        tokens[0] -= charged - self._charged
+        self._charged = charged
+        tokens[1] -= len(messages)
+        self._relay(messages)
+        if not decoder.partial:
+            self._partial_since = None
+        elif messages or self._partial_since is None:
+            self._partial_since = (now, self._throttled_for())
+        if not self._stream_open:
+            return
+        wait = max((-tokens[i] / rate if rate > 0 else 0.0) for i, rate in enumerate(rates))
+        if wait > 0 or len(messages) == self.PER_TURN:
+            self._throttle(True)
+            if wait > 0:
+                self._pump_handle = self._loop.call_later(wait, self._pump)
+            else:
+                self._pump_handle = self._loop.call_soon(self._pump)  # let others run first
+        else:
+            self._throttle(False)
+
+    def _throttled_for(self) -> float:
+        return self._throttled_total + (self._loop.time() - self._throttled_since if self._throttled else 0.0)
+
+    def _throttle(self, on: bool) -> None:
+        """Stop or resume reading the stream (the sandbox's writes then wait in its pipe)."""
+        if on == self._throttled:
+            return
+        now = self._loop.time()
+        self._throttled = on
+        if on:
+            self._throttled_since = now
+            self._flowing.clear()
+        else:
+            self._throttled_total += now - self._throttled_since
+            self._last_rx = now
+            self._flowing.set()
+        transport = getattr(self._reader, "_transport", None)  # asyncio's StreamReader keeps it there
+        if isinstance(self._reader, PushStreamReader) and transport is not None and not transport.is_closing():
+            if on:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+
+    def _relay(self, messages: list[tuple[int, list[Any]]]) -> None:
+        """Messages from the sandbox to the host sockets and the launcher's events."""
+        sockets = self._sockets
+        self._got_message = self._got_message or bool(messages)
+        sent = 0
+        key = self.key.encode()
+        try:
             for kind, parts in messages:
                 if kind == LAUNCHER:
+                    self._tokens[2] -= 1
                     self._on_event(parts)
-                elif parts and (kind == HB or (parts := self._outputs.frames(parts))):
+                elif parts:
+                    if any(type(p) is Skipped for p in parts) or sum(len(p) for p in parts) > OUTPUT_CAP:
+                        size = sum(p.size if type(p) is Skipped else len(p) for p in parts)
+                        cut = cut_message(parts, key, kind == IOPUB)
+                        self._log(
+                            logging.WARNING,
+                            "%s message of %d bytes %s",
+                            CHANNELS[kind],
+                            size,
+                            "cut down" if cut else "dropped",
+                        )
+                        if cut is None:
+                            continue
+                        parts = cut
+                    if kind != HB:
+                        parts = self._outputs.frames(parts)  # what the sandbox shows, made inert
+                        if not parts:
+                            continue
                     # ROUTER and XPUB never block: a message to a gone client is dropped
                     sockets[kind].send_multipart(parts, NOBLOCK, copy=False)
                     sent |= 1 << kind
-        except RelayProtocolError as e:
-            if self._got_message:
-                error = f"the sandbox broke the relay protocol: {e}"
-            else:
-                # nothing valid yet: most likely the engine saying why the launcher did not
-                # start (e.g. "OCI runtime exec failed: ... executable file not found")
-                text = bytes(data[:300]).decode("utf-8", "replace").strip()
-                error = f"the launcher did not start; the sandbox said: {text!r}"
-            log.error("kernel %s: closing its stream: %s", self.kernel_id, error)
-            self._stream_ended("stream closed", error)
-            self._writer.close()  # whatever it still sends is ignored
-            return
         except zmq.ZMQError as e:
             if not self._closed:
                 log.error("kernel %s: relaying to a host socket failed: %s", self.kernel_id, e)
@@ -472,14 +774,27 @@ class KernelRelay:
                 # a send may have taken the edge of ZMQ_FD that announced incoming messages
                 self._drain(kind)
 
+    def _protocol_error(self, e: RelayProtocolError) -> None:
+        if self._got_message:
+            error = f"the sandbox broke the relay protocol: {e}"
+        else:
+            # nothing valid yet: most likely the engine saying why the launcher did not
+            # start (e.g. "OCI runtime exec failed: ... executable file not found")
+            text = bytes(self._decoder._buf[:300]).decode("utf-8", "replace").strip()
+            error = f"the launcher did not start; the sandbox said: {text!r}"
+        self._log(logging.ERROR, "closing its stream: %s", error)
+        self._stream_ended("stream closed", error)
+        self._writer.close()  # whatever it still sends is ignored
+
     def _on_event(self, parts: list[bytes]) -> None:
         # the largest real event carries a 64 KiB log: bigger ones are not parsed on the event loop
         try:
-            event = json.loads(parts[0]) if len(parts) == 1 and len(parts[0]) <= MAX_EVENT_BYTES else None
+            valid = len(parts) == 1 and isinstance(parts[0], bytes) and len(parts[0]) <= MAX_EVENT_BYTES
+            event = json.loads(parts[0]) if valid else None
         except ValueError:
             event = None
         if not isinstance(event, dict):
-            log.warning("kernel %s: unreadable launcher event ignored", self.kernel_id)
+            self._log(logging.WARNING, "unreadable launcher event ignored")
             return
         # the sandbox writes these: keep only the shapes documented, sizes capped
         kind = event.get("event")
@@ -493,7 +808,7 @@ class KernelRelay:
                 "code": _int_or_none(event.get("code")),
                 "signal": _int_or_none(event.get("signal")),
                 "log": str(event.get("log") or "")[-LOG_CAP:],
-                "error": str(error)[:2000] if error is not None else None,
+                "error": printable(str(error), 2000) if error is not None else None,
                 "reason": "exited",
             }
             if not self.ready.done():
@@ -508,12 +823,22 @@ class KernelRelay:
                 if not waiter.done():
                     waiter.set_result(str(event.get("log") or "")[-LOG_CAP:])
         else:
-            log.warning("kernel %s: launcher says %s", self.kernel_id, parts[0][:500].decode(errors="replace"))
+            self._log(logging.WARNING, "launcher says %s", parts[0][:500].decode(errors="replace"))
 
     def _check_liveness(self) -> None:
         self._liveness = None
         if not self._stream_open:
             return
+        if self._partial_since is not None:
+            started, throttled = self._partial_since
+            age = self._loop.time() - started - (self._throttled_for() - throttled)
+            if age > self.partial_timeout:
+                self._log(logging.ERROR, "closing its stream: %s", f"a message stayed unfinished for {age:.0f} s")
+                self._stream_ended("stream closed", f"the sandbox left a message unfinished for {age:.0f} s")
+                self._writer.close()
+                return
+        if self._throttled:  # we are not reading: the sandbox is not quiet
+            self._last_rx = self._loop.time()
         quiet = self._loop.time() - self._last_rx
         if quiet >= self.liveness_timeout:
             log.error("kernel %s: nothing from the sandbox for %.0f s, closing its stream", self.kernel_id, quiet)
@@ -526,6 +851,10 @@ class KernelRelay:
 
     def _stream_ended(self, reason: str, error: str | None = None) -> None:
         self._stream_open = False
+        if self._pump_handle is not None:
+            self._pump_handle.cancel()
+            self._pump_handle = None
+        self._throttle(False)  # read to the end (what comes is ignored): a paused pipe never closes
         if self._liveness is not None:
             self._liveness.cancel()
             self._liveness = None
@@ -652,8 +981,8 @@ class _StderrLog:
             pending.clear()
 
     def _emit(self, line: bytes | bytearray) -> None:
-        self.logged += len(line) + 1
-        log.warning("%s: %s", self.name, line.decode("utf-8", "replace"))
+        self.logged += max(len(line) + 1, 512)  # short lines count more: at most 128 lines per stream
+        log.warning("%s: %s", self.name, printable(line.decode("utf-8", "replace"), self.LINE))
 
     def close(self) -> None:
         if self.pending and self.logged < STDERR_CAP:

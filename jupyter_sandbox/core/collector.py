@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..backends.kernel_relay import printable
 from ..models import Execution, Result
 from ..outputs import DEFAULT as DEFAULT_OUTPUTS
 from ..outputs import OutputPolicy
@@ -28,6 +29,16 @@ EventSink = Callable[[Event], Any]
 
 def _ns() -> int:
     return time.time_ns()
+
+
+class MalformedMessage(Exception):
+    """The kernel sent a message that cannot be read (code in the sandbox can send anything)."""
+
+
+# what reading or handling a hostile message raises (jupyter_client's Session and our own code)
+_MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+IDLE_GRACE = 10.0  # seconds of iopub quiet after the reply that end an execution whose idle was lost
+MAX_ERROR_TEXT = 64 * 1024  # characters of an error's value, and of its traceback, kept
 
 
 def error_event(name: str, value: str, traceback: str = "") -> Event:
@@ -134,6 +145,12 @@ class ExecutionCollector:
 
     def handle_iopub(self, msg: dict[str, Any]) -> list[Event]:
         """Events for one iopub message (none if it belongs to another request)."""
+        try:
+            return self._handle_iopub(msg)
+        except _MALFORMED as e:
+            raise MalformedMessage(f"{type(e).__name__}: {e}") from None
+
+    def _handle_iopub(self, msg: dict[str, Any]) -> list[Event]:
         if msg.get("parent_header", {}).get("msg_id") != self.msg_id:
             return []
         kind = msg["header"]["msg_type"]
@@ -146,6 +163,8 @@ class ExecutionCollector:
         if kind == "stream":
             stream = "stderr" if content.get("name") == "stderr" else "stdout"
             text = content.get("text", "")
+            if not isinstance(text, str):
+                raise TypeError(f"stream text is a {type(text).__name__}")
             text = text[: self._room(len(text))]  # a stream may be cut: its first part is kept
             if not text:
                 return []
@@ -164,6 +183,11 @@ class ExecutionCollector:
         if kind == "update_display_data":
             display_id = (content.get("transient") or {}).get("display_id") or ""
             events = []
+            indexes = self._display_index.get(display_id, [])
+            if indexes and not self._within_cap(
+                len(indexes) * sum(len(str(v)) for v in content.get("data", {}).values())
+            ):
+                return []
             data = self.outputs.clean(content.get("data", {}))
             for index in self._display_index.get(display_id, []):
                 result = Result.from_bundle(data)
@@ -189,6 +213,12 @@ class ExecutionCollector:
 
     def handle_reply(self, msg: dict[str, Any]) -> list[Event]:
         """Events for the shell ``execute_reply`` (and failures it reports on its own)."""
+        try:
+            return self._handle_reply(msg)
+        except _MALFORMED as e:
+            raise MalformedMessage(f"{type(e).__name__}: {e}") from None
+
+    def _handle_reply(self, msg: dict[str, Any]) -> list[Event]:
         if msg.get("parent_header", {}).get("msg_id") != self.msg_id:
             return []
         self.replied = True
@@ -206,16 +236,31 @@ class ExecutionCollector:
 
     def _error(self, content: dict[str, Any]) -> Event:
         name, value, traceback = content.get("ename", "Error"), content.get("evalue", ""), content.get("traceback", [])
+        name, value, traceback = str(name)[:200], str(value), [str(line) for line in traceback[:1000]]
+        # an error is output too: bounded, and what is cut is said with the rest that was dropped
+        if len(value) > MAX_ERROR_TEXT:
+            self.dropped_bytes += len(value) - MAX_ERROR_TEXT
+            value = value[:MAX_ERROR_TEXT]
         if name == "StdinNotImplementedError":  # input() in code sent without allow_stdin
             return error_event("InputNotAvailable", NO_STDIN, _user_frames(traceback))
         if name == "KeyboardInterrupt" and self.stdin is not None and self.stdin.refusal:
             return error_event("InputNotAvailable", self.stdin.refusal, _user_frames(traceback))
-        return error_event(name, value, "\n".join(traceback))
+        text = "\n".join(traceback)
+        if len(text) > MAX_ERROR_TEXT:
+            self.dropped_bytes += len(text) - MAX_ERROR_TEXT
+            text = text[-MAX_ERROR_TEXT:]  # its end says where and what
+        return error_event(name, value, text)
 
     def handle_stdin(self, msg: dict[str, Any]) -> list[Event]:
         """The event for an ``input_request`` on the stdin channel."""
-        if msg.get("parent_header", {}).get("msg_id") != self.msg_id or msg["header"]["msg_type"] != "input_request":
-            return []
+        try:
+            if (
+                msg.get("parent_header", {}).get("msg_id") != self.msg_id
+                or msg["header"]["msg_type"] != "input_request"
+            ):
+                return []
+        except _MALFORMED as e:
+            raise MalformedMessage(f"{type(e).__name__}: {e}") from None
         content = msg.get("content", {})
         if self.stdin is not None:
             self.stdin.waiting = True
@@ -238,6 +283,16 @@ async def _emit(sink: EventSink | None, events: list[Event]) -> None:
         outcome = sink(event)
         if inspect.isawaitable(outcome):
             await outcome
+
+
+async def _receive(get: Callable[..., Awaitable[dict[str, Any]]], timeout: float) -> dict[str, Any] | None:
+    """The next message on a channel, None after ``timeout``; MalformedMessage if it cannot be read."""
+    try:
+        return await get(timeout=timeout)
+    except queue.Empty:
+        return None
+    except _MALFORMED as e:
+        raise MalformedMessage(f"{type(e).__name__}: {e}") from None
 
 
 async def run_execute(
@@ -271,7 +326,7 @@ async def run_execute(
     collector = ExecutionCollector(msg_id, max_output, stdin, outputs)
     deadline = None if timeout is None else time.monotonic() + timeout
     timed_out_at: float | None = None
-    last_liveness = time.monotonic()
+    last_liveness = last_iopub = time.monotonic()
 
     async def deliver(events: list[Event]) -> None:
         if timed_out_at is not None:
@@ -279,73 +334,87 @@ async def run_execute(
             events = [e for e in events if e["type"] != "error"]
         await _emit(on_event, events)
 
-    while not collector.done:
-        got = False
-        if collector.idle and not collector.replied:
-            # All output is in; only the shell reply is missing: wait on that channel.
-            try:
-                reply = await client.get_shell_msg(timeout=poll)
-                got = True
-                await deliver(collector.handle_reply(reply))
-            except queue.Empty:
-                pass
-        else:
-            try:
-                msg = await client.get_iopub_msg(timeout=poll)
-                got = True
-                await deliver(collector.handle_iopub(msg))
-            except queue.Empty:
-                pass
-            # An input request waits on the stdin channel while iopub is silent.
-            while stdin is not None:
-                try:
-                    request = await client.get_stdin_msg(timeout=0)
-                except queue.Empty:
-                    break
-                got = True
-                # The kernel flushed its output before asking: deliver that first, so a prompt
-                # follows what was printed before it.
-                while True:
-                    try:
-                        await deliver(collector.handle_iopub(await client.get_iopub_msg(timeout=0)))
-                    except queue.Empty:
+    try:
+        while not collector.done:
+            got = False
+            if collector.idle and not collector.replied:
+                # All output is in; only the shell reply is missing: wait on that channel.
+                reply = await _receive(client.get_shell_msg, poll)
+                if reply is not None:
+                    got = True
+                    await deliver(collector.handle_reply(reply))
+            else:
+                msg = await _receive(client.get_iopub_msg, poll)
+                if msg is not None:
+                    got = True
+                    last_iopub = time.monotonic()
+                    await deliver(collector.handle_iopub(msg))
+                elif collector.replied and time.monotonic() - last_iopub > IDLE_GRACE:
+                    # A kernel flooding iopub loses messages (its PUB socket drops them), its
+                    # idle among them: once replied and quiet, the execution is over.
+                    log.info("execution %s: replied, and no idle status after %g s of quiet", msg_id, IDLE_GRACE)
+                    collector.idle = True
+                # An input request waits on the stdin channel while iopub is silent.
+                while stdin is not None:
+                    request = await _receive(client.get_stdin_msg, 0)
+                    if request is None:
                         break
-                await deliver(collector.handle_stdin(request))
-            # The reply can come before idle: take it without blocking when it is there.
-            while not collector.replied:
-                try:
-                    reply = await client.get_shell_msg(timeout=0)
-                except queue.Empty:
-                    break
-                await deliver(collector.handle_reply(reply))
-        if collector.done:
-            break
-        now = time.monotonic()
-        if deadline is not None and timed_out_at is None and now >= deadline:
-            timed_out_at = now
-            log.info("execution %s timed out after %ss; interrupting the kernel", msg_id, timeout)
-            if interrupt is not None:
-                await interrupt()
-        if timed_out_at is not None and now - timed_out_at > interrupt_grace:
-            what = "its kernel was restarted (variables are lost)" if unresponsive else "it is still busy"
-            await _emit(
-                on_event,
-                [
-                    collector.fail(
-                        "TimeoutError",
-                        f"Execution timed out after {timeout:g} s and the kernel did not respond to the interrupt; {what}",
-                    )
-                ],
-            )
-            if unresponsive is not None:
-                await unresponsive()
-            break
-        if check_dead is not None and not got and now - last_liveness >= 0.5:
-            last_liveness = now
-            reason = await check_dead()
-            if reason:
-                await _emit(on_event, [collector.fail("KernelDied", reason)])
+                    got = True
+                    # The kernel flushed its output before asking: deliver that first, so a prompt
+                    # follows what was printed before it.
+                    while (msg := await _receive(client.get_iopub_msg, 0)) is not None:
+                        await deliver(collector.handle_iopub(msg))
+                    await deliver(collector.handle_stdin(request))
+                # The reply can come before idle: take it without blocking when it is there.
+                while not collector.replied:
+                    reply = await _receive(client.get_shell_msg, 0)
+                    if reply is None:
+                        break
+                    await deliver(collector.handle_reply(reply))
+            if collector.done:
                 break
+            now = time.monotonic()
+            if deadline is not None and timed_out_at is None and now >= deadline:
+                timed_out_at = now
+                log.info("execution %s timed out after %ss; interrupting the kernel", msg_id, timeout)
+                if interrupt is not None:
+                    await interrupt()
+            if timed_out_at is not None and now - timed_out_at > interrupt_grace:
+                what = "its kernel was restarted (variables are lost)" if unresponsive else "it is still busy"
+                await _emit(
+                    on_event,
+                    [
+                        collector.fail(
+                            "TimeoutError",
+                            f"Execution timed out after {timeout:g} s and the kernel did not respond to the interrupt; {what}",
+                        )
+                    ],
+                )
+                if unresponsive is not None:
+                    await unresponsive()
+                break
+            if check_dead is not None and not got and now - last_liveness >= 0.5:
+                last_liveness = now
+                reason = await check_dead()
+                if reason:
+                    await _emit(on_event, [collector.fail("KernelDied", reason)])
+                    break
+    except MalformedMessage as e:
+        # Code in the sandbox holds the kernel's key and can send anything: this execution ends
+        # here, with a reason, and the context goes on (the kernel's later messages are ignored).
+        log.warning("execution %s: the kernel sent a malformed message: %s", msg_id, printable(str(e), 300))
+        collector.execution.error = None
+        timed_out_at = None
+        await _emit(
+            on_event,
+            [
+                collector.fail(
+                    "MalformedMessage",
+                    f"The kernel sent a message the server cannot read ({printable(str(e), 300)}); this execution "
+                    "was ended. Code in the sandbox may have written to the kernel's sockets.",
+                )
+            ],
+        )
 
     if timed_out_at is not None and collector.done:
         # The interrupt shows up as KeyboardInterrupt; say what really happened.
