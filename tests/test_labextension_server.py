@@ -101,7 +101,7 @@ async def test_logs_show_the_kernels_output_and_are_owner_checked(jp_fetch):
     (context,) = logs["contexts"]
     assert context["id"] == sandbox["contexts"][0]["id"]
     # ipykernel's start-up lines, then what the code wrote to file descriptor 2
-    assert "--existing /tmp/.jsbx/k-" in context["kernel_log"]  # the launcher keeps it in the sandbox
+    assert "--existing /tmp/.jsbx/ipc/k-" in context["kernel_log"]  # the launcher keeps it in the sandbox
     assert context["kernel_log"].rstrip().endswith("straight to the kernel log")
     # another user's sandbox is not found, unknown ones neither
     r = await fetch(jp_fetch, "sandboxes", sandbox["id"], "logs", headers=BOB)

@@ -112,7 +112,7 @@ test('two sandboxes in light and dark, live appearance, upload, logs', async ({ 
   await sandboxEval(page, 'alpha', "import os\nos.write(2, b'a line for the kernel log\\n')");
   await item('alpha').getByRole('button', { name: 'Logs' }).click();
   const kernelLog = item('alpha').locator('.jp-SandboxLogs-section[data-log^="kernel-"] pre');
-  await expect(kernelLog).toContainText('--existing /tmp/.jsbx/k-'); // the launcher keeps it in the sandbox
+  await expect(kernelLog).toContainText('--existing /tmp/.jsbx/ipc/k-'); // the launcher keeps it in the sandbox
   await expect(kernelLog).toContainText('a line for the kernel log');
   const logs = await rest(page, 'GET', `sandboxes/${alpha.id}/logs`);
   expect(await kernelLog.textContent()).toBe(logs.contexts[0].kernel_log);
