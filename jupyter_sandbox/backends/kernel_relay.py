@@ -670,7 +670,7 @@ class KernelRelay:
         if self._pump_handle is None:
             self._pump()
 
-    PER_TURN = 64  # messages parsed and relayed per event-loop turn
+    PER_TURN = 16  # messages parsed and relayed per event-loop turn (64 let a flood hold others up: bench_flood p99)
 
     def _pump(self) -> None:
         """Relay up to PER_TURN messages, charge them to the budget, and read on, or wait."""
