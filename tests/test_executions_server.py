@@ -100,12 +100,23 @@ async def expect_error(status: int, call) -> dict:
     return json.loads(info.value.response.body)
 
 
-def containers_of(execution_id: str) -> list:
+def labelled_containers(*labels: str) -> list:
+    """Containers with all these labels. docker-py inspects each container it lists, which races a
+    removal in the background (a finished run's container): listed again then."""
     client = docker.from_env()
     try:
-        return client.containers.list(all=True, filters={"label": [f"{LABEL_PREFIX}.execution={execution_id}"]})
+        for _ in range(10):
+            try:
+                return client.containers.list(all=True, filters={"label": list(labels)})
+            except docker.errors.NotFound:
+                continue
+        raise AssertionError(f"containers labelled {labels} kept vanishing while listed")
     finally:
         client.close()
+
+
+def containers_of(execution_id: str) -> list:
+    return labelled_containers(f"{LABEL_PREFIX}.execution={execution_id}")
 
 
 async def removed(execution_id: str, within: float = 60) -> bool:
@@ -514,13 +525,7 @@ async def test_queue_bound_gives_429_past_it(jp_fetch, jp_serverapp):
 
 
 def server_containers(server_id: str) -> list:
-    client = docker.from_env()
-    try:
-        return client.containers.list(
-            all=True, filters={"label": [f"{LABEL_PREFIX}.server={server_id}", f"{SESSION_LABEL}={SESSION}"]}
-        )
-    finally:
-        client.close()
+    return labelled_containers(f"{LABEL_PREFIX}.server={server_id}", f"{SESSION_LABEL}={SESSION}")
 
 
 async def full_pool(runner) -> None:
