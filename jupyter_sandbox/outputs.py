@@ -247,20 +247,22 @@ def clean_markdown(text: str) -> tuple[str, bool]:
     whose links go nowhere but http(s)/mailto; plain Markdown comes back unchanged."""
     changed = False
 
-    def tag(match: re.Match) -> str:
+    def tag(match: re.Match[str]) -> str:
         nonlocal changed
-        token = match.group(0)
+        token: str = match.group(0)
         if _md_tag_ok(token):
             return token
         changed = True
         return html_escape(token, quote=False)
 
-    def link(match: re.Match) -> str:
+    def link(match: re.Match[str]) -> str:
         nonlocal changed
+        label: str = match.group(1)
+        whole: str = match.group(0)
         if _safe_url(match.group(2).strip("<>")):
-            return match.group(0)
+            return whole
         changed = True
-        return match.group(1) + "#"
+        return label + "#"
 
     text = _MD_TAG.sub(tag, text)
     text = _MD_REF.sub(link, _MD_LINK.sub(link, text))
