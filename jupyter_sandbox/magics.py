@@ -11,13 +11,13 @@ import argparse
 import ast
 import atexit
 import base64
+import functools
 import getpass
 import io
 import os
 import pickle
 import sys
 from collections.abc import Callable
-from functools import cached_property
 from typing import Any, ParamSpec, Protocol, TextIO, TypeVar, cast
 
 from IPython.core.error import StdinNotImplementedError, UsageError
@@ -56,6 +56,29 @@ publish_bundle = cast("Callable[[dict[str, Any]], None]", publish_display_data)
 
 # the last line of a push or pull: the helpers of programs/pickled_variables.py leave the user's namespace
 PICKLED_VARIABLES_GONE = "del _jsbx_unpickle, _jsbx_print_pickled"
+
+
+@functools.cache
+def _cell_program(name: str) -> str:
+    """A program's text without its module docstring: IPython makes any string statement of a cell
+    the user's ``__doc__``."""
+    source = programs.source(name)
+    first = ast.parse(source).body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        return "\n".join(source.splitlines()[first.end_lineno :])
+    return source
+
+
+def push_code(pickles: dict[str, str]) -> str:
+    """What a sandbox's kernel runs for ``%sandbox push``: each variable set from its base64 pickle."""
+    assignments = [f"{var} = _jsbx_unpickle({data!r})" for var, data in pickles.items()]
+    return "\n".join([_cell_program("pickled_variables"), *assignments, PICKLED_VARIABLES_GONE])
+
+
+def pull_code(var: str) -> str:
+    """What a sandbox's kernel runs for ``%sandbox pull`` of one variable: its base64 pickle on stdout."""
+    return "\n".join([_cell_program("pickled_variables"), f"_jsbx_print_pickled({var})", PICKLED_VARIABLES_GONE])
+
 
 SUBCOMMANDS = ("list", "status", "restart", "interrupt", "kill", "files", "push", "pull", "config")
 
@@ -256,7 +279,7 @@ class SandboxMagics(Magics, Configurable):
         namespace: dict[str, Any] = self.shell.user_ns
         return namespace
 
-    @cached_property
+    @functools.cached_property
     def _sandboxes(self) -> dict[str, Sandbox]:
         """The sandboxes this kernel's magics used, by name."""
         return {}
@@ -462,7 +485,7 @@ class SandboxMagics(Magics, Configurable):
             self._pull(sandbox, rest)
 
     def _push(self, sandbox: Sandbox, names: list[str]) -> None:
-        lines = [programs.source("pickled_variables")]
+        pickles: dict[str, str] = {}
         for var in names:
             if not var.isidentifier():
                 raise UsageError(f"{var!r} is not a variable name")
@@ -472,9 +495,8 @@ class SandboxMagics(Magics, Configurable):
                 data = base64.b64encode(pickle.dumps(self.user_ns[var])).decode()
             except Exception as e:  # unpicklable: say which variable and why
                 raise SandboxMagicError(f"cannot push {var}: {type(e).__name__}: {e}") from None
-            lines.append(f"{var} = _jsbx_unpickle({data!r})")
-        lines.append(PICKLED_VARIABLES_GONE)
-        execution = self._run(sandbox, "\n".join(lines), stream=False)
+            pickles[var] = data
+        execution = self._run(sandbox, push_code(pickles), stream=False)
         if execution.error:
             raise RemoteError.of(execution)
         print(f"pushed {', '.join(names)} to {sandbox.name}")
