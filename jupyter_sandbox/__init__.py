@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from .errors import SandboxError
 from .models import Execution, ExecutionError, Logs, OutputMessage, Result, SandboxModel, SandboxSpec
 
 __version__ = "0.1.0"
 
 
-def _jupyter_server_extension_points():
+class MagicsHost(Protocol):
+    """What ``%load_ext`` hands us: an IPython shell (typed by what we use of it)."""
+
+    def register_magics(self, *magics: object) -> None: ...
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    # deferred: jupyter_server is heavy, and `import jupyter_sandbox` (the client's users) needs none of it
     from .server.app import SandboxApp
 
     return [{"module": "jupyter_sandbox", "app": SandboxApp}]
 
 
-def load_ipython_extension(ipython):
+def load_ipython_extension(ipython: MagicsHost) -> None:
     """``%load_ext jupyter_sandbox``: the %%sandbox, %remote_eval and %sandbox magics."""
+    # deferred: IPython is needed only inside IPython
     from .magics import SandboxMagics
 
     ipython.register_magics(SandboxMagics)
 
 
-def __getattr__(name):
-    # The client pulls in httpx; import it only when asked for.
+def __getattr__(name: str) -> Any:
     if name in ("Sandbox", "AsyncSandbox", "OneShot"):
-        from . import client
+        from . import client  # deferred: the client pulls in httpx
 
         return getattr(client, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ class SandboxError(Exception):
         self.message = message
         self.field = field
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str]:
         data = {"message": self.message, "reason": self.reason}
         if self.field:
             data["field"] = self.field

@@ -7,25 +7,78 @@ JupyterHub environment, or the local Jupyter server that runs this notebook.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import atexit
 import base64
+import functools
+import getpass
 import io
 import os
 import pickle
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, Protocol, TextIO, TypeVar, cast
 
-from IPython.core.error import UsageError
+from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import publish_display_data
 from traitlets import Bool, Float, Unicode
 from traitlets.config import Configurable
 
-from .client import NoInput, OneShot, Sandbox, connect
+from .backends import programs
+from .client import Connection, NoInput, OneShot, Sandbox, connect
 from .errors import Conflict, InvalidInput, NotFound, SandboxError
-from .models import Execution, format_size
+from .models import Execution, InputRequest, OutputMessage, Result, format_size
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+Returned = TypeVar("Returned")
+Params = ParamSpec("Params")
+
+
+class MethodDecorator(Protocol):
+    """A decorator that gives back the method it decorates (IPython's magic_arguments ones do)."""
+
+    def __call__(self, method: Method, /) -> Method: ...
+
+
+# IPython's decorators and helpers carry no annotations (8.x; 9.x types some as unions mypy cannot
+# apply): typed here by what they do, casts that hold for either
+magic_arguments_of = cast("Callable[..., MethodDecorator]", magic_arguments)
+magic_argument = cast("Callable[..., MethodDecorator]", argument)
+keep_variables_unexpanded = cast("MethodDecorator", no_var_expand)
+line_magic_named = cast("Callable[[str], MethodDecorator]", line_magic)
+cell_magic_named = cast("Callable[[str], MethodDecorator]", cell_magic)
+line_and_cell_magic = cast("MethodDecorator", line_cell_magic)
+parse_magic_arguments = cast("Callable[[Callable[..., Any], str], argparse.Namespace]", parse_argstring)
+publish_bundle = cast("Callable[[dict[str, Any]], None]", publish_display_data)
+
+# the last line of a push or pull: the helpers of programs/pickled_variables.py leave the user's namespace
+PICKLED_VARIABLES_GONE = "del _jsbx_unpickle, _jsbx_print_pickled"
+
+
+@functools.cache
+def _cell_program(name: str) -> str:
+    """A program's text without its module docstring: IPython makes any string statement of a cell
+    the user's ``__doc__``."""
+    source = programs.source(name)
+    first = ast.parse(source).body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        return "\n".join(source.splitlines()[first.end_lineno :])
+    return source
+
+
+def push_code(pickles: dict[str, str]) -> str:
+    """What a sandbox's kernel runs for ``%sandbox push``: each variable set from its base64 pickle."""
+    assignments = [f"{var} = _jsbx_unpickle({data!r})" for var, data in pickles.items()]
+    return "\n".join([_cell_program("pickled_variables"), *assignments, PICKLED_VARIABLES_GONE])
+
+
+def pull_code(var: str) -> str:
+    """What a sandbox's kernel runs for ``%sandbox pull`` of one variable: its base64 pickle on stdout."""
+    return "\n".join([_cell_program("pickled_variables"), f"_jsbx_print_pickled({var})", PICKLED_VARIABLES_GONE])
+
 
 SUBCOMMANDS = ("list", "status", "restart", "interrupt", "kill", "files", "push", "pull", "config")
 
@@ -59,7 +112,7 @@ class RemoteError(Exception):
         """An instance whose class is named like the remote exception, so the cell's error
         output says ``ZeroDivisionError`` rather than ``RemoteError``."""
         name = execution.error.name if execution.error else "RemoteError"
-        kind = type(name, (cls,), {"__module__": "sandbox"}) if name.isidentifier() else cls
+        kind: type[RemoteError] = type(name, (cls,), {"__module__": "sandbox"}) if name.isidentifier() else cls
         return kind(execution)
 
 
@@ -104,7 +157,7 @@ SAFE_GLOBALS = {
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in SAFE_GLOBALS:
             raise SandboxMagicError(
                 f"refusing to unpickle {module}.{name} from the sandbox (it could run code in this kernel); "
@@ -113,15 +166,17 @@ class _SafeUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _usage(func) -> str:
+def _usage(func: Any) -> str:
+    """``func``: a method decorated by magic_arguments, which gave it ``.parser`` (an untyped attribute)."""
+    parser: argparse.ArgumentParser = func.parser
     # MagicHelpFormatter writes reST ("::" and indentation); one plain line reads better.
-    return "usage: " + " ".join(func.parser.format_usage().replace("::", " ").split())
+    return "usage: " + " ".join(parser.format_usage().replace("::", " ").split())
 
 
-def _parse(func, line: str):
+def _parse(func: Callable[..., Any], line: str) -> argparse.Namespace:
     """magic_arguments parsing, with the usage line in the UsageError."""
     try:
-        return parse_argstring(func, line)
+        return parse_magic_arguments(func, line)
     except UsageError as e:
         raise UsageError(f"{_usage(func)}\n{e}") from None
 
@@ -148,6 +203,7 @@ def _remove_at_exit(sandbox: Sandbox) -> None:
 def _kernel_id() -> str | None:
     """This notebook kernel's id (jupyter_server names the connection file after it)."""
     try:
+        # deferred: only a kernel has a connection file (terminal IPython need not load ipykernel)
         from ipykernel.connect import get_connection_file
 
         stem = os.path.basename(get_connection_file())
@@ -163,22 +219,18 @@ def _default_name() -> str:
     return f"notebook-{(_kernel_id() or str(os.getpid()))[:12]}"
 
 
-def _write(stream):
-    def callback(message):
+def _write(stream: TextIO) -> Callable[[OutputMessage], None]:
+    def callback(message: OutputMessage) -> None:
         stream.write(message.line)
         stream.flush()  # now, not at the next flush interval: output is live
 
     return callback
 
 
-def _ask(request) -> str:
+def _ask(request: InputRequest) -> str:
     """An input() in the sandbox, asked of this notebook's own stdin: JupyterLab shows its input box."""
-    from IPython.core.error import StdinNotImplementedError
-
     try:
         if request.password:
-            import getpass
-
             return getpass.getpass(request.prompt)
         return input(request.prompt)
     except StdinNotImplementedError:
@@ -188,9 +240,9 @@ def _ask(request) -> str:
         ) from None
 
 
-def _publish(result) -> None:
+def _publish(result: Result) -> None:
     if not result.is_main_result:  # the main result is the magic's return value: Out[n]
-        publish_display_data(result.bundle())
+        publish_bundle(result.bundle())
 
 
 @magics_class
@@ -224,20 +276,22 @@ class SandboxMagics(Magics, Configurable):
     def user_ns(self) -> dict[str, Any]:
         """The notebook's namespace (the magics only ever run in a shell)."""
         assert self.shell is not None
-        return self.shell.user_ns
+        namespace: dict[str, Any] = self.shell.user_ns
+        return namespace
 
-    def __init__(self, shell=None, **kwargs):
-        super().__init__(shell=shell, **kwargs)
-        self._sandboxes: dict[str, Sandbox] = {}
+    @functools.cached_property
+    def _sandboxes(self) -> dict[str, Sandbox]:
+        """The sandboxes this kernel's magics used, by name."""
+        return {}
 
     # -- plumbing ---------------------------------------------------------------------
-    def _connection(self):
+    def _connection(self) -> Connection:
         try:
             return connect(self.server_url or None, self.token or None, in_process=False)
         except SandboxError as e:
             raise SandboxMagicError(f"jupyter-sandbox: {e}") from None
 
-    def _call(self, func, *args, **kwargs):
+    def _call(self, func: Callable[Params, Returned], *args: Params.args, **kwargs: Params.kwargs) -> Returned:
         """Run a client call; server-side problems become one line, not a traceback."""
         try:
             return func(*args, **kwargs)
@@ -261,7 +315,7 @@ class SandboxMagics(Magics, Configurable):
         self._sandboxes[name] = sandbox
         return sandbox
 
-    def _create(self, name: str, spec: dict[str, Any], connection) -> Sandbox:
+    def _create(self, name: str, spec: dict[str, Any], connection: Connection) -> Sandbox:
         own = name == _default_name() and not self.default_sandbox and self.remove_default_on_exit
         try:
             # The kernel's own sandbox is tied to it: the server removes it when the kernel shuts down.
@@ -277,7 +331,7 @@ class SandboxMagics(Magics, Configurable):
         atexit.register(_remove_at_exit, sandbox)
         return sandbox
 
-    def _spec(self, args=None) -> dict[str, Any]:
+    def _spec(self, args: argparse.Namespace | None = None) -> dict[str, Any]:
         """The spec for a new sandbox: the cell's options over the configured defaults."""
         given = vars(args) if args is not None else {}
         spec = {
@@ -290,8 +344,8 @@ class SandboxMagics(Magics, Configurable):
         }
         return {k: v for k, v in spec.items() if v is not None}
 
-    def _run(self, sandbox: Sandbox, code: str, *, stream: bool = True, **kwargs) -> Execution:
-        callbacks = (
+    def _run(self, sandbox: Sandbox, code: str, *, stream: bool = True, **kwargs: Any) -> Execution:
+        callbacks: dict[str, Any] = (
             dict(on_stdout=_write(sys.stdout), on_stderr=_write(sys.stderr), on_result=_publish, on_input=_ask)
             if stream
             else {}
@@ -299,19 +353,19 @@ class SandboxMagics(Magics, Configurable):
         return self._call(sandbox.run_code, code, **callbacks, **kwargs)
 
     # -- %%sandbox --------------------------------------------------------------------
-    @magic_arguments("%sandbox")
-    @argument("name", nargs="?", help="Sandbox name (created on first use; default: one per notebook kernel).")
-    @argument("--image", help="Image for a new sandbox.")
-    @argument("--memory", help="Memory for a new sandbox, e.g. 512M.")
-    @argument("--cpus", type=float, help="CPUs for a new sandbox.")
-    @argument("--network", action="store_true", default=False, help="Give a new sandbox network access.")
-    @argument("--env", action="append", metavar="K=V", help="Environment variable (repeatable).")
-    @argument("--timeout", type=float, help="Execution timeout in seconds.")
-    @argument("--context", help="Context (kernel) id in the sandbox.")
-    @argument("--out", metavar="VAR", help="Store the Execution in this variable.")
-    @no_var_expand
-    @cell_magic("sandbox")  # type: ignore[arg-type,unused-ignore]  # IPython 9.18 types the named form as a union mypy cannot apply
-    def sandbox_cell(self, line: str, cell: str):
+    @magic_arguments_of("%sandbox")
+    @magic_argument("name", nargs="?", help="Sandbox name (created on first use; default: one per notebook kernel).")
+    @magic_argument("--image", help="Image for a new sandbox.")
+    @magic_argument("--memory", help="Memory for a new sandbox, e.g. 512M.")
+    @magic_argument("--cpus", type=float, help="CPUs for a new sandbox.")
+    @magic_argument("--network", action="store_true", default=False, help="Give a new sandbox network access.")
+    @magic_argument("--env", action="append", metavar="K=V", help="Environment variable (repeatable).")
+    @magic_argument("--timeout", type=float, help="Execution timeout in seconds.")
+    @magic_argument("--context", help="Context (kernel) id in the sandbox.")
+    @magic_argument("--out", metavar="VAR", help="Store the Execution in this variable.")
+    @keep_variables_unexpanded
+    @cell_magic_named("sandbox")
+    def sandbox_cell(self, line: str, cell: str) -> Result | None:
         """Run the cell in a sandbox: output streams live, results render inline, errors show the remote traceback."""
         args = _parse(self.sandbox_cell, line)
         spec = self._spec(args)
@@ -343,13 +397,13 @@ class SandboxMagics(Magics, Configurable):
         return False
 
     # -- %remote_eval -----------------------------------------------------------------
-    @magic_arguments()
-    @argument("--var", metavar="NAME", help="Store the value in this variable.")
-    @argument("--timeout", type=int, help="Timeout in seconds.")
-    @argument("code", nargs="*", help="Expression (line magic); the cell is the code in %%remote_eval.")
-    @no_var_expand
-    @line_cell_magic
-    def remote_eval(self, line: str, cell: str | None = None):
+    @magic_arguments_of()
+    @magic_argument("--var", metavar="NAME", help="Store the value in this variable.")
+    @magic_argument("--timeout", type=int, help="Timeout in seconds.")
+    @magic_argument("code", nargs="*", help="Expression (line magic); the cell is the code in %%remote_eval.")
+    @keep_variables_unexpanded
+    @line_and_cell_magic
+    def remote_eval(self, line: str, cell: str | None = None) -> Any:
         """Evaluate code once, statelessly, in a throwaway sandbox; returns the last expression's value."""
         if cell is None and line.strip() and not line.lstrip().startswith("--"):
             args, code = _parse(self.remote_eval, ""), line  # a bare expression: no option parsing
@@ -379,11 +433,11 @@ class SandboxMagics(Magics, Configurable):
         return value
 
     # -- %sandbox ---------------------------------------------------------------------
-    @magic_arguments("sandbox")
-    @argument("command", choices=SUBCOMMANDS, help="What to do.")
-    @argument("args", nargs="*", help="NAME [PATH] for files; NAME VAR... for push and pull; NAME otherwise.")
-    @line_magic("sandbox")  # type: ignore[arg-type,unused-ignore]  # (as @cell_magic above)
-    def sandbox_line(self, line: str):
+    @magic_arguments_of("sandbox")
+    @magic_argument("command", choices=SUBCOMMANDS, help="What to do.")
+    @magic_argument("args", nargs="*", help="NAME [PATH] for files; NAME VAR... for push and pull; NAME otherwise.")
+    @line_magic_named("sandbox")
+    def sandbox_line(self, line: str) -> None:
         """%sandbox list | status NAME | restart NAME | interrupt NAME | kill NAME | files NAME [PATH]
         | push NAME VAR... | pull NAME VAR... | config"""
         args = _parse(self.sandbox_line, line)
@@ -431,7 +485,7 @@ class SandboxMagics(Magics, Configurable):
             self._pull(sandbox, rest)
 
     def _push(self, sandbox: Sandbox, names: list[str]) -> None:
-        lines = ["import base64 as _jsbx_b64, pickle as _jsbx_pickle"]
+        pickles: dict[str, str] = {}
         for var in names:
             if not var.isidentifier():
                 raise UsageError(f"{var!r} is not a variable name")
@@ -441,9 +495,8 @@ class SandboxMagics(Magics, Configurable):
                 data = base64.b64encode(pickle.dumps(self.user_ns[var])).decode()
             except Exception as e:  # unpicklable: say which variable and why
                 raise SandboxMagicError(f"cannot push {var}: {type(e).__name__}: {e}") from None
-            lines.append(f"{var} = _jsbx_pickle.loads(_jsbx_b64.b64decode({data!r}))")
-        lines.append("del _jsbx_b64, _jsbx_pickle")
-        execution = self._run(sandbox, "\n".join(lines), stream=False)
+            pickles[var] = data
+        execution = self._run(sandbox, push_code(pickles), stream=False)
         if execution.error:
             raise RemoteError.of(execution)
         print(f"pushed {', '.join(names)} to {sandbox.name}")
@@ -452,10 +505,8 @@ class SandboxMagics(Magics, Configurable):
         for var in names:
             if not var.isidentifier():
                 raise UsageError(f"{var!r} is not a variable name")
-            code = (
-                "import base64 as _jsbx_b64, pickle as _jsbx_pickle\n"
-                f"print(_jsbx_b64.b64encode(_jsbx_pickle.dumps({var})).decode())\n"
-                "del _jsbx_b64, _jsbx_pickle"
+            code = "\n".join(
+                [programs.source("pickled_variables"), f"_jsbx_print_pickled({var})", PICKLED_VARIABLES_GONE]
             )
             execution = self._run(sandbox, code, stream=False)
             if execution.error:

@@ -130,7 +130,7 @@ class Result:
             return f"Result({self.text})"
         return f"Result(formats: {', '.join(self.formats())})"
 
-    def _repr_mimebundle_(self, include=None, exclude=None):
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, Any]:
         return self.bundle()
 
 
@@ -444,19 +444,39 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 MAX_SIZE = 2**50  # 1 PiB: far above any host, far below what overflows the engine's int64
 
 
+# docker-py's parse_bytes units (sizes go to the engine as it reads them; "t" is not one)
+_ENGINE_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _engine_bytes(text: str) -> float:
+    """docker-py's ``utils.parse_bytes`` of a string, without docker-py (models is the bottom layer):
+    the same answers, ValueError where it raises."""
+    if not text:
+        return 0
+    if text[-2:-1].isalpha() and text[-1:] in ("b", "B"):
+        text = text[:-1]  # "kb" -> "k"
+    suffix = text[-1].lower()
+    if suffix.isdigit():
+        digits, suffix = text, "b"
+    else:
+        digits = text[:-1]
+    if suffix not in _ENGINE_UNITS:
+        raise ValueError(f"{text!r} has no unit of b, k, m, g")
+    return int(float(digits) * _ENGINE_UNITS[suffix])
+
+
 def parse_size(value: Any, field_name: str) -> int:
     """Bytes from an int or a string such as "512M", "1g", "2GiB" (docker-py's parse_bytes, which
     also knows "b"; the "iB"/"B" suffixes people write are accepted too)."""
-    from docker.errors import DockerException
-    from docker.utils import parse_bytes
-
     problem = f"{field_name} must be a size such as 512M or a number of bytes, not {json.dumps(value)[:40]}"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InvalidInput(problem, field=field_name)
-    text = re.sub(r"(?i)([kmgt])i?b$", r"\1", value.strip()) if isinstance(value, str) else value
     try:
-        size = parse_bytes(text)
-    except (DockerException, ValueError, OverflowError):
+        if isinstance(value, str):
+            size: float = _engine_bytes(re.sub(r"(?i)([kmgt])i?b$", r"\1", value.strip()))
+        else:
+            size = value
+    except (ValueError, OverflowError):
         raise InvalidInput(problem, field=field_name) from None
     if size <= 0:
         raise InvalidInput(f"{field_name} must be positive", field=field_name)

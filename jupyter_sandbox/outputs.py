@@ -80,8 +80,11 @@ class OutputPolicy(LoggingConfigurable):
     def clean(self, data: Any) -> dict[str, Any]:
         return clean_bundle(data, frozenset(self.allow_mime_types))[0]
 
-    def cleaner(self, key: bytes | str) -> MessageCleaner:
-        return MessageCleaner(key, frozenset(self.allow_mime_types), WIDGET_MODULES | set(self.allow_widget_modules))
+    def cleaner(self, signing_key: bytes | str) -> MessageCleaner:
+        """A cleaner of one kernel's messages; ``signing_key`` is its HMAC key ('' when unsigned)."""
+        return MessageCleaner(
+            signing_key, frozenset(self.allow_mime_types), WIDGET_MODULES | set(self.allow_widget_modules)
+        )
 
 
 # -- HTML ----------------------------------------------------------------------------------
@@ -247,20 +250,22 @@ def clean_markdown(text: str) -> tuple[str, bool]:
     whose links go nowhere but http(s)/mailto; plain Markdown comes back unchanged."""
     changed = False
 
-    def tag(match: re.Match) -> str:
+    def tag(match: re.Match[str]) -> str:
         nonlocal changed
-        token = match.group(0)
+        token: str = match.group(0)
         if _md_tag_ok(token):
             return token
         changed = True
         return html_escape(token, quote=False)
 
-    def link(match: re.Match) -> str:
+    def link(match: re.Match[str]) -> str:
         nonlocal changed
+        label: str = match.group(1)
+        whole: str = match.group(0)
         if _safe_url(match.group(2).strip("<>")):
-            return match.group(0)
+            return whole
         changed = True
-        return match.group(1) + "#"
+        return label + "#"
 
     text = _MD_TAG.sub(tag, text)
     text = _MD_REF.sub(link, _MD_LINK.sub(link, text))
@@ -517,8 +522,10 @@ class MessageCleaner:
              "inspect_reply", "debug_reply", "kernel_info_reply")  # fmt: skip
     MAX_COMMS = 10_000
 
-    def __init__(self, key: bytes | str, allow: frozenset[str] = frozenset(), modules: frozenset[str] = WIDGET_MODULES):
-        self.key = key.encode() if isinstance(key, str) else key
+    def __init__(
+        self, signing_key: bytes | str, allow: frozenset[str] = frozenset(), modules: frozenset[str] = WIDGET_MODULES
+    ):
+        self.signing_key = signing_key.encode() if isinstance(signing_key, str) else signing_key
         self.allow = allow
         self.modules = frozenset(modules)
         self._html: dict[str, bool] = {}  # widget comm id -> whether its value may be shown as HTML
@@ -567,9 +574,9 @@ class MessageCleaner:
         return new
 
     def _sign(self, frames: list[bytes]) -> bytes:
-        if not self.key:
+        if not self.signing_key:
             return b""
-        mac = hmac.new(self.key, digestmod=hashlib.sha256)
+        mac = hmac.new(self.signing_key, digestmod=hashlib.sha256)
         for frame in frames:
             mac.update(frame)
         return mac.hexdigest().encode()

@@ -16,8 +16,10 @@ from jupyter_sandbox.backends import make_backend
 from jupyter_sandbox.core.manager import SandboxManager
 from jupyter_sandbox.errors import InvalidInput, TooLarge
 from jupyter_sandbox.oneshot.archive import check_archive, make_archive
+from jupyter_sandbox.oneshot.outcome import capped
+from jupyter_sandbox.oneshot.records import parse_error
 from jupyter_sandbox.oneshot.requests import parse_eval, parse_exec
-from jupyter_sandbox.oneshot.runner import OneShotRunner, parse_error
+from jupyter_sandbox.oneshot.runner import OneShotRunner
 
 
 def tar_of(*members: tuple[str, str, str | bytes]) -> bytes:
@@ -234,18 +236,18 @@ def test_eval_requests(runner):
 
 def test_output_cap_marker(runner):
     runner.max_output_size = 10
-    assert runner._capped("short", 5) == "short"
-    capped = runner._capped("0123456789", 25)
-    assert capped.startswith("0123456789\n[output truncated: 15 more bytes")
+    assert capped("short", 5, runner.max_output_size) == "short"
+    cut = capped("0123456789", 25, runner.max_output_size)
+    assert cut.startswith("0123456789\n[output truncated: 15 more bytes")
 
 
 async def test_finished_executions_expire_after_the_retention_time(runner):
     from jupyter_sandbox.errors import NotFound
-    from jupyter_sandbox.oneshot.runner import ExecutionRecord
+    from jupyter_sandbox.oneshot.records import ExecutionRecord
 
     old = ExecutionRecord(id="exe_old", owner="alice", job=None, status="completed", finished=1.0)
     new = ExecutionRecord(id="exe_new", owner="alice", job=None, status="completed", finished=time.time())
-    runner._records = {r.id: r for r in (old, new)}
+    runner._records.by_id = {r.id: r for r in (old, new)}
     assert runner.get("alice", "exe_new") is new
     with pytest.raises(NotFound):
         runner.get("alice", "exe_old")
@@ -264,7 +266,7 @@ async def test_one_shot_runs_need_a_container_backend(runner):
 
 def test_finished_records_are_bounded_per_user_by_count_bytes_and_age(runner):
     """A user cannot grow the server's memory with finished one-shot runs (issue 10, 6b)."""
-    from jupyter_sandbox.oneshot.runner import ExecutionRecord
+    from jupyter_sandbox.oneshot.records import ExecutionRecord
 
     runner.max_records_per_user, runner.max_record_bytes_per_user = 3, 10**6
     now = time.time()
@@ -272,7 +274,7 @@ def test_finished_records_are_bounded_per_user_by_count_bytes_and_age(runner):
     def finished(owner, n, stdout="", age=0.0):
         record = ExecutionRecord(id=f"{owner}-{n}", owner=owner, job=None, status="completed", stdout=stdout)
         record.created = record.finished = now - age + n  # higher n: newer
-        runner._records[record.id] = record
+        runner._records.add(record)
 
     for n in range(5):
         finished("alice", n)

@@ -19,7 +19,7 @@ import jupyter_sandbox
 from jupyter_sandbox import models
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.models import STATUSES
-from jupyter_sandbox.oneshot.runner import ExecutionRecord
+from jupyter_sandbox.oneshot.records import ExecutionRecord
 from jupyter_sandbox.server import e2b, handlers, oneshot
 from jupyter_sandbox.server.e2b import E2BMixin
 

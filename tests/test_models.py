@@ -1,8 +1,13 @@
 """Models: JSON round trips, MIME mapping, spec validation with clear field errors."""
 
 import json
+import re
+import subprocess
+import sys
 
 import pytest
+from docker.errors import DockerException
+from docker.utils import parse_bytes
 
 from jupyter_sandbox.errors import InvalidInput
 from jupyter_sandbox.models import (
@@ -61,6 +66,56 @@ def test_spec_defaults_and_sizes():
     assert spec.memory == 256 * 1024**2 and spec.cpus == 0.5 and spec.network and spec.env == {"A": "1"}
     assert parse_size("1g", "memory") == 1024**3
     assert parse_size(2048, "memory") == 2048
+
+
+SIZE_TEXTS = [
+    "512M",
+    "1g",
+    "2GiB",
+    "1gb",
+    "3k",
+    "10",
+    "1.5m",
+    "0",
+    "",
+    " ",
+    "b",
+    "kb",
+    "1bb",
+    "1t",
+    "1tb",
+    "12x",
+    "m",
+    "-1g",
+    "1e3k",
+    "inf",
+    "nan",
+    "1\u00b2",
+    "1 g",
+    "0x10",
+]
+
+
+@pytest.mark.parametrize("text", SIZE_TEXTS)
+def test_parse_size_answers_as_docker_py_did(text):
+    """models.py reads sizes without docker-py, with the answers (and refusals) it gave using docker-py."""
+    # parse_size's own clean-up of what people write ("GiB"), before docker-py saw the text
+    cleaned = re.sub(r"(?i)([kmgt])i?b$", r"\1", text.strip())
+    try:
+        expected = parse_bytes(cleaned)
+        ok = 0 < expected <= 2**50
+    except (DockerException, ValueError, OverflowError):
+        ok = False
+    if ok:
+        assert parse_size(text, "memory") == int(expected)
+    else:
+        with pytest.raises((InvalidInput, ValueError)):
+            parse_size(text, "memory")
+
+
+def test_models_does_not_import_docker_py():
+    code = "import sys, jupyter_sandbox.models; assert 'docker' not in sys.modules, 'docker imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize(

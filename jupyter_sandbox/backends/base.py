@@ -199,6 +199,7 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
 
     name = "base"
     isolation = ""  # one sentence for the sandbox model: what this backend isolates
+    python: str  # the Python command in its sandboxes: each backend's own configurable trait
 
     default_image = Unicode("jupyter-sandbox:latest", help="Image for sandboxes that name none.").tag(config=True)
     # what a sandbox's outputs may carry into a user's page: used by the relay and the collector

@@ -9,7 +9,7 @@ import os
 import queue
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -198,7 +198,7 @@ class SandboxManager(LoggingConfigurable):
     def _max_memory_per_user_default(self) -> str:
         return format_size(host_memory() // 2 // 1024**2 * 1024**2)
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # Where E2B's SDK reaches a sandbox (set by the server to {base_url}sandbox/e2b/); each
         # sandbox's e2b_url is this + "<id>/<secret>". Empty: no E2B routes (no server).
@@ -1123,7 +1123,7 @@ class SandboxManager(LoggingConfigurable):
         async with self._file_slot(owner):
             await self.backend.write_file(sandbox.model.id, path, data)
 
-    async def stream_file(self, owner: str, key: str, path: str) -> AsyncIterator[bytes]:
+    async def stream_file(self, owner: str, key: str, path: str) -> AsyncGenerator[bytes, None]:
         sandbox = self._use(owner, key)
         async with self._file_slot(owner):
             async for chunk in self.backend.stream_file(sandbox.model.id, path):

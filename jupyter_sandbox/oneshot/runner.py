@@ -38,105 +38,41 @@ from __future__ import annotations
 
 import asyncio
 import json
-import posixpath
-import re
 import time
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
-from traitlets import Dict, Float, Instance, Int, Unicode
+from traitlets import Dict, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..backends.base import WORKDIR, OnceBox, OnceResult, OnceRun, labels
+from ..backends.base import OnceBox, OnceResult, OnceRun, SandboxBackend, labels
 from ..core.pool import Pool
-from ..errors import InvalidInput, NotFound, QuotaExceeded, SandboxError
+from ..errors import InvalidInput, QuotaExceeded, SandboxError
 from ..models import SandboxSpec
+from .outcome import settle
+from .records import ExecutionRecord, ExecutionRecords
 from .requests import Job
+from .slots import RunningSlots
+from .supervision import WHEELHOUSE_MOUNT, program, supervisor_header
 
 MiB = 1024**2
-TIMEOUT_EXIT_CODE = 124  # what coreutils' `timeout` returns
-KILL_EXIT_CODE = 137  # 128 + SIGKILL
-WHEELHOUSE_MOUNT = "/run/wheelhouse"
-EVAL_RUNNER_PATH = "/tmp/.jsbx-eval.py"
-RESULT_PATH = "/tmp/.jsbx-result"
-REQUIREMENTS_PATH = "/tmp/.jsbx-requirements.txt"
-PACKAGES_DIR = "/tmp/.jsbx-site"
 
 
-def program(name: str) -> str:
-    """The source of one of the programs that run inside sandboxes (package data)."""
-    return resources.files(__package__).joinpath("programs", name).read_text()
+class SandboxHost(Protocol):
+    """What the runner needs of the server's sandbox manager: its backend, the images it allows,
+    whether sandboxes may have a network, and the server id its containers are labelled with."""
 
+    @property
+    def backend(self) -> SandboxBackend: ...
 
-def parse_error(stderr: str, workdir: str = WORKDIR) -> tuple[str | None, int | None]:
-    """(exception type, line in the user's files) from a Python traceback on stderr."""
-    lines = stderr.splitlines()
-    frame = None
-    for i, line in enumerate(lines):
-        m = re.match(r'^\s*File "([^"]+)", line (\d+)', line)
-        if m and (m.group(1) + "/").startswith(workdir + "/"):
-            frame = (i, int(m.group(2)))
-    if frame is None:
-        return None, None
-    for line in lines[frame[0] + 1 :]:
-        m = re.match(r"^([A-Za-z_][\w.]*)(?::|$)", line)
-        if m:
-            return m.group(1).rsplit(".", 1)[-1], frame[1]
-    return None, frame[1]
+    @property
+    def images(self) -> list[str]: ...
 
+    @property
+    def server_id(self) -> str: ...
 
-@dataclass
-class ExecutionRecord:
-    id: str
-    owner: str
-    job: Job | None
-    status: str = "pending"
-    created: float = field(default_factory=time.time)
-    started: float | None = None
-    finished: float | None = None
-    stdout: str = ""
-    stderr: str = ""
-    exit_code: int | None = None
-    error: str | None = None
-    result: str | None = None
-    error_type: str | None = None
-    error_line: int | None = None
-    container_id: str | None = None
-    kill_requested: bool = False
-    task: asyncio.Task | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def size(self) -> int:
-        """Roughly the bytes it holds."""
-        return len(self.stdout) + len(self.stderr) + len(self.result or "") + len(self.error or "") + 512
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "execution_id": self.id,
-            "status": self.status,
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-            "exit_code": self.exit_code,
-            "error": self.error,
-            "started_at": _iso(self.started),
-            "finished_at": _iso(self.finished),
-            "duration_ms": int((self.finished - self.started) * 1000) if self.started and self.finished else None,
-            "result": self.result,
-        }
-        if self.error_type is not None or self.error_line is not None:
-            data["error_type"] = self.error_type
-            data["error_line"] = self.error_line
-        return data
-
-
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    @property
+    def allow_network(self) -> bool: ...
 
 
 # ---------------------------------------------------------------------------
@@ -145,8 +81,6 @@ def _iso(t: float | None) -> str | None:
 
 class OneShotRunner(LoggingConfigurable):
     """Runs one-shot executions in fresh hardened containers and keeps their results."""
-
-    manager = Instance("jupyter_sandbox.core.manager.SandboxManager")
 
     images = Dict(
         value_trait=Unicode(),
@@ -212,16 +146,16 @@ class OneShotRunner(LoggingConfigurable):
         config=True
     )
 
-    def __init__(self, **kwargs):
+    def __init__(self, *, manager: SandboxHost, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._records: dict[str, ExecutionRecord] = {}
+        self.manager = manager
+        self._records = ExecutionRecords()
         self._pool: Pool[OnceBox] | None = None
         self._stopped = False  # shut down: no pool is made again
-        self._running: dict[str, int] = {}  # owner -> executions holding a running slot
-        self._waiting: dict[str, deque[asyncio.Future]] = {}  # owner -> pending executions, oldest first
+        self._slots = RunningSlots()
 
     @property
-    def backend(self):
+    def backend(self) -> SandboxBackend:
         return self.manager.backend
 
     # -- configuration ------------------------------------------------------------------
@@ -249,41 +183,17 @@ class OneShotRunner(LoggingConfigurable):
             )
         return images[docker_image] or default
 
-    # -- registry -----------------------------------------------------------------------
     def _prune(self) -> None:
-        """Forget finished executions past the retention time, and each user's oldest beyond the
-        count and size limits (so no user can grow the server's memory without bound)."""
-        horizon = time.time() - self.retention_seconds
-        kept: dict[str, tuple[int, int]] = {}  # owner -> (records, bytes) kept so far, newest first
-        for record in sorted(self._records.values(), key=lambda r: r.created, reverse=True):
-            if record.finished is None:
-                continue
-            count, size = kept.get(record.owner, (0, 0))
-            count, size = count + 1, size + record.size()
-            kept[record.owner] = (count, size)
-            if record.finished < horizon or count > self.max_records_per_user or size > self.max_record_bytes_per_user:
-                del self._records[record.id]
+        self._records.prune(self.retention_seconds, self.max_records_per_user, self.max_record_bytes_per_user)
 
     def get(self, owner: str, execution_id: str) -> ExecutionRecord:
         self._prune()
-        record = self._records.get(execution_id)
-        if record is None or record.owner != owner:
-            raise NotFound(f"no execution {execution_id!r}")
-        return record
+        return self._records.get(owner, execution_id)
 
     def list(self, owner: str, limit: int = 50, offset: int = 0) -> dict[str, Any]:
         """The owner's executions, newest first: one page and where the next one starts."""
         self._prune()
-        mine = sorted((r for r in self._records.values() if r.owner == owner), key=lambda r: r.created, reverse=True)
-        page = mine[offset : offset + limit]
-        more = offset + limit < len(mine)
-        return {
-            "executions": [r.to_dict() for r in page],
-            "total": len(mine),
-            "offset": offset,
-            "limit": limit,
-            "next_offset": offset + limit if more else None,
-        }
+        return self._records.page(owner, limit, offset)
 
     # -- the pool of started sandboxes -----------------------------------------------------
     def start(self) -> None:
@@ -334,7 +244,7 @@ class OneShotRunner(LoggingConfigurable):
         self.backend.require_once()
         self.start()
         self._prune()
-        active = sum(1 for r in self._records.values() if r.owner == owner and r.status in ("pending", "running"))
+        active = sum(1 for r in self._records.active() if r.owner == owner)
         if active >= self.max_running_per_user + self.max_queued_per_user:
             raise QuotaExceeded(
                 f"you have {active} executions pending or running, the most allowed "
@@ -342,19 +252,19 @@ class OneShotRunner(LoggingConfigurable):
             )
         # counted before any await: a burst of submissions cannot pass the limit together
         record = ExecutionRecord(id=f"exe_{uuid.uuid4()}", owner=owner, job=job)
-        self._records[record.id] = record
+        self._records.add(record)
         try:
             # a run that will wait for a running slot takes no pooled container: it would hold it
             # idle while other users' runs start their own
             box = await self._take_box(job, wait_for_pool) if active < self.max_running_per_user else None
         except BaseException:
-            del self._records[record.id]
+            self._records.drop(record.id)
             raise
         if box is not None:
             # the pooled sandbox is labelled with its own execution id: the record takes it
-            del self._records[record.id]
+            self._records.drop(record.id)
             record.id = box.run_id
-            self._records[record.id] = record
+            self._records.add(record)
         record.task = asyncio.ensure_future(self._run(record, box))
         self.log.info(
             "jupyter-sandbox: %s submitted execution %s (%s%s)",
@@ -369,35 +279,6 @@ class OneShotRunner(LoggingConfigurable):
         record = await self.submit(owner, job, wait_for_pool=True)
         await record.done.wait()
         return record
-
-    async def _acquire(self, owner: str) -> None:
-        """One of the owner's ``max_running_per_user`` running slots; waits its turn (oldest first)."""
-        if self._running.get(owner, 0) < self.max_running_per_user and not self._waiting.get(owner):
-            self._running[owner] = self._running.get(owner, 0) + 1
-            return
-        turn = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(owner, deque()).append(turn)
-        try:
-            await turn  # a finishing execution hands its slot over
-        except BaseException:
-            if turn.done() and not turn.cancelled():
-                self._release(owner)  # handed over just as this one was cancelled
-            else:
-                self._waiting[owner].remove(turn)
-            raise
-
-    def _release(self, owner: str) -> None:
-        """Give a running slot back: to the oldest waiting execution of the owner, if any."""
-        waiting = self._waiting.get(owner)
-        while waiting:
-            turn = waiting.popleft()
-            if not turn.done():
-                turn.set_result(None)  # the slot passes on; the count stays
-                return
-        self._waiting.pop(owner, None)
-        self._running[owner] -= 1
-        if not self._running[owner]:
-            del self._running[owner]
 
     async def kill(self, owner: str, execution_id: str) -> ExecutionRecord:
         """Stops a pending or running execution (its sandbox is removed before this returns)."""
@@ -431,7 +312,12 @@ class OneShotRunner(LoggingConfigurable):
         )
         stdin = b""
         if job is not None:
-            stdin = json.dumps(self._supervisor_job(job)).encode() + b"\n" + job.archive + job.stdin
+            stdin = (
+                json.dumps(supervisor_header(job, self.backend.python, self.wheelhouse, self.max_output_size)).encode()
+                + b"\n"
+                + job.archive
+                + job.stdin
+            )
         return OnceRun(
             run_id=run_id,
             spec=spec,
@@ -450,53 +336,6 @@ class OneShotRunner(LoggingConfigurable):
         assert job is not None
         return self._sandbox_run(record.id, record.owner, (job.image, job.memory_mb, job.disk_mb, job.cpu_shares), job)
 
-    def _supervisor_job(self, job: Job) -> dict[str, Any]:
-        python = self.backend.python
-        files: dict[str, str] = {}
-        steps: list[dict[str, Any]] = [{"argv": ["sh", "-c", command]} for command in job.pre_commands]
-        main_env: dict[str, str] = {}
-        if job.requirements:
-            files[REQUIREMENTS_PATH] = job.requirements
-            pip = [
-                python,
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-cache-dir",
-                "--quiet",
-                "--target",
-                PACKAGES_DIR,
-                "-r",
-                REQUIREMENTS_PATH,
-            ]
-            if self.wheelhouse:
-                pip += ["--find-links", WHEELHOUSE_MOUNT]
-                if not job.network:
-                    pip.append("--no-index")
-            steps.append({"argv": pip})
-            main_env["PYTHONPATH"] = (
-                PACKAGES_DIR + ":" + job.env["PYTHONPATH"] if "PYTHONPATH" in job.env else PACKAGES_DIR
-            )
-        entry = posixpath.join(WORKDIR, job.entrypoint)
-        if job.eval_last_expr:
-            files[EVAL_RUNNER_PATH] = program("eval_runner.py")
-            argv = [python, EVAL_RUNNER_PATH, RESULT_PATH, entry, *job.args]
-        else:
-            argv = [python, entry, *job.args]
-        steps.append({"argv": argv, "stdin": True, "env": main_env})
-        return {
-            "tar_size": len(job.archive),
-            "stdin_size": len(job.stdin),
-            "env": job.env,
-            "workdir": WORKDIR,
-            "timeout": job.timeout,
-            "cap": self.max_output_size,
-            "files": files,
-            "steps": steps,
-            "result_path": RESULT_PATH,
-        }
-
     async def _run(self, record: ExecutionRecord, box: OnceBox | None = None) -> None:
         job = record.job
         assert job is not None
@@ -510,7 +349,7 @@ class OneShotRunner(LoggingConfigurable):
 
         holding = False  # a running slot: given back once the record says finished
         try:
-            await self._acquire(record.owner)
+            await self._slots.acquire(record.owner, self.max_running_per_user)
             holding = True
             if box is not None and (why := await self.backend.once_unusable(box)) is not None:
                 self.log.warning(
@@ -540,67 +379,9 @@ class OneShotRunner(LoggingConfigurable):
         finally:
             if box is not None:
                 await self.backend.discard_once(box)  # nothing when its run had it (the run removes it)
-            self._finish(record, report, result, timed_out)
+            settle(record, report, result, timed_out, self.max_output_size, self.log)
             if holding:
-                self._release(record.owner)
-
-    def _finish(
-        self, record: ExecutionRecord, report: dict[str, Any] | None, result: OnceResult | None, timed_out: bool
-    ) -> None:
-        exit_code = TIMEOUT_EXIT_CODE if timed_out else result.exit_code if result else None
-        # the supervisor counts the kernel's kills at the memory limit; the engine says it when there is no report
-        oom = bool(result and result.out_of_memory) or bool(report and report.get("oom_kills"))
-        supervisor_err = result.stderr if result else b""
-        record.finished = time.time()
-        if record.started is None:
-            record.started = record.finished
-        job = record.job
-        assert job is not None  # dropped below, once finished
-        if report is not None:
-            record.stdout = self._capped(report["stdout"], report["stdout_size"])
-            record.stderr = self._capped(report["stderr"], report["stderr_size"])
-            if report.get("result") is not None:
-                record.result = self._capped(report["result"], len(report["result"].encode()))
-            exit_code = report["exit_code"]
-        if record.kill_requested:
-            record.status, record.exit_code = "killed", KILL_EXIT_CODE
-            record.error = "killed by request"
-        elif report is not None and report["timed_out"]:
-            record.status, record.exit_code = "failed", TIMEOUT_EXIT_CODE
-            record.error = f"timed out after {job.timeout}s; the process was killed (exit code {TIMEOUT_EXIT_CODE})"
-        elif oom or exit_code == KILL_EXIT_CODE:
-            record.status, record.exit_code = "failed", KILL_EXIT_CODE
-            record.error = (
-                f"out of memory: the process was killed at the memory limit of {job.memory_mb} MB"
-                if oom
-                else f"the process was killed (SIGKILL), most likely out of memory (memory limit {job.memory_mb} MB)"
-            )
-        elif report is not None:
-            record.status, record.exit_code = "completed", exit_code
-        else:
-            record.status, record.exit_code = "failed", exit_code
-            if record.error is None:
-                detail = supervisor_err.decode("utf-8", "replace").strip()[-2000:]
-                record.error = f"the sandbox ended without a report (exit code {exit_code}): {detail}"
-        if record.exit_code not in (0, None):
-            record.error_type, record.error_line = parse_error(record.stderr)
-        record.job = None  # the archive is not kept
-        record.done.set()
-        self.log.info(
-            "jupyter-sandbox: execution %s of %s %s (exit code %s)",
-            record.id,
-            record.owner,
-            record.status,
-            record.exit_code,
-        )
-
-    def _capped(self, text: str, total: int) -> str:
-        kept = len(text.encode("utf-8", "replace"))
-        if total <= self.max_output_size and kept <= self.max_output_size:
-            return text
-        if kept > self.max_output_size:
-            text = text.encode()[: self.max_output_size].decode("utf-8", "replace")
-        return text + f"\n[output truncated: {max(total - self.max_output_size, 0)} more bytes not kept]\n"
+                self._slots.release(record.owner)
 
     # -- lifetime -----------------------------------------------------------------------
     async def shutdown(self) -> None:
@@ -609,7 +390,7 @@ class OneShotRunner(LoggingConfigurable):
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
-        running = [r for r in self._records.values() if r.status in ("pending", "running")]
+        running = self._records.active()
         for record in running:
             record.kill_requested = True
             if record.task is not None:

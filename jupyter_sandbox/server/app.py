@@ -5,12 +5,14 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server import CallContext
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.serverapp import ServerApp
 from jupyter_server.services.events.handlers import EventHandler
 from jupyter_server.utils import url_path_join
 from traitlets import Instance, Int, Unicode, default
@@ -24,6 +26,7 @@ from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
+from . import e2b, events, handlers, oneshot
 from .e2b import E2B, scrub_logs
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
@@ -120,12 +123,13 @@ class SandboxApp(ExtensionApp):
             return SHARED_OWNER
         return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
 
-    async def _start_jupyter_server_extension(self, serverapp) -> None:
+    async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         assert self.manager is not None  # made by initialize_settings
         await self.manager.start()
         self.executions.start()  # the pool of one-shot containers fills in the background
         # A notebook kernel's own sandbox goes when the server shuts the kernel down (a restart
         # keeps it: jupyter_server emits "shutdown" only for a real shutdown, culling included).
+        assert serverapp.event_logger is not None  # initialize_settings refused a server without one
         serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=self._on_kernel_action)
 
     async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
@@ -163,7 +167,6 @@ class SandboxApp(ExtensionApp):
             self.log.exception("jupyter-sandbox: removing the sandboxes of kernel %s failed", kernel_id)
 
     def initialize_handlers(self) -> None:
-        from . import e2b, events, handlers, oneshot
 
         for template, handler in [*handlers.ROUTES, *events.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]:
             self.handlers.append((handlers.route_pattern(template), handler))
@@ -179,7 +182,9 @@ class SandboxApp(ExtensionApp):
             self.identity.release(forget=True)  # every sandbox of this server is gone
 
 
-main = launch_new_instance = SandboxApp.launch_instance
+# jupyter_server's launch_instance carries no annotations: typed here, for the call below
+main: Callable[[], None] = SandboxApp.launch_instance
+launch_new_instance = main
 
 if __name__ == "__main__":
     main()

@@ -108,29 +108,29 @@ class E2BMixin(SandboxAPIHandler):
 
 class E2BContextsHandler(E2BMixin, ContextsHandler):
     @allow_unauthenticated
-    async def get(self, sandbox_id, secret):
+    async def get(self, sandbox_id: str, secret: str) -> None:
         await self.list_contexts(sandbox_id)
 
     @allow_unauthenticated
-    async def post(self, sandbox_id, secret):
+    async def post(self, sandbox_id: str, secret: str) -> None:
         await self.create_context(sandbox_id)
 
 
 class E2BContextHandler(E2BMixin, ContextHandler):
     @allow_unauthenticated
-    async def delete(self, sandbox_id, secret, context_id):
+    async def delete(self, sandbox_id: str, secret: str, context_id: str) -> None:
         await self.remove_context(sandbox_id, context_id)
 
 
 class E2BContextRestartHandler(E2BMixin, ContextRestartHandler):
     @allow_unauthenticated
-    async def post(self, sandbox_id, secret, context_id):
+    async def post(self, sandbox_id: str, secret: str, context_id: str) -> None:
         await self.restart_context(sandbox_id, context_id)
 
 
 class E2BExecuteHandler(E2BMixin, ExecuteHandler):
     @allow_unauthenticated
-    async def post(self, sandbox_id, secret):
+    async def post(self, sandbox_id: str, secret: str) -> None:
         await self.stream_execute(sandbox_id)
 
 

@@ -59,7 +59,8 @@ class EventsHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):
 
     @property
     def streams(self) -> EventStreams:
-        return self.settings["sandbox_event_streams"]
+        streams: EventStreams = self.settings["sandbox_event_streams"]
+        return streams
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         self.streams.add(self._owner, self)

@@ -10,7 +10,8 @@ import asyncio
 import json
 import re
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.auth.identity import IdentityProvider, PasswordIdentityProvider
@@ -19,13 +20,33 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from ..core.manager import SandboxManager
 from ..errors import InvalidInput, NotADirectory, SandboxError, TooLarge
-from ..models import ContextRequest, ExecuteRequest, InputReply, InterruptRequest, SandboxModel, SandboxRequest
+from ..models import (
+    ContextRequest,
+    ExecuteRequest,
+    Execution,
+    InputReply,
+    InterruptRequest,
+    SandboxModel,
+    SandboxRequest,
+)
+
+if TYPE_CHECKING:
+    from .app import SandboxApp  # app.py imports this module: its class is a type here only
 
 AUTH_RESOURCE = "sandboxes"
 API = "sandbox/api"
 SHARED_TOKEN_PROVIDERS = (IdentityProvider, PasswordIdentityProvider)
 SHARED_OWNER = "owner"
+
+
+VerbMethod = TypeVar("VerbMethod", bound=Callable[..., Awaitable[None]])
+
+
+def authorized_to(action: str) -> Callable[[VerbMethod], VerbMethod]:
+    """jupyter_server's ``@authorized(action)``, typed: it declares its result as a bare type variable."""
+    return cast("Callable[[VerbMethod], VerbMethod]", authorized(action))
 
 
 def api_path(*parts: str) -> str:
@@ -40,7 +61,8 @@ def owner_of(handler: JupyterHandler) -> str:
         # cookie-less token request gets a new random "anonymous" username. Everyone
         # holding this server's token or password is its one owner.
         return SHARED_OWNER
-    return handler.current_user.username
+    username: str = handler.current_user.username
+    return username
 
 
 class SandboxAPIHandler(APIHandler):
@@ -49,12 +71,14 @@ class SandboxAPIHandler(APIHandler):
     auth_resource = AUTH_RESOURCE
 
     @property
-    def manager(self):
-        return self.settings["sandbox_manager"]
+    def manager(self) -> SandboxManager:
+        manager: SandboxManager = self.settings["sandbox_manager"]
+        return manager
 
     @property
-    def sandbox_app(self):
-        return self.settings["sandbox_app"]
+    def sandbox_app(self) -> SandboxApp:
+        app: SandboxApp = self.settings["sandbox_app"]
+        return app
 
     @property
     def owner(self) -> str:
@@ -120,12 +144,12 @@ class SandboxAPIHandler(APIHandler):
 class SandboxesHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
-    async def get(self):
+    async def get(self) -> None:
         self.write_json([self.model_dict(m) for m in self.manager.list(self.owner)])
 
     @web.authenticated
     @authorized
-    async def post(self):
+    async def post(self) -> None:
         request = SandboxRequest.parse(self.json_body())
         # tied to a kernel, a sandbox belongs to whoever started the kernel (unknown: started before
         # the extension knew): another user's kernel is refused like one that does not run
@@ -146,44 +170,44 @@ class SandboxesHandler(SandboxAPIHandler):
 class SandboxHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
-    async def get(self, sandbox_id):
-        self.write_json(self.model_dict(self.manager.get(self.owner, sandbox_id)))
+    async def get(self, id_or_name: str) -> None:
+        self.write_json(self.model_dict(self.manager.get(self.owner, id_or_name)))
 
     @web.authenticated
     @authorized
-    async def delete(self, sandbox_id):
-        await self.manager.remove(self.owner, sandbox_id)
+    async def delete(self, id_or_name: str) -> None:
+        await self.manager.remove(self.owner, id_or_name)
         self.no_content()
 
 
 class RestartHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
-    async def post(self, sandbox_id):
-        self.write_json(self.model_dict(await self.manager.restart(self.owner, sandbox_id)))
+    async def post(self, id_or_name: str) -> None:
+        self.write_json(self.model_dict(await self.manager.restart(self.owner, id_or_name)))
 
 
 class InterruptHandler(SandboxAPIHandler):
     @web.authenticated
-    @authorized("execute")
-    async def post(self, sandbox_id):
+    @authorized_to("execute")
+    async def post(self, id_or_name: str) -> None:
         request = InterruptRequest.parse(self.json_body())
-        await self.manager.interrupt(self.owner, sandbox_id, request.context_id)
+        await self.manager.interrupt(self.owner, id_or_name, request.context_id)
         self.no_content()
 
 
 class StatsHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
-    async def get(self, sandbox_id):
-        self.write_json(await self.manager.stats(self.owner, sandbox_id))
+    async def get(self, id_or_name: str) -> None:
+        self.write_json(await self.manager.stats(self.owner, id_or_name))
 
 
 class LogsHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
-    async def get(self, sandbox_id):
-        self.write_json((await self.manager.logs(self.owner, sandbox_id)).to_dict())
+    async def get(self, id_or_name: str) -> None:
+        self.write_json((await self.manager.logs(self.owner, id_or_name)).to_dict())
 
 
 class ConfigHandler(SandboxAPIHandler):
@@ -191,7 +215,7 @@ class ConfigHandler(SandboxAPIHandler):
 
     @web.authenticated
     @authorized
-    async def get(self):
+    async def get(self) -> None:
         self.write_json(self.manager.describe(max_upload_size=self.sandbox_app.max_body_size).to_dict())
 
 
@@ -201,55 +225,55 @@ class ConfigHandler(SandboxAPIHandler):
 
 
 class ContextsHandler(SandboxAPIHandler):
-    async def list_contexts(self, sandbox_id):
-        self.write_json([c.to_dict() for c in self.manager.list_contexts(self.owner, sandbox_id)])
+    async def list_contexts(self, id_or_name: str) -> None:
+        self.write_json([c.to_dict() for c in self.manager.list_contexts(self.owner, id_or_name)])
 
-    async def create_context(self, sandbox_id):
+    async def create_context(self, id_or_name: str) -> None:
         request = ContextRequest.parse(self.json_body())
-        context = await self.manager.create_context(self.owner, sandbox_id, language=request.language, cwd=request.cwd)
+        context = await self.manager.create_context(self.owner, id_or_name, language=request.language, cwd=request.cwd)
         self.write_json(context.to_dict(), status=201)
 
     @web.authenticated
     @authorized
-    async def get(self, sandbox_id):
-        await self.list_contexts(sandbox_id)
+    async def get(self, id_or_name: str) -> None:
+        await self.list_contexts(id_or_name)
 
     @web.authenticated
     @authorized
-    async def post(self, sandbox_id):
-        await self.create_context(sandbox_id)
+    async def post(self, id_or_name: str) -> None:
+        await self.create_context(id_or_name)
 
 
 class ContextHandler(SandboxAPIHandler):
-    async def remove_context(self, sandbox_id, context_id):
-        await self.manager.remove_context(self.owner, sandbox_id, context_id)
+    async def remove_context(self, id_or_name: str, context_id: str) -> None:
+        await self.manager.remove_context(self.owner, id_or_name, context_id)
         self.no_content()
 
     @web.authenticated
     @authorized
-    async def delete(self, sandbox_id, context_id):
-        await self.remove_context(sandbox_id, context_id)
+    async def delete(self, id_or_name: str, context_id: str) -> None:
+        await self.remove_context(id_or_name, context_id)
 
 
 class ContextRestartHandler(SandboxAPIHandler):
-    async def restart_context(self, sandbox_id, context_id):
-        context = await self.manager.restart_context(self.owner, sandbox_id, context_id)
+    async def restart_context(self, id_or_name: str, context_id: str) -> None:
+        context = await self.manager.restart_context(self.owner, id_or_name, context_id)
         self.write_json(context.to_dict())
 
     @web.authenticated
     @authorized
-    async def post(self, sandbox_id, context_id):
-        await self.restart_context(sandbox_id, context_id)
+    async def post(self, id_or_name: str, context_id: str) -> None:
+        await self.restart_context(id_or_name, context_id)
 
 
 class InputHandler(SandboxAPIHandler):
     """The answer to an input() waiting in a context (announced by an ``input_request`` event)."""
 
     @web.authenticated
-    @authorized("execute")
-    async def post(self, sandbox_id, context_id):
+    @authorized_to("execute")
+    async def post(self, id_or_name: str, context_id: str) -> None:
         reply = InputReply.parse(self.json_body())
-        self.manager.answer_input(self.owner, sandbox_id, context_id, value=reply.value, error=reply.error)
+        self.manager.answer_input(self.owner, id_or_name, context_id, value=reply.value, error=reply.error)
         self.no_content()
 
 
@@ -267,13 +291,13 @@ class ExecuteHandler(SandboxAPIHandler):
 
     FLUSH_WAIT_BYTES = 256 * 1024
 
-    _task: asyncio.Task | None = None
+    _task: asyncio.Task[Execution] | None = None
     _gone = False
     _flush_due = False
     _unflushed = 0  # bytes written since the last flush
     _in_flight = 0  # bytes of flushes not yet on the wire
 
-    async def stream_execute(self, sandbox_id):
+    async def stream_execute(self, id_or_name: str) -> None:
         request = ExecuteRequest.parse(self.json_body())
         if len(request.code.encode()) > self.sandbox_app.max_code_size:
             raise TooLarge(f"code is over {self.sandbox_app.max_code_size} bytes", field="code")
@@ -283,7 +307,7 @@ class ExecuteHandler(SandboxAPIHandler):
         self._write_lock = asyncio.Lock()
         self._last_write = time.monotonic()
         self._task = asyncio.ensure_future(
-            self.manager.execute(self.owner, sandbox_id, request.code, on_event=self._send, **request.options())
+            self.manager.execute(self.owner, id_or_name, request.code, on_event=self._send, **request.options())
         )
         keepalive = asyncio.ensure_future(self._keepalive(self.sandbox_app.keepalive_interval))
         try:
@@ -291,14 +315,14 @@ class ExecuteHandler(SandboxAPIHandler):
         except asyncio.CancelledError:
             if not self._gone:
                 raise
-            self.log.info("jupyter-sandbox: client left; execution in %s cancelled", sandbox_id)
+            self.log.info("jupyter-sandbox: client left; execution in %s cancelled", id_or_name)
             return
         except SandboxError as e:
             if not self._headers_written:
                 raise  # still time for a proper status
             # A keepalive already sent 200 (e.g. the sandbox was removed while this request
             # waited its turn): say why in the stream rather than cutting it short.
-            self.log.warning("jupyter-sandbox: execution in %s failed mid-stream: %s", sandbox_id, e)
+            self.log.warning("jupyter-sandbox: execution in %s failed mid-stream: %s", id_or_name, e)
             await self._send({"type": "error", "name": type(e).__name__, "value": str(e), "traceback": ""})
             await self._send({"type": "end_of_execution"})
         finally:
@@ -327,18 +351,18 @@ class ExecuteHandler(SandboxAPIHandler):
         if not self._finished and not self._gone and self._unflushed:
             self._flush().add_done_callback(self._flushed)
 
-    def _flush(self) -> asyncio.Future:
+    def _flush(self) -> asyncio.Future[None]:
         amount, self._unflushed = self._unflushed, 0
         self._in_flight += amount
 
-        def sent(_: asyncio.Future) -> None:
+        def sent(_: asyncio.Future[None]) -> None:
             self._in_flight -= amount
 
         flushed = self.flush()
         flushed.add_done_callback(sent)
         return flushed
 
-    def _flushed(self, flushed: asyncio.Future) -> None:
+    def _flushed(self, flushed: asyncio.Future[None]) -> None:
         error = None if flushed.cancelled() else flushed.exception()
         if isinstance(error, StreamClosedError):
             self._gone = True
@@ -364,9 +388,9 @@ class ExecuteHandler(SandboxAPIHandler):
         super().on_connection_close()
 
     @web.authenticated
-    @authorized("execute")
-    async def post(self, sandbox_id):
-        await self.stream_execute(sandbox_id)
+    @authorized_to("execute")
+    async def post(self, id_or_name: str) -> None:
+        await self.stream_execute(id_or_name)
 
 
 # ---------------------------------------------------------------------------------------
@@ -396,7 +420,7 @@ class FilesHandler(SandboxAPIHandler):
             return  # the verb's own decorators answer 403
         limit = self.sandbox_app.max_body_size
         try:
-            disk = self.manager.get(self.owner, self.path_kwargs["sandbox_id"]).spec.disk
+            disk = self.manager.get(self.owner, self.path_kwargs["id_or_name"]).spec.disk
             limit = min(limit, disk)
         except SandboxError:
             pass  # an unknown sandbox is the verb's 404
@@ -412,19 +436,19 @@ class FilesHandler(SandboxAPIHandler):
 
     @web.authenticated
     @authorized
-    async def get(self, sandbox_id):
+    async def get(self, id_or_name: str) -> None:
         path = self._path(required=False)
         kind = self.get_query_argument("type", None)
         if kind not in (None, "dir", "file"):
             raise InvalidInput("type must be 'dir' or 'file'", field="type")
         if kind != "file":
             try:
-                self.write_json(await self.manager.list_files(self.owner, sandbox_id, path))
+                self.write_json(await self.manager.list_files(self.owner, id_or_name, path))
                 return
             except NotADirectory:
                 if kind == "dir":
                     raise
-        chunks = self.manager.stream_file(self.owner, sandbox_id, path)
+        chunks = self.manager.stream_file(self.owner, id_or_name, path)
         try:
             first = await anext(chunks, b"")  # errors (404, not a file) come before any byte: a proper status
             self.set_header("Content-Type", "application/octet-stream")
@@ -438,15 +462,15 @@ class FilesHandler(SandboxAPIHandler):
 
     @web.authenticated
     @authorized
-    async def put(self, sandbox_id):
+    async def put(self, id_or_name: str) -> None:
         path = self._path()
-        await self.manager.write_file(self.owner, sandbox_id, path, b"".join(self._chunks))
+        await self.manager.write_file(self.owner, id_or_name, path, b"".join(self._chunks))
         self.no_content()
 
     @web.authenticated
     @authorized
-    async def delete(self, sandbox_id):
-        await self.manager.remove_file(self.owner, sandbox_id, self._path())
+    async def delete(self, id_or_name: str) -> None:
+        await self.manager.remove_file(self.owner, id_or_name, self._path())
         self.no_content()
 
 
@@ -457,17 +481,17 @@ class FilesHandler(SandboxAPIHandler):
 ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     (api_path("config"), ConfigHandler),
     (api_path("sandboxes"), SandboxesHandler),
-    (api_path("sandboxes/{sandbox_id}"), SandboxHandler),
-    (api_path("sandboxes/{sandbox_id}/restart"), RestartHandler),
-    (api_path("sandboxes/{sandbox_id}/interrupt"), InterruptHandler),
-    (api_path("sandboxes/{sandbox_id}/stats"), StatsHandler),
-    (api_path("sandboxes/{sandbox_id}/logs"), LogsHandler),
-    (api_path("sandboxes/{sandbox_id}/contexts"), ContextsHandler),
-    (api_path("sandboxes/{sandbox_id}/contexts/{context_id}"), ContextHandler),
-    (api_path("sandboxes/{sandbox_id}/contexts/{context_id}/restart"), ContextRestartHandler),
-    (api_path("sandboxes/{sandbox_id}/contexts/{context_id}/input"), InputHandler),
-    (api_path("sandboxes/{sandbox_id}/execute"), ExecuteHandler),
-    (api_path("sandboxes/{sandbox_id}/files"), FilesHandler),
+    (api_path("sandboxes/{id_or_name}"), SandboxHandler),
+    (api_path("sandboxes/{id_or_name}/restart"), RestartHandler),
+    (api_path("sandboxes/{id_or_name}/interrupt"), InterruptHandler),
+    (api_path("sandboxes/{id_or_name}/stats"), StatsHandler),
+    (api_path("sandboxes/{id_or_name}/logs"), LogsHandler),
+    (api_path("sandboxes/{id_or_name}/contexts"), ContextsHandler),
+    (api_path("sandboxes/{id_or_name}/contexts/{context_id}"), ContextHandler),
+    (api_path("sandboxes/{id_or_name}/contexts/{context_id}/restart"), ContextRestartHandler),
+    (api_path("sandboxes/{id_or_name}/contexts/{context_id}/input"), InputHandler),
+    (api_path("sandboxes/{id_or_name}/execute"), ExecuteHandler),
+    (api_path("sandboxes/{id_or_name}/files"), FilesHandler),
 ]
 
 

@@ -9,20 +9,23 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..errors import InvalidInput, TooLarge
-from ..oneshot.requests import parse_eval, parse_exec
+from ..oneshot.requests import Job, parse_eval, parse_exec
+from ..oneshot.runner import OneShotRunner
 from .handlers import SandboxAPIHandler, api_path
 
 
 class _OneShotHandler(SandboxAPIHandler):
     @property
-    def runner(self):
-        return self.settings["sandbox_executions"]
+    def runner(self) -> OneShotRunner:
+        runner: OneShotRunner = self.settings["sandbox_executions"]
+        return runner
 
     def _part(self, name: str) -> bytes | None:
         """A multipart part's bytes, sent as a file or as a plain field."""
         files = self.request.files.get(name)
         if files:
-            return files[0]["body"]
+            body: bytes = files[0]["body"]
+            return body
         values = self.request.body_arguments.get(name)
         return values[0] if values else None
 
@@ -30,7 +33,7 @@ class _OneShotHandler(SandboxAPIHandler):
         if len(self.request.body or b"") > self.sandbox_app.max_body_size:
             raise TooLarge(f"request body over {self.sandbox_app.max_body_size} bytes")
 
-    def job_from_multipart(self):
+    def job_from_multipart(self) -> Job:
         self.check_body_size()
         if not self.request.headers.get("Content-Type", "").startswith("multipart/form-data"):
             raise InvalidInput("send multipart/form-data with a 'tar' part and a 'metadata' part", field="body")
@@ -46,7 +49,7 @@ class _OneShotHandler(SandboxAPIHandler):
 class ExecSyncHandler(_OneShotHandler):
     @web.authenticated
     @authorized
-    async def post(self):
+    async def post(self) -> None:
         record = await self.runner.run(self.owner, self.job_from_multipart())
         self.write_json(record.to_dict())
 
@@ -54,7 +57,7 @@ class ExecSyncHandler(_OneShotHandler):
 class ExecAsyncHandler(_OneShotHandler):
     @web.authenticated
     @authorized
-    async def post(self):
+    async def post(self) -> None:
         record = await self.runner.submit(self.owner, self.job_from_multipart())
         self.set_header("Location", self.base_url.rstrip("/") + api_path("v1", "executions", record.id))
         self.write_json({"execution_id": record.id}, status=202)
@@ -63,7 +66,7 @@ class ExecAsyncHandler(_OneShotHandler):
 class ExecutionsHandler(_OneShotHandler):
     @web.authenticated
     @authorized
-    async def get(self):
+    async def get(self) -> None:
         limit = self._int_argument("limit", 50, 1, 500)
         offset = self._int_argument("offset", 0, 0, 10**9)
         self.write_json(self.runner.list(self.owner, limit=limit, offset=offset))
@@ -84,12 +87,12 @@ class ExecutionsHandler(_OneShotHandler):
 class ExecutionHandler(_OneShotHandler):
     @web.authenticated
     @authorized
-    async def get(self, execution_id):
+    async def get(self, execution_id: str) -> None:
         self.write_json(self.runner.get(self.owner, execution_id).to_dict())
 
     @web.authenticated
     @authorized
-    async def delete(self, execution_id):
+    async def delete(self, execution_id: str) -> None:
         record = await self.runner.kill(self.owner, execution_id)
         self.write_json({"status": record.status})
 
@@ -97,7 +100,7 @@ class ExecutionHandler(_OneShotHandler):
 class EvalHandler(_OneShotHandler):
     @web.authenticated
     @authorized
-    async def post(self):
+    async def post(self) -> None:
         self.check_body_size()
         job = parse_eval(self.runner, self.json_body(), self.sandbox_app.max_code_size)
         record = await self.runner.run(self.owner, job)
@@ -110,7 +113,7 @@ class HealthHandler(_OneShotHandler):
 
     @web.authenticated
     @authorized
-    async def get(self):
+    async def get(self) -> None:
         backend = self.runner.backend
         self.write_json({"status": "ok", "backend": backend.name, "one_shot": backend.runs_once})
 

@@ -6,7 +6,8 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { errorField, errorMessage, oneShotList } from './names';
+import { errorField, errorMessage } from './errors';
+import { oneShotList } from './oneshots';
 import { LineSplitter } from './outputs';
 import type { IFileEntry, ILogs, ISandbox, IServerConfig, IStats, IWireEvent } from './wire';
 

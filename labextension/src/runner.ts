@@ -10,7 +10,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { api, ensureSandbox } from './api';
 import { setSandboxCount } from './cellmark';
-import { notebookSandboxName } from './names';
+import { notebookSandboxName } from './notebooksandbox';
 import { OutputBuilder } from './outputs';
 import { ExecutionQueue } from './queue';
 import { SandboxStore } from './store';

@@ -7,7 +7,7 @@ import React, { useCallback, useEffect, useState } from 'react';
 
 import { api } from '../api';
 import { formatBytes } from '../format';
-import { isDirectory, relativePath, WORKDIR } from '../names';
+import { isDirectory, relativePath, WORKDIR } from '../paths';
 import type { IFileEntry, ISandbox } from '../wire';
 
 export interface IFileTreeProps {
