@@ -20,13 +20,13 @@ from jupyter_sandbox import AsyncSandbox, Sandbox
 from jupyter_sandbox.client import (
     Connection,
     HTTPConnection,
-    InProcessConnection,
     OneShot,
     connect,
     error_from_response,
     find_server,
 )
 from jupyter_sandbox.client.loop import LoopThread
+from jupyter_sandbox.embedded import EmbeddedConnection
 from jupyter_sandbox.errors import InvalidInput, NotFound, QuotaExceeded, SandboxError, ServerUnreachable
 from jupyter_sandbox.models import ExecutionError, OutputMessage, Result, SandboxModel, SandboxSpec
 from jupyter_sandbox.oneshot.archive import archive_names, detect_entrypoint, make_archive
@@ -102,7 +102,7 @@ def test_unit_find_server_order(monkeypatch):
         monkeypatch.delenv(var)
     monkeypatch.setattr("jupyter_server.serverapp.list_running_servers", lambda: iter([]))
     assert find_server() is None
-    assert isinstance(connect(), InProcessConnection)
+    assert isinstance(connect(), EmbeddedConnection)
     with pytest.raises(ServerUnreachable, match="JUPYTER_SANDBOX_URL"):
         connect(in_process=False)
 
