@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from .backends import make_backend
@@ -90,13 +90,13 @@ class EmbeddedManager:
             not backend_options or backend_options == self.backend_options
         )
 
-    async def call(self, coro: Awaitable[T]) -> T:
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the manager's loop, from any loop."""
         if asyncio.get_running_loop() is self.loop.loop:
             return await coro
         return await self.loop.run_async(coro)
 
-    def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Block until ``coro`` is done on the manager's loop (from a thread that runs no loop)."""
         return self.loop.run(coro, timeout)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar, cast
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
@@ -42,10 +42,10 @@ NOTICE_TIMEOUT = 60.0
 class RunsOnManagerLoop(Protocol):
     """Awaits a coroutine of the manager on the loop the manager lives on."""
 
-    def __call__(self, coro: Awaitable[T], /) -> Awaitable[T]: ...
+    def __call__(self, coro: Coroutine[Any, Any, T], /) -> Awaitable[T]: ...
 
 
-async def _on_this_loop(coro: Awaitable[T]) -> T:
+async def _on_this_loop(coro: Coroutine[Any, Any, T]) -> T:
     # a server's manager lives on the server's loop, where jupyter_client runs this provisioner
     return await coro
 
@@ -102,7 +102,7 @@ class SandboxProvisioner(KernelProvisionerBase):
             self._manager, self._owner = embedded.manager, embedded.owner
             self._on_manager_loop = embedded.call
 
-    async def _call_manager(self, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    async def _call_manager(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
         """``await method(*args, **kwargs)``, a coroutine method of the manager, on its loop."""
         return await self._on_manager_loop(method(*args, **kwargs))
 
