@@ -107,6 +107,29 @@ def test_unit_find_server_order(monkeypatch):
         connect(in_process=False)
 
 
+async def test_unit_http_connection_takes_a_base_url_token_and_api_prefix(monkeypatch):
+    """The user's Jupyter server (API at sandbox/api/) or a JupyterHub service at its own prefix."""
+    import httpx
+
+    seen = []
+
+    def answer(request):
+        seen.append((str(request.url), request.headers.get("authorization")))
+        return httpx.Response(200, json=[])
+
+    real = httpx.AsyncClient
+    monkeypatch.setattr(httpx, "AsyncClient", lambda **kw: real(transport=httpx.MockTransport(answer), **kw))
+    server = HTTPConnection("http://127.0.0.1:8888/user/ada", "user-token")
+    hub = HTTPConnection("https://hub.example/services/sandbox/", "hub-token", api_prefix="/api/v2")
+    for connection in (server, hub):
+        assert await connection.list() == []
+        await connection.close()
+    assert seen == [
+        ("http://127.0.0.1:8888/user/ada/sandbox/api/sandboxes", "token user-token"),
+        ("https://hub.example/services/sandbox/api/v2/sandboxes", "token hub-token"),
+    ]
+
+
 def test_unit_make_archive_and_entrypoint(tmp_path):
     data = make_archive({"helper.py": "X = 1", "main.py": "import helper"})
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
