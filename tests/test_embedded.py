@@ -118,7 +118,9 @@ def test_unit_client_is_a_pure_client():
         if isinstance(node, ast.ImportFrom) and node.level >= 2
     ]
     assert all(module in ("errors", "models", "oneshot.archive", "embedded") for _, module, _, _ in imports), imports
-    assert [(name, col > 0) for name, module, _, col in imports if module == "embedded"] == [("client/discovery.py", True)]
+    assert [(name, col > 0) for name, module, _, col in imports if module == "embedded"] == [
+        ("client/discovery.py", True)
+    ]
 
 
 def test_unit_no_private_attributes_across_objects():
