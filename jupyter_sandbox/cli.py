@@ -18,17 +18,23 @@ import os
 import re
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from jupyter_core.application import JupyterApp
 from jupyter_core.paths import jupyter_data_dir, jupyter_path
+from tqdm import tqdm
 from traitlets import Bool, Float, List, Unicode, default
 
 from . import __version__
-from .backends.base import LABEL_PREFIX
+from .backends import make_backend, programs
+from .backends.base import LABEL_PREFIX, labelled_id
 from .backends.docker_images import DEBOOTSTRAP_BASE, DEFAULT_IMAGE, DEFAULT_PACKAGES, PACKAGES_LABEL
 from .errors import SandboxError
 from .kernel import KERNEL_NAME, PROVISIONER_NAME
+from .models import InputRequest, OutputMessage
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
 
 class _Command(JupyterApp):
@@ -99,8 +105,6 @@ class BuildImageApp(_Command):
         return os.environ.get("FORCE") == "1"
 
     def start(self) -> None:
-        from tqdm import tqdm
-
         from .backends.docker_images import BuildPlan, build_image
 
         plan = BuildPlan(
@@ -111,21 +115,56 @@ class BuildImageApp(_Command):
             wheelhouse=self.wheelhouse or None,
             force=self.force,
         )
-        bar = tqdm(total=3, unit="step", file=sys.stderr, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]")
-
-        def progress(step: int, steps: int, what: str) -> None:
-            bar.n = step - 1
-            bar.set_description_str(f"[{step}/{steps}] {what}", refresh=True)
-
+        progress = BuildProgress(sys.stderr, steps=3)
         try:
-            built = build_image(plan, progress, log=lambda line: tqdm.write(f"[build-image] {line}", file=sys.stderr))
+            built = build_image(plan, progress.step, log=progress.log)
         except SandboxError as e:
-            bar.close()
+            progress.close()
             self.fail(f"[build-image] {e.message}")
         if built:
-            bar.n = 3
-            bar.set_description_str("done", refresh=True)
-        bar.close()
+            progress.done()
+        progress.close()
+
+
+class BuildProgress:
+    """build-image's progress on ``stream``: a tqdm bar redrawn in place on a terminal; elsewhere
+    (a CI log, a pipe) one line per step, since every redraw would add to one endless "line"."""
+
+    def __init__(self, stream: TextIO, steps: int):
+        self.stream = stream
+        self.steps = steps
+        self.shown_step = 0
+        self.bar: tqdm | None = None
+        if stream.isatty():
+            self.bar = tqdm(
+                total=steps, unit="step", file=stream, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]"
+            )
+
+    def step(self, step: int, steps: int, what: str) -> None:
+        """The build is at ``step`` of ``steps``, doing ``what`` (called for each line of it)."""
+        if self.bar is not None:
+            self.bar.n = step - 1
+            self.bar.set_description_str(f"[{step}/{steps}] {what}", refresh=True)
+        elif step != self.shown_step:
+            self.shown_step = step
+            print(f"[build-image] [{step}/{steps}] {what}", file=self.stream, flush=True)
+
+    def log(self, line: str) -> None:
+        if self.bar is not None:
+            tqdm.write(f"[build-image] {line}", file=self.stream)
+        else:
+            print(f"[build-image] {line}", file=self.stream, flush=True)
+
+    def done(self) -> None:
+        if self.bar is not None:
+            self.bar.n = self.steps
+            self.bar.set_description_str("done", refresh=True)
+        else:
+            print("[build-image] done", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 # -- doctor -----------------------------------------------------------------------------------
@@ -231,7 +270,8 @@ class DoctorApp(_Command):
         from jupyter_core.paths import jupyter_config_path
         from jupyter_server.extension.config import ExtensionConfigManager
 
-        enabled = ExtensionConfigManager(read_config_path=jupyter_config_path()).get_jpserver_extensions()
+        config = ExtensionConfigManager(read_config_path=jupyter_config_path())
+        enabled = config.get_jpserver_extensions()  # type: ignore[no-untyped-call]  # jupyter_server leaves it unannotated
         ok = bool(enabled.get("jupyter_sandbox"))
         return (
             "server extension",
@@ -290,10 +330,11 @@ class _Leftovers(_Command):
     def found(self) -> list[tuple[dict[str, str], str]]:
         """(labels, state) for each of this user's containers here; state is 'alive', 'gone' or
         'unknown' (a server whose slot is not in this state folder: never pruned)."""
-        from .backends.docker import DockerBackend
+        # deferred, heavy: the embedded manager's core/ (list and prune only)
         from .core.identity import list_slots
+        from .embedded import embedded_server_pid
 
-        backend = DockerBackend()
+        backend = make_backend("docker")
         mine = {f"{LABEL_PREFIX}.uid": str(os.getuid()), f"{LABEL_PREFIX}.host": socket.gethostname()}
         try:
             containers = asyncio.run(backend.list_existing(mine))
@@ -305,18 +346,18 @@ class _Leftovers(_Command):
             server = labels.get(f"{LABEL_PREFIX}.server", "")
             if server in slots:
                 state = "alive" if slots[server] else "gone"
-            elif server.startswith(f"inproc-{socket.gethostname()}-"):  # a script's in-process manager
-                state = "alive" if _pid_alive(server.rsplit("-", 1)[1]) else "gone"
+            elif (pid := embedded_server_pid(server)) is not None:  # a script's embedded manager
+                state = "alive" if _pid_alive(pid) else "gone"
             else:
                 state = "unknown"
             out.append((labels, state))
         return out
 
 
-def _pid_alive(pid: str) -> bool:
+def _pid_alive(pid: int) -> bool:
     try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
     except PermissionError:
         return True
@@ -335,8 +376,6 @@ class ListApp(_Leftovers):
             return
         print(f"{'SANDBOX':<20} {'OWNER':<12} {'SERVER':<22} STATE")
         for labels, state in rows:
-            from .backends.base import labelled_id
-
             print(
                 f"{labelled_id(labels) or '?':<20} {labels.get(f'{LABEL_PREFIX}.owner') or '-':<12} "
                 f"{labels.get(f'{LABEL_PREFIX}.server', '?'):<22} server {state}"
@@ -354,14 +393,11 @@ class PruneApp(_Leftovers):
     flags = {"dry-run": ({"PruneApp": {"dry_run": True}}, "Only say what would be removed.")}
 
     def start(self) -> None:
-        from .backends.base import labelled_id
-        from .backends.docker import DockerBackend
-
         rows = self.found()
         gone = [labelled_id(labels) for labels, state in rows if state == "gone"]
         kept = len(rows) - len(gone)
         if not self.dry_run and gone:
-            backend = DockerBackend()
+            backend = make_backend("docker")
 
             async def remove_all() -> None:
                 for leftover in gone:
@@ -410,34 +446,27 @@ class RunApp(_Command):
         from jupyter_client.manager import AsyncKernelManager
         from nbclient import NotebookClient
         from nbclient.exceptions import CellExecutionError, DeadKernelError
-        from tqdm import tqdm
         from traitlets.config import Config
 
-        from .backends import make_backend
-        from .core.current import set_running
-        from .core.manager import SandboxManager
+        # deferred, heavy: the embedded manager brings core/ and the backends (run only)
+        from .embedded import embedded_manager
 
-        nb = nbformat.read(path, as_version=4)
+        nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]  # nbformat leaves it unannotated
         out = self.output or path
-        options: dict[str, Any] = {}
-        if self.image:
-            options["default_image"] = self.image
-        backend = make_backend(self.backend, log=self.log, **options)
-        # this command's own manager, on this loop: the provisioner finds it as a server's would
-        manager = SandboxManager(
-            backend=backend, log=self.log, reap_on_start=False, server_id=f"inproc-{socket.gethostname()}-{os.getpid()}"
-        )
-        set_running(manager, getpass.getuser())
+        options: dict[str, Any] = {"default_image": self.image} if self.image else {}
+        # this process's embedded manager: the provisioner, which nbclient's kernel manager makes,
+        # gets the same one from the same factory
+        embedded = embedded_manager(self.backend, log=self.log, **options)
         provisioner: dict[str, Any] = {"memory": self.memory} if self.memory else {}
         km = AsyncKernelManager(kernel_name=KERNEL_NAME, config=Config({"SandboxProvisioner": provisioner}))
         code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
         bar = tqdm(total=len(code_cells), unit="cell", file=sys.stderr, desc=os.path.basename(path))
-        current = {"index": None}
+        current: dict[str, int | None] = {"index": None}
 
-        def started(cell, cell_index, **_):
+        def started(cell: NotebookNode, cell_index: int, **_: Any) -> None:
             current["index"] = cell_index
 
-        def executed(cell, cell_index, **_):
+        def executed(cell: NotebookNode, cell_index: int, **_: Any) -> None:
             bar.update(1)
 
         client = NotebookClient(
@@ -461,16 +490,15 @@ class RunApp(_Command):
             message = f"cell {_number(nb, current['index'])} failed: {reason}"
         finally:
             bar.close()
-            set_running(None)
-            await manager.shutdown()
-        nbformat.write(nb, out)
+            await embedded.shutdown()
+        nbformat.write(nb, out)  # type: ignore[no-untyped-call]  # nbformat leaves it unannotated
         print(f"wrote {out}", file=sys.stderr)
         if message:
             print(message, file=sys.stderr)
         return status
 
 
-def _number(nb, index: int | None) -> str:
+def _number(nb: NotebookNode, index: int | None) -> str:
     """A cell as people count it (1-based), with the start of its source."""
     if index is None:
         return "?"
@@ -490,7 +518,7 @@ class ExecApp(_Command):
     aliases = {"image": "ExecApp.image", "memory": "ExecApp.memory", "timeout": "ExecApp.timeout"}
     flags = {"network": ({"ExecApp": {"network": True}}, "Give the sandbox network access.")}
 
-    def parse_command_line(self, argv=None) -> None:
+    def parse_command_line(self, argv: list[str] | None = None) -> None:
         # Our options come before FILE.py; everything after it is the script's, options included.
         argv = list(sys.argv[1:] if argv is None else argv)
         i = 0
@@ -509,30 +537,19 @@ class ExecApp(_Command):
         with open(path, "rb") as f:
             source = f.read()
         name = os.path.basename(path)
-        # the script's exit status is the cell's value (sys.exit's message, if any, goes to stderr)
-        code = (
-            "import runpy as _r, sys as _s\n"
-            f"_s.argv = {[name, *args]!r}\n"
-            "_status = 0\n"
-            "try:\n"
-            f"    _r.run_path({name!r}, run_name='__main__')\n"
-            "except SystemExit as _e:\n"
-            "    _status = _e.code if isinstance(_e.code, int) else (0 if _e.code is None else 1)\n"
-            "    if not isinstance(_e.code, (int, type(None))):\n"
-            "        print(_e.code, file=_s.stderr)\n"
-            "_status"
-        )
+        # the script's exit status is the cell's value
+        code = programs.source("run_script") + f"\n_jupyter_sandbox_run_script({name!r}, {[name, *args]!r})\n"
         spec: dict[str, Any] = {k: v for k, v in (("image", self.image), ("memory", self.memory)) if v}
 
-        def out(message):
+        def out(message: OutputMessage) -> None:
             sys.stdout.write(message.line)
             sys.stdout.flush()
 
-        def err(message):
+        def err(message: OutputMessage) -> None:
             sys.stderr.write(message.line)
             sys.stderr.flush()
 
-        def ask(request):
+        def ask(request: InputRequest) -> str:
             if request.password:
                 return getpass.getpass(request.prompt)
             return input(request.prompt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -9,9 +10,12 @@ from pathlib import Path
 
 import docker
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from jupyter_sandbox.backends import docker_images, programs
 from jupyter_sandbox.backends.base import LABEL_PREFIX
+from jupyter_sandbox.cli import BuildImageApp
 
 from servers import IMAGE, SESSION, SESSION_LABEL, JupyterServer
 
@@ -200,3 +204,60 @@ def test_build_image_builds_a_labelled_image(docker_ready, tmp_path):
     finally:
         client.images.remove(tag, force=True)
         client.close()
+
+
+def _build_with_progress(monkeypatch, stream: io.StringIO) -> str:
+    """build-image's progress path, with a build that reports what a real one does: a progress
+    call per line of its output (hundreds per step), then a log line."""
+
+    def build(plan, progress, log):
+        for step in (1, 2, 3):
+            for line in range(300):
+                progress(step, 3, f"step {step}, output line {line}")
+        log(f"built {plan.tag}")
+        return True
+
+    monkeypatch.setattr(docker_images, "build_image", build)
+    monkeypatch.setattr(sys, "stderr", stream)
+    BuildImageApp(tag="test:progress").start()
+    return stream.getvalue()
+
+
+def test_unit_build_image_progress_is_one_line_per_step_when_not_a_terminal(monkeypatch):
+    out = _build_with_progress(monkeypatch, io.StringIO())
+    assert out.splitlines() == [
+        "[build-image] [1/3] step 1, output line 0",
+        "[build-image] [2/3] step 2, output line 0",
+        "[build-image] [3/3] step 3, output line 0",
+        "[build-image] built test:progress",
+        "[build-image] done",
+    ]
+    assert "\r" not in out
+
+
+def test_unit_build_image_progress_is_a_bar_on_a_terminal(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = _build_with_progress(monkeypatch, Terminal())
+    assert out.count("\r") > 300 and "[3/3] step 3, output line 299" in out and "built test:progress" in out
+
+
+@pytest.mark.parametrize(
+    "script, status, stderr",
+    [
+        ("import sys; print(sys.argv)", 0, ""),
+        ("import sys; sys.exit(3)", 3, ""),
+        ("import sys; sys.exit()", 0, ""),
+        ("import sys; sys.exit(True)", 1, ""),
+        ("import sys; sys.exit('it went wrong')", 1, "it went wrong\n"),
+    ],
+)
+def test_unit_exec_program_gives_the_scripts_exit_status(tmp_path, script, status, stderr):
+    """programs/run_script.py as `jupyter sandbox exec` sends it: the cell's value is the status."""
+    (tmp_path / "script.py").write_text(script)
+    code = programs.source("run_script") + "\nprint(_jupyter_sandbox_run_script('script.py', ['script.py', '-x']))\n"
+    answer = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    argv = "['script.py', '-x']\n" if "argv" in script else ""
+    assert (answer.stdout, answer.stderr) == (f"{argv}{status}\n", stderr)

@@ -20,13 +20,13 @@ from jupyter_sandbox import AsyncSandbox, Sandbox
 from jupyter_sandbox.client import (
     Connection,
     HTTPConnection,
-    InProcessConnection,
     OneShot,
     connect,
     error_from_response,
     find_server,
 )
 from jupyter_sandbox.client.loop import LoopThread
+from jupyter_sandbox.embedded import EmbeddedConnection
 from jupyter_sandbox.errors import InvalidInput, NotFound, QuotaExceeded, SandboxError, ServerUnreachable
 from jupyter_sandbox.models import ExecutionError, OutputMessage, Result, SandboxModel, SandboxSpec
 from jupyter_sandbox.oneshot.archive import archive_names, detect_entrypoint, make_archive
@@ -102,9 +102,32 @@ def test_unit_find_server_order(monkeypatch):
         monkeypatch.delenv(var)
     monkeypatch.setattr("jupyter_server.serverapp.list_running_servers", lambda: iter([]))
     assert find_server() is None
-    assert isinstance(connect(), InProcessConnection)
+    assert isinstance(connect(), EmbeddedConnection)
     with pytest.raises(ServerUnreachable, match="JUPYTER_SANDBOX_URL"):
         connect(in_process=False)
+
+
+async def test_unit_http_connection_takes_a_base_url_token_and_api_prefix(monkeypatch):
+    """The user's Jupyter server (API at sandbox/api/) or a JupyterHub service at its own prefix."""
+    import httpx
+
+    seen = []
+
+    def answer(request):
+        seen.append((str(request.url), request.headers.get("authorization")))
+        return httpx.Response(200, json=[])
+
+    real = httpx.AsyncClient
+    monkeypatch.setattr(httpx, "AsyncClient", lambda **kw: real(transport=httpx.MockTransport(answer), **kw))
+    server = HTTPConnection("http://127.0.0.1:8888/user/ada", "user-token")
+    hub = HTTPConnection("https://hub.example/services/sandbox/", "hub-token", api_prefix="/api/v2")
+    for connection in (server, hub):
+        assert await connection.list() == []
+        await connection.close()
+    assert seen == [
+        ("http://127.0.0.1:8888/user/ada/sandbox/api/sandboxes", "token user-token"),
+        ("https://hub.example/services/sandbox/api/v2/sandboxes", "token hub-token"),
+    ]
 
 
 def test_unit_make_archive_and_entrypoint(tmp_path):

@@ -409,3 +409,39 @@ async def test_the_provisioner_on_the_local_backend():
             await km.shutdown_kernel(now=True)
         set_running(None)
         await manager.shutdown()
+
+
+async def test_the_death_notice_reaches_the_next_cell_once():
+    """What the provisioner tells a restarted kernel (programs/death_notice.py, sent by
+    _tell_next_cell, which waits for its reply with reply_to): the next cell prints it on stderr,
+    the one after does not, and no name is left in the user's namespace. A plain local kernel
+    stands for the restarted one."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    from jupyter_sandbox.kernel.provisioner import SandboxProvisioner
+
+    km = AsyncKernelManager(kernel_name="python3")
+    await km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        await kc.wait_for_ready(timeout=60)
+        provisioner = SandboxProvisioner(kernel_id=km.kernel_id)
+        provisioner.connection_info = km.get_connection_info()
+        await provisioner._tell_next_cell("The previous kernel died: out of memory")
+
+        async def stderr_of(code: str) -> str:
+            outputs: list[dict] = []
+            reply = await kc.execute_interactive(code, timeout=60, output_hook=outputs.append)
+            assert reply["content"]["status"] == "ok", reply["content"]
+            return "".join(
+                m["content"]["text"] for m in outputs if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"
+            )
+
+        assert await stderr_of("x = 1") == "The previous kernel died: out of memory\n"
+        assert await stderr_of("import sys; print([n for n in dir() if 'jupyter_sandbox' in n], file=sys.stderr)") == (
+            "[]\n"
+        )
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)

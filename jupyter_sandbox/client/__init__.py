@@ -2,10 +2,11 @@
 
 ``Sandbox().run_code(code)`` works the way E2B's code-interpreter SDK does, against a Jupyter
 server running the jupyter_sandbox extension (found by ``find_server``). Where no server is
-found, a plain script gets an in-process SandboxManager (the same code the server runs), so
-the E2B examples run as scripts with nothing else started.
+found, a plain script gets the embedded manager (jupyter_sandbox/embedded.py: the same code the
+server runs, inside this process), so the E2B examples run as scripts with nothing else started.
+client/ itself is a pure client: it imports no manager.
 
-- connection.py: ``Connection`` and its two implementations, HTTP and in-process
+- connection.py: ``Connection``, the one interface, and ``HTTPConnection``
 - discovery.py: which server, and the connection to it
 - sandbox.py: ``AsyncSandbox`` (the implementation) and ``Sandbox`` (made from it)
 - oneshot.py: ``OneShot``
@@ -15,7 +16,7 @@ the E2B examples run as scripts with nothing else started.
 from __future__ import annotations
 
 from ..models import ExecutionResult
-from .connection import Connection, HTTPConnection, InProcessConnection, error_from_response
+from .connection import Connection, HTTPConnection, error_from_response
 from .discovery import ServerChoice, connect, find_server
 from .oneshot import OneShot
 from .sandbox import AsyncFiles, AsyncSandbox, Files, NoInput, Sandbox
@@ -27,7 +28,6 @@ __all__ = [
     "ExecutionResult",
     "Files",
     "HTTPConnection",
-    "InProcessConnection",
     "NoInput",
     "OneShot",
     "Sandbox",

@@ -1,4 +1,13 @@
-"""Which server a client talks to, and the connection to it."""
+"""Which server a client talks to, and the connection to it.
+
+``connect`` picks the implementation of ``Connection``: an ``HTTPConnection`` to the server
+``find_server`` finds, else (for plain scripts) the embedded manager of jupyter_sandbox/embedded.py.
+That one is imported only here, when it is the choice. A registry that embedded.py fills would
+need something to import embedded.py before ``connect`` runs: either every client import (core,
+backends and jupyter_client with it, which is what client/ must not carry) or the script itself
+(a step the "runs as a plain script" promise does not have). The one deferred import keeps the
+dependency in one visible place, paid for only when no server is there.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +18,11 @@ import weakref
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+import httpx
+
 from ..errors import ServerUnreachable
-from .connection import HOW_TO_CONNECT, Connection, HTTPConnection, InProcessConnection
+from .connection import HOW_TO_CONNECT, Connection, HTTPConnection
+from .loop import private_loop
 
 
 @dataclass
@@ -24,8 +36,6 @@ class ServerChoice:
 
 def _probe(url: str, token: str | None) -> bool:
     """Whether a Jupyter server at ``url`` answers the sandbox API."""
-    import httpx
-
     headers = {"Authorization": f"token {token}"} if token else {}
     try:
         return httpx.get(url.rstrip("/") + "/sandbox/api/sandboxes", headers=headers, timeout=3.0).status_code == 200
@@ -85,7 +95,6 @@ def find_server(server_url: str | None = None, token: str | None = None) -> Serv
 _CONNECTIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str | None], HTTPConnection]] = (
     weakref.WeakKeyDictionary()
 )
-_IN_PROCESS: InProcessConnection | None = None
 _CONNECT_LOCK = threading.Lock()
 
 
@@ -97,25 +106,24 @@ def connect(
     loop: asyncio.AbstractEventLoop | None = None,
 ) -> Connection:
     """The connection to use from ``loop`` (default: the private loop, where the blocking
-    client runs): one per server and loop; in-process when no server is found.
+    client runs): one per server and loop; this process's embedded manager when no server is found.
 
     ``in_process=False`` (the magics) raises ServerUnreachable instead of falling back.
     """
-    global _IN_PROCESS
     if loop is None:
-        from .loop import private_loop
-
         loop = private_loop().loop
     found = find_server(server_url, token)
-    with _CONNECT_LOCK:
-        if found is not None:
-            url = found.url.rstrip("/") + "/"
-            mine = _CONNECTIONS.setdefault(loop, {})
-            connection = mine.setdefault((url, found.token), HTTPConnection(url, found.token))
-            connection.description = f"{url} ({found.why})"
-            return connection
+    if found is None:
         if not in_process:
             raise ServerUnreachable("no jupyter-sandbox server found: " + HOW_TO_CONNECT)
-        if _IN_PROCESS is None:
-            _IN_PROCESS = InProcessConnection()
-        return _IN_PROCESS
+        # deferred, heavy and optional: the embedded manager brings core/, backends and
+        # jupyter_client (the module docstring says why this is not a registry)
+        from ..embedded import embedded_connection
+
+        return embedded_connection()
+    url = found.url.rstrip("/") + "/"
+    with _CONNECT_LOCK:
+        mine = _CONNECTIONS.setdefault(loop, {})
+        connection = mine.setdefault((url, found.token), HTTPConnection(url, found.token))
+    connection.description = f"{url} ({found.why})"
+    return connection

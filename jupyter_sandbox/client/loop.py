@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -33,10 +33,10 @@ class LoopThread:
                 cls._instance = cls()
             return cls._instance
 
-    def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Block until ``coro`` is done on the loop thread; its result or its exception."""
         future = self.submit(coro)
         try:
@@ -45,7 +45,7 @@ class LoopThread:
             future.cancel()
             raise
 
-    async def run_async(self, coro: Awaitable[T]) -> T:
+    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         return await asyncio.wrap_future(self.submit(coro))
 
 

@@ -9,9 +9,12 @@ from typing import Any
 
 from ..models import TERMINAL_STATUSES, ExecutionResult
 from ..oneshot.archive import archive_names, detect_entrypoint, make_archive
-from .connection import _q
+from .connection import url_part
 from .discovery import connect
 from .loop import private_loop
+
+# what to run: {name: content}, or a folder
+CodeFiles = dict[str, str | bytes] | Path | str
 
 _TOP_LEVEL_METADATA = (
     "entrypoint",
@@ -40,7 +43,7 @@ class OneShot:
 
     @staticmethod
     def _request_parts(
-        files: dict[str, str | bytes] | Path | str | None, tar_data: bytes | None, metadata: Any, kwargs: dict[str, Any]
+        files: CodeFiles | None, tar_data: bytes | None, metadata: Any, kwargs: dict[str, Any]
     ) -> dict[str, Any]:
         if tar_data is None:
             if files is None:
@@ -62,19 +65,23 @@ class OneShot:
             }
         }
 
-    def execute_sync(self, files=None, tar_data: bytes | None = None, metadata=None, **kwargs) -> ExecutionResult:
+    def execute_sync(
+        self, files: CodeFiles | None = None, tar_data: bytes | None = None, metadata: Any = None, **kwargs: Any
+    ) -> ExecutionResult:
         parts = self._request_parts(files, tar_data, metadata, kwargs)
         return ExecutionResult.from_dict(self._call("POST", "exec/sync", **parts))
 
-    def execute_async(self, files=None, tar_data: bytes | None = None, metadata=None, **kwargs) -> str:
+    def execute_async(
+        self, files: CodeFiles | None = None, tar_data: bytes | None = None, metadata: Any = None, **kwargs: Any
+    ) -> str:
         parts = self._request_parts(files, tar_data, metadata, kwargs)
-        return self._call("POST", "exec/async", **parts)["execution_id"]
+        return str(self._call("POST", "exec/async", **parts)["execution_id"])
 
     def get_execution(self, execution_id: str) -> ExecutionResult:
-        return ExecutionResult.from_dict(self._call("GET", f"executions/{_q(execution_id)}"))
+        return ExecutionResult.from_dict(self._call("GET", f"executions/{url_part(execution_id)}"))
 
     def kill(self, execution_id: str) -> None:
-        self._call("DELETE", f"executions/{_q(execution_id)}")
+        self._call("DELETE", f"executions/{url_part(execution_id)}")
 
     def wait_for_completion(
         self, execution_id: str, poll_interval: float = 2.0, max_wait: float | None = None

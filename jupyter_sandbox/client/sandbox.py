@@ -43,7 +43,13 @@ def _context_id(context: ContextModel | str | None) -> str | None:
 class _Dispatcher:
     """Folds events into an Execution (Execution.apply_event) and fires E2B-style callbacks."""
 
-    def __init__(self, on_stdout=None, on_stderr=None, on_result=None, on_error=None):
+    def __init__(
+        self,
+        on_stdout: Callback | None = None,
+        on_stderr: Callback | None = None,
+        on_result: Callback | None = None,
+        on_error: Callback | None = None,
+    ):
         self.execution = Execution()
         self.callbacks = (on_stdout, on_stderr, on_result, on_error)
 
@@ -279,13 +285,13 @@ async def _connect(server_url: str | None, token: str | None) -> Connection:
 # The blocking twins, made from the async classes
 
 
-def _blocking(name: str, twin: type = AsyncSandbox):
+def _blocking(name: str, twin: type = AsyncSandbox) -> Callable[..., Any]:
     """A method that runs ``self._async.<name>(...)`` on the private loop and waits for it; its
     signature and help are those of ``twin.<name>``."""
     coroutine = getattr(twin, name)
 
     @functools.wraps(coroutine)
-    def method(self, *args, **kwargs):
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         return private_loop().run(getattr(self._async, name)(*args, **kwargs))
 
     return method
@@ -417,17 +423,17 @@ class Sandbox:
         Interrupting the caller (Ctrl-C, a notebook's interrupt) interrupts the sandbox's
         kernel and still returns what the code produced.
         """
-        calls: queue.SimpleQueue = queue.SimpleQueue()
+        calls: queue.SimpleQueue[Any] = queue.SimpleQueue()  # (callback, its argument) pairs, then ``done``
         done = object()
 
         def here(callback: Callback | None) -> Callback | None:
             # on the loop thread: hand the call to this thread, which waits for it below
             return (lambda obj: calls.put((callback, obj))) if callback else None
 
-        def ask(request: InputRequest) -> asyncio.Future:
+        def ask(request: InputRequest) -> asyncio.Future[Any]:
             # on the loop thread: this thread answers (input() must run here, in a notebook the
             # kernel's main thread); the loop awaits the answer meanwhile
-            answer: concurrent.futures.Future = concurrent.futures.Future()
+            answer: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
             def answer_here(obj: InputRequest) -> None:
                 assert on_input is not None  # only asked for when given

@@ -4,7 +4,8 @@ jupyter_client makes one ``SandboxProvisioner`` per kernel (the kernelspec names
 ``metadata.kernel_provisioner``). Inside a Jupyter server with the extension, the sandbox is
 made by the server's own SandboxManager: same hardening, limits, backend and labels as every
 other sandbox, listed in the Sandboxes panel as ``kind: "kernel"``. Elsewhere (nbclient,
-``jupyter console``, ``jupyter sandbox run``) an in-process manager makes it.
+``jupyter console``, ``jupyter sandbox run``) this process's embedded manager makes it
+(jupyter_sandbox/embedded.py), on its own loop thread.
 
 How the kernel's sockets reach the host is the backend's business: ``start_kernel`` returns
 connection info, which is handed to jupyter_client as is. A restart starts a new kernel process
@@ -14,48 +15,39 @@ at the same addresses with the same key, so the notebook's open websocket reache
 from __future__ import annotations
 
 import asyncio
-import getpass
-import queue
 import re
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar, cast
 
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
-from jupyter_client.provisioning import KernelProvisionerBase
+from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from traitlets import Bool, Dict, Float, Int, Unicode
 
+from ..backends import programs
 from ..core.current import running
 from ..core.manager import SandboxManager
+from ..core.replies import reply_to
+from ..embedded import embedded_manager
 from ..errors import NotFound, SandboxError
 from ..models import SpecRequest
 
 T = TypeVar("T")
 
-# Shown in the first cell run after a kernel that died was restarted (a pre_run_cell hook that
-# removes itself), so the notebook says why its variables are gone.
-_NOTICE = """
-def _jsbx_notice(*_args, _text={text!r}):
-    import sys
-    print(_text, file=sys.stderr)
-    get_ipython().events.unregister("pre_run_cell", _jsbx_notice)
-get_ipython().events.register("pre_run_cell", _jsbx_notice)
-"""
+# how long a restarted kernel may take to run the death notice (within its start time)
+NOTICE_TIMEOUT = 60.0
 
 
-class _InProcess:
-    """The manager for kernels started outside a Jupyter server: one per process, on the client's
-    private loop (as client.connection.InProcessConnection runs it)."""
+class RunsOnManagerLoop(Protocol):
+    """Awaits a coroutine of the manager on the loop the manager lives on."""
 
-    _connection = None
+    def __call__(self, coro: Coroutine[Any, Any, T], /) -> Awaitable[T]: ...
 
-    @classmethod
-    def get(cls):
-        if cls._connection is None:
-            from ..client.connection import InProcessConnection
 
-            cls._connection = InProcessConnection()
-        return cls._connection
+async def _on_this_loop(coro: Coroutine[Any, Any, T]) -> T:
+    # a server's manager lives on the server's loop, where jupyter_client runs this provisioner
+    return await coro
 
 
 class SandboxProvisioner(KernelProvisionerBase):
@@ -92,31 +84,27 @@ class SandboxProvisioner(KernelProvisionerBase):
         super().__init__(**kwargs)
         self._manager: SandboxManager | None = None
         self._owner = ""
-        self._call: Callable[[Awaitable[Any]], Awaitable[Any]] | None = None
+        self._on_manager_loop: RunsOnManagerLoop = _on_this_loop
         self._stopping = False  # a stop we asked for: its end is not a death
 
     # -- where the sandbox lives ----------------------------------------------------------
     def _bind(self) -> None:
-        """Use the running server's manager, or this process's in-process one."""
+        """Use the running server's manager, or this process's embedded one."""
         if self._manager is not None:
             return
         here = running()
         if here is not None:
             # asked now, in launch_kernel: inside the server, the request starting the kernel decides
             self._manager, self._owner = here.manager, here.owner()
-
-            async def same_loop(coro):
-                return await coro
-
-            self._call = same_loop
+            self._on_manager_loop = _on_this_loop
         else:
-            connection = _InProcess.get()
-            self._manager, self._owner = connection.manager, getpass.getuser()
-            self._call = connection._there
+            embedded = embedded_manager()
+            self._manager, self._owner = embedded.manager, embedded.owner
+            self._on_manager_loop = embedded.call
 
-    async def _do(self, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        assert self._call is not None
-        return await self._call(method(*args, **kwargs))
+    async def _call_manager(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        """``await method(*args, **kwargs)``, a coroutine method of the manager, on its loop."""
+        return await self._on_manager_loop(method(*args, **kwargs))
 
     def _spec(self) -> SpecRequest:
         return SpecRequest(
@@ -155,7 +143,7 @@ class SandboxProvisioner(KernelProvisionerBase):
         assert self._manager is not None
         self._stopping = False
         if self.sandbox_id is None:
-            model = await self._do(
+            model = await self._call_manager(
                 self._manager.create,
                 self._owner,
                 f"kernel-{self.kernel_id}",
@@ -168,7 +156,7 @@ class SandboxProvisioner(KernelProvisionerBase):
                 "jupyter-sandbox: kernel %s runs in sandbox %s (%s backend)", self.kernel_id, model.id, model.backend
             )
         else:
-            await self._do(self._manager.restart_kernel, self._owner, self.sandbox_id)
+            await self._call_manager(self._manager.restart_kernel, self._owner, self.sandbox_id)
         info = self._manager.kernel_connection(self._owner, self.sandbox_id)
         if isinstance(info.get("key"), str):
             info["key"] = info["key"].encode()  # as jupyter_client keeps it (session.key is bytes)
@@ -180,24 +168,21 @@ class SandboxProvisioner(KernelProvisionerBase):
 
     async def _tell_next_cell(self, text: str) -> None:
         """Print ``text`` in the next cell that runs (its variables were lost with the old kernel)."""
-        from jupyter_client.asynchronous import AsyncKernelClient
-
         client = AsyncKernelClient()
         client.load_connection_info(self.connection_info)
         client.start_channels(iopub=False, stdin=False, hb=False, control=False)
         try:
-            msg_id = client.execute(_NOTICE.format(text=text), silent=True, store_history=False)
-            for _ in range(60):  # the new kernel answers within its start time
-                try:
-                    reply = await client.get_shell_msg(timeout=1)
-                except queue.Empty:
-                    continue
-                if reply.get("parent_header", {}).get("msg_id") == msg_id:
-                    self.log.info(
-                        "jupyter-sandbox: kernel %s restarted; its next cell says why the last one died", self.kernel_id
-                    )
-                    return
-            self.log.warning("jupyter-sandbox: kernel %s did not take the note about its death", self.kernel_id)
+            code = (
+                programs.source("death_notice")
+                + f"\n_jupyter_sandbox_death_notice(get_ipython(), {text!r})\ndel _jupyter_sandbox_death_notice\n"
+            )
+            msg_id = client.execute(code, silent=True, store_history=False)
+            if await reply_to(client.get_shell_msg, msg_id, NOTICE_TIMEOUT) is not None:
+                self.log.info(
+                    "jupyter-sandbox: kernel %s restarted; its next cell says why the last one died", self.kernel_id
+                )
+            else:
+                self.log.warning("jupyter-sandbox: kernel %s did not take the note about its death", self.kernel_id)
         finally:
             client.stop_channels()
 
@@ -205,7 +190,7 @@ class SandboxProvisioner(KernelProvisionerBase):
         if self.sandbox_id is None or self._manager is None:
             return 0
         try:
-            reason = await self._do(self._manager.kernel_exit_reason, self._owner, self.sandbox_id)
+            reason = await self._call_manager(self._manager.kernel_exit_reason, self._owner, self.sandbox_id)
         except NotFound:
             reason = "The kernel's sandbox was removed."
         except SandboxError as e:
@@ -233,7 +218,7 @@ class SandboxProvisioner(KernelProvisionerBase):
         if self.sandbox_id is None or self._manager is None or signum == 0:
             return
         if signum == signal.SIGINT:
-            await self._do(self._manager.interrupt, self._owner, self.sandbox_id)
+            await self._call_manager(self._manager.interrupt, self._owner, self.sandbox_id)
         elif signum in (signal.SIGTERM, signal.SIGKILL):
             await self.kill()
         else:
@@ -244,7 +229,7 @@ class SandboxProvisioner(KernelProvisionerBase):
             return
         self._stopping = True
         try:
-            await self._do(self._manager.stop_kernel, self._owner, self.sandbox_id)
+            await self._call_manager(self._manager.stop_kernel, self._owner, self.sandbox_id)
         except NotFound:
             pass  # the sandbox went first (server shutdown removes every sandbox)
 
@@ -260,7 +245,7 @@ class SandboxProvisioner(KernelProvisionerBase):
             return
         sandbox_id, self.sandbox_id = self.sandbox_id, None
         try:
-            await self._do(self._manager.remove, self._owner, sandbox_id)
+            await self._call_manager(self._manager.remove, self._owner, sandbox_id)
         except NotFound:
             pass  # removed already (with the server's other sandboxes, or by its kernel-shutdown listener)
 
@@ -273,6 +258,6 @@ class SandboxProvisioner(KernelProvisionerBase):
         info["sandbox_id"] = self.sandbox_id
         return info
 
-    async def load_provisioner_info(self, provisioner_info: dict) -> None:
+    async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
         await super().load_provisioner_info(provisioner_info)
         self.sandbox_id = provisioner_info.get("sandbox_id")

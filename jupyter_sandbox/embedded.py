@@ -1,0 +1,231 @@
+"""The embedded manager: a SandboxManager inside this process, for code with no server to talk to.
+
+It owns the one factory for that manager, ``embedded_manager()``, which gives each process one
+``EmbeddedManager`` (backend choice, server id, no reaping of an earlier run, its loop thread).
+Three users share it:
+
+- ``EmbeddedConnection`` (here): the client's ``Connection`` when discovery finds no server
+  (plain scripts, ``jupyter sandbox exec``);
+- ``jupyter sandbox run`` (cli.py), which runs a notebook's kernel through the provisioner;
+- the kernel provisioner (kernel/provisioner.py) outside a Jupyter server (nbclient,
+  ``jupyter console``).
+
+The manager and its kernel clients live on the client's private loop thread (client/loop.py)
+whatever loop calls: ``call(coro)`` runs a coroutine there from any loop, ``run(coro)`` blocks
+for one from a thread that runs no loop. Its server id, ``inproc-<host>-<pid>``, is never a
+server's, so nothing here touches a running server's containers; ``jupyter sandbox prune``
+tells a dead script's leftovers by the pid in it (``embedded_server_pid``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import builtins
+import getpass
+import logging
+import os
+import socket
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from .backends import make_backend
+from .client.connection import Connection, EventSink, maybe_await
+from .client.loop import LoopThread, private_loop
+from .core.manager import SandboxManager
+from .errors import Conflict
+from .models import ContextModel, ExecuteRequest, InputReply, SandboxModel, SandboxRequest
+
+T = TypeVar("T")
+
+SERVER_ID_PREFIX = "inproc-"
+
+
+def embedded_server_id(pid: int | None = None) -> str:
+    """The server id of the embedded manager of process ``pid`` (default: this one) on this host."""
+    return f"{SERVER_ID_PREFIX}{socket.gethostname()}-{os.getpid() if pid is None else pid}"
+
+
+def embedded_server_pid(server_id: str) -> int | None:
+    """The pid of the process whose embedded manager has ``server_id``, if it is one of this host's."""
+    mine = f"{SERVER_ID_PREFIX}{socket.gethostname()}-"
+    if not server_id.startswith(mine):
+        return None
+    pid = server_id[len(mine) :]
+    return int(pid) if pid.isdigit() else None
+
+
+class EmbeddedManager:
+    """This process's SandboxManager, built on first use, living on the private loop thread."""
+
+    def __init__(self, backend: str = "auto", *, log: logging.Logger | None = None, **backend_options: Any):
+        self.backend_name = backend
+        self.backend_options = backend_options
+        self.log = log
+        self.owner = getpass.getuser()
+        self.server_id = embedded_server_id()
+        self.loop: LoopThread = private_loop()
+        self.description = "in-process"
+        self._manager: SandboxManager | None = None
+        self._lock = threading.Lock()
+        atexit.register(self._shutdown_at_exit)
+
+    @property
+    def manager(self) -> SandboxManager:
+        with self._lock:
+            if self._manager is None:
+                backend = make_backend(self.backend_name, log=self.log, **self.backend_options)
+                options: dict[str, Any] = {"log": self.log} if self.log is not None else {}
+                # reap_on_start=False: the earlier run of a script has no records to take back
+                self._manager = SandboxManager(  # type: ignore[no-untyped-call]  # its __init__ is typed by the core split (issue 25)
+                    backend=backend, server_id=self.server_id, reap_on_start=False, **options
+                )
+                self.description = f"in-process ({backend.name} backend)"
+            return self._manager
+
+    def same(self, backend: str | None, backend_options: dict[str, Any]) -> bool:
+        """Whether asking for ``backend`` (None: any) with ``backend_options`` gets this manager."""
+        return (backend is None or backend == self.backend_name) and (
+            not backend_options or backend_options == self.backend_options
+        )
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the manager's loop, from any loop."""
+        if asyncio.get_running_loop() is self.loop.loop:
+            return await coro
+        return await self.loop.run_async(coro)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Block until ``coro`` is done on the manager's loop (from a thread that runs no loop)."""
+        return self.loop.run(coro, timeout)
+
+    async def shutdown(self) -> None:
+        """Remove every sandbox this process made."""
+        if self._manager is not None:
+            await self.call(self._manager.shutdown())
+
+    def _shutdown_at_exit(self) -> None:
+        # Containers must not outlive the script that made them.
+        if self._manager is not None and self._manager.list():
+            self.run(self._manager.shutdown(), timeout=120)
+
+
+_EMBEDDED: EmbeddedManager | None = None
+_EMBEDDED_LOCK = threading.Lock()
+
+
+def embedded_manager(
+    backend: str | None = None, *, log: logging.Logger | None = None, **backend_options: Any
+) -> EmbeddedManager:
+    """This process's one embedded manager: the CLI, the embedded connection and the provisioner
+    all get theirs here. The first call chooses the backend (None: ``auto``) and its options;
+    a later call asking for another raises Conflict (one process, one set of sandboxes)."""
+    global _EMBEDDED
+    with _EMBEDDED_LOCK:
+        if _EMBEDDED is None:
+            _EMBEDDED = EmbeddedManager(backend or "auto", log=log, **backend_options)
+        elif not _EMBEDDED.same(backend, backend_options):
+            raise Conflict(
+                f"this process's in-process manager runs the {_EMBEDDED.backend_name!r} backend with "
+                f"{_EMBEDDED.backend_options}; it cannot also run {backend!r} with {backend_options}"
+            )
+        return _EMBEDDED
+
+
+class EmbeddedConnection(Connection):
+    """The client's connection to this process's embedded manager (plain scripts, no server).
+
+    Events happen on the manager's loop and are handed back to the caller's loop.
+    """
+
+    def __init__(self, embedded: EmbeddedManager):
+        self.embedded = embedded
+        self.description = embedded.description
+
+    @property
+    def _manager(self) -> SandboxManager:
+        manager = self.embedded.manager
+        self.description = self.embedded.description  # says the backend once the manager has chosen it
+        return manager
+
+    @property
+    def _owner(self) -> str:
+        return self.embedded.owner
+
+    async def list(self) -> builtins.list[SandboxModel]:
+        return self._manager.list(self._owner)
+
+    async def create(self, request: SandboxRequest) -> SandboxModel:
+        return await self.embedded.call(
+            self._manager.create(self._owner, request.name, request.spec(), kernel_id=request.kernel_id)
+        )
+
+    async def get(self, key: str) -> SandboxModel:
+        return self._manager.get(self._owner, key)
+
+    async def remove(self, key: str) -> None:
+        await self.embedded.call(self._manager.remove(self._owner, key))
+
+    async def restart(self, key: str) -> SandboxModel:
+        return await self.embedded.call(self._manager.restart(self._owner, key))
+
+    async def interrupt(self, key: str) -> None:
+        await self.embedded.call(self._manager.interrupt(self._owner, key))
+
+    async def stats(self, key: str) -> dict[str, Any]:
+        return await self.embedded.call(self._manager.stats(self._owner, key))
+
+    async def list_contexts(self, key: str) -> builtins.list[ContextModel]:
+        return self._manager.list_contexts(self._owner, key)
+
+    async def create_context(self, key: str, language: str | None, cwd: str | None) -> ContextModel:
+        return await self.embedded.call(self._manager.create_context(self._owner, key, language=language, cwd=cwd))
+
+    async def remove_context(self, key: str, context_id: str) -> None:
+        await self.embedded.call(self._manager.remove_context(self._owner, key, context_id))
+
+    async def restart_context(self, key: str, context_id: str) -> ContextModel:
+        return await self.embedded.call(self._manager.restart_context(self._owner, key, context_id))
+
+    async def execute(self, key: str, request: ExecuteRequest, on_event: EventSink) -> None:
+        caller = asyncio.get_running_loop()
+        manager_loop = self.embedded.loop
+        if caller is manager_loop.loop:
+            await self._manager.execute(self._owner, key, request.code, on_event=on_event, **request.options())
+            return
+        # events happen on the manager's loop; the caller's callbacks run on its own loop
+        events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def hand_over(event: dict[str, Any]) -> None:
+            caller.call_soon_threadsafe(events.put_nowait, event)
+
+        run = self._manager.execute(self._owner, key, request.code, on_event=hand_over, **request.options())
+        done = asyncio.ensure_future(manager_loop.run_async(run))
+        done.add_done_callback(lambda _: events.put_nowait(None))
+        while (event := await events.get()) is not None:
+            await maybe_await(on_event(event))
+        await done
+
+    async def answer_input(self, key: str, context_id: str, reply: InputReply) -> None:
+        async def answer() -> None:
+            self._manager.answer_input(self._owner, key, context_id, value=reply.value, error=reply.error)
+
+        await self.embedded.call(answer())
+
+    async def write_file(self, key: str, path: str, data: bytes) -> None:
+        await self.embedded.call(self._manager.write_file(self._owner, key, path, data))
+
+    async def read_file(self, key: str, path: str) -> bytes:
+        return await self.embedded.call(self._manager.read_file(self._owner, key, path))
+
+    async def list_files(self, key: str, path: str) -> builtins.list[dict[str, Any]]:
+        return await self.embedded.call(self._manager.list_files(self._owner, key, path))
+
+    async def remove_file(self, key: str, path: str) -> None:
+        await self.embedded.call(self._manager.remove_file(self._owner, key, path))
+
+
+def embedded_connection() -> EmbeddedConnection:
+    """A connection to this process's embedded manager (it keeps no state of its own)."""
+    return EmbeddedConnection(embedded_manager())
