@@ -50,6 +50,9 @@ def notebook_kernel(server):
     km.start_kernel(env=kernel_env(server))
     kc = km.client()
     kc.start_channels()
+    # jupyter_client calls a kernel dead after one second without a heartbeat, which a kernel
+    # still starting on a busy 2-core machine can miss; its wait_for_ready then gives up at once.
+    kc.hb_channel.time_to_dead = 10.0
     try:
         kc.wait_for_ready(timeout=60)
         yield km, kc
@@ -253,6 +256,9 @@ def server_kernel(server):
     kc = BlockingKernelClient()
     kc.load_connection_file(str(server.runtime_dir / f"kernel-{kernel_id}.json"))
     kc.start_channels()
+    # jupyter_client calls a kernel dead after one second without a heartbeat, which a kernel
+    # still starting on a busy 2-core machine can miss; its wait_for_ready then gives up at once.
+    kc.hb_channel.time_to_dead = 10.0
     try:
         kc.wait_for_ready(timeout=60)
         yield kernel_id, kc
