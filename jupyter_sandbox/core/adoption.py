@@ -21,8 +21,7 @@ _BAD_RECORD = (KeyError, TypeError, ValueError, SandboxError)
 
 
 class Adoption:
-    """Takes back the sandboxes of one server id (``reap``), each context's kernel within ``timeout``
-    seconds; ``adopt=False`` removes them instead. ``e2b_prefix`` rebuilds their e2b_url."""
+    """Takes back the sandboxes a server's earlier run left (``reap``)."""
 
     def __init__(
         self,
@@ -34,9 +33,12 @@ class Adoption:
         self.backend, self.registry, self.kernels, self.log = backend, registry, kernels, log
         self.adopt, self.timeout, self.e2b_prefix = True, 20.0, ""
 
-    async def reap(self, server_id: str) -> None:
-        """What this server's earlier run left: its sandboxes are taken back when their records say
-        how; everything else (one-shot runs, pooled sandboxes) is removed."""
+    async def reap(self, server_id: str, adopt: bool, timeout: float, e2b_prefix: str) -> None:
+        """What the earlier run of server ``server_id`` left: its sandboxes are taken back when
+        their records say how (``adopt``; each context's kernel within ``timeout`` seconds, their
+        e2b_url rebuilt from ``e2b_prefix``); everything else (one-shot runs, pooled sandboxes) is
+        removed."""
+        self.adopt, self.timeout, self.e2b_prefix = adopt, timeout, e2b_prefix
         try:
             leftovers = await self.backend.list_existing({f"{LABEL_PREFIX}.server": server_id})
         except SandboxError as e:  # engine down at start: creation will say so clearly later

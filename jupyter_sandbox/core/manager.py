@@ -22,10 +22,9 @@ from typing import Any
 
 from traitlets import Bool, Float, Int, Unicode, default
 
-from ..backends.base import confine, labels
-from ..errors import Conflict, InvalidInput, NotFound, QuotaExceeded
+from ..backends.base import confine
+from ..errors import Conflict, InvalidInput, QuotaExceeded
 from ..models import (
-    ContextLog,
     ContextModel,
     Execution,
     SandboxLogs,
@@ -41,6 +40,7 @@ from .adoption import Adoption
 from .collector import EventSink
 from .files import FileTransfers
 from .kernels import KernelPlumbing
+from .lifecycle import SandboxLifecycle
 from .pool import Pool
 from .pooled import PooledSandboxes
 from .registry import EventListener, SandboxRegistry
@@ -108,16 +108,17 @@ class SandboxManager(SpecPolicy):
         # Where E2B's SDK reaches a sandbox (set by the server to {base_url}sandbox/e2b/); each
         # sandbox's e2b_url is this + "<id>/<secret>". Empty: no E2B routes (no server).
         self.e2b_prefix = ""
-        self.backend.on_exit = self._sandbox_ended
         self.registry = SandboxRegistry()
         self.kernels = KernelPlumbing(self.backend, self.registry.save, lambda: self.kernel_ready_timeout)
         self.files = FileTransfers(self.backend, lambda: self.max_file_transfers_per_user)
+        self.lifecycle = SandboxLifecycle(self.backend, self.registry, self.kernels, self.server_id, self.log)
+        self.backend.on_exit = self.lifecycle.ended
         self.adoption = Adoption(self.backend, self.registry, self.kernels, self.log)
         self.pooled = PooledSandboxes(
             self.pool_size,
             self.pool_refill_delay,
             self._start_unowned,
-            self._remove,
+            self.lifecycle.remove,
             lambda: self.resolve_spec(None),
             self.kernels,
             self.log,
@@ -158,24 +159,11 @@ class SandboxManager(SpecPolicy):
         if self.cull_idle_timeout > 0 and self._culler is None:
             self._culler = asyncio.ensure_future(self._cull_forever())
         if self.reap_on_start:
-            adoption = self.adoption
-            adoption.adopt, adoption.timeout, adoption.e2b_prefix = (
-                self.adopt_on_start,
-                self.adopt_timeout,
-                self.e2b_prefix,
-            )
+            adopt = self.adopt_on_start, self.adopt_timeout, self.e2b_prefix
             # a task: a shutdown meanwhile waits for it, so no sandbox is taken back after it
-            self._reaping = asyncio.ensure_future(adoption.reap(self.server_id))
+            self._reaping = asyncio.ensure_future(self.adoption.reap(self.server_id, *adopt))
             await asyncio.shield(self._reaping)
         self.pool.fill()
-
-    def _sandbox_ended(self, sandbox_id: str, reason: str) -> None:
-        """The backend saw a sandbox end by itself: its model says so until it is restarted."""
-        sandbox = self.registry.sandboxes.get(sandbox_id)
-        if sandbox is not None and sandbox.model.status == "running":
-            sandbox.model.status, sandbox.model.status_reason = "exited", reason
-            self.log.info("jupyter-sandbox: sandbox %s of %s ended: %s", sandbox_id, sandbox.model.owner, reason)
-            self.registry.emit("status", sandbox)
 
     async def create(
         self,
@@ -200,120 +188,28 @@ class SandboxManager(SpecPolicy):
             if any(s.model.name == name for s in mine):
                 raise Conflict(f"you already have a sandbox named {name!r}", field="name")
         self.check_quota([s.model for s in mine], resolved)
-        sandbox = Sandbox(model=self._new_model(owner, name, resolved))
-        sandbox.model.kernel_id, sandbox.model.kind = kernel_id, kind
-        # Registered before any await: the name and the quota slot are taken now, so a second
-        # create with the same name gets its 409 even while this one waits for the engine.
-        self.registry.add(sandbox)
-        announced = False
-        try:
-            pooled = await self.pooled.take(resolved, kind)
-            if pooled is not None:
-                self.registry.pop(sandbox)
-                model = pooled.model
-                model.owner, model.name, model.kernel_id, model.kind = owner, name or model.id, kernel_id, kind
-                model.created = model.last_activity = now()
-                self.registry.add(pooled)
-                pooled.close_unread_iopub()
-                kernel_kind.give_e2b_url(pooled, self.e2b_prefix)
-                self.registry.save(pooled)
-                self.log.info("jupyter-sandbox: %s took sandbox %s (%s) from the pool", owner, model.id, model.name)
-                self.registry.emit("created", pooled)
-                return model
-            self.registry.emit("created", sandbox)  # "starting": clients show it while the engine works
-            announced = True
-            await self._start(sandbox)
-            sandbox.close_unread_iopub()
-        except BaseException:
-            if self.registry.pop(sandbox) and announced:
-                sandbox.model.status = "removing"
-                self.registry.emit("removed", sandbox)
-            raise
-        kernel_kind.give_e2b_url(sandbox, self.e2b_prefix)
-        self.registry.save(sandbox)
-        self.registry.emit("status", sandbox)
-        model = sandbox.model
-        self.log.info(
-            "jupyter-sandbox: %s created sandbox %s (%s) on %s", owner, model.id, model.name, self.backend.name
+        return await self.lifecycle.launch(
+            self.lifecycle.new(owner, name, resolved, kernel_id, kind), name, self.pooled.take, self.e2b_prefix
         )
-        return model
-
-    def _new_model(self, owner: str, name: str | None, spec: SandboxSpec) -> SandboxModel:
-        sandbox_id = new_id("sbx_")
-        created = now()
-        return SandboxModel(
-            id=sandbox_id,
-            name=name or sandbox_id,
-            owner=owner,
-            status="starting",
-            backend=self.backend.name,
-            spec=spec,
-            created=created,
-            last_activity=created,
-            isolation=self.backend.isolation,
-        )
-
-    async def _start(self, sandbox: Sandbox) -> None:
-        """Start the container (or process group) and its default context."""
-        model = sandbox.model
-        # a pooled sandbox's owner label is "": its owner comes later
-        marks = labels(self.server_id, model.owner, sandbox=model.id)
-        try:
-            await self.backend.create(model.id, model.spec, marks)
-            context = await self.kernels.start_context(sandbox, ContextModel(id=new_id("ctx_")))
-            sandbox.default_context = context.model.id
-        except BaseException:
-            await self.backend.remove(model.id)
-            raise
-        model.status = "running"
 
     async def _start_unowned(self) -> Sandbox:
         """A started sandbox with the default spec and no owner yet (for the pool)."""
-        sandbox = Sandbox(model=self._new_model("", None, self.resolve_spec(None)))
-        await self._start(sandbox)
+        sandbox = self.lifecycle.new("", None, self.resolve_spec(None))
+        await self.lifecycle.start(sandbox)
         return sandbox
 
     async def remove(self, owner: str, ref: str) -> None:
-        await self._remove(self.registry.get(owner, ref))
-
-    async def _remove(self, sandbox: Sandbox) -> None:
-        sandbox.model.status = "removing"
-        if self.registry.pop(sandbox):  # pooled ones were never announced
-            self.registry.emit("removed", sandbox)
-        self.registry.forget(sandbox.model.id)
-        sandbox.close_contexts()
-        await self.backend.remove(sandbox.model.id)
-        self.log.info("jupyter-sandbox: removed sandbox %s of %s", sandbox.model.id, sandbox.model.owner)
+        await self.lifecycle.remove(self.registry.get(owner, ref))
 
     async def remove_kernel_sandboxes(self, kernel_id: str) -> builtins.list[str]:
         """Remove the sandboxes tied to a notebook kernel that shut down; their ids."""
         tied = [s for s in self.registry.all() if s.model.kernel_id == kernel_id]
-        for sandbox in tied:
-            self.log.info("jupyter-sandbox: kernel %s shut down; removing its sandbox %s", kernel_id, sandbox.model.id)
-            await self._remove(sandbox)
-        return [s.model.id for s in tied]
+        return await self.lifecycle.remove_all(tied, f"kernel {kernel_id} shut down")
 
     async def cull_idle(self) -> builtins.list[str]:
         """Remove sandboxes idle for longer than ``cull_idle_timeout``; their ids."""
-        deadline = now() - self.cull_idle_timeout
-        idle = [
-            s
-            for s in self.registry.all()
-            # a notebook kernel's sandbox lives as long as its kernel: the server's kernel culling decides
-            if not s.is_notebook_kernel
-            and s.model.last_activity < deadline
-            and s.model.status == "running"
-            and not s.busy
-        ]
-        for sandbox in idle:
-            self.log.info(
-                "jupyter-sandbox: culling sandbox %s of %s, idle for %.0f s",
-                sandbox.model.id,
-                sandbox.model.owner,
-                now() - sandbox.model.last_activity,
-            )
-            await self._remove(sandbox)
-        return [s.model.id for s in idle]
+        idle = self.lifecycle.idle_since(now() - self.cull_idle_timeout)
+        return await self.lifecycle.remove_all(idle, "idle")
 
     async def _cull_forever(self) -> None:
         while True:
@@ -332,49 +228,23 @@ class SandboxManager(SpecPolicy):
         if self._reaping is not None:  # bounded by adopt_timeout
             await asyncio.gather(self._reaping, return_exceptions=True)
         await self.pool.close()
-        await asyncio.gather(*(self._remove(s) for s in self.registry.all()), return_exceptions=True)
+        await asyncio.gather(*(self.lifecycle.remove(s) for s in self.registry.all()), return_exceptions=True)
         await self.backend.close()
 
     async def restart(self, owner: str, ref: str) -> SandboxModel:
         """A fresh sandbox with the same id, spec and contexts; state and files reset."""
         sandbox = self.registry.get(owner, ref)
         sandbox.refuse_if_notebook_kernel("restart its kernel")
-        async with sandbox.lock:
-            sandbox.model.status = "restarting"
-            self.registry.emit("status", sandbox)
-            models = [c.model for c in sandbox.contexts.values()]
-            sandbox.close_contexts()
-            sandbox.contexts.clear()
-            await self.backend.restart(sandbox.model.id)
-            for model in models:
-                await self.kernels.start_context(sandbox, model)
-            sandbox.model.status, sandbox.model.status_reason = "running", None
-            sandbox.model.last_activity = now()
-            self.registry.save(sandbox)
-            self.registry.emit("status", sandbox)
+        await self.lifecycle.restart(sandbox)
         return sandbox.model
 
     async def stats(self, owner: str, ref: str) -> dict[str, Any]:
-        sandbox = self.registry.get(owner, ref)
-        try:
-            return await self.backend.stats(sandbox.model.id)
-        except Exception:
-            if sandbox.model.id not in self.registry:  # removed while the engine was asked
-                raise NotFound(f"no sandbox {ref!r}") from None
-            raise
+        return await self.lifecycle.stats(self.registry.get(owner, ref), ref)
 
     async def logs(self, owner: str, ref: str) -> SandboxLogs:
         """The container's and each context's kernel log (the end of each), for the owner."""
         sandbox = self.registry.get(owner, ref)
-        contexts = builtins.list(sandbox.contexts.values())
-        logs = await self.backend.logs(sandbox.model.id, [c.kernel_id for c in contexts])
-        return SandboxLogs(
-            container=logs["container"],
-            contexts=[
-                ContextLog(id=c.model.id, language=c.model.language, kernel_log=logs["kernels"].get(c.kernel_id, ""))
-                for c in contexts
-            ],
-        )
+        return await self.lifecycle.logs(sandbox)
 
     # -- notebook kernels' sandboxes and E2B (core/kernel_kind.py) -----------------------
     def kernel_connection(self, owner: str, ref: str) -> dict[str, Any]:

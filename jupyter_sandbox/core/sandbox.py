@@ -151,6 +151,10 @@ class Sandbox:
                 await kernels.connect_stdin(context)
                 context.stdin = StdinBridge(context.client, context.interrupt)
                 on_event = with_context_id(on_event, context.model.id)
+
+            async def interrupt() -> None:
+                context.interrupt()
+
             try:
                 execution = await run_execute(
                     context.client,
@@ -158,7 +162,7 @@ class Sandbox:
                     on_event=on_event,
                     timeout=timeout,
                     check_dead=lambda: kernels.exit_reason(self, context),
-                    interrupt=lambda: asyncio.sleep(0, context.interrupt()),
+                    interrupt=interrupt,
                     # a kernel deaf to interrupts would wedge the context: it gets a new one
                     unresponsive=lambda: kernels.replace_kernel(self, context),
                     max_output=max_output,
