@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..backends import programs
 from ..models import SandboxSpec
+from .kernel_code import program_code
 from .kernels import KernelPlumbing
 from .pool import Pool
 from .sandbox import Sandbox
@@ -43,7 +43,7 @@ class PooledSandboxes:
         # A fresh kernel's first execution pays for what IPython sets up on first use (the display
         # formatters above all): pay it now, silently (no history, no execution count, no output).
         try:
-            await self.kernels.run_silently(sandbox.context(None), programs.source("warm_up"))
+            await self.kernels.run_silently(sandbox.context(None), program_code("warm_up"))
         except BaseException:
             await self.remove(sandbox)
             raise

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
-from ..backends import programs
 from ..errors import Conflict, InvalidInput, KernelDied, NotFound
 from ..models import ContextModel, Execution, SandboxModel, now
 from ..outputs import OutputPolicy
+from . import kernel_code
 from .collector import Event, EventSink
 from .execute_request import run_execute
 from .stdin import StdinBridge
@@ -146,7 +146,7 @@ class Sandbox:
             if reason:
                 raise KernelDied(f"{reason} (restart the context or the sandbox)")
             if env_vars:
-                await kernels.run_silently(context, swap_env_code(env_vars))
+                await kernels.run_silently(context, kernel_code.swap_env(env_vars))
             if allow_stdin:
                 await kernels.connect_stdin(context)
                 context.stdin = StdinBridge(context.client, context.interrupt)
@@ -186,19 +186,9 @@ class Sandbox:
             finally:
                 context.stdin = None
                 if env_vars and not context.closed and not await kernels.exit_reason(self, context):
-                    await kernels.run_silently(context, restore_env_code())
+                    await kernels.run_silently(context, kernel_code.restore_env())
             self.model.last_activity = now()
         return execution
-
-
-def swap_env_code(env_vars: dict[str, str]) -> str:
-    """Code that sets ``env_vars`` in a kernel and keeps what they replace (programs/env_vars.py)."""
-    return f"{programs.source('env_vars')}\n_jsbx_env = _jsbx_swap_env({env_vars!r})\ndel _jsbx_swap_env\n"
-
-
-def restore_env_code() -> str:
-    """Code that puts back what ``swap_env_code`` replaced, and leaves no name behind."""
-    return f"{programs.source('env_vars')}\n_jsbx_swap_env(_jsbx_env)\ndel _jsbx_swap_env, _jsbx_env\n"
 
 
 def with_context_id(sink: EventSink | None, context_id: str) -> EventSink | None:
