@@ -116,7 +116,7 @@ def sandbox_of(owner: str, name: str, sandbox_id: str) -> Sandbox:
 
 
 def context_of(context_id: str, client: FakeClient | None = None) -> Context:
-    return Context(model=ContextModel(id=context_id), kernel_id="k1", client=client or FakeClient(), hmac_key="s3cret")  # type: ignore[arg-type]
+    return Context(model=ContextModel(id=context_id), kernel_id="k1", client=client or FakeClient(), hmac_key="s3cret")
 
 
 def test_registry_finds_by_id_or_name_for_the_owner_only():
@@ -168,13 +168,13 @@ def test_a_sandbox_finds_drops_and_answers_through_its_contexts():
     second.stdin = StdinBridge(second.client, lambda: None)
     second.stdin.waiting = True
     sandbox.answer_input("ctx_2", "yes", None)
-    assert second.client.inputs == ["yes"]  # type: ignore[attr-defined]
+    assert second.client.inputs == ["yes"]
     with pytest.raises(InvalidInput):
         sandbox.answer_input("ctx_2", "yes", "no")
     sandbox.drop_context(first)
     assert sandbox.default_context == "ctx_2" and [c.id for c in sandbox.model.contexts] == ["ctx_2"]
     sandbox.close_contexts()
-    assert second.closed and second.client.stopped  # type: ignore[attr-defined]
+    assert second.closed and second.client.stopped
 
 
 def test_a_notebook_kernels_sandbox_refuses_what_would_pull_its_kernel_away():
@@ -192,7 +192,7 @@ def test_input_nobody_can_answer_is_said_plainly():
     bridge = StdinBridge(FakeClient(), lambda: None)
     assert input_error("KeyboardInterrupt", frames, bridge) is None, "a real interrupt stays one"
     bridge.refuse("the user closed the prompt")
-    assert input_error("KeyboardInterrupt", frames, bridge)["value"] == "the user closed the prompt"  # type: ignore[index]
+    assert input_error("KeyboardInterrupt", frames, bridge)["value"] == "the user closed the prompt"
     assert input_error("ValueError", frames, bridge) is None
 
 

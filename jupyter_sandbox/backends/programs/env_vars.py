@@ -11,7 +11,7 @@ when done (between the two runs only ``_jsbx_env`` is left). Standard library on
 def _jsbx_swap_env(values):
     """Put ``values`` into os.environ (None: unset the variable); return what they replaced, in
     the same form."""
-    import os
+    import os  # inside: the user's namespace gets no name from this program
 
     replaced = {name: os.environ.get(name) for name in values}
     for name, value in values.items():
