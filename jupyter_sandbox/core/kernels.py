@@ -44,6 +44,8 @@ class KernelPlumbing:
     ) -> Context:
         """A new kernel for the context ``model``, added to the sandbox (and its record)."""
         kernel_id = kernel_id or new_id()[:12]
+        # Only a notebook's own kernel gets ipykernel's debugger (JupyterLab's debugger panel talks to
+        # it); code sent through the API never uses it, and kernels start faster without it.
         info = await self.backend.start_kernel(
             sandbox.model.id, kernel_id, cwd=model.cwd, key=hmac_key, debugger=sandbox.is_notebook_kernel
         )
@@ -156,5 +158,5 @@ async def iopub_connected(client: AsyncKernelClient, timeout: float = 1.0) -> bo
 
 def hmac_key_of(info: dict[str, Any]) -> str:
     """The kernel's message-signing key in its connection info, as text."""
-    key = info.get("key", "")
-    return key.decode() if isinstance(key, bytes) else str(key)
+    value = info.get("key", "")
+    return value.decode() if isinstance(value, bytes) else str(value)

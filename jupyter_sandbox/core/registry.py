@@ -92,7 +92,7 @@ class SandboxRegistry:
                 "model": data,
                 "e2b_secret": sandbox.e2b_secret,
                 "default_context": sandbox.default_context,
-                # "key": the record's name for the kernel's HMAC key (records of earlier versions say so too)
+                # "key": the kernel's HMAC key, under the name records written before carry it
                 "contexts": [
                     {"model": c.model.to_dict(), "kernel_id": c.kernel_id, "key": c.hmac_key}
                     for c in sandbox.contexts.values()

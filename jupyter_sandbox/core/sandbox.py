@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
-from ..errors import Conflict, InvalidInput, KernelDied, NotFound
+from ..errors import Conflict, KernelDied, NotFound
 from ..models import ContextModel, Execution, SandboxModel, now
 from ..outputs import OutputPolicy
 from . import kernel_code
@@ -115,9 +115,8 @@ class Sandbox:
             context.interrupt()
 
     def answer_input(self, context_id: str, value: str | None, error: str | None) -> None:
-        """Answer the input() waiting in a context with ``value``, or fail it with ``error``."""
-        if (value is None) == (error is None):
-            raise InvalidInput("send either value (the answer) or error (why nobody can answer)", field="value")
+        """Answer the input() waiting in a context with ``value``, or fail it with ``error`` (one of
+        the two: SandboxManager.answer_input checks)."""
         bridge = self.context(context_id).stdin
         if bridge is None or not bridge.waiting:
             raise Conflict(f"no input() is waiting for an answer in context {context_id!r}")
