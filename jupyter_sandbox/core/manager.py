@@ -1,15 +1,14 @@
-"""SandboxManager: the facade handlers, the CLI, the client, the kernel provisioner and E2B's routes
-call. It owns the lifecycle of sandboxes (create, restart, remove, cull, shut down) and the traits
-configured as c.SandboxManager.*; the parts it is made of each own one thing:
+"""SandboxManager: the facade that handlers, the CLI, the client, the kernel provisioner and E2B's
+routes call, and the traits configured as c.SandboxManager.*. It checks what callers ask and hands
+the work to the parts, each of which owns one thing (the way jupyter_client splits kernels):
 
-- core/spec_policy.py: limits, images, networks, quotas (SpecPolicy, which this class inherits)
-- core/registry.py: which sandboxes exist and who owns them; events; records
-- core/sandbox.py: one sandbox and its contexts: execute, interrupt, input
-- core/kernels.py: starting, connecting, replacing kernels
-- core/adoption.py: taking sandboxes back after a restart
-- core/pooled.py: the pool of started sandboxes
-- core/kernel_kind.py: notebook kernels' sandboxes and E2B's URLs
-- core/files.py: file transfers
+- spec_policy.py: limits, images, networks, quotas (SpecPolicy: this class inherits its traits)
+- registry.py: which sandboxes exist and who owns them; their events and records
+- lifecycle.py: starting, restarting and removing one sandbox through the backend
+- sandbox.py: one sandbox and its contexts: execute, interrupt, input
+- kernels.py: starting, connecting to and replacing kernels; kernel_code.py: code run in them
+- adoption.py: taking sandboxes back after a restart; pooled.py: started sandboxes kept ready
+- kernel_kind.py: notebook kernels' sandboxes and E2B's URLs; files.py: file transfers
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from traitlets import Bool, Float, Int, Unicode, default
+from traitlets.config import LoggingConfigurable
 
 from ..backends.base import confine
 from ..errors import Conflict, InvalidInput, QuotaExceeded
@@ -49,7 +49,7 @@ from .spec_policy import SpecPolicy
 from .state import SandboxRecords
 
 
-class SandboxManager(SpecPolicy):
+class SandboxManager(LoggingConfigurable, SpecPolicy):
     """Creates sandboxes for owners, runs code in their contexts, removes them."""
 
     server_id = Unicode(

@@ -11,8 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from traitlets import Bool, Float, Instance, Int, List, Unicode, default
-from traitlets.config import LoggingConfigurable
+from traitlets import Bool, Float, HasTraits, Instance, Int, List, Unicode, default
 
 from ..backends.base import SandboxBackend
 from ..errors import InvalidInput, QuotaExceeded
@@ -28,9 +27,10 @@ from ..models import (
 )
 
 
-class SpecPolicy(LoggingConfigurable):
-    """The limits, images and network sandboxes may have (configured as c.SandboxManager.*, which
-    inherits them)."""
+class SpecPolicy(HasTraits):
+    """The limits, images and network sandboxes may have. SandboxManager inherits it after its
+    Configurable base, so these traits are its own: configured, and listed in --help-all, as
+    c.SandboxManager.*."""
 
     backend = Instance(SandboxBackend)  # type: ignore[type-abstract]  # traitlets checks isinstance only
 
