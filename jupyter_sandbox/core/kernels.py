@@ -39,15 +39,13 @@ class KernelPlumbing:
         """Why the context's kernel is gone; None while it runs."""
         return await self.backend.kernel_exit_reason(sandbox.model.id, context.kernel_id)
 
-    async def start_context(
-        self, sandbox: Sandbox, model: ContextModel, kernel_id: str | None = None, hmac_key: bytes | None = None
-    ) -> Context:
-        """A new kernel for the context ``model``, added to the sandbox (and its record)."""
-        kernel_id = kernel_id or new_id()[:12]
+    async def start_context(self, sandbox: Sandbox, model: ContextModel) -> Context:
+        """A new kernel (with a new key) for the context ``model``, added to the sandbox (and its record)."""
+        kernel_id = new_id()[:12]
         # Only a notebook's own kernel gets ipykernel's debugger (JupyterLab's debugger panel talks to
         # it); code sent through the API never uses it, and kernels start faster without it.
         info = await self.backend.start_kernel(
-            sandbox.model.id, kernel_id, cwd=model.cwd, key=hmac_key, debugger=sandbox.is_notebook_kernel
+            sandbox.model.id, kernel_id, cwd=model.cwd, key=None, debugger=sandbox.is_notebook_kernel
         )
         context = Context(
             model=model,
