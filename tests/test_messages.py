@@ -5,7 +5,8 @@ import queue
 
 import pytest
 
-from jupyter_sandbox.core.collector import ExecutionCollector, run_execute
+from jupyter_sandbox.core.collector import ExecutionCollector
+from jupyter_sandbox.core.execute_request import run_execute
 
 MSG = "req-1"
 
@@ -263,7 +264,7 @@ def test_errors_are_bounded_and_what_was_cut_is_counted():
 
 async def test_an_execution_whose_idle_was_lost_ends_after_its_reply_and_some_quiet(monkeypatch):
     # a flooded kernel's PUB socket drops messages, its idle status among them
-    monkeypatch.setattr("jupyter_sandbox.core.collector.IDLE_GRACE", 0.3)
+    monkeypatch.setattr("jupyter_sandbox.core.execute_request.IDLE_GRACE", 0.3)
     client = FakeClient([iopub("stream", {"name": "stdout", "text": "x"})], [reply()])
     events = []
     ex = await asyncio.wait_for(run_execute(client, "x", on_event=events.append, poll=0.05), 10)

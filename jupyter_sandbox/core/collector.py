@@ -2,24 +2,21 @@
 
 ``ExecutionCollector`` is pure: feed it iopub and shell messages (dicts as jupyter_client
 returns them) and it yields wire events (the NDJSON lines of the streaming API) and
-builds the final :class:`~jupyter_sandbox.models.Execution`. ``run_execute`` drives a real
-kernel client with it: sends the request, enforces the timeout by interrupting the
-kernel, and notices a kernel that died instead of waiting forever.
+builds the final :class:`~jupyter_sandbox.models.Execution`. core/execute_request.py's
+``run_execute`` drives a real kernel client with it.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-import queue
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from ..backends.kernel_relay import printable
 from ..models import Execution, Result
 from ..outputs import DEFAULT as DEFAULT_OUTPUTS
 from ..outputs import OutputPolicy
+from .stdin import StdinBridge, input_error
 
 log = logging.getLogger(__name__)
 
@@ -36,48 +33,12 @@ class MalformedMessage(Exception):
 
 
 # what reading or handling a hostile message raises (jupyter_client's Session and our own code)
-_MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
-IDLE_GRACE = 10.0  # seconds of iopub quiet after the reply that end an execution whose idle was lost
+MALFORMED_ERRORS = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 MAX_ERROR_TEXT = 64 * 1024  # characters of an error's value, and of its traceback, kept
 
 
 def error_event(name: str, value: str, traceback: str = "") -> Event:
     return {"type": "error", "name": name, "value": value, "traceback": traceback}
-
-
-NO_STDIN = (
-    "input() or getpass() asked for input, but nobody can answer here: this code was sent without an "
-    "input handler (use Sandbox.run_code(..., on_input=...), or %%sandbox in a notebook)"
-)
-
-
-def _user_frames(traceback: list[str]) -> str:
-    """A traceback without ipykernel's own frames (how it raises is no news to the user)."""
-    return "\n".join(
-        frame for frame in traceback if "/ipykernel/" not in frame and "StdinNotImplementedError" not in frame
-    )
-
-
-class StdinBridge:
-    """One execution's stdin: the kernel's input requests go out as ``input_request`` events,
-    and an answer (``answer``) or a refusal (``refuse``: nobody can answer) comes back."""
-
-    def __init__(self, client, interrupt: Callable[[], Any]):
-        self.client = client
-        self._interrupt = interrupt
-        self.waiting = False
-        self.refusal: str | None = None
-
-    def answer(self, value: str) -> None:
-        self.waiting = False
-        self.client.input(value)
-
-    def refuse(self, why: str) -> None:
-        # The kernel's input() cannot be failed by a reply: interrupting it raises there, and
-        # the collector reports the refusal instead of that KeyboardInterrupt.
-        self.waiting = False
-        self.refusal = why
-        self._interrupt()
 
 
 class ExecutionCollector:
@@ -147,7 +108,7 @@ class ExecutionCollector:
         """Events for one iopub message (none if it belongs to another request)."""
         try:
             return self._handle_iopub(msg)
-        except _MALFORMED as e:
+        except MALFORMED_ERRORS as e:
             raise MalformedMessage(f"{type(e).__name__}: {e}") from None
 
     def _handle_iopub(self, msg: dict[str, Any]) -> list[Event]:
@@ -215,7 +176,7 @@ class ExecutionCollector:
         """Events for the shell ``execute_reply`` (and failures it reports on its own)."""
         try:
             return self._handle_reply(msg)
-        except _MALFORMED as e:
+        except MALFORMED_ERRORS as e:
             raise MalformedMessage(f"{type(e).__name__}: {e}") from None
 
     def _handle_reply(self, msg: dict[str, Any]) -> list[Event]:
@@ -241,10 +202,9 @@ class ExecutionCollector:
         if len(value) > MAX_ERROR_TEXT:
             self.dropped_bytes += len(value) - MAX_ERROR_TEXT
             value = value[:MAX_ERROR_TEXT]
-        if name == "StdinNotImplementedError":  # input() in code sent without allow_stdin
-            return error_event("InputNotAvailable", NO_STDIN, _user_frames(traceback))
-        if name == "KeyboardInterrupt" and self.stdin is not None and self.stdin.refusal:
-            return error_event("InputNotAvailable", self.stdin.refusal, _user_frames(traceback))
+        input_failure = input_error(name, traceback, self.stdin)
+        if input_failure is not None:
+            return input_failure
         text = "\n".join(traceback)
         if len(text) > MAX_ERROR_TEXT:
             self.dropped_bytes += len(text) - MAX_ERROR_TEXT
@@ -259,7 +219,7 @@ class ExecutionCollector:
                 or msg["header"]["msg_type"] != "input_request"
             ):
                 return []
-        except _MALFORMED as e:
+        except MALFORMED_ERRORS as e:
             raise MalformedMessage(f"{type(e).__name__}: {e}") from None
         content = msg.get("content", {})
         if self.stdin is not None:
@@ -274,159 +234,3 @@ class ExecutionCollector:
         if self.execution.error is None:
             self._apply(event)
         return event
-
-
-async def _emit(sink: EventSink | None, events: list[Event]) -> None:
-    if sink is None:
-        return
-    for event in events:
-        outcome = sink(event)
-        if inspect.isawaitable(outcome):
-            await outcome
-
-
-async def _receive(get: Callable[..., Awaitable[dict[str, Any]]], timeout: float) -> dict[str, Any] | None:
-    """The next message on a channel, None after ``timeout``; MalformedMessage if it cannot be read."""
-    try:
-        return await get(timeout=timeout)
-    except queue.Empty:
-        return None
-    except _MALFORMED as e:
-        raise MalformedMessage(f"{type(e).__name__}: {e}") from None
-
-
-async def run_execute(
-    client,
-    code: str,
-    *,
-    on_event: EventSink | None = None,
-    timeout: float | None = None,
-    check_dead: Callable[[], Awaitable[str | None]] | None = None,
-    interrupt: Callable[[], Awaitable[None]] | None = None,
-    unresponsive: Callable[[], Awaitable[None]] | None = None,
-    interrupt_grace: float = 5.0,
-    poll: float = 0.2,
-    max_output: int | None = None,
-    stdin: StdinBridge | None = None,
-    outputs: OutputPolicy = DEFAULT_OUTPUTS,
-) -> Execution:
-    """Execute ``code`` on an ``AsyncKernelClient`` and collect its Execution.
-
-    ``on_event`` receives each wire event as it happens (sync or async callable),
-    ending with ``end_of_execution``. On ``timeout`` the kernel is interrupted through
-    ``interrupt`` and its state is kept; a kernel that ignores the interrupt for
-    ``interrupt_grace`` seconds is handed to ``unresponsive`` (which restarts it).
-    ``max_output`` caps the bytes of output kept and sent. ``check_dead`` is polled during silence and
-    returns why the kernel died (or None while it lives). Without ``stdin``, ``input()`` in
-    the code fails at once (saying nobody can answer); with it, each input request is an
-    ``input_request`` event and the code waits for ``stdin.answer`` (or ``stdin.refuse``).
-    ``outputs`` says what a displayed bundle may keep (outputs.py: nothing that runs in a page).
-    """
-    msg_id = client.execute(code, store_history=True, allow_stdin=stdin is not None, stop_on_error=False)
-    collector = ExecutionCollector(msg_id, max_output, stdin, outputs)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    timed_out_at: float | None = None
-    last_liveness = last_iopub = time.monotonic()
-
-    async def deliver(events: list[Event]) -> None:
-        if timed_out_at is not None:
-            # The KeyboardInterrupt we caused is replaced by a TimeoutError at the end.
-            events = [e for e in events if e["type"] != "error"]
-        await _emit(on_event, events)
-
-    try:
-        while not collector.done:
-            got = False
-            if collector.idle and not collector.replied:
-                # All output is in; only the shell reply is missing: wait on that channel.
-                reply = await _receive(client.get_shell_msg, poll)
-                if reply is not None:
-                    got = True
-                    await deliver(collector.handle_reply(reply))
-            else:
-                msg = await _receive(client.get_iopub_msg, poll)
-                if msg is not None:
-                    got = True
-                    last_iopub = time.monotonic()
-                    await deliver(collector.handle_iopub(msg))
-                elif collector.replied and time.monotonic() - last_iopub > IDLE_GRACE:
-                    # A kernel flooding iopub loses messages (its PUB socket drops them), its
-                    # idle among them: once replied and quiet, the execution is over.
-                    log.info("execution %s: replied, and no idle status after %g s of quiet", msg_id, IDLE_GRACE)
-                    collector.idle = True
-                # An input request waits on the stdin channel while iopub is silent.
-                while stdin is not None:
-                    request = await _receive(client.get_stdin_msg, 0)
-                    if request is None:
-                        break
-                    got = True
-                    # The kernel flushed its output before asking: deliver that first, so a prompt
-                    # follows what was printed before it.
-                    while (msg := await _receive(client.get_iopub_msg, 0)) is not None:
-                        await deliver(collector.handle_iopub(msg))
-                    await deliver(collector.handle_stdin(request))
-                # The reply can come before idle: take it without blocking when it is there.
-                while not collector.replied:
-                    reply = await _receive(client.get_shell_msg, 0)
-                    if reply is None:
-                        break
-                    await deliver(collector.handle_reply(reply))
-            if collector.done:
-                break
-            now = time.monotonic()
-            if deadline is not None and timed_out_at is None and now >= deadline:
-                timed_out_at = now
-                log.info("execution %s timed out after %ss; interrupting the kernel", msg_id, timeout)
-                if interrupt is not None:
-                    await interrupt()
-            if timed_out_at is not None and now - timed_out_at > interrupt_grace:
-                what = "its kernel was restarted (variables are lost)" if unresponsive else "it is still busy"
-                await _emit(
-                    on_event,
-                    [
-                        collector.fail(
-                            "TimeoutError",
-                            f"Execution timed out after {timeout:g} s and the kernel did not respond to the interrupt; {what}",
-                        )
-                    ],
-                )
-                if unresponsive is not None:
-                    await unresponsive()
-                break
-            if check_dead is not None and not got and now - last_liveness >= 0.5:
-                last_liveness = now
-                reason = await check_dead()
-                if reason:
-                    await _emit(on_event, [collector.fail("KernelDied", reason)])
-                    break
-    except MalformedMessage as e:
-        # Code in the sandbox holds the kernel's key and can send anything: this execution ends
-        # here, with a reason, and the context goes on (the kernel's later messages are ignored).
-        log.warning("execution %s: the kernel sent a malformed message: %s", msg_id, printable(str(e), 300))
-        collector.execution.error = None
-        timed_out_at = None
-        await _emit(
-            on_event,
-            [
-                collector.fail(
-                    "MalformedMessage",
-                    f"The kernel sent a message the server cannot read ({printable(str(e), 300)}); this execution "
-                    "was ended. Code in the sandbox may have written to the kernel's sockets.",
-                )
-            ],
-        )
-
-    if timed_out_at is not None and collector.done:
-        # The interrupt shows up as KeyboardInterrupt; say what really happened.
-        collector.execution.error = None
-        await _emit(
-            on_event,
-            [
-                collector.fail(
-                    "TimeoutError",
-                    f"Execution timed out after {timeout:g} s; the kernel was interrupted and its state is kept",
-                )
-            ],
-        )
-    await _emit(on_event, [*collector.truncation_events(), {"type": "end_of_execution"}])
-    return collector.execution

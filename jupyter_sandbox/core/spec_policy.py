@@ -1,0 +1,185 @@
+"""The spec policy: what sandboxes may ask for on this server. The configured defaults and maxima
+of their limits (memory, disk, CPUs, processes, timeout), the images and network they may use,
+and the per-user quotas; ``resolve_spec`` fills and checks a request, ``describe`` tells a form.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from traitlets import Bool, Float, HasTraits, Instance, Int, List, Unicode, default
+
+from ..backends.base import SandboxBackend
+from ..errors import InvalidInput, QuotaExceeded
+from ..models import (
+    ConfigDefaults,
+    ConfigMaximums,
+    SandboxModel,
+    SandboxSpec,
+    ServerConfig,
+    SpecRequest,
+    format_size,
+    parse_size,
+)
+
+
+class SpecPolicy(HasTraits):
+    """The limits, images and network sandboxes may have. SandboxManager inherits it after its
+    Configurable base, so these traits are its own: configured, and listed in --help-all, as
+    c.SandboxManager.*."""
+
+    backend = Instance(SandboxBackend)  # type: ignore[type-abstract]  # traitlets checks isinstance only
+
+    max_sandboxes_per_user = Int(8, help="Sandboxes one user may have at once (429 beyond).").tag(config=True)
+    max_memory_per_user = Unicode(
+        help="Memory and disk all of one user's sandboxes may ask for together (429 beyond). Default: half the "
+        "host's memory."
+    ).tag(config=True)
+    max_contexts_per_sandbox = Int(8, help="Contexts (kernels) per sandbox.").tag(config=True)
+    default_memory = Unicode("1G", help="Memory for sandboxes that ask for none.").tag(config=True)
+    max_memory = Unicode(
+        help="Largest memory a sandbox may ask for. Default: a quarter of the host's memory (at least 1G, at most 16G)."
+    ).tag(config=True)
+    default_cpus = Float(1.0, help="CPUs for sandboxes that ask for none.").tag(config=True)
+    max_cpus = Float(help="Most CPUs a sandbox may ask for. Default: the host's cores.").tag(config=True)
+    default_disk = Unicode(
+        "512M",
+        help="Writable working-directory size for sandboxes that ask for none (on Docker a tmpfs, held "
+        "in memory: the container's memory limit is memory + disk, so a full disk is ENOSPC, not an OOM kill).",
+    ).tag(config=True)
+    max_disk = Unicode(help="Largest working-directory size a sandbox may ask for. Default: half of max_memory.").tag(
+        config=True
+    )
+    default_pids = Int(256, help="Process limit for sandboxes that ask for none.").tag(config=True)
+    max_pids = Int(1024, help="Largest process limit a sandbox may ask for.").tag(config=True)
+    default_timeout = Float(300.0, help="Per-execution timeout (s) when neither sandbox nor call sets one.").tag(
+        config=True
+    )
+    max_timeout = Float(3600.0, help="Longest per-execution timeout (s).").tag(config=True)
+    allow_network = Bool(
+        False,
+        help="Whether sandboxes may ask for network access. Before turning it on, see the README's "
+        "security model: a Docker sandbox with network joins the 'jupyter-sandbox' network, which "
+        "scripts/setup-docker.sh fences off from the host and the cloud metadata address.",
+    ).tag(config=True)
+    allowed_images = List(Unicode(), help="Images sandboxes may use; empty allows only the default image.").tag(
+        config=True
+    )
+    default_runtime = Unicode("", help="Runtime for sandboxes that ask for none ('' = backend default).").tag(
+        config=True
+    )
+
+    # The maxima fit the host they run on unless configured.
+    @default("max_memory")
+    def _max_memory_default(self) -> str:
+        return format_size(min(max(host_memory() // 4, 1024**3), 16 * 1024**3) // 1024**2 * 1024**2)
+
+    @default("max_disk")
+    def _max_disk_default(self) -> str:
+        return format_size(parse_size(self.max_memory, "max_memory") // 2 // 1024**2 * 1024**2)
+
+    @default("max_cpus")
+    def _max_cpus_default(self) -> float:
+        return float(os.cpu_count() or 1)
+
+    @default("max_memory_per_user")
+    def _max_memory_per_user_default(self) -> str:
+        return format_size(host_memory() // 2 // 1024**2 * 1024**2)
+
+    @property
+    def images(self) -> builtins.list[str]:
+        return [self.backend.default_image, *[i for i in self.allowed_images if i != self.backend.default_image]]
+
+    def resolve_spec(self, data: SpecRequest | dict[str, Any] | SandboxSpec | None) -> SandboxSpec:
+        """Fill defaults and enforce the configured maxima (InvalidInput names the field)."""
+        if isinstance(data, SandboxSpec):
+            request = SpecRequest(**data.to_dict())
+        elif isinstance(data, SpecRequest):
+            request = data
+        else:
+            request = SpecRequest.parse(data)
+        # absent and null both mean "the server's default"
+        request = replace(
+            request,
+            memory=self.default_memory if request.memory is None else request.memory,
+            disk=self.default_disk if request.disk is None else request.disk,
+            cpus=self.default_cpus if request.cpus is None else request.cpus,
+            pids=self.default_pids if request.pids is None else request.pids,
+            timeout=self.default_timeout if request.timeout is None else request.timeout,
+            runtime=request.runtime or self.default_runtime or None,
+        )
+        spec = SandboxSpec.from_request(request)
+        checks: builtins.list[tuple[str, float, float, Callable[[Any], str]]] = [
+            ("memory", spec.memory, parse_size(self.max_memory, "max_memory"), format_size),
+            ("disk", spec.disk, parse_size(self.max_disk, "max_disk"), format_size),
+            ("cpus", spec.cpus, self.max_cpus, str),
+            ("pids", spec.pids, self.max_pids, str),
+        ]
+        for name, value, limit, show in checks:
+            if value > limit:
+                raise InvalidInput(f"{name} {show(value)} is above this server's maximum of {show(limit)}", field=name)
+        if spec.timeout is not None and spec.timeout > self.max_timeout:
+            raise InvalidInput(
+                f"timeout {spec.timeout:g}s is above the maximum of {self.max_timeout:g}s", field="timeout"
+            )
+        if spec.network and not self.allow_network:
+            raise InvalidInput("this server does not allow sandboxes with network access", field="network")
+        if spec.image is None:
+            spec.image = self.backend.default_image
+        if spec.image not in self.images:
+            raise InvalidInput(f"image {spec.image!r} is not allowed; allowed: {', '.join(self.images)}", field="image")
+        return spec
+
+    def describe(self, max_upload_size: int) -> ServerConfig:
+        """What a create form needs: this server's defaults, maxima, images and backend (no secrets);
+        ``max_upload_size`` is the server's request limit."""
+        defaults = self.resolve_spec(None)
+        return ServerConfig(
+            backend=self.backend.name,
+            isolation=self.backend.isolation,
+            images=self.images,
+            defaults=ConfigDefaults(
+                image=defaults.image or self.backend.default_image,
+                memory=defaults.memory,
+                cpus=defaults.cpus,
+                disk=defaults.disk,
+                pids=defaults.pids,
+                timeout=defaults.timeout,
+                network=defaults.network,
+            ),
+            maximums=ConfigMaximums(
+                memory=parse_size(self.max_memory, "max_memory"),
+                cpus=self.max_cpus,
+                disk=parse_size(self.max_disk, "max_disk"),
+                pids=self.max_pids,
+                timeout=self.max_timeout,
+                sandboxes_per_user=self.max_sandboxes_per_user,
+                contexts_per_sandbox=self.max_contexts_per_sandbox,
+            ),
+            allow_network=self.allow_network,
+            max_upload_size=max_upload_size,
+        )
+
+    def check_quota(self, mine: builtins.list[SandboxModel], spec: SandboxSpec) -> None:
+        """QuotaExceeded when an owner with sandboxes ``mine`` may not have one more with ``spec``."""
+        if len(mine) >= self.max_sandboxes_per_user:
+            raise QuotaExceeded(
+                f"you have {len(mine)} sandboxes, the most this server allows per user; remove one first"
+            )
+        # a sandbox's disk counts: on Docker it is a tmpfs, held in memory
+        held = sum(m.spec.memory + m.spec.disk for m in mine)
+        asked, allowed = spec.memory + spec.disk, parse_size(self.max_memory_per_user, "max_memory_per_user")
+        if held + asked > allowed:
+            raise QuotaExceeded(
+                f"your sandboxes hold {format_size(held)} of memory and disk; with {format_size(asked)} more you "
+                f"would pass this server's limit of {format_size(allowed)} per user; remove one or ask for less"
+            )
+
+
+def host_memory() -> int:
+    """Bytes of RAM on this host."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
