@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from jupyter_sandbox.core.pool import Pool
+from jupyter_sandbox.core.pool import Pool, demand_cap
 
 
 class Maker:
@@ -72,4 +72,74 @@ async def test_a_take_refills_after_the_delay_and_never_beyond_the_size():
     maker.released.put_nowait(None)  # a second release finds nobody making
     await settle()
     assert pool.ready == [2] and pool.making == 0 and maker.made == 2
+    await pool.close()
+
+
+def test_the_default_cap_scales_with_the_host_and_stays_within_what_one_user_may_hold():
+    gib = 1024**3
+    assert demand_cap(1, cores=2, memory=24 * gib, per_user=8) == 2  # a core each
+    assert demand_cap(1, cores=16, memory=8 * gib, per_user=8) == 2  # 4 GiB each
+    assert demand_cap(1, cores=64, memory=512 * gib, per_user=8) == 8  # what one user may hold
+    assert demand_cap(1, cores=1, memory=2 * gib, per_user=8) == 1  # a small host: never below the minimum
+    assert demand_cap(3, cores=2, memory=24 * gib, per_user=8) == 3
+    assert demand_cap(0, cores=64, memory=512 * gib, per_user=8) == 0  # turned off stays off
+
+
+async def test_a_pool_grows_while_takes_come_faster_than_refills_then_shrinks_when_idle():
+    maker = Maker()
+    pool = Pool(1, maker.make, maker.discard, usable, logging.getLogger("test"), max_size=3, shrink_after=0.3)
+    pool.fill()
+    maker.released.put_nowait(None)
+    await settle()
+    assert await pool.take() == 1 and pool.size == 1  # the pool was full: no sign of demand
+    assert await pool.take() is None and pool.size == 2  # the refill is not ready: it grows
+    assert await pool.take() is None and pool.size == 3
+    assert await pool.take() is None and pool.size == 3  # never beyond max_size
+    for _ in range(3):
+        maker.released.put_nowait(None)
+    await settle()
+    assert pool.ready == [2, 3, 4] and pool.making == 0
+    assert await pool.take() == 2 and pool.size == 3  # full: served, no growth
+    for _ in range(5):
+        maker.released.put_nowait(None)  # more than it may make: it only makes what it keeps
+    await settle()
+    assert pool.ready == [3, 4, 5] and maker.made == 5
+
+    # idle: one item fewer per shrink_after, down to the minimum, the surplus discarded
+    await asyncio.sleep(0.45)
+    assert pool.size == 2 and pool.ready == [3, 4] and maker.discarded == [5]
+    await asyncio.sleep(0.3)
+    assert pool.size == 1 and pool.ready == [3] and maker.discarded == [5, 4]
+    await asyncio.sleep(0.5)
+    assert pool.size == 1 and pool.ready == [3]  # never below the minimum
+    await pool.close()
+    assert maker.discarded == [5, 4, 3]
+
+
+async def test_a_take_resets_the_idle_clock():
+    maker = Maker()
+    pool = Pool(1, maker.make, maker.discard, usable, logging.getLogger("test"), max_size=2, shrink_after=0.4)
+    pool.fill()
+    assert await pool.take() is None and pool.size == 2  # the first fill is not ready: demand
+    for _ in range(2):
+        maker.released.put_nowait(None)
+    await settle()
+    for _ in range(3):  # takes every 0.25 s, each within shrink_after of the last: it keeps 2
+        await asyncio.sleep(0.25)
+        assert await pool.take() is not None and pool.size == 2
+        maker.released.put_nowait(None)
+        await settle()
+    await asyncio.sleep(0.5)
+    assert pool.size == 1
+    await pool.close()
+
+
+async def test_a_pool_without_max_size_keeps_its_size_whatever_the_demand():
+    """The one-shot runner's pool: fixed."""
+    maker = Maker()
+    pool = Pool(2, maker.make, maker.discard, usable, logging.getLogger("test"))
+    pool.fill()
+    for _ in range(4):
+        assert await pool.take() is None
+    assert pool.size == pool.max_size == 2 and pool.making == 2
     await pool.close()
