@@ -49,7 +49,7 @@ from ..models import (
     validate_name,
 )
 from .collector import EventSink, StdinBridge, run_execute
-from .pool import Pool
+from .pool import Pool, demand_cap
 from .state import SandboxRecords
 
 
@@ -166,10 +166,16 @@ class SandboxManager(LoggingConfigurable):
         "line says how much was dropped. Keeps the server's memory flat whatever the code prints.",
     ).tag(config=True)
     pool_size = Int(
-        0,
+        1,
         help="Sandboxes with the default spec kept started, so creating one with the default spec "
         "takes milliseconds instead of a container and kernel start (each waiting one holds its idle "
-        "memory, ~40 MB). 0 = none.",
+        "memory, ~40 MB). More are kept while creates come faster than the pool refills, up to "
+        "pool_max_size, and given back after 5 idle minutes. 0 = none (every create starts cold).",
+    ).tag(config=True)
+    pool_max_size = Int(
+        -1,
+        help="Most sandboxes the pool grows to while creates come fast (-1: one per core and per 4 GiB "
+        "of the host's memory, at most max_sandboxes_per_user; pool_size or less: a fixed pool).",
     ).tag(config=True)
     pool_refill_delay = Float(
         1.0,
@@ -219,6 +225,9 @@ class SandboxManager(LoggingConfigurable):
             self._why_not_usable,
             self.log,
             refill_delay=self.pool_refill_delay,
+            max_size=self.pool_max_size
+            if self.pool_max_size >= 0
+            else demand_cap(self.pool_size, os.cpu_count() or 1, host_memory(), self.max_sandboxes_per_user),
         )
         self._listeners: list[EventListener] = []
 
@@ -674,7 +683,7 @@ class SandboxManager(LoggingConfigurable):
     async def _take_pooled(self, spec: SandboxSpec, kind: str) -> _Sandbox | None:
         """A started sandbox from the pool when ``spec`` is the default one (for code sent through
         the API: a notebook's kernel has its debugger, which pooled kernels have not)."""
-        if not self.pool.ready or kind != "sandbox" or spec != self.resolve_spec(None):
+        if kind != "sandbox" or spec != self.resolve_spec(None):  # a miss counts too: the pool follows demand
             return None
         return await self.pool.take()
 

@@ -74,6 +74,7 @@ class Pool(Generic[T]):
         self._shrink: asyncio.TimerHandle | None = None
         self._discarding: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._started = False  # by the owner's first fill(): until then takes neither refill nor grow it
         self.refill_delay = refill_delay
         self.log, self.what = log, what
 
@@ -87,6 +88,7 @@ class Pool(Generic[T]):
         after ``delay`` seconds when given."""
         if self._closed:
             return
+        self._started = True
         if delay > 0:
             if self._refill is None:
                 self._refill = asyncio.get_running_loop().call_later(delay, self._refill_now)
@@ -128,6 +130,7 @@ class Pool(Generic[T]):
                 self.fill()  # what the waiter took is replaced now: it never sat in the pool
                 return
         self.ready.append(item)
+        self.log.info("jupyter-sandbox: a pooled %s is ready (%d waiting)", self.what, len(self.ready))
 
     def _follow_demand(self) -> None:
         """On a take: grow by one when the pool is short of its size (the last take's replacement
@@ -159,7 +162,10 @@ class Pool(Generic[T]):
 
     async def take(self, wait: bool = False) -> T | None:
         """A usable item, or None when the pool has none (it refills either way). ``wait``: when
-        none is ready but some are being made, wait for the next one rather than return None."""
+        none is ready but some are being made, wait for the next one rather than return None.
+        A pool its owner never filled (a manager embedded in a command) stays empty: None."""
+        if not self._started:
+            return None
         self._follow_demand()
         try:
             while self.ready:
