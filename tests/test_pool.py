@@ -124,6 +124,22 @@ async def test_a_pool_grows_while_takes_come_faster_than_refills_then_shrinks_wh
     assert maker.discarded == [5, 4, 3]
 
 
+async def test_an_item_made_while_the_pool_shrank_is_discarded_not_kept():
+    maker = Maker()
+    pool = Pool(1, maker.make, maker.discard, usable, logging.getLogger("test"), max_size=2, shrink_after=0.3)
+    pool.fill()
+    assert await pool.take() is None and pool.size == 2  # demand: it grows; the refill waits for none
+    maker.released.put_nowait(None)
+    await settle()
+    assert pool.ready == [1] and pool.making == 1  # the second is still being made
+    await asyncio.sleep(0.45)
+    assert pool.size == 1 and pool.ready == [1]
+    maker.released.put_nowait(None)
+    await settle()
+    assert pool.ready == [1] and maker.discarded == [2]  # one more than it keeps now
+    await pool.close()
+
+
 async def test_a_take_resets_the_idle_clock():
     maker = Maker()
     pool = Pool(1, maker.make, maker.discard, usable, logging.getLogger("test"), max_size=2, shrink_after=0.4)

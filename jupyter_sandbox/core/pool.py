@@ -27,8 +27,8 @@ T = TypeVar("T")
 # Seconds without a take after which a pool grown by demand gives back one item (and again after
 # as many more): a burst of creates keeps its warm items for the next few minutes, not for ever.
 SHRINK_AFTER = 300.0
-# Host resources per item a pool may grow to: each waiting sandbox holds ~40 MB, but each start
-# takes about a core for half a second, and several servers may share the host.
+# Host memory per item a pool may grow to (and one item per core): a waiting sandbox holds only
+# ~40 MB, but its start takes about a core for half a second, and several servers share a host.
 MEMORY_PER_ITEM = 4 * 1024**3
 
 
@@ -129,6 +129,9 @@ class Pool(Generic[T]):
                 waiter.set_result(item)
                 self.fill()  # what the waiter took is replaced now: it never sat in the pool
                 return
+        if len(self.ready) >= self.size:  # the pool shrank while this one was being made
+            await self._discard(item)
+            return
         self.ready.append(item)
         self.log.info("jupyter-sandbox: a pooled %s is ready (%d waiting)", self.what, len(self.ready))
 
