@@ -68,7 +68,12 @@ class Server:
     """
 
     def __init__(
-        self, image: str, runtime: str, pool_size: int = 0, max_sandboxes: int = 64, extra: dict | None = None
+        self,
+        image: str,
+        runtime: str,
+        pool_size: int | None = 0,  # None: the server's default pool
+        max_sandboxes: int = 64,
+        extra: dict | None = None,
     ):
         self.image = image
         self.runtime = runtime
@@ -121,7 +126,7 @@ class Server:
                 "extra_labels": {SERVER_LABEL: self.bench_id},
             },
             "SandboxManager": {
-                "pool_size": self.pool_size,
+                **({} if self.pool_size is None else {"pool_size": self.pool_size}),
                 "max_sandboxes_per_user": self.max_sandboxes,
                 "default_runtime": self.runtime,
                 # 50 idle sandboxes ask for 50 x (memory + disk) of limits, beyond the default

@@ -76,7 +76,10 @@ def server_config(**extra: Any) -> dict[str, Any]:
             },
             "SandboxApp": {"backend": "docker"},
             "DockerBackend": {"default_image": IMAGE, "extra_labels": {SESSION_LABEL: SESSION}},
-            "SandboxManager": {"default_memory": "512M"},
+            # No started sandbox waiting (the default keeps one): tests count their server's
+            # containers, and a pool beside every test server costs the 2-core CI a kernel start
+            # each. tests/test_pool.py runs a server on the default.
+            "SandboxManager": {"default_memory": "512M", "pool_size": 0},
         },
         extra,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import os
 import secrets
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -41,11 +42,11 @@ from .collector import EventSink
 from .files import FileTransfers
 from .kernels import KernelPlumbing
 from .lifecycle import SandboxLifecycle
-from .pool import Pool
+from .pool import Pool, demand_cap
 from .pooled import PooledSandboxes
 from .registry import EventListener, SandboxRegistry
 from .sandbox import Sandbox
-from .spec_policy import SpecPolicy
+from .spec_policy import SpecPolicy, host_memory
 from .state import SandboxRecords
 
 
@@ -88,10 +89,16 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         "line says how much was dropped. Keeps the server's memory flat whatever the code prints.",
     ).tag(config=True)
     pool_size = Int(
-        0,
+        1,
         help="Sandboxes with the default spec kept started, so creating one with the default spec "
         "takes milliseconds instead of a container and kernel start (each waiting one holds its idle "
-        "memory, ~40 MB). 0 = none.",
+        "memory, ~40 MB). More are kept while creates come faster than the pool refills, up to "
+        "pool_max_size, and given back after 5 idle minutes. 0 = none (every create starts cold).",
+    ).tag(config=True)
+    pool_max_size = Int(
+        -1,
+        help="Most sandboxes the pool grows to while creates come fast (-1: one per core and per 4 GiB "
+        "of the host's memory, at most max_sandboxes_per_user; pool_size or less: a fixed pool).",
     ).tag(config=True)
     pool_refill_delay = Float(
         1.0,
@@ -122,6 +129,9 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
             lambda: self.resolve_spec(None),
             self.kernels,
             self.log,
+            max_size=self.pool_max_size
+            if self.pool_max_size >= 0
+            else demand_cap(self.pool_size, os.cpu_count() or 1, host_memory(), self.max_sandboxes_per_user),
         )
         self._culler: asyncio.Task[None] | None = None
         self._reaping: asyncio.Future[None] | None = None  # taking back the earlier run's sandboxes

@@ -5,6 +5,11 @@ milliseconds instead of a container and kernel start; the one-shot runner keeps 
 whose supervisor waits for a job. Each item is used once: ``take`` hands it out and the pool
 starts another. Up to ``size`` items are made at once, so a pool refills as fast as the engine
 allows without starting more work than it holds.
+
+A pool may also follow demand: given a ``max_size`` above ``size``, it grows by one each time a
+take comes while the pool is short (takes came faster than it refills), up to ``max_size``, and
+shrinks back by one each ``shrink_after`` seconds without a take, down to ``size`` again.
+``demand_cap`` is the default ``max_size`` for the manager's pool of sandboxes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,23 @@ from ..errors import SandboxError
 
 T = TypeVar("T")
 
+# Seconds without a take after which a pool grown by demand gives back one item (and again after
+# as many more): a burst of creates keeps its warm items for the next few minutes, not for ever.
+SHRINK_AFTER = 300.0
+# Host memory per item a pool may grow to (and one item per core): a waiting sandbox holds only
+# ~40 MB, but its start takes about a core for half a second, and several servers share a host.
+MEMORY_PER_ITEM = 4 * 1024**3
+
+
+def demand_cap(minimum: int, cores: int, memory: int, per_user: int) -> int:
+    """The most items a pool of at least ``minimum`` grows to on a host of ``cores`` and
+    ``memory`` bytes: one per core and per 4 GiB, never more than one user may hold at once
+    (``per_user``, a burst beyond it is refused anyway), and never below ``minimum``. A pool
+    turned off (``minimum`` 0) stays off."""
+    if minimum <= 0:
+        return 0
+    return max(minimum, min(cores, memory // MEMORY_PER_ITEM, per_user))
+
 
 class Pool(Generic[T]):
     """``size`` items made by ``make``; ``take`` checks one with ``why_not_usable`` (None when it
@@ -26,6 +48,7 @@ class Pool(Generic[T]):
 
     ``refill_delay`` seconds pass between a take and the start of the item that replaces it, so
     that the engine's work for the refill does not compete with the first use of what was taken.
+    With ``max_size`` above ``size`` the pool follows demand between the two (see the module).
     """
 
     def __init__(
@@ -37,14 +60,21 @@ class Pool(Generic[T]):
         log: logging.Logger,
         what: str = "sandbox",
         refill_delay: float = 0.0,
+        max_size: int | None = None,
+        shrink_after: float = SHRINK_AFTER,
     ):
-        self.size = size
+        self.size = self.min_size = size  # size: the items kept now; it moves with demand
+        self.max_size = max(size, max_size if max_size is not None else size)
+        self.shrink_after = shrink_after
         self.ready: list[T] = []
         self._make, self._discard, self._why_not_usable = make, discard, why_not_usable
-        self._making: set[asyncio.Task] = set()
-        self._waiters: deque[asyncio.Future] = deque()  # takers waiting for an item being made
+        self._making: set[asyncio.Task[None]] = set()
+        self._waiters: deque[asyncio.Future[T | None]] = deque()  # takers waiting for an item being made
         self._refill: asyncio.TimerHandle | None = None
+        self._shrink: asyncio.TimerHandle | None = None
+        self._discarding: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._started = False  # by the owner's first fill(): until then takes neither refill nor grow it
         self.refill_delay = refill_delay
         self.log, self.what = log, what
 
@@ -58,6 +88,7 @@ class Pool(Generic[T]):
         after ``delay`` seconds when given."""
         if self._closed:
             return
+        self._started = True
         if delay > 0:
             if self._refill is None:
                 self._refill = asyncio.get_running_loop().call_later(delay, self._refill_now)
@@ -98,11 +129,47 @@ class Pool(Generic[T]):
                 waiter.set_result(item)
                 self.fill()  # what the waiter took is replaced now: it never sat in the pool
                 return
+        if len(self.ready) >= self.size:  # the pool shrank while this one was being made
+            await self._discard(item)
+            return
         self.ready.append(item)
+        self.log.info("jupyter-sandbox: a pooled %s is ready (%d waiting)", self.what, len(self.ready))
+
+    def _follow_demand(self) -> None:
+        """On a take: grow by one when the pool is short of its size (the last take's replacement
+        is not ready yet: takes come faster than refills); shrink later if no take follows."""
+        if self.max_size <= self.min_size or self._closed:
+            return
+        if len(self.ready) < self.size and self.size < self.max_size:
+            self.size += 1
+            self.log.info("jupyter-sandbox: creates come faster than the pool refills: it keeps %d now", self.size)
+        if self._shrink is not None:
+            self._shrink.cancel()
+            self._shrink = None
+        if self.size > self.min_size:
+            self._shrink = asyncio.get_running_loop().call_later(self.shrink_after, self._shrink_now)
+
+    def _shrink_now(self) -> None:
+        """No take for ``shrink_after`` seconds: keep one item fewer (down to ``min_size``)."""
+        self._shrink = None
+        if self._closed or self.size <= self.min_size:
+            return
+        self.size -= 1
+        self.log.info("jupyter-sandbox: no create for %.0f s: the pool keeps %d now", self.shrink_after, self.size)
+        while len(self.ready) > self.size:
+            task = asyncio.ensure_future(self._discard(self.ready.pop()))
+            self._discarding.add(task)
+            task.add_done_callback(self._discarding.discard)
+        if self.size > self.min_size:
+            self._shrink = asyncio.get_running_loop().call_later(self.shrink_after, self._shrink_now)
 
     async def take(self, wait: bool = False) -> T | None:
         """A usable item, or None when the pool has none (it refills either way). ``wait``: when
-        none is ready but some are being made, wait for the next one rather than return None."""
+        none is ready but some are being made, wait for the next one rather than return None.
+        A pool its owner never filled (a manager embedded in a command) stays empty: None."""
+        if not self._started:
+            return None
+        self._follow_demand()
         try:
             while self.ready:
                 item = self.ready.pop(0)
@@ -118,21 +185,23 @@ class Pool(Generic[T]):
         self.fill()  # someone waits: no delay
         if not self._making:
             return None
-        waiter = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
             return await waiter
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                self.ready.append(waiter.result())  # handed over just as the taker went away
+            handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
+            if handed is not None:
+                self.ready.append(handed)  # handed over just as the taker went away
             raise
 
     async def close(self) -> None:
         """Stop refilling and discard every waiting item."""
         self._closed = True
-        if self._refill is not None:
-            self._refill.cancel()
-            self._refill = None
+        for timer in (self._refill, self._shrink):
+            if timer is not None:
+                timer.cancel()
+        self._refill = self._shrink = None
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -142,4 +211,4 @@ class Pool(Generic[T]):
             task.cancel()
         await asyncio.gather(*making, return_exceptions=True)  # a half-made item cleans up after itself
         items, self.ready = self.ready, []
-        await asyncio.gather(*(self._discard(i) for i in items), return_exceptions=True)
+        await asyncio.gather(*(self._discard(i) for i in items), *self._discarding, return_exceptions=True)

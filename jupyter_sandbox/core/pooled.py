@@ -27,6 +27,7 @@ class PooledSandboxes:
         default_spec: Callable[[], SandboxSpec],
         kernels: KernelPlumbing,
         log: logging.Logger,
+        max_size: int | None = None,
     ) -> None:
         self.start_unowned, self.remove, self.default_spec, self.kernels = start_unowned, remove, default_spec, kernels
         self.pool: Pool[Sandbox] = Pool(
@@ -36,6 +37,7 @@ class PooledSandboxes:
             self._why_not_usable,
             log,
             refill_delay=refill_delay,
+            max_size=max_size,
         )
 
     async def _make(self) -> Sandbox:
@@ -55,6 +57,6 @@ class PooledSandboxes:
     async def take(self, spec: SandboxSpec, kind: str) -> Sandbox | None:
         """A started sandbox when ``spec`` is the default one (for code sent through the API: a
         notebook's kernel has its debugger, which pooled kernels have not)."""
-        if not self.pool.ready or kind != "sandbox" or spec != self.default_spec():
+        if kind != "sandbox" or spec != self.default_spec():  # a miss counts too: the pool follows demand
             return None
         return await self.pool.take()
