@@ -78,7 +78,7 @@ class EmbeddedManager:
                 backend = make_backend(self.backend_name, log=self.log, **self.backend_options)
                 options: dict[str, Any] = {"log": self.log} if self.log is not None else {}
                 # reap_on_start=False: the earlier run of a script has no records to take back
-                self._manager = SandboxManager(  # type: ignore[no-untyped-call]  # its __init__ is typed by the core split (issue 25)
+                self._manager = SandboxManager(
                     backend=backend, server_id=self.server_id, reap_on_start=False, **options
                 )
                 self.description = f"in-process ({backend.name} backend)"
