@@ -34,7 +34,6 @@ from jupyter_sandbox.backends.kernel_relay import (
     KernelExited,
     KernelRelay,
     KernelRelayError,
-    RelayProtocolError,
     Skipped,
     attach_request,
     encode,
@@ -42,6 +41,7 @@ from jupyter_sandbox.backends.kernel_relay import (
     open_subprocess_launcher,
     start_request,
 )
+from jupyter_sandbox.backends.programs.frames import FrameError
 
 from conftest import IMAGE, require_docker
 
@@ -563,7 +563,7 @@ def test_decoder_reassembles_any_split():
 
 
 def test_decoder_rejects_unknown_kinds_and_skips_what_is_over_its_cap():
-    with pytest.raises(RelayProtocolError, match="kind 9"):
+    with pytest.raises(FrameError, match="kind 9"):
         FrameDecoder(1 << 20).feed(wire([(9, [b"x"])]))
     # the part that would go over the cap is not kept; the message still ends where it ends
     got = FrameDecoder(1000).feed(wire([(SHELL, [b"x" * 600, b"y" * 600, b"z"]), (HB, [b"ping"])]))
@@ -635,9 +635,9 @@ def pump(peers, until, timeout: float = 20) -> list[tuple[int, list[bytes]]]:
     """Drive launcher Peers the way its loop does until ``until(messages)`` holds."""
     import select
 
-    from jupyter_sandbox.backends.programs.launcher import Decoder
+    from jupyter_sandbox.backends.programs.launcher import MAX_MESSAGE
 
-    decoder, messages = Decoder(), []
+    decoder, messages = FrameDecoder(MAX_MESSAGE, skip=False), []
     deadline = time.monotonic() + timeout
     while not until(messages):
         assert time.monotonic() < deadline, f"timed out; got {messages}"

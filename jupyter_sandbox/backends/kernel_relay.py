@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -38,46 +36,49 @@ import re
 import socket
 import ssl
 import stat
-import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import zmq
 
 from ..outputs import DEFAULT as DEFAULT_OUTPUTS
 from ..outputs import OutputPolicy
+from . import programs
+from .programs.frames import (
+    CONTROL,
+    HB,
+    IOPUB,
+    LAUNCHER,
+    OUTPUT_CAP,
+    SHELL,
+    STDIN,
+    FrameDecoder,
+    FrameError,
+    Skipped,
+    cut_message,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 
-SHELL, IOPUB, STDIN, CONTROL, HB, LAUNCHER = 0, 1, 2, 3, 4, 255
 CHANNELS = {SHELL: "shell", IOPUB: "iopub", STDIN: "stdin", CONTROL: "control", HB: "hb"}
 PORTS = {SHELL: 1, IOPUB: 2, STDIN: 3, CONTROL: 4, HB: 5}  # ipc "ports" are path suffixes
+SHIPPED_FRAMES_MODULE = "jsbx_frames"  # the name launcher.py imports programs/frames.py by in a sandbox
 DEFAULT_STATE_DIR = "/tmp/.jsbx"  # in the sandbox: its own tmpfs, made 0700 by the launcher
 KERNEL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")  # the launcher's rule too
 MAX_UNIX_PATH = 107
-MAX_PARTS = 1 << 16
 STDERR_CAP = 64 * 1024  # launcher stderr bytes logged per stream
 LOG_CAP = 64 * 1024  # characters of kernel log accepted from the launcher (it keeps 64 KiB)
 MAX_EVENT_BYTES = 1 << 20  # a launcher event (JSON); the largest real one holds LOG_CAP of log
-DELIMITER = b"<IDS|MSG>"
-DROPPED = "jupyter_sandbox_dropped"  # metadata of a cut-down message: bytes it lost (the collector counts them)
-OUTPUT_CAP = 8 << 20  # a message bigger than this is cut down here too (the launcher's IOPUB_CAP)
 
 NOBLOCK, EVENTS, POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)  # ints: no enum arithmetic
-_HEAD = struct.Struct(">BI")
-_LEN = struct.Struct(">I")
 
 
 class KernelRelayError(Exception):
     """The relay cannot do what was asked (bad arguments, launcher gone, no answer)."""
-
-
-class RelayProtocolError(KernelRelayError):
-    """The stream from the sandbox does not follow the wire format."""
 
 
 class KernelExited(KernelRelayError):
@@ -99,10 +100,24 @@ class KernelExited(KernelRelayError):
 
 
 # -- the launcher program and its requests --------------------------------------------------
+# ``python -I -c`` takes one program: this one registers the frame codec as the module the
+# launcher imports when it is not in the package, then runs the launcher as __main__. Each keeps
+# its own file name in tracebacks.
+_LAUNCHER_BOOTSTRAP = """import sys, types
+frames = types.ModuleType({module!r})
+sys.modules[frames.__name__] = frames
+exec(compile({frames}, "frames.py", "exec"), frames.__dict__)
+del frames
+exec(compile({launcher}, "launcher.py", "exec"), {{"__name__": "__main__"}})
+"""
+
+
 @functools.cache
 def launcher_source() -> str:
-    """The source text of launcher.py (package data), run with ``python -I -c``."""
-    return resources.files(__package__).joinpath("programs", "launcher.py").read_text(encoding="utf-8")
+    """What runs the launcher with ``python -I -c``: programs/frames.py and programs/launcher.py."""
+    return _LAUNCHER_BOOTSTRAP.format(
+        module=SHIPPED_FRAMES_MODULE, frames=repr(programs.source("frames")), launcher=repr(programs.source("launcher"))
+    )
 
 
 def launcher_command(mode: str, python: str = "python") -> list[str]:
@@ -148,149 +163,6 @@ def attach_request(kernel_id: str, key: bytes | str = "", *, state_dir: str = DE
     return {"kernel_id": _check_kernel_id(kernel_id), "state_dir": state_dir, "key": _key_text(key)}
 
 
-# -- wire format ---------------------------------------------------------------------------
-def encode(kind: int, parts: list[bytes], out: list[bytes]) -> None:
-    out.append(_HEAD.pack(kind, len(parts)))
-    for p in parts:
-        out.append(_LEN.pack(len(p)))
-        out.append(p)
-
-
-class Skipped:
-    """A part too big to keep (see FrameDecoder): only its size, and for a message's content
-    whether the message's signature held (computed while its bytes streamed past)."""
-
-    __slots__ = ("size", "valid")
-
-    def __init__(self, size: int):
-        self.size = size
-        self.valid: bool | None = None
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Skipped) and other.size == self.size
-
-    def __repr__(self) -> str:
-        return f"Skipped({self.size})"
-
-
-class FrameDecoder:
-    """Incremental decoder: state is kept across chunks, each byte is looked at once.
-
-    At most ``max_message_bytes`` of one message are held: a part that would go over is not
-    buffered but skipped as its bytes arrive, and stands in the message as a :class:`Skipped`.
-    With the kernel's ``key``, a skipped content part still gets its signature checked.
-    """
-
-    def __init__(self, max_message_bytes: int, key: bytes = b""):
-        self.max_message_bytes = max_message_bytes
-        self._key = key
-        self._buf = bytearray()
-        self._kind: int | None = None
-        self._left = 0
-        self._parts: list[bytes | Skipped] = []
-        self._size = 0
-        self._skip = 0  # bytes of the current (skipped) part still to come
-        self._skipped: Skipped | None = None
-        self._mac: Any = None  # the signature being computed over a skipped content part
-        self.consumed = 0  # bytes taken from the stream so far (skipped ones included)
-        self.skipped = 0  # of which skipped
-
-    def push(self, data: bytes) -> None:
-        """Buffer ``data`` to be parsed by the next ``feed``."""
-        self._buf += data
-
-    @property
-    def partial(self) -> bool:
-        """Whether a message has begun and not ended (or bytes wait to be parsed)."""
-        return bool(self._buf) or self._kind is not None
-
-    def feed(self, data: bytes, limit: int | None = None) -> list[tuple[int, list[Any]]]:
-        """The messages completed by ``data``; with ``limit``, at most that many (the rest of the
-        data stays buffered: call ``feed(b"")`` again)."""
-        buf = self._buf
-        buf += data
-        out: list[tuple[int, list[Any]]] = []
-        with memoryview(buf) as view:  # slices of a view: each part is copied once
-            pos = self._parse(view, out, limit)
-        del buf[:pos]  # bytearray drops a prefix in O(1) amortized
-        self.consumed += pos
-        return out
-
-    def _parse(self, buf: memoryview, out: list, limit: int | None) -> int:
-        """Take whole parts from buf; returns how many bytes were consumed."""
-        pos, end = 0, len(buf)
-        while True:
-            if self._skip:
-                take = min(self._skip, end - pos)
-                if self._mac is not None:
-                    self._mac.update(buf[pos : pos + take])
-                pos += take
-                self.skipped += take
-                self._skip -= take
-                if self._skip:
-                    return pos
-                self._end_skip()
-            elif self._kind is None:
-                if limit is not None and len(out) >= limit:
-                    return pos
-                if end - pos < 5:
-                    return pos
-                kind, count = _HEAD.unpack_from(buf, pos)
-                pos += 5
-                if kind > HB and kind != LAUNCHER:
-                    raise RelayProtocolError(f"unknown message kind {kind}")
-                if count > MAX_PARTS:
-                    raise RelayProtocolError(f"message with {count} parts")
-                self._kind, self._left, self._parts, self._size = kind, count, [], 0
-            elif self._left:
-                if end - pos < 4:
-                    return pos
-                (n,) = _LEN.unpack_from(buf, pos)
-                if self._size + n > self.max_message_bytes:
-                    pos += 4
-                    self._start_skip(n)
-                    continue
-                if end - pos < 4 + n:
-                    return pos
-                self._parts.append(bytes(buf[pos + 4 : pos + 4 + n]))
-                pos += 4 + n
-                self._size += n
-                self._left -= 1
-            if self._kind is not None and not self._left and not self._skip:
-                out.append((self._kind, self._parts))
-                self._kind = None
-
-    def _start_skip(self, n: int) -> None:
-        self._skipped = Skipped(n)
-        self._skip = n
-        parts = self._parts
-        try:
-            d = parts.index(DELIMITER)
-        except ValueError:
-            d = -1
-        # content (the 4th signed frame) after a whole header, parent and metadata: its
-        # signature can still be checked as its bytes go by
-        if self._key and d >= 0 and len(parts) == d + 5 and all(isinstance(p, bytes) for p in parts[d + 1 :]):
-            self._mac = hmac.new(self._key, digestmod=hashlib.sha256)
-            for p in parts[d + 2 :]:
-                self._mac.update(p)
-        if not n:
-            self._end_skip()
-
-    def _end_skip(self) -> None:
-        skipped = self._skipped
-        assert skipped is not None
-        if self._mac is not None:
-            signature = self._parts[-4]
-            skipped.valid = isinstance(signature, bytes) and hmac.compare_digest(
-                self._mac.hexdigest().encode(), signature
-            )
-            self._mac = None
-        self._parts.append(skipped)
-        self._skipped = None
-        self._left -= 1
-
-
 # -- what the sandbox sends, made safe for the host -------------------------------------------
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -321,89 +193,6 @@ class LogBudget:
             log.log(level, f"%s: {msg}", self.name, *(printable(a) if isinstance(a, str) else a for a in args))
         else:
             self._held += 1
-
-
-def _json(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
-
-
-def _cut_content(msg_type: str, content: Any, size: int, iopub: bool) -> tuple[dict[str, Any] | None, int]:
-    """A message's content cut down (or made up, when it was skipped), and how many bytes that dropped."""
-    content = content if isinstance(content, dict) else {}
-    if msg_type == "stream":
-        text = content.get("text")
-        keep = OUTPUT_CAP // 8  # characters: JSON may spend up to 6 bytes on one
-        if isinstance(text, str) and text:
-            return {"name": content.get("name"), "text": text[:keep]}, max(len(text) - keep, 0)
-        note = f"[jupyter-sandbox: {size} bytes of output were dropped on the server]\n"
-        return {"name": "stderr", "text": note}, size
-    if msg_type in ("display_data", "execute_result", "update_display_data"):
-        note = f"[jupyter-sandbox: an output of {size} bytes was dropped on the server]"
-        cut = {k: content[k] for k in ("transient", "execution_count") if k in content}
-        return {**cut, "data": {"text/plain": note}, "metadata": {}}, size
-    if msg_type == "error" or "ename" in content or msg_type == "execute_reply":
-        traceback = content.get("traceback")
-        traceback = traceback[:200] if isinstance(traceback, list) else []
-        evalue = content.get("evalue")
-        cut = {
-            "status": "error",
-            "ename": str(content.get("ename") or "OutputTooLarge")[:200],
-            "evalue": str(evalue)[:4096]
-            if evalue is not None
-            else f"the kernel's {msg_type} message of {size} bytes was too large for the server",
-            "traceback": [str(line)[:4096] for line in traceback],
-        }
-        if msg_type == "execute_reply":
-            cut["execution_count"] = content.get("execution_count")
-            if content.get("status") == "ok":
-                cut = {"status": "ok", "execution_count": cut["execution_count"], "user_expressions": {}, "payload": []}
-        return cut, size
-    if iopub:
-        return None, size  # status, comm messages...: better lost than held
-    note = f"the kernel's {msg_type} message of {size} bytes was too large for the server"
-    return {"status": "error", "ename": "MessageTooLarge", "evalue": note, "traceback": []}, size
-
-
-def cut_message(parts: list[Any], key: bytes, iopub: bool) -> list[bytes] | None:
-    """A message over OUTPUT_CAP (or with Skipped parts) cut down like the launcher does in the
-    sandbox, and signed again; None to drop it. A message whose signature does not hold keeps
-    a bad signature, so that the client still rejects it."""
-    try:
-        d = parts.index(DELIMITER)
-    except ValueError:
-        return None
-    signature, *signed = parts[d + 1 : d + 6]
-    if len(signed) != 4 or not all(isinstance(p, bytes) for p in [*parts[:d], signature, *signed[:3]]):
-        return None
-    header_b, parent_b, metadata_b, content_b = signed
-    size = content_b.size if isinstance(content_b, Skipped) else len(content_b)
-    if isinstance(content_b, Skipped):
-        valid = content_b.valid if key else True
-        content = None
-    else:
-        mac = hmac.new(key, digestmod=hashlib.sha256)
-        for p in signed:
-            mac.update(p)
-        valid = hmac.compare_digest(mac.hexdigest().encode(), signature) if key else True
-        content = _json(content_b) if valid else None
-    if not valid:
-        return [*parts[: d + 5], b"{}"]
-    header = _json(header_b)
-    msg_type = header.get("msg_type") if isinstance(header, dict) else None
-    if not isinstance(msg_type, str):
-        return None
-    cut, dropped = _cut_content(msg_type, content, size, iopub)
-    if cut is None:
-        return None
-    metadata = _json(metadata_b) if dropped == 0 else {DROPPED: dropped}
-    frames = [header_b, parent_b, json.dumps(metadata).encode(), json.dumps(cut).encode()]
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    for p in frames:
-        mac.update(p)
-    return [*parts[:d], DELIMITER, mac.hexdigest().encode() if key else b"", *frames]
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -686,7 +475,7 @@ class KernelRelay:
         decoder = self._decoder
         try:
             messages = decoder.feed(b"", limit=self.PER_TURN)
-        except RelayProtocolError as e:
+        except FrameError as e:
             self._protocol_error(e)
             return
         # a skipped byte is neither copied nor parsed: it costs the budget a sixteenth
@@ -746,26 +535,14 @@ class KernelRelay:
                     self._tokens[2] -= 1
                     self._on_event(parts)
                 elif parts:
-                    if any(type(p) is Skipped for p in parts) or sum(len(p) for p in parts) > OUTPUT_CAP:
-                        size = sum(p.size if type(p) is Skipped else len(p) for p in parts)
-                        cut = cut_message(parts, key, kind == IOPUB)
-                        self._log(
-                            logging.WARNING,
-                            "%s message of %d bytes %s",
-                            CHANNELS[kind],
-                            size,
-                            "cut down" if cut else "dropped",
-                        )
-                        if cut is None:
-                            continue
-                        parts = cut
-                    if kind != HB:
-                        parts = self._outputs.frames(parts)  # what the sandbox shows, made inert
-                        if not parts:
-                            continue
-                    # ROUTER and XPUB never block: a message to a gone client is dropped
-                    sockets[kind].send_multipart(parts, NOBLOCK, copy=False)
-                    sent |= 1 << kind
+                    for frames in self._fitted(kind, parts, key):
+                        if kind != HB:
+                            frames = self._outputs.frames(frames)  # what the sandbox shows, made inert
+                            if not frames:
+                                continue
+                        # ROUTER and XPUB never block: a message to a gone client is dropped
+                        sockets[kind].send_multipart(frames, NOBLOCK, copy=False)
+                        sent |= 1 << kind
         except zmq.ZMQError as e:
             if not self._closed:
                 log.error("kernel %s: relaying to a host socket failed: %s", self.kernel_id, e)
@@ -774,13 +551,24 @@ class KernelRelay:
                 # a send may have taken the edge of ZMQ_FD that announced incoming messages
                 self._drain(kind)
 
-    def _protocol_error(self, e: RelayProtocolError) -> None:
+    def _fitted(self, kind: int, parts: list[Any], key: bytes) -> list[list[bytes]]:
+        """The message as it goes on: over OUTPUT_CAP (or with Skipped parts), made to fit here
+        too, the sandbox being untrusted (a stream in pieces, others cut down or dropped)."""
+        if not any(type(p) is Skipped for p in parts) and sum(len(p) for p in parts) <= OUTPUT_CAP:
+            return [parts]
+        size = sum(p.size if type(p) is Skipped else len(p) for p in parts)
+        fitted = cut_message(parts, key, kind == IOPUB)
+        outcome = f"split in {len(fitted)}" if len(fitted) > 1 else "cut down" if fitted else "dropped"
+        self._log(logging.WARNING, "%s message of %d bytes %s", CHANNELS[kind], size, outcome)
+        return fitted
+
+    def _protocol_error(self, e: FrameError) -> None:
         if self._got_message:
             error = f"the sandbox broke the relay protocol: {e}"
         else:
             # nothing valid yet: most likely the engine saying why the launcher did not
             # start (e.g. "OCI runtime exec failed: ... executable file not found")
-            text = bytes(self._decoder._buf[:300]).decode("utf-8", "replace").strip()
+            text = self._decoder.buffered.decode("utf-8", "replace").strip()
             error = f"the launcher did not start; the sandbox said: {text!r}"
         self._log(logging.ERROR, "closing its stream: %s", error)
         self._stream_ended("stream closed", error)
@@ -917,14 +705,8 @@ class KernelRelay:
         self._tasks.append(asyncio.ensure_future(resume()))
 
     def _queue(self, kind: int, parts: list[bytes]) -> None:
-        out = self._out
-        out.append(_HEAD.pack(kind, len(parts)))
-        size = self._out_size
-        for p in parts:
-            out.append(_LEN.pack(len(p)))
-            out.append(p)
-            size += len(p)
-        self._out_size = size
+        encode(kind, parts, self._out)
+        self._out_size += sum(len(p) for p in parts)
 
     def _flush(self) -> None:
         if not self._out:
