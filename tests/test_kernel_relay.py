@@ -24,24 +24,26 @@ import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from jupyter_sandbox.backends.kernel_relay import (
-    HB,
-    IOPUB,
-    LAUNCHER,
-    SHELL,
     DockerExecReader,
     ExecStream,
-    FrameDecoder,
     KernelExited,
     KernelRelay,
     KernelRelayError,
-    Skipped,
     attach_request,
-    encode,
     open_docker_exec,
     open_subprocess_launcher,
     start_request,
 )
-from jupyter_sandbox.backends.programs.frames import FrameError
+from jupyter_sandbox.backends.programs.frames import (
+    HB,
+    IOPUB,
+    LAUNCHER,
+    SHELL,
+    FrameDecoder,
+    FrameError,
+    Skipped,
+    encode,
+)
 
 from conftest import IMAGE, require_docker
 
