@@ -37,7 +37,6 @@ import socket
 import ssl
 import stat
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +46,8 @@ import zmq
 from ..outputs import DEFAULT as DEFAULT_OUTPUTS
 from ..outputs import OutputPolicy
 from . import programs
+from .launcher_events import LauncherEvents
+from .link_budget import LinkBudget
 from .programs.frames import (
     CONTROL,
     HB,
@@ -61,6 +62,7 @@ from .programs.frames import (
     cut_message,
     encode,
 )
+from .sandbox_text import LogBudget, printable
 
 log = logging.getLogger(__name__)
 
@@ -163,40 +165,12 @@ def attach_request(kernel_id: str, key: bytes | str = "", *, state_dir: str = DE
     return {"kernel_id": _check_kernel_id(kernel_id), "state_dir": state_dir, "key": _key_text(key)}
 
 
-# -- what the sandbox sends, made safe for the host -------------------------------------------
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def printable(text: str, limit: int = 500) -> str:
-    """Sandbox text for one log line: control characters and line breaks escaped, length capped."""
-    text = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:limit])
-    return text
-
-
-class LogBudget:
-    """At most ``lines`` log lines per ``period`` seconds about one sandbox stream; the rest are
-    counted and said in one line (a sandbox must not be able to fill the server's log)."""
-
-    def __init__(self, name: str, lines: int = 20, period: float = 60.0):
-        self.name, self.lines, self.period = name, lines, period
-        self._start = -period
-        self._count = self._held = 0
-
-    def __call__(self, level: int, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._start >= self.period:
-            if self._held:
-                log.warning("%s: %d more log lines about its sandbox were held back", self.name, self._held)
-            self._start, self._count, self._held = now, 0, 0
-        if self._count < self.lines:
-            self._count += 1
-            log.log(level, f"%s: {msg}", self.name, *(printable(a) if isinstance(a, str) else a for a in args))
-        else:
-            self._held += 1
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _check_request(request: dict[str, Any], kernel_id: str, key: str) -> None:
+    if request.get("kernel_id") != kernel_id:
+        raise ValueError("the request is for another kernel id")
+    connection = request.get("connection")
+    if connection is not None and _key_text(connection.get("key", "")) != key:
+        raise ValueError("the request's key is not this relay's key")
 
 
 def _check_private_dir(path: str) -> None:
@@ -212,6 +186,55 @@ def _check_private_dir(path: str) -> None:
             f"socket directory {path} must be owned by this server's user and have mode 0700 "
             f"(it is uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o})"
         )
+
+
+def bind_kernel_sockets(
+    context: zmq.Context[zmq.Socket[bytes]], ip: str, sockets: dict[int, zmq.Socket[bytes]], bound: dict[str, int]
+) -> None:
+    """Bind the five sockets a kernel binds at ``{ip}-{port}`` into ``sockets``, noting each
+    socket file's inode in ``bound``; on failure, close what was bound and raise KernelRelayError."""
+    types = {SHELL: zmq.ROUTER, IOPUB: zmq.XPUB, STDIN: zmq.ROUTER, CONTROL: zmq.ROUTER, HB: zmq.ROUTER}
+    try:
+        for kind, socktype in types.items():
+            sock = zmq.Socket(context, socktype)  # plain, even from an asyncio context
+            sock.linger = 0
+            if socktype == zmq.XPUB:
+                # pass every (un)subscription on, so the kernel sees each client's
+                # subscription and a second client still gets its iopub_welcome
+                sock.setsockopt(zmq.XPUB_VERBOSER, 1)
+            sockets[kind] = sock
+            path = f"{ip}-{PORTS[kind]}"
+            sock.bind(f"ipc://{path}")
+            bound[path] = os.lstat(path).st_ino
+    except zmq.ZMQError as e:
+        close_kernel_sockets(sockets, bound)
+        raise KernelRelayError(f"cannot bind the kernel sockets in {os.path.dirname(ip)}: {e}") from e
+
+
+def close_kernel_sockets(sockets: dict[int, zmq.Socket[bytes]], bound: dict[str, int]) -> None:
+    for sock in sockets.values():
+        sock.close(linger=0)
+    sockets.clear()
+    # libzmq leaves bound ipc files behind; remove ours, not a successor's at the same path
+    for path, inode in bound.items():
+        try:
+            if os.lstat(path).st_ino == inode:
+                os.unlink(path)
+        except OSError:
+            pass
+    bound.clear()
+
+
+def fitted_on_host(kind: int, parts: list[Any], key: bytes, log: LogBudget) -> list[list[bytes]]:
+    """A message from the sandbox as it goes on: over OUTPUT_CAP (or with Skipped parts), made to
+    fit here too, the sandbox being untrusted (a stream in pieces, others cut down or dropped)."""
+    if not any(type(p) is Skipped for p in parts) and sum(len(p) for p in parts) <= OUTPUT_CAP:
+        return [parts]
+    size = sum(p.size if type(p) is Skipped else len(p) for p in parts)
+    fitted = cut_message(parts, key, kind == IOPUB)
+    outcome = f"split in {len(fitted)}" if len(fitted) > 1 else "cut down" if fitted else "dropped"
+    log(logging.WARNING, "%s message of %d bytes %s", CHANNELS[kind], size, outcome)
+    return fitted
 
 
 # -- the relay -----------------------------------------------------------------------------
@@ -234,7 +257,7 @@ class KernelRelay:
         kernel_id: str,
         key: bytes | str,
         *,
-        context: zmq.Context | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
         max_message_bytes: int = 10 << 20,
         write_buffer_limit: int = 4 << 20,
         liveness_timeout: float = 30.0,
@@ -257,22 +280,16 @@ class KernelRelay:
         self._context = context or zmq.Context.instance()
         self._decoder = FrameDecoder(max_message_bytes, self.key.encode())
         self._outputs = outputs.cleaner(self.key)  # what the sandbox shows, made inert (outputs.py)
-        # What the sandbox may cost per second (token buckets; a burst of 4 s): over it, the
-        # stream is not read until the budget is back, so a flood waits in the sandbox.
-        self._rates = (float(bytes_per_second), float(messages_per_second), float(events_per_second))
-        self._tokens = [4 * rate for rate in self._rates]
-        self._refilled = 0.0
-        self._charged = 0  # bytes of the stream charged to the budget
+        # What the sandbox may cost per second: over it, the stream is not read until the
+        # budget is back, so a flood waits in the sandbox.
+        self._budget = LinkBudget(bytes_per_second, messages_per_second, events_per_second)
         self._pump_handle: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._throttled = False  # not reading the stream: over budget, or parsing in turns
-        self._throttled_since = 0.0
-        self._throttled_total = 0.0  # seconds spent not reading, for the timeouts
         self._flowing = asyncio.Event()
         self._flowing.set()
         # a message begun and not ended: bounded in memory by the decoder, in time by this
         self.partial_timeout = partial_timeout
         self._partial_since: tuple[float, float] | None = None
-        self._log = LogBudget(f"kernel {kernel_id}")
+        self._log = LogBudget(f"kernel {kernel_id}", log)
         self._write_buffer_limit = write_buffer_limit
         # An engine may keep an exec stream open after the sandbox died (seen with runsc):
         # a stream quiet for this long is pinged, and silent for this long is dead.
@@ -280,31 +297,32 @@ class KernelRelay:
         self._last_rx = 0.0
         self._liveness: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
-        self._sockets: dict[int, zmq.Socket] = {}
+        self._sockets: dict[int, zmq.Socket[bytes]] = {}
         self._fds: list[int] = []
         self._paused = False  # the stream's write buffer is full: ZMQ queues hold the rest
         self._bound: dict[str, int] = {}  # socket file -> inode
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._out: list[bytes] = []
         self._out_size = 0
-        self._log_waiters: list[asyncio.Future] = []
         self._closed = False
         self._stream_open = False
         self._got_message = False
-        self.ready: asyncio.Future = self._loop.create_future()
-        self.exited: asyncio.Future = self._loop.create_future()
-        self.pid: int | None = None
+        self._events = LauncherEvents(self._loop, self._log)
+        self.ready = self._events.ready  # the launcher's started/attached (or exited, or closed) event
+        self.exited = self._events.exited
+
+    @property
+    def pid(self) -> int | None:
+        """The kernel's pid in the sandbox, as the launcher reported it."""
+        return self._events.pid
 
     @property
     def connection_info(self) -> dict[str, Any]:
+        ports = {f"{CHANNELS[kind]}_port": port for kind, port in PORTS.items()}
         return {
             "transport": "ipc",
             "ip": self.ip,
-            "shell_port": PORTS[SHELL],
-            "iopub_port": PORTS[IOPUB],
-            "stdin_port": PORTS[STDIN],
-            "control_port": PORTS[CONTROL],
-            "hb_port": PORTS[HB],
+            **ports,
             "key": self.key,
             "signature_scheme": "hmac-sha256",
             "kernel_name": "",
@@ -318,28 +336,9 @@ class KernelRelay:
         if self._tasks or self._closed:
             raise KernelRelayError("this relay was already started")
         if request is not None:
-            if request.get("kernel_id") != self.kernel_id:
-                raise ValueError("the request is for another kernel id")
-            connection = request.get("connection")
-            if connection is not None and _key_text(connection.get("key", "")) != self.key:
-                raise ValueError("the request's key is not this relay's key")
+            _check_request(request, self.kernel_id, self.key)
         _check_private_dir(self.socket_dir)
-        types = {SHELL: zmq.ROUTER, IOPUB: zmq.XPUB, STDIN: zmq.ROUTER, CONTROL: zmq.ROUTER, HB: zmq.ROUTER}
-        try:
-            for kind, socktype in types.items():
-                sock = zmq.Socket(self._context, socktype)  # plain, even from an asyncio context
-                sock.linger = 0
-                if socktype == zmq.XPUB:
-                    # pass every (un)subscription on, so the kernel sees each client's
-                    # subscription and a second client still gets its iopub_welcome
-                    sock.setsockopt(zmq.XPUB_VERBOSER, 1)
-                self._sockets[kind] = sock
-                path = f"{self.ip}-{PORTS[kind]}"
-                sock.bind(f"ipc://{path}")
-                self._bound[path] = os.lstat(path).st_ino
-        except zmq.ZMQError as e:
-            self._close_sockets()
-            raise KernelRelayError(f"cannot bind the kernel sockets in {self.socket_dir}: {e}") from e
+        bind_kernel_sockets(self._context, self.ip, self._sockets, self._bound)
         self._stream_open = True
         self._last_rx = self._loop.time()
         self._liveness = self._loop.call_later(self.liveness_timeout / 3, self._check_liveness)
@@ -386,16 +385,14 @@ class KernelRelay:
         """The tail (<= 64 KiB) of the kernel's stdout+stderr; after the end, the tail sent with the exit."""
         if not self._stream_open:
             return self.exited.result()["log"] if self.exited.done() else ""
-        waiter = self._loop.create_future()
-        self._log_waiters.append(waiter)
+        waiter = self._events.log_waiter()
         self._op("log")
         try:
             return await asyncio.wait_for(waiter, timeout)
         except asyncio.TimeoutError:
             raise KernelRelayError(f"the launcher did not answer with the log within {timeout} s") from None
         finally:
-            if waiter in self._log_waiters:
-                self._log_waiters.remove(waiter)
+            self._events.forget(waiter)
 
     async def close(self) -> None:
         """Stop relaying and close the sockets and the stream. The kernel is left running:
@@ -419,17 +416,7 @@ class KernelRelay:
         for fd in self._fds:
             self._loop.remove_reader(fd)
         self._fds.clear()
-        for sock in self._sockets.values():
-            sock.close(linger=0)
-        self._sockets.clear()
-        # libzmq leaves bound ipc files behind; remove ours, not a successor's at the same path
-        for path, inode in self._bound.items():
-            try:
-                if os.lstat(path).st_ino == inode:
-                    os.unlink(path)
-            except OSError:
-                pass
-        self._bound.clear()
+        close_kernel_sockets(self._sockets, self._bound)
 
     # -- sandbox -> host -----------------------------------------------------------------
     async def _from_stream(self) -> None:
@@ -467,30 +454,22 @@ class KernelRelay:
         if not self._stream_open:
             return
         now = self._loop.time()
-        tokens, rates = self._tokens, self._rates
-        if self._refilled:
-            for i, rate in enumerate(rates):
-                tokens[i] = min(4 * rate, tokens[i] + (now - self._refilled) * rate)
-        self._refilled = now
+        self._budget.refill(now)
         decoder = self._decoder
         try:
             messages = decoder.feed(b"", limit=self.PER_TURN)
         except FrameError as e:
             self._protocol_error(e)
             return
-        # a skipped byte is neither copied nor parsed: it costs the budget a sixteenth
-        charged = decoder.consumed - decoder.skipped + decoder.skipped // 16
-        tokens[0] -= charged - self._charged
-        self._charged = charged
-        tokens[1] -= len(messages)
+        self._budget.charge(decoder.consumed, decoder.skipped, len(messages))
         self._relay(messages)
         if not decoder.partial:
             self._partial_since = None
         elif messages or self._partial_since is None:
-            self._partial_since = (now, self._throttled_for())
+            self._partial_since = (now, self._budget.throttled_for(now))
         if not self._stream_open:
             return
-        wait = max((-tokens[i] / rate if rate > 0 else 0.0) for i, rate in enumerate(rates))
+        wait = self._budget.wait()
         if wait > 0 or len(messages) == self.PER_TURN:
             self._throttle(True)
             if wait > 0:
@@ -500,20 +479,14 @@ class KernelRelay:
         else:
             self._throttle(False)
 
-    def _throttled_for(self) -> float:
-        return self._throttled_total + (self._loop.time() - self._throttled_since if self._throttled else 0.0)
-
     def _throttle(self, on: bool) -> None:
         """Stop or resume reading the stream (the sandbox's writes then wait in its pipe)."""
-        if on == self._throttled:
-            return
         now = self._loop.time()
-        self._throttled = on
+        if not self._budget.set_throttled(on, now):
+            return
         if on:
-            self._throttled_since = now
             self._flowing.clear()
         else:
-            self._throttled_total += now - self._throttled_since
             self._last_rx = now
             self._flowing.set()
         transport = getattr(self._reader, "_transport", None)  # asyncio's StreamReader keeps it there
@@ -532,10 +505,10 @@ class KernelRelay:
         try:
             for kind, parts in messages:
                 if kind == LAUNCHER:
-                    self._tokens[2] -= 1
-                    self._on_event(parts)
+                    self._budget.charge_event()
+                    self._events.on_event(parts)
                 elif parts:
-                    for frames in self._fitted(kind, parts, key):
+                    for frames in fitted_on_host(kind, parts, key, self._log):
                         if kind != HB:
                             frames = self._outputs.frames(frames)  # what the sandbox shows, made inert
                             if not frames:
@@ -551,17 +524,6 @@ class KernelRelay:
                 # a send may have taken the edge of ZMQ_FD that announced incoming messages
                 self._drain(kind)
 
-    def _fitted(self, kind: int, parts: list[Any], key: bytes) -> list[list[bytes]]:
-        """The message as it goes on: over OUTPUT_CAP (or with Skipped parts), made to fit here
-        too, the sandbox being untrusted (a stream in pieces, others cut down or dropped)."""
-        if not any(type(p) is Skipped for p in parts) and sum(len(p) for p in parts) <= OUTPUT_CAP:
-            return [parts]
-        size = sum(p.size if type(p) is Skipped else len(p) for p in parts)
-        fitted = cut_message(parts, key, kind == IOPUB)
-        outcome = f"split in {len(fitted)}" if len(fitted) > 1 else "cut down" if fitted else "dropped"
-        self._log(logging.WARNING, "%s message of %d bytes %s", CHANNELS[kind], size, outcome)
-        return fitted
-
     def _protocol_error(self, e: FrameError) -> None:
         if self._got_message:
             error = f"the sandbox broke the relay protocol: {e}"
@@ -574,58 +536,20 @@ class KernelRelay:
         self._stream_ended("stream closed", error)
         self._writer.close()  # whatever it still sends is ignored
 
-    def _on_event(self, parts: list[bytes]) -> None:
-        # the largest real event carries a 64 KiB log: bigger ones are not parsed on the event loop
-        try:
-            valid = len(parts) == 1 and isinstance(parts[0], bytes) and len(parts[0]) <= MAX_EVENT_BYTES
-            event = json.loads(parts[0]) if valid else None
-        except ValueError:
-            event = None
-        if not isinstance(event, dict):
-            self._log(logging.WARNING, "unreadable launcher event ignored")
-            return
-        # the sandbox writes these: keep only the shapes documented, sizes capped
-        kind = event.get("event")
-        if kind in ("started", "attached"):
-            self.pid = _int_or_none(event.get("pid"))
-            if not self.ready.done():
-                self.ready.set_result({"event": kind, "pid": self.pid})
-        elif kind == "exited":
-            error = event.get("error")
-            info = {
-                "code": _int_or_none(event.get("code")),
-                "signal": _int_or_none(event.get("signal")),
-                "log": str(event.get("log") or "")[-LOG_CAP:],
-                "error": printable(str(error), 2000) if error is not None else None,
-                "reason": "exited",
-            }
-            if not self.ready.done():
-                self.ready.set_result({"event": "exited"})
-            if not self.exited.done():
-                self.exited.set_result(info)
-        elif kind == "pong":
-            pass  # _on_data noted that the sandbox is alive
-        elif kind == "log":
-            if self._log_waiters:
-                waiter = self._log_waiters.pop(0)
-                if not waiter.done():
-                    waiter.set_result(str(event.get("log") or "")[-LOG_CAP:])
-        else:
-            self._log(logging.WARNING, "launcher says %s", parts[0][:500].decode(errors="replace"))
-
     def _check_liveness(self) -> None:
         self._liveness = None
         if not self._stream_open:
             return
         if self._partial_since is not None:
             started, throttled = self._partial_since
-            age = self._loop.time() - started - (self._throttled_for() - throttled)
+            now = self._loop.time()
+            age = now - started - (self._budget.throttled_for(now) - throttled)
             if age > self.partial_timeout:
                 self._log(logging.ERROR, "closing its stream: %s", f"a message stayed unfinished for {age:.0f} s")
                 self._stream_ended("stream closed", f"the sandbox left a message unfinished for {age:.0f} s")
                 self._writer.close()
                 return
-        if self._throttled:  # we are not reading: the sandbox is not quiet
+        if self._budget.throttled:  # we are not reading: the sandbox is not quiet
             self._last_rx = self._loop.time()
         quiet = self._loop.time() - self._last_rx
         if quiet >= self.liveness_timeout:
@@ -646,14 +570,7 @@ class KernelRelay:
         if self._liveness is not None:
             self._liveness.cancel()
             self._liveness = None
-        if not self.exited.done():
-            self.exited.set_result({"code": None, "signal": None, "log": "", "error": error, "reason": reason})
-        if not self.ready.done():
-            self.ready.set_result({"event": "closed"})
-        for waiter in self._log_waiters:
-            if not waiter.done():
-                waiter.set_exception(KernelRelayError("the stream to the launcher closed"))
-        self._log_waiters.clear()
+        self._events.link_ended(reason, error, KernelRelayError("the stream to the launcher closed"))
 
     # -- host -> sandbox -----------------------------------------------------------------
     def _drain(self, kind: int) -> None:
@@ -955,7 +872,8 @@ async def open_docker_exec(
                 state = {"Running": False, "ExitCode": None}
             if not state.get("Running"):
                 stderr.close()
-                return state.get("ExitCode")
+                code = state.get("ExitCode")
+                return code if isinstance(code, int) else None
             await asyncio.sleep(0.2)
 
     return ExecStream(reader, writer, wait, exec_id=exec_id)

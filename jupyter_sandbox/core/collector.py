@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..backends.kernel_relay import printable
+from ..backends.sandbox_text import printable
 from ..models import Execution, Result
 from ..outputs import DEFAULT as DEFAULT_OUTPUTS
 from ..outputs import OutputPolicy
