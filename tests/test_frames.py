@@ -4,6 +4,7 @@ message too big for the link, and the launcher shipped with the codec as one ``p
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 
@@ -63,6 +64,27 @@ def test_a_stream_over_the_cap_goes_on_in_pieces_each_within_it(kind):
     # the kernel's metadata once (a count of dropped bytes in it must not be multiplied)
     assert [m["metadata"] for m in messages] == [{"m": 1}] + [{}] * (len(messages) - 1)
     assert all(DROPPED not in m["metadata"] for m in messages)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pieces_are_cut_between_characters_whatever_the_text(seed):
+    """Many cuts through escapes, multi-byte characters and surrogate pairs: each piece is valid
+    JSON within the cap, and the pieces' texts joined are the text."""
+    rng = random.Random(seed)
+    alphabet = ["a", "\\", '"', "\n", "\x01", "\u00e9", "\u2028", "\U0001f600", "\\u0041"]
+    if seed % 2:  # lone surrogates: the whole text is then written with escapes, pairs included
+        alphabet += ["\ud800", "\udc00"]
+    text = "".join(rng.choice(alphabet) for _ in range(60_000))
+    session = Session(key=KEY)
+    parts = signed(session, "stream", {"name": "stderr", "text": ""})
+    parts[-1] = json.dumps({"name": "stderr", "text": text}).encode()
+    parts[parts.index(DELIMITER) + 1] = session.sign(parts[-4:])
+    cap = 8 * 1024 + rng.randrange(1024)
+    pieces = cut_message(parts, KEY, iopub=True, cap=cap)
+    assert len(pieces) > 10
+    assert all(sum(len(p) for p in piece) <= cap for piece in pieces)
+    whole = json.loads(parts[-1])["text"]  # as the client reads it uncut (JSON joins "\ud800\udc00")
+    assert "".join(unpack(session, piece)["content"]["text"] for piece in pieces) == whole
 
 
 def test_outputs_that_cannot_be_split_are_cut_down_and_others_dropped():

@@ -274,30 +274,66 @@ def _stream_pieces(
     cap: int,
 ) -> list[list[bytes]]:
     """A stream message as several of at most ``cap`` bytes each (same parent, same stream);
-    none when its text is not text, or the rest of the message leaves no room for any."""
+    none when its text is not text, or the rest of the message leaves no room for any.
+
+    The text is encoded once and its JSON cut between two characters (never inside an escape,
+    a UTF-8 sequence or a surrogate pair), so each piece is valid JSON and the pieces' texts
+    joined are the text."""
     text, name = content.get("text"), content.get("name")
-    # bytes left for the content: the rest, with the longest header a piece can get
-    longest_header = max(len(header_b), len(_dumps(dict(header, msg_id=f"{header.get('msg_id')}.{cap}"))))
-    rest = sum(len(p) for p in prefix) + len(DELIMITER) + SIGNATURE_SIZE + len(parent_b)
-    room = cap - rest - max(len(metadata_b), 2) - longest_header
-    if not isinstance(text, str) or not text or room < cap // 2:
+    if not isinstance(text, str) or not text:
         return []
+    opening, closing = b'{"name": ' + _dumps(name) + b', "text": "', b'"}'
+    # bytes left for the text: the rest, with the longest header a piece can get
+    longest_header = max(len(header_b), len(_dumps(dict(header, msg_id=f"{header.get('msg_id')}.{cap}"))))
+    rest = sum(len(p) for p in prefix) + len(DELIMITER) + SIGNATURE_SIZE + len(parent_b) + max(len(metadata_b), 2)
+    room = cap - rest - longest_header - len(opening) - len(closing)
+    if room < cap // 2:
+        return []
+    body = _dumps(text)[1:-1]  # the string's JSON, without its quotes
     pieces: list[list[bytes]] = []
-    start, chars = 0, room  # characters per piece: shrinks until a piece's encoding fits
-    while start < len(text):
-        while True:
-            piece = _dumps({"name": name, "text": text[start : start + chars]})
-            if len(piece) <= room:
-                break
-            chars = max(1, chars * room // len(piece) - 16)
+    start = 0
+    while start < len(body):
+        end = len(body) if len(body) - start <= room else _cut_point(body, start + room)
+        piece = opening + body[start:end] + closing
         if pieces:  # the first piece is the kernel's message; the others get ids of their own
             head = _dumps(dict(header, msg_id=f"{header.get('msg_id')}.{len(pieces)}"))
             frames = [head, parent_b, b"{}", piece]
         else:
             frames = [header_b, parent_b, metadata_b, piece]
         pieces.append([*prefix, DELIMITER, _sign(key, frames), *frames])
-        start += chars
+        start = end
     return pieces
+
+
+def _cut_point(body: bytes, pos: int) -> int:
+    """The last position at or before ``pos`` between two characters of ``body`` (the inside of a
+    JSON string, as _dumps writes it)."""
+    while True:
+        moved = _step_back(body, pos)
+        if moved == pos:
+            return pos
+        pos = moved
+
+
+def _step_back(body: bytes, pos: int) -> int:
+    while body[pos] & 0xC0 == 0x80:  # inside a UTF-8 sequence
+        pos -= 1
+    backslash = body.rfind(b"\\", max(pos - 6, 0), pos)
+    if backslash >= 0:
+        run = backslash
+        while run > 0 and body[run - 1] == 0x5C:
+            run -= 1
+        if (backslash - run) % 2:  # the second of an escaped backslash
+            escape, length = backslash - 1, 2
+        else:
+            escape, length = backslash, 6 if body[backslash + 1 : backslash + 2] == b"u" else 2
+        if escape + length > pos:
+            return escape
+    # a surrogate pair written as two escapes (only where _dumps had to escape): keep it whole
+    low, high = body[pos : pos + 4].lower(), body[max(pos - 6, 0) : max(pos - 2, 0)].lower()
+    if low[:3] == high[:3] == b"\\ud" and low[3:] in b"cdef" and high[3:] in b"89ab" and low[3:] and high[3:]:
+        return pos - 6
+    return pos
 
 
 def _cut_content(msg_type: str, content: Any, size: int, iopub: bool, where: str) -> tuple[dict[str, Any] | None, int]:
