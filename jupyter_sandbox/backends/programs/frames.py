@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import struct
 from typing import Any
 
@@ -214,22 +215,44 @@ def _dumps(value: Any) -> bytes:
         return json.dumps(value).encode()
 
 
-def _sign(key: bytes, frames: list[bytes]) -> bytes:
+def _sign(key: bytes, frames: list[Any]) -> bytes:
+    """The signature of frames (bytes, or tuples of chunks that make one frame)."""
     if not key:
         return b""
     mac = hmac.new(key, digestmod=hashlib.sha256)
     for frame in frames:
-        mac.update(frame)
+        for chunk in frame if isinstance(frame, tuple) else (frame,):
+            mac.update(chunk)
     return mac.hexdigest().encode()
 
 
+def encode_chunked(kind: int, parts: list[Any], out: list[Any]) -> None:
+    """Like encode, where a part may be a tuple of chunks (a piece of cut_message's with
+    ``joined=False``): its chunks go out as they are, not copied into one."""
+    out.append(HEAD.pack(kind, len(parts)))
+    for p in parts:
+        if isinstance(p, tuple):
+            out.append(LENGTH.pack(sum(len(chunk) for chunk in p)))
+            out.extend(p)
+        else:
+            out.append(LENGTH.pack(len(p)))
+            out.append(p)
+
+
 def cut_message(
-    parts: list[Any], key: bytes, iopub: bool, cap: int = OUTPUT_CAP, where: str = "on the server"
-) -> list[list[bytes]]:
+    parts: list[Any],
+    key: bytes,
+    iopub: bool,
+    cap: int = OUTPUT_CAP,
+    where: str = "on the server",
+    joined: bool = True,
+) -> list[list[Any]]:
     """A message over ``cap`` bytes (or with Skipped parts) made to fit, as messages of at most
     ``cap`` bytes each, signed again: a stream's text in pieces, other outputs cut down; none
     to drop it. A message whose signature does not hold keeps a bad signature, so that the
-    client still rejects it. ``where`` says in the notes where the bytes were dropped."""
+    client still rejects it. ``where`` says in the notes where the bytes were dropped. Without
+    ``joined``, a piece's content is a tuple of chunks, views into the message's own (the
+    launcher writes them out without a copy of a text that may be 200 MB: encode_chunked)."""
     try:
         d = parts.index(DELIMITER)
     except ValueError:
@@ -241,20 +264,19 @@ def cut_message(
     size = content_b.size if isinstance(content_b, Skipped) else len(content_b)
     if isinstance(content_b, Skipped):
         valid = content_b.valid if key else True
-        content = None
     else:
         valid = hmac.compare_digest(_sign(key, signed), signature) if key else True
-        content = _json(content_b) if valid else None
     if not valid:
         return [[*parts[: d + 5], b"{}"]]
     header = _json(header_b)
     msg_type = header.get("msg_type") if isinstance(header, dict) else None
     if not isinstance(msg_type, str):
         return []
-    if msg_type == "stream" and isinstance(content, dict):
-        pieces = _stream_pieces(parts[:d], header_b, header, parent_b, metadata_b, content, key, cap)
+    if msg_type == "stream" and isinstance(content_b, bytes):
+        pieces = _stream_pieces(parts[:d], header_b, header, parent_b, metadata_b, content_b, key, cap, joined)
         if pieces:
             return pieces
+    content = None if isinstance(content_b, Skipped) else _json(content_b)
     cut, dropped = _cut_content(msg_type, content, size, iopub, where)
     if cut is None:
         return []
@@ -263,74 +285,111 @@ def cut_message(
     return [[*parts[:d], DELIMITER, _sign(key, frames), *frames]]
 
 
+# the start of a stream's content as jupyter_client writes it, up to the text's opening quote
+_STREAM_OPENING = re.compile(rb'\{\s*"name"\s*:\s*(?:"(?:[^"\\]|\\.)*"|null)\s*,\s*"text"\s*:\s*"')
+
+
+def _text_span(content_b: bytes) -> tuple[int, int] | None:
+    """Where the inside of the text's JSON string is in a stream's content, without decoding it
+    (a big text is not held twice), or None when the content is not laid out as expected."""
+    opening = _STREAM_OPENING.match(content_b)
+    end = len(content_b)
+    while end and content_b[end - 1] in b" \t\r\n":
+        end -= 1
+    if opening is None or content_b[end - 2 : end] != b'"}' or end - 2 < opening.end():
+        return None
+    # every quote before the closing one escaped: the text is all there is after the name
+    quote = content_b.find(b'"', opening.end(), end - 2)
+    while True:
+        at = end - 2 if quote < 0 else quote
+        run = at
+        while content_b[run - 1] == 0x5C:
+            run -= 1
+        if quote < 0:
+            return (opening.end(), at) if (at - run) % 2 == 0 else None
+        if (at - run) % 2 == 0:
+            return None
+        quote = content_b.find(b'"', quote + 1, end - 2)
+
+
 def _stream_pieces(
     prefix: list[bytes],
     header_b: bytes,
     header: dict[str, Any],
     parent_b: bytes,
     metadata_b: bytes,
-    content: dict[str, Any],
+    content_b: bytes,
     key: bytes,
     cap: int,
-) -> list[list[bytes]]:
+    joined: bool,
+) -> list[list[Any]]:
     """A stream message as several of at most ``cap`` bytes each (same parent, same stream);
-    none when its text is not text, or the rest of the message leaves no room for any.
+    none when it has no text, or the rest of the message leaves no room for any.
 
-    The text is encoded once and its JSON cut between two characters (never inside an escape,
-    a UTF-8 sequence or a surrogate pair), so each piece is valid JSON and the pieces' texts
-    joined are the text."""
-    text, name = content.get("text"), content.get("name")
-    if not isinstance(text, str) or not text:
-        return []
-    opening, closing = b'{"name": ' + _dumps(name) + b', "text": "', b'"}'
+    The text's JSON is cut as it is, between two characters (never inside an escape, a UTF-8
+    sequence or a surrogate pair), so each piece is valid JSON and the pieces' texts joined are
+    the text; content laid out otherwise is written again first."""
+    span = _text_span(content_b)
+    if span is None:
+        content = _json(content_b)
+        text = content.get("text") if isinstance(content, dict) else None
+        if not isinstance(text, str):
+            return []
+        content_b = _dumps({"name": content.get("name"), "text": text})
+        span = _text_span(content_b)
+        if span is None:
+            return []
+    start, end = span
+    opening, closing = content_b[:start], content_b[end:]
     # bytes left for the text: the rest, with the longest header a piece can get
     longest_header = max(len(header_b), len(_dumps(dict(header, msg_id=f"{header.get('msg_id')}.{cap}"))))
     rest = sum(len(p) for p in prefix) + len(DELIMITER) + SIGNATURE_SIZE + len(parent_b) + max(len(metadata_b), 2)
     room = cap - rest - longest_header - len(opening) - len(closing)
-    if room < cap // 2:
+    if room < cap // 2 or start == end:
         return []
-    body = _dumps(text)[1:-1]  # the string's JSON, without its quotes
-    pieces: list[list[bytes]] = []
-    start = 0
-    while start < len(body):
-        end = len(body) if len(body) - start <= room else _cut_point(body, start + room)
-        piece = opening + body[start:end] + closing
+    pieces: list[list[Any]] = []
+    text = memoryview(content_b)
+    while start < end:
+        cut = end if end - start <= room else _cut_point(content_b, start + room, start)
+        piece: Any = (opening, text[start:cut], closing)
+        if joined:
+            piece = b"".join(piece)
         if pieces:  # the first piece is the kernel's message; the others get ids of their own
             head = _dumps(dict(header, msg_id=f"{header.get('msg_id')}.{len(pieces)}"))
             frames = [head, parent_b, b"{}", piece]
         else:
             frames = [header_b, parent_b, metadata_b, piece]
         pieces.append([*prefix, DELIMITER, _sign(key, frames), *frames])
-        start = end
+        start = cut
     return pieces
 
 
-def _cut_point(body: bytes, pos: int) -> int:
-    """The last position at or before ``pos`` between two characters of ``body`` (the inside of a
-    JSON string, as _dumps writes it)."""
+def _cut_point(data: bytes, pos: int, start: int) -> int:
+    """The last position at or before ``pos`` (after ``start``) between two characters of a
+    JSON string's inside in ``data``."""
     while True:
-        moved = _step_back(body, pos)
+        moved = _step_back(data, pos, start)
         if moved == pos:
             return pos
         pos = moved
 
 
-def _step_back(body: bytes, pos: int) -> int:
-    while body[pos] & 0xC0 == 0x80:  # inside a UTF-8 sequence
+def _step_back(data: bytes, pos: int, start: int) -> int:
+    while pos > start and data[pos] & 0xC0 == 0x80:  # inside a UTF-8 sequence
         pos -= 1
-    backslash = body.rfind(b"\\", max(pos - 6, 0), pos)
+    backslash = data.rfind(b"\\", max(pos - 6, start), pos)
     if backslash >= 0:
         run = backslash
-        while run > 0 and body[run - 1] == 0x5C:
+        while run > start and data[run - 1] == 0x5C:
             run -= 1
         if (backslash - run) % 2:  # the second of an escaped backslash
             escape, length = backslash - 1, 2
         else:
-            escape, length = backslash, 6 if body[backslash + 1 : backslash + 2] == b"u" else 2
+            escape, length = backslash, 6 if data[backslash + 1 : backslash + 2] == b"u" else 2
         if escape + length > pos:
             return escape
-    # a surrogate pair written as two escapes (only where _dumps had to escape): keep it whole
-    low, high = body[pos : pos + 4].lower(), body[max(pos - 6, 0) : max(pos - 2, 0)].lower()
+    # a surrogate pair written as two escapes: keep it whole
+    low, high = data[pos : pos + 4].lower(), data[max(pos - 6, start) : max(pos - 2, start)].lower()
     if low[:3] == high[:3] == b"\\ud" and low[3:] in b"cdef" and high[3:] in b"89ab" and low[3:] and high[3:]:
         return pos - 6
     return pos

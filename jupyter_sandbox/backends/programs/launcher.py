@@ -105,6 +105,7 @@ try:  # imported from the package (tests, linting)
         FrameError,
         cut_message,
         encode,
+        encode_chunked,
     )
 except ImportError:  # shipped as `python -I -c`: kernel_relay.launcher_source() registered the codec first
     from jsbx_frames import (
@@ -119,6 +120,7 @@ except ImportError:  # shipped as `python -I -c`: kernel_relay.launcher_source()
         FrameError,
         cut_message,
         encode,
+        encode_chunked,
     )
 
 LOG_CAP = 64 * 1024  # bytes kept per log file; two files at most
@@ -152,14 +154,28 @@ class Output:
         self.closed = False
 
     def write(self, chunks):
+        """Write chunks in order: small ones joined, a big one (a piece of a text) as it is."""
         if self.closed or not chunks:
             return
-        view = memoryview(b"".join(chunks))
+        small = []
         try:
-            while view:
-                view = view[os.write(self.fd, view) :]
+            for chunk in chunks:
+                if len(chunk) < 1 << 16:
+                    small.append(chunk)
+                    continue
+                if small:
+                    self.write_all(b"".join(small))
+                    small = []
+                self.write_all(chunk)
+            if small:
+                self.write_all(b"".join(small))
         except OSError:  # the server went away: nobody to tell
             self.close()
+
+    def write_all(self, data):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
 
     def close(self):
         if not self.closed:
@@ -589,7 +605,7 @@ class Peer:
                 self.parts.append(body)
                 if not flags & MORE:
                     for parts in self.fitted(self.parts):
-                        encode(self.kind, parts, out)
+                        encode_chunked(self.kind, parts, out)
                     self.parts = []
             else:
                 raise ZmtpError("a message before the handshake")
@@ -599,7 +615,7 @@ class Peer:
         so that nothing the code prints can grow the server's memory; other channels as they are."""
         if self.kind != IOPUB or sum(len(p) for p in parts) <= OUTPUT_CAP:
             return [parts]
-        return cut_message(parts, self.key, iopub=True, where="in the sandbox")
+        return cut_message(parts, self.key, iopub=True, where="in the sandbox", joined=False)
 
     def command(self, body):
         name = body[1 : 1 + body[0]] if body else b""
