@@ -95,6 +95,17 @@ def test_pieces_are_cut_between_characters_whatever_the_text(seed):
     assert "".join(unpack(session, piece)["content"]["text"] for piece in pieces) == whole
 
 
+def test_at_most_so_much_of_a_stream_goes_on_and_the_rest_is_counted():
+    session = Session(key=KEY)
+    text = "x" * (30 * MiB)
+    parts = signed(session, "stream", {"name": "stdout", "text": text})
+    pieces = cut_message(parts, KEY, iopub=True, most_text=10 * MiB)
+    messages = [unpack(session, piece) for piece in pieces]
+    sent = "".join(m["content"]["text"] for m in messages)
+    assert sent == "x" * (10 * MiB)
+    assert [m["metadata"] for m in messages] == [{}] * (len(messages) - 1) + [{DROPPED: 20 * MiB}]
+
+
 def test_outputs_that_cannot_be_split_are_cut_down_and_others_dropped():
     session = Session(key=KEY)
     display = signed(session, "display_data", {"data": {"image/png": "A" * (9 * MiB)}, "metadata": {}})

@@ -246,13 +246,16 @@ def cut_message(
     cap: int = OUTPUT_CAP,
     where: str = "on the server",
     joined: bool = True,
+    most_text: int | None = None,
 ) -> list[list[Any]]:
     """A message over ``cap`` bytes (or with Skipped parts) made to fit, as messages of at most
     ``cap`` bytes each, signed again: a stream's text in pieces, other outputs cut down; none
     to drop it. A message whose signature does not hold keeps a bad signature, so that the
     client still rejects it. ``where`` says in the notes where the bytes were dropped. Without
     ``joined``, a piece's content is a tuple of chunks, views into the message's own (the
-    launcher writes them out without a copy of a text that may be 200 MB: encode_chunked)."""
+    launcher writes them out without a copy of a text that may be 200 MB: encode_chunked).
+    With ``most_text``, at most that many bytes of a stream's text go on; the last piece
+    says in its metadata how many were dropped."""
     try:
         d = parts.index(DELIMITER)
     except ValueError:
@@ -273,7 +276,9 @@ def cut_message(
     if not isinstance(msg_type, str):
         return []
     if msg_type == "stream" and isinstance(content_b, bytes):
-        pieces = _stream_pieces(parts[:d], header_b, header, parent_b, metadata_b, content_b, key, cap, joined)
+        pieces = _stream_pieces(
+            parts[:d], header_b, header, parent_b, metadata_b, content_b, key, cap, joined, most_text
+        )
         if pieces:
             return pieces
     content = None if isinstance(content_b, Skipped) else _json(content_b)
@@ -322,6 +327,7 @@ def _stream_pieces(
     key: bytes,
     cap: int,
     joined: bool,
+    most_text: int | None,
 ) -> list[list[Any]]:
     """A stream message as several of at most ``cap`` bytes each (same parent, same stream);
     none when it has no text, or the rest of the message leaves no room for any.
@@ -343,22 +349,27 @@ def _stream_pieces(
     opening, closing = content_b[:start], content_b[end:]
     # bytes left for the text: the rest, with the longest header a piece can get
     longest_header = max(len(header_b), len(_dumps(dict(header, msg_id=f"{header.get('msg_id')}.{cap}"))))
-    rest = sum(len(p) for p in prefix) + len(DELIMITER) + SIGNATURE_SIZE + len(parent_b) + max(len(metadata_b), 2)
+    rest = sum(len(p) for p in prefix) + len(DELIMITER) + SIGNATURE_SIZE + len(parent_b) + max(len(metadata_b), 64)
     room = cap - rest - longest_header - len(opening) - len(closing)
     if room < cap // 2 or start == end:
         return []
     pieces: list[list[Any]] = []
     text = memoryview(content_b)
+    dropped = 0
+    if most_text is not None and end - start > most_text:
+        end = _cut_point(content_b, start + most_text, start)
+        dropped = len(content_b) - len(closing) - end  # what is left of the text, escapes and all
     while start < end:
         cut = end if end - start <= room else _cut_point(content_b, start + room, start)
         piece: Any = (opening, text[start:cut], closing)
         if joined:
             piece = b"".join(piece)
+        metadata = json.dumps({DROPPED: dropped}).encode() if dropped and cut == end else b"{}"
         if pieces:  # the first piece is the kernel's message; the others get ids of their own
             head = _dumps(dict(header, msg_id=f"{header.get('msg_id')}.{len(pieces)}"))
-            frames = [head, parent_b, b"{}", piece]
+            frames = [head, parent_b, metadata, piece]
         else:
-            frames = [header_b, parent_b, metadata_b, piece]
+            frames = [header_b, parent_b, metadata_b if metadata == b"{}" else metadata, piece]
         pieces.append([*prefix, DELIMITER, _sign(key, frames), *frames])
         start = cut
     return pieces
