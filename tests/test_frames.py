@@ -23,7 +23,6 @@ from jupyter_sandbox.backends.programs.frames import (
     FrameError,
     cut_message,
     encode,
-    encode_chunked,
 )
 
 KEY = b"k" * 64
@@ -33,13 +32,6 @@ MiB = 1 << 20
 def signed(session: Session, msg_type: str, content: dict, metadata: dict | None = None) -> list[bytes]:
     msg = session.msg(msg_type, content, parent={"msg_id": "p1"}, metadata=metadata)
     return [b"kernel.k1.stream", *session.serialize(msg)]
-
-
-def wire_of(messages: list[list[bytes]], kind: int = IOPUB) -> bytes:
-    out: list[bytes] = []
-    for parts in messages:
-        encode(kind, parts, out)
-    return b"".join(out)
 
 
 def unpack(session: Session, parts: list[bytes]) -> dict:
@@ -152,14 +144,12 @@ def test_the_launcher_peer_fits_only_iopub_messages():
     big = signed(session, "stream", {"name": "stdout", "text": "x" * (9 * MiB)})
     peer = launcher.Peer(IOPUB, "/nonexistent", b"SUB", b"")
     peer.key = KEY
-    pieces = peer.fitted(big)  # a piece's text: views into the kernel's message, written without a copy
-    assert len(pieces) == 2 and all(isinstance(piece[-1], tuple) for piece in pieces)
-    chunked: list[bytes] = []
-    for piece in pieces:
-        encode_chunked(IOPUB, piece, chunked)
-    joined = cut_message(big, KEY, iopub=True, where="in the sandbox")
-    assert b"".join(chunked) == wire_of(joined)
-    assert all(sum(len(p) for p in piece) <= 8 * MiB for piece in joined)
+    pieces = peer.fitted(big)
+    assert len(pieces) == 2 and all(sum(len(p) for p in piece) <= 8 * MiB for piece in pieces)
+    assert pieces == cut_message(big, KEY, iopub=True, where="in the sandbox")
+    huge = signed(session, "stream", {"name": "stdout", "text": "x" * (launcher.STREAM_MOST + MiB)})
+    *_, last = peer.fitted(huge)
+    assert unpack(session, last)["metadata"] == {DROPPED: MiB}
     assert peer.fitted([b"small"]) == [[b"small"]]
     shell = launcher.Peer(SHELL, "/nonexistent", b"DEALER", b"id")
     assert shell.fitted(big) == [big]

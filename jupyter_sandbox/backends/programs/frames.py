@@ -215,28 +215,13 @@ def _dumps(value: Any) -> bytes:
         return json.dumps(value).encode()
 
 
-def _sign(key: bytes, frames: list[Any]) -> bytes:
-    """The signature of frames (bytes, or tuples of chunks that make one frame)."""
+def _sign(key: bytes, frames: list[bytes]) -> bytes:
     if not key:
         return b""
     mac = hmac.new(key, digestmod=hashlib.sha256)
     for frame in frames:
-        for chunk in frame if isinstance(frame, tuple) else (frame,):
-            mac.update(chunk)
+        mac.update(frame)
     return mac.hexdigest().encode()
-
-
-def encode_chunked(kind: int, parts: list[Any], out: list[Any]) -> None:
-    """Like encode, where a part may be a tuple of chunks (a piece of cut_message's with
-    ``joined=False``): its chunks go out as they are, not copied into one."""
-    out.append(HEAD.pack(kind, len(parts)))
-    for p in parts:
-        if isinstance(p, tuple):
-            out.append(LENGTH.pack(sum(len(chunk) for chunk in p)))
-            out.extend(p)
-        else:
-            out.append(LENGTH.pack(len(p)))
-            out.append(p)
 
 
 def cut_message(
@@ -245,15 +230,12 @@ def cut_message(
     iopub: bool,
     cap: int = OUTPUT_CAP,
     where: str = "on the server",
-    joined: bool = True,
     most_text: int | None = None,
-) -> list[list[Any]]:
+) -> list[list[bytes]]:
     """A message over ``cap`` bytes (or with Skipped parts) made to fit, as messages of at most
     ``cap`` bytes each, signed again: a stream's text in pieces, other outputs cut down; none
     to drop it. A message whose signature does not hold keeps a bad signature, so that the
-    client still rejects it. ``where`` says in the notes where the bytes were dropped. Without
-    ``joined``, a piece's content is a tuple of chunks, views into the message's own (the
-    launcher writes them out without a copy of a text that may be 200 MB: encode_chunked).
+    client still rejects it. ``where`` says in the notes where the bytes were dropped.
     With ``most_text``, at most that many bytes of a stream's text go on; the last piece
     says in its metadata how many were dropped."""
     try:
@@ -276,9 +258,7 @@ def cut_message(
     if not isinstance(msg_type, str):
         return []
     if msg_type == "stream" and isinstance(content_b, bytes):
-        pieces = _stream_pieces(
-            parts[:d], header_b, header, parent_b, metadata_b, content_b, key, cap, joined, most_text
-        )
+        pieces = _stream_pieces(parts[:d], header_b, header, parent_b, metadata_b, content_b, key, cap, most_text)
         if pieces:
             return pieces
     content = None if isinstance(content_b, Skipped) else _json(content_b)
@@ -326,9 +306,8 @@ def _stream_pieces(
     content_b: bytes,
     key: bytes,
     cap: int,
-    joined: bool,
     most_text: int | None,
-) -> list[list[Any]]:
+) -> list[list[bytes]]:
     """A stream message as several of at most ``cap`` bytes each (same parent, same stream);
     none when it has no text, or the rest of the message leaves no room for any.
 
@@ -353,17 +332,15 @@ def _stream_pieces(
     room = cap - rest - longest_header - len(opening) - len(closing)
     if room < cap // 2 or start == end:
         return []
-    pieces: list[list[Any]] = []
-    text = memoryview(content_b)
+    pieces: list[list[bytes]] = []
+    text = memoryview(content_b)  # slices of a view: each piece's text is copied once
     dropped = 0
     if most_text is not None and end - start > most_text:
         end = _cut_point(content_b, start + most_text, start)
         dropped = len(content_b) - len(closing) - end  # what is left of the text, escapes and all
     while start < end:
         cut = end if end - start <= room else _cut_point(content_b, start + room, start)
-        piece: Any = (opening, text[start:cut], closing)
-        if joined:
-            piece = b"".join(piece)
+        piece = b"".join((opening, text[start:cut], closing))
         metadata = json.dumps({DROPPED: dropped}).encode() if dropped and cut == end else b"{}"
         if pieces:  # the first piece is the kernel's message; the others get ids of their own
             head = _dumps(dict(header, msg_id=f"{header.get('msg_id')}.{len(pieces)}"))

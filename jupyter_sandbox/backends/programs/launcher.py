@@ -105,7 +105,6 @@ try:  # imported from the package (tests, linting)
         FrameError,
         cut_message,
         encode,
-        encode_chunked,
     )
 except ImportError:  # shipped as `python -I -c`: kernel_relay.launcher_source() registered the codec first
     from jsbx_frames import (
@@ -120,7 +119,6 @@ except ImportError:  # shipped as `python -I -c`: kernel_relay.launcher_source()
         FrameError,
         cut_message,
         encode,
-        encode_chunked,
     )
 
 LOG_CAP = 64 * 1024  # bytes kept per log file; two files at most
@@ -129,7 +127,8 @@ MAX_REQUEST = 1 << 20
 MAX_MESSAGE = 256 << 20
 # Of one stream message, what goes on to the server (in pieces): the rest is dropped here and
 # counted. While the server reads a big output at its budget, this process does not read the
-# kernel, whose messages then wait in its memory: a 200 MB print sent whole got it OOM-killed.
+# kernel, whose messages then wait in its memory: a 200 MB print sent whole got it OOM-killed
+# in a 1G sandbox (tests/security/test_output.py).
 STREAM_MOST = 32 << 20
 CHECK_INTERVAL = 0.5  # attach mode: seconds between looks at the kernel's pid
 SAFETY_INTERVAL = 5.0  # start mode: SIGCHLD wakes us; this only guards against a lost one
@@ -568,6 +567,8 @@ class Peer:
         finally:
             view.release()
         del self.inbuf[:pos]
+        if not self.inbuf and pos > 1 << 20:
+            self.inbuf = bytearray()  # a big message's room given back (del keeps the allocation)
         if self.outbuf:
             try:
                 self.flush()
@@ -609,7 +610,7 @@ class Peer:
                 self.parts.append(body)
                 if not flags & MORE:
                     for parts in self.fitted(self.parts):
-                        encode_chunked(self.kind, parts, out)
+                        encode(self.kind, parts, out)
                     self.parts = []
             else:
                 raise ZmtpError("a message before the handshake")
@@ -619,7 +620,7 @@ class Peer:
         so that nothing the code prints can grow the server's memory; other channels as they are."""
         if self.kind != IOPUB or sum(len(p) for p in parts) <= OUTPUT_CAP:
             return [parts]
-        return cut_message(parts, self.key, iopub=True, where="in the sandbox", joined=False, most_text=STREAM_MOST)
+        return cut_message(parts, self.key, iopub=True, where="in the sandbox", most_text=STREAM_MOST)
 
     def command(self, body):
         name = body[1 : 1 + body[0]] if body else b""
