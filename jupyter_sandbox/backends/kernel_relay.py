@@ -1,7 +1,9 @@
 """Host side of the kernel relay: a kernel's ZMQ sockets served over one byte stream.
 
-The kernel runs in the sandbox under ``programs/launcher.py`` (see its docstring for the wire
-format and the launcher's request, events and ops). Here, :class:`KernelRelay` binds the
+The kernel runs in the sandbox under ``programs/launcher.py`` (see its docstring for the
+launcher's request, events and ops); both ends speak the frames of ``programs/frames.py``,
+shipped with the launcher (:func:`launcher_source`). What the link may cost is
+``link_budget.py``'s, the launcher's events ``launcher_events.py``'s. Here, :class:`KernelRelay` binds the
 five sockets a kernel would bind (ROUTER for shell/stdin/control/hb, XPUB for iopub) at
 ``ipc://{socket_dir}/k-<kernel_id>-<n>`` in a directory private to the server, and
 forwards frames both ways over the stream. ``jupyter_client`` connects to those sockets as
