@@ -24,23 +24,25 @@ import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 
 from jupyter_sandbox.backends.kernel_relay import (
+    DockerExecReader,
+    ExecStream,
+    KernelExited,
+    KernelRelay,
+    KernelRelayError,
+    attach_request,
+    open_docker_exec,
+    open_subprocess_launcher,
+    start_request,
+)
+from jupyter_sandbox.backends.programs.frames import (
     HB,
     IOPUB,
     LAUNCHER,
     SHELL,
-    DockerExecReader,
-    ExecStream,
     FrameDecoder,
-    KernelExited,
-    KernelRelay,
-    KernelRelayError,
-    RelayProtocolError,
+    FrameError,
     Skipped,
-    attach_request,
     encode,
-    open_docker_exec,
-    open_subprocess_launcher,
-    start_request,
 )
 
 from conftest import IMAGE, require_docker
@@ -563,7 +565,7 @@ def test_decoder_reassembles_any_split():
 
 
 def test_decoder_rejects_unknown_kinds_and_skips_what_is_over_its_cap():
-    with pytest.raises(RelayProtocolError, match="kind 9"):
+    with pytest.raises(FrameError, match="kind 9"):
         FrameDecoder(1 << 20).feed(wire([(9, [b"x"])]))
     # the part that would go over the cap is not kept; the message still ends where it ends
     got = FrameDecoder(1000).feed(wire([(SHELL, [b"x" * 600, b"y" * 600, b"z"]), (HB, [b"ping"])]))
@@ -635,9 +637,9 @@ def pump(peers, until, timeout: float = 20) -> list[tuple[int, list[bytes]]]:
     """Drive launcher Peers the way its loop does until ``until(messages)`` holds."""
     import select
 
-    from jupyter_sandbox.backends.programs.launcher import Decoder
+    from jupyter_sandbox.backends.programs.launcher import MAX_MESSAGE
 
-    decoder, messages = Decoder(), []
+    decoder, messages = FrameDecoder(MAX_MESSAGE, skip=False), []
     deadline = time.monotonic() + timeout
     while not until(messages):
         assert time.monotonic() < deadline, f"timed out; got {messages}"

@@ -1,7 +1,9 @@
 """Host side of the kernel relay: a kernel's ZMQ sockets served over one byte stream.
 
-The kernel runs in the sandbox under ``programs/launcher.py`` (see its docstring for the wire
-format and the launcher's request, events and ops). Here, :class:`KernelRelay` binds the
+The kernel runs in the sandbox under ``programs/launcher.py`` (see its docstring for the
+launcher's request, events and ops); both ends speak the frames of ``programs/frames.py``,
+shipped with the launcher (:func:`launcher_source`). What the link may cost is
+``link_budget.py``'s, the launcher's events ``launcher_events.py``'s. Here, :class:`KernelRelay` binds the
 five sockets a kernel would bind (ROUTER for shell/stdin/control/hb, XPUB for iopub) at
 ``ipc://{socket_dir}/k-<kernel_id>-<n>`` in a directory private to the server, and
 forwards frames both ways over the stream. ``jupyter_client`` connects to those sockets as
@@ -29,8 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -38,46 +38,51 @@ import re
 import socket
 import ssl
 import stat
-import struct
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import zmq
 
 from ..outputs import DEFAULT as DEFAULT_OUTPUTS
 from ..outputs import OutputPolicy
+from . import programs
+from .launcher_events import LauncherEvents
+from .link_budget import LinkBudget
+from .programs.frames import (
+    CONTROL,
+    HB,
+    IOPUB,
+    LAUNCHER,
+    OUTPUT_CAP,
+    SHELL,
+    STDIN,
+    FrameDecoder,
+    FrameError,
+    Skipped,
+    cut_message,
+    encode,
+)
+from .sandbox_text import LogBudget, printable
 
 log = logging.getLogger(__name__)
 
-SHELL, IOPUB, STDIN, CONTROL, HB, LAUNCHER = 0, 1, 2, 3, 4, 255
 CHANNELS = {SHELL: "shell", IOPUB: "iopub", STDIN: "stdin", CONTROL: "control", HB: "hb"}
 PORTS = {SHELL: 1, IOPUB: 2, STDIN: 3, CONTROL: 4, HB: 5}  # ipc "ports" are path suffixes
+SHIPPED_FRAMES_MODULE = "jsbx_frames"  # the name launcher.py imports programs/frames.py by in a sandbox
 DEFAULT_STATE_DIR = "/tmp/.jsbx"  # in the sandbox: its own tmpfs, made 0700 by the launcher
 KERNEL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")  # the launcher's rule too
 MAX_UNIX_PATH = 107
-MAX_PARTS = 1 << 16
 STDERR_CAP = 64 * 1024  # launcher stderr bytes logged per stream
 LOG_CAP = 64 * 1024  # characters of kernel log accepted from the launcher (it keeps 64 KiB)
 MAX_EVENT_BYTES = 1 << 20  # a launcher event (JSON); the largest real one holds LOG_CAP of log
-DELIMITER = b"<IDS|MSG>"
-DROPPED = "jupyter_sandbox_dropped"  # metadata of a cut-down message: bytes it lost (the collector counts them)
-OUTPUT_CAP = 8 << 20  # a message bigger than this is cut down here too (the launcher's IOPUB_CAP)
 
 NOBLOCK, EVENTS, POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)  # ints: no enum arithmetic
-_HEAD = struct.Struct(">BI")
-_LEN = struct.Struct(">I")
 
 
 class KernelRelayError(Exception):
     """The relay cannot do what was asked (bad arguments, launcher gone, no answer)."""
-
-
-class RelayProtocolError(KernelRelayError):
-    """The stream from the sandbox does not follow the wire format."""
 
 
 class KernelExited(KernelRelayError):
@@ -99,10 +104,24 @@ class KernelExited(KernelRelayError):
 
 
 # -- the launcher program and its requests --------------------------------------------------
+# ``python -I -c`` takes one program: this one registers the frame codec as the module the
+# launcher imports when it is not in the package, then runs the launcher as __main__. Each keeps
+# its own file name in tracebacks.
+_LAUNCHER_BOOTSTRAP = """import sys, types
+frames = types.ModuleType({module!r})
+sys.modules[frames.__name__] = frames
+exec(compile({frames}, "frames.py", "exec"), frames.__dict__)
+del frames
+exec(compile({launcher}, "launcher.py", "exec"), {{"__name__": "__main__"}})
+"""
+
+
 @functools.cache
 def launcher_source() -> str:
-    """The source text of launcher.py (package data), run with ``python -I -c``."""
-    return resources.files(__package__).joinpath("programs", "launcher.py").read_text(encoding="utf-8")
+    """What runs the launcher with ``python -I -c``: programs/frames.py and programs/launcher.py."""
+    return _LAUNCHER_BOOTSTRAP.format(
+        module=SHIPPED_FRAMES_MODULE, frames=repr(programs.source("frames")), launcher=repr(programs.source("launcher"))
+    )
 
 
 def launcher_command(mode: str, python: str = "python") -> list[str]:
@@ -148,266 +167,12 @@ def attach_request(kernel_id: str, key: bytes | str = "", *, state_dir: str = DE
     return {"kernel_id": _check_kernel_id(kernel_id), "state_dir": state_dir, "key": _key_text(key)}
 
 
-# -- wire format ---------------------------------------------------------------------------
-def encode(kind: int, parts: list[bytes], out: list[bytes]) -> None:
-    out.append(_HEAD.pack(kind, len(parts)))
-    for p in parts:
-        out.append(_LEN.pack(len(p)))
-        out.append(p)
-
-
-class Skipped:
-    """A part too big to keep (see FrameDecoder): only its size, and for a message's content
-    whether the message's signature held (computed while its bytes streamed past)."""
-
-    __slots__ = ("size", "valid")
-
-    def __init__(self, size: int):
-        self.size = size
-        self.valid: bool | None = None
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Skipped) and other.size == self.size
-
-    def __repr__(self) -> str:
-        return f"Skipped({self.size})"
-
-
-class FrameDecoder:
-    """Incremental decoder: state is kept across chunks, each byte is looked at once.
-
-    At most ``max_message_bytes`` of one message are held: a part that would go over is not
-    buffered but skipped as its bytes arrive, and stands in the message as a :class:`Skipped`.
-    With the kernel's ``key``, a skipped content part still gets its signature checked.
-    """
-
-    def __init__(self, max_message_bytes: int, key: bytes = b""):
-        self.max_message_bytes = max_message_bytes
-        self._key = key
-        self._buf = bytearray()
-        self._kind: int | None = None
-        self._left = 0
-        self._parts: list[bytes | Skipped] = []
-        self._size = 0
-        self._skip = 0  # bytes of the current (skipped) part still to come
-        self._skipped: Skipped | None = None
-        self._mac: Any = None  # the signature being computed over a skipped content part
-        self.consumed = 0  # bytes taken from the stream so far (skipped ones included)
-        self.skipped = 0  # of which skipped
-
-    def push(self, data: bytes) -> None:
-        """Buffer ``data`` to be parsed by the next ``feed``."""
-        self._buf += data
-
-    @property
-    def partial(self) -> bool:
-        """Whether a message has begun and not ended (or bytes wait to be parsed)."""
-        return bool(self._buf) or self._kind is not None
-
-    def feed(self, data: bytes, limit: int | None = None) -> list[tuple[int, list[Any]]]:
-        """The messages completed by ``data``; with ``limit``, at most that many (the rest of the
-        data stays buffered: call ``feed(b"")`` again)."""
-        buf = self._buf
-        buf += data
-        out: list[tuple[int, list[Any]]] = []
-        with memoryview(buf) as view:  # slices of a view: each part is copied once
-            pos = self._parse(view, out, limit)
-        del buf[:pos]  # bytearray drops a prefix in O(1) amortized
-        self.consumed += pos
-        return out
-
-    def _parse(self, buf: memoryview, out: list, limit: int | None) -> int:
-        """Take whole parts from buf; returns how many bytes were consumed."""
-        pos, end = 0, len(buf)
-        while True:
-            if self._skip:
-                take = min(self._skip, end - pos)
-                if self._mac is not None:
-                    self._mac.update(buf[pos : pos + take])
-                pos += take
-                self.skipped += take
-                self._skip -= take
-                if self._skip:
-                    return pos
-                self._end_skip()
-            elif self._kind is None:
-                if limit is not None and len(out) >= limit:
-                    return pos
-                if end - pos < 5:
-                    return pos
-                kind, count = _HEAD.unpack_from(buf, pos)
-                pos += 5
-                if kind > HB and kind != LAUNCHER:
-                    raise RelayProtocolError(f"unknown message kind {kind}")
-                if count > MAX_PARTS:
-                    raise RelayProtocolError(f"message with {count} parts")
-                self._kind, self._left, self._parts, self._size = kind, count, [], 0
-            elif self._left:
-                if end - pos < 4:
-                    return pos
-                (n,) = _LEN.unpack_from(buf, pos)
-                if self._size + n > self.max_message_bytes:
-                    pos += 4
-                    self._start_skip(n)
-                    continue
-                if end - pos < 4 + n:
-                    return pos
-                self._parts.append(bytes(buf[pos + 4 : pos + 4 + n]))
-                pos += 4 + n
-                self._size += n
-                self._left -= 1
-            if self._kind is not None and not self._left and not self._skip:
-                out.append((self._kind, self._parts))
-                self._kind = None
-
-    def _start_skip(self, n: int) -> None:
-        self._skipped = Skipped(n)
-        self._skip = n
-        parts = self._parts
-        try:
-            d = parts.index(DELIMITER)
-        except ValueError:
-            d = -1
-        # content (the 4th signed frame) after a whole header, parent and metadata: its
-        # signature can still be checked as its bytes go by
-        if self._key and d >= 0 and len(parts) == d + 5 and all(isinstance(p, bytes) for p in parts[d + 1 :]):
-            self._mac = hmac.new(self._key, digestmod=hashlib.sha256)
-            for p in parts[d + 2 :]:
-                self._mac.update(p)
-        if not n:
-            self._end_skip()
-
-    def _end_skip(self) -> None:
-        skipped = self._skipped
-        assert skipped is not None
-        if self._mac is not None:
-            signature = self._parts[-4]
-            skipped.valid = isinstance(signature, bytes) and hmac.compare_digest(
-                self._mac.hexdigest().encode(), signature
-            )
-            self._mac = None
-        self._parts.append(skipped)
-        self._skipped = None
-        self._left -= 1
-
-
-# -- what the sandbox sends, made safe for the host -------------------------------------------
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def printable(text: str, limit: int = 500) -> str:
-    """Sandbox text for one log line: control characters and line breaks escaped, length capped."""
-    text = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:limit])
-    return text
-
-
-class LogBudget:
-    """At most ``lines`` log lines per ``period`` seconds about one sandbox stream; the rest are
-    counted and said in one line (a sandbox must not be able to fill the server's log)."""
-
-    def __init__(self, name: str, lines: int = 20, period: float = 60.0):
-        self.name, self.lines, self.period = name, lines, period
-        self._start = -period
-        self._count = self._held = 0
-
-    def __call__(self, level: int, msg: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._start >= self.period:
-            if self._held:
-                log.warning("%s: %d more log lines about its sandbox were held back", self.name, self._held)
-            self._start, self._count, self._held = now, 0, 0
-        if self._count < self.lines:
-            self._count += 1
-            log.log(level, f"%s: {msg}", self.name, *(printable(a) if isinstance(a, str) else a for a in args))
-        else:
-            self._held += 1
-
-
-def _json(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except ValueError:
-        return None
-
-
-def _cut_content(msg_type: str, content: Any, size: int, iopub: bool) -> tuple[dict[str, Any] | None, int]:
-    """A message's content cut down (or made up, when it was skipped), and how many bytes that dropped."""
-    content = content if isinstance(content, dict) else {}
-    if msg_type == "stream":
-        text = content.get("text")
-        keep = OUTPUT_CAP // 8  # characters: JSON may spend up to 6 bytes on one
-        if isinstance(text, str) and text:
-            return {"name": content.get("name"), "text": text[:keep]}, max(len(text) - keep, 0)
-        note = f"[jupyter-sandbox: {size} bytes of output were dropped on the server]\n"
-        return {"name": "stderr", "text": note}, size
-    if msg_type in ("display_data", "execute_result", "update_display_data"):
-        note = f"[jupyter-sandbox: an output of {size} bytes was dropped on the server]"
-        cut = {k: content[k] for k in ("transient", "execution_count") if k in content}
-        return {**cut, "data": {"text/plain": note}, "metadata": {}}, size
-    if msg_type == "error" or "ename" in content or msg_type == "execute_reply":
-        traceback = content.get("traceback")
-        traceback = traceback[:200] if isinstance(traceback, list) else []
-        evalue = content.get("evalue")
-        cut = {
-            "status": "error",
-            "ename": str(content.get("ename") or "OutputTooLarge")[:200],
-            "evalue": str(evalue)[:4096]
-            if evalue is not None
-            else f"the kernel's {msg_type} message of {size} bytes was too large for the server",
-            "traceback": [str(line)[:4096] for line in traceback],
-        }
-        if msg_type == "execute_reply":
-            cut["execution_count"] = content.get("execution_count")
-            if content.get("status") == "ok":
-                cut = {"status": "ok", "execution_count": cut["execution_count"], "user_expressions": {}, "payload": []}
-        return cut, size
-    if iopub:
-        return None, size  # status, comm messages...: better lost than held
-    note = f"the kernel's {msg_type} message of {size} bytes was too large for the server"
-    return {"status": "error", "ename": "MessageTooLarge", "evalue": note, "traceback": []}, size
-
-
-def cut_message(parts: list[Any], key: bytes, iopub: bool) -> list[bytes] | None:
-    """A message over OUTPUT_CAP (or with Skipped parts) cut down like the launcher does in the
-    sandbox, and signed again; None to drop it. A message whose signature does not hold keeps
-    a bad signature, so that the client still rejects it."""
-    try:
-        d = parts.index(DELIMITER)
-    except ValueError:
-        return None
-    signature, *signed = parts[d + 1 : d + 6]
-    if len(signed) != 4 or not all(isinstance(p, bytes) for p in [*parts[:d], signature, *signed[:3]]):
-        return None
-    header_b, parent_b, metadata_b, content_b = signed
-    size = content_b.size if isinstance(content_b, Skipped) else len(content_b)
-    if isinstance(content_b, Skipped):
-        valid = content_b.valid if key else True
-        content = None
-    else:
-        mac = hmac.new(key, digestmod=hashlib.sha256)
-        for p in signed:
-            mac.update(p)
-        valid = hmac.compare_digest(mac.hexdigest().encode(), signature) if key else True
-        content = _json(content_b) if valid else None
-    if not valid:
-        return [*parts[: d + 5], b"{}"]
-    header = _json(header_b)
-    msg_type = header.get("msg_type") if isinstance(header, dict) else None
-    if not isinstance(msg_type, str):
-        return None
-    cut, dropped = _cut_content(msg_type, content, size, iopub)
-    if cut is None:
-        return None
-    metadata = _json(metadata_b) if dropped == 0 else {DROPPED: dropped}
-    frames = [header_b, parent_b, json.dumps(metadata).encode(), json.dumps(cut).encode()]
-    mac = hmac.new(key, digestmod=hashlib.sha256)
-    for p in frames:
-        mac.update(p)
-    return [*parts[:d], DELIMITER, mac.hexdigest().encode() if key else b"", *frames]
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _check_request(request: dict[str, Any], kernel_id: str, key: str) -> None:
+    if request.get("kernel_id") != kernel_id:
+        raise ValueError("the request is for another kernel id")
+    connection = request.get("connection")
+    if connection is not None and _key_text(connection.get("key", "")) != key:
+        raise ValueError("the request's key is not this relay's key")
 
 
 def _check_private_dir(path: str) -> None:
@@ -423,6 +188,55 @@ def _check_private_dir(path: str) -> None:
             f"socket directory {path} must be owned by this server's user and have mode 0700 "
             f"(it is uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o})"
         )
+
+
+def bind_kernel_sockets(
+    context: zmq.Context[zmq.Socket[bytes]], ip: str, sockets: dict[int, zmq.Socket[bytes]], bound: dict[str, int]
+) -> None:
+    """Bind the five sockets a kernel binds at ``{ip}-{port}`` into ``sockets``, noting each
+    socket file's inode in ``bound``; on failure, close what was bound and raise KernelRelayError."""
+    types = {SHELL: zmq.ROUTER, IOPUB: zmq.XPUB, STDIN: zmq.ROUTER, CONTROL: zmq.ROUTER, HB: zmq.ROUTER}
+    try:
+        for kind, socktype in types.items():
+            sock = zmq.Socket(context, socktype)  # plain, even from an asyncio context
+            sock.linger = 0
+            if socktype == zmq.XPUB:
+                # pass every (un)subscription on, so the kernel sees each client's
+                # subscription and a second client still gets its iopub_welcome
+                sock.setsockopt(zmq.XPUB_VERBOSER, 1)
+            sockets[kind] = sock
+            path = f"{ip}-{PORTS[kind]}"
+            sock.bind(f"ipc://{path}")
+            bound[path] = os.lstat(path).st_ino
+    except zmq.ZMQError as e:
+        close_kernel_sockets(sockets, bound)
+        raise KernelRelayError(f"cannot bind the kernel sockets in {os.path.dirname(ip)}: {e}") from e
+
+
+def close_kernel_sockets(sockets: dict[int, zmq.Socket[bytes]], bound: dict[str, int]) -> None:
+    for sock in sockets.values():
+        sock.close(linger=0)
+    sockets.clear()
+    # libzmq leaves bound ipc files behind; remove ours, not a successor's at the same path
+    for path, inode in bound.items():
+        try:
+            if os.lstat(path).st_ino == inode:
+                os.unlink(path)
+        except OSError:
+            pass
+    bound.clear()
+
+
+def fitted_on_host(kind: int, parts: list[Any], key: bytes, log: LogBudget) -> list[list[bytes]]:
+    """A message from the sandbox as it goes on: over OUTPUT_CAP (or with Skipped parts), made to
+    fit here too, the sandbox being untrusted (a stream in pieces, others cut down or dropped)."""
+    if not any(type(p) is Skipped for p in parts) and sum(len(p) for p in parts) <= OUTPUT_CAP:
+        return [parts]
+    size = sum(p.size if type(p) is Skipped else len(p) for p in parts)
+    fitted = cut_message(parts, key, kind == IOPUB)
+    outcome = f"split in {len(fitted)}" if len(fitted) > 1 else "cut down" if fitted else "dropped"
+    log(logging.WARNING, "%s message of %d bytes %s", CHANNELS[kind], size, outcome)
+    return fitted
 
 
 # -- the relay -----------------------------------------------------------------------------
@@ -445,7 +259,7 @@ class KernelRelay:
         kernel_id: str,
         key: bytes | str,
         *,
-        context: zmq.Context | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
         max_message_bytes: int = 10 << 20,
         write_buffer_limit: int = 4 << 20,
         liveness_timeout: float = 30.0,
@@ -468,22 +282,16 @@ class KernelRelay:
         self._context = context or zmq.Context.instance()
         self._decoder = FrameDecoder(max_message_bytes, self.key.encode())
         self._outputs = outputs.cleaner(self.key)  # what the sandbox shows, made inert (outputs.py)
-        # What the sandbox may cost per second (token buckets; a burst of 4 s): over it, the
-        # stream is not read until the budget is back, so a flood waits in the sandbox.
-        self._rates = (float(bytes_per_second), float(messages_per_second), float(events_per_second))
-        self._tokens = [4 * rate for rate in self._rates]
-        self._refilled = 0.0
-        self._charged = 0  # bytes of the stream charged to the budget
+        # What the sandbox may cost per second: over it, the stream is not read until the
+        # budget is back, so a flood waits in the sandbox.
+        self._budget = LinkBudget(bytes_per_second, messages_per_second, events_per_second)
         self._pump_handle: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._throttled = False  # not reading the stream: over budget, or parsing in turns
-        self._throttled_since = 0.0
-        self._throttled_total = 0.0  # seconds spent not reading, for the timeouts
         self._flowing = asyncio.Event()
         self._flowing.set()
         # a message begun and not ended: bounded in memory by the decoder, in time by this
         self.partial_timeout = partial_timeout
         self._partial_since: tuple[float, float] | None = None
-        self._log = LogBudget(f"kernel {kernel_id}")
+        self._log = LogBudget(f"kernel {kernel_id}", log)
         self._write_buffer_limit = write_buffer_limit
         # An engine may keep an exec stream open after the sandbox died (seen with runsc):
         # a stream quiet for this long is pinged, and silent for this long is dead.
@@ -491,31 +299,32 @@ class KernelRelay:
         self._last_rx = 0.0
         self._liveness: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
-        self._sockets: dict[int, zmq.Socket] = {}
+        self._sockets: dict[int, zmq.Socket[bytes]] = {}
         self._fds: list[int] = []
         self._paused = False  # the stream's write buffer is full: ZMQ queues hold the rest
         self._bound: dict[str, int] = {}  # socket file -> inode
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._out: list[bytes] = []
         self._out_size = 0
-        self._log_waiters: list[asyncio.Future] = []
         self._closed = False
         self._stream_open = False
         self._got_message = False
-        self.ready: asyncio.Future = self._loop.create_future()
-        self.exited: asyncio.Future = self._loop.create_future()
-        self.pid: int | None = None
+        self._events = LauncherEvents(self._loop, self._log)
+        self.ready = self._events.ready  # the launcher's started/attached (or exited, or closed) event
+        self.exited = self._events.exited
+
+    @property
+    def pid(self) -> int | None:
+        """The kernel's pid in the sandbox, as the launcher reported it."""
+        return self._events.pid
 
     @property
     def connection_info(self) -> dict[str, Any]:
+        ports = {f"{CHANNELS[kind]}_port": port for kind, port in PORTS.items()}
         return {
             "transport": "ipc",
             "ip": self.ip,
-            "shell_port": PORTS[SHELL],
-            "iopub_port": PORTS[IOPUB],
-            "stdin_port": PORTS[STDIN],
-            "control_port": PORTS[CONTROL],
-            "hb_port": PORTS[HB],
+            **ports,
             "key": self.key,
             "signature_scheme": "hmac-sha256",
             "kernel_name": "",
@@ -529,28 +338,9 @@ class KernelRelay:
         if self._tasks or self._closed:
             raise KernelRelayError("this relay was already started")
         if request is not None:
-            if request.get("kernel_id") != self.kernel_id:
-                raise ValueError("the request is for another kernel id")
-            connection = request.get("connection")
-            if connection is not None and _key_text(connection.get("key", "")) != self.key:
-                raise ValueError("the request's key is not this relay's key")
+            _check_request(request, self.kernel_id, self.key)
         _check_private_dir(self.socket_dir)
-        types = {SHELL: zmq.ROUTER, IOPUB: zmq.XPUB, STDIN: zmq.ROUTER, CONTROL: zmq.ROUTER, HB: zmq.ROUTER}
-        try:
-            for kind, socktype in types.items():
-                sock = zmq.Socket(self._context, socktype)  # plain, even from an asyncio context
-                sock.linger = 0
-                if socktype == zmq.XPUB:
-                    # pass every (un)subscription on, so the kernel sees each client's
-                    # subscription and a second client still gets its iopub_welcome
-                    sock.setsockopt(zmq.XPUB_VERBOSER, 1)
-                self._sockets[kind] = sock
-                path = f"{self.ip}-{PORTS[kind]}"
-                sock.bind(f"ipc://{path}")
-                self._bound[path] = os.lstat(path).st_ino
-        except zmq.ZMQError as e:
-            self._close_sockets()
-            raise KernelRelayError(f"cannot bind the kernel sockets in {self.socket_dir}: {e}") from e
+        bind_kernel_sockets(self._context, self.ip, self._sockets, self._bound)
         self._stream_open = True
         self._last_rx = self._loop.time()
         self._liveness = self._loop.call_later(self.liveness_timeout / 3, self._check_liveness)
@@ -597,16 +387,14 @@ class KernelRelay:
         """The tail (<= 64 KiB) of the kernel's stdout+stderr; after the end, the tail sent with the exit."""
         if not self._stream_open:
             return self.exited.result()["log"] if self.exited.done() else ""
-        waiter = self._loop.create_future()
-        self._log_waiters.append(waiter)
+        waiter = self._events.log_waiter()
         self._op("log")
         try:
             return await asyncio.wait_for(waiter, timeout)
         except asyncio.TimeoutError:
             raise KernelRelayError(f"the launcher did not answer with the log within {timeout} s") from None
         finally:
-            if waiter in self._log_waiters:
-                self._log_waiters.remove(waiter)
+            self._events.forget(waiter)
 
     async def close(self) -> None:
         """Stop relaying and close the sockets and the stream. The kernel is left running:
@@ -630,17 +418,7 @@ class KernelRelay:
         for fd in self._fds:
             self._loop.remove_reader(fd)
         self._fds.clear()
-        for sock in self._sockets.values():
-            sock.close(linger=0)
-        self._sockets.clear()
-        # libzmq leaves bound ipc files behind; remove ours, not a successor's at the same path
-        for path, inode in self._bound.items():
-            try:
-                if os.lstat(path).st_ino == inode:
-                    os.unlink(path)
-            except OSError:
-                pass
-        self._bound.clear()
+        close_kernel_sockets(self._sockets, self._bound)
 
     # -- sandbox -> host -----------------------------------------------------------------
     async def _from_stream(self) -> None:
@@ -678,30 +456,22 @@ class KernelRelay:
         if not self._stream_open:
             return
         now = self._loop.time()
-        tokens, rates = self._tokens, self._rates
-        if self._refilled:
-            for i, rate in enumerate(rates):
-                tokens[i] = min(4 * rate, tokens[i] + (now - self._refilled) * rate)
-        self._refilled = now
+        self._budget.refill(now)
         decoder = self._decoder
         try:
             messages = decoder.feed(b"", limit=self.PER_TURN)
-        except RelayProtocolError as e:
+        except FrameError as e:
             self._protocol_error(e)
             return
-        # a skipped byte is neither copied nor parsed: it costs the budget a sixteenth
-        charged = decoder.consumed - decoder.skipped + decoder.skipped // 16
-        tokens[0] -= charged - self._charged
-        self._charged = charged
-        tokens[1] -= len(messages)
+        self._budget.charge(decoder.consumed, decoder.skipped, len(messages))
         self._relay(messages)
         if not decoder.partial:
             self._partial_since = None
         elif messages or self._partial_since is None:
-            self._partial_since = (now, self._throttled_for())
+            self._partial_since = (now, self._budget.throttled_for(now))
         if not self._stream_open:
             return
-        wait = max((-tokens[i] / rate if rate > 0 else 0.0) for i, rate in enumerate(rates))
+        wait = self._budget.wait()
         if wait > 0 or len(messages) == self.PER_TURN:
             self._throttle(True)
             if wait > 0:
@@ -711,20 +481,14 @@ class KernelRelay:
         else:
             self._throttle(False)
 
-    def _throttled_for(self) -> float:
-        return self._throttled_total + (self._loop.time() - self._throttled_since if self._throttled else 0.0)
-
     def _throttle(self, on: bool) -> None:
         """Stop or resume reading the stream (the sandbox's writes then wait in its pipe)."""
-        if on == self._throttled:
-            return
         now = self._loop.time()
-        self._throttled = on
+        if not self._budget.set_throttled(on, now):
+            return
         if on:
-            self._throttled_since = now
             self._flowing.clear()
         else:
-            self._throttled_total += now - self._throttled_since
             self._last_rx = now
             self._flowing.set()
         transport = getattr(self._reader, "_transport", None)  # asyncio's StreamReader keeps it there
@@ -743,29 +507,17 @@ class KernelRelay:
         try:
             for kind, parts in messages:
                 if kind == LAUNCHER:
-                    self._tokens[2] -= 1
-                    self._on_event(parts)
+                    self._budget.charge_event()
+                    self._events.on_event(parts)
                 elif parts:
-                    if any(type(p) is Skipped for p in parts) or sum(len(p) for p in parts) > OUTPUT_CAP:
-                        size = sum(p.size if type(p) is Skipped else len(p) for p in parts)
-                        cut = cut_message(parts, key, kind == IOPUB)
-                        self._log(
-                            logging.WARNING,
-                            "%s message of %d bytes %s",
-                            CHANNELS[kind],
-                            size,
-                            "cut down" if cut else "dropped",
-                        )
-                        if cut is None:
-                            continue
-                        parts = cut
-                    if kind != HB:
-                        parts = self._outputs.frames(parts)  # what the sandbox shows, made inert
-                        if not parts:
-                            continue
-                    # ROUTER and XPUB never block: a message to a gone client is dropped
-                    sockets[kind].send_multipart(parts, NOBLOCK, copy=False)
-                    sent |= 1 << kind
+                    for frames in fitted_on_host(kind, parts, key, self._log):
+                        if kind != HB:
+                            frames = self._outputs.frames(frames)  # what the sandbox shows, made inert
+                            if not frames:
+                                continue
+                        # ROUTER and XPUB never block: a message to a gone client is dropped
+                        sockets[kind].send_multipart(frames, NOBLOCK, copy=False)
+                        sent |= 1 << kind
         except zmq.ZMQError as e:
             if not self._closed:
                 log.error("kernel %s: relaying to a host socket failed: %s", self.kernel_id, e)
@@ -774,56 +526,17 @@ class KernelRelay:
                 # a send may have taken the edge of ZMQ_FD that announced incoming messages
                 self._drain(kind)
 
-    def _protocol_error(self, e: RelayProtocolError) -> None:
+    def _protocol_error(self, e: FrameError) -> None:
         if self._got_message:
             error = f"the sandbox broke the relay protocol: {e}"
         else:
             # nothing valid yet: most likely the engine saying why the launcher did not
             # start (e.g. "OCI runtime exec failed: ... executable file not found")
-            text = bytes(self._decoder._buf[:300]).decode("utf-8", "replace").strip()
+            text = self._decoder.buffered.decode("utf-8", "replace").strip()
             error = f"the launcher did not start; the sandbox said: {text!r}"
         self._log(logging.ERROR, "closing its stream: %s", error)
         self._stream_ended("stream closed", error)
         self._writer.close()  # whatever it still sends is ignored
-
-    def _on_event(self, parts: list[bytes]) -> None:
-        # the largest real event carries a 64 KiB log: bigger ones are not parsed on the event loop
-        try:
-            valid = len(parts) == 1 and isinstance(parts[0], bytes) and len(parts[0]) <= MAX_EVENT_BYTES
-            event = json.loads(parts[0]) if valid else None
-        except ValueError:
-            event = None
-        if not isinstance(event, dict):
-            self._log(logging.WARNING, "unreadable launcher event ignored")
-            return
-        # the sandbox writes these: keep only the shapes documented, sizes capped
-        kind = event.get("event")
-        if kind in ("started", "attached"):
-            self.pid = _int_or_none(event.get("pid"))
-            if not self.ready.done():
-                self.ready.set_result({"event": kind, "pid": self.pid})
-        elif kind == "exited":
-            error = event.get("error")
-            info = {
-                "code": _int_or_none(event.get("code")),
-                "signal": _int_or_none(event.get("signal")),
-                "log": str(event.get("log") or "")[-LOG_CAP:],
-                "error": printable(str(error), 2000) if error is not None else None,
-                "reason": "exited",
-            }
-            if not self.ready.done():
-                self.ready.set_result({"event": "exited"})
-            if not self.exited.done():
-                self.exited.set_result(info)
-        elif kind == "pong":
-            pass  # _on_data noted that the sandbox is alive
-        elif kind == "log":
-            if self._log_waiters:
-                waiter = self._log_waiters.pop(0)
-                if not waiter.done():
-                    waiter.set_result(str(event.get("log") or "")[-LOG_CAP:])
-        else:
-            self._log(logging.WARNING, "launcher says %s", parts[0][:500].decode(errors="replace"))
 
     def _check_liveness(self) -> None:
         self._liveness = None
@@ -831,13 +544,14 @@ class KernelRelay:
             return
         if self._partial_since is not None:
             started, throttled = self._partial_since
-            age = self._loop.time() - started - (self._throttled_for() - throttled)
+            now = self._loop.time()
+            age = now - started - (self._budget.throttled_for(now) - throttled)
             if age > self.partial_timeout:
                 self._log(logging.ERROR, "closing its stream: %s", f"a message stayed unfinished for {age:.0f} s")
                 self._stream_ended("stream closed", f"the sandbox left a message unfinished for {age:.0f} s")
                 self._writer.close()
                 return
-        if self._throttled:  # we are not reading: the sandbox is not quiet
+        if self._budget.throttled:  # we are not reading: the sandbox is not quiet
             self._last_rx = self._loop.time()
         quiet = self._loop.time() - self._last_rx
         if quiet >= self.liveness_timeout:
@@ -858,14 +572,7 @@ class KernelRelay:
         if self._liveness is not None:
             self._liveness.cancel()
             self._liveness = None
-        if not self.exited.done():
-            self.exited.set_result({"code": None, "signal": None, "log": "", "error": error, "reason": reason})
-        if not self.ready.done():
-            self.ready.set_result({"event": "closed"})
-        for waiter in self._log_waiters:
-            if not waiter.done():
-                waiter.set_exception(KernelRelayError("the stream to the launcher closed"))
-        self._log_waiters.clear()
+        self._events.link_ended(reason, error, KernelRelayError("the stream to the launcher closed"))
 
     # -- host -> sandbox -----------------------------------------------------------------
     def _drain(self, kind: int) -> None:
@@ -917,14 +624,8 @@ class KernelRelay:
         self._tasks.append(asyncio.ensure_future(resume()))
 
     def _queue(self, kind: int, parts: list[bytes]) -> None:
-        out = self._out
-        out.append(_HEAD.pack(kind, len(parts)))
-        size = self._out_size
-        for p in parts:
-            out.append(_LEN.pack(len(p)))
-            out.append(p)
-            size += len(p)
-        self._out_size = size
+        encode(kind, parts, self._out)
+        self._out_size += sum(len(p) for p in parts)
 
     def _flush(self) -> None:
         if not self._out:
@@ -1173,7 +874,8 @@ async def open_docker_exec(
                 state = {"Running": False, "ExitCode": None}
             if not state.get("Running"):
                 stderr.close()
-                return state.get("ExitCode")
+                code = state.get("ExitCode")
+                return code if isinstance(code, int) else None
             await asyncio.sleep(0.2)
 
     return ExecStream(reader, writer, wait, exec_id=exec_id)

@@ -24,16 +24,10 @@ import zmq.asyncio
 from jupyter_client.session import Session
 
 from jupyter_sandbox.backends.kernel_relay import (
-    DROPPED,
-    IOPUB,
-    LAUNCHER,
-    OUTPUT_CAP,
-    FrameDecoder,
     KernelRelay,
-    Skipped,
     _LauncherProcessProtocol,
-    encode,
 )
+from jupyter_sandbox.backends.programs.frames import DROPPED, IOPUB, LAUNCHER, OUTPUT_CAP, FrameDecoder, Skipped, encode
 
 pytestmark = pytest.mark.timeout(120)
 KEY = "k" * 64

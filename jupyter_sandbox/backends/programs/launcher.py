@@ -37,10 +37,10 @@ Why: the kernel's ZMQ sockets stay inside the sandbox (ipc sockets in a private 
 dir on the sandbox's own tmpfs). No host path is mounted into the sandbox, so there is no
 file the sandbox could turn into a symlink, a FIFO or a disk filler for the host.
 
-Wire format (both directions, on the byte stream after the first line)::
-
-    message := kind:u8  count:u32be  part{count}
-    part    := length:u32be  bytes{length}
+Wire format (both directions, on the byte stream after the first line): frames.py, the codec
+this launcher shares with the server's relay (shipped with this source; see
+``kernel_relay.launcher_source``). An iopub message over 8 MiB is made to fit there
+(``frames.cut_message``): a stream goes on in pieces, a huge display is replaced by a note.
 
 kinds: 0 shell, 1 iopub, 2 stdin, 3 control, 4 hb -- the parts are the raw ZMQ multipart
 frames, routing identities included, so a ROUTER (host) - DEALER (here) - ROUTER (kernel)
@@ -79,8 +79,6 @@ SIGINT.
 
 import ctypes
 import errno
-import hashlib
-import hmac
 import json
 import os
 import pwd
@@ -94,73 +92,47 @@ import subprocess
 import sys
 import time
 
-SHELL, IOPUB, STDIN, CONTROL, HB, LAUNCHER = 0, 1, 2, 3, 4, 255
+try:  # imported from the package (tests, linting)
+    from .frames import (
+        CONTROL,
+        HB,
+        IOPUB,
+        LAUNCHER,
+        OUTPUT_CAP,
+        SHELL,
+        STDIN,
+        FrameDecoder,
+        FrameError,
+        cut_message,
+        encode,
+    )
+except ImportError:  # shipped as `python -I -c`: kernel_relay.launcher_source() registered the codec first
+    from jsbx_frames import (
+        CONTROL,
+        HB,
+        IOPUB,
+        LAUNCHER,
+        OUTPUT_CAP,
+        SHELL,
+        STDIN,
+        FrameDecoder,
+        FrameError,
+        cut_message,
+        encode,
+    )
+
 LOG_CAP = 64 * 1024  # bytes kept per log file; two files at most
 EXIT_LOG = 8 * 1024  # log tail carried by the exited event
 MAX_REQUEST = 1 << 20
 MAX_MESSAGE = 256 << 20
-MAX_PARTS = 1 << 16
+# Of one stream message, what goes on to the server (in pieces): the rest is dropped here and
+# counted. While the server reads a big output at its budget, this process does not read the
+# kernel, whose messages then wait in its memory: a 200 MB print sent whole got it OOM-killed
+# in a 1G sandbox (tests/security/test_output.py).
+STREAM_MOST = 32 << 20
 CHECK_INTERVAL = 0.5  # attach mode: seconds between looks at the kernel's pid
 SAFETY_INTERVAL = 5.0  # start mode: SIGCHLD wakes us; this only guards against a lost one
 KERNEL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
-
-_HEAD = struct.Struct(">BI")
-_LEN = struct.Struct(">I")
-
-
-class ProtocolError(Exception):
-    """The byte stream does not follow the wire format."""
-
-
-class Decoder:
-    """Incremental decoder of the wire format; keeps its state across chunks (linear time)."""
-
-    def __init__(self):
-        self.buf = bytearray()
-        self.kind = None
-        self.left = 0  # parts still to read for the current message
-        self.parts = []
-        self.size = 0
-
-    def feed(self, data):
-        buf = self.buf
-        buf += data
-        out = []
-        view = memoryview(buf)  # slices of a view: each part is copied once
-        try:
-            pos = self.parse(view, out)
-        finally:
-            view.release()
-        del buf[:pos]  # bytearray drops a prefix without moving the rest each time
-        return out
-
-    def parse(self, buf, out):
-        """Take whole parts from buf; returns how many bytes were consumed."""
-        pos, end = 0, len(buf)
-        while True:
-            if self.kind is None:
-                if end - pos < 5:
-                    return pos
-                kind, count = _HEAD.unpack_from(buf, pos)
-                pos += 5
-                if count > MAX_PARTS:
-                    raise ProtocolError(f"message with {count} parts")
-                self.kind, self.left, self.parts, self.size = kind, count, [], 0
-            if self.left:
-                if end - pos < 4:
-                    return pos
-                (n,) = _LEN.unpack_from(buf, pos)
-                if self.size + n > MAX_MESSAGE:
-                    raise ProtocolError(f"message larger than {MAX_MESSAGE} bytes")
-                if end - pos < 4 + n:
-                    return pos
-                self.parts.append(bytes(buf[pos + 4 : pos + 4 + n]))
-                pos += 4 + n
-                self.size += n
-                self.left -= 1
-            if not self.left:
-                out.append((self.kind, self.parts))
-                self.kind = None
 
 
 def warn(text):
@@ -170,13 +142,6 @@ def warn(text):
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-
-
-def encode(kind, parts, out):
-    out.append(_HEAD.pack(kind, len(parts)))
-    for p in parts:
-        out.append(_LEN.pack(len(p)))
-        out.append(p)
 
 
 def event(out, **fields):
@@ -192,14 +157,28 @@ class Output:
         self.closed = False
 
     def write(self, chunks):
+        """Write chunks in order: small ones joined, a big one (a piece of a text) as it is."""
         if self.closed or not chunks:
             return
-        view = memoryview(b"".join(chunks))
+        small = []
         try:
-            while view:
-                view = view[os.write(self.fd, view) :]
+            for chunk in chunks:
+                if len(chunk) < 1 << 16:
+                    small.append(chunk)
+                    continue
+                if small:
+                    self.write_all(b"".join(small))
+                    small = []
+                self.write_all(chunk)
+            if small:
+                self.write_all(b"".join(small))
         except OSError:  # the server went away: nobody to tell
             self.close()
+
+    def write_all(self, data):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
 
     def close(self):
         if not self.closed:
@@ -488,7 +467,7 @@ def zmtp_command(name, properties):
 class Peer:
     """One ZMTP connection to one of the kernel's sockets, as a DEALER (or SUB for iopub)."""
 
-    key = b""  # the kernel's HMAC key, for signing a cut-down iopub message again
+    key = b""  # the kernel's HMAC key, for checking and signing again a cut iopub message
 
     def __init__(self, kind, path, socket_type, identity):
         self.kind = kind
@@ -588,6 +567,8 @@ class Peer:
         finally:
             view.release()
         del self.inbuf[:pos]
+        if not self.inbuf and pos > 1 << 20:
+            self.inbuf = bytearray()  # a big message's room given back (del keeps the allocation)
         if self.outbuf:
             try:
                 self.flush()
@@ -628,12 +609,18 @@ class Peer:
             elif self.ready:
                 self.parts.append(body)
                 if not flags & MORE:
-                    parts = shrink(self.parts, self.key) if self.kind == IOPUB else self.parts
-                    if parts is not None:
+                    for parts in self.fitted(self.parts):
                         encode(self.kind, parts, out)
                     self.parts = []
             else:
                 raise ZmtpError("a message before the handshake")
+
+    def fitted(self, parts):
+        """An iopub message over OUTPUT_CAP made to fit (a stream in pieces; see frames.cut_message),
+        so that nothing the code prints can grow the server's memory; other channels as they are."""
+        if self.kind != IOPUB or sum(len(p) for p in parts) <= OUTPUT_CAP:
+            return [parts]
+        return cut_message(parts, self.key, iopub=True, where="in the sandbox", most_text=STREAM_MOST)
 
     def command(self, body):
         name = body[1 : 1 + body[0]] if body else b""
@@ -645,44 +632,6 @@ class Peer:
         elif name == b"ERROR":
             raise ZmtpError("the kernel's socket refused us: " + body[7:].decode("utf-8", "replace"))
         # other commands (PING, SUBSCRIBE...) are ZMTP 3.1; we announced 3.0
-
-
-IOPUB_CAP = 8 << 20  # an output message larger than this is cut down here, in the sandbox
-DELIMITER = b"<IDS|MSG>"
-DROPPED = "jupyter_sandbox_dropped"  # metadata key of a cut-down message: what it lost (the collector counts it)
-
-
-def shrink(parts, key, cap=IOPUB_CAP):
-    """An iopub message over ``cap`` bytes, cut down and signed again (stream text truncated, a
-    display replaced by a line saying what was dropped), so that nothing the code prints can
-    grow the server's memory; a message that cannot be cut is dropped (None)."""
-    if sum(len(p) for p in parts) <= cap:
-        return parts
-    try:
-        d = parts.index(DELIMITER)
-        header, parent, metadata, content = (json.loads(p) for p in parts[d + 2 : d + 6])
-    except (ValueError, IndexError):
-        return None
-    kind = header.get("msg_type")
-    # how much was dropped goes in the metadata: the server says it once, with the rest it dropped
-    if kind == "stream":
-        text = content.get("text", "")
-        keep = cap // 2
-        content["text"] = text[:keep]
-        metadata = {DROPPED: len(text) - keep}
-    elif kind in ("display_data", "execute_result", "update_display_data"):
-        size = sum(len(json.dumps(v)) for v in content.get("data", {}).values())
-        content["data"] = {"text/plain": f"[jupyter-sandbox: an output of {size} bytes was dropped in the sandbox]"}
-        metadata = {DROPPED: size}
-    elif kind == "error":
-        content["traceback"] = [line[:4096] for line in content.get("traceback", [])[:200]]
-    else:
-        return None
-    frames = [json.dumps(x).encode() for x in (header, parent, metadata, content)]
-    signature = hmac.new(key, digestmod=hashlib.sha256)
-    for frame in frames:
-        signature.update(frame)
-    return [*parts[:d], DELIMITER, signature.hexdigest().encode() if key else b"", *frames]
 
 
 class Relay:
@@ -785,7 +734,7 @@ class Launcher:
         self.users = users  # ((kernel uid, gid), (launcher uid, gid)), or None: one user
         self.paths = Paths(request["state_dir"], request["kernel_id"])
         self.out = Output(1)
-        self.decoder = Decoder()
+        self.decoder = FrameDecoder(MAX_MESSAGE, skip=False)
         self.pending = rest  # stream bytes that came with the request line
         self.relay = None
         self.proc = None  # start mode: our child
@@ -899,11 +848,11 @@ class Launcher:
                 return  # the kernel exited while this batch was handled
             if kind < LAUNCHER:
                 if kind > HB:
-                    raise ProtocolError(f"unknown kind {kind}")
+                    raise FrameError(f"unknown kind {kind}")
                 self.relay.send(kind, parts)
                 continue
             if len(parts) != 1:
-                raise ProtocolError("a launcher op has one part")
+                raise FrameError("a launcher op has one part")
             op = json.loads(parts[0].decode("utf-8")).get("op")
             if op == "stop":
                 self.signal_kernel(signal.SIGKILL)
@@ -995,7 +944,7 @@ class Launcher:
     def feed(self, data, out):
         try:
             self.handle(self.decoder.feed(data), out)
-        except (ProtocolError, ValueError, AttributeError) as e:
+        except (FrameError, ValueError, AttributeError) as e:
             # a broken server: drop the link, never the kernel
             warn(f"bad input from the server, disconnecting: {e}")
             self.disconnect()
