@@ -51,7 +51,7 @@ from typing import Any
 from traitlets import Dict, Float, Instance, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..backends.base import WORKDIR, OnceBox, OnceResult, OnceRun, labels
+from ..backends.base import WORKDIR, OneShotProgram, OneShotResult, OneShotSandbox, labels
 from ..core.pool import Pool
 from ..errors import InvalidInput, NotFound, QuotaExceeded, SandboxError
 from ..models import SandboxSpec
@@ -215,7 +215,7 @@ class OneShotRunner(LoggingConfigurable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._records: dict[str, ExecutionRecord] = {}
-        self._pool: Pool[OnceBox] | None = None
+        self._pool: Pool[OneShotSandbox] | None = None
         self._stopped = False  # shut down: no pool is made again
         self._running: dict[str, int] = {}  # owner -> executions holding a running slot
         self._waiting: dict[str, deque[asyncio.Future]] = {}  # owner -> pending executions, oldest first
@@ -302,11 +302,11 @@ class OneShotRunner(LoggingConfigurable):
             self._pool.fill()
 
     @property
-    def pool(self) -> Pool[OnceBox] | None:
+    def pool(self) -> Pool[OneShotSandbox] | None:
         """The pool of started sandboxes (None until started, or with ``pool_size = 0``)."""
         return self._pool
 
-    async def _pooled_box(self) -> OnceBox:
+    async def _pooled_box(self) -> OneShotSandbox:
         run = self._sandbox_run(f"exe_{uuid.uuid4()}", "", self._default_shape())
         return await self.backend.start_once(run)
 
@@ -320,7 +320,7 @@ class OneShotRunner(LoggingConfigurable):
             return None  # network, or a wheelhouse mount: its own container
         return job.image, job.memory_mb, job.disk_mb, job.cpu_shares
 
-    async def _take_box(self, job: Job, wait: bool) -> OnceBox | None:
+    async def _take_box(self, job: Job, wait: bool) -> OneShotSandbox | None:
         if self._pool is None or self._shape(job) != self._default_shape():
             return None
         # Waiting for one being made beats starting another: that would only slow both down.
@@ -416,7 +416,7 @@ class OneShotRunner(LoggingConfigurable):
 
     def _sandbox_run(
         self, run_id: str, owner: str, shape: tuple[str, int, int, int], job: Job | None = None
-    ) -> OnceRun:
+    ) -> OneShotProgram:
         """The run of the supervisor in a sandbox of ``shape`` (image, memory, disk, cpu shares);
         its input comes from ``job`` (none yet for a pooled sandbox, whose owner label is "")."""
         image, memory_mb, disk_mb, cpu_shares = shape
@@ -432,7 +432,7 @@ class OneShotRunner(LoggingConfigurable):
         stdin = b""
         if job is not None:
             stdin = json.dumps(self._supervisor_job(job)).encode() + b"\n" + job.archive + job.stdin
-        return OnceRun(
+        return OneShotProgram(
             run_id=run_id,
             spec=spec,
             command=[self.backend.python, "-I", "-c", program("supervisor.py")],
@@ -445,7 +445,7 @@ class OneShotRunner(LoggingConfigurable):
             ends_with_line=True,
         )
 
-    def _once_run(self, record: ExecutionRecord) -> OnceRun:
+    def _once_run(self, record: ExecutionRecord) -> OneShotProgram:
         job = record.job
         assert job is not None
         return self._sandbox_run(record.id, record.owner, (job.image, job.memory_mb, job.disk_mb, job.cpu_shares), job)
@@ -497,10 +497,10 @@ class OneShotRunner(LoggingConfigurable):
             "result_path": RESULT_PATH,
         }
 
-    async def _run(self, record: ExecutionRecord, box: OnceBox | None = None) -> None:
+    async def _run(self, record: ExecutionRecord, box: OneShotSandbox | None = None) -> None:
         job = record.job
         assert job is not None
-        result: OnceResult | None = None
+        result: OneShotResult | None = None
         report: dict[str, Any] | None = None
         timed_out = False
 
@@ -545,7 +545,7 @@ class OneShotRunner(LoggingConfigurable):
                 self._release(record.owner)
 
     def _finish(
-        self, record: ExecutionRecord, report: dict[str, Any] | None, result: OnceResult | None, timed_out: bool
+        self, record: ExecutionRecord, report: dict[str, Any] | None, result: OneShotResult | None, timed_out: bool
     ) -> None:
         exit_code = TIMEOUT_EXIT_CODE if timed_out else result.exit_code if result else None
         # the supervisor counts the kernel's kills at the memory limit; the engine says it when there is no report
