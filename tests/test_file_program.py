@@ -1,15 +1,20 @@
 """programs/files.py, the file commands a Docker sandbox runs as its user: exit codes and output.
 
-Run here with the host's Python (the program is stdlib-only); the Docker backend's tests run it in
-sandboxes. Its exit codes are the protocol docker_files.py maps to errors (404, 400, 413).
+Run here with the host's Python (the program is stdlib-only), as root like in a sandbox's root exec,
+taking the uid 1000 first; the Docker backend's tests run it in sandboxes. Its exit codes are the
+protocol docker_files.py maps to errors (404, 400, 413).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,10 +22,30 @@ from jupyter_sandbox.backends import programs
 from jupyter_sandbox.backends.base import kernel_argv
 from jupyter_sandbox.backends.docker_files import IS_A_DIRECTORY, MISSING, NO_ROOM, NOT_A_DIRECTORY, NOT_A_FILE
 
+USER = 1000  # uid and gid the program takes, as in a sandbox
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the program takes another uid first: needs root")
+
+
+@pytest.fixture
+def tmp_path() -> Iterator[Path]:
+    """A folder of the program's user (pytest's own are root's, 0700: uid 1000 could not reach them)."""
+    folder = Path(tempfile.mkdtemp(prefix="jsbx-files-"))
+    os.chown(folder, USER, USER)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
 
 def files(command: str, path: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    """programs/files.py as the backend runs it; what the test made is handed to its user first."""
+    root = Path(path)
+    while not root.name.startswith("jsbx-files-"):
+        root = root.parent
+    for folder, dirs, names in os.walk(root):
+        for name in [folder, *(os.path.join(folder, n) for n in dirs + names)]:
+            os.lchown(name, USER, USER)
     return subprocess.run(
-        [sys.executable, "-I", "-c", programs.source("files"), command, path],
+        [sys.executable, "-I", "-c", programs.source("files"), str(USER), str(USER), command, path],
         input=stdin,
         capture_output=True,
         timeout=30,
@@ -75,6 +100,32 @@ def test_remove_takes_files_links_and_folders_but_not_what_a_link_points_to(tmp_
     for name in ("dir", "link", "dangling"):
         assert files("remove", str(tmp_path / name)).returncode == 0
     assert sorted(os.listdir(tmp_path)) == ["kept"]
+
+
+def test_it_runs_as_the_sandboxs_user(tmp_path):
+    """What root made and keeps to itself stays out of reach: the program dropped root first."""
+    written = files("write", str(tmp_path / "mine.txt"), b"x")
+    assert written.returncode == 0 and (tmp_path / "mine.txt").stat().st_uid == USER
+    (tmp_path / "roots").mkdir()
+    (tmp_path / "roots" / "secret").write_text("x")
+    os.chown(tmp_path / "roots", 0, 0)  # after files() handed everything to the user: now root's again
+    (tmp_path / "roots").chmod(0o700)
+    (tmp_path / "roots" / "secret").chmod(0o600)
+    read = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            programs.source("files"),
+            str(USER),
+            str(USER),
+            "read",
+            str(tmp_path / "roots" / "secret"),
+        ],
+        capture_output=True,
+        timeout=30,
+    )
+    assert read.returncode in (1, MISSING) and read.stdout == b""
 
 
 def test_kernel_without_debugger_is_its_program():

@@ -15,6 +15,11 @@ command run as ``user``, which holds no capability (an exec drops to it before i
 command: under gVisor an exec's first process would keep the container's capabilities). Why:
 see programs/launcher.py. The sandbox's env goes to its kernels only, never into the
 environment of a root exec (LD_PRELOAD and friends would run the sandbox's code there).
+
+``DockerBackend`` holds the settings (c.DockerBackend.*) and which container is whose, and hands
+each job to a part of its own: the engine and its threads (docker_engine.py), what a container is
+made of (docker_containers.py), kernels and why they ended (docker_kernels.py), files
+(docker_files.py), one-shot containers (docker_once.py) and usage figures (docker_stats.py).
 """
 
 from __future__ import annotations
@@ -239,7 +244,7 @@ class DockerBackend(SandboxBackend):
     ) -> dict[str, Any]:
         workdir = confine(cwd) if cwd else WORKDIR
         if workdir != WORKDIR:
-            code, _, _ = await self.files.run(sandbox_id, ["test", "-d", workdir])
+            code, _, _ = await self.files.run_as_user(sandbox_id, ["test", "-d", workdir])
             if code != 0:
                 raise InvalidInput(f"the working directory {workdir} does not exist in the sandbox", field="cwd")
         # The same kernel id and key give the same addresses (host sockets are named after the

@@ -1,8 +1,8 @@
 """Files of a Docker sandbox: write, stream, list and remove, each a short exec as the sandbox's user.
 
-Each command is programs/files.py run through programs/as_user.py (a root exec that drops to the
-sandbox's user before it runs anything); its exit code says what went wrong, in the program's own
-protocol (no engine or coreutils wording is parsed). Its streams run in the engine's stream threads,
+Each command is programs/files.py in a root exec, which takes the sandbox's user before it does
+anything; its exit code says what went wrong, in the program's own protocol (no engine or coreutils
+wording is parsed). Another command runs as the sandbox's user through programs/as_user.py. Its streams run in the engine's stream threads,
 and a command the sandbox stops is hung up after ``engine_timeout``.
 """
 
@@ -48,15 +48,19 @@ class DockerFiles:
         self.backend = backend
 
     def _files_command(self, command: str, path: str) -> list[str]:
-        """programs/files.py ``command`` on ``path`` (the argv the sandbox's user runs)."""
-        return [self.backend.python, "-I", "-c", programs.source("files"), command, path]
+        """programs/files.py ``command`` on ``path``, for a root exec (it takes the sandbox's user first)."""
+        uid, _, gid = self.backend.containers.ids()[0].partition(":")
+        return [self.backend.python, "-I", "-c", programs.source("files"), uid, gid, command, path]
 
-    async def run(self, sandbox_id: str, command: list[str]) -> tuple[int | None, bytes, bytes]:
-        """A short command's exit code, stdout and stderr (each at most EXEC_OUTPUT_LIMIT bytes), run
-        as the sandbox's user. The sandbox can stop the command: after ``engine_timeout`` its stream
-        is hung up, which frees the thread, and the sandbox's owner gets a 503."""
+    async def run_as_user(self, sandbox_id: str, command: list[str]) -> tuple[int | None, bytes, bytes]:
+        """A short command's exit code, stdout and stderr, run as the sandbox's user (programs/as_user.py)."""
+        return await self._exec(sandbox_id, self.backend.containers.as_user(command))
+
+    async def _exec(self, sandbox_id: str, argv: list[str]) -> tuple[int | None, bytes, bytes]:
+        """A short root exec's exit code, stdout and stderr (each at most EXEC_OUTPUT_LIMIT bytes); ``argv``
+        takes the sandbox's user before it does anything. The sandbox can stop the command: after
+        ``engine_timeout`` its stream is hung up, which frees the thread, and the sandbox's owner gets a 503."""
         cid = self.backend.container_id(sandbox_id)
-        argv = self.backend.containers.as_user(command)
         timeout = self.backend.engine_timeout
         sockets: list[Any] = []
 
@@ -90,7 +94,7 @@ class DockerFiles:
         if target == WORKDIR:
             raise IsADirectory("path must name a file", field="path")
         cid = self.backend.container_id(sandbox_id)
-        argv = self.backend.containers.as_user(self._files_command("write", target))
+        argv = self._files_command("write", target)
         timeout = self.backend.engine_timeout
 
         def stream(c: EngineClient) -> int:
@@ -123,7 +127,7 @@ class DockerFiles:
     async def stream(self, sandbox_id: str, path: str) -> AsyncIterator[bytes]:
         target = confine(path)
         cid = self.backend.container_id(sandbox_id)
-        argv = self.backend.containers.as_user(self._files_command("read", target))
+        argv = self._files_command("read", target)
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=8)
         sockets: list[Any] = []
@@ -172,7 +176,7 @@ class DockerFiles:
 
     async def list(self, sandbox_id: str, path: str) -> list[dict[str, Any]]:
         target = confine(path)
-        code, out, err = await self.run(sandbox_id, self._files_command("list", target))
+        code, out, err = await self._exec(sandbox_id, self._files_command("list", target))
         if code != 0:
             raise file_error(code, target, err)
         entries: list[dict[str, Any]] = json.loads(out)
@@ -182,6 +186,6 @@ class DockerFiles:
         target = confine(path)
         if target == WORKDIR:
             raise InvalidInput("refusing to remove the working directory itself", field="path")
-        code, _, err = await self.run(sandbox_id, self._files_command("remove", target))
+        code, _, err = await self._exec(sandbox_id, self._files_command("remove", target))
         if code != 0:
             raise file_error(code, target, err)

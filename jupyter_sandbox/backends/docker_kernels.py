@@ -91,6 +91,10 @@ class DockerKernels:
             raise KernelDied(f"the kernel did not start: {why}") from None
         return info
 
+    def relay(self, sandbox_id: str, kernel_id: str) -> KernelRelay | None:
+        """The relay of a kernel this backend started or attached (None when it has none)."""
+        return self._relays.get((sandbox_id, kernel_id))
+
     def _kernel_ended(self, sandbox_id: str, kernel_id: str) -> None:
         """A kernel's relay ended. If its stream closed, the container may have stopped: look once."""
         relay = self._relays.get((sandbox_id, kernel_id))

@@ -1,9 +1,12 @@
-"""Runs INSIDE a sandbox, as its user: the file commands of the server (argv: command path).
+"""Runs INSIDE a sandbox: the server's file commands (argv: uid gid command path).
 
-Started as ``python -I -c <this source> list|read|write|remove <absolute path>`` (through
-as_user.py: never as root). It answers with its exit code, the server's own protocol (no
-wording is parsed): 72 missing, 73 not a directory, 74 is a directory, 75 not a regular file,
-76 no room (a write that does not fit leaves nothing behind); another failure says why on
+Started from a root exec as ``python -I -c <this source> uid gid list|read|write|remove <absolute
+path>``. Before anything else it becomes the sandbox's user, as as_user.py does (no supplementary
+groups, then the gid and uid, with which every capability goes), and it stops if any capability is
+left (under gVisor an exec's first process would keep the container's); it does the rest in this
+same process (a second program start costs ~100 ms). It answers with its exit code, the server's own
+protocol (no wording is parsed): 72 missing, 73 not a directory, 74 is a directory, 75 not a regular
+file, 76 no room (a write that does not fit leaves nothing behind); another failure says why on
 stderr and exits 1.
 
 - ``list``: the directory's entries, sorted by name, as one line of JSON on stdout.
@@ -22,6 +25,16 @@ import sys
 
 MISSING, NOT_A_DIRECTORY, IS_A_DIRECTORY, NOT_A_FILE, NO_ROOM = 72, 73, 74, 75, 76
 CHUNK = 1 << 16
+
+
+def become_user(uid, gid):
+    """This process as uid:gid with no supplementary group; False if it kept a capability."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    with open("/proc/self/status") as status:
+        held = [line for line in status if line.startswith(("CapPrm:", "CapEff:")) and int(line.split()[1], 16)]
+    return os.getresuid() == (uid, uid, uid) and not held
 
 
 def list_entries(path):
@@ -100,7 +113,10 @@ COMMANDS = {"list": list_entries, "read": read, "write": write, "remove": remove
 
 
 def main(argv):
-    command, path = argv
+    uid, gid, command, path = argv
+    if not become_user(int(uid), int(gid)):
+        print("files: still privileged after taking the sandbox's user; nothing done", file=sys.stderr)
+        return 1
     try:
         return COMMANDS[command](path)
     except OSError as e:
