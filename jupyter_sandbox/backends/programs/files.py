@@ -66,14 +66,9 @@ def read(path):
         return IS_A_DIRECTORY
     if not os.path.isfile(path):
         return NOT_A_FILE
-    out = sys.stdout.buffer
-    with open(path, "rb") as f:
-        chunk = f.read(CHUNK)
-        while chunk:
-            out.write(chunk)
-            chunk = f.read(CHUNK)
-    out.flush()
-    return 0
+    # cat moves the bytes (as before this program): a read loop here took 5.5-5.8 s for 128 MB under
+    # gVisor on a loaded host, where cat stayed within test_starvation's 5 s
+    os.execvp("cat", ["cat", "--", path])
 
 
 def write(path):
