@@ -3,8 +3,8 @@
 Started from a root exec as ``python -I -c <this source> uid gid list|read|write|remove <absolute
 path>``. Before anything else it becomes the sandbox's user, as as_user.py does (no supplementary
 groups, then the gid and uid, with which every capability goes), and it stops if any capability is
-left (under gVisor an exec's first process would keep the container's); it does the rest in this
-same process (a second program start costs ~100 ms). It answers with its exit code, the server's own
+left (under gVisor an exec's first process would keep the container's); it does the rest itself
+(a second Python start costs ~100 ms; ``read`` hands the bytes to cat). It answers with its exit code, the server's own
 protocol (no wording is parsed): 72 missing, 73 not a directory, 74 is a directory, 75 not a regular
 file, 76 no room (a write that does not fit leaves nothing behind); another failure says why on
 stderr and exits 1.
@@ -24,7 +24,7 @@ import stat
 import sys
 
 MISSING, NOT_A_DIRECTORY, IS_A_DIRECTORY, NOT_A_FILE, NO_ROOM = 72, 73, 74, 75, 76
-CHUNK = 1 << 20  # bytes a read or write moves at once (each syscall costs dearly under gVisor)
+CHUNK = 1 << 20  # bytes a write moves at once (each syscall costs dearly under gVisor)
 
 
 def become_user(uid, gid):
