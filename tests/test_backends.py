@@ -159,17 +159,17 @@ async def test_stats_from_the_cgroup_files_are_the_engines_and_count_the_working
 
 async def test_executions_and_stats_make_no_engine_call(docker_manager):
     """The hot path stays off the Docker API: executing code goes over the kernel's relay, stats
-    come from the cgroup files (every engine call goes through DockerBackend._call)."""
+    come from the cgroup files (every engine call goes through DockerBackend.engine.call)."""
     manager, backend = docker_manager, docker_manager.backend
     model = await manager.create("frank")
     calls = []
-    engine_call = backend._call
+    engine_call = backend.engine.call
 
     async def counted(fn, **kwargs):
         calls.append(fn)
         return await engine_call(fn, **kwargs)
 
-    backend._call = counted
+    backend.engine.call = counted
     try:
         for i in range(3):
             assert (await manager.execute("frank", model.id, f"{i} + 1")).text == str(i + 1)
@@ -178,7 +178,7 @@ async def test_executions_and_stats_make_no_engine_call(docker_manager):
         await manager.list_files("frank", model.id, ".")  # (counting works: files do go through the engine)
         assert calls
     finally:
-        backend._call = engine_call
+        backend.engine.call = engine_call
         await manager.remove("frank", model.id)
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from importlib import import_module
+from typing import Any
 
 from .base import SandboxBackend
+from .docker_engine import engine_available
 
 BACKENDS = {
     "docker": "jupyter_sandbox.backends.docker:DockerBackend",
@@ -13,19 +16,19 @@ BACKENDS = {
 
 
 def backend_class(name: str) -> type[SandboxBackend]:
-    from importlib import import_module
-
+    """The backend class of that name, its module imported now (each needs only its own)."""
     module, _, attr = BACKENDS[name].partition(":")
-    return getattr(import_module(module), attr)
+    found = getattr(import_module(module), attr)
+    if not (isinstance(found, type) and issubclass(found, SandboxBackend)):
+        raise TypeError(f"{BACKENDS[name]} is not a SandboxBackend")
+    return found
 
 
-def make_backend(name: str = "auto", log: logging.Logger | None = None, **kwargs) -> SandboxBackend:
+def make_backend(name: str = "auto", log: logging.Logger | None = None, **kwargs: Any) -> SandboxBackend:
     """An instance of the named backend; ``auto`` is docker when an engine answers, else local."""
     log = log or logging.getLogger("jupyter_sandbox")
     if name == "auto":
-        from .docker import DockerBackend
-
-        name = "docker" if DockerBackend.available() else "local"
+        name = "docker" if engine_available() else "local"
         log.info(
             "jupyter-sandbox: backend 'auto' chose %s%s",
             name,

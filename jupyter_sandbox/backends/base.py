@@ -45,14 +45,12 @@ Contract (tests/test_contract.py runs it against every backend):
 from __future__ import annotations
 
 import abc
-import functools
 import os
 import posixpath
 import socket
 import stat
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 from traitlets import Instance, Unicode, default
@@ -61,6 +59,7 @@ from traitlets.config import LoggingConfigurable
 from ..errors import BackendUnavailable, InvalidInput, KernelDied, NotFound
 from ..models import SandboxSpec
 from ..outputs import OutputPolicy
+from . import programs
 
 LABEL_PREFIX = "org.jupyter-sandbox"
 WORKDIR = "/home/user"
@@ -82,11 +81,6 @@ def tail_file(path: str, limit: int = LOG_LIMIT) -> str:
         return f.read(4 * limit).decode(errors="replace")[-limit:]
 
 
-@functools.cache
-def _pip_hint_source() -> str:
-    return resources.files(__package__).joinpath("programs", "pip_hint.py").read_text(encoding="utf-8")
-
-
 def kernel_extras(offline: bool) -> tuple[list[str], dict[str, str]]:
     """Extra kernel arguments and environment for a sandbox with (``offline=False``) or without
     network. Without: pip looks at no index (PIP_NO_INDEX), so it fails at once instead of
@@ -94,31 +88,15 @@ def kernel_extras(offline: bool) -> tuple[list[str], dict[str, str]]:
     (programs/pip_hint.py, run at the kernel's start). The sandbox's own env comes after these."""
     if not offline:
         return [], {}
-    return [f"--IPKernelApp.exec_lines={_pip_hint_source()}"], {"PIP_NO_INDEX": "1"}
-
-
-# ipykernel started as ipykernel_launcher does, but with debugpy unavailable while it starts: its
-# debugger (JupyterLab's debugger panel; nothing else uses it) is then off, and debugpy, a third
-# of the kernel's imports, is not loaded (~60 ms of a kernel start in a sandbox). Once started,
-# code in the kernel may import debugpy as usual.
-KERNEL_WITHOUT_DEBUGGER = """\
-import sys
-if sys.path[0] == "":
-    del sys.path[0]  # (as ipykernel_launcher: the shell puts the working directory back)
-sys.modules["debugpy"] = None
-from ipykernel.kernelapp import IPKernelApp
-app = IPKernelApp.instance()
-app.initialize()
-del sys.modules["debugpy"]
-app.start()
-"""
+    return [f"--IPKernelApp.exec_lines={programs.source('pip_hint')}"], {"PIP_NO_INDEX": "1"}
 
 
 def kernel_argv(python: str, connection_file: str = "{connection_file}", debugger: bool = True) -> list[str]:
-    """The command that starts a Python kernel (ipykernel) with that connection file."""
+    """The command that starts a Python kernel (ipykernel) with that connection file; without
+    ``debugger``, ipykernel's debugger is off and debugpy not loaded (programs/kernel_without_debugger.py)."""
     if debugger:
         return [python, "-m", "ipykernel_launcher", "-f", connection_file]
-    return [python, "-c", KERNEL_WITHOUT_DEBUGGER, "-f", connection_file]
+    return [python, "-c", programs.source("kernel_without_debugger"), "-f", connection_file]
 
 
 def labels(server_id: str, owner: str, *, sandbox: str | None = None, execution: str | None = None) -> dict[str, str]:
@@ -147,7 +125,7 @@ def labelled_id(found: dict[str, str]) -> str | None:
 
 
 @dataclass
-class OnceRun:
+class OneShotProgram:
     """A program to run once, in a fresh sandbox made for it alone (a one-shot execution)."""
 
     run_id: str
@@ -164,7 +142,7 @@ class OnceRun:
 
 
 @dataclass
-class OnceBox:
+class OneShotSandbox:
     """A one-shot sandbox started ahead of its run (``start_once``), its program waiting for stdin."""
 
     run_id: str
@@ -172,7 +150,9 @@ class OnceBox:
 
 
 @dataclass
-class OnceResult:
+class OneShotResult:
+    """What a one-shot program left: its output (capped), exit code (None: it ended with a line) and OOM kill."""
+
     stdout: bytes
     stderr: bytes
     exit_code: int | None
@@ -274,22 +254,24 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
                 f"one-shot executions need a container backend; this server runs the {self.name!r} backend"
             )
 
-    async def run_once(self, run: OnceRun, started: Callable[[], None], box: OnceBox | None = None) -> OnceResult:
+    async def run_once(
+        self, run: OneShotProgram, started: Callable[[], None], box: OneShotSandbox | None = None
+    ) -> OneShotResult:
         """Run ``run.command`` in a fresh sandbox (``box``, started for this run by ``start_once``,
         or one made now); ``started()`` is called once it runs."""
         self.require_once()
         raise NotImplementedError
 
-    async def start_once(self, run: OnceRun) -> OnceBox:
+    async def start_once(self, run: OneShotProgram) -> OneShotSandbox:
         """Make and start ``run``'s sandbox now; its program waits for ``run_once`` to send stdin."""
         self.require_once()
         raise NotImplementedError
 
-    async def once_unusable(self, box: OnceBox) -> str | None:
+    async def once_unusable(self, box: OneShotSandbox) -> str | None:
         """Why a waiting ``box`` cannot run its program (e.g. its sandbox stopped); None when it can."""
         return None
 
-    async def discard_once(self, box: OnceBox) -> None:
+    async def discard_once(self, box: OneShotSandbox) -> None:
         """Remove a started ``box`` that will not run."""
         await self.stop_once(box.run_id)
 

@@ -17,8 +17,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
+from typing import Any
 
 from ..errors import BackendUnavailable, SandboxError
+from .docker_engine import EngineClient
 
 DEBOOTSTRAP_BASE = "jupyter-sandbox-base:bookworm"
 DEFAULT_IMAGE = "jupyter-sandbox:latest"
@@ -47,8 +49,8 @@ class BuildPlan:
     docker_url: str = ""
 
 
-def _client(docker_url: str = ""):
-    import docker
+def _client(docker_url: str = "") -> EngineClient:
+    import docker  # deferred: docker-py (~0.3 s), which the CLI's other commands never need
 
     try:
         client = docker.DockerClient(base_url=docker_url) if docker_url else docker.from_env()
@@ -58,8 +60,9 @@ def _client(docker_url: str = ""):
     return client
 
 
-def _has_image(client, name: str):
-    import docker.errors
+def _has_image(client: EngineClient, name: str) -> Any:
+    """The image of that name (docker-py's Image), None when the engine has none."""
+    import docker.errors  # deferred: docker-py (see _client)
 
     try:
         return client.images.get(name)
@@ -67,7 +70,7 @@ def _has_image(client, name: str):
         return None
 
 
-def _run(command: list[str], what: str, on_line: Callable[[str], None] | None = None, **kwargs) -> None:
+def _run(command: list[str], what: str, on_line: Callable[[str], None] | None = None, **kwargs: Any) -> None:
     """Run ``command``, each output line to ``on_line``; BuildError with its last lines if it fails."""
     tail: list[str] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs) as proc:
@@ -166,7 +169,7 @@ def build_image(plan: BuildPlan, progress: Progress, log: Callable[[str], None] 
     return True
 
 
-def _debootstrap(client, plan: BuildPlan, on_line: Callable[[str], None]) -> None:
+def _debootstrap(client: EngineClient, plan: BuildPlan, on_line: Callable[[str], None]) -> None:
     """A minimal Debian bookworm with python3, imported as ``plan.base`` (needs root and debootstrap)."""
     if shutil.which("debootstrap") is None:
         raise BuildError(

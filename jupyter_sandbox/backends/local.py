@@ -20,7 +20,7 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from jupyter_client.connect import write_connection_file
@@ -37,7 +37,8 @@ CHUNK = 1 << 20
 def _enter_empty_network() -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.unshare(_CLONE_NEWNET) == 0
+        result: int = libc.unshare(_CLONE_NEWNET)
+        return result == 0
     except Exception:
         return False
 
@@ -73,9 +74,9 @@ class LocalBackend(SandboxBackend):
     def _root_default(self) -> str:
         return os.path.join(tempfile.gettempdir(), f"jsbx-local-{os.getuid()}")
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._kernels: dict[tuple[str, str], subprocess.Popen] = {}
+        self._kernels: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._specs: dict[str, SandboxSpec] = {}
         self._netns = self.isolate_network and network_namespace_available()
         self.isolation = (
@@ -103,7 +104,7 @@ class LocalBackend(SandboxBackend):
             raise InvalidInput(f"path {path!r} leads outside the sandbox", field="path")
         return host
 
-    async def create(self, sandbox_id, spec, labels) -> None:
+    async def create(self, sandbox_id: str, spec: SandboxSpec, labels: dict[str, str]) -> None:
         if spec.runtime == "runsc":
             raise InvalidInput("runtime 'runsc' needs the docker backend", field="runtime")
         os.makedirs(self.root, mode=0o700, exist_ok=True)
@@ -111,7 +112,7 @@ class LocalBackend(SandboxBackend):
             os.makedirs(os.path.join(self._dir(sandbox_id), sub), mode=0o700, exist_ok=True)
         self._specs[sandbox_id] = spec
 
-    def _limits(self, spec: SandboxSpec):
+    def _limits(self, spec: SandboxSpec) -> Callable[[], None]:
         netns = self._netns and not spec.network
 
         def apply() -> None:
@@ -124,7 +125,14 @@ class LocalBackend(SandboxBackend):
 
         return apply
 
-    async def start_kernel(self, sandbox_id, kernel_id, cwd=None, key=None, debugger=True) -> dict[str, Any]:
+    async def start_kernel(
+        self,
+        sandbox_id: str,
+        kernel_id: str,
+        cwd: str | None = None,
+        key: bytes | None = None,
+        debugger: bool = True,
+    ) -> dict[str, Any]:
         spec = self._specs[sandbox_id]
         run = os.path.join(self._dir(sandbox_id), "run")
         name = f"k-{kernel_id}"
@@ -170,7 +178,7 @@ class LocalBackend(SandboxBackend):
         self._kernels[(sandbox_id, kernel_id)] = proc
         return dict(info)
 
-    async def kernel_exit_reason(self, sandbox_id, kernel_id) -> str | None:
+    async def kernel_exit_reason(self, sandbox_id: str, kernel_id: str) -> str | None:
         proc = self._kernels.get((sandbox_id, kernel_id))
         if proc is None:
             return "the kernel is not running"
@@ -192,7 +200,7 @@ class LocalBackend(SandboxBackend):
         kernels = {k: await asyncio.to_thread(tail_file, os.path.join(run, f"k-{k}.log")) for k in kernel_ids}
         return {"container": None, "kernels": kernels}  # kernels are plain processes: no container
 
-    async def stop_kernel(self, sandbox_id, kernel_id) -> None:
+    async def stop_kernel(self, sandbox_id: str, kernel_id: str) -> None:
         proc = self._kernels.pop((sandbox_id, kernel_id), None)
         if proc is not None and proc.poll() is None:
             try:
@@ -209,23 +217,23 @@ class LocalBackend(SandboxBackend):
                     except OSError:
                         pass
 
-    async def restart(self, sandbox_id) -> None:
+    async def restart(self, sandbox_id: str) -> None:
         for sid, kid in [k for k in self._kernels if k[0] == sandbox_id]:
             await self.stop_kernel(sid, kid)
         home = self._home(sandbox_id)
         shutil.rmtree(home, ignore_errors=True)
         os.makedirs(home, mode=0o700, exist_ok=True)
 
-    async def remove(self, sandbox_id) -> None:
+    async def remove(self, sandbox_id: str) -> None:
         for sid, kid in [k for k in self._kernels if k[0] == sandbox_id]:
             await self.stop_kernel(sid, kid)
         self._specs.pop(sandbox_id, None)
         shutil.rmtree(self._dir(sandbox_id), ignore_errors=True)
 
-    async def list_existing(self, labels=None) -> list[dict[str, str]]:
+    async def list_existing(self, labels: dict[str, str] | None = None) -> list[dict[str, str]]:
         return []  # local kernels end with the server's session; nothing to reap
 
-    async def stats(self, sandbox_id) -> dict[str, Any]:
+    async def stats(self, sandbox_id: str) -> dict[str, Any]:
         spec = self._specs.get(sandbox_id)
         if spec is None:
             raise NotFound(f"no such sandbox {sandbox_id}")
@@ -256,7 +264,7 @@ class LocalBackend(SandboxBackend):
             "pids": len(procs),
         }
 
-    async def write_file(self, sandbox_id, path, data: bytes) -> None:
+    async def write_file(self, sandbox_id: str, path: str, data: bytes) -> None:
         host = self._host_path(sandbox_id, path)
         if os.path.isdir(host):
             raise IsADirectory("path must name a file", field="path")
@@ -271,7 +279,7 @@ class LocalBackend(SandboxBackend):
                 raise InvalidInput(f"{confine(path)} is not a regular file", field="path")
             await asyncio.to_thread(f.write, data)
 
-    async def stream_file(self, sandbox_id, path) -> AsyncIterator[bytes]:
+    async def stream_file(self, sandbox_id: str, path: str) -> AsyncIterator[bytes]:
         host = self._host_path(sandbox_id, path)
         try:
             # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below
@@ -291,7 +299,7 @@ class LocalBackend(SandboxBackend):
             while chunk := await asyncio.to_thread(f.read, CHUNK):
                 yield chunk
 
-    async def list_files(self, sandbox_id, path) -> list[dict[str, Any]]:
+    async def list_files(self, sandbox_id: str, path: str) -> list[dict[str, Any]]:
         host = self._host_path(sandbox_id, path)
         inner = confine(path)
         if not os.path.exists(host):
@@ -313,7 +321,7 @@ class LocalBackend(SandboxBackend):
             )
         return out
 
-    async def remove_file(self, sandbox_id, path) -> None:
+    async def remove_file(self, sandbox_id: str, path: str) -> None:
         host = self._host_path(sandbox_id, path)
         if os.path.realpath(host) == os.path.realpath(self._home(sandbox_id)):
             raise InvalidInput("refusing to remove the working directory itself", field="path")

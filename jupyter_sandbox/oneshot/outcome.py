@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from ..backends.base import OnceResult
+from ..backends.base import OneShotResult
 from .records import ExecutionRecord, parse_error
 
 TIMEOUT_EXIT_CODE = 124  # what coreutils' `timeout` returns
@@ -27,7 +27,7 @@ def capped(text: str, total: int, limit: int) -> str:
 def settle(
     record: ExecutionRecord,
     report: dict[str, Any] | None,
-    result: OnceResult | None,
+    result: OneShotResult | None,
     timed_out: bool,
     max_output_size: int,
     log: logging.Logger | logging.LoggerAdapter[Any],

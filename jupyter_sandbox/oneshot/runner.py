@@ -45,7 +45,7 @@ from typing import Any, Protocol
 from traitlets import Dict, Float, Int, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ..backends.base import OnceBox, OnceResult, OnceRun, SandboxBackend, labels
+from ..backends.base import OneShotProgram, OneShotResult, OneShotSandbox, SandboxBackend, labels
 from ..core.pool import Pool
 from ..errors import InvalidInput, QuotaExceeded, SandboxError
 from ..models import SandboxSpec
@@ -150,7 +150,7 @@ class OneShotRunner(LoggingConfigurable):
         super().__init__(**kwargs)
         self.manager = manager
         self._records = ExecutionRecords()
-        self._pool: Pool[OnceBox] | None = None
+        self._pool: Pool[OneShotSandbox] | None = None
         self._stopped = False  # shut down: no pool is made again
         self._slots = RunningSlots()
 
@@ -212,11 +212,11 @@ class OneShotRunner(LoggingConfigurable):
             self._pool.fill()
 
     @property
-    def pool(self) -> Pool[OnceBox] | None:
+    def pool(self) -> Pool[OneShotSandbox] | None:
         """The pool of started sandboxes (None until started, or with ``pool_size = 0``)."""
         return self._pool
 
-    async def _pooled_box(self) -> OnceBox:
+    async def _pooled_box(self) -> OneShotSandbox:
         run = self._sandbox_run(f"exe_{uuid.uuid4()}", "", self._default_shape())
         return await self.backend.start_once(run)
 
@@ -230,7 +230,7 @@ class OneShotRunner(LoggingConfigurable):
             return None  # network, or a wheelhouse mount: its own container
         return job.image, job.memory_mb, job.disk_mb, job.cpu_shares
 
-    async def _take_box(self, job: Job, wait: bool) -> OnceBox | None:
+    async def _take_box(self, job: Job, wait: bool) -> OneShotSandbox | None:
         if self._pool is None or self._shape(job) != self._default_shape():
             return None
         # Waiting for one being made beats starting another: that would only slow both down.
@@ -297,7 +297,7 @@ class OneShotRunner(LoggingConfigurable):
 
     def _sandbox_run(
         self, run_id: str, owner: str, shape: tuple[str, int, int, int], job: Job | None = None
-    ) -> OnceRun:
+    ) -> OneShotProgram:
         """The run of the supervisor in a sandbox of ``shape`` (image, memory, disk, cpu shares);
         its input comes from ``job`` (none yet for a pooled sandbox, whose owner label is "")."""
         image, memory_mb, disk_mb, cpu_shares = shape
@@ -318,7 +318,7 @@ class OneShotRunner(LoggingConfigurable):
                 + job.archive
                 + job.stdin
             )
-        return OnceRun(
+        return OneShotProgram(
             run_id=run_id,
             spec=spec,
             command=[self.backend.python, "-I", "-c", program("supervisor.py")],
@@ -331,15 +331,15 @@ class OneShotRunner(LoggingConfigurable):
             ends_with_line=True,
         )
 
-    def _once_run(self, record: ExecutionRecord) -> OnceRun:
+    def _once_run(self, record: ExecutionRecord) -> OneShotProgram:
         job = record.job
         assert job is not None
         return self._sandbox_run(record.id, record.owner, (job.image, job.memory_mb, job.disk_mb, job.cpu_shares), job)
 
-    async def _run(self, record: ExecutionRecord, box: OnceBox | None = None) -> None:
+    async def _run(self, record: ExecutionRecord, box: OneShotSandbox | None = None) -> None:
         job = record.job
         assert job is not None
-        result: OnceResult | None = None
+        result: OneShotResult | None = None
         report: dict[str, Any] | None = None
         timed_out = False
 
