@@ -62,6 +62,8 @@ from .base import (
     kernel_extras,
 )
 from .cgroup import ContainerCgroup
+from .kernel_channels import DirectKernelClient
+from .kernel_client import KernelClient
 from .kernel_relay import KernelExited, KernelRelay, KernelRelayError, attach_request, open_docker_exec, start_request
 
 SANDBOX_NETWORK = "jupyter-sandbox"
@@ -523,6 +525,12 @@ class DockerBackend(SandboxBackend):
     ) -> dict[str, Any]:
         _, info = await self._launcher(sandbox_id, kernel_id, "attach", key, attach_request(kernel_id, key), timeout)
         return info
+
+    async def kernel_client(self, sandbox_id: str, kernel_id: str, info: dict[str, Any]) -> KernelClient:
+        relay = self._relays.get((sandbox_id, kernel_id))
+        if relay is None:
+            return await super().kernel_client(sandbox_id, kernel_id, info)
+        return DirectKernelClient(relay)  # the relay's messages read in-process: no second ZMQ hop
 
     def _kernel_ended(self, sandbox_id: str, kernel_id: str) -> None:
         """A kernel's relay ended. If its stream closed, the container may have stopped: look once."""

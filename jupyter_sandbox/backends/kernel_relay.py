@@ -44,12 +44,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from ..outputs import DEFAULT as DEFAULT_OUTPUTS
 from ..outputs import OutputPolicy
+
+if TYPE_CHECKING:
+    from .kernel_channels import DirectKernelClient
 
 log = logging.getLogger(__name__)
 
@@ -505,6 +508,7 @@ class KernelRelay:
         self.ready: asyncio.Future = self._loop.create_future()
         self.exited: asyncio.Future = self._loop.create_future()
         self.pid: int | None = None
+        self.direct_clients: list[DirectKernelClient] = []  # in-process readers (kernel_channels.py)
 
     @property
     def connection_info(self) -> dict[str, Any]:
@@ -677,6 +681,9 @@ class KernelRelay:
         self._pump_handle = None
         if not self._stream_open:
             return
+        if any(client.holding for client in self.direct_clients):
+            self._throttle(True)  # an in-process reader is behind: it calls resume() when it caught up
+            return
         now = self._loop.time()
         tokens, rates = self._tokens, self._rates
         if self._refilled:
@@ -763,6 +770,8 @@ class KernelRelay:
                         parts = self._outputs.frames(parts)  # what the sandbox shows, made inert
                         if not parts:
                             continue
+                    if kind != HB and [c for c in self.direct_clients if c.deliver(kind, parts)]:
+                        continue  # addressed to an in-process client (iopub goes to the sockets too)
                     # ROUTER and XPUB never block: a message to a gone client is dropped
                     sockets[kind].send_multipart(parts, NOBLOCK, copy=False)
                     sent |= 1 << kind
@@ -915,6 +924,16 @@ class KernelRelay:
                 self._drain(kind)
 
         self._tasks.append(asyncio.ensure_future(resume()))
+
+    def send(self, kind: int, parts: list[bytes]) -> None:
+        """A message of an in-process client (kernel_channels.py) to the sandbox, as from a socket."""
+        self._queue(kind, parts)
+        self._flush()
+
+    def resume(self) -> None:
+        """An in-process reader caught up: parse and read the stream on."""
+        if self._pump_handle is None and self._stream_open:
+            self._pump_handle = self._loop.call_soon(self._pump)
 
     def _queue(self, kind: int, parts: list[bytes]) -> None:
         out = self._out

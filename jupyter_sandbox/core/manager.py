@@ -11,16 +11,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-from jupyter_client.asynchronous import AsyncKernelClient
-
-if TYPE_CHECKING:
-    from jupyter_client.connect import KernelConnectionInfo
 from traitlets import Bool, Float, Instance, Int, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..backends.base import LABEL_PREFIX, SandboxBackend, confine, labelled_id, labels
+from ..backends.kernel_client import KernelClient
 from ..errors import (
     BackendUnavailable,
     Conflict,
@@ -57,7 +54,7 @@ from .state import SandboxRecords
 class _Context:
     model: ContextModel
     kernel_id: str
-    client: AsyncKernelClient
+    client: KernelClient
     key: str = ""  # the kernel's HMAC key: what it takes to reattach after a crash
     connection_info: dict[str, Any] = field(default_factory=dict)  # what jupyter_client needs to reach it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -705,12 +702,10 @@ class SandboxManager(LoggingConfigurable):
 
     async def _connect(
         self, sandbox: _Sandbox, kernel_id: str, info: dict[str, Any], timeout: float | None = None
-    ) -> AsyncKernelClient:
+    ) -> KernelClient:
         """A client connected to a started kernel, once it answers within ``timeout`` seconds
         (kernel_ready_timeout by default); the kernel is stopped if it never does."""
-        client = AsyncKernelClient()
-        client.load_connection_info(cast("KernelConnectionInfo", info))
-        client.start_channels()
+        client = await self.backend.kernel_client(sandbox.model.id, kernel_id, info)
         try:
             await self._wait_ready(sandbox.model.id, kernel_id, client, timeout or self.kernel_ready_timeout)
         except BaseException:
@@ -734,7 +729,7 @@ class SandboxManager(LoggingConfigurable):
         context.connection_info, context.stdin_connected = dict(info), False
         self._save(sandbox)
 
-    async def _wait_ready(self, sandbox_id: str, kernel_id: str, client: AsyncKernelClient, timeout: float) -> None:
+    async def _wait_ready(self, sandbox_id: str, kernel_id: str, client: KernelClient, timeout: float) -> None:
         """Ask for kernel_info until the kernel answers; fail fast, with its words, if it exits.
 
         (jupyter_client's wait_for_ready gives up as soon as the heartbeat is silent, which a
@@ -760,7 +755,7 @@ class SandboxManager(LoggingConfigurable):
                 raise KernelDied(f"the kernel did not answer within {timeout:g}s")
 
     @staticmethod
-    async def _iopub_connected(client: AsyncKernelClient, timeout: float = 1.0) -> bool:
+    async def _iopub_connected(client: KernelClient, timeout: float = 1.0) -> bool:
         # ZMQ's slow joiner: iopub (SUB) misses what the kernel publishes before the
         # subscription lands, so a kernel answering on shell can still lose the first
         # execution's outputs. The kernel publishes a status for every request: hearing
