@@ -15,13 +15,12 @@ import time
 from typing import Any
 
 import pytest
+from test_kernel_relay import LocalPlace, shutdown, start_kernel
 
 from jupyter_sandbox.backends.kernel_channels import DirectKernelClient
 from jupyter_sandbox.backends.kernel_client import KernelClient
 from jupyter_sandbox.backends.kernel_relay import CONTROL, DELIMITER, IOPUB, SHELL, STDIN
 from jupyter_sandbox.core.collector import run_execute
-
-from test_kernel_relay import LocalPlace, shutdown, start_kernel
 
 KEY = "k" * 64
 
