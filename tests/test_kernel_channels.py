@@ -11,15 +11,17 @@ import hashlib
 import hmac
 import json
 import queue
+import secrets
 import time
+import uuid
 from typing import Any
 
 import pytest
-from test_kernel_relay import LocalPlace, shutdown, start_kernel
+from test_kernel_relay import Kernel, LocalPlace, short_dir, shutdown, start_kernel
 
 from jupyter_sandbox.backends.kernel_channels import DirectKernelClient
 from jupyter_sandbox.backends.kernel_client import KernelClient
-from jupyter_sandbox.backends.kernel_relay import CONTROL, DELIMITER, IOPUB, SHELL, STDIN
+from jupyter_sandbox.backends.kernel_relay import CONTROL, DELIMITER, IOPUB, SHELL, STDIN, KernelRelay, start_request
 from jupyter_sandbox.core.collector import run_execute
 
 KEY = "k" * 64
@@ -173,6 +175,25 @@ async def kernel(tmp_path):
     k = await start_kernel(LocalPlace(str(tmp_path)))
     try:
         yield k
+    finally:
+        await shutdown(k)
+
+
+async def test_the_direct_client_alone_hears_iopub(tmp_path):
+    """No ZMQ client subscribed: the direct client subscribes the sandbox's iopub itself."""
+    place = LocalPlace(str(tmp_path))
+    kernel_id, key, socket_dir = uuid.uuid4().hex, secrets.token_hex(32), short_dir()
+    stream = await place.open("start")
+    relay = KernelRelay(stream.reader, stream.writer, socket_dir, kernel_id, key)
+    k = Kernel(place, kernel_id, key, socket_dir, stream, relay)
+    try:
+        await relay.start(start_request(kernel_id, key, k.argv, state_dir=place.state_dir))
+        await relay.wait_ready(timeout=60)
+        client = DirectKernelClient(relay)
+        await wait_ready(client)
+        execution = await run_execute(client, "print('alone')\n6*7", timeout=30)
+        assert execution.results[0].text == "42" and execution.logs.stdout == ["alone\n"]
+        client.stop_channels()
     finally:
         await shutdown(k)
 

@@ -152,6 +152,8 @@ class DirectKernelClient:
         self._stopped = False
         self._held = False  # the relay was told to stop reading for this client
         relay.direct_clients.append(self)
+        # the launcher's iopub SUB subscribes as the host's clients do: to everything, here
+        relay.send(IOPUB, [b"\x01"])
 
     # -- what core uses (kernel_client.KernelClient) -----------------------------------------
     @property
