@@ -22,7 +22,7 @@ from test_kernel_relay import Kernel, LocalPlace, short_dir, shutdown, start_ker
 from jupyter_sandbox.backends.kernel_channels import DirectKernelClient
 from jupyter_sandbox.backends.kernel_client import KernelClient
 from jupyter_sandbox.backends.kernel_relay import CONTROL, DELIMITER, IOPUB, SHELL, STDIN, KernelRelay, start_request
-from jupyter_sandbox.core.collector import run_execute
+from jupyter_sandbox.core.collector import ExecutionCollector, run_execute
 
 KEY = "k" * 64
 
@@ -272,3 +272,35 @@ async def test_a_big_output_waits_in_the_sandbox_while_the_client_does_not_read(
         assert client.dropped == 0
     finally:
         client.stop_channels()
+
+
+# -- the collector, now that a reply can be read before the iopub messages sent before it -------
+def kernel_msg(msg_type: str, content: dict[str, Any], parent: str = "x1") -> dict[str, Any]:
+    return {"header": {"msg_type": msg_type}, "parent_header": {"msg_id": parent}, "content": content}
+
+
+ERROR = {"status": "error", "ename": "ZeroDivisionError", "evalue": "division by zero", "traceback": ["tb"]}
+
+
+def test_a_reply_read_before_the_iopub_error_gives_one_error():
+    collector = ExecutionCollector("x1")
+    events = collector.handle_iopub(kernel_msg("status", {"execution_state": "busy"}))
+    events += collector.handle_reply(kernel_msg("execute_reply", {**ERROR, "execution_count": 1}))
+    events += collector.handle_iopub(kernel_msg("error", {k: v for k, v in ERROR.items() if k != "status"}))
+    events += collector.handle_iopub(kernel_msg("status", {"execution_state": "idle"}))
+    assert [e["type"] for e in events] == ["number_of_executions", "error"]
+    assert collector.done and collector.execution.error.name == "ZeroDivisionError"
+
+
+def test_without_an_iopub_error_the_replys_error_counts_at_idle_or_at_the_end():
+    for idle_first in (False, True):
+        collector = ExecutionCollector("x1")
+        idle = kernel_msg("status", {"execution_state": "idle"})
+        events = collector.handle_iopub(idle) if idle_first else []
+        events += collector.handle_reply(kernel_msg("execute_reply", ERROR))
+        events += [] if idle_first else collector.handle_iopub(idle)
+        assert [e["type"] for e in events] == ["error"], idle_first
+    collector = ExecutionCollector("x1")
+    assert collector.handle_reply(kernel_msg("execute_reply", ERROR)) == []
+    assert [e["type"] for e in collector.reply_error()] == ["error"]  # idle lost: run_execute asks at the end
+    assert collector.reply_error() == []
