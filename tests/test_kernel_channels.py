@@ -292,15 +292,8 @@ def test_a_reply_read_before_the_iopub_error_gives_one_error():
     assert collector.done and collector.execution.error.name == "ZeroDivisionError"
 
 
-def test_without_an_iopub_error_the_replys_error_counts_at_idle_or_at_the_end():
-    for idle_first in (False, True):
-        collector = ExecutionCollector("x1")
-        idle = kernel_msg("status", {"execution_state": "idle"})
-        events = collector.handle_iopub(idle) if idle_first else []
-        events += collector.handle_reply(kernel_msg("execute_reply", ERROR))
-        events += [] if idle_first else collector.handle_iopub(idle)
-        assert [e["type"] for e in events] == ["error"], idle_first
+def test_without_an_iopub_error_the_replys_error_counts():
     collector = ExecutionCollector("x1")
-    assert collector.handle_reply(kernel_msg("execute_reply", ERROR)) == []
-    assert [e["type"] for e in collector.reply_error()] == ["error"]  # idle lost: run_execute asks at the end
-    assert collector.reply_error() == []
+    events = collector.handle_reply(kernel_msg("execute_reply", ERROR))
+    events += collector.handle_iopub(kernel_msg("status", {"execution_state": "idle"}))
+    assert [e["type"] for e in events] == ["error"] and collector.done

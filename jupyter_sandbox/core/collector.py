@@ -101,7 +101,7 @@ class ExecutionCollector:
         self.dropped_bytes = 0
         self._clear_pending = False
         self._display_index: dict[str, list[int]] = {}
-        self._reply_error: dict[str, Any] | None = None  # the reply's error, used if iopub's never comes
+        self._error_from_reply = False  # the error came from the reply: iopub's own may still follow
 
     @property
     def done(self) -> bool:
@@ -196,6 +196,9 @@ class ExecutionCollector:
                 events.append(self._apply({"type": "update_display", "index": index, **result.to_dict()}))
             return events
         if kind == "error":
+            if self._error_from_reply:  # ipykernel may send the reply before the error it published first
+                self._error_from_reply = False
+                return []
             return [self._apply(self._error(content))]
         if kind == "clear_output":
             if content.get("wait"):
@@ -210,13 +213,7 @@ class ExecutionCollector:
             return []
         if kind == "status" and content.get("execution_state") == "idle":
             self.idle = True
-            return self.reply_error()
         return []
-
-    def reply_error(self) -> list[Event]:
-        """The reply's error when no iopub error came (none if one did, or the reply said none)."""
-        content, self._reply_error = self._reply_error, None
-        return [] if content is None or self.execution.error is not None else [self._apply(self._error(content))]
 
     def handle_reply(self, msg: dict[str, Any]) -> list[Event]:
         """Events for the shell ``execute_reply`` (and failures it reports on its own)."""
@@ -235,10 +232,9 @@ class ExecutionCollector:
         if content.get("execution_count") is not None and self.execution.execution_count is None:
             events.append(self._apply({"type": "number_of_executions", "execution_count": content["execution_count"]}))
         if status == "error" and self.execution.error is None:
-            # The iopub error message may be lost or never sent: the reply still says why. It is used
-            # from idle on: ipykernel publishes the error before idle, but may send the reply before both.
-            self._reply_error = content
-            events += self.reply_error() if self.idle else []
+            # The iopub error message was lost or never sent: the reply still says why.
+            events.append(self._apply(self._error(content)))
+            self._error_from_reply = True
         elif status == "aborted" and self.execution.error is None:
             events.append(self._apply(error_event("ExecutionAborted", "The kernel aborted this execution")))
         return events
@@ -425,7 +421,6 @@ async def run_execute(
             ],
         )
 
-    await deliver(collector.reply_error())  # idle was lost: the reply's error, if it had one
     if timed_out_at is not None and collector.done:
         # The interrupt shows up as KeyboardInterrupt; say what really happened.
         collector.execution.error = None
