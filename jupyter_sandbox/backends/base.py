@@ -60,6 +60,7 @@ from ..errors import BackendUnavailable, InvalidInput, KernelDied, NotFound
 from ..models import SandboxSpec
 from ..outputs import OutputPolicy
 from . import programs
+from .kernel_client import KernelClient, zmq_kernel_client
 
 LABEL_PREFIX = "org.jupyter-sandbox"
 WORKDIR = "/home/user"
@@ -205,6 +206,10 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
         key: bytes | None = None,
         debugger: bool = True,
     ) -> dict[str, Any]: ...
+
+    async def kernel_client(self, sandbox_id: str, kernel_id: str, info: dict[str, Any]) -> KernelClient:
+        """A client connected to a started kernel (``info``: its connection info); jupyter_client's by default."""
+        return zmq_kernel_client(info)
 
     @abc.abstractmethod
     async def kernel_exit_reason(self, sandbox_id: str, kernel_id: str) -> str | None: ...

@@ -51,6 +51,8 @@ from .docker_files import DockerFiles
 from .docker_kernels import DockerKernels
 from .docker_once import DockerOneShots
 from .docker_stats import DockerStats
+from .kernel_channels import DirectKernelClient
+from .kernel_client import KernelClient
 from .kernel_relay import attach_request, start_request
 
 
@@ -261,6 +263,12 @@ class DockerBackend(SandboxBackend):
         self, sandbox_id: str, kernel_id: str, key: str, timeout: float | None = None
     ) -> dict[str, Any]:
         return await self.kernels.launch(sandbox_id, kernel_id, "attach", key, attach_request(kernel_id, key), timeout)
+
+    async def kernel_client(self, sandbox_id: str, kernel_id: str, info: dict[str, Any]) -> KernelClient:
+        relay = self.kernels.relay(sandbox_id, kernel_id)
+        if relay is None:
+            return await super().kernel_client(sandbox_id, kernel_id, info)
+        return DirectKernelClient(relay)  # the relay's messages read in-process: no second ZMQ hop
 
     async def kernel_exit_reason(self, sandbox_id: str, kernel_id: str) -> str | None:
         return await self.kernels.exit_reason(sandbox_id, kernel_id)

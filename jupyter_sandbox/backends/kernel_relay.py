@@ -41,7 +41,7 @@ import stat
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -65,6 +65,9 @@ from .programs.frames import (
     encode,
 )
 from .sandbox_text import LogBudget, printable
+
+if TYPE_CHECKING:
+    from .kernel_channels import DirectKernelClient
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +242,21 @@ def fitted_on_host(kind: int, parts: list[Any], key: bytes, log: LogBudget) -> l
     return fitted
 
 
+def ipc_connection_info(ip: str, key: str) -> dict[str, Any]:
+    """A connection file's fields for the relay's sockets at ``ip`` (their path prefix)."""
+    ports = {f"{CHANNELS[kind]}_port": port for kind, port in PORTS.items()}
+    return {"transport": "ipc", "ip": ip, **ports, "key": key, "signature_scheme": "hmac-sha256", "kernel_name": ""}
+
+
+def protocol_error_text(e: FrameError, got_message: bool, buffered: bytes) -> str:
+    if got_message:
+        return f"the sandbox broke the relay protocol: {e}"
+    # nothing valid yet: most likely the engine saying why the launcher did not start
+    # (e.g. "OCI runtime exec failed: ... executable file not found")
+    text = buffered.decode("utf-8", "replace").strip()
+    return f"the launcher did not start; the sandbox said: {text!r}"
+
+
 # -- the relay -----------------------------------------------------------------------------
 class KernelRelay:
     """Serve one kernel's five sockets on the host and forward them over a byte stream.
@@ -312,6 +330,7 @@ class KernelRelay:
         self._events = LauncherEvents(self._loop, self._log)
         self.ready = self._events.ready  # the launcher's started/attached (or exited, or closed) event
         self.exited = self._events.exited
+        self.direct_clients: list[DirectKernelClient] = []  # in-process readers (kernel_channels.py)
 
     @property
     def pid(self) -> int | None:
@@ -320,15 +339,7 @@ class KernelRelay:
 
     @property
     def connection_info(self) -> dict[str, Any]:
-        ports = {f"{CHANNELS[kind]}_port": port for kind, port in PORTS.items()}
-        return {
-            "transport": "ipc",
-            "ip": self.ip,
-            **ports,
-            "key": self.key,
-            "signature_scheme": "hmac-sha256",
-            "kernel_name": "",
-        }
+        return ipc_connection_info(self.ip, self.key)
 
     async def start(self, request: dict[str, Any] | None = None) -> dict[str, Any]:
         """Bind the sockets, send ``request`` (the launcher's first line) if given, start relaying.
@@ -455,6 +466,9 @@ class KernelRelay:
         self._pump_handle = None
         if not self._stream_open:
             return
+        if any(client.holding for client in self.direct_clients):
+            self._throttle(True)  # an in-process reader is behind: it calls resume() when it caught up
+            return
         now = self._loop.time()
         self._budget.refill(now)
         decoder = self._decoder
@@ -515,6 +529,8 @@ class KernelRelay:
                             frames = self._outputs.frames(frames)  # what the sandbox shows, made inert
                             if not frames:
                                 continue
+                        if kind != HB and [c for c in self.direct_clients if c.deliver(kind, frames)]:
+                            continue  # addressed to an in-process client (iopub goes to the sockets too)
                         # ROUTER and XPUB never block: a message to a gone client is dropped
                         sockets[kind].send_multipart(frames, NOBLOCK, copy=False)
                         sent |= 1 << kind
@@ -527,13 +543,7 @@ class KernelRelay:
                 self._drain(kind)
 
     def _protocol_error(self, e: FrameError) -> None:
-        if self._got_message:
-            error = f"the sandbox broke the relay protocol: {e}"
-        else:
-            # nothing valid yet: most likely the engine saying why the launcher did not
-            # start (e.g. "OCI runtime exec failed: ... executable file not found")
-            text = self._decoder.buffered.decode("utf-8", "replace").strip()
-            error = f"the launcher did not start; the sandbox said: {text!r}"
+        error = protocol_error_text(e, self._got_message, self._decoder.buffered)
         self._log(logging.ERROR, "closing its stream: %s", error)
         self._stream_ended("stream closed", error)
         self._writer.close()  # whatever it still sends is ignored
@@ -622,6 +632,16 @@ class KernelRelay:
                 self._drain(kind)
 
         self._tasks.append(asyncio.ensure_future(resume()))
+
+    def send(self, kind: int, parts: list[bytes]) -> None:
+        """A message of an in-process client (kernel_channels.py) to the sandbox, as from a socket."""
+        self._queue(kind, parts)
+        self._flush()
+
+    def resume(self) -> None:
+        """An in-process reader caught up: parse and read the stream on."""
+        if self._pump_handle is None and self._stream_open:
+            self._pump_handle = self._loop.call_soon(self._pump)
 
     def _queue(self, kind: int, parts: list[bytes]) -> None:
         encode(kind, parts, self._out)

@@ -62,6 +62,7 @@ class ExecutionCollector:
         self.dropped_bytes = 0
         self._clear_pending = False
         self._display_index: dict[str, list[int]] = {}
+        self._error_from_reply = False  # the error came from the reply: iopub's own may still follow
 
     @property
     def done(self) -> bool:
@@ -156,6 +157,9 @@ class ExecutionCollector:
                 events.append(self._apply({"type": "update_display", "index": index, **result.to_dict()}))
             return events
         if kind == "error":
+            if self._error_from_reply:  # ipykernel may send the reply before the error it published first
+                self._error_from_reply = False
+                return []
             return [self._apply(self._error(content))]
         if kind == "clear_output":
             if content.get("wait"):
@@ -191,6 +195,7 @@ class ExecutionCollector:
         if status == "error" and self.execution.error is None:
             # The iopub error message was lost or never sent: the reply still says why.
             events.append(self._apply(self._error(content)))
+            self._error_from_reply = True
         elif status == "aborted" and self.execution.error is None:
             events.append(self._apply(error_event("ExecutionAborted", "The kernel aborted this execution")))
         return events

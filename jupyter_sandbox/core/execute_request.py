@@ -10,8 +10,9 @@ import logging
 import queue
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
+from ..backends.kernel_client import KernelClient
 from ..backends.sandbox_text import printable
 from ..models import Execution
 from ..outputs import DEFAULT as DEFAULT_OUTPUTS
@@ -43,26 +44,8 @@ async def _receive(get: Callable[..., Awaitable[dict[str, Any]]], timeout: float
         raise MalformedMessage(f"{type(e).__name__}: {e}") from None
 
 
-class ExecutionClient(Protocol):
-    """What ``run_execute`` needs of a kernel client (jupyter_client's AsyncKernelClient has it)."""
-
-    def execute(
-        self,
-        code: str,
-        silent: bool = ...,
-        store_history: bool = ...,
-        user_expressions: dict[str, Any] | None = ...,
-        allow_stdin: bool | None = ...,
-        stop_on_error: bool = ...,
-    ) -> str: ...
-
-    async def get_shell_msg(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
-    async def get_iopub_msg(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
-    async def get_stdin_msg(self, *args: Any, **kwargs: Any) -> dict[str, Any]: ...
-
-
 async def run_execute(
-    client: ExecutionClient,
+    client: KernelClient,
     code: str,
     *,
     on_event: EventSink | None = None,

@@ -8,18 +8,14 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
-
-from jupyter_client.asynchronous.client import AsyncKernelClient
+from typing import Any
 
 from ..backends.base import SandboxBackend
+from ..backends.kernel_client import KernelClient
 from ..errors import KernelDied
 from ..models import ContextModel, new_id
 from .replies import reply_to
 from .sandbox import Context, Sandbox
-
-if TYPE_CHECKING:
-    from jupyter_client.connect import KernelConnectionInfo
 
 SILENT_REPLY_TIMEOUT = 10.0  # seconds to wait for the reply to code run silently
 
@@ -60,12 +56,10 @@ class KernelPlumbing:
 
     async def connect(
         self, sandbox: Sandbox, kernel_id: str, info: dict[str, Any], timeout: float | None = None
-    ) -> AsyncKernelClient:
+    ) -> KernelClient:
         """A client connected to a started kernel, once it answers within ``timeout`` seconds
         (kernel_ready_timeout by default); the kernel is stopped if it never does."""
-        client = AsyncKernelClient()
-        client.load_connection_info(cast("KernelConnectionInfo", info))
-        client.start_channels()
+        client = await self.backend.kernel_client(sandbox.model.id, kernel_id, info)
         try:
             await self.wait_ready(sandbox.model.id, kernel_id, client, timeout or self.ready_timeout())
         except BaseException:
@@ -93,7 +87,7 @@ class KernelPlumbing:
         context.close()
         await self.backend.stop_kernel(sandbox.model.id, context.kernel_id)
 
-    async def wait_ready(self, sandbox_id: str, kernel_id: str, client: AsyncKernelClient, timeout: float) -> None:
+    async def wait_ready(self, sandbox_id: str, kernel_id: str, client: KernelClient, timeout: float) -> None:
         """Ask for kernel_info until the kernel answers; fail fast, with its words, if it exits.
 
         (jupyter_client's wait_for_ready gives up as soon as the heartbeat is silent, which a
@@ -142,7 +136,7 @@ class KernelPlumbing:
             raise KernelDied(f"the kernel did not finish a silent request within {SILENT_REPLY_TIMEOUT:g}s")
 
 
-async def iopub_connected(client: AsyncKernelClient, timeout: float = 1.0) -> bool:
+async def iopub_connected(client: KernelClient, timeout: float = 1.0) -> bool:
     # ZMQ's slow joiner: iopub (SUB) misses what the kernel publishes before the
     # subscription lands, so a kernel answering on shell can still lose the first
     # execution's outputs. The kernel publishes a status for every request: hearing

@@ -9,8 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jupyter_client.asynchronous.client import AsyncKernelClient
-
+from ..backends.kernel_client import KernelClient
 from ..errors import Conflict, KernelDied, NotFound
 from ..models import ContextModel, Execution, SandboxModel, now
 from ..outputs import OutputPolicy
@@ -29,7 +28,7 @@ class Context:
 
     model: ContextModel
     kernel_id: str
-    client: AsyncKernelClient
+    client: KernelClient
     hmac_key: str = ""  # the kernel's message-signing key: what it takes to reattach after a crash
     connection_info: dict[str, Any] = field(default_factory=dict)  # what jupyter_client needs to reach it
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one execution at a time
