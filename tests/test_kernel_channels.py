@@ -21,8 +21,10 @@ from test_kernel_relay import Kernel, LocalPlace, short_dir, shutdown, start_ker
 
 from jupyter_sandbox.backends.kernel_channels import DirectKernelClient
 from jupyter_sandbox.backends.kernel_client import KernelClient
-from jupyter_sandbox.backends.kernel_relay import CONTROL, DELIMITER, IOPUB, SHELL, STDIN, KernelRelay, start_request
-from jupyter_sandbox.core.collector import ExecutionCollector, run_execute
+from jupyter_sandbox.backends.kernel_relay import KernelRelay, start_request
+from jupyter_sandbox.backends.programs.frames import CONTROL, DELIMITER, IOPUB, SHELL, STDIN
+from jupyter_sandbox.core.collector import ExecutionCollector
+from jupyter_sandbox.core.execute_request import run_execute
 
 KEY = "k" * 64
 
