@@ -82,10 +82,18 @@ def test_a_file_command_the_sandbox_stops_is_given_up_and_frees_its_thread(guard
     timeout (15 s here) has passed, never a request that hangs, and another user is not held up."""
     server, bystander = guarded
     sandbox = create(server)
+    # The listing runs as the sandbox's user only once it has dropped root, and a small folder is
+    # listed in a millisecond after that: 50,000 entries keep it there for a good part of a second,
+    # which the stopper (looking every 5 ms) cannot miss.
+    server.execute(
+        sandbox, "import os\nos.mkdir('many')\nfor i in range(50000): open(f'many/{i:05d}', 'w').close()", user=ATTACKER
+    )
     server.execute(sandbox, STOPPER, user=ATTACKER)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         started = time.monotonic()
-        listing = pool.submit(server.api, "GET", f"sandboxes/{sandbox}/files", user=ATTACKER, timeout=120)
+        listing = pool.submit(
+            server.api, "GET", f"sandboxes/{sandbox}/files?path=/home/user/many", user=ATTACKER, timeout=120
+        )
         other = pool.submit(server.execute, bystander, "sum(range(10))", user=BYSTANDER)
         assert result_text(other.result(timeout=30)) == "45"
         answer = listing.result(timeout=120)
