@@ -92,7 +92,7 @@ async def test_restarted_server_reaps_its_leftover_containers(docker_ready):
     crashed = make_manager("docker", server_id=server_id)
     model = await crashed.create("alice")
     # The "crashed" server never shuts down; a new one with the same server id starts.
-    survivor = make_manager("docker", server_id=server_id)
+    survivor = make_manager("docker", server_id=server_id, pool_size=0)  # never shut down: no pool to fill
     await survivor.start()
     client = docker.from_env()
     left = client.containers.list(all=True, filters={"label": [f"{LABEL_PREFIX}.sandbox={model.id}"]})
@@ -102,7 +102,7 @@ async def test_restarted_server_reaps_its_leftover_containers(docker_ready):
 async def test_other_servers_containers_are_not_reaped(docker_ready):
     mine = make_manager("docker")
     model = await mine.create("bob")
-    other = make_manager("docker", server_id=SESSION_SERVER_ID + "-other")
+    other = make_manager("docker", server_id=SESSION_SERVER_ID + "-other", pool_size=0)  # never shut down: no pool
     await other.start()
     client = docker.from_env()
     assert len(client.containers.list(filters={"label": [f"{LABEL_PREFIX}.sandbox={model.id}"]})) == 1
