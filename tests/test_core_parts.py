@@ -232,3 +232,37 @@ def test_config_names_stay_those_of_sandbox_manager(tmp_path):
         manager.answer_input("alice", "no such sandbox", "ctx_1", "yes", "no")
     manager.records = SandboxRecords(str(tmp_path))
     assert manager.registry.records is manager.records
+
+
+async def test_culling_spares_a_sandbox_given_code_while_another_is_removed():
+    """cull_idle removes one sandbox at a time, each removal awaiting the backend: a sandbox that
+    was idle when the round began but was given code meanwhile (its execution counted, even
+    before it holds its context's lock) is not culled."""
+    manager = SandboxManager(backend=LocalBackend(), cull_idle_timeout=60, pool_size=0, reap_on_start=False)
+    try:
+        first, second = await manager.create("alice"), await manager.create("alice")
+        for model in (first, second):
+            manager.registry.sandboxes[model.id].model.last_activity -= 120  # idle for two minutes
+        removing, given_code = asyncio.Event(), asyncio.Event()
+        real_remove = manager.backend.remove
+
+        async def slow_remove(sandbox_id: str) -> None:
+            removing.set()
+            await given_code.wait()  # the other one gets code while this removal is under way
+            await real_remove(sandbox_id)
+
+        manager.backend.remove = slow_remove  # type: ignore[method-assign]
+        cull = asyncio.ensure_future(manager.cull_idle())
+        await asyncio.wait_for(removing.wait(), 30)
+        # the one being removed has left the registry; which one goes first is the registry's order
+        (going,) = {first.id, second.id} - {s.model.id for s in manager.registry.all()}
+        staying = second.id if going == first.id else first.id
+        execution = asyncio.ensure_future(manager.execute("alice", staying, "import time; time.sleep(2); 'ran'"))
+        await asyncio.sleep(0)  # the execution is counted at once (it is queued)
+        assert manager.registry.sandboxes[staying].busy
+        given_code.set()
+        assert await asyncio.wait_for(cull, 60) == [going]
+        assert staying in manager.registry
+        assert (await asyncio.wait_for(execution, 60)).results[0].text == "'ran'"
+    finally:
+        await manager.shutdown()

@@ -194,14 +194,12 @@ class SandboxLifecycle:
             self.log.info("jupyter-sandbox: sandbox %s of %s ended: %s", sandbox_id, sandbox.model.owner, reason)
             self.registry.emit("status", sandbox)
 
-    def idle_since(self, deadline: float) -> list[Sandbox]:
-        """Sandboxes with no activity since ``deadline`` and no code running or queued."""
-        return [
-            s
-            for s in self.registry.all()
-            # a notebook kernel's sandbox lives as long as its kernel: the server's kernel culling decides
-            if not s.is_notebook_kernel
-            and s.model.last_activity < deadline
-            and s.model.status == "running"
-            and not s.busy
-        ]
+    async def remove_idle(self, idle_for: float) -> list[str]:
+        """Remove the sandboxes with no activity for ``idle_for`` seconds and no code running or
+        queued, one by one; their ids."""
+        culled: list[str] = []
+        for sandbox in [s for s in self.registry.all() if s.idle_since(now() - idle_for)]:
+            # each removal awaits the engine: a sandbox may have been given code or gone meanwhile
+            if sandbox.model.id in self.registry and sandbox.idle_since(now() - idle_for):
+                culled += await self.remove_all([sandbox], "idle")
+        return culled

@@ -33,7 +33,6 @@ from ..models import (
     SandboxSpec,
     SpecRequest,
     new_id,
-    now,
     validate_name,
 )
 from . import kernel_kind
@@ -218,8 +217,7 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
 
     async def cull_idle(self) -> builtins.list[str]:
         """Remove sandboxes idle for longer than ``cull_idle_timeout``; their ids."""
-        idle = self.lifecycle.idle_since(now() - self.cull_idle_timeout)
-        return await self.lifecycle.remove_all(idle, "idle")
+        return await self.lifecycle.remove_idle(self.cull_idle_timeout)
 
     async def _cull_forever(self) -> None:
         while True:

@@ -85,7 +85,17 @@ class Sandbox:
     @property
     def busy(self) -> bool:
         """Restarting, or running or queueing code in a context."""
-        return self.lock.locked() or any(c.lock.locked() for c in self.contexts.values())
+        return self.executing > 0 or self.lock.locked() or any(c.lock.locked() for c in self.contexts.values())
+
+    def idle_since(self, deadline: float) -> bool:
+        """A running API sandbox with no activity since ``deadline`` and no code running or queued
+        (a notebook kernel's sandbox lives as long as its kernel: the server's kernel culling decides)."""
+        return (
+            not self.is_notebook_kernel
+            and self.model.last_activity < deadline
+            and self.model.status == "running"
+            and not self.busy
+        )
 
     @property
     def is_notebook_kernel(self) -> bool:
