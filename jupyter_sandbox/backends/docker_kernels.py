@@ -28,7 +28,9 @@ class DockerKernels:
         self.backend = backend
         self._relays: dict[tuple[str, str], KernelRelay] = {}  # (sandbox, kernel) -> its relay
         self._ended: dict[str, str] = {}  # sandbox id -> why its container stopped
-        self._watchers: set[asyncio.Task[None]] = set()
+        # sandbox id -> the look at its container after a kernel's stream closed (held until done:
+        # a task nobody holds may be collected mid-way)
+        self._watchers: dict[str, asyncio.Task[None]] = {}
         self._sockets_dir: str | None = None
 
     def _socket_dir(self) -> str:
@@ -100,9 +102,11 @@ class DockerKernels:
         relay = self._relays.get((sandbox_id, kernel_id))
         if relay is None or relay.exited.cancelled() or relay.exited.result().get("reason") != "stream closed":
             return
+        if sandbox_id in self._watchers:
+            return
         watcher = asyncio.ensure_future(self._watch_container(sandbox_id))
-        self._watchers.add(watcher)  # held until done: a task nobody holds may be collected mid-way
-        watcher.add_done_callback(self._watchers.discard)
+        self._watchers[sandbox_id] = watcher
+        watcher.add_done_callback(lambda _: self._watchers.pop(sandbox_id, None))
 
     async def _watch_container(self, sandbox_id: str, looks: int = 10) -> None:
         """Look at the container a few times: the stream of a killed one can close before the
@@ -147,6 +151,11 @@ class DockerKernels:
     async def _exit_reason(self, sandbox_id: str, info: dict[str, Any]) -> str:
         """A sentence for a kernel's end, from the launcher's report (or the container's state)."""
         if info.get("reason") == "stream closed":
+            watcher = self._watchers.get(sandbox_id)
+            if watcher is not None:
+                # A killed container's stream can close before the engine says it stopped (seen
+                # under gVisor): the reason is the container's, once the look at it is over.
+                await asyncio.wait({watcher})
             return (
                 await self._check_container(sandbox_id)
                 or "the link to the kernel closed (is the container overloaded?)"

@@ -181,7 +181,8 @@ class FrameDecoder:
         if self._key and d >= 0 and len(parts) == d + 5 and all(isinstance(p, bytes) for p in parts[d + 1 :]):
             self._mac = hmac.new(self._key, digestmod=hashlib.sha256)
             for p in parts[d + 2 :]:
-                self._mac.update(p)  # type: ignore[arg-type]  # bytes, checked just above
+                if isinstance(p, bytes):  # always, checked just above (and so mypy knows it)
+                    self._mac.update(p)
         if not n:
             self._end_skip()
 
