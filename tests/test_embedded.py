@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -28,11 +30,27 @@ from jupyter_sandbox.kernel.provisioner import SandboxProvisioner
 PACKAGE = Path(jupyter_sandbox.__file__).parent
 
 
+# Parsed in a child process: CPython 3.11's ast.parse keeps its recursion depth per interpreter,
+# not per thread, so a parse while another thread of this test process parses or compiles can fail
+# with "SystemError: AST constructor recursion depth mismatch" (seen in CI). AST nodes pickle.
+_PARSE_ALL = """
+import ast, pathlib, pickle, sys
+root = pathlib.Path(sys.argv[1])
+trees = {str(p.relative_to(root)): ast.parse(p.read_text(encoding="utf-8")) for p in sorted(root.rglob("*.py"))}
+sys.stdout.buffer.write(pickle.dumps(trees))
+"""
+
+
+@functools.cache
+def _package_trees() -> dict[str, ast.Module]:
+    out = subprocess.run([sys.executable, "-c", _PARSE_ALL, str(PACKAGE)], capture_output=True, check=True).stdout
+    trees: dict[str, ast.Module] = pickle.loads(out)
+    return trees
+
+
 def _modules(folder: Path = PACKAGE) -> dict[str, ast.Module]:
-    return {
-        str(path.relative_to(PACKAGE)): ast.parse(path.read_text(encoding="utf-8"))
-        for path in sorted(folder.rglob("*.py"))
-    }
+    prefix = "" if folder == PACKAGE else f"{folder.relative_to(PACKAGE)}/"
+    return {name: tree for name, tree in _package_trees().items() if name.startswith(prefix)}
 
 
 @pytest.fixture
