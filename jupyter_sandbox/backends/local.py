@@ -29,6 +29,7 @@ from traitlets import Bool, Unicode
 from ..errors import InvalidInput, IsADirectory, NotADirectory, NotFound
 from ..models import SandboxSpec
 from .base import WORKDIR, SandboxBackend, confine, kernel_argv, kernel_extras, tail_file
+from .programs.files import entries
 
 _CLONE_NEWNET = 0x40000000
 CHUNK = 1 << 20
@@ -306,20 +307,7 @@ class LocalBackend(SandboxBackend):
             raise NotFound(f"no such directory: {inner}")
         if not os.path.isdir(host):
             raise NotADirectory(f"not a directory: {inner}", field="path")
-        out = []
-        for entry in sorted(os.scandir(host), key=lambda e: e.name):
-            st = entry.stat(follow_symlinks=False)
-            kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "file"
-            out.append(
-                {
-                    "name": entry.name,
-                    "path": f"{inner.rstrip('/')}/{entry.name}",
-                    "type": kind,
-                    "size": st.st_size,
-                    "modified": st.st_mtime,
-                }
-            )
-        return out
+        return entries(host, shown_as=inner)
 
     async def remove_file(self, sandbox_id: str, path: str) -> None:
         host = self._host_path(sandbox_id, path)

@@ -17,6 +17,8 @@ stderr and exits 1.
 Standard library only, Python 3.8+.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import shutil
@@ -27,7 +29,7 @@ MISSING, NOT_A_DIRECTORY, IS_A_DIRECTORY, NOT_A_FILE, NO_ROOM = 72, 73, 74, 75, 
 CHUNK = 1 << 20  # bytes a write moves at once (each syscall costs dearly under gVisor)
 
 
-def become_user(uid, gid):
+def become_user(uid: int, gid: int) -> bool:
     """This process as uid:gid with no supplementary group; False if it kept a capability."""
     os.setgroups([])
     os.setresgid(gid, gid, gid)
@@ -37,29 +39,35 @@ def become_user(uid, gid):
     return os.getresuid() == (uid, uid, uid) and not held
 
 
-def list_entries(path):
-    if not os.path.exists(path):
-        return MISSING
-    if not os.path.isdir(path):
-        return NOT_A_DIRECTORY
-    entries = []
+def entries(path: str, shown_as: str = "") -> list[dict[str, object]]:
+    """A directory's entries, sorted by name, as the API lists them (each ``path`` under
+    ``shown_as``, by default ``path`` itself). The local backend lists with it too."""
+    out: list[dict[str, object]] = []
     for entry in sorted(os.scandir(path), key=lambda e: e.name):
         st = entry.stat(follow_symlinks=False)
         kind = "dir" if stat.S_ISDIR(st.st_mode) else "symlink" if stat.S_ISLNK(st.st_mode) else "file"
-        entries.append(
+        out.append(
             {
                 "name": entry.name,
-                "path": os.path.join(path, entry.name),
+                "path": os.path.join(shown_as or path, entry.name),
                 "type": kind,
                 "size": st.st_size,
                 "modified": st.st_mtime,
             }
         )
-    print(json.dumps(entries))
+    return out
+
+
+def list_entries(path: str) -> int:
+    if not os.path.exists(path):
+        return MISSING
+    if not os.path.isdir(path):
+        return NOT_A_DIRECTORY
+    print(json.dumps(entries(path)))
     return 0
 
 
-def read(path):
+def read(path: str) -> int:
     if not os.path.exists(path):
         return MISSING
     if os.path.isdir(path):
@@ -71,7 +79,7 @@ def read(path):
     os.execvp("cat", ["cat", "--", path])
 
 
-def write(path):
+def write(path: str) -> int:
     if os.path.isdir(path):
         return IS_A_DIRECTORY
     try:
@@ -94,7 +102,7 @@ def write(path):
     return 0
 
 
-def remove(path):
+def remove(path: str) -> int:
     if not os.path.lexists(path):
         return MISSING
     if os.path.isdir(path) and not os.path.islink(path):
@@ -107,7 +115,7 @@ def remove(path):
 COMMANDS = {"list": list_entries, "read": read, "write": write, "remove": remove}
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     uid, gid, command, path = argv
     if not become_user(int(uid), int(gid)):
         print("files: still privileged after taking the sandbox's user; nothing done", file=sys.stderr)
@@ -119,4 +127,5 @@ def main(argv):
         return 1
 
 
-sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":  # run as `python -I -c`; the local backend imports entries()
+    sys.exit(main(sys.argv[1:]))

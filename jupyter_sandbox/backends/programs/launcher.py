@@ -93,33 +93,20 @@ import sys
 import time
 
 try:  # imported from the package (tests, linting)
-    from .frames import (
-        CONTROL,
-        HB,
-        IOPUB,
-        LAUNCHER,
-        OUTPUT_CAP,
-        SHELL,
-        STDIN,
-        FrameDecoder,
-        FrameError,
-        cut_message,
-        encode,
-    )
+    from . import frames
 except ImportError:  # shipped as `python -I -c`: kernel_relay.launcher_source() registered the codec first
-    from jsbx_frames import (
-        CONTROL,
-        HB,
-        IOPUB,
-        LAUNCHER,
-        OUTPUT_CAP,
-        SHELL,
-        STDIN,
-        FrameDecoder,
-        FrameError,
-        cut_message,
-        encode,
-    )
+    import jsbx_frames as frames
+
+CONTROL, HB, IOPUB, LAUNCHER, SHELL, STDIN = (
+    frames.CONTROL,
+    frames.HB,
+    frames.IOPUB,
+    frames.LAUNCHER,
+    frames.SHELL,
+    frames.STDIN,
+)
+OUTPUT_CAP, FrameDecoder, FrameError = frames.OUTPUT_CAP, frames.FrameDecoder, frames.FrameError
+cut_message, encode = frames.cut_message, frames.encode
 
 LOG_CAP = 64 * 1024  # bytes kept per log file; two files at most
 EXIT_LOG = 8 * 1024  # log tail carried by the exited event
