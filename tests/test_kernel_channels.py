@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from test_kernel_relay import Kernel, LocalPlace, short_dir, shutdown, start_kernel
 
-from jupyter_sandbox.backends.kernel_channels import DirectKernelClient
+from jupyter_sandbox.backends.kernel_channels import MAX_REPLY_BYTES, DirectKernelClient
 from jupyter_sandbox.backends.kernel_client import KernelClient
 from jupyter_sandbox.backends.kernel_relay import KernelRelay, start_request
 from jupyter_sandbox.backends.programs.frames import CONTROL, DELIMITER, IOPUB, SHELL, STDIN
@@ -299,3 +299,18 @@ def test_without_an_iopub_error_the_replys_error_counts():
     events = collector.handle_reply(kernel_msg("execute_reply", ERROR))
     events += collector.handle_iopub(kernel_msg("status", {"execution_state": "idle"}))
     assert [e["type"] for e in events] == ["error"] and collector.done
+
+
+async def test_replies_nobody_reads_are_bounded_in_bytes():
+    """The kernel knows the client's identity: replies it sends unasked pile up to a bound, the
+    oldest going first, and the newest is still there to read."""
+    client, _ = direct()
+    big = "x" * (1 << 20)
+    for n in range(10):
+        assert client.deliver(SHELL, [client.identity, *message("execute_reply", {"junk": big}, n=n)])
+    assert client._shell.nbytes <= MAX_REPLY_BYTES and client.dropped >= 5
+    last = [client.identity, *message("execute_reply", {"status": "ok"}, parent="mine", n=99)]
+    client.deliver(SHELL, last)
+    while (reply := await client.get_shell_msg(timeout=0))["parent_header"] != {"msg_id": "mine"}:
+        pass
+    assert reply["content"] == {"status": "ok"}

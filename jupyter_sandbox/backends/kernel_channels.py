@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 PROTOCOL_VERSION = "5.3"
 DIGEST_HISTORY = 1 << 16  # signatures remembered against replays (jupyter_client's default)
 MAX_IOPUB_BYTES = 4 << 20  # iopub bytes queued unread before the relay stops reading the stream
+# Shell and stdin bytes queued unread: the kernel knows this client's identity and may send it
+# replies nobody asked for; beyond this the oldest go (as a full ZMQ queue drops)
+MAX_REPLY_BYTES = 4 << 20
 
 
 def _now() -> str:
@@ -76,14 +79,16 @@ class _Channel:
 
     def put(self, parts: list[bytes]) -> None:
         self.frames.append(parts)
-        if self.kind == IOPUB:
-            self.nbytes += sum(len(p) for p in parts)
+        self.nbytes += sum(len(p) for p in parts)
+        if self.kind != IOPUB:  # iopub holds the relay instead (DirectKernelClient.holding)
+            while self.nbytes > MAX_REPLY_BYTES and len(self.frames) > 1:
+                self.take()
+                self._client.dropped += 1
         self.wake()
 
     def take(self) -> list[bytes]:
         parts = self.frames.popleft()
-        if self.kind == IOPUB:
-            self.nbytes -= sum(len(p) for p in parts)
+        self.nbytes -= sum(len(p) for p in parts)
         return parts
 
     def wake(self) -> None:
@@ -149,7 +154,7 @@ class DirectKernelClient:
         self._stdin = _Channel(self, STDIN)
         self._channels = {SHELL: self._shell, IOPUB: self._iopub, STDIN: self._stdin}
         self._control = _ControlChannel(self)
-        self.dropped = 0  # iopub messages dropped for a reader waiting on another channel
+        self.dropped = 0  # messages dropped unread: iopub for a reader waiting elsewhere, replies over their bound
         self._stopped = False
         self._held = False  # the relay was told to stop reading for this client
         relay.direct_clients.append(self)
