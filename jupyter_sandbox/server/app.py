@@ -5,6 +5,9 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -110,6 +113,21 @@ class SandboxApp(ExtensionApp):
         # The sandboxed kernel's provisioner (jupyter_sandbox.kernel) runs in this process and uses
         # this manager: known from now on, since a kernel may start before the extension's start ends.
         set_running(self.manager, self.kernel_owner)
+        self._stop_on_sigint()
+
+    def _stop_on_sigint(self) -> None:
+        """Without a TTY, SIGINT stops the server as SIGTERM does. JupyterHub stops a server with
+        SIGINT, and jupyter_server handles SIGINT only on a TTY (to ask first): elsewhere the event
+        loop dies of KeyboardInterrupt, no extension's stop runs, and the sandboxes outlive the server."""
+        if sys.platform.startswith("win") or (sys.stdin is not None and sys.stdin.isatty()):
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set handlers: a server embedded in a thread keeps its host's
+        stop = signal.getsignal(signal.SIGTERM)  # jupyter_server's init_signal ran before extensions load
+        # a SIGINT handler of someone else's (JupyterHub's, an embedding app's) stands
+        if callable(stop) and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, stop)
+            self.log.debug("jupyter-sandbox: SIGINT stops the server as SIGTERM does (no TTY)")
 
     def kernel_owner(self) -> str:
         """Whom a notebook kernel starting now belongs to: the user whose request starts it, by the
