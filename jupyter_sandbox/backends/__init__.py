@@ -7,7 +7,6 @@ from importlib import import_module
 from typing import Any
 
 from .base import SandboxBackend
-from .docker_engine import engine_available
 
 BACKENDS = {
     "docker": "jupyter_sandbox.backends.docker:DockerBackend",
@@ -25,15 +24,20 @@ def backend_class(name: str) -> type[SandboxBackend]:
 
 
 def make_backend(name: str = "auto", log: logging.Logger | None = None, **kwargs: Any) -> SandboxBackend:
-    """An instance of the named backend; ``auto`` is docker when an engine answers, else local."""
+    """An instance of the named backend. ``auto`` is docker when an engine answers at the Docker
+    backend's configured ``docker_url`` (else DOCKER_HOST, else the default socket), else local."""
     log = log or logging.getLogger("jupyter_sandbox")
     if name == "auto":
-        name = "docker" if engine_available() else "local"
-        log.info(
-            "jupyter-sandbox: backend 'auto' chose %s%s",
-            name,
-            "" if name == "docker" else " (no Docker engine reachable)",
-        )
+        # made first, so its docker_url is read as configured (kwargs, or the parent's config)
+        from .docker import DockerBackend
+
+        docker = DockerBackend(**kwargs)
+        problem = docker.engine_problem()
+        if problem is None:
+            log.info("jupyter-sandbox: backend 'auto' chose docker")
+            return docker
+        log.warning("jupyter-sandbox: backend 'auto' chose local: %s", problem)
+        name = "local"
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of auto, {', '.join(BACKENDS)}")
     return backend_class(name)(**kwargs)

@@ -46,7 +46,7 @@ from .base import (
     kernel_extras,
 )
 from .docker_containers import SANDBOX_BRIDGE, SANDBOX_NETWORK, DockerContainers
-from .docker_engine import DockerEngine, engine_available
+from .docker_engine import DockerEngine, engine_available, engine_problem
 from .docker_files import DockerFiles
 from .docker_kernels import DockerKernels
 from .docker_once import DockerOneShots
@@ -138,6 +138,10 @@ class DockerBackend(SandboxBackend):
     @staticmethod
     def available(docker_url: str = "") -> bool:
         return engine_available(docker_url)
+
+    def engine_problem(self) -> str | None:
+        """Why no engine answers at this backend's ``docker_url`` (blocking); None when one does."""
+        return engine_problem(self.docker_url)
 
     # -- the sandboxes this backend knows (its parts ask here) ---------------------------
     def container_id(self, sandbox_id: str) -> str:
