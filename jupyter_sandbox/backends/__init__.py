@@ -23,9 +23,12 @@ def backend_class(name: str) -> type[SandboxBackend]:
     return found
 
 
-def make_backend(name: str = "auto", log: logging.Logger | None = None, **kwargs: Any) -> SandboxBackend:
+def make_backend(
+    name: str = "auto", log: logging.Logger | None = None, *, allow_local: bool = True, **kwargs: Any
+) -> SandboxBackend:
     """An instance of the named backend. ``auto`` is docker when an engine answers at the Docker
-    backend's configured ``docker_url`` (else DOCKER_HOST, else the default socket), else local."""
+    backend's configured ``docker_url`` (else DOCKER_HOST, else the default socket), else local; with
+    ``allow_local`` False it stays docker, and every sandbox request fails (503) until an engine answers."""
     log = log or logging.getLogger("jupyter_sandbox")
     if name == "auto":
         # made first, so its docker_url is read as configured (kwargs, or the parent's config)
@@ -35,6 +38,14 @@ def make_backend(name: str = "auto", log: logging.Logger | None = None, **kwargs
         problem = docker.engine_problem()
         if problem is None:
             log.info("jupyter-sandbox: backend 'auto' chose docker")
+            return docker
+        if not allow_local:
+            log.error(
+                "jupyter-sandbox: backend 'auto' found no Docker engine (%s), and falling back to 'local' is "
+                "not allowed (c.SandboxApp.allow_local_fallback = False): staying on docker, every sandbox "
+                "request is refused (503) until the engine answers",
+                problem,
+            )
             return docker
         log.warning("jupyter-sandbox: backend 'auto' chose local: %s", problem)
         name = "local"

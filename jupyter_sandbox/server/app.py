@@ -18,7 +18,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from jupyter_server.services.events.handlers import EventHandler
 from jupyter_server.utils import url_path_join
-from traitlets import Instance, Int, Unicode, default
+from traitlets import Bool, Instance, Int, Unicode, default
 
 from ..backends import make_backend
 from ..backends.docker import DockerBackend
@@ -47,6 +47,13 @@ class SandboxApp(ExtensionApp):
 
     backend = Unicode(
         "auto", help="Sandbox backend: 'docker', 'local', or 'auto' (docker when an engine answers, else local)."
+    ).tag(config=True)
+    allow_local_fallback = Bool(
+        True,
+        help="Whether backend 'auto' may fall back to 'local' when no Docker engine answers. 'local' is no "
+        "security boundary (code runs as the server's user): a shared host should set False, so that without "
+        "an engine every sandbox request is refused (503, naming the cause) instead. backend='docker' never "
+        "falls back.",
     ).tag(config=True)
     max_body_size = Int(64 * 1024**2, help="Largest request body in bytes, on every route (413 beyond).").tag(
         config=True
@@ -82,7 +89,7 @@ class SandboxApp(ExtensionApp):
         assert self.serverapp is not None  # an extension is always linked to its server first
         # no E2B secret in any line of the server's log, whatever the route (see e2b.ScrubSecrets)
         scrub_logs(self.serverapp.log, self.log, logging.getLogger("tornado"), logging.getLogger())
-        backend = make_backend(self.backend, log=self.log, parent=self)
+        backend = make_backend(self.backend, log=self.log, allow_local=self.allow_local_fallback, parent=self)
         self.identity = ServerIdentity.claim(
             self.state_dir, {"root_dir": str(self.serverapp.root_dir), "base_url": self.serverapp.base_url}
         )
