@@ -75,6 +75,11 @@ def mapped(e: BaseException) -> BaseException:
 
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
+# what to do when the user may not open the engine's socket
+PERMISSION_FIX = (
+    "on a shared host use the sandbox service, see docs/jupyterhub.md; or add the user to the docker group, "
+    "which is root on the host"
+)
 
 
 def engine_address(docker_url: str = "") -> str:
@@ -110,16 +115,18 @@ def engine_problem(docker_url: str = "") -> str | None:
         return unreachable(e, docker_url)
 
 
-def unreachable(e: BaseException, docker_url: str = "") -> str:
-    """What an error of connecting to the engine means, for a person."""
+def why_unreachable(e: BaseException, docker_url: str = "") -> tuple[str, str]:
+    """What an error of connecting to the engine means, and its fix when it is not "start an engine"."""
     address = engine_address(docker_url)
-    if permission_denied(e):
-        path = address.removeprefix("unix://")
-        return (
-            f"your user cannot open {path} (permission denied): on a shared host use the sandbox service, "
-            "see docs/jupyterhub.md; or add the user to the docker group, which is root on the host"
-        )
-    return f"no Docker engine answers at {address} ({type(e).__name__}: {e})"
+    if permission_denied(e):  # an engine may well be there: starting one is not the fix
+        return f"your user cannot open {address.removeprefix('unix://')} (permission denied)", PERMISSION_FIX
+    return f"no Docker engine answers at {address} ({type(e).__name__}: {e})", ""
+
+
+def unreachable(e: BaseException, docker_url: str = "") -> str:
+    """What an error of connecting to the engine means, for a person, with its fix if it has its own."""
+    problem, fix = why_unreachable(e, docker_url)
+    return f"{problem}: {fix}" if fix else problem
 
 
 def engine_available(docker_url: str = "") -> bool:
