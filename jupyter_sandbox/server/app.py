@@ -67,6 +67,12 @@ class SandboxApp(ExtensionApp):
         help="scheme://host[:port] through which clients reach this server, used in each sandbox's "
         "e2b_url (e.g. behind a TLS-terminating proxy). '' = the scheme and host of the request.",
     ).tag(config=True)
+    e2b_routes = Bool(
+        True,
+        help="Serve the routes E2B's SDK calls (sandbox/e2b/...) and give each sandbox an e2b_url. Those routes "
+        "take a per-sandbox secret in the URL instead of the server's auth (a proxy in front passes them as "
+        "they are): False serves none and gives no sandbox an e2b_url.",
+    ).tag(config=True)
     keepalive_interval = Int(15, help="Seconds of silence before a keepalive line in streamed executions.").tag(
         config=True
     )
@@ -102,7 +108,8 @@ class SandboxApp(ExtensionApp):
         else:
             self.log.info("jupyter-sandbox: server id %s (new)", self.identity.server_id)
         self.manager = SandboxManager(parent=self, backend=backend, log=self.log, server_id=self.identity.server_id)
-        self.manager.e2b_prefix = url_path_join(self.serverapp.base_url, E2B) + "/"
+        if self.e2b_routes:  # no prefix, no e2b_url (kernel_kind.give_e2b_url)
+            self.manager.e2b_prefix = url_path_join(self.serverapp.base_url, E2B) + "/"
         self.manager.records = SandboxRecords(os.path.join(self.identity.folder, "sandboxes"))
         if self.serverapp.event_logger is None:
             raise RuntimeError("jupyter_sandbox needs jupyter_server's event logger (jupyter_server >= 2)")
@@ -193,7 +200,8 @@ class SandboxApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
 
-        for template, handler in [*handlers.ROUTES, *events.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]:
+        routes = [*handlers.ROUTES, *events.ROUTES, *(e2b.ROUTES if self.e2b_routes else []), *oneshot.ROUTES]
+        for template, handler in routes:
             self.handlers.append((handlers.route_pattern(template), handler))
 
     async def stop_extension(self) -> None:
