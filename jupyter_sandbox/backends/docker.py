@@ -69,7 +69,19 @@ class DockerBackend(SandboxBackend):
     docker_url = Unicode("", help="Docker engine URL; empty uses DOCKER_HOST or the default socket.").tag(config=True)
     runtime = Unicode("runc", help="Default OCI runtime: 'runc', or 'runsc' for gVisor.").tag(config=True)
     user = Unicode(
-        "1000:1000", help="uid:gid that kernels and file commands run as inside the container (never root)."
+        "1000:1000",
+        help="uid:gid that kernels and file commands run as inside the container (never root) when "
+        "sandbox_uid_base is 0.",
+    ).tag(config=True)
+    sandbox_uid_base = Int(
+        2_000_000_000,
+        help="First host uid of the range each sandbox takes its own pair of uids from (its kernels' and its "
+        "launcher's, chosen by its id; gid = uid): no host account has one, so none can reach a sandbox's files "
+        "through /proc/<pid>/root. On an engine without user-namespace remapping a container's uids are the "
+        "host's. 0 = every sandbox uses `user` and `launcher_user`.",
+    ).tag(config=True)
+    sandbox_uid_count = Int(
+        1 << 20, help="How many uid pairs that range holds (sandbox_uid_base up to sandbox_uid_base + 2 * count)."
     ).tag(config=True)
     launcher_user = Unicode(
         "1001:1001",
