@@ -30,7 +30,6 @@ from ..models import (
     parse_size,
 )
 
-
 # The traits an owner's limits may override (``owner_limits``), and how "more generous" compares them.
 SIZE_LIMITS = ("max_memory", "max_disk", "max_memory_per_user")
 LIMIT_TRAITS = (
