@@ -109,6 +109,10 @@ class SandboxServiceApp(ServerApp):
     def _terminals_enabled_default(self) -> bool:
         return False
 
+    @default("allow_root")
+    def _allow_root_default(self) -> bool:
+        return True  # it holds the engine, root's in effect anyway; it serves no files or terminals
+
     @default("open_browser")
     def _open_browser_default(self) -> bool:
         return False

@@ -22,7 +22,9 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
-from jupyter_sandbox.core.spec_policy import most_generous
+from jupyter_sandbox.backends.local import LocalBackend
+from jupyter_sandbox.core.spec_policy import SpecPolicy, most_generous
+from jupyter_sandbox.errors import InvalidInput, QuotaExceeded
 from jupyter_sandbox.models import SandboxModel, SandboxSpec
 from jupyter_sandbox.server.handlers import HUB_SERVER_HEADER, HUB_SERVER_KEY
 from jupyter_sandbox.service import ADMIN_SCOPE
@@ -67,6 +69,23 @@ def test_group_limits_most_generous_wins():
     assert most_generous([]) == {}
     with pytest.raises(ValueError, match="not a limit"):
         most_generous([{"default_memory": "1G"}])
+
+
+def test_limits_per_owner():
+    """SpecPolicy.limits_for: the configured traits, unless owner_limits (the service's group
+    limits) says otherwise for that owner; resolve_spec and check_quota read it."""
+    policy = SpecPolicy(backend=LocalBackend(), max_memory="2G", max_sandboxes_per_user=1)
+    policy.owner_limits = lambda owner: {"max_memory": "8G", "max_sandboxes_per_user": 3} if owner == "big" else {}
+    assert policy.resolve_spec({"memory": "6G"}, "big").memory == 6 * 1024**3
+    with pytest.raises(InvalidInput, match="maximum of 2G"):
+        policy.resolve_spec({"memory": "6G"}, "small")
+    with pytest.raises(InvalidInput, match="maximum of 2G"):
+        policy.resolve_spec({"memory": "6G"})  # no owner: the configured limits
+    one = [_sandbox("big", None)]
+    policy.check_quota(one, SandboxSpec(memory=1), "big")
+    with pytest.raises(QuotaExceeded):
+        policy.check_quota(one, SandboxSpec(memory=1), "small")
+    assert policy.describe(1024, "big").maximums.sandboxes_per_user == 3
 
 
 def _sandbox(owner: str, server: str | None, created: float = 1000.0) -> SandboxModel:
