@@ -288,6 +288,11 @@ def test_admin_sees_and_stops_every_users_sandboxes(hub: Any, clean: dict[str, S
     for row in (rows[mine["id"]], rows[his["id"]]):
         assert row["status"] == "running" and row["age"] >= 0 and row["memory_limit"] > 0
         assert isinstance(row["memory_used"], int) and row["cpu_percent"] is not None
+    # a Hub user with the admin scope (through the sandbox-admin role) sees them too
+    as_admin_user = Service(hub, hub.token_for(hub.admin_user))
+    assert {mine["id"], his["id"]} <= {
+        row["id"] for row in as_admin_user.request("GET", "sandbox/api/admin/sandboxes").json()
+    }
     # users are not admins
     for client in (alice, bob):
         assert client.request("GET", "sandbox/api/admin/sandboxes").status_code == 403
