@@ -243,7 +243,7 @@ def test_bob_cannot_reach_alices_sandbox(hub: Any, clean: dict[str, Service]):
             assert r.status_code == 404, (method, path, r.status_code, r.text)
     assert bob.request("GET", "sandbox/api/sandboxes").json() == []
     # E2B's secret URL: behind the Hub, the secret alone opens nothing; bob's login does not either
-    e2b = model["e2b_url"]
+    e2b = model["e2b_url"].rstrip("/") + "/"
     assert e2b.startswith(hub.service_url + "sandbox/e2b/"), e2b
     assert httpx.post(e2b + "execute", json={"code": "print(secret)"}, timeout=60).status_code == 403
     assert bob.http.post(e2b + "execute", json={"code": "print(secret)"}).status_code == 404
