@@ -387,6 +387,11 @@ def test_kill_9_restart_keeps_variables_and_applies_group_limits(hub: Any, clean
     old = hub.service_pid()
     os.kill(old, signal.SIGKILL)
     _wait_for_new_service(hub, old)
+    # it listens before it has taken its sandboxes back (adopt_timeout per kernel)
+    deadline = time.monotonic() + 60
+    while alice.request("GET", f"sandbox/api/sandboxes/{model['id']}").status_code == 404:
+        assert time.monotonic() < deadline, f"the restarted service did not take the sandbox back:\n{hub.log()}"
+        time.sleep(1)
 
     # taken back: the same sandbox, its kernel's variables and its files
     assert stdout(alice.execute("survivor", "print(x)")) == "42\n"
