@@ -16,6 +16,7 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "[test] installing Debian's chromium for the browser tests" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+bash scripts/setup-hub.sh      # tests/hub/: configurable-http-proxy and a venv every Unix user can run
 echo "[test] ruff, ruff format, mypy" >&2
 python -m ruff check .
 python -m ruff format --check .

@@ -20,12 +20,12 @@ from jupyter_sandbox import models
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.models import STATUSES
 from jupyter_sandbox.oneshot.records import ExecutionRecord
-from jupyter_sandbox.server import e2b, handlers, oneshot
+from jupyter_sandbox.server import admin, e2b, handlers, oneshot
 from jupyter_sandbox.server.e2b import E2BMixin
 
 from servers import TwoUsers
 
-ROUTES = [*handlers.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
+ROUTES = [*handlers.ROUTES, *admin.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
 
 API = ("sandbox", "api", "sandboxes")
 BOB = {"Authorization": "token bob-token"}
@@ -309,6 +309,17 @@ async def test_server_shutdown_removes_its_sandboxes(jp_fetch, jp_serverapp):
     assert [containers_of(i) for i in ids] == [[], []]
 
 
+async def test_nobody_is_a_sandbox_admin_in_a_plain_server(jp_fetch):
+    """The admin routes answer only identities that say so (the Hub service's admin scope)."""
+    mine = await create_sandbox(jp_fetch)
+    for headers in (None, BOB):
+        r = await fetch(jp_fetch, "sandbox", "api", "admin", "sandboxes", headers=headers)
+        assert r.code == 403, r.body
+        r = await fetch(jp_fetch, "sandbox", "api", "admin", "sandboxes", mine["id"], method="DELETE", headers=headers)
+        assert r.code == 403, r.body
+    assert body_of(await fetch(jp_fetch, *API, mine["id"]))["status"] == "running"
+
+
 def test_every_handler_is_authenticated_and_authorized():
     """Jupyter API: @web.authenticated + @authorized. E2B routes: the path's secret instead."""
     checked = 0
@@ -325,7 +336,8 @@ def test_every_handler_is_authenticated_and_authorized():
             # (functools.wraps copies names; the code object tells whose wrapper it is)
             assert method.__wrapped__.__code__.co_filename.endswith("auth/decorator.py"), (template, verb)
             assert handler.auth_resource == "sandboxes"
-    assert checked == 30  # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET)
+    # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET), + admin's GET and DELETE
+    assert checked == 32
 
 
 def test_openapi_describes_every_route_and_method():

@@ -29,7 +29,7 @@ from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
-from . import e2b, events, handlers, oneshot
+from . import admin, e2b, events, handlers, oneshot
 from .e2b import E2B, scrub_logs
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
@@ -200,7 +200,13 @@ class SandboxApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
 
-        routes = [*handlers.ROUTES, *events.ROUTES, *(e2b.ROUTES if self.e2b_routes else []), *oneshot.ROUTES]
+        routes = [
+            *handlers.ROUTES,
+            *admin.ROUTES,
+            *events.ROUTES,
+            *(e2b.ROUTES if self.e2b_routes else []),
+            *oneshot.ROUTES,
+        ]
         for template, handler in routes:
             self.handlers.append((handlers.route_pattern(template), handler))
 
