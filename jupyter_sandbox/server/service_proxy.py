@@ -230,17 +230,23 @@ class ServiceProxyHandler(SandboxAPIHandler):
             self._answer = self._forward(body=b"" if self.request.method in BODY_METHODS else None)
         elif self._body is not None:
             await self._body.put(_END)
-        response = await self._answer
-        self.relay_end(response)
+        try:
+            response = await self._answer
+        except (OSError, HTTPClientError, StreamClosedError, _ClientLeft) as e:  # no answer, or a broken one
+            self.relay_failure(e)
+        else:
+            self.relay_answer(response)
 
-    def relay_end(self, response: HTTPResponse) -> None:
-        if response.code != 599:  # the service's whole answer went to the caller as it came
-            if not self._finished:
-                self.finish()
-            return
+    def relay_answer(self, response: HTTPResponse) -> None:
+        if response.code == 599:
+            self.relay_failure(response.error)
+        elif not self._finished:  # the service's whole answer went to the caller as it came
+            self.finish()
+
+    def relay_failure(self, error: BaseException | None) -> None:
         if self._gone:
             return
-        cause = response.error
+        cause = f"{type(error).__name__}: {error}"
         where = f"the sandbox service at {self.service.url}"
         if not self._headers_written:
             self._status = None
@@ -314,9 +320,9 @@ class ConfigProxyHandler(ServiceProxyHandler):
     def _on_chunk(self, chunk: bytes) -> None:
         self._chunks.append(chunk)  # a small JSON object, read whole
 
-    def relay_end(self, response: HTTPResponse) -> None:
+    def relay_answer(self, response: HTTPResponse) -> None:
         if response.code == 599:
-            super().relay_end(response)
+            self.relay_failure(response.error)
             return
         body = b"".join(self._chunks)
         if response.code == 200:
