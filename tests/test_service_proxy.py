@@ -195,11 +195,24 @@ async def test_a_guest_of_the_server_is_refused(server_b):
 
 
 def test_the_sandbox_magic_in_a_kernel_of_the_hub_mode_server(service_a, server_b):
-    with server_kernel(server_b) as (_kernel_id, kc):
+    with server_kernel(server_b) as (kernel_id, kc):
         config = run_cell(kc, "%load_ext jupyter_sandbox\n%sandbox config")
         assert f"server: {server_b.url}" in config, config
         assert "the answer is 42" in run_cell(kc, "%%sandbox on-hub\nprint('the answer is', 6 * 7)")
-    # made in the service, through B
+        # the kernel's own sandbox: tied to the kernel by B (the service cannot see B's kernels)
+        run_cell(kc, "%%sandbox\nx = 1")
+        default = f"notebook-{kernel_id[:12]}"
+        assert service_a.api("GET", f"sandboxes/{default}").status_code == 200
+        # a kernel that is not B's (or not the caller's) is refused by B, as without a Hub
+        r = server_b.api("POST", "sandboxes", json={"name": "tied", "kernel_id": "not-a-kernel"})
+        assert r.status_code == 400 and r.json()["field"] == "kernel_id", r.text
+        r = server_b.request("DELETE", f"api/kernels/{kernel_id}")
+        assert r.status_code == 204, r.text
+    # B removed the kernel's sandbox in the service when the kernel shut down; the named one stays
+    deadline = time.monotonic() + 60
+    while service_a.api("GET", f"sandboxes/{default}").status_code != 404:
+        assert time.monotonic() < deadline, "the kernel's sandbox outlived the kernel"
+        time.sleep(0.5)
     assert service_a.api("GET", "sandboxes/on-hub").status_code == 200
     assert server_b.api("DELETE", "sandboxes/on-hub").status_code == 204
 
