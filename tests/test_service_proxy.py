@@ -19,7 +19,9 @@ import time
 import httpx
 import pytest
 from test_magics import run_cell, server_kernel
+from tornado import web
 from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.httpserver import HTTPServer
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
@@ -247,27 +249,54 @@ def test_an_unreachable_service_is_a_502_naming_it(tmp_path):
         assert dead in b.log(tail=10**6)
 
 
-# -- in process: the settings of a Hub mode server ----------------------------------------------
+# -- in process: the settings of a Hub mode server, and a service that breaks off --------------
+
+
+class BreaksOff(web.RequestHandler):
+    """A "service" whose connections close: before any answer, or in the middle of a download."""
+
+    async def get(self, *args: str) -> None:
+        if self.request.path.endswith("/files"):
+            self.set_header("Content-Type", "application/octet-stream")
+            self.write(b"x" * 100_000)
+            await self.flush()
+        self.request.connection.stream.close()
 
 
 @pytest.fixture
-def jp_server_config(monkeypatch):
+async def breaking_service():
+    port = free_port()
+    server = HTTPServer(web.Application([(r"/.*", BreaksOff)]))
+    server.listen(port, "127.0.0.1")
+    yield f"http://127.0.0.1:{port}/"
+    server.stop()
+
+
+@pytest.fixture
+def jp_server_config(monkeypatch, breaking_service):
     from servers import server_config
 
     monkeypatch.setenv("JUPYTERHUB_USER", "alice")
     monkeypatch.setenv("DOCKER_HOST", NO_ENGINE)
-    dead = f"http://127.0.0.1:{free_port()}/"
-    return server_config(SandboxApp={"service_url": dead, "service_token": "a-token"})
+    return server_config(SandboxApp={"service_url": breaking_service, "service_token": "a-token"})
 
 
 async def test_a_hub_mode_server_has_no_manager(jp_serverapp, jp_fetch):
     settings = jp_serverapp.web_app.settings
     assert settings["sandbox_manager"] is None and settings["sandbox_executions"] is None
     assert settings["sandbox_service"].hub_user == "alice"
-    with pytest.raises(HTTPClientError) as answer:
-        await jp_fetch("sandbox", "api", "sandboxes")
-    assert answer.value.code == 502
     (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_sandbox"]
     assert app.hub_mode
     # no E2B routes: the service serves them behind Hub auth
     assert not [pattern for pattern, _ in app.handlers if "e2b" in pattern]
+    # the service closed the connection without an answer: 502
+    with pytest.raises(HTTPClientError) as answer:
+        await jp_fetch("sandbox", "api", "sandboxes")
+    assert answer.value.code == 502
+    assert "did not answer" in json.loads(answer.value.response.body)["message"]
+
+
+async def test_a_download_the_service_breaks_off_does_not_look_complete(jp_serverapp, jp_fetch):
+    with pytest.raises(HTTPClientError) as answer:
+        await jp_fetch("sandbox", "api", "sandboxes", "s", "files", params={"path": "big.bin"})
+    assert answer.value.code == 599  # the connection closed unfinished, not a 200 with part of the file
