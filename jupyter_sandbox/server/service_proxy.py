@@ -33,7 +33,7 @@ from tornado import httputil, web, websocket
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.iostream import StreamClosedError
 
-from ..errors import Forbidden, InvalidInput, ServiceUnreachable, TooLarge
+from ..errors import Forbidden, InvalidInput, ServiceUnreachable
 from . import handlers, oneshot
 from .events import EventsHandler
 from .handlers import SandboxAPIHandler, api_path, authorized_to, owner_of
@@ -197,9 +197,8 @@ class ServiceProxyHandler(SandboxAPIHandler):
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         if not self.streams_body:
-            self._whole_body += chunk
-            if len(self._whole_body) > self.sandbox_app.max_body_size:
-                raise TooLarge(f"request body over {self.sandbox_app.max_body_size} bytes")
+            if len(self._whole_body) <= self.sandbox_app.max_body_size:  # beyond: json_body's 413
+                self._whole_body += chunk
             return None
         if self._body is None:
             return None  # refused: the verb answers
@@ -488,6 +487,10 @@ def proxy_routes(routes: list[tuple[str, type[web.RequestHandler]]]) -> list[tup
     (a 405 from this server for the others, as without a Hub)."""
     proxies: list[tuple[str, type[web.RequestHandler]]] = []
     for template, handler in routes:
+        if issubclass(handler, websocket.WebSocketHandler):
+            # a websocket is relayed by a handler of its own (EventsProxyHandler); one without (a
+            # sandboxed kernel's channels, which its provisioner opens at the service itself) is not served
+            continue
         base = SPECIAL.get(handler, ExecutingProxyHandler if handler in EXECUTING else ServiceProxyHandler)
         methods = tuple(
             m
