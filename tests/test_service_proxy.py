@@ -10,6 +10,7 @@ nowhere). Everything below goes through B with B's token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import time
 
 import httpx
 import pytest
-from test_magics import run_cell, server_kernel
+from test_magics import run_cell
 from tornado import web
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.httpserver import HTTPServer
@@ -194,6 +195,29 @@ async def test_a_guest_of_the_server_is_refused(server_b):
     assert refused.value.code == 403
     # what bob could not make does not exist in the service
     assert "bobs" not in [m["name"] for m in (await asyncio.to_thread(server_b.api, "GET", "sandboxes")).json()]
+
+
+@contextlib.contextmanager
+def server_kernel(server: JupyterServer):
+    """A notebook kernel started by the server (as JupyterLab starts one) and a client on its
+    connection file; shut down through the server's API at the end."""
+    from jupyter_client import BlockingKernelClient
+
+    r = server.request("POST", "api/kernels", json={"name": "python3"})
+    assert r.status_code == 201, r.text
+    kernel_id = r.json()["id"]
+    kc = BlockingKernelClient()
+    kc.load_connection_file(str(server.runtime_dir / f"kernel-{kernel_id}.json"))
+    # before start_channels: the heartbeat's first wait already uses it (a kernel still starting on a
+    # loaded 2-core machine misses jupyter_client's default of one second, and is called dead)
+    kc.hb_channel.time_to_dead = 10.0
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=90)
+        yield kernel_id, kc
+    finally:
+        kc.stop_channels()
+        server.request("DELETE", f"api/kernels/{kernel_id}")
 
 
 def test_the_sandbox_magic_in_a_kernel_of_the_hub_mode_server(service_a, server_b):
