@@ -19,6 +19,7 @@ import time
 
 import httpx
 import pytest
+from jupyter_server.serverapp import _has_tornado_web_authenticated
 from test_magics import run_cell
 from tornado import web
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -26,6 +27,7 @@ from tornado.httpserver import HTTPServer
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
+from jupyter_sandbox.server import events, handlers, oneshot, service_proxy
 
 from servers import JupyterServer, free_port, result_text
 
@@ -271,6 +273,36 @@ def test_an_unreachable_service_is_a_502_naming_it(tmp_path):
         r = b.api("PUT", "sandboxes/x/files", params={"path": "a.bin"}, content=b"\0" * 100_000)
         assert r.status_code == 502, r.text
         assert dead in b.log(tail=10**6)
+
+
+def test_hub_mode_serves_the_extensions_routes_each_authenticated_and_authorized():
+    """The same templates and methods as the extension (E2B aside), every verb behind @web.authenticated
+    and jupyter_server's @authorized, with the "execute" action where the extension's own asks for it."""
+    own = {
+        (template, verb)
+        for template, handler in [*handlers.ROUTES, *events.ROUTES, *oneshot.ROUTES]
+        for verb in ("get", "post", "put", "delete", "patch")
+        if getattr(handler, verb) is not getattr(web.RequestHandler, verb)
+    }
+    proxied = set()
+    for template, handler in service_proxy.ROUTES:
+        verbs = (
+            [m.lower() for m in handler.SUPPORTED_METHODS]
+            if handler is not service_proxy.EventsProxyHandler
+            else ["get"]
+        )
+        for verb in verbs:
+            proxied.add((template, verb))
+            method = getattr(handler, verb)
+            if handler is service_proxy.EventsProxyHandler:  # jupyter_server's ws_authenticated, then @authorized
+                assert method.__code__.co_filename.endswith("auth/decorator.py")
+            else:
+                assert _has_tornado_web_authenticated(method), (template, verb)
+            assert method.__wrapped__.__code__.co_filename.endswith("auth/decorator.py"), (template, verb)
+            assert handler.auth_resource == "sandboxes"
+    assert proxied == own
+    executing = {t for t, h in service_proxy.ROUTES if issubclass(h, service_proxy.ExecutingProxyHandler)}
+    assert executing == {t for t, h in handlers.ROUTES if h in service_proxy.EXECUTING} and len(executing) == 3
 
 
 # -- in process: the settings of a Hub mode server, and a service that breaks off --------------
