@@ -14,6 +14,8 @@ import contextlib
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -273,6 +275,31 @@ def test_an_unreachable_service_is_a_502_naming_it(tmp_path):
         r = b.api("PUT", "sandboxes/x/files", params={"path": "a.bin"}, content=b"\0" * 100_000)
         assert r.status_code == 502, r.text
         assert dead in b.log(tail=10**6)
+
+
+def doctor(env: dict[str, str]) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "DOCKER_HOST": NO_ENGINE, **env}
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_sandbox.cli", "doctor"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_doctor_says_hub_mode_first_and_skips_docker(service_a):
+    answer = doctor({"JUPYTER_SANDBOX_SERVICE_URL": service_a.url, "JUPYTERHUB_API_TOKEN": service_a.token})
+    first, *rest = answer.stdout.splitlines()
+    assert first.startswith("ok") and f"Hub service at {service_a.url} (JUPYTER_SANDBOX_SERVICE_URL)" in first
+    assert "answers (backend docker" in first, answer.stdout
+    assert any("Docker engine" in line and "not checked: in Hub mode" in line for line in rest), answer.stdout
+    # this machine has no engine for the doctor (DOCKER_HOST points nowhere): in Hub mode no problem
+    assert answer.returncode == 0, answer.stdout
+
+    answer = doctor({"JUPYTER_SANDBOX_SERVICE_URL": service_a.url, "JUPYTERHUB_API_TOKEN": "wrong"})
+    first = answer.stdout.splitlines()[0]
+    assert first.startswith("FAIL") and "answers 403" in first and answer.returncode == 1, answer.stdout
 
 
 def test_hub_mode_serves_the_extensions_routes_each_authenticated_and_authorized():
