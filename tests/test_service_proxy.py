@@ -175,6 +175,20 @@ async def test_events_websocket_through_the_service(server_b):
             if event.get("sandbox_id") == sandbox["id"]:
                 seen.append(event["action"])
         assert seen[0] == "created", seen
+        # the interrupt of one of B's notebook kernels (which only B sees) reaches the same socket
+        r = await asyncio.to_thread(b.request, "POST", "api/kernels", json={"name": "python3"})
+        assert r.status_code == 201, r.text
+        kernel_id = r.json()["id"]
+        try:
+            r = await asyncio.to_thread(b.request, "POST", f"api/kernels/{kernel_id}/interrupt")
+            assert r.status_code == 204, r.text
+            while (event := json.loads(await asyncio.wait_for(ws.read_message(), 60))).get("action") != (
+                "kernel_interrupted"
+            ):
+                pass
+            assert event["kernel_id"] == kernel_id
+        finally:
+            await asyncio.to_thread(b.request, "DELETE", f"api/kernels/{kernel_id}")
     finally:
         ws.close()
 
