@@ -291,6 +291,25 @@ def test_an_unreachable_service_is_a_502_naming_it(tmp_path):
         assert dead in b.log(tail=10**6)
 
 
+def test_the_client_finds_the_hub_mode_server_from_jupyterhubs_environment(server_b, monkeypatch):
+    """What a user's kernel or terminal has under JupyterHub: the server's prefix, URL and token."""
+    from jupyter_sandbox.client import Sandbox
+    from jupyter_sandbox.client.discovery import find_server
+
+    for name in ("JUPYTER_SANDBOX_URL", "JUPYTER_SANDBOX_TOKEN", "JPY_PARENT_PID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", server_b.token)
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", f"http://0.0.0.0:{server_b.port}/")
+    choice = find_server()
+    assert (choice.url, choice.token) == (server_b.url, server_b.token)
+    stdout = []
+    with Sandbox("from-the-client") as sandbox:
+        execution = sandbox.run_code("print('hi from', 'the service')\n21 * 2", on_stdout=stdout.append)
+        assert execution.text == "42" and [m.line for m in stdout] == ["hi from the service\n"]
+    assert server_b.api("GET", "sandboxes/from-the-client").status_code == 404
+
+
 def doctor(env: dict[str, str]) -> subprocess.CompletedProcess:
     environ = {**os.environ, "DOCKER_HOST": NO_ENGINE, **env}
     return subprocess.run(
