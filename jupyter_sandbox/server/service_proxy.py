@@ -12,7 +12,13 @@ is refused: the service would count a guest's sandboxes as the owner's.
 
 Bodies stream both ways: an NDJSON execution reaches the caller line by line as the service
 sends it, a download chunk by chunk (the next chunk is read once the caller took the last),
-an upload as it arrives.
+an upload as it arrives. A caller that leaves closes the request to the service at its next
+chunk (an execution's keepalive lines bound the wait), and the service cancels the work as for
+any client that leaves.
+
+Two things only this server can do, because only it sees its notebook kernels: tie a sandbox to
+one of them (``POST sandboxes`` with ``kernel_id``, checked here and removed through the service
+when the kernel shuts down), and tell the events socket that such a kernel was interrupted.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ BODY_METHODS = ("POST", "PUT", "PATCH")
 CONNECT_TIMEOUT = 10.0
 # An execution streams as long as it runs, and the service sends keepalive lines meanwhile.
 REQUEST_TIMEOUT = 7 * 24 * 3600.0
-# Streams held open at once (an execution or an events websocket is one each, however long).
+# Requests to the service at once (a streamed execution or download is one, however long).
 MAX_STREAMS = 512
 # Only the memory of one chunk is held per stream: the size limit is the service's to set.
 MAX_ANSWER_SIZE = 1 << 50
@@ -172,7 +178,7 @@ class ServiceProxyHandler(SandboxAPIHandler):
         link: ServiceLink = self.settings["sandbox_service"]
         return link
 
-    async def prepare(self) -> None:  # type: ignore[override]
+    async def prepare(self) -> None:  # type: ignore[override]  # as FilesHandler's: jupyter_server's is async
         await super().prepare()
         # A body goes to the service as it arrives: the upstream request starts now, once the
         # caller is known to be allowed it (the verb's decorators, which run only after the whole
@@ -319,7 +325,7 @@ class ServiceProxyHandler(SandboxAPIHandler):
             self.finish(json.dumps(line) + "\n" + json.dumps({"type": "end_of_execution"}) + "\n")
         elif self.request.connection is not None:
             # a download cut short must not look complete: the caller's connection closes unfinished
-            self.request.connection.close()  # type: ignore[attr-defined]
+            self.request.connection.close()  # type: ignore[attr-defined]  # HTTP1Connection's, not in the interface
             self._finished = True
 
     def on_connection_close(self) -> None:
