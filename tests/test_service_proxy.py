@@ -160,6 +160,23 @@ def test_an_execution_streams_line_by_line_and_interrupts(server_b):
         assert b.api("DELETE", "sandboxes/streams").status_code == 204
 
 
+def test_a_caller_that_leaves_stops_its_execution_in_the_service(server_b):
+    """The caller's connection to B closes mid-execution: B closes its request to the service at the
+    service's next line (a keepalive at the latest, 15 s), which interrupts the code, as for any
+    client that leaves. The context is then free again for the next execution."""
+    b = server_b
+    create(b, "left")
+    try:
+        for event in stream_execute(b, "left", "import time\nprint('sleeping', flush=True)\ntime.sleep(600)"):
+            if event.get("type") == "stdout":
+                break  # leaves: the stream's connection closes here
+        started = time.monotonic()
+        assert result_text(b.execute("left", "'free'")) == "'free'"
+        assert time.monotonic() - started < 120  # not after the 600 s of the abandoned execution
+    finally:
+        assert b.api("DELETE", "sandboxes/left").status_code == 204
+
+
 async def test_events_websocket_through_the_service(server_b):
     b = server_b
     url = b.url.replace("http", "ws", 1) + "sandbox/api/events"
