@@ -177,9 +177,12 @@ class SandboxProvisioner(KernelProvisionerBase):
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         kwargs = await super().pre_launch(**kwargs)
         # Interrupt through the control channel (an interrupt_request, as the manager does for
-        # every sandbox): no signal path from the host reaches a process in a container.
+        # every sandbox): no signal path from the host reaches a process in a container. In Hub
+        # mode "signal" makes it send_signal's: the service's interrupt route, which does the same
+        # on its side, and needs no open websocket.
         if self.kernel_spec is not None:
-            self.kernel_spec.interrupt_mode = "message"
+            hub_mode = service_settings(self.service_url, self.service_token) is not None
+            self.kernel_spec.interrupt_mode = "signal" if hub_mode else "message"
         km = self.parent
         extra = kwargs.get("extra_arguments", [])
         kwargs["cmd"] = km.format_kernel_cmd(extra) if km is not None else list(self.kernel_spec.argv)

@@ -149,6 +149,7 @@ class KernelChannelsHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketH
             "iopub": cast("zmq.asyncio.Socket", self._client.connect_iopub()),
         }
         self._readers = [asyncio.ensure_future(self._forward(name, sock)) for name, sock in self._sockets.items()]
+        super().open(*args, **kwargs)  # WebSocketMixin's pings
 
     async def _forward(self, channel: str, sock: zmq.asyncio.Socket) -> None:
         """The kernel's messages on one channel, verified with its key, to the websocket."""
@@ -184,6 +185,8 @@ class KernelChannelsHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketH
         self._sockets[channel].send_multipart(frames)
 
     def on_close(self) -> None:
+        if self.ping_callback is not None:
+            self.ping_callback.stop()
         for task in getattr(self, "_readers", []):
             task.cancel()
         for sock in getattr(self, "_sockets", {}).values():
