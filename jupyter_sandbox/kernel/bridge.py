@@ -156,13 +156,15 @@ class KernelBridge:
     async def _send(self, data: str | bytes) -> None:
         while True:
             await self._connected.wait()  # while the websocket reopens, messages wait here
-            if self._ws is None:
+            ws = self._ws
+            if ws is None:
                 continue
             try:
-                await self._ws.write_message(data, binary=isinstance(data, bytes))
+                await ws.write_message(data, binary=isinstance(data, bytes))
                 return
             except WebSocketClosedError:
-                self._connected.clear()
+                if self._ws is ws:  # (not one opened since)
+                    self._connected.clear()
 
     def _to_server(self, raw: str | bytes) -> None:
         """A kernel message from the websocket: signed with the local key, to its channel's socket."""

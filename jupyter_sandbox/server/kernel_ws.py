@@ -117,8 +117,7 @@ class KernelChannelsHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketH
         manager: SandboxManager = self.settings["sandbox_manager"]
         owner = owner_of(self)
         try:
-            kernel_sandbox(manager, owner, id_or_name)
-            info = manager.kernel_connection(owner, id_or_name)
+            info = manager.kernel_connection(owner, id_or_name)  # Conflict for an API sandbox
         except SandboxError as e:
             self.log.warning("jupyter-sandbox: %s %s -> %s %s", self.request.method, self.request.path, e.status, e)
             self.set_status(e.status, e.reason)
