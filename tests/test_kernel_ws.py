@@ -148,6 +148,29 @@ async def test_a_notebook_kernel_through_the_service(service, user_server):
         reply, outputs = await ks.execute("'x' in dir(), 6 * 7")
         assert result_of(outputs) == "(False, 42)"
         assert [s["id"] for s in kernel_sandboxes(service)] == [sandbox["id"]]
+
+        # a kernel that dies: B's restarter (its poll is the service's kernel route) restarts it in
+        # place, and the next cell says why the old one is gone
+        await ks.send(
+            "shell",
+            "execute_request",
+            {
+                "code": "import os\nos._exit(3)",
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+        )
+        await ks.wait_for_status("restarting", timeout=120)
+        deadline = time.monotonic() + 120
+        while "its next cell says why" not in user_server.log(20000):  # the restart is complete
+            assert time.monotonic() < deadline, user_server.log()
+            await asyncio.sleep(0.5)
+        await ks.nudge()
+        reply, outputs = await ks.execute("6 * 7")
+        assert result_of(outputs) == "42" and "The previous kernel died" in stream_of(outputs, "stderr")
     finally:
         ks.close()
 

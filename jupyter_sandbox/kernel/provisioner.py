@@ -124,11 +124,14 @@ class SandboxProvisioner(KernelProvisionerBase):
         None,
         allow_none=True,
         help="Base URL of the sandbox service (Hub mode: this server holds no engine; the kernel's sandbox "
-        "is the service's, its channels travel over the service's websocket). None: $JUPYTER_SANDBOX_SERVICE_URL; "
-        "unset there too: this server's own manager.",
+        "is the service's, its channels travel over the service's websocket). None: c.SandboxApp.service_url, "
+        "else $JUPYTER_SANDBOX_SERVICE_URL; unset there too: this server's own manager.",
     ).tag(config=True)
     service_token = Unicode(
-        None, allow_none=True, help="Token for the sandbox service (None: $JUPYTERHUB_API_TOKEN, the user's Hub token)."
+        None,
+        allow_none=True,
+        help="Token for the sandbox service (None: c.SandboxApp.service_token, else $JUPYTERHUB_API_TOKEN, "
+        "the user's Hub token).",
     ).tag(config=True)
 
     sandbox_id: str | None = None
@@ -140,12 +143,21 @@ class SandboxProvisioner(KernelProvisionerBase):
         self._stopping = False  # a stop we asked for: its end is not a death
 
     # -- where the sandbox lives ----------------------------------------------------------
+    def _service(self) -> tuple[str, str | None] | None:
+        """(URL, token) of the sandbox service in Hub mode, else None: this class's traits, else the
+        server's ``c.SandboxApp.service_url``/``service_token`` (the one line that sets Hub mode; this
+        provisioner shares the server's config), else the environment."""
+        server = self.config.get("SandboxApp", {})
+        return service_settings(
+            self.service_url or server.get("service_url"), self.service_token or server.get("service_token")
+        )
+
     def _bind(self) -> KernelHost:
         """The sandbox service (Hub mode), else the running server's manager, else this process's
         embedded one."""
         if self._host is not None:
             return self._host
-        service = service_settings(self.service_url, self.service_token)
+        service = self._service()
         here = running()
         if service is not None:
             self._host = ServiceKernelHost(*service, self.log)
@@ -181,7 +193,7 @@ class SandboxProvisioner(KernelProvisionerBase):
         # mode "signal" makes it send_signal's: the service's interrupt route, which does the same
         # on its side, and needs no open websocket.
         if self.kernel_spec is not None:
-            hub_mode = service_settings(self.service_url, self.service_token) is not None
+            hub_mode = self._service() is not None
             self.kernel_spec.interrupt_mode = "signal" if hub_mode else "message"
         km = self.parent
         extra = kwargs.get("extra_arguments", [])
