@@ -10,9 +10,11 @@ sandbox is A's, and B holds none.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
+from jupyter_server.services.kernels.connection.base import deserialize_binary_message, serialize_binary_message
 from test_kernel import KernelSocket, containers_of, result_of, start_kernel, stream_of
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
@@ -79,6 +81,23 @@ class CuttableProxy:
             await self.server.wait_closed()
 
 
+class BinaryKernelSocket(KernelSocket):
+    """KernelSocket that also reads jupyter_server's binary frames (messages with buffers)."""
+
+    async def read(self, timeout: float = 120) -> dict:
+        raw = await asyncio.wait_for(self.ws.read_message(), timeout)
+        assert raw is not None, "the server closed the kernel websocket"
+        msg = deserialize_binary_message(raw) if isinstance(raw, bytes) else json.loads(raw)
+        self.seen.append(msg)
+        return msg
+
+    async def send_with_buffers(self, channel: str, msg_type: str, content: dict, buffers: list[bytes]) -> str:
+        msg = self.session.msg(msg_type, content)
+        msg["channel"], msg["buffers"] = channel, buffers
+        await self.ws.write_message(serialize_binary_message(msg), binary=True)
+        return msg["header"]["msg_id"]
+
+
 def kernel_sandboxes(server: JupyterServer) -> list[dict]:
     return [s for s in server.api("GET", "sandboxes").json() if s["kind"] == "kernel"]
 
@@ -94,7 +113,7 @@ async def test_a_notebook_kernel_through_the_service(service, user_server):
     assert sandbox["status"] == "running" and sandbox["owner"] == "alice"  # the token's user, on A
     assert kernel_sandboxes(user_server) == []  # B holds no sandbox of its own
 
-    ks = await KernelSocket.open(user_server, kernel_id)
+    ks = await BinaryKernelSocket.open(user_server, kernel_id)
     try:
         await ks.nudge()
         # output, state, inside the sandbox
@@ -127,6 +146,30 @@ async def test_a_notebook_kernel_through_the_service(service, user_server):
         assert any(
             m["msg_type"] == "comm_msg" and m["content"]["data"].get("state") == {"value": 9} for m in outputs
         ), outputs
+
+        # binary buffers both ways (how widgets send binary data): an Image's value
+        reply, outputs = await ks.execute("img = w.Image(value=b'from-kernel', format='png')\ndisplay(img)")
+        (opened,) = [
+            m
+            for m in outputs
+            if m["msg_type"] == "comm_open" and m["content"]["data"]["state"].get("_model_name") == "ImageModel"
+        ]
+        assert [bytes(b) for b in opened["buffers"]] == [b"from-kernel"]
+        image_comm = opened["content"]["comm_id"]
+        await ks.send_with_buffers(
+            "shell",
+            "comm_msg",
+            {"comm_id": image_comm, "data": {"method": "update", "state": {}, "buffer_paths": [["value"]]}},
+            [b"from-client"],
+        )
+        reply, outputs = await ks.execute("bytes(img.value)")  # (a memoryview of the buffer)
+        assert result_of(outputs) == "b'from-client'"
+        reply, outputs = await ks.execute("img.value = b'back'")
+        assert [b"back"] in [
+            [bytes(b) for b in m["buffers"]]
+            for m in outputs
+            if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == image_comm
+        ], outputs
 
         # interrupt (B's kernels API -> the provisioner -> A's interrupt route)
         running = asyncio.ensure_future(ks.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(60)"))

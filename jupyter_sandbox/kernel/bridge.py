@@ -122,13 +122,17 @@ class KernelBridge:
             ws = await self._reopen()
 
     async def _reopen(self) -> WebSocketClientConnection:
-        for attempt in range(1_000_000):
+        """The websocket opened again, after a pause. Refusals are tried again too: a service being
+        restarted (its sandboxes taken back) may answer 404 or 503 meanwhile; if the sandbox is gone
+        for good, the provisioner's poll says so and the kernel's shutdown closes this bridge."""
+        attempt = 0
+        while True:
             await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)])
+            attempt += 1
             try:
                 return await self._open()
             except (HTTPClientError, OSError) as e:
                 self.log.warning("jupyter-sandbox: cannot open the kernel websocket %s again: %s", self.url, e)
-        raise RuntimeError("unreachable")
 
     # -- both ways -------------------------------------------------------------------------
     async def _from_server(self, channel: str) -> None:
