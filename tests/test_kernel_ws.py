@@ -14,6 +14,9 @@ import json
 import time
 
 import pytest
+import zmq
+import zmq.asyncio
+from jupyter_client.session import Session
 from jupyter_server.services.kernels.connection.base import deserialize_binary_message, serialize_binary_message
 from test_kernel import KernelSocket, containers_of, result_of, start_kernel, stream_of
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -121,6 +124,22 @@ async def test_a_notebook_kernel_through_the_service(service, user_server):
         reply, outputs = await ks.execute("print('hello', flush=True)\nx + 1, os.getuid(), socket.gethostname()")
         assert reply["content"]["status"] == "ok", reply["content"]
         assert stream_of(outputs) == "hello\n" and result_of(outputs) == "(42, 1000, 'sandbox')"
+
+        # the bridge's sockets take only messages signed with its key (from this server): one forged
+        # by someone who found its port on 127.0.0.1 is dropped
+        info = json.loads((user_server.runtime_dir / f"kernel-{kernel_id}.json").read_text())
+        forger = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+        try:
+            forger.connect(f"tcp://127.0.0.1:{info['shell_port']}")
+            Session(key=b"not-the-key").send(forger, "execute_request", {"code": "x = 'forged'", "silent": False})
+            deadline = time.monotonic() + 30
+            while "did not verify" not in user_server.log(20000):
+                assert time.monotonic() < deadline, user_server.log()
+                await asyncio.sleep(0.2)
+        finally:
+            forger.close(linger=0)
+        reply, outputs = await ks.execute("x")
+        assert result_of(outputs) == "41"
 
         # input() answered over stdin
         reply, outputs = await ks.execute("name = input('who? ')\nprint('hi', name)", stdin=lambda content: "Ada")
