@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
 import time
 
 import pytest
@@ -125,12 +127,13 @@ async def test_a_notebook_kernel_through_the_service(service, user_server):
         assert reply["content"]["status"] == "ok", reply["content"]
         assert stream_of(outputs) == "hello\n" and result_of(outputs) == "(42, 1000, 'sandbox')"
 
-        # the bridge's sockets take only messages signed with its key (from this server): one forged
-        # by someone who found its port on 127.0.0.1 is dropped
+        # the bridge's sockets are in a directory of B's user only, and take only messages signed with
+        # its key (from B): one forged by someone who reached them anyway is dropped
         info = json.loads((user_server.runtime_dir / f"kernel-{kernel_id}.json").read_text())
+        assert info["transport"] == "ipc" and stat.S_IMODE(os.stat(os.path.dirname(info["ip"])).st_mode) == 0o700
         forger = zmq.asyncio.Context.instance().socket(zmq.DEALER)
         try:
-            forger.connect(f"tcp://127.0.0.1:{info['shell_port']}")
+            forger.connect(f"ipc://{info['ip']}-{info['shell_port']}")
             Session(key=b"not-the-key").send(forger, "execute_request", {"code": "x = 'forged'", "silent": False})
             deadline = time.monotonic() + 30
             while "did not verify" not in user_server.log(20000):

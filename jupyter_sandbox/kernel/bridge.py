@@ -3,8 +3,10 @@
 jupyter_client and jupyter_server reach a kernel through five ZMQ sockets and a signing key. In
 Hub mode the kernel runs behind the sandbox service, which serves its channels as a websocket in
 jupyter_server's own kernel protocol (server/kernel_ws.py). ``KernelBridge`` binds the sockets a
-kernel would bind, on 127.0.0.1 (ROUTER for shell, control and stdin; PUB for iopub; REP for the
-heartbeat, answered here: liveness is the provisioner's poll), with a fresh key of its own:
+kernel would bind (ROUTER for shell, control and stdin; PUB for iopub; REP for the heartbeat,
+answered here: liveness is the provisioner's poll), with a fresh key of its own. They are ipc
+sockets in a directory only this server's user can enter: on a Hub host with many users, nobody
+else can read the kernel's outputs (a kernel's usual TCP ports on 127.0.0.1 anyone can reach).
 
 - a message from this server is verified with that key, and sent as JSON on the websocket;
 - a message from the websocket is signed with that key and sent on its channel's socket, to the
@@ -18,9 +20,13 @@ service restarted, the network blinked); meanwhile this server's messages wait i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import secrets
+import shutil
+import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, cast
@@ -39,6 +45,8 @@ deserialize_binary_message = cast("Callable[[bytes], dict[str, Any]]", ws_protoc
 
 ROUTED = ("shell", "control", "stdin")  # the channels whose messages answer one client
 MAX_MESSAGE_SIZE = 32 << 20  # a kernel message is at most 8 MiB on the relay's link; JSON escapes grow it
+SOCKETS = {"shell": zmq.ROUTER, "iopub": zmq.PUB, "stdin": zmq.ROUTER, "control": zmq.ROUTER, "hb": zmq.REP}
+PORTS = {"shell": 1, "iopub": 2, "stdin": 3, "control": 4, "hb": 5}  # ipc "ports" are path suffixes
 REMEMBERED_REQUESTS = 10_000  # requests whose sender is kept until answered (the oldest forgotten first)
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0)  # seconds before each try to open the websocket again (then the last)
 
@@ -56,7 +64,8 @@ class KernelBridge:
         self.session = Session(key=self.key, signature_scheme="hmac-sha256")
         self._context = zmq.asyncio.Context()
         self._sockets: dict[str, zmq.asyncio.Socket] = {}
-        self._ports: dict[str, int] = {}
+        self._socket_tasks: list[asyncio.Task[None]] = []
+        self._dir = ""  # the sockets' directory (made by start)
         self._senders: OrderedDict[str, bytes] = OrderedDict()  # msg_id of a request -> its sender's identity
         self._ws: WebSocketClientConnection | None = None
         self._connected = asyncio.Event()
@@ -66,24 +75,43 @@ class KernelBridge:
     # -- life ------------------------------------------------------------------------------
     def start(self) -> dict[str, Any]:
         """Bind the sockets and start relaying this server's side; the connection info for jupyter_client."""
-        kinds = {"shell": zmq.ROUTER, "control": zmq.ROUTER, "stdin": zmq.ROUTER, "iopub": zmq.PUB, "hb": zmq.REP}
-        for channel, kind in kinds.items():
-            sock = self._context.socket(kind)
-            sock.linger = 0
-            if kind == zmq.ROUTER:
-                sock.router_handover = True  # a client reconnecting with its identity takes its place back
-            self._ports[channel] = sock.bind_to_random_port("tcp://127.0.0.1")
-            self._sockets[channel] = sock
-        self._tasks = [asyncio.ensure_future(self._from_server(channel)) for channel in ROUTED]
-        self._tasks.append(asyncio.ensure_future(self._heartbeat()))
+        self._dir = tempfile.mkdtemp(prefix="jsbx-bridge-")  # 0700
+        self._bind()
         return {
-            "transport": "tcp",
-            "ip": "127.0.0.1",
-            **{f"{channel}_port": port for channel, port in self._ports.items()},
+            "transport": "ipc",
+            "ip": self._path_prefix,
+            **{f"{channel}_port": port for channel, port in PORTS.items()},
             "key": self.key,
             "signature_scheme": "hmac-sha256",
             "kernel_name": "",
         }
+
+    @property
+    def _path_prefix(self) -> str:
+        return os.path.join(self._dir, "k")
+
+    def _bind(self) -> None:
+        for channel, kind in SOCKETS.items():
+            path = f"{self._path_prefix}-{PORTS[channel]}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # left by our own closed socket (libzmq leaves them)
+            sock = self._context.socket(kind)
+            sock.linger = 0
+            if kind == zmq.ROUTER:
+                sock.router_handover = True  # a client reconnecting with its identity takes its place back
+            sock.bind(f"ipc://{path}")
+            self._sockets[channel] = sock
+        self._socket_tasks = [asyncio.ensure_future(self._from_server(channel)) for channel in ROUTED]
+        self._socket_tasks.append(asyncio.ensure_future(self._heartbeat()))
+
+    def rebind(self) -> None:
+        """The sockets bound again at the same paths, for a restarted kernel: jupyter_client removes a
+        kernel's ipc files when it restarts it. Its clients reconnect by themselves."""
+        for task in self._socket_tasks:
+            task.cancel()
+        for sock in self._sockets.values():
+            sock.close(linger=0)
+        self._bind()
 
     async def connect(self, timeout: float = 60.0) -> None:
         """Open the websocket (its error raised here: HTTPClientError 403/404, OSError), and keep it
@@ -93,13 +121,15 @@ class KernelBridge:
 
     def close(self) -> None:
         self._closed = True
-        for task in self._tasks:
+        for task in [*self._tasks, *self._socket_tasks]:
             task.cancel()
         if self._ws is not None:
             self._ws.close()
         for sock in self._sockets.values():
             sock.close(linger=0)
         self._context.term()
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     async def _open(self) -> WebSocketClientConnection:
         headers = {"Authorization": f"token {self.token}"} if self.token else {}

@@ -103,8 +103,10 @@ class ServiceKernelHost:
         await self.http.request("DELETE", f"sandboxes/{url_part(sandbox_id)}/kernel")
 
     async def restart_kernel(self, sandbox_id: str) -> None:
-        # the service's websocket reaches the new kernel at the old addresses: the bridge stays
+        # the service's websocket reaches the new kernel at the old addresses: the same bridge goes on
         await self.http.request("POST", f"sandboxes/{url_part(sandbox_id)}/kernel/restart")
+        if self._bridge is not None:
+            self._bridge.rebind()
 
     async def remove(self, sandbox_id: str) -> None:
         await self.http.remove(sandbox_id)
