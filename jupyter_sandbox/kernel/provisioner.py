@@ -61,12 +61,12 @@ class ManagerKernelHost:
     embedded one, awaited on its own loop through ``on_loop``), for ``owner``."""
 
     def __init__(self, manager: SandboxManager, owner: str, on_loop: RunsOnManagerLoop) -> None:
-        self.manager, self.owner, self._on_loop = manager, owner, on_loop
+        self.manager, self.owner, self.on_loop = manager, owner, on_loop
         self.description = f"{manager.backend.name} backend"
 
     async def _call(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
         """``await method(*args, **kwargs)``, a coroutine method of the manager, on its loop."""
-        return await self._on_loop(method(*args, **kwargs))
+        return await self.on_loop(method(*args, **kwargs))
 
     async def create(self, name: str, spec: SpecRequest, kernel_id: str | None = None) -> str:
         model = await self._call(self.manager.create, self.owner, name, spec, kernel_id=kernel_id, kind="kernel")
