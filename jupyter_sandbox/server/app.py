@@ -29,7 +29,7 @@ from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
-from . import admin, e2b, events, handlers, oneshot, service_proxy
+from . import admin, e2b, events, handlers, kernel_ws, oneshot, service_proxy
 from .e2b import E2B, scrub_logs
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
@@ -244,6 +244,7 @@ class SandboxApp(ExtensionApp):
             else [
                 *handlers.ROUTES,
                 *admin.ROUTES,
+                *kernel_ws.ROUTES,
                 *events.ROUTES,
                 *(e2b.ROUTES if self.e2b_routes else []),
                 *oneshot.ROUTES,
