@@ -1,0 +1,36 @@
+/**
+ * The panel's "All users' sandboxes" section, as an admin: another user's sandbox is listed
+ * with its owner, and stopping it (after the confirm dialog) removes it. Run by
+ * tests/test_labextension_admin_ui.py, which starts a server where the browser's user is an
+ * admin and makes bob's sandbox (ADMIN_OTHER_ID); skipped in the other runs.
+ */
+import { expect, test } from '@playwright/test';
+
+import { openLab, openPanel, shot } from './helpers';
+
+const OTHER_ID = process.env.ADMIN_OTHER_ID;
+const OTHER_OWNER = process.env.ADMIN_OTHER_OWNER ?? 'bob';
+
+test("@admin another user's sandbox in the admin section, stopped from it", async ({ page }) => {
+  test.skip(!OTHER_ID, 'needs the admin server of tests/test_labextension_admin_ui.py');
+  const browserErrors: string[] = [];
+  page.on('pageerror', error => browserErrors.push(String(error)));
+  await openLab(page);
+  const panel = await openPanel(page);
+
+  const section = panel.locator('.jp-SandboxAdmin');
+  const row = section.locator(`.jp-SandboxAdmin-row[data-id="${OTHER_ID}"]`);
+  await expect(panel.getByText("All users' sandboxes")).toBeVisible();
+  await expect(row).toBeVisible();
+  await expect(row.locator('[data-field="owner"]')).toHaveText(OTHER_OWNER);
+  await expect(row.locator('.jp-SandboxItem-badge')).toHaveText('running');
+  await expect(row.locator('[data-field="memory"]')).toHaveText(/ \/ \d/);
+  await shot(page, '60-admin');
+
+  await row.locator('.jp-SandboxAdmin-stop').click();
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog).toContainText(`Stop ${await row.getAttribute('data-name')} of ${OTHER_OWNER}?`);
+  await dialog.getByRole('button', { name: 'Stop' }).click();
+  await expect(row).toHaveCount(0, { timeout: 60_000 });
+  expect(browserErrors).toEqual([]);
+});
