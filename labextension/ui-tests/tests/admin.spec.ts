@@ -6,10 +6,14 @@
  */
 import { expect, test } from '@playwright/test';
 
-import { openLab, openPanel, shot } from './helpers';
+import { openLab, openPanel, setTheme, shot, textContrast } from './helpers';
 
 const OTHER_ID = process.env.ADMIN_OTHER_ID;
 const OTHER_OWNER = process.env.ADMIN_OTHER_OWNER ?? 'bob';
+
+test.afterEach(async ({ page }) => {
+  await setTheme(page, 'JupyterLab Light');
+});
 
 test("@admin another user's sandbox in the admin section, stopped from it", async ({ page }) => {
   test.skip(!OTHER_ID, 'needs the admin server of tests/test_labextension_admin_ui.py');
@@ -26,6 +30,17 @@ test("@admin another user's sandbox in the admin section, stopped from it", asyn
   await expect(row.locator('.jp-SandboxItem-badge')).toHaveText('running');
   await expect(row.locator('[data-field="memory"]')).toHaveText(/ \/ \d/);
   await shot(page, '60-admin');
+  // the dark theme: the table's text readable on its background (WCAG AA, 4.5)
+  await setTheme(page, 'JupyterLab Dark');
+  await openLab(page);
+  await openPanel(page);
+  await expect(row).toBeVisible();
+  for (const cell of ['owner', 'memory']) {
+    const ratio = await textContrast(row.locator(`[data-field="${cell}"]`));
+    console.log(`admin table, dark theme: ${cell} text contrast ${ratio.toFixed(2)}`);
+    expect(ratio).toBeGreaterThanOrEqual(4.5);
+  }
+  await shot(page, '61-admin-dark');
 
   await row.locator('.jp-SandboxAdmin-stop').click();
   const dialog = page.locator('.jp-Dialog');
