@@ -15,6 +15,21 @@ test.afterEach(async ({ page }) => {
   await setTheme(page, 'JupyterLab Light');
 });
 
+test('@admin a user without the admin scope sees no admin section and no error', async ({ page }) => {
+  test.skip(!OTHER_ID, 'needs the admin server of tests/test_labextension_admin_ui.py');
+  // the test server's identity provider names the user by this header (tests/servers.py HeaderUsers)
+  await page.setExtraHTTPHeaders({ 'X-Test-User': OTHER_OWNER });
+  const adminProbe = page.waitForResponse(r => r.url().includes('/sandbox/api/admin/sandboxes'));
+  await openLab(page);
+  const panel = await openPanel(page);
+  expect((await adminProbe).status()).toBe(403);
+  // the user's own list is there: the panel has loaded and asked
+  await expect(panel.locator(`.jp-SandboxItem[data-id="${OTHER_ID}"]`)).toBeVisible();
+  await expect(panel.locator('.jp-SandboxAdmin')).toHaveCount(0);
+  await expect(panel.getByText("All users' sandboxes")).toHaveCount(0);
+  await expect(page.getByText(/All users' sandboxes:/)).toHaveCount(0);
+});
+
 test("@admin another user's sandbox in the admin section, stopped from it", async ({ page }) => {
   test.skip(!OTHER_ID, 'needs the admin server of tests/test_labextension_admin_ui.py');
   const browserErrors: string[] = [];
