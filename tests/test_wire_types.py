@@ -40,7 +40,7 @@ DATACLASSES: dict[str, type] = {
     "IOneShot": models.ExecutionResult,
 }
 # interface -> the openapi.yaml schema of shapes without a dataclass
-SCHEMAS = {"IStats": "Stats", "IFileEntry": "FileEntry", "IErrorBody": "Error"}
+SCHEMAS = {"IStats": "Stats", "IFileEntry": "FileEntry", "IErrorBody": "Error", "IAdminSandbox": "AdminSandbox"}
 # interface -> the event schema
 EVENTS = {
     "ISandboxEvent": EVENT_SCHEMAS / "sandbox" / "v1.yaml",
@@ -192,6 +192,9 @@ def test_interface_matches_its_openapi_schema(interfaces, name):
     for field, prop in schema["properties"].items():
         expected = openapi_ts_types(prop)
         assert "*" in expected or same_type(members[field].type, expected), (name, field, members[field].type)
+        # a field the server may leave out is optional in wire.ts (the code must not count on it)
+        if field not in schema.get("required", schema["properties"]):
+            assert members[field].optional, f"{name}.{field} may be absent (openapi.yaml) but is required in wire.ts"
 
 
 def test_sandbox_event_matches_the_event_schema(interfaces):

@@ -9,7 +9,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { errorField, errorMessage } from './errors';
 import { oneShotList } from './oneshots';
 import { LineSplitter } from './outputs';
-import type { IFileEntry, ILogs, ISandbox, IServerConfig, IStats, IWireEvent } from './wire';
+import type { IAdminSandbox, IFileEntry, ILogs, ISandbox, IServerConfig, IStats, IWireEvent } from './wire';
 
 export class APIError extends Error {
   constructor(
@@ -84,6 +84,10 @@ export const api = {
     (await fetchAPI(`sandboxes/${enc(id)}/files?path=${enc(path)}&type=file`)).blob(),
   oneShots: async () => oneShotList(await json<unknown>('v1/executions')),
   killOneShot: (id: string) => json<void>(`v1/executions/${enc(id)}`, { method: 'DELETE' }),
+  /** Every user's sandboxes: for holders of the admin scope, 403 for everyone else. */
+  adminList: () => json<IAdminSandbox[]>('admin/sandboxes'),
+  /** Stop any user's sandbox (the admin scope). */
+  adminStop: (id: string) => json<void>(`admin/sandboxes/${enc(id)}`, { method: 'DELETE' }),
 
   /**
    * PUT a file's bytes at `path` (relative to the working directory). XMLHttpRequest, not

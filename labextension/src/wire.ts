@@ -71,6 +71,27 @@ export interface IFileEntry {
   modified: number;
 }
 
+/**
+ * One row of GET sandbox/api/admin/sandboxes: any user's sandbox, for holders of the admin scope
+ * (openapi.yaml's AdminSandbox). Sizes in bytes, times in Unix seconds.
+ */
+export interface IAdminSandbox {
+  id: string;
+  name: string;
+  owner: string;
+  status: string;
+  kind: 'sandbox' | 'kernel';
+  created: number;
+  /** seconds since it was created, by the server's clock */
+  age: number;
+  last_activity: number;
+  memory_limit: number;
+  cpus: number;
+  /** null: not running, or the engine did not say */
+  memory_used: number | null;
+  cpu_percent: number | null;
+}
+
 /** GET sandbox/api/config: what the create form shows (jupyter_sandbox.models.ServerConfig). Sizes in bytes. */
 export interface IServerConfig {
   backend: string;

@@ -36,6 +36,7 @@ import { ACTIVE_ONE_SHOT, oneShotDuration } from '../oneshots';
 import { downloadName, uploadLimit, uploadPath, WORKDIR } from '../paths';
 import { SandboxStore } from '../store';
 import type { IFileEntry, ILogs, ISandbox } from '../wire';
+import { AdminSandboxList } from './admin';
 import { CreateForm } from './create';
 import { dropTarget, FileTree } from './files';
 
@@ -484,13 +485,15 @@ export class SandboxPanel extends SidePanel {
     this.list = new SandboxList(store, commands, sessions);
     this.form = new CreateForm(store, made => this.list.reveal(made.id));
     this.oneShots = new OneShotList(store);
+    // added to the accordion only while the admin route answers 200 (403: not an admin)
+    this.admin = new AdminSandboxList(allowed => this.showAdmin(allowed));
 
     this.toolbar.addItem(
       'refresh',
       new ToolbarButton({
         icon: refreshIcon,
         tooltip: 'Refresh sandboxes, stats and one-shot executions',
-        onClick: () => void this.store.refreshAll()
+        onClick: () => void Promise.all([this.store.refreshAll(), this.admin.refresh()])
       })
     );
     this.toolbar.addItem(
@@ -534,6 +537,23 @@ export class SandboxPanel extends SidePanel {
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
     this.store.visible = true;
+    void this.admin.refresh();
+  }
+
+  /** Add or take away the admin section (a title alone would still show if it were only hidden). */
+  private showAdmin(allowed: boolean): void {
+    const shown = this.widgets.includes(this.admin);
+    if (allowed && !shown) {
+      this.addWidget(this.admin);
+    } else if (!allowed && shown) {
+      this.admin.parent = null;
+    }
+  }
+
+  dispose(): void {
+    // not disposed with the panel while it is out of the accordion
+    this.admin.dispose();
+    super.dispose();
   }
 
   protected onAfterHide(msg: Message): void {
@@ -544,4 +564,5 @@ export class SandboxPanel extends SidePanel {
   readonly list: SandboxList;
   readonly form: CreateForm;
   readonly oneShots: OneShotList;
+  readonly admin: AdminSandboxList;
 }
