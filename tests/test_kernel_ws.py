@@ -116,16 +116,18 @@ async def test_a_notebook_kernel_through_the_service(service, user_server):
     kernel_id = await start_kernel(user_server)
     (sandbox,) = [s for s in kernel_sandboxes(service) if s["name"] == f"kernel-{kernel_id}"]
     assert sandbox["status"] == "running" and sandbox["owner"] == "alice"  # the token's user, on A
-    assert kernel_sandboxes(user_server) == []  # B holds no sandbox of its own
+    # B is in Hub mode (the same env): it holds no manager, and its list is A's, through B's proxy
+    assert user_server.api("GET", "config").json()["mode"] == "hub"
+    assert [s["id"] for s in kernel_sandboxes(user_server)] == [sandbox["id"]]
 
     ks = await BinaryKernelSocket.open(user_server, kernel_id)
     try:
         await ks.nudge()
         # output, state, inside the sandbox
         await ks.execute("x = 41\nimport os, socket")
-        reply, outputs = await ks.execute("print('hello', flush=True)\nx + 1, os.getuid(), socket.gethostname()")
+        reply, outputs = await ks.execute("print('hello', flush=True)\nx + 1, os.getuid() != 0, socket.gethostname()")
         assert reply["content"]["status"] == "ok", reply["content"]
-        assert stream_of(outputs) == "hello\n" and result_of(outputs) == "(42, 1000, 'sandbox')"
+        assert stream_of(outputs) == "hello\n" and result_of(outputs) == "(42, True, 'sandbox')"
 
         # the bridge's sockets are in a directory of B's user only, and take only messages signed with
         # its key (from B): one forged by someone who reached them anyway is dropped

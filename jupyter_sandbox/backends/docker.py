@@ -55,6 +55,8 @@ from .kernel_channels import DirectKernelClient
 from .kernel_client import KernelClient
 from .kernel_relay import attach_request, start_request
 
+IDENTITY_ENV = {"USER": "sandbox", "LOGNAME": "sandbox"}  # the image's account name (images/Dockerfile)
+
 
 class DockerBackend(SandboxBackend):
     """Hardened containers: no network unless asked, read-only root, no capabilities."""
@@ -271,7 +273,9 @@ class DockerBackend(SandboxBackend):
         spec = self._specs.get(sandbox_id)
         extra_argv, extra_env = kernel_extras(offline=spec is not None and not spec.network)
         argv = [*kernel_argv(self.python, debugger=debugger), *extra_argv]
-        env = {**extra_env, **(spec.env if spec is not None else {})}  # the sandbox's env wins
+        # the kernel's uid may be one no account in the image has: who it is comes from the environment
+        # (getpass, pip and others read $USER and $LOGNAME before the passwd file)
+        env = {**IDENTITY_ENV, **extra_env, **(spec.env if spec is not None else {})}  # the sandbox's env wins
         request = start_request(kernel_id, hmac_key, argv, cwd=workdir, env=env)
         return await self.kernels.launch(sandbox_id, kernel_id, "start", hmac_key, request)
 
