@@ -45,7 +45,7 @@ from .base import (
     kernel_argv,
     kernel_extras,
 )
-from .docker_containers import SANDBOX_BRIDGE, SANDBOX_NETWORK, DockerContainers
+from .docker_containers import IDENTITY_ENV, SANDBOX_BRIDGE, SANDBOX_NETWORK, DockerContainers
 from .docker_engine import DockerEngine, engine_available, engine_problem
 from .docker_files import DockerFiles
 from .docker_kernels import DockerKernels
@@ -54,8 +54,6 @@ from .docker_stats import DockerStats
 from .kernel_channels import DirectKernelClient
 from .kernel_client import KernelClient
 from .kernel_relay import attach_request, start_request
-
-IDENTITY_ENV = {"USER": "sandbox", "LOGNAME": "sandbox"}  # the image's account name (images/Dockerfile)
 
 
 class DockerBackend(SandboxBackend):

@@ -27,6 +27,11 @@ SANDBOX_NETWORK = "jupyter-sandbox"
 SANDBOX_BRIDGE = "jsbx0"  # its host interface, named so firewall rules can match it
 
 
+# who a sandbox's programs are, for a uid no account in the image has: getpass, pip and others read
+# $USER and $LOGNAME before the passwd file (the name is the image's account, images/Dockerfile)
+IDENTITY_ENV = {"USER": "sandbox", "LOGNAME": "sandbox"}
+
+
 @functools.cache
 def seccomp_profile() -> str:
     """The sandboxes' seccomp profile as the engine takes it (JSON text): Docker's default one of
@@ -110,7 +115,7 @@ class DockerContainers:
             nano_cpus=int(spec.cpus * 1e9),
             init=True,
             labels={**backend.extra_labels, **labels},
-            environment=dict(spec.env) if once else {},
+            environment={**IDENTITY_ENV, **spec.env} if once else {},
             working_dir=WORKDIR,
             hostname="sandbox",
             runtime=runtime,
