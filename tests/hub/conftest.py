@@ -202,6 +202,7 @@ for service in c.JupyterHub.services:
     if service["name"] == {SERVICE_NAME!r}:
         service["url"] = "http://127.0.0.1:{self.service_port}"
         service["command"] = [*service["command"], "--config={self.service_config_path}"]
+        service.setdefault("environment", {{}})["PYTHONPATH"] = {str(REPO)!r}
 c.JupyterHub.services.append({{"name": {ADMIN_SERVICE!r}, "api_token": {self.admin_token!r}}})
 for role in c.JupyterHub.load_roles:
     if role["name"] == "sandbox-admin":
@@ -209,6 +210,8 @@ for role in c.JupyterHub.load_roles:
         role["services"] = [{ADMIN_SERVICE!r}]
 c.JupyterHub.load_roles.append({{"name": "admin", "services": [{ADMIN_SERVICE!r}]}})
 c.Spawner.environment["JUPYTER_SANDBOX_SERVICE_URL"] = {self.service_direct_url!r}
+# This checkout's code, whichever checkout the shared venv was installed from.
+c.Spawner.environment["PYTHONPATH"] = {str(REPO)!r}
 """
 
     # lifecycle
@@ -380,7 +383,12 @@ def _remove_session_containers() -> None:
 
 
 def _ensure_venv() -> None:
-    """scripts/setup-hub.sh (seconds when the venv already runs this checkout)."""
+    """scripts/setup-hub.sh when the venv is missing (scripts/test.sh runs it before pytest). The
+    Hub's service and servers import this checkout (PYTHONPATH) whichever checkout the venv was
+    installed from, so several checkouts on one machine share it without reinstalling it."""
+    check = [str(VENV / "bin" / "python"), "-c", "import jupyter_sandbox, jupyterhub, jupyterlab"]
+    if Path(check[0]).exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return
     r = subprocess.run(["bash", str(SETUP_HUB), str(VENV)], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.fail(f"scripts/setup-hub.sh failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
