@@ -583,6 +583,11 @@ class SandboxCommand(JupyterApp):
         "prune": (PruneApp, "Remove leftover sandboxes of this user's servers that are gone."),
         "run": (RunApp, "Execute a notebook on the sandboxed kernel; write its outputs."),
         "exec": (ExecApp, "Run a Python file in a throwaway sandbox, streaming its output."),
+        # imported when asked for: it needs jupyterhub (the `hub` extra)
+        "serve": (
+            "jupyter_sandbox.service.app.SandboxServiceApp",
+            "Serve the sandbox API as a JupyterHub service (the one process that talks to the engine).",
+        ),
     }
 
     def start(self) -> None:

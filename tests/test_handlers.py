@@ -20,12 +20,12 @@ from jupyter_sandbox import models
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.models import STATUSES
 from jupyter_sandbox.oneshot.records import ExecutionRecord
-from jupyter_sandbox.server import e2b, handlers, oneshot
+from jupyter_sandbox.server import admin, e2b, handlers, oneshot
 from jupyter_sandbox.server.e2b import E2BMixin
 
 from servers import TwoUsers
 
-ROUTES = [*handlers.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
+ROUTES = [*handlers.ROUTES, *admin.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
 
 API = ("sandbox", "api", "sandboxes")
 BOB = {"Authorization": "token bob-token"}
@@ -325,7 +325,8 @@ def test_every_handler_is_authenticated_and_authorized():
             # (functools.wraps copies names; the code object tells whose wrapper it is)
             assert method.__wrapped__.__code__.co_filename.endswith("auth/decorator.py"), (template, verb)
             assert handler.auth_resource == "sandboxes"
-    assert checked == 30  # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET)
+    # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET), + admin's GET and DELETE
+    assert checked == 32
 
 
 def test_openapi_describes_every_route_and_method():

@@ -190,13 +190,13 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         """
         if kind not in ("sandbox", "kernel"):
             raise InvalidInput(f"kind must be 'sandbox' or 'kernel', not {kind!r}", field="kind")
-        resolved = self.resolve_spec(spec)
+        resolved = self.resolve_spec(spec, owner)
         mine = self.registry.owned_by(owner)
         if name is not None:
             validate_name(name)
             if any(s.model.name == name for s in mine):
                 raise Conflict(f"you already have a sandbox named {name!r}", field="name")
-        self.check_quota([s.model for s in mine], resolved)
+        self.check_quota([s.model for s in mine], resolved, owner)
         return await self.lifecycle.launch(
             self.lifecycle.new(owner, name, resolved, kernel_id, kind), name, self.pooled.take, self.e2b_prefix
         )
@@ -290,8 +290,9 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         sandbox = self.registry.use(owner, ref)
         sandbox.refuse_if_notebook_kernel("it has one kernel only; run code")
         _check_language(language)
-        if len(sandbox.contexts) >= self.max_contexts_per_sandbox:
-            raise QuotaExceeded(f"a sandbox may have at most {self.max_contexts_per_sandbox} contexts")
+        most = self.limits_for(owner).max_contexts_per_sandbox
+        if len(sandbox.contexts) >= most:
+            raise QuotaExceeded(f"a sandbox may have at most {most} contexts")
         model = ContextModel(id=new_id("ctx_"), cwd=confine(cwd) if cwd else ContextModel(id="").cwd)
         context = await self.kernels.start_context(sandbox, model)
         return context.model
@@ -342,7 +343,7 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         if timeout is not None:
             if timeout <= 0:
                 raise InvalidInput("timeout must be a positive number of seconds", field="timeout")
-            timeout = min(float(timeout), self.max_timeout)
+            timeout = min(float(timeout), self.limits_for(owner).max_timeout)
         else:
             timeout = sandbox.model.spec.timeout
         context = sandbox.context(context_id)

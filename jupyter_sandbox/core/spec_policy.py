@@ -1,6 +1,10 @@
 """The spec policy: what sandboxes may ask for on this server. The configured defaults and maxima
 of their limits (memory, disk, CPUs, processes, timeout), the images and network they may use,
 and the per-user quotas; ``resolve_spec`` fills and checks a request, ``describe`` tells a form.
+
+The maxima and quotas may differ by owner: ``limits_for(owner)`` is what every check reads, the
+configured traits unless ``owner_limits`` (a hook, e.g. the Hub service's group limits) raises some
+for that owner.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ from __future__ import annotations
 import builtins
 import os
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from traitlets import Bool, Float, HasTraits, Instance, Int, List, Unicode, default
@@ -25,6 +29,57 @@ from ..models import (
     format_size,
     parse_size,
 )
+
+# The traits an owner's limits may override (``owner_limits``), and how "more generous" compares them.
+SIZE_LIMITS = ("max_memory", "max_disk", "max_memory_per_user")
+LIMIT_TRAITS = (
+    *SIZE_LIMITS,
+    "max_sandboxes_per_user",
+    "max_contexts_per_sandbox",
+    "max_cpus",
+    "max_pids",
+    "max_timeout",
+    "allow_network",
+    "allowed_images",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """One owner's maxima and quotas (sizes in bytes)."""
+
+    max_sandboxes_per_user: int
+    max_memory_per_user: int
+    max_contexts_per_sandbox: int
+    max_memory: int
+    max_cpus: float
+    max_disk: int
+    max_pids: int
+    max_timeout: float
+    allow_network: bool
+    allowed_images: tuple[str, ...]
+
+
+def most_generous(overrides: builtins.list[dict[str, Any]]) -> dict[str, Any]:
+    """Several sets of limit overrides (e.g. one per group of a user) merged: each limit at its most
+    generous (the largest number or size, network if any allows it, every image any allows)."""
+    merged: dict[str, Any] = {}
+    for limits in overrides:
+        for name, value in limits.items():
+            if name not in LIMIT_TRAITS:
+                raise ValueError(f"{name!r} is not a limit; limits are: {', '.join(LIMIT_TRAITS)}")
+            if name not in merged:
+                merged[name] = builtins.list(value) if name == "allowed_images" else value
+            elif name == "allowed_images":
+                merged[name] += [i for i in value if i not in merged[name]]
+            elif name == "allow_network":
+                merged[name] = bool(merged[name] or value)
+            elif name in SIZE_LIMITS:
+                if parse_size(value, name) > parse_size(merged[name], name):
+                    merged[name] = value
+            else:
+                merged[name] = max(merged[name], value)
+    return merged
 
 
 class SpecPolicy(HasTraits):
@@ -90,12 +145,32 @@ class SpecPolicy(HasTraits):
     def _max_memory_per_user_default(self) -> str:
         return format_size(host_memory() // 2 // 1024**2 * 1024**2)
 
+    # Overrides of some LIMIT_TRAITS for one owner (more generous or not: they replace the traits).
+    owner_limits: Callable[[str], dict[str, Any]] = staticmethod(lambda owner: {})
+
+    def limits_for(self, owner: str | None = None) -> Limits:
+        """The maxima and quotas of ``owner`` (None: the configured ones)."""
+        values: dict[str, Any] = {name: getattr(self, name) for name in LIMIT_TRAITS}
+        if owner:
+            values.update(self.owner_limits(owner))
+        for name in SIZE_LIMITS:
+            values[name] = parse_size(values[name], name)
+        values["allowed_images"] = tuple(values["allowed_images"])
+        return Limits(**values)
+
+    def images_for(self, limits: Limits) -> builtins.list[str]:
+        default = self.backend.default_image
+        return [default, *[i for i in limits.allowed_images if i != default]]
+
     @property
     def images(self) -> builtins.list[str]:
-        return [self.backend.default_image, *[i for i in self.allowed_images if i != self.backend.default_image]]
+        return self.images_for(self.limits_for())
 
-    def resolve_spec(self, data: SpecRequest | dict[str, Any] | SandboxSpec | None) -> SandboxSpec:
-        """Fill defaults and enforce the configured maxima (InvalidInput names the field)."""
+    def resolve_spec(
+        self, data: SpecRequest | dict[str, Any] | SandboxSpec | None, owner: str | None = None
+    ) -> SandboxSpec:
+        """Fill defaults and enforce ``owner``'s maxima (InvalidInput names the field)."""
+        limits = self.limits_for(owner)
         if isinstance(data, SandboxSpec):
             request = SpecRequest(**data.to_dict())
         elif isinstance(data, SpecRequest):
@@ -114,34 +189,36 @@ class SpecPolicy(HasTraits):
         )
         spec = SandboxSpec.from_request(request)
         checks: builtins.list[tuple[str, float, float, Callable[[Any], str]]] = [
-            ("memory", spec.memory, parse_size(self.max_memory, "max_memory"), format_size),
-            ("disk", spec.disk, parse_size(self.max_disk, "max_disk"), format_size),
-            ("cpus", spec.cpus, self.max_cpus, str),
-            ("pids", spec.pids, self.max_pids, str),
+            ("memory", spec.memory, limits.max_memory, format_size),
+            ("disk", spec.disk, limits.max_disk, format_size),
+            ("cpus", spec.cpus, limits.max_cpus, str),
+            ("pids", spec.pids, limits.max_pids, str),
         ]
         for name, value, limit, show in checks:
             if value > limit:
                 raise InvalidInput(f"{name} {show(value)} is above this server's maximum of {show(limit)}", field=name)
-        if spec.timeout is not None and spec.timeout > self.max_timeout:
+        if spec.timeout is not None and spec.timeout > limits.max_timeout:
             raise InvalidInput(
-                f"timeout {spec.timeout:g}s is above the maximum of {self.max_timeout:g}s", field="timeout"
+                f"timeout {spec.timeout:g}s is above the maximum of {limits.max_timeout:g}s", field="timeout"
             )
-        if spec.network and not self.allow_network:
+        if spec.network and not limits.allow_network:
             raise InvalidInput("this server does not allow sandboxes with network access", field="network")
         if spec.image is None:
             spec.image = self.backend.default_image
-        if spec.image not in self.images:
-            raise InvalidInput(f"image {spec.image!r} is not allowed; allowed: {', '.join(self.images)}", field="image")
+        images = self.images_for(limits)
+        if spec.image not in images:
+            raise InvalidInput(f"image {spec.image!r} is not allowed; allowed: {', '.join(images)}", field="image")
         return spec
 
-    def describe(self, max_upload_size: int) -> ServerConfig:
-        """What a create form needs: this server's defaults, maxima, images and backend (no secrets);
-        ``max_upload_size`` is the server's request limit."""
+    def describe(self, max_upload_size: int, owner: str | None = None) -> ServerConfig:
+        """What a create form needs: this server's defaults, ``owner``'s maxima and images, the backend
+        (no secrets); ``max_upload_size`` is the server's request limit."""
         defaults = self.resolve_spec(None)
+        limits = self.limits_for(owner)
         return ServerConfig(
             backend=self.backend.name,
             isolation=self.backend.isolation,
-            images=self.images,
+            images=self.images_for(limits),
             defaults=ConfigDefaults(
                 image=defaults.image or self.backend.default_image,
                 memory=defaults.memory,
@@ -152,27 +229,28 @@ class SpecPolicy(HasTraits):
                 network=defaults.network,
             ),
             maximums=ConfigMaximums(
-                memory=parse_size(self.max_memory, "max_memory"),
-                cpus=self.max_cpus,
-                disk=parse_size(self.max_disk, "max_disk"),
-                pids=self.max_pids,
-                timeout=self.max_timeout,
-                sandboxes_per_user=self.max_sandboxes_per_user,
-                contexts_per_sandbox=self.max_contexts_per_sandbox,
+                memory=limits.max_memory,
+                cpus=limits.max_cpus,
+                disk=limits.max_disk,
+                pids=limits.max_pids,
+                timeout=limits.max_timeout,
+                sandboxes_per_user=limits.max_sandboxes_per_user,
+                contexts_per_sandbox=limits.max_contexts_per_sandbox,
             ),
-            allow_network=self.allow_network,
+            allow_network=limits.allow_network,
             max_upload_size=max_upload_size,
         )
 
-    def check_quota(self, mine: builtins.list[SandboxModel], spec: SandboxSpec) -> None:
-        """QuotaExceeded when an owner with sandboxes ``mine`` may not have one more with ``spec``."""
-        if len(mine) >= self.max_sandboxes_per_user:
+    def check_quota(self, mine: builtins.list[SandboxModel], spec: SandboxSpec, owner: str | None = None) -> None:
+        """QuotaExceeded when ``owner``, with sandboxes ``mine``, may not have one more with ``spec``."""
+        limits = self.limits_for(owner)
+        if len(mine) >= limits.max_sandboxes_per_user:
             raise QuotaExceeded(
                 f"you have {len(mine)} sandboxes, the most this server allows per user; remove one first"
             )
         # a sandbox's disk counts: on Docker it is a tmpfs, held in memory
         held = sum(m.spec.memory + m.spec.disk for m in mine)
-        asked, allowed = spec.memory + spec.disk, parse_size(self.max_memory_per_user, "max_memory_per_user")
+        asked, allowed = spec.memory + spec.disk, limits.max_memory_per_user
         if held + asked > allowed:
             raise QuotaExceeded(
                 f"your sandboxes hold {format_size(held)} of memory and disk; with {format_size(asked)} more you "

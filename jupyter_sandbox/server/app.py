@@ -26,7 +26,7 @@ from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
-from . import e2b, events, handlers, oneshot
+from . import admin, e2b, events, handlers, oneshot
 from .e2b import E2B, scrub_logs
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
@@ -168,7 +168,7 @@ class SandboxApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
 
-        for template, handler in [*handlers.ROUTES, *events.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]:
+        for template, handler in [*handlers.ROUTES, *admin.ROUTES, *events.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]:
             self.handlers.append((handlers.route_pattern(template), handler))
 
     async def stop_extension(self) -> None:

@@ -11,6 +11,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from jupyter_server.auth.decorator import authorized
@@ -39,6 +40,11 @@ AUTH_RESOURCE = "sandboxes"
 API = "sandbox/api"
 SHARED_TOKEN_PROVIDERS = (IdentityProvider, PasswordIdentityProvider)
 SHARED_OWNER = "owner"
+# Which of a Hub user's servers a request came through (its JUPYTERHUB_SERVER_NAME; '' = the default
+# server): sent by a single-user server in Hub mode, kept in the sandbox's spec metadata under
+# HUB_SERVER_KEY (so it survives a restart), for the service's on_server_stop rule.
+HUB_SERVER_HEADER = "X-Jupyter-Sandbox-Server"
+HUB_SERVER_KEY = "jupyterhub_server"
 
 
 VerbMethod = TypeVar("VerbMethod", bound=Callable[..., Awaitable[None]])
@@ -63,6 +69,12 @@ def owner_of(handler: JupyterHandler) -> str:
         return SHARED_OWNER
     username: str = handler.current_user.username
     return username
+
+
+def is_admin(handler: JupyterHandler) -> bool:
+    """Whether an authenticated request may see and stop every user's sandboxes: its identity says so
+    (the Hub service's users with the admin scope); nobody is in a plain Jupyter server."""
+    return bool(getattr(handler.current_user, "sandbox_admin", False))
 
 
 class SandboxAPIHandler(APIHandler):
@@ -162,7 +174,14 @@ class SandboxesHandler(SandboxAPIHandler):
                 "sandbox can only be tied to your own notebook kernels on this server",
                 field="kernel_id",
             )
-        model = await self.manager.create(self.owner, request.name, request.spec(), kernel_id=request.kernel_id)
+        spec = request.spec()
+        # only the header says which server a sandbox came through, never the body
+        metadata = {k: v for k, v in (spec.metadata or {}).items() if k != HUB_SERVER_KEY}
+        server = self.request.headers.get(HUB_SERVER_HEADER)
+        if server is not None:
+            metadata[HUB_SERVER_KEY] = server
+        spec = replace(spec, metadata=metadata or None)
+        model = await self.manager.create(self.owner, request.name, spec, kernel_id=request.kernel_id)
         self.set_header("Location", url_path_join(self.base_url, api_path("sandboxes", model.id)))
         self.write_json(self.model_dict(model), status=201)
 
@@ -216,7 +235,8 @@ class ConfigHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json(self.manager.describe(max_upload_size=self.sandbox_app.max_body_size).to_dict())
+        config = self.manager.describe(max_upload_size=self.sandbox_app.max_body_size, owner=self.owner)
+        self.write_json(config.to_dict())
 
 
 # ---------------------------------------------------------------------------------------
