@@ -200,8 +200,33 @@ class DoctorApp(_Command):
         """(what, ok: True / False / None for optional, detail, how to fix)."""
         from .backends.docker_images import engine_facts
 
+        # deferred, like the checks below that read jupyter_server's config
+        from .server.service_proxy import SERVICE_URL_ENV
+
+        service_url = os.environ.get(SERVICE_URL_ENV, "")
+        if service_url:
+            # Hub mode: the service alone holds the engine; nothing of it is this server's to check
+            return [
+                self._service(service_url),
+                ("Docker engine", None, "not checked: in Hub mode only the sandbox service uses it", ""),
+                self._server_extension(),
+                self._labextension(),
+                self._kernelspec(),
+            ]
         out: list[tuple[str, bool | None, str, str]] = []
         facts = engine_facts([self.image])
+        docker_url = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        if facts.reachable:
+            out.append(("mode", True, f"own engine: docker at {docker_url}", ""))
+        else:
+            out.append(
+                (
+                    "mode",
+                    None,
+                    f"local backend (no Docker reachable: {facts.problem})",
+                    "the local backend runs code as you on this host, with no isolation: see the Docker engine below",
+                )
+            )
         if not facts.reachable:
             out.append(
                 (
@@ -264,6 +289,30 @@ class DoctorApp(_Command):
         out.append(self._labextension())
         out.append(self._kernelspec())
         return out
+
+    @staticmethod
+    def _service(url: str) -> tuple[str, bool, str, str]:
+        """Hub mode's line: the service and whether it answers this server's token."""
+        import httpx  # deferred: only Hub mode asks the network
+
+        from .server.service_proxy import SERVICE_URL_ENV
+
+        where = f"Hub service at {url} ({SERVICE_URL_ENV})"
+        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        fix = (
+            "start the sandbox service (the Hub starts it from c.JupyterHub.services), and give this server's "
+            "token its scope (c.Spawner.server_token_scopes)"
+        )
+        try:
+            answer = httpx.get(
+                url.rstrip("/") + "/sandbox/api/config", headers={"Authorization": f"token {token}"}, timeout=10
+            )
+        except httpx.HTTPError as e:
+            return ("mode", False, f"{where}: not answering ({type(e).__name__}: {e})", fix)
+        if answer.status_code != 200:
+            return ("mode", False, f"{where}: answers {answer.status_code} {answer.text[:200]!r}", fix)
+        config = answer.json()
+        return ("mode", True, f"{where}: answers (backend {config.get('backend')}, {config.get('isolation')})", "")
 
     @staticmethod
     def _server_extension() -> tuple[str, bool, str, str]:

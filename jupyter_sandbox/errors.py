@@ -33,6 +33,10 @@ class IsADirectory(InvalidInput):
     """A path that should name a file names a directory."""
 
 
+class Forbidden(SandboxError):
+    status, reason = 403, "Forbidden"
+
+
 class NotFound(SandboxError):
     status, reason = 404, "Not Found"
 
@@ -53,6 +57,12 @@ class BackendUnavailable(SandboxError):
     """The container engine cannot be reached (or refused to do what was asked)."""
 
     status, reason = 503, "Service Unavailable"
+
+
+class ServiceUnreachable(SandboxError):
+    """Hub mode: the sandbox service did not answer this server (it alone holds the engine)."""
+
+    status, reason = 502, "Bad Gateway"
 
 
 class KernelDied(SandboxError):

@@ -667,6 +667,8 @@ class ServerConfig:
     maximums: ConfigMaximums
     allow_network: bool
     max_upload_size: int  # the largest request body; an upload is also held to the sandbox's disk
+    # "server": this server runs the sandboxes; "hub": it forwards to the JupyterHub sandbox service
+    mode: str = "server"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,10 +26,11 @@ from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
-from . import admin, e2b, events, handlers, oneshot
+from . import admin, e2b, events, handlers, oneshot, service_proxy
 from .e2b import E2B, scrub_logs
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
+from .service_proxy import SERVICE_URL_ENV, ServiceLink
 
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 
@@ -66,10 +67,33 @@ class SandboxApp(ExtensionApp):
         "slot (so a restarted server recognises its own containers). Default: <jupyter data dir>/jupyter_sandbox."
     ).tag(config=True)
 
+    service_url = Unicode(
+        help="Hub mode: the URL of the JupyterHub sandbox service (e.g. http://127.0.0.1:10101/services/sandbox/), "
+        "which alone holds the container engine. When set, this server runs no sandbox itself and never touches "
+        f"Docker: it forwards the sandbox routes there. Default: ${SERVICE_URL_ENV} ('' = no service).",
+    ).tag(config=True)
+    service_token = Unicode(
+        help="Hub mode: the token sent to the sandbox service (the owner of the sandboxes is its Hub user). "
+        "Default: $JUPYTERHUB_API_TOKEN, this server's own Hub token."
+    ).tag(config=True)
+
     manager = Instance(SandboxManager, allow_none=True)
     identity: ServerIdentity | None = None
     # kernel id -> who started it (kernel_owner() at its start), for the sandboxes tied to it
     kernel_starters: dict[str, str]
+
+    @default("service_url")
+    def _service_url_default(self) -> str:
+        return os.environ.get(SERVICE_URL_ENV, "")
+
+    @default("service_token")
+    def _service_token_default(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    @property
+    def hub_mode(self) -> bool:
+        """The one rule of the mode: a service URL means sandboxes only through the service."""
+        return bool(self.service_url)
 
     @default("state_dir")
     def _state_dir_default(self) -> str:
@@ -79,6 +103,21 @@ class SandboxApp(ExtensionApp):
         assert self.serverapp is not None  # an extension is always linked to its server first
         # no E2B secret in any line of the server's log, whatever the route (see e2b.ScrubSecrets)
         scrub_logs(self.serverapp.log, self.log, logging.getLogger("tornado"), logging.getLogger())
+        self.event_streams = EventStreams()
+        self.kernel_starters = {}
+        if self.hub_mode:
+            # No backend, no manager, no one-shot runner: nothing here may reach an engine (or run
+            # code on this host with the local backend). set_running stays unset: the sandboxed
+            # kernel's provisioner finds no manager in this process.
+            self.settings.update(
+                sandbox_service=ServiceLink.from_environment(self.service_url, self.service_token),
+                sandbox_event_streams=self.event_streams,
+                sandbox_manager=None,
+                sandbox_app=self,
+                sandbox_executions=None,
+            )
+            self.log.info("jupyter-sandbox: Hub mode, sandboxes through the service at %s", self.service_url)
+            return
         backend = make_backend(self.backend, log=self.log, parent=self)
         self.identity = ServerIdentity.claim(
             self.state_dir, {"root_dir": str(self.serverapp.root_dir), "base_url": self.serverapp.base_url}
@@ -96,8 +135,6 @@ class SandboxApp(ExtensionApp):
         self.manager.records = SandboxRecords(os.path.join(self.identity.folder, "sandboxes"))
         if self.serverapp.event_logger is None:
             raise RuntimeError("jupyter_sandbox needs jupyter_server's event logger (jupyter_server >= 2)")
-        self.event_streams = EventStreams()
-        self.kernel_starters = {}
         self.manager.add_listener(self.event_streams.send)
         self.executions = OneShotRunner(parent=self, manager=self.manager, log=self.log)
         self.settings.update(
@@ -124,9 +161,9 @@ class SandboxApp(ExtensionApp):
         return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
-        assert self.manager is not None  # made by initialize_settings
-        await self.manager.start()
-        self.executions.start()  # the pool of one-shot containers fills in the background
+        if self.manager is not None:  # None in Hub mode
+            await self.manager.start()
+            self.executions.start()  # the pool of one-shot containers fills in the background
         # A notebook kernel's own sandbox goes when the server shuts the kernel down (a restart
         # keeps it: jupyter_server emits "shutdown" only for a real shutdown, culling included).
         assert serverapp.event_logger is not None  # initialize_settings refused a server without one
@@ -134,7 +171,7 @@ class SandboxApp(ExtensionApp):
 
     async def _on_kernel_action(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
         kernel_id, action = data.get("kernel_id"), data.get("action")
-        if not isinstance(kernel_id, str) or not kernel_id or self.manager is None:
+        if not isinstance(kernel_id, str) or not kernel_id:
             return
         # jupyter_events runs a listener in a task made where the event was emitted, so jupyter_server's
         # CallContext holds the request behind it. Anyone may post these events (POST /api/events):
@@ -146,7 +183,7 @@ class SandboxApp(ExtensionApp):
         elif action == "interrupt" and isinstance(handler, JupyterHandler) and not posted:
             # the interrupter's sandbox cell for this kernel stops too (JupyterLab's Stop button)
             self.event_streams.send(owner_of(handler), {"action": "kernel_interrupted", "kernel_id": kernel_id})
-        elif action == "shutdown":
+        elif action == "shutdown" and self.manager is not None:
             await self._kernel_shut_down(kernel_id)
 
     async def _kernel_shut_down(self, kernel_id: str) -> None:
@@ -167,8 +204,12 @@ class SandboxApp(ExtensionApp):
             self.log.exception("jupyter-sandbox: removing the sandboxes of kernel %s failed", kernel_id)
 
     def initialize_handlers(self) -> None:
-
-        for template, handler in [*handlers.ROUTES, *admin.ROUTES, *events.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]:
+        routes = (
+            service_proxy.ROUTES
+            if self.hub_mode
+            else [*handlers.ROUTES, *admin.ROUTES, *events.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
+        )
+        for template, handler in routes:
             self.handlers.append((handlers.route_pattern(template), handler))
 
     async def stop_extension(self) -> None:

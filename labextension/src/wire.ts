@@ -82,6 +82,8 @@ export interface IServerConfig {
   allow_network: boolean;
   /** The largest request body; an upload is also held to the sandbox's disk size. */
   max_upload_size: number;
+  /** 'server': this server runs the sandboxes; 'hub': it forwards to the JupyterHub sandbox service. */
+  mode: string;
 }
 
 /** What a sandbox gets for each field it leaves out (jupyter_sandbox.models.ConfigDefaults). */

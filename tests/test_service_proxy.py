@@ -1,0 +1,260 @@
+"""Hub mode (issue 20): a single-user server that reaches sandboxes only through the sandbox service.
+
+Two real `jupyter server` processes: A, a server on the Docker backend with its own token, stands
+in for the service; B is in Hub mode (``c.SandboxApp.service_url`` = A, ``service_token`` = A's
+token), with its own token, JupyterHub's user in its environment (``JUPYTERHUB_USER=alice``,
+users told apart by HeaderUsers) and no Docker engine it could reach (``DOCKER_HOST`` points
+nowhere). Everything below goes through B with B's token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import threading
+import time
+
+import httpx
+import pytest
+from test_magics import run_cell, server_kernel
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from jupyter_sandbox.backends.base import LABEL_PREFIX
+
+from servers import JupyterServer, free_port, result_text
+
+NO_ENGINE = "unix:///nonexistent/docker.sock"
+
+
+@pytest.fixture(scope="module")
+def service_a(docker_ready, tmp_path_factory):
+    with JupyterServer(tmp_path_factory.mktemp("service-a")) as a:
+        yield a
+
+
+def hub_mode_server(home, service_url: str, service_token: str) -> JupyterServer:
+    return JupyterServer(
+        home,
+        users=True,
+        config={"SandboxApp": {"service_url": service_url, "service_token": service_token}},
+        env={"JUPYTERHUB_USER": "alice", "JUPYTERHUB_SERVER_NAME": "", "DOCKER_HOST": NO_ENGINE},
+    )
+
+
+@pytest.fixture(scope="module")
+def server_b(service_a, tmp_path_factory):
+    with hub_mode_server(tmp_path_factory.mktemp("server-b"), service_a.url, service_a.token) as b:
+        assert b.token != service_a.token
+        yield b
+
+
+def create(server: JupyterServer, name: str, **body) -> dict:
+    r = server.api("POST", "sandboxes", json={"name": name, **body})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def stream_execute(server: JupyterServer, sandbox: str, code: str):
+    """The events of an execution, each as it arrives."""
+    with httpx.stream(
+        "POST",
+        f"{server.url}sandbox/api/sandboxes/{sandbox}/execute",
+        json={"code": code},
+        headers={"Authorization": f"token {server.token}"},
+        timeout=180,
+    ) as r:
+        assert r.status_code == 200 and r.headers["Content-Type"] == "application/x-ndjson", r.read()
+        for line in r.iter_lines():
+            if line.strip():
+                yield json.loads(line)
+
+
+def test_rest_through_the_service(service_a, server_b):
+    b = server_b
+    config = b.api("GET", "config")
+    assert config.status_code == 200, config.text
+    assert config.json()["mode"] == "hub" and config.json()["backend"] == "docker"
+    assert service_a.api("GET", "config").json()["mode"] == "server"
+
+    r = b.api("POST", "sandboxes", json={"name": "via-b"})
+    assert r.status_code == 201, r.text
+    sandbox = r.json()
+    assert r.headers["Location"] == f"/sandbox/api/sandboxes/{sandbox['id']}"
+    # it lives in the service: A knows it (B's token is not A's: B sent A's)
+    assert service_a.api("GET", "sandboxes/via-b").json()["id"] == sandbox["id"]
+    try:
+        assert [m["name"] for m in b.api("GET", "sandboxes").json()] == ["via-b"]
+        assert result_text(b.execute("via-b", "6 * 7")) == "42"
+
+        # a binary file of a few MB, up and down
+        blob = os.urandom(3 * 1024 * 1024 + 17)
+        put = b.api("PUT", "sandboxes/via-b/files", params={"path": "data/blob.bin"}, content=blob)
+        assert put.status_code == 204, put.text
+        got = b.api("GET", "sandboxes/via-b/files", params={"path": "data/blob.bin", "type": "file"})
+        assert got.status_code == 200 and got.headers["Content-Type"] == "application/octet-stream"
+        assert got.content == blob
+        listing = b.api("GET", "sandboxes/via-b/files", params={"path": "data"}).json()
+        assert [(e["name"], e["size"]) for e in listing] == [("blob.bin", len(blob))]
+
+        logs = b.api("GET", "sandboxes/via-b/logs")
+        assert logs.status_code == 200 and "contexts" in logs.json()
+        stats = b.api("GET", "sandboxes/via-b/stats")
+        assert stats.status_code == 200 and "memory" in json.dumps(stats.json())
+
+        # a 4xx of the service arrives as it was sent
+        mine, direct = b.api("GET", "sandboxes/no-such-sandbox"), service_a.api("GET", "sandboxes/no-such-sandbox")
+        assert mine.status_code == direct.status_code == 404
+        assert mine.json() == direct.json() and "no-such-sandbox" in mine.json()["message"]
+        bad = b.api("POST", "sandboxes/via-b/execute", json={"code": 5})
+        assert (
+            bad.status_code == 400
+            and bad.json() == service_a.api("POST", "sandboxes/via-b/execute", json={"code": 5}).json()
+        )
+        # a method the extension does not offer there: this server's own 405
+        assert b.api("PUT", "sandboxes/via-b/logs").status_code == 405
+    finally:
+        assert b.api("DELETE", "sandboxes/via-b").status_code == 204
+    assert b.api("GET", "sandboxes/via-b").status_code == 404
+    assert service_a.api("GET", "sandboxes/via-b").status_code == 404
+
+
+def test_an_execution_streams_line_by_line_and_interrupts(server_b):
+    b = server_b
+    create(b, "streams")
+    try:
+        code = "import time\nprint('first', flush=True)\ntime.sleep(3)\nprint('last', flush=True)"
+        arrivals = {}
+        for event in stream_execute(b, "streams", code):
+            if event.get("type") == "stdout":
+                arrivals[event["text"].strip()] = time.monotonic()
+        assert arrivals["last"] - arrivals["first"] >= 2, arrivals  # the first line came while the code slept
+
+        # interrupt: an execution that would run for minutes ends with KeyboardInterrupt
+        started, events = threading.Event(), []
+
+        def run() -> None:
+            code = "import time\nprint('started', flush=True)\ntime.sleep(300)"
+            for event in stream_execute(b, "streams", code):
+                events.append(event)
+                if event.get("type") == "stdout" and "started" in event["text"]:
+                    started.set()
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        assert started.wait(60), events
+        assert b.api("POST", "sandboxes/streams/interrupt").status_code == 204
+        runner.join(120)
+        assert not runner.is_alive()
+        assert any(e.get("type") == "error" and e.get("name") == "KeyboardInterrupt" for e in events), events
+    finally:
+        assert b.api("DELETE", "sandboxes/streams").status_code == 204
+
+
+async def test_events_websocket_through_the_service(server_b):
+    b = server_b
+    url = b.url.replace("http", "ws", 1) + "sandbox/api/events"
+    ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {b.token}"}))
+    try:
+        sandbox = await asyncio.to_thread(create, b, "evented")
+        await asyncio.to_thread(b.api, "DELETE", "sandboxes/evented")
+        seen = []
+        while "removed" not in seen:
+            message = await asyncio.wait_for(ws.read_message(), 60)
+            assert message is not None, "the events socket closed"
+            event = json.loads(message)
+            if event.get("sandbox_id") == sandbox["id"]:
+                seen.append(event["action"])
+        assert seen[0] == "created", seen
+    finally:
+        ws.close()
+
+
+def test_one_shot_eval_through_the_service(server_b):
+    r = server_b.api("POST", "v1/eval", json={"code": "x = 5\nx * 2"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "completed" and r.json()["result"] == "10"
+    assert server_b.request("GET", "sandbox/health").json()["status"] == "ok"
+
+
+async def test_a_guest_of_the_server_is_refused(server_b):
+    """JupyterHub sharing: bob authenticated on alice's server makes no sandbox through it."""
+    r = await asyncio.to_thread(server_b.api, "GET", "sandboxes", user="bob")
+    assert r.status_code == 403 and "your own server" in r.json()["message"]
+    r = await asyncio.to_thread(server_b.api, "POST", "sandboxes", user="bob", json={"name": "bobs"})
+    assert r.status_code == 403 and "your own server" in r.json()["message"]
+    url = server_b.url.replace("http", "ws", 1) + "sandbox/api/events"
+    headers = {"Authorization": f"token {server_b.token}", "X-Test-User": "bob"}
+    with pytest.raises(HTTPClientError) as refused:
+        await websocket_connect(HTTPRequest(url, headers=headers))
+    assert refused.value.code == 403
+    # what bob could not make does not exist in the service
+    assert "bobs" not in [m["name"] for m in (await asyncio.to_thread(server_b.api, "GET", "sandboxes")).json()]
+
+
+def test_the_sandbox_magic_in_a_kernel_of_the_hub_mode_server(service_a, server_b):
+    with server_kernel(server_b) as (_kernel_id, kc):
+        config = run_cell(kc, "%load_ext jupyter_sandbox\n%sandbox config")
+        assert f"server: {server_b.url}" in config, config
+        assert "the answer is 42" in run_cell(kc, "%%sandbox on-hub\nprint('the answer is', 6 * 7)")
+    # made in the service, through B
+    assert service_a.api("GET", "sandboxes/on-hub").status_code == 200
+    assert server_b.api("DELETE", "sandboxes/on-hub").status_code == 204
+
+
+def test_the_hub_mode_server_made_no_container(service_a, server_b):
+    """B claimed no server id at all (it has no engine to claim one for), and the container of a
+    sandbox made through B is A's."""
+    import docker
+
+    a_id = re.search(r"jupyter-sandbox: server id (\S+)", service_a.log(tail=10**6)).group(1)
+    sandbox = create(server_b, "counted")
+    try:
+        client = docker.from_env()
+        found = client.containers.list(all=True, filters={"label": [f"{LABEL_PREFIX}.sandbox={sandbox['id']}"]})
+        client.close()
+        assert [c.labels[f"{LABEL_PREFIX}.server"] for c in found] == [a_id]
+        assert not (server_b.data_dir / "jupyter_sandbox").exists()
+    finally:
+        assert server_b.api("DELETE", "sandboxes/counted").status_code == 204
+    assert "Hub mode" in server_b.log(tail=10**6)
+
+
+def test_an_unreachable_service_is_a_502_naming_it(tmp_path):
+    """The service stopped (nothing listens on its port): B says so, with the URL and the cause."""
+    dead = f"http://127.0.0.1:{free_port()}/services/sandbox/"
+    with hub_mode_server(tmp_path / "b-alone", dead, "some-token") as b:
+        r = b.api("GET", "sandboxes")
+        assert r.status_code == 502, r.text
+        assert dead in r.json()["message"] and "refused" in r.json()["message"].lower()
+        r = b.api("PUT", "sandboxes/x/files", params={"path": "a.bin"}, content=b"\0" * 100_000)
+        assert r.status_code == 502, r.text
+        assert dead in b.log(tail=10**6)
+
+
+# -- in process: the settings of a Hub mode server ----------------------------------------------
+
+
+@pytest.fixture
+def jp_server_config(monkeypatch):
+    from servers import server_config
+
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    monkeypatch.setenv("DOCKER_HOST", NO_ENGINE)
+    dead = f"http://127.0.0.1:{free_port()}/"
+    return server_config(SandboxApp={"service_url": dead, "service_token": "a-token"})
+
+
+async def test_a_hub_mode_server_has_no_manager(jp_serverapp, jp_fetch):
+    settings = jp_serverapp.web_app.settings
+    assert settings["sandbox_manager"] is None and settings["sandbox_executions"] is None
+    assert settings["sandbox_service"].hub_user == "alice"
+    with pytest.raises(HTTPClientError) as answer:
+        await jp_fetch("sandbox", "api", "sandboxes")
+    assert answer.value.code == 502
+    (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_sandbox"]
+    assert app.hub_mode
+    # no E2B routes: the service serves them behind Hub auth
+    assert not [pattern for pattern, _ in app.handlers if "e2b" in pattern]
