@@ -17,9 +17,20 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.utils import url_path_join
 from tornado import web
 
-from .handlers import ContextHandler, ContextRestartHandler, ContextsHandler, ExecuteHandler, SandboxAPIHandler
+from ..errors import NotFound
+from .handlers import (
+    ContextHandler,
+    ContextRestartHandler,
+    ContextsHandler,
+    ExecuteHandler,
+    SandboxAPIHandler,
+    owner_of,
+)
 
 E2B = "sandbox/e2b"
+# A tornado setting: when true (the Hub service sets it), the secret is not enough, the request
+# must also be authenticated as the sandbox's owner (the Hub's proxy lets anyone reach the service).
+E2B_REQUIRES_LOGIN = "sandbox_e2b_requires_login"
 # An E2B URL in a text (a URI, a Referer), however oddly written (case, repeated slashes).
 _E2B_URL = re.compile(r"(sandbox/+e2b/)([^?#\s]*)", re.IGNORECASE)
 # the only parts of it logged as they are: ids (a secret is longer) and the words of routes
@@ -100,6 +111,11 @@ class E2BMixin(SandboxAPIHandler):
         request.uri, request.path = scrub(request.uri or ""), scrub(request.path)
         await super().prepare()
         self._e2b_owner = self.manager.owner_by_e2b_secret(kwargs["sandbox_id"], kwargs["secret"])
+        if self.settings.get(E2B_REQUIRES_LOGIN):
+            if self.current_user is None:
+                raise web.HTTPError(403, "log in to the Hub first: its E2B routes need the sandbox owner's token")
+            if owner_of(self) != self._e2b_owner:
+                raise NotFound(f"no sandbox {kwargs['sandbox_id']!r}")
 
     @property
     def owner(self) -> str:

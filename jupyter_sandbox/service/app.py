@@ -47,6 +47,7 @@ from jupyterhub.services.auth import HubOAuth
 from traitlets import Dict, default
 
 from ..server.app import SandboxApp
+from ..server.e2b import E2B_REQUIRES_LOGIN
 from .auth import SandboxAuthorizer, SandboxIdentityProvider
 from .policy import SandboxService
 
@@ -108,6 +109,10 @@ class SandboxServiceApp(ServerApp):
     def _terminals_enabled_default(self) -> bool:
         return False
 
+    @default("allow_root")
+    def _allow_root_default(self) -> bool:
+        return True  # it holds the engine, root's in effect anyway; it serves no files or terminals
+
     @default("open_browser")
     def _open_browser_default(self) -> bool:
         return False
@@ -132,6 +137,8 @@ class SandboxServiceApp(ServerApp):
         super().initialize(*args, **kwargs)
         if self._dispatching:  # a subcommand, or --help
             return
+        # the Hub's proxy lets anyone reach the service: E2B's secret URLs need the owner's Hub login too
+        self.web_app.settings[E2B_REQUIRES_LOGIN] = True
         # the extension is loaded by now: its manager gets the Hub-wide policy
         manager = self.web_app.settings["sandbox_manager"]
         provider = self.identity_provider
