@@ -139,6 +139,10 @@ class SandboxServiceApp(ServerApp):
             return
         # the Hub's proxy lets anyone reach the service: E2B's secret URLs need the owner's Hub login too
         self.web_app.settings[E2B_REQUIRES_LOGIN] = True
+        # tornado's own xsrf check runs before authentication, and HubOAuth's patch of it (which
+        # exempts token requests) would refuse every POST made with a token: jupyter_server checks
+        # xsrf after authentication anyway (as jupyterhub-singleuser does)
+        self.web_app.settings["xsrf_cookies"] = False
         # the extension is loaded by now: its manager gets the Hub-wide policy
         manager = self.web_app.settings["sandbox_manager"]
         provider = self.identity_provider

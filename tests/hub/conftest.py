@@ -27,8 +27,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import docker
 import httpx
 import pytest
+
+from jupyter_sandbox.backends.base import LABEL_PREFIX
 
 from servers import IMAGE, SESSION, SESSION_LABEL, free_port
 
@@ -137,6 +140,12 @@ def make_unix_user(name: str) -> None:
     assert "docker" not in groups, f"{name} must not be in the docker group"
 
 
+def service_answers(service_url: str) -> bool:
+    """The service itself answers through the Hub's proxy: an unauthenticated API request gets its
+    403 (before the proxy routes to it: the proxy's 404 or 503, or the Hub's redirect)."""
+    return httpx.get(f"{service_url}sandbox/api/sandboxes", timeout=5).status_code in (401, 403)
+
+
 # --- the Hub ----------------------------------------------------------------------------------
 
 
@@ -236,11 +245,7 @@ c.Spawner.environment["PYTHONPATH"] = {str(REPO)!r}
             )
         deadline = time.monotonic() + timeout
         self._wait(lambda: httpx.get(f"{self.api_url}/", timeout=5).status_code == 200, deadline, "the Hub's API")
-        # The service listens (any HTTP answer), and the proxy routes to it (it says 503 while
-        # nothing answers behind a route).
-        service = "the sandbox service (python -m jupyter_sandbox.service)"
-        self._wait(lambda: httpx.get(self.service_direct_url, timeout=5) is not None, deadline, service)
-        self._wait(lambda: httpx.get(self.service_url, timeout=5).status_code not in (502, 503), deadline, service)
+        self._wait(lambda: service_answers(self.service_url), deadline, "the sandbox service (jupyter_sandbox.service)")
         return self
 
     def _wait(self, ready: Any, deadline: float, what: str) -> None:
@@ -338,6 +343,11 @@ c.Spawner.environment["PYTHONPATH"] = {str(REPO)!r}
                 raise RuntimeError(f"{hub_name}'s server {name!r} still there after {timeout:g}s:\n{self.log()}")
             time.sleep(0.5)
 
+    def set_password(self, user: str, password: str) -> None:
+        """Give that Unix account a password (to log in through PAM, as with the example config)."""
+        name = self.hub_name(user)
+        subprocess.run([sbin("chpasswd")], input=f"{name}:{password}", text=True, check=True, capture_output=True)
+
     # processes
 
     def service_pid(self) -> int:
@@ -372,8 +382,6 @@ c.Spawner.environment["PYTHONPATH"] = {str(REPO)!r}
 def _remove_session_containers() -> None:
     """Every container of this test session (the service's sandboxes carry its label)."""
     try:
-        import docker
-
         client = docker.from_env()
         for container in client.containers.list(all=True, filters={"label": [f"{SESSION_LABEL}={SESSION}"]}):
             container.remove(force=True)
@@ -417,3 +425,82 @@ def hub(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             _remove_session_containers()
             for name in USERS.values():
                 remove_unix_user(name)
+
+
+class ExampleHub:
+    """``jupyterhub -f examples/jupyterhub/jupyterhub_config.py --ip=127.0.0.1 --port=N``, exactly as a
+    deployer runs it (PAM, the service on its fixed port 10101), in a folder of its own."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "jupyterhub.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 180) -> ExampleHub:
+        argv = [str(VENV / "bin" / "jupyterhub"), "-f", str(EXAMPLE_CONFIG), "--ip=127.0.0.1", f"--port={self.port}"]
+        env = {"PATH": f"{VENV / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + timeout
+        checks = [
+            ("the Hub", lambda: httpx.get(f"{self.url}/hub/api/", timeout=5).status_code == 200),
+            ("the service", lambda: service_answers(f"{self.url}/services/{SERVICE_NAME}/")),
+        ]
+        for what, ready in checks:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"jupyterhub exited ({self.proc.returncode}):\n{self.log()}")
+                try:
+                    if ready():
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{what} did not answer in time:\n{self.log()}")
+                time.sleep(0.5)
+        return self
+
+    def log(self, tail: int = 8000) -> str:
+        return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
+
+    def service_server_ids(self) -> set[str]:
+        """The server ids the service's extension logged (its containers carry them as a label)."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return {
+            line.split("server id ", 1)[1].split()[0].rstrip(",") for line in text.splitlines() if "server id " in line
+        }
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        started = descendants(self.proc.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        kill_pids(started)
+
+
+@pytest.fixture
+def example_hub(hub: Hub, tmp_path: Path) -> Iterator[ExampleHub]:
+    """The example config run as written (beside the ``hub`` fixture, whose users it logs in);
+    stopped at the end, and every container of its service removed (a leftover fails the test)."""
+    instance = ExampleHub(tmp_path)
+    try:
+        yield instance.start()
+    finally:
+        instance.stop()
+        client = docker.from_env()
+        left = []
+        for server_id in instance.service_server_ids():
+            for container in client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}.server={server_id}"}):
+                left.append(container.name)
+                container.remove(force=True)
+        client.close()
+        assert not left, f"the example's service left containers behind: {left}"

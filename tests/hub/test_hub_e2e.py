@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pwd
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -316,3 +317,45 @@ def test_stopping_alices_server_removes_her_sandboxes_and_their_containers(hub: 
         )
 
     wait_for(gone, 90, "alice's sandbox and its container removed after her server stopped")
+
+
+def test_the_example_config_runs_as_written(hub: Any, example_hub: Any) -> None:
+    """`jupyterhub -f examples/jupyterhub/jupyterhub_config.py --ip --port`: a real Unix user logs
+    in with her password (PAM), her server (as her) is in Hub mode, and she runs code through it."""
+    name, password = hub.users["alice"], uuid.uuid4().hex
+    hub.set_password("alice", password)
+    with httpx.Client(base_url=example_hub.url, timeout=180) as browser:
+        login = browser.get("/hub/login")
+        assert login.status_code == 200, login.text
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', login.text)
+        assert xsrf, login.text
+        refused = browser.post("/hub/login", data={"username": name, "password": "wrong", "_xsrf": xsrf[1]})
+        assert refused.status_code == 403, refused.status_code
+        r = browser.post("/hub/login", data={"username": name, "password": password, "_xsrf": xsrf[1]})
+        assert r.status_code == 302, (r.status_code, r.text[-2000:], example_hub.log())
+        r = browser.post(
+            f"/hub/api/users/{name}/tokens", json={"note": "example"}, headers={"X-XSRFToken": browser.cookies["_xsrf"]}
+        )
+        assert r.status_code == 201, r.text
+        token = r.json()["token"]
+
+    api = {"Authorization": f"token {token}"}
+    r = httpx.post(f"{example_hub.url}/hub/api/users/{name}/server", headers=api, timeout=60)
+    assert r.status_code in (201, 202), r.text
+
+    def ready() -> Any:
+        model = httpx.get(f"{example_hub.url}/hub/api/users/{name}", headers=api, timeout=60).json()
+        server = model.get("servers", {}).get("")
+        assert server is not None, f"her server failed to start:\n{example_hub.log()}"
+        return server if server.get("ready") else None
+
+    server = UserServer(example_hub.url + wait_for(ready, 240, "her server ready")["url"], token)
+    try:
+        config = server.api("GET", "config")
+        assert config.status_code == 200 and config.json().get("mode") == "hub", config.text
+        sandbox = server.create("example")
+        events = server.execute(sandbox["id"], "import getpass\nprint(getpass.getuser())\n6 * 7")
+        assert any(e["type"] == "result" and e.get("text") == "42" for _, e in events), events
+        server.remove_all()
+    finally:
+        httpx.delete(f"{example_hub.url}/hub/api/users/{name}/server", headers=api, timeout=120)
