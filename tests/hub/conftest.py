@@ -360,7 +360,8 @@ c.Spawner.environment["PYTHONPATH"] = {str(REPO)!r}
 
     def run_as(self, user: str, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` as that Unix user, in their home, with the venv first on PATH (as a
-        terminal of theirs). ``env`` adds variables; other keywords go to subprocess.run."""
+        terminal of theirs); its output as text. ``env`` adds variables; other keywords go to
+        subprocess.run (``timeout`` 300 s unless given)."""
         name = self.hub_name(user)
         home = pwd.getpwnam(name).pw_dir
         env = {
@@ -370,6 +371,7 @@ c.Spawner.environment["PYTHONPATH"] = {str(REPO)!r}
             "SHELL": "/bin/bash",
             "LANG": "C.UTF-8",
             "PATH": f"{self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "PYTHONPATH": str(REPO),  # this checkout's code, as in the users' servers
             **kwargs.pop("env", {}),
         }
         kwargs.setdefault("timeout", 300)
