@@ -318,7 +318,7 @@ c.Spawner.environment["PYTHONPATH"] = {str(REPO)!r}
         path = f"users/{hub_name}/servers/{name}" if name else f"users/{hub_name}/server"
         r = self.api("POST", path)
         if r.status_code not in (201, 202) and "already running" not in r.text:
-            raise RuntimeError(f"POST {path}: {r.status_code} {r.text}")
+            raise RuntimeError(f"POST {path}: {r.status_code} {r.text}\n{self.log()}")
         deadline = time.monotonic() + timeout
         while True:
             server = self.servers(user).get(name)
@@ -336,7 +336,7 @@ c.Spawner.environment["PYTHONPATH"] = {str(REPO)!r}
         path = f"users/{hub_name}/servers/{name}" if name else f"users/{hub_name}/server"
         r = self.api("DELETE", path)
         if r.status_code not in (202, 204) and "not running" not in r.text:
-            raise RuntimeError(f"DELETE {path}: {r.status_code} {r.text}")
+            raise RuntimeError(f"DELETE {path}: {r.status_code} {r.text}\n{self.log()}")
         deadline = time.monotonic() + timeout
         while name in self.servers(user):
             if time.monotonic() > deadline:
