@@ -3,13 +3,17 @@ run by the venv's ``jupyterhub`` as root, with configurable-http-proxy, LocalPro
 sandbox service and two real Unix users made here.
 
 The venv (scripts/setup-hub.sh; ``JUPYTER_SANDBOX_HUB_VENV``, default /opt/jupyter-sandbox-hub)
-is a Debian Python that every user can run, with this checkout installed editable: the Hub, its
-service and the users' servers all run from it. A small generated config ``load_subconfig``s the
+is a Debian Python that every user can run, with a checkout installed editable: the Hub, its
+service and the users' servers all run from it, with THIS checkout first on their PYTHONPATH (so
+checkouts on one machine share the venv). A small generated config ``load_subconfig``s the
 example and overrides only what a test needs (temp files, free ports, DummyAuthenticator with
 the test users, the test image and session label for the service, a quota of 2).
 
-The session fixture ``hub`` is a :class:`Hub`. These tests need root (useradd, a Hub that
-spawns servers as other users): not root is a FAILURE, not a skip.
+The session fixture ``hub`` is a :class:`Hub`; ``example_hub`` runs the example exactly as
+written (its fixed ports 8081, 8001 and 10101). These tests need root (useradd, a Hub that spawns
+servers as other users): not root is a FAILURE, not a skip. Two runs at once on one machine need
+their own ``JUPYTER_SANDBOX_HUB_USER_PREFIX`` (default ``jsbx-``): each run removes and re-creates
+its users, killing their processes.
 """
 
 from __future__ import annotations
@@ -41,10 +45,12 @@ SETUP_HUB = REPO / "scripts" / "setup-hub.sh"
 VENV = Path(os.environ.get("JUPYTER_SANDBOX_HUB_VENV", "/opt/jupyter-sandbox-hub"))
 SERVICE_NAME = "sandbox"  # the example's SERVICE_NAME
 
-# Test name -> Hub and Unix user name. Real accounts, made and removed by the fixture.
-USERS = {"alice": "jsbx-alice", "bob": "jsbx-bob"}
+# Test name -> Hub and Unix user name. Real accounts, made and removed by the fixture (any left
+# by a crashed run too). Two test runs at once on one machine need different prefixes.
+USER_PREFIX = os.environ.get("JUPYTER_SANDBOX_HUB_USER_PREFIX", "jsbx-")
+USERS = {"alice": f"{USER_PREFIX}alice", "bob": f"{USER_PREFIX}bob"}
 # A Hub user (no Unix account, never spawned) holding the service's admin scope.
-ADMIN_USER = "jsbx-admin"
+ADMIN_USER = f"{USER_PREFIX}admin"
 # A service whose token (hub.admin_token) is a Hub admin and a sandbox admin.
 ADMIN_SERVICE = "jsbx-test-admin"
 # The per-user quota the service enforces in these tests (issue 20: 2 across a user's servers).
