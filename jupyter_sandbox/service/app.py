@@ -137,12 +137,13 @@ class SandboxServiceApp(ServerApp):
         super().initialize(*args, **kwargs)
         if self._dispatching:  # a subcommand, or --help
             return
+        settings = self.web_app.settings
+        # as in jupyterhub's single-user servers: tornado's own XSRF check runs before the request
+        # is authenticated (a token-authenticated request needs none); jupyter_server checks after it
+        settings["xsrf_cookies"] = False
+        settings.setdefault("headers", {}).setdefault("Content-Security-Policy", "frame-ancestors 'none'")
         # the Hub's proxy lets anyone reach the service: E2B's secret URLs need the owner's Hub login too
-        self.web_app.settings[E2B_REQUIRES_LOGIN] = True
-        # tornado's own xsrf check runs before authentication, and HubOAuth's patch of it (which
-        # exempts token requests) would refuse every POST made with a token: jupyter_server checks
-        # xsrf after authentication anyway (as jupyterhub-singleuser does)
-        self.web_app.settings["xsrf_cookies"] = False
+        settings[E2B_REQUIRES_LOGIN] = True
         # the extension is loaded by now: its manager gets the Hub-wide policy
         manager = self.web_app.settings["sandbox_manager"]
         provider = self.identity_provider

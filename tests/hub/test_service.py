@@ -243,7 +243,7 @@ def test_bob_cannot_reach_alices_sandbox(hub: Any, clean: dict[str, Service]):
             assert r.status_code == 404, (method, path, r.status_code, r.text)
     assert bob.request("GET", "sandbox/api/sandboxes").json() == []
     # E2B's secret URL: behind the Hub, the secret alone opens nothing; bob's login does not either
-    e2b = model["e2b_url"]
+    e2b = model["e2b_url"].rstrip("/") + "/"
     assert e2b.startswith(hub.service_url + "sandbox/e2b/"), e2b
     assert httpx.post(e2b + "execute", json={"code": "print(secret)"}, timeout=60).status_code == 403
     assert bob.http.post(e2b + "execute", json={"code": "print(secret)"}).status_code == 404
@@ -387,6 +387,11 @@ def test_kill_9_restart_keeps_variables_and_applies_group_limits(hub: Any, clean
     old = hub.service_pid()
     os.kill(old, signal.SIGKILL)
     _wait_for_new_service(hub, old)
+    # it listens before it has taken its sandboxes back (adopt_timeout per kernel)
+    deadline = time.monotonic() + 60
+    while alice.request("GET", f"sandbox/api/sandboxes/{model['id']}").status_code == 404:
+        assert time.monotonic() < deadline, f"the restarted service did not take the sandbox back:\n{hub.log()}"
+        time.sleep(1)
 
     # taken back: the same sandbox, its kernel's variables and its files
     assert stdout(alice.execute("survivor", "print(x)")) == "42\n"
