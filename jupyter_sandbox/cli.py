@@ -223,8 +223,8 @@ class DoctorApp(_Command):
                 (
                     "mode",
                     None,
-                    f"local backend (no Docker reachable: {facts.problem})",
-                    "the local backend runs code as you on this host, with no isolation: see the Docker engine below",
+                    f"local backend (no Docker reachable: nothing answers at {docker_url})",
+                    "the local backend runs code as you on this host, with no isolation: start the engine (below)",
                 )
             )
         if not facts.reachable:

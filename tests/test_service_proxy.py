@@ -10,19 +10,26 @@ nowhere). Everything below goes through B with B's token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 
 import httpx
 import pytest
-from test_magics import run_cell, server_kernel
+from jupyter_server.serverapp import _has_tornado_web_authenticated
+from test_magics import run_cell
+from tornado import web
 from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.httpserver import HTTPServer
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
+from jupyter_sandbox.server import events, handlers, oneshot, service_proxy
 
 from servers import JupyterServer, free_port, result_text
 
@@ -168,6 +175,20 @@ async def test_events_websocket_through_the_service(server_b):
             if event.get("sandbox_id") == sandbox["id"]:
                 seen.append(event["action"])
         assert seen[0] == "created", seen
+        # the interrupt of one of B's notebook kernels (which only B sees) reaches the same socket
+        r = await asyncio.to_thread(b.request, "POST", "api/kernels", json={"name": "python3"})
+        assert r.status_code == 201, r.text
+        kernel_id = r.json()["id"]
+        try:
+            r = await asyncio.to_thread(b.request, "POST", f"api/kernels/{kernel_id}/interrupt")
+            assert r.status_code == 204, r.text
+            while (event := json.loads(await asyncio.wait_for(ws.read_message(), 60))).get("action") != (
+                "kernel_interrupted"
+            ):
+                pass
+            assert event["kernel_id"] == kernel_id
+        finally:
+            await asyncio.to_thread(b.request, "DELETE", f"api/kernels/{kernel_id}")
     finally:
         ws.close()
 
@@ -194,12 +215,48 @@ async def test_a_guest_of_the_server_is_refused(server_b):
     assert "bobs" not in [m["name"] for m in (await asyncio.to_thread(server_b.api, "GET", "sandboxes")).json()]
 
 
+@contextlib.contextmanager
+def server_kernel(server: JupyterServer):
+    """A notebook kernel started by the server (as JupyterLab starts one) and a client on its
+    connection file; shut down through the server's API at the end."""
+    from jupyter_client import BlockingKernelClient
+
+    r = server.request("POST", "api/kernels", json={"name": "python3"})
+    assert r.status_code == 201, r.text
+    kernel_id = r.json()["id"]
+    kc = BlockingKernelClient()
+    kc.load_connection_file(str(server.runtime_dir / f"kernel-{kernel_id}.json"))
+    # before start_channels: the heartbeat's first wait already uses it (a kernel still starting on a
+    # loaded 2-core machine misses jupyter_client's default of one second, and is called dead)
+    kc.hb_channel.time_to_dead = 10.0
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=90)
+        yield kernel_id, kc
+    finally:
+        kc.stop_channels()
+        server.request("DELETE", f"api/kernels/{kernel_id}")
+
+
 def test_the_sandbox_magic_in_a_kernel_of_the_hub_mode_server(service_a, server_b):
-    with server_kernel(server_b) as (_kernel_id, kc):
+    with server_kernel(server_b) as (kernel_id, kc):
         config = run_cell(kc, "%load_ext jupyter_sandbox\n%sandbox config")
         assert f"server: {server_b.url}" in config, config
         assert "the answer is 42" in run_cell(kc, "%%sandbox on-hub\nprint('the answer is', 6 * 7)")
-    # made in the service, through B
+        # the kernel's own sandbox: tied to the kernel by B (the service cannot see B's kernels)
+        run_cell(kc, "%%sandbox\nx = 1")
+        default = f"notebook-{kernel_id[:12]}"
+        assert service_a.api("GET", f"sandboxes/{default}").status_code == 200
+        # a kernel that is not B's (or not the caller's) is refused by B, as without a Hub
+        r = server_b.api("POST", "sandboxes", json={"name": "tied", "kernel_id": "not-a-kernel"})
+        assert r.status_code == 400 and r.json()["field"] == "kernel_id", r.text
+        r = server_b.request("DELETE", f"api/kernels/{kernel_id}")
+        assert r.status_code == 204, r.text
+    # B removed the kernel's sandbox in the service when the kernel shut down; the named one stays
+    deadline = time.monotonic() + 60
+    while service_a.api("GET", f"sandboxes/{default}").status_code != 404:
+        assert time.monotonic() < deadline, "the kernel's sandbox outlived the kernel"
+        time.sleep(0.5)
     assert service_a.api("GET", "sandboxes/on-hub").status_code == 200
     assert server_b.api("DELETE", "sandboxes/on-hub").status_code == 204
 
@@ -234,27 +291,128 @@ def test_an_unreachable_service_is_a_502_naming_it(tmp_path):
         assert dead in b.log(tail=10**6)
 
 
-# -- in process: the settings of a Hub mode server ----------------------------------------------
+def test_the_client_finds_the_hub_mode_server_from_jupyterhubs_environment(server_b, monkeypatch):
+    """What a user's kernel or terminal has under JupyterHub: the server's prefix, URL and token."""
+    from jupyter_sandbox.client import Sandbox
+    from jupyter_sandbox.client.discovery import find_server
+
+    for name in ("JUPYTER_SANDBOX_URL", "JUPYTER_SANDBOX_TOKEN", "JPY_PARENT_PID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", server_b.token)
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", f"http://0.0.0.0:{server_b.port}/")
+    choice = find_server()
+    assert (choice.url, choice.token) == (server_b.url, server_b.token)
+    stdout = []
+    with Sandbox("from-the-client") as sandbox:
+        execution = sandbox.run_code("print('hi from', 'the service')\n21 * 2", on_stdout=stdout.append)
+        assert execution.text == "42" and [m.line for m in stdout] == ["hi from the service\n"]
+    assert server_b.api("GET", "sandboxes/from-the-client").status_code == 404
+
+
+def doctor(env: dict[str, str]) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "DOCKER_HOST": NO_ENGINE, **env}
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_sandbox.cli", "doctor"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_doctor_says_hub_mode_first_and_skips_docker(service_a):
+    answer = doctor({"JUPYTER_SANDBOX_SERVICE_URL": service_a.url, "JUPYTERHUB_API_TOKEN": service_a.token})
+    first, *rest = answer.stdout.splitlines()
+    assert first.startswith("ok") and f"Hub service at {service_a.url} (JUPYTER_SANDBOX_SERVICE_URL)" in first
+    assert "answers (backend docker" in first, answer.stdout
+    assert any("Docker engine" in line and "not checked: in Hub mode" in line for line in rest), answer.stdout
+    # this machine has no engine for the doctor (DOCKER_HOST points nowhere): in Hub mode no problem
+    assert answer.returncode == 0, answer.stdout
+
+    answer = doctor({"JUPYTER_SANDBOX_SERVICE_URL": service_a.url, "JUPYTERHUB_API_TOKEN": "wrong"})
+    first = answer.stdout.splitlines()[0]
+    assert first.startswith("FAIL") and "answers 403" in first and answer.returncode == 1, answer.stdout
+
+
+def test_hub_mode_serves_the_extensions_routes_each_authenticated_and_authorized():
+    """The same templates and methods as the extension (E2B aside), every verb behind @web.authenticated
+    and jupyter_server's @authorized, with the "execute" action where the extension's own asks for it."""
+    own = {
+        (template, verb)
+        for template, handler in [*handlers.ROUTES, *events.ROUTES, *oneshot.ROUTES]
+        for verb in ("get", "post", "put", "delete", "patch")
+        if getattr(handler, verb) is not getattr(web.RequestHandler, verb)
+    }
+    proxied = set()
+    for template, handler in service_proxy.ROUTES:
+        verbs = (
+            [m.lower() for m in handler.SUPPORTED_METHODS]
+            if handler is not service_proxy.EventsProxyHandler
+            else ["get"]
+        )
+        for verb in verbs:
+            proxied.add((template, verb))
+            method = getattr(handler, verb)
+            if handler is service_proxy.EventsProxyHandler:  # jupyter_server's ws_authenticated, then @authorized
+                assert method.__code__.co_filename.endswith("auth/decorator.py")
+            else:
+                assert _has_tornado_web_authenticated(method), (template, verb)
+            assert method.__wrapped__.__code__.co_filename.endswith("auth/decorator.py"), (template, verb)
+            assert handler.auth_resource == "sandboxes"
+    assert proxied == own
+    executing = {t for t, h in service_proxy.ROUTES if issubclass(h, service_proxy.ExecutingProxyHandler)}
+    assert executing == {t for t, h in handlers.ROUTES if h in service_proxy.EXECUTING} and len(executing) == 3
+
+
+# -- in process: the settings of a Hub mode server, and a service that breaks off --------------
+
+
+class BreaksOff(web.RequestHandler):
+    """A "service" whose connections close: before any answer, or in the middle of a download."""
+
+    async def get(self, *args: str) -> None:
+        if self.request.path.endswith("/files"):
+            self.set_header("Content-Type", "application/octet-stream")
+            self.write(b"x" * 100_000)
+            await self.flush()
+        self.request.connection.stream.close()
 
 
 @pytest.fixture
-def jp_server_config(monkeypatch):
+async def breaking_service():
+    port = free_port()
+    server = HTTPServer(web.Application([(r"/.*", BreaksOff)]))
+    server.listen(port, "127.0.0.1")
+    yield f"http://127.0.0.1:{port}/"
+    server.stop()
+
+
+@pytest.fixture
+def jp_server_config(monkeypatch, breaking_service):
     from servers import server_config
 
     monkeypatch.setenv("JUPYTERHUB_USER", "alice")
     monkeypatch.setenv("DOCKER_HOST", NO_ENGINE)
-    dead = f"http://127.0.0.1:{free_port()}/"
-    return server_config(SandboxApp={"service_url": dead, "service_token": "a-token"})
+    return server_config(SandboxApp={"service_url": breaking_service, "service_token": "a-token"})
 
 
 async def test_a_hub_mode_server_has_no_manager(jp_serverapp, jp_fetch):
     settings = jp_serverapp.web_app.settings
     assert settings["sandbox_manager"] is None and settings["sandbox_executions"] is None
     assert settings["sandbox_service"].hub_user == "alice"
-    with pytest.raises(HTTPClientError) as answer:
-        await jp_fetch("sandbox", "api", "sandboxes")
-    assert answer.value.code == 502
     (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_sandbox"]
     assert app.hub_mode
     # no E2B routes: the service serves them behind Hub auth
     assert not [pattern for pattern, _ in app.handlers if "e2b" in pattern]
+    # the service closed the connection without an answer: 502
+    with pytest.raises(HTTPClientError) as answer:
+        await jp_fetch("sandbox", "api", "sandboxes")
+    assert answer.value.code == 502
+    assert "did not answer" in json.loads(answer.value.response.body)["message"]
+
+
+async def test_a_download_the_service_breaks_off_does_not_look_complete(jp_serverapp, jp_fetch):
+    with pytest.raises(HTTPClientError) as answer:
+        await jp_fetch("sandbox", "api", "sandboxes", "s", "files", params={"path": "big.bin"})
+    assert answer.value.code == 599  # the connection closed unfinished, not a 200 with part of the file

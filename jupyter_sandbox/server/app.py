@@ -183,12 +183,11 @@ class SandboxApp(ExtensionApp):
         elif action == "interrupt" and isinstance(handler, JupyterHandler) and not posted:
             # the interrupter's sandbox cell for this kernel stops too (JupyterLab's Stop button)
             self.event_streams.send(owner_of(handler), {"action": "kernel_interrupted", "kernel_id": kernel_id})
-        elif action == "shutdown" and self.manager is not None:
+        elif action == "shutdown":
             await self._kernel_shut_down(kernel_id)
 
     async def _kernel_shut_down(self, kernel_id: str) -> None:
         """Remove the sandboxes of a kernel that shut down, if the kernel manager agrees it did."""
-        assert self.manager is not None
         # jupyter_client drops the kernel from its maps right after the shutdown that emits the event;
         # a kernel still starting is in its pending map only.
         kernels = self.serverapp.kernel_manager if self.serverapp is not None else None
@@ -199,7 +198,10 @@ class SandboxApp(ExtensionApp):
             return
         self.kernel_starters.pop(kernel_id, None)
         try:
-            await self.manager.remove_kernel_sandboxes(kernel_id)
+            if self.manager is not None:
+                await self.manager.remove_kernel_sandboxes(kernel_id)
+            else:  # Hub mode: the service's sandboxes this server tied to the kernel
+                await self.settings["sandbox_service"].remove_kernel_sandboxes(kernel_id, self.log)
         except Exception:  # a listener's error would vanish in jupyter_events' task: say it here
             self.log.exception("jupyter-sandbox: removing the sandboxes of kernel %s failed", kernel_id)
 

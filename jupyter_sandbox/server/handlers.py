@@ -96,6 +96,19 @@ class SandboxAPIHandler(APIHandler):
     def owner(self) -> str:
         return owner_of(self)
 
+    def check_own_kernel(self, kernel_id: str) -> None:
+        """A sandbox tied to a kernel belongs to whoever started the kernel (unknown: started before
+        the extension knew): another user's kernel is refused like one that does not run."""
+        if (
+            kernel_id not in self.kernel_manager
+            or self.sandbox_app.kernel_starters.get(kernel_id, self.owner) != self.owner
+        ):
+            raise InvalidInput(
+                f"kernel_id {kernel_id!r} is not a running kernel of this server that you started; a "
+                "sandbox can only be tied to your own notebook kernels on this server",
+                field="kernel_id",
+            )
+
     def json_body(self) -> Any:
         """The request body as decoded JSON (400 naming the problem; 413 over the size limit)."""
         body = self.request.body or b""
@@ -163,17 +176,8 @@ class SandboxesHandler(SandboxAPIHandler):
     @authorized
     async def post(self) -> None:
         request = SandboxRequest.parse(self.json_body())
-        # tied to a kernel, a sandbox belongs to whoever started the kernel (unknown: started before
-        # the extension knew): another user's kernel is refused like one that does not run
-        if request.kernel_id is not None and (
-            request.kernel_id not in self.kernel_manager
-            or self.sandbox_app.kernel_starters.get(request.kernel_id, self.owner) != self.owner
-        ):
-            raise InvalidInput(
-                f"kernel_id {request.kernel_id!r} is not a running kernel of this server that you started; a "
-                "sandbox can only be tied to your own notebook kernels on this server",
-                field="kernel_id",
-            )
+        if request.kernel_id is not None:
+            self.check_own_kernel(request.kernel_id)
         spec = request.spec()
         # only the header says which server a sandbox came through, never the body
         metadata = {k: v for k, v in (spec.metadata or {}).items() if k != HUB_SERVER_KEY}

@@ -12,7 +12,13 @@ is refused: the service would count a guest's sandboxes as the owner's.
 
 Bodies stream both ways: an NDJSON execution reaches the caller line by line as the service
 sends it, a download chunk by chunk (the next chunk is read once the caller took the last),
-an upload as it arrives.
+an upload as it arrives. A caller that leaves closes the request to the service at its next
+chunk (an execution's keepalive lines bound the wait), and the service cancels the work as for
+any client that leaves.
+
+Two things only this server can do, because only it sees its notebook kernels: tie a sandbox to
+one of them (``POST sandboxes`` with ``kernel_id``, checked here and removed through the service
+when the kernel shuts down), and tell the events socket that such a kernel was interrupted.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import os
 from collections.abc import Awaitable, Callable
 from functools import cached_property
+from logging import Logger
 from typing import Any
 from urllib.parse import urlparse
 
@@ -32,7 +39,7 @@ from tornado import httputil, web, websocket
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.iostream import StreamClosedError
 
-from ..errors import Forbidden, ServiceUnreachable
+from ..errors import Forbidden, InvalidInput, ServiceUnreachable
 from . import handlers, oneshot
 from .events import EventsHandler
 from .handlers import SandboxAPIHandler, api_path, authorized_to, owner_of
@@ -51,7 +58,7 @@ BODY_METHODS = ("POST", "PUT", "PATCH")
 CONNECT_TIMEOUT = 10.0
 # An execution streams as long as it runs, and the service sends keepalive lines meanwhile.
 REQUEST_TIMEOUT = 7 * 24 * 3600.0
-# Streams held open at once (an execution or an events websocket is one each, however long).
+# Requests to the service at once (a streamed execution or download is one, however long).
 MAX_STREAMS = 512
 # Only the memory of one chunk is held per stream: the size limit is the service's to set.
 MAX_ANSWER_SIZE = 1 << 50
@@ -72,6 +79,8 @@ class ServiceLink:
         self.token = token
         self.server_name = server_name  # JUPYTERHUB_SERVER_NAME: '' for the user's default server
         self.hub_user = hub_user  # JUPYTERHUB_USER: whose server this is ('' outside a Hub)
+        # notebook kernel id -> the ids of the sandboxes tied to it (only this server sees its kernels)
+        self.kernel_sandboxes: dict[str, set[str]] = {}
 
     @classmethod
     def from_environment(cls, url: str, token: str) -> ServiceLink:
@@ -110,6 +119,31 @@ class ServiceLink:
             "would count as theirs"
         )
 
+    async def remove_kernel_sandboxes(self, kernel_id: str, log: Logger) -> None:
+        """The sandboxes tied to a notebook kernel of this server that shut down, removed in the
+        service (which cannot see this server's kernels)."""
+        for sandbox_id in sorted(self.kernel_sandboxes.pop(kernel_id, set())):
+            request = HTTPRequest(
+                self.target(api_path("sandboxes", sandbox_id)),
+                method="DELETE",
+                headers=self.headers(),
+                connect_timeout=CONNECT_TIMEOUT,
+                request_timeout=120,
+            )
+            try:
+                answer = await self.client.fetch(request, raise_error=False)
+            except (OSError, HTTPClientError, StreamClosedError) as e:
+                log.error(
+                    "jupyter-sandbox: removing sandbox %s of kernel %s at %s failed: %s",
+                    sandbox_id,
+                    kernel_id,
+                    self.url,
+                    e,
+                )
+                continue
+            if answer.code not in (204, 404):  # 404: its user removed it first
+                log.error("jupyter-sandbox: the service answered %s to removing sandbox %s", answer.code, sandbox_id)
+
     @cached_property
     def client(self) -> AsyncHTTPClient:
         # made on first use: an AsyncHTTPClient belongs to the event loop it was made on
@@ -135,17 +169,23 @@ class ServiceProxyHandler(SandboxAPIHandler):
     _status: httputil.ResponseStartLine | None = None
     _service_headers: httputil.HTTPHeaders | None = None
     _gone = False
+    _whole_answer: list[bytes] | None = None  # set by verbs that read the answer whole (rewrite_answer)
+    streams_body = True  # False: the verb reads the caller's body whole (a small JSON it looks into)
+    _whole_body: bytearray
 
     @property
     def service(self) -> ServiceLink:
         link: ServiceLink = self.settings["sandbox_service"]
         return link
 
-    async def prepare(self) -> None:  # type: ignore[override]
+    async def prepare(self) -> None:  # type: ignore[override]  # as FilesHandler's: jupyter_server's is async
         await super().prepare()
         # A body goes to the service as it arrives: the upstream request starts now, once the
         # caller is known to be allowed it (the verb's decorators, which run only after the whole
         # body, answer the others).
+        self._whole_body = bytearray()
+        if not self.streams_body:
+            return
         if self._finished or self.request.method not in BODY_METHODS or not await self._may_forward():
             return
         self._body = asyncio.Queue(maxsize=4)
@@ -162,6 +202,10 @@ class ServiceProxyHandler(SandboxAPIHandler):
         return allowed
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        if not self.streams_body:
+            if len(self._whole_body) <= self.sandbox_app.max_body_size:  # beyond: json_body's 413
+                self._whole_body += chunk
+            return None
         if self._body is None:
             return None  # refused: the verb answers
         return self._body.put(chunk)  # waits while the service takes the chunks before
@@ -217,17 +261,23 @@ class ServiceProxyHandler(SandboxAPIHandler):
                 )
 
     def _on_chunk(self, chunk: bytes) -> Awaitable[None] | None:
+        if self._whole_answer is not None:
+            self._whole_answer.append(chunk)  # a small JSON answer, read whole
+            return None
         if self._gone:
             raise StreamClosedError()  # the caller left: the connection to the service closes too
         self.write(chunk)
         return self.flush()  # the service's next chunk is read once this one is on its way
 
-    async def proxy(self) -> None:
-        """The verbs' one body: forward the request (started by prepare when it has a body), relay the answer."""
+    async def proxy(self, body: bytes | None = None) -> None:
+        """The verbs' one body: forward the request (started by prepare when its body streams, else
+        with ``body`` or none), relay the answer."""
         if self.service.refuses(self.owner):
             raise self.service.guest_error()
         if self._answer is None:
-            self._answer = self._forward(body=b"" if self.request.method in BODY_METHODS else None)
+            if body is None and self.request.method in BODY_METHODS:
+                body = bytes(self._whole_body)
+            self._answer = self._forward(body=body)
         elif self._body is not None:
             await self._body.put(_END)
         try:
@@ -240,8 +290,14 @@ class ServiceProxyHandler(SandboxAPIHandler):
     def relay_answer(self, response: HTTPResponse) -> None:
         if response.code == 599:
             self.relay_failure(response.error)
+        elif self._whole_answer is not None:
+            self.finish(self.rewrite_answer(response.code, b"".join(self._whole_answer)))
         elif not self._finished:  # the service's whole answer went to the caller as it came
             self.finish()
+
+    def rewrite_answer(self, code: int, body: bytes) -> bytes:
+        """An answer read whole, as it goes to the caller."""
+        return body
 
     def relay_failure(self, error: BaseException | None) -> None:
         if self._gone:
@@ -269,7 +325,7 @@ class ServiceProxyHandler(SandboxAPIHandler):
             self.finish(json.dumps(line) + "\n" + json.dumps({"type": "end_of_execution"}) + "\n")
         elif self.request.connection is not None:
             # a download cut short must not look complete: the caller's connection closes unfinished
-            self.request.connection.close()  # type: ignore[attr-defined]
+            self.request.connection.close()  # type: ignore[attr-defined]  # HTTP1Connection's, not in the interface
             self._finished = True
 
     def on_connection_close(self) -> None:
@@ -315,27 +371,53 @@ class ExecutingProxyHandler(ServiceProxyHandler):
 class ConfigProxyHandler(ServiceProxyHandler):
     """``GET config``: the service's answer, and that this server is in Hub mode."""
 
-    _chunks: list[bytes]
-
-    def _on_chunk(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)  # a small JSON object, read whole
-
-    def relay_answer(self, response: HTTPResponse) -> None:
-        if response.code == 599:
-            self.relay_failure(response.error)
-            return
-        body = b"".join(self._chunks)
-        if response.code == 200:
-            config = json.loads(body)
-            config["mode"] = "hub"
-            body = json.dumps(config).encode()
-        self.finish(body)
+    def rewrite_answer(self, code: int, body: bytes) -> bytes:
+        if code != 200:
+            return body
+        config = json.loads(body)
+        config["mode"] = "hub"
+        return json.dumps(config).encode()
 
     @web.authenticated
     @authorized
     async def get(self, *args: str, **kwargs: str) -> None:
-        self._chunks = []
+        self._whole_answer = []
         await self.proxy()
+
+
+class SandboxesProxyHandler(ServiceProxyHandler):
+    """``POST sandboxes`` with a ``kernel_id``: only this server sees its notebook kernels, so it
+    checks the kernel (as SandboxesHandler does), creates the sandbox untied in the service and
+    removes it itself when the kernel shuts down (SandboxApp's kernel actions)."""
+
+    streams_body = False
+    _kernel_id: str | None = None
+
+    def rewrite_answer(self, code: int, body: bytes) -> bytes:
+        if code != 201 or self._kernel_id is None:
+            return body
+        model = json.loads(body)
+        self.service.kernel_sandboxes.setdefault(self._kernel_id, set()).add(model["id"])
+        model["kernel_id"] = self._kernel_id
+        return json.dumps(model).encode()
+
+    @web.authenticated
+    @authorized
+    async def post(self, *args: str, **kwargs: str) -> None:
+        if self.service.refuses(self.owner):
+            raise self.service.guest_error()
+        self.request.body = bytes(self._whole_body)
+        request = self.json_body()
+        kernel_id = request.get("kernel_id") if isinstance(request, dict) else None
+        if kernel_id is None:
+            await self.proxy()
+            return
+        if not isinstance(kernel_id, str):
+            raise InvalidInput("kernel_id must be a string", field="kernel_id")
+        self.check_own_kernel(kernel_id)
+        self._kernel_id = kernel_id
+        self._whole_answer = []
+        await self.proxy(json.dumps({k: v for k, v in request.items() if k != "kernel_id"}).encode())
 
 
 class EventsProxyHandler(EventsHandler):
@@ -399,18 +481,23 @@ class EventsProxyHandler(EventsHandler):
 EXECUTING: set[type[web.RequestHandler]] = {handlers.ExecuteHandler, handlers.InterruptHandler, handlers.InputHandler}
 
 
+# the routes whose answer (or request) this server reads on the way
+SPECIAL: dict[type[web.RequestHandler], type[ServiceProxyHandler]] = {
+    handlers.ConfigHandler: ConfigProxyHandler,
+    handlers.SandboxesHandler: SandboxesProxyHandler,
+}
+
+
 def proxy_routes(routes: list[tuple[str, type[web.RequestHandler]]]) -> list[tuple[str, type[web.RequestHandler]]]:
     """A forwarding handler per route template, offering the methods the route's own handler offers
     (a 405 from this server for the others, as without a Hub)."""
     proxies: list[tuple[str, type[web.RequestHandler]]] = []
     for template, handler in routes:
-        base = (
-            ConfigProxyHandler
-            if handler is handlers.ConfigHandler
-            else ExecutingProxyHandler
-            if handler in EXECUTING
-            else ServiceProxyHandler
-        )
+        if issubclass(handler, websocket.WebSocketHandler):
+            # a websocket is relayed by a handler of its own (EventsProxyHandler); one without (a
+            # sandboxed kernel's channels, which its provisioner opens at the service itself) is not served
+            continue
+        base = SPECIAL.get(handler, ExecutingProxyHandler if handler in EXECUTING else ServiceProxyHandler)
         methods = tuple(
             m
             for m in ("GET", "POST", "PUT", "DELETE")

@@ -29,7 +29,8 @@ const config: IServerConfig = {
     contexts_per_sandbox: 8
   },
   allow_network: false,
-  max_upload_size: 64 * 1024 ** 2
+  max_upload_size: 64 * 1024 ** 2,
+  mode: 'server'
 };
 const form = (over: Partial<ICreateForm>): ICreateForm => ({
   name: '',
