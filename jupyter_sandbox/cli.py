@@ -233,14 +233,25 @@ class DoctorApp(_Command):
                     "Docker engine",
                     False,
                     facts.problem,
-                    "start it (as root on Debian: bash scripts/setup-docker.sh, or `dockerd &`), or point DOCKER_HOST "
+                    facts.fix
+                    or "start it (as root on Debian: bash scripts/setup-docker.sh, or `dockerd &`), or point DOCKER_HOST "
                     "at one. Without it the server runs the 'local' backend: resource limits only, no isolation",
                 )
             )
-            out.append(("runtimes", False, "not checked: needs the Docker engine", "start the engine first"))
-            out.append(("sandbox image", False, "not checked: needs the Docker engine", "start the engine first"))
+            out.append(("runtimes", False, "not checked: needs the Docker engine", "reach the engine first"))
+            out.append(("sandbox image", False, "not checked: needs the Docker engine", "reach the engine first"))
         else:
             out.append(("Docker engine", True, f"reachable (version {facts.version})", ""))
+            out.append(
+                (
+                    "resource limits",
+                    not facts.unenforced_limits,
+                    facts.unenforced_limits or "the engine enforces memory, CPU and pids limits",
+                    "rootless Docker: cgroup v2 with the cpu, memory and pids controllers delegated to the user "
+                    "(https://docs.docker.com/engine/security/rootless/#limiting-resources); else run a root engine "
+                    "behind the sandbox service (docs/jupyterhub.md)",
+                )
+            )
             out.append(
                 (
                     "runtime runc",

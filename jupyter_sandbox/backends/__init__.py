@@ -7,7 +7,6 @@ from importlib import import_module
 from typing import Any
 
 from .base import SandboxBackend
-from .docker_engine import engine_available
 
 BACKENDS = {
     "docker": "jupyter_sandbox.backends.docker:DockerBackend",
@@ -24,16 +23,32 @@ def backend_class(name: str) -> type[SandboxBackend]:
     return found
 
 
-def make_backend(name: str = "auto", log: logging.Logger | None = None, **kwargs: Any) -> SandboxBackend:
-    """An instance of the named backend; ``auto`` is docker when an engine answers, else local."""
+def make_backend(
+    name: str = "auto", log: logging.Logger | None = None, *, allow_local: bool = True, **kwargs: Any
+) -> SandboxBackend:
+    """An instance of the named backend. ``auto`` is docker when an engine answers at the Docker
+    backend's configured ``docker_url`` (else DOCKER_HOST, else the default socket), else local; with
+    ``allow_local`` False it stays docker, and every sandbox request fails (503) until an engine answers."""
     log = log or logging.getLogger("jupyter_sandbox")
     if name == "auto":
-        name = "docker" if engine_available() else "local"
-        log.info(
-            "jupyter-sandbox: backend 'auto' chose %s%s",
-            name,
-            "" if name == "docker" else " (no Docker engine reachable)",
-        )
+        # made first, so its docker_url is read as configured (kwargs, or the parent's config)
+        from .docker import DockerBackend
+
+        docker = DockerBackend(**kwargs)
+        problem = docker.engine_problem()
+        if problem is None:
+            log.info("jupyter-sandbox: backend 'auto' chose docker")
+            return docker
+        if not allow_local:
+            log.error(
+                "jupyter-sandbox: backend 'auto' found no Docker engine (%s), and falling back to 'local' is "
+                "not allowed (c.SandboxApp.allow_local_fallback = False): staying on docker, every sandbox "
+                "request is refused (503) until the engine answers",
+                problem,
+            )
+            return docker
+        log.warning("jupyter-sandbox: backend 'auto' chose local: %s", problem)
+        name = "local"
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of auto, {', '.join(BACKENDS)}")
     return backend_class(name)(**kwargs)

@@ -46,7 +46,7 @@ from .base import (
     kernel_extras,
 )
 from .docker_containers import SANDBOX_BRIDGE, SANDBOX_NETWORK, DockerContainers
-from .docker_engine import DockerEngine, engine_available
+from .docker_engine import DockerEngine, engine_available, engine_problem
 from .docker_files import DockerFiles
 from .docker_kernels import DockerKernels
 from .docker_once import DockerOneShots
@@ -69,7 +69,19 @@ class DockerBackend(SandboxBackend):
     docker_url = Unicode("", help="Docker engine URL; empty uses DOCKER_HOST or the default socket.").tag(config=True)
     runtime = Unicode("runc", help="Default OCI runtime: 'runc', or 'runsc' for gVisor.").tag(config=True)
     user = Unicode(
-        "1000:1000", help="uid:gid that kernels and file commands run as inside the container (never root)."
+        "1000:1000",
+        help="uid:gid that kernels and file commands run as inside the container (never root) when "
+        "sandbox_uid_base is 0.",
+    ).tag(config=True)
+    sandbox_uid_base = Int(
+        2_000_000_000,
+        help="First host uid of the range each sandbox takes its own pair of uids from (its kernels' and its "
+        "launcher's, chosen by its id; gid = uid): no host account has one, so none can reach a sandbox's files "
+        "through /proc/<pid>/root. On an engine without user-namespace remapping a container's uids are the "
+        "host's. 0 = every sandbox uses `user` and `launcher_user`.",
+    ).tag(config=True)
+    sandbox_uid_count = Int(
+        1 << 20, help="How many uid pairs that range holds (sandbox_uid_base up to sandbox_uid_base + 2 * count)."
     ).tag(config=True)
     launcher_user = Unicode(
         "1001:1001",
@@ -138,6 +150,10 @@ class DockerBackend(SandboxBackend):
     @staticmethod
     def available(docker_url: str = "") -> bool:
         return engine_available(docker_url)
+
+    def engine_problem(self) -> str | None:
+        """Why no engine answers at this backend's ``docker_url`` (blocking); None when one does."""
+        return engine_problem(self.docker_url)
 
     # -- the sandboxes this backend knows (its parts ask here) ---------------------------
     def container_id(self, sandbox_id: str) -> str:

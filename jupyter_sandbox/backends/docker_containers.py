@@ -9,6 +9,7 @@ checked here; ``as_user`` is how a root exec drops to the sandbox's user (progra
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendUnavailable, InvalidInput
 from ..models import SandboxSpec
 from . import programs
-from .base import LABEL_PREFIX, WORKDIR
+from .base import LABEL_PREFIX, WORKDIR, labelled_id
 from .docker_engine import EngineClient
 
 if TYPE_CHECKING:  # (only for types: docker.py imports this module)
@@ -48,6 +49,21 @@ def checked_ids(user: str, launcher_user: str) -> tuple[str, str]:
     return ids[0], ids[1]
 
 
+def uid_pair(sandbox_id: str, base: int, count: int) -> tuple[str, str]:
+    """The kernels' and the launcher's "uid:gid" of a sandbox: a pair of the ``count`` pairs from
+    ``base`` up, chosen by its id (so a restarted server finds the same one). Another sandbox may
+    draw the same pair (as all once shared uid 1000); no host account has one when the range is
+    free of them, which ``base`` far above the accounts' uids keeps true."""
+    if base < 65536 or count < 1 or base + 2 * count > 2**31 - 1:
+        raise BackendUnavailable(
+            "DockerBackend.sandbox_uid_base must be at least 65536 and sandbox_uid_base + 2 * sandbox_uid_count "
+            "at most 2**31 - 1"
+        )
+    slot = int.from_bytes(hashlib.sha256(sandbox_id.encode()).digest()[:8], "big") % count
+    uid = base + 2 * slot
+    return f"{uid}:{uid}", f"{uid + 1}:{uid + 1}"
+
+
 class DockerContainers:
     """Makes the containers of one backend: options, runtime checks, the sandboxes' network."""
 
@@ -56,19 +72,23 @@ class DockerContainers:
         self._runtimes: dict[str, list[str]] | None = None  # name -> its runtime args, as the engine says
         self._network_ready = False
 
-    def ids(self) -> tuple[str, str]:
-        """The kernels' and the launcher's "uid:gid", checked."""
-        return checked_ids(self.backend.user, self.backend.launcher_user)
+    def ids(self, sandbox_id: str | None) -> tuple[str, str]:
+        """The kernels' and the launcher's "uid:gid" in that sandbox (or one-shot run), checked: a pair of
+        its own from the backend's uid range when it has one, else ``user`` and ``launcher_user``."""
+        backend = self.backend
+        if backend.sandbox_uid_base and sandbox_id:
+            return uid_pair(sandbox_id, backend.sandbox_uid_base, backend.sandbox_uid_count)
+        return checked_ids(backend.user, backend.launcher_user)
 
-    def as_user(self, command: list[str]) -> list[str]:
+    def as_user(self, sandbox_id: str, command: list[str]) -> list[str]:
         """``command`` for a root exec that runs it as the sandbox's user, with no capability."""
-        uid, _, gid = self.ids()[0].partition(":")
+        uid, _, gid = self.ids(sandbox_id)[0].partition(":")
         return [self.backend.python, "-I", "-c", programs.source("as_user"), uid, gid, *command]
 
     def options(self, spec: SandboxSpec, labels: dict[str, str], once: bool = False) -> dict[str, Any]:
         """The hardened ``containers.run`` keyword arguments for a spec (``DockerBackend.container_options``)."""
         backend = self.backend
-        user = self.ids()[0]
+        user = self.ids(labelled_id(labels))[0]
         uid, _, gid = user.partition(":")
         runtime = spec.runtime or backend.runtime
         options: dict[str, Any] = dict(

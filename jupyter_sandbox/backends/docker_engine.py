@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -73,17 +74,64 @@ def mapped(e: BaseException) -> BaseException:
     return e
 
 
-def engine_available(docker_url: str = "") -> bool:
-    """Whether a Docker engine answers at ``docker_url`` ('' = DOCKER_HOST or the default socket)."""
+DEFAULT_SOCKET = "/var/run/docker.sock"
+# what to do when the user may not open the engine's socket
+PERMISSION_FIX = (
+    "on a shared host use the sandbox service, see docs/jupyterhub.md; or add the user to the docker group, "
+    "which is root on the host"
+)
+
+
+def engine_address(docker_url: str = "") -> str:
+    """Where docker-py looks for the engine: ``docker_url``, else DOCKER_HOST, else the default socket."""
+    return docker_url or os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+
+
+def permission_denied(e: BaseException) -> bool:
+    """Whether a PermissionError lies under ``e`` (docker-py and requests wrap it, as a cause or an argument)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [e]
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, PermissionError):
+            return True
+        todo.extend(x for x in (error.__cause__, error.__context__, *error.args) if isinstance(x, BaseException))
+    return False
+
+
+def engine_problem(docker_url: str = "") -> str | None:
+    """Why no Docker engine answers at ``docker_url`` ('' = DOCKER_HOST or the default socket); None if one does."""
     import docker  # deferred: docker-py (see the module's docstring)
 
     try:
         client = docker.DockerClient(base_url=docker_url) if docker_url else docker.from_env()
         client.ping()
         client.close()
-        return True
-    except Exception:
-        return False
+        return None
+    except Exception as e:
+        return unreachable(e, docker_url)
+
+
+def why_unreachable(e: BaseException, docker_url: str = "") -> tuple[str, str]:
+    """What an error of connecting to the engine means, and its fix when it is not "start an engine"."""
+    address = engine_address(docker_url)
+    if permission_denied(e):  # an engine may well be there: starting one is not the fix
+        return f"your user cannot open {address.removeprefix('unix://')} (permission denied)", PERMISSION_FIX
+    return f"no Docker engine answers at {address} ({type(e).__name__}: {e})", ""
+
+
+def unreachable(e: BaseException, docker_url: str = "") -> str:
+    """What an error of connecting to the engine means, for a person, with its fix if it has its own."""
+    problem, fix = why_unreachable(e, docker_url)
+    return f"{problem}: {fix}" if fix else problem
+
+
+def engine_available(docker_url: str = "") -> bool:
+    """Whether a Docker engine answers at ``docker_url`` ('' = DOCKER_HOST or the default socket)."""
+    return engine_problem(docker_url) is None
 
 
 class DockerEngine:
@@ -109,8 +157,10 @@ class DockerEngine:
                 )
                 client.ping()
             except Exception as e:
+                if permission_denied(e):  # an engine is there: starting one is not the fix
+                    raise BackendUnavailable(f"Docker engine not reachable: {unreachable(e, self.docker_url)}") from e
                 raise BackendUnavailable(
-                    f"Docker engine not reachable ({e.__class__.__name__}: {e}). Start it (scripts/setup-docker.sh "
+                    f"Docker engine not reachable: {unreachable(e, self.docker_url)}. Start it (scripts/setup-docker.sh "
                     "does on Debian), point DOCKER_HOST at it, or set c.SandboxApp.backend = 'local'."
                 ) from e
             self._client = client

@@ -47,14 +47,14 @@ class DockerFiles:
     def __init__(self, backend: DockerBackend) -> None:
         self.backend = backend
 
-    def _files_command(self, command: str, path: str) -> list[str]:
+    def _files_command(self, sandbox_id: str, command: str, path: str) -> list[str]:
         """programs/files.py ``command`` on ``path``, for a root exec (it takes the sandbox's user first)."""
-        uid, _, gid = self.backend.containers.ids()[0].partition(":")
+        uid, _, gid = self.backend.containers.ids(sandbox_id)[0].partition(":")
         return [self.backend.python, "-I", "-c", programs.source("files"), uid, gid, command, path]
 
     async def run_as_user(self, sandbox_id: str, command: list[str]) -> tuple[int | None, bytes, bytes]:
         """A short command's exit code, stdout and stderr, run as the sandbox's user (programs/as_user.py)."""
-        return await self._exec(sandbox_id, self.backend.containers.as_user(command))
+        return await self._exec(sandbox_id, self.backend.containers.as_user(sandbox_id, command))
 
     async def _exec(self, sandbox_id: str, argv: list[str]) -> tuple[int | None, bytes, bytes]:
         """A short root exec's exit code, stdout and stderr (each at most EXEC_OUTPUT_LIMIT bytes); ``argv``
@@ -94,7 +94,7 @@ class DockerFiles:
         if target == WORKDIR:
             raise IsADirectory("path must name a file", field="path")
         cid = self.backend.container_id(sandbox_id)
-        argv = self._files_command("write", target)
+        argv = self._files_command(sandbox_id, "write", target)
         timeout = self.backend.engine_timeout
 
         def stream(c: EngineClient) -> int:
@@ -127,7 +127,7 @@ class DockerFiles:
     async def stream(self, sandbox_id: str, path: str) -> AsyncIterator[bytes]:
         target = confine(path)
         cid = self.backend.container_id(sandbox_id)
-        argv = self._files_command("read", target)
+        argv = self._files_command(sandbox_id, "read", target)
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=8)
         sockets: list[Any] = []
@@ -176,7 +176,7 @@ class DockerFiles:
 
     async def list(self, sandbox_id: str, path: str) -> list[dict[str, Any]]:
         target = confine(path)
-        code, out, err = await self._exec(sandbox_id, self._files_command("list", target))
+        code, out, err = await self._exec(sandbox_id, self._files_command(sandbox_id, "list", target))
         if code != 0:
             raise file_error(code, target, err)
         entries: list[dict[str, Any]] = json.loads(out)
@@ -186,6 +186,6 @@ class DockerFiles:
         target = confine(path)
         if target == WORKDIR:
             raise InvalidInput("refusing to remove the working directory itself", field="path")
-        code, _, err = await self._exec(sandbox_id, self._files_command("remove", target))
+        code, _, err = await self._exec(sandbox_id, self._files_command(sandbox_id, "remove", target))
         if code != 0:
             raise file_error(code, target, err)

@@ -20,7 +20,7 @@ from importlib.resources import files
 from typing import Any
 
 from ..errors import BackendUnavailable, SandboxError
-from .docker_engine import EngineClient
+from .docker_engine import EngineClient, why_unreachable
 
 DEBOOTSTRAP_BASE = "jupyter-sandbox-base:bookworm"
 DEFAULT_IMAGE = "jupyter-sandbox:latest"
@@ -49,6 +49,14 @@ class BuildPlan:
     docker_url: str = ""
 
 
+class EngineUnreachable(BackendUnavailable):
+    """No engine answers; ``fix`` says what to do when it is not "start one" (a socket the user may not open)."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
 def _client(docker_url: str = "") -> EngineClient:
     import docker  # deferred: docker-py (~0.3 s), which the CLI's other commands never need
 
@@ -56,7 +64,8 @@ def _client(docker_url: str = "") -> EngineClient:
         client = docker.DockerClient(base_url=docker_url) if docker_url else docker.from_env()
         client.ping()
     except Exception as e:
-        raise BackendUnavailable(f"Docker engine not reachable ({type(e).__name__}: {e})") from e
+        problem, fix = why_unreachable(e, docker_url)
+        raise EngineUnreachable(f"Docker engine not reachable: {problem}", fix) from e
     return client
 
 
@@ -200,22 +209,45 @@ def _debootstrap(client: EngineClient, plan: BuildPlan, on_line: Callable[[str],
         shutil.rmtree(root, ignore_errors=True)
 
 
+# docker info's flags for each limit a sandbox has
+LIMIT_FLAGS = {"memory": "MemoryLimit", "CPU": "CpuCfsQuota", "pids": "PidsLimit"}
+
+
+def unenforced_limits(info: dict[str, Any]) -> str:
+    """Which sandbox limits the engine cannot enforce, and why, from ``docker info``; '' when it enforces all."""
+    driver = info.get("CgroupDriver")
+    missing = [name for name, flag in LIMIT_FLAGS.items() if driver == "none" or not info.get(flag)]
+    if not missing:
+        return ""
+    rootless = any("name=rootless" in option for option in info.get("SecurityOptions") or [])
+    version = info.get("CgroupVersion") or "?"
+    if rootless and version != "2":
+        why = f"a rootless engine on cgroup v{version}: rootless Docker enforces limits only on cgroup v2"
+    elif rootless:
+        why = "a rootless engine whose user was not delegated these cgroup v2 controllers"
+    else:
+        why = f"the engine's cgroups (v{version}, driver {driver}) lack these controllers"
+    return f"limits are not enforced: the engine reports no {', '.join(missing)} limit support ({why})"
+
+
 @dataclass
 class EngineFacts:
     """What `jupyter sandbox doctor` needs to know about the engine."""
 
     reachable: bool
     problem: str = ""
+    fix: str = ""  # what to do about ``problem`` when it is not "start an engine"
     version: str = ""
     runtimes: list[str] = field(default_factory=list)
     images: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> labels, for the images asked about
+    unenforced_limits: str = ""  # '' when the engine enforces memory, CPU and pids limits
 
 
 def engine_facts(images: list[str], docker_url: str = "") -> EngineFacts:
     try:
         client = _client(docker_url)
-    except BackendUnavailable as e:
-        return EngineFacts(reachable=False, problem=e.message)
+    except EngineUnreachable as e:
+        return EngineFacts(reachable=False, problem=e.message, fix=e.fix)
     info = client.info()
     found = {}
     for name in images:
@@ -228,4 +260,5 @@ def engine_facts(images: list[str], docker_url: str = "") -> EngineFacts:
         version=str(info.get("ServerVersion", "")),
         runtimes=sorted(info.get("Runtimes") or {}),
         images=found,
+        unenforced_limits=unenforced_limits(info),
     )

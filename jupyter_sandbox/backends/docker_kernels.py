@@ -53,7 +53,7 @@ class DockerKernels:
         backend = self.backend
         cid = backend.container_id(sandbox_id)
         api = await backend.engine.call(lambda c: c.api)
-        kernel_user, launcher_user = backend.containers.ids()
+        kernel_user, launcher_user = backend.containers.ids(sandbox_id)
         request = {**request, "kernel_user": kernel_user, "launcher_user": launcher_user}
         # root, and out of the sandbox's folders: the launcher takes its own user first thing
         stream = await open_docker_exec(

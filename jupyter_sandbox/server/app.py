@@ -5,6 +5,9 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +18,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from jupyter_server.services.events.handlers import EventHandler
 from jupyter_server.utils import url_path_join
-from traitlets import Instance, Int, Unicode, default
+from traitlets import Bool, Instance, Int, Unicode, default
 
 from ..backends import make_backend
 from ..backends.docker import DockerBackend
@@ -46,6 +49,13 @@ class SandboxApp(ExtensionApp):
     backend = Unicode(
         "auto", help="Sandbox backend: 'docker', 'local', or 'auto' (docker when an engine answers, else local)."
     ).tag(config=True)
+    allow_local_fallback = Bool(
+        True,
+        help="Whether backend 'auto' may fall back to 'local' when no Docker engine answers. 'local' is no "
+        "security boundary (code runs as the server's user): a shared host should set False, so that without "
+        "an engine every sandbox request is refused (503, naming the cause) instead. backend='docker' never "
+        "falls back.",
+    ).tag(config=True)
     max_body_size = Int(64 * 1024**2, help="Largest request body in bytes, on every route (413 beyond).").tag(
         config=True
     )
@@ -57,6 +67,12 @@ class SandboxApp(ExtensionApp):
         "",
         help="scheme://host[:port] through which clients reach this server, used in each sandbox's "
         "e2b_url (e.g. behind a TLS-terminating proxy). '' = the scheme and host of the request.",
+    ).tag(config=True)
+    e2b_routes = Bool(
+        True,
+        help="Serve the routes E2B's SDK calls (sandbox/e2b/...) and give each sandbox an e2b_url. Those routes "
+        "take a per-sandbox secret in the URL instead of the server's auth (a proxy in front passes them as "
+        "they are): False serves none and gives no sandbox an e2b_url.",
     ).tag(config=True)
     keepalive_interval = Int(15, help="Seconds of silence before a keepalive line in streamed executions.").tag(
         config=True
@@ -118,7 +134,7 @@ class SandboxApp(ExtensionApp):
             )
             self.log.info("jupyter-sandbox: Hub mode, sandboxes through the service at %s", self.service_url)
             return
-        backend = make_backend(self.backend, log=self.log, parent=self)
+        backend = make_backend(self.backend, log=self.log, allow_local=self.allow_local_fallback, parent=self)
         self.identity = ServerIdentity.claim(
             self.state_dir, {"root_dir": str(self.serverapp.root_dir), "base_url": self.serverapp.base_url}
         )
@@ -131,7 +147,8 @@ class SandboxApp(ExtensionApp):
         else:
             self.log.info("jupyter-sandbox: server id %s (new)", self.identity.server_id)
         self.manager = SandboxManager(parent=self, backend=backend, log=self.log, server_id=self.identity.server_id)
-        self.manager.e2b_prefix = url_path_join(self.serverapp.base_url, E2B) + "/"
+        if self.e2b_routes:  # no prefix, no e2b_url (kernel_kind.give_e2b_url)
+            self.manager.e2b_prefix = url_path_join(self.serverapp.base_url, E2B) + "/"
         self.manager.records = SandboxRecords(os.path.join(self.identity.folder, "sandboxes"))
         if self.serverapp.event_logger is None:
             raise RuntimeError("jupyter_sandbox needs jupyter_server's event logger (jupyter_server >= 2)")
@@ -147,6 +164,21 @@ class SandboxApp(ExtensionApp):
         # The sandboxed kernel's provisioner (jupyter_sandbox.kernel) runs in this process and uses
         # this manager: known from now on, since a kernel may start before the extension's start ends.
         set_running(self.manager, self.kernel_owner)
+        self._stop_on_sigint()
+
+    def _stop_on_sigint(self) -> None:
+        """Without a TTY, SIGINT stops the server as SIGTERM does. JupyterHub stops a server with
+        SIGINT, and jupyter_server handles SIGINT only on a TTY (to ask first): elsewhere the event
+        loop dies of KeyboardInterrupt, no extension's stop runs, and the sandboxes outlive the server."""
+        if sys.platform.startswith("win") or (sys.stdin is not None and sys.stdin.isatty()):
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set handlers: a server embedded in a thread keeps its host's
+        stop = signal.getsignal(signal.SIGTERM)  # jupyter_server's init_signal ran before extensions load
+        # a SIGINT handler of someone else's (JupyterHub's, an embedding app's) stands
+        if callable(stop) and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, stop)
+            self.log.debug("jupyter-sandbox: SIGINT stops the server as SIGTERM does (no TTY)")
 
     def kernel_owner(self) -> str:
         """Whom a notebook kernel starting now belongs to: the user whose request starts it, by the
@@ -209,7 +241,13 @@ class SandboxApp(ExtensionApp):
         routes = (
             service_proxy.ROUTES
             if self.hub_mode
-            else [*handlers.ROUTES, *admin.ROUTES, *events.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
+            else [
+                *handlers.ROUTES,
+                *admin.ROUTES,
+                *events.ROUTES,
+                *(e2b.ROUTES if self.e2b_routes else []),
+                *oneshot.ROUTES,
+            ]
         )
         for template, handler in routes:
             self.handlers.append((handlers.route_pattern(template), handler))
