@@ -106,6 +106,40 @@ def rss_mb(pid: int) -> dict[str, float]:
     return {k: round(v / MB, 1) for k, v in proc_status(pid).items()}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (its threads included), from /proc/<pid>/stat."""
+    # the command name (field 2) may hold spaces: utime and stime are fields 14 and 15
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core spent not idle since boot (/proc/stat), in seconds."""
+    # the "cpu" line: user nice system idle iowait irq softirq steal (guest is counted in user)
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
+    busy = sum(ticks[:3]) + sum(ticks[5:8])
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent during one phase by the service, the proxy, the Hub, this client and the
+    whole machine (the rest: the kernels in the sandboxes, dockerd, and whatever else runs)."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.pids = pids
+
+    def sample(self) -> dict[str, float]:
+        out = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        times = os.times()
+        out["client (this process)"] = times.user + times.system
+        out["machine"] = machine_busy_seconds()
+        return out
+
+    @staticmethod
+    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {name: round(after[name] - before[name], 1) for name in before}
+
+
 def show_latency(figures: dict[str, Any]) -> str:
     ms = figures["latency_ms"]
     return "no execution completed" if ms is None else f"p50 {ms['p50']:.1f} / p99 {ms['p99']:.1f} ms"
@@ -132,6 +166,10 @@ def table(report: dict[str, Any]) -> str:
         (
             "Service RSS: before load / peak / after",
             f"{rss['before']['VmRSS']:.0f} / {rss['peak']:.0f} / {rss['after']['VmRSS']:.0f} MB",
+        ),
+        (
+            f"CPU seconds during the load ({os.cpu_count()} cores × {load['seconds']:g} s)",
+            ", ".join(f"{name} {seconds:g}" for name, seconds in report["load_cpu_seconds"].items()),
         ),
         ("Creating the sandboxes", f"{report['create_seconds']:.1f} s for {n_clients} (4 at a time)"),
         ("Load average (1 min): start / after baseline / end", " / ".join(f"{x:.1f}" for x in report["loadavg_1m"])),
@@ -170,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     loadavg = [os.getloadavg()[0]]
     ensure_venv()
     with tempfile.TemporaryDirectory(prefix="jsbx-bench-hub-") as workdir:
+        report["workdir"] = workdir
         hub = Hub(
             Path(workdir),
             users=users,
@@ -182,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"starting JupyterHub (example config) with the sandbox service and {args.users} users")
             hub.start()
             pid = hub.service_pid()
+            assert hub.proc is not None
+            proxy_pid = int((Path(workdir) / "proxy.pid").read_text())
+            meter = CpuMeter({"service": pid, "proxy": proxy_pid, "Hub": hub.proc.pid})
             report["service_rss_mb"] = {"idle": rss_mb(pid)}
 
             log(f"{args.users} tokens (scope {ACCESS_SCOPE}); {SANDBOXES_PER_USER} sandboxes each")
@@ -211,8 +253,10 @@ def main(argv: list[str] | None = None) -> int:
             log(f"load: {len(clients)} clients for {args.duration:g} s")
             report["service_rss_mb"]["before"] = rss_mb(pid)
             reset_peak_rss(pid)
+            cpu_before = meter.sample()
             load = Loop()
             load.run(clients, args.duration, stop)
+            report["load_cpu_seconds"] = meter.spent(cpu_before, meter.sample())
             status = rss_mb(pid)
             report["service_rss_mb"]["peak"] = status["VmHWM"]
             report["service_rss_mb"]["after"] = status
