@@ -1,11 +1,14 @@
 """Issue 20's "Must show", for alice's single-user server on a real JupyterHub (tests/hub/conftest.py):
-her server, kernels and terminals can't reach the engine, yet through the Hub's proxy and her
-server she uses sandboxes; a quota across her named servers that her own config can't raise; no
-sandbox process runs as a host account's uid; stopping her server leaves nothing behind.
+her server, kernels and terminals (JupyterLab's, and any process of hers) can't reach the engine,
+yet through the Hub's proxy and her server she uses sandboxes, with streamed output and notebooks
+of %%sandbox cells; a quota across her named servers that her own config can't raise; no sandbox
+process runs as a host account's uid; stopping her server leaves nothing behind; and the example
+config runs as written, with PAM logins of real Unix users.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pwd
 import re
@@ -108,6 +111,29 @@ class UserServer:
             socket.close()
             self.request("DELETE", f"api/kernels/{kernel_id}")
 
+    async def terminal_output(self, command: str, until: str, timeout: float = 120) -> str:
+        """Type ``command`` in a new terminal of the server (its terminals API and websocket, as
+        JupyterLab's terminal); what it shows until ``until`` appears (lower case)."""
+        r = self.request("POST", "api/terminals")
+        assert r.status_code == 200, r.text
+        name = r.json()["name"]
+        url = self.url.replace("http", "ws", 1) + f"terminals/websocket/{name}"
+        ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {self.token}"}))
+        shown = ""
+        try:
+            await ws.write_message(json.dumps(["stdin", command + "\r"]))
+            deadline = time.monotonic() + timeout
+            while until not in shown.lower():
+                raw = await asyncio.wait_for(ws.read_message(), max(deadline - time.monotonic(), 0.1))
+                assert raw is not None, f"the terminal closed: {shown!r}"
+                kind, *content = json.loads(raw)
+                if kind == "stdout":
+                    shown += content[0]
+            return shown
+        finally:
+            ws.close()
+            self.request("DELETE", f"api/terminals/{name}")
+
 
 def stdout_of(outputs: list[dict[str, Any]]) -> str:
     return "".join(m["content"].get("text", "") for m in outputs if m["msg_type"] == "stream")
@@ -160,6 +186,11 @@ async def test_alices_server_kernel_and_terminal_cannot_reach_the_engine(hub: An
     assert "permission denied" in r.stderr.lower(), r.stderr
     r = hub.run_as("alice", ["python", "-c", ENGINE_PROBE])
     assert "socket: refused" in r.stdout and "docker ps: 0" not in r.stdout, (r.stdout, r.stderr)
+
+    # a terminal of hers in JupyterLab, opened through the Hub's proxy
+    shown = await alice.terminal_output("echo GROUPS=$(id -nG); docker ps", until="permission denied")
+    groups = re.search(r"GROUPS=(?!\$)([^\r\n]*)", shown)  # the output, not the echo of the typed line
+    assert groups and "docker" not in groups[1].split(), shown
 
     # a notebook kernel of hers, started by her server through the Hub's proxy
     async with alice.kernel() as kernel:
