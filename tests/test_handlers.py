@@ -309,6 +309,17 @@ async def test_server_shutdown_removes_its_sandboxes(jp_fetch, jp_serverapp):
     assert [containers_of(i) for i in ids] == [[], []]
 
 
+async def test_nobody_is_a_sandbox_admin_in_a_plain_server(jp_fetch):
+    """The admin routes answer only identities that say so (the Hub service's admin scope)."""
+    mine = await create_sandbox(jp_fetch)
+    for headers in (None, BOB):
+        r = await fetch(jp_fetch, "sandbox", "api", "admin", "sandboxes", headers=headers)
+        assert r.code == 403, r.body
+        r = await fetch(jp_fetch, "sandbox", "api", "admin", "sandboxes", mine["id"], method="DELETE", headers=headers)
+        assert r.code == 403, r.body
+    assert body_of(await fetch(jp_fetch, *API, mine["id"]))["status"] == "running"
+
+
 def test_every_handler_is_authenticated_and_authorized():
     """Jupyter API: @web.authenticated + @authorized. E2B routes: the path's secret instead."""
     checked = 0

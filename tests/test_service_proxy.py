@@ -160,6 +160,23 @@ def test_an_execution_streams_line_by_line_and_interrupts(server_b):
         assert b.api("DELETE", "sandboxes/streams").status_code == 204
 
 
+def test_a_caller_that_leaves_stops_its_execution_in_the_service(server_b):
+    """The caller's connection to B closes mid-execution: B closes its request to the service at the
+    service's next line (a keepalive at the latest, 15 s), which interrupts the code, as for any
+    client that leaves. The context is then free again for the next execution."""
+    b = server_b
+    create(b, "left")
+    try:
+        for event in stream_execute(b, "left", "import time\nprint('sleeping', flush=True)\ntime.sleep(600)"):
+            if event.get("type") == "stdout":
+                break  # leaves: the stream's connection closes here
+        started = time.monotonic()
+        assert result_text(b.execute("left", "'free'")) == "'free'"
+        assert time.monotonic() - started < 120  # not after the 600 s of the abandoned execution
+    finally:
+        assert b.api("DELETE", "sandboxes/left").status_code == 204
+
+
 async def test_events_websocket_through_the_service(server_b):
     b = server_b
     url = b.url.replace("http", "ws", 1) + "sandbox/api/events"
@@ -369,9 +386,13 @@ def test_hub_mode_serves_the_extensions_routes_each_authenticated_and_authorized
 
 
 class BreaksOff(web.RequestHandler):
-    """A "service" whose connections close: before any answer, or in the middle of a download."""
+    """A "service" whose connections close: before any answer, or in the middle of a download; and
+    that says which headers reached it (``GET .../logs``)."""
 
     async def get(self, *args: str) -> None:
+        if self.request.path.endswith("/logs"):  # what reached the service, said back
+            self.finish({"headers": dict(self.request.headers), "path": self.request.path})
+            return
         if self.request.path.endswith("/files"):
             self.set_header("Content-Type", "application/octet-stream")
             self.write(b"x" * 100_000)
@@ -393,6 +414,7 @@ def jp_server_config(monkeypatch, breaking_service):
     from servers import server_config
 
     monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    monkeypatch.setenv("JUPYTERHUB_SERVER_NAME", "second")  # a named server of alice's
     monkeypatch.setenv("DOCKER_HOST", NO_ENGINE)
     return server_config(SandboxApp={"service_url": breaking_service, "service_token": "a-token"})
 
@@ -416,3 +438,25 @@ async def test_a_download_the_service_breaks_off_does_not_look_complete(jp_serve
     with pytest.raises(HTTPClientError) as answer:
         await jp_fetch("sandbox", "api", "sandboxes", "s", "files", params={"path": "big.bin"})
     assert answer.value.code == 599  # the connection closed unfinished, not a 200 with part of the file
+
+
+async def test_the_callers_credentials_never_reach_the_service(jp_fetch, jp_base_url):
+    r = await jp_fetch(
+        "sandbox",
+        "api",
+        "sandboxes",
+        "s",
+        "logs",
+        headers={
+            "Cookie": "session=secret",
+            "Origin": "http://elsewhere",
+            "X-Other": "1",
+            "Accept": "application/json",
+        },
+    )
+    seen = json.loads(r.body)
+    assert seen["path"] == "/sandbox/api/sandboxes/s/logs"
+    headers = {k.lower(): v for k, v in seen["headers"].items()}
+    assert headers["authorization"] == "token a-token"  # the server's token, not the caller's
+    assert headers["x-jupyter-sandbox-server"] == "second" and headers["accept"] == "application/json"
+    assert not {"cookie", "origin", "x-other", "referer"} & set(headers)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,6 @@ from hub_process import (
     SERVICE_NAME,
     VENV,
     Hub,
-    descendants,
     ensure_venv,
     kill_pids,
     pids,
@@ -38,6 +36,7 @@ from hub_process import (
     remove_containers,
     sbin,
     service_answers,
+    stop_hub_process,
 )
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
@@ -157,7 +156,13 @@ class ExampleHub:
         env = {"PATH": f"{VENV / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                argv, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         checks = [
@@ -189,16 +194,8 @@ class ExampleHub:
         }
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        started = descendants(self.proc.pid)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(90)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        kill_pids(started)
+        if self.proc is not None:
+            stop_hub_process(self.proc, self.workdir / "jupyterhub-proxy.pid")  # the Hub's default pid file
 
 
 @pytest.fixture

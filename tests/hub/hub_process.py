@@ -94,6 +94,31 @@ def kill_pids(pids: Sequence[int]) -> None:
             pass
 
 
+def stop_hub_process(proc: subprocess.Popen[bytes], proxy_pid_file: Path) -> None:
+    """SIGTERM a Hub (it stops its proxy and services), SIGKILL after 90 s; then whatever of its
+    own outlived it, by pid: a Hub that died at startup leaves its proxy and service running. The
+    service runs in the Hub's session (started with its own), the proxy in one of its own."""
+    if proc.poll() is None:
+        started = descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        kill_pids(started)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proxy = int(proxy_pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if any("configurable-http-proxy" in part for part in cmdline(proxy)):
+        kill_pids([proxy])
+
+
 def service_answers(service_url: str) -> bool:
     """The service itself answers through the Hub's proxy: an unauthenticated API request gets its
     403 (before the proxy routes to it: the proxy's 404 or 503, or the Hub's redirect)."""
@@ -233,23 +258,16 @@ c.Spawner.environment["PYTHONPATH"] = {str(REPO)!r}
     def stop(self) -> None:
         """Every server stopped through the Hub (as a user would), then the Hub (SIGTERM: it stops
         the proxy and the service), then whatever of theirs is left, by pid."""
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
         try:
-            for name in {*self.users.values(), self.admin_user}:
+            for name in {*self.users.values(), self.admin_user} if self.proc.poll() is None else ():
                 r = self.api("GET", f"users/{name}")
                 for server in r.json().get("servers", {}) if r.status_code == 200 else ():
                     self.stop_server(name, server, timeout=60)
         except Exception as e:  # the Hub is stopped below whatever happened here
             print(f"stopping the users' servers: {e!r}", file=sys.stderr)
-        started = descendants(self.proc.pid)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(90)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        kill_pids(started)
+        stop_hub_process(self.proc, self.workdir / "proxy.pid")
 
     def log(self, tail: int = 8000) -> str:
         return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""

@@ -10,7 +10,13 @@ import ast
 import docker
 from attacks import ATTACKER, assert_whole, create, guarded  # noqa: F401 (guarded is a fixture)
 
+from jupyter_sandbox.backends.docker import DockerBackend
+from jupyter_sandbox.backends.docker_containers import uid_pair
+
 from servers import result_text
+
+BASE = DockerBackend.sandbox_uid_base.default_value
+COUNT = DockerBackend.sandbox_uid_count.default_value
 
 ATTACK = r"""
 import ctypes, errno, os, signal, struct
@@ -65,8 +71,10 @@ def test_sandbox_code_cannot_write_into_stop_or_trace_its_link(guarded):
     text = result_text(events)
     assert text is not None, events  # (a forged "exited" in the link ends the execution)
     found = ast.literal_eval(text)
-    assert found["kernel uids"] == [1000] * 4
-    assert found["launcher uids"] == [1001] * 4
+    # the sandbox's own pair of uids (DockerBackend.sandbox_uid_base)
+    kernel_uid, launcher_uid = (int(ids.partition(":")[0]) for ids in uid_pair(sandbox, BASE, COUNT))
+    assert found["kernel uids"] == [kernel_uid] * 4
+    assert found["launcher uids"] == [launcher_uid] * 4
     assert found["write into the link"] == "refused EACCES"
     assert found["SIGSTOP the launcher"] == "refused EPERM"
     assert found["ptrace the launcher"] == "refused EPERM"
