@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "label": labels,
     }
     loadavg = [os.getloadavg()[0]]
+    interrupted = False
     ensure_venv()
     with tempfile.TemporaryDirectory(prefix="jsbx-bench-hub-") as workdir:
         report["workdir"] = workdir
@@ -264,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
             loadavg.append(os.getloadavg()[0])
             report["loadavg_1m"] = loadavg
             report["machine"]["loadavg_at_end"] = os.getloadavg()
-        except BaseException:
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: clean up below, no traceback
+            log(f"interrupted ({e}): no figures")
+            interrupted = True
+        except Exception:
             print(f"the Hub's log (the end):\n{hub.log()}", file=sys.stderr)
             raise
         finally:
@@ -286,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             if left:
                 log(f"removed {left} containers the service left behind")
 
+    if interrupted:
+        return 130
     print(table(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
