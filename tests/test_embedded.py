@@ -25,7 +25,7 @@ from jupyter_sandbox.embedded import (
     embedded_server_pid,
 )
 from jupyter_sandbox.errors import Conflict
-from jupyter_sandbox.kernel.provisioner import SandboxProvisioner
+from jupyter_sandbox.kernel.provisioner import ManagerKernelHost, SandboxProvisioner
 
 PACKAGE = Path(jupyter_sandbox.__file__).parent
 
@@ -85,9 +85,10 @@ def test_unit_cli_connection_and_provisioner_share_one_embedded_manager(fresh):
     connection = connect()  # no server anywhere: a plain script's connection
     assert isinstance(connection, EmbeddedConnection) and connection.embedded is chosen
     provisioner = SandboxProvisioner()
-    provisioner._bind()  # what launch_kernel does first, outside a server
-    assert provisioner._manager is chosen.manager and isinstance(chosen.manager, SandboxManager)
-    assert provisioner._on_manager_loop == chosen.call
+    host = provisioner._bind()  # what launch_kernel does first, outside a server
+    assert isinstance(host, ManagerKernelHost)
+    assert host.manager is chosen.manager and isinstance(chosen.manager, SandboxManager)
+    assert host.on_loop == chosen.call
     assert chosen.manager.backend.name == "local" and chosen.manager.server_id == embedded_server_id()
     assert asyncio.run(connection.list()) == [] and "local backend" in connection.description
     # asking again for "whatever there is" is the same; asking for another backend is refused

@@ -12,7 +12,7 @@ import pytest
 from jupyter_client.session import Session
 
 from jupyter_sandbox.backends import kernel_relay, programs
-from jupyter_sandbox.backends.programs import launcher
+from jupyter_sandbox.backends.programs import frames, launcher
 from jupyter_sandbox.backends.programs.frames import (
     DELIMITER,
     DROPPED,
@@ -147,7 +147,7 @@ def test_the_launcher_peer_fits_only_iopub_messages():
     pieces = peer.fitted(big)
     assert len(pieces) == 2 and all(sum(len(p) for p in piece) <= 8 * MiB for piece in pieces)
     assert pieces == cut_message(big, KEY, iopub=True, where="in the sandbox")
-    huge = signed(session, "stream", {"name": "stdout", "text": "x" * (launcher.STREAM_MOST + MiB)})
+    huge = signed(session, "stream", {"name": "stdout", "text": "x" * (frames.STREAM_MOST + MiB)})
     *_, last = peer.fitted(huge)
     assert unpack(session, last)["metadata"] == {DROPPED: MiB}
     assert peer.fitted([b"small"]) == [[b"small"]]

@@ -13,19 +13,19 @@ from pathlib import Path
 import pytest
 import yaml
 from jupyter_server.serverapp import _has_tornado_web_authenticated
-from tornado import web
+from tornado import web, websocket
 
 import jupyter_sandbox
 from jupyter_sandbox import models
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.models import STATUSES
 from jupyter_sandbox.oneshot.records import ExecutionRecord
-from jupyter_sandbox.server import admin, e2b, handlers, oneshot
+from jupyter_sandbox.server import admin, e2b, handlers, kernel_ws, oneshot
 from jupyter_sandbox.server.e2b import E2BMixin
 
 from servers import TwoUsers
 
-ROUTES = [*handlers.ROUTES, *admin.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
+ROUTES = [*handlers.ROUTES, *admin.ROUTES, *kernel_ws.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
 
 API = ("sandbox", "api", "sandboxes")
 BOB = {"Authorization": "token bob-token"}
@@ -332,12 +332,16 @@ def test_every_handler_is_authenticated_and_authorized():
             if issubclass(handler, E2BMixin):
                 assert getattr(method, "__allow_unauthenticated", False), (template, verb)
                 continue
-            assert _has_tornado_web_authenticated(method), (template, verb)
+            if issubclass(handler, websocket.WebSocketHandler):  # 403 rather than a login redirect
+                assert method.__code__.co_qualname.startswith("ws_authenticated"), (template, verb)
+            else:
+                assert _has_tornado_web_authenticated(method), (template, verb)
             # (functools.wraps copies names; the code object tells whose wrapper it is)
             assert method.__wrapped__.__code__.co_filename.endswith("auth/decorator.py"), (template, verb)
             assert handler.auth_resource == "sandboxes"
-    # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET), + admin's GET and DELETE
-    assert checked == 32
+    # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET), + admin's GET and
+    # DELETE, + the notebook kernel routes (POST kernels; GET, DELETE kernel; POST kernel/restart; GET channels)
+    assert checked == 37
 
 
 def test_openapi_describes_every_route_and_method():

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..backends.programs.frames import OUTPUT_CAP, STREAM_MOST
 from ..models import Execution, Result
 from ..outputs import DEFAULT as DEFAULT_OUTPUTS
 from ..outputs import OutputPolicy
@@ -94,7 +95,8 @@ class ExecutionCollector:
         limit = f"{self.max_output} bytes per execution, " if self.max_output is not None else ""
         text = (
             f"[jupyter-sandbox: output truncated: {self.dropped_bytes} more bytes of output were not kept "
-            f"(limits: {limit}8 MiB per output message; c.SandboxManager.max_output_size)]\n"
+            f"(limits: {limit}{OUTPUT_CAP >> 20} MiB per display, {STREAM_MOST >> 20} MiB per single write to "
+            "stdout or stderr; c.SandboxManager.max_output_size)]\n"
         )
         return [self._apply({"type": "stderr", "text": text, "timestamp": _ns()})]
 

@@ -227,16 +227,18 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
             except Exception:  # keep culling; one failed removal must not end the loop
                 self.log.exception("jupyter-sandbox: culling idle sandboxes failed")
 
-    async def shutdown(self) -> None:
-        """Remove every sandbox (server shutdown)."""
+    async def shutdown(self, keep_sandboxes: bool = False) -> None:
+        """Remove every sandbox (server shutdown); ``keep_sandboxes`` leaves the owned ones running
+        with their records, for the next start to take back as after a crash (adoption.py)."""
         if self._culler is not None:
             self._culler.cancel()
             await asyncio.gather(self._culler, return_exceptions=True)
             self._culler = None
         if self._reaping is not None:  # bounded by adopt_timeout
             await asyncio.gather(self._reaping, return_exceptions=True)
-        await self.pool.close()
-        await asyncio.gather(*(self.lifecycle.remove(s) for s in self.registry.all()), return_exceptions=True)
+        await self.pool.close()  # pooled sandboxes have no owner: nothing to take back
+        if not keep_sandboxes:
+            await asyncio.gather(*(self.lifecycle.remove(s) for s in self.registry.all()), return_exceptions=True)
         await self.backend.close()
 
     async def restart(self, owner: str, ref: str) -> SandboxModel:

@@ -10,6 +10,11 @@ other sandbox, listed in the Sandboxes panel as ``kind: "kernel"``. Elsewhere (n
 How the kernel's sockets reach the host is the backend's business: ``start_kernel`` returns
 connection info, which is handed to jupyter_client as is. A restart starts a new kernel process
 at the same addresses with the same key, so the notebook's open websocket reaches it.
+
+In Hub mode (``c.SandboxProvisioner.service_url``, or ``JUPYTER_SANDBOX_SERVICE_URL`` in the
+environment) this server holds no manager: the sandbox is the sandbox service's, asked for over
+HTTP with the user's Hub token, and the kernel's channels travel over the service's kernel
+websocket to a local bridge (kernel/remote.py, kernel/bridge.py).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from ..core.replies import reply_to
 from ..embedded import embedded_manager
 from ..errors import NotFound, SandboxError
 from ..models import SpecRequest
+from .remote import KernelHost, ServiceKernelHost, service_settings
 
 T = TypeVar("T")
 
@@ -48,6 +54,44 @@ class RunsOnManagerLoop(Protocol):
 async def _on_this_loop(coro: Coroutine[Any, Any, T]) -> T:
     # a server's manager lives on the server's loop, where jupyter_client runs this provisioner
     return await coro
+
+
+class ManagerKernelHost:
+    """The kernel's sandbox made by a SandboxManager of this process (the server's, or the
+    embedded one, awaited on its own loop through ``on_loop``), for ``owner``."""
+
+    def __init__(self, manager: SandboxManager, owner: str, on_loop: RunsOnManagerLoop) -> None:
+        self.manager, self.owner, self.on_loop = manager, owner, on_loop
+        self.description = f"{manager.backend.name} backend"
+
+    async def _call(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        """``await method(*args, **kwargs)``, a coroutine method of the manager, on its loop."""
+        return await self.on_loop(method(*args, **kwargs))
+
+    async def create(self, name: str, spec: SpecRequest, kernel_id: str | None = None) -> str:
+        model = await self._call(self.manager.create, self.owner, name, spec, kernel_id=kernel_id, kind="kernel")
+        return model.id
+
+    async def connection(self, sandbox_id: str) -> dict[str, Any]:
+        return self.manager.kernel_connection(self.owner, sandbox_id)
+
+    async def exit_reason(self, sandbox_id: str) -> str | None:
+        return await self._call(self.manager.kernel_exit_reason, self.owner, sandbox_id)
+
+    async def interrupt(self, sandbox_id: str) -> None:
+        await self._call(self.manager.interrupt, self.owner, sandbox_id)
+
+    async def stop_kernel(self, sandbox_id: str) -> None:
+        await self._call(self.manager.stop_kernel, self.owner, sandbox_id)
+
+    async def restart_kernel(self, sandbox_id: str) -> None:
+        await self._call(self.manager.restart_kernel, self.owner, sandbox_id)
+
+    async def remove(self, sandbox_id: str) -> None:
+        await self._call(self.manager.remove, self.owner, sandbox_id)
+
+    async def close(self) -> None:
+        pass  # the manager is the server's (or the process's), not this kernel's
 
 
 class SandboxProvisioner(KernelProvisionerBase):
@@ -76,35 +120,54 @@ class SandboxProvisioner(KernelProvisionerBase):
     poll_interval = Float(0.5, help="Seconds between liveness checks while waiting for the kernel to end.").tag(
         config=True
     )
+    service_url = Unicode(
+        None,
+        allow_none=True,
+        help="Base URL of the sandbox service (Hub mode: this server holds no engine; the kernel's sandbox "
+        "is the service's, its channels travel over the service's websocket). None: c.SandboxApp.service_url, "
+        "else $JUPYTER_SANDBOX_SERVICE_URL; unset there too: this server's own manager.",
+    ).tag(config=True)
+    service_token = Unicode(
+        None,
+        allow_none=True,
+        help="Token for the sandbox service (None: c.SandboxApp.service_token, else $JUPYTERHUB_API_TOKEN, "
+        "the user's Hub token).",
+    ).tag(config=True)
 
     sandbox_id: str | None = None
     exit_reason: str | None = None  # why the kernel last died (None: it did not, or was shut down)
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
-        self._manager: SandboxManager | None = None
-        self._owner = ""
-        self._on_manager_loop: RunsOnManagerLoop = _on_this_loop
+        self._host: KernelHost | None = None
         self._stopping = False  # a stop we asked for: its end is not a death
 
     # -- where the sandbox lives ----------------------------------------------------------
-    def _bind(self) -> None:
-        """Use the running server's manager, or this process's embedded one."""
-        if self._manager is not None:
-            return
+    def _service(self) -> tuple[str, str | None] | None:
+        """(URL, token) of the sandbox service in Hub mode, else None: this class's traits, else the
+        server's ``c.SandboxApp.service_url``/``service_token`` (the one line that sets Hub mode; this
+        provisioner shares the server's config), else the environment."""
+        server = self.config.get("SandboxApp", {})
+        return service_settings(
+            self.service_url or server.get("service_url"), self.service_token or server.get("service_token")
+        )
+
+    def _bind(self) -> KernelHost:
+        """The sandbox service (Hub mode), else the running server's manager, else this process's
+        embedded one."""
+        if self._host is not None:
+            return self._host
+        service = self._service()
         here = running()
-        if here is not None:
+        if service is not None:
+            self._host = ServiceKernelHost(*service, self.log)
+        elif here is not None:
             # asked now, in launch_kernel: inside the server, the request starting the kernel decides
-            self._manager, self._owner = here.manager, here.owner()
-            self._on_manager_loop = _on_this_loop
+            self._host = ManagerKernelHost(here.manager, here.owner(), _on_this_loop)
         else:
             embedded = embedded_manager()
-            self._manager, self._owner = embedded.manager, embedded.owner
-            self._on_manager_loop = embedded.call
-
-    async def _call_manager(self, method: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
-        """``await method(*args, **kwargs)``, a coroutine method of the manager, on its loop."""
-        return await self._on_manager_loop(method(*args, **kwargs))
+            self._host = ManagerKernelHost(embedded.manager, embedded.owner, embedded.call)
+        return self._host
 
     def _spec(self) -> SpecRequest:
         return SpecRequest(
@@ -126,9 +189,12 @@ class SandboxProvisioner(KernelProvisionerBase):
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         kwargs = await super().pre_launch(**kwargs)
         # Interrupt through the control channel (an interrupt_request, as the manager does for
-        # every sandbox): no signal path from the host reaches a process in a container.
+        # every sandbox): no signal path from the host reaches a process in a container. In Hub
+        # mode "signal" makes it send_signal's: the service's interrupt route, which does the same
+        # on its side, and needs no open websocket.
         if self.kernel_spec is not None:
-            self.kernel_spec.interrupt_mode = "message"
+            hub_mode = self._service() is not None
+            self.kernel_spec.interrupt_mode = "signal" if hub_mode else "message"
         km = self.parent
         extra = kwargs.get("extra_arguments", [])
         kwargs["cmd"] = km.format_kernel_cmd(extra) if km is not None else list(self.kernel_spec.argv)
@@ -139,25 +205,20 @@ class SandboxProvisioner(KernelProvisionerBase):
         return kwargs
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
-        self._bind()
-        assert self._manager is not None
+        host = self._bind()
         self._stopping = False
         if self.sandbox_id is None:
-            model = await self._call_manager(
-                self._manager.create,
-                self._owner,
-                f"kernel-{self.kernel_id}",
-                self._spec(),
-                kernel_id=self.kernel_id,
-                kind="kernel",
-            )
-            self.sandbox_id = model.id
+            self.sandbox_id = await host.create(f"kernel-{self.kernel_id}", self._spec(), kernel_id=self.kernel_id)
             self.log.info(
-                "jupyter-sandbox: kernel %s runs in sandbox %s (%s backend)", self.kernel_id, model.id, model.backend
+                "jupyter-sandbox: kernel %s runs in sandbox %s (%s)", self.kernel_id, self.sandbox_id, host.description
             )
         else:
-            await self._call_manager(self._manager.restart_kernel, self._owner, self.sandbox_id)
-        info = self._manager.kernel_connection(self._owner, self.sandbox_id)
+            await host.restart_kernel(self.sandbox_id)
+        try:
+            info = await host.connection(self.sandbox_id)
+        except BaseException:
+            await self.cleanup()  # no kernel reached: its sandbox would be left to nobody
+            raise
         if isinstance(info.get("key"), str):
             info["key"] = info["key"].encode()  # as jupyter_client keeps it (session.key is bytes)
         self.connection_info = cast("KernelConnectionInfo", info)
@@ -187,10 +248,10 @@ class SandboxProvisioner(KernelProvisionerBase):
             client.stop_channels()
 
     async def poll(self) -> int | None:
-        if self.sandbox_id is None or self._manager is None:
+        if self.sandbox_id is None or self._host is None:
             return 0
         try:
-            reason = await self._call_manager(self._manager.kernel_exit_reason, self._owner, self.sandbox_id)
+            reason = await self._host.exit_reason(self.sandbox_id)
         except NotFound:
             reason = "The kernel's sandbox was removed."
         except SandboxError as e:
@@ -215,21 +276,21 @@ class SandboxProvisioner(KernelProvisionerBase):
             await asyncio.sleep(self.poll_interval)
 
     async def send_signal(self, signum: int) -> None:
-        if self.sandbox_id is None or self._manager is None or signum == 0:
+        if self.sandbox_id is None or self._host is None or signum == 0:
             return
         if signum == signal.SIGINT:
-            await self._call_manager(self._manager.interrupt, self._owner, self.sandbox_id)
+            await self._host.interrupt(self.sandbox_id)
         elif signum in (signal.SIGTERM, signal.SIGKILL):
             await self.kill()
         else:
             self.log.warning("jupyter-sandbox: signal %s cannot be sent into a sandbox; ignored", signum)
 
     async def kill(self, restart: bool = False) -> None:
-        if self.sandbox_id is None or self._manager is None:
+        if self.sandbox_id is None or self._host is None:
             return
         self._stopping = True
         try:
-            await self._call_manager(self._manager.stop_kernel, self._owner, self.sandbox_id)
+            await self._host.stop_kernel(self.sandbox_id)
         except NotFound:
             pass  # the sandbox went first (server shutdown removes every sandbox)
 
@@ -241,13 +302,16 @@ class SandboxProvisioner(KernelProvisionerBase):
         self._stopping = True
 
     async def cleanup(self, restart: bool = False) -> None:
-        if restart or self.sandbox_id is None or self._manager is None:
+        if restart or self.sandbox_id is None or self._host is None:
             return
         sandbox_id, self.sandbox_id = self.sandbox_id, None
         try:
-            await self._call_manager(self._manager.remove, self._owner, sandbox_id)
+            await self._host.remove(sandbox_id)
         except NotFound:
             pass  # removed already (with the server's other sandboxes, or by its kernel-shutdown listener)
+        finally:
+            await self._host.close()
+            self._host = None
 
     def get_stable_start_time(self, recommended: float = 10.0) -> float:
         # a new container and a kernel in it; under gVisor a few seconds more

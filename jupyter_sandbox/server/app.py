@@ -29,7 +29,7 @@ from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
-from . import admin, e2b, events, handlers, oneshot, service_proxy
+from . import admin, e2b, events, handlers, kernel_ws, oneshot, service_proxy
 from .e2b import E2B, scrub_logs
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
@@ -67,6 +67,13 @@ class SandboxApp(ExtensionApp):
         "",
         help="scheme://host[:port] through which clients reach this server, used in each sandbox's "
         "e2b_url (e.g. behind a TLS-terminating proxy). '' = the scheme and host of the request.",
+    ).tag(config=True)
+    keep_sandboxes_on_stop = Bool(
+        False,
+        help="Leave the sandboxes running when the server stops cleanly, for its next start (same state_dir, "
+        "root dir and base URL) to take back with their variables, as after a crash. False removes them. The "
+        "sandbox service (jupyter sandbox serve) defaults to True: restarting it must not cost every user "
+        "their work.",
     ).tag(config=True)
     e2b_routes = Bool(
         True,
@@ -244,6 +251,7 @@ class SandboxApp(ExtensionApp):
             else [
                 *handlers.ROUTES,
                 *admin.ROUTES,
+                *kernel_ws.ROUTES,
                 *events.ROUTES,
                 *(e2b.ROUTES if self.e2b_routes else []),
                 *oneshot.ROUTES,
@@ -256,11 +264,14 @@ class SandboxApp(ExtensionApp):
         if getattr(self, "executions", None) is not None:
             await self.executions.shutdown()  # kills running one-shot executions
         set_running(None)
+        keep = self.keep_sandboxes_on_stop
         if self.manager is not None:
-            self.log.info("jupyter-sandbox: removing %d sandboxes on shutdown", len(self.manager.list()))
-            await self.manager.shutdown()
+            verb = "keeping" if keep else "removing"
+            self.log.info("jupyter-sandbox: %s %d sandboxes on shutdown", verb, len(self.manager.list()))
+            await self.manager.shutdown(keep_sandboxes=keep)
         if self.identity is not None:
-            self.identity.release(forget=True)  # every sandbox of this server is gone
+            # forgotten when every sandbox of this server is gone; kept, the next start takes them back
+            self.identity.release(forget=not keep)
 
 
 # jupyter_server's launch_instance carries no annotations: typed here, for the call below

@@ -131,6 +131,10 @@ class SandboxServiceApp(ServerApp):
 
     def init_server_extensions(self) -> None:
         self.jpserver_extensions = {EXTENSION: True}
+        # before the extension reads its config: a restart of the service (the Hub's, an upgrade)
+        # leaves every user's sandboxes for the next start to take back
+        if "keep_sandboxes_on_stop" not in self.config.SandboxApp:
+            self.config.SandboxApp.keep_sandboxes_on_stop = True
         super().init_server_extensions()
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:

@@ -201,9 +201,8 @@ class ExampleHub:
 @pytest.fixture
 def example_hub(hub: Hub, tmp_path: Path) -> Iterator[ExampleHub]:
     """The example config run as written (beside the ``hub`` fixture, whose users it logs in);
-    stopped at the end, and every container of its service removed. (Its service keeps a pool of
-    started containers; the Hub gives a stopping service 10 s after SIGINT and 5 s after SIGTERM
-    before SIGKILL, which on a loaded machine may not be enough to remove them.)"""
+    stopped at the end, and every container of its service removed: a service that stops keeps
+    its sandboxes for its next start, and these carry no test session label."""
     instance = ExampleHub(tmp_path)
     try:
         yield instance.start()
@@ -212,6 +211,5 @@ def example_hub(hub: Hub, tmp_path: Path) -> Iterator[ExampleHub]:
         client = docker.from_env()
         for server_id in instance.service_server_ids():
             for container in client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}.server={server_id}"}):
-                print(f"the example's service left {container.name} behind: removed", file=sys.stderr)
                 container.remove(force=True)
         client.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -405,6 +406,24 @@ def test_kill_9_restart_keeps_variables_and_applies_group_limits(hub: Any, clean
     config = alice.request("GET", "sandbox/api/config").json()
     assert config["maximums"]["sandboxes_per_user"] == 3
     assert bob.request("GET", "sandbox/api/config").json()["maximums"]["sandboxes_per_user"] == 2
+
+
+def test_a_service_stopped_cleanly_keeps_every_sandbox_for_its_next_start(hub: Any, clean: dict[str, Service]):
+    """SIGTERM (the Hub's or systemd's stop, an upgrade): the service leaves the sandboxes running
+    (c.SandboxApp.keep_sandboxes_on_stop defaults to True there) and its next start takes them back."""
+    alice = clean["alice"]
+    model = alice.create(name="kept-on-stop")
+    alice.execute(model["id"], "y = 'still here'")
+
+    old = hub.service_pid()
+    os.kill(old, signal.SIGTERM)
+    _wait_for_new_service(hub, old)
+    deadline = time.monotonic() + 60
+    while alice.request("GET", f"sandbox/api/sandboxes/{model['id']}").status_code == 404:
+        assert time.monotonic() < deadline, f"the restarted service did not take the sandbox back:\n{hub.log()}"
+        time.sleep(1)
+    assert stdout(alice.execute("kept-on-stop", "print(y)")) == "still here\n"
+    assert re.search(r"keeping \d+ sandboxes on shutdown", hub.log(tail=200_000)), hub.log()
 
 
 def test_stopping_a_server_removes_the_sandboxes_made_through_it(hub: Any, clean: dict[str, Service]):

@@ -34,6 +34,11 @@ MAX_PARTS = 1 << 16
 DELIMITER = b"<IDS|MSG>"
 DROPPED = "jupyter_sandbox_dropped"  # metadata of a cut-down message: bytes it lost (the collector counts them)
 OUTPUT_CAP = 8 << 20  # bytes of one message on the link; a bigger one is cut (in the sandbox, and on the server)
+# Of one stream message, what the launcher sends on (in pieces): the rest is dropped in the sandbox
+# and counted. While the server reads a big output at its budget, the launcher does not read the
+# kernel, whose messages then wait in its memory: a 200 MB print sent whole got it OOM-killed in a
+# 1G sandbox (tests/security/test_output.py).
+STREAM_MOST = 32 << 20
 SIGNATURE_SIZE = 64  # hex of an HMAC-SHA256
 
 HEAD = struct.Struct(">BI")

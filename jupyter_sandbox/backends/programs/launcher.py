@@ -112,11 +112,6 @@ LOG_CAP = 64 * 1024  # bytes kept per log file; two files at most
 EXIT_LOG = 8 * 1024  # log tail carried by the exited event
 MAX_REQUEST = 1 << 20
 MAX_MESSAGE = 256 << 20
-# Of one stream message, what goes on to the server (in pieces): the rest is dropped here and
-# counted. While the server reads a big output at its budget, this process does not read the
-# kernel, whose messages then wait in its memory: a 200 MB print sent whole got it OOM-killed
-# in a 1G sandbox (tests/security/test_output.py).
-STREAM_MOST = 32 << 20
 CHECK_INTERVAL = 0.5  # attach mode: seconds between looks at the kernel's pid
 SAFETY_INTERVAL = 5.0  # start mode: SIGCHLD wakes us; this only guards against a lost one
 KERNEL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -607,7 +602,7 @@ class Peer:
         so that nothing the code prints can grow the server's memory; other channels as they are."""
         if self.kind != IOPUB or sum(len(p) for p in parts) <= OUTPUT_CAP:
             return [parts]
-        return cut_message(parts, self.key, iopub=True, where="in the sandbox", most_text=STREAM_MOST)
+        return cut_message(parts, self.key, iopub=True, where="in the sandbox", most_text=frames.STREAM_MOST)
 
     def command(self, body):
         name = body[1 : 1 + body[0]] if body else b""
