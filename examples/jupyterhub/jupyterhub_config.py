@@ -15,6 +15,9 @@ Edit the constants below; everything else follows from them.
 import sys
 from pathlib import Path
 
+# The service's admin scope ("custom:sandbox:admin"), named once, where the service checks it.
+from jupyter_sandbox.service import ADMIN_SCOPE
+
 # What a deployer edits -----------------------------------------------------------------------
 SERVICE_NAME = "sandbox"
 # Where the service listens: on the host only. The Hub's proxy serves it publicly under
@@ -25,7 +28,6 @@ SERVICE_URL = f"http://127.0.0.1:{SERVICE_PORT}"
 ADMIN_USERS: set[str] = set()
 
 # Names the other parts rely on ---------------------------------------------------------------
-ADMIN_SCOPE = "custom:sandbox:admin"  # the service's admin scope (jupyter_sandbox/service/)
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 SERVICE_ROLE = "sandbox-service"
 SANDBOX_ADMIN_ROLE = "sandbox-admin"

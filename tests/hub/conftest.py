@@ -1,49 +1,54 @@
 """A real JupyterHub for the tests: the EXAMPLE config (examples/jupyterhub/jupyterhub_config.py)
 run by the venv's ``jupyterhub`` as root, with configurable-http-proxy, LocalProcessSpawner, the
-sandbox service and two real Unix users made here.
+sandbox service and two real Unix users made here. Starting and stopping the Hub is
+hub_process.py's (benchmarks/bench_hub.py starts it too); the users, the quota of 2 and this
+session's label are the tests'.
 
-The venv (scripts/setup-hub.sh; ``JUPYTER_SANDBOX_HUB_VENV``, default /opt/jupyter-sandbox-hub)
-is a Debian Python that every user can run, with this checkout installed editable: the Hub, its
-service and the users' servers all run from it. A small generated config ``load_subconfig``s the
-example and overrides only what a test needs (temp files, free ports, DummyAuthenticator with
-the test users, the test image and session label for the service, a quota of 2).
-
-The session fixture ``hub`` is a :class:`Hub`. These tests need root (useradd, a Hub that
-spawns servers as other users): not root is a FAILURE, not a skip.
+The session fixture ``hub`` is a :class:`Hub`; ``example_hub`` runs the example exactly as
+written (its fixed ports 8081, 8001 and 10101). These tests need root (useradd, a Hub that spawns
+servers as other users): not root is a FAILURE, not a skip. Two runs at once on one machine need
+their own ``JUPYTER_SANDBOX_HUB_USER_PREFIX`` (default ``jsbx-``): each run removes and re-creates
+its users, killing their processes.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
-import secrets
-import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+import docker
 import httpx
 import pytest
+from hub_process import (
+    EXAMPLE_CONFIG,
+    SERVICE_NAME,
+    VENV,
+    Hub,
+    ensure_venv,
+    kill_pids,
+    pids,
+    ppid_and_uid,
+    remove_containers,
+    sbin,
+    service_answers,
+    stop_hub_process,
+)
+
+from jupyter_sandbox.backends.base import LABEL_PREFIX
 
 from servers import IMAGE, SESSION, SESSION_LABEL, free_port
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE_CONFIG = REPO / "examples" / "jupyterhub" / "jupyterhub_config.py"
-SETUP_HUB = REPO / "scripts" / "setup-hub.sh"
-VENV = Path(os.environ.get("JUPYTER_SANDBOX_HUB_VENV", "/opt/jupyter-sandbox-hub"))
-SERVICE_NAME = "sandbox"  # the example's SERVICE_NAME
-
-# Test name -> Hub and Unix user name. Real accounts, made and removed by the fixture.
-USERS = {"alice": "jsbx-alice", "bob": "jsbx-bob"}
+# Test name -> Hub and Unix user name. Real accounts, made and removed by the fixture (any left
+# by a crashed run too). Two test runs at once on one machine need different prefixes.
+USER_PREFIX = os.environ.get("JUPYTER_SANDBOX_HUB_USER_PREFIX", "jsbx-")
+USERS = {"alice": f"{USER_PREFIX}alice", "bob": f"{USER_PREFIX}bob"}
 # A Hub user (no Unix account, never spawned) holding the service's admin scope.
-ADMIN_USER = "jsbx-admin"
-# A service whose token (hub.admin_token) is a Hub admin and a sandbox admin.
-ADMIN_SERVICE = "jsbx-test-admin"
+ADMIN_USER = f"{USER_PREFIX}admin"
 # The per-user quota the service enforces in these tests (issue 20: 2 across a user's servers).
 MAX_SANDBOXES_PER_USER = 2
 
@@ -59,56 +64,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.hub)
 
 
-# --- processes and Unix users ------------------------------------------------------------------
-
-
-def sbin(program: str) -> str:
-    """useradd, userdel, runuser: in /usr/sbin, which a non-login PATH may lack."""
-    return shutil.which(program, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin:/usr/bin:/bin") or program
-
-
-def _ppid_and_uid(pid: int) -> tuple[int, int] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        uid = os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: fields after the last ')'
-    return int(stat.rsplit(")", 1)[1].split()[1]), uid
-
-
-def _pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def descendants(root: int) -> list[int]:
-    """Every process under ``root`` (children, their children, ...)."""
-    children: dict[int, list[int]] = {}
-    for pid in _pids():
-        info = _ppid_and_uid(pid)
-        if info:
-            children.setdefault(info[0], []).append(pid)
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def kill_pids(pids: Sequence[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+# --- Unix users (the Hub's processes: hub_process.py) ---------------------------------------
 
 
 def remove_unix_user(name: str) -> None:
@@ -118,7 +74,7 @@ def remove_unix_user(name: str) -> None:
     except KeyError:
         return
     for _ in range(20):
-        theirs = [pid for pid in _pids() if (_ppid_and_uid(pid) or (0, -1))[1] == uid]
+        theirs = [pid for pid in pids() if (ppid_and_uid(pid) or (0, -1))[1] == uid]
         if not theirs:
             break
         kill_pids(theirs)
@@ -137,253 +93,19 @@ def make_unix_user(name: str) -> None:
     assert "docker" not in groups, f"{name} must not be in the docker group"
 
 
-# --- the Hub ----------------------------------------------------------------------------------
-
-
-class Hub:
-    """A running JupyterHub (the example config) and what the tests need of it."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.venv = VENV
-        self.python = str(VENV / "bin" / "python")
-        self.users = dict(USERS)
-        self.admin_user = ADMIN_USER
-        self.max_sandboxes_per_user = MAX_SANDBOXES_PER_USER
-        self.proxy_port, self.hub_port, self.proxy_api_port, self.service_port = (free_port() for _ in range(4))
-        self.url = f"http://127.0.0.1:{self.proxy_port}"
-        self.api_url = f"{self.url}/hub/api"
-        self.service_url = f"{self.url}/services/{SERVICE_NAME}/"
-        # The service itself, not through the proxy (what users' servers are given).
-        self.service_direct_url = f"http://127.0.0.1:{self.service_port}/services/{SERVICE_NAME}/"
-        self.admin_token = secrets.token_hex(32)
-        self.log_path = workdir / "jupyterhub.log"
-        self.service_config_path = workdir / "sandbox_service_config.json"
-        self.config_path = workdir / "jupyterhub_config.py"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    # configuration
-
-    def service_config(self) -> dict[str, Any]:
-        """The service's traitlets config (given with --config): the test image, this session's
-        label on every container (conftest's leftover check), the quota, no pool."""
-        return {
-            "SandboxApp": {"backend": "docker", "state_dir": str(self.workdir / "service-state")},
-            "DockerBackend": {"default_image": IMAGE, "extra_labels": {SESSION_LABEL: SESSION}},
-            "SandboxManager": {
-                "max_sandboxes_per_user": MAX_SANDBOXES_PER_USER,
-                "default_memory": "512M",
-                "pool_size": 0,
-            },
-        }
-
-    def hub_config(self) -> str:
-        w = self.workdir
-        return f"""# Generated by tests/hub/conftest.py: the example config, and only what the tests change.
-c = get_config()  # noqa: F821
-load_subconfig({str(EXAMPLE_CONFIG)!r})  # noqa: F821
-
-c.JupyterHub.bind_url = "http://127.0.0.1:{self.proxy_port}"
-c.JupyterHub.hub_bind_url = "http://127.0.0.1:{self.hub_port}"
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.proxy_api_port}"
-c.ConfigurableHTTPProxy.pid_file = {str(w / "proxy.pid")!r}
-c.JupyterHub.pid_file = {str(w / "jupyterhub.pid")!r}
-c.JupyterHub.db_url = {"sqlite:///" + str(w / "jupyterhub.sqlite")!r}
-c.JupyterHub.cookie_secret_file = {str(w / "jupyterhub_cookie_secret")!r}
-
-# Users without passwords: the real Unix accounts the fixture made (and a Hub-only admin).
-c.JupyterHub.authenticator_class = "dummy"
-c.Authenticator.allow_all = False
-c.Authenticator.allowed_users = {sorted({*USERS.values(), ADMIN_USER})!r}
-c.Spawner.start_timeout = 180
-c.Spawner.http_timeout = 180
-
-for service in c.JupyterHub.services:
-    if service["name"] == {SERVICE_NAME!r}:
-        service["url"] = "http://127.0.0.1:{self.service_port}"
-        service["command"] = [*service["command"], "--config={self.service_config_path}"]
-c.JupyterHub.services.append({{"name": {ADMIN_SERVICE!r}, "api_token": {self.admin_token!r}}})
-for role in c.JupyterHub.load_roles:
-    if role["name"] == "sandbox-admin":
-        role["users"] = [{ADMIN_USER!r}]
-        role["services"] = [{ADMIN_SERVICE!r}]
-c.JupyterHub.load_roles.append({{"name": "admin", "services": [{ADMIN_SERVICE!r}]}})
-c.Spawner.environment["JUPYTER_SANDBOX_SERVICE_URL"] = {self.service_direct_url!r}
-"""
-
-    # lifecycle
-
-    def start(self, timeout: float = 180) -> Hub:
-        self.service_config_path.write_text(json.dumps(self.service_config(), indent=1))
-        self.config_path.write_text(self.hub_config())
-        env = {
-            "PATH": f"{self.venv / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": "/root",
-            "LANG": "C.UTF-8",
-        }
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(self.venv / "bin" / "jupyterhub"), "-f", str(self.config_path)],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        self._wait(lambda: httpx.get(f"{self.api_url}/", timeout=5).status_code == 200, deadline, "the Hub's API")
-        # The service listens (any HTTP answer), and the proxy routes to it (it says 503 while
-        # nothing answers behind a route).
-        service = "the sandbox service (python -m jupyter_sandbox.service)"
-        self._wait(lambda: httpx.get(self.service_direct_url, timeout=5) is not None, deadline, service)
-        self._wait(lambda: httpx.get(self.service_url, timeout=5).status_code not in (502, 503), deadline, service)
-        return self
-
-    def _wait(self, ready: Any, deadline: float, what: str) -> None:
-        while True:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited ({self.proc.returncode}):\n{self.log()}")
-            try:
-                if ready():
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not answer in time:\n{self.log()}")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        """Every server stopped through the Hub (as a user would), then the Hub (SIGTERM: it stops
-        the proxy and the service), then whatever of theirs is left, by pid."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            for name in {*USERS.values(), ADMIN_USER}:
-                r = self.api("GET", f"users/{name}")
-                for server in r.json().get("servers", {}) if r.status_code == 200 else ():
-                    self.stop_server(name, server, timeout=60)
-        except Exception as e:  # the Hub is stopped below whatever happened here
-            print(f"stopping the users' servers: {e!r}", file=sys.stderr)
-        started = descendants(self.proc.pid)
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(90)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        kill_pids(started)
-
-    def log(self, tail: int = 8000) -> str:
-        return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
-
-    # the Hub's REST API
-
-    def hub_name(self, user: str) -> str:
-        """``alice`` or ``jsbx-alice`` -> ``jsbx-alice``."""
-        return self.users.get(user, user)
-
-    def api(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> httpx.Response:
-        """A request to the Hub's REST API (``path`` under /hub/api/), as the admin by default."""
-        kwargs.setdefault("timeout", 60)
-        headers = {"Authorization": f"token {token or self.admin_token}", **kwargs.pop("headers", {})}
-        return httpx.request(method, f"{self.api_url}/{path}", headers=headers, **kwargs)
-
-    def token_for(self, user: str, scopes: list[str] | None = None) -> str:
-        """A new API token of that Hub user; its owner's permissions unless ``scopes`` narrows them."""
-        body: dict[str, Any] = {"note": "jupyter-sandbox tests", "expires_in": 3600}
-        if scopes is not None:
-            body["scopes"] = scopes
-        r = self.api("POST", f"users/{self.hub_name(user)}/tokens", json=body)
-        assert r.status_code == 201, r.text
-        return str(r.json()["token"])
-
-    def servers(self, user: str) -> dict[str, Any]:
-        r = self.api("GET", f"users/{self.hub_name(user)}")
-        assert r.status_code == 200, r.text
-        return dict(r.json().get("servers", {}))
-
-    def start_server(self, user: str, name: str = "", timeout: float = 240) -> str:
-        """Start that user's (named) server, wait until it is ready; its URL (ends with /)."""
-        hub_name = self.hub_name(user)
-        path = f"users/{hub_name}/servers/{name}" if name else f"users/{hub_name}/server"
-        r = self.api("POST", path)
-        if r.status_code not in (201, 202) and "already running" not in r.text:
-            raise RuntimeError(f"POST {path}: {r.status_code} {r.text}")
-        deadline = time.monotonic() + timeout
-        while True:
-            server = self.servers(user).get(name)
-            if server is None:
-                raise RuntimeError(f"{hub_name}'s server {name!r} failed to start:\n{self.log()}")
-            if server.get("ready"):
-                return self.url + server["url"]
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{hub_name}'s server {name!r} not ready after {timeout:g}s:\n{self.log()}")
-            time.sleep(0.5)
-
-    def stop_server(self, user: str, name: str = "", timeout: float = 120) -> None:
-        """Stop that user's (named) server through the Hub and wait until it is gone."""
-        hub_name = self.hub_name(user)
-        path = f"users/{hub_name}/servers/{name}" if name else f"users/{hub_name}/server"
-        r = self.api("DELETE", path)
-        if r.status_code not in (202, 204) and "not running" not in r.text:
-            raise RuntimeError(f"DELETE {path}: {r.status_code} {r.text}")
-        deadline = time.monotonic() + timeout
-        while name in self.servers(user):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{hub_name}'s server {name!r} still there after {timeout:g}s:\n{self.log()}")
-            time.sleep(0.5)
-
-    # processes
-
-    def service_pid(self) -> int:
-        """The pid of the Hub-managed sandbox service (a child of the Hub)."""
-        assert self.proc is not None
-        for pid in descendants(self.proc.pid):
-            if "jupyter_sandbox.service" in cmdline(pid):
-                return pid
-        raise RuntimeError("the sandbox service is not running")
-
-    def run_as(self, user: str, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        """Run ``argv`` as that Unix user, in their home, with the venv first on PATH (as a
-        terminal of theirs). ``env`` adds variables; other keywords go to subprocess.run."""
-        name = self.hub_name(user)
-        home = pwd.getpwnam(name).pw_dir
-        env = {
-            "HOME": home,
-            "USER": name,
-            "LOGNAME": name,
-            "SHELL": "/bin/bash",
-            "LANG": "C.UTF-8",
-            "PATH": f"{self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-            **kwargs.pop("env", {}),
-        }
-        kwargs.setdefault("timeout", 300)
-        kwargs.setdefault("cwd", home)
-        return subprocess.run(
-            [sbin("runuser"), "-u", name, "--", *argv], env=env, capture_output=True, text=True, check=False, **kwargs
-        )
-
-
 def _remove_session_containers() -> None:
     """Every container of this test session (the service's sandboxes carry its label)."""
     try:
-        import docker
-
-        client = docker.from_env()
-        for container in client.containers.list(all=True, filters={"label": [f"{SESSION_LABEL}={SESSION}"]}):
-            container.remove(force=True)
-        client.close()
+        remove_containers({SESSION_LABEL: SESSION})
     except Exception as e:
         print(f"removing the session's containers: {e!r}", file=sys.stderr)
 
 
 def _ensure_venv() -> None:
-    """scripts/setup-hub.sh (seconds when the venv already runs this checkout)."""
-    r = subprocess.run(["bash", str(SETUP_HUB), str(VENV)], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.fail(f"scripts/setup-hub.sh failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    try:
+        ensure_venv()
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="session")
@@ -397,7 +119,14 @@ def hub(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         )
     _ensure_venv()
     workdir = tmp_path_factory.mktemp("hub")
-    instance = Hub(workdir)
+    instance = Hub(
+        workdir,
+        users=USERS,
+        admin_user=ADMIN_USER,
+        image=IMAGE,
+        labels={SESSION_LABEL: SESSION},
+        max_sandboxes_per_user=MAX_SANDBOXES_PER_USER,
+    )
     try:
         for name in USERS.values():
             make_unix_user(name)
@@ -409,3 +138,78 @@ def hub(docker_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             _remove_session_containers()
             for name in USERS.values():
                 remove_unix_user(name)
+
+
+class ExampleHub:
+    """``jupyterhub -f examples/jupyterhub/jupyterhub_config.py --ip=127.0.0.1 --port=N``, exactly as a
+    deployer runs it (PAM, the service on its fixed port 10101), in a folder of its own."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "jupyterhub.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 180) -> ExampleHub:
+        argv = [str(VENV / "bin" / "jupyterhub"), "-f", str(EXAMPLE_CONFIG), "--ip=127.0.0.1", f"--port={self.port}"]
+        env = {"PATH": f"{VENV / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        checks = [
+            ("the Hub", lambda: httpx.get(f"{self.url}/hub/api/", timeout=5).status_code == 200),
+            ("the service", lambda: service_answers(f"{self.url}/services/{SERVICE_NAME}/")),
+        ]
+        for what, ready in checks:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"jupyterhub exited ({self.proc.returncode}):\n{self.log()}")
+                try:
+                    if ready():
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{what} did not answer in time:\n{self.log()}")
+                time.sleep(0.5)
+        return self
+
+    def log(self, tail: int = 8000) -> str:
+        return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
+
+    def service_server_ids(self) -> set[str]:
+        """The server ids the service's extension logged (its containers carry them as a label)."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return {
+            line.split("server id ", 1)[1].split()[0].rstrip(",") for line in text.splitlines() if "server id " in line
+        }
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_hub_process(self.proc, self.workdir / "jupyterhub-proxy.pid")  # the Hub's default pid file
+
+
+@pytest.fixture
+def example_hub(hub: Hub, tmp_path: Path) -> Iterator[ExampleHub]:
+    """The example config run as written (beside the ``hub`` fixture, whose users it logs in);
+    stopped at the end, and every container of its service removed: a service that stops keeps
+    its sandboxes for its next start, and these carry no test session label."""
+    instance = ExampleHub(tmp_path)
+    try:
+        yield instance.start()
+    finally:
+        instance.stop()
+        client = docker.from_env()
+        for server_id in instance.service_server_ids():
+            for container in client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}.server={server_id}"}):
+                container.remove(force=True)
+        client.close()
