@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests" / "hub"))  # the Hub, as the tests start it
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "tests"))  # the Hub, as the tests start it
 
 from harness import SERVER_LABEL, BenchError, Rest, proc_status, reset_peak_rss
-from hub_process import ACCESS_SCOPE, Hub, ensure_venv, remove_containers
+from hub.hub_process import ACCESS_SCOPE, Hub, ensure_venv, remove_containers
 from run import _interrupted, latency, log, machine
 
 CODE = "1+1"

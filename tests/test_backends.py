@@ -212,6 +212,32 @@ def test_help_all_documents_every_setting():
         assert option in out, option
 
 
+async def test_the_servers_total_is_capped_across_users():
+    """max_sandboxes_total and max_memory_total count every user's sandboxes (behind a Hub: the host's)."""
+    from jupyter_sandbox.errors import QuotaExceeded
+
+    manager = make_manager("local", default_memory="256M", default_disk="256M", max_sandboxes_total=3)
+    try:
+        first = await manager.create("gina")
+        await manager.create("hank")
+        await manager.create("ivan")
+        for owner in ("gina", "jill"):  # whoever asks: the server is full
+            with pytest.raises(QuotaExceeded, match="all its users"):
+                await manager.create(owner)
+        await manager.remove("gina", first.id)
+        await manager.create("jill")  # room again once one is gone
+    finally:
+        await manager.shutdown()
+    manager = make_manager("local", default_memory="256M", default_disk="256M", max_memory_total="1G")
+    try:
+        await manager.create("gina")
+        await manager.create("hank")
+        with pytest.raises(QuotaExceeded, match="over this server's limit of 1G"):
+            await manager.create("ivan")
+    finally:
+        await manager.shutdown()
+
+
 async def test_memory_and_disk_per_user_are_capped():
     """max_memory_per_user counts memory + disk of all of a user's sandboxes: 429 beyond, others unaffected."""
     from jupyter_sandbox.errors import QuotaExceeded

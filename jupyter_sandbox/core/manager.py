@@ -196,7 +196,8 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
             validate_name(name)
             if any(s.model.name == name for s in mine):
                 raise Conflict(f"you already have a sandbox named {name!r}", field="name")
-        self.check_quota([s.model for s in mine], resolved, owner)
+        everyone = [s.model for s in self.registry.all() if s.model.owner]  # pooled ones are nobody's yet
+        self.check_quota([s.model for s in mine], resolved, owner, everyone)
         return await self.lifecycle.launch(
             self.lifecycle.new(owner, name, resolved, kernel_id, kind), name, self.pooled.take, self.e2b_prefix
         )

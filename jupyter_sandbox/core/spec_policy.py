@@ -94,6 +94,15 @@ class SpecPolicy(HasTraits):
         help="Memory and disk all of one user's sandboxes may ask for together (429 beyond). Default: half the "
         "host's memory."
     ).tag(config=True)
+    max_sandboxes_total = Int(
+        0,
+        help="Sandboxes of all users together at once (429 beyond); 0: no such limit. Behind JupyterHub the "
+        "service holds every user's sandboxes, so this is the host's total.",
+    ).tag(config=True)
+    max_memory_total = Unicode(
+        "",
+        help="Memory and disk all users' sandboxes may ask for together (429 beyond), e.g. '48G'; '': no such limit.",
+    ).tag(config=True)
     max_contexts_per_sandbox = Int(8, help="Contexts (kernels) per sandbox.").tag(config=True)
     default_memory = Unicode("1G", help="Memory for sandboxes that ask for none.").tag(config=True)
     max_memory = Unicode(
@@ -241,9 +250,28 @@ class SpecPolicy(HasTraits):
             max_upload_size=max_upload_size,
         )
 
-    def check_quota(self, mine: builtins.list[SandboxModel], spec: SandboxSpec, owner: str | None = None) -> None:
-        """QuotaExceeded when ``owner``, with sandboxes ``mine``, may not have one more with ``spec``."""
+    def check_quota(
+        self,
+        mine: builtins.list[SandboxModel],
+        spec: SandboxSpec,
+        owner: str | None = None,
+        everyone: builtins.list[SandboxModel] | None = None,
+    ) -> None:
+        """QuotaExceeded when ``owner``, with sandboxes ``mine``, may not have one more with ``spec``,
+        or when all users' sandboxes (``everyone``) leave no room on this server."""
         limits = self.limits_for(owner)
+        if everyone is not None:
+            if self.max_sandboxes_total and len(everyone) >= self.max_sandboxes_total:
+                raise QuotaExceeded(
+                    f"this server holds {len(everyone)} sandboxes of all its users, the most it allows; "
+                    "try again when some are gone"
+                )
+            total = sum(m.spec.memory + m.spec.disk for m in everyone) + spec.memory + spec.disk
+            if self.max_memory_total and total > parse_size(self.max_memory_total, "max_memory_total"):
+                raise QuotaExceeded(
+                    f"all users' sandboxes together would hold {format_size(total)} of memory and disk, over this "
+                    f"server's limit of {self.max_memory_total}; ask for less or try again when some are gone"
+                )
         if len(mine) >= limits.max_sandboxes_per_user:
             raise QuotaExceeded(
                 f"you have {len(mine)} sandboxes, the most this server allows per user; remove one first"

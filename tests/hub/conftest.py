@@ -24,7 +24,8 @@ from pathlib import Path
 import docker
 import httpx
 import pytest
-from hub_process import (
+
+from hub.hub_process import (
     EXAMPLE_CONFIG,
     SERVICE_NAME,
     VENV,
@@ -38,7 +39,6 @@ from hub_process import (
     service_answers,
     stop_hub_process,
 )
-
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 
 from servers import IMAGE, SESSION, SESSION_LABEL, free_port

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import docker
 import pytest
-from hub_process import cmdline, pids
+
+from hub.hub_process import cmdline, pids
 
 from servers import IMAGE
 

@@ -246,6 +246,26 @@ async def test_a_notebook_of_sandbox_cells_runs_in_alices_server(alice: UserServ
         alice.remove_all()
 
 
+async def test_a_notebook_on_the_sandboxed_kernel_runs_through_the_service(hub: Any, alice: UserServer) -> None:
+    """The "Python 3 (sandboxed)" kernel of her server: its kernel lives in a sandbox of the service,
+    reached over the service's kernel websocket with her server's Hub token (her server holds no
+    engine); its state lasts from cell to cell, input() is answered, and its sandbox goes with it."""
+    async with alice.kernel("python3-sandboxed") as kernel:
+        reply, outputs = await kernel.execute("import os, socket\nz = 6 * 7", timeout=240)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        reply, outputs = await kernel.execute("print(z, os.getuid() != 0, socket.gethostname())")
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert stdout_of(outputs) == "42 True sandbox\n", outputs
+        reply, outputs = await kernel.execute("print('got', input('name? '))", stdin=lambda prompt: "alice")
+        assert stdout_of(outputs).endswith("got alice\n"), outputs
+        (sandbox,) = [s for s in alice.sandboxes() if s["kind"] == "kernel"]
+        assert sandbox["owner"] == hub.users["alice"]  # hers, at the service (her server lists the service's)
+    deadline = time.monotonic() + 60
+    while [s for s in alice.sandboxes() if s["kind"] == "kernel"]:
+        assert time.monotonic() < deadline, "the kernel's sandbox outlived its kernel"
+        time.sleep(1)
+
+
 def test_a_notebook_run_by_nbconvert_as_alice(hub: Any, alice: UserServer, tmp_path: Path) -> None:
     """``jupyter nbconvert --execute`` in her terminal, its magics pointed at her server."""
     home = Path(pwd.getpwnam(hub.users["alice"]).pw_dir)
