@@ -62,7 +62,9 @@ def test_hardened_container_options():
     assert options["nano_cpus"] == 500_000_000 and options["pids_limit"] == 64 and options["init"] is True
     # a one-shot run's container runs its program as the sandbox's user, with no capability
     once = DockerBackend().container_options(SandboxSpec(env={"A": "1"}), {}, once=True)
-    assert once["user"] == "1000:1000" and once["cap_add"] == [] and once["environment"] == {"A": "1"}
+    assert once["user"] == "1000:1000" and once["cap_add"] == []
+    # its env, and who it is for a uid no account in the image has ($USER and $LOGNAME, for getpass)
+    assert once["environment"] == {"USER": "sandbox", "LOGNAME": "sandbox", "A": "1"}
     # nothing of the host is mounted (kernels are reached over the exec stream), the engine's socket least of all
     assert "volumes" not in options and "mounts" not in options
     assert set(options["tmpfs"]) == {"/tmp", "/home/user"}
