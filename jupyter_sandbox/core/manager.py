@@ -229,8 +229,7 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
                 self.log.exception("jupyter-sandbox: culling idle sandboxes failed")
 
     async def shutdown(self, keep_sandboxes: bool = False) -> None:
-        """Remove every sandbox (server shutdown); ``keep_sandboxes`` leaves the owned ones running
-        with their records, for the next start to take back as after a crash (adoption.py)."""
+        """Remove every sandbox (server shutdown); ``keep_sandboxes`` leaves owned ones for the next start."""
         if self._culler is not None:
             self._culler.cancel()
             await asyncio.gather(self._culler, return_exceptions=True)

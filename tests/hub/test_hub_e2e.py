@@ -28,7 +28,6 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
-from jupyter_sandbox.backends.docker import DockerBackend
 
 from servers import SESSION, SESSION_LABEL
 
@@ -333,12 +332,6 @@ def host_processes_of(container: Any) -> list[tuple[int, str, set[int]]]:
     return found
 
 
-@pytest.mark.xfail(
-    not DockerBackend.class_traits().get("sandbox_uid_base"),
-    strict=True,
-    reason="issue 20: without per-sandbox host uids (c.DockerBackend.sandbox_uid_base) sandboxes on a root "
-    "daemon run as host uid 1000, which a host account may have",
-)
 def test_no_sandbox_process_runs_as_a_host_accounts_uid(hub: Any, alice: UserServer) -> None:
     sandbox = alice.create("uids")
     try:
