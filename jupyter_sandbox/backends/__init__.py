@@ -11,6 +11,7 @@ from .base import SandboxBackend
 BACKENDS = {
     "docker": "jupyter_sandbox.backends.docker:DockerBackend",
     "local": "jupyter_sandbox.backends.local:LocalBackend",
+    "kubernetes": "jupyter_sandbox.backends.kubernetes:KubernetesBackend",
 }
 
 
