@@ -17,7 +17,7 @@ import yaml
 from k8s.pod_security import violations
 from traitlets.config import Config
 
-from jupyter_sandbox.backends.base import labels
+from jupyter_sandbox.backends.base import LABEL_PREFIX, labels
 from jupyter_sandbox.backends.kubernetes_doctor import DOCTOR_CALLS
 from jupyter_sandbox.backends.kubernetes_pods import API_CALLS, PodSettings, sandbox_network_policy, sandbox_pod
 from jupyter_sandbox.models import SandboxSpec
@@ -271,3 +271,73 @@ def test_the_z2jh_snippet_grants_what_the_hub_example_grants() -> None:
     assert z2jh["hub"]["services"]["sandbox"]["oauth_no_confirm"] is service["oauth_no_confirm"] is True
     access = f"access:services!service={service['name']}"
     assert json.loads(env(find("Deployment"))["JUPYTERHUB_OAUTH_ACCESS_SCOPES"]) == [access]
+
+
+# -- docs/kubernetes.md shows these as they are -------------------------------------------------
+DOC = ROOT / "docs" / "kubernetes.md"
+DOC_SANDBOX = "3f9c2a7e"
+DOC_SETTINGS = PodSettings(namespace="jupyter-sandbox-pods", runtime_class_name="gvisor")
+DOC_LABELS = {
+    f"{LABEL_PREFIX}.managed": "true",
+    f"{LABEL_PREFIX}.server": "service-1",
+    f"{LABEL_PREFIX}.owner": "alice",
+    f"{LABEL_PREFIX}.uid": "1000",
+    f"{LABEL_PREFIX}.host": "jupyter-sandbox-5d8f7",
+    f"{LABEL_PREFIX}.sandbox": DOC_SANDBOX,
+}
+
+
+class DocDumper(yaml.SafeDumper):
+    """Block style, but a list of plain values on one line (as kubectl users write verbs)."""
+
+    def represent_list(self, data: list[Any]) -> yaml.Node:
+        flow = bool(data) and all(
+            isinstance(item, (int, float)) or (isinstance(item, str) and "\n" not in item) for item in data
+        )
+        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+    def represent_text(self, data: str) -> yaml.Node:
+        """A program (the pod's PID 1) as its lines."""
+        return self.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+
+DocDumper.add_representer(list, DocDumper.represent_list)
+DocDumper.add_representer(str, DocDumper.represent_text)
+
+
+def doc_blocks() -> dict[str, str]:
+    """What each generated block of docs/kubernetes.md holds (``<!-- generated: NAME -->``)."""
+
+    def dump(manifest: dict[str, Any]) -> str:
+        return yaml.dump(manifest, Dumper=DocDumper, sort_keys=False, width=100)
+
+    return {
+        "role": dump(find("Role", "jupyter-sandbox")),
+        "pod": dump(sandbox_pod(DOC_SANDBOX, SandboxSpec(), DOC_LABELS, DOC_SETTINGS)),
+        "network-policy": dump(sandbox_network_policy(DOC_SANDBOX, SandboxSpec(network=True), DOC_SETTINGS)),
+    }
+
+
+BLOCK = re.compile(r"<!-- generated: ([a-z-]+) -->\n```yaml\n(.*?)```\n", re.S)
+
+
+def write_doc_blocks() -> None:
+    """Rewrite the generated blocks of docs/kubernetes.md (``python tests/test_k8s_manifests.py``)."""
+    blocks = doc_blocks()
+    text = BLOCK.sub(lambda m: f"<!-- generated: {m[1]} -->\n```yaml\n{blocks[m[1]]}```\n", DOC.read_text())
+    DOC.write_text(text)
+
+
+def test_the_docs_show_the_role_and_the_pod_spec_as_they_are() -> None:
+    shown = dict(BLOCK.findall(DOC.read_text()))
+    expected = doc_blocks()
+    assert set(shown) == set(expected)
+    for name, text in expected.items():
+        assert shown[name] == text, f"docs/kubernetes.md's {name} is stale: python tests/test_k8s_manifests.py"
+    # what a reader copies is the manifest itself
+    assert yaml.safe_load(shown["pod"]) == sandbox_pod(DOC_SANDBOX, SandboxSpec(), DOC_LABELS, DOC_SETTINGS)
+    assert yaml.safe_load(shown["role"]) == find("Role", "jupyter-sandbox")
+
+
+if __name__ == "__main__":
+    write_doc_blocks()
