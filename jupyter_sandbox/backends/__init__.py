@@ -12,6 +12,7 @@ from .base import SandboxBackend
 BACKENDS = {
     "docker": "jupyter_sandbox.backends.docker:DockerBackend",
     "local": "jupyter_sandbox.backends.local:LocalBackend",
+    "kubernetes": "jupyter_sandbox.backends.kubernetes:KubernetesBackend",
 }
 
 # Engine-specific checks of `jupyter sandbox doctor --backend NAME`: a function of the doctor's

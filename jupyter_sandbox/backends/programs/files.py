@@ -30,10 +30,12 @@ CHUNK = 1 << 20  # bytes a write moves at once (each syscall costs dearly under 
 
 
 def become_user(uid: int, gid: int) -> bool:
-    """This process as uid:gid with no supplementary group; False if it kept a capability."""
-    os.setgroups([])
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
+    """This process as uid:gid with no supplementary group; False if it kept a capability. A process
+    that is that user already (a Kubernetes pod's exec: no capability to change) stays as it is."""
+    if os.getresuid() != (uid, uid, uid) or uid == 0:
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
     with open("/proc/self/status") as status:
         held = [line for line in status if line.startswith(("CapPrm:", "CapEff:")) and int(line.split()[1], 16)]
     return os.getresuid() == (uid, uid, uid) and not held
@@ -79,7 +81,9 @@ def read(path: str) -> int:
     os.execvp("cat", ["cat", "--", path])
 
 
-def write(path: str) -> int:
+def write(path: str, size: int = -1) -> int:
+    """stdin into ``path``: to its end, or (``size`` >= 0) that many bytes (an exec stream that cannot
+    say where stdin ends: Kubernetes' v4 channel protocol)."""
     if os.path.isdir(path):
         return IS_A_DIRECTORY
     try:
@@ -87,12 +91,14 @@ def write(path: str) -> int:
     except OSError:
         return NO_ROOM
     source = sys.stdin.buffer
+    left = size if size >= 0 else float("inf")
     try:
         with open(path, "wb") as f:
-            chunk = source.read(CHUNK)
+            chunk = source.read(int(min(CHUNK, left)))
             while chunk:
                 f.write(chunk)
-                chunk = source.read(CHUNK)
+                left -= len(chunk)
+                chunk = source.read(int(min(CHUNK, left))) if left > 0 else b""
     except OSError:
         try:
             os.unlink(path)
@@ -116,11 +122,13 @@ COMMANDS = {"list": list_entries, "read": read, "write": write, "remove": remove
 
 
 def main(argv: list[str]) -> int:
-    uid, gid, command, path = argv
+    uid, gid, command, path, *size = argv  # write: an optional byte count
     if not become_user(int(uid), int(gid)):
         print("files: still privileged after taking the sandbox's user; nothing done", file=sys.stderr)
         return 1
     try:
+        if command == "write" and size:
+            return write(path, int(size[0]))
         return COMMANDS[command](path)
     except OSError as e:
         print(f"{path}: {e.strerror or e}", file=sys.stderr)
