@@ -14,6 +14,7 @@ import warnings
 import pytest
 import pytest_asyncio
 
+from k8s.fixtures import k8s_api  # noqa: F401  (the fixture, for every test)
 from servers import IMAGE, SESSION, SESSION_LABEL, JupyterServer, server_config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -54,7 +55,7 @@ def pytest_collection_modifyitems(items):
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         backend = getattr(getattr(item, "callspec", None), "params", {}).get("backend_name", "")
-        if names & {"docker_ready", "runsc_ready"} or backend.startswith("docker"):
+        if names & {"docker_ready", "runsc_ready", "k8s_api"} or backend.startswith("docker"):
             item.add_marker(pytest.mark.docker)
 
 

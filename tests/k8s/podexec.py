@@ -1,0 +1,106 @@
+"""pods/exec over WebSocket, driven by ``docker exec``.
+
+The channel protocols (https://kubernetes.io/docs/reference/using-api/websockets/): every binary
+message starts with its channel byte -- 0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize. On the
+error channel the server sends, once, a Status: Success, or Failure with reason NonZeroExitCode
+and the exit code in details.causes. ``v5.channel.k8s.io`` adds the close signal: a message
+``[255, channel]`` from the client half-closes that channel (255, 0: end of stdin)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+CHUNK = 64 * 1024
+log = logging.getLogger(__name__)
+
+
+def exit_status(code: int, command: list[str]) -> dict[str, Any]:
+    """The error channel's Status for an exit code (v4 and v5)."""
+    if code == 0:
+        return {"metadata": {}, "status": "Success"}
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": f"command terminated with non-zero exit code: error executing command {command}, exit code {code}",
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+    }
+
+
+def wants_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+async def serve_exec(
+    request: web.Request, container_id: str, command: list[str], *, stdin: bool, stdout: bool, stderr: bool
+) -> web.WebSocketResponse:
+    """Run ``command`` in the container and relay its streams until it exits and the output is sent."""
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0, autoping=True, compress=False)
+    await ws.prepare(request)
+    v5 = ws.ws_protocol == "v5.channel.k8s.io"
+    argv = ["docker", "exec", *(["-i"] if stdin else []), container_id, *command]
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE if stdout else asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE if stderr else asyncio.subprocess.DEVNULL,
+    )
+    send_lock = asyncio.Lock()
+
+    async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
+        while stream is not None and (chunk := await stream.read(CHUNK)):
+            if ws.closed:
+                continue  # keep draining so the process never blocks on a full pipe
+            async with send_lock:
+                try:
+                    await ws.send_bytes(bytes([channel]) + chunk)
+                except ConnectionError:
+                    pass
+
+    async def feed() -> None:
+        """Client messages: stdin data, resize (ignored: tty is off), v5 close of stdin."""
+        async for msg in ws:
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+                continue
+            data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+            if not data:
+                continue
+            channel, payload = data[0], data[1:]
+            if channel == STDIN and proc.stdin is not None and payload:
+                try:
+                    proc.stdin.write(payload)
+                    await proc.stdin.drain()
+                except (ConnectionError, RuntimeError):
+                    pass
+            elif channel == CLOSE and v5 and payload[:1] == bytes([STDIN]) and proc.stdin is not None:
+                proc.stdin.close()
+
+    pumps = asyncio.gather(pump(proc.stdout, STDOUT), pump(proc.stderr, STDERR))
+    reader = asyncio.ensure_future(feed())
+    done, _ = await asyncio.wait({pumps, reader}, return_when=asyncio.FIRST_COMPLETED)
+    if reader in done:
+        # The client went away: stdin ends (as in Kubernetes, the process itself is not killed;
+        # it sees end of input), and the docker CLI that relayed it is stopped after a grace.
+        if proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(pumps), 5)
+        except asyncio.TimeoutError:
+            proc.terminate()
+            await pumps
+    else:
+        await pumps
+    code = await proc.wait()
+    if not ws.closed:
+        async with send_lock:
+            await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code, command)).encode())
+        await ws.close()
+    reader.cancel()
+    return ws

@@ -1,0 +1,350 @@
+"""The test Kubernetes API server, driven as the backend drives it: with kubernetes_asyncio.
+
+Each test also runs against a real cluster when KUBECONFIG is set (those that inspect the
+server's own record or its Docker containers skip there)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import docker
+import pytest
+from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.stream import WsApiClient
+
+from .fixtures import K8sApi
+from .pods import POD_LABEL
+from servers import IMAGE
+
+STDIN, STDOUT, STDERR, ERROR, CLOSE = 0, 1, 2, 3, 255
+
+
+async def configuration(api: K8sApi) -> client.Configuration:
+    cfg = client.Configuration()
+    await config.load_kube_config(config_file=api.kubeconfig, client_configuration=cfg)
+    return cfg
+
+
+@pytest.fixture
+async def core(k8s_api: K8sApi) -> AsyncIterator[client.CoreV1Api]:
+    async with client.ApiClient(await configuration(k8s_api)) as api_client:
+        yield client.CoreV1Api(api_client)
+
+
+def pod_manifest(
+    name: str, command: list[str], *, memory: str = "256Mi", restart: str = "Never", **labels: str
+) -> dict[str, Any]:
+    """A pod as the backend makes them: Pod Security "restricted", requests == limits."""
+    limits = {"memory": memory, "cpu": "500m"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "k8sapi-test", **labels}},
+        "spec": {
+            "restartPolicy": restart,
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "runAsGroup": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "sandbox",
+                    "image": IMAGE,
+                    "command": command,
+                    "workingDir": "/home/user",
+                    "env": [{"name": "GREETING", "value": "hello"}],
+                    "resources": {"limits": limits, "requests": limits},
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                    "volumeMounts": [{"name": "work", "mountPath": "/home/user"}, {"name": "tmp", "mountPath": "/tmp"}],
+                }
+            ],
+            "volumes": [
+                {"name": "work", "emptyDir": {"medium": "Memory", "sizeLimit": "32Mi"}},
+                {"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+            ],
+        },
+    }
+
+
+async def wait_phase(
+    core: client.CoreV1Api, namespace: str, name: str, phases: set[str], timeout: int = 120
+) -> client.V1Pod:
+    """Watch the pod (as a backend waits for Running) until its phase is one of ``phases``."""
+    w = watch.Watch()
+    async with w.stream(
+        core.list_namespaced_pod, namespace, field_selector=f"metadata.name={name}", timeout_seconds=timeout
+    ) as stream:
+        async for event in stream:
+            if event["type"] != "DELETED" and event["object"].status.phase in phases:
+                return event["object"]
+    raise AssertionError(f"pod {name} never reached {phases}")
+
+
+@pytest.fixture
+async def running_pod(core: client.CoreV1Api, k8s_api: K8sApi) -> AsyncIterator[str]:
+    name = f"sleeper-{secrets.token_hex(3)}"
+    await core.create_namespaced_pod(k8s_api.namespace, pod_manifest(name, ["sleep", "infinity"]))
+    await wait_phase(core, k8s_api.namespace, name, {"Running"})
+    yield name
+    await core.delete_namespaced_pod(name, k8s_api.namespace, grace_period_seconds=0)
+
+
+async def exec_ws(
+    k8s_api: K8sApi, pod: str, command: list[str], protocol: str, stdin: bytes = b"", close_stdin: bool = False
+) -> tuple[bytes, bytes, dict[str, Any]]:
+    """One exec over the raw channel protocol: stdin sent in pieces, then (v5) closed; returns
+    stdout, stderr and the error channel's Status."""
+    cfg = await configuration(k8s_api)
+    async with WsApiClient(cfg) as ws_client:
+        core = client.CoreV1Api(ws_client)
+        ws_ctx = await core.connect_get_namespaced_pod_exec(
+            pod,
+            k8s_api.namespace,
+            command=command,
+            stdin=bool(stdin) or close_stdin,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            _preload_content=False,
+            _headers={"sec-websocket-protocol": protocol},
+        )
+        out, err, status = b"", b"", None
+        async with ws_ctx as ws:
+            assert ws.protocol is None or ws.protocol == protocol
+            for i in range(0, len(stdin), 1000):
+                await ws.send_bytes(bytes([STDIN]) + stdin[i : i + 1000])
+            if close_stdin:
+                await ws.send_bytes(bytes([CLOSE, STDIN]))
+            async for msg in ws:
+                data: bytes = msg.data
+                channel, payload = data[0], data[1:]
+                if channel == STDOUT:
+                    out += payload
+                elif channel == STDERR:
+                    err += payload
+                elif channel == ERROR and payload:
+                    status = json.loads(payload)
+        assert status is not None, "no Status on the error channel"
+        return out, err, status
+
+
+async def test_pod_lifecycle_create_watch_get_list_delete(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    ns, name = k8s_api.namespace, f"life-{secrets.token_hex(3)}"
+    created = await core.create_namespaced_pod(ns, pod_manifest(name, ["sleep", "infinity"], role="one"))
+    assert created.metadata.name == name and created.metadata.uid and created.metadata.resource_version
+    running = await wait_phase(core, ns, name, {"Running"})
+    assert running.status.container_statuses[0].ready
+    assert int(running.metadata.resource_version) > int(created.metadata.resource_version)
+    got = await core.read_namespaced_pod(name, ns)
+    assert got.status.phase == "Running" and got.spec.containers[0].image == IMAGE
+
+    listed = await core.list_namespaced_pod(ns, label_selector="app=k8sapi-test,role=one")
+    assert name in [p.metadata.name for p in listed.items]
+    others = await core.list_namespaced_pod(ns, label_selector="app=k8sapi-test,role notin (one)")
+    assert name not in [p.metadata.name for p in others.items]
+
+    with pytest.raises(ApiException) as exists:
+        await core.create_namespaced_pod(ns, pod_manifest(name, ["sleep", "1"]))
+    assert exists.value.status == 409 and json.loads(exists.value.body)["reason"] == "AlreadyExists"
+
+    # Delete with a grace period: the pod is marked, then DELETED reaches a watcher.
+    w = watch.Watch()
+    async with w.stream(
+        core.list_namespaced_pod, ns, field_selector=f"metadata.name={name}", timeout_seconds=60
+    ) as stream:
+        deleted = await core.delete_namespaced_pod(name, ns, grace_period_seconds=1)
+        assert deleted.metadata.deletion_timestamp is not None
+        kinds = [e["type"] async for e in _until_deleted(stream)]
+    assert kinds[-1] == "DELETED"
+    with pytest.raises(ApiException) as gone:
+        await core.read_namespaced_pod(name, ns)
+    body = json.loads(gone.value.body)
+    assert (
+        gone.value.status == 404 and body["kind"] == "Status" and body["reason"] == "NotFound" and body["code"] == 404
+    )
+
+
+async def _until_deleted(stream: Any) -> AsyncIterator[dict[str, Any]]:
+    async for event in stream:
+        yield event
+        if event["type"] == "DELETED":
+            return
+
+
+async def test_exec_v5_stdin_round_trip_is_binary_safe(k8s_api: K8sApi, running_pod: str) -> None:
+    data = bytes(range(256)) * 400  # every byte value, 100 KiB, in 1000-byte messages
+    out, err, status = await exec_ws(k8s_api, running_pod, ["cat"], "v5.channel.k8s.io", stdin=data, close_stdin=True)
+    assert out == data, f"stdout differs ({len(out)} bytes back of {len(data)}); stderr: {err!r}"
+    assert status["status"] == "Success"
+
+
+async def test_exec_v4_stdin_stderr_and_exit_code(k8s_api: K8sApi, running_pod: str) -> None:
+    # v4 has no close of stdin: the command reads a known number of bytes.
+    script = 'head -c 5 > /tmp/in; cat /tmp/in; echo " to $GREETING" >&2; exit 3'
+    out, err, status = await exec_ws(k8s_api, running_pod, ["sh", "-c", script], "v4.channel.k8s.io", stdin=b"12345")
+    assert out == b"12345" and err == b" to hello\n"
+    assert status["status"] == "Failure" and status["reason"] == "NonZeroExitCode"
+    assert WsApiClient.parse_error_data(json.dumps(status)) == 3
+
+
+async def test_exec_preloaded_as_kubernetes_asyncio_does_by_default(k8s_api: K8sApi, running_pod: str) -> None:
+    async with WsApiClient(await configuration(k8s_api)) as ws_client:
+        core = client.CoreV1Api(ws_client)
+        out = await core.connect_get_namespaced_pod_exec(
+            running_pod, k8s_api.namespace, command=["sh", "-c", "id -u; pwd"], stdout=True, stderr=True, tty=False
+        )
+    assert out == "1000\n/home/user\n"
+
+
+async def test_exited_pod_phase_and_log_tail(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    ns, name = k8s_api.namespace, f"exits-{secrets.token_hex(3)}"
+    await core.create_namespaced_pod(
+        ns, pod_manifest(name, ["sh", "-c", "for i in 1 2 3 4 5; do echo line $i; done; exit 2"])
+    )
+    try:
+        pod = await wait_phase(core, ns, name, {"Succeeded", "Failed"})
+        assert pod.status.phase == "Failed"
+        terminated = pod.status.container_statuses[0].state.terminated
+        assert terminated.exit_code == 2 and terminated.reason == "Error"
+        assert await core.read_namespaced_pod_log(name, ns, tail_lines=2) == "line 4\nline 5\n"
+        assert (await core.read_namespaced_pod_log(name, ns, container="sandbox")).count("line") == 5
+        with pytest.raises(ApiException) as bad:
+            await core.read_namespaced_pod_log(name, ns, container="nope")
+        assert bad.value.status == 400
+    finally:
+        await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+
+
+async def test_memory_limit_oomkilled(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    ns, name = k8s_api.namespace, f"oom-{secrets.token_hex(3)}"
+    hog = ["python3", "-c", "b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096])"]
+    await core.create_namespaced_pod(ns, pod_manifest(name, hog, memory="96Mi"))
+    try:
+        pod = await wait_phase(core, ns, name, {"Succeeded", "Failed"})
+        assert pod.status.phase == "Failed"
+        assert pod.status.container_statuses[0].state.terminated.reason == "OOMKilled"
+    finally:
+        await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+
+
+async def test_pod_security_maps_to_docker(k8s_api: K8sApi, running_pod: str) -> None:
+    if k8s_api.server is None:
+        pytest.skip("inspects the test API server's Docker containers")
+    engine = docker.from_env()
+    try:
+        (container,) = engine.containers.list(filters={"label": f"{POD_LABEL}={k8s_api.namespace}/{running_pod}"})
+        host = container.attrs["HostConfig"]
+    finally:
+        engine.close()
+    assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert host["Memory"] == host["MemorySwap"] == 256 * 2**20 and host["NanoCpus"] == 500_000_000
+    assert host["PidsLimit"] > 0 and host["NetworkMode"] == "none"
+    assert "size=33554432" in host["Tmpfs"]["/home/user"] and "size=16777216" in host["Tmpfs"]["/tmp"]
+    assert container.attrs["Config"]["User"] == "1000:1000"
+
+
+async def test_network_policy_switches_egress(core: client.CoreV1Api, k8s_api: K8sApi, running_pod: str) -> None:
+    if k8s_api.server is None:
+        pytest.skip("inspects the test API server's Docker containers")
+    ns = k8s_api.namespace
+    async with client.ApiClient(await configuration(k8s_api)) as api_client:
+        net = client.NetworkingV1Api(api_client)
+        policy = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": f"egress-{running_pod}"},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": "k8sapi-test"}},
+                "policyTypes": ["Ingress", "Egress"],
+                "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}]}],
+            },
+        }
+        await net.create_namespaced_network_policy(ns, policy)
+        assert (await core.read_namespaced_pod(running_pod, ns)).status.pod_ip
+        names = [p.metadata.name for p in (await net.list_namespaced_network_policy(ns)).items]
+        assert f"egress-{running_pod}" in names
+        await net.delete_namespaced_network_policy(f"egress-{running_pod}", ns)
+        assert (await core.read_namespaced_pod(running_pod, ns)).status.pod_ip is None
+
+
+async def test_requests_are_recorded(core: client.CoreV1Api, k8s_api: K8sApi, running_pod: str) -> None:
+    before = len(k8s_api.requests)
+    await core.read_namespaced_pod(running_pod, k8s_api.namespace)
+    await core.list_namespaced_pod(k8s_api.namespace)
+    seen = [(r["method"], r["verb"], r["resource"], r["name"], r["status"]) for r in k8s_api.requests[before:]]
+    assert ("GET", "get", "pods", running_pod, 200) in seen and ("GET", "list", "pods", "", 200) in seen
+
+
+async def test_no_token_is_401(k8s_api: K8sApi) -> None:
+    cfg = await configuration(k8s_api)
+    cfg.api_key = {}
+    async with client.ApiClient(cfg) as api_client:
+        with pytest.raises(ApiException) as denied:
+            await client.CoreV1Api(api_client).list_namespaced_pod(k8s_api.namespace)
+    assert denied.value.status == 401 and json.loads(denied.value.body)["reason"] == "Unauthorized"
+
+
+async def test_rules_outside_the_role_are_403(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    rules = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
+    with k8s_api.rules(rules):
+        await core.list_namespaced_pod(k8s_api.namespace)
+        with pytest.raises(ApiException) as denied:
+            await core.create_namespaced_pod(k8s_api.namespace, pod_manifest("never", ["true"]))
+        body = json.loads(denied.value.body)
+        assert (
+            denied.value.status == 403
+            and body["reason"] == "Forbidden"
+            and 'cannot create resource "pods"' in body["message"]
+        )
+        async with client.ApiClient(await configuration(k8s_api)) as api_client:
+            auth = client.AuthorizationV1Api(api_client)
+            answers = {}
+            for verb in ("list", "create"):
+                review = {
+                    "spec": {"resourceAttributes": {"namespace": k8s_api.namespace, "verb": verb, "resource": "pods"}}
+                }
+                answers[verb] = (await auth.create_self_subject_access_review(review)).status.allowed
+    assert answers == {"list": True, "create": False}
+    assert not any(
+        r["verb"] == "create" and r["resource"] == "pods" and r["status"] == 201 for r in k8s_api.requests[-4:]
+    )
+
+
+async def test_discovery_runtimeclasses_and_metrics(k8s_api: K8sApi, running_pod: str) -> None:
+    async with client.ApiClient(await configuration(k8s_api)) as api_client:
+        version = await client.VersionApi(api_client).get_code()
+        assert version.major == "1"
+        groups = {g.name for g in (await client.ApisApi(api_client).get_api_versions()).groups}
+        assert {"networking.k8s.io", "authorization.k8s.io", "node.k8s.io"} <= groups
+        classes = await client.NodeV1Api(api_client).list_runtime_class()
+        assert all(rc.handler for rc in classes.items)
+        custom = client.CustomObjectsApi(api_client)
+        metrics = await custom.get_namespaced_custom_object(
+            "metrics.k8s.io", "v1beta1", k8s_api.namespace, "pods", running_pod
+        )
+    usage = metrics["containers"][0]["usage"]
+    assert usage["memory"].endswith("Ki") and int(usage["memory"][:-2]) > 0
+
+
+async def test_invalid_pod_is_422(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    bad = pod_manifest("Not_A_Name", ["true"])
+    with pytest.raises(ApiException) as invalid:
+        await core.create_namespaced_pod(k8s_api.namespace, bad)
+    body = json.loads(invalid.value.body)
+    assert invalid.value.status == 422 and body["reason"] == "Invalid" and "metadata.name" in body["message"]
+    await asyncio.sleep(0)
