@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from jupyter_sandbox.backends.kubernetes_doctor import doctor_lines
 from jupyter_sandbox.backends.kubernetes_pods import API_CALLS
 
 from k8s.fixtures import write_kubeconfig
@@ -82,22 +83,27 @@ def test_a_missing_verb_fails_and_says_how_to_fix_it(k8s_api: Any) -> None:
     assert "1 problem(s) found." in result.stdout
 
 
+def marks(report: list[tuple[str, bool | None, str, str]]) -> dict[str, str]:
+    return {name: {True: "ok", False: "FAIL", None: "note"}[ok] for name, ok, _, _ in report}
+
+
+# in-process from here: the command's start (importing kubernetes_asyncio) takes seconds on a busy machine
 def test_a_missing_runtime_class_fails_and_no_metrics_api_is_a_note(k8s_api: Any) -> None:
     if k8s_api.server is None:
         pytest.skip("whether a real cluster serves the metrics API is its own")
+    settings = {"kubeconfig": k8s_api.kubeconfig, "namespace": k8s_api.namespace, "runtime_class": "kata-nowhere"}
     k8s_api.server.metrics = False
     try:
-        result = doctor(
-            "--kubeconfig", k8s_api.kubeconfig, "--namespace", k8s_api.namespace, "--runtime-class", "kata-nowhere"
-        )
+        report = doctor_lines(settings)
     finally:
         k8s_api.server.metrics = True
-    assert result.returncode == 1, result.stdout + result.stderr
-    report = lines(result.stdout)
-    assert report["RuntimeClass kata-nowhere"] == "FAIL"
-    assert report["metrics API"] == "note"
-    assert "metrics.k8s.io not served" in result.stdout
-    assert [name for name, mark in report.items() if mark == "FAIL"] == ["RuntimeClass kata-nowhere"]
+    found = marks(report)
+    assert found["RuntimeClass kata-nowhere"] == "FAIL"
+    assert found["metrics API"] == "note"
+    assert [name for name, mark in found.items() if mark == "FAIL"] == ["RuntimeClass kata-nowhere"]
+    details = {name: detail for name, _, detail, _ in report}
+    assert details["RuntimeClass kata-nowhere"] == "missing"
+    assert "metrics.k8s.io not served" in details["metrics API"]
 
 
 def test_an_api_server_that_does_not_answer_is_said(tmp_path: Path) -> None:
@@ -106,7 +112,6 @@ def test_an_api_server_that_does_not_answer_is_said(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     kubeconfig = tmp_path / "kubeconfig"
     write_kubeconfig(kubeconfig, f"http://127.0.0.1:{port}", "token", "default")
-    result = doctor("--kubeconfig", str(kubeconfig))
-    assert result.returncode == 1
-    assert lines(result.stdout) == {"Kubernetes API": "FAIL"}, result.stdout
-    assert f"http://127.0.0.1:{port}" in result.stdout and "does not answer" in result.stdout
+    report = doctor_lines({"kubeconfig": str(kubeconfig)})
+    assert marks(report) == {"Kubernetes API": "FAIL"}, report
+    assert f"http://127.0.0.1:{port}" in report[0][2] and "does not answer" in report[0][2]
