@@ -14,14 +14,18 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from k8s.pod_security import violations
-from traitlets.config import Config
+from traitlets.config import Config, Configurable
 
+from jupyter_sandbox.backends import backend_class
 from jupyter_sandbox.backends.base import LABEL_PREFIX, labels
 from jupyter_sandbox.backends.kubernetes_doctor import DOCTOR_CALLS
 from jupyter_sandbox.backends.kubernetes_pods import API_CALLS, PodSettings, sandbox_network_policy, sandbox_pod
+from jupyter_sandbox.core.manager import SandboxManager
 from jupyter_sandbox.models import SandboxSpec
+from jupyter_sandbox.server.app import SandboxApp
 from jupyter_sandbox.service import ADMIN_SCOPE
+
+from k8s.pod_security import violations
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "kubernetes"
@@ -198,6 +202,21 @@ def test_the_service_config_selects_the_kubernetes_backend() -> None:
     assert volumes["config"]["configMap"]["name"] == find("ConfigMap")["metadata"]["name"]
     assert mounts["config"] == "/etc/jupyter"
     assert config.SandboxApp.state_dir in mounts.values()
+
+
+def configurables() -> dict[str, type[Configurable]]:
+    return {cls.__name__: cls for cls in (SandboxApp, SandboxManager, backend_class("kubernetes"))}
+
+
+def test_the_service_config_and_the_docs_name_only_settings_that_exist() -> None:
+    classes = configurables()
+    for section, values in service_config().items():
+        traits = classes[section].class_traits(config=True)
+        assert set(values) <= set(traits), (section, set(values) - set(traits))
+    named = set(re.findall(r"\bc\.(\w+)\.(\w+)", (ROOT / "docs" / "kubernetes.md").read_text()))
+    assert named, "docs/kubernetes.md names no setting"
+    for section, name in named:
+        assert name in classes[section].class_traits(config=True), f"c.{section}.{name}"
 
 
 def env(deployment: dict[str, Any]) -> dict[str, Any]:
