@@ -2,7 +2,7 @@
 and scripts in sandboxes.
 
     jupyter sandbox build-image [--base IMAGE] [--packages P ...] [--wheelhouse DIR] [--tag T] [--force]
-    jupyter sandbox doctor
+    jupyter sandbox doctor [--backend kubernetes --namespace NS --kubeconfig FILE --runtime-class NAME]
     jupyter sandbox list
     jupyter sandbox prune [--dry-run]
     jupyter sandbox run NOTEBOOK.ipynb [-o OUT] [--timeout S] [--image I] [--memory M]
@@ -26,7 +26,7 @@ from tqdm import tqdm
 from traitlets import Bool, Float, List, Unicode, default
 
 from . import __version__
-from .backends import make_backend, programs
+from .backends import BACKENDS, DOCTORS, backend_doctor, make_backend, programs
 from .backends.base import LABEL_PREFIX, labelled_id
 from .backends.docker_images import DEBOOTSTRAP_BASE, DEFAULT_IMAGE, DEFAULT_PACKAGES, PACKAGES_LABEL
 from .errors import SandboxError
@@ -175,7 +175,27 @@ class DoctorApp(_Command):
     description = "Check what jupyter-sandbox needs, and say what to fix for each thing missing."
 
     image = Unicode(help="The sandbox image to check (the server's default image).").tag(config=True)
-    aliases = {"image": "DoctorApp.image"}
+    backend = Unicode(
+        "docker",
+        help="The engine to check: docker (with this server's extensions and kernelspec), or another "
+        "backend's own checks (kubernetes: the cluster the sandbox service uses).",
+    ).tag(config=True)
+    namespace = Unicode("default", help="kubernetes: the sandboxes' namespace.").tag(config=True)
+    kubeconfig = Unicode(help="kubernetes: the kubeconfig file (default $KUBECONFIG, else ~/.kube/config).").tag(
+        config=True
+    )
+    context = Unicode(help="kubernetes: the kubeconfig context (default its current one).").tag(config=True)
+    runtime_class = Unicode(help="kubernetes: the RuntimeClass sandboxes run with (e.g. gvisor, kata).").tag(
+        config=True
+    )
+    aliases = {
+        "image": "DoctorApp.image",
+        "backend": "DoctorApp.backend",
+        "namespace": "DoctorApp.namespace",
+        "kubeconfig": "DoctorApp.kubeconfig",
+        "context": "DoctorApp.context",
+        "runtime-class": "DoctorApp.runtime_class",
+    }
 
     @default("image")
     def _image(self) -> str:
@@ -198,6 +218,17 @@ class DoctorApp(_Command):
 
     def checks(self) -> list[tuple[str, bool | None, str, str]]:
         """(what, ok: True / False / None for optional, detail, how to fix)."""
+        engine_doctor = backend_doctor(self.backend)
+        if engine_doctor is not None:
+            settings = {
+                "namespace": self.namespace,
+                "kubeconfig": self.kubeconfig,
+                "context": self.context,
+                "runtime_class": self.runtime_class,
+            }
+            return engine_doctor(settings)
+        if self.backend not in BACKENDS:
+            self.fail(f"unknown backend {self.backend!r}: choose one of {', '.join(sorted({*BACKENDS, *DOCTORS}))}", 2)
         from .backends.docker_images import engine_facts
 
         # deferred, like the checks below that read jupyter_server's config
@@ -638,7 +669,11 @@ class SandboxCommand(JupyterApp):
     description = "Build, check, list, prune, and run notebooks and scripts in jupyter-sandbox sandboxes."
     subcommands = {
         "build-image": (BuildImageApp, "Build the sandbox image offline, with a progress display."),
-        "doctor": (DoctorApp, "Check Docker, runtimes, images, the extensions and the kernelspec; say what to fix."),
+        "doctor": (
+            DoctorApp,
+            "Check Docker, runtimes, images, the extensions and the kernelspec (--backend kubernetes: the "
+            "cluster's API, access, RuntimeClass); say what to fix.",
+        ),
         "list": (ListApp, "List this user's sandboxes on this host and whether their server lives."),
         "prune": (PruneApp, "Remove leftover sandboxes of this user's servers that are gone."),
         "run": (RunApp, "Execute a notebook on the sandboxed kernel; write its outputs."),
