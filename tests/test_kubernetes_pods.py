@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 
 from jupyter_sandbox.backends.base import WORKDIR, labels
+from jupyter_sandbox.backends.kubernetes import KubernetesBackend
 from jupyter_sandbox.backends.kubernetes_pods import (
     API_CALLS,
     LABELS_ANNOTATION,
@@ -137,3 +139,10 @@ def test_pod_names_are_dns_labels_and_distinct():
     assert len(names) == 4
     assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", n) for n in names), names
     assert pod_name("abc123") == "jupyter-sandbox-abc123"
+
+
+def test_the_docs_list_every_backend_setting():
+    docs = Path(__file__).resolve().parent.parent / "docs" / "kubernetes.md"
+    section = docs.read_text().split("## Backend settings", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in KubernetesBackend.class_traits(config=True) if f"`{name}`" not in section]
+    assert missing == []
