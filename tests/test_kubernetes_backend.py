@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 
+from jupyter_sandbox.backends import kubernetes_api
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.backends.kubernetes_pods import API_CALLS, pod_name
 from jupyter_sandbox.core.state import SandboxRecords
@@ -134,3 +135,28 @@ async def test_an_image_that_cannot_run_is_refused_and_leaves_no_pod(kubernetes)
         assert [f for f in await manager.backend.list_existing({f"{LABEL_PREFIX}.owner": OWNER})] == []
     finally:
         await manager.shutdown()
+
+
+@pytest.mark.parametrize("protocols", [("v4.channel.k8s.io",), kubernetes_api.PROTOCOLS], ids=["v4", "v5"])
+async def test_kernels_and_files_work_over_either_channel_protocol(kubernetes, monkeypatch, protocols):
+    monkeypatch.setattr(kubernetes_api, "PROTOCOLS", protocols)
+    manager = make_manager("kubernetes", reap_on_start=False)
+    chosen = []
+    opened = manager.backend.api.exec_websocket
+
+    async def recording(*args, **kwargs):
+        ws = await opened(*args, **kwargs)
+        chosen.append(ws.protocol)
+        return ws
+
+    manager.backend.api.exec_websocket = recording
+    try:
+        model = await manager.create(OWNER)
+        data = bytes(range(256)) * 4096  # 1 MiB: several websocket messages
+        await manager.write_file(OWNER, model.id, "blob.bin", data)
+        assert await manager.read_file(OWNER, model.id, "blob.bin") == data
+        execution = await manager.execute(OWNER, model.id, "len(open('blob.bin', 'rb').read())")
+        assert execution.text == str(len(data))
+    finally:
+        await manager.shutdown()
+    assert chosen and set(chosen) == {protocols[0]}
