@@ -160,3 +160,25 @@ async def test_kernels_and_files_work_over_either_channel_protocol(kubernetes, m
     finally:
         await manager.shutdown()
     assert chosen and set(chosen) == {protocols[0]}
+
+
+async def test_restart_gives_a_fresh_pod_and_stats_come_from_inside_without_metrics(kubernetes):
+    manager = make_manager("kubernetes", reap_on_start=False)
+    backend = manager.backend
+    try:
+        model = await manager.create(OWNER)
+        before = (await backend.pods.get(model.id))["metadata"]["uid"]
+        await manager.write_file(OWNER, model.id, "old.txt", b"x")
+        await manager.restart(OWNER, model.id)
+        assert (await backend.pods.get(model.id))["metadata"]["uid"] != before
+        assert "old.txt" not in {e["name"] for e in await manager.list_files(OWNER, model.id, ".")}
+        assert (await manager.execute(OWNER, model.id, "21 * 2")).text == "42"
+
+        backend.files._metrics = False  # as on a cluster without the metrics API
+        await manager.execute(OWNER, model.id, "hold = bytearray(64 * 1024 * 1024)")
+        stats = await manager.stats(OWNER, model.id)
+        assert stats["memory_limit"] == backend.memory_limit(model.spec)
+        assert 64 * 1024 * 1024 < stats["memory_used"] < stats["memory_limit"]
+        assert stats["pids"] >= 3  # PID 1, the launcher, the kernel
+    finally:
+        await manager.shutdown()

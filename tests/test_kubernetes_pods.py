@@ -12,6 +12,7 @@ import pytest
 
 from jupyter_sandbox.backends.base import WORKDIR, labels
 from jupyter_sandbox.backends.kubernetes import KubernetesBackend
+from jupyter_sandbox.backends.kubernetes_kernels import pod_stopped_reason
 from jupyter_sandbox.backends.kubernetes_pods import (
     API_CALLS,
     LABELS_ANNOTATION,
@@ -146,3 +147,15 @@ def test_the_docs_list_every_backend_setting():
     section = docs.read_text().split("## Backend settings", 1)[1].split("\n## ", 1)[0]
     missing = [name for name in KubernetesBackend.class_traits(config=True) if f"`{name}`" not in section]
     assert missing == []
+
+
+def test_a_stopped_pod_says_why():
+    def pod(terminated=None, phase="Running", deleting=False):
+        state = {"terminated": terminated} if terminated else {"running": {}}
+        meta = {"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {}
+        return {"metadata": meta, "status": {"phase": phase, "containerStatuses": [{"state": state}]}}
+
+    assert pod_stopped_reason(pod()) is None
+    assert "out of memory" in pod_stopped_reason(pod({"reason": "OOMKilled", "exitCode": 137}, "Failed"))
+    assert "exit code 2" in pod_stopped_reason(pod({"reason": "Error", "exitCode": 2}, "Failed"))
+    assert "deleted" in pod_stopped_reason(None) and "being deleted" in pod_stopped_reason(pod(deleting=True))
