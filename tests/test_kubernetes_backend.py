@@ -182,3 +182,20 @@ async def test_restart_gives_a_fresh_pod_and_stats_come_from_inside_without_metr
         assert stats["pids"] >= 3  # PID 1, the launcher, the kernel
     finally:
         await manager.shutdown()
+
+
+async def test_a_pod_deleted_outside_the_server_is_told(kubernetes):
+    manager = make_manager("kubernetes", reap_on_start=False)
+    try:
+        model = await manager.create(OWNER)
+        ((_, kernel_id),) = [k for k in manager.backend.kernels._relays if k[0] == model.id]  # its one kernel
+        await manager.backend.pods.delete(model.id)  # as `kubectl delete pod` would
+        reason = None
+        for _ in range(200):
+            reason = await manager.backend.kernel_exit_reason(model.id, kernel_id)
+            if reason and "stream" not in reason:
+                break
+            await asyncio.sleep(0.1)
+        assert reason is not None and "deleted" in reason, reason
+    finally:
+        await manager.shutdown()
