@@ -19,7 +19,7 @@ from aiohttp import web
 
 from .podexec import serve_exec, wants_websocket
 from .podruntime import PodRuntime
-from .pods import validate
+from .pods import pod_status, validate
 from .store import Store, now
 from .wire import (
     ApiError,
@@ -307,14 +307,14 @@ class ApiServer:
             rc = pod["spec"].get("runtimeClassName")
             if rc and rc not in self.runtime_classes:
                 raise ApiError(403, "Forbidden", f'pod rejected: RuntimeClass "{rc}" not found')
+            spec = pod["spec"]
+            spec.setdefault("restartPolicy", "Always")
+            spec.setdefault("terminationGracePeriodSeconds", 30)
+            spec.setdefault("serviceAccountName", "default")
+            spec.setdefault("nodeName", "test-node")
+            pod["status"] = {**pod_status(pod, None), "startTime": now()}
 
         pod = await self._create(request, info, admit)
-        spec = pod["spec"]
-        spec.setdefault("restartPolicy", "Always")
-        spec.setdefault("terminationGracePeriodSeconds", 30)
-        spec.setdefault("serviceAccountName", "default")
-        spec.setdefault("nodeName", "test-node")
-        pod["status"] = {"phase": "Pending", "startTime": now()}
         self.pods.background(self.pods.run(pod))
         return web.json_response(pod, status=201)
 

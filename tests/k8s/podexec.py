@@ -53,6 +53,9 @@ async def serve_exec(
         stderr=asyncio.subprocess.PIPE if stderr else asyncio.subprocess.DEVNULL,
     )
     send_lock = asyncio.Lock()
+    # As the kubelet does: an empty message on the lowest channel the client will read, to say
+    # the stream is established (clients must skip messages with no payload).
+    await ws.send_bytes(bytes([STDOUT if stdout else STDERR if stderr else ERROR]))
 
     async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
         while stream is not None and (chunk := await stream.read(CHUNK)):

@@ -149,7 +149,7 @@ class PodRuntime:
             if "deletionTimestamp" in pod["metadata"] and key not in self.containers:
                 continue  # its container is being removed: the last status stands
             new = pod_status(pod, inspected.get(key), self.waiting.get(key))
-            new.setdefault("startTime", pod["status"].get("startTime") or now())
+            new["startTime"] = pod["status"].get("startTime") or now()  # when the kubelet took the pod
             if new != pod["status"]:
                 pod["status"] = new
                 await self.store.modified("pods", pod)

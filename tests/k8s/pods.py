@@ -169,7 +169,6 @@ def pod_status(
         out["phase"] = "Pending"
         cstatus["state"] = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
     else:
-        out["startTime"] = _time(state.get("StartedAt", ""))
         cstatus["containerID"] = f"docker://{inspected['Id']}"
         cstatus["imageID"] = inspected.get("Image", "")
         if state.get("Running"):
