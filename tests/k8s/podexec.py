@@ -87,7 +87,8 @@ async def serve_exec(
 
     pumps = asyncio.gather(pump(proc.stdout, STDOUT), pump(proc.stderr, STDERR))
     reader = asyncio.ensure_future(feed())
-    done, _ = await asyncio.wait({pumps, reader}, return_when=asyncio.FIRST_COMPLETED)
+    waiting: set[asyncio.Future[Any]] = {pumps, reader}
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     if reader in done:
         # The client went away: stdin ends (as in Kubernetes, the process itself is not killed;
         # it sees end of input), and the docker CLI that relayed it is stopped after a grace.
