@@ -98,8 +98,9 @@ class PodRuntime:
                 if grace > 0:
                     await asyncio.to_thread(container.stop, timeout=grace)
                 await asyncio.to_thread(container.remove, force=True, v=True)
-            except docker.errors.NotFound:
-                pass
+            except docker.errors.APIError as e:  # gone, or its removal already under way
+                if e.status_code not in (404, 409):
+                    raise
         await self.store.remove("pods", ns, name)
 
     def mark_deleting(self, pod: dict[str, Any], grace: int) -> None:
@@ -118,8 +119,9 @@ class PodRuntime:
         for c in self.docker.containers.list(all=True, filters={"label": f"{SERVER_LABEL}={self.server_id}"}):
             try:
                 c.remove(force=True, v=True)
-            except docker.errors.NotFound:
-                pass
+            except docker.errors.APIError as e:  # gone, or its removal already under way
+                if e.status_code not in (404, 409):
+                    raise
         self.docker.close()
 
     # -- status ---------------------------------------------------------------------------------

@@ -434,3 +434,41 @@ async def test_exec_into_a_missing_or_stopped_pod_is_refused(k8s_api: K8sApi, co
             assert refused.value.status == code
     finally:
         await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+
+
+async def test_run_as_root_under_run_as_non_root_never_starts(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    ns, name = k8s_api.namespace, f"root-{secrets.token_hex(3)}"
+    manifest = pod_manifest(name, ["sleep", "infinity"])
+    manifest["spec"]["containers"][0]["securityContext"]["runAsUser"] = 0
+    await core.create_namespaced_pod(ns, manifest)
+    try:
+        for _ in range(60):
+            pod = await core.read_namespaced_pod(name, ns)
+            waiting = pod.status.container_statuses[0].state.waiting
+            if waiting and waiting.reason != "ContainerCreating":
+                break
+            await asyncio.sleep(0.5)
+        assert pod.status.phase == "Pending" and waiting.reason == "CreateContainerConfigError"
+    finally:
+        await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+
+
+async def test_unknown_runtime_class_is_rejected(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    manifest = pod_manifest(f"rc-{secrets.token_hex(3)}", ["true"])
+    manifest["spec"]["runtimeClassName"] = "no-such-class"
+    with pytest.raises(ApiException) as rejected:
+        await core.create_namespaced_pod(k8s_api.namespace, manifest)
+    assert rejected.value.status == 403 and "RuntimeClass" in json.loads(rejected.value.body)["message"]
+
+
+async def test_exec_over_websocket_needs_get_and_create(k8s_api: K8sApi, running_pod: str) -> None:
+    pods = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}
+    for verbs, allowed in ((["create"], False), (["get"], False), (["create", "get"], True)):
+        with k8s_api.rules([pods, {"apiGroups": [""], "resources": ["pods/exec"], "verbs": verbs}]):
+            if allowed:
+                out, _, status = await exec_ws(k8s_api, running_pod, ["echo", "in"], "v5.channel.k8s.io")
+                assert out == b"in\n" and status["status"] == "Success"
+            else:
+                with pytest.raises(WSServerHandshakeError) as refused:
+                    await exec_ws(k8s_api, running_pod, ["echo", "in"], "v5.channel.k8s.io")
+                assert refused.value.status == 403, verbs
