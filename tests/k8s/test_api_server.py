@@ -11,6 +11,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import docker
 import pytest
 from aiohttp import WSServerHandshakeError
@@ -472,3 +473,27 @@ async def test_exec_over_websocket_needs_get_and_create(k8s_api: K8sApi, running
                 with pytest.raises(WSServerHandshakeError) as refused:
                     await exec_ws(k8s_api, running_pod, ["echo", "in"], "v5.channel.k8s.io")
                 assert refused.value.status == 403, verbs
+
+
+async def test_watch_from_an_expired_resource_version_is_410(k8s_api: K8sApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    if k8s_api.server is None:
+        pytest.skip("a real cluster's watch history cannot be shortened by a test")
+    monkeypatch.setattr("k8s.store.HISTORY", 2)  # read by the server's thread at its next event
+    base = f"{k8s_api.url}/apis/networking.k8s.io/v1/namespaces/{k8s_api.namespace}/networkpolicies"
+    headers = {"Authorization": f"Bearer {k8s_api.token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        start = None
+        for i in range(3):
+            policy = {"metadata": {"name": f"short-{i}-{secrets.token_hex(2)}"}, "spec": {"podSelector": {}}}
+            async with http.post(base, json=policy) as created:
+                assert created.status == 201
+                start = start or int((await created.json())["metadata"]["resourceVersion"])
+            async with http.delete(f"{base}/{policy['metadata']['name']}") as deleted:
+                assert (await deleted.json())["status"] == "Success"
+        async with http.get(base, params={"watch": "true", "resourceVersion": str(start - 1)}) as watched:
+            event = json.loads(await watched.content.readline())
+        async with http.post(base, data=b"{not json") as bad:
+            assert bad.status == 400 and (await bad.json())["reason"] == "BadRequest"
+        async with http.get(f"{k8s_api.url}/apis/apps/v1/namespaces/{k8s_api.namespace}/deployments") as unknown:
+            assert unknown.status == 404 and (await unknown.json())["kind"] == "Status"
+    assert event["type"] == "ERROR" and event["object"]["code"] == 410 and event["object"]["reason"] == "Expired"
