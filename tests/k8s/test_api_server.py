@@ -497,3 +497,15 @@ async def test_watch_from_an_expired_resource_version_is_410(k8s_api: K8sApi, mo
         async with http.get(f"{k8s_api.url}/apis/apps/v1/namespaces/{k8s_api.namespace}/deployments") as unknown:
             assert unknown.status == 404 and (await unknown.json())["kind"] == "Status"
     assert event["type"] == "ERROR" and event["object"]["code"] == 410 and event["object"]["reason"] == "Expired"
+
+
+async def test_dry_run_and_label_validation(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    ns, name = k8s_api.namespace, f"dry-{secrets.token_hex(3)}"
+    checked = await core.create_namespaced_pod(ns, pod_manifest(name, ["sleep", "infinity"]), dry_run="All")
+    assert checked.metadata.name == name
+    with pytest.raises(ApiException) as absent:
+        await core.read_namespaced_pod(name, ns)
+    assert absent.value.status == 404
+    with pytest.raises(ApiException) as bad:
+        await core.create_namespaced_pod(ns, pod_manifest(name, ["true"], owner="alice@example.com"))
+    assert bad.value.status == 422 and "metadata.labels" in json.loads(bad.value.body)["message"]
