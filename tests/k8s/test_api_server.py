@@ -509,3 +509,32 @@ async def test_dry_run_and_label_validation(core: client.CoreV1Api, k8s_api: K8s
     with pytest.raises(ApiException) as bad:
         await core.create_namespaced_pod(ns, pod_manifest(name, ["true"], owner="alice@example.com"))
     assert bad.value.status == 422 and "metadata.labels" in json.loads(bad.value.body)["message"]
+
+
+async def test_exec_ends_when_its_pod_is_deleted(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    ns, name = k8s_api.namespace, f"gone-{secrets.token_hex(3)}"
+    await core.create_namespaced_pod(ns, pod_manifest(name, ["sleep", "infinity"]))
+    await wait_phase(core, ns, name, {"Running"})
+    exec_task = asyncio.ensure_future(exec_ws(k8s_api, name, ["sleep", "1000"], "v5.channel.k8s.io", stdin=b"x"))
+    await asyncio.sleep(2)
+    assert not exec_task.done()
+    await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+    _, _, status = await asyncio.wait_for(exec_task, 60)
+    assert status["status"] == "Failure"
+
+
+async def test_gvisor_runtime_class_runs_the_pod_under_runsc(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    async with client.ApiClient(await configuration(k8s_api)) as api_client:
+        classes = {rc.metadata.name for rc in (await client.NodeV1Api(api_client).list_runtime_class()).items}
+    if "gvisor" not in classes:
+        pytest.skip("no gvisor RuntimeClass (the Docker engine has no runsc runtime)")
+    ns, name = k8s_api.namespace, f"gvisor-{secrets.token_hex(3)}"
+    manifest = pod_manifest(name, ["sleep", "infinity"])
+    manifest["spec"]["runtimeClassName"] = "gvisor"
+    await core.create_namespaced_pod(ns, manifest)
+    try:
+        await wait_phase(core, ns, name, {"Running"})
+        out, _, status = await exec_ws(k8s_api, name, ["dmesg"], "v5.channel.k8s.io")
+        assert b"gVisor" in out and status["status"] == "Success"  # runsc's own kernel log
+    finally:
+        await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
