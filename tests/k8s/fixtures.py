@@ -122,8 +122,11 @@ def remove_containers(server_id: str) -> None:
     client = docker.from_env()
     try:
         for c in client.containers.list(all=True, filters={"label": f"{SERVER_LABEL}={server_id}"}):
-            with contextlib.suppress(docker.errors.NotFound):
+            try:
                 c.remove(force=True, v=True)
+            except docker.errors.APIError as e:  # gone, or its removal already under way
+                if e.status_code not in (404, 409):
+                    raise
     finally:
         client.close()
 

@@ -53,6 +53,9 @@ async def serve_exec(
         stderr=asyncio.subprocess.PIPE if stderr else asyncio.subprocess.DEVNULL,
     )
     send_lock = asyncio.Lock()
+    # As the kubelet does: an empty message on the lowest channel the client will read, to say
+    # the stream is established (clients must skip messages with no payload).
+    await ws.send_bytes(bytes([STDOUT if stdout else STDERR if stderr else ERROR]))
 
     async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
         while stream is not None and (chunk := await stream.read(CHUNK)):
@@ -84,7 +87,8 @@ async def serve_exec(
 
     pumps = asyncio.gather(pump(proc.stdout, STDOUT), pump(proc.stderr, STDERR))
     reader = asyncio.ensure_future(feed())
-    done, _ = await asyncio.wait({pumps, reader}, return_when=asyncio.FIRST_COMPLETED)
+    waiting: set[asyncio.Future[Any]] = {pumps, reader}
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     if reader in done:
         # The client went away: stdin ends (as in Kubernetes, the process itself is not killed;
         # it sees end of input), and the docker CLI that relayed it is stopped after a grace.

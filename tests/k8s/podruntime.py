@@ -67,7 +67,7 @@ class PodRuntime:
             return
         labels = {POD_LABEL: f"{ns}/{name}", SERVER_LABEL: self.server_id, **self.extra_labels}
         runtime = self.runtime_classes.get(pod["spec"].get("runtimeClassName") or "")
-        network = egress_allowed(self.store.list("networkpolicies", ns), pod["metadata"].get("labels") or {})
+        network = egress_allowed(self.store.find("networkpolicies", ns), pod["metadata"].get("labels") or {})
         opts = docker_options(pod, labels=labels, network=network, runtime=runtime, pids_limit=self.pids_limit)
         try:
             container = await asyncio.to_thread(
@@ -98,8 +98,9 @@ class PodRuntime:
                 if grace > 0:
                     await asyncio.to_thread(container.stop, timeout=grace)
                 await asyncio.to_thread(container.remove, force=True, v=True)
-            except docker.errors.NotFound:
-                pass
+            except docker.errors.APIError as e:  # gone, or its removal already under way
+                if e.status_code not in (404, 409):
+                    raise
         await self.store.remove("pods", ns, name)
 
     def mark_deleting(self, pod: dict[str, Any], grace: int) -> None:
@@ -118,8 +119,9 @@ class PodRuntime:
         for c in self.docker.containers.list(all=True, filters={"label": f"{SERVER_LABEL}={self.server_id}"}):
             try:
                 c.remove(force=True, v=True)
-            except docker.errors.NotFound:
-                pass
+            except docker.errors.APIError as e:  # gone, or its removal already under way
+                if e.status_code not in (404, 409):
+                    raise
         self.docker.close()
 
     # -- status ---------------------------------------------------------------------------------
@@ -144,12 +146,12 @@ class PodRuntime:
     async def refresh(self) -> None:
         """Bring every pod's status in line with its container; a change is a MODIFIED event."""
         inspected = await asyncio.to_thread(self._inspect_all, dict(self.containers))
-        for pod in self.store.list("pods"):
+        for pod in self.store.find("pods"):
             key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
             if "deletionTimestamp" in pod["metadata"] and key not in self.containers:
                 continue  # its container is being removed: the last status stands
             new = pod_status(pod, inspected.get(key), self.waiting.get(key))
-            new.setdefault("startTime", pod["status"].get("startTime") or now())
+            new["startTime"] = pod["status"].get("startTime") or now()  # when the kubelet took the pod
             if new != pod["status"]:
                 pod["status"] = new
                 await self.store.modified("pods", pod)
@@ -161,8 +163,8 @@ class PodRuntime:
 
     async def apply_network(self, namespace: str) -> None:
         """Join each pod of the namespace to the fenced network or to none, as its policies say."""
-        policies = self.store.list("networkpolicies", namespace)
-        for pod in self.store.list("pods", namespace):
+        policies = self.store.find("networkpolicies", namespace)
+        for pod in self.store.find("pods", namespace):
             cid = self.containers.get((namespace, pod["metadata"]["name"]))
             if cid:
                 want = egress_allowed(policies, pod["metadata"].get("labels") or {})

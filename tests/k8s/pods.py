@@ -131,7 +131,9 @@ def docker_options(
         if empty_dir.get("medium") == "Memory":
             # emptyDir is world-writable and executable in Kubernetes; Docker's tmpfs default is noexec
             size = f",size={int(quantity(empty_dir['sizeLimit']))}" if empty_dir.get("sizeLimit") else ""
-            tmpfs[m["mountPath"]] = f"rw,exec,nosuid,nodev,mode=1777{size}"
+            # and writable by the pod's user: this engine ignores a tmpfs's mode, so it is owned by that user
+            owner = f",uid={sc['runAsUser']},gid={sc.get('runAsGroup', sc['runAsUser'])}" if "runAsUser" in sc else ""
+            tmpfs[m["mountPath"]] = f"rw,exec,nosuid,nodev,mode=1777{size}{owner}"
         else:
             mounts.append(Mount(m["mountPath"], None, type="volume", read_only=bool(m.get("readOnly"))))
     if tmpfs:
@@ -169,7 +171,6 @@ def pod_status(
         out["phase"] = "Pending"
         cstatus["state"] = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
     else:
-        out["startTime"] = _time(state.get("StartedAt", ""))
         cstatus["containerID"] = f"docker://{inspected['Id']}"
         cstatus["imageID"] = inspected.get("Image", "")
         if state.get("Running"):

@@ -28,7 +28,7 @@ class Store:
     def get(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get((resource, namespace, name))
 
-    def list(self, resource: str, namespace: str = "") -> list[dict[str, Any]]:
+    def find(self, resource: str, namespace: str = "") -> list[dict[str, Any]]:
         return [
             obj
             for (res, ns, _), obj in sorted(self.objects.items())

@@ -13,6 +13,7 @@ from typing import Any
 
 import docker
 import pytest
+from aiohttp import WSServerHandshakeError
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.stream import WsApiClient
@@ -348,3 +349,126 @@ async def test_invalid_pod_is_422(core: client.CoreV1Api, k8s_api: K8sApi) -> No
     body = json.loads(invalid.value.body)
     assert invalid.value.status == 422 and body["reason"] == "Invalid" and "metadata.name" in body["message"]
     await asyncio.sleep(0)
+
+
+# A length-prefixed echo inside the pod: each frame back reversed, until a zero-length frame.
+FRAMED_ECHO = """
+import struct, sys
+i, o = sys.stdin.buffer, sys.stdout.buffer
+while True:
+    n = struct.unpack('>I', i.read(4))[0]
+    if n == 0:
+        break
+    data = i.read(n)
+    o.write(struct.pack('>I', n) + data[::-1]); o.flush()
+"""
+
+
+async def test_exec_is_a_long_lived_binary_conversation(k8s_api: K8sApi, running_pod: str) -> None:
+    """What the kernel relay does over exec: request, wait for the answer, again, over one stream."""
+    cfg = await configuration(k8s_api)
+    async with WsApiClient(cfg) as ws_client:
+        ws_ctx = await client.CoreV1Api(ws_client).connect_get_namespaced_pod_exec(
+            running_pod,
+            k8s_api.namespace,
+            command=["python3", "-c", FRAMED_ECHO],
+            stdin=True,
+            stdout=True,
+            stderr=True,
+            tty=False,
+            _preload_content=False,
+            _headers={"sec-websocket-protocol": "v5.channel.k8s.io"},
+        )
+        async with ws_ctx as ws:
+            buffered = b""
+            for size in (1, 255, 4096, 70_000, 3, 200_000, 17):
+                payload = secrets.token_bytes(size)
+                await ws.send_bytes(bytes([STDIN]) + len(payload).to_bytes(4, "big") + payload)
+                while len(buffered) < 4 or len(buffered) < 4 + int.from_bytes(buffered[:4], "big"):
+                    msg = await asyncio.wait_for(ws.receive(), 60)
+                    assert msg.data[0] == STDOUT, f"unexpected message on channel {msg.data[0]}: {msg.data[1:]!r}"
+                    buffered += msg.data[1:]
+                assert buffered == len(payload).to_bytes(4, "big") + payload[::-1]
+                buffered = b""
+            await ws.send_bytes(bytes([STDIN]) + (0).to_bytes(4, "big"))
+            status = None
+            async for msg in ws:
+                if msg.data[0] == ERROR and msg.data[1:]:
+                    status = json.loads(msg.data[1:])
+    assert status == {"metadata": {}, "status": "Success"}
+
+
+async def test_watch_from_a_list_resource_version(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    """List, then watch from the list's resourceVersion: only what changed after it arrives."""
+    ns, name = k8s_api.namespace, f"rv-{secrets.token_hex(3)}"
+    listed = await core.list_namespaced_pod(ns)
+    await core.create_namespaced_pod(ns, pod_manifest(name, ["sleep", "infinity"], run=name))
+    try:
+        w = watch.Watch()
+        seen = []
+        async with w.stream(
+            core.list_namespaced_pod,
+            ns,
+            label_selector=f"run={name}",
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=60,
+        ) as stream:
+            async for event in stream:
+                seen.append((event["type"], event["object"].metadata.name))
+                if event["object"].status.phase == "Running":
+                    break
+        assert seen[0] == ("ADDED", name) and all(n == name for _, n in seen)
+        assert ("MODIFIED", name) in seen
+    finally:
+        await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+
+
+async def test_exec_into_a_missing_or_stopped_pod_is_refused(k8s_api: K8sApi, core: client.CoreV1Api) -> None:
+    ns, name = k8s_api.namespace, f"done-{secrets.token_hex(3)}"
+    await core.create_namespaced_pod(ns, pod_manifest(name, ["true"]))
+    try:
+        await wait_phase(core, ns, name, {"Succeeded"})
+        for pod, code in ((name, 400), ("no-such-pod", 404)):
+            with pytest.raises(WSServerHandshakeError) as refused:
+                await exec_ws(k8s_api, pod, ["true"], "v5.channel.k8s.io")
+            assert refused.value.status == code
+    finally:
+        await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+
+
+async def test_run_as_root_under_run_as_non_root_never_starts(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    ns, name = k8s_api.namespace, f"root-{secrets.token_hex(3)}"
+    manifest = pod_manifest(name, ["sleep", "infinity"])
+    manifest["spec"]["containers"][0]["securityContext"]["runAsUser"] = 0
+    await core.create_namespaced_pod(ns, manifest)
+    try:
+        for _ in range(60):
+            pod = await core.read_namespaced_pod(name, ns)
+            waiting = pod.status.container_statuses[0].state.waiting
+            if waiting and waiting.reason != "ContainerCreating":
+                break
+            await asyncio.sleep(0.5)
+        assert pod.status.phase == "Pending" and waiting.reason == "CreateContainerConfigError"
+    finally:
+        await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+
+
+async def test_unknown_runtime_class_is_rejected(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    manifest = pod_manifest(f"rc-{secrets.token_hex(3)}", ["true"])
+    manifest["spec"]["runtimeClassName"] = "no-such-class"
+    with pytest.raises(ApiException) as rejected:
+        await core.create_namespaced_pod(k8s_api.namespace, manifest)
+    assert rejected.value.status == 403 and "RuntimeClass" in json.loads(rejected.value.body)["message"]
+
+
+async def test_exec_over_websocket_needs_get_and_create(k8s_api: K8sApi, running_pod: str) -> None:
+    pods = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}
+    for verbs, allowed in ((["create"], False), (["get"], False), (["create", "get"], True)):
+        with k8s_api.rules([pods, {"apiGroups": [""], "resources": ["pods/exec"], "verbs": verbs}]):
+            if allowed:
+                out, _, status = await exec_ws(k8s_api, running_pod, ["echo", "in"], "v5.channel.k8s.io")
+                assert out == b"in\n" and status["status"] == "Success"
+            else:
+                with pytest.raises(WSServerHandshakeError) as refused:
+                    await exec_ws(k8s_api, running_pod, ["echo", "in"], "v5.channel.k8s.io")
+                assert refused.value.status == 403, verbs
