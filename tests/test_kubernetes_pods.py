@@ -4,6 +4,7 @@ Pod Security "restricted" asks, sized as the spec says, valid against the API's 
 from __future__ import annotations
 
 import json
+import re
 
 import kubernetes_validate
 import pytest
@@ -15,6 +16,7 @@ from jupyter_sandbox.backends.kubernetes_pods import (
     SANDBOX_LABEL,
     PodSettings,
     memory_limit,
+    pod_name,
     sandbox_network_policy,
     sandbox_pod,
 )
@@ -128,3 +130,10 @@ def test_api_calls_are_distinct_and_well_formed():
     verbs = {"create", "get", "list", "watch", "delete", "patch", "update"}
     assert all(len(call) == 4 and call[3] in verbs for call in API_CALLS)
     assert ("", "pods", "exec", "create") in API_CALLS and ("", "pods", "log", "get") in API_CALLS
+
+
+def test_pod_names_are_dns_labels_and_distinct():
+    names = {pod_name(i) for i in ("sbx_d6ad09b7b7e2", "sbx-d6ad09b7b7e2", "SBX_d6ad09b7b7e2", "abc123")}
+    assert len(names) == 4
+    assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", n) for n in names), names
+    assert pod_name("abc123") == "jupyter-sandbox-abc123"

@@ -262,7 +262,7 @@ class KubernetesBackend(SandboxBackend):
         spec = self.spec(sandbox_id)
         workdir = confine(cwd) if cwd else WORKDIR
         if workdir != WORKDIR:
-            code, _, _ = await self.files.run(sandbox_id, ["test", "-d", workdir])
+            code, _, _ = await self.files.run(sandbox_id, (["test", "-d", workdir], b""))
             if code != 0:
                 raise InvalidInput(f"the working directory {workdir} does not exist in the sandbox", field="cwd")
         hmac_key = key.decode() if isinstance(key, bytes) else key or secrets.token_hex(32)

@@ -6,6 +6,11 @@ channel's number (0 stdin, 1 stdout, 2 stderr, 3 error: the exec's final Status,
 cannot, so there the end of stdin is said by the command's own protocol (the launcher's first line
 and frames; the files program's length prefix). v5 is asked for first, v4 accepted.
 
+A program of ours (the launcher, the files program: tens of kilobytes) is not put in the exec's
+URL, whose length API servers cap, but sent first on its stdin: the command is a short bootstrap
+(``BOOT``) that reads the program's source, exactly its length, then runs it; what follows on stdin
+is the program's own (``program``).
+
 ``open_exec`` gives an ``ExecStream`` (kernel_relay.py's): stdout as a ``PushStreamReader`` whose
 transport pauses reading the websocket (the relay's backpressure), stdin as a writer with a bounded
 send queue, and ``wait()`` for the exit code from the Status on the error channel.
@@ -31,6 +36,23 @@ log = logging.getLogger(__name__)
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 CHUNK = 256 * 1024  # bytes of stdin per websocket message
+# argv: BOOT's length in bytes, then the program's own arguments (sys.argv as if run with -c)
+BOOT = (
+    "import os, sys\n"
+    "n, b = int(sys.argv[1]), bytearray()\n"
+    "while len(b) < n:\n"
+    "    c = os.read(0, n - len(b))\n"
+    "    if not c: sys.exit(70)\n"
+    "    b += c\n"
+    "del sys.argv[1]\n"
+    "exec(compile(bytes(b), 'program', 'exec'), {'__name__': '__main__'})\n"
+)
+
+
+def program(python: str, source: str, *args: str) -> tuple[list[str], bytes]:
+    """The command that runs ``source`` (Python, given on stdin) with ``args``, and what to send first."""
+    code = source.encode()
+    return [python, "-I", "-c", BOOT, str(len(code)), *args], code
 
 
 def exit_code(status: dict[str, Any] | None) -> int | None:
@@ -176,13 +198,15 @@ class ExecTransport:
                 await self.ws.close()
 
 
-async def open_exec(connect: Connect, command: list[str], name: str, *, stdin: bool = True) -> ExecStream:
-    """Run ``command`` in the pod through ``connect`` (a websocket to its pods/exec); its streams."""
-    ws = await connect(command, stdin)
+async def open_exec(connect: Connect, command: tuple[list[str], bytes], name: str) -> ExecStream:
+    """Run ``command`` (``program``'s) in the pod through ``connect`` (a websocket to its pods/exec); its streams."""
+    argv, prefix = command
+    ws = await connect(argv, True)
     reader = PushStreamReader(limit=1 << 18)
     stderr = _StderrLog(name)
     transport = ExecTransport(ws, reader, stderr.feed)
     reader.set_transport(cast(asyncio.BaseTransport, transport))
+    transport.write(prefix)
 
     async def wait() -> int | None:
         code: int | None = await asyncio.shield(transport.ended)
@@ -193,18 +217,20 @@ async def open_exec(connect: Connect, command: list[str], name: str, *, stdin: b
 
 
 async def run_exec(
-    connect: Connect, command: list[str], data: bytes | None = None, *, limit: int, timeout: float
+    connect: Connect, command: tuple[list[str], bytes], data: bytes = b"", *, limit: int, timeout: float
 ) -> tuple[int | None, bytes, bytes]:
-    """A short command's exit code, stdout and stderr (each at most ``limit`` bytes, else
-    BackendUnavailable), ``data`` its stdin. Hung up after ``timeout`` seconds."""
-    ws = await connect(command, data is not None)
+    """A short command's (``program``'s, or argv and b"") exit code, stdout and stderr (each at most
+    ``limit`` bytes, else BackendUnavailable), ``data`` its stdin after the program. Hung up after ``timeout`` s."""
+    argv, prefix = command
+    data = prefix + data
+    ws = await connect(argv, bool(data))
     out, err = bytearray(), bytearray()
     status: dict[str, Any] | None = None
     v5 = ws.protocol == PROTOCOLS[0]
 
     async def talk() -> None:
         nonlocal status
-        if data is not None:
+        if data:
             for i in range(0, len(data), CHUNK):
                 await ws.send_bytes(bytes([STDIN]) + data[i : i + CHUNK])
             if v5:

@@ -22,7 +22,7 @@ from ..errors import BackendUnavailable, InvalidInput, IsADirectory, NotFound, S
 from . import programs
 from .base import WORKDIR, confine
 from .docker_files import EXEC_OUTPUT_LIMIT, IS_A_DIRECTORY, NO_ROOM, file_error
-from .kubernetes_exec import open_exec, run_exec
+from .kubernetes_exec import open_exec, program, run_exec
 
 if TYPE_CHECKING:  # (only for types: kubernetes.py imports this module)
     from .kubernetes import KubernetesBackend
@@ -60,18 +60,20 @@ class KubernetesFiles:
         self._metrics: bool | None = None  # the cluster serves the metrics API (None: not asked yet)
         self._cpu: dict[str, tuple[float, int]] = {}  # sandbox id -> (when, CPU ns): the last reading
 
-    def _command(self, name: str, *args: str) -> list[str]:
-        return [self.backend.python, "-I", "-c", programs.source(name), *args]
+    def _command(self, name: str, *args: str) -> tuple[list[str], bytes]:
+        return program(self.backend.python, programs.source(name), *args)
 
-    def _files(self, command: str, path: str, *more: str) -> list[str]:
+    def _files(self, command: str, path: str, *more: str) -> tuple[list[str], bytes]:
         settings = self.backend.pod_settings()
         return self._command("files", str(settings.uid), str(settings.gid), command, path, *more)
 
-    async def run(self, sandbox_id: str, argv: list[str], data: bytes | None = None) -> tuple[int | None, bytes, bytes]:
-        """A short command's exit code, stdout and stderr, as the sandbox's user."""
+    async def run(
+        self, sandbox_id: str, command: tuple[list[str], bytes], data: bytes = b""
+    ) -> tuple[int | None, bytes, bytes]:
+        """A short command's (``program``'s, or argv and b"") exit code, stdout and stderr, as the sandbox's user."""
         return await run_exec(
             self.backend.exec_connect(sandbox_id),
-            argv,
+            command,
             data,
             limit=EXEC_OUTPUT_LIMIT,
             timeout=self.backend.request_timeout,
@@ -94,7 +96,7 @@ class KubernetesFiles:
     async def stream(self, sandbox_id: str, path: str) -> AsyncIterator[bytes]:
         target = confine(path)
         stream = await open_exec(
-            self.backend.exec_connect(sandbox_id), self._files("read", target), f"read in {sandbox_id}", stdin=False
+            self.backend.exec_connect(sandbox_id), self._files("read", target), f"read in {sandbox_id}"
         )
         try:
             # an error (missing, a directory) comes as an exit code with no byte before it

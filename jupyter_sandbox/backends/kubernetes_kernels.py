@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import KernelDied, NotFound, SandboxError
 from ..models import format_size
-from .kernel_relay import KernelExited, KernelRelay, KernelRelayError, launcher_command
-from .kubernetes_exec import open_exec
+from .kernel_relay import KernelExited, KernelRelay, KernelRelayError, launcher_source
+from .kubernetes_exec import open_exec, program
 
 if TYPE_CHECKING:  # (only for types: kubernetes.py imports this module)
     from .kubernetes import KubernetesBackend
@@ -68,9 +68,8 @@ class KubernetesKernels:
         backend = self.backend
         backend.spec(sandbox_id)  # NotFound for a sandbox this backend does not hold
         mode = "start" if "argv" in request else "attach"
-        stream = await open_exec(
-            backend.exec_connect(sandbox_id), launcher_command(mode, backend.python), f"launcher of {kernel_id}"
-        )
+        launcher = program(backend.python, launcher_source(), mode)
+        stream = await open_exec(backend.exec_connect(sandbox_id), launcher, f"launcher of {kernel_id}")
         relay = KernelRelay(
             stream.reader,
             stream.writer,
@@ -197,6 +196,9 @@ class KubernetesKernels:
         """Close every relay (the kernels stay: a restarted server may reattach) and the sockets' folder."""
         for key in list(self._relays):
             await self._drop(*key)
+        for watcher in list(self._watchers.values()):
+            watcher.cancel()
+        await asyncio.gather(*self._watchers.values(), return_exceptions=True)
         if self._sockets_dir is not None:
             shutil.rmtree(self._sockets_dir, ignore_errors=True)
             self._sockets_dir = None

@@ -14,6 +14,7 @@ tmpfs mounts count against the container's memory); requests equal limits.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -81,7 +82,12 @@ class PodSettings:
 
 
 def pod_name(sandbox_id: str) -> str:
-    return f"{POD_PREFIX}{sandbox_id}"
+    """The name of a sandbox's pod (and NetworkPolicy): a DNS label, so the id is lowercased and what
+    a name cannot hold becomes '-' (then a hash of the id keeps two ids apart)."""
+    safe = re.sub(r"[^a-z0-9-]", "-", sandbox_id.lower()).strip("-")
+    if safe != sandbox_id:
+        safe = f"{safe[:40]}-{hashlib.sha256(sandbox_id.encode()).hexdigest()[:8]}"
+    return f"{POD_PREFIX}{safe}"
 
 
 def memory_limit(spec: SandboxSpec, settings: PodSettings) -> int:

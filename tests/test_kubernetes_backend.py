@@ -1,0 +1,136 @@
+"""What the kubernetes backend does beyond the contract suite (tests/test_contract.py runs that on it
+too): a restarted server takes its pods back with their kernels' variables, a kernel out of memory
+says so, the pod is made as kubernetes_pods.py says, and every call it makes is one the Role grants.
+Against the k8s_api fixture: the test API server (real Docker containers), or $KUBECONFIG's cluster."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from jupyter_sandbox.backends.base import LABEL_PREFIX
+from jupyter_sandbox.backends.kubernetes_pods import API_CALLS, pod_name
+from jupyter_sandbox.core.state import SandboxRecords
+from jupyter_sandbox.errors import BackendUnavailable, KernelDied
+
+from conftest import SESSION_SERVER_ID, make_manager
+
+OWNER = "carol"
+
+
+@pytest.fixture
+def kubernetes(k8s_api, request):
+    """make_manager's settings for the kubernetes backend (as backend_name sets them)."""
+    from conftest import KUBERNETES
+
+    KUBERNETES.update(kubeconfig=k8s_api.kubeconfig, namespace=k8s_api.namespace)
+    return k8s_api
+
+
+def role_rules() -> list[dict[str, list[str]]]:
+    """A Role's rules granting exactly API_CALLS."""
+    rules = []
+    for group, resource, sub, verb in API_CALLS:
+        rules.append({"apiGroups": [group], "resources": [f"{resource}/{sub}" if sub else resource], "verbs": [verb]})
+    return rules
+
+
+async def test_a_restarted_server_takes_its_pods_back_with_their_variables(kubernetes, tmp_path):
+    server_id = SESSION_SERVER_ID + "-k8s-adopt"
+    records = SandboxRecords(str(tmp_path / "records"))
+    first = make_manager("kubernetes", server_id=server_id, reap_on_start=False)
+    first.records = records
+    model = await first.create(OWNER)
+    assert (await first.execute(OWNER, model.id, "kept = 41")).error is None
+    await first.backend.close()  # the server "crashes": its relays go, the pod and kernel stay
+
+    second = make_manager("kubernetes", server_id=server_id, pool_size=0)  # a new backend instance
+    second.records = records
+    try:
+        found = await second.backend.list_existing({f"{LABEL_PREFIX}.server": server_id})
+        assert [f[f"{LABEL_PREFIX}.sandbox"] for f in found] == [model.id]
+        assert found[0][f"{LABEL_PREFIX}.owner"] == OWNER
+        await second.start()
+        assert second.get(OWNER, model.id).status == "running"
+        assert (await second.execute(OWNER, model.id, "kept + 1")).text == "42"
+    finally:
+        await second.shutdown()
+    assert await second.backend.list_existing({f"{LABEL_PREFIX}.server": server_id}) == []
+
+
+async def test_a_kernel_out_of_memory_says_so(kubernetes):
+    manager = make_manager("kubernetes", reap_on_start=False)
+    try:
+        model = await manager.create(OWNER, spec={"memory": "128M", "disk": "16M"})
+        code = "x = bytearray(400 * 1024 * 1024)"  # more than the whole pod holds
+        try:
+            execution = await manager.execute(OWNER, model.id, code)
+            assert execution.error is not None
+            text = f"{execution.error.name}: {execution.error.value}"
+        except KernelDied as e:
+            text = str(e)
+        assert "out of memory" in text, text
+        # the sandbox goes on: a fresh kernel answers
+        await manager.restart_context(OWNER, model.id)
+        assert (await manager.execute(OWNER, model.id, "1 + 1")).text == "2"
+    finally:
+        await manager.shutdown()
+
+
+async def test_the_pod_is_made_as_its_manifest_says(kubernetes):
+    manager = make_manager("kubernetes", reap_on_start=False)
+    backend = manager.backend
+    try:
+        model = await manager.create(OWNER, spec={"memory": "256M", "cpus": 0.5})
+        pod = await backend.pods.get(model.id)
+        assert pod["metadata"]["name"] == pod_name(model.id)
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True and spec["automountServiceAccountToken"] is False
+        limits = spec["containers"][0]["resources"]["limits"]
+        assert int(limits["memory"]) == backend.memory_limit(model.spec)
+        assert spec["containers"][0]["resources"]["requests"] == limits
+        code = "import os; print(os.getuid(), os.getgid()); open('/etc/x', 'w')"
+        execution = await manager.execute(OWNER, model.id, code)
+        assert execution.logs.stdout == ["1000 1000\n"]
+        assert execution.error is not None and execution.error.name == "OSError"  # read-only root
+    finally:
+        await manager.shutdown()
+
+
+async def test_every_call_is_one_the_role_grants(kubernetes):
+    manager = make_manager("kubernetes", reap_on_start=False)
+    with kubernetes.rules(role_rules()):
+        try:
+            model = await manager.create(OWNER)
+            await manager.write_file(OWNER, model.id, "f.txt", b"x")
+            assert await manager.read_file(OWNER, model.id, "f.txt") == b"x"
+            assert (await manager.execute(OWNER, model.id, "print('hi')")).logs.stdout == ["hi\n"]
+            await manager.stats(OWNER, model.id)
+            await manager.backend.logs(model.id, [])
+            await manager.restart(OWNER, model.id)
+            await manager.backend.list_existing({})
+        finally:
+            await manager.shutdown()
+    refused = [r for r in kubernetes.requests if r.get("status") == 403]
+    assert refused == []
+    # and the rules bite: without pods/exec, a kernel cannot start
+    rules = [r for r in role_rules() if r["resources"] != ["pods/exec"]]
+    manager = make_manager("kubernetes", reap_on_start=False)
+    with kubernetes.rules(rules):
+        try:
+            with pytest.raises(BackendUnavailable):
+                await manager.create(OWNER)
+        finally:
+            await manager.shutdown()
+
+
+async def test_an_image_that_cannot_run_is_refused_and_leaves_no_pod(kubernetes):
+    manager = make_manager("kubernetes", reap_on_start=False, allowed_images=["jupyter-sandbox:no-such-tag"])
+    try:
+        with pytest.raises(Exception) as info:
+            await asyncio.wait_for(manager.create(OWNER, spec={"image": "jupyter-sandbox:no-such-tag"}), 120)
+        assert "image" in str(info.value)
+        assert [f for f in await manager.backend.list_existing({f"{LABEL_PREFIX}.owner": OWNER})] == []
+    finally:
+        await manager.shutdown()
