@@ -21,9 +21,10 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from jupyter_core.application import JupyterApp
-from jupyter_core.paths import jupyter_data_dir, jupyter_path
+from jupyter_core.paths import jupyter_config_path, jupyter_data_dir, jupyter_path
 from tqdm import tqdm
 from traitlets import Bool, Float, List, Unicode, default
+from traitlets.config import Application
 
 from . import __version__
 from .backends import BACKENDS, DOCTORS, backend_doctor, make_backend, programs
@@ -35,6 +36,8 @@ from .models import InputRequest, OutputMessage
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
+# the sandbox service's config file (service/app.py: SandboxServiceApp.name)
+SERVICE_CONFIG_FILE = "jupyter_sandbox_service_config"
 
 
 class _Command(JupyterApp):
@@ -180,7 +183,8 @@ class DoctorApp(_Command):
         help="The engine to check: docker (with this server's extensions and kernelspec), or another "
         "backend's own checks (kubernetes: the cluster the sandbox service uses).",
     ).tag(config=True)
-    namespace = Unicode("default", help="kubernetes: the sandboxes' namespace.").tag(config=True)
+    # "" = as the sandbox service's config says (jupyter_sandbox_service_config.py), else the backend's default
+    namespace = Unicode(help="kubernetes: the sandboxes' namespace.").tag(config=True)
     kubeconfig = Unicode(help="kubernetes: the kubeconfig file (default $KUBECONFIG, else ~/.kube/config).").tag(
         config=True
     )
@@ -220,11 +224,15 @@ class DoctorApp(_Command):
         """(what, ok: True / False / None for optional, detail, how to fix)."""
         engine_doctor = backend_doctor(self.backend)
         if engine_doctor is not None:
+            # the engine is the sandbox service's: its config file says how it reaches it
+            # (traitlets' loader by name and path: JupyterApp's own takes no file name)
+            Application.load_config_file(self, SERVICE_CONFIG_FILE, path=jupyter_config_path())
             settings = {
                 "namespace": self.namespace,
                 "kubeconfig": self.kubeconfig,
                 "context": self.context,
                 "runtime_class": self.runtime_class,
+                "config": self.config,
             }
             return engine_doctor(settings)
         if self.backend not in BACKENDS:
@@ -358,7 +366,6 @@ class DoctorApp(_Command):
 
     @staticmethod
     def _server_extension() -> tuple[str, bool, str, str]:
-        from jupyter_core.paths import jupyter_config_path
         from jupyter_server.extension.config import ExtensionConfigManager
 
         config = ExtensionConfigManager(read_config_path=jupyter_config_path())

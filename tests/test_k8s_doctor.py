@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 COMMAND = [sys.executable, "-m", "jupyter_sandbox.cli", "doctor", "--backend", "kubernetes"]
 
 
-def doctor(*args: str) -> subprocess.CompletedProcess[str]:
+def doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     environ = {
         k: v for k, v in os.environ.items() if k not in ("KUBERNETES_SERVICE_HOST", "JUPYTER_SANDBOX_SERVICE_URL")
     }
+    environ.update(env or {})
     return subprocess.run([*COMMAND, *args], env=environ, capture_output=True, text=True, timeout=120)
 
 
@@ -50,9 +51,10 @@ def call_line(group: str, resource: str, subresource: str, verb: str) -> str:
     return f"may {verb} {what}" + (f" ({group})" if group else "")
 
 
-def test_with_the_shipped_role_everything_is_in_place(k8s_api: Any) -> None:
-    if k8s_api.server is not None and "gvisor" not in k8s_api.server.runtime_classes:
-        pytest.fail("the test API server has no gvisor RuntimeClass: the engine lacks runsc (scripts/setup-docker.sh)")
+def test_with_the_shipped_role_everything_is_in_place(k8s_api: Any, request: pytest.FixtureRequest) -> None:
+    if k8s_api.server is not None:
+        request.getfixturevalue("runsc_ready")  # the test API server's gvisor RuntimeClass is the engine's runsc
+        assert "gvisor" in k8s_api.server.runtime_classes
     with k8s_api.rules(shipped_rules()):
         result = doctor(
             "--kubeconfig", k8s_api.kubeconfig, "--namespace", k8s_api.namespace, "--runtime-class", "gvisor"
@@ -68,18 +70,27 @@ def test_with_the_shipped_role_everything_is_in_place(k8s_api: Any) -> None:
     assert "Everything jupyter-sandbox needs is in place." in result.stdout
 
 
-def test_a_missing_verb_fails_and_says_how_to_fix_it(k8s_api: Any) -> None:
+def test_a_missing_verb_fails_and_says_how_to_fix_it(k8s_api: Any, tmp_path: Path) -> None:
     rules = shipped_rules()
     for rule in rules:
         if rule["resources"] == ["pods"] and rule["apiGroups"] == [""]:
             rule["verbs"] = [v for v in rule["verbs"] if v != "delete"]
+    # no flags: the doctor takes the sandbox service's own config file, as in the service's pod
+    config_dir = tmp_path / "jupyter-config"
+    config_dir.mkdir()
+    (config_dir / "jupyter_sandbox_service_config.py").write_text(
+        f"c.KubernetesBackend.kubeconfig = {k8s_api.kubeconfig!r}\nc.KubernetesBackend.namespace = {k8s_api.namespace!r}\n"
+    )
     with k8s_api.rules(rules):
-        result = doctor("--kubeconfig", k8s_api.kubeconfig, "--namespace", k8s_api.namespace)
+        result = doctor(env={"JUPYTER_CONFIG_DIR": str(config_dir)})
     assert result.returncode == 1, result.stdout + result.stderr
     report = lines(result.stdout)
     assert report["may delete pods"] == "FAIL"
     assert [name for name, mark in report.items() if mark == "FAIL"] == ["may delete pods"]
-    assert "denied in namespace" in result.stdout and "fix: kubectl apply -k deploy/kubernetes" in result.stdout
+    assert (
+        f"denied in namespace {k8s_api.namespace}" in result.stdout
+        and "fix: kubectl apply -k deploy/kubernetes" in result.stdout
+    )
     assert "1 problem(s) found." in result.stdout
 
 

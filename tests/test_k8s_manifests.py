@@ -360,3 +360,19 @@ def test_the_docs_show_the_role_and_the_pod_spec_as_they_are() -> None:
 
 if __name__ == "__main__":
     write_doc_blocks()
+
+
+def test_the_service_image_runs_as_the_deployment_says() -> None:
+    """deploy/kubernetes/Dockerfile: the uid, port and command the Deployment relies on."""
+    lines = [
+        line.split(None, 1) for line in (DEPLOY / "Dockerfile").read_text().splitlines() if line and line[0] != "#"
+    ]
+    final = lines[max(i for i, (word, _) in enumerate(lines) if word == "FROM") :]
+    instructions = {word: rest.strip() for word, rest in final if word in ("USER", "EXPOSE", "CMD")}
+    pod = find("Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert instructions["USER"] == f"{pod['securityContext']['runAsUser']}:{pod['securityContext']['runAsGroup']}"
+    assert int(instructions["EXPOSE"]) == container["ports"][0]["containerPort"]
+    assert json.loads(instructions["CMD"]) == container["command"]
+    # the extras it installs: the Hub service and the backend's client
+    assert "[hub,kubernetes]" in (DEPLOY / "Dockerfile").read_text()

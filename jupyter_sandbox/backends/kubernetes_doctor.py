@@ -18,7 +18,9 @@ from typing import Any
 from kubernetes_asyncio import client as kube_client
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client.exceptions import ApiException
+from traitlets.config import Config
 
+from .kubernetes import KubernetesBackend
 from .kubernetes_pods import API_CALLS
 
 # The doctor's own call beyond the backend's: RuntimeClasses are cluster-scoped (a ClusterRole,
@@ -187,17 +189,21 @@ async def _metrics(api: kube_client.ApiClient) -> Line:
 
 
 def doctor_lines(settings: Mapping[str, Any]) -> list[Line]:
-    """The doctor's entry (backends.backend_doctor): its settings (namespace, kubeconfig, context,
-    runtime_class, other_runtime_classes) to report lines. In a pod with no kubeconfig given, the
-    pod's own service account is used, as the backend does."""
-    kubeconfig = str(settings.get("kubeconfig") or "")
-    in_cluster = not kubeconfig and not os.environ.get("KUBECONFIG") and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    """The doctor's entry (backends.backend_doctor). ``settings``: its flags (namespace, kubeconfig,
+    context, runtime_class; "" = not given) and ``config``, the traitlets config it loaded (the
+    sandbox service's file among it). A flag not given takes the backend's configured value, so in
+    the service's pod the doctor checks what the service will use."""
+    backend = KubernetesBackend(config=settings.get("config") or Config())
+    kubeconfig = str(settings.get("kubeconfig") or backend.kubeconfig)
+    in_cluster = backend.in_cluster
+    if in_cluster is None:  # as the backend decides
+        in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not kubeconfig
     target = ClusterTarget(
-        namespace=str(settings.get("namespace") or "default"),
+        namespace=str(settings.get("namespace") or backend.namespace),
         kubeconfig=kubeconfig,
-        context=str(settings.get("context") or ""),
+        context=str(settings.get("context") or backend.context),
         in_cluster=in_cluster,
-        runtime_class=str(settings.get("runtime_class") or ""),
-        other_runtime_classes=[str(name) for name in settings.get("other_runtime_classes") or []],
+        runtime_class=str(settings.get("runtime_class") or backend.runtime_class_name),
+        other_runtime_classes=sorted({name for name in backend.runtime_classes.values() if name}),
     )
     return asyncio.run(kubernetes_checks(target))
