@@ -47,7 +47,9 @@ class SandboxApp(ExtensionApp):
     classes = [*ExtensionApp.classes, SandboxManager, DockerBackend, LocalBackend, OneShotRunner, OutputPolicy]
 
     backend = Unicode(
-        "auto", help="Sandbox backend: 'docker', 'local', or 'auto' (docker when an engine answers, else local)."
+        "auto",
+        help="Sandbox backend: 'docker', 'local', 'kubernetes' (pods; the 'kubernetes' extra, docs/kubernetes.md), or "
+        "'auto' (docker when an engine answers, else local).",
     ).tag(config=True)
     allow_local_fallback = Bool(
         True,
