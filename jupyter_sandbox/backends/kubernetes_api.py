@@ -182,7 +182,14 @@ class KubeApi:
     ) -> aiohttp.ClientWebSocketResponse:
         """A websocket to ``pods/exec`` running ``command`` (stdout and stderr apart, no tty)."""
         if self._exec_client is None:
-            self._exec_client = ExecClient(await self.configuration())
+            config = await self.configuration()
+            # each running kernel holds one exec websocket for its whole life: no cap on connections here
+            # (the client's default, 100, would leave the 101st kernel waiting forever)
+            config.connection_pool_maxsize, pool_size = 0, config.connection_pool_maxsize
+            try:
+                self._exec_client = ExecClient(config)
+            finally:
+                config.connection_pool_maxsize = pool_size
         query: list[tuple[str, Any]] = [("container", container), ("stdout", "true"), ("stderr", "true")]
         query += [("stdin", "true")] if stdin else []
         query += [("command", part) for part in command]

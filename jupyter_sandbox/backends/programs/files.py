@@ -1,9 +1,11 @@
 """Runs INSIDE a sandbox: the server's file commands (argv: uid gid command path).
 
 Started from a root exec as ``python -I -c <this source> uid gid list|read|write|remove <absolute
-path>``. Before anything else it becomes the sandbox's user, as as_user.py does (no supplementary
+path>`` (``write`` may add a byte count: it then reads that many bytes, not to the end of stdin).
+Before anything else it becomes the sandbox's user, as as_user.py does (no supplementary
 groups, then the gid and uid, with which every capability goes), and it stops if any capability is
-left (under gVisor an exec's first process would keep the container's); it does the rest itself
+left (under gVisor an exec's first process would keep the container's); on Kubernetes the exec is
+that user already (a "restricted" pod cannot change users) and stays as it is. It does the rest itself
 (a second Python start costs ~100 ms; ``read`` hands the bytes to cat). It answers with its exit code, the server's own
 protocol (no wording is parsed): 72 missing, 73 not a directory, 74 is a directory, 75 not a regular
 file, 76 no room (a write that does not fit leaves nothing behind); another failure says why on
