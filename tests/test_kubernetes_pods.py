@@ -12,6 +12,7 @@ import pytest
 
 from jupyter_sandbox.backends.base import WORKDIR, labels
 from jupyter_sandbox.backends.kubernetes import KubernetesBackend
+from jupyter_sandbox.backends.kubernetes_files import quantity
 from jupyter_sandbox.backends.kubernetes_kernels import pod_stopped_reason
 from jupyter_sandbox.backends.kubernetes_pods import (
     API_CALLS,
@@ -159,3 +160,11 @@ def test_a_stopped_pod_says_why():
     assert "out of memory" in pod_stopped_reason(pod({"reason": "OOMKilled", "exitCode": 137}, "Failed"))
     assert "exit code 2" in pod_stopped_reason(pod({"reason": "Error", "exitCode": 2}, "Failed"))
     assert "deleted" in pod_stopped_reason(None) and "being deleted" in pod_stopped_reason(pod(deleting=True))
+
+
+def test_quantities_are_read_as_the_api_writes_them():
+    assert quantity("1152Mi") == 1152 * 1024**2 and quantity("1207959552") == 1207959552
+    assert quantity("250m") == 0.25 and quantity("123456789n") == pytest.approx(0.123456789)
+    assert quantity("2k") == 2000
+    with pytest.raises(ValueError):
+        quantity("12 bananas")
