@@ -6,15 +6,17 @@ Against the k8s_api fixture: the test API server (real Docker containers), or $K
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import pytest
 
 from jupyter_sandbox.backends import kubernetes_api
-from jupyter_sandbox.backends.base import LABEL_PREFIX
+from jupyter_sandbox.backends.base import LABEL_PREFIX, labels
 from jupyter_sandbox.backends.kubernetes_files import quantity
-from jupyter_sandbox.backends.kubernetes_pods import API_CALLS, pod_name
+from jupyter_sandbox.backends.kubernetes_pods import API_CALLS, pod_name, sandbox_network_policy
 from jupyter_sandbox.core.state import SandboxRecords
 from jupyter_sandbox.errors import BackendUnavailable, KernelDied
+from jupyter_sandbox.models import SandboxSpec
 
 from conftest import SESSION_SERVER_ID, make_manager
 
@@ -199,4 +201,19 @@ async def test_a_pod_deleted_outside_the_server_is_told(kubernetes):
             await asyncio.sleep(0.1)
         assert reason is not None and "deleted" in reason, reason
     finally:
+        await manager.shutdown()
+
+
+async def test_a_leftover_network_policy_of_the_same_name_is_replaced(kubernetes):
+    manager = make_manager("kubernetes", reap_on_start=False)
+    backend = manager.backend
+    sandbox_id = "leftover" + secrets.token_hex(4)
+    stale = sandbox_network_policy(sandbox_id, SandboxSpec(network=True), backend.pod_settings())
+    await backend.api.request("POST", backend.pods._policies, stale)
+    try:
+        await backend.create(sandbox_id, SandboxSpec(), labels(SESSION_SERVER_ID, OWNER, sandbox=sandbox_id))
+        policy = await backend.api.request("GET", f"{backend.pods._policies}/{pod_name(sandbox_id)}")
+        assert policy["spec"]["egress"] == []  # the sandbox's own (no network), not the stale one's
+    finally:
+        await backend.remove(sandbox_id)
         await manager.shutdown()

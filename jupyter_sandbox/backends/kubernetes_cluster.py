@@ -91,7 +91,11 @@ class SandboxPods:
         uid = (pod.get("metadata") or {}).get("uid")
         if backend.network_policies:
             policy = sandbox_network_policy(sandbox_id, spec, settings, owner_uid=uid)
-            await backend.api.request("POST", self._policies, policy, what="creating the sandbox's NetworkPolicy")
+            try:
+                await backend.api.request("POST", self._policies, policy, what="creating the sandbox's NetworkPolicy")
+            except Conflict:  # an earlier pod's of this name, not yet collected with it: replaced
+                await backend.api.request("DELETE", f"{self._policies}/{pod_name(sandbox_id)}", what="an old policy")
+                await backend.api.request("POST", self._policies, policy, what="creating the sandbox's NetworkPolicy")
         await self.wait_running(sandbox_id, pod)
 
     async def wait_running(self, sandbox_id: str, pod: dict[str, Any]) -> None:
