@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from pathlib import Path
 
 import pytest
+import yaml
 
 from jupyter_sandbox.backends import kubernetes_api
 from jupyter_sandbox.backends.base import LABEL_PREFIX, labels
 from jupyter_sandbox.backends.kubernetes_files import quantity
-from jupyter_sandbox.backends.kubernetes_pods import API_CALLS, pod_name, sandbox_network_policy
+from jupyter_sandbox.backends.kubernetes_pods import pod_name, sandbox_network_policy
 from jupyter_sandbox.core.state import SandboxRecords
 from jupyter_sandbox.errors import BackendUnavailable, KernelDied
 from jupyter_sandbox.models import SandboxSpec
@@ -21,6 +23,7 @@ from jupyter_sandbox.models import SandboxSpec
 from conftest import SESSION_SERVER_ID, make_manager
 
 OWNER = "carol"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -33,10 +36,11 @@ def kubernetes(k8s_api, request):
 
 
 def role_rules() -> list[dict[str, list[str]]]:
-    """A Role's rules granting exactly API_CALLS."""
-    rules = []
-    for group, resource, sub, verb in API_CALLS:
-        rules.append({"apiGroups": [group], "resources": [f"{resource}/{sub}" if sub else resource], "verbs": [verb]})
+    """The rules of the Role shipped in deploy/kubernetes/rbac.yaml (tests/test_k8s_manifests.py checks
+    that it grants exactly API_CALLS)."""
+    documents = yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "rbac.yaml").read_text())
+    (role,) = [d for d in documents if d and d.get("kind") == "Role"]
+    rules: list[dict[str, list[str]]] = role["rules"]
     return rules
 
 
@@ -120,6 +124,7 @@ async def test_every_call_is_one_the_role_grants(kubernetes):
     assert refused == []
     # and the rules bite: without pods/exec, a kernel cannot start
     rules = [r for r in role_rules() if r["resources"] != ["pods/exec"]]
+    assert len(rules) == len(role_rules()) - 1
     manager = make_manager("kubernetes", reap_on_start=False)
     with kubernetes.rules(rules):
         try:
