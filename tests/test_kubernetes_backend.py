@@ -222,3 +222,18 @@ async def test_a_leftover_network_policy_of_the_same_name_is_replaced(kubernetes
     finally:
         await backend.remove(sandbox_id)
         await manager.shutdown()
+
+
+async def test_a_spec_asking_for_gvisor_runs_under_its_runtime_class(kubernetes, request):
+    if kubernetes.server is not None:
+        request.getfixturevalue("runsc_ready")  # the test API server's gvisor RuntimeClass is the engine's runsc
+    manager = make_manager("kubernetes", reap_on_start=False)
+    try:
+        model = await manager.create(OWNER, spec={"runtime": "runsc"})
+        assert (await manager.backend.pods.get(model.id))["spec"]["runtimeClassName"] == "gvisor"
+        # gVisor's own kernel answers inside (dmesg is its, not the host's)
+        code = "import subprocess; print(subprocess.run(['dmesg'], capture_output=True, text=True).stdout[:200])"
+        execution = await manager.execute(OWNER, model.id, code)
+        assert "gVisor" in "".join(execution.logs.stdout), execution
+    finally:
+        await manager.shutdown()
