@@ -81,7 +81,11 @@ class KubernetesKernels:
             bytes_per_second=backend.relay_bytes_per_second,
             messages_per_second=backend.relay_messages_per_second,
         )
-        info = await relay.start(request)
+        try:
+            info = await relay.start(request)
+        except BaseException:
+            stream.writer.close()  # the exec ends with its websocket
+            raise
         self._relays[(sandbox_id, kernel_id)] = relay
         relay.exited.add_done_callback(lambda _: self._kernel_ended(sandbox_id, kernel_id))
         timeout = timeout or backend.kernel_start_timeout
