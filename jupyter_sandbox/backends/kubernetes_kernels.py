@@ -70,18 +70,18 @@ class KubernetesKernels:
         mode = "start" if "argv" in request else "attach"
         launcher = program(backend.python, launcher_source(), mode)
         stream = await open_exec(backend.exec_connect(sandbox_id), launcher, f"launcher of {kernel_id}")
-        relay = KernelRelay(
-            stream.reader,
-            stream.writer,
-            self._socket_dir(),
-            kernel_id,
-            key,
-            liveness_timeout=backend.liveness_timeout,
-            outputs=backend.outputs,
-            bytes_per_second=backend.relay_bytes_per_second,
-            messages_per_second=backend.relay_messages_per_second,
-        )
         try:
+            relay = KernelRelay(
+                stream.reader,
+                stream.writer,
+                self._socket_dir(),
+                kernel_id,
+                key,
+                liveness_timeout=backend.liveness_timeout,
+                outputs=backend.outputs,
+                bytes_per_second=backend.relay_bytes_per_second,
+                messages_per_second=backend.relay_messages_per_second,
+            )
             info = await relay.start(request)
         except BaseException:
             stream.writer.close()  # the exec ends with its websocket
