@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from .clusterapis import ClusterApis
-from .podexec import serve_exec, wants_websocket
+from .podexec import PROTOCOLS, offers_protocol, serve_exec, wants_websocket
 from .podruntime import PodRuntime
 from .pods import pod_status, validate
 from .resources import dry_run
@@ -225,6 +225,13 @@ class ApiServer(ClusterApis):
         if not wants_websocket(request):
             raise ApiError(
                 400, "BadRequest", "Upgrade request required: the test API server speaks only the WebSocket protocols"
+            )
+        if not offers_protocol(request):
+            offered = request.headers.get("Sec-WebSocket-Protocol", "")
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"unable to upgrade connection: requested protocol(s) [{offered}] are not supported: {', '.join(PROTOCOLS)}",
             )
         cid = self.pods.container(info.namespace, info.name)
         if cid is None or pod["status"].get("phase") != "Running":

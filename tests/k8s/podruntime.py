@@ -74,7 +74,9 @@ class PodRuntime:
                 self.docker.containers.create, name=f"k8s-{ns}-{name}-{self.server_id}", **opts
             )
             self.containers[key] = container.id
-            if self.store.get("pods", ns, name) is None:  # deleted while being created
+            current = self.store.get("pods", ns, name)
+            if current is None or "deletionTimestamp" in current["metadata"]:  # deleted while being created
+                self.containers.pop(key, None)
                 await asyncio.to_thread(container.remove, force=True, v=True)
                 return
             await asyncio.to_thread(container.start)

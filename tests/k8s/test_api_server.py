@@ -538,3 +538,12 @@ async def test_gvisor_runtime_class_runs_the_pod_under_runsc(core: client.CoreV1
         assert b"gVisor" in out and status["status"] == "Success"  # runsc's own kernel log
     finally:
         await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+
+
+async def test_exec_without_a_served_channel_protocol_is_400(k8s_api: K8sApi, running_pod: str) -> None:
+    for offered in ("v3.channel.k8s.io", "v4.base64.channel.k8s.io"):
+        with pytest.raises(WSServerHandshakeError) as refused:
+            await exec_ws(k8s_api, running_pod, ["true"], offered)
+        assert refused.value.status == 400
+    out, _, _ = await exec_ws(k8s_api, running_pod, ["echo", "ok"], "v3.channel.k8s.io, v4.channel.k8s.io")
+    assert out == b"ok\n"
