@@ -193,7 +193,7 @@ class ApiServer(ClusterApis):
         self.pods.background(self.pods.delete(pod, max(grace, 0)))
         return web.json_response(pod)
 
-    async def _core_pods_log(self, request: web.Request, info: RequestInfo) -> web.Response:
+    async def _core_pods_log(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         pod = self._get(info)
         own = pod["spec"]["containers"][0]["name"]
         container = request.query.get("container", own)
@@ -209,7 +209,16 @@ class ApiServer(ClusterApis):
             lines = None if tail is None else int(tail)
         except ValueError:
             raise ApiError(400, "BadRequest", f'tailLines must be an integer, not "{tail}"') from None
-        return web.Response(body=await self.pods.logs(cid, lines), content_type="text/plain")
+        if request.query.get("follow", "false").lower() not in ("1", "true"):
+            return web.Response(body=await self.pods.logs(cid, lines), content_type="text/plain")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        try:
+            async for chunk in self.pods.follow_logs(cid, lines):
+                await response.write(chunk)
+        except ConnectionResetError:
+            pass  # the client stopped following
+        return response
 
     async def _core_pods_exec(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         pod = self._get(info)

@@ -547,3 +547,15 @@ async def test_exec_without_a_served_channel_protocol_is_400(k8s_api: K8sApi, ru
         assert refused.value.status == 400
     out, _, _ = await exec_ws(k8s_api, running_pod, ["echo", "ok"], "v3.channel.k8s.io, v4.channel.k8s.io")
     assert out == b"ok\n"
+
+
+async def test_log_follow_streams_until_the_container_stops(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    ns, name = k8s_api.namespace, f"follow-{secrets.token_hex(3)}"
+    await core.create_namespaced_pod(ns, pod_manifest(name, ["sh", "-c", "echo first; sleep 2; echo second"]))
+    try:
+        await wait_phase(core, ns, name, {"Running", "Succeeded"})
+        response = await core.read_namespaced_pod_log(name, ns, follow=True, _preload_content=False)
+        text = (await asyncio.wait_for(response.read(), 60)).decode()
+        assert text == "first\nsecond\n"
+    finally:
+        await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
