@@ -295,9 +295,12 @@ async def test_requests_are_recorded(core: client.CoreV1Api, k8s_api: K8sApi, ru
 async def test_no_token_is_401(k8s_api: K8sApi) -> None:
     cfg = await configuration(k8s_api)
     cfg.api_key = {}
+    cfg.cert_file = cfg.key_file = None  # no credentials at all
     async with client.ApiClient(cfg) as api_client:
         with pytest.raises(ApiException) as denied:
             await client.CoreV1Api(api_client).list_namespaced_pod(k8s_api.namespace)
+    if k8s_api.server is None and denied.value.status == 403:
+        return  # a real cluster with anonymous auth on: system:anonymous may not list pods
     assert denied.value.status == 401 and json.loads(denied.value.body)["reason"] == "Unauthorized"
 
 
@@ -335,6 +338,8 @@ async def test_discovery_runtimeclasses_and_metrics(k8s_api: K8sApi, running_pod
         assert {"networking.k8s.io", "authorization.k8s.io", "node.k8s.io"} <= groups
         classes = await client.NodeV1Api(api_client).list_runtime_class()
         assert all(rc.handler for rc in classes.items)
+        if "metrics.k8s.io" not in groups:
+            pytest.skip("the cluster has no metrics API (metrics-server)")
         custom = client.CustomObjectsApi(api_client)
         metrics = await custom.get_namespaced_custom_object(
             "metrics.k8s.io", "v1beta1", k8s_api.namespace, "pods", running_pod
@@ -541,6 +546,8 @@ async def test_gvisor_runtime_class_runs_the_pod_under_runsc(core: client.CoreV1
 
 
 async def test_exec_without_a_served_channel_protocol_is_400(k8s_api: K8sApi, running_pod: str) -> None:
+    if k8s_api.server is None:
+        pytest.skip("a real API server also serves the older channel protocols")
     for offered in ("v3.channel.k8s.io", "v4.base64.channel.k8s.io"):
         with pytest.raises(WSServerHandshakeError) as refused:
             await exec_ws(k8s_api, running_pod, ["true"], offered)
