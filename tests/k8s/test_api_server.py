@@ -209,7 +209,11 @@ async def test_exec_preloaded_as_kubernetes_asyncio_does_by_default(k8s_api: K8s
         out = await core.connect_get_namespaced_pod_exec(
             running_pod, k8s_api.namespace, command=["sh", "-c", "id -u; pwd"], stdout=True, stderr=True, tty=False
         )
+        env = await core.connect_get_namespaced_pod_exec(
+            running_pod, k8s_api.namespace, command=["env"], stdout=True, stderr=True, tty=False
+        )
     assert out == "1000\n/home/user\n"
+    assert "GREETING=hello" in env.splitlines() and "KUBERNETES_SERVICE_HOST=" in env  # as the kubelet sets it
 
 
 async def test_exited_pod_phase_and_log_tail(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
