@@ -570,3 +570,12 @@ async def test_log_follow_streams_until_the_container_stops(core: client.CoreV1A
         assert text == "first\nsecond\n"
     finally:
         await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+
+
+async def test_concurrent_execs_keep_their_streams_apart(k8s_api: K8sApi, running_pod: str) -> None:
+    payloads = [secrets.token_bytes(50_000 + i) for i in range(8)]
+    results = await asyncio.gather(
+        *(exec_ws(k8s_api, running_pod, ["cat"], "v5.channel.k8s.io", stdin=p, close_stdin=True) for p in payloads)
+    )
+    assert [out for out, _, _ in results] == payloads
+    assert all(status["status"] == "Success" for _, _, status in results)
