@@ -101,6 +101,10 @@ class ApiServer(ClusterApis):
         except ApiError as e:
             log.info("test API server: %s %s -> %s %s", request.method, request.path, e.code, e.message)
             response = web.json_response(status(e.code, e.reason, e.message, e.details), status=e.code)
+        except Exception as e:  # a bug of this server: a 500 Status, as the API server answers, and the traceback
+            log.exception("test API server: %s %s failed", request.method, request.path)
+            message = f"the test API server failed: {type(e).__name__}: {e}"
+            response = web.json_response(status(500, "InternalError", message), status=500)
         entry["status"] = response.status
         return response
 
