@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from .clusterapis import ClusterApis
-from .podexec import serve_exec, wants_websocket
+from .podexec import PROTOCOLS, offers_protocol, serve_exec, wants_websocket
 from .podruntime import PodRuntime
 from .pods import pod_status, validate
 from .resources import dry_run
@@ -101,6 +101,10 @@ class ApiServer(ClusterApis):
         except ApiError as e:
             log.info("test API server: %s %s -> %s %s", request.method, request.path, e.code, e.message)
             response = web.json_response(status(e.code, e.reason, e.message, e.details), status=e.code)
+        except Exception as e:  # a bug of this server: a 500 Status, as the API server answers, and the traceback
+            log.exception("test API server: %s %s failed", request.method, request.path)
+            message = f"the test API server failed: {type(e).__name__}: {e}"
+            response = web.json_response(status(500, "InternalError", message), status=500)
         entry["status"] = response.status
         return response
 
@@ -193,7 +197,7 @@ class ApiServer(ClusterApis):
         self.pods.background(self.pods.delete(pod, max(grace, 0)))
         return web.json_response(pod)
 
-    async def _core_pods_log(self, request: web.Request, info: RequestInfo) -> web.Response:
+    async def _core_pods_log(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         pod = self._get(info)
         own = pod["spec"]["containers"][0]["name"]
         container = request.query.get("container", own)
@@ -209,7 +213,16 @@ class ApiServer(ClusterApis):
             lines = None if tail is None else int(tail)
         except ValueError:
             raise ApiError(400, "BadRequest", f'tailLines must be an integer, not "{tail}"') from None
-        return web.Response(body=await self.pods.logs(cid, lines), content_type="text/plain")
+        if request.query.get("follow", "false").lower() not in ("1", "true"):
+            return web.Response(body=await self.pods.logs(cid, lines), content_type="text/plain")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        try:
+            async for chunk in self.pods.follow_logs(cid, lines):
+                await response.write(chunk)
+        except ConnectionResetError:
+            pass  # the client stopped following
+        return response
 
     async def _core_pods_exec(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         pod = self._get(info)
@@ -225,6 +238,13 @@ class ApiServer(ClusterApis):
         if not wants_websocket(request):
             raise ApiError(
                 400, "BadRequest", "Upgrade request required: the test API server speaks only the WebSocket protocols"
+            )
+        if not offers_protocol(request):
+            offered = request.headers.get("Sec-WebSocket-Protocol", "")
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"unable to upgrade connection: requested protocol(s) [{offered}] are not supported: {', '.join(PROTOCOLS)}",
             )
         cid = self.pods.container(info.namespace, info.name)
         if cid is None or pod["status"].get("phase") != "Running":

@@ -38,6 +38,12 @@ def wants_websocket(request: web.Request) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
+def offers_protocol(request: web.Request) -> bool:
+    """Whether the client asks for a channel protocol served here (the handshake fails otherwise)."""
+    offered = {p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")}
+    return bool(offered & set(PROTOCOLS))
+
+
 async def serve_exec(
     request: web.Request, container_id: str, command: list[str], *, stdin: bool, stdout: bool, stderr: bool
 ) -> web.WebSocketResponse:

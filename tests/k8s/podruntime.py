@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -74,7 +75,9 @@ class PodRuntime:
                 self.docker.containers.create, name=f"k8s-{ns}-{name}-{self.server_id}", **opts
             )
             self.containers[key] = container.id
-            if self.store.get("pods", ns, name) is None:  # deleted while being created
+            current = self.store.get("pods", ns, name)
+            if current is None or "deletionTimestamp" in current["metadata"]:  # deleted while being created
+                self.containers.pop(key, None)
                 await asyncio.to_thread(container.remove, force=True, v=True)
                 return
             await asyncio.to_thread(container.start)
@@ -186,6 +189,21 @@ class PodRuntime:
         return await asyncio.to_thread(
             self.docker.api.logs, cid, stdout=True, stderr=True, tail="all" if tail is None else tail
         )
+
+    async def follow_logs(self, cid: str, tail: int | None) -> AsyncIterator[bytes]:
+        """The log, then what the container writes, until it stops (``docker logs --follow``)."""
+        argv = ["docker", "logs", "--follow", "--tail", "all" if tail is None else str(tail), cid]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        assert proc.stdout is not None
+        try:
+            while chunk := await proc.stdout.read(64 * 1024):
+                yield chunk
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
 
     async def usage(self, cid: str) -> dict[str, str]:
         """CPU (nanocores over the last sample) and working-set memory, as metrics-server reports."""

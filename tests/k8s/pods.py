@@ -13,6 +13,18 @@ from .wire import DNS_LABEL, invalid, match_labels, quantity
 SANDBOX_NETWORK = "jupyter-sandbox"  # scripts/setup-docker.sh fences it (no host, no metadata address)
 POD_LABEL = "org.jupyter-sandbox.test-k8s.pod"  # namespace/name of the pod a container is
 SERVER_LABEL = "org.jupyter-sandbox.test-k8s.server"  # which test API server made it
+# The kubelet gives every container the API server's service variables, enableServiceLinks or
+# not (the address is a typical cluster's; nothing answers there).
+MASTER_SERVICE_ENV = {
+    "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+    "KUBERNETES_SERVICE_PORT": "443",
+    "KUBERNETES_SERVICE_PORT_HTTPS": "443",
+    "KUBERNETES_PORT": "tcp://10.96.0.1:443",
+    "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443",
+    "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+    "KUBERNETES_PORT_443_TCP_PORT": "443",
+    "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1",
+}
 _UNSUPPORTED_SPEC = (
     "hostNetwork",
     "hostPID",
@@ -98,7 +110,7 @@ def docker_options(
         "image": c["image"],
         "hostname": pod["metadata"]["name"][:63],
         "labels": {**pod["metadata"].get("labels", {}), **labels},
-        "environment": {e["name"]: str(e.get("value", "")) for e in c.get("env") or []},
+        "environment": {**MASTER_SERVICE_ENV, **{e["name"]: str(e.get("value", "")) for e in c.get("env") or []}},
         "network_mode": SANDBOX_NETWORK if network else "none",
         "pids_limit": pids_limit,  # the kubelet's podPidsLimit: a node setting, not in the pod spec
         "detach": True,
