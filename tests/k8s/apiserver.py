@@ -18,6 +18,7 @@ from .clusterapis import ClusterApis
 from .podexec import serve_exec, wants_websocket
 from .podruntime import PodRuntime
 from .pods import pod_status, validate
+from .resources import dry_run
 from .store import Store, now
 from .wire import (
     ApiError,
@@ -159,7 +160,8 @@ class ApiServer(ClusterApis):
             pod["status"] = {**pod_status(pod, None), "startTime": now()}
 
         pod = await self._create(request, info, admit)
-        self.pods.background(self.pods.run(pod))
+        if not dry_run(request):
+            self.pods.background(self.pods.run(pod))
         return web.json_response(pod, status=201)
 
     async def _core_pods_get(self, request: web.Request, info: RequestInfo) -> web.Response:

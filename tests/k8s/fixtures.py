@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,16 +118,22 @@ def runtime_classes() -> dict[str, str]:
         client.close()
 
 
-def remove_containers(server_id: str) -> None:
-    """Every container a server made, whatever state its loop ended in."""
+def remove_containers(server_id: str, timeout: float = 60) -> None:
+    """Every container a server made, whatever state its loop ended in; returns when they are
+    gone (a removal already under way elsewhere is waited for, not repeated)."""
     client = docker.from_env()
+    deadline = time.monotonic() + timeout
     try:
-        for c in client.containers.list(all=True, filters={"label": f"{SERVER_LABEL}={server_id}"}):
-            try:
-                c.remove(force=True, v=True)
-            except docker.errors.APIError as e:  # gone, or its removal already under way
-                if e.status_code not in (404, 409):
-                    raise
+        while left := client.containers.list(all=True, filters={"label": f"{SERVER_LABEL}={server_id}"}):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"containers of the test API server not removed: {[c.name for c in left]}")
+            for c in left:
+                try:
+                    c.remove(force=True, v=True)
+                except docker.errors.APIError as e:  # gone, or its removal already under way
+                    if e.status_code not in (404, 409):
+                        raise
+            time.sleep(0.2)
     finally:
         client.close()
 

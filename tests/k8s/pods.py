@@ -8,7 +8,7 @@ from typing import Any
 
 from docker.types import Mount
 
-from .wire import invalid, match_labels, quantity
+from .wire import DNS_LABEL, invalid, match_labels, quantity
 
 SANDBOX_NETWORK = "jupyter-sandbox"  # scripts/setup-docker.sh fences it (no host, no metadata address)
 POD_LABEL = "org.jupyter-sandbox.test-k8s.pod"  # namespace/name of the pod a container is
@@ -48,6 +48,15 @@ def validate(pod: dict[str, Any]) -> None:
     for key in ("name", "image"):
         if not container.get(key):
             raise invalid("Pod", name, f"spec.containers[0].{key}", "Required value")
+    if not DNS_LABEL.match(container["name"]) or len(container["name"]) > 63:
+        raise invalid(
+            "Pod", name, "spec.containers[0].name", f'Invalid value: "{container["name"]}": must be an RFC 1123 label'
+        )
+    for i, v in enumerate(spec.get("volumes") or []):
+        if not DNS_LABEL.match(str(v.get("name", ""))):
+            raise invalid(
+                "Pod", name, f"spec.volumes[{i}].name", f'Invalid value: "{v.get("name")}": must be an RFC 1123 label'
+            )
     volumes = {v.get("name"): v for v in spec.get("volumes") or []}
     for i, v in enumerate(volumes.values()):
         if set(v) - {"name", "emptyDir"}:
@@ -58,6 +67,8 @@ def validate(pod: dict[str, Any]) -> None:
         if m.get("name") not in volumes:
             raise invalid("Pod", name, f"spec.containers[0].volumeMounts[{i}].name", f'Not found: "{m.get("name")}"')
     for i, e in enumerate(container.get("env") or []):
+        if not e.get("name") or "=" in e["name"]:
+            raise invalid("Pod", name, f"spec.containers[0].env[{i}].name", f'Invalid value: "{e.get("name")}"')
         if "valueFrom" in e:
             raise invalid("Pod", name, f"spec.containers[0].env[{i}].valueFrom", "not supported by the test API server")
     for key, value in ((container.get("resources") or {}).get("limits") or {}).items():

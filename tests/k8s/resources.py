@@ -7,18 +7,33 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
 from typing import Any
 
 from aiohttp import web
 
 from .store import Store
-from .wire import ApiError, RequestInfo, field_selector_matches, invalid, label_selector_matches, not_found, status
+from .wire import (
+    DNS_SUBDOMAIN,
+    ApiError,
+    RequestInfo,
+    check_labels,
+    field_selector_matches,
+    invalid,
+    label_selector_matches,
+    not_found,
+    status,
+)
 from .wiretypes import KINDS
 
-DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # as the API server's generateName suffixes
+
+
+def dry_run(request: web.Request) -> bool:
+    value = request.query.get("dryRun")
+    if value not in (None, "All"):
+        raise ApiError(400, "BadRequest", f'invalid dry run value "{value}": only "All" is supported')
+    return value == "All"
 
 
 class StoredResources:
@@ -73,6 +88,10 @@ class StoredResources:
                 "metadata.name",
                 f"Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'",
             )
+        check_labels(kind, name, meta.get("labels") or {})
+        annotations = meta.get("annotations") or {}
+        if not isinstance(annotations, dict) or len(json.dumps(annotations)) > 256 * 1024:
+            raise invalid(kind, name, "metadata.annotations", "Too long: must be a map of strings of at most 256 KiB")
         if self.store.get(info.resource, info.namespace, name) is not None:
             raise ApiError(
                 409, "AlreadyExists", f'{info.resource} "{name}" already exists', {"name": name, "kind": info.resource}
@@ -80,6 +99,8 @@ class StoredResources:
         if check:
             check(obj)
         obj.update(kind=kind, apiVersion=api_version)
+        if dry_run(request):
+            return obj  # validated and defaulted, not stored (nor run)
         return await self.store.add(info.resource, info.namespace, obj)
 
     def _select(self, request: web.Request, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import docker
 import pytest
 from aiohttp import WSServerHandshakeError
@@ -472,3 +473,68 @@ async def test_exec_over_websocket_needs_get_and_create(k8s_api: K8sApi, running
                 with pytest.raises(WSServerHandshakeError) as refused:
                     await exec_ws(k8s_api, running_pod, ["echo", "in"], "v5.channel.k8s.io")
                 assert refused.value.status == 403, verbs
+
+
+async def test_watch_from_an_expired_resource_version_is_410(k8s_api: K8sApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    if k8s_api.server is None:
+        pytest.skip("a real cluster's watch history cannot be shortened by a test")
+    monkeypatch.setattr("k8s.store.HISTORY", 2)  # read by the server's thread at its next event
+    base = f"{k8s_api.url}/apis/networking.k8s.io/v1/namespaces/{k8s_api.namespace}/networkpolicies"
+    headers = {"Authorization": f"Bearer {k8s_api.token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        start = None
+        for i in range(3):
+            policy = {"metadata": {"name": f"short-{i}-{secrets.token_hex(2)}"}, "spec": {"podSelector": {}}}
+            async with http.post(base, json=policy) as created:
+                assert created.status == 201
+                start = start or int((await created.json())["metadata"]["resourceVersion"])
+            async with http.delete(f"{base}/{policy['metadata']['name']}") as deleted:
+                assert (await deleted.json())["status"] == "Success"
+        async with http.get(base, params={"watch": "true", "resourceVersion": str(start - 1)}) as watched:
+            event = json.loads(await watched.content.readline())
+        async with http.post(base, data=b"{not json") as bad:
+            assert bad.status == 400 and (await bad.json())["reason"] == "BadRequest"
+        async with http.get(f"{k8s_api.url}/apis/apps/v1/namespaces/{k8s_api.namespace}/deployments") as unknown:
+            assert unknown.status == 404 and (await unknown.json())["kind"] == "Status"
+    assert event["type"] == "ERROR" and event["object"]["code"] == 410 and event["object"]["reason"] == "Expired"
+
+
+async def test_dry_run_and_label_validation(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    ns, name = k8s_api.namespace, f"dry-{secrets.token_hex(3)}"
+    checked = await core.create_namespaced_pod(ns, pod_manifest(name, ["sleep", "infinity"]), dry_run="All")
+    assert checked.metadata.name == name
+    with pytest.raises(ApiException) as absent:
+        await core.read_namespaced_pod(name, ns)
+    assert absent.value.status == 404
+    with pytest.raises(ApiException) as bad:
+        await core.create_namespaced_pod(ns, pod_manifest(name, ["true"], owner="alice@example.com"))
+    assert bad.value.status == 422 and "metadata.labels" in json.loads(bad.value.body)["message"]
+
+
+async def test_exec_ends_when_its_pod_is_deleted(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    ns, name = k8s_api.namespace, f"gone-{secrets.token_hex(3)}"
+    await core.create_namespaced_pod(ns, pod_manifest(name, ["sleep", "infinity"]))
+    await wait_phase(core, ns, name, {"Running"})
+    exec_task = asyncio.ensure_future(exec_ws(k8s_api, name, ["sleep", "1000"], "v5.channel.k8s.io", stdin=b"x"))
+    await asyncio.sleep(2)
+    assert not exec_task.done()
+    await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+    _, _, status = await asyncio.wait_for(exec_task, 60)
+    assert status["status"] == "Failure"
+
+
+async def test_gvisor_runtime_class_runs_the_pod_under_runsc(core: client.CoreV1Api, k8s_api: K8sApi) -> None:
+    async with client.ApiClient(await configuration(k8s_api)) as api_client:
+        classes = {rc.metadata.name for rc in (await client.NodeV1Api(api_client).list_runtime_class()).items}
+    if "gvisor" not in classes:
+        pytest.skip("no gvisor RuntimeClass (the Docker engine has no runsc runtime)")
+    ns, name = k8s_api.namespace, f"gvisor-{secrets.token_hex(3)}"
+    manifest = pod_manifest(name, ["sleep", "infinity"])
+    manifest["spec"]["runtimeClassName"] = "gvisor"
+    await core.create_namespaced_pod(ns, manifest)
+    try:
+        await wait_phase(core, ns, name, {"Running"})
+        out, _, status = await exec_ws(k8s_api, name, ["dmesg"], "v5.channel.k8s.io")
+        assert b"gVisor" in out and status["status"] == "Success"  # runsc's own kernel log
+    finally:
+        await core.delete_namespaced_pod(name, ns, grace_period_seconds=0)

@@ -7,6 +7,7 @@ import pytest
 
 from .wire import (
     ApiError,
+    check_labels,
     field_selector_matches,
     label_selector_matches,
     match_labels,
@@ -131,3 +132,23 @@ def test_field_selectors() -> None:
     with pytest.raises(ApiError) as bad:
         field_selector_matches("spec.secret=x", pod)
     assert bad.value.code == 400
+
+
+@pytest.mark.parametrize(
+    ("labels", "valid"),
+    [
+        ({"app": "sandbox", "org.jupyter-sandbox/owner": "alice", "empty": ""}, True),
+        ({"owner": "alice@example.com"}, False),
+        ({"owner": "a" * 64}, False),
+        ({"Bad Key": "x"}, False),
+        ({"UPPER.example.com/key": "x"}, False),
+        ({"key": "-leading-dash"}, False),
+    ],
+)
+def test_label_validation(labels: dict[str, str], valid: bool) -> None:
+    if valid:
+        check_labels("Pod", "p", labels)
+    else:
+        with pytest.raises(ApiError) as bad:
+            check_labels("Pod", "p", labels)
+        assert bad.value.code == 422 and "metadata.labels" in bad.value.message

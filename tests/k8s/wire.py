@@ -50,6 +50,41 @@ def invalid(kind: str, name: str, field: str, message: str) -> ApiError:
     )
 
 
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_LABEL_RULE = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+)
+
+
+def check_labels(kind: str, name: str, labels: Any, field: str = "metadata.labels") -> None:
+    """422 unless ``labels`` is a map of valid label keys to valid values (as the API validates:
+    63 characters at most, a DNS-subdomain prefix before a slash)."""
+    if not isinstance(labels, dict):
+        raise invalid(kind, name, field, "Invalid value: must be a map of strings")
+    for key, value in labels.items():
+        prefix, _, short = key.rpartition("/")
+        if prefix and (len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix)):
+            raise invalid(
+                kind,
+                name,
+                field,
+                f'Invalid value: "{key}": a label key\'s prefix must be a lowercase RFC 1123 subdomain',
+            )
+        if len(short) > 63 or not _LABEL_NAME.match(short):
+            raise invalid(
+                kind, name, field, f'Invalid value: "{key}": a label key (63 characters at most) {_LABEL_RULE}'
+            )
+        if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.match(value)):
+            raise invalid(
+                kind,
+                name,
+                field,
+                f'Invalid value: "{value}": a label value must be empty or 63 characters at most and {_LABEL_RULE}',
+            )
+
+
 @dataclass(frozen=True)
 class RequestInfo:
     """What a request is about, in RBAC's terms."""
