@@ -9,6 +9,7 @@ import asyncio
 
 import pytest
 
+from jupyter_sandbox.backends import kubernetes_api
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.backends.kubernetes_pods import API_CALLS, pod_name
 from jupyter_sandbox.core.state import SandboxRecords
@@ -132,5 +133,69 @@ async def test_an_image_that_cannot_run_is_refused_and_leaves_no_pod(kubernetes)
             await asyncio.wait_for(manager.create(OWNER, spec={"image": "jupyter-sandbox:no-such-tag"}), 120)
         assert "image" in str(info.value)
         assert [f for f in await manager.backend.list_existing({f"{LABEL_PREFIX}.owner": OWNER})] == []
+    finally:
+        await manager.shutdown()
+
+
+@pytest.mark.parametrize("protocols", [("v4.channel.k8s.io",), kubernetes_api.PROTOCOLS], ids=["v4", "v5"])
+async def test_kernels_and_files_work_over_either_channel_protocol(kubernetes, monkeypatch, protocols):
+    monkeypatch.setattr(kubernetes_api, "PROTOCOLS", protocols)
+    manager = make_manager("kubernetes", reap_on_start=False)
+    chosen = []
+    opened = manager.backend.api.exec_websocket
+
+    async def recording(*args, **kwargs):
+        ws = await opened(*args, **kwargs)
+        chosen.append(ws.protocol)
+        return ws
+
+    manager.backend.api.exec_websocket = recording
+    try:
+        model = await manager.create(OWNER)
+        data = bytes(range(256)) * 4096  # 1 MiB: several websocket messages
+        await manager.write_file(OWNER, model.id, "blob.bin", data)
+        assert await manager.read_file(OWNER, model.id, "blob.bin") == data
+        execution = await manager.execute(OWNER, model.id, "len(open('blob.bin', 'rb').read())")
+        assert execution.text == str(len(data))
+    finally:
+        await manager.shutdown()
+    assert chosen and set(chosen) == {protocols[0]}
+
+
+async def test_restart_gives_a_fresh_pod_and_stats_come_from_inside_without_metrics(kubernetes):
+    manager = make_manager("kubernetes", reap_on_start=False)
+    backend = manager.backend
+    try:
+        model = await manager.create(OWNER)
+        before = (await backend.pods.get(model.id))["metadata"]["uid"]
+        await manager.write_file(OWNER, model.id, "old.txt", b"x")
+        await manager.restart(OWNER, model.id)
+        assert (await backend.pods.get(model.id))["metadata"]["uid"] != before
+        assert "old.txt" not in {e["name"] for e in await manager.list_files(OWNER, model.id, ".")}
+        assert (await manager.execute(OWNER, model.id, "21 * 2")).text == "42"
+
+        backend.files._metrics = False  # as on a cluster without the metrics API
+        await manager.execute(OWNER, model.id, "hold = bytearray(64 * 1024 * 1024)")
+        stats = await manager.stats(OWNER, model.id)
+        assert stats["memory_limit"] == backend.memory_limit(model.spec)
+        assert 64 * 1024 * 1024 < stats["memory_used"] < stats["memory_limit"]
+        assert stats["pids"] >= 3  # PID 1, the launcher, the kernel
+    finally:
+        await manager.shutdown()
+
+
+async def test_a_pod_deleted_outside_the_server_is_told(kubernetes):
+    manager = make_manager("kubernetes", reap_on_start=False)
+    try:
+        model = await manager.create(OWNER)
+        ((_, kernel_id),) = [k for k in manager.backend.kernels._relays if k[0] == model.id]  # its one kernel
+        await manager.backend.pods.delete(model.id)  # as `kubectl delete pod` would
+        reason = None
+        for _ in range(200):
+            reason = await manager.backend.kernel_exit_reason(model.id, kernel_id)
+            if reason and "stream" not in reason:
+                break
+            await asyncio.sleep(0.1)
+        assert reason is not None and "deleted" in reason, reason
     finally:
         await manager.shutdown()

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 
 from jupyter_sandbox.backends.base import WORKDIR, labels
+from jupyter_sandbox.backends.kubernetes import KubernetesBackend
+from jupyter_sandbox.backends.kubernetes_kernels import pod_stopped_reason
 from jupyter_sandbox.backends.kubernetes_pods import (
     API_CALLS,
     LABELS_ANNOTATION,
@@ -137,3 +140,22 @@ def test_pod_names_are_dns_labels_and_distinct():
     assert len(names) == 4
     assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", n) for n in names), names
     assert pod_name("abc123") == "jupyter-sandbox-abc123"
+
+
+def test_the_docs_list_every_backend_setting():
+    docs = Path(__file__).resolve().parent.parent / "docs" / "kubernetes.md"
+    section = docs.read_text().split("## Backend settings", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in KubernetesBackend.class_traits(config=True) if f"`{name}`" not in section]
+    assert missing == []
+
+
+def test_a_stopped_pod_says_why():
+    def pod(terminated=None, phase="Running", deleting=False):
+        state = {"terminated": terminated} if terminated else {"running": {}}
+        meta = {"deletionTimestamp": "2026-01-01T00:00:00Z"} if deleting else {}
+        return {"metadata": meta, "status": {"phase": phase, "containerStatuses": [{"state": state}]}}
+
+    assert pod_stopped_reason(pod()) is None
+    assert "out of memory" in pod_stopped_reason(pod({"reason": "OOMKilled", "exitCode": 137}, "Failed"))
+    assert "exit code 2" in pod_stopped_reason(pod({"reason": "Error", "exitCode": 2}, "Failed"))
+    assert "deleted" in pod_stopped_reason(None) and "being deleted" in pod_stopped_reason(pod(deleting=True))
