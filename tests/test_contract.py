@@ -1,5 +1,6 @@
 """The backend contract, run through the manager against every backend (docker, docker
-with gVisor's runsc, local) with real kernels. What a backend does not promise is skipped
+with gVisor's runsc, local, kubernetes: the k8s_api fixture's test API server, or $KUBECONFIG's
+cluster) with real kernels. What a backend does not promise is skipped
 with the reason; Docker itself never skips in CI (see conftest)."""
 
 from __future__ import annotations
