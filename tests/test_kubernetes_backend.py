@@ -62,6 +62,9 @@ async def test_a_restarted_server_takes_its_pods_back_with_their_variables(kuber
         await second.start()
         assert second.get(OWNER, model.id).status == "running"
         assert (await second.execute(OWNER, model.id, "kept + 1")).text == "42"
+        await second.restart(OWNER, model.id)  # its new pod keeps the labels: still this server's
+        found = await second.backend.list_existing({f"{LABEL_PREFIX}.server": server_id})
+        assert [f[f"{LABEL_PREFIX}.owner"] for f in found] == [OWNER]
     finally:
         await second.shutdown()
     assert await second.backend.list_existing({f"{LABEL_PREFIX}.server": server_id}) == []

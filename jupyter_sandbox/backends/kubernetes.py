@@ -32,7 +32,7 @@ from .kernel_channels import DirectKernelClient
 from .kernel_client import KernelClient
 from .kernel_relay import attach_request, start_request
 from .kubernetes_api import KubeApi
-from .kubernetes_cluster import SandboxPods
+from .kubernetes_cluster import SandboxPods, pod_labels_exact
 from .kubernetes_exec import Connect
 from .kubernetes_files import KubernetesFiles
 from .kubernetes_kernels import KubernetesKernels
@@ -207,6 +207,7 @@ class KubernetesBackend(SandboxBackend):
         if phase != "Running" or (pod.get("metadata") or {}).get("deletionTimestamp"):
             raise NotFound(f"the pod of sandbox {sandbox_id} is not running ({phase})")
         self._specs[sandbox_id] = spec
+        self._labels[sandbox_id] = pod_labels_exact(pod)  # a restart makes its new pod with them
         self.kernels.forget_ended(sandbox_id)
 
     async def restart(self, sandbox_id: str) -> None:
