@@ -41,6 +41,7 @@ MAXIMAL = PodSettings(
     },
     image_pull_secrets=["registry-key"],
     priority_class_name="sandbox-low",
+    service_account_name="sandboxes",
     extra_labels={"team": "data"},
 )
 SPEC = SandboxSpec(memory=256 * 1024**2, disk=64 * 1024**2, cpus=1.5, env={"SECRET": "x"})
@@ -96,6 +97,7 @@ def test_scheduling_settings_reach_the_pod():
     assert spec["nodeSelector"] == {"sandbox-node": "yes"}
     assert spec["tolerations"] == MAXIMAL.tolerations and spec["affinity"] == MAXIMAL.affinity
     assert spec["imagePullSecrets"] == [{"name": "registry-key"}]
+    assert spec["serviceAccountName"] == "sandboxes" and spec["automountServiceAccountToken"] is False
     assert pod["metadata"]["namespace"] == "sandboxes"
     assert "runtimeClassName" not in sandbox_pod("abc123", SPEC, owner_labels(), PodSettings())["spec"]
 

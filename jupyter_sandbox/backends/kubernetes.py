@@ -75,6 +75,11 @@ class KubernetesBackend(SandboxBackend):
     image_pull_secrets = List(Unicode(), help="Names of Secrets to pull the sandbox image with.").tag(config=True)
     image_pull_policy = Unicode("IfNotPresent", help="imagePullPolicy of the sandbox container.").tag(config=True)
     priority_class_name = Unicode("", help="priorityClassName of the sandboxes' pods ('' = none).").tag(config=True)
+    service_account_name = Unicode(
+        "",
+        help="ServiceAccount of the pods ('' = none named: the namespace's default). Its token is never mounted "
+        "(automountServiceAccountToken false): code in a sandbox gets no credentials either way.",
+    ).tag(config=True)
     extra_labels = Dict(help="Labels added to every pod.").tag(config=True)
     uid = Int(1000, help="uid the pod runs as (never 0); the image's files must allow it.").tag(config=True)
     gid = Int(1000, help="gid the pod runs as (never 0).").tag(config=True)
@@ -144,6 +149,7 @@ class KubernetesBackend(SandboxBackend):
             image_pull_secrets=list(self.image_pull_secrets),
             image_pull_policy=self.image_pull_policy,
             priority_class_name=self.priority_class_name,
+            service_account_name=self.service_account_name,
             extra_labels=dict(self.extra_labels),
             blocked_cidrs=list(self.blocked_cidrs),
             blocked_cidrs_v6=list(self.blocked_cidrs_v6),

@@ -72,6 +72,7 @@ class PodSettings:
     image_pull_secrets: list[str] = field(default_factory=list)
     image_pull_policy: str = "IfNotPresent"
     priority_class_name: str = ""
+    service_account_name: str = ""  # "" = none named (the namespace's default); its token is never mounted
     extra_labels: dict[str, str] = field(default_factory=dict)
     # NetworkPolicy for sandboxes with network: egress anywhere but these (cluster, metadata)
     blocked_cidrs: list[str] = field(
@@ -189,6 +190,8 @@ def sandbox_pod(sandbox_id: str, spec: SandboxSpec, labels: dict[str, str], sett
         pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
     if settings.priority_class_name:
         pod_spec["priorityClassName"] = settings.priority_class_name
+    if settings.service_account_name:
+        pod_spec["serviceAccountName"] = settings.service_account_name
     return {
         "apiVersion": "v1",
         "kind": "Pod",
