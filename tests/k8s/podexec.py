@@ -71,7 +71,7 @@ async def serve_exec(
                 try:
                     await ws.send_bytes(bytes([channel]) + chunk)
                 except ConnectionError:
-                    pass
+                    pass  # the client is gone: the rest is drained and dropped (ws.closed from now on)
 
     async def feed() -> None:
         """Client messages: stdin data, resize (ignored: tty is off), v5 close of stdin."""
