@@ -40,6 +40,11 @@ Contract (tests/test_contract.py runs it against every backend):
 - ``logs(sandbox_id, kernel_ids)`` returns ``{"container": text or None, "kernels": {kernel
   id: text}}``: the end (``LOG_LIMIT`` characters) of what the sandbox and each kernel
   process wrote to stdout/stderr. ``container`` is None for a backend without one.
+- Commands (the process service; a capability, BackendUnavailable where missing):
+  ``exec_stream(sandbox_id, argv, cwd, env, user, pty, stdin, tag)`` starts ``argv`` in the sandbox
+  as its user (``user`` None or "user": no other account is offered) and returns an ``ExecStream``
+  (exec_stream.py) that outlives the caller; ``exec_streams`` lists the running ones and
+  ``find_exec`` finds one by pid (an ended one for a while, for its exit). They end with the sandbox.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from ..errors import BackendUnavailable, InvalidInput, KernelDied, NotFound
 from ..models import SandboxSpec
 from ..outputs import OutputPolicy
 from . import programs
+from .exec_stream import ExecStream
 from .kernel_client import KernelClient, zmq_kernel_client
 
 LABEL_PREFIX = "org.jupyter-sandbox"
@@ -282,6 +288,39 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
 
     async def stop_once(self, run_id: str) -> None:
         """End a one-shot run early (its sandbox is removed); nothing if it is gone."""
+
+    # -- commands (the process service; a capability) -------------------------------------
+    def _no_commands(self) -> BackendUnavailable:
+        return BackendUnavailable(f"commands are not supported by the {self.name!r} backend")
+
+    @staticmethod
+    def check_exec_user(user: str | None) -> None:
+        """Commands run as the sandbox's own user only (never root)."""
+        if user not in (None, "", "user"):
+            raise InvalidInput(f"commands run as the sandbox's user only, not as {user!r}", field="user")
+
+    async def exec_stream(
+        self,
+        sandbox_id: str,
+        argv: list[str],
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        pty: tuple[int, int] | None = None,
+        stdin: bool = False,
+        tag: str | None = None,
+    ) -> ExecStream:
+        """Start ``argv`` in the sandbox (``pty``: in a terminal of (rows, cols); ``stdin``: its
+        stdin stays open for ``ExecStream.write``); returns once it runs, with its pid."""
+        raise self._no_commands()
+
+    def exec_streams(self, sandbox_id: str) -> list[ExecStream]:
+        """The sandbox's commands that still run."""
+        raise self._no_commands()
+
+    def find_exec(self, sandbox_id: str, pid: int) -> ExecStream:
+        """A command of the sandbox by its pid (NotFound when there is none)."""
+        raise self._no_commands()
 
     # -- taking sandboxes back after a crash (a capability) -------------------------------
     # Set by the manager: called with (sandbox id, reason) when the backend notices that a

@@ -47,10 +47,12 @@ from .base import (
 )
 from .docker_containers import IDENTITY_ENV, SANDBOX_BRIDGE, SANDBOX_NETWORK, DockerContainers
 from .docker_engine import DockerEngine, engine_available, engine_problem
+from .docker_exec import DockerProcesses
 from .docker_files import DockerFiles
 from .docker_kernels import DockerKernels
 from .docker_once import DockerOneShots
 from .docker_stats import DockerStats
+from .exec_stream import ExecStream
 from .kernel_channels import DirectKernelClient
 from .kernel_client import KernelClient
 from .kernel_relay import attach_request, start_request
@@ -144,6 +146,7 @@ class DockerBackend(SandboxBackend):
         self.files = DockerFiles(self)
         self.one_shots = DockerOneShots(self)
         self.usage = DockerStats(self)
+        self.processes = DockerProcesses(self)
         self._container_ids: dict[str, str] = {}  # sandbox id -> container id
         self._specs: dict[str, SandboxSpec] = {}
 
@@ -223,6 +226,7 @@ class DockerBackend(SandboxBackend):
         self.usage.baseline(sandbox_id)
 
     async def restart(self, sandbox_id: str) -> None:
+        await self.processes.table.close(sandbox_id)
         await self.kernels.drop_all(sandbox_id)  # the restart ends every process in it
         cid = self.container_id(sandbox_id)
         await self.engine.call(lambda c: c.api.restart(cid, timeout=2))
@@ -230,6 +234,7 @@ class DockerBackend(SandboxBackend):
         self.kernels.forget_ended(sandbox_id)
 
     async def remove(self, sandbox_id: str) -> None:
+        await self.processes.table.close(sandbox_id)
         cid = self._container_ids.pop(sandbox_id, None) or f"jupyter-sandbox-{sandbox_id}"
         await self.kernels.drop_all(sandbox_id)
         self._specs.pop(sandbox_id, None)
@@ -320,6 +325,27 @@ class DockerBackend(SandboxBackend):
     async def remove_file(self, sandbox_id: str, path: str) -> None:
         await self.files.remove(sandbox_id, path)
 
+    # -- commands (docker_exec.py) --------------------------------------------------------
+    async def exec_stream(
+        self,
+        sandbox_id: str,
+        argv: list[str],
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        pty: tuple[int, int] | None = None,
+        stdin: bool = False,
+        tag: str | None = None,
+    ) -> ExecStream:
+        self.check_exec_user(user)
+        return await self.processes.start(sandbox_id, argv, cwd, env or {}, pty, stdin, tag)
+
+    def exec_streams(self, sandbox_id: str) -> list[ExecStream]:
+        return self.processes.table.running(sandbox_id)
+
+    def find_exec(self, sandbox_id: str, pid: int) -> ExecStream:
+        return self.processes.table.find(sandbox_id, pid)
+
     # -- one-shot runs ------------------------------------------------------------------
     runs_once = True
 
@@ -342,5 +368,6 @@ class DockerBackend(SandboxBackend):
 
     async def close(self) -> None:
         await self.one_shots.close()
+        await self.processes.table.close_all()
         await self.kernels.close()  # the kernels stay (a restarted server may reattach)
         await self.engine.close()
