@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from ..errors import InvalidInput, NotFound
@@ -85,7 +85,7 @@ class ExecStream(abc.ABC):
     def __aiter__(self) -> AsyncIterator[ExecEvent]:
         return self.events()
 
-    async def events(self) -> AsyncIterator[ExecEvent]:
+    async def events(self) -> AsyncGenerator[ExecEvent, None]:
         """What the process writes from now on (the first reader: from its start), then its exit."""
         queue: asyncio.Queue[ExecEvent] = asyncio.Queue()
         for event in self._backlog or []:

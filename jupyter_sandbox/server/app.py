@@ -30,7 +30,17 @@ from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
-from . import admin, e2b, e2b_plane, events, handlers, kernel_ws, oneshot, service_proxy
+from . import (
+    admin,
+    e2b,
+    e2b_plane,
+    e2b_process,  # noqa: F401  (its handlers register into the plane's table on import)
+    events,
+    handlers,
+    kernel_ws,
+    oneshot,
+    service_proxy,
+)
 from .e2b import E2B, scrub_logs
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of

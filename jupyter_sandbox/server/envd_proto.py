@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import InvalidInput
 
 # field kinds: scalars by name; a nested message or an enum by its table
-SCALARS = {"string", "bytes", "bool", "int32", "uint32", "int64", "uint64", "timestamp"}
+SCALARS = {"string", "bytes", "bool", "int32", "sint32", "uint32", "int64", "uint64", "timestamp"}
 
 
 @dataclass(frozen=True)
@@ -236,6 +236,8 @@ def _encode_one(f: Field, kind: str | Enum | Message, value: Any) -> bytes:
         whole = int(seconds // 1)
         body = _tagged(1, VARINT, _varint(whole)) + _tagged(2, VARINT, _varint(round((seconds - whole) * 1e9)))
         return _tagged(f.number, LEN, _varint(len(body)) + body)
+    if kind == "sint32":  # zigzag: small negative numbers stay short
+        return _tagged(f.number, VARINT, _varint((int(value) << 1) ^ (int(value) >> 31)))
     return _tagged(f.number, VARINT, _varint(int(value)))
 
 
@@ -297,6 +299,8 @@ def _decode_one(f: Field, kind: str | Enum | Message, wire: int, raw: Any) -> An
         return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
     if kind == "bool":
         return bool(raw)
+    if kind == "sint32":
+        return (raw >> 1) ^ -(raw & 1)
     if kind in ("int32", "int64"):
         return struct.unpack("<q", struct.pack("<Q", raw))[0]
     return raw  # uint32/uint64/enum

@@ -1,0 +1,121 @@
+"""The unmodified ``e2b`` SDK's commands and PTY against a real server (Docker and local backends):
+envd's process service on the data plane (server/e2b_process.py).
+
+The SDK's own ``Sandbox`` is built for a sandbox made through the REST API, pointed at the data plane
+with the headers the SDK itself sends after ``Sandbox.create()`` (sandbox id, port, access token).
+"""
+
+from __future__ import annotations
+
+import pytest
+from e2b import CommandExitException, PtySize, Sandbox
+from e2b.connection_config import ConnectionConfig
+from packaging.version import Version
+
+from conftest import require_docker
+from servers import JupyterServer
+
+PLANE = "sandbox/e2b/plane"
+ENVD_VERSION = "0.5.7"  # what the lifecycle API answers (server/e2b_plane.py)
+
+
+@pytest.fixture(scope="module", params=["docker", "local"])
+def server(request, tmp_path_factory):
+    if request.param == "docker":
+        require_docker()
+    config = {"SandboxApp": {"backend": request.param}}
+    with JupyterServer(tmp_path_factory.mktemp(f"e2bproc-{request.param}"), config=config) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def sbx(server) -> Sandbox:
+    """The SDK's Sandbox for a new sandbox of the server's user."""
+    r = server.api("POST", "sandboxes", json={})
+    assert r.status_code == 201, r.text
+    model = r.json()
+    secret = model["e2b_url"].rstrip("/").rsplit("/", 1)[-1]
+    config = ConnectionConfig(
+        api_key="e2b_unused",
+        sandbox_url=server.url + PLANE,
+        extra_sandbox_headers={
+            "E2b-Sandbox-Id": model["id"],
+            "E2b-Sandbox-Port": str(ConnectionConfig.envd_port),
+            "X-Access-Token": secret,
+        },
+    )
+    return Sandbox(
+        sandbox_id=model["id"],
+        sandbox_domain=None,
+        envd_version=Version(ENVD_VERSION),
+        envd_access_token=secret,
+        traffic_access_token=None,
+        connection_config=config,
+    )
+
+
+def test_run_with_cwd_and_env(sbx):
+    sbx.commands.run("mkdir -p sub")  # (relative: on the local backend /home/user is the host's)
+    result = sbx.commands.run(
+        'echo "hi $GREETING from $(pwd)"; echo err >&2', cwd="/home/user/sub", envs={"GREETING": "there"}
+    )
+    assert result.exit_code == 0
+    assert result.stdout.strip().startswith("hi there from ") and result.stdout.strip().endswith("/sub")
+    assert result.stderr == "err\n"
+    seen: list[str] = []
+    sbx.commands.run("echo one; echo two", on_stdout=seen.append)
+    assert "".join(seen) == "one\ntwo\n"
+
+
+def test_a_failing_command_raises_with_its_exit_code(sbx):
+    with pytest.raises(CommandExitException) as info:
+        sbx.commands.run("echo partial; exit 7")
+    assert info.value.exit_code == 7
+    assert info.value.stdout == "partial\n"
+
+
+def test_background_run_connect_list_and_kill(sbx):
+    handle = sbx.commands.run("echo started; sleep 300", background=True)
+    assert handle.pid > 0
+    listed = {p.pid: p for p in sbx.commands.list()}
+    assert handle.pid in listed and listed[handle.pid].cmd == "/bin/bash"
+    again = sbx.commands.connect(handle.pid)
+    assert again.pid == handle.pid
+    assert sbx.commands.kill(handle.pid) is True
+    with pytest.raises(CommandExitException) as info:
+        again.wait()
+    assert info.value.exit_code == -1
+    assert handle.pid not in [p.pid for p in sbx.commands.list()]
+    assert sbx.commands.kill(handle.pid) is False  # gone: the SDK's not-found
+
+
+def test_send_stdin_then_close_it(sbx):
+    handle = sbx.commands.run("read line; echo got:$line; cat", background=True, stdin=True)
+    handle.send_stdin("first\n")
+    handle.send_stdin("rest of it")
+    sbx.commands.close_stdin(handle.pid)
+    result = handle.wait()
+    assert result.stdout == "got:first\nrest of it"
+
+
+def test_pty_input_resize_and_kill(sbx):
+    terminal = sbx.pty.create(PtySize(rows=24, cols=80), timeout=60)
+    events = iter(terminal)
+    output = bytearray()
+
+    def read_until(marker: bytes) -> str:
+        """The terminal's output until ``marker`` (typed input echoes as typed, so markers are computed)."""
+        for _, _, pty in events:
+            output.extend(pty or b"")
+            if marker in output:
+                return output.decode(errors="replace")
+        raise AssertionError(f"the terminal ended before {marker!r}: {output!r}")
+
+    sbx.pty.send_stdin(terminal.pid, b"stty size; echo first-$((6*7))\n")
+    assert "24 80" in read_until(b"first-42")
+    sbx.pty.resize(terminal.pid, PtySize(rows=40, cols=120))
+    sbx.pty.send_stdin(terminal.pid, b"stty size; echo second-$((6*7))\n")
+    assert "40 120" in read_until(b"second-42")
+    assert sbx.pty.kill(terminal.pid) is True
+    with pytest.raises(CommandExitException):
+        terminal.wait()
