@@ -3,7 +3,7 @@
 ``/process.Process/<Method>`` over Connect-RPC (connect_rpc.py): Start and Connect stream a
 process's events (its pid first, then its output, then its end, with keepalives while it is
 quiet); List, SendInput, SendSignal, CloseStdin and Update act on a running one, chosen by pid or
-tag. The processes themselves are the backend's (``exec_stream``): they outlive these requests.
+tag; StreamInput writes a client stream's input as it arrives. The processes themselves are the backend's (``exec_stream``): they outlive these requests.
 Commands run as the sandbox's user; a request for another (root) is refused with a 400.
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
+import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,12 +21,22 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 
 from ..backends.base import SandboxBackend
 from ..backends.exec_stream import ExecEvent, ExecStream
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound, SandboxError, TooLarge
 from . import process_proto as pb
-from .connect_rpc import ConnectHandler, ConnectService
+from .connect_rpc import (
+    COMPRESSED,
+    END_STREAM,
+    MAX_REQUEST,
+    ConnectError,
+    ConnectHandler,
+    ConnectService,
+    envelope,
+    error_json,
+)
 from .e2b_plane import ENVD_PORT, E2BPlaneMixin, register
 
 PROCESS = ConnectService("process.Process")
+STREAM_INPUT = "StreamInput"  # a client stream: served by the handler itself, as it arrives
 KEEPALIVE_HEADER = "Keepalive-Ping-Interval"  # seconds between keepalive events the SDK asks for
 DEFAULT_KEEPALIVE = 50.0
 DEFAULT_PTY = (24, 80)  # rows, cols of a terminal asked for without a size
@@ -67,13 +79,71 @@ class ProcessHandler(E2BPlaneMixin, ConnectHandler):
 
     service = PROCESS
     # Connect's own body reading and error bodies, not the Jupyter API's
-    data_received = ConnectHandler.data_received
     write_error = ConnectHandler.write_error
     _handle_request_exception = ConnectHandler._handle_request_exception
 
+    def finish(self, *args: Any, **kwargs: Any) -> Any:
+        # jupyter_server's APIHandler.finish would make every reply application/json: keep Connect's type
+        kwargs.setdefault("set_content_type", self._headers.get("Content-Type", "application/json"))
+        return super().finish(*args, **kwargs)
+
+    _input: bytearray
+    _input_target: ExecStream | None = None
+    _input_error: BaseException | None = None
+
     @allow_unauthenticated  # the plane's prepare() authenticated (e2b_plane.py)
     async def post(self, method: str) -> None:
-        await super().post(method)
+        if method == STREAM_INPUT:
+            self.stream_input_reply()
+        else:
+            await super().post(method)
+
+    # -- StreamInput: a client stream, its input written as it arrives ------------------
+    async def data_received(self, chunk: bytes) -> None:  # type: ignore[override]
+        if self.path_kwargs.get("method") != STREAM_INPUT:
+            return ConnectHandler.data_received(self, chunk)
+        if self._input_error is not None:
+            return None  # the rest is read and dropped; the reply says what went wrong
+        if not hasattr(self, "_input"):
+            self._input = bytearray()
+        self._input += chunk
+        try:
+            codec = self._codec(streaming=True)
+            while len(self._input) >= 5:
+                flags, size = struct.unpack(">BI", self._input[:5])
+                if size > MAX_REQUEST:
+                    raise TooLarge(f"one input message is at most {MAX_REQUEST} bytes")
+                if flags & COMPRESSED:
+                    raise ConnectError("internal", "compressed messages are not accepted (send them uncompressed)")
+                if len(self._input) < 5 + size:
+                    break
+                body = bytes(self._input[5 : 5 + size])
+                del self._input[: 5 + size]
+                if not flags & END_STREAM:
+                    await self.take_input(codec.decode(pb.STREAM_INPUT_REQUEST, body))
+        except SandboxError as e:
+            self._input_error = e
+        return None
+
+    async def take_input(self, request: dict[str, Any]) -> None:
+        """One message of StreamInput: the first names the process, the next carry its input."""
+        if request.get("start") is not None:
+            self._input_target = self.selected(request["start"])
+        elif request.get("data") is not None:
+            if self._input_target is None:
+                raise InvalidInput("StreamInput's first message must name the process (start)")
+            given = request["data"].get("input") or {}
+            await self._input_target.write(given.get("stdin") or given.get("pty") or b"")
+
+    def stream_input_reply(self) -> None:
+        codec = self._codec(streaming=True)
+        self.set_header("Content-Type", f"application/connect+{codec.name}")
+        if self._input_error is None and self._input_target is None:
+            self._input_error = InvalidInput("StreamInput named no process")
+        if self._input_error is None:
+            self.write(envelope(0, codec.encode(pb.STREAM_INPUT_RESPONSE, {})))
+        end = {} if self._input_error is None else {"error": error_json(self._input_error)}
+        self.finish(envelope(END_STREAM, json.dumps(end).encode()))
 
     @property
     def backend(self) -> SandboxBackend:

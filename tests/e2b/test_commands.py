@@ -7,8 +7,11 @@ with the headers the SDK itself sends after ``Sandbox.create()`` (sandbox id, po
 
 from __future__ import annotations
 
+import os
+
+import httpx
 import pytest
-from e2b import CommandExitException, PtySize, Sandbox
+from e2b import CommandExitException, InvalidArgumentException, PtySize, Sandbox
 from e2b.connection_config import ConnectionConfig
 from packaging.version import Version
 
@@ -25,6 +28,7 @@ def server(request, tmp_path_factory):
         require_docker()
     config = {"SandboxApp": {"backend": request.param}}
     with JupyterServer(tmp_path_factory.mktemp(f"e2bproc-{request.param}"), config=config) as running:
+        running.backend = request.param
         yield running
 
 
@@ -119,3 +123,33 @@ def test_pty_input_resize_and_kill(sbx):
     assert sbx.pty.kill(terminal.pid) is True
     with pytest.raises(CommandExitException):
         terminal.wait()
+
+
+def test_stream_input_writes_each_chunk(sbx):
+    handle = sbx.commands.run("head -c 11", background=True, stdin=True)
+    sbx.commands.stream_input(handle.pid, ["hello ", b"world"])
+    assert handle.wait().stdout == "hello world"
+
+
+def test_commands_run_as_the_sandboxs_user_only(server, sbx):
+    uid = sbx.commands.run("id -u").stdout.strip()
+    if server.backend == "local":  # a local sandbox's processes are the server user's (not a boundary)
+        assert uid == str(os.getuid())
+    else:
+        assert uid != "0"
+    with pytest.raises(InvalidArgumentException, match="sandbox's user"):
+        sbx.commands.run("id", user="root")
+
+
+def test_the_process_service_needs_the_sandboxs_own_credentials(server, sbx):
+    url = server.url + PLANE + "/process.Process/List"
+    headers = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983", "Content-Type": "application/json"}
+    assert httpx.post(url, headers=headers, content=b"{}").status_code == 401
+    other = server.api("POST", "sandboxes", json={}).json()  # another sandbox's access token
+    wrong = {**headers, "X-Access-Token": other["e2b_url"].rstrip("/").rsplit("/", 1)[-1]}
+    r = httpx.post(url, headers=wrong, content=b"{}")
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    right = {**headers, "X-Access-Token": sbx._envd_access_token}
+    r = httpx.post(url, headers=right, content=b"{}")
+    assert r.status_code == 200 and isinstance(r.json().get("processes", []), list)
+    assert server.api("DELETE", f"sandboxes/{other['id']}").status_code == 204
