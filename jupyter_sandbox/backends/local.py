@@ -28,7 +28,9 @@ from traitlets import Bool, Unicode
 
 from ..errors import InvalidInput, IsADirectory, NotADirectory, NotFound
 from ..models import SandboxSpec
+from . import local_files
 from .base import WORKDIR, SandboxBackend, confine, kernel_argv, kernel_extras, tail_file
+from .dir_watch import DirWatch
 from .programs.files import entries
 
 _CLONE_NEWNET = 0x40000000
@@ -319,3 +321,18 @@ class LocalBackend(SandboxBackend):
             os.unlink(host)
         else:
             raise NotFound(f"no such file or directory: {confine(path)}")
+
+    async def stat_file(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        return await local_files.stat_file(self._home(sandbox_id), path)
+
+    async def list_tree(self, sandbox_id: str, path: str, depth: int) -> list[dict[str, Any]]:
+        return await local_files.list_tree(self._home(sandbox_id), path, depth)
+
+    async def make_dir(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        return await local_files.make_dir(self._home(sandbox_id), path)
+
+    async def move_file(self, sandbox_id: str, source: str, destination: str) -> dict[str, Any]:
+        return await local_files.move_file(self._home(sandbox_id), source, destination)
+
+    async def watch_dir(self, sandbox_id: str, path: str, recursive: bool) -> DirWatch:
+        return await local_files.watch_dir(self._home(sandbox_id), path, recursive)
