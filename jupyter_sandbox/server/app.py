@@ -23,13 +23,14 @@ from traitlets import Bool, Instance, Int, Unicode, default
 from ..backends import make_backend
 from ..backends.docker import DockerBackend
 from ..backends.local import LocalBackend
+from ..core.api_keys import ApiKeys
 from ..core.current import set_running
 from ..core.identity import ServerIdentity
 from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
-from . import admin, e2b, events, handlers, kernel_ws, oneshot, service_proxy
+from . import admin, e2b, e2b_plane, events, handlers, kernel_ws, oneshot, service_proxy
 from .e2b import E2B, scrub_logs
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
@@ -167,6 +168,10 @@ class SandboxApp(ExtensionApp):
             sandbox_app=self,
             sandbox_executions=self.executions,
         )
+        # keys of E2B's SDKs (X-API-KEY): the server's token, and the keys its users mint
+        self.settings[e2b_plane.API_KEYS_SETTING] = ApiKeys(
+            os.path.join(self.state_dir, "api_keys.json"), server_key=self.server_key
+        )
         self.log.info("jupyter-sandbox: backend %s (%s)", backend.name, backend.isolation)
         # The sandboxed kernel's provisioner (jupyter_sandbox.kernel) runs in this process and uses
         # this manager: known from now on, since a kernel may start before the extension's start ends.
@@ -186,6 +191,17 @@ class SandboxApp(ExtensionApp):
         if callable(stop) and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, stop)
             self.log.debug("jupyter-sandbox: SIGINT stops the server as SIGTERM does (no TTY)")
+
+    def server_key(self) -> tuple[str, str] | None:
+        """The server's own Jupyter token and the user it belongs to (by the handlers' rule), as an
+        API key of E2B's SDKs; None when the server has no token."""
+        provider = self.serverapp.identity_provider if self.serverapp is not None else None
+        token = getattr(provider, "token", "")
+        if not token:
+            return None
+        if type(provider) in SHARED_TOKEN_PROVIDERS:
+            return token, SHARED_OWNER
+        return token, os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
 
     def kernel_owner(self) -> str:
         """Whom a notebook kernel starting now belongs to: the user whose request starts it, by the
@@ -254,6 +270,7 @@ class SandboxApp(ExtensionApp):
                 *kernel_ws.ROUTES,
                 *events.ROUTES,
                 *(e2b.ROUTES if self.e2b_routes else []),
+                *(e2b_plane.routes() if self.e2b_routes else []),
                 *oneshot.ROUTES,
             ]
         )
