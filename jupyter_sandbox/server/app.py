@@ -30,7 +30,7 @@ from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
-from . import admin, e2b, e2b_plane, events, handlers, kernel_ws, oneshot, service_proxy
+from . import admin, e2b, e2b_plane, envd_files, events, handlers, kernel_ws, oneshot, service_proxy
 from .e2b import E2B, scrub_logs
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of

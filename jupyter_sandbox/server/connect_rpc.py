@@ -144,9 +144,9 @@ class ConnectService:
         return register
 
     @property
-    def route(self) -> str:
-        """The path (a tornado pattern) of its methods, below the data plane's root."""
-        return f"/{self.name}/(?P<method>[A-Za-z0-9_]+)"
+    def template(self) -> str:
+        """The path of its methods (``{method}`` for the method's name), below the plane's root."""
+        return f"{self.name}/{{method}}"
 
 
 def envelope(flags: int, data: bytes) -> bytes:
@@ -178,10 +178,6 @@ class ConnectHandler(web.RequestHandler):
         if len(self._body) + len(chunk) > MAX_REQUEST:
             raise TooLarge(f"an RPC request is at most {MAX_REQUEST} bytes")
         self._body += chunk
-
-    def check_xsrf_cookie(self) -> None:
-        # Connect clients send no XSRF token; the credential is a header a cross-site page cannot set.
-        return None
 
     def _codec(self, streaming: bool) -> Codec:
         content_type = (self.request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
