@@ -1,7 +1,8 @@
 """API keys for E2B's SDKs (``X-API-KEY``): each belongs to one user, who is the owner of every
 sandbox made or reached with it.
 
-A key is the server's own Jupyter token (its user's) or one a user minted. Minted keys are kept
+A key is one a user minted here, or any token the server's own authentication takes (its Jupyter
+token; a Hub API token behind JupyterHub): server/e2b_plane.py hands those to it. Minted keys are kept
 only as SHA-256 hashes, with a short prefix to tell them apart, in one 0600 JSON file under the
 server's state folder; the key itself is shown once, when it is made.
 """
@@ -9,12 +10,10 @@ server's state folder; the key itself is shown once, when it is made.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -42,11 +41,10 @@ def _hash(key: str) -> str:
 
 
 class ApiKeys:
-    """The minted keys in ``path``; ``server_key()`` gives the server's own (token, owner), if any."""
+    """The minted keys in ``path``."""
 
-    def __init__(self, path: str, server_key: Callable[[], tuple[str, str] | None] = lambda: None):
+    def __init__(self, path: str):
         self.path = path
-        self.server_key = server_key
         self._records: dict[str, dict[str, Any]] = {}  # hash -> record
         self._mtime: float | None = None
 
@@ -75,10 +73,7 @@ class ApiKeys:
         self._mtime = None  # read back on next use
 
     def owner_of(self, key: str) -> str | None:
-        """The user ``key`` belongs to; None for a key nobody has (unknown, revoked)."""
-        own = self.server_key()
-        if own and own[0] and hmac.compare_digest(own[0].encode(), key.encode()):
-            return own[1]
+        """The user a minted ``key`` belongs to; None for a key nobody minted (or one revoked)."""
         record = self._load().get(_hash(key))
         return record["owner"] if record else None
 

@@ -11,7 +11,8 @@ Authentication, in this order (an explicit alternative to jupyter_server's, docu
 docs/e2b.md):
 - the sandbox's access token, in ``X-Access-Token`` or ``E2B-Traffic-Access-Token``: the
   per-sandbox secret the lifecycle API gave its owner at create (``envdAccessToken``);
-- an API key of the owner in ``X-API-KEY`` (core/api_keys.py);
+- an API key of the owner in ``X-API-KEY``: one they minted (core/api_keys.py), or a token the
+  server's own authentication takes (its Jupyter token; a Hub API token behind JupyterHub);
 - the owner's own Jupyter login (a token header; a cookie needs the XSRF check as everywhere).
 No credentials: 401. An unknown sandbox, another user's, or a wrong token: 404. A sandbox whose
 container is gone: 502.
@@ -23,11 +24,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
 
 from ..errors import InvalidInput, NotFound, SandboxGone, Unauthorized
-from .e2b import E2B, E2B_REQUIRES_LOGIN
+from .e2b import E2B
 from .handlers import (
     ContextHandler,
     ContextRestartHandler,
@@ -82,6 +84,35 @@ def routes() -> list[tuple[str, type[web.RequestHandler]]]:
     return [(plane_path(template), handler) for template, ports in _TABLE.items() for handler in ports.values()]
 
 
+def take_api_key(handler: JupyterHandler) -> tuple[str | None, str | None]:
+    """Before jupyter_server authenticates ``handler``'s request: its ``X-API-KEY`` and the user who
+    minted it. A key minted by nobody here goes to the server's own authentication as a token (the
+    server's Jupyter token, a Hub API token behind JupyterHub), which then names its user."""
+    key = handler.request.headers.get(API_KEY_HEADER)
+    if not key:
+        return None, None
+    keys: ApiKeys | None = handler.settings.get(API_KEYS_SETTING)
+    owner = keys.owner_of(key) if keys is not None else None
+    if owner is None and "Authorization" not in handler.request.headers:
+        handler.request.headers["Authorization"] = f"token {key}"
+    return key, owner
+
+
+def request_owner(handler: JupyterHandler, key: str | None, key_owner: str | None) -> str:
+    """The user an authenticated request acts as (after ``take_api_key`` and jupyter_server's auth);
+    Unauthorized (401) without credentials, or with a key that belongs to nobody."""
+    if key_owner is not None:
+        return key_owner
+    if handler.current_user is not None:
+        return owner_of(handler)
+    if key:
+        raise Unauthorized("invalid API key: not a key minted here (or it was revoked), nor a token of this server")
+    raise Unauthorized(
+        f"no credentials: send an API key ({API_KEY_HEADER}, the SDK's E2B_API_KEY) or, on the data plane, the "
+        f"sandbox's access token ({ACCESS_TOKEN_HEADERS[0]})"
+    )
+
+
 class E2BPlaneMixin(SandboxAPIHandler):
     """Base of every data-plane handler: finds the sandbox from the headers, authenticates, and
     acts as the sandbox's owner (``self.owner``, ``self.sandbox_id``) in the verbs."""
@@ -104,6 +135,7 @@ class E2BPlaneMixin(SandboxAPIHandler):
         return super().check_xsrf_cookie()
 
     async def prepare(self) -> None:  # type: ignore[override]
+        key, key_owner = take_api_key(self)
         await super().prepare()
         headers = self.request.headers
         sandbox_id = headers.get(SANDBOX_ID_HEADER, "").strip()
@@ -115,36 +147,20 @@ class E2BPlaneMixin(SandboxAPIHandler):
                 f"nothing answers {self.request.path.rsplit('/plane', 1)[-1]!r} on port {port or '(none)'} of a "
                 f"sandbox here (it is served on port {self.e2b_port})"
             )
-        owner = self._authenticate(sandbox_id)
-        if self.settings.get(E2B_REQUIRES_LOGIN):
-            # the Hub service: anyone can reach it through the Hub's proxy, so the owner must be logged in too
-            if self.current_user is None:
-                raise Unauthorized("log in to the Hub first: the E2B routes need the sandbox owner's token")
-            if owner_of(self) != owner:
-                raise NotFound(f"no sandbox {sandbox_id!r}")
+        # No E2B_REQUIRES_LOGIN here (the Hub service sets it for the secret *URLs* of server/e2b.py):
+        # the access token travels in a header, never in a URL, so it leaks no more than an API key.
+        owner = self._authenticate(sandbox_id, key, key_owner)
         model = self.manager.get(owner, sandbox_id)  # 404: unknown, or not this owner's
         if model.status == "exited":
             raise SandboxGone(f"sandbox {sandbox_id} has ended: {model.status_reason or 'its container is gone'}")
         self._plane_owner, self.sandbox_id = owner, model.id
 
-    def _authenticate(self, sandbox_id: str) -> str:
+    def _authenticate(self, sandbox_id: str, key: str | None, key_owner: str | None) -> str:
         """Whose sandbox the request may act on (see the module's docstring)."""
         token = self.access_token()
         if token:
             return self.manager.owner_by_e2b_secret(sandbox_id, token)
-        key = self.request.headers.get(API_KEY_HEADER)
-        if key:
-            keys: ApiKeys | None = self.settings.get(API_KEYS_SETTING)
-            owner = keys.owner_of(key) if keys is not None else None
-            if owner is None:
-                raise Unauthorized("the API key is not valid here (unknown or revoked)")
-            return owner
-        if self.current_user is not None:
-            return owner_of(self)
-        raise Unauthorized(
-            f"no credentials: send the sandbox's access token ({ACCESS_TOKEN_HEADERS[0]}) or an API key "
-            f"({API_KEY_HEADER})"
-        )
+        return request_owner(self, key, key_owner)
 
     @property
     def owner(self) -> str:

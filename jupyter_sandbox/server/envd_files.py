@@ -55,6 +55,13 @@ def watchers(handler: ConnectHandler) -> Watchers:
     return found
 
 
+async def close_watchers(settings: dict[str, Any]) -> None:
+    """Stops every watcher (the server stops)."""
+    registry: Watchers | None = settings.get(WATCHERS_SETTING)
+    if registry is not None:
+        await registry.close_all()
+
+
 @register(ENVD_PORT, FILESYSTEM.template)
 class FilesystemHandler(ConnectHandler, E2BPlaneMixin):
     """Authenticated by E2BPlaneMixin.prepare (before the body is read); acts as the sandbox's owner."""
