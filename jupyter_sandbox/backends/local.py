@@ -312,7 +312,7 @@ class LocalBackend(SandboxBackend):
         return entries(host, shown_as=inner)
 
     async def remove_file(self, sandbox_id: str, path: str) -> None:
-        host = self._host_path(sandbox_id, path)
+        host, _ = local_files.host_entry(self._home(sandbox_id), path)  # a link goes, not what it points at
         if os.path.realpath(host) == os.path.realpath(self._home(sandbox_id)):
             raise InvalidInput("refusing to remove the working directory itself", field="path")
         if os.path.isdir(host) and not os.path.islink(host):

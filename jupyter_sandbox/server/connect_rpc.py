@@ -199,7 +199,10 @@ class ConnectHandler(web.RequestHandler):
         else:
             reply = await found.call(self, codec.decode(found.request, body))
             self.set_header("Content-Type", f"application/{codec.name}")
-            self.finish(codec.encode(found.response, reply))
+            self.write(codec.encode(found.response, reply))
+            # sent before finish(): jupyter_server's APIHandler.finish() would make it application/json
+            await self.flush()
+            self.finish()
 
     async def _stream(self, method: Method, codec: Codec, request: dict[str, Any]) -> None:
         replies: AsyncIterator[dict[str, Any]] = method.call(self, request)

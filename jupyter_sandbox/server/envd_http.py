@@ -73,8 +73,12 @@ class FilesRoute(SandboxAPIHandler):
         name = posixpath.basename(confine(path))
         self.set_header("Content-Type", "application/octet-stream")
         self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{_quoted(name)}")
+        started = False
         async for chunk in self.manager.stream_file(self.owner, self.sandbox_id, path):
             self.write(chunk)
+            await self.flush()
+            started = True
+        if not started:  # an empty file: its headers go now (APIHandler.finish() would say JSON)
             await self.flush()
         self.finish()
 
