@@ -187,3 +187,30 @@ def test_keys_are_listed_by_prefix_and_stored_hashed(e2b_env):
     assert e2b_env.api("DELETE", f"keys/{listed[0]['id']}", user="dave").status_code == 404
     stored = (e2b_env.data_dir / "jupyter_sandbox" / "api_keys.json").read_text()
     assert key not in stored and key[10:] not in stored
+
+
+def test_deadlines_survive_a_server_restart(tmp_path, monkeypatch):
+    server = JupyterServer(tmp_path, config={"SandboxApp": {"keep_sandboxes_on_stop": True}})
+    monkeypatch.delenv("E2B_DEBUG", raising=False)
+    monkeypatch.setenv("E2B_API_URL", server.url + "sandbox/e2b/api")
+    monkeypatch.setenv("E2B_SANDBOX_URL", server.url + "sandbox/e2b/plane")
+    monkeypatch.setenv("E2B_API_KEY", server.token)
+    with server:
+        short = BaseSandbox.create(timeout=10)
+        kept = BaseSandbox.create(timeout=600)
+        end_at = kept.get_info().end_at
+    time.sleep(12)  # the short one's deadline passes while no server runs
+    with server:
+        try:
+            deadline = time.monotonic() + 60
+            while kept.sandbox_id not in ids(BaseSandbox.list()):  # the restarted server takes them back
+                assert time.monotonic() < deadline, "the sandbox was not taken back"
+                time.sleep(1)
+            while short.sandbox_id in ids(BaseSandbox.list()):
+                assert time.monotonic() < deadline, "a deadline passed during the restart was not enforced"
+                time.sleep(1)
+            assert kept.get_info().end_at == end_at
+            assert kept.is_running()
+        finally:
+            server.api("DELETE", f"sandboxes/{kept.sandbox_id}")
+            server.api("DELETE", f"sandboxes/{short.sandbox_id}")
