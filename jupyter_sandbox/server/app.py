@@ -37,7 +37,7 @@ from . import (
     e2b_api,
     e2b_plane,
     envd_files,  # registers envd's filesystem service on the plane
-    envd_http,  # and its /files and /health
+    envd_http,  # and its /files
     events,
     handlers,
     kernel_ws,

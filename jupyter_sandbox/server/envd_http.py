@@ -1,5 +1,5 @@
-"""envd's HTTP routes on the E2B data plane (port 49983): ``GET/POST /files`` and ``GET /health``;
-and the signed file URLs of the SDK's ``download_url``/``upload_url``.
+"""envd's ``GET/POST /files`` on the E2B data plane (port 49983), and the signed file URLs of the
+SDK's ``download_url``/``upload_url``.
 
 - ``GET /files?path=P``: the file's bytes (404 missing, 400 a directory).
 - ``POST /files?path=P``: ``application/octet-stream`` (``Content-Encoding: gzip`` allowed), or
@@ -29,7 +29,7 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from tornado import httputil, web
 
 from ..backends.base import confine
-from ..errors import InvalidInput, NotFound, SandboxGone, TooLarge, Unauthorized
+from ..errors import InvalidInput, NotFound, TooLarge, Unauthorized
 from ..models import format_size
 from .e2b_plane import ENVD_PORT, E2BPlaneMixin, register
 from .handlers import SandboxAPIHandler
@@ -142,22 +142,6 @@ class PlaneFilesHandler(FilesRoute, E2BPlaneMixin):
     @allow_unauthenticated
     async def post(self) -> None:
         await self.upload()
-
-
-@register(ENVD_PORT, "health")
-class PlaneHealthHandler(E2BPlaneMixin):
-    """Whether the sandbox runs: 204, or 502 when it does not (or is not the caller's), as envd's
-    proxy answers and the SDK's ``is_running`` reads."""
-
-    async def prepare(self) -> None:  # type: ignore[override]
-        try:
-            await super().prepare()
-        except NotFound:
-            raise SandboxGone("the sandbox is not running") from None
-
-    @allow_unauthenticated
-    async def get(self) -> None:
-        self.no_content()
 
 
 class SignedFilesHandler(FilesRoute):
