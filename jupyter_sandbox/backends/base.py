@@ -65,6 +65,7 @@ from ..errors import BackendUnavailable, InvalidInput, KernelDied, NotFound
 from ..models import SandboxSpec
 from ..outputs import OutputPolicy
 from . import programs
+from .dir_watch import DirWatch
 from .exec_stream import ExecStream
 from .kernel_client import KernelClient, zmq_kernel_client
 
@@ -254,6 +255,33 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
 
     @abc.abstractmethod
     async def logs(self, sandbox_id: str, kernel_ids: list[str]) -> dict[str, Any]: ...
+
+    # The filesystem of E2B's envd (optional: a backend without it answers 503). An entry is
+    # programs/files.py's ``info``: name, path, type (file/dir/symlink), size, modified, mode,
+    # permissions, owner, group, symlink_target (a link's, which is never followed).
+
+    def _no_files(self, what: str) -> BackendUnavailable:
+        return BackendUnavailable(f"{what} is not supported by the {self.name} backend")
+
+    async def stat_file(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        """One entry (NotFound if there is none)."""
+        raise self._no_files("stat")
+
+    async def list_tree(self, sandbox_id: str, path: str, depth: int) -> list[dict[str, Any]]:
+        """The entries below a directory down to ``depth`` levels (1: its own)."""
+        raise self._no_files("listing with depth")
+
+    async def make_dir(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        """Makes a directory and its parents; AlreadyExists if the path is taken."""
+        raise self._no_files("making a directory")
+
+    async def move_file(self, sandbox_id: str, source: str, destination: str) -> dict[str, Any]:
+        """Renames an entry (destination's folders made); returns the destination's entry."""
+        raise self._no_files("moving a file")
+
+    async def watch_dir(self, sandbox_id: str, path: str, recursive: bool) -> DirWatch:
+        """A started watch on a directory (NotFound, NotADirectory); the caller closes it."""
+        raise self._no_files("watching a directory")
 
     # -- one-shot runs (a capability) ---------------------------------------------------
     runs_once = False

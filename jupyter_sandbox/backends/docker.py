@@ -45,6 +45,7 @@ from .base import (
     kernel_argv,
     kernel_extras,
 )
+from .dir_watch import DirWatch
 from .docker_containers import IDENTITY_ENV, SANDBOX_BRIDGE, SANDBOX_NETWORK, DockerContainers
 from .docker_engine import DockerEngine, engine_available, engine_problem
 from .docker_exec import DockerProcesses
@@ -345,6 +346,21 @@ class DockerBackend(SandboxBackend):
 
     def find_exec(self, sandbox_id: str, pid: int) -> ExecStream:
         return self.processes.table.find(sandbox_id, pid)
+
+    async def stat_file(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        return await self.files.stat(sandbox_id, path)
+
+    async def list_tree(self, sandbox_id: str, path: str, depth: int) -> list[dict[str, Any]]:
+        return await self.files.tree(sandbox_id, path, depth)
+
+    async def make_dir(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        return await self.files.make_dir(sandbox_id, path)
+
+    async def move_file(self, sandbox_id: str, source: str, destination: str) -> dict[str, Any]:
+        return await self.files.move(sandbox_id, source, destination)
+
+    async def watch_dir(self, sandbox_id: str, path: str, recursive: bool) -> DirWatch:
+        return await self.files.watch(sandbox_id, path, recursive)
 
     # -- one-shot runs ------------------------------------------------------------------
     runs_once = True

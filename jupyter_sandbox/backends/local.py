@@ -28,7 +28,9 @@ from traitlets import Bool, Unicode
 
 from ..errors import InvalidInput, IsADirectory, NotADirectory, NotFound
 from ..models import SandboxSpec
+from . import local_files
 from .base import WORKDIR, SandboxBackend, confine, kernel_argv, kernel_extras, tail_file
+from .dir_watch import DirWatch
 from .exec_stream import ExecConfig, ExecStream, ExecTable
 from .local_exec import start_local
 from .programs.files import entries
@@ -353,7 +355,7 @@ class LocalBackend(SandboxBackend):
         return entries(host, shown_as=inner)
 
     async def remove_file(self, sandbox_id: str, path: str) -> None:
-        host = self._host_path(sandbox_id, path)
+        host, _ = local_files.host_entry(self._home(sandbox_id), path)  # a link goes, not what it points at
         if os.path.realpath(host) == os.path.realpath(self._home(sandbox_id)):
             raise InvalidInput("refusing to remove the working directory itself", field="path")
         if os.path.isdir(host) and not os.path.islink(host):
@@ -365,3 +367,18 @@ class LocalBackend(SandboxBackend):
 
     async def close(self) -> None:
         await self._processes.close_all()  # a local sandbox's commands end with the server
+
+    async def stat_file(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        return await local_files.stat_file(self._home(sandbox_id), path)
+
+    async def list_tree(self, sandbox_id: str, path: str, depth: int) -> list[dict[str, Any]]:
+        return await local_files.list_tree(self._home(sandbox_id), path, depth)
+
+    async def make_dir(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        return await local_files.make_dir(self._home(sandbox_id), path)
+
+    async def move_file(self, sandbox_id: str, source: str, destination: str) -> dict[str, Any]:
+        return await local_files.move_file(self._home(sandbox_id), source, destination)
+
+    async def watch_dir(self, sandbox_id: str, path: str, recursive: bool) -> DirWatch:
+        return await local_files.watch_dir(self._home(sandbox_id), path, recursive)

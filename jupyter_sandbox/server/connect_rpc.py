@@ -144,9 +144,9 @@ class ConnectService:
         return register
 
     @property
-    def route(self) -> str:
-        """The path (a tornado pattern) of its methods, below the data plane's root."""
-        return f"/{self.name}/(?P<method>[A-Za-z0-9_]+)"
+    def template(self) -> str:
+        """The path of its methods (``{method}`` for the method's name), below the plane's root."""
+        return f"{self.name}/{{method}}"
 
 
 def envelope(flags: int, data: bytes) -> bytes:
@@ -179,10 +179,6 @@ class ConnectHandler(web.RequestHandler):
             raise TooLarge(f"an RPC request is at most {MAX_REQUEST} bytes")
         self._body += chunk
 
-    def check_xsrf_cookie(self) -> None:
-        # Connect clients send no XSRF token; the credential is a header a cross-site page cannot set.
-        return None
-
     def _codec(self, streaming: bool) -> Codec:
         content_type = (self.request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         prefix = "application/connect+" if streaming else "application/"
@@ -203,7 +199,10 @@ class ConnectHandler(web.RequestHandler):
         else:
             reply = await found.call(self, codec.decode(found.request, body))
             self.set_header("Content-Type", f"application/{codec.name}")
-            self.finish(codec.encode(found.response, reply))
+            self.write(codec.encode(found.response, reply))
+            # sent before finish(): jupyter_server's APIHandler.finish() would make it application/json
+            await self.flush()
+            self.finish()
 
     async def _stream(self, method: Method, codec: Codec, request: dict[str, Any]) -> None:
         replies: AsyncIterator[dict[str, Any]] = method.call(self, request)
