@@ -73,14 +73,11 @@ def info(stream: ExecStream) -> dict[str, Any]:
     return {"config": process, "pid": stream.pid, "tag": config.tag}
 
 
-@register(ENVD_PORT, f"{PROCESS.name}/{{method}}")
-class ProcessHandler(E2BPlaneMixin, ConnectHandler):
+@register(ENVD_PORT, PROCESS.template)
+class ProcessHandler(ConnectHandler, E2BPlaneMixin):
     """``/process.Process/<Method>`` of one sandbox (the plane's mixin found it and its owner)."""
 
     service = PROCESS
-    # Connect's own body reading and error bodies, not the Jupyter API's
-    write_error = ConnectHandler.write_error
-    _handle_request_exception = ConnectHandler._handle_request_exception
 
     def finish(self, *args: Any, **kwargs: Any) -> Any:
         # jupyter_server's APIHandler.finish would make every reply application/json: keep Connect's type
@@ -147,6 +144,8 @@ class ProcessHandler(E2BPlaneMixin, ConnectHandler):
 
     @property
     def backend(self) -> SandboxBackend:
+        """The sandbox's backend; asking for it counts as the sandbox's activity (it is in use)."""
+        self.manager.registry.use(self.owner, self.sandbox_id)
         return self.manager.backend
 
     def selected(self, request: dict[str, Any]) -> ExecStream:

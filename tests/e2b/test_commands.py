@@ -1,8 +1,7 @@
 """The unmodified ``e2b`` SDK's commands and PTY against a real server (Docker and local backends):
-envd's process service on the data plane (server/e2b_process.py).
-
-The SDK's own ``Sandbox`` is built for a sandbox made through the REST API, pointed at the data plane
-with the headers the SDK itself sends after ``Sandbox.create()`` (sandbox id, port, access token).
+envd's process service on the data plane (server/e2b_process.py). The SDK gets only E2B_API_URL,
+E2B_SANDBOX_URL and E2B_API_KEY (no E2B_DEBUG); the server has two users (tests/servers.py
+HeaderUsers), its token is alice's.
 """
 
 from __future__ import annotations
@@ -12,14 +11,12 @@ import os
 import httpx
 import pytest
 from e2b import CommandExitException, InvalidArgumentException, PtySize, Sandbox
-from e2b.connection_config import ConnectionConfig
-from packaging.version import Version
 
 from conftest import require_docker
 from servers import JupyterServer
 
 PLANE = "sandbox/e2b/plane"
-ENVD_VERSION = "0.5.7"  # what the lifecycle API answers (server/e2b_plane.py)
+PROCESS_METHODS = ("List", "SendInput", "SendSignal", "CloseStdin", "Update")
 
 
 @pytest.fixture(scope="module", params=["docker", "local"])
@@ -27,35 +24,23 @@ def server(request, tmp_path_factory):
     if request.param == "docker":
         require_docker()
     config = {"SandboxApp": {"backend": request.param}}
-    with JupyterServer(tmp_path_factory.mktemp(f"e2bproc-{request.param}"), config=config) as running:
+    home = tmp_path_factory.mktemp(f"e2bproc-{request.param}")
+    with JupyterServer(home, users=True, config=config) as running:
         running.backend = request.param
         yield running
 
 
 @pytest.fixture(scope="module")
-def sbx(server) -> Sandbox:
-    """The SDK's Sandbox for a new sandbox of the server's user."""
-    r = server.api("POST", "sandboxes", json={})
-    assert r.status_code == 201, r.text
-    model = r.json()
-    secret = model["e2b_url"].rstrip("/").rsplit("/", 1)[-1]
-    config = ConnectionConfig(
-        api_key="e2b_unused",
-        sandbox_url=server.url + PLANE,
-        extra_sandbox_headers={
-            "E2b-Sandbox-Id": model["id"],
-            "E2b-Sandbox-Port": str(ConnectionConfig.envd_port),
-            "X-Access-Token": secret,
-        },
-    )
-    return Sandbox(
-        sandbox_id=model["id"],
-        sandbox_domain=None,
-        envd_version=Version(ENVD_VERSION),
-        envd_access_token=secret,
-        traffic_access_token=None,
-        connection_config=config,
-    )
+def sbx(server):
+    """One sandbox for the module's tests, made by the SDK as any E2B program would."""
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("E2B_DEBUG", raising=False)
+        env.setenv("E2B_API_URL", server.url + "sandbox/e2b/api")
+        env.setenv("E2B_SANDBOX_URL", server.url + PLANE)
+        env.setenv("E2B_API_KEY", server.token)
+        sandbox = Sandbox.create(timeout=600)
+        yield sandbox
+        sandbox.kill()
 
 
 def test_run_with_cwd_and_env(sbx):
@@ -141,15 +126,23 @@ def test_commands_run_as_the_sandboxs_user_only(server, sbx):
         sbx.commands.run("id", user="root")
 
 
-def test_the_process_service_needs_the_sandboxs_own_credentials(server, sbx):
-    url = server.url + PLANE + "/process.Process/List"
-    headers = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983", "Content-Type": "application/json"}
-    assert httpx.post(url, headers=headers, content=b"{}").status_code == 401
-    other = server.api("POST", "sandboxes", json={}).json()  # another sandbox's access token
-    wrong = {**headers, "X-Access-Token": other["e2b_url"].rstrip("/").rsplit("/", 1)[-1]}
-    r = httpx.post(url, headers=wrong, content=b"{}")
-    assert r.status_code == 404 and r.json()["code"] == "not_found"
-    right = {**headers, "X-Access-Token": sbx._envd_access_token}
-    r = httpx.post(url, headers=right, content=b"{}")
-    assert r.status_code == 200 and isinstance(r.json().get("processes", []), list)
-    assert server.api("DELETE", f"sandboxes/{other['id']}").status_code == 204
+def test_another_users_key_finds_no_process_and_none_is_a_401(server, sbx):
+    handle = sbx.commands.run("sleep 300", background=True)
+    bob = server.api("POST", "keys", json={"name": "t"}, user="bob").json()["key"]
+    url = server.url + PLANE + "/process.Process/"
+    headers = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983", "X-API-KEY": bob}
+    unary = {**headers, "Content-Type": "application/json"}
+    selected = {"process": {"pid": handle.pid}, "signal": "SIGNAL_SIGKILL", "input": {"stdin": "eA=="}}
+    for method in PROCESS_METHODS:
+        r = httpx.post(url + method, headers=unary, json=selected)
+        assert r.status_code == 404 and r.json()["code"] == "not_found", (method, r.text)
+    streaming = {**headers, "Content-Type": "application/connect+json"}
+    for method in ("Start", "Connect"):
+        assert httpx.post(url + method, headers=streaming, content=b"\x00\x00\x00\x00\x02{}").status_code == 404
+    assert handle.pid in [p.pid for p in sbx.commands.list()]  # bob's SendSignal did nothing
+    del unary["X-API-KEY"]
+    assert httpx.post(url + "List", headers=unary, json={}).status_code == 401
+    # the owner's own key works on the same route
+    r = httpx.post(url + "List", headers={**unary, "X-API-KEY": server.token}, json={})
+    assert r.status_code == 200 and handle.pid in [p["pid"] for p in r.json()["processes"]]
+    sbx.commands.kill(handle.pid)
