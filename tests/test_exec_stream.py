@@ -20,12 +20,19 @@ from servers import SESSION, SESSION_LABEL
 WAIT = 60  # seconds a command of these tests may take on a busy machine
 
 
-@pytest.fixture(scope="module", params=["docker", "local"])
+DOCKER = pytest.mark.docker
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param("docker", marks=DOCKER), pytest.param("docker-runsc", marks=DOCKER), "local"],
+)
 async def box(request):
     """(backend, sandbox id): one sandbox per backend for this module, removed at its end."""
-    if request.param == "docker":
-        require_docker()
-        backend = make_backend("docker", default_image=IMAGE, extra_labels={SESSION_LABEL: SESSION})
+    if request.param.startswith("docker"):
+        require_docker("runsc" if request.param == "docker-runsc" else None)
+        runtime = "runsc" if request.param == "docker-runsc" else "runc"
+        backend = make_backend("docker", default_image=IMAGE, runtime=runtime, extra_labels={SESSION_LABEL: SESSION})
     else:
         backend = make_backend("local")
     sandbox_id = "sbx_exec" + secrets.token_hex(4)

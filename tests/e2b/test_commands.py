@@ -6,11 +6,12 @@ HeaderUsers), its token is alice's.
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import httpx
 import pytest
-from e2b import CommandExitException, InvalidArgumentException, PtySize, Sandbox
+from e2b import AsyncSandbox, CommandExitException, InvalidArgumentException, PtySize, Sandbox
 
 from conftest import require_docker
 from servers import JupyterServer
@@ -19,7 +20,7 @@ PLANE = "sandbox/e2b/plane"
 PROCESS_METHODS = ("List", "SendInput", "SendSignal", "CloseStdin", "Update")
 
 
-@pytest.fixture(scope="module", params=["docker", "local"])
+@pytest.fixture(scope="module", params=[pytest.param("docker", marks=pytest.mark.docker), "local"])
 def server(request, tmp_path_factory):
     if request.param == "docker":
         require_docker()
@@ -146,3 +147,17 @@ def test_another_users_key_finds_no_process_and_none_is_a_401(server, sbx):
     r = httpx.post(url + "List", headers={**unary, "X-API-KEY": server.token}, json={})
     assert r.status_code == 200 and handle.pid in [p["pid"] for p in r.json()["processes"]]
     sbx.commands.kill(handle.pid)
+
+
+def test_the_async_sdk_too(sbx):
+    async def use() -> tuple[str, int, list[int]]:
+        asbx = await AsyncSandbox.connect(sbx.sandbox_id)
+        out = (await asbx.commands.run("echo async $X", envs={"X": "ok"})).stdout
+        handle = await asbx.commands.run("sleep 300", background=True)
+        assert await asbx.commands.kill(handle.pid) is True
+        with pytest.raises(CommandExitException) as info:
+            await handle.wait()
+        return out, info.value.exit_code, [p.pid for p in await asbx.commands.list()]
+
+    out, code, running = asyncio.run(use())
+    assert out == "async ok\n" and code == -1 and running == []
