@@ -11,7 +11,7 @@ import pytest
 from jupyter_sandbox.backends import make_backend
 from jupyter_sandbox.backends.base import SandboxBackend, labels
 from jupyter_sandbox.backends.exec_stream import ExecStream
-from jupyter_sandbox.errors import BackendUnavailable, InvalidInput, NotFound
+from jupyter_sandbox.errors import BackendUnavailable, InvalidInput, NotFound, QuotaExceeded
 from jupyter_sandbox.models import SandboxSpec
 
 from conftest import IMAGE, SESSION_SERVER_ID, require_docker
@@ -149,6 +149,23 @@ async def test_terminal_input_size_and_resize(box):
     text = out["pty"].decode().replace("\r", "")
     assert "24 80\n" in text and "got:abc\n" in text and text.rstrip().endswith("30 100")
     assert code == 0 and "stdout" not in out
+
+
+async def test_a_sandbox_runs_at_most_max_commands_at_once(box):
+    backend, sid = box
+    backend.max_commands = len(backend.exec_streams(sid)) + 2
+    try:
+        first = [await backend.exec_stream(sid, ["sleep", "300"]) for _ in range(2)]
+        with pytest.raises(QuotaExceeded, match="commands already") as info:
+            await backend.exec_stream(sid, ["sleep", "300"])
+        assert info.value.status == 429
+        await first[0].signal(9)
+        await asyncio.wait_for(first[0].wait(), WAIT)
+        assert (await backend.exec_stream(sid, ["true"])).pid > 0  # room again
+    finally:
+        backend.max_commands = 64
+        for stream in backend.exec_streams(sid):
+            await stream.signal(9)
 
 
 async def test_commands_end_with_their_sandbox(box):

@@ -58,7 +58,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from traitlets import Instance, Unicode, default
+from traitlets import Instance, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import BackendUnavailable, InvalidInput, KernelDied, NotFound
@@ -190,6 +190,9 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
     python: str  # the Python command in its sandboxes: each backend's own configurable trait
 
     default_image = Unicode("jupyter-sandbox:latest", help="Image for sandboxes that name none.").tag(config=True)
+    max_commands = Int(
+        64, help="Most commands (E2B's process service) running at once in one sandbox; beyond it a start is a 429."
+    ).tag(config=True)
     # what a sandbox's outputs may carry into a user's page: used by the relay and the collector
     outputs = Instance(OutputPolicy)
 

@@ -177,6 +177,7 @@ class DockerProcesses:
             raise InvalidInput("a command is needed", field="cmd")
         backend = self.backend
         cid = backend.container_id(sandbox_id)
+        self.table.check_room(sandbox_id, backend.max_commands)
         spec = backend.spec_if_known(sandbox_id)
         workdir = self.workdir(cwd)
         full_env = {"HOME": WORKDIR, **IDENTITY_ENV, **(spec.env if spec else {}), **env}

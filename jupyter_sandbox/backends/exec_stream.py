@@ -15,7 +15,7 @@ import signal
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound, QuotaExceeded
 
 BACKLOG = 1 << 20  # bytes kept for the first reader, written before it came
 READER_QUEUE = 1024  # events one reader may fall behind by; beyond that it misses output (never the exit)
@@ -175,6 +175,11 @@ class ExecTable:
         for pid in ended[: max(0, len(ended) - self.KEEP_ENDED)]:
             del streams[pid]
         streams[stream.pid] = stream
+
+    def check_room(self, sandbox_id: str, limit: int) -> None:
+        """QuotaExceeded when the sandbox runs ``limit`` commands already (each holds a stream of the server's)."""
+        if len(self.running(sandbox_id)) >= limit:
+            raise QuotaExceeded(f"sandbox {sandbox_id} runs {limit} commands already: end one first")
 
     def running(self, sandbox_id: str) -> list[ExecStream]:
         return [s for s in self._streams.get(sandbox_id, {}).values() if s.running]

@@ -253,6 +253,7 @@ class LocalBackend(SandboxBackend):
         spec = self._specs.get(sandbox_id)
         if spec is None:
             raise NotFound(f"no such sandbox {sandbox_id}")
+        self._processes.check_room(sandbox_id, self.max_commands)
         home = self._home(sandbox_id)
         workdir = self._host_path(sandbox_id, cwd) if cwd else home
         if not os.path.isdir(workdir):
