@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import struct
 
 import httpx
 import pytest
 from e2b import AsyncSandbox, CommandExitException, InvalidArgumentException, PtySize, Sandbox
+from e2b.envd.process import process_pb
 
 from conftest import require_docker
 from servers import JupyterServer
@@ -161,3 +163,30 @@ def test_the_async_sdk_too(sbx):
 
     out, code, running = asyncio.run(use())
     assert out == "async ok\n" and code == -1 and running == []
+
+
+def test_binary_protobuf_and_keepalives_while_quiet(server, sbx):
+    """A Connect client speaking binary protobuf (the SDK's own messages encode and decode it) that
+    asks for a keepalive every second: a command quiet for 3 s gets at least one before its end."""
+    request = process_pb.StartRequest(process=process_pb.ProcessConfig(cmd="sh", args=["-c", "sleep 3; echo done"]))
+    body = request.to_binary()
+    headers = {
+        "E2b-Sandbox-Id": sbx.sandbox_id,
+        "E2b-Sandbox-Port": "49983",
+        "X-API-KEY": server.token,
+        "Content-Type": "application/connect+proto",
+        "Keepalive-Ping-Interval": "1",
+    }
+    url = server.url + PLANE + "/process.Process/Start"
+    r = httpx.post(url, headers=headers, content=struct.pack(">BI", 0, len(body)) + body, timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/connect+proto"
+    events, data = [], r.content
+    while data:
+        flags, size = struct.unpack(">BI", data[:5])
+        if not flags & 2:  # the end-of-stream envelope is JSON
+            events.append(process_pb.StartResponse.from_binary(data[5 : 5 + size]).event.event)
+        data = data[5 + size :]
+    kinds = [e.field for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and "keepalive" in kinds
+    assert b"".join(e.value.output.value for e in events if e.field == "data") == b"done\n"
+    assert events[-1].value.exit_code == 0
