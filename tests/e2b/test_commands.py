@@ -129,26 +129,31 @@ def test_commands_run_as_the_sandboxs_user_only(server, sbx):
         sbx.commands.run("id", user="root")
 
 
-def test_another_users_key_finds_no_process_and_none_is_a_401(server, sbx):
+def test_another_users_key_or_token_finds_no_process_and_none_is_a_401(server, sbx):
     handle = sbx.commands.run("sleep 300", background=True)
-    bob = server.api("POST", "keys", json={"name": "t"}, user="bob").json()["key"]
+    bob_key = server.api("POST", "keys", json={"name": "t"}, user="bob").json()["key"]
+    bobs = server.api("POST", "sandboxes", json={}, user="bob").json()
+    bob_token = bobs["e2b_url"].rstrip("/").rsplit("/", 1)[-1]  # his own sandbox's access token
     url = server.url + PLANE + "/process.Process/"
-    headers = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983", "X-API-KEY": bob}
-    unary = {**headers, "Content-Type": "application/json"}
+    target = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983"}
     selected = {"process": {"pid": handle.pid}, "signal": "SIGNAL_SIGKILL", "input": {"stdin": "eA=="}}
-    for method in PROCESS_METHODS:
-        r = httpx.post(url + method, headers=unary, json=selected)
-        assert r.status_code == 404 and r.json()["code"] == "not_found", (method, r.text)
-    streaming = {**headers, "Content-Type": "application/connect+json"}
-    for method in ("Start", "Connect"):
-        assert httpx.post(url + method, headers=streaming, content=b"\x00\x00\x00\x00\x02{}").status_code == 404
+    for credential in ({"X-API-KEY": bob_key}, {"X-Access-Token": bob_token}):
+        unary = {**target, **credential, "Content-Type": "application/json"}
+        for method in PROCESS_METHODS:
+            r = httpx.post(url + method, headers=unary, json=selected)
+            assert r.status_code == 404 and r.json()["code"] == "not_found", (method, r.text)
+        streaming = {**target, **credential, "Content-Type": "application/connect+json"}
+        for method in ("Start", "Connect", "StreamInput"):
+            empty = b"\x00\x00\x00\x00\x02{}"
+            assert httpx.post(url + method, headers=streaming, content=empty).status_code == 404, method
     assert handle.pid in [p.pid for p in sbx.commands.list()]  # bob's SendSignal did nothing
-    del unary["X-API-KEY"]
+    unary = {**target, "Content-Type": "application/json"}
     assert httpx.post(url + "List", headers=unary, json={}).status_code == 401
     # the owner's own key works on the same route
     r = httpx.post(url + "List", headers={**unary, "X-API-KEY": server.token}, json={})
     assert r.status_code == 200 and handle.pid in [p["pid"] for p in r.json()["processes"]]
     sbx.commands.kill(handle.pid)
+    assert server.api("DELETE", f"sandboxes/{bobs['id']}", user="bob").status_code == 204
 
 
 def test_the_async_sdk_too(sbx):
