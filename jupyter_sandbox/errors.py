@@ -45,6 +45,10 @@ class Conflict(SandboxError):
     status, reason = 409, "Conflict"
 
 
+class AlreadyExists(Conflict):
+    """What a request would make is there already (a directory)."""
+
+
 class TooLarge(SandboxError):
     status, reason = 413, "Payload Too Large"
 

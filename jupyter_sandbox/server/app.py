@@ -31,8 +31,23 @@ from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
-from . import admin, e2b, e2b_api, e2b_plane, events, handlers, kernel_ws, keys, oneshot, service_proxy
+from . import (
+    admin,
+    e2b,
+    e2b_api,
+    e2b_plane,
+    e2b_process,  # noqa: F401  (registers envd's process service on the plane)
+    envd_files,  # registers envd's filesystem service on the plane
+    envd_http,  # and its /files
+    events,
+    handlers,
+    kernel_ws,
+    keys,
+    oneshot,
+    service_proxy,
+)
 from .e2b import E2B, scrub_logs
+from .envd_watchers import Watchers
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
 from .service_proxy import SERVICE_URL_ENV, ServiceLink
@@ -181,6 +196,7 @@ class SandboxApp(ExtensionApp):
         # sandboxes made with a timeout (E2B's lifecycle API) end at their deadline unless extended
         self.deadlines = Deadlines(self.manager, self.log)
         self.settings[e2b_api.DEADLINES_SETTING] = self.deadlines
+        self.settings[envd_files.WATCHERS_SETTING] = Watchers()
         # the keys users mint for E2B's SDKs (X-API-KEY); a token the server's auth takes works too
         self.settings[e2b_plane.API_KEYS_SETTING] = ApiKeys(os.path.join(self.state_dir, "api_keys.json"))
         self.log.info("jupyter-sandbox: backend %s (%s)", backend.name, backend.isolation)
@@ -275,6 +291,7 @@ class SandboxApp(ExtensionApp):
                 *(e2b.ROUTES if self.e2b_routes else []),
                 *(e2b_plane.routes() if self.e2b_routes else []),
                 *(e2b_api.ROUTES if self.e2b_routes else []),
+                *(envd_http.ROUTES if self.e2b_routes else []),
                 *oneshot.ROUTES,
             ]
         )
@@ -282,6 +299,7 @@ class SandboxApp(ExtensionApp):
             self.handlers.append((handlers.route_pattern(template), handler))
 
     async def stop_extension(self) -> None:
+        await envd_files.close_watchers(self.settings)
         if getattr(self, "executions", None) is not None:
             await self.executions.shutdown()  # kills running one-shot executions
         set_running(None)
