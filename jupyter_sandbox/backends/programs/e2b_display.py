@@ -1,0 +1,81 @@
+"""Runs INSIDE every Python kernel of a sandbox, once at its start (IPKernelApp.exec_lines).
+
+Adds the two display formats E2B's code interpreter gives and its SDK reads as ``Result.data``
+and ``Result.chart``:
+
+- ``e2b/data``: a pandas DataFrame's columns, ``{column: [value, ...]}``, values made JSON
+  (timestamps as ISO text, numpy scalars as numbers, NaN as null);
+- ``e2b/chart``: a matplotlib figure's data (its kind, title, axes, scales and elements), made by
+  the ``e2b-charts`` package when the image has it (the default image does); without it a figure
+  has no chart, only its image.
+
+Both formatters look at ``sys.modules`` first, so an output that is neither pays no import of
+pandas or matplotlib. A conversion that fails gives no such format rather than an error: the
+figure or table is still shown as usual.
+
+Shipped as source text and run in the user's namespace: it leaves no name behind, and uses only
+IPython and the standard library (Python 3.8+).
+"""
+
+
+def _jupyter_sandbox_e2b_display():
+    import datetime
+    import math
+    import sys
+
+    from IPython.core.formatters import BaseFormatter
+    from traitlets import ObjectName, Unicode
+
+    def json_value(value):
+        if isinstance(value, (datetime.datetime, datetime.date)):  # pandas' Timestamp is a datetime
+            return value.isoformat()
+        if hasattr(value, "item") and type(value).__module__ == "numpy":  # a numpy scalar
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        return str(value)
+
+    class DataFormatter(BaseFormatter):
+        format_type = Unicode("e2b/data")
+        print_method = ObjectName("_repr_e2b_data_")
+        _return_type = (dict,)
+
+        def __call__(self, obj):
+            pandas = sys.modules.get("pandas")
+            if pandas is None or not isinstance(obj, pandas.DataFrame):
+                return super().__call__(obj)
+            try:
+                columns = obj.to_dict(orient="list")
+                return {str(name): [json_value(v) for v in values] for name, values in columns.items()}
+            except Exception:
+                return None
+
+    class ChartFormatter(BaseFormatter):
+        format_type = Unicode("e2b/chart")
+        print_method = ObjectName("_repr_e2b_chart_")
+        _return_type = (dict,)
+
+        def __call__(self, obj):
+            figure = sys.modules.get("matplotlib.figure")
+            if figure is None or not isinstance(obj, figure.Figure):
+                return super().__call__(obj)
+            try:
+                from e2b_charts import chart_figure_to_chart
+            except ImportError:
+                return None
+            try:
+                chart = chart_figure_to_chart(obj)
+                return chart.model_dump(mode="json") if chart is not None else None
+            except Exception:
+                return None
+
+    shell = get_ipython()  # noqa: F821 (IPython's builtin in the kernel's namespace)
+    formatters = shell.display_formatter.formatters
+    formatters["e2b/data"] = DataFormatter(parent=shell.display_formatter)
+    formatters["e2b/chart"] = ChartFormatter(parent=shell.display_formatter)
+
+
+_jupyter_sandbox_e2b_display()
+del _jupyter_sandbox_e2b_display
