@@ -32,6 +32,7 @@ import tempfile
 import time
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -47,7 +48,15 @@ E2B = "sandbox/e2b"
 def export_tests(checkout: Path, commit: str, into: Path) -> Path:
     """``python/`` of ``commit`` (its tests and pytest.ini) under ``into``; its path."""
     archive = subprocess.run(
-        ["git", f"--git-dir={git_dir(checkout)}", "archive", "--format=tar", commit, "python/tests", "python/pytest.ini"],
+        [
+            "git",
+            f"--git-dir={git_dir(checkout)}",
+            "archive",
+            "--format=tar",
+            commit,
+            "python/tests",
+            "python/pytest.ini",
+        ],
         check=True,
         capture_output=True,
     ).stdout
@@ -87,7 +96,8 @@ def e2b_environment(server: JupyterServer, debug: bool) -> dict[str, str]:
             "E2B_SANDBOX_URL": f"{base}/{E2B}/plane",
             "E2B_API_KEY": server.token,
         }
-    r = server.api("POST", "sandboxes", json={})
+    # every test shares it: room for the contexts they make, which are never removed
+    r = server.api("POST", "sandboxes", json={"memory": "2G"})
     r.raise_for_status()
     return {"E2B_DEBUG": "true", "E2B_SANDBOX_URL": r.json()["e2b_url"]}
 
@@ -107,7 +117,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="e2b-suite-") as tmp:
         suite = export_tests(args.checkout.resolve(), args.commit, Path(tmp))
         outcomes_file = Path(tmp) / "outcomes.json"
-        config = {"DockerBackend": {"default_image": args.image}}
+        config: dict[str, Any] = {"DockerBackend": {"default_image": args.image}}
+        if args.debug:
+            config["SandboxManager"] = {"max_contexts_per_sandbox": 32}
         started = time.monotonic()
         with JupyterServer(Path(tmp) / "server", config=config) as server:
             env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
@@ -140,7 +152,9 @@ def main() -> int:
     failed = sorted(node for node, outcome in outcomes.items() if outcome == "failed")
     unexpected = [node for node in failed if listed(node, patterns) is None]
     fixed = sorted(node for node, o in outcomes.items() if o == "passed" and listed(node, patterns) is not None)
-    print(f"[e2b-suite] {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped in {minutes:.1f} min")
+    print(
+        f"[e2b-suite] {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped in {minutes:.1f} min"
+    )
     print(f"[e2b-suite] {len(failed) - len(unexpected)} of the failures are listed in {args.expected.name}")
     for node in fixed:
         print(f"[e2b-suite] listed but passed (take it off the list): {node}")

@@ -9,6 +9,9 @@ and ``Result.chart``:
   the ``e2b-charts`` package when the image has it (the default image does); without it a figure
   has no chart, only its image.
 
+- a PIL image saved to a file (``image.save("out.png")``) is displayed too, as E2B's does: the
+  patch goes in when the code first imports ``PIL.Image``, so a kernel that never does pays nothing.
+
 Both formatters look at ``sys.modules`` first, so an output that is neither pays no import of
 pandas or matplotlib. A conversion that fails gives no such format rather than an error: the
 figure or table is still shown as usual.
@@ -20,10 +23,14 @@ IPython and the standard library (Python 3.8+).
 
 def _jupyter_sandbox_e2b_display():
     import datetime
+    import importlib.abc
+    import importlib.util
     import math
+    import os
     import sys
 
     from IPython.core.formatters import BaseFormatter
+    from IPython.display import display
     from traitlets import ObjectName, Unicode
 
     def json_value(value):
@@ -71,10 +78,49 @@ def _jupyter_sandbox_e2b_display():
             except Exception:
                 return None
 
+    def show_saved_images(module):
+        original = module.Image.save
+
+        def save(image, fp, *args, **kwargs):
+            if isinstance(fp, (str, os.PathLike)):  # a file, not a buffer: the user meant to keep it
+                display(image)
+            return original(image, fp, *args, **kwargs)
+
+        module.Image.save = save
+
+    class AfterImport(importlib.abc.MetaPathFinder):
+        """Runs ``then(module)`` once the module ``name`` is first executed."""
+
+        def __init__(self, name, then):
+            self.name, self.then = name, then
+
+        def find_spec(self, fullname, path, target=None):
+            if fullname != self.name:
+                return None
+            sys.meta_path.remove(self)  # once; and the finders after us find the real spec
+            spec = importlib.util.find_spec(fullname)
+            if spec is None or spec.loader is None:
+                return spec
+            load, then = spec.loader.exec_module, self.then
+
+            def exec_module(module):
+                load(module)
+                try:
+                    then(module)
+                except Exception:
+                    pass  # the module works as usual, without the extra
+
+            spec.loader.exec_module = exec_module
+            return spec
+
     shell = get_ipython()  # noqa: F821 (IPython's builtin in the kernel's namespace)
     formatters = shell.display_formatter.formatters
     formatters["e2b/data"] = DataFormatter(parent=shell.display_formatter)
     formatters["e2b/chart"] = ChartFormatter(parent=shell.display_formatter)
+    if "PIL.Image" in sys.modules:
+        show_saved_images(sys.modules["PIL.Image"])
+    else:
+        sys.meta_path.insert(0, AfterImport("PIL.Image", show_saved_images))
 
 
 _jupyter_sandbox_e2b_display()
