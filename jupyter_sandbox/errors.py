@@ -79,3 +79,15 @@ class ServerUnreachable(SandboxError):
 
 class StateDirError(SandboxError):
     """The server's private state directory is unsafe to use (wrong owner, a symlink)."""
+
+
+class Unauthorized(SandboxError):
+    """No credentials, or credentials that belong to nobody (an unknown or revoked API key)."""
+
+    status, reason = 401, "Unauthorized"
+
+
+class SandboxGone(SandboxError):
+    """The sandbox is still listed but its container (or kernel) is gone: nothing answers for it."""
+
+    status, reason = 502, "Bad Gateway"

@@ -344,6 +344,48 @@ class SandboxRequest(SpecRequest):
 
 
 @dataclass
+class E2BNewSandbox(RequestBody):
+    """POST sandbox/e2b/api/sandboxes and /v2/sandboxes: E2B's NewSandbox, its fields spelt as E2B
+    spells them. The ones after ``allow_internet_access`` are taken only at their "off" value."""
+
+    templateID: str = ""
+    timeout: int | None = None  # seconds the sandbox lives unless extended
+    metadata: dict[str, str] | None = None
+    envVars: dict[str, str] | None = None
+    secure: bool | None = None
+    allow_internet_access: bool | None = None
+    autoPause: bool | None = None
+    autoPauseMemory: Any = None
+    autoResume: Any = None
+    network: Any = None
+    mcp: Any = None
+    iam: Any = None
+    volumeMounts: Any = None
+
+
+@dataclass
+class KeyRequest(RequestBody):
+    """POST sandbox/api/keys: a new API key for E2B's SDKs."""
+
+    name: str | None = None  # a reminder of what it is for, shown in the list
+
+
+@dataclass
+class E2BTimeout(RequestBody):
+    """POST sandbox/e2b/api/sandboxes/{id}/timeout (and the timeout of .../connect)."""
+
+    timeout: int | None = None
+    memory: Any = None  # connect's resume mode: nothing is ever paused here
+
+
+@dataclass
+class E2BRefresh(RequestBody):
+    """POST sandbox/e2b/api/sandboxes/{id}/refreshes."""
+
+    duration: int | None = None
+
+
+@dataclass
 class ExecuteRequest(RequestBody):
     """POST sandboxes/{id}/execute (E2B's /execute)."""
 
@@ -611,6 +653,8 @@ class SandboxModel:
     # "sandbox": contexts run code sent to them; "kernel": it runs a notebook's whole kernel
     # (jupyter_sandbox.kernel), which the notebook talks to directly
     kind: str = "sandbox"
+    end_at: float | None = None  # Unix time it is removed at unless extended (None: no deadline)
+    template: str | None = None  # the E2B template name it was made from (E2B's lifecycle API)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -635,6 +679,8 @@ class SandboxModel:
             kernel_id=data.get("kernel_id"),
             status_reason=data.get("status_reason"),
             kind=data.get("kind", "sandbox"),
+            end_at=data.get("end_at"),
+            template=data.get("template"),
         )
 
 
