@@ -23,6 +23,7 @@ IPython and the standard library (Python 3.8+).
 
 def _jupyter_sandbox_e2b_display():
     import datetime
+    import enum
     import importlib.abc
     import importlib.util
     import math
@@ -34,10 +35,16 @@ def _jupyter_sandbox_e2b_display():
     from traitlets import ObjectName, Unicode
 
     def json_value(value):
-        if isinstance(value, (datetime.datetime, datetime.date)):  # pandas' Timestamp is a datetime
-            return value.isoformat()
+        if isinstance(value, dict):
+            return {str(k): json_value(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [json_value(v) for v in value]
+        if isinstance(value, enum.Enum):
+            value = value.value
         if hasattr(value, "item") and type(value).__module__ == "numpy":  # a numpy scalar
             value = value.item()
+        if isinstance(value, (datetime.datetime, datetime.date)):  # pandas' Timestamp is a datetime
+            return value.isoformat()
         if isinstance(value, float) and not math.isfinite(value):
             return None
         if value is None or isinstance(value, (bool, int, float, str)):
@@ -54,8 +61,7 @@ def _jupyter_sandbox_e2b_display():
             if pandas is None or not isinstance(obj, pandas.DataFrame):
                 return super().__call__(obj)
             try:
-                columns = obj.to_dict(orient="list")
-                return {str(name): [json_value(v) for v in values] for name, values in columns.items()}
+                return json_value(obj.to_dict(orient="list"))
             except Exception:
                 return None
 
@@ -74,7 +80,8 @@ def _jupyter_sandbox_e2b_display():
                 return None
             try:
                 chart = chart_figure_to_chart(obj)
-                return chart.model_dump(mode="json") if chart is not None else None
+                # e2b-charts' values may be numpy scalars, which its own JSON mode refuses
+                return json_value(chart.model_dump()) if chart is not None else None
             except Exception:
                 return None
 
