@@ -23,6 +23,7 @@ from e2b_code_interpreter.charts import (
 )
 
 from jupyter_sandbox.models import Result
+
 from servers import JupyterServer, result_text
 
 pytestmark = pytest.mark.usefixtures("docker_ready")
