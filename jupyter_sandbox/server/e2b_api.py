@@ -25,10 +25,10 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from ..core.deadlines import Deadlines, check_seconds
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound, SandboxError
 from ..models import E2BNewSandbox, E2BRefresh, E2BTimeout, SandboxModel
 from .e2b import E2B
-from .e2b_plane import API_KEY_HEADER, ENVD_VERSION, request_owner, take_api_key
+from .e2b_plane import ENVD_VERSION, cookie_credentials, request_owner, take_api_key
 from .handlers import SandboxAPIHandler
 
 API = f"{E2B}/api"
@@ -66,8 +66,7 @@ class E2BApiHandler(SandboxAPIHandler):
     _api_owner = ""
 
     def check_xsrf_cookie(self) -> None:
-        # a key in a header is a credential no cross-site page can send; a cookie is not
-        if self.request.headers.get(API_KEY_HEADER):
+        if not cookie_credentials(self):
             return None
         return super().check_xsrf_cookie()
 
@@ -79,6 +78,9 @@ class E2BApiHandler(SandboxAPIHandler):
     @property
     def owner(self) -> str:
         return self._api_owner
+
+    def error_body(self, e: SandboxError) -> dict[str, Any]:
+        return {**e.to_dict(), "code": e.status}  # E2B's Error: code and message
 
     @property
     def deadlines(self) -> Deadlines:

@@ -99,6 +99,13 @@ def take_api_key(handler: JupyterHandler) -> tuple[str | None, str | None]:
     return key, owner
 
 
+def cookie_credentials(handler: JupyterHandler) -> bool:
+    """Whether the request may be authenticated by a cookie alone, which a cross-site page can make a
+    browser send (so the XSRF check applies). A key in a header is a credential no such page can
+    send; without any cookie, there is nothing to forge and prepare() answers 401 itself."""
+    return bool(handler.request.headers.get("Cookie")) and not handler.request.headers.get(API_KEY_HEADER)
+
+
 def request_owner(handler: JupyterHandler, key: str | None, key_owner: str | None) -> str:
     """The user an authenticated request acts as (after ``take_api_key`` and jupyter_server's auth);
     Unauthorized (401) without credentials, or with a key that belongs to nobody."""
@@ -130,8 +137,7 @@ class E2BPlaneMixin(SandboxAPIHandler):
         return ""
 
     def check_xsrf_cookie(self) -> None:
-        # A token or key in a header is a credential no cross-site page can send; a cookie is not.
-        if self.access_token() or self.request.headers.get(API_KEY_HEADER):
+        if self.access_token() or not cookie_credentials(self):
             return None
         return super().check_xsrf_cookie()
 
@@ -205,3 +211,15 @@ class PlaneExecuteHandler(E2BPlaneMixin, ExecuteHandler):
     @allow_unauthenticated
     async def post(self) -> None:
         await self.stream_execute(self.sandbox_id)
+
+
+# ---------------------------------------------------------------------------------------
+# envd (port 49983): its health probe, which the SDK's is_running() asks. prepare() has found the
+# sandbox running by then (404 gone, 502 its container ended).
+
+
+@register(ENVD_PORT, "health")
+class PlaneHealthHandler(E2BPlaneMixin):
+    @allow_unauthenticated
+    async def get(self) -> None:
+        self.no_content()
