@@ -23,6 +23,7 @@ from e2b_code_interpreter.charts import (
 )
 
 from jupyter_sandbox.models import Result
+from jupyter_sandbox.server.e2b_code import e2b_text
 
 from servers import JupyterServer, result_text
 
@@ -94,8 +95,10 @@ def test_dataframe_gives_its_columns_as_data(sbx):
         "name": ["x", "y", "z"],
     }
     assert "data" in result.formats()
-    # what is not a DataFrame has no data
+    # what is not a DataFrame has no data, nor has a frame too big to carry whole
     assert sbx.run_code("[1, 2]").results[0].data is None
+    big = sbx.run_code("pd.DataFrame({'n': range(100_001)})").results[0]
+    assert big.data is None and big.html
 
 
 def test_line_chart_with_datetime_scale(sbx):
@@ -237,6 +240,13 @@ def test_run_code_in_an_unknown_language_is_a_clear_400(sbx):
 
 
 # -- the models, without a sandbox -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, shown", [("'bar'", "bar"), ('"it\'s"', "it's"), ("'", "'"), ("''", ""), ("'a\"", "'a\""), ("1", "1")]
+)
+def test_e2b_text_drops_only_a_pair_of_enclosing_quotes(text, shown):
+    assert e2b_text(text) == shown
 
 
 def test_result_model_reads_e2b_formats():

@@ -4,7 +4,8 @@ Adds the two display formats E2B's code interpreter gives and its SDK reads as `
 and ``Result.chart``:
 
 - ``e2b/data``: a pandas DataFrame's columns, ``{column: [value, ...]}``, values made JSON
-  (timestamps as ISO text, numpy scalars as numbers, NaN as null);
+  (timestamps as ISO text, numpy scalars as numbers, NaN as null), for a frame of at most
+  100,000 cells;
 - ``e2b/chart``: a matplotlib figure's data (its kind, title, axes, scales and elements), made by
   the ``e2b-charts`` package when the image has it (the default image does); without it a figure
   has no chart, only its image.
@@ -34,6 +35,10 @@ def _jupyter_sandbox_e2b_display():
     from IPython.display import display
     from traitlets import ObjectName, Unicode
 
+    # A bigger frame gives no data: its display (the table, shortened by pandas) must stay well
+    # under what one message may carry out of the sandbox (frames.OUTPUT_CAP).
+    MOST_CELLS = 100_000
+
     def json_value(value):
         if isinstance(value, dict):
             return {str(k): json_value(v) for k, v in value.items()}
@@ -60,6 +65,8 @@ def _jupyter_sandbox_e2b_display():
             pandas = sys.modules.get("pandas")
             if pandas is None or not isinstance(obj, pandas.DataFrame):
                 return super().__call__(obj)
+            if obj.size > MOST_CELLS:
+                return None
             try:
                 return json_value(obj.to_dict(orient="list"))
             except Exception:
