@@ -35,7 +35,10 @@ E2B_REQUIRES_LOGIN = "sandbox_e2b_requires_login"
 # An E2B URL in a text (a URI, a Referer), however oddly written (case, repeated slashes).
 _E2B_URL = re.compile(r"(sandbox/+e2b/)([^?#\s]*)", re.IGNORECASE)
 # the only parts of it logged as they are: ids (a secret is longer) and the words of routes
-_KEPT = re.compile(r"(sbx|ctx)_[0-9a-f]{12}|contexts|execute|restart|health|files|")
+_KEPT = re.compile(
+    r"(sbx|ctx)_[0-9a-f]{12}|contexts|execute|restart|health|files|api|plane|v2|sandboxes|timeout|refreshes|connect|"
+    r"metrics|"
+)
 
 
 def _scrub_url(match: re.Match[str]) -> str:
