@@ -20,12 +20,12 @@ from jupyter_sandbox import models
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.models import STATUSES
 from jupyter_sandbox.oneshot.records import ExecutionRecord
-from jupyter_sandbox.server import admin, e2b, handlers, kernel_ws, oneshot
+from jupyter_sandbox.server import admin, e2b, handlers, kernel_ws, keys, oneshot
 from jupyter_sandbox.server.e2b import E2BMixin
 
 from servers import TwoUsers
 
-ROUTES = [*handlers.ROUTES, *admin.ROUTES, *kernel_ws.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
+ROUTES = [*handlers.ROUTES, *keys.ROUTES, *admin.ROUTES, *kernel_ws.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
 
 API = ("sandbox", "api", "sandboxes")
 BOB = {"Authorization": "token bob-token"}

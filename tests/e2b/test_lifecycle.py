@@ -13,7 +13,7 @@ import pytest
 from e2b import Sandbox as BaseSandbox
 from e2b import SandboxQuery
 from e2b.exceptions import AuthenticationException, NotFoundException, SandboxException
-from e2b_code_interpreter import Sandbox
+from e2b_code_interpreter import AsyncSandbox, Sandbox
 
 from servers import JupyterServer
 
@@ -327,3 +327,16 @@ def test_refresh_extends_but_never_shortens(e2b_env):
         assert bad.status_code == 400 and "duration" in bad.json()["message"]
     finally:
         BaseSandbox.kill(sandbox_id)
+
+
+async def test_the_async_sdk_too(e2b_env):
+    sbx = await AsyncSandbox.create(timeout=120, metadata={"flavour": "async"})
+    try:
+        assert (await sbx.run_code("2**10")).text == "1024"
+        assert (await sbx.get_info()).metadata == {"flavour": "async"}
+        await sbx.set_timeout(200)
+        assert (await sbx.get_info()).end_at.timestamp() > time.time() + 150
+        paginator = AsyncSandbox.list(query=SandboxQuery(metadata={"flavour": "async"}))
+        assert [s.sandbox_id for s in await paginator.next_items()] == [sbx.sandbox_id]
+    finally:
+        assert await sbx.kill() is True
