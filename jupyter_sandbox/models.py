@@ -31,6 +31,10 @@ MIME_FIELDS: dict[str, str] = {
     "text/latex": "latex",
     "application/json": "json",
     "application/javascript": "javascript",
+    # what E2B's code interpreter adds (backends/programs/e2b_display.py makes them in a sandbox):
+    # a DataFrame's columns, and a matplotlib figure's data (its kind, axes and elements)
+    "e2b/data": "data",
+    "e2b/chart": "chart",
 }
 FIELD_MIMES = {v: k for k, v in MIME_FIELDS.items()}
 
@@ -88,6 +92,8 @@ class Result:
     latex: str | None = None
     json: Any = None
     javascript: str | None = None
+    data: dict[str, Any] | None = None
+    chart: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     is_main_result: bool = False
 
@@ -97,6 +103,8 @@ class Result:
         extra: dict[str, Any] = {}
         for mime, value in data.items():
             name = MIME_FIELDS.get(mime)
+            if name in ("data", "chart") and not isinstance(value, dict):
+                name = None  # E2B's SDK reads these as objects; anything else stays as it came, in extra
             if name:
                 known[name] = value.rstrip("\n") if name in ("png", "jpeg") else value
             else:

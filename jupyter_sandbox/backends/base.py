@@ -91,12 +91,15 @@ def tail_file(path: str, limit: int = LOG_LIMIT) -> str:
 
 def kernel_extras(offline: bool) -> tuple[list[str], dict[str, str]]:
     """Extra kernel arguments and environment for a sandbox with (``offline=False``) or without
-    network. Without: pip looks at no index (PIP_NO_INDEX), so it fails at once instead of
-    retrying for seconds, and a failed ``!pip install``/``%pip install`` says why in one line
-    (programs/pip_hint.py, run at the kernel's start). The sandbox's own env comes after these."""
+    network. Every kernel displays DataFrames and figures with E2B's formats too (programs/
+    e2b_display.py, run at the kernel's start). Without network: pip looks at no index
+    (PIP_NO_INDEX), so it fails at once instead of retrying for seconds, and a failed
+    ``!pip install``/``%pip install`` says why in one line (programs/pip_hint.py). The sandbox's
+    own env comes after these."""
+    display = [f"--IPKernelApp.exec_lines={programs.source('e2b_display')}"]
     if not offline:
-        return [], {}
-    return [f"--IPKernelApp.exec_lines={programs.source('pip_hint')}"], {"PIP_NO_INDEX": "1"}
+        return display, {}
+    return [*display, f"--IPKernelApp.exec_lines={programs.source('pip_hint')}"], {"PIP_NO_INDEX": "1"}
 
 
 def kernel_argv(python: str, connection_file: str = "{connection_file}", debugger: bool = True) -> list[str]:

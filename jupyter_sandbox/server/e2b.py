@@ -18,6 +18,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from ..errors import NotFound
+from .e2b_code import e2b_event
 from .handlers import (
     ContextHandler,
     ContextRestartHandler,
@@ -148,6 +149,9 @@ class E2BContextRestartHandler(E2BMixin, ContextRestartHandler):
 
 
 class E2BExecuteHandler(E2BMixin, ExecuteHandler):
+    async def _send(self, event: dict[str, Any]) -> None:
+        await super()._send(e2b_event(event))
+
     @allow_unauthenticated
     async def post(self, sandbox_id: str, secret: str) -> None:
         await self.stream_execute(sandbox_id)

@@ -21,7 +21,7 @@ container is gone: 502.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
@@ -30,6 +30,7 @@ from tornado import web
 
 from ..errors import InvalidInput, NotFound, SandboxGone, Unauthorized
 from .e2b import E2B
+from .e2b_code import e2b_event
 from .handlers import (
     ContextHandler,
     ContextRestartHandler,
@@ -204,6 +205,9 @@ class PlaneContextRestartHandler(E2BPlaneMixin, ContextRestartHandler):
 
 @register(CODE_INTERPRETER_PORT, "execute")
 class PlaneExecuteHandler(E2BPlaneMixin, ExecuteHandler):
+    async def _send(self, event: dict[str, Any]) -> None:
+        await super()._send(e2b_event(event))  # results as E2B gives them (server/e2b_code.py)
+
     @allow_unauthenticated
     async def post(self) -> None:
         await self.stream_execute(self.sandbox_id)
