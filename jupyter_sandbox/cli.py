@@ -7,6 +7,8 @@ and scripts in sandboxes.
     jupyter sandbox prune [--dry-run]
     jupyter sandbox run NOTEBOOK.ipynb [-o OUT] [--timeout S] [--image I] [--memory M]
     jupyter sandbox exec FILE.py [ARGS...]
+    jupyter sandbox keys [list | new [--name N] | revoke KEY_ID]
+    jupyter sandbox e2b-env [--new-key]
 """
 
 from __future__ import annotations
@@ -643,6 +645,11 @@ class SandboxCommand(JupyterApp):
         "prune": (PruneApp, "Remove leftover sandboxes of this user's servers that are gone."),
         "run": (RunApp, "Execute a notebook on the sandboxed kernel; write its outputs."),
         "exec": (ExecApp, "Run a Python file in a throwaway sandbox, streaming its output."),
+        "keys": ("jupyter_sandbox.cli_e2b.KeysApp", "List, mint or revoke your API keys for E2B's SDKs."),
+        "e2b-env": (
+            "jupyter_sandbox.cli_e2b.E2BEnvApp",
+            'Print the exports that point E2B\'s SDKs at the server: eval "$(jupyter sandbox e2b-env)".',
+        ),
         # imported when asked for: it needs jupyterhub (the `hub` extra)
         "serve": (
             "jupyter_sandbox.service.app.SandboxServiceApp",

@@ -378,6 +378,70 @@ class E2BRefresh(RequestBody):
 
 
 @dataclass
+class E2BSandbox:
+    """E2B's Sandbox: what create and connect answer (sandbox/e2b/api)."""
+
+    templateID: str
+    sandboxID: str
+    alias: str
+    clientID: str
+    envdVersion: str  # the SDK picks its wire formats by it
+    envdAccessToken: str  # the sandbox's credential on the data plane, for its owner only
+    trafficAccessToken: str
+    domain: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class E2BListedSandbox:
+    """E2B's ListedSandbox: one sandbox of a list."""
+
+    templateID: str
+    alias: str
+    sandboxID: str
+    clientID: str
+    startedAt: str  # ISO 8601
+    endAt: str  # its deadline
+    cpuCount: int
+    memoryMB: int
+    diskSizeMB: int
+    state: str  # running | paused
+    envdVersion: str
+    metadata: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class E2BSandboxDetail(E2BListedSandbox):
+    """E2B's SandboxDetail: one sandbox's info."""
+
+    envdAccessToken: str = ""
+    allow_internet_access: bool = False
+
+
+@dataclass
+class E2BMetric:
+    """E2B's SandboxMetric: one reading of a sandbox's use."""
+
+    timestamp: str  # ISO 8601
+    timestampUnix: int
+    cpuCount: int
+    cpuUsedPct: float
+    memUsed: int
+    memTotal: int
+    memCache: int
+    diskUsed: int
+    diskTotal: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class ExecuteRequest(RequestBody):
     """POST sandboxes/{id}/execute (E2B's /execute)."""
 

@@ -46,20 +46,21 @@ class ApiKeys:
     def __init__(self, path: str):
         self.path = path
         self._records: dict[str, dict[str, Any]] = {}  # hash -> record
-        self._mtime: float | None = None
+        self._version: tuple[int, int] | None = None  # (inode, mtime) of the file read: each save is a new inode
 
     def _load(self) -> dict[str, dict[str, Any]]:
         """The records, read again when the file changed (a CLI of the same user may have changed it)."""
         try:
-            mtime = os.stat(self.path).st_mtime
+            info = os.stat(self.path)
         except FileNotFoundError:
-            self._records, self._mtime = {}, None
+            self._records, self._version = {}, None
             return self._records
-        if mtime != self._mtime:
+        version = (info.st_ino, info.st_mtime_ns)
+        if version != self._version:
             with open(self.path, encoding="utf-8") as f:
                 data = json.load(f)
             self._records = {h: r for h, r in data.items() if isinstance(r, dict) and isinstance(r.get("owner"), str)}
-            self._mtime = mtime
+            self._version = version
         return self._records
 
     def _save(self, records: dict[str, dict[str, Any]]) -> None:
@@ -70,7 +71,7 @@ class ApiKeys:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(records, f)
         os.replace(temporary, self.path)  # whole or not at all
-        self._mtime = None  # read back on next use
+        self._version = None  # read back on next use
 
     def owner_of(self, key: str) -> str | None:
         """The user a minted ``key`` belongs to; None for a key nobody minted (or one revoked)."""

@@ -26,7 +26,16 @@ from tornado import web
 
 from ..core.deadlines import Deadlines, check_seconds
 from ..errors import InvalidInput, NotFound, SandboxError
-from ..models import E2BNewSandbox, E2BRefresh, E2BTimeout, SandboxModel
+from ..models import (
+    E2BListedSandbox,
+    E2BMetric,
+    E2BNewSandbox,
+    E2BRefresh,
+    E2BSandbox,
+    E2BSandboxDetail,
+    E2BTimeout,
+    SandboxModel,
+)
 from .e2b import E2B
 from .e2b_plane import ENVD_VERSION, cookie_credentials, request_owner, take_api_key
 from .handlers import SandboxAPIHandler
@@ -91,45 +100,43 @@ class E2BApiHandler(SandboxAPIHandler):
         return self.manager.registry.get(self.owner, model.id).e2b_secret
 
     def created_json(self, model: SandboxModel) -> dict[str, Any]:
-        """E2B's Sandbox: what create and connect answer."""
         secret = self._secret(model)
-        return {
-            "templateID": model.template or "base",
-            "sandboxID": model.id,
-            "alias": model.template or "base",
-            "clientID": CLIENT_ID,
-            "envdVersion": ENVD_VERSION,
-            # the sandbox's own credential on the data plane (e2b_plane.py), given to its owner only
-            "envdAccessToken": secret,
-            "trafficAccessToken": secret,
-            "domain": None,
-        }
+        template = model.template or "base"
+        return E2BSandbox(
+            templateID=template,
+            sandboxID=model.id,
+            alias=template,
+            clientID=CLIENT_ID,
+            envdVersion=ENVD_VERSION,
+            envdAccessToken=secret,
+            trafficAccessToken=secret,
+        ).to_dict()
+
+    def _listed(self, model: SandboxModel, shape: type[E2BListedSandbox], **more: Any) -> dict[str, Any]:
+        spec, template = model.spec, model.template or "base"
+        return shape(
+            templateID=template,
+            alias=template,
+            sandboxID=model.id,
+            clientID=CLIENT_ID,
+            startedAt=_iso(model.created),
+            endAt=_iso(model.end_at) if model.end_at is not None else NO_DEADLINE,
+            cpuCount=max(1, math.ceil(spec.cpus)),
+            memoryMB=spec.memory // 2**20,
+            diskSizeMB=spec.disk // 2**20,
+            state="running",  # nothing is paused here
+            envdVersion=ENVD_VERSION,
+            metadata=dict(spec.metadata),
+            **more,
+        ).to_dict()
 
     def listed_json(self, model: SandboxModel) -> dict[str, Any]:
-        """E2B's ListedSandbox."""
-        spec = model.spec
-        return {
-            "templateID": model.template or "base",
-            "alias": model.template or "base",
-            "sandboxID": model.id,
-            "clientID": CLIENT_ID,
-            "startedAt": _iso(model.created),
-            "endAt": _iso(model.end_at) if model.end_at is not None else NO_DEADLINE,
-            "cpuCount": max(1, math.ceil(spec.cpus)),
-            "memoryMB": spec.memory // 2**20,
-            "diskSizeMB": spec.disk // 2**20,
-            "state": "running",
-            "envdVersion": ENVD_VERSION,
-            "metadata": dict(spec.metadata),
-        }
+        return self._listed(model, E2BListedSandbox)
 
     def detail_json(self, model: SandboxModel) -> dict[str, Any]:
-        """E2B's SandboxDetail."""
-        return {
-            **self.listed_json(model),
-            "envdAccessToken": self._secret(model),
-            "allow_internet_access": model.spec.network,
-        }
+        return self._listed(
+            model, E2BSandboxDetail, envdAccessToken=self._secret(model), allow_internet_access=model.spec.network
+        )
 
     def mine(self) -> list[SandboxModel]:
         """The caller's sandboxes E2B's API shows: code sandboxes (not notebook kernels) that still run."""
@@ -278,21 +285,18 @@ class MetricsHandler(E2BApiHandler):
         model = self.manager.get(self.owner, sandbox_id)
         stats = await self.manager.stats(self.owner, sandbox_id)
         moment = time.time()
-        self.write_json(
-            [
-                {
-                    "timestamp": _iso(moment),
-                    "timestampUnix": int(moment),
-                    "cpuCount": max(1, math.ceil(model.spec.cpus)),
-                    "cpuUsedPct": float(stats.get("cpu_percent") or 0.0),
-                    "memUsed": int(stats.get("memory_used") or 0),
-                    "memTotal": int(stats.get("memory_limit") or model.spec.memory),
-                    "memCache": 0,
-                    "diskUsed": 0,
-                    "diskTotal": model.spec.disk,
-                }
-            ]
+        metric = E2BMetric(
+            timestamp=_iso(moment),
+            timestampUnix=int(moment),
+            cpuCount=max(1, math.ceil(model.spec.cpus)),
+            cpuUsedPct=float(stats.get("cpu_percent") or 0.0),
+            memUsed=int(stats.get("memory_used") or 0),
+            memTotal=int(stats.get("memory_limit") or model.spec.memory),
+            memCache=0,
+            diskUsed=0,  # not measured: the working directory's tmpfs is diskTotal
+            diskTotal=model.spec.disk,
         )
+        self.write_json([metric.to_dict()])
 
 
 class UnsupportedHandler(E2BApiHandler):

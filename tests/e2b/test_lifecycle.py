@@ -5,6 +5,7 @@ E2B_API_KEY. The server has two users (tests/servers.py HeaderUsers): its token 
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 from e2b import Sandbox as BaseSandbox
 from e2b import SandboxQuery
 from e2b.exceptions import AuthenticationException, NotFoundException, SandboxException
-from e2b_code_interpreter import Sandbox
+from e2b_code_interpreter import AsyncSandbox, Sandbox
 
 from servers import JupyterServer
 
@@ -214,3 +215,128 @@ def test_deadlines_survive_a_server_restart(tmp_path, monkeypatch):
         finally:
             server.api("DELETE", f"sandboxes/{kept.sandbox_id}")
             server.api("DELETE", f"sandboxes/{short.sandbox_id}")
+
+
+PLANE_ROUTES = [
+    ("GET", "contexts", 49999),
+    ("POST", "contexts", 49999),
+    ("DELETE", "contexts/ctx_000000000000", 49999),
+    ("POST", "contexts/ctx_000000000000/restart", 49999),
+    ("POST", "execute", 49999),
+    ("GET", "health", 49983),
+]
+API_ROUTES = [
+    ("GET", "sandboxes/{id}", None),
+    ("DELETE", "sandboxes/{id}", None),
+    ("POST", "sandboxes/{id}/timeout", {"timeout": 5}),
+    ("POST", "sandboxes/{id}/refreshes", {"duration": 5}),
+    ("POST", "sandboxes/{id}/connect", {"timeout": 5}),
+    ("POST", "v2/sandboxes/{id}/connect", {"timeout": 5}),
+    ("GET", "sandboxes/{id}/metrics", None),
+]
+
+
+@pytest.fixture(scope="module")
+def two_users(server):
+    """alice's sandbox (made with the server's token), and bob's key and sandbox."""
+    alice = {"X-API-KEY": server.token}
+    made = httpx.post(server.url + "sandbox/e2b/api/v2/sandboxes", json={"timeout": 600}, headers=alice, timeout=120)
+    assert made.status_code == 201, made.text
+    bob_key = mint(server, "bob")
+    bob = {"X-API-KEY": bob_key}
+    bobs = httpx.post(server.url + "sandbox/e2b/api/v2/sandboxes", json={"timeout": 600}, headers=bob, timeout=120)
+    assert bobs.status_code == 201, bobs.text
+    yield made.json(), bob_key, bobs.json()
+    for sandbox_id, user in ((made.json()["sandboxID"], None), (bobs.json()["sandboxID"], "bob")):
+        server.api("DELETE", f"sandboxes/{sandbox_id}", user=user)
+
+
+@pytest.mark.parametrize(("method", "path", "port"), PLANE_ROUTES)
+def test_plane_route_never_opens_another_users_sandbox(server, two_users, method, path, port):
+    alices, bob_key, bobs = two_users
+    url = server.url + "sandbox/e2b/plane/" + path
+    target = {"E2b-Sandbox-Id": alices["sandboxID"], "E2b-Sandbox-Port": str(port)}
+    body = {"json": {"code": "1"}} if method == "POST" else {}
+    for credential in ({"X-API-KEY": bob_key}, {"X-Access-Token": bobs["envdAccessToken"]}):
+        r = httpx.request(method, url, headers={**target, **credential}, timeout=60, **body)
+        assert r.status_code == 404, (credential, r.text)
+    assert httpx.request(method, url, headers=target, timeout=60, **body).status_code == 401
+    # the owner's own token opens it (so the 404s above were the user's, not the route's)
+    own = httpx.request(
+        method, url, headers={**target, "X-Access-Token": alices["envdAccessToken"]}, timeout=60, **body
+    )
+    assert own.status_code != 404 or path.startswith("contexts/ctx_"), own.text  # a made-up context is 404
+
+
+@pytest.mark.parametrize(("method", "path", "body"), API_ROUTES)
+def test_api_route_never_reaches_another_users_sandbox(server, two_users, method, path, body):
+    alices, bob_key, _ = two_users
+    url = server.url + "sandbox/e2b/api/" + path.format(id=alices["sandboxID"])
+    r = httpx.request(method, url, headers={"X-API-KEY": bob_key}, json=body, timeout=60)
+    assert r.status_code == 404, r.text
+    assert r.json()["code"] == 404
+    # alice's sandbox is still there, its deadline untouched
+    info = httpx.get(
+        server.url + f"sandbox/e2b/api/sandboxes/{alices['sandboxID']}", headers={"X-API-KEY": server.token}
+    ).json()
+    assert info["endAt"] > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 300))
+
+
+def test_a_sandbox_whose_container_is_gone_is_502_on_the_plane(e2b_env):
+    sbx = Sandbox.create(timeout=120)
+    try:
+        subprocess.run(
+            ["docker", "rm", "-f", *container_ids(sbx.sandbox_id)], check=True, capture_output=True, timeout=60
+        )
+        deadline = time.monotonic() + 60
+        while e2b_env.api("GET", f"sandboxes/{sbx.sandbox_id}").json()["status"] != "exited":
+            assert time.monotonic() < deadline, "the server did not see the container end"
+            time.sleep(1)
+        with pytest.raises(SandboxException, match=r"502|has ended"):
+            sbx.run_code("1")
+        assert not sbx.is_running()  # the SDK reads 502 from /health as "not running"
+    finally:
+        e2b_env.api("DELETE", f"sandboxes/{sbx.sandbox_id}")
+
+
+def container_ids(sandbox_id: str) -> list[str]:
+    found = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=org.jupyter-sandbox.sandbox={sandbox_id}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    assert found, f"no container for {sandbox_id}"
+    return found
+
+
+def test_refresh_extends_but_never_shortens(e2b_env):
+    made = httpx.post(
+        e2b_env.url + "sandbox/e2b/api/sandboxes", json={"timeout": 600}, headers={"X-API-KEY": e2b_env.token}
+    )
+    sandbox_id = made.json()["sandboxID"]
+    try:
+        before = BaseSandbox.get_info(sandbox_id).end_at
+        url = e2b_env.url + f"sandbox/e2b/api/sandboxes/{sandbox_id}/refreshes"
+        assert httpx.post(url, json={"duration": 10}, headers={"X-API-KEY": e2b_env.token}).status_code == 204
+        assert BaseSandbox.get_info(sandbox_id).end_at == before
+        assert httpx.post(url, json={"duration": 1200}, headers={"X-API-KEY": e2b_env.token}).status_code == 204
+        assert BaseSandbox.get_info(sandbox_id).end_at.timestamp() > before.timestamp() + 300
+        bad = httpx.post(url, json={"duration": -1}, headers={"X-API-KEY": e2b_env.token})
+        assert bad.status_code == 400 and "duration" in bad.json()["message"]
+    finally:
+        BaseSandbox.kill(sandbox_id)
+
+
+async def test_the_async_sdk_too(e2b_env):
+    sbx = await AsyncSandbox.create(timeout=120, metadata={"flavour": "async"})
+    try:
+        assert (await sbx.run_code("2**10")).text == "1024"
+        assert (await sbx.get_info()).metadata == {"flavour": "async"}
+        await sbx.set_timeout(200)
+        assert (await sbx.get_info()).end_at.timestamp() > time.time() + 150
+        paginator = AsyncSandbox.list(query=SandboxQuery(metadata={"flavour": "async"}))
+        assert [s.sandbox_id for s in await paginator.next_items()] == [sbx.sandbox_id]
+    finally:
+        assert await sbx.kill() is True
