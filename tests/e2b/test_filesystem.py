@@ -158,6 +158,26 @@ def test_watch_dir_with_polled_events(sbx):
         sbx.files.watch_dir("no-such-dir")
 
 
+WATCHERS = """
+import glob
+def watching():
+    found = 0
+    for name in glob.glob('/proc/[0-9]*/cmdline'):
+        try:
+            found += b'\\0watch\\0/home/user' in open(name, 'rb').read()
+        except OSError:
+            pass
+    return found
+watching()
+"""
+
+
+def watch_processes(server, sandbox_id: str) -> int:
+    """How many watch programs run in a Docker sandbox (each watch is one)."""
+    events = server.execute(sandbox_id, WATCHERS)
+    return int(next(e for e in events if e["type"] == "result")["text"])
+
+
 def test_watch_dir_recursive_stream_async(e2b_env):
     async def main():
         sandbox = await AsyncSandbox.create(timeout=300)
@@ -172,10 +192,18 @@ def test_watch_dir_recursive_stream_async(e2b_env):
                     got.set()
 
             handle = await sandbox.files.watch_dir("rec", on_event=on_event, recursive=True)
+            if e2b_env.backend == "docker":
+                assert watch_processes(e2b_env, sandbox.sandbox_id) == 1
             await sandbox.files.write("rec/nested/file.txt", "deep")
             await asyncio.wait_for(got.wait(), 30)
             await handle.stop()
             assert ("nested/file.txt", FilesystemEventType.CREATE) in seen
+            if e2b_env.backend == "docker":  # the stream's end stops the program in the sandbox
+                for _ in range(50):
+                    if watch_processes(e2b_env, sandbox.sandbox_id) == 0:
+                        break
+                    await asyncio.sleep(0.2)
+                assert watch_processes(e2b_env, sandbox.sandbox_id) == 0
         finally:
             await sandbox.kill()
 
