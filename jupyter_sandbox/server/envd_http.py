@@ -31,8 +31,9 @@ from tornado import httputil, web
 from ..backends.base import confine
 from ..errors import InvalidInput, NotFound, TooLarge, Unauthorized
 from ..models import format_size
+from .e2b import E2B_REQUIRES_LOGIN
 from .e2b_plane import ENVD_PORT, E2BPlaneMixin, register
-from .handlers import SandboxAPIHandler
+from .handlers import SandboxAPIHandler, owner_of
 
 CHUNK_LIMIT = 1 << 20  # bytes of a gzip body inflated at once
 MULTIPART_SLACK = 64 << 10  # bytes a multipart body may hold beyond its files (headers, boundaries)
@@ -172,6 +173,10 @@ class SignedFilesHandler(FilesRoute):
                 continue
             expected = signature(path, operation, username, secret, expiration)
             if hmac.compare_digest(expected.encode(), given.encode()):
+                if self.settings.get(E2B_REQUIRES_LOGIN) and (
+                    self.current_user is None or owner_of(self) != sandbox.model.owner
+                ):
+                    break  # the Hub service: as on the plane, the owner must be logged in too
                 self._signed_owner, self.sandbox_id = sandbox.model.owner, sandbox.model.id
                 return
         raise NotFound("no sandbox signed this URL (a wrong signature, or the sandbox is gone)")

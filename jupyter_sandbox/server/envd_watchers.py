@@ -112,7 +112,10 @@ class Watchers:
             if batch.asked or batch.last:
                 watcher.answered.set()
             if batch.last:
-                watcher.ended = True  # its last events are still to be asked for
+                watcher.ended = True  # its last events are still to be asked for, for a while
+                await asyncio.sleep(IDLE)
+                if self._watchers.get(watcher_id) is watcher:
+                    await self._close(watcher_id, watcher)
                 return
 
     async def close_all(self) -> None:

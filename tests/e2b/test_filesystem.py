@@ -7,6 +7,7 @@ HeaderUsers), its token is alice's.
 from __future__ import annotations
 
 import asyncio
+import io
 
 import pytest
 from e2b import AsyncSandbox, FilesystemEventType, FileType, Sandbox
@@ -59,6 +60,24 @@ def test_write_read_info_list_exists(sbx):
         sbx.files.read("notes/missing.txt")
     with pytest.raises(NotFoundException):
         sbx.files.get_info("notes/missing.txt")
+
+
+def test_uploads_gzip_multipart_and_streamed(sbx):
+    """The SDK's three upload encodings: octet-stream gzipped, multipart with several files, and a
+    file-like object streamed as octet-stream."""
+    big = bytes(range(256)) * 4096  # 1 MiB
+    sbx.files.write("up/zipped.bin", big, gzip=True)
+    assert bytes(sbx.files.read("up/zipped.bin", format="bytes")) == big
+    written = sbx.files.write_files(
+        [{"path": "up/one.txt", "data": "1"}, {"path": "/home/user/up/two.txt", "data": "2"}]
+    )
+    assert sorted(w.path for w in written) == ["/home/user/up/one.txt", "/home/user/up/two.txt"]
+    assert sbx.files.read("up/two.txt") == "2"
+    sbx.files.write("up/stream.bin", io.BytesIO(b"streamed"))
+    assert sbx.files.read("up/stream.bin") == "streamed"
+    assert (
+        sbx.files.read("up/empty.txt", format="bytes") == bytearray() if sbx.files.write("up/empty.txt", b"") else False
+    )
 
 
 def test_make_dir_list_with_depth_rename_remove(sbx):
@@ -139,6 +158,26 @@ def test_watch_dir_with_polled_events(sbx):
         sbx.files.watch_dir("no-such-dir")
 
 
+WATCHERS = """
+import glob
+def watching():
+    found = 0
+    for name in glob.glob('/proc/[0-9]*/cmdline'):
+        try:
+            found += b'\\0watch\\0/home/user' in open(name, 'rb').read()
+        except OSError:
+            pass
+    return found
+watching()
+"""
+
+
+def watch_processes(server, sandbox_id: str) -> int:
+    """How many watch programs run in a Docker sandbox (each watch is one)."""
+    events = server.execute(sandbox_id, WATCHERS)
+    return int(next(e for e in events if e["type"] == "result")["text"])
+
+
 def test_watch_dir_recursive_stream_async(e2b_env):
     async def main():
         sandbox = await AsyncSandbox.create(timeout=300)
@@ -153,10 +192,18 @@ def test_watch_dir_recursive_stream_async(e2b_env):
                     got.set()
 
             handle = await sandbox.files.watch_dir("rec", on_event=on_event, recursive=True)
+            if e2b_env.backend == "docker":
+                assert watch_processes(e2b_env, sandbox.sandbox_id) == 1
             await sandbox.files.write("rec/nested/file.txt", "deep")
             await asyncio.wait_for(got.wait(), 30)
             await handle.stop()
             assert ("nested/file.txt", FilesystemEventType.CREATE) in seen
+            if e2b_env.backend == "docker":  # the stream's end stops the program in the sandbox
+                for _ in range(50):
+                    if watch_processes(e2b_env, sandbox.sandbox_id) == 0:
+                        break
+                    await asyncio.sleep(0.2)
+                assert watch_processes(e2b_env, sandbox.sandbox_id) == 0
         finally:
             await sandbox.kill()
 
@@ -205,9 +252,12 @@ def test_another_users_key_opens_nothing(sbx, server):
         headers={**headers, "Content-Type": "application/connect+json"},
     )
     assert r.status_code == 404
-    # no credentials at all: 401
+    # no credentials at all: 401, before the body is taken (an upload is refused, not stored)
     del headers["X-API-KEY"]
     assert httpx.get(plane + "/files", params={"path": "x"}, headers=headers).status_code == 401
+    r = httpx.post(plane + "/files", params={"path": "planted"}, content=b"x" * (4 << 20), headers=headers)
+    assert r.status_code == 401
+    assert not sbx.files.exists("planted")
 
 
 def test_connect_errors_and_binary_protobuf(sbx, server):
