@@ -1,4 +1,5 @@
-"""Commands in a sandbox (backends' ``exec_stream``), on a real Docker engine and on the local backend:
+"""Commands in a sandbox (backends' ``exec_stream``), on a real Docker engine, on the local backend and on
+the kubernetes backend (the k8s_api fixture's test API server, or $KUBECONFIG's cluster):
 output by stream, exit codes, stdin, signals to the whole process group, terminals, reconnecting by pid."""
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ DOCKER = pytest.mark.docker
 
 @pytest.fixture(
     scope="module",
-    params=[pytest.param("docker", marks=DOCKER), pytest.param("docker-runsc", marks=DOCKER), "local"],
+    params=[
+        pytest.param("docker", marks=DOCKER),
+        pytest.param("docker-runsc", marks=DOCKER),
+        "local",
+        pytest.param("kubernetes", marks=DOCKER),
+    ],
 )
 async def box(request):
     """(backend, sandbox id): one sandbox per backend for this module, removed at its end."""
@@ -33,6 +39,15 @@ async def box(request):
         require_docker("runsc" if request.param == "docker-runsc" else None)
         runtime = "runsc" if request.param == "docker-runsc" else "runc"
         backend = make_backend("docker", default_image=IMAGE, runtime=runtime, extra_labels={SESSION_LABEL: SESSION})
+    elif request.param == "kubernetes":
+        api = request.getfixturevalue("k8s_api")  # the test API server (pods are Docker containers)
+        backend = make_backend(
+            "kubernetes",
+            default_image=IMAGE,
+            kubeconfig=api.kubeconfig,
+            namespace=api.namespace,
+            extra_labels={SESSION_LABEL: SESSION},
+        )
     else:
         backend = make_backend("local")
     sandbox_id = "sbx_exec" + secrets.token_hex(4)
@@ -138,6 +153,11 @@ async def test_sigterm_ends_a_process(box):
 
 async def test_terminal_input_size_and_resize(box):
     backend, sid = box
+    if backend.name == "kubernetes":  # its execs have no tty (yet): a PTY is refused, clearly
+        with pytest.raises(BackendUnavailable, match="terminal") as info:
+            await backend.exec_stream(sid, ["sh"], pty=(24, 80))
+        assert info.value.status == 503 and not backend.exec_streams(sid)
+        return
     stream = await backend.exec_stream(
         sid, ["sh", "-c", "stty size; read line; echo got:$line; stty size"], pty=(24, 80)
     )
