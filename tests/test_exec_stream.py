@@ -153,11 +153,6 @@ async def test_sigterm_ends_a_process(box):
 
 async def test_terminal_input_size_and_resize(box):
     backend, sid = box
-    if backend.name == "kubernetes":  # its execs have no tty (yet): a PTY is refused, clearly
-        with pytest.raises(BackendUnavailable, match="terminal") as info:
-            await backend.exec_stream(sid, ["sh"], pty=(24, 80))
-        assert info.value.status == 503 and not backend.exec_streams(sid)
-        return
     stream = await backend.exec_stream(
         sid, ["sh", "-c", "stty size; read line; echo got:$line; stty size"], pty=(24, 80)
     )

@@ -173,13 +173,13 @@ class KubernetesBackend(SandboxBackend):
     def spec_if_known(self, sandbox_id: str) -> SandboxSpec | None:
         return self._specs.get(sandbox_id)
 
-    def exec_connect(self, sandbox_id: str) -> Connect:
-        """How to open an exec in the sandbox's pod (for kubernetes_exec.py)."""
+    def exec_connect(self, sandbox_id: str, tty: bool = False) -> Connect:
+        """How to open an exec in the sandbox's pod (for kubernetes_exec.py); ``tty``: in a terminal."""
         self.spec(sandbox_id)
         name = pod_name(sandbox_id)
 
         async def connect(command: list[str], stdin: bool) -> aiohttp.ClientWebSocketResponse:
-            return await self.api.exec_websocket(self.namespace, name, CONTAINER, command, stdin)
+            return await self.api.exec_websocket(self.namespace, name, CONTAINER, command, stdin, tty)
 
         return connect
 

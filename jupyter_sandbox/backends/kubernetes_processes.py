@@ -5,8 +5,8 @@ A command runs under programs/process.py, as on Docker, but the exec is the sand
 working directory and writes its pid as the first line of stdout before it becomes the command.
 Signals go to the process group by that pid, from a short exec. Closing stdin needs the
 ``v5.channel.k8s.io`` protocol (its close message); a cluster that serves only v4 cannot say it,
-so there ``close_stdin`` is refused (503). No terminal: execs are opened without a tty (the test
-API server serves none), so a PTY is refused (503). A process ends with its pod.
+so there ``close_stdin`` is refused (503). A PTY is an exec with ``tty=true``: its output comes on
+stdout alone, and a resize is a message on the resize channel (4). A process ends with its pod.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .base import WORKDIR
 from .docker_containers import IDENTITY_ENV
 from .docker_exec import KILL_GROUP, NO_CWD, command_workdir
 from .exec_stream import ExecConfig, ExecStream, ExecTable
-from .kubernetes_exec import CLOSE, ERROR, PROTOCOLS, STDERR, STDIN, STDOUT, exit_code
+from .kubernetes_exec import CLOSE, ERROR, PROTOCOLS, RESIZE, STDERR, STDIN, STDOUT, exit_code
 
 if TYPE_CHECKING:  # (only for types: kubernetes.py imports this module)
     from .kubernetes import KubernetesBackend
@@ -33,10 +33,12 @@ STREAMS = {STDOUT: "stdout", STDERR: "stderr"}
 
 
 class ExecSocket:
-    """An exec's websocket as ``(kind, bytes)`` chunks, ("", b"") at its end; the final Status kept."""
+    """An exec's websocket as ``(kind, bytes)`` chunks, ("", b"") at its end; the final Status kept.
+    With a terminal (``tty``) all output comes on stdout, and is the terminal's ("pty")."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, tty: bool = False) -> None:
         self.ws = ws
+        self.tty = tty
         self.v5 = ws.protocol == PROTOCOLS[0]
         self.status: dict[str, Any] | None = None
 
@@ -47,7 +49,7 @@ class ExecSocket:
                     continue  # (a channel's opening message is empty)
                 channel, data = message.data[0], message.data[1:]
                 if channel in STREAMS:
-                    return STREAMS[channel], bytes(data)
+                    return "pty" if self.tty else STREAMS[channel], bytes(data)
                 if channel == ERROR:
                     with contextlib.suppress(ValueError):
                         self.status = json.loads(data)
@@ -107,7 +109,8 @@ class KubernetesExecStream(ExecStream):
         await self._io.send(CLOSE, bytes([STDIN]))
 
     async def _resize(self, rows: int, cols: int) -> None:
-        raise BackendUnavailable("the kubernetes backend runs commands without a terminal")  # (never: no PTY)
+        # the resize channel's message: a TerminalSize as JSON (both protocols have the channel)
+        await self._io.send(RESIZE, json.dumps({"Width": cols, "Height": rows}).encode())
 
     async def _signal(self, signum: int) -> None:
         self._signalled = signum
@@ -141,18 +144,19 @@ class KubernetesProcesses:
     ) -> ExecStream:
         if not argv or not argv[0]:
             raise InvalidInput("a command is needed", field="cmd")
-        if pty:
-            raise BackendUnavailable("a terminal (PTY) is not supported by the kubernetes backend yet")
         backend = self.backend
-        connect = backend.exec_connect(sandbox_id)
+        connect = backend.exec_connect(sandbox_id, tty=pty is not None)
         self.table.check_room(sandbox_id, backend.max_commands)
         workdir = command_workdir(cwd)
         spec = backend.spec_if_known(sandbox_id)
         full_env = {"HOME": WORKDIR, **IDENTITY_ENV, **(spec.env if spec else {}), **env}
+        if pty:
+            full_env.setdefault("TERM", "xterm-256color")
         settings = backend.pod_settings()
         command = [backend.python, "-I", "-c", programs.source("process"), str(settings.uid), str(settings.gid)]
-        command += [workdir, json.dumps(full_env), "0", "0", *argv]
-        io = ExecSocket(await connect(command, stdin))
+        rows, cols = pty or (0, 0)
+        command += [workdir, json.dumps(full_env), str(rows), str(cols), *argv]
+        io = ExecSocket(await connect(command, stdin or pty is not None), tty=pty is not None)
         timeout = backend.request_timeout
         try:
             pid, early = await asyncio.wait_for(self._pid_line(io), timeout)
@@ -167,7 +171,7 @@ class KubernetesProcesses:
                 raise InvalidInput(f"the working directory {workdir} does not exist in the sandbox", field="cwd")
             raise BackendUnavailable(f"the sandbox could not start the command (exit code {code}): {said}")
         stream = KubernetesExecStream(
-            pid, ExecConfig(list(argv), workdir, dict(env), tag, None, stdin), self, sandbox_id, io
+            pid, ExecConfig(list(argv), workdir, dict(env), tag, pty, stdin), self, sandbox_id, io
         )
         stream.start_reading(early)
         self.table.add(sandbox_id, stream)
@@ -190,7 +194,10 @@ class KubernetesProcesses:
                 first, _, rest = bytes(line).partition(b"\n")
                 if rest:
                     early.append((kind, rest))
-                return int(first.strip()), early
+                try:
+                    return int(first.strip()), early
+                except ValueError:  # a terminal's: what it said before failing (e.g. no such directory)
+                    return None, [(kind, bytes(line))]
 
     async def kill_group(self, sandbox_id: str, pid: int, signum: int) -> None:
         """Send ``signum`` to process group ``pid`` in the pod (as its only user: it may signal only its own)."""
