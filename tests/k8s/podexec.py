@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import docker
+import docker.errors
 from aiohttp import WSMsgType, web
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
@@ -172,7 +173,8 @@ async def serve_tty_exec(
                 with contextlib.suppress(OSError):
                     await loop.sock_sendall(raw, payload)
             elif channel == RESIZE and (size := terminal_size(payload)):
-                await asyncio.to_thread(engine.exec_resize, exec_id, height=size[0], width=size[1])
+                with contextlib.suppress(docker.errors.APIError):  # (ended already: as the kubelet, ignored)
+                    await asyncio.to_thread(engine.exec_resize, exec_id, height=size[0], width=size[1])
 
     def exit_code() -> int:
         for _ in range(100):  # the engine may say Running just after the stream closed
