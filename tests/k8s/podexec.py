@@ -173,8 +173,19 @@ async def serve_tty_exec(
                 with contextlib.suppress(OSError):
                     await loop.sock_sendall(raw, payload)
             elif channel == RESIZE and (size := terminal_size(payload)):
-                with contextlib.suppress(docker.errors.APIError):  # (ended already: as the kubelet, ignored)
-                    await asyncio.to_thread(engine.exec_resize, exec_id, height=size[0], width=size[1])
+                await asyncio.to_thread(resize, *size)
+
+    def resize(rows: int, cols: int) -> None:
+        """Resize the exec's terminal; one not started yet is waited for (an ended one is let be)."""
+        for _ in range(100):
+            try:
+                engine.exec_resize(exec_id, height=rows, width=cols)
+                return
+            except docker.errors.APIError:
+                state = engine.exec_inspect(exec_id)
+                if state["Running"] or state["ExitCode"] is not None:
+                    return  # ended (or gone) meanwhile: nothing to resize, as the kubelet ignores it
+                time.sleep(0.02)
 
     def exit_code() -> int:
         for _ in range(100):  # the engine may say Running just after the stream closed

@@ -612,11 +612,11 @@ async def test_exec_with_a_tty_is_one_stream_resized_by_channel_4(k8s_api: K8sAp
                             channels.add(channel)
                             out += payload
 
-            for rows, cols, line in ((24, 80, b"x"), (50, 132, b"y")):
+            for rows, cols, line, printed in ((24, 80, b"x", b"24 80\noops\n"), (50, 132, b"y", b"50 132\n")):
                 # the size first, then the line the command waits for before it prints its size
                 await ws.send_bytes(bytes([RESIZE]) + json.dumps({"Width": cols, "Height": rows}).encode())
                 await ws.send_bytes(bytes([STDIN]) + line + b"\r")
-                await until(b"%d %d\n" % (rows, cols))
+                await until(printed)
             await until(b"\0")  # (never printed: read to the end, the Status)
     text = out.decode().replace("\r", "")
     assert text == "x\n24 80\noops\ny\n50 132\n"
