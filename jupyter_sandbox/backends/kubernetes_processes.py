@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # (only for types: kubernetes.py imports this module)
 STREAMS = {STDOUT: "stdout", STDERR: "stderr"}
 
 
-class ExecSocket:
+class PodExecSocket:
     """An exec's websocket as ``(kind, bytes)`` chunks, ("", b"") at its end; the final Status kept.
     With a terminal (``tty``) all output comes on stdout, and is the terminal's ("pty")."""
 
@@ -70,7 +70,7 @@ class ExecSocket:
 
 class KubernetesExecStream(ExecStream):
     def __init__(
-        self, pid: int, config: ExecConfig, processes: KubernetesProcesses, sandbox_id: str, io: ExecSocket
+        self, pid: int, config: ExecConfig, processes: KubernetesProcesses, sandbox_id: str, io: PodExecSocket
     ) -> None:
         super().__init__(pid, config)
         self._processes = processes
@@ -156,7 +156,7 @@ class KubernetesProcesses:
         command = [backend.python, "-I", "-c", programs.source("process"), str(settings.uid), str(settings.gid)]
         rows, cols = pty or (0, 0)
         command += [workdir, json.dumps(full_env), str(rows), str(cols), *argv]
-        io = ExecSocket(await connect(command, stdin or pty is not None), tty=pty is not None)
+        io = PodExecSocket(await connect(command, stdin or pty is not None), tty=pty is not None)
         timeout = backend.request_timeout
         try:
             pid, early = await asyncio.wait_for(self._pid_line(io), timeout)
@@ -178,7 +178,7 @@ class KubernetesProcesses:
         return stream
 
     @staticmethod
-    async def _pid_line(io: ExecSocket) -> tuple[int | None, list[tuple[str, bytes]]]:
+    async def _pid_line(io: PodExecSocket) -> tuple[int | None, list[tuple[str, bytes]]]:
         """The pid programs/process.py writes first, and what came after it (or, without a pid, all it said)."""
         line = bytearray()
         early: list[tuple[str, bytes]] = []

@@ -14,14 +14,14 @@ from ..errors import BackendUnavailable
 from .dir_watch import Batch, QueueWatch
 from .docker_watch import LINE_LIMIT, _batch
 from .kubernetes_exec import STDIN, Connect, exit_code
-from .kubernetes_processes import ExecSocket
+from .kubernetes_processes import PodExecSocket
 
 
 class KubernetesWatch(QueueWatch):
     def __init__(self, connect: Connect, command: tuple[list[str], bytes], timeout: float) -> None:
         super().__init__()
         self.connect, self.command, self.timeout = connect, command, timeout
-        self._io: ExecSocket | None = None
+        self._io: PodExecSocket | None = None
         self._reader: asyncio.Future[None] | None = None
         self._asks: set[asyncio.Future[None]] = set()  # (held: a task nobody holds may be collected)
         self.failure: tuple[int | None, bytes] | None = None  # exit code and stderr, if it ended at once
@@ -29,9 +29,13 @@ class KubernetesWatch(QueueWatch):
     async def start(self) -> bool:
         """Starts it; False if the program ended before watching (``failure`` says why)."""
         argv, source = self.command
-        self._io = io = ExecSocket(await self.connect(argv, True))
+        self._io = io = PodExecSocket(await self.connect(argv, True))
         opened: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        await io.send(STDIN, source)  # the program itself (kubernetes_exec.program's bootstrap reads it)
+        try:
+            await io.send(STDIN, source)  # the program itself (kubernetes_exec.program's bootstrap reads it)
+        except BackendUnavailable:
+            await io.close()
+            raise
         self._reader = asyncio.ensure_future(self._pump(io, opened))
         try:
             return await asyncio.wait_for(asyncio.shield(opened), self.timeout)
@@ -39,7 +43,7 @@ class KubernetesWatch(QueueWatch):
             await self.close()
             raise BackendUnavailable(f"the sandbox did not start watching in {self.timeout:g} s") from None
 
-    async def _pump(self, io: ExecSocket, opened: asyncio.Future[bool]) -> None:
+    async def _pump(self, io: PodExecSocket, opened: asyncio.Future[bool]) -> None:
         err, pending = bytearray(), b""
         try:
             while True:
@@ -69,7 +73,7 @@ class KubernetesWatch(QueueWatch):
         if self._io is not None and self.ended is None:
             self._asks.add(asyncio.ensure_future(self._ask(self._io)))
 
-    async def _ask(self, io: ExecSocket) -> None:
+    async def _ask(self, io: PodExecSocket) -> None:
         with contextlib.suppress(BackendUnavailable):  # the watch ended: its last batch says so
             await io.send(STDIN, b"\n")
         self._asks.discard(asyncio.current_task())
