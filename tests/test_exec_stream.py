@@ -1,4 +1,5 @@
-"""Commands in a sandbox (backends' ``exec_stream``), on a real Docker engine and on the local backend:
+"""Commands in a sandbox (backends' ``exec_stream``), on a real Docker engine, on the local backend and on
+the kubernetes backend (the k8s_api fixture's test API server, or $KUBECONFIG's cluster):
 output by stream, exit codes, stdin, signals to the whole process group, terminals, reconnecting by pid."""
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ DOCKER = pytest.mark.docker
 
 @pytest.fixture(
     scope="module",
-    params=[pytest.param("docker", marks=DOCKER), pytest.param("docker-runsc", marks=DOCKER), "local"],
+    params=[
+        pytest.param("docker", marks=DOCKER),
+        pytest.param("docker-runsc", marks=DOCKER),
+        "local",
+        pytest.param("kubernetes", marks=DOCKER),
+    ],
 )
 async def box(request):
     """(backend, sandbox id): one sandbox per backend for this module, removed at its end."""
@@ -33,6 +39,15 @@ async def box(request):
         require_docker("runsc" if request.param == "docker-runsc" else None)
         runtime = "runsc" if request.param == "docker-runsc" else "runc"
         backend = make_backend("docker", default_image=IMAGE, runtime=runtime, extra_labels={SESSION_LABEL: SESSION})
+    elif request.param == "kubernetes":
+        api = request.getfixturevalue("k8s_api")  # the test API server (pods are Docker containers)
+        backend = make_backend(
+            "kubernetes",
+            default_image=IMAGE,
+            kubeconfig=api.kubeconfig,
+            namespace=api.namespace,
+            extra_labels={SESSION_LABEL: SESSION},
+        )
     else:
         backend = make_backend("local")
     sandbox_id = "sbx_exec" + secrets.token_hex(4)

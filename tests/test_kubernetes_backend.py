@@ -17,7 +17,7 @@ from jupyter_sandbox.backends.base import LABEL_PREFIX, labels
 from jupyter_sandbox.backends.kubernetes_files import quantity
 from jupyter_sandbox.backends.kubernetes_pods import pod_name, sandbox_network_policy
 from jupyter_sandbox.core.state import SandboxRecords
-from jupyter_sandbox.errors import BackendUnavailable, KernelDied
+from jupyter_sandbox.errors import BackendUnavailable, KernelDied, NotFound
 from jupyter_sandbox.models import SandboxSpec
 
 from conftest import SESSION_SERVER_ID, make_manager
@@ -240,5 +240,70 @@ async def test_a_spec_asking_for_gvisor_runs_under_its_runtime_class(kubernetes,
         code = "import subprocess; print(subprocess.run(['dmesg'], capture_output=True, text=True).stdout[:200])"
         execution = await manager.execute(OWNER, model.id, code)
         assert "gVisor" in "".join(execution.logs.stdout), execution
+    finally:
+        await manager.shutdown()
+
+
+# how many `sleep 300`/`sleep 301` run in the pod (no ps in the image: their /proc cmdlines)
+LIVE_SLEEPS = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f; echo; done 2>/dev/null | grep -c '^sleep 30[01] $'"
+
+
+async def _collect(stream, timeout: float = 60) -> tuple[bytes, int | None]:
+    out = b""
+    async with asyncio.timeout(timeout):
+        async for event in stream:
+            if event.kind == "exit":
+                return out, event.exit_code
+            out += event.data
+    return out, None
+
+
+@pytest.mark.parametrize("protocols", [("v4.channel.k8s.io",), kubernetes_api.PROTOCOLS], ids=["v4", "v5"])
+async def test_commands_and_the_filesystem_over_either_channel_protocol(kubernetes, monkeypatch, protocols):
+    """The process and filesystem services over pods/exec: stdin, a signal to the process group, stat,
+    tree, mkdir, move and a watch; closing stdin needs v5 (v4 cannot say it: a clear 503)."""
+    monkeypatch.setattr(kubernetes_api, "PROTOCOLS", protocols)
+    manager = make_manager("kubernetes", reap_on_start=False)
+    backend = manager.backend
+    try:
+        sid = (await manager.create(OWNER)).id
+        cat = await backend.exec_stream(sid, ["sh", "-c", "id -u; head -n1; echo after"], stdin=True)
+        await cat.write(b"typed\n")
+        out, code = await _collect(cat)
+        assert out == f"{backend.uid}\ntyped\nafter\n".encode() and code == 0
+
+        sleeper = await backend.exec_stream(sid, ["sh", "-c", "sleep 300 & sleep 301; wait"], stdin=True)
+        assert [s.pid for s in backend.exec_streams(sid)] == [sleeper.pid]
+        if protocols[0] == "v4.channel.k8s.io":
+            with pytest.raises(BackendUnavailable, match=r"v5\.channel\.k8s\.io"):
+                await sleeper.close_stdin()
+        else:
+            await sleeper.close_stdin()
+        running, _ = await _collect(await backend.exec_stream(sid, ["sh", "-c", LIVE_SLEEPS]))
+        assert running.strip() == b"2"
+        await sleeper.signal(9)
+        assert (await _collect(sleeper))[1] == -9
+        ps, _ = await _collect(await backend.exec_stream(sid, ["sh", "-c", LIVE_SLEEPS]))
+        assert ps.strip() == b"0"  # the whole group went
+
+        assert (await backend.make_dir(sid, "a/b"))["type"] == "dir"
+        await backend.write_file(sid, "a/b/f.txt", b"hello")
+        watch = await backend.watch_dir(sid, "a", recursive=True)
+        try:
+            moved = await backend.move_file(sid, "a/b/f.txt", "a/g.txt")
+            assert moved["path"] == "/home/user/a/g.txt" and moved["size"] == 5
+            seen: set[tuple[str, str]] = set()
+            async with asyncio.timeout(60):
+                while ("g.txt", "create") not in seen and ("g.txt", "rename") not in seen:
+                    seen.update((await watch.next()).changes)
+        finally:
+            await watch.close()
+        assert (await backend.stat_file(sid, "a/g.txt"))["type"] == "file"
+        assert sorted(e["path"] for e in await backend.list_tree(sid, "a", 2)) == [
+            "/home/user/a/b",
+            "/home/user/a/g.txt",
+        ]
+        with pytest.raises(NotFound):
+            await backend.stat_file(sid, "a/b/f.txt")
     finally:
         await manager.shutdown()

@@ -33,6 +33,14 @@ KILL_GROUP = "import os, sys; os.killpg(int(sys.argv[1]), int(sys.argv[2]))"
 STREAMS = {1: "stdout", 2: "stderr"}
 
 
+def command_workdir(cwd: str | None) -> str:
+    """A command's working directory: any absolute path in the container; a relative one is
+    taken from the sandbox's working directory."""
+    if cwd and "\x00" in cwd:
+        raise InvalidInput("cwd must not contain NUL bytes", field="cwd")
+    return posixpath.normpath(posixpath.join(WORKDIR, cwd or "."))
+
+
 class ExecSocket:
     """An exec's attached socket, read on the event loop: ``(kind, bytes)`` chunks, ("", b"") at its end.
     Without a terminal the engine frames each chunk (8 bytes: stream, 0, 0, 0, length); with one the
@@ -156,13 +164,6 @@ class DockerProcesses:
         self.backend = backend
         self.table = ExecTable()
 
-    def workdir(self, cwd: str | None) -> str:
-        """A command's working directory: any absolute path in the container; a relative one is
-        taken from the sandbox's working directory."""
-        if cwd and "\x00" in cwd:
-            raise InvalidInput("cwd must not contain NUL bytes", field="cwd")
-        return posixpath.normpath(posixpath.join(WORKDIR, cwd or "."))
-
     async def start(
         self,
         sandbox_id: str,
@@ -179,7 +180,7 @@ class DockerProcesses:
         cid = backend.container_id(sandbox_id)
         self.table.check_room(sandbox_id, backend.max_commands)
         spec = backend.spec_if_known(sandbox_id)
-        workdir = self.workdir(cwd)
+        workdir = command_workdir(cwd)
         full_env = {"HOME": WORKDIR, **IDENTITY_ENV, **(spec.env if spec else {}), **env}
         if pty:
             full_env.setdefault("TERM", "xterm-256color")

@@ -27,7 +27,9 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode
 from ..errors import BackendUnavailable, Conflict, InvalidInput, NotFound
 from ..models import SandboxSpec, format_size, parse_size
 from .base import LOG_LIMIT, WORKDIR, SandboxBackend, confine, kernel_argv, kernel_extras
+from .dir_watch import DirWatch
 from .docker_containers import IDENTITY_ENV
+from .exec_stream import ExecStream
 from .kernel_channels import DirectKernelClient
 from .kernel_client import KernelClient
 from .kernel_relay import attach_request, start_request
@@ -37,6 +39,7 @@ from .kubernetes_exec import Connect
 from .kubernetes_files import KubernetesFiles
 from .kubernetes_kernels import KubernetesKernels
 from .kubernetes_pods import CONTAINER, PodSettings, memory_limit, pod_name
+from .kubernetes_processes import KubernetesProcesses
 
 
 class KubernetesBackend(SandboxBackend):
@@ -127,6 +130,7 @@ class KubernetesBackend(SandboxBackend):
         self.pods = SandboxPods(self)
         self.kernels = KubernetesKernels(self)
         self.files = KubernetesFiles(self)
+        self.processes = KubernetesProcesses(self)
         self._specs: dict[str, SandboxSpec] = {}
         self._labels: dict[str, dict[str, str]] = {}
 
@@ -169,13 +173,13 @@ class KubernetesBackend(SandboxBackend):
     def spec_if_known(self, sandbox_id: str) -> SandboxSpec | None:
         return self._specs.get(sandbox_id)
 
-    def exec_connect(self, sandbox_id: str) -> Connect:
-        """How to open an exec in the sandbox's pod (for kubernetes_exec.py)."""
+    def exec_connect(self, sandbox_id: str, tty: bool = False) -> Connect:
+        """How to open an exec in the sandbox's pod (for kubernetes_exec.py); ``tty``: in a terminal."""
         self.spec(sandbox_id)
         name = pod_name(sandbox_id)
 
         async def connect(command: list[str], stdin: bool) -> aiohttp.ClientWebSocketResponse:
-            return await self.api.exec_websocket(self.namespace, name, CONTAINER, command, stdin)
+            return await self.api.exec_websocket(self.namespace, name, CONTAINER, command, stdin, tty)
 
         return connect
 
@@ -220,6 +224,7 @@ class KubernetesBackend(SandboxBackend):
         """A fresh pod with the same spec: the old one deleted (and awaited), a new one made."""
         spec = self.spec(sandbox_id)
         labels = self._labels.get(sandbox_id) or {}
+        await self.processes.table.close(sandbox_id)
         await self.kernels.drop_all(sandbox_id)
         await self.pods.delete(sandbox_id)
         await self._wait_gone(sandbox_id)
@@ -239,6 +244,7 @@ class KubernetesBackend(SandboxBackend):
         )
 
     async def remove(self, sandbox_id: str) -> None:
+        await self.processes.table.close(sandbox_id)
         await self.kernels.drop_all(sandbox_id)
         self._specs.pop(sandbox_id, None)
         self._labels.pop(sandbox_id, None)
@@ -313,6 +319,42 @@ class KubernetesBackend(SandboxBackend):
         await self.files.remove(sandbox_id, path)
 
     # -- one-shot runs: not on this backend ------------------------------------------------
+    async def stat_file(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        return await self.files.stat(sandbox_id, path)
+
+    async def list_tree(self, sandbox_id: str, path: str, depth: int) -> list[dict[str, Any]]:
+        return await self.files.tree(sandbox_id, path, depth)
+
+    async def make_dir(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        return await self.files.make_dir(sandbox_id, path)
+
+    async def move_file(self, sandbox_id: str, source: str, destination: str) -> dict[str, Any]:
+        return await self.files.move(sandbox_id, source, destination)
+
+    async def watch_dir(self, sandbox_id: str, path: str, recursive: bool) -> DirWatch:
+        return await self.files.watch(sandbox_id, path, recursive)
+
+    # -- commands (kubernetes_processes.py) ---------------------------------------------------
+    async def exec_stream(
+        self,
+        sandbox_id: str,
+        argv: list[str],
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        pty: tuple[int, int] | None = None,
+        stdin: bool = False,
+        tag: str | None = None,
+    ) -> ExecStream:
+        self.check_exec_user(user)
+        return await self.processes.start(sandbox_id, argv, cwd, env or {}, pty, stdin, tag)
+
+    def exec_streams(self, sandbox_id: str) -> list[ExecStream]:
+        return self.processes.table.running(sandbox_id)
+
+    def find_exec(self, sandbox_id: str, pid: int) -> ExecStream:
+        return self.processes.table.find(sandbox_id, pid)
+
     def require_once(self) -> None:
         raise BackendUnavailable(
             "one-shot executions are not available on the kubernetes backend (a pod per run would take seconds "
@@ -320,5 +362,6 @@ class KubernetesBackend(SandboxBackend):
         )
 
     async def close(self) -> None:
+        await self.processes.table.close_all()
         await self.kernels.close()  # the kernels stay (a restarted server may reattach)
         await self.api.close()

@@ -178,9 +178,10 @@ class KubeApi:
             raise BackendUnavailable(f"watching {what}: {e or type(e).__name__}") from None
 
     async def exec_websocket(
-        self, namespace: str, pod: str, container: str, command: list[str], stdin: bool
+        self, namespace: str, pod: str, container: str, command: list[str], stdin: bool, tty: bool = False
     ) -> aiohttp.ClientWebSocketResponse:
-        """A websocket to ``pods/exec`` running ``command`` (stdout and stderr apart, no tty)."""
+        """A websocket to ``pods/exec`` running ``command`` (stdout and stderr apart; with ``tty`` in a
+        terminal, whose output comes on stdout alone: the kubelet serves no stderr with a tty)."""
         if self._exec_client is None:
             config = await self.configuration()
             # each running kernel holds one exec websocket for its whole life: no cap on connections here
@@ -190,7 +191,8 @@ class KubeApi:
                 self._exec_client = ExecClient(config)
             finally:
                 config.connection_pool_maxsize = pool_size
-        query: list[tuple[str, Any]] = [("container", container), ("stdout", "true"), ("stderr", "true")]
+        query: list[tuple[str, Any]] = [("container", container), ("stdout", "true")]
+        query += [("tty", "true")] if tty else [("stderr", "true")]
         query += [("stdin", "true")] if stdin else []
         query += [("command", part) for part in command]
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/exec"

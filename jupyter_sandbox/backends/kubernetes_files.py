@@ -1,4 +1,4 @@
-"""Files and usage figures of Kubernetes sandboxes, each through a short ``pods/exec``.
+"""Files and usage figures of Kubernetes sandboxes, each through a short ``pods/exec`` (a watch: a long one).
 
 Files: programs/files.py, as on Docker; its exit code says what went wrong (docker_files.py's
 ``file_error``). The exec already runs as the sandbox's user (the pod's only one), which the
@@ -23,6 +23,7 @@ from . import programs
 from .base import WORKDIR, confine
 from .docker_files import EXEC_OUTPUT_LIMIT, IS_A_DIRECTORY, NO_ROOM, file_error
 from .kubernetes_exec import open_exec, program, run_exec
+from .kubernetes_watch import KubernetesWatch
 
 if TYPE_CHECKING:  # (only for types: kubernetes.py imports this module)
     from .kubernetes import KubernetesBackend
@@ -78,6 +79,41 @@ class KubernetesFiles:
             limit=EXEC_OUTPUT_LIMIT,
             timeout=self.backend.request_timeout,
         )
+
+    async def _json(self, sandbox_id: str, path: str, command: str, *args: str) -> Any:
+        """What a files.py command that answers in JSON printed (its exit code as the project's error)."""
+        code, out, err = await self.run(sandbox_id, self._files(command, path, *args))
+        if code != 0:
+            raise file_error(code, path, err)
+        return json.loads(out)
+
+    async def stat(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        entry: dict[str, Any] = await self._json(sandbox_id, confine(path), "stat")
+        return entry
+
+    async def tree(self, sandbox_id: str, path: str, depth: int) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = await self._json(sandbox_id, confine(path), "tree", str(max(1, depth)))
+        return entries
+
+    async def make_dir(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        entry: dict[str, Any] = await self._json(sandbox_id, confine(path), "mkdir")
+        return entry
+
+    async def move(self, sandbox_id: str, source: str, destination: str) -> dict[str, Any]:
+        src, dst = confine(source), confine(destination)
+        if WORKDIR in (src, dst):
+            raise InvalidInput("the working directory itself cannot be moved or replaced", field="path")
+        entry: dict[str, Any] = await self._json(sandbox_id, src, "move", dst)
+        return entry
+
+    async def watch(self, sandbox_id: str, path: str, recursive: bool) -> KubernetesWatch:
+        target = confine(path)
+        command = self._files("watch", target, "1" if recursive else "0")
+        watch = KubernetesWatch(self.backend.exec_connect(sandbox_id), command, self.backend.request_timeout)
+        if not await watch.start():
+            code, err = watch.failure or (None, b"")
+            raise file_error(code, target, err)
+        return watch
 
     async def write(self, sandbox_id: str, path: str, data: bytes) -> None:
         target = confine(path)

@@ -1,4 +1,5 @@
-"""The unmodified ``e2b`` SDK's commands and PTY against a real server (Docker and local backends):
+"""The unmodified ``e2b`` SDK's commands and PTY against a real server (Docker, local and kubernetes
+backends; kubernetes on the k8s_api fixture's endpoint):
 envd's process service on the data plane (server/e2b_process.py). The SDK gets only E2B_API_URL,
 E2B_SANDBOX_URL and E2B_API_KEY (no E2B_DEBUG); the server has two users (tests/servers.py
 HeaderUsers), its token is alice's.
@@ -16,17 +17,25 @@ from e2b import AsyncSandbox, CommandExitException, InvalidArgumentException, Pt
 from e2b.envd.process import process_pb
 
 from conftest import require_docker
-from servers import JupyterServer
+from servers import JupyterServer, backend_config
 
 PLANE = "sandbox/e2b/plane"
 PROCESS_METHODS = ("List", "SendInput", "SendSignal", "CloseStdin", "Update")
 
 
-@pytest.fixture(scope="module", params=[pytest.param("docker", marks=pytest.mark.docker), "local"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("docker", marks=pytest.mark.docker),
+        "local",
+        pytest.param("kubernetes", marks=pytest.mark.docker),
+    ],
+)
 def server(request, tmp_path_factory):
     if request.param == "docker":
         require_docker()
-    config = {"SandboxApp": {"backend": request.param}}
+    k8s_api = request.getfixturevalue("k8s_api") if request.param == "kubernetes" else None
+    config = backend_config(request.param, k8s_api)
     home = tmp_path_factory.mktemp(f"e2bproc-{request.param}")
     with JupyterServer(home, users=True, config=config) as running:
         running.backend = request.param

@@ -1,5 +1,6 @@
 """envd's filesystem service and /files through a real server and the real, unmodified ``e2b`` SDK
-(no E2B_DEBUG): on Docker (the real engine) and on the local backend. The SDK gets only
+(no E2B_DEBUG): on Docker (the real engine), on the local backend and on the kubernetes backend
+(the k8s_api fixture's endpoint). The SDK gets only
 E2B_API_URL, E2B_SANDBOX_URL and E2B_API_KEY; the server has two users (tests/servers.py
 HeaderUsers), its token is alice's.
 """
@@ -13,16 +14,21 @@ import pytest
 from e2b import AsyncSandbox, FilesystemEventType, FileType, Sandbox
 from e2b.exceptions import InvalidArgumentException, NotFoundException
 
-from servers import JupyterServer
+from servers import JupyterServer, backend_config
 
-BACKENDS = ["docker", "local"]
+BACKENDS = [
+    pytest.param("docker", marks=pytest.mark.docker),
+    "local",
+    pytest.param("kubernetes", marks=pytest.mark.docker),
+]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def server(request, tmp_path_factory):
     if request.param == "docker":
         request.getfixturevalue("docker_ready")
-    config = {"SandboxApp": {"backend": request.param}}
+    k8s_api = request.getfixturevalue("k8s_api") if request.param == "kubernetes" else None
+    config = backend_config(request.param, k8s_api)
     with JupyterServer(tmp_path_factory.mktemp(f"e2b-files-{request.param}"), users=True, config=config) as server:
         server.backend = request.param
         yield server

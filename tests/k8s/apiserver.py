@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from .clusterapis import ClusterApis
-from .podexec import PROTOCOLS, offers_protocol, serve_exec, wants_websocket
+from .podexec import PROTOCOLS, offers_protocol, serve_exec, serve_tty_exec, wants_websocket
 from .podruntime import PodRuntime
 from .pods import pod_status, validate
 from .resources import dry_run
@@ -233,8 +233,6 @@ class ApiServer(ClusterApis):
             raise ApiError(400, "BadRequest", "you must specify at least one command for the container")
         if q.get("container", own) != own:
             raise ApiError(400, "BadRequest", f"container {q.get('container')} is not valid for pod {info.name}")
-        if q.get("tty", "false").lower() in ("1", "true"):
-            raise ApiError(400, "BadRequest", "tty is not supported by the test API server")
         if not wants_websocket(request):
             raise ApiError(
                 400, "BadRequest", "Upgrade request required: the test API server speaks only the WebSocket protocols"
@@ -253,6 +251,8 @@ class ApiServer(ClusterApis):
         def flag(name: str) -> bool:
             return q.get(name, "false").lower() in ("1", "true")
 
+        if flag("tty"):
+            return await serve_tty_exec(request, self.pods.docker.api, cid, command, stdin=flag("stdin"))
         return await serve_exec(
             request, cid, command, stdin=flag("stdin"), stdout=flag("stdout"), stderr=flag("stderr")
         )

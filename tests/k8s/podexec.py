@@ -4,15 +4,22 @@ The channel protocols (https://kubernetes.io/docs/reference/using-api/websockets
 message starts with its channel byte -- 0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize. On the
 error channel the server sends, once, a Status: Success, or Failure with reason NonZeroExitCode
 and the exit code in details.causes. ``v5.channel.k8s.io`` adds the close signal: a message
-``[255, channel]`` from the client half-closes that channel (255, 0: end of stdin)."""
+``[255, channel]`` from the client half-closes that channel (255, 0: end of stdin). With
+``tty=true`` the command runs in a terminal (``serve_tty_exec``), sized by resize messages
+(channel 4: ``{"Width": cols, "Height": rows}``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
+import time
 from typing import Any
 
+import docker
+import docker.errors
 from aiohttp import WSMsgType, web
 
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
@@ -111,6 +118,92 @@ async def serve_exec(
     if not ws.closed:
         async with send_lock:
             await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code, command)).encode())
+        await ws.close()
+    reader.cancel()
+    return ws
+
+
+def terminal_size(payload: bytes) -> tuple[int, int] | None:
+    """(rows, cols) of a resize message: the JSON of a TerminalSize, ``{"Width": cols, "Height": rows}``."""
+    try:
+        size = json.loads(payload)
+        return int(size["Height"]), int(size["Width"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def serve_tty_exec(
+    request: web.Request, engine: docker.APIClient, container_id: str, command: list[str], *, stdin: bool
+) -> web.WebSocketResponse:
+    """As ``serve_exec`` with ``tty=true``: the command in a terminal, an exec made through the engine's
+    API (the docker CLI would resize it only later, on a SIGWINCH). As the kubelet does, stderr is
+    not a stream of its own (the terminal carries both). A resize message (channel 4) resizes the
+    exec before the messages after it are read, as the kubelet's resize stream does in order."""
+    ws = web.WebSocketResponse(protocols=PROTOCOLS, max_msg_size=0, autoping=True, compress=False)
+    await ws.prepare(request)
+
+    def begin() -> tuple[str, Any]:
+        exec_id = engine.exec_create(container_id, command, stdin=stdin, tty=True)["Id"]
+        return exec_id, engine.exec_start(exec_id, socket=True, tty=True)
+
+    exec_id, sock = await asyncio.to_thread(begin)
+    raw: socket.socket = getattr(sock, "_sock", sock)
+    raw.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await ws.send_bytes(bytes([STDOUT]))
+
+    async def pump() -> None:
+        while True:
+            try:
+                chunk = await loop.sock_recv(raw, CHUNK)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return
+            if not ws.closed:
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_bytes(bytes([STDOUT]) + chunk)
+
+    async def feed() -> None:
+        async for msg in ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            channel, payload = msg.data[0], msg.data[1:]
+            if channel == STDIN and stdin and payload:
+                with contextlib.suppress(OSError):
+                    await loop.sock_sendall(raw, payload)
+            elif channel == RESIZE and (size := terminal_size(payload)):
+                await asyncio.to_thread(resize, *size)
+
+    def resize(rows: int, cols: int) -> None:
+        """Resize the exec's terminal; one not started yet is waited for (an ended one is let be)."""
+        for _ in range(100):
+            try:
+                engine.exec_resize(exec_id, height=rows, width=cols)
+                return
+            except docker.errors.APIError:
+                state = engine.exec_inspect(exec_id)
+                if state["Running"] or state["ExitCode"] is not None:
+                    return  # ended (or gone) meanwhile: nothing to resize, as the kubelet ignores it
+                time.sleep(0.02)
+
+    def exit_code() -> int:
+        for _ in range(100):  # the engine may say Running just after the stream closed
+            state = engine.exec_inspect(exec_id)
+            if not state["Running"]:
+                return int(state["ExitCode"] or 0)
+            time.sleep(0.02)
+        return 1
+
+    reader = asyncio.ensure_future(feed())
+    pumping = asyncio.ensure_future(pump())
+    await asyncio.wait({pumping, reader}, return_when=asyncio.FIRST_COMPLETED)
+    # the client went away: the terminal hangs up (as the kubelet's stream does; the command stays)
+    sock.close()
+    await asyncio.gather(pumping, return_exceptions=True)
+    if not ws.closed:
+        code = await asyncio.to_thread(exit_code)
+        await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code, command)).encode())
         await ws.close()
     reader.cancel()
     return ws

@@ -23,7 +23,7 @@ from .fixtures import K8sApi
 from .pods import POD_LABEL
 from servers import IMAGE
 
-STDIN, STDOUT, STDERR, ERROR, CLOSE = 0, 1, 2, 3, 255
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 
 
 async def configuration(api: K8sApi) -> client.Configuration:
@@ -579,3 +579,45 @@ async def test_concurrent_execs_keep_their_streams_apart(k8s_api: K8sApi, runnin
     )
     assert [out for out, _, _ in results] == payloads
     assert all(status["status"] == "Success" for _, _, status in results)
+
+
+async def test_exec_with_a_tty_is_one_stream_resized_by_channel_4(k8s_api: K8sApi, running_pod: str) -> None:
+    """tty=true: a terminal (stdout only, stderr folded in), sized by resize messages, in order with stdin."""
+    cfg = await configuration(k8s_api)
+    async with WsApiClient(cfg) as ws_client:
+        ws_ctx = await client.CoreV1Api(ws_client).connect_get_namespaced_pod_exec(
+            running_pod,
+            k8s_api.namespace,
+            command=["sh", "-c", "read a; stty size; echo oops >&2; read b; stty size"],
+            stdin=True,
+            stdout=True,
+            tty=True,
+            _preload_content=False,
+            _headers={"sec-websocket-protocol": "v5.channel.k8s.io"},
+        )
+        channels, out, status = set(), b"", None
+        async with ws_ctx as ws:
+
+            async def until(text: bytes) -> None:
+                nonlocal out, status
+                async with asyncio.timeout(60):
+                    while text not in out.replace(b"\r", b""):
+                        msg = await ws.receive()
+                        if msg.type != aiohttp.WSMsgType.BINARY:
+                            return
+                        channel, payload = msg.data[0], msg.data[1:]
+                        if channel == ERROR and payload:
+                            status = json.loads(payload)
+                        elif payload:
+                            channels.add(channel)
+                            out += payload
+
+            for rows, cols, line, printed in ((24, 80, b"x", b"24 80\noops\n"), (50, 132, b"y", b"50 132\n")):
+                # the size first, then the line the command waits for before it prints its size
+                await ws.send_bytes(bytes([RESIZE]) + json.dumps({"Width": cols, "Height": rows}).encode())
+                await ws.send_bytes(bytes([STDIN]) + line + b"\r")
+                await until(printed)
+            await until(b"\0")  # (never printed: read to the end, the Status)
+    text = out.decode().replace("\r", "")
+    assert text == "x\n24 80\noops\ny\n50 132\n"
+    assert channels == {STDOUT} and status == {"metadata": {}, "status": "Success"}

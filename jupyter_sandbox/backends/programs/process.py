@@ -1,7 +1,7 @@
 """Runs INSIDE a sandbox, from a root exec: starts one command of the process service.
 
 Started as ``python -I -c <this source> uid gid cwd env-json rows cols command...``. It becomes the
-sandbox's user first (no supplementary groups, then the gid and uid, with which every capability
+sandbox's user first, unless it is that user already (on Kubernetes) (no supplementary groups, then the gid and uid, with which every capability
 goes), then leads a session of its own (so a signal reaches everything the command starts, by its
 process group), enters ``cwd``, sizes its terminal when it has one (``rows``/``cols`` > 0), writes its
 pid as the first line of stdout (the server's own protocol: the pid inside the sandbox, which the
@@ -22,9 +22,11 @@ NO_CWD, NOT_RUNNABLE, NO_COMMAND = 72, 126, 127
 
 uid, gid, cwd, env, rows, cols = sys.argv[1:7]
 command = sys.argv[7:]
-os.setgroups([])
-os.setresgid(int(gid), int(gid), int(gid))
-os.setresuid(int(uid), int(uid), int(uid))
+if os.getresuid() != (int(uid),) * 3 or int(uid) == 0:
+    # (a Kubernetes pod's exec is that user already and could not change it: it stays as it is)
+    os.setgroups([])
+    os.setresgid(int(gid), int(gid), int(gid))
+    os.setresuid(int(uid), int(uid), int(uid))
 try:
     os.setsid()
 except OSError:
