@@ -266,7 +266,10 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     )
     # untrusted.spec.ts and keys.spec.ts have their own tests (below)
     stdout = playwright(
-        lab_server, ["--grep-invert", "@untrusted|@keys"], {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id}, timeout=1400
+        lab_server,
+        ["--grep-invert", "@untrusted|@keys"],
+        {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id},
+        timeout=1400,
     )
     assert "5 passed" in stdout, stdout
     print(stdout)  # the specs' measurements (event latency, contrast ratios, Stop latency)
@@ -309,7 +312,7 @@ def test_sandbox_outputs_never_run_script_in_the_page(lab_server, node_modules):
 
 @pytest.mark.timeout(600)
 def test_api_key_minted_used_and_revoked_in_the_panel(lab_server, node_modules):  # noqa: F811
-    """Issue 22: a key minted from the palette is shown once with its exports and listed by its
+    """Issue 22: a key minted from the panel's toolbar is shown once with its exports and listed by its
     prefix; E2B's lifecycle API answers it 200, and 401 once it is revoked in the panel."""
     need_chromium()
     stdout = playwright(lab_server, ["--grep", "@keys"], {}, timeout=540)

@@ -40,18 +40,39 @@ function Copyable(props: { text: string; what: string; field: string; block?: bo
   );
 }
 
+/**
+ * The server E2B's SDKs reach: this one, or null behind JupyterHub, where the sandbox service
+ * serves E2B's routes at a URL the page does not know (`jupyter sandbox e2b-env` does).
+ */
+async function e2bServer(): Promise<string | null> {
+  try {
+    return (await api.config()).mode === 'hub' ? null : PageConfig.getBaseUrl();
+  } catch {
+    return PageConfig.getBaseUrl();
+  }
+}
+
 async function showSecret(key: IMintedKey): Promise<void> {
-  const exports = e2bEnvLines(PageConfig.getBaseUrl(), key.key);
+  const server = await e2bServer();
   await showDialog({
     title: `API key ${keyLabel(key)}`,
     body: (
       <div className="jp-SandboxKeys-minted">
         <p>Copy the key now: it is shown only this once.</p>
         <Copyable text={key.key} what="the key" field="key" />
-        <p>
-          For E2B&apos;s SDKs, in a shell (what <code>jupyter sandbox e2b-env</code> prints):
-        </p>
-        <Copyable text={exports} what="the export lines" field="exports" block />
+        {server === null ? (
+          <p>
+            For E2B&apos;s SDKs: <code>export E2B_API_KEY=…</code> with this key; the URLs are in what{' '}
+            <code>jupyter sandbox e2b-env</code> prints in a terminal of this server.
+          </p>
+        ) : (
+          <>
+            <p>
+              For E2B&apos;s SDKs, in a shell (what <code>jupyter sandbox e2b-env</code> prints):
+            </p>
+            <Copyable text={e2bEnvLines(server, key.key)} what="the export lines" field="exports" block />
+          </>
+        )}
       </div>
     ),
     buttons: [Dialog.okButton({ label: 'Done' })]

@@ -1,12 +1,12 @@
 /**
- * The panel's "API keys" section (issue 22): a key minted from the command palette is shown
+ * The panel's "API keys" section (issue 22): a key minted from the panel's toolbar is shown
  * once with its export lines, listed by its prefix, reaches E2B's lifecycle API, and after it is
  * revoked in the panel (with the confirm dialog) that API refuses it. Run by its own test in
  * tests/test_labextension_ui.py (--grep @keys).
  */
 import { expect, request, test } from '@playwright/test';
 
-import { openLab, openPanel, palette, setTheme, shot, textContrast, URL } from './helpers';
+import { openLab, openPanel, setTheme, shot, textContrast, URL } from './helpers';
 
 /** GET E2B's sandbox list with `key` alone: a fresh request context, without the page's login cookie. */
 async function e2bList(key: string): Promise<number> {
@@ -31,7 +31,8 @@ test('@keys mint an API key in the panel, use it with E2B, revoke it', async ({ 
   const panel = await openPanel(page);
   await expect(panel.getByText('API keys', { exact: true })).toBeVisible();
 
-  await palette(page, 'New API Key');
+  // the panel toolbar's key button (it runs the palette's "New API Key" command)
+  await panel.getByRole('button', { name: "New API key for E2B's SDKs" }).click();
   const nameDialog = page.locator('.jp-Dialog');
   await expect(nameDialog).toContainText('New API key');
   await nameDialog.locator('input').fill('playwright');
