@@ -2,11 +2,13 @@
 and scripts in sandboxes.
 
     jupyter sandbox build-image [--base IMAGE] [--packages P ...] [--wheelhouse DIR] [--tag T] [--force]
-    jupyter sandbox doctor
+    jupyter sandbox doctor [--backend kubernetes --namespace NS --kubeconfig FILE --runtime-class NAME]
     jupyter sandbox list
     jupyter sandbox prune [--dry-run]
     jupyter sandbox run NOTEBOOK.ipynb [-o OUT] [--timeout S] [--image I] [--memory M]
     jupyter sandbox exec FILE.py [ARGS...]
+    jupyter sandbox keys [list | new [--name N] | revoke KEY_ID]
+    jupyter sandbox e2b-env [--new-key]
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from jupyter_core.application import JupyterApp
-from jupyter_core.paths import jupyter_data_dir, jupyter_path
+from jupyter_core.paths import jupyter_config_path, jupyter_data_dir, jupyter_path
 from tqdm import tqdm
 from traitlets import Bool, Float, List, Unicode, default
+from traitlets.config import Application
 
 from . import __version__
-from .backends import make_backend, programs
+from .backends import BACKENDS, DOCTORS, backend_doctor, make_backend, programs
 from .backends.base import LABEL_PREFIX, labelled_id
 from .backends.docker_images import DEBOOTSTRAP_BASE, DEFAULT_IMAGE, DEFAULT_PACKAGES, PACKAGES_LABEL
 from .errors import SandboxError
@@ -35,6 +38,8 @@ from .models import InputRequest, OutputMessage
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
+# the sandbox service's config file (service/app.py: SandboxServiceApp.name)
+SERVICE_CONFIG_FILE = "jupyter_sandbox_service_config"
 
 
 class _Command(JupyterApp):
@@ -175,7 +180,28 @@ class DoctorApp(_Command):
     description = "Check what jupyter-sandbox needs, and say what to fix for each thing missing."
 
     image = Unicode(help="The sandbox image to check (the server's default image).").tag(config=True)
-    aliases = {"image": "DoctorApp.image"}
+    backend = Unicode(
+        "docker",
+        help="The engine to check: docker (with this server's extensions and kernelspec), or another "
+        "backend's own checks (kubernetes: the cluster the sandbox service uses).",
+    ).tag(config=True)
+    # "" = as the sandbox service's config says (jupyter_sandbox_service_config.py), else the backend's default
+    namespace = Unicode(help="kubernetes: the sandboxes' namespace.").tag(config=True)
+    kubeconfig = Unicode(help="kubernetes: the kubeconfig file (default $KUBECONFIG, else ~/.kube/config).").tag(
+        config=True
+    )
+    context = Unicode(help="kubernetes: the kubeconfig context (default its current one).").tag(config=True)
+    runtime_class = Unicode(help="kubernetes: the RuntimeClass sandboxes run with (e.g. gvisor, kata).").tag(
+        config=True
+    )
+    aliases = {
+        "image": "DoctorApp.image",
+        "backend": "DoctorApp.backend",
+        "namespace": "DoctorApp.namespace",
+        "kubeconfig": "DoctorApp.kubeconfig",
+        "context": "DoctorApp.context",
+        "runtime-class": "DoctorApp.runtime_class",
+    }
 
     @default("image")
     def _image(self) -> str:
@@ -198,6 +224,21 @@ class DoctorApp(_Command):
 
     def checks(self) -> list[tuple[str, bool | None, str, str]]:
         """(what, ok: True / False / None for optional, detail, how to fix)."""
+        engine_doctor = backend_doctor(self.backend)
+        if engine_doctor is not None:
+            # the engine is the sandbox service's: its config file says how it reaches it
+            # (traitlets' loader by name and path: JupyterApp's own takes no file name)
+            Application.load_config_file(self, SERVICE_CONFIG_FILE, path=jupyter_config_path())
+            settings = {
+                "namespace": self.namespace,
+                "kubeconfig": self.kubeconfig,
+                "context": self.context,
+                "runtime_class": self.runtime_class,
+                "config": self.config,
+            }
+            return engine_doctor(settings)
+        if self.backend not in BACKENDS:
+            self.fail(f"unknown backend {self.backend!r}: choose one of {', '.join(sorted({*BACKENDS, *DOCTORS}))}", 2)
         from .backends.docker_images import engine_facts
 
         # deferred, like the checks below that read jupyter_server's config
@@ -327,7 +368,6 @@ class DoctorApp(_Command):
 
     @staticmethod
     def _server_extension() -> tuple[str, bool, str, str]:
-        from jupyter_core.paths import jupyter_config_path
         from jupyter_server.extension.config import ExtensionConfigManager
 
         config = ExtensionConfigManager(read_config_path=jupyter_config_path())
@@ -638,11 +678,20 @@ class SandboxCommand(JupyterApp):
     description = "Build, check, list, prune, and run notebooks and scripts in jupyter-sandbox sandboxes."
     subcommands = {
         "build-image": (BuildImageApp, "Build the sandbox image offline, with a progress display."),
-        "doctor": (DoctorApp, "Check Docker, runtimes, images, the extensions and the kernelspec; say what to fix."),
+        "doctor": (
+            DoctorApp,
+            "Check Docker, runtimes, images, the extensions and the kernelspec (--backend kubernetes: the "
+            "cluster's API, access, RuntimeClass); say what to fix.",
+        ),
         "list": (ListApp, "List this user's sandboxes on this host and whether their server lives."),
         "prune": (PruneApp, "Remove leftover sandboxes of this user's servers that are gone."),
         "run": (RunApp, "Execute a notebook on the sandboxed kernel; write its outputs."),
         "exec": (ExecApp, "Run a Python file in a throwaway sandbox, streaming its output."),
+        "keys": ("jupyter_sandbox.cli_e2b.KeysApp", "List, mint or revoke your API keys for E2B's SDKs."),
+        "e2b-env": (
+            "jupyter_sandbox.cli_e2b.E2BEnvApp",
+            'Print the exports that point E2B\'s SDKs at the server: eval "$(jupyter sandbox e2b-env)".',
+        ),
         # imported when asked for: it needs jupyterhub (the `hub` extra)
         "serve": (
             "jupyter_sandbox.service.app.SandboxServiceApp",

@@ -45,6 +45,10 @@ class Conflict(SandboxError):
     status, reason = 409, "Conflict"
 
 
+class AlreadyExists(Conflict):
+    """What a request would make is there already (a directory)."""
+
+
 class TooLarge(SandboxError):
     status, reason = 413, "Payload Too Large"
 
@@ -79,3 +83,15 @@ class ServerUnreachable(SandboxError):
 
 class StateDirError(SandboxError):
     """The server's private state directory is unsafe to use (wrong owner, a symlink)."""
+
+
+class Unauthorized(SandboxError):
+    """No credentials, or credentials that belong to nobody (an unknown or revoked API key)."""
+
+    status, reason = 401, "Unauthorized"
+
+
+class SandboxGone(SandboxError):
+    """The sandbox is still listed but its container (or kernel) is gone: nothing answers for it."""
+
+    status, reason = 502, "Bad Gateway"

@@ -31,6 +31,10 @@ MIME_FIELDS: dict[str, str] = {
     "text/latex": "latex",
     "application/json": "json",
     "application/javascript": "javascript",
+    # what E2B's code interpreter adds (backends/programs/e2b_display.py makes them in a sandbox):
+    # a DataFrame's columns, and a matplotlib figure's data (its kind, axes and elements)
+    "e2b/data": "data",
+    "e2b/chart": "chart",
 }
 FIELD_MIMES = {v: k for k, v in MIME_FIELDS.items()}
 
@@ -88,6 +92,8 @@ class Result:
     latex: str | None = None
     json: Any = None
     javascript: str | None = None
+    data: dict[str, Any] | None = None
+    chart: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     is_main_result: bool = False
 
@@ -97,6 +103,8 @@ class Result:
         extra: dict[str, Any] = {}
         for mime, value in data.items():
             name = MIME_FIELDS.get(mime)
+            if name in ("data", "chart") and not isinstance(value, dict):
+                name = None  # E2B's SDK reads these as objects; anything else stays as it came, in extra
             if name:
                 known[name] = value.rstrip("\n") if name in ("png", "jpeg") else value
             else:
@@ -333,6 +341,112 @@ class SandboxRequest(SpecRequest):
 
     def spec(self) -> SpecRequest:
         return SpecRequest(**{f.name: getattr(self, f.name) for f in fields(SpecRequest)})
+
+
+@dataclass
+class E2BNewSandbox(RequestBody):
+    """POST sandbox/e2b/api/sandboxes and /v2/sandboxes: E2B's NewSandbox, its fields spelt as E2B
+    spells them. The ones after ``allow_internet_access`` are taken only at their "off" value."""
+
+    templateID: str = ""
+    timeout: int | None = None  # seconds the sandbox lives unless extended
+    metadata: dict[str, str] | None = None
+    envVars: dict[str, str] | None = None
+    secure: bool | None = None
+    allow_internet_access: bool | None = None
+    autoPause: bool | None = None
+    autoPauseMemory: Any = None
+    autoResume: Any = None
+    network: Any = None
+    mcp: Any = None
+    iam: Any = None
+    volumeMounts: Any = None
+
+
+@dataclass
+class KeyRequest(RequestBody):
+    """POST sandbox/api/keys: a new API key for E2B's SDKs."""
+
+    name: str | None = None  # a reminder of what it is for, shown in the list
+
+
+@dataclass
+class E2BTimeout(RequestBody):
+    """POST sandbox/e2b/api/sandboxes/{id}/timeout (and the timeout of .../connect)."""
+
+    timeout: int | None = None
+    memory: Any = None  # connect's resume mode: nothing is ever paused here
+
+
+@dataclass
+class E2BRefresh(RequestBody):
+    """POST sandbox/e2b/api/sandboxes/{id}/refreshes."""
+
+    duration: int | None = None
+
+
+@dataclass
+class E2BSandbox:
+    """E2B's Sandbox: what create and connect answer (sandbox/e2b/api)."""
+
+    templateID: str
+    sandboxID: str
+    alias: str
+    clientID: str
+    envdVersion: str  # the SDK picks its wire formats by it
+    envdAccessToken: str  # the sandbox's credential on the data plane, for its owner only
+    trafficAccessToken: str
+    domain: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class E2BListedSandbox:
+    """E2B's ListedSandbox: one sandbox of a list."""
+
+    templateID: str
+    alias: str
+    sandboxID: str
+    clientID: str
+    startedAt: str  # ISO 8601
+    endAt: str  # its deadline
+    cpuCount: int
+    memoryMB: int
+    diskSizeMB: int
+    state: str  # running | paused
+    envdVersion: str
+    metadata: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class E2BSandboxDetail(E2BListedSandbox):
+    """E2B's SandboxDetail: one sandbox's info."""
+
+    envdAccessToken: str = ""
+    allow_internet_access: bool = False
+
+
+@dataclass
+class E2BMetric:
+    """E2B's SandboxMetric: one reading of a sandbox's use."""
+
+    timestamp: str  # ISO 8601
+    timestampUnix: int
+    cpuCount: int
+    cpuUsedPct: float
+    memUsed: int
+    memTotal: int
+    memCache: int
+    diskUsed: int
+    diskTotal: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -603,6 +717,8 @@ class SandboxModel:
     # "sandbox": contexts run code sent to them; "kernel": it runs a notebook's whole kernel
     # (jupyter_sandbox.kernel), which the notebook talks to directly
     kind: str = "sandbox"
+    end_at: float | None = None  # Unix time it is removed at unless extended (None: no deadline)
+    template: str | None = None  # the E2B template name it was made from (E2B's lifecycle API)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -627,6 +743,8 @@ class SandboxModel:
             kernel_id=data.get("kernel_id"),
             status_reason=data.get("status_reason"),
             kind=data.get("kind", "sandbox"),
+            end_at=data.get("end_at"),
+            template=data.get("template"),
         )
 
 

@@ -52,6 +52,8 @@ SAFE_MIME_TYPES = frozenset(
         "application/pdf",
         "application/vnd.jupyter.widget-view+json",
         "application/vnd.dataresource+json",  # pandas' table schema: data for a table viewer
+        "e2b/data",  # E2B's DataFrame columns and chart data (backends/programs/e2b_display.py): no
+        "e2b/chart",  # renderer in a page runs them, E2B's SDK reads them as data
     }
 )
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")

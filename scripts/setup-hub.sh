@@ -45,7 +45,8 @@ fi
 
 in_place() {
     [ -x "$VENV/bin/jupyterhub-singleuser" ] && [ -x "$VENV/bin/jupyter-lab" ] || return 1
-    "$VENV/bin/python" - "$CHECKOUT" "$JUPYTERHUB_VERSION" <<'EOF' 2>/dev/null
+    # from / : started in the checkout, Python would find jupyter_sandbox there, whatever the venv holds
+    (cd / && "$VENV/bin/python" - "$CHECKOUT" "$JUPYTERHUB_VERSION") <<'EOF' 2>/dev/null
 import sys
 from pathlib import Path
 

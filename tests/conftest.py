@@ -14,6 +14,7 @@ import warnings
 import pytest
 import pytest_asyncio
 
+from k8s.fixtures import k8s_api  # noqa: F401  (the fixture, for every test)
 from servers import IMAGE, SESSION, SESSION_LABEL, JupyterServer, server_config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -54,7 +55,11 @@ def pytest_collection_modifyitems(items):
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         backend = getattr(getattr(item, "callspec", None), "params", {}).get("backend_name", "")
-        if names & {"docker_ready", "runsc_ready"} or backend.startswith("docker"):
+        if (
+            names & {"docker_ready", "runsc_ready", "k8s_api"}
+            or backend.startswith("docker")
+            or backend == "kubernetes"
+        ):
             item.add_marker(pytest.mark.docker)
 
 
@@ -75,6 +80,9 @@ def make_manager(backend_name: str, **manager_config):
     kwargs = {"default_image": IMAGE}
     if backend_name.startswith("docker"):
         kwargs["extra_labels"] = {SESSION_LABEL: SESSION}
+    if backend_name == "kubernetes":
+        # the k8s_api fixture's endpoint (the test API server, or $KUBECONFIG's cluster)
+        kwargs.update(KUBERNETES, extra_labels={SESSION_LABEL: SESSION})
     if backend_name == "docker-runsc":
         backend = make_backend("docker", runtime="runsc", **kwargs)
     else:
@@ -83,7 +91,8 @@ def make_manager(backend_name: str, **manager_config):
     return SandboxManager(backend=backend, **config)
 
 
-BACKENDS = ["docker", "docker-runsc", "local"]
+BACKENDS = ["docker", "docker-runsc", "local", "kubernetes"]
+KUBERNETES: dict[str, str] = {}  # the kubernetes backend's kubeconfig and namespace, set by backend_name
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -92,6 +101,9 @@ def backend_name(request):
         require_docker()
     elif request.param == "docker-runsc":
         require_docker("runsc")
+    elif request.param == "kubernetes":
+        api = request.getfixturevalue("k8s_api")
+        KUBERNETES.update(kubeconfig=api.kubeconfig, namespace=api.namespace)
     return request.param
 
 

@@ -85,6 +85,20 @@ def server_config(**extra: Any) -> dict[str, Any]:
     )
 
 
+def backend_config(backend: str, k8s_api: Any = None) -> dict[str, Any]:
+    """The extra traitlets config of a test server on ``backend`` (kubernetes: ``k8s_api``'s endpoint,
+    the test API server or $KUBECONFIG's cluster)."""
+    config: dict[str, Any] = {"SandboxApp": {"backend": backend}}
+    if backend == "kubernetes":
+        config["KubernetesBackend"] = {
+            "kubeconfig": k8s_api.kubeconfig,
+            "namespace": k8s_api.namespace,
+            "default_image": IMAGE,
+            "extra_labels": {SESSION_LABEL: SESSION},
+        }
+    return config
+
+
 class JupyterServer:
     """A `jupyter server` (or `jupyter lab`, ``app="jupyterlab"``) subprocess.
 

@@ -66,3 +66,30 @@ def test_quick_warm_prints_a_table_and_writes_json(docker_ready, tmp_path):
     ]
     for label in filters:
         assert client.containers.list(all=True, filters={"label": label}) == [], label
+
+
+@pytest.mark.docker
+def test_bench_kubernetes_measures_both_backends_in_one_run(docker_ready, tmp_path):
+    out = tmp_path / "k8s.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_kubernetes.py"),
+            "-n",
+            "1",
+            "--image",
+            IMAGE,
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["docker"]["n"] == report["kubernetes"]["n"] == 1
+    assert report["docker"]["median"] > 0 and report["kubernetes"]["median"] > 0
+    assert report["ratio"] == round(report["kubernetes"]["median"] / report["docker"]["median"], 2)
+    assert "| kubernetes (the test API server) |" in proc.stdout and f"{report['ratio']:.2f}" in proc.stdout

@@ -1,5 +1,6 @@
 """The backend contract, run through the manager against every backend (docker, docker
-with gVisor's runsc, local) with real kernels. What a backend does not promise is skipped
+with gVisor's runsc, local, kubernetes: the k8s_api fixture's test API server, or $KUBECONFIG's
+cluster) with real kernels. What a backend does not promise is skipped
 with the reason; Docker itself never skips in CI (see conftest)."""
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ async def test_state_is_kept_between_executions(manager, sandbox):
     execution = await run(manager, sandbox, "x+=1; x")
     assert execution.text == "2"
     assert execution.error is None
+
+
+async def test_dataframe_result_carries_its_columns_as_data(manager, sandbox):
+    # E2B's result.data (e2b/data, made by backends/programs/e2b_display.py in every kernel)
+    execution = await run(manager, sandbox, "import pandas as pd\npd.DataFrame({'a': [1, 2], 'b': ['x', None]})")
+    assert execution.error is None
+    [result] = execution.results
+    assert result.data == {"a": [1, 2], "b": ["x", None]}
+    assert result.html and "data" in result.formats()
+    assert (await run(manager, sandbox, "'_jupyter_sandbox_e2b_display' in dir()")).text == "False"
 
 
 async def test_matplotlib_plot_gives_a_decodable_png(manager, sandbox):

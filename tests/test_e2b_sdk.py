@@ -52,6 +52,7 @@ async def test_run_code_with_callbacks_errors_and_contexts(jp_fetch, e2b_env):
         # The README's first example: state kept between run_code calls.
         sbx.run_code("x = 1")
         seen["text"] = sbx.run_code("x+=1; x").text
+        seen["string"] = sbx.run_code("'bar'").text  # as E2B gives it: no repr quotes
         # Callbacks, with the time each output reached the SDK.
         start = time.monotonic()
         code = (
@@ -86,7 +87,7 @@ async def test_run_code_with_callbacks_errors_and_contexts(jp_fetch, e2b_env):
         return seen
 
     seen = await asyncio.to_thread(use_sdk)
-    assert seen["text"] == "2"
+    assert seen["text"] == "2" and seen["string"] == "bar"
 
     execution = seen["execution"]
     assert [line for _, line, _, _ in seen["stdout"]] == ["hello\n", "world\n"]

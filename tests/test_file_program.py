@@ -36,7 +36,7 @@ def tmp_path() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def files(command: str, path: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+def files(command: str, path: str, stdin: bytes = b"", *more: str) -> subprocess.CompletedProcess[bytes]:
     """programs/files.py as the backend runs it; what the test made is handed to its user first."""
     root = Path(path)
     while not root.name.startswith("jsbx-files-"):
@@ -45,7 +45,7 @@ def files(command: str, path: str, stdin: bytes = b"") -> subprocess.CompletedPr
         for name in [folder, *(os.path.join(folder, n) for n in dirs + names)]:
             os.lchown(name, USER, USER)
     return subprocess.run(
-        [sys.executable, "-I", "-c", programs.source("files"), str(USER), str(USER), command, path],
+        [sys.executable, "-I", "-c", programs.source("files"), str(USER), str(USER), command, path, *more],
         input=stdin,
         capture_output=True,
         timeout=30,
@@ -132,3 +132,11 @@ def test_kernel_without_debugger_is_its_program():
     argv = kernel_argv("python", "conn.json", debugger=False)
     assert argv[:2] == ["python", "-c"] and argv[3:] == ["-f", "conn.json"]
     assert argv[2] == programs.source("kernel_without_debugger") and 'sys.modules["debugpy"] = None' in argv[2]
+
+
+def test_write_with_a_byte_count_takes_that_many_bytes_and_no_more(tmp_path):
+    """Kubernetes' v4 exec cannot end stdin: the count says where the file ends."""
+    target = str(tmp_path / "counted.bin")
+    assert files("write", target, b"0123456789 and what follows", "10").returncode == 0
+    assert Path(target).read_bytes() == b"0123456789"
+    assert files("write", target, b"", "0").returncode == 0 and Path(target).read_bytes() == b""

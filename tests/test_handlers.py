@@ -20,12 +20,12 @@ from jupyter_sandbox import models
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.models import STATUSES
 from jupyter_sandbox.oneshot.records import ExecutionRecord
-from jupyter_sandbox.server import admin, e2b, handlers, kernel_ws, oneshot
+from jupyter_sandbox.server import admin, e2b, e2b_api, e2b_plane, handlers, kernel_ws, keys, oneshot
 from jupyter_sandbox.server.e2b import E2BMixin
 
 from servers import TwoUsers
 
-ROUTES = [*handlers.ROUTES, *admin.ROUTES, *kernel_ws.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
+ROUTES = [*handlers.ROUTES, *keys.ROUTES, *admin.ROUTES, *kernel_ws.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
 
 API = ("sandbox", "api", "sandboxes")
 BOB = {"Authorization": "token bob-token"}
@@ -340,8 +340,25 @@ def test_every_handler_is_authenticated_and_authorized():
             assert method.__wrapped__.__code__.co_filename.endswith("auth/decorator.py"), (template, verb)
             assert handler.auth_resource == "sandboxes"
     # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET), + admin's GET and
-    # DELETE, + the notebook kernel routes (POST kernels; GET, DELETE kernel; POST kernel/restart; GET channels)
-    assert checked == 37
+    # DELETE, + the notebook kernel routes (POST kernels; GET, DELETE kernel; POST kernel/restart; GET channels),
+    # + the API keys (GET, POST keys; DELETE key)
+    assert checked == 40
+
+
+def test_e2b_api_and_plane_authenticate_in_prepare():
+    """E2B's lifecycle API and data plane: the explicit alternative (docs/e2b.md). Every verb is
+    open to jupyter_server (the SDK sends no Jupyter credentials) and the handler's prepare, which
+    runs first, authenticates by API key, access token or login (401 without)."""
+    checked = 0
+    for routes, base in ((e2b_api.ROUTES, e2b_api.E2BApiHandler), (e2b_plane.routes(), e2b_plane.E2BPlaneMixin)):
+        for template, handler in routes:
+            assert issubclass(handler, base), template
+            for verb in ("get", "post", "put", "delete", "patch"):
+                method = getattr(handler, verb)
+                if method is not getattr(web.RequestHandler, verb):
+                    checked += 1
+                    assert getattr(method, "__allow_unauthenticated", False), (template, verb)
+    assert checked >= 20
 
 
 def test_openapi_describes_every_route_and_method():

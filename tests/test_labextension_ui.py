@@ -8,7 +8,8 @@ on shutdown; conftest checks none are left). The specs in labextension/ui-tests/
 the whole story (sandbox.spec.ts), the panel (panel.spec.ts), sandbox cells (cells.spec.ts),
 one sandbox per notebook shared with %%sandbox (shared.spec.ts), and a notebook on the
 "Python 3 (sandboxed)" kernel picked in the launcher, listed in the panel as a notebook kernel
-(kernel.spec.ts). untrusted.spec.ts (issue 27) has a test and a server of its own: active
+(kernel.spec.ts). keys.spec.ts (issue 22) mints, uses and revokes an API key in the panel.
+untrusted.spec.ts (issue 27) has a test and a server of its own: active
 outputs from a sandbox, on every route, never run in the page.
 """
 
@@ -263,9 +264,12 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     oneshot_id = OneShot(lab_server["url"], lab_server["token"]).execute_async(
         files={"main.py": "import time\ntime.sleep(600)\n"}
     )
-    # untrusted.spec.ts has its own test (below)
+    # untrusted.spec.ts and keys.spec.ts have their own tests (below)
     stdout = playwright(
-        lab_server, ["--grep-invert", "@untrusted"], {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id}, timeout=1400
+        lab_server,
+        ["--grep-invert", "@untrusted|@keys"],
+        {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id},
+        timeout=1400,
     )
     assert "5 passed" in stdout, stdout
     print(stdout)  # the specs' measurements (event latency, contrast ratios, Stop latency)
@@ -304,3 +308,15 @@ def test_sandbox_outputs_never_run_script_in_the_page(lab_server, node_modules):
     assert "jsbx-pwned" not in lab_server["log"].read_text()
     for route in UNTRUSTED_ROUTES:
         assert (ARTIFACTS / f"labextension-50-untrusted-{route}.png").stat().st_size > 10_000, route
+
+
+@pytest.mark.timeout(600)
+def test_api_key_minted_used_and_revoked_in_the_panel(lab_server, node_modules):  # noqa: F811
+    """Issue 22: a key minted from the panel's toolbar is shown once with its exports and listed by its
+    prefix; E2B's lifecycle API answers it 200, and 401 once it is revoked in the panel."""
+    need_chromium()
+    stdout = playwright(lab_server, ["--grep", "@keys"], {}, timeout=540)
+    assert "1 passed" in stdout, stdout
+    print(stdout)  # the secret's contrast in the dark theme
+    for name in ("70-key-minted-dark", "71-key-revoked-dark"):
+        assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000, name

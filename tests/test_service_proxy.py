@@ -29,7 +29,7 @@ from tornado.httpserver import HTTPServer
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
-from jupyter_sandbox.server import admin, events, handlers, oneshot, service_proxy
+from jupyter_sandbox.server import admin, events, handlers, keys, oneshot, service_proxy
 
 from servers import JupyterServer, free_port, result_text
 
@@ -357,7 +357,7 @@ def test_hub_mode_serves_the_extensions_routes_each_authenticated_and_authorized
     and jupyter_server's @authorized, with the "execute" action where the extension's own asks for it."""
     own = {
         (template, verb)
-        for template, handler in [*handlers.ROUTES, *admin.ROUTES, *events.ROUTES, *oneshot.ROUTES]
+        for template, handler in [*handlers.ROUTES, *keys.ROUTES, *admin.ROUTES, *events.ROUTES, *oneshot.ROUTES]
         for verb in ("get", "post", "put", "delete", "patch")
         if getattr(handler, verb) is not getattr(web.RequestHandler, verb)
     }

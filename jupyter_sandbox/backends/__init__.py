@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from importlib import import_module
 from typing import Any
 
@@ -11,7 +12,24 @@ from .base import SandboxBackend
 BACKENDS = {
     "docker": "jupyter_sandbox.backends.docker:DockerBackend",
     "local": "jupyter_sandbox.backends.local:LocalBackend",
+    "kubernetes": "jupyter_sandbox.backends.kubernetes:KubernetesBackend",
 }
+
+# Engine-specific checks of `jupyter sandbox doctor --backend NAME`: a function of the doctor's
+# settings giving its report lines (what, ok, detail, fix). Docker's are the doctor's own (cli.py).
+DOCTORS = {
+    "kubernetes": "jupyter_sandbox.backends.kubernetes_doctor:doctor_lines",
+}
+DoctorLine = tuple[str, bool | None, str, str]
+
+
+def backend_doctor(name: str) -> Callable[[Mapping[str, Any]], list[DoctorLine]] | None:
+    """The named backend's doctor, its module imported now; None when the doctor checks it itself."""
+    if name not in DOCTORS:
+        return None
+    module, _, attr = DOCTORS[name].partition(":")
+    found: Callable[[Mapping[str, Any]], list[DoctorLine]] = getattr(import_module(module), attr)
+    return found
 
 
 def backend_class(name: str) -> type[SandboxBackend]:
@@ -54,4 +72,4 @@ def make_backend(
     return backend_class(name)(**kwargs)
 
 
-__all__ = ["BACKENDS", "SandboxBackend", "backend_class", "make_backend"]
+__all__ = ["BACKENDS", "DOCTORS", "SandboxBackend", "backend_class", "backend_doctor", "make_backend"]

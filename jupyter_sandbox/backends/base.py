@@ -40,6 +40,11 @@ Contract (tests/test_contract.py runs it against every backend):
 - ``logs(sandbox_id, kernel_ids)`` returns ``{"container": text or None, "kernels": {kernel
   id: text}}``: the end (``LOG_LIMIT`` characters) of what the sandbox and each kernel
   process wrote to stdout/stderr. ``container`` is None for a backend without one.
+- Commands (the process service; a capability, BackendUnavailable where missing):
+  ``exec_stream(sandbox_id, argv, cwd, env, user, pty, stdin, tag)`` starts ``argv`` in the sandbox
+  as its user (``user`` None or "user": no other account is offered) and returns an ``ExecStream``
+  (exec_stream.py) that outlives the caller; ``exec_streams`` lists the running ones and
+  ``find_exec`` finds one by pid (an ended one for a while, for its exit). They end with the sandbox.
 """
 
 from __future__ import annotations
@@ -53,13 +58,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from traitlets import Instance, Unicode, default
+from traitlets import Instance, Int, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import BackendUnavailable, InvalidInput, KernelDied, NotFound
 from ..models import SandboxSpec
 from ..outputs import OutputPolicy
 from . import programs
+from .dir_watch import DirWatch
+from .exec_stream import ExecStream
 from .kernel_client import KernelClient, zmq_kernel_client
 
 LABEL_PREFIX = "org.jupyter-sandbox"
@@ -84,12 +91,15 @@ def tail_file(path: str, limit: int = LOG_LIMIT) -> str:
 
 def kernel_extras(offline: bool) -> tuple[list[str], dict[str, str]]:
     """Extra kernel arguments and environment for a sandbox with (``offline=False``) or without
-    network. Without: pip looks at no index (PIP_NO_INDEX), so it fails at once instead of
-    retrying for seconds, and a failed ``!pip install``/``%pip install`` says why in one line
-    (programs/pip_hint.py, run at the kernel's start). The sandbox's own env comes after these."""
+    network. Every kernel displays DataFrames and figures with E2B's formats too (programs/
+    e2b_display.py, run at the kernel's start). Without network: pip looks at no index
+    (PIP_NO_INDEX), so it fails at once instead of retrying for seconds, and a failed
+    ``!pip install``/``%pip install`` says why in one line (programs/pip_hint.py). The sandbox's
+    own env comes after these."""
+    display = [f"--IPKernelApp.exec_lines={programs.source('e2b_display')}"]
     if not offline:
-        return [], {}
-    return [f"--IPKernelApp.exec_lines={programs.source('pip_hint')}"], {"PIP_NO_INDEX": "1"}
+        return display, {}
+    return [*display, f"--IPKernelApp.exec_lines={programs.source('pip_hint')}"], {"PIP_NO_INDEX": "1"}
 
 
 def kernel_argv(python: str, connection_file: str = "{connection_file}", debugger: bool = True) -> list[str]:
@@ -183,6 +193,9 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
     python: str  # the Python command in its sandboxes: each backend's own configurable trait
 
     default_image = Unicode("jupyter-sandbox:latest", help="Image for sandboxes that name none.").tag(config=True)
+    max_commands = Int(
+        64, help="Most commands (E2B's process service) running at once in one sandbox; beyond it a start is a 429."
+    ).tag(config=True)
     # what a sandbox's outputs may carry into a user's page: used by the relay and the collector
     outputs = Instance(OutputPolicy)
 
@@ -249,6 +262,33 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
     @abc.abstractmethod
     async def logs(self, sandbox_id: str, kernel_ids: list[str]) -> dict[str, Any]: ...
 
+    # The filesystem of E2B's envd (optional: a backend without it answers 503). An entry is
+    # programs/files.py's ``info``: name, path, type (file/dir/symlink), size, modified, mode,
+    # permissions, owner, group, symlink_target (a link's, which is never followed).
+
+    def _no_files(self, what: str) -> BackendUnavailable:
+        return BackendUnavailable(f"{what} is not supported by the {self.name} backend")
+
+    async def stat_file(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        """One entry (NotFound if there is none)."""
+        raise self._no_files("stat")
+
+    async def list_tree(self, sandbox_id: str, path: str, depth: int) -> list[dict[str, Any]]:
+        """The entries below a directory down to ``depth`` levels (1: its own)."""
+        raise self._no_files("listing with depth")
+
+    async def make_dir(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        """Makes a directory and its parents; AlreadyExists if the path is taken."""
+        raise self._no_files("making a directory")
+
+    async def move_file(self, sandbox_id: str, source: str, destination: str) -> dict[str, Any]:
+        """Renames an entry (destination's folders made); returns the destination's entry."""
+        raise self._no_files("moving a file")
+
+    async def watch_dir(self, sandbox_id: str, path: str, recursive: bool) -> DirWatch:
+        """A started watch on a directory (NotFound, NotADirectory); the caller closes it."""
+        raise self._no_files("watching a directory")
+
     # -- one-shot runs (a capability) ---------------------------------------------------
     runs_once = False
 
@@ -282,6 +322,39 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
 
     async def stop_once(self, run_id: str) -> None:
         """End a one-shot run early (its sandbox is removed); nothing if it is gone."""
+
+    # -- commands (the process service; a capability) -------------------------------------
+    def _no_commands(self) -> BackendUnavailable:
+        return BackendUnavailable(f"commands are not supported by the {self.name!r} backend")
+
+    @staticmethod
+    def check_exec_user(user: str | None) -> None:
+        """Commands run as the sandbox's own user only (never root)."""
+        if user not in (None, "", "user"):
+            raise InvalidInput(f"commands run as the sandbox's user only, not as {user!r}", field="user")
+
+    async def exec_stream(
+        self,
+        sandbox_id: str,
+        argv: list[str],
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        pty: tuple[int, int] | None = None,
+        stdin: bool = False,
+        tag: str | None = None,
+    ) -> ExecStream:
+        """Start ``argv`` in the sandbox (``pty``: in a terminal of (rows, cols); ``stdin``: its
+        stdin stays open for ``ExecStream.write``); returns once it runs, with its pid."""
+        raise self._no_commands()
+
+    def exec_streams(self, sandbox_id: str) -> list[ExecStream]:
+        """The sandbox's commands that still run."""
+        raise self._no_commands()
+
+    def find_exec(self, sandbox_id: str, pid: int) -> ExecStream:
+        """A command of the sandbox by its pid (NotFound when there is none)."""
+        raise self._no_commands()
 
     # -- taking sandboxes back after a crash (a capability) -------------------------------
     # Set by the manager: called with (sandbox id, reason) when the backend notices that a

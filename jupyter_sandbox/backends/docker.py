@@ -45,12 +45,15 @@ from .base import (
     kernel_argv,
     kernel_extras,
 )
+from .dir_watch import DirWatch
 from .docker_containers import IDENTITY_ENV, SANDBOX_BRIDGE, SANDBOX_NETWORK, DockerContainers
 from .docker_engine import DockerEngine, engine_available, engine_problem
+from .docker_exec import DockerProcesses
 from .docker_files import DockerFiles
 from .docker_kernels import DockerKernels
 from .docker_once import DockerOneShots
 from .docker_stats import DockerStats
+from .exec_stream import ExecStream
 from .kernel_channels import DirectKernelClient
 from .kernel_client import KernelClient
 from .kernel_relay import attach_request, start_request
@@ -144,6 +147,7 @@ class DockerBackend(SandboxBackend):
         self.files = DockerFiles(self)
         self.one_shots = DockerOneShots(self)
         self.usage = DockerStats(self)
+        self.processes = DockerProcesses(self)
         self._container_ids: dict[str, str] = {}  # sandbox id -> container id
         self._specs: dict[str, SandboxSpec] = {}
 
@@ -223,6 +227,7 @@ class DockerBackend(SandboxBackend):
         self.usage.baseline(sandbox_id)
 
     async def restart(self, sandbox_id: str) -> None:
+        await self.processes.table.close(sandbox_id)
         await self.kernels.drop_all(sandbox_id)  # the restart ends every process in it
         cid = self.container_id(sandbox_id)
         await self.engine.call(lambda c: c.api.restart(cid, timeout=2))
@@ -230,6 +235,7 @@ class DockerBackend(SandboxBackend):
         self.kernels.forget_ended(sandbox_id)
 
     async def remove(self, sandbox_id: str) -> None:
+        await self.processes.table.close(sandbox_id)
         cid = self._container_ids.pop(sandbox_id, None) or f"jupyter-sandbox-{sandbox_id}"
         await self.kernels.drop_all(sandbox_id)
         self._specs.pop(sandbox_id, None)
@@ -320,6 +326,42 @@ class DockerBackend(SandboxBackend):
     async def remove_file(self, sandbox_id: str, path: str) -> None:
         await self.files.remove(sandbox_id, path)
 
+    # -- commands (docker_exec.py) --------------------------------------------------------
+    async def exec_stream(
+        self,
+        sandbox_id: str,
+        argv: list[str],
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        pty: tuple[int, int] | None = None,
+        stdin: bool = False,
+        tag: str | None = None,
+    ) -> ExecStream:
+        self.check_exec_user(user)
+        return await self.processes.start(sandbox_id, argv, cwd, env or {}, pty, stdin, tag)
+
+    def exec_streams(self, sandbox_id: str) -> list[ExecStream]:
+        return self.processes.table.running(sandbox_id)
+
+    def find_exec(self, sandbox_id: str, pid: int) -> ExecStream:
+        return self.processes.table.find(sandbox_id, pid)
+
+    async def stat_file(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        return await self.files.stat(sandbox_id, path)
+
+    async def list_tree(self, sandbox_id: str, path: str, depth: int) -> list[dict[str, Any]]:
+        return await self.files.tree(sandbox_id, path, depth)
+
+    async def make_dir(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        return await self.files.make_dir(sandbox_id, path)
+
+    async def move_file(self, sandbox_id: str, source: str, destination: str) -> dict[str, Any]:
+        return await self.files.move(sandbox_id, source, destination)
+
+    async def watch_dir(self, sandbox_id: str, path: str, recursive: bool) -> DirWatch:
+        return await self.files.watch(sandbox_id, path, recursive)
+
     # -- one-shot runs ------------------------------------------------------------------
     runs_once = True
 
@@ -342,5 +384,6 @@ class DockerBackend(SandboxBackend):
 
     async def close(self) -> None:
         await self.one_shots.close()
+        await self.processes.table.close_all()
         await self.kernels.close()  # the kernels stay (a restarted server may reattach)
         await self.engine.close()

@@ -14,17 +14,27 @@ import socket
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendUnavailable, InvalidInput, IsADirectory, NotADirectory, NotFound, SandboxError, TooLarge
+from ..errors import (
+    AlreadyExists,
+    BackendUnavailable,
+    InvalidInput,
+    IsADirectory,
+    NotADirectory,
+    NotFound,
+    SandboxError,
+    TooLarge,
+)
 from ..models import format_size
 from . import programs
 from .base import WORKDIR, confine
 from .docker_engine import EngineClient, exit_code, frames, hang_up, mapped, raw_socket
+from .docker_watch import ExecWatch
 
 if TYPE_CHECKING:  # (only for types: docker.py imports this module)
     from .docker import DockerBackend
 
 # programs/files.py's exit codes
-MISSING, NOT_A_DIRECTORY, IS_A_DIRECTORY, NOT_A_FILE, NO_ROOM = 72, 73, 74, 75, 76
+MISSING, NOT_A_DIRECTORY, IS_A_DIRECTORY, NOT_A_FILE, NO_ROOM, EXISTS = 72, 73, 74, 75, 76, 77
 EXEC_OUTPUT_LIMIT = 8 << 20  # bytes of a short command's stdout (a listing) or stderr the server takes
 
 
@@ -36,6 +46,8 @@ def file_error(code: int | None, path: str, err: bytes) -> SandboxError:
         return NotADirectory(f"not a directory: {path}", field="path")
     if code == IS_A_DIRECTORY:
         return IsADirectory(f"{path} is a directory", field="path")
+    if code == EXISTS:
+        return AlreadyExists(f"{path} exists already")
     if code == NOT_A_FILE:
         return InvalidInput(f"{path} is not a regular file (a pipe or device cannot be read)", field="path")
     return InvalidInput(f"{path}: {err.decode(errors='replace').strip()[-500:]} (exit code {code})", field="path")
@@ -47,10 +59,45 @@ class DockerFiles:
     def __init__(self, backend: DockerBackend) -> None:
         self.backend = backend
 
-    def _files_command(self, sandbox_id: str, command: str, path: str) -> list[str]:
+    def _files_command(self, sandbox_id: str, command: str, path: str, *args: str) -> list[str]:
         """programs/files.py ``command`` on ``path``, for a root exec (it takes the sandbox's user first)."""
         uid, _, gid = self.backend.containers.ids(sandbox_id)[0].partition(":")
-        return [self.backend.python, "-I", "-c", programs.source("files"), uid, gid, command, path]
+        return [self.backend.python, "-I", "-c", programs.source("files"), uid, gid, command, path, *args]
+
+    async def _json(self, sandbox_id: str, path: str, command: str, *args: str) -> Any:
+        """What a files.py command that answers in JSON printed (its exit code as the project's error)."""
+        code, out, err = await self._exec(sandbox_id, self._files_command(sandbox_id, command, path, *args))
+        if code != 0:
+            raise file_error(code, path, err)
+        return json.loads(out)
+
+    async def stat(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        entry: dict[str, Any] = await self._json(sandbox_id, confine(path), "stat")
+        return entry
+
+    async def tree(self, sandbox_id: str, path: str, depth: int) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = await self._json(sandbox_id, confine(path), "tree", str(max(1, depth)))
+        return entries
+
+    async def make_dir(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        entry: dict[str, Any] = await self._json(sandbox_id, confine(path), "mkdir")
+        return entry
+
+    async def move(self, sandbox_id: str, source: str, destination: str) -> dict[str, Any]:
+        src, dst = confine(source), confine(destination)
+        if WORKDIR in (src, dst):
+            raise InvalidInput("the working directory itself cannot be moved or replaced", field="path")
+        entry: dict[str, Any] = await self._json(sandbox_id, src, "move", dst)
+        return entry
+
+    async def watch(self, sandbox_id: str, path: str, recursive: bool) -> ExecWatch:
+        target = confine(path)
+        argv = self._files_command(sandbox_id, "watch", target, "1" if recursive else "0")
+        watch = ExecWatch(self.backend, sandbox_id, argv)
+        if not await watch.start():
+            code, err = watch.failure or (None, b"")
+            raise file_error(code, target, err)
+        return watch
 
     async def run_as_user(self, sandbox_id: str, command: list[str]) -> tuple[int | None, bytes, bytes]:
         """A short command's exit code, stdout and stderr, run as the sandbox's user (programs/as_user.py)."""

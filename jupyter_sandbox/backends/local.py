@@ -28,7 +28,11 @@ from traitlets import Bool, Unicode
 
 from ..errors import InvalidInput, IsADirectory, NotADirectory, NotFound
 from ..models import SandboxSpec
+from . import local_files
 from .base import WORKDIR, SandboxBackend, confine, kernel_argv, kernel_extras, tail_file
+from .dir_watch import DirWatch
+from .exec_stream import ExecConfig, ExecStream, ExecTable
+from .local_exec import start_local
 from .programs.files import entries
 
 _CLONE_NEWNET = 0x40000000
@@ -79,6 +83,7 @@ class LocalBackend(SandboxBackend):
         super().__init__(**kwargs)
         self._kernels: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
         self._specs: dict[str, SandboxSpec] = {}
+        self._processes = ExecTable()
         self._netns = self.isolate_network and network_namespace_available()
         self.isolation = (
             "local processes (no container): private working directory, rlimits on memory, file size and "
@@ -219,6 +224,7 @@ class LocalBackend(SandboxBackend):
                         pass
 
     async def restart(self, sandbox_id: str) -> None:
+        await self._processes.close(sandbox_id)
         for sid, kid in [k for k in self._kernels if k[0] == sandbox_id]:
             await self.stop_kernel(sid, kid)
         home = self._home(sandbox_id)
@@ -226,10 +232,50 @@ class LocalBackend(SandboxBackend):
         os.makedirs(home, mode=0o700, exist_ok=True)
 
     async def remove(self, sandbox_id: str) -> None:
+        await self._processes.close(sandbox_id)
         for sid, kid in [k for k in self._kernels if k[0] == sandbox_id]:
             await self.stop_kernel(sid, kid)
         self._specs.pop(sandbox_id, None)
         shutil.rmtree(self._dir(sandbox_id), ignore_errors=True)
+
+    async def exec_stream(
+        self,
+        sandbox_id: str,
+        argv: list[str],
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        pty: tuple[int, int] | None = None,
+        stdin: bool = False,
+        tag: str | None = None,
+    ) -> ExecStream:
+        self.check_exec_user(user)
+        spec = self._specs.get(sandbox_id)
+        if spec is None:
+            raise NotFound(f"no such sandbox {sandbox_id}")
+        self._processes.check_room(sandbox_id, self.max_commands)
+        home = self._home(sandbox_id)
+        workdir = self._host_path(sandbox_id, cwd) if cwd else home
+        if not os.path.isdir(workdir):
+            raise InvalidInput(f"the working directory {confine(cwd)} does not exist in the sandbox", field="cwd")
+        child_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": home,
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            **({"TERM": "xterm-256color"} if pty else {}),
+            **spec.env,
+            **(env or {}),
+        }
+        config = ExecConfig(list(argv), confine(cwd) if cwd else WORKDIR, dict(env or {}), tag, pty, stdin)
+        stream = await start_local(argv, workdir, child_env, config, self._limits(spec))
+        self._processes.add(sandbox_id, stream)
+        return stream
+
+    def exec_streams(self, sandbox_id: str) -> list[ExecStream]:
+        return self._processes.running(sandbox_id)
+
+    def find_exec(self, sandbox_id: str, pid: int) -> ExecStream:
+        return self._processes.find(sandbox_id, pid)
 
     async def list_existing(self, labels: dict[str, str] | None = None) -> list[dict[str, str]]:
         return []  # local kernels end with the server's session; nothing to reap
@@ -310,7 +356,7 @@ class LocalBackend(SandboxBackend):
         return entries(host, shown_as=inner)
 
     async def remove_file(self, sandbox_id: str, path: str) -> None:
-        host = self._host_path(sandbox_id, path)
+        host, _ = local_files.host_entry(self._home(sandbox_id), path)  # a link goes, not what it points at
         if os.path.realpath(host) == os.path.realpath(self._home(sandbox_id)):
             raise InvalidInput("refusing to remove the working directory itself", field="path")
         if os.path.isdir(host) and not os.path.islink(host):
@@ -319,3 +365,21 @@ class LocalBackend(SandboxBackend):
             os.unlink(host)
         else:
             raise NotFound(f"no such file or directory: {confine(path)}")
+
+    async def close(self) -> None:
+        await self._processes.close_all()  # a local sandbox's commands end with the server
+
+    async def stat_file(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        return await local_files.stat_file(self._home(sandbox_id), path)
+
+    async def list_tree(self, sandbox_id: str, path: str, depth: int) -> list[dict[str, Any]]:
+        return await local_files.list_tree(self._home(sandbox_id), path, depth)
+
+    async def make_dir(self, sandbox_id: str, path: str) -> dict[str, Any]:
+        return await local_files.make_dir(self._home(sandbox_id), path)
+
+    async def move_file(self, sandbox_id: str, source: str, destination: str) -> dict[str, Any]:
+        return await local_files.move_file(self._home(sandbox_id), source, destination)
+
+    async def watch_dir(self, sandbox_id: str, path: str, recursive: bool) -> DirWatch:
+        return await local_files.watch_dir(self._home(sandbox_id), path, recursive)

@@ -1,13 +1,15 @@
-"""Files in sandboxes: writing, streaming, reading, listing and removing them through the backend,
+"""Files in sandboxes: writing, streaming, reading, listing, removing, moving and watching them through the backend,
 each within its owner's share of transfers (one user's stuck transfers never hold up another's)."""
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from ..backends.base import SandboxBackend
+from ..backends.dir_watch import DirWatch
 from ..errors import TooLarge
 from ..models import format_size
 from .sandbox import Sandbox
@@ -45,3 +47,24 @@ class FileTransfers:
     async def remove(self, sandbox: Sandbox, path: str) -> None:
         async with self.slot(sandbox.model.owner):
             await self.backend.remove_file(sandbox.model.id, path)
+
+    # envd's filesystem (E2B's SDKs): the short ones share the owner's slots; a watch holds none
+    # (it lasts as long as its client wants), and its caller closes it.
+    async def stat(self, sandbox: Sandbox, path: str) -> dict[str, Any]:
+        async with self.slot(sandbox.model.owner):
+            return await self.backend.stat_file(sandbox.model.id, path)
+
+    async def tree(self, sandbox: Sandbox, path: str, depth: int) -> builtins.list[dict[str, Any]]:
+        async with self.slot(sandbox.model.owner):
+            return await self.backend.list_tree(sandbox.model.id, path, depth)
+
+    async def make_dir(self, sandbox: Sandbox, path: str) -> dict[str, Any]:
+        async with self.slot(sandbox.model.owner):
+            return await self.backend.make_dir(sandbox.model.id, path)
+
+    async def move(self, sandbox: Sandbox, source: str, destination: str) -> dict[str, Any]:
+        async with self.slot(sandbox.model.owner):
+            return await self.backend.move_file(sandbox.model.id, source, destination)
+
+    async def watch(self, sandbox: Sandbox, path: str, recursive: bool) -> DirWatch:
+        return await self.backend.watch_dir(sandbox.model.id, path, recursive)

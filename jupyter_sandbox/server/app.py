@@ -18,19 +18,36 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from jupyter_server.services.events.handlers import EventHandler
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Instance, Int, Unicode, default
+from traitlets import Bool, Dict, Instance, Int, Unicode, default
 
 from ..backends import make_backend
 from ..backends.docker import DockerBackend
 from ..backends.local import LocalBackend
+from ..core.api_keys import ApiKeys
 from ..core.current import set_running
+from ..core.deadlines import Deadlines
 from ..core.identity import ServerIdentity
 from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
-from . import admin, e2b, events, handlers, kernel_ws, oneshot, service_proxy
+from . import (
+    admin,
+    e2b,
+    e2b_api,
+    e2b_plane,
+    e2b_process,  # noqa: F401  (registers envd's process service on the plane)
+    envd_files,  # registers envd's filesystem service on the plane
+    envd_http,  # and its /files
+    events,
+    handlers,
+    kernel_ws,
+    keys,
+    oneshot,
+    service_proxy,
+)
 from .e2b import E2B, scrub_logs
+from .envd_watchers import Watchers
 from .events import EventStreams
 from .handlers import SHARED_OWNER, SHARED_TOKEN_PROVIDERS, owner_of
 from .service_proxy import SERVICE_URL_ENV, ServiceLink
@@ -47,7 +64,9 @@ class SandboxApp(ExtensionApp):
     classes = [*ExtensionApp.classes, SandboxManager, DockerBackend, LocalBackend, OneShotRunner, OutputPolicy]
 
     backend = Unicode(
-        "auto", help="Sandbox backend: 'docker', 'local', or 'auto' (docker when an engine answers, else local)."
+        "auto",
+        help="Sandbox backend: 'docker', 'local', 'kubernetes' (pods; the 'kubernetes' extra, docs/kubernetes.md), or "
+        "'auto' (docker when an engine answers, else local).",
     ).tag(config=True)
     allow_local_fallback = Bool(
         True,
@@ -81,6 +100,12 @@ class SandboxApp(ExtensionApp):
         "take a per-sandbox secret in the URL instead of the server's auth (a proxy in front passes them as "
         "they are): False serves none and gives no sandbox an e2b_url.",
     ).tag(config=True)
+    e2b_templates = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        help="E2B template names -> images, for the templateID of E2B's create (sandbox/e2b/api). The SDKs' "
+        "defaults ('base', 'code-interpreter-v1') and no name mean the default image; other names are refused.",
+    ).tag(config=True)
     keepalive_interval = Int(15, help="Seconds of silence before a keepalive line in streamed executions.").tag(
         config=True
     )
@@ -101,6 +126,7 @@ class SandboxApp(ExtensionApp):
     ).tag(config=True)
 
     manager = Instance(SandboxManager, allow_none=True)
+    deadlines: Deadlines | None = None
     identity: ServerIdentity | None = None
     # kernel id -> who started it (kernel_owner() at its start), for the sandboxes tied to it
     kernel_starters: dict[str, str]
@@ -167,6 +193,12 @@ class SandboxApp(ExtensionApp):
             sandbox_app=self,
             sandbox_executions=self.executions,
         )
+        # sandboxes made with a timeout (E2B's lifecycle API) end at their deadline unless extended
+        self.deadlines = Deadlines(self.manager, self.log)
+        self.settings[e2b_api.DEADLINES_SETTING] = self.deadlines
+        self.settings[envd_files.WATCHERS_SETTING] = Watchers()
+        # the keys users mint for E2B's SDKs (X-API-KEY); a token the server's auth takes works too
+        self.settings[e2b_plane.API_KEYS_SETTING] = ApiKeys(os.path.join(self.state_dir, "api_keys.json"))
         self.log.info("jupyter-sandbox: backend %s (%s)", backend.name, backend.isolation)
         # The sandboxed kernel's provisioner (jupyter_sandbox.kernel) runs in this process and uses
         # this manager: known from now on, since a kernel may start before the extension's start ends.
@@ -203,6 +235,8 @@ class SandboxApp(ExtensionApp):
         if self.manager is not None:  # None in Hub mode
             await self.manager.start()
             self.executions.start()  # the pool of one-shot containers fills in the background
+        if self.deadlines is not None:
+            self.deadlines.start()
         # A notebook kernel's own sandbox goes when the server shuts the kernel down (a restart
         # keeps it: jupyter_server emits "shutdown" only for a real shutdown, culling included).
         assert serverapp.event_logger is not None  # initialize_settings refused a server without one
@@ -250,10 +284,14 @@ class SandboxApp(ExtensionApp):
             if self.hub_mode
             else [
                 *handlers.ROUTES,
+                *keys.ROUTES,
                 *admin.ROUTES,
                 *kernel_ws.ROUTES,
                 *events.ROUTES,
                 *(e2b.ROUTES if self.e2b_routes else []),
+                *(e2b_plane.routes() if self.e2b_routes else []),
+                *(e2b_api.ROUTES if self.e2b_routes else []),
+                *(envd_http.ROUTES if self.e2b_routes else []),
                 *oneshot.ROUTES,
             ]
         )
@@ -261,9 +299,12 @@ class SandboxApp(ExtensionApp):
             self.handlers.append((handlers.route_pattern(template), handler))
 
     async def stop_extension(self) -> None:
+        await envd_files.close_watchers(self.settings)
         if getattr(self, "executions", None) is not None:
             await self.executions.shutdown()  # kills running one-shot executions
         set_running(None)
+        if self.deadlines is not None:
+            await self.deadlines.stop()
         keep = self.keep_sandboxes_on_stop
         if self.manager is not None:
             verb = "keeping" if keep else "removing"

@@ -18,6 +18,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from ..errors import NotFound
+from .e2b_code import e2b_event
 from .handlers import (
     ContextHandler,
     ContextRestartHandler,
@@ -34,7 +35,10 @@ E2B_REQUIRES_LOGIN = "sandbox_e2b_requires_login"
 # An E2B URL in a text (a URI, a Referer), however oddly written (case, repeated slashes).
 _E2B_URL = re.compile(r"(sandbox/+e2b/)([^?#\s]*)", re.IGNORECASE)
 # the only parts of it logged as they are: ids (a secret is longer) and the words of routes
-_KEPT = re.compile(r"(sbx|ctx)_[0-9a-f]{12}|contexts|execute|restart|health|files|")
+_KEPT = re.compile(
+    r"(sbx|ctx)_[0-9a-f]{12}|contexts|execute|restart|health|files|api|plane|v2|sandboxes|timeout|refreshes|connect|"
+    r"metrics|"
+)
 
 
 def _scrub_url(match: re.Match[str]) -> str:
@@ -145,6 +149,9 @@ class E2BContextRestartHandler(E2BMixin, ContextRestartHandler):
 
 
 class E2BExecuteHandler(E2BMixin, ExecuteHandler):
+    async def _send(self, event: dict[str, Any]) -> None:
+        await super()._send(e2b_event(event))
+
     @allow_unauthenticated
     async def post(self, sandbox_id: str, secret: str) -> None:
         await self.stream_execute(sandbox_id)

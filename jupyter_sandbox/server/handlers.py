@@ -157,9 +157,13 @@ class SandboxAPIHandler(APIHandler):
             self.clear()
             self.set_status(e.status, e.reason)
             self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps(e.to_dict()))
+            self.finish(json.dumps(self.error_body(e)))
             return
         super()._handle_request_exception(e)
+
+    def error_body(self, e: SandboxError) -> dict[str, Any]:
+        """The JSON body of an error answer (a route for another API's clients may shape it their way)."""
+        return e.to_dict()
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 /**
- * The server's REST API, and nothing else: sandbox/api/ (sandboxes, config) and
+ * The server's REST API, and nothing else: sandbox/api/ (sandboxes, config, API keys) and
  * sandbox/api/v1/ (one-shot executions). Errors carry the server's message and the field
  * it names.
  */
@@ -9,7 +9,17 @@ import { ServerConnection } from '@jupyterlab/services';
 import { errorField, errorMessage } from './errors';
 import { oneShotList } from './oneshots';
 import { LineSplitter } from './outputs';
-import type { IAdminSandbox, IFileEntry, ILogs, ISandbox, IServerConfig, IStats, IWireEvent } from './wire';
+import type {
+  IAdminSandbox,
+  IApiKey,
+  IFileEntry,
+  ILogs,
+  IMintedKey,
+  ISandbox,
+  IServerConfig,
+  IStats,
+  IWireEvent
+} from './wire';
 
 export class APIError extends Error {
   constructor(
@@ -88,6 +98,11 @@ export const api = {
   adminList: () => json<IAdminSandbox[]>('admin/sandboxes'),
   /** Stop any user's sandbox (the admin scope). */
   adminStop: (id: string) => json<void>(`admin/sandboxes/${enc(id)}`, { method: 'DELETE' }),
+  /** The user's API keys for E2B's SDKs (prefixes, never secrets). */
+  keys: () => json<IApiKey[]>('keys'),
+  /** Mint a key: the answer carries its secret, this once. */
+  mintKey: (name: string) => json<IMintedKey>('keys', post({ name })),
+  revokeKey: (id: string) => json<void>(`keys/${enc(id)}`, { method: 'DELETE' }),
 
   /**
    * PUT a file's bytes at `path` (relative to the working directory). XMLHttpRequest, not

@@ -10,5 +10,6 @@ export const CommandIDs = {
   restart: 'jupyter-sandbox:restart',
   upload: 'jupyter-sandbox:upload',
   logs: 'jupyter-sandbox:show-logs',
+  newKey: 'jupyter-sandbox:new-api-key',
   help: 'jupyter-sandbox:help'
 } as const;

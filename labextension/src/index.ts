@@ -23,7 +23,7 @@ import { SandboxBusyIndicator, showMark, trackMarks } from './cells';
 import { CommandIDs } from './commands';
 import { SandboxCellExecutor } from './executor';
 import { docsWidget } from './help';
-import { sandboxIcon } from './icons';
+import { keyIcon, sandboxIcon } from './icons';
 import { isNotebookKernel } from './kinds';
 import { report, SandboxPanel } from './panel/panel';
 import { sandboxNameOf, SandboxRunner } from './runner';
@@ -178,6 +178,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
             unmark(c.model);
             showMark(c);
           });
+      }
+    });
+    commands.addCommand(CommandIDs.newKey, {
+      label: 'New API Key',
+      caption: "Mint an API key for E2B's SDKs (shown once) in the Sandboxes panel",
+      icon: keyIcon,
+      execute: async () => {
+        shell.activateById(panel.id);
+        await panel.newKey();
       }
     });
     commands.addCommand(CommandIDs.openPanel, {

@@ -17,7 +17,9 @@ export const FIELD_MIMES: { [field: string]: string } = {
   pdf: 'application/pdf',
   latex: 'text/latex',
   json: 'application/json',
-  javascript: 'application/javascript'
+  javascript: 'application/javascript',
+  data: 'e2b/data',
+  chart: 'e2b/chart'
 };
 
 /** The MIME bundle carried by a `result` or `update_display` event. */

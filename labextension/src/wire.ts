@@ -188,3 +188,18 @@ export interface IErrorBody {
   reason?: string;
   field?: string;
 }
+
+/** A minted API key as GET sandbox/api/keys lists it: never the secret (core/api_keys.py KeyInfo). */
+export interface IApiKey {
+  id: string;
+  /** The key's first characters, to tell keys apart. */
+  prefix: string;
+  /** Seconds since the epoch. */
+  created: number;
+  name: string;
+}
+
+/** POST sandbox/api/keys: the new key's listing and, this once, its secret. */
+export interface IMintedKey extends IApiKey {
+  key: string;
+}

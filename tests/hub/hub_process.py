@@ -225,6 +225,8 @@ c.Spawner.environment["PYTHONPATH"] = {str(REPO)!r}
             "PATH": f"{self.venv / 'bin'}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": "/root",
             "LANG": "C.UTF-8",
+            # the Hub imports this checkout too (its config does), whichever checkout the venv was installed from
+            "PYTHONPATH": str(REPO),
         }
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

@@ -30,7 +30,7 @@ import React from 'react';
 import { api } from '../api';
 import { CommandIDs } from '../commands';
 import { formatBytes, formatDuration, formatPercent, formatUptime } from '../format';
-import { sandboxIcon } from '../icons';
+import { keyIcon, sandboxIcon } from '../icons';
 import { isNotebookKernel, kernelSessionPath, SandboxAction, sandboxActions, sandboxLabel } from '../kinds';
 import { ACTIVE_ONE_SHOT, oneShotDuration } from '../oneshots';
 import { downloadName, uploadLimit, uploadPath, WORKDIR } from '../paths';
@@ -38,6 +38,7 @@ import { SandboxStore } from '../store';
 import type { IFileEntry, ILogs, ISandbox } from '../wire';
 import { AdminSandboxList } from './admin';
 import { CreateForm } from './create';
+import { ApiKeyList } from './keys';
 import { dropTarget, FileTree } from './files';
 
 /** Runs an action, reporting failure as a notification with the server's message. */
@@ -485,6 +486,7 @@ export class SandboxPanel extends SidePanel {
     this.list = new SandboxList(store, commands, sessions);
     this.form = new CreateForm(store, made => this.list.reveal(made.id));
     this.oneShots = new OneShotList(store);
+    this.keys = new ApiKeyList();
     // added to the accordion only while the admin route answers 200 (403: not an admin)
     this.admin = new AdminSandboxList(allowed => this.showAdmin(allowed));
 
@@ -493,12 +495,20 @@ export class SandboxPanel extends SidePanel {
       new ToolbarButton({
         icon: refreshIcon,
         tooltip: 'Refresh sandboxes, stats and one-shot executions',
-        onClick: () => void Promise.all([this.store.refreshAll(), this.admin.refresh()])
+        onClick: () => void Promise.all([this.store.refreshAll(), this.admin.refresh(), this.keys.refresh()])
       })
     );
     this.toolbar.addItem(
       'create',
       new ToolbarButton({ icon: addIcon, tooltip: 'New sandbox', onClick: () => this.focusCreate() })
+    );
+    this.toolbar.addItem(
+      'new-key',
+      new ToolbarButton({
+        icon: keyIcon,
+        tooltip: "New API key for E2B's SDKs",
+        onClick: () => void commands.execute(CommandIDs.newKey)
+      })
     );
     this.toolbar.addItem(
       'help',
@@ -511,8 +521,9 @@ export class SandboxPanel extends SidePanel {
     this.addWidget(this.list);
     this.addWidget(this.form);
     this.addWidget(this.oneShots);
-    // most of the room for the list, some for the form, a little for one-shot runs
-    this.accordion.setRelativeSizes([3, 2, 1]);
+    this.addWidget(this.keys);
+    // most of the room for the list, some for the form, a little for one-shot runs and keys
+    this.accordion.setRelativeSizes([3, 2, 1, 1]);
   }
 
   private get accordion(): AccordionPanel {
@@ -522,6 +533,12 @@ export class SandboxPanel extends SidePanel {
   /** Expand a sandbox's item (and its logs) and bring it into view. */
   reveal(id: string, what: { logs?: boolean } = {}): void {
     this.list.reveal(id, what);
+  }
+
+  /** Open the API keys section and mint a key there. */
+  async newKey(): Promise<void> {
+    this.accordion.expand(this.widgets.indexOf(this.keys));
+    await this.keys.mint();
   }
 
   /** Show the create form with the cursor in its first field. */
@@ -538,6 +555,7 @@ export class SandboxPanel extends SidePanel {
     super.onAfterShow(msg);
     this.store.visible = true;
     void this.admin.refresh();
+    void this.keys.refresh();
   }
 
   /** Add or take away the admin section (a title alone would still show if it were only hidden). */
@@ -565,4 +583,5 @@ export class SandboxPanel extends SidePanel {
   readonly form: CreateForm;
   readonly oneShots: OneShotList;
   readonly admin: AdminSandboxList;
+  readonly keys: ApiKeyList;
 }

@@ -1,0 +1,1 @@
+"""A test Kubernetes API server whose pods are real Docker containers (see README.md)."""
