@@ -37,6 +37,8 @@ MIME_FIELDS: dict[str, str] = {
     "e2b/chart": "chart",
 }
 FIELD_MIMES = {v: k for k, v in MIME_FIELDS.items()}
+# Result fields for the API only: never in a display or a notebook (see Result.bundle)
+API_ONLY_FIELDS = ("data", "chart")
 
 
 def now() -> float:
@@ -112,8 +114,13 @@ class Result:
         return cls(**known, extra=extra, is_main_result=is_main_result)
 
     def bundle(self) -> dict[str, Any]:
-        """The MIME bundle again, for display machinery and nbformat."""
-        data = {FIELD_MIMES[name]: getattr(self, name) for name in FIELD_MIMES if getattr(self, name) is not None}
+        """The MIME bundle again, for display machinery and nbformat: without E2B's ``data`` and
+        ``chart`` (API fields, objects under MIME types nbformat allows only text for)."""
+        data = {
+            FIELD_MIMES[name]: getattr(self, name)
+            for name in FIELD_MIMES
+            if getattr(self, name) is not None and name not in API_ONLY_FIELDS
+        }
         data.update(self.extra)
         return data
 

@@ -89,14 +89,16 @@ def tail_file(path: str, limit: int = LOG_LIMIT) -> str:
         return f.read(4 * limit).decode(errors="replace")[-limit:]
 
 
-def kernel_extras(offline: bool) -> tuple[list[str], dict[str, str]]:
+def kernel_extras(offline: bool, e2b_formats: bool = True) -> tuple[list[str], dict[str, str]]:
     """Extra kernel arguments and environment for a sandbox with (``offline=False``) or without
-    network. Every kernel displays DataFrames and figures with E2B's formats too (programs/
-    e2b_display.py, run at the kernel's start). Without network: pip looks at no index
+    network. With ``e2b_formats``, the kernel displays DataFrames and figures with E2B's formats
+    too (programs/e2b_display.py, run at the kernel's start): the API's kernels, not a notebook's,
+    whose outputs nbformat would refuse (objects under a MIME type it allows only text for).
+    Without network: pip looks at no index
     (PIP_NO_INDEX), so it fails at once instead of retrying for seconds, and a failed
     ``!pip install``/``%pip install`` says why in one line (programs/pip_hint.py). The sandbox's
     own env comes after these."""
-    display = [f"--IPKernelApp.exec_lines={programs.source('e2b_display')}"]
+    display = [f"--IPKernelApp.exec_lines={programs.source('e2b_display')}"] if e2b_formats else []
     if not offline:
         return display, {}
     return [*display, f"--IPKernelApp.exec_lines={programs.source('pip_hint')}"], {"PIP_NO_INDEX": "1"}

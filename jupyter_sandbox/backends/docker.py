@@ -275,7 +275,8 @@ class DockerBackend(SandboxBackend):
         # id): a notebook's websocket, still connected, reaches the new kernel after a restart.
         hmac_key = key.decode() if isinstance(key, bytes) else key or secrets.token_hex(32)
         spec = self._specs.get(sandbox_id)
-        extra_argv, extra_env = kernel_extras(offline=spec is not None and not spec.network)
+        # a notebook's kernel is the one with the debugger (core/kernels.py): no E2B formats there
+        extra_argv, extra_env = kernel_extras(offline=spec is not None and not spec.network, e2b_formats=not debugger)
         argv = [*kernel_argv(self.python, debugger=debugger), *extra_argv]
         # the kernel's uid may be one no account in the image has: who it is comes from the environment
         # (getpass, pip and others read $USER and $LOGNAME before the passwd file)

@@ -279,7 +279,8 @@ class KubernetesBackend(SandboxBackend):
             if code != 0:
                 raise InvalidInput(f"the working directory {workdir} does not exist in the sandbox", field="cwd")
         hmac_key = key.decode() if isinstance(key, bytes) else key or secrets.token_hex(32)
-        extra_argv, extra_env = kernel_extras(offline=not spec.network)
+        # a notebook's kernel is the one with the debugger (core/kernels.py): no E2B formats there
+        extra_argv, extra_env = kernel_extras(offline=not spec.network, e2b_formats=not debugger)
         argv = [*kernel_argv(self.python, debugger=debugger), *extra_argv]
         env = {**IDENTITY_ENV, **extra_env, **spec.env}  # the sandbox's env wins
         request = start_request(kernel_id, hmac_key, argv, cwd=workdir, env=env)

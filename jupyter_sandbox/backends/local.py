@@ -160,7 +160,8 @@ class LocalBackend(SandboxBackend):
         if not os.path.isdir(workdir):
             raise InvalidInput(f"the working directory {confine(cwd)} does not exist in the sandbox", field="cwd")
         # without network only when the kernel really has none (an empty network namespace)
-        extra_argv, extra_env = kernel_extras(offline=self._netns and not spec.network)
+        # a notebook's kernel is the one with the debugger (core/kernels.py): no E2B formats there
+        extra_argv, extra_env = kernel_extras(offline=self._netns and not spec.network, e2b_formats=not debugger)
         child_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": home,

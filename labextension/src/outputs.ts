@@ -22,10 +22,19 @@ export const FIELD_MIMES: { [field: string]: string } = {
   chart: 'e2b/chart'
 };
 
-/** The MIME bundle carried by a `result` or `update_display` event. */
+/**
+ * Result fields for the API only (API_ONLY_FIELDS in jupyter_sandbox/models.py): E2B's objects,
+ * under MIME types nbformat allows only text for, never go into a cell's outputs.
+ */
+export const API_ONLY_FIELDS = new Set(['data', 'chart']);
+
+/** The MIME bundle carried by a `result` or `update_display` event, as a cell shows it. */
 export function resultBundle(event: IWireEvent): nbformat.IMimeBundle {
   const data: nbformat.IMimeBundle = {};
   for (const [field, mime] of Object.entries(FIELD_MIMES)) {
+    if (API_ONLY_FIELDS.has(field)) {
+      continue;
+    }
     if (event[field] !== undefined && event[field] !== null) {
       data[mime] = event[field];
     }

@@ -36,6 +36,13 @@ describe('resultBundle', () => {
     });
   });
 
+  it("leaves out E2B's data and chart: objects nbformat refuses under their MIME types", () => {
+    assert.deepEqual(
+      resultBundle({ type: 'result', text: 'df', data: { a: [1] }, chart: { type: 'pie' }, is_main_result: true }),
+      { 'text/plain': 'df' }
+    );
+  });
+
   it('leaves out absent and null fields and the event bookkeeping', () => {
     assert.deepEqual(resultBundle({ type: 'result', text: '1', html: null, is_main_result: false }), {
       'text/plain': '1'

@@ -22,6 +22,8 @@ from e2b_code_interpreter.charts import (
     SuperChart,
 )
 
+from jupyter_sandbox.backends import programs
+from jupyter_sandbox.backends.base import kernel_extras
 from jupyter_sandbox.models import Result
 from jupyter_sandbox.server.e2b_code import e2b_text
 
@@ -254,7 +256,17 @@ def test_result_model_reads_e2b_formats():
     result = Result.from_bundle({"text/plain": "df", "e2b/data": {"a": [1]}, "e2b/chart": chart})
     assert result.data == {"a": [1]} and result.chart == chart and result.extra == {}
     assert Result.from_dict(result.to_dict()) == result
-    assert result.bundle()["e2b/chart"] == chart
+    # a display (magics, a notebook) leaves them out: nbformat allows only text under those types
+    assert result.bundle() == {"text/plain": "df"}
     # a sandbox sending something else than an object under those types: kept as it came, in extra
     odd = Result.from_bundle({"e2b/data": "not an object"})
     assert odd.data is None and odd.extra == {"e2b/data": "not an object"}
+
+
+def test_a_notebooks_kernel_gets_no_e2b_formats():
+    """A notebook's kernel (started with the debugger) shows no e2b/* outputs: a notebook that held
+    them would fail nbformat's validation; the API's kernels get them."""
+    display = f"--IPKernelApp.exec_lines={programs.source('e2b_display')}"
+    assert display in kernel_extras(offline=False)[0]
+    assert display not in kernel_extras(offline=False, e2b_formats=False)[0]
+    assert display not in kernel_extras(offline=True, e2b_formats=False)[0]
