@@ -40,7 +40,13 @@ DATACLASSES: dict[str, type] = {
     "IOneShot": models.ExecutionResult,
 }
 # interface -> the openapi.yaml schema of shapes without a dataclass
-SCHEMAS = {"IStats": "Stats", "IFileEntry": "FileEntry", "IErrorBody": "Error", "IAdminSandbox": "AdminSandbox"}
+SCHEMAS = {
+    "IStats": "Stats",
+    "IFileEntry": "FileEntry",
+    "IErrorBody": "Error",
+    "IAdminSandbox": "AdminSandbox",
+    "IApiKey": "ApiKey",
+}
 # interface -> the event schema
 EVENTS = {
     "ISandboxEvent": EVENT_SCHEMAS / "sandbox" / "v1.yaml",

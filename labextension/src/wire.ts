@@ -27,6 +27,10 @@ export interface ISandbox {
    * contexts and restart go through the notebook (the server answers 409 to them here).
    */
   kind: 'sandbox' | 'kernel';
+  /** Unix time it is removed at unless extended (E2B's timeout); null: no deadline. */
+  end_at: number | null;
+  /** The E2B template name it was made from (sandbox/e2b/api), if any. */
+  template: string | null;
 }
 
 /** What a sandbox is made of (jupyter_sandbox.models.SandboxSpec). Sizes in bytes. */
