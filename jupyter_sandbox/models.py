@@ -558,6 +558,39 @@ class EvalRequest(RequestBody):
     config: OneShotConfig | None = None
 
 
+@dataclass
+class CommandRequest(RequestBody):
+    """POST sandboxes/{id}/commands: a command line run as E2B's ``commands.run`` runs it."""
+
+    cmd: str
+    envs: dict[str, str] | None = None
+    cwd: str | None = None
+    stdin: bool | None = None  # true: its stdin stays open for POST .../commands/{pid}/stdin
+    tag: str | None = None
+
+
+@dataclass
+class CommandInput(RequestBody):
+    """POST sandboxes/{id}/commands/{pid}/stdin."""
+
+    data: str
+
+
+@dataclass
+class MoveRequest(RequestBody):
+    """POST sandboxes/{id}/files/move."""
+
+    source: str
+    destination: str
+
+
+@dataclass
+class TimeoutRequest(RequestBody):
+    """POST sandboxes/{id}/timeout: the sandbox ends ``timeout`` seconds from now."""
+
+    timeout: int
+
+
 # ---------------------------------------------------------------------------
 # Sandboxes
 

@@ -20,12 +20,12 @@ from jupyter_sandbox import models
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.models import STATUSES
 from jupyter_sandbox.oneshot.records import ExecutionRecord
-from jupyter_sandbox.server import admin, e2b, e2b_api, e2b_plane, handlers, kernel_ws, keys, oneshot
+from jupyter_sandbox.server import admin, command_routes, e2b, e2b_api, e2b_plane, handlers, kernel_ws, keys, oneshot
 from jupyter_sandbox.server.e2b import E2BMixin
 
 from servers import TwoUsers
 
-ROUTES = [*handlers.ROUTES, *keys.ROUTES, *admin.ROUTES, *kernel_ws.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
+ROUTES = [*handlers.ROUTES, *command_routes.ROUTES, *keys.ROUTES, *admin.ROUTES, *kernel_ws.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
 
 API = ("sandbox", "api", "sandboxes")
 BOB = {"Authorization": "token bob-token"}
@@ -425,6 +425,10 @@ def test_openapi_describes_every_route_and_method():
         "OneShotConfig": models.OneShotConfig,
         "ExecMetadata": models.ExecMetadata,
         "EvalRequest": models.EvalRequest,
+        "CommandRequest": models.CommandRequest,
+        "CommandInput": models.CommandInput,
+        "MoveRequest": models.MoveRequest,
+        "TimeoutRequest": models.TimeoutRequest,
     }
     for schema_name, shape in shapes.items():
         declared = {f.name for f in dataclasses.fields(shape)}

@@ -33,6 +33,7 @@ from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
 from . import (
     admin,
+    command_routes,
     e2b,
     e2b_api,
     e2b_plane,
@@ -284,6 +285,7 @@ class SandboxApp(ExtensionApp):
             if self.hub_mode
             else [
                 *handlers.ROUTES,
+                *command_routes.ROUTES,
                 *keys.ROUTES,
                 *admin.ROUTES,
                 *kernel_ws.ROUTES,

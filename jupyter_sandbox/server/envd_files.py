@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from jupyter_server.auth.decorator import allow_unauthenticated
+from tornado import web
 
 from ..backends.base import confine
 from ..core.sandbox import Sandbox
@@ -49,8 +50,8 @@ def entry_info(entry: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def watchers(handler: ConnectHandler) -> Watchers:
-    """The server's watchers (one registry for every request)."""
+def watchers(handler: web.RequestHandler) -> Watchers:
+    """The server's watchers (one registry for every request: envd's and the project's watch route)."""
     found: Watchers = handler.settings.setdefault(WATCHERS_SETTING, Watchers())
     return found
 

@@ -469,6 +469,13 @@ class FilesHandler(SandboxAPIHandler):
         kind = self.get_query_argument("type", None)
         if kind not in (None, "dir", "file"):
             raise InvalidInput("type must be 'dir' or 'file'", field="type")
+        depth = self.get_query_argument("depth", None)
+        if depth is not None:  # a tree of entries with their details (E2B's list with depth)
+            if not depth.isdigit() or int(depth) < 1:
+                raise InvalidInput("depth must be a whole number of levels, 1 or more", field="depth")
+            sandbox = self.manager.registry.use(self.owner, id_or_name)
+            self.write_json(await self.manager.files.tree(sandbox, path or ".", int(depth)))
+            return
         if kind != "file":
             try:
                 self.write_json(await self.manager.list_files(self.owner, id_or_name, path))
