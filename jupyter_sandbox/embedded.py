@@ -27,15 +27,17 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .backends import make_backend
 from .client.connection import Connection, EventSink, maybe_await
 from .client.loop import LoopThread, private_loop
+from .core.commands import SandboxCommands, command_events, command_info, watch_events
+from .core.deadlines import Deadlines
 from .core.manager import SandboxManager
 from .errors import Conflict
-from .models import ContextModel, ExecuteRequest, InputReply, SandboxModel, SandboxRequest
+from .models import CommandRequest, ContextModel, ExecuteRequest, InputReply, SandboxModel, SandboxRequest
 
 T = TypeVar("T")
 
@@ -68,6 +70,7 @@ class EmbeddedManager:
         self.loop: LoopThread = private_loop()
         self.description = "in-process"
         self._manager: SandboxManager | None = None
+        self._deadlines: Deadlines | None = None
         self._lock = threading.Lock()
         atexit.register(self._shutdown_at_exit)
 
@@ -83,6 +86,13 @@ class EmbeddedManager:
                 )
                 self.description = f"in-process ({backend.name} backend)"
             return self._manager
+
+    def deadlines(self) -> Deadlines:
+        """The manager's deadlines, enforced from their first use on (call it on the manager's loop)."""
+        if self._deadlines is None:
+            self._deadlines = Deadlines(self.manager, self.log or logging.getLogger("jupyter_sandbox"))
+            self._deadlines.start()
+        return self._deadlines
 
     def same(self, backend: str | None, backend_options: dict[str, Any]) -> bool:
         """Whether asking for ``backend`` (None: any) with ``backend_options`` gets this manager."""
@@ -188,24 +198,33 @@ class EmbeddedConnection(Connection):
     async def restart_context(self, key: str, context_id: str) -> ContextModel:
         return await self.embedded.call(self._manager.restart_context(self._owner, key, context_id))
 
-    async def execute(self, key: str, request: ExecuteRequest, on_event: EventSink) -> None:
+    async def _relay(self, run: Callable[[EventSink], Coroutine[Any, Any, None]], on_event: EventSink) -> None:
+        """``run(sink)`` on the manager's loop, each event it sinks handed to ``on_event`` on the
+        caller's loop; cancelling the caller cancels ``run``."""
         caller = asyncio.get_running_loop()
         manager_loop = self.embedded.loop
         if caller is manager_loop.loop:
-            await self._manager.execute(self._owner, key, request.code, on_event=on_event, **request.options())
+            await run(on_event)
             return
-        # events happen on the manager's loop; the caller's callbacks run on its own loop
         events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
         def hand_over(event: dict[str, Any]) -> None:
             caller.call_soon_threadsafe(events.put_nowait, event)
 
-        run = self._manager.execute(self._owner, key, request.code, on_event=hand_over, **request.options())
-        done = asyncio.ensure_future(manager_loop.run_async(run))
+        done = asyncio.ensure_future(manager_loop.run_async(run(hand_over)))
         done.add_done_callback(lambda _: events.put_nowait(None))
-        while (event := await events.get()) is not None:
-            await maybe_await(on_event(event))
-        await done
+        try:
+            while (event := await events.get()) is not None:
+                await maybe_await(on_event(event))
+            await done
+        finally:
+            done.cancel()  # the caller left early (cancelled, or its callback failed)
+
+    async def execute(self, key: str, request: ExecuteRequest, on_event: EventSink) -> None:
+        async def run(sink: EventSink) -> None:
+            await self._manager.execute(self._owner, key, request.code, on_event=sink, **request.options())
+
+        await self._relay(run, on_event)
 
     async def answer_input(self, key: str, context_id: str, reply: InputReply) -> None:
         async def answer() -> None:
@@ -224,6 +243,69 @@ class EmbeddedConnection(Connection):
 
     async def remove_file(self, key: str, path: str) -> None:
         await self.embedded.call(self._manager.remove_file(self._owner, key, path))
+
+    # -- E2B's filesystem and commands (core/commands.py, as the REST routes use it)
+    @property
+    def _commands(self) -> SandboxCommands:
+        return SandboxCommands(self._manager)
+
+    async def list_tree(self, key: str, path: str, depth: int) -> builtins.list[dict[str, Any]]:
+        manager = self._manager
+        return await self.embedded.call(manager.files.tree(manager.registry.use(self._owner, key), path, depth))
+
+    async def file_info(self, key: str, path: str) -> dict[str, Any]:
+        manager = self._manager
+        return await self.embedded.call(manager.files.stat(manager.registry.use(self._owner, key), path))
+
+    async def make_dir(self, key: str, path: str) -> dict[str, Any]:
+        manager = self._manager
+        return await self.embedded.call(manager.files.make_dir(manager.registry.use(self._owner, key), path))
+
+    async def move_file(self, key: str, source: str, destination: str) -> dict[str, Any]:
+        manager = self._manager
+        sandbox = manager.registry.use(self._owner, key)
+        return await self.embedded.call(manager.files.move(sandbox, source, destination))
+
+    async def watch_dir(self, key: str, path: str, recursive: bool, on_event: EventSink) -> None:
+        async def run(sink: EventSink) -> None:
+            watch = await self._commands.watch(self._owner, key, path, recursive)
+            try:
+                async for event in watch_events(watch):
+                    await maybe_await(sink(event))
+            finally:
+                await watch.close()
+
+        await self._relay(run, on_event)
+
+    async def run_command(self, key: str, request: CommandRequest, on_event: EventSink) -> None:
+        async def run(sink: EventSink) -> None:
+            stream = await self._commands.start(self._owner, key, request)
+            async for event in command_events(stream):
+                await maybe_await(sink(event))
+
+        await self._relay(run, on_event)
+
+    async def connect_command(self, key: str, pid: int, on_event: EventSink) -> None:
+        async def run(sink: EventSink) -> None:
+            async for event in command_events(self._commands.find(self._owner, key, pid)):
+                await maybe_await(sink(event))
+
+        await self._relay(run, on_event)
+
+    async def list_commands(self, key: str) -> builtins.list[dict[str, Any]]:
+        return [command_info(s) for s in self._commands.list(self._owner, key)]
+
+    async def kill_command(self, key: str, pid: int) -> None:
+        await self.embedded.call(self._commands.kill(self._owner, key, pid))
+
+    async def send_stdin(self, key: str, pid: int, data: str) -> None:
+        await self.embedded.call(self._commands.send_stdin(self._owner, key, pid, data.encode()))
+
+    async def set_timeout(self, key: str, seconds: int) -> SandboxModel:
+        async def set_it() -> SandboxModel:
+            return self.embedded.deadlines().set(self._owner, key, seconds)
+
+        return await self.embedded.call(set_it())
 
 
 def embedded_connection() -> EmbeddedConnection:

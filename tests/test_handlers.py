@@ -25,7 +25,15 @@ from jupyter_sandbox.server.e2b import E2BMixin
 
 from servers import TwoUsers
 
-ROUTES = [*handlers.ROUTES, *command_routes.ROUTES, *keys.ROUTES, *admin.ROUTES, *kernel_ws.ROUTES, *e2b.ROUTES, *oneshot.ROUTES]
+ROUTES = [
+    *handlers.ROUTES,
+    *command_routes.ROUTES,
+    *keys.ROUTES,
+    *admin.ROUTES,
+    *kernel_ws.ROUTES,
+    *e2b.ROUTES,
+    *oneshot.ROUTES,
+]
 
 API = ("sandbox", "api", "sandboxes")
 BOB = {"Authorization": "token bob-token"}

@@ -30,7 +30,7 @@ import httpx
 
 from .. import errors
 from ..errors import ServerUnreachable
-from ..models import ContextModel, ExecuteRequest, InputReply, SandboxModel, SandboxRequest
+from ..models import CommandRequest, ContextModel, ExecuteRequest, InputReply, SandboxModel, SandboxRequest
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], Any]
@@ -140,6 +140,47 @@ class Connection:
     async def remove_file(self, key: str, path: str) -> None:
         raise NotImplementedError
 
+    async def list_tree(self, key: str, path: str, depth: int) -> builtins.list[dict[str, Any]]:
+        """The entries below ``path``, ``depth`` levels down, each with its details."""
+        raise NotImplementedError
+
+    async def file_info(self, key: str, path: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def make_dir(self, key: str, path: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def move_file(self, key: str, source: str, destination: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def watch_dir(self, key: str, path: str, recursive: bool, on_event: EventSink) -> None:
+        """Watch a directory until cancelled (or the directory goes): ``on_event`` gets ``start``,
+        each ``event`` line, and ``end`` (core/commands.py's watch_events)."""
+        raise NotImplementedError
+
+    async def run_command(self, key: str, request: CommandRequest, on_event: EventSink) -> None:
+        """Start a command and follow it until it ends: ``on_event`` gets ``start`` (its pid), its
+        ``stdout``/``stderr`` and ``end`` (core/commands.py's command_events). Cancelling stops the
+        following only: the command runs on."""
+        raise NotImplementedError
+
+    async def connect_command(self, key: str, pid: int, on_event: EventSink) -> None:
+        """Follow a running command from now on, as ``run_command`` does."""
+        raise NotImplementedError
+
+    async def list_commands(self, key: str) -> builtins.list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def kill_command(self, key: str, pid: int) -> None:
+        raise NotImplementedError
+
+    async def send_stdin(self, key: str, pid: int, data: str) -> None:
+        raise NotImplementedError
+
+    async def set_timeout(self, key: str, seconds: int) -> SandboxModel:
+        """The sandbox ends ``seconds`` from now unless set again."""
+        raise NotImplementedError
+
     async def oneshot(self, method: str, path: str, **kwargs: Any) -> Any:
         """A call to the one-shot API (python-executor's /api/v1 wire format)."""
         raise ServerUnreachable("one-shot executions need a jupyter-sandbox server; " + HOW_TO_CONNECT)
@@ -234,16 +275,12 @@ class HTTPConnection(Connection):
             await self._json("POST", f"sandboxes/{url_part(key)}/contexts/{url_part(context_id)}/restart")
         )
 
-    async def execute(self, key: str, request: ExecuteRequest, on_event: EventSink) -> None:
+    async def stream(self, method: str, path: str, on_event: EventSink, **kwargs: Any) -> None:
+        """An NDJSON answer, each line to ``on_event`` as it arrives (keepalives dropped)."""
         try:
-            # No read timeout: the server sends keepalive lines during silence and
-            # enforces the execution timeout itself.
-            async with self._http().stream(
-                "POST",
-                f"sandboxes/{url_part(key)}/execute",
-                json=request.given(),
-                timeout=httpx.Timeout(30.0, read=None),
-            ) as response:
+            # No read timeout: the server sends keepalive lines during silence (and enforces an
+            # execution's timeout itself).
+            async with self._http().stream(method, path, timeout=httpx.Timeout(30.0, read=None), **kwargs) as response:
                 if response.status_code >= 400:
                     raise error_from_response(response.status_code, await response.aread())
                 async for line in response.aiter_lines():
@@ -254,6 +291,9 @@ class HTTPConnection(Connection):
                         await maybe_await(on_event(event))
         except httpx.TransportError as e:
             raise self._unreachable(e) from None
+
+    async def execute(self, key: str, request: ExecuteRequest, on_event: EventSink) -> None:
+        await self.stream("POST", f"sandboxes/{url_part(key)}/execute", on_event, json=request.given())
 
     async def answer_input(self, key: str, context_id: str, reply: InputReply) -> None:
         await self.request(
@@ -275,6 +315,50 @@ class HTTPConnection(Connection):
 
     async def remove_file(self, key: str, path: str) -> None:
         await self.request("DELETE", f"sandboxes/{url_part(key)}/files", params={"path": path})
+
+    async def list_tree(self, key: str, path: str, depth: int) -> builtins.list[dict[str, Any]]:
+        params = {"path": path, "type": "dir", "depth": str(depth)}
+        listing: builtins.list[dict[str, Any]] = await self._json(
+            "GET", f"sandboxes/{url_part(key)}/files", params=params
+        )
+        return listing
+
+    async def file_info(self, key: str, path: str) -> dict[str, Any]:
+        info: dict[str, Any] = await self._json("GET", f"sandboxes/{url_part(key)}/files/info", params={"path": path})
+        return info
+
+    async def make_dir(self, key: str, path: str) -> dict[str, Any]:
+        info: dict[str, Any] = await self._json("POST", f"sandboxes/{url_part(key)}/files/dir", params={"path": path})
+        return info
+
+    async def move_file(self, key: str, source: str, destination: str) -> dict[str, Any]:
+        body = {"source": source, "destination": destination}
+        info: dict[str, Any] = await self._json("POST", f"sandboxes/{url_part(key)}/files/move", json=body)
+        return info
+
+    async def watch_dir(self, key: str, path: str, recursive: bool, on_event: EventSink) -> None:
+        params = {"path": path, "recursive": "true" if recursive else "false"}
+        await self.stream("GET", f"sandboxes/{url_part(key)}/watch", on_event, params=params)
+
+    async def run_command(self, key: str, request: CommandRequest, on_event: EventSink) -> None:
+        await self.stream("POST", f"sandboxes/{url_part(key)}/commands", on_event, json=request.given())
+
+    async def connect_command(self, key: str, pid: int, on_event: EventSink) -> None:
+        await self.stream("GET", f"sandboxes/{url_part(key)}/commands/{pid}", on_event)
+
+    async def list_commands(self, key: str) -> builtins.list[dict[str, Any]]:
+        found: builtins.list[dict[str, Any]] = await self._json("GET", f"sandboxes/{url_part(key)}/commands")
+        return found
+
+    async def kill_command(self, key: str, pid: int) -> None:
+        await self.request("DELETE", f"sandboxes/{url_part(key)}/commands/{pid}")
+
+    async def send_stdin(self, key: str, pid: int, data: str) -> None:
+        await self.request("POST", f"sandboxes/{url_part(key)}/commands/{pid}/stdin", json={"data": data})
+
+    async def set_timeout(self, key: str, seconds: int) -> SandboxModel:
+        body = {"timeout": seconds}
+        return SandboxModel.from_dict(await self._json("POST", f"sandboxes/{url_part(key)}/timeout", json=body))
 
     async def oneshot(self, method: str, path: str, **kwargs: Any) -> Any:
         response = await self.request(method, "v1/" + path, **kwargs)

@@ -40,8 +40,14 @@ def exit_status(code: int | None) -> tuple[int, str | None]:
 def command_info(stream: ExecStream) -> dict[str, Any]:
     """A running command as ``GET commands`` lists it (E2B's ProcessInfo)."""
     config = stream.config
-    return {"pid": stream.pid, "cmd": config.argv[0], "args": config.argv[1:], "envs": config.env,
-            "cwd": config.cwd, "tag": config.tag}
+    return {
+        "pid": stream.pid,
+        "cmd": config.argv[0],
+        "args": config.argv[1:],
+        "envs": config.env,
+        "cwd": config.cwd,
+        "tag": config.tag,
+    }
 
 
 async def command_events(stream: ExecStream) -> AsyncGenerator[dict[str, Any], None]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -31,11 +30,13 @@ from .handlers import SandboxAPIHandler, api_path, authorized_to
 class StreamingHandler(SandboxAPIHandler):
     """Writes an event generator as NDJSON until it ends or the client leaves."""
 
-    _gone: asyncio.Event
+    _gone_event: asyncio.Event | None = None
 
-    def prepare(self) -> Any:
-        self._gone = asyncio.Event()
-        return super().prepare()
+    @property
+    def _gone(self) -> asyncio.Event:
+        if self._gone_event is None:
+            self._gone_event = asyncio.Event()
+        return self._gone_event
 
     def on_connection_close(self) -> None:
         self._gone.set()
