@@ -95,3 +95,18 @@ class SandboxGone(SandboxError):
     """The sandbox is still listed but its container (or kernel) is gone: nothing answers for it."""
 
     status, reason = 502, "Bad Gateway"
+
+
+class CommandExitException(SandboxError):
+    """A command of ``sandbox.commands`` ended with a non-zero exit code (E2B's name and fields):
+    what it wrote is on the exception."""
+
+    def __init__(self, stdout: str, stderr: str, exit_code: int, error: str | None = None):
+        super().__init__(f"Command exited with code {exit_code} and error:\n{error or stderr}")
+        self.stdout, self.stderr, self.exit_code, self.error = stdout, stderr, exit_code, error
+
+
+class CommandTimeout(SandboxError):
+    """A command did not end within its ``timeout``; it was killed."""
+
+    status, reason = 504, "Gateway Timeout"

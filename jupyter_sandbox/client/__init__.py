@@ -9,29 +9,60 @@ client/ itself is a pure client: it imports no manager.
 - connection.py: ``Connection``, the one interface, and ``HTTPConnection``
 - discovery.py: which server, and the connection to it
 - sandbox.py: ``AsyncSandbox`` (the implementation) and ``Sandbox`` (made from it)
+- commands.py, files.py: their ``commands`` and ``files`` (E2B's commands and filesystem APIs)
 - oneshot.py: ``OneShot``
 - loop.py: the private event loop behind the blocking calls
 """
 
 from __future__ import annotations
 
+from ..errors import CommandExitException, CommandTimeout
 from ..models import ExecutionResult
+from .commands import AsyncCommandHandle, AsyncCommands, CommandHandle, CommandResult, Commands, ProcessInfo
 from .connection import Connection, HTTPConnection, error_from_response
 from .discovery import ServerChoice, connect, find_server
+from .files import (
+    AsyncFiles,
+    AsyncWatchHandle,
+    EntryInfo,
+    Files,
+    FilesystemEvent,
+    FilesystemEventType,
+    FileType,
+    WatchHandle,
+    WriteEntry,
+    WriteInfo,
+)
 from .oneshot import OneShot
-from .sandbox import AsyncFiles, AsyncSandbox, Files, NoInput, Sandbox
+from .sandbox import AsyncSandbox, NoInput, Sandbox
 
 __all__ = [
+    "AsyncCommandHandle",
+    "AsyncCommands",
     "AsyncFiles",
     "AsyncSandbox",
+    "AsyncWatchHandle",
+    "CommandExitException",
+    "CommandHandle",
+    "CommandResult",
+    "CommandTimeout",
+    "Commands",
     "Connection",
+    "EntryInfo",
     "ExecutionResult",
+    "FileType",
     "Files",
+    "FilesystemEvent",
+    "FilesystemEventType",
     "HTTPConnection",
     "NoInput",
     "OneShot",
+    "ProcessInfo",
     "Sandbox",
     "ServerChoice",
+    "WatchHandle",
+    "WriteEntry",
+    "WriteInfo",
     "connect",
     "error_from_response",
     "find_server",

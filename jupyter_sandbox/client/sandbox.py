@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import NotFound
 from ..models import (
     ContextModel,
     ExecuteRequest,
@@ -29,8 +30,10 @@ from ..models import (
     SandboxModel,
     SandboxRequest,
 )
+from .commands import AsyncCommands, Commands
 from .connection import Connection, Event, maybe_await
 from .discovery import connect
+from .files import AsyncFiles, Files
 from .loop import private_loop
 
 Callback = Callable[[Any], Any]
@@ -79,25 +82,27 @@ class InputInterrupted(NoInput):
     """The caller was interrupted while it was asked for input."""
 
 
-class AsyncFiles:
-    """``sandbox.files``: the sandbox's working directory (paths relative to it)."""
+async def _remove(connection: Connection, key: str) -> bool:
+    try:
+        await connection.remove(key)
+    except NotFound:
+        return False
+    return True
 
-    def __init__(self, sandbox: AsyncSandbox):
-        self._sandbox = sandbox
 
-    async def write(self, path: str, data: str | bytes) -> None:
-        payload = data.encode() if isinstance(data, str) else data
-        await self._sandbox.connection.write_file(self._sandbox.id, path, payload)
+class ClassOrInstance:
+    """A method E2B offers both ways: on the class with a sandbox id (``Sandbox.kill(id)``), on an
+    instance for itself (``sandbox.kill()``)."""
 
-    async def read(self, path: str, *, format: str = "text") -> str | bytes:
-        data = await self._sandbox.connection.read_file(self._sandbox.id, path)
-        return data if format == "bytes" else data.decode()
+    def __init__(self, on_class: Any, on_instance: Callable[..., Any]):
+        self.on_class = on_class.__func__ if isinstance(on_class, classmethod) else on_class
+        self.on_instance = on_instance
+        self.__doc__ = on_instance.__doc__
 
-    async def list(self, path: str = ".") -> list[dict[str, Any]]:
-        return await self._sandbox.connection.list_files(self._sandbox.id, path)
-
-    async def remove(self, path: str) -> None:
-        await self._sandbox.connection.remove_file(self._sandbox.id, path)
+    def __get__(self, instance: Any, owner: type) -> Callable[..., Any]:
+        if instance is None:
+            return functools.partial(self.on_class, owner)
+        return functools.partial(self.on_instance, instance)
 
 
 class AsyncSandbox:
@@ -112,6 +117,7 @@ class AsyncSandbox:
         self._model = model
         self.keep = keep
         self.files = AsyncFiles(self)
+        self.commands = AsyncCommands(self)
 
     @classmethod
     async def create(
@@ -271,9 +277,56 @@ class AsyncSandbox:
     async def stats(self) -> dict[str, Any]:
         return await self._connection.stats(self.id)
 
-    async def kill(self) -> None:
-        """Remove the sandbox."""
-        await self._connection.remove(self.id)
+    async def _kill(self) -> bool:
+        """Remove the sandbox; False when it was gone already."""
+        return await _remove(self._connection, self.id)
+
+    @classmethod
+    async def _kill_by_id(
+        cls,
+        sandbox_id: str,
+        *,
+        server_url: str | None = None,
+        token: str | None = None,
+        _connection: Connection | None = None,
+    ) -> bool:
+        """Remove a sandbox of yours by id or name; False when there is none."""
+        return await _remove(_connection or await _connect(server_url, token), sandbox_id)
+
+    # E2B's both: ``await AsyncSandbox.kill(sandbox_id)`` and ``await sandbox.kill()``
+    kill = ClassOrInstance(_kill_by_id, _kill)
+
+    async def _set_timeout(self, timeout: int) -> None:
+        """The sandbox ends ``timeout`` seconds from now (unless set again)."""
+        self._model = await self._connection.set_timeout(self.id, timeout)
+
+    @classmethod
+    async def _set_timeout_by_id(
+        cls,
+        sandbox_id: str,
+        timeout: int,
+        *,
+        server_url: str | None = None,
+        token: str | None = None,
+        _connection: Connection | None = None,
+    ) -> None:
+        await (_connection or await _connect(server_url, token)).set_timeout(sandbox_id, timeout)
+
+    set_timeout = ClassOrInstance(_set_timeout_by_id, _set_timeout)
+
+    @classmethod
+    async def _get_info_by_id(
+        cls,
+        sandbox_id: str,
+        *,
+        server_url: str | None = None,
+        token: str | None = None,
+        _connection: Connection | None = None,
+    ) -> SandboxModel:
+        return await (_connection or await _connect(server_url, token)).get(sandbox_id)
+
+    # E2B's get_info: the sandbox as the server sees it now (its end_at, state, spec...)
+    get_info = ClassOrInstance(_get_info_by_id, get_model)
 
 
 async def _connect(server_url: str | None, token: str | None) -> Connection:
@@ -295,18 +348,6 @@ def _blocking(name: str, twin: type = AsyncSandbox) -> Callable[..., Any]:
         return private_loop().run(getattr(self._async, name)(*args, **kwargs))
 
     return method
-
-
-class Files:
-    """``sandbox.files``: the sandbox's working directory (paths relative to it)."""
-
-    def __init__(self, files: AsyncFiles):
-        self._async = files
-
-    write = _blocking("write", AsyncFiles)
-    read = _blocking("read", AsyncFiles)
-    list = _blocking("list", AsyncFiles)
-    remove = _blocking("remove", AsyncFiles)
 
 
 class Sandbox:
@@ -353,6 +394,12 @@ class Sandbox:
         else:
             self._async = AsyncSandbox(connection, _model, keep)
         self.files = Files(self._async.files)
+        self.commands = Commands(self._async.commands)
+
+    @classmethod
+    def create(cls, name: str | None = None, **options: Any) -> Sandbox:
+        """A new sandbox (E2B 2.x's spelling of ``Sandbox(...)``, with the same options)."""
+        return cls(name, **options)
 
     @classmethod
     def connect(
@@ -480,4 +527,38 @@ class Sandbox:
     interrupt = _blocking("interrupt")
     restart = _blocking("restart")
     stats = _blocking("stats")
-    kill = _blocking("kill")
+
+    def _kill(self) -> bool:
+        """Remove the sandbox; False when it was gone already."""
+        removed: bool = private_loop().run(self._async.kill())
+        return removed
+
+    @classmethod
+    def _kill_by_id(cls, sandbox_id: str, **where: Any) -> bool:
+        """Remove a sandbox of yours by id or name (``server_url``, ``token``); False when there is none."""
+        removed: bool = private_loop().run(AsyncSandbox.kill(sandbox_id, **where))
+        return removed
+
+    kill = ClassOrInstance(_kill_by_id, _kill)
+
+    def _set_timeout(self, timeout: int) -> None:
+        """The sandbox ends ``timeout`` seconds from now (unless set again)."""
+        private_loop().run(self._async.set_timeout(timeout))
+
+    @classmethod
+    def _set_timeout_by_id(cls, sandbox_id: str, timeout: int, **where: Any) -> None:
+        private_loop().run(AsyncSandbox.set_timeout(sandbox_id, timeout, **where))
+
+    set_timeout = ClassOrInstance(_set_timeout_by_id, _set_timeout)
+
+    def _get_info(self) -> SandboxModel:
+        """The sandbox as the server sees it now."""
+        model: SandboxModel = private_loop().run(self._async.get_info())
+        return model
+
+    @classmethod
+    def _get_info_by_id(cls, sandbox_id: str, **where: Any) -> SandboxModel:
+        model: SandboxModel = private_loop().run(AsyncSandbox.get_info(sandbox_id, **where))
+        return model
+
+    get_info = ClassOrInstance(_get_info_by_id, _get_info)
