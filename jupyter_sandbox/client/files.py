@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AlreadyExists, NotFound, SandboxError
+from ..errors import Conflict, NotFound, SandboxError
 from .connection import Event, maybe_await
 from .loop import private_loop
 
@@ -162,7 +162,7 @@ class AsyncFiles:
         """Make a directory and its parents; False when the path exists already."""
         try:
             await self._sandbox.connection.make_dir(self._key, path)
-        except AlreadyExists:
+        except Conflict:  # AlreadyExists, a 409 over HTTP
             return False
         return True
 
