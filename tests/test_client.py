@@ -264,7 +264,7 @@ def test_sandbox_over_http(server):
         sandbox.files.write("data/hello.txt", "hello file")
         assert sandbox.files.read("data/hello.txt") == "hello file"
         assert sandbox.run_code("open('data/hello.txt').read()").text == "'hello file'"
-        assert [e["name"] for e in sandbox.files.list("data")] == ["hello.txt"]
+        assert [e.name for e in sandbox.files.list("data")] == ["hello.txt"]
         sandbox.files.remove("data/hello.txt")
         with pytest.raises(NotFound):
             sandbox.files.read("data/hello.txt")

@@ -349,8 +349,9 @@ def test_every_handler_is_authenticated_and_authorized():
             assert handler.auth_resource == "sandboxes"
     # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET), + admin's GET and
     # DELETE, + the notebook kernel routes (POST kernels; GET, DELETE kernel; POST kernel/restart; GET channels),
-    # + the API keys (GET, POST keys; DELETE key)
-    assert checked == 40
+    # + the API keys (GET, POST keys; DELETE key), + commands (GET, POST commands; GET, DELETE a command; POST
+    # its stdin), watch (GET), files/info (GET), files/dir and files/move (POST), timeout (POST)
+    assert checked == 50
 
 
 def test_e2b_api_and_plane_authenticate_in_prepare():

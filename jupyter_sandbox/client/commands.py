@@ -111,6 +111,11 @@ class AsyncCommandHandle:
             raise CommandExitException(self.stdout, self.stderr, self.exit_code, self.error)
         return CommandResult(self.stdout, self.stderr, self.exit_code, self.error)
 
+    async def ended_within(self, timeout: float | None) -> bool:
+        """Whether it ends within ``timeout`` seconds (None: waits for its end)."""
+        done, _ = await asyncio.wait({self._task}, timeout=timeout)
+        return bool(done)
+
     async def kill(self) -> bool:
         """SIGKILL to it and what it started; False when it had ended already."""
         return await self._commands.kill(self.pid)
@@ -168,8 +173,7 @@ class AsyncCommands:
         )
         if background:
             return handle
-        done, _ = await asyncio.wait({handle._task}, timeout=timeout or None)
-        if not done:
+        if not await handle.ended_within(timeout or None):
             await handle.kill()
             await handle.disconnect()
             raise CommandTimeout(f"the command did not end within {timeout:g} s and was killed: {cmd!r}")
