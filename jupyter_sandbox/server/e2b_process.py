@@ -21,6 +21,7 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 
 from ..backends.base import SandboxBackend
 from ..backends.exec_stream import ExecEvent, ExecStream
+from ..core.commands import exit_status
 from ..errors import InvalidInput, NotFound, SandboxError, TooLarge
 from . import process_proto as pb
 from .connect_rpc import (
@@ -40,15 +41,15 @@ STREAM_INPUT = "StreamInput"  # a client stream: served by the handler itself, a
 KEEPALIVE_HEADER = "Keepalive-Ping-Interval"  # seconds between keepalive events the SDK asks for
 DEFAULT_KEEPALIVE = 50.0
 DEFAULT_PTY = (24, 80)  # rows, cols of a terminal asked for without a size
-SIGNAL_NAMES = {9: "killed", 15: "terminated", 2: "interrupt", 1: "hangup"}
 
 
 def end_event(code: int | None) -> dict[str, Any]:
     """envd's EndEvent for an exit code (negative: the signal that killed it; None: unknown)."""
+    exit_code, error = exit_status(code)  # the project's REST stream says the same (core/commands.py)
     if code is None:
-        return {"exit_code": -1, "exited": False, "status": "unknown", "error": "the process's end was not seen"}
+        return {"exit_code": exit_code, "exited": False, "status": "unknown", "error": error}
     if code < 0:
-        return {"exit_code": -1, "exited": False, "status": f"signal: {SIGNAL_NAMES.get(-code, -code)}"}
+        return {"exit_code": exit_code, "exited": False, "status": error}
     return {"exit_code": code, "exited": True, "status": f"exit status {code}"}
 
 
