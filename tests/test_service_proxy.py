@@ -29,7 +29,7 @@ from tornado.httpserver import HTTPServer
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
-from jupyter_sandbox.server import admin, events, handlers, keys, oneshot, service_proxy
+from jupyter_sandbox.server import admin, command_routes, events, handlers, keys, oneshot, service_proxy
 
 from servers import JupyterServer, free_port, result_text
 
@@ -327,6 +327,31 @@ def test_the_client_finds_the_hub_mode_server_from_jupyterhubs_environment(serve
     assert server_b.api("GET", "sandboxes/from-the-client").status_code == 404
 
 
+def test_the_clients_commands_and_watch_through_the_service(server_b):
+    """Commands (streamed, background, killed) and a directory watch pass the Hub mode server's proxy."""
+    from jupyter_sandbox.client import CommandExitException, FilesystemEventType, Sandbox
+
+    with Sandbox("commands-via-hub", server_url=server_b.url, token=server_b.token) as sandbox:
+        lines = []
+        result = sandbox.commands.run("echo one; sleep 1; echo two", on_stdout=lines.append)
+        assert result.stdout == "one\ntwo\n" and "".join(lines) == "one\ntwo\n"
+        sleeper = sandbox.commands.run("sleep 120", background=True)
+        assert sleeper.pid in [p.pid for p in sandbox.commands.list()]
+        assert sleeper.kill() is True
+        with pytest.raises(CommandExitException):
+            sleeper.wait()
+        seen = []
+        watch = sandbox.files.watch_dir(".", on_event=seen.append)
+        try:
+            sandbox.commands.run("touch seen.txt")
+            deadline = time.monotonic() + 20
+            while not any(e.name == "seen.txt" for e in seen) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            watch.stop()
+        assert any(e.name == "seen.txt" and e.type is FilesystemEventType.CREATE for e in seen)
+
+
 def doctor(env: dict[str, str]) -> subprocess.CompletedProcess:
     environ = {**os.environ, "DOCKER_HOST": NO_ENGINE, **env}
     return subprocess.run(
@@ -357,7 +382,14 @@ def test_hub_mode_serves_the_extensions_routes_each_authenticated_and_authorized
     and jupyter_server's @authorized, with the "execute" action where the extension's own asks for it."""
     own = {
         (template, verb)
-        for template, handler in [*handlers.ROUTES, *keys.ROUTES, *admin.ROUTES, *events.ROUTES, *oneshot.ROUTES]
+        for template, handler in [
+            *handlers.ROUTES,
+            *command_routes.ROUTES,
+            *keys.ROUTES,
+            *admin.ROUTES,
+            *events.ROUTES,
+            *oneshot.ROUTES,
+        ]
         for verb in ("get", "post", "put", "delete", "patch")
         if getattr(handler, verb) is not getattr(web.RequestHandler, verb)
     }
@@ -379,7 +411,8 @@ def test_hub_mode_serves_the_extensions_routes_each_authenticated_and_authorized
             assert handler.auth_resource == "sandboxes"
     assert proxied == own
     executing = {t for t, h in service_proxy.ROUTES if issubclass(h, service_proxy.ExecutingProxyHandler)}
-    assert executing == {t for t, h in handlers.ROUTES if h in service_proxy.EXECUTING} and len(executing) == 3
+    own_executing = {t for t, h in [*handlers.ROUTES, *command_routes.ROUTES] if h in service_proxy.EXECUTING}
+    assert executing == own_executing and len(executing) == 7
 
 
 # -- in process: the settings of a Hub mode server, and a service that breaks off --------------
