@@ -72,3 +72,9 @@ def test_streaming_example(docker_ready, tmp_path):
     world_at = next(t for t, line in lines if line.startswith("world"))
     assert world_at - hello_at > 4.5
     assert_no_containers_left(pid)
+
+
+def test_commands_example(docker_ready, tmp_path):
+    pid, lines = run_example("commands.py", tmp_path)
+    assert [line for _, line in lines] == ["hello world\n", "create new.txt\n", "['hello.txt', 'new.txt']\n"]
+    assert_no_containers_left(pid)
