@@ -17,7 +17,7 @@ import functools
 import queue
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from ..errors import NotFound
 from ..models import (
@@ -90,16 +90,27 @@ async def _remove(connection: Connection, key: str) -> bool:
     return True
 
 
-class ClassOrInstance:
-    """A method E2B offers both ways: on the class with a sandbox id (``Sandbox.kill(id)``), on an
-    instance for itself (``sandbox.kill()``)."""
+OnClass = TypeVar("OnClass")
+OnInstance = TypeVar("OnInstance")
 
-    def __init__(self, on_class: Any, on_instance: Callable[..., Any]):
-        self.on_class = on_class.__func__ if isinstance(on_class, classmethod) else on_class
+
+class ClassOrInstance(Generic[OnClass, OnInstance]):
+    """A method E2B offers both ways: on the class with a sandbox id (``Sandbox.kill(id)``), on an
+    instance for itself (``sandbox.kill()``). Typed by what each way returns."""
+
+    def __init__(self, on_class: Callable[..., OnClass], on_instance: Callable[..., OnInstance]):
+        # a classmethod object in the class body: its function, given the class on each call
+        self.on_class: Callable[..., OnClass] = getattr(on_class, "__func__", on_class)
         self.on_instance = on_instance
         self.__doc__ = on_instance.__doc__
 
-    def __get__(self, instance: Any, owner: type) -> Callable[..., Any]:
+    @overload
+    def __get__(self, instance: None, owner: type) -> Callable[..., OnClass]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type) -> Callable[..., OnInstance]: ...
+
+    def __get__(self, instance: object, owner: type) -> Callable[..., Any]:
         if instance is None:
             return functools.partial(self.on_class, owner)
         return functools.partial(self.on_instance, instance)
