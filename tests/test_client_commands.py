@@ -268,3 +268,31 @@ def test_another_users_client_reaches_nothing(alice, bob):
         assert sleeper.pid in [p.pid for p in sandbox.commands.list()]
         assert sandbox.get_info().end_at is None
         assert sleeper.kill() is True
+
+
+def test_bad_input_is_a_400_naming_the_field(two_user_server, alice):
+    with Sandbox(_connection=alice) as sandbox:
+        base = f"sandboxes/{sandbox.id}"
+        api = two_user_server.api
+        for method, path, kwargs, field in (
+            ("POST", "/commands", {"json": {"cmd": " "}}, "cmd"),
+            ("POST", "/commands", {"json": {"command": "ls"}}, "command"),
+            ("POST", "/commands", {"json": {"cmd": "ls", "envs": {"A": 1}}}, "envs"),
+            ("DELETE", "/commands/abc", {}, "pid"),
+            ("POST", "/commands/1/stdin", {"json": {}}, "data"),
+            ("GET", "/watch", {"params": {"path": "/etc"}}, "path"),
+            ("GET", "/watch", {"params": {"recursive": "yes"}}, "recursive"),
+            ("GET", "/files", {"params": {"path": ".", "depth": "0"}}, "depth"),
+            ("POST", "/files/dir", {}, "path"),
+            ("POST", "/files/move", {"json": {"source": "a"}}, "destination"),
+            ("POST", "/timeout", {"json": {"timeout": -1}}, "timeout"),
+        ):
+            answer = api(method, base + path, **kwargs)
+            assert answer.status_code == 400, (path, answer.text)
+            assert answer.json()["field"] == field, (path, answer.json())
+        # a command started without stdin takes none
+        quiet = sandbox.commands.run("sleep 60", background=True)
+        answer = api("POST", f"{base}/commands/{quiet.pid}/stdin", json={"data": "x"})
+        assert answer.status_code == 400 and answer.json()["field"] == "stdin"
+        assert api("DELETE", f"{base}/commands/999999").status_code == 404
+        quiet.kill()
