@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Conflict, NotFound, SandboxError
 from .connection import Event, maybe_await
-from .loop import private_loop
+from .loop import blocking, private_loop
 
 if TYPE_CHECKING:
     from .sandbox import AsyncSandbox
@@ -232,13 +232,7 @@ class WatchHandle:
 
 
 def _blocking(name: str) -> Callable[..., Any]:
-    coroutine = getattr(AsyncFiles, name)
-
-    def method(self: Files, *args: Any, **kwargs: Any) -> Any:
-        return private_loop().run(getattr(self._async, name)(*args, **kwargs))
-
-    method.__name__, method.__doc__ = name, coroutine.__doc__
-    return method
+    return blocking(name, AsyncFiles)
 
 
 class Files:

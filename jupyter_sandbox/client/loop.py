@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -51,3 +52,15 @@ class LoopThread:
 
 def private_loop() -> LoopThread:
     return LoopThread.get()
+
+
+def blocking(name: str, twin: type) -> Callable[..., Any]:
+    """A method of a blocking class that runs ``self._async.<name>(...)`` on the private loop and
+    waits for it; its signature and help are those of ``twin.<name>`` (the async class)."""
+    coroutine = getattr(twin, name)
+
+    @functools.wraps(coroutine)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return private_loop().run(getattr(self._async, name)(*args, **kwargs))
+
+    return method

@@ -34,7 +34,7 @@ from .commands import AsyncCommands, Commands
 from .connection import Connection, Event, maybe_await
 from .discovery import connect
 from .files import AsyncFiles, Files
-from .loop import private_loop
+from .loop import blocking, private_loop
 
 Callback = Callable[[Any], Any]
 
@@ -349,16 +349,8 @@ async def _connect(server_url: str | None, token: str | None) -> Connection:
 # The blocking twins, made from the async classes
 
 
-def _blocking(name: str, twin: type = AsyncSandbox) -> Callable[..., Any]:
-    """A method that runs ``self._async.<name>(...)`` on the private loop and waits for it; its
-    signature and help are those of ``twin.<name>``."""
-    coroutine = getattr(twin, name)
-
-    @functools.wraps(coroutine)
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return private_loop().run(getattr(self._async, name)(*args, **kwargs))
-
-    return method
+def _blocking(name: str) -> Callable[..., Any]:
+    return blocking(name, AsyncSandbox)
 
 
 class Sandbox:
