@@ -95,3 +95,10 @@ class SandboxGone(SandboxError):
     """The sandbox is still listed but its container (or kernel) is gone: nothing answers for it."""
 
     status, reason = 502, "Bad Gateway"
+
+
+class SandboxAnswerInvalid(SandboxError):
+    """A program inside the sandbox answered something unreadable: code in the sandbox can tamper
+    with what the server's programs print there, so this is the sandbox's fault, never a crash."""
+
+    status, reason = 502, "Bad Gateway"
