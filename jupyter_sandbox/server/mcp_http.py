@@ -83,6 +83,7 @@ class MCPHandler(SandboxAPIHandler):
         async def send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 self.set_status(message["status"])
+                self.clear_header("Content-Type")  # tornado's default; the app sends its own
                 for name, value in message.get("headers", []):
                     key = name.decode("latin-1")
                     if key.lower() not in HOP_HEADERS:
