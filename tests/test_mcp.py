@@ -180,9 +180,7 @@ async def test_a_run_past_its_timeout_ends_with_a_clear_error_and_the_sandbox_st
             progress.append((value, message))
 
         code = "import time\nprint('started', flush=True)\ntime.sleep(60)"
-        result = await session.call_tool(
-            "run_code", {"code": code, "timeout": 8}, progress_callback=on_progress
-        )
+        result = await session.call_tool("run_code", {"code": code, "timeout": 8}, progress_callback=on_progress)
         assert result.is_error
         said = "\n".join(texts(result))
         assert "TimeoutError" in said and "timed out" in said.lower(), said

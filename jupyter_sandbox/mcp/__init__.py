@@ -13,13 +13,13 @@ CLI unless it is there; ``missing()`` says how to get it.
 
 from __future__ import annotations
 
-import importlib.util
-
 INSTALL_HINT = "pip install 'jupyter-sandbox[mcp]' (or pip install 'mcp>=2.3,<3')"
 
 
 def missing() -> str | None:
     """Why the MCP server cannot run here (the SDK is not installed), or None."""
-    if importlib.util.find_spec("mcp") is None:
-        return f"the MCP server needs the mcp package, which is not installed: {INSTALL_HINT}"
+    try:
+        import mcp.server.mcpserver  # noqa: F401  (what the server needs of the SDK: 2.x)
+    except ImportError as e:
+        return f"the MCP server needs the mcp package (2.x), which cannot be imported ({e}): {INSTALL_HINT}"
     return None
