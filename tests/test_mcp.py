@@ -16,9 +16,12 @@ from pathlib import Path
 import httpx
 import httpx2
 import pytest
+from jupyter_server.serverapp import _has_tornado_web_authenticated
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, ImageContent, TextContent
+
+from jupyter_sandbox.server import mcp_http
 
 from servers import JupyterServer
 
@@ -199,3 +202,14 @@ def test_unauthenticated_http_is_refused(mcp_server):
         mcp_server.url + "sandbox/mcp", json=body, headers={**headers, "Authorization": "token nope"}, timeout=30
     )
     assert wrong.status_code in (401, 403), wrong.text
+
+
+def test_every_verb_of_the_route_is_authenticated_and_authorized():
+    [(template, handler)] = mcp_http.ROUTES
+    assert template == "/sandbox/mcp/?"
+    for verb in ("get", "post", "delete"):
+        method = getattr(handler, verb)
+        assert _has_tornado_web_authenticated(method), verb
+        # (functools.wraps copies names; the code object tells whose wrapper it is)
+        assert method.__wrapped__.__code__.co_filename.endswith("auth/decorator.py"), verb
+    assert handler.auth_resource == "sandboxes"
