@@ -19,6 +19,7 @@ import pytest
 from jupyter_server.serverapp import _has_tornado_web_authenticated
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, ImageContent, TextContent
 
 from jupyter_sandbox.server import mcp_http
@@ -142,6 +143,9 @@ async def test_a_file_round_trip(connect):
         # and as a resource
         read = await session.read_resource("sandbox://mcp/files/notes/hello.txt")  # the default sandbox
         assert [c.text for c in read.contents] == ["héllo\nworld\n"]
+        with pytest.raises(MCPError, match=r"nope\.txt") as missing:
+            await session.read_resource("sandbox://mcp/files/nope.txt")
+        assert "Error creating resource" not in str(missing.value)  # the SDK's word for a crash
         templates = await session.list_resource_templates()
         assert any(t.uri_template.startswith("sandbox://") for t in templates.resource_templates)
 
@@ -152,9 +156,20 @@ async def test_commands_and_packages_without_network(connect):
         assert result.is_error
         assert texts(result) == ["exit code 3", "stdout:\nhi\n", "stderr:\noops\n"]
         assert texts(await call(session, "run_command", command="pwd")) == ["exit code 0", "stdout:\n/home/user\n"]
+        slow = await call(session, "run_command", command="echo begun; sleep 60", timeout=3)
+        assert slow.is_error and texts(slow)[0] == "killed after its timeout of 3 s", texts(slow)
+        assert texts(await call(session, "run_command", command="echo again")) == ["exit code 0", "stdout:\nagain\n"]
         refused = await call(session, "install_packages", packages=["requests"])
         assert refused.is_error
         assert "has no network" in texts(refused)[0] and "network=true" in texts(refused)[0]
+
+
+async def test_bad_input_comes_back_as_a_tool_error_saying_what_is_wrong(connect):
+    async with connect() as session:
+        result = await call(session, "create_sandbox", memory="lots")
+        assert result.is_error and "memory" in texts(result)[0], texts(result)
+        missing = await call(session, "run_code", code="1", sandbox="no-such-sandbox")
+        assert missing.is_error and "no-such-sandbox" in texts(missing)[0], texts(missing)
 
 
 async def test_a_second_user_sees_none_of_the_first_users_sandboxes(connect):

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.types import CallToolResult, ImageContent, ToolAnnotations
 
 from ..errors import InvalidInput, NotFound, SandboxError
@@ -244,9 +244,13 @@ def build_server(access_for: AccessFor) -> MCPServer:
         name="sandbox-file",
         description="A file in one of your sandboxes (path relative to its working directory /home/user).",
     )
-    @says_why
     async def sandbox_file(sandbox: str, path: str, ctx: Context) -> str | bytes:
-        data = await access_for(ctx).read_file(sandbox, path)
+        try:
+            data = await access_for(ctx).read_file(sandbox, path)
+        except NotFound as e:  # the SDK tells the client only the message of its own errors
+            raise ResourceNotFoundError(e.message) from None
+        except SandboxError as e:
+            raise ResourceError(e.message) from None
         try:
             return data.decode()
         except UnicodeDecodeError:
