@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -18,11 +19,12 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.types import CallToolResult, ImageContent, ToolAnnotations
 
-from ..errors import InvalidInput, NotFound, SandboxError
+from ..errors import Conflict, InvalidInput, NotFound, SandboxError
 from ..models import ExecuteRequest, SandboxRequest
 from .access import SandboxAccess
 from .content import answer, as_json, execution_content, failure, sandbox_summary, text
 
+log = logging.getLogger(__name__)
 AccessFor = Callable[[Context], SandboxAccess]
 Tool = TypeVar("Tool", bound=Callable[..., Awaitable[Any]])
 DEFAULT_SANDBOX = "mcp"  # the sandbox a call without ``sandbox`` uses, made on first use
@@ -49,7 +51,11 @@ def build_server(access_for: AccessFor) -> MCPServer:
         try:
             return (await access.get(DEFAULT_SANDBOX)).id
         except NotFound:
+            pass
+        try:
             return (await access.create(SandboxRequest(name=DEFAULT_SANDBOX))).id
+        except Conflict:  # a call beside this one made it meanwhile
+            return (await access.get(DEFAULT_SANDBOX)).id
 
     @server.tool(
         annotations=ToolAnnotations(title="Create a sandbox", open_world_hint=False),
@@ -107,20 +113,21 @@ def build_server(access_for: AccessFor) -> MCPServer:
         ref = await sandbox_ref(access, sandbox)
         request = ExecuteRequest(code=code, context_id=context, language=language, timeout=timeout)
         started = time.monotonic()
-        outputs = 0
+
+        async def progress(message: str) -> None:
+            try:
+                await ctx.report_progress(time.monotonic() - started, timeout, message)
+            except Exception as e:  # a notification that cannot go out must not end the run; the answer says
+                log.info("jupyter-sandbox: an MCP progress notification failed: %r", e)
 
         async def on_event(event: dict[str, Any]) -> None:
-            nonlocal outputs
             if event.get("type") in ("stdout", "stderr"):
-                outputs += 1
-                line = str(event.get("text", "")).strip()[-200:]
-                await ctx.report_progress(time.monotonic() - started, timeout, f"{event['type']}: {line}")
+                await progress(f"{event['type']}: {str(event.get('text', '')).strip()[-200:]}")
 
         async def heartbeat() -> None:
             while True:
                 await asyncio.sleep(HEARTBEAT)
-                elapsed = time.monotonic() - started
-                await ctx.report_progress(elapsed, timeout, f"running for {elapsed:.0f} s")
+                await progress(f"running for {time.monotonic() - started:.0f} s")
 
         beating = asyncio.ensure_future(heartbeat())
         try:
