@@ -9,6 +9,7 @@ and scripts in sandboxes.
     jupyter sandbox exec FILE.py [ARGS...]
     jupyter sandbox keys [list | new [--name N] | revoke KEY_ID]
     jupyter sandbox e2b-env [--new-key]
+    jupyter sandbox mcp [--url URL --token TOKEN]
 """
 
 from __future__ import annotations
@@ -691,6 +692,11 @@ class SandboxCommand(JupyterApp):
         "e2b-env": (
             "jupyter_sandbox.cli_e2b.E2BEnvApp",
             'Print the exports that point E2B\'s SDKs at the server: eval "$(jupyter sandbox e2b-env)".',
+        ),
+        # imported when asked for; it says how to install the `mcp` extra when that is missing
+        "mcp": (
+            "jupyter_sandbox.mcp.stdio.MCPApp",
+            "Serve the sandbox tools to AI agents over MCP on stdin/stdout (the `mcp` extra).",
         ),
         # imported when asked for: it needs jupyterhub (the `hub` extra)
         "serve": (

@@ -97,6 +97,13 @@ class SandboxGone(SandboxError):
     status, reason = 502, "Bad Gateway"
 
 
+class SandboxAnswerInvalid(SandboxError):
+    """A program inside the sandbox answered something unreadable: code in the sandbox can tamper
+    with what the server's programs print there, so this is the sandbox's fault, never a crash."""
+
+    status, reason = 502, "Bad Gateway"
+
+
 class CommandExitException(SandboxError):
     """A command of ``sandbox.commands`` ended with a non-zero exit code (E2B's name and fields):
     what it wrote is on the exception."""

@@ -74,9 +74,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     log "creating $VENV with Debian's python"
     /usr/bin/python3 -m venv "$VENV"
 fi
-log "installing $CHECKOUT[hub], jupyterlab and jupyterhub==$JUPYTERHUB_VERSION into $VENV"
+log "installing $CHECKOUT[hub,mcp], jupyterlab and jupyterhub==$JUPYTERHUB_VERSION into $VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -e "$CHECKOUT[hub]" jupyterlab "jupyterhub==$JUPYTERHUB_VERSION" 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
+    -e "$CHECKOUT[hub,mcp]" jupyterlab "jupyterhub==$JUPYTERHUB_VERSION" 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
 chmod -R a+rX "$VENV"
 in_place || { log "$VENV was installed but does not import jupyter_sandbox from $CHECKOUT"; exit 1; }
 log "$VENV ready"

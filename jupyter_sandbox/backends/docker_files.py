@@ -12,7 +12,7 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import (
     AlreadyExists,
@@ -21,6 +21,7 @@ from ..errors import (
     IsADirectory,
     NotADirectory,
     NotFound,
+    SandboxAnswerInvalid,
     SandboxError,
     TooLarge,
 )
@@ -35,7 +36,19 @@ if TYPE_CHECKING:  # (only for types: docker.py imports this module)
 
 # programs/files.py's exit codes
 MISSING, NOT_A_DIRECTORY, IS_A_DIRECTORY, NOT_A_FILE, NO_ROOM, EXISTS = 72, 73, 74, 75, 76, 77
+Answer = TypeVar("Answer")
 EXEC_OUTPUT_LIMIT = 8 << 20  # bytes of a short command's stdout (a listing) or stderr the server takes
+
+
+def program_answer(out: bytes, kind: type[Answer], what: str) -> Answer:
+    """The JSON ``kind`` (dict or list) an in-sandbox program printed; SandboxAnswerInvalid otherwise."""
+    try:
+        answer = json.loads(out)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, kind):
+        raise SandboxAnswerInvalid(f"the sandbox answered {what} with something that is not a JSON {kind.__name__}")
+    return answer
 
 
 def file_error(code: int | None, path: str, err: bytes) -> SandboxError:
@@ -69,7 +82,8 @@ class DockerFiles:
         code, out, err = await self._exec(sandbox_id, self._files_command(sandbox_id, command, path, *args))
         if code != 0:
             raise file_error(code, path, err)
-        return json.loads(out)
+        kind: type[Any] = list if command == "tree" else dict
+        return program_answer(out, kind, f"{command} {path}")
 
     async def stat(self, sandbox_id: str, path: str) -> dict[str, Any]:
         entry: dict[str, Any] = await self._json(sandbox_id, confine(path), "stat")
@@ -226,7 +240,7 @@ class DockerFiles:
         code, out, err = await self._exec(sandbox_id, self._files_command(sandbox_id, "list", target))
         if code != 0:
             raise file_error(code, target, err)
-        entries: list[dict[str, Any]] = json.loads(out)
+        entries: list[dict[str, Any]] = program_answer(out, list, f"list {target}")
         return entries
 
     async def remove(self, sandbox_id: str, path: str) -> None:

@@ -12,16 +12,15 @@ files read from inside (programs/cgroup_usage.py), which also give the process c
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendUnavailable, InvalidInput, IsADirectory, NotFound, SandboxError, TooLarge
+from ..errors import BackendUnavailable, InvalidInput, IsADirectory, NotFound, TooLarge
 from . import programs
 from .base import WORKDIR, confine
-from .docker_files import EXEC_OUTPUT_LIMIT, IS_A_DIRECTORY, NO_ROOM, file_error
+from .docker_files import EXEC_OUTPUT_LIMIT, IS_A_DIRECTORY, NO_ROOM, file_error, program_answer
 from .kubernetes_exec import open_exec, program, run_exec
 from .kubernetes_watch import KubernetesWatch
 
@@ -85,7 +84,8 @@ class KubernetesFiles:
         code, out, err = await self.run(sandbox_id, self._files(command, path, *args))
         if code != 0:
             raise file_error(code, path, err)
-        return json.loads(out)
+        kind: type[Any] = list if command == "tree" else dict
+        return program_answer(out, kind, f"{command} {path}")
 
     async def stat(self, sandbox_id: str, path: str) -> dict[str, Any]:
         entry: dict[str, Any] = await self._json(sandbox_id, confine(path), "stat")
@@ -149,7 +149,7 @@ class KubernetesFiles:
         code, out, err = await self.run(sandbox_id, self._files("list", target))
         if code != 0:
             raise file_error(code, target, err)
-        entries: list[dict[str, Any]] = json.loads(out)
+        entries: list[dict[str, Any]] = program_answer(out, list, f"list {target}")
         return entries
 
     async def remove(self, sandbox_id: str, path: str) -> None:
@@ -185,10 +185,7 @@ class KubernetesFiles:
         code, out, err = await self.run(sandbox_id, self._command("cgroup_usage"))
         if code != 0:
             raise BackendUnavailable(f"cannot read the sandbox's usage: {err.decode(errors='replace')[-300:]}")
-        try:
-            sample: dict[str, Any] = json.loads(out)
-        except ValueError:
-            raise SandboxError("the sandbox's usage figures are not JSON") from None
+        sample: dict[str, Any] = program_answer(out, dict, "its usage figures")
         return sample
 
     async def _from_inside(self, sandbox_id: str, limit: int) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from . import (
     handlers,
     kernel_ws,
     keys,
+    mcp_http,
     oneshot,
     service_proxy,
 )
@@ -295,6 +296,7 @@ class SandboxApp(ExtensionApp):
                 *(e2b_api.ROUTES if self.e2b_routes else []),
                 *(envd_http.ROUTES if self.e2b_routes else []),
                 *oneshot.ROUTES,
+                *mcp_http.ROUTES,
             ]
         )
         for template, handler in routes:
@@ -302,6 +304,7 @@ class SandboxApp(ExtensionApp):
 
     async def stop_extension(self) -> None:
         await envd_files.close_watchers(self.settings)
+        await mcp_http.stop(self.settings)
         if getattr(self, "executions", None) is not None:
             await self.executions.shutdown()  # kills running one-shot executions
         set_running(None)

@@ -385,7 +385,7 @@ def ensure_venv() -> None:
     """scripts/setup-hub.sh when the venv is missing (scripts/test.sh runs it before pytest). The
     Hub's service and servers import this checkout (PYTHONPATH) whichever checkout the venv was
     installed from, so several checkouts on one machine share it without reinstalling it."""
-    check = [str(VENV / "bin" / "python"), "-c", "import jupyter_sandbox, jupyterhub, jupyterlab"]
+    check = [str(VENV / "bin" / "python"), "-c", "import jupyter_sandbox, jupyterhub, jupyterlab, mcp.server.mcpserver"]
     if Path(check[0]).exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return
     r = subprocess.run(["bash", str(SETUP_HUB), str(VENV)], capture_output=True, text=True)
