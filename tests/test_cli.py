@@ -112,6 +112,16 @@ def test_exec_streams_a_script_and_keeps_its_exit_status(docker_ready, tmp_path)
     failing.write_text("raise ValueError('bad input')\n")
     answer = jupyter_sandbox("exec", str(failing), env=env)
     assert answer.returncode == 1 and "ValueError: bad input" in answer.stderr
+    # the traceback is the script's own, as `python fails.py` prints it: no wrapper, no runpy
+    assert 'File "fails.py", line 1, in <module>' in answer.stderr, answer.stderr
+    assert "runpy" not in answer.stderr and "_jupyter_sandbox_run_script" not in answer.stderr, answer.stderr
+    # this terminal's input at its end is the end of the script's input too
+    reader = tmp_path / "reads.py"
+    reader.write_text(
+        "import sys\ntry:\n    input('more? ')\nexcept EOFError:\n    print('at the end')\n    sys.exit(5)\n"
+    )
+    answer = jupyter_sandbox("exec", str(reader), env=env, input="")
+    assert (answer.returncode, answer.stdout.splitlines()[-1:]) == (5, ["more? at the end"]), answer
 
 
 def test_prune_removes_only_what_servers_that_are_gone_left(docker_ready, tmp_path):
@@ -242,6 +252,28 @@ def test_unit_build_image_progress_is_a_bar_on_a_terminal(monkeypatch):
 
     out = _build_with_progress(monkeypatch, Terminal())
     assert out.count("\r") > 300 and "[3/3] step 3, output line 299" in out and "built test:progress" in out
+
+
+@pytest.mark.parametrize(
+    "script, shown",
+    [
+        (
+            "def f():\n    raise ValueError('bad')\nf()\n",
+            ['File "script.py", line 3, in <module>', "line 2, in f", "ValueError: bad"],
+        ),
+        ("x = (\n", ['File "script.py", line 1', "SyntaxError"]),
+    ],
+)
+def test_unit_exec_program_shows_only_the_scripts_frames(tmp_path, script, shown):
+    """What IPython prints of a failed script (its _render_traceback_) starts at the script's frames."""
+    (tmp_path / "script.py").write_text(script)
+    code = programs.source("run_script") + (
+        "\ntry:\n    _jupyter_sandbox_run_script('script.py', ['script.py'])\n"
+        "except BaseException as e:\n    print('\\n'.join(e._render_traceback_()))\n"
+    )
+    answer = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert all(part in answer.stdout for part in shown), answer.stdout
+    assert "runpy" not in answer.stdout and "_jupyter_sandbox_run_script" not in answer.stdout, answer.stdout
 
 
 @pytest.mark.parametrize(

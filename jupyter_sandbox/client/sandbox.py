@@ -73,6 +73,10 @@ class _Dispatcher:
         return None
 
 
+# ipykernel's input() raises EOFError when answered with this (EOT), as at the end of a terminal's input
+END_OF_INPUT = "\x04"
+
+
 class NoInput(Exception):
     """An ``on_input`` handler that cannot answer raises this: the code's input() then fails with
     an InputNotAvailable error carrying this message."""
@@ -257,6 +261,8 @@ class AsyncSandbox:
         )
         try:
             value = await maybe_await(on_input(request))
+        except EOFError:  # the caller's input is at its end: so is the code's (ipykernel's EOT answer)
+            reply = InputReply(value=END_OF_INPUT)
         except NoInput as e:
             reply = InputReply(error=str(e))
         except Exception as e:  # the code in the sandbox fails with this, instead of waiting forever
