@@ -163,13 +163,16 @@ async def test_authentication_ownership_and_xsrf(jp_fetch):
     sandbox = await create_sandbox(jp_fetch)
     sid = sandbox["id"]
 
-    # No token, or a wrong one: 403 on every route.
+    # No token, or a wrong one: 403 on every route, saying so (not "'_xsrf' argument missing").
     for headers in ({"Authorization": ""}, {"Authorization": "token wrong"}):
-        assert (await fetch(jp_fetch, *API, headers=headers)).code == 403
-        assert (await fetch(jp_fetch, *API, method="POST", body="{}", headers=headers)).code == 403
-        r = await fetch(jp_fetch, *API, sid, "execute", method="POST", body='{"code": "1"}', headers=headers)
-        assert r.code == 403
-        assert (await fetch(jp_fetch, *API, sid, "files", headers=headers)).code == 403
+        answers = [
+            await fetch(jp_fetch, *API, headers=headers),
+            await fetch(jp_fetch, *API, method="POST", body="{}", headers=headers),
+            await fetch(jp_fetch, *API, sid, "execute", method="POST", body='{"code": "1"}', headers=headers),
+            await fetch(jp_fetch, *API, sid, "files", headers=headers),
+        ]
+        for r in answers:
+            assert r.code == 403 and body_of(r)["message"].startswith("not authenticated: "), (r.code, r.body)
 
     # Another user: the sandbox does not exist for them (404), by id or by name.
     assert body_of(await fetch(jp_fetch, *API, headers=BOB)) == []

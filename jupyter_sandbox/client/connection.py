@@ -47,6 +47,7 @@ _BY_STATUS: dict[int, type[errors.SandboxError]] = {
     cls.status: cls
     for cls in (
         errors.InvalidInput,
+        errors.Forbidden,
         errors.NotFound,
         errors.Conflict,
         errors.TooLarge,

@@ -22,7 +22,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from ..core.manager import SandboxManager
-from ..errors import InvalidInput, NotADirectory, SandboxError, TooLarge
+from ..errors import Forbidden, InvalidInput, NotADirectory, SandboxError, TooLarge
 from ..models import (
     ContextRequest,
     ExecuteRequest,
@@ -77,6 +77,13 @@ def is_admin(handler: JupyterHandler) -> bool:
     return bool(getattr(handler.current_user, "sandbox_admin", False))
 
 
+def not_authenticated() -> Forbidden:
+    return Forbidden(
+        "not authenticated: the request carries no token, or one this server does not accept "
+        "(send `Authorization: token TOKEN` with the server's token, as `jupyter server list` shows it)"
+    )
+
+
 class SandboxAPIHandler(APIHandler):
     """Base: owner from jupyter_server's identity, JSON bodies, project errors -> HTTP."""
 
@@ -95,6 +102,18 @@ class SandboxAPIHandler(APIHandler):
     @property
     def owner(self) -> str:
         return owner_of(self)
+
+    # Jupyter's own answers to a request that named nobody are a bare 403 ("Forbidden"), or on a POST
+    # "'_xsrf' argument missing", which sends people after the wrong problem: say what is wrong.
+    def check_xsrf_cookie(self) -> None:
+        if hasattr(self, "_jupyter_current_user") and self.current_user is None:  # (set by prepare)
+            raise not_authenticated()
+        return super().check_xsrf_cookie()
+
+    def get_login_url(self) -> str:  # what @web.authenticated asks for when nobody is logged in
+        if not self.current_user:
+            raise not_authenticated()
+        return super().get_login_url()
 
     def check_own_kernel(self, kernel_id: str) -> None:
         """A sandbox tied to a kernel belongs to whoever started the kernel (unknown: started before
