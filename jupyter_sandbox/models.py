@@ -759,6 +759,9 @@ class SandboxModel:
     kind: str = "sandbox"
     end_at: float | None = None  # Unix time it is removed at unless extended (None: no deadline)
     template: str | None = None  # the E2B template name it was made from (E2B's lifecycle API)
+    # the notebook whose kernel it goes with, as jupyter_server's sessions say at list time (renames
+    # followed); set by the server (server/notebook_paths.py)
+    notebook_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -785,6 +788,7 @@ class SandboxModel:
             kind=data.get("kind", "sandbox"),
             end_at=data.get("end_at"),
             template=data.get("template"),
+            notebook_path=data.get("notebook_path"),
         )
 
 

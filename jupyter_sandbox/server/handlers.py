@@ -10,7 +10,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -32,6 +32,7 @@ from ..models import (
     SandboxModel,
     SandboxRequest,
 )
+from .notebook_paths import kernel_paths, notebook_path
 
 if TYPE_CHECKING:
     from .app import SandboxApp  # app.py imports this module: its class is a type here only
@@ -142,9 +143,16 @@ class SandboxAPIHandler(APIHandler):
         except RecursionError:
             raise InvalidInput("request body is nested too deeply", field="body") from None
 
-    def model_dict(self, model: SandboxModel) -> dict[str, Any]:
-        """A SandboxModel as the API shows it: its e2b_url made absolute for the caller."""
+    async def notebook_paths(self) -> dict[str, str]:
+        """Kernel id -> the notebook that holds it now, for `model_dict`'s notebook_path."""
+        return await kernel_paths(self.settings.get("session_manager"))
+
+    def model_dict(self, model: SandboxModel, paths: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """A SandboxModel as the API shows it: its e2b_url made absolute for the caller, and its
+        notebook's path when `paths` (from `notebook_paths`) are given."""
         data = model.to_dict()
+        if paths is not None:
+            data["notebook_path"] = notebook_path(model, paths)
         if model.e2b_url:
             # Unless configured, the host the caller used reaches this server (a proxy's public host included).
             origin = self.sandbox_app.public_url.rstrip("/") or f"{self.request.protocol}://{self.request.host}"
@@ -193,7 +201,8 @@ class SandboxesHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json([self.model_dict(m) for m in self.manager.list(self.owner)])
+        paths = await self.notebook_paths()
+        self.write_json([self.model_dict(m, paths) for m in self.manager.list(self.owner)])
 
     @web.authenticated
     @authorized
@@ -217,7 +226,8 @@ class SandboxHandler(SandboxAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, id_or_name: str) -> None:
-        self.write_json(self.model_dict(self.manager.get(self.owner, id_or_name)))
+        model = self.manager.get(self.owner, id_or_name)
+        self.write_json(self.model_dict(model, await self.notebook_paths()))
 
     @web.authenticated
     @authorized

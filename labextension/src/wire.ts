@@ -31,6 +31,11 @@ export interface ISandbox {
   end_at: number | null;
   /** The E2B template name it was made from (sandbox/e2b/api), if any. */
   template: string | null;
+  /**
+   * The notebook whose kernel it goes with (its path now, renames followed), from the server's
+   * sessions; null when no open notebook holds that kernel.
+   */
+  notebook_path: string | null;
 }
 
 /** What a sandbox is made of (jupyter_sandbox.models.SandboxSpec). Sizes in bytes. */
