@@ -10,6 +10,14 @@ export const CommandIDs = {
   restart: 'jupyter-sandbox:restart',
   upload: 'jupyter-sandbox:upload',
   logs: 'jupyter-sandbox:show-logs',
+  copyId: 'jupyter-sandbox:copy-id',
   newKey: 'jupyter-sandbox:new-api-key',
   help: 'jupyter-sandbox:help'
+} as const;
+
+/** Commands on a one-shot row of the panel (its context menu): not in the palette, they need a row. */
+export const OneShotCommandIDs = {
+  details: 'jupyter-sandbox:one-shot-details',
+  copyId: 'jupyter-sandbox:one-shot-copy-id',
+  kill: 'jupyter-sandbox:one-shot-kill'
 } as const;

@@ -5,13 +5,15 @@
  * - `cell-executor`: JupyterLab's notebook cell executor, replaced so that a marked cell
  *   runs in the sandbox however it is run;
  * - `plugin`: the Sandboxes panel, the commands (palette, Run and Help menus, cell context
- *   menu, notebook toolbar), the status-bar item and the settings.
+ *   menu, notebook toolbar), the status-bar item and the settings; sandboxes in the Running panel,
+ *   right-click menus on the panel's rows, logs in a main-area tab.
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, MainAreaWidget, Notification } from '@jupyterlab/apputils';
+import { Clipboard, ICommandPalette, MainAreaWidget, Notification } from '@jupyterlab/apputils';
 import { CodeCell } from '@jupyterlab/cells';
 import { INotebookCellExecutor, INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { IRunningSessionManagers } from '@jupyterlab/running';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { CommandToolbarButton } from '@jupyterlab/ui-components';
@@ -24,8 +26,12 @@ import { CommandIDs } from './commands';
 import { SandboxCellExecutor } from './executor';
 import { docsWidget } from './help';
 import { keyIcon, sandboxIcon } from './icons';
-import { isNotebookKernel } from './kinds';
+import { isNotebookKernel, kernelSessionPath, sandboxLabel } from './kinds';
+import { logsWidget, logsTabId } from './logs';
+import { addRowMenus, rowId, SANDBOX_ROW } from './menus';
 import { report, SandboxPanel } from './panel/panel';
+import { confirmKernelRemoval, notebooksOfKernel, offerRestart } from './removal';
+import { runningSandboxes } from './running';
 import { sandboxNameOf, SandboxRunner } from './runner';
 import { SandboxStatus } from './status';
 import { SandboxStore } from './store';
@@ -75,7 +81,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Sandboxes panel, sandbox cells, status bar and help for jupyter-sandbox',
   autoStart: true,
   requires: [INotebookTracker, ISandboxRunner],
-  optional: [ICommandPalette, IStatusBar, ISettingRegistry, IRenderMimeRegistry, ILayoutRestorer],
+  optional: [
+    ICommandPalette,
+    IStatusBar,
+    ISettingRegistry,
+    IRenderMimeRegistry,
+    ILayoutRestorer,
+    IRunningSessionManagers
+  ],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
@@ -84,7 +97,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     statusBar: IStatusBar | null,
     settings: ISettingRegistry | null,
     rendermime: IRenderMimeRegistry | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    running: IRunningSessionManagers | null
   ) => {
     const { commands, shell } = app;
     const store = runner.store;
@@ -106,7 +120,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     /** The sandbox a command acts on: `args.id`, else the current notebook's. */
     const target = async (args: ReadonlyPartialJSONObject): Promise<ISandbox | null> => {
-      const key = args.id ? String(args.id) : sandboxNameOf(notebook()?.sessionContext);
+      const key = args.id
+        ? String(args.id)
+        : (rowId(app, args, SANDBOX_ROW) ?? sandboxNameOf(notebook()?.sessionContext));
       if (!key) {
         Notification.warning('Open a notebook with a kernel, or pick a sandbox in the Sandboxes panel.', {
           autoClose: 6000
@@ -210,9 +226,38 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: args => (args.id ? 'Remove Sandbox' : "Remove This Notebook's Sandbox"),
       // A notebook kernel's sandbox goes by shutting its kernel down, as the Running panel does:
       // pulled from under a live kernel, it would leave JupyterLab restarting a kernel it cannot find.
-      execute: onSandbox('Remove', s =>
-        isNotebookKernel(s) && s.kernel_id ? app.serviceManager.kernels.shutdown(s.kernel_id) : api.remove(s.id)
-      )
+      // It is asked first, and the notebook is then offered a new kernel (removal.ts).
+      execute: async args => {
+        const s = await target(args);
+        if (!s) {
+          return;
+        }
+        const kernelId = isNotebookKernel(s) ? s.kernel_id : null;
+        if (!kernelId) {
+          await report(`Remove ${s.name}`, () => api.remove(s.id));
+          return;
+        }
+        const path = kernelSessionPath(s, app.serviceManager.sessions.running());
+        if (!args.confirmed && !(await confirmKernelRemoval(s, path))) {
+          return;
+        }
+        const notebooks = notebooksOfKernel(tracker, kernelId);
+        const kernelName = notebooks[0]?.sessionContext.session?.kernel?.name;
+        const done = await report(`Remove ${s.name}`, async () => {
+          await app.serviceManager.kernels.shutdown(kernelId);
+          return true;
+        });
+        if (done && kernelName) {
+          await Promise.all(notebooks.map(nb => offerRestart(nb, kernelName)));
+        }
+      }
+    });
+    commands.addCommand(CommandIDs.copyId, {
+      label: args => (args.id || args.row ? 'Copy Sandbox Id' : "Copy This Notebook's Sandbox Id"),
+      execute: onSandbox('Copy the id of', async s => {
+        Clipboard.copyToSystem(s.id);
+        Notification.info(`Copied ${s.id}`, { autoClose: 2000 });
+      })
     });
     commands.addCommand(CommandIDs.interrupt, {
       label: args => (args.id ? 'Interrupt Sandbox' : "Interrupt This Notebook's Sandbox"),
@@ -235,9 +280,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     commands.addCommand(CommandIDs.logs, {
       label: 'Show Sandbox Logs',
+      caption: 'Open its container and kernel logs in a tab that refreshes while it shows',
       execute: onSandbox('Logs of', async s => {
-        shell.activateById(panel.id);
-        panel.reveal(s.id, { logs: true });
+        const id = logsTabId(s.id);
+        if (!Array.from(shell.widgets('main')).some(w => w.id === id)) {
+          const path = kernelSessionPath(s, app.serviceManager.sessions.running());
+          shell.add(logsWidget(s, sandboxLabel(s, path)), 'main');
+        }
+        shell.activateById(id);
       })
     });
     let docs: MainAreaWidget | null = null;
@@ -260,6 +310,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
         shell.activateById(docs.id);
       }
     });
+
+    addRowMenus(app, store, id => panel.oneShots.toggle(id));
+    running?.add(runningSandboxes(store, commands, app.serviceManager.sessions));
 
     for (const command of Object.values(CommandIDs)) {
       palette?.addItem({ command, category: 'Sandbox' });

@@ -3,6 +3,7 @@
  * whole kernel ("Python 3 (sandboxed)"). A kernel's sandbox answers 409 to execute, contexts
  * and restart (the notebook does those); interrupt, files and logs work. Pure code.
  */
+import { notebookSandboxName } from './notebooksandbox';
 import type { ISandbox } from './wire';
 
 /** What the panel offers on a sandbox (beyond removing it). */
@@ -24,23 +25,30 @@ export interface ISessionLike {
   kernel?: { id: string } | null;
 }
 
-/** The path of the notebook (or console) whose kernel this sandbox runs, if its session is open. */
+/**
+ * The path of the notebook (or console) a sandbox goes with: the one whose kernel runs in it, or
+ * whose kernel `%%sandbox` and run-in-sandbox named it for (`notebook-` and the kernel id's first
+ * 12 characters). The open sessions first (a rename shows at once), else what the server said.
+ */
 export function kernelSessionPath(sandbox: ISandbox, sessions: Iterable<ISessionLike>): string | null {
-  if (!isNotebookKernel(sandbox) || !sandbox.kernel_id) {
-    return null;
-  }
   for (const session of sessions) {
-    if (session.kernel?.id === sandbox.kernel_id) {
+    const id = session.kernel?.id;
+    if (id && (id === sandbox.kernel_id || sandbox.name === notebookSandboxName(id))) {
       return session.path;
     }
   }
-  return null;
+  return sandbox.notebook_path ?? null;
 }
 
-/** What the panel calls a sandbox: a kernel's sandbox by its notebook's file name when known. */
+/** What the panel calls a sandbox: by its notebook's file name when it goes with one. */
 export function sandboxLabel(sandbox: ISandbox, sessionPath: string | null): string {
-  if (!isNotebookKernel(sandbox) || !sessionPath) {
-    return sandbox.name;
-  }
-  return sessionPath.split('/').pop() || sandbox.name;
+  return sessionPath?.split('/').pop() || sandbox.name;
+}
+
+/** The Running panel's hover text for a sandbox: what it is, its id and state. */
+export function runningTitle(sandbox: ISandbox, path: string | null): string {
+  const what = isNotebookKernel(sandbox) ? 'Notebook kernel sandbox' : 'Sandbox';
+  const of = path ? ` of ${path}` : '';
+  const reason = sandbox.status_reason ? ` (${sandbox.status_reason})` : '';
+  return `${what} ${sandbox.name}${of}\nId: ${sandbox.id}\nStatus: ${sandbox.status}${reason}`;
 }

@@ -2,11 +2,15 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 
-import { isNotebookKernel, kernelSessionPath, sandboxActions, sandboxLabel } from '../src/kinds';
+import { isNotebookKernel, kernelSessionPath, runningTitle, sandboxActions, sandboxLabel } from '../src/kinds';
 import type { ISandbox } from '../src/wire';
 
-const sandbox = (kind: 'sandbox' | 'kernel', kernelId: string | null = null): ISandbox =>
-  ({ id: 'sb_1', name: kind === 'kernel' ? `kernel-${kernelId}` : 'demo', kind, kernel_id: kernelId }) as ISandbox;
+const sandbox = (
+  kind: 'sandbox' | 'kernel',
+  kernelId: string | null = null,
+  name = kind === 'kernel' ? `kernel-${kernelId}` : 'demo',
+  notebookPath: string | null = null
+): ISandbox => ({ id: 'sb_1', name, kind, kernel_id: kernelId, notebook_path: notebookPath }) as ISandbox;
 
 describe('kinds of sandbox', () => {
   it('offers a notebook kernel everything but restart (the server answers 409 to it)', () => {
@@ -24,13 +28,41 @@ describe('kinds of sandbox', () => {
     ];
     assert.equal(kernelSessionPath(sandbox('kernel', 'k1'), sessions), 'work/analysis.ipynb');
     assert.equal(kernelSessionPath(sandbox('kernel', 'k9'), sessions), null);
-    // only kernels' sandboxes are named after a notebook
-    assert.equal(kernelSessionPath(sandbox('sandbox', 'k1'), sessions), null);
+    // a notebook's sandbox for its cells, made for its kernel
+    assert.equal(kernelSessionPath(sandbox('sandbox', 'k1'), sessions), 'work/analysis.ipynb');
+    assert.equal(kernelSessionPath(sandbox('sandbox'), sessions), null);
   });
 
-  it("calls a kernel's sandbox by its notebook's file name, else by its own name", () => {
+  it("finds the notebook of a %%sandbox sandbox by its name, else takes the server's path", () => {
+    const kernelId = '0123456789abcdef-0000';
+    const sessions = [{ path: 'renamed.ipynb', kernel: { id: kernelId } }];
+    assert.equal(kernelSessionPath(sandbox('sandbox', null, 'notebook-0123456789ab'), sessions), 'renamed.ipynb');
+    // a session this page has not seen yet: the server's answer
+    assert.equal(
+      kernelSessionPath(sandbox('sandbox', null, 'notebook-fedcba987654', 'a/b.ipynb'), sessions),
+      'a/b.ipynb'
+    );
+    assert.equal(kernelSessionPath(sandbox('sandbox', null, 'notebook-fedcba987654'), sessions), null);
+  });
+
+  it("calls a notebook's sandbox by its notebook's file name, else by its own name", () => {
     assert.equal(sandboxLabel(sandbox('kernel', 'k1'), 'work/analysis.ipynb'), 'analysis.ipynb');
     assert.equal(sandboxLabel(sandbox('kernel', 'k1'), null), 'kernel-k1');
-    assert.equal(sandboxLabel(sandbox('sandbox'), 'work/analysis.ipynb'), 'demo');
+    assert.equal(sandboxLabel(sandbox('sandbox', null, 'notebook-0123456789ab'), 'work/a.ipynb'), 'a.ipynb');
+    assert.equal(sandboxLabel(sandbox('sandbox'), null), 'demo');
+  });
+
+  it('tells in the Running panel what a sandbox is, its id and status', () => {
+    const s = {
+      ...sandbox('sandbox', null, 'notebook-0123456789ab'),
+      status: 'exited',
+      status_reason: 'out of memory'
+    };
+    assert.equal(
+      runningTitle(s as ISandbox, 'work/a.ipynb'),
+      'Sandbox notebook-0123456789ab of work/a.ipynb\nId: sb_1\nStatus: exited (out of memory)'
+    );
+    const k = { ...sandbox('kernel', 'k1'), status: 'running', status_reason: null };
+    assert.equal(runningTitle(k as ISandbox, null), 'Notebook kernel sandbox kernel-k1\nId: sb_1\nStatus: running');
   });
 });

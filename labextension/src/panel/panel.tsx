@@ -29,10 +29,9 @@ import React from 'react';
 
 import { api } from '../api';
 import { CommandIDs } from '../commands';
-import { formatBytes, formatDuration, formatPercent, formatUptime } from '../format';
+import { formatBytes, formatPercent, formatUptime } from '../format';
 import { keyIcon, sandboxIcon } from '../icons';
 import { isNotebookKernel, kernelSessionPath, SandboxAction, sandboxActions, sandboxLabel } from '../kinds';
-import { ACTIVE_ONE_SHOT, oneShotDuration } from '../oneshots';
 import { downloadName, uploadLimit, uploadPath, WORKDIR } from '../paths';
 import { SandboxStore } from '../store';
 import type { IFileEntry, ILogs, ISandbox } from '../wire';
@@ -40,6 +39,7 @@ import { AdminSandboxList } from './admin';
 import { CreateForm } from './create';
 import { ApiKeyList } from './keys';
 import { dropTarget, FileTree } from './files';
+import { OneShotList } from './oneshots';
 
 /** Runs an action, reporting failure as a notification with the server's message. */
 export async function report<T>(what: string, action: () => Promise<T>): Promise<T | undefined> {
@@ -209,7 +209,9 @@ class SandboxList extends ReactWidget {
       event?.stopPropagation();
       void this.commands.execute(id, { id: s.id });
     };
-    const what = kernel ? `the notebook kernel of ${path ?? s.name}, in sandbox ${s.name}` : s.name;
+    const what = kernel
+      ? `the notebook kernel of ${path ?? s.name}, in sandbox ${s.name}`
+      : `sandbox ${s.name}${path ? ` of ${path}` : ''}`;
     return (
       <li
         key={s.id}
@@ -231,7 +233,9 @@ class SandboxList extends ReactWidget {
         >
           <Caret tag="span" className="jp-SandboxItem-caret" />
           <Icon tag="span" className="jp-SandboxItem-icon" />
-          <span className="jp-SandboxItem-label">{label}</span>
+          <span className="jp-SandboxItem-label" title={`${label}: ${what} (${s.id})`}>
+            {label}
+          </span>
           {kernel && (
             <span
               className="jp-SandboxItem-kind"
@@ -323,6 +327,14 @@ class SandboxList extends ReactWidget {
           {sandboxActions(s).map(action => this.renderAction(s, action, logs))}
         </div>
         <dl className="jp-SandboxItem-details">
+          {!isNotebookKernel(s) && path && (
+            <>
+              <dt>Notebook</dt>
+              <dd data-field="notebook" title={`${path} (sandbox ${s.name}, ${s.id})`}>
+                {path}
+              </dd>
+            </>
+          )}
           {isNotebookKernel(s) && (
             <>
               <dt>Kernel of</dt>
@@ -427,48 +439,6 @@ class SandboxList extends ReactWidget {
   private filesVersion = new Map<string, number>();
   private logs = new Map<string, ILogs | 'loading' | { error: string }>();
   private ticker: number;
-}
-
-/** The user's one-shot executions: another section. */
-class OneShotList extends ReactWidget {
-  constructor(private store: SandboxStore) {
-    super();
-    this.addClass('jp-SandboxOneShots');
-    this.title.label = 'One-shot executions';
-    store.changed.connect(() => this.update(), this);
-  }
-
-  render(): JSX.Element {
-    const { oneShots } = this.store;
-    if (!oneShots.length) {
-      return <div className="jp-SandboxPanel-empty">None</div>;
-    }
-    const now = Date.now();
-    return (
-      <ul className="jp-SandboxList-items">
-        {oneShots.map(e => (
-          <li key={e.execution_id} className="jp-SandboxOneShot" data-id={e.execution_id}>
-            <span className="jp-SandboxItem-label">
-              <code>{e.execution_id}</code>
-            </span>
-            <span className="jp-SandboxItem-badge" data-state={e.status}>
-              {e.status}
-            </span>
-            <span className="jp-SandboxItem-detail">{formatDuration(oneShotDuration(e, now))}</span>
-            {ACTIVE_ONE_SHOT.has(e.status) && (
-              <ToolbarButtonComponent
-                icon={stopIcon}
-                tooltip={`Kill ${e.execution_id}`}
-                onClick={() =>
-                  void report('Kill', () => api.killOneShot(e.execution_id)).then(() => this.store.refreshAll())
-                }
-              />
-            )}
-          </li>
-        ))}
-      </ul>
-    );
-  }
 }
 
 export class SandboxPanel extends SidePanel {
