@@ -46,6 +46,8 @@ CELLS_NOTEBOOK = [
 STOP_NOTEBOOK = ["import time\nprint('sleeping', flush=True)\ntime.sleep(600)"]
 # shared.spec.ts: %%sandbox and "Run cell in sandbox" use the same sandbox
 SHARED_NOTEBOOK = ["%load_ext jupyter_sandbox", "%%sandbox\nshared = 41", "shared + 1"]
+# running.spec.ts (issue 26): a %%sandbox sandbox named by its notebook, renamed there
+LABRUN_NOTEBOOK = ["%load_ext jupyter_sandbox", "%%sandbox\nprint('in the sandbox')"]
 
 # untrusted.spec.ts (issue 27): for each route an output can take out of a sandbox, one notebook
 # with one cell per kind of active content. Each payload, if it ever ran in the page, would fetch
@@ -147,6 +149,7 @@ def lab_server(tmp_path, docker_ready):
         "cells.ipynb": CELLS_NOTEBOOK,
         "stop.ipynb": STOP_NOTEBOOK,
         "shared.ipynb": SHARED_NOTEBOOK,
+        "labrun.ipynb": LABRUN_NOTEBOOK,
     }
     for name, sources in notebooks.items():
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in sources])
@@ -264,10 +267,10 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     oneshot_id = OneShot(lab_server["url"], lab_server["token"]).execute_async(
         files={"main.py": "import time\ntime.sleep(600)\n"}
     )
-    # untrusted.spec.ts and keys.spec.ts have their own tests (below)
+    # untrusted.spec.ts, keys.spec.ts and running.spec.ts have their own tests (below)
     stdout = playwright(
         lab_server,
-        ["--grep-invert", "@untrusted|@keys"],
+        ["--grep-invert", "@untrusted|@keys|@labrun"],
         {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id},
         timeout=1400,
     )
@@ -291,6 +294,8 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
         "30-shared",
         "31-shared-after-rename",
         "40-sandboxed-kernel",
+        "41-confirm-remove-light",
+        "42-offer-restart-light",
     ):
         assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000, name
 
@@ -319,4 +324,24 @@ def test_api_key_minted_used_and_revoked_in_the_panel(lab_server, node_modules):
     assert "1 passed" in stdout, stdout
     print(stdout)  # the secret's contrast in the dark theme
     for name in ("70-key-minted-dark", "71-key-revoked-dark"):
+        assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000, name
+
+
+@pytest.mark.timeout(900)
+def test_running_panel_row_menus_logs_tab_and_notebook_names(lab_server, node_modules):  # noqa: F811
+    """Issue 26: sandboxes in JupyterLab's Running panel (open, remove, Shut Down All), a row's
+    right-click menu opening its logs in a main-area tab, a %%sandbox sandbox named by its notebook
+    after a rename."""
+    need_chromium()
+    stdout = playwright(lab_server, ["--grep", "@labrun"], {}, timeout=840)
+    assert "3 passed" in stdout, stdout
+    print(stdout)
+    for name in (
+        "80-running-light",
+        "80-running-dark",
+        "81-row-menu-light",
+        "82-logs-tab-light",
+        "82-logs-tab-dark",
+        "83-named-by-notebook-light",
+    ):
         assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000, name

@@ -3,7 +3,8 @@
  * cell (it runs in the container: its hostname, working directory and user are the sandbox's),
  * and see the kernel's sandbox in the panel, marked as a notebook kernel and named after the
  * notebook, offering what it accepts (interrupt, upload, logs; not restart). Its close button
- * shuts the kernel down, which takes the sandbox with it.
+ * asks first, then shuts the kernel down, which takes the sandbox with it, and the notebook is
+ * offered a new kernel (issue 26).
  */
 import { expect, test } from '@playwright/test';
 
@@ -85,11 +86,41 @@ test('a notebook on "Python 3 (sandboxed)" runs in a sandbox the panel shows as 
   await expect(item.locator('.jp-SandboxLogs-section[data-log^="kernel-"] pre')).toBeVisible({ timeout: 30_000 });
   await shot(page, '40-sandboxed-kernel');
 
-  // The close button shuts the kernel down; its sandbox goes with it.
+  // The close button asks first (issue 26): Cancel keeps the kernel and its sandbox.
+  const dialog = page.locator('.jp-Dialog');
   await item.getByRole('button', { name: /^Shut down the notebook kernel of / }).click();
+  await expect(dialog).toContainText('Remove the kernel’s sandbox?');
+  await expect(dialog).toContainText(session.path);
+  await shot(page, '41-confirm-remove-light');
+  await dialog.getByRole('button', { name: 'Cancel' }).click();
+  await expect(dialog).toHaveCount(0);
+  await expect(item).toHaveAttribute('data-status', 'running');
+
+  // Remove: the kernel shuts down, its sandbox goes with it.
+  await item.getByRole('button', { name: /^Shut down the notebook kernel of / }).click();
+  await dialog.getByRole('button', { name: 'Remove' }).click();
   await expect(item).toHaveCount(0, { timeout: 60_000 });
   await expect
     .poll(async () => (await rest(page, 'GET', 'sandboxes')).filter((s: { kind: string }) => s.kind === 'kernel'))
     .toHaveLength(0);
+
+  // The notebook is then offered a new kernel (not left "Disconnected"); taking it, a cell runs
+  // again, in a new sandbox.
+  await expect(dialog).toContainText('Kernel shut down', { timeout: 60_000 });
+  await expect(dialog).toContainText(`The sandbox of ${session.path} was removed`);
+  await shot(page, '42-offer-restart-light');
+  await dialog.getByRole('button', { name: 'Restart Kernel' }).click();
+  await expect(page.locator('.jp-StatusBar-TextItem', { hasText: 'Python 3 (sandboxed) | Idle' })).toBeVisible({
+    timeout: 120_000
+  });
+  await cell.locator('.cm-content').click();
+  await page.keyboard.press('Shift+Enter');
+  await expect(cell.locator('.jp-OutputArea-output')).toHaveText(/^in sandbox \/home\/user [1-9]\d*\s*$/, {
+    timeout: 180_000
+  });
+  await expect(cell.locator('.jp-InputArea-prompt')).toHaveText('[1]:');
+  const again = (await rest(page, 'GET', 'sandboxes')).filter((s: { kind: string }) => s.kind === 'kernel');
+  expect(again).toHaveLength(1);
+  expect(again[0].id).not.toBe(sandbox.id);
   expect(browserErrors).toEqual([]);
 });
