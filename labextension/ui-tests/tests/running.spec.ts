@@ -49,10 +49,13 @@ test('@labrun the Running panel lists sandboxes, opens and removes them, and shu
   await expect(item(alpha.id).locator('.jp-RunningSessions-itemDetail')).toHaveText('running');
   await shot(page, '80-running-light');
   await setTheme(page, 'JupyterLab Dark');
+  await openLab(page);
   await openRunning(page);
   await expect(item(alpha.id)).toBeVisible({ timeout: 60_000 });
+  await expect(page.locator('body')).toHaveAttribute('data-jp-theme-light', 'false');
   await shot(page, '80-running-dark');
   await setTheme(page, 'JupyterLab Light');
+  await openLab(page);
   await openRunning(page);
 
   // Opening an item shows it in the Sandboxes panel, expanded.
@@ -62,6 +65,8 @@ test('@labrun the Running panel lists sandboxes, opens and removes them, and shu
   await openRunning(page);
 
   // Its shut-down button removes just that sandbox.
+  // (JupyterLab shows it on hover)
+  await item(alpha.id).hover();
   await item(alpha.id).locator('.jp-RunningSessions-itemShutdown').click();
   await expect(item(alpha.id)).toHaveCount(0, { timeout: 60_000 });
   await expect
@@ -119,7 +124,9 @@ test('@labrun a right-click on a sandbox row opens its logs in a main-area tab',
   await expect.poll(async () => meta.textContent(), { timeout: 30_000 }).not.toBe(first);
   await shot(page, '82-logs-tab-light');
   await setTheme(page, 'JupyterLab Dark');
+  await openLab(page);
   await openPanel(page);
+  await expect(page.locator('body')).toHaveAttribute('data-jp-theme-light', 'false');
   await row.click({ button: 'right' });
   await page.locator('.lm-Menu-itemLabel', { hasText: 'Show Sandbox Logs' }).click();
   await expect(page.locator(`#jupyter-sandbox-logs-${sandbox.id} .jp-SandboxLogs-section`).first()).toBeVisible({
