@@ -223,7 +223,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     commands.addCommand(CommandIDs.remove, {
-      label: args => (args.id ? 'Remove Sandbox' : "Remove This Notebook's Sandbox"),
+      label: args => (args.id || args.row ? 'Remove Sandbox' : "Remove This Notebook's Sandbox"),
       // A notebook kernel's sandbox goes by shutting its kernel down, as the Running panel does:
       // pulled from under a live kernel, it would leave JupyterLab restarting a kernel it cannot find.
       // It is asked first, and the notebook is then offered a new kernel (removal.ts).
@@ -260,11 +260,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       })
     });
     commands.addCommand(CommandIDs.interrupt, {
-      label: args => (args.id ? 'Interrupt Sandbox' : "Interrupt This Notebook's Sandbox"),
+      label: args => (args.id || args.row ? 'Interrupt Sandbox' : "Interrupt This Notebook's Sandbox"),
       execute: onSandbox('Interrupt', s => api.interrupt(s.id))
     });
     commands.addCommand(CommandIDs.restart, {
-      label: args => (args.id ? 'Restart Sandbox' : "Restart This Notebook's Sandbox"),
+      label: args => (args.id || args.row ? 'Restart Sandbox' : "Restart This Notebook's Sandbox"),
       execute: onSandbox('Restart', async s => {
         await api.restart(s.id);
         await store.refresh();
