@@ -195,7 +195,7 @@ def build_server(access_for: AccessFor) -> MCPServer:
 
     @server.tool(
         annotations=ToolAnnotations(title="Run a command", open_world_hint=False),
-        description="Run a shell command (/bin/sh -c) in a sandbox and return its exit code, stdout and stderr. "
+        description="Run a shell command (bash -l -c) in a sandbox and return its exit code, stdout and stderr. "
         "timeout: seconds before it is killed (default 60). Costs the sandbox's CPU time; no network unless the "
         "sandbox has it. " + SANDBOX_ARG,
     )
