@@ -158,6 +158,15 @@ async def test_commands_and_packages_without_network(connect):
         assert texts(await call(session, "run_command", command="pwd")) == ["exit code 0", "stdout:\n/home/user\n"]
         slow = await call(session, "run_command", command="echo begun; sleep 60", timeout=3)
         assert slow.is_error and texts(slow)[0] == "killed after its timeout of 3 s", texts(slow)
+        assert texts(slow)[1:] == ["stdout:\nbegun\n"]  # what it wrote before its timeout is kept
+        # the kill took what the command started too (its process group): no `sleep 60` is left
+        each = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null; echo; done"
+        left = each + " | grep -c '^sleep 60' || true"
+        assert texts(await call(session, "run_command", command=left)) == ["exit code 0", "stdout:\n0\n"]
+        assert "bash" in texts(await call(session, "run_command", command="echo $BASH"))[1]  # bash -l -c
+        for bad, field in (({"timeout": 0}, "timeout"), ({"cwd": "/no/such/dir"}, "/no/such/dir")):
+            refused = await call(session, "run_command", command="true", **bad)
+            assert refused.is_error and field in texts(refused)[0], texts(refused)
         assert texts(await call(session, "run_command", command="echo again")) == ["exit code 0", "stdout:\nagain\n"]
         refused = await call(session, "install_packages", packages=["requests"])
         assert refused.is_error

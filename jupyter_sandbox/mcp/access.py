@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..client.connection import Connection
-from ..errors import NotFound, SandboxError
+from ..errors import InvalidInput, NotFound, SandboxError
 from ..models import CommandRequest, ContextModel, ExecuteRequest, Execution, SandboxModel, SandboxRequest
 
 if TYPE_CHECKING:  # stdio needs no manager in its process
@@ -57,20 +57,31 @@ class CommandOutput:
         elif kind == "error":  # the server failed mid-stream (the sandbox went away)
             self.error = str(event.get("value") or event)
 
-    def result(self, timed_out: bool) -> CommandResult:
+    def result(self, timed_out: bool, timeout: float) -> CommandResult:
         if self.exit_code is None and not timed_out:
             raise SandboxError(f"the command was lost before its end: {self.error or 'no end was sent'}")
-        return CommandResult(self.exit_code, "".join(self.output["stdout"]), "".join(self.output["stderr"]), timed_out)
+        stdout, stderr = "".join(self.output["stdout"]), "".join(self.output["stderr"])
+        return CommandResult(self.exit_code, stdout, stderr, timed_out, timeout)
 
 
 class CommandResult:
-    """What a command did: its exit code (None when it was killed at its timeout) and output."""
+    """What a command did: its exit code and output, or that it was killed at its timeout."""
 
-    def __init__(self, exit_code: int | None, stdout: str, stderr: str, timed_out: bool = False) -> None:
-        self.exit_code = exit_code
+    def __init__(self, exit_code: int | None, stdout: str, stderr: str, timed_out: bool, timeout: float) -> None:
+        self.exit_code = exit_code  # a signal's end is -1 (core/commands.py's exit_status)
         self.stdout = stdout
         self.stderr = stderr
         self.timed_out = timed_out
+        self.timeout = timeout
+
+    @property
+    def failed(self) -> bool:
+        return self.timed_out or self.exit_code != 0
+
+    @property
+    def ending(self) -> str:
+        """How it ended, for people."""
+        return f"killed after its timeout of {self.timeout:g} s" if self.timed_out else f"exit code {self.exit_code}"
 
 
 class SandboxAccess(abc.ABC):
@@ -114,22 +125,24 @@ class SandboxAccess(abc.ABC):
 
     async def run_command(self, ref: str, command: str, cwd: str | None, timeout: float) -> CommandResult:
         """Run a command line to its end, or kill it at ``timeout`` seconds keeping what it wrote."""
+        if timeout <= 0:
+            raise InvalidInput("timeout must be a positive number of seconds", field="timeout")
         output = CommandOutput()
         follow = asyncio.ensure_future(self.follow_command(ref, CommandRequest(cmd=command, cwd=cwd), output))
         done, _ = await asyncio.wait({follow}, timeout=timeout)
         if done:
             follow.result()  # its error: a bad cwd, an unknown sandbox...
-            return output.result(timed_out=False)
+            return output.result(timed_out=False, timeout=timeout)
         try:
             if output.pid is not None:
                 await self.kill_command(ref, output.pid)
         except NotFound:  # it ended as its timeout came: its stream ends with its end event
             await follow
-            return output.result(timed_out=False)
+            return output.result(timed_out=False, timeout=timeout)
         finally:
             follow.cancel()
             await asyncio.gather(follow, return_exceptions=True)
-        return output.result(timed_out=True)
+        return output.result(timed_out=True, timeout=timeout)
 
 
 class ManagerAccess(SandboxAccess):
