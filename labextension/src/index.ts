@@ -265,6 +265,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     commands.addCommand(CommandIDs.restart, {
       label: args => (args.id || args.row ? 'Restart Sandbox' : "Restart This Notebook's Sandbox"),
+      // a notebook kernel's sandbox restarts from its notebook (the server answers 409 here)
+      isVisible: args => {
+        const row = rowId(app, args, SANDBOX_ROW);
+        const sandbox = row ? store.find(row) : undefined;
+        return !sandbox || !isNotebookKernel(sandbox);
+      },
       execute: onSandbox('Restart', async s => {
         await api.restart(s.id);
         await store.refresh();
