@@ -28,6 +28,7 @@ async function openRunning(page: Page) {
 }
 
 test('@labrun the Running panel lists sandboxes, opens and removes them, and shuts them all down', async ({ page }) => {
+  test.setTimeout(480_000); // three sandboxes and two reloads, on a loaded machine
   const browserErrors: string[] = [];
   page.on('pageerror', error => browserErrors.push(String(error)));
   const alpha = await rest(page, 'POST', 'sandboxes', { name: 'run-alpha' });
@@ -74,10 +75,9 @@ test('@labrun the Running panel lists sandboxes, opens and removes them, and shu
     .toEqual(['run-beta', 'run-gamma']);
 
   // "Shut Down All" asks (JupyterLab's own dialog), then removes the rest.
-  const section = running
-    .locator('.jp-RunningSessions-section')
-    .filter({ has: page.locator('.jp-SandboxRunningItem') });
-  await section.locator('.jp-RunningSessions-shutdownAll').click();
+  // (in the section's title bar, as for kernels and terminals)
+  const title = running.locator('.lm-AccordionPanel-title', { hasText: 'Sandboxes' });
+  await title.locator('.jp-RunningSessions-shutdownAll').click();
   const dialog = page.locator('.jp-Dialog');
   await expect(dialog).toContainText('Remove all your sandboxes?');
   await dialog.getByRole('button', { name: 'Shut Down All' }).click();
