@@ -244,7 +244,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const notebooks = notebooksOfKernel(tracker, kernelId);
         const kernelName = notebooks[0]?.sessionContext.session?.kernel?.name;
         const done = await report(`Remove ${s.name}`, async () => {
-          await app.serviceManager.kernels.shutdown(kernelId);
+          // An open notebook's session goes with its kernel (the server drops a session whose kernel
+          // is gone), so that a new kernel can start a new session; else just the kernel.
+          if (notebooks.length) {
+            await Promise.all(notebooks.map(nb => nb.sessionContext.shutdown()));
+          } else {
+            await app.serviceManager.kernels.shutdown(kernelId);
+          }
           return true;
         });
         if (done && kernelName) {

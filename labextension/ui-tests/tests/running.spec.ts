@@ -80,7 +80,8 @@ test('@labrun the Running panel lists sandboxes, opens and removes them, and shu
   await title.locator('.jp-RunningSessions-shutdownAll').click();
   const dialog = page.locator('.jp-Dialog');
   await expect(dialog).toContainText('Remove all your sandboxes?');
-  await dialog.getByRole('button', { name: 'Shut Down All' }).click();
+  await expect(dialog.locator('.jp-mod-accept')).toHaveText('Shut Down All');
+  await dialog.locator('.jp-mod-accept').click();
   await expect(running.locator('.jp-SandboxRunningItem')).toHaveCount(0, { timeout: 60_000 });
   await expect.poll(async () => (await rest(page, 'GET', 'sandboxes')).length, { timeout: 60_000 }).toBe(0);
   expect(browserErrors).toEqual([]);
