@@ -74,16 +74,12 @@ test('@labterm a terminal in a sandbox runs ls, in light and dark, and ends with
 
     const terminal = page.locator('.jp-SandboxTerminal:not(.lm-mod-hidden)');
     await expect(terminal.locator('.jp-Terminal')).toBeVisible({ timeout: 60_000 });
-    await expect(page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current')).toContainText(
-      'Terminal: term-ui'
-    );
+    await expect(page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current')).toContainText('Terminal: term-ui');
     // the shell runs in the sandbox: its files, its hostname, not root
     await runInTerminal(page, terminal, 'ls; echo "on $(hostname) as uid $(id -u)"', /on sandbox as uid [1-9]/);
     await expect(terminal.locator('.xterm-accessibility-tree')).toContainText('made-in-the-sandbox.txt');
     // JupyterLab's terminal follows the theme ("inherit"): the dark theme paints it dark
-    const background = await terminal
-      .locator('.xterm-viewport')
-      .evaluate(el => getComputedStyle(el).backgroundColor);
+    const background = await terminal.locator('.xterm-viewport').evaluate(el => getComputedStyle(el).backgroundColor);
     const [r, g, b] = (background.match(/\d+/g) ?? []).map(Number);
     expect(theme === 'JupyterLab Dark' ? r + g + b < 200 : r + g + b > 600, `${theme}: ${background}`).toBe(true);
     await shot(page, `60-terminal-${theme === 'JupyterLab Dark' ? 'dark' : 'light'}`);
