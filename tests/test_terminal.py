@@ -112,3 +112,32 @@ async def test_the_terminal_is_the_owners_only(server, sandbox):
             await terminal(server, ref, headers, query)
         assert refused.value.code == status, who
     assert terminal_commands(server) == []
+
+
+async def test_in_hub_mode_the_terminal_goes_through_the_service(server, sandbox, tmp_path):
+    """A user's server in Hub mode (no engine) relays the terminal to the sandbox service."""
+    env = {"JUPYTER_SANDBOX_SERVICE_URL": server.url, "JUPYTERHUB_API_TOKEN": server.token}
+    user_server = JupyterServer(tmp_path / "user-server", env=env)
+    await asyncio.to_thread(user_server.start)
+    try:
+        token = {"Authorization": f"token {user_server.token}"}
+        ws = await terminal(user_server, "term", token, "?rows=20&cols=70")
+        try:
+            ws.write_message(json.dumps(["stdin", "echo via-$((40+2)); stty size\r"]))
+            assert "via-42" in await read_until(ws, "20 70")
+        finally:
+            ws.close()
+        for who, headers, ref, query, status in (
+            ("nobody", {}, "term", "", 403),
+            ("no such sandbox", token, "nope", "", 404),
+            ("a bad size", token, "term", "?rows=x&cols=1", 400),
+        ):
+            with pytest.raises(HTTPClientError) as refused:
+                await terminal(user_server, ref, headers, query)
+            assert refused.value.code == status, who
+    finally:
+        await asyncio.to_thread(user_server.stop)
+    deadline = time.monotonic() + 30
+    while terminal_commands(server):
+        assert time.monotonic() < deadline, terminal_commands(server)
+        await asyncio.sleep(0.5)

@@ -47,6 +47,7 @@ from . import (
     mcp_http,
     oneshot,
     service_proxy,
+    terminal_proxy,
     terminal_ws,
 )
 from .e2b import E2B, scrub_logs
@@ -283,7 +284,7 @@ class SandboxApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         routes = (
-            service_proxy.ROUTES
+            [*service_proxy.ROUTES, *terminal_proxy.ROUTES]
             if self.hub_mode
             else [
                 *handlers.ROUTES,
