@@ -58,6 +58,7 @@ class Sandbox:
     contexts: dict[str, Context] = field(default_factory=dict)
     default_context: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while the sandbox restarts
+    defaults_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while a language's default context starts
     executing: int = 0  # executions running or queued in it
 
     def context(self, context_id: str | None) -> Context:
@@ -154,7 +155,7 @@ class Sandbox:
             if reason:
                 raise KernelDied(f"{reason} (restart the context or the sandbox)")
             if env_vars:
-                await kernels.run_silently(context, kernel_code.swap_env(env_vars))
+                await kernels.run_silently(context, kernel_code.language_swap_env(env_vars, context.model.language))
             if allow_stdin:
                 await kernels.connect_stdin(context)
                 context.stdin = StdinBridge(context.client, context.interrupt)
@@ -194,7 +195,9 @@ class Sandbox:
             finally:
                 context.stdin = None
                 if env_vars and not context.closed and not await kernels.exit_reason(self, context):
-                    await kernels.run_silently(context, kernel_code.restore_env())
+                    await kernels.run_silently(
+                        context, kernel_code.language_restore_env(env_vars, context.model.language)
+                    )
             self.model.last_activity = now()
         return execution
 
