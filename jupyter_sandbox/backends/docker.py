@@ -238,8 +238,8 @@ class DockerBackend(SandboxBackend):
         self.usage.forget(sandbox_id, restarted=True)
         self.kernels.forget_ended(sandbox_id)
 
-    async def languages(self, sandbox_id: str) -> dict[str, list[str]]:
-        return await self.kernelspecs.of(sandbox_id)
+    async def languages(self, sandbox_id: str) -> list[str]:
+        return sorted(await self.kernelspecs.of(sandbox_id))
 
     async def remove(self, sandbox_id: str) -> None:
         await self.processes.table.close(sandbox_id)
@@ -288,11 +288,12 @@ class DockerBackend(SandboxBackend):
         extra_argv, extra_env = kernel_extras(offline=spec is not None and not spec.network, e2b_formats=not debugger)
         argv = [*kernel_argv(self.python, debugger=debugger), *extra_argv]
         if language != "python":  # another language's kernel starts as its kernelspec says
-            argv, extra_env = await self.kernelspecs.argv(sandbox_id, language), {}
+            argv, extra_env = await self.kernelspecs.command(sandbox_id, language)
         # the kernel's uid may be one no account in the image has: who it is comes from the environment
         # (getpass, pip and others read $USER and $LOGNAME before the passwd file)
         env = {**IDENTITY_ENV, **extra_env, **(spec.env if spec is not None else {})}  # the sandbox's env wins
-        request = start_request(kernel_id, hmac_key, argv, cwd=workdir, env=env)
+        transport = "ipc" if language == "python" else "tcp"  # every kernel takes tcp, not all ipc (Deno)
+        request = start_request(kernel_id, hmac_key, argv, cwd=workdir, env=env, transport=transport)
         return await self.kernels.launch(sandbox_id, kernel_id, "start", hmac_key, request)
 
     async def attach_kernel(

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from ..errors import InvalidInput
 from . import programs
 
+# a kernelspec's argv (with {connection_file}) and env
+KernelCommand = tuple[list[str], dict[str, str]]
 # (sandbox id, argv) -> exit code, stdout, stderr of a short command run as the sandbox's user
 RunCommand = Callable[[str, list[str]], Awaitable[tuple[int | None, bytes, bytes]]]
 
@@ -18,10 +20,10 @@ class KernelLanguages:
     def __init__(self, run: RunCommand, python: Callable[[], str]) -> None:
         self._run = run
         self._python = python
-        self._found: dict[str, dict[str, list[str]]] = {}
+        self._found: dict[str, dict[str, KernelCommand]] = {}
 
-    async def of(self, sandbox_id: str) -> dict[str, list[str]]:
-        """``{language: argv}`` of the sandbox's kernels besides Python's ({} when it has none)."""
+    async def of(self, sandbox_id: str) -> dict[str, KernelCommand]:
+        """``{language: (argv, env)}`` of the sandbox's kernels besides Python's ({} when it has none)."""
         if sandbox_id not in self._found:
             code, out, _ = await self._run(sandbox_id, [self._python(), "-I", "-c", programs.source("kernelspecs")])
             try:
@@ -29,11 +31,13 @@ class KernelLanguages:
             except ValueError:
                 found = {}
             # a sandbox whose image has no such program's python: no other languages, said once
-            self._found[sandbox_id] = {str(k): list(v) for k, v in found.items()} if isinstance(found, dict) else {}
+            specs = found.items() if isinstance(found, dict) else []
+            self._found[sandbox_id] = {str(k): (list(v["argv"]), dict(v["env"])) for k, v in specs}
         return self._found[sandbox_id]
 
-    async def argv(self, sandbox_id: str, language: str) -> list[str]:
-        """The command that starts the sandbox's kernel of ``language``; a 400 when it has none."""
+    async def command(self, sandbox_id: str, language: str) -> KernelCommand:
+        """The command (and environment) that starts the sandbox's kernel of ``language``; a 400
+        when it has none."""
         found = await self.of(sandbox_id)
         if language not in found:
             have = ", ".join(sorted({"python", *found}))

@@ -153,9 +153,12 @@ def start_request(
     state_dir: str = DEFAULT_STATE_DIR,
     signature_scheme: str = "hmac-sha256",
     kernel_name: str = "",
+    transport: str = "ipc",
 ) -> dict[str, Any]:
-    """The ``start`` request: ``{connection_file}`` in argv becomes the file's path in the sandbox."""
+    """The ``start`` request: ``{connection_file}`` in argv becomes the file's path in the sandbox.
+    ``transport`` "tcp": the kernel listens on 127.0.0.1 ports instead of ipc sockets."""
     return {
+        "transport": transport,
         "kernel_id": _check_kernel_id(kernel_id),
         "connection": {"key": _key_text(key), "signature_scheme": signature_scheme, "kernel_name": kernel_name},
         "argv": list(argv),

@@ -247,8 +247,8 @@ class KubernetesBackend(SandboxBackend):
             f"the old pod of sandbox {sandbox_id} was not gone within {self.pod_start_timeout:g} s"
         )
 
-    async def languages(self, sandbox_id: str) -> dict[str, list[str]]:
-        return await self.kernelspecs.of(sandbox_id)
+    async def languages(self, sandbox_id: str) -> list[str]:
+        return sorted(await self.kernelspecs.of(sandbox_id))
 
     async def remove(self, sandbox_id: str) -> None:
         await self.processes.table.close(sandbox_id)
@@ -292,9 +292,10 @@ class KubernetesBackend(SandboxBackend):
         extra_argv, extra_env = kernel_extras(offline=not spec.network, e2b_formats=not debugger)
         argv = [*kernel_argv(self.python, debugger=debugger), *extra_argv]
         if language != "python":  # another language's kernel starts as its kernelspec says
-            argv, extra_env = await self.kernelspecs.argv(sandbox_id, language), {}
+            argv, extra_env = await self.kernelspecs.command(sandbox_id, language)
         env = {**IDENTITY_ENV, **extra_env, **spec.env}  # the sandbox's env wins
-        request = start_request(kernel_id, hmac_key, argv, cwd=workdir, env=env)
+        transport = "ipc" if language == "python" else "tcp"  # every kernel takes tcp, not all ipc (Deno)
+        request = start_request(kernel_id, hmac_key, argv, cwd=workdir, env=env, transport=transport)
         return await self.kernels.launch(sandbox_id, kernel_id, hmac_key, request)
 
     async def attach_kernel(

@@ -1,5 +1,5 @@
 """Runs INSIDE a sandbox: prints the kernels its image has for languages other than Python, as
-JSON ``{language: argv}`` (argv with ``{connection_file}``), read from the kernelspecs in
+JSON ``{language: {"argv": [...], "env": {...}}}`` (argv with ``{connection_file}``), read from the kernelspecs in
 ``$JUPYTER_PATH`` and the usual share/jupyter folders (the first found of a language wins).
 Standard library only."""
 
@@ -20,10 +20,11 @@ def main():
                     spec = json.load(f)
                 language = str(spec.get("language", "")).lower()
                 argv = [str(a) for a in spec["argv"]]
-            except (OSError, ValueError, KeyError, TypeError):
+                env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 continue  # a broken kernelspec is not a language
             if language and language != "python" and argv:
-                found.setdefault(language, argv)
+                found.setdefault(language, {"argv": argv, "env": env})
     print(json.dumps(found))
 
 
