@@ -15,7 +15,7 @@ from ..models import ContextModel, Execution, SandboxModel, now
 from ..outputs import OutputPolicy
 from . import kernel_code
 from .collector import Event, EventSink
-from .execute_request import run_execute
+from .execute_request import LATE_OUTPUT_GRACE, run_execute
 from .stdin import StdinBridge
 
 if TYPE_CHECKING:  # kernels.py builds Contexts: it imports this module
@@ -177,6 +177,7 @@ class Sandbox:
                     max_output=max_output,
                     stdin=context.stdin,
                     outputs=outputs,
+                    late_output=LATE_OUTPUT_GRACE.get(context.model.language, 0.0),
                 )
             except asyncio.CancelledError:
                 task = asyncio.current_task()

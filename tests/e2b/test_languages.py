@@ -88,7 +88,8 @@ def test_a_language_runs_code_with_results_errors_env_vars_and_cwd(sbx, language
         code, text = expression
         result = sbx.run_code(code, language=language)
         assert result.error is None, result.error
-        assert result.text == text
+        # (IRkernel shows a value as display data, E2B's R results too: not the main result)
+        assert [r.text for r in result.results] == [text]
     error = sbx.run_code(failing, language=language)
     assert error.error is not None
     if error_name:
@@ -105,7 +106,8 @@ def test_a_language_runs_code_with_results_errors_env_vars_and_cwd(sbx, language
     sbx.files.make_dir(f"/home/user/in-{language}")
     context = sbx.create_code_context(language=language, cwd=f"/home/user/in-{language}")
     assert context.language == {"js": "javascript", "ts": "typescript"}.get(language, language)
-    assert stdout(sbx.run_code(show_cwd, context=context)).strip() == f"/home/user/in-{language}"
+    in_context = sbx.run_code(show_cwd, context=context)
+    assert stdout(in_context).strip() == f"/home/user/in-{language}", in_context
     assert context.id in [c.id for c in sbx.list_code_contexts()]
 
 
@@ -140,3 +142,23 @@ async def test_the_local_backend_answers_400_for_languages_it_lacks():
         assert (await manager.execute("lou", sandbox.id, "40 + 2", language="python3")).text == "42"
     finally:
         await manager.shutdown()
+
+
+def test_network_without_public_traffic_is_taken_and_other_network_options_are_400(server):
+    """Sandboxes here have no public URL: ``allow_public_traffic=False`` says what is true already;
+    a network rule the server cannot honour is refused with its name."""
+    with pytest.MonkeyPatch.context() as mp:
+        r = server.api("POST", "keys", json={"name": "network test"})
+        mp.delenv("E2B_DEBUG", raising=False)
+        mp.setenv("E2B_API_URL", server.url + "sandbox/e2b/api")
+        mp.setenv("E2B_SANDBOX_URL", server.url + "sandbox/e2b/plane")
+        mp.setenv("E2B_API_KEY", r.json()["key"])
+        closed = Sandbox.create(secure=True, network={"allow_public_traffic": False}, timeout=120)
+        try:
+            assert closed.traffic_access_token
+            assert closed.run_code("x = 1; x").text == "1"
+        finally:
+            closed.kill()
+        for network in ({"allow_public_traffic": True}, {"allow_out": ["8.8.8.8"]}):
+            with pytest.raises(InvalidArgumentException, match="network other than allow_public_traffic=False"):
+                Sandbox.create(network=network, timeout=60)
