@@ -46,16 +46,18 @@ async def check_language(backend: SandboxBackend, sandbox_id: str, language: str
 
 
 async def listed_contexts(backend: SandboxBackend, sandbox: Sandbox) -> list[ContextModel]:
-    """The sandbox's contexts, and the default contexts E2B lists that have not started yet."""
+    """The sandbox's contexts, after the default contexts E2B lists that have not started yet (first,
+    as E2B's sandbox starts them first: the last listed is the last made)."""
     out = [c.model for c in sandbox.contexts.values()]
     if sandbox.is_notebook_kernel:
         return out
     found = await backend.languages(sandbox.model.id)
-    for language in LISTED_DEFAULTS:
-        cid = default_context_id(sandbox.model.id, language)
-        if language in found and cid not in sandbox.contexts:
-            out.append(ContextModel(id=cid, language=language))
-    return out
+    pending = [
+        ContextModel(id=cid, language=language)
+        for language in LISTED_DEFAULTS
+        if language in found and (cid := default_context_id(sandbox.model.id, language)) not in sandbox.contexts
+    ]
+    return [*pending, *out]
 
 
 async def context_for(
