@@ -140,7 +140,7 @@ def test_cells_in_other_languages_run_in_their_contexts(sandbox_server, tmp_path
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     saved, error = run_notebook(nb, sandbox_server, tmp_path)
     c = saved.cells
-    assert stream_text(c[1]) == "from deno\n"
+    assert stream_text(c[1]) == "from deno\n", c[1].outputs
     assert outputs_of(c[1], "execute_result")[0].data["text/plain"] == "42"
     assert outputs_of(c[2], "execute_result")[0].data["text/plain"] == "43"
     assert stream_text(c[3]) == "42\n"

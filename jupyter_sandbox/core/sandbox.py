@@ -156,7 +156,8 @@ class Sandbox:
                 raise KernelDied(f"{reason} (restart the context or the sandbox)")
             if env_vars:
                 await kernels.run_silently(context, kernel_code.language_swap_env(env_vars, context.model.language))
-            if allow_stdin:
+            # the stdin path is proved with Python's input(): other languages' code gets no stdin
+            if allow_stdin and context.model.language == "python":
                 await kernels.connect_stdin(context)
                 context.stdin = StdinBridge(context.client, context.interrupt)
                 on_event = with_context_id(on_event, context.model.id)
