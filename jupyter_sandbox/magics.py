@@ -32,7 +32,7 @@ from .client import Connection, NoInput, OneShot, Sandbox, connect
 from .errors import Conflict, InvalidInput, NotFound, SandboxError
 from .magic_options import differences, mismatch_message, relabel_cells, restart_spec
 from .magic_pull import PullRefused, pull_file
-from .models import Execution, InputRequest, OutputMessage, Result, format_size
+from .models import Execution, InputRequest, OutputMessage, Result, format_size, parse_size
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 Returned = TypeVar("Returned")
@@ -575,10 +575,17 @@ class SandboxMagics(Magics, Configurable):
             self._call(sandbox.restart)
             print(f"restarted {name}: variables and files are reset")
             return
-        spec = restart_spec(self._call(lambda: sandbox.model), options)
+        if "memory" in options:  # a typo must not cost the sandbox: checked before it goes
+            self._call(parse_size, options["memory"], "memory")
+        old = restart_spec(self._call(lambda: sandbox.model), {})
         self._call(sandbox.kill)
         self._sandboxes.pop(name, None)
-        recreated = self._sandbox(name, spec)
+        try:
+            recreated = self._sandbox(name, {**old, **options})
+        except SandboxMagicError as refused:
+            # The server refused the new settings (its limits): the sandbox comes back as it was.
+            self._sandbox(name, old)
+            raise SandboxMagicError(f"{refused}; {name} was made again with its old settings, empty") from None
         model = self._call(lambda: recreated.model)
         print(
             f"recreated {name} with image {model.spec.image}, {format_size(model.spec.memory)} memory, "
