@@ -103,3 +103,44 @@ def relabel_cells(lines: list[str], numbers: dict[int, int]) -> list[str]:
         return f"{match.group(1)}{numbers.get(remote, remote)}{match.group(3)}"
 
     return [_CELL_LABEL.sub(label, line) for line in lines]
+
+
+def settings(model: SandboxModel) -> str:
+    """A sandbox's shaping settings in one phrase, as ``%sandbox status`` and ``restart`` say them."""
+    spec = model.spec
+    return (
+        f"image {spec.image}, {format_size(spec.memory)} memory, {spec.cpus:g} CPUs, "
+        f"network {'on' if spec.network else 'off'}"
+    )
+
+
+def status_lines(model: SandboxModel, stats: dict[str, Any]) -> list[str]:
+    """What ``%sandbox status`` prints: the sandbox's settings, then what it uses now."""
+    return [
+        f"{model.name} ({model.id}): {model.status} on {model.backend}; {settings(model)}; "
+        f"{len(model.contexts)} context(s)",
+        f"  using {stats.get('cpu_percent', 0):.1f}% CPU, {format_size(stats.get('memory_used') or 0)} "
+        f"of {format_size(stats.get('memory_limit') or 0)} memory, {stats.get('pids')} processes",
+    ]
+
+
+class CellNumbers:
+    """For each (sandbox id, context) ``%%sandbox`` ran in: its kernel's cell numbers -> the notebook's."""
+
+    def __init__(self) -> None:
+        self._by_kernel: dict[tuple[str, str | None], dict[int, int]] = {}
+
+    def note(self, sandbox_id: str, context: str | None, remote: int | None, local: int) -> dict[int, int]:
+        """Note that the sandbox's cell ``remote`` was the notebook's ``local``; the numbers known."""
+        numbers = self._by_kernel.setdefault((sandbox_id, context), {})
+        if remote is not None:
+            # A sandbox kernel numbers upwards: numbers not below this one are from before it restarted.
+            for stale in [n for n in numbers if n >= remote]:
+                del numbers[stale]
+            numbers[remote] = local
+        return numbers
+
+    def forget(self, sandbox_id: str) -> None:
+        """The sandbox's kernels start again (it was restarted or recreated)."""
+        for key in [key for key in self._by_kernel if key[0] == sandbox_id]:
+            del self._by_kernel[key]

@@ -30,7 +30,15 @@ from traitlets.config import Configurable
 from .backends import programs
 from .client import Connection, NoInput, OneShot, Sandbox, connect
 from .errors import Conflict, InvalidInput, NotFound, SandboxError
-from .magic_options import differences, mismatch_message, relabel_cells, restart_spec
+from .magic_options import (
+    CellNumbers,
+    differences,
+    mismatch_message,
+    relabel_cells,
+    restart_spec,
+    settings,
+    status_lines,
+)
 from .magic_pull import PullRefused, pull_file
 from .models import Execution, InputRequest, OutputMessage, Result, format_size, parse_size
 
@@ -290,20 +298,8 @@ class SandboxMagics(Magics, Configurable):
         return {}
 
     @functools.cached_property
-    def _cell_numbers(self) -> dict[tuple[str, str | None], dict[int, int]]:
-        """For each (sandbox id, context) %%sandbox ran in: its kernel's cell numbers -> the notebook's."""
-        return {}
-
-    def _number_cell(self, sandbox: Sandbox, context: str | None, execution: Execution) -> dict[int, int]:
-        """Note the notebook's number of the cell the sandbox just ran; the numbers known so far."""
-        numbers = self._cell_numbers.setdefault((sandbox.id, context), {})
-        remote = execution.execution_count
-        if remote is not None and self.shell is not None:
-            # A sandbox kernel numbers upwards: numbers not below this one are from before it restarted.
-            for stale in [n for n in numbers if n >= remote]:
-                del numbers[stale]
-            numbers[remote] = self.shell.execution_count
-        return numbers
+    def _cell_numbers(self) -> CellNumbers:
+        return CellNumbers()
 
     # -- plumbing ---------------------------------------------------------------------
     def _connection(self) -> Connection:
@@ -402,7 +398,8 @@ class SandboxMagics(Magics, Configurable):
             # Removed behind our back (UI, another kernel): make it again, once.
             sandbox = self._sandbox(name, spec)
             execution = self._run(sandbox, cell, **kwargs)
-        numbers = self._number_cell(sandbox, args.context, execution)
+        local = self.shell.execution_count if self.shell is not None else 0  # this cell's [N]
+        numbers = self._cell_numbers.note(sandbox.id, args.context, execution.execution_count, local)
         if args.out:
             self.user_ns[args.out] = execution
         if execution.error:
@@ -532,12 +529,12 @@ class SandboxMagics(Magics, Configurable):
         anything else: the only word of status/restart/interrupt/kill; for push, a word that is no
         variable of the notebook with variables after it; for files and pull, the name of an
         existing sandbox with more words after it (files: or alone)."""
+        if command in ("status", "restart", "interrupt", "kill") and len(words) > (0 if name else 1):
+            raise UsageError(f"%sandbox {command} [NAME]: one name at most, not {' '.join(words)}")
         if name or not words:
             return name, words
         first, rest = words[0], words[1:]
         if command in ("status", "restart", "interrupt", "kill"):
-            if rest:
-                raise UsageError(f"%sandbox {command} [NAME]: one name at most, not {' '.join(words)}")
             return first, []
         if command == "push":
             return (first, rest) if rest and first not in self.user_ns else (None, words)
@@ -555,22 +552,12 @@ class SandboxMagics(Magics, Configurable):
         return True
 
     def _status(self, sandbox: Sandbox) -> None:
-        model = self._call(lambda: sandbox.model)
-        stats = self._call(sandbox.stats)
-        print(
-            f"{model.name} ({model.id}): {model.status} on {model.backend}; image {model.spec.image}, "
-            f"{format_size(model.spec.memory)} memory, {model.spec.cpus:g} CPUs, "
-            f"network {'on' if model.spec.network else 'off'}; {len(model.contexts)} context(s)"
-        )
-        print(
-            f"  using {stats.get('cpu_percent', 0):.1f}% CPU, {format_size(stats.get('memory_used') or 0)} "
-            f"of {format_size(stats.get('memory_limit') or 0)} memory, {stats.get('pids')} processes"
-        )
+        print("\n".join(status_lines(self._call(lambda: sandbox.model), self._call(sandbox.stats))))
 
     def _restart(self, sandbox: Sandbox, options: dict[str, Any]) -> None:
         """A restart keeps the container's settings; new options recreate the sandbox with them."""
         name = sandbox.name
-        self._cell_numbers.pop((sandbox.id, None), None)
+        self._cell_numbers.forget(sandbox.id)
         if not options:
             self._call(sandbox.restart)
             print(f"restarted {name}: variables and files are reset")
@@ -586,11 +573,7 @@ class SandboxMagics(Magics, Configurable):
             # The server refused the new settings (its limits): the sandbox comes back as it was.
             self._sandbox(name, old)
             raise SandboxMagicError(f"{refused}; {name} was made again with its old settings, empty") from None
-        model = self._call(lambda: recreated.model)
-        print(
-            f"recreated {name} with image {model.spec.image}, {format_size(model.spec.memory)} memory, "
-            f"{model.spec.cpus:g} CPUs, network {'on' if model.spec.network else 'off'}: variables and files are reset"
-        )
+        print(f"recreated {name} with {settings(self._call(lambda: recreated.model))}: variables and files are reset")
 
     def _pull_file(self, sandbox: Sandbox, words: list[str], *, force: bool) -> None:
         if len(words) > 2:
