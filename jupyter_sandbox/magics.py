@@ -403,7 +403,9 @@ class SandboxMagics(Magics, Configurable):
             sandbox = self._sandbox(name, spec)
             execution = self._run(sandbox, cell, **kwargs)
         local = self.shell.execution_count if self.shell is not None else 0  # this cell's [N]
-        numbers = self._cell_numbers.note(sandbox.id, args.context, execution.execution_count, local)
+        # each language's context is a kernel of its own, numbering its own cells
+        kernel = args.context or (args.language if args.language not in (None, "python") else None)
+        numbers = self._cell_numbers.note(sandbox.id, kernel, execution.execution_count, local)
         if args.out:
             self.user_ns[args.out] = execution
         if execution.error:
