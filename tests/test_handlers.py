@@ -20,7 +20,18 @@ from jupyter_sandbox import models
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.models import STATUSES
 from jupyter_sandbox.oneshot.records import ExecutionRecord
-from jupyter_sandbox.server import admin, command_routes, e2b, e2b_api, e2b_plane, handlers, kernel_ws, keys, oneshot
+from jupyter_sandbox.server import (
+    admin,
+    command_routes,
+    e2b,
+    e2b_api,
+    e2b_plane,
+    handlers,
+    kernel_ws,
+    keys,
+    oneshot,
+    terminal_ws,
+)
 from jupyter_sandbox.server.e2b import E2BMixin
 
 from servers import TwoUsers
@@ -31,6 +42,7 @@ ROUTES = [
     *keys.ROUTES,
     *admin.ROUTES,
     *kernel_ws.ROUTES,
+    *terminal_ws.ROUTES,
     *e2b.ROUTES,
     *oneshot.ROUTES,
 ]
@@ -353,8 +365,8 @@ def test_every_handler_is_authenticated_and_authorized():
     # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET), + admin's GET and
     # DELETE, + the notebook kernel routes (POST kernels; GET, DELETE kernel; POST kernel/restart; GET channels),
     # + the API keys (GET, POST keys; DELETE key), + commands (GET, POST commands; GET, DELETE a command; POST
-    # its stdin), watch (GET), files/info (GET), files/dir and files/move (POST), timeout (POST)
-    assert checked == 50
+    # its stdin), watch (GET), files/info (GET), files/dir and files/move (POST), timeout (POST), + terminal (GET)
+    assert checked == 51
 
 
 def test_e2b_api_and_plane_authenticate_in_prepare():

@@ -11,6 +11,7 @@ export const CommandIDs = {
   upload: 'jupyter-sandbox:upload',
   logs: 'jupyter-sandbox:show-logs',
   copyId: 'jupyter-sandbox:copy-id',
+  terminal: 'jupyter-sandbox:open-terminal',
   newKey: 'jupyter-sandbox:new-api-key',
   help: 'jupyter-sandbox:help'
 } as const;

@@ -16,7 +16,8 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { IRunningSessionManagers } from '@jupyterlab/running';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
-import { CommandToolbarButton } from '@jupyterlab/ui-components';
+import type { ITerminal } from '@jupyterlab/terminal';
+import { CommandToolbarButton, terminalIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONObject, Token } from '@lumino/coreutils';
 
 import { api, APIError } from './api';
@@ -35,6 +36,7 @@ import { runningSandboxes } from './running';
 import { sandboxNameOf, SandboxRunner } from './runner';
 import { SandboxStatus } from './status';
 import { SandboxStore } from './store';
+import { sandboxTerminal, TERMINAL_SETTINGS } from './terminal';
 import { ISandbox } from './wire';
 
 const PLUGIN_ID = 'jupyter-sandbox:plugin';
@@ -300,6 +302,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
           shell.add(logsWidget(s, sandboxLabel(s, path)), 'main');
         }
         shell.activateById(id);
+      })
+    });
+    commands.addCommand(CommandIDs.terminal, {
+      label: args => (args.id ? 'Open a Terminal in This Sandbox' : "Open a Terminal in This Notebook's Sandbox"),
+      icon: terminalIcon,
+      execute: onSandbox('Terminal in', async s => {
+        const path = kernelSessionPath(s, app.serviceManager.sessions.running());
+        // the user's terminal settings (theme, font, renderer...), as JupyterLab's own terminals get them
+        const options = await settings
+          ?.load(TERMINAL_SETTINGS)
+          .then(loaded => loaded.composite as Partial<ITerminal.IOptions>)
+          .catch(() => ({}));
+        const terminal = sandboxTerminal(s, sandboxLabel(s, path), options ?? {});
+        shell.add(terminal, 'main');
+        shell.activateById(terminal.id);
       })
     });
     let docs: MainAreaWidget | null = null;
