@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import InvalidInput, NotFound, TooLarge
 from .models import format_size
+
+if TYPE_CHECKING:
+    from .client import Sandbox
+
+# what the notebook's folder may hold in all, copied by %%sandbox --with-files
+NOTEBOOK_FILES_CAP = 100 * 1024**2
 
 
 @dataclass
@@ -71,4 +78,12 @@ def gather_folder(folder: str, cap: int) -> HostFiles:
     """A folder's contents, for the sandbox's working directory (the notebook's folder)."""
     found = HostFiles()
     _add_folder(found, folder, "", cap)
+    return found
+
+
+def copy_folder(sandbox: Sandbox, folder: str, cap: int = NOTEBOOK_FILES_CAP) -> HostFiles:
+    """Copy ``folder``'s contents into the sandbox's working directory (none when over ``cap``)."""
+    found = gather_folder(folder, cap)
+    for path, data in found.files:
+        sandbox.files.write(path, data)
     return found

@@ -30,6 +30,7 @@ from traitlets.config import Configurable
 from .backends import programs
 from .client import Connection, NoInput, OneShot, Sandbox, connect
 from .errors import Conflict, InvalidInput, NotFound, SandboxError
+from .host_files import copy_folder
 from .models import Execution, InputRequest, OutputMessage, Result, format_size
 
 Method = TypeVar("Method", bound=Callable[..., Any])
@@ -363,6 +364,7 @@ class SandboxMagics(Magics, Configurable):
     @magic_argument("--timeout", type=float, help="Execution timeout in seconds.")
     @magic_argument("--context", help="Context (kernel) id in the sandbox.")
     @magic_argument("--out", metavar="VAR", help="Store the Execution in this variable.")
+    @magic_argument("--with-files", action="store_true", help="First copy the notebook's folder into the sandbox.")
     @keep_variables_unexpanded
     @cell_magic_named("sandbox")
     def sandbox_cell(self, line: str, cell: str) -> Result | None:
@@ -372,6 +374,10 @@ class SandboxMagics(Magics, Configurable):
         name = args.name or self.default_sandbox or _default_name()
         kwargs = dict(context=args.context, envs=_env(args.env), timeout=spec.get("timeout"))
         sandbox = self._sandbox(name, spec)
+        if args.with_files:  # the kernel's working directory is its notebook's folder
+            copied = self._call(copy_folder, sandbox, os.getcwd())
+            for skipped in copied.skipped:
+                print(f"jupyter-sandbox: not copied, a symlink (never followed): {skipped}", file=sys.stderr)
         try:
             execution = self._run(sandbox, cell, **kwargs)
         except SandboxMagicError:

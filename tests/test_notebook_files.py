@@ -79,3 +79,29 @@ async def test_off_by_default_the_sandbox_starts_empty(docker_ready, tmp_path):
         finally:
             ks.close()
             await asyncio.to_thread(server.request, "DELETE", f"api/sessions/{session}")
+
+
+def test_sandbox_with_files_copies_the_notebooks_folder(sandbox_server, tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    from test_magics import run_notebook, stream_text
+
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "secret.txt").write_text("host secret")
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "link.txt").symlink_to(tmp_path / "secret.txt")
+    cells = [
+        "%load_ext jupyter_sandbox",
+        "%%sandbox withfiles\nimport os\nprint(os.path.exists('data.csv'))",
+        "%%sandbox withfiles --with-files\nprint(open('data.csv').read().splitlines()[1])\n"
+        "print(os.path.lexists('inputs/link.txt'))",
+        "%sandbox kill withfiles",
+    ]
+    nb, error = run_notebook(new_notebook(cells=[new_code_cell(c) for c in cells]), sandbox_server, tmp_path)
+    assert error is None, error
+    nbformat.validate(nb)
+    assert stream_text(nb.cells[1]) == "False\n"  # without the option: nothing of the host
+    assert stream_text(nb.cells[2]).splitlines() == ["1,2", "False"], nb.cells[2].outputs
+    assert f"not copied, a symlink (never followed): {tmp_path / 'inputs' / 'link.txt'}" in stream_text(
+        nb.cells[2], "stderr"
+    )
