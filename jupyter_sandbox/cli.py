@@ -634,13 +634,15 @@ class ExecApp(_Command):
 
         with open(path, "rb") as f:
             source = f.read()
+        name = os.path.basename(path)
         try:
             inputs = gather_inputs(self.files, self.dirs, parse_size(self.max_upload, "max-upload"))
         except SandboxError as e:
             self.fail(f"jupyter sandbox exec: {e.message}", 2)
+        if name in inputs.names:
+            self.fail(f"jupyter sandbox exec: --file/--dir would put another {name} where the script goes", 2)
         for skipped in inputs.skipped:
             print(f"jupyter sandbox exec: not sent, a symlink (never followed): {skipped}", file=sys.stderr)
-        name = os.path.basename(path)
         # the script's exit status is the cell's value
         code = programs.source("run_script") + f"\n_jupyter_sandbox_run_script({name!r}, {[name, *args]!r})\n"
         spec: dict[str, Any] = {k: v for k, v in (("image", self.image), ("memory", self.memory)) if v}

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 # what the notebook's folder may hold in all, copied by %%sandbox --with-files
 NOTEBOOK_FILES_CAP = 100 * 1024**2
+# most files copied at once: a folder of many small files (a home folder, node_modules) is
+# refused soon rather than walked to its end
+MAX_FILES = 10_000
 
 
 @dataclass
@@ -29,8 +32,13 @@ class HostFiles:
     files: list[tuple[str, bytes]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # host paths of symlinks not followed
     size: int = 0
+    names: set[str] = field(default_factory=set)  # the paths in the sandbox, each once
 
     def add(self, host_path: str, where: str, cap: int) -> None:
+        if where in self.names:
+            raise InvalidInput(f"two files would both be {where} in the sandbox (the second is {host_path})")
+        if len(self.files) >= MAX_FILES:
+            raise TooLarge(f"the files to copy are more than {MAX_FILES} (at {host_path}); send fewer")
         size = os.lstat(host_path).st_size
         if self.size + size > cap:
             raise TooLarge(
@@ -39,6 +47,7 @@ class HostFiles:
             )
         with open(host_path, "rb") as f:
             self.files.append((where, f.read()))
+        self.names.add(where)
         self.size += size
 
 

@@ -369,3 +369,15 @@ def test_exec_sends_files_and_folders_beside_the_script(docker_ready, tmp_path):
     (tmp_path / "big.bin").write_bytes(b"0" * 2048)
     over = jupyter_sandbox("exec", "--max-upload", "1K", "--file", str(tmp_path / "big.bin"), str(script), env=env)
     assert over.returncode == 2 and "over the cap of 1K" in over.stderr, over.stderr
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "data.csv").write_text("x")
+    twice = jupyter_sandbox(
+        "exec",
+        "--file",
+        str(tmp_path / "data.csv"),
+        "--file",
+        str(tmp_path / "other" / "data.csv"),
+        str(script),
+        env=env,
+    )
+    assert twice.returncode == 2 and "two files would both be data.csv" in twice.stderr, twice.stderr

@@ -252,7 +252,9 @@ class SandboxProvisioner(KernelProvisionerBase):
         if not folder:
             return "The notebook's files were not copied: this kernel was not started from a notebook's folder."
         try:
-            found = gather_folder(folder, parse_size(self.notebook_files_cap, "notebook_files_cap"))
+            # read in a thread: the server's loop runs this, and the files may be up to the cap
+            cap = parse_size(self.notebook_files_cap, "notebook_files_cap")
+            found = await asyncio.to_thread(gather_folder, folder, cap)
         except SandboxError as e:
             self.log.warning("jupyter-sandbox: kernel %s: %s", self.kernel_id, e.message)
             return f"The notebook's files were not copied: {e.message}."
