@@ -114,10 +114,16 @@ class BuildImageApp(_Command):
     def start(self) -> None:
         from .backends.docker_images import BuildPlan, build_image
 
+        packages = list(self.packages)
+        if self.extra_args:
+            # traitlets takes one value per --packages; the rest of `--packages a b c` comes here
+            if "packages" not in self.config.get("BuildImageApp", {}):
+                self.fail(f"[build-image] unexpected arguments: {' '.join(self.extra_args)}", 2)
+            packages += self.extra_args
         plan = BuildPlan(
             tag=self.tag,
             base=self.base,
-            packages=list(self.packages),
+            packages=packages,
             cache=self.cache,
             wheelhouse=self.wheelhouse or None,
             force=self.force,

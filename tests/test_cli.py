@@ -381,3 +381,15 @@ def test_exec_sends_files_and_folders_beside_the_script(docker_ready, tmp_path):
         env=env,
     )
     assert twice.returncode == 2 and "two files would both be data.csv" in twice.stderr, twice.stderr
+
+
+def test_unit_build_image_takes_every_package_after_packages(monkeypatch):
+    plans = []
+    monkeypatch.setattr(docker_images, "build_image", lambda plan, progress, log: plans.append(plan) or False)
+    app = BuildImageApp()
+    app.parse_command_line(["--packages", "ipykernel", "scipy", "seaborn"])
+    app.start()
+    assert plans[0].packages == ["ipykernel", "scipy", "seaborn"]
+    # without --packages, a stray word is an error, never silently dropped
+    answer = jupyter_sandbox("build-image", "scipy")
+    assert answer.returncode == 2 and "unexpected arguments: scipy" in answer.stderr, answer.stderr
