@@ -3,11 +3,9 @@ network (sandboxes have none by default), so the image holds them and nothing is
 
 from __future__ import annotations
 
-from test_cli import jupyter_sandbox
-
 from jupyter_sandbox.backends.docker_images import DEFAULT_PACKAGES
 
-from servers import IMAGE
+from servers import IMAGE, JupyterServer
 
 STACK = ("scipy", "scikit-learn", "seaborn", "requests", "pyarrow")
 
@@ -17,8 +15,7 @@ def test_the_default_packages_hold_the_scientific_stack():
 
 
 def test_the_image_runs_the_stack_offline(docker_ready, tmp_path):
-    script = tmp_path / "stack.py"
-    script.write_text(
+    code = (
         "import socket\n"
         "try:\n"
         "    socket.getaddrinfo('pypi.org', 443)\n"
@@ -33,13 +30,16 @@ def test_the_image_runs_the_stack_offline(docker_ready, tmp_path):
         "print('pyarrow', pa.Table.from_pandas(pd.DataFrame({'a': [1, 2]})).num_rows)\n"
         "print('seaborn', type(seaborn.load_dataset).__name__, 'requests', requests.__name__)\n"
     )
-    env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "no-servers"), "JUPYTER_SANDBOX_TEST_IMAGE": IMAGE}
-    answer = jupyter_sandbox("exec", str(script), env=env)
-    assert answer.returncode == 0, answer.stderr
-    assert answer.stdout.splitlines() == [
+    config = {"DockerBackend": {"default_image": IMAGE}}
+    with JupyterServer(tmp_path, config=config) as server:
+        made = server.api("POST", "sandboxes", json={"name": "stack"})
+        assert made.status_code == 201 and made.json()["spec"]["network"] is False, made.text
+        events = server.execute("stack", code, timeout=300)
+    assert not [e for e in events if e["type"] == "error"], events
+    assert "".join(e["text"] for e in events if e["type"] == "stdout").splitlines() == [
         "network: none",
         "sklearn 2.0",
         "scipy 0.5",
         "pyarrow 2",
         "seaborn function requests requests",
-    ], answer.stdout
+    ], events
