@@ -32,7 +32,7 @@ from traitlets.config import Application
 from . import __version__
 from .backends import BACKENDS, DOCTORS, backend_doctor, make_backend, programs
 from .backends.base import LABEL_PREFIX, labelled_id
-from .backends.docker_images import DEBOOTSTRAP_BASE, DEFAULT_IMAGE, DEFAULT_PACKAGES, PACKAGES_LABEL
+from .backends.docker_images import DEBOOTSTRAP_BASE, DEFAULT_IMAGE, DEFAULT_PACKAGES, LANGUAGES_LABEL, PACKAGES_LABEL
 from .errors import SandboxError
 from .host_files import gather_inputs
 from .kernel import KERNEL_NAME, PROVISIONER_NAME
@@ -344,7 +344,8 @@ class DoctorApp(_Command):
                         )
                     )
                 else:
-                    out.append(("sandbox image", True, f"{self.image} ({packages})", ""))
+                    languages = labels.get(LANGUAGES_LABEL, "python")
+                    out.append(("sandbox image", True, f"{self.image} ({packages}; languages: {languages})", ""))
         out.append(self._server_extension())
         out.append(self._labextension())
         out.append(self._kernelspec())

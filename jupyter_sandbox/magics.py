@@ -363,6 +363,10 @@ class SandboxMagics(Magics, Configurable):
     @magic_argument("--env", action="append", metavar="K=V", help="Environment variable (repeatable).")
     @magic_argument("--timeout", type=float, help="Execution timeout in seconds.")
     @magic_argument("--context", help="Context (kernel) id in the sandbox.")
+    @magic_argument(
+        "--language",
+        help="Run the cell in that language's context (python, bash, js, ts, r: what the sandbox's image has).",
+    )
     @magic_argument("--out", metavar="VAR", help="Store the Execution in this variable.")
     @magic_argument("--with-files", action="store_true", help="First copy the notebook's folder into the sandbox.")
     @keep_variables_unexpanded
@@ -372,7 +376,7 @@ class SandboxMagics(Magics, Configurable):
         args = _parse(self.sandbox_cell, line)
         spec = self._spec(args)
         name = args.name or self.default_sandbox or _default_name()
-        kwargs = dict(context=args.context, envs=_env(args.env), timeout=spec.get("timeout"))
+        kwargs = dict(context=args.context, language=args.language, envs=_env(args.env), timeout=spec.get("timeout"))
         sandbox = self._sandbox(name, spec)
         if args.with_files:  # the kernel's working directory is its notebook's folder
             copied = self._call(copy_folder, sandbox, os.getcwd())

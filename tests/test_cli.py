@@ -185,7 +185,7 @@ def test_build_image_builds_a_labelled_image(docker_ready, tmp_path):
     answer = jupyter_sandbox(
         "build-image",
         "--base",
-        "jupyter-sandbox-base:bookworm",
+        "jupyter-sandbox-base:bookworm-r",
         "--tag",
         tag,
         "--packages",
@@ -199,10 +199,12 @@ def test_build_image_builds_a_labelled_image(docker_ready, tmp_path):
         assert "[3/3]" in answer.stderr
         image = client.images.get(tag)
         assert image.labels["org.jupyter-sandbox.packages"] == "ipykernel"
+        # no bash_kernel asked for: no bash; Deno's two, and R from the base
+        assert image.labels["org.jupyter-sandbox.languages"] == "javascript python r typescript"
         again = jupyter_sandbox(
             "build-image",
             "--base",
-            "jupyter-sandbox-base:bookworm",
+            "jupyter-sandbox-base:bookworm-r",
             "--tag",
             tag,
             "--packages",

@@ -273,7 +273,7 @@ class ConfigHandler(SandboxAPIHandler):
 
 class ContextsHandler(SandboxAPIHandler):
     async def list_contexts(self, id_or_name: str) -> None:
-        self.write_json([c.to_dict() for c in self.manager.list_contexts(self.owner, id_or_name)])
+        self.write_json([c.to_dict() for c in await self.manager.list_contexts(self.owner, id_or_name)])
 
     async def create_context(self, id_or_name: str) -> None:
         request = ContextRequest.parse(self.json_body())
