@@ -75,7 +75,8 @@ def _ask(url: str, token: str | None) -> dict[str, dict[str, Any]]:
             )
             out = {}
             for sandbox in sandboxes:
-                sandbox["notebook"] = paths.get(sandbox.get("kernel_id") or "")
+                # the server's own notebook_path where it gives one, else its session of the kernel
+                sandbox["notebook"] = sandbox.get("notebook_path") or paths.get(sandbox.get("kernel_id") or "")
                 sandbox["memory_used"] = None
                 if sandbox["status"] == "running":
                     stats = http.get(f"sandbox/api/sandboxes/{sandbox['id']}/stats")
