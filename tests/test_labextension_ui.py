@@ -267,7 +267,7 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     # untrusted.spec.ts and keys.spec.ts have their own tests (below)
     stdout = playwright(
         lab_server,
-        ["--grep-invert", "@untrusted|@keys"],
+        ["--grep-invert", "@untrusted|@keys|@labterm"],
         {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id},
         timeout=1400,
     )
