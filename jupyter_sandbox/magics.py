@@ -30,6 +30,7 @@ from traitlets.config import Configurable
 from .backends import programs
 from .client import Connection, NoInput, OneShot, Sandbox, connect
 from .errors import Conflict, InvalidInput, NotFound, SandboxError
+from .host_files import copy_folder
 from .magic_options import (
     CellNumbers,
     differences,
@@ -384,6 +385,7 @@ class SandboxMagics(Magics, Configurable):
         help="Run the cell in that language's context (python, bash, js, ts, r: what the sandbox's image has).",
     )
     @magic_argument("--out", metavar="VAR", help="Store the Execution in this variable.")
+    @magic_argument("--with-files", action="store_true", help="First copy the notebook's folder into the sandbox.")
     @keep_variables_unexpanded
     @cell_magic_named("sandbox")
     def sandbox_cell(self, line: str, cell: str) -> Result | None:
@@ -394,6 +396,10 @@ class SandboxMagics(Magics, Configurable):
         kwargs = dict(context=args.context, language=args.language, envs=_env(args.env), timeout=spec.get("timeout"))
         sandbox = self._sandbox(name, spec)
         self._check_shape(sandbox, args, default=not args.name)
+        if args.with_files:  # the kernel's working directory is its notebook's folder
+            copied = self._call(copy_folder, sandbox, os.getcwd())
+            for skipped in copied.skipped:
+                print(f"jupyter-sandbox: not copied, a symlink (never followed): {skipped}", file=sys.stderr)
         try:
             execution = self._run(sandbox, cell, **kwargs)
         except SandboxMagicError:

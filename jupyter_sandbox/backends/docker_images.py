@@ -27,10 +27,21 @@ from .docker_engine import EngineClient, why_unreachable
 DEBOOTSTRAP_BASE = "jupyter-sandbox-base:bookworm-r"
 DEBOOTSTRAP_PACKAGES = ("python3", "python3-venv", "r-cran-irkernel")
 DEFAULT_IMAGE = "jupyter-sandbox:latest"
+# The common scientific stack a newcomer expects (a sandbox has no network to pip install it)
+SCIENTIFIC_PACKAGES = ("scipy", "scikit-learn", "seaborn", "requests", "pyarrow")
 # What every sandbox image holds: the kernel, the data stack the examples use, ipywidgets
 # (comms for widgets in the sandboxed notebook kernel), e2b-charts (a figure's data as E2B's
 # ``result.chart``, programs/e2b_display.py; MIT, 9 kB, adds pydantic) and bash_kernel (bash).
-DEFAULT_PACKAGES = ("ipykernel", "numpy", "pandas", "matplotlib", "ipywidgets", "e2b-charts", "bash_kernel")
+DEFAULT_PACKAGES = (
+    "ipykernel",
+    "numpy",
+    "pandas",
+    "matplotlib",
+    "ipywidgets",
+    "e2b-charts",
+    "bash_kernel",
+    *SCIENTIFIC_PACKAGES,
+)
 PACKAGES_LABEL = "org.jupyter-sandbox.packages"
 # The languages the image has kernels for (sorted, space-separated): a later build rebuilds an
 # image that lacks one it would now have.

@@ -282,6 +282,9 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         NotFound for a wrong secret, as for an unknown sandbox."""
         return kernel_kind.owner_by_e2b_secret(self.registry, sandbox_id, secret)
 
+    def removed_lately(self, sandbox_id: str, *, owner: str = "", secret: str = "") -> bool:
+        return self.registry.removed_lately(sandbox_id, owner=owner, secret=secret)
+
     # -- contexts and execution (core/sandbox.py) ---------------------------------------
     async def list_contexts(self, owner: str, ref: str) -> builtins.list[ContextModel]:
         """Its contexts, and the default ones E2B lists before they start (core/languages.py)."""

@@ -385,7 +385,11 @@ class ExecuteHandler(SandboxAPIHandler):
         finally:
             keepalive.cancel()
         if not self._gone:
-            self.finish()
+            await self.end_stream()
+
+    async def end_stream(self) -> None:
+        """The end of an execution's response (a route for another API's clients may end it their way)."""
+        self.finish()
 
     async def _send(self, event: dict[str, Any]) -> None:
         if self._gone:
