@@ -646,6 +646,21 @@ def format_size(size: int) -> str:
     return str(size)
 
 
+def human_size(size: int) -> str:
+    """A size as people read it: "1 GiB", "512 MiB", "1.5 GiB"."""
+    for unit, name in (("t", "TiB"), ("g", "GiB"), ("m", "MiB"), ("k", "KiB")):
+        if size >= _UNITS[unit]:
+            return f"{size / _UNITS[unit]:.2f}".rstrip("0").rstrip(".") + f" {name}"
+    return f"{size} bytes"
+
+
+def limit_text(memory: int, disk: int) -> str:
+    """The one description of a sandbox's memory limit, wherever it is shown (cell, panel, CLI,
+    errors): what the user set, "1 GiB of memory plus 512 MiB of disk", not the engine's limit,
+    which also counts the working directory (a tmpfs, held in memory) and /tmp."""
+    return f"{human_size(memory)} of memory plus {human_size(disk)} of disk"
+
+
 @dataclass
 class SandboxSpec:
     """What a sandbox is made of. Sizes are bytes; ``cpus`` may be fractional."""

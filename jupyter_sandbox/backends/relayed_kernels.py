@@ -18,7 +18,7 @@ import tempfile
 from typing import Any
 
 from ..errors import KernelDied
-from ..models import format_size
+from ..models import limit_text
 from .base import SandboxBackend
 from .kernel_relay import KernelExited, KernelRelay, KernelRelayError
 
@@ -148,15 +148,15 @@ class RelayedKernels(abc.ABC):
         if info.get("error"):
             return str(info["error"])
         if info.get("signal") == 9 or info.get("code") == 137:
-            spec = self.backend.spec_if_known(sandbox_id)
-            limit = format_size(self.backend.memory_limit(spec)) if spec else "?"
-            return (
-                f"The kernel died: it was killed (SIGKILL), most likely out of memory (the sandbox holds "
-                f"{limit}, its files included). Restart the context to continue."
-            )
+            return f"The kernel died: {self.out_of_memory(sandbox_id)}. Restart the context to continue."
         tail = " ".join(str(info.get("log") or "").strip().splitlines()[-3:])
         what = f"signal {info['signal']}" if info.get("signal") else f"exit code {info.get('code')}"
         return f"The kernel died ({what}). {tail}".strip()
+
+    def out_of_memory(self, sandbox_id: str, what: str = "it was killed (SIGKILL), most likely") -> str:
+        """``what`` out of memory, and the sandbox's limit as its user set it (models.limit_text)."""
+        spec = self.backend.spec_if_known(sandbox_id)
+        return f"{what} out of memory" + (f" (the sandbox has {limit_text(spec.memory, spec.disk)})" if spec else "")
 
     async def exit_reason(self, sandbox_id: str, kernel_id: str) -> str | None:
         """None while the kernel runs, else why it is gone. No engine call while it runs: the
