@@ -96,12 +96,14 @@ def kernel_extras(offline: bool, e2b_formats: bool = True) -> tuple[list[str], d
     whose outputs nbformat would refuse (objects under a MIME type it allows only text for).
     Without network: pip looks at no index
     (PIP_NO_INDEX), so it fails at once instead of retrying for seconds, and a failed
-    ``!pip install``/``%pip install`` says why in one line (programs/pip_hint.py). The sandbox's
+    ``!pip install``/``%pip install`` says why in one line (programs/pip_hint.py), and so does a
+    refused connection or failed name lookup (programs/network_hint.py). The sandbox's
     own env comes after these."""
     display = [f"--IPKernelApp.exec_lines={programs.source('e2b_display')}"] if e2b_formats else []
     if not offline:
         return display, {}
-    return [*display, f"--IPKernelApp.exec_lines={programs.source('pip_hint')}"], {"PIP_NO_INDEX": "1"}
+    hints = [f"--IPKernelApp.exec_lines={programs.source(hint)}" for hint in ("pip_hint", "network_hint")]
+    return [*display, *hints], {"PIP_NO_INDEX": "1"}
 
 
 def kernel_argv(python: str, connection_file: str = "{connection_file}", debugger: bool = True) -> list[str]:

@@ -64,6 +64,7 @@ from .programs.frames import (
     cut_message,
     encode,
 )
+from .running_cells import RunningCells
 from .sandbox_text import LogBudget, printable
 
 if TYPE_CHECKING:
@@ -331,6 +332,7 @@ class KernelRelay:
         self.ready = self._events.ready  # the launcher's started/attached (or exited, or closed) event
         self.exited = self._events.exited
         self.direct_clients: list[DirectKernelClient] = []  # in-process readers (kernel_channels.py)
+        self.cells = RunningCells(self.key)  # the socket clients' unanswered cells (running_cells.py)
 
     @property
     def pid(self) -> int | None:
@@ -531,6 +533,8 @@ class KernelRelay:
                                 continue
                         if kind != HB and [c for c in self.direct_clients if c.deliver(kind, frames)]:
                             continue  # addressed to an in-process client (iopub goes to the sockets too)
+                        if kind == SHELL:
+                            self.cells.replied(frames)
                         # ROUTER and XPUB never block: a message to a gone client is dropped
                         sockets[kind].send_multipart(frames, NOBLOCK, copy=False)
                         sent |= 1 << kind
@@ -601,6 +605,8 @@ class KernelRelay:
                     # closing its old iopub socket after a kernel restart unsubscribes after its
                     # new one subscribed). The sandbox stays subscribed to everything.
                     continue
+                if kind == SHELL:
+                    self.cells.sent(parts)
                 self._queue(kind, parts)
                 if self._out_size > self._write_buffer_limit:
                     more = True
@@ -632,6 +638,12 @@ class KernelRelay:
                 self._drain(kind)
 
         self._tasks.append(asyncio.ensure_future(resume()))
+
+    def tell_running_cell(self, text: str) -> None:
+        """The kernel died: its socket client's running cell shows ``text`` (running_cells.py)."""
+        for kind, frames in self.cells.death_messages(text):
+            if kind in self._sockets:
+                self._sockets[kind].send_multipart(frames, NOBLOCK)
 
     def send(self, kind: int, parts: list[bytes]) -> None:
         """A message of an in-process client (kernel_channels.py) to the sandbox, as from a socket."""

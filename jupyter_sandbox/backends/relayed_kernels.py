@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import re
 import shutil
 import tempfile
 from typing import Any
@@ -37,6 +38,7 @@ class RelayedKernels(abc.ABC):
         # nobody holds may be collected mid-way)
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._sockets_dir: str | None = None
+        self._telling: set[asyncio.Task[None]] = set()
 
     @abc.abstractmethod
     def holds(self, sandbox_id: str) -> bool:
@@ -103,12 +105,24 @@ class RelayedKernels(abc.ABC):
     def _kernel_ended(self, sandbox_id: str, kernel_id: str) -> None:
         """A kernel's relay ended. If its stream closed, the sandbox may have stopped: look."""
         relay = self._relays.get((sandbox_id, kernel_id))
-        if relay is None or relay.exited.cancelled() or relay.exited.result().get("reason") != "stream closed":
+        if relay is None or relay.exited.cancelled():
+            return
+        if relay.exited.result().get("reason") in ("exited", "stream closed"):
+            told = asyncio.ensure_future(self._tell_running_cell(sandbox_id, relay))
+            self._telling.add(told)  # held until done: a task nobody holds may be collected mid-way
+            told.add_done_callback(self._telling.discard)
+        if relay.exited.result().get("reason") != "stream closed":
             return
         if sandbox_id not in self._watchers:
             watcher = asyncio.ensure_future(self._watch(sandbox_id))
             self._watchers[sandbox_id] = watcher
             watcher.add_done_callback(lambda _: self._watchers.pop(sandbox_id, None))
+
+    async def _tell_running_cell(self, sandbox_id: str, relay: KernelRelay) -> None:
+        """The cell the kernel was running says why it died (running_cells.py), before the restart."""
+        why = await self._exit_reason(sandbox_id, relay.exited.result())
+        why = re.sub(r"\s*Restart the (context|sandbox) to continue\.", "", why).rstrip(".")
+        relay.tell_running_cell(f"{why}. The kernel restarts; its variables are lost.")
 
     async def _watch(self, sandbox_id: str, looks: int = 10) -> None:
         """Look a few times: the stream of a killed sandbox can close before the engine says it stopped."""

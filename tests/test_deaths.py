@@ -1,0 +1,77 @@
+"""Deaths and denials explained where they happen (issue 26), on real Docker sandboxes:
+
+- a ``%%sandbox`` cell killed out of memory fails with that reason, and the limit as the user
+  set it ("256 MiB of memory plus 512 MiB of disk"), not the engine's sum;
+- a sandbox without network says so under a refused connection or a failed name lookup
+  (urllib, socket), and one with network does not.
+
+The sandboxed notebook kernel's side (the cell that died says why) is in test_kernel.py.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+from test_magics import outputs_of, run_notebook, stream_text
+
+from jupyter_sandbox.client import Sandbox
+from jupyter_sandbox.models import limit_text
+
+from servers import JupyterServer
+
+HINT = "this sandbox has no network"
+
+
+def test_out_of_memory_in_a_sandbox_cell_says_so_with_the_limit_set(sandbox_server, tmp_path):
+    cells = [
+        "%load_ext jupyter_sandbox",
+        "%%sandbox oom --memory 256M\nkeep = 1\nprint('alive')",
+        "%%sandbox oom\nx = bytearray(10**10)",
+        "print('this cell must not run')",
+    ]
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    saved, error = run_notebook(nb, sandbox_server, tmp_path)
+    nbformat.validate(saved)
+    c = saved.cells
+    assert "alive" in stream_text(c[1])
+    assert error is not None, "the cell killed out of memory must fail the run"
+    (err,) = outputs_of(c[2], "error")
+    assert err.ename == "KernelDied", err
+    assert "out of memory" in err.evalue, err
+    # the figure the user set with --memory (and the server's default disk), nothing else
+    assert f"the sandbox has {limit_text(256 * 1024**2, 512 * 1024**2)}" in err.evalue, err
+    assert "1664" not in err.evalue and "768M" not in err.evalue
+    assert c[3].outputs == []
+
+
+@pytest.fixture(scope="module")
+def network_server(docker_ready, tmp_path_factory):
+    config = {"SandboxManager": {"allow_network": True}}
+    with JupyterServer(tmp_path_factory.mktemp("network-server"), config=config) as server:
+        yield {"server_url": server.url, "token": server.token}
+
+
+FAILING_CALLS = {
+    "urlopen": "import urllib.request\nurllib.request.urlopen('http://example.com/', timeout=10)",
+    "socket": "import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=10)",
+}
+
+
+@pytest.mark.parametrize("call", sorted(FAILING_CALLS))
+def test_no_network_is_said_on_a_failed_connection_and_only_without_network(network_server, call, monkeypatch):
+    monkeypatch.delenv("JUPYTER_SANDBOX_URL", raising=False)
+    code = FAILING_CALLS[call]
+    with Sandbox(**network_server) as offline:
+        failed = offline.run_code(code)
+        assert failed.error is not None, failed
+        assert HINT in "".join(failed.logs.stderr), (failed.error, failed.logs)
+        assert "%%sandbox --network" in "".join(failed.logs.stderr)
+        # said once per failing cell, and never under a cell that did not fail that way
+        assert HINT not in "".join(offline.run_code("1/0").logs.stderr)
+    with Sandbox(network=True, **network_server) as online:
+        # refused on the sandbox's own loopback: a failure, but not for lack of network
+        failed = online.run_code(FAILING_CALLS["socket"])
+        assert failed.error is not None and failed.error.name == "ConnectionRefusedError", failed
+        assert HINT not in "".join(failed.logs.stderr), failed.logs
