@@ -30,7 +30,7 @@ from traitlets.config import Configurable
 from .backends import programs
 from .client import Connection, NoInput, OneShot, Sandbox, connect
 from .errors import Conflict, InvalidInput, NotFound, SandboxError
-from .models import Execution, InputRequest, OutputMessage, Result, format_size
+from .models import Execution, InputRequest, OutputMessage, Result, format_size, human_size, limit_text
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 Returned = TypeVar("Returned")
@@ -458,12 +458,12 @@ class SandboxMagics(Magics, Configurable):
             stats = self._call(sandbox.stats)
             print(
                 f"{model.name} ({model.id}): {model.status} on {model.backend}; image {model.spec.image}, "
-                f"{format_size(model.spec.memory)} memory, {model.spec.cpus:g} CPUs, "
+                f"{limit_text(model.spec.memory, model.spec.disk)}, {model.spec.cpus:g} CPUs, "
                 f"network {'on' if model.spec.network else 'off'}; {len(model.contexts)} context(s)"
             )
             print(
-                f"  using {stats.get('cpu_percent', 0):.1f}% CPU, {format_size(stats.get('memory_used') or 0)} "
-                f"of {format_size(stats.get('memory_limit') or 0)} memory, {stats.get('pids')} processes"
+                f"  using {stats.get('cpu_percent', 0):.1f}% CPU, {human_size(stats.get('memory_used') or 0)} "
+                f"of memory and disk, {stats.get('pids')} processes"
             )
         elif command == "restart":
             self._call(sandbox.restart)

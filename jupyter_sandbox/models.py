@@ -774,10 +774,16 @@ class SandboxModel:
     kind: str = "sandbox"
     end_at: float | None = None  # Unix time it is removed at unless extended (None: no deadline)
     template: str | None = None  # the E2B template name it was made from (E2B's lifecycle API)
+    # its memory limit said as everywhere else (limit_text): "1 GiB of memory plus 512 MiB of disk"
+    limit: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self.limit = limit_text(self.spec.memory, self.spec.disk)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["spec"] = self.spec.to_dict()
+        data["limit"] = limit_text(self.spec.memory, self.spec.disk)  # the spec may have changed since
         data["contexts"] = [c.to_dict() for c in self.contexts]
         return data
 

@@ -364,6 +364,8 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
     # Set by the manager: called with (sandbox id, reason) when the backend notices that a
     # sandbox ended by itself (its container stopped, was killed or removed).
     on_exit: Callable[[str, str], None] | None = None
+    # told (sandbox id, why) when a notebook kernel's running cell was told that its kernel died
+    on_kernel_died: Callable[[str, str], None] | None = None
 
     async def adopt(self, sandbox_id: str, spec: SandboxSpec) -> None:
         """Take charge again of a running sandbox a crashed run of this server made

@@ -386,6 +386,7 @@ class KernelRelay:
     async def stop_kernel(self, timeout: float = 10) -> dict[str, Any]:
         """SIGKILL the kernel's process group; returns the exit info once the launcher reports it."""
         if not self.exited.done():
+            self.cells.clear()  # asked for (a restart, a shutdown): no cell is told the kernel died
             self._op("stop")
         try:
             return await asyncio.wait_for(asyncio.shield(self.exited), timeout)
@@ -639,11 +640,14 @@ class KernelRelay:
 
         self._tasks.append(asyncio.ensure_future(resume()))
 
-    def tell_running_cell(self, text: str) -> None:
-        """The kernel died: its socket client's running cell shows ``text`` (running_cells.py)."""
-        for kind, frames in self.cells.death_messages(text):
+    def tell_running_cell(self, text: str) -> bool:
+        """The kernel died: its socket client's running cell shows ``text`` (running_cells.py).
+        Whether a cell was running."""
+        messages = self.cells.death_messages(text)
+        for kind, frames in messages:
             if kind in self._sockets:
                 self._sockets[kind].send_multipart(frames, NOBLOCK)
+        return bool(messages)
 
     def send(self, kind: int, parts: list[bytes]) -> None:
         """A message of an in-process client (kernel_channels.py) to the sandbox, as from a socket."""

@@ -107,7 +107,8 @@ class RelayedKernels(abc.ABC):
         relay = self._relays.get((sandbox_id, kernel_id))
         if relay is None or relay.exited.cancelled():
             return
-        if relay.exited.result().get("reason") in ("exited", "stream closed"):
+        ended = relay.exited.result()
+        if ended.get("reason") == "stream closed" or (ended.get("reason") == "exited" and ended.get("code") != 0):
             told = asyncio.ensure_future(self._tell_running_cell(sandbox_id, relay))
             self._telling.add(told)  # held until done: a task nobody holds may be collected mid-way
             told.add_done_callback(self._telling.discard)
@@ -122,7 +123,11 @@ class RelayedKernels(abc.ABC):
         """The cell the kernel was running says why it died (running_cells.py), before the restart."""
         why = await self._exit_reason(sandbox_id, relay.exited.result())
         why = re.sub(r"\s*Restart the (context|sandbox) to continue\.", "", why).rstrip(".")
-        relay.tell_running_cell(f"{why}. The kernel restarts; its variables are lost.")
+        if (
+            relay.tell_running_cell(f"{why}. The kernel restarts; its variables are lost.")
+            and self.backend.on_kernel_died
+        ):
+            self.backend.on_kernel_died(sandbox_id, why)
 
     async def _watch(self, sandbox_id: str, looks: int = 10) -> None:
         """Look a few times: the stream of a killed sandbox can close before the engine says it stopped."""

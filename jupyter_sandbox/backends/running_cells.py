@@ -55,6 +55,10 @@ class RunningCells:
             parent = _header(frames, 1) or {}
             self._pending.pop(str(parent.get("msg_id")), None)
 
+    def clear(self) -> None:
+        """The kernel is stopped on purpose: its cells are not told it died."""
+        self._pending.clear()
+
     def death_messages(self, text: str) -> list[tuple[int, list[bytes]]]:
         """(channel, frames) that tell the running cell ``text`` (none when no cell was running)."""
         if not self._pending:

@@ -61,5 +61,8 @@ export class SandboxStatus extends Widget {
     this.node.textContent = `Sandbox: ${name} · ${state}`;
     this.node.dataset.state = state;
     this.node.title = `The sandbox of this notebook's kernel (used by "Run cell in sandbox" and %%sandbox). Click to show it in the Sandboxes panel.`;
+    if (sandbox?.status_reason) {
+      this.node.title += `\n${sandbox.status_reason}`; // e.g. its kernel died out of memory
+    }
   }
 }

@@ -31,6 +31,8 @@ export interface ISandbox {
   end_at: number | null;
   /** The E2B template name it was made from (sandbox/e2b/api), if any. */
   template: string | null;
+  /** Its memory limit as set, said as in cells and the CLI: "1 GiB of memory plus 512 MiB of disk". */
+  limit: string;
 }
 
 /** What a sandbox is made of (jupyter_sandbox.models.SandboxSpec). Sizes in bytes. */
