@@ -264,10 +264,10 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     oneshot_id = OneShot(lab_server["url"], lab_server["token"]).execute_async(
         files={"main.py": "import time\ntime.sleep(600)\n"}
     )
-    # untrusted.spec.ts and keys.spec.ts have their own tests (below)
+    # untrusted.spec.ts and keys.spec.ts have their own tests (below), deaths.spec.ts in test_labextension_deaths.py
     stdout = playwright(
         lab_server,
-        ["--grep-invert", "@untrusted|@keys"],
+        ["--grep-invert", "@untrusted|@keys|@deaths"],
         {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id},
         timeout=1400,
     )
