@@ -323,6 +323,9 @@ async def test_a_kernel_that_dies_says_why_and_restarts(kernel_server):
         assert "out of memory" in error["evalue"], error
         assert f"the sandbox has {limit_text(spec['memory'], spec['disk'])}" in error["evalue"], error
         await ks.wait_for_status("restarting", timeout=180)
+        # the panel's view of it (the sandbox runs on, its kernel restarted) says why too
+        reason = kernel_sandbox(server, kernel_id)["status_reason"] or ""
+        assert "out of memory" in reason and limit_text(spec["memory"], spec["disk"]) in reason, reason
         model = server.get(f"api/kernels/{kernel_id}").json()
         assert "memory" in model.get("reason", "") or "killed" in model.get("reason", ""), model
         await ks.wait_for_status("idle", timeout=120)  # the new kernel answered
