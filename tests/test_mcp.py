@@ -22,9 +22,12 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, ImageContent, TextContent
 
+from jupyter_sandbox.embedded import EmbeddedConnection, EmbeddedManager
+from jupyter_sandbox.mcp.access import ConnectionAccess
+from jupyter_sandbox.models import SandboxRequest
 from jupyter_sandbox.server import mcp_http
 
-from servers import JupyterServer
+from servers import IMAGE, SESSION, SESSION_LABEL, JupyterServer
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = {
@@ -158,10 +161,33 @@ async def test_commands_and_packages_without_network(connect):
         assert texts(await call(session, "run_command", command="pwd")) == ["exit code 0", "stdout:\n/home/user\n"]
         slow = await call(session, "run_command", command="echo begun; sleep 60", timeout=3)
         assert slow.is_error and texts(slow)[0] == "killed after its timeout of 3 s", texts(slow)
+        assert texts(slow)[1:] == ["stdout:\nbegun\n"]  # what it wrote before its timeout is kept
+        # the kill took what the command started too (its process group): no `sleep 60` is left
+        each = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null; echo; done"
+        left = each + " | grep -c '^sleep 60' || true"
+        assert texts(await call(session, "run_command", command=left)) == ["exit code 0", "stdout:\n0\n"]
+        assert "bash" in texts(await call(session, "run_command", command="echo $BASH"))[1]  # bash -l -c
+        for bad, field in (({"timeout": 0}, "timeout"), ({"cwd": "/no/such/dir"}, "/no/such/dir")):
+            refused = await call(session, "run_command", command="true", **bad)
+            assert refused.is_error and field in texts(refused)[0], texts(refused)
         assert texts(await call(session, "run_command", command="echo again")) == ["exit code 0", "stdout:\nagain\n"]
         refused = await call(session, "install_packages", packages=["requests"])
         assert refused.is_error
         assert "has no network" in texts(refused)[0] and "network=true" in texts(refused)[0]
+
+
+async def test_stdio_commands_with_no_server_go_through_the_embedded_managers_command_api(docker_ready):
+    # `jupyter sandbox mcp` with no server found: ConnectionAccess over the embedded connection
+    embedded = EmbeddedManager("docker", default_image=IMAGE, extra_labels={SESSION_LABEL: SESSION})
+    access = ConnectionAccess(EmbeddedConnection(embedded))
+    try:
+        model = await access.create(SandboxRequest(name="mcp-embedded"))
+        done = await access.run_command(model.id, "echo out; echo err >&2; exit 4", "/tmp", 30)
+        assert (done.exit_code, done.stdout, done.stderr, done.failed) == (4, "out\n", "err\n", True)
+        slow = await access.run_command(model.id, "echo begun; sleep 60", None, 3)
+        assert slow.timed_out and slow.stdout == "begun\n" and slow.ending == "killed after its timeout of 3 s"
+    finally:
+        embedded.run(embedded.manager.shutdown(), timeout=120)
 
 
 async def test_bad_input_comes_back_as_a_tool_error_saying_what_is_wrong(connect):

@@ -4,10 +4,13 @@ Two implementations, so one set of tools serves both transports:
 
 - ``ManagerAccess``: the SandboxManager of this process, acting for the authenticated owner (the
   streamable HTTP route inside Jupyter Server or the Hub's sandbox service). Commands run through
-  the backend's ``exec_stream``, as E2B's process service does.
+  core/commands.py, as the REST command routes do.
 - ``ConnectionAccess``: a client ``Connection`` (``jupyter sandbox mcp`` over stdio: the user's
-  Jupyter server over HTTP, or the embedded manager). The Connection has no command API, so a
-  command runs as a subprocess started by the sandbox's kernel.
+  Jupyter server over HTTP, or the embedded manager); commands go through its command API, which
+  reaches the same core/commands.py.
+
+Either way a command is the backend's process (``exec_stream``, ``bash -l -c``); waiting for it,
+keeping its output and killing it at its timeout is ``SandboxAccess.run_command``, for both.
 """
 
 from __future__ import annotations
@@ -15,30 +18,70 @@ from __future__ import annotations
 import abc
 import asyncio
 import builtins
-import json
-import signal
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..client.connection import Connection
-from ..errors import InvalidInput, SandboxError
-from ..models import ContextModel, ExecuteRequest, Execution, SandboxModel, SandboxRequest
+from ..errors import InvalidInput, NotFound, SandboxError
+from ..models import CommandRequest, ContextModel, ExecuteRequest, Execution, SandboxModel, SandboxRequest
 
 if TYPE_CHECKING:  # stdio needs no manager in its process
+    from ..core.commands import SandboxCommands
     from ..core.manager import SandboxManager
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None] | None]
-OUTPUT_CAP = 200_000  # bytes of a command's stdout (and of its stderr) kept for the answer
+OUTPUT_CAP = 200_000  # characters of a command's stdout (and of its stderr) kept for the answer
+
+
+class CommandOutput:
+    """Folds a command's wire events: its pid, its output (the first OUTPUT_CAP characters of each
+    stream) and its end."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.output: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self.kept = {"stdout": 0, "stderr": 0}
+        self.exit_code: int | None = None
+        self.error: str | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "start":
+            self.pid = int(event["pid"])
+        elif kind in ("stdout", "stderr"):
+            text = event.get("text", "")[: OUTPUT_CAP - self.kept[kind]]
+            self.output[kind].append(text)
+            self.kept[kind] += len(text)
+        elif kind == "end":
+            self.exit_code = int(event["exit_code"])
+        elif kind == "error":  # the server failed mid-stream (the sandbox went away)
+            self.error = str(event.get("value") or event)
+
+    def result(self, timed_out: bool, timeout: float) -> CommandResult:
+        if self.exit_code is None and not timed_out:
+            raise SandboxError(f"the command was lost before its end: {self.error or 'no end was sent'}")
+        stdout, stderr = "".join(self.output["stdout"]), "".join(self.output["stderr"])
+        return CommandResult(self.exit_code, stdout, stderr, timed_out, timeout)
 
 
 class CommandResult:
-    """What a command did: its exit code (None when it was killed at its timeout) and output."""
+    """What a command did: its exit code and output, or that it was killed at its timeout."""
 
-    def __init__(self, exit_code: int | None, stdout: str, stderr: str, timed_out: bool = False) -> None:
-        self.exit_code = exit_code
+    def __init__(self, exit_code: int | None, stdout: str, stderr: str, timed_out: bool, timeout: float) -> None:
+        self.exit_code = exit_code  # a signal's end is -1 (core/commands.py's exit_status)
         self.stdout = stdout
         self.stderr = stderr
         self.timed_out = timed_out
+        self.timeout = timeout
+
+    @property
+    def failed(self) -> bool:
+        return self.timed_out or self.exit_code != 0
+
+    @property
+    def ending(self) -> str:
+        """How it ended, for people."""
+        return f"killed after its timeout of {self.timeout:g} s" if self.timed_out else f"exit code {self.exit_code}"
 
 
 class SandboxAccess(abc.ABC):
@@ -72,7 +115,34 @@ class SandboxAccess(abc.ABC):
     async def list_files(self, ref: str, path: str) -> builtins.list[dict[str, Any]]: ...
 
     @abc.abstractmethod
-    async def run_command(self, ref: str, command: str, cwd: str | None, timeout: float) -> CommandResult: ...
+    async def follow_command(self, ref: str, request: CommandRequest, on_event: EventSink) -> None:
+        """Start a command and pass its wire events (core/commands.py's command_events) to ``on_event``
+        until it ends; cancelling stops the following only."""
+
+    @abc.abstractmethod
+    async def kill_command(self, ref: str, pid: int) -> None:
+        """SIGKILL to a running command and what it started (NotFound when it has ended)."""
+
+    async def run_command(self, ref: str, command: str, cwd: str | None, timeout: float) -> CommandResult:
+        """Run a command line to its end, or kill it at ``timeout`` seconds keeping what it wrote."""
+        if timeout <= 0:
+            raise InvalidInput("timeout must be a positive number of seconds", field="timeout")
+        output = CommandOutput()
+        follow = asyncio.ensure_future(self.follow_command(ref, CommandRequest(cmd=command, cwd=cwd), output))
+        done, _ = await asyncio.wait({follow}, timeout=timeout)
+        if done:
+            follow.result()  # its error: a bad cwd, an unknown sandbox...
+            return output.result(timed_out=False, timeout=timeout)
+        try:
+            if output.pid is not None:
+                await self.kill_command(ref, output.pid)
+        except NotFound:  # it ended as its timeout came: its stream ends with its end event
+            await follow
+            return output.result(timed_out=False, timeout=timeout)
+        finally:
+            follow.cancel()
+            await asyncio.gather(follow, return_exceptions=True)
+        return output.result(timed_out=True, timeout=timeout)
 
 
 class ManagerAccess(SandboxAccess):
@@ -109,45 +179,22 @@ class ManagerAccess(SandboxAccess):
     async def list_files(self, ref: str, path: str) -> builtins.list[dict[str, Any]]:
         return await self.manager.list_files(self.owner, ref, path)
 
-    async def run_command(self, ref: str, command: str, cwd: str | None, timeout: float) -> CommandResult:
-        sandbox = self.manager.registry.use(self.owner, ref)  # NotFound for another user's
-        stream = await self.manager.backend.exec_stream(sandbox.model.id, ["/bin/sh", "-c", command], cwd=cwd)
-        out = {"stdout": bytearray(), "stderr": bytearray()}
+    @property
+    def _commands(self) -> SandboxCommands:
+        from ..core.commands import SandboxCommands  # here: stdio's process imports no backend
 
-        async def read() -> int | None:
-            async for event in stream:
-                if event.kind == "exit":
-                    return event.exit_code
-                kept = out.get(event.kind)
-                if kept is not None and len(kept) < OUTPUT_CAP:
-                    kept += event.data[: OUTPUT_CAP - len(kept)]
-            return stream.exit_code
+        return SandboxCommands(self.manager)
 
-        try:
-            code = await asyncio.wait_for(read(), timeout)
-            timed_out = False
-        except asyncio.TimeoutError:
-            await stream.signal(signal.SIGKILL)  # and what it started: its process group
-            code, timed_out = None, True
-        return CommandResult(
-            code, out["stdout"].decode(errors="replace"), out["stderr"].decode(errors="replace"), timed_out
-        )
+    async def follow_command(self, ref: str, request: CommandRequest, on_event: EventSink) -> None:
+        from ..core.commands import command_events
 
+        async for event in command_events(await self._commands.start(self.owner, ref, request)):
+            outcome = on_event(event)
+            if outcome is not None:
+                await outcome
 
-# Run by the sandbox's kernel for ConnectionAccess.run_command: the outcome as one JSON line.
-COMMAND_CODE = """\
-def _jupyter_sandbox_command(command, cwd, timeout, cap):
-    import json, subprocess
-    try:
-        done = subprocess.run(command, shell=True, cwd=cwd, capture_output=True, timeout=timeout)
-        outcome = [done.returncode, done.stdout[:cap], done.stderr[:cap], False]
-    except subprocess.TimeoutExpired as e:
-        outcome = [None, (e.stdout or b"")[:cap], (e.stderr or b"")[:cap], True]
-    outcome[1:3] = [b.decode(errors="replace") for b in outcome[1:3]]
-    print(json.dumps(outcome))
-_jupyter_sandbox_command({command!r}, {cwd!r}, {timeout!r}, {cap!r})
-del _jupyter_sandbox_command
-"""
+    async def kill_command(self, ref: str, pid: int) -> None:
+        await self._commands.kill(self.owner, ref, pid)
 
 
 class ConnectionAccess(SandboxAccess):
@@ -192,15 +239,8 @@ class ConnectionAccess(SandboxAccess):
     async def list_files(self, ref: str, path: str) -> builtins.list[dict[str, Any]]:
         return await self.connection.list_files(ref, path)
 
-    async def run_command(self, ref: str, command: str, cwd: str | None, timeout: float) -> CommandResult:
-        code = COMMAND_CODE.format(command=command, cwd=cwd, timeout=timeout, cap=OUTPUT_CAP)
-        # the kernel's own timeout is a margin above the command's, which ends it first
-        execution = await self.execute(ref, ExecuteRequest(code=code, timeout=timeout + 30), lambda event: None)
-        if execution.error is not None:
-            raise SandboxError(f"the command could not be run: {execution.error.name}: {execution.error.value}")
-        try:
-            lines = "".join(execution.logs.stdout).strip().splitlines()
-            exit_code, stdout, stderr, timed_out = json.loads(lines[-1] if lines else "")
-        except ValueError:
-            raise InvalidInput("the command's outcome could not be read from the sandbox") from None
-        return CommandResult(exit_code, stdout, stderr, timed_out)
+    async def follow_command(self, ref: str, request: CommandRequest, on_event: EventSink) -> None:
+        await self.connection.run_command(ref, request, on_event)
+
+    async def kill_command(self, ref: str, pid: int) -> None:
+        await self.connection.kill_command(ref, pid)

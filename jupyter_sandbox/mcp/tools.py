@@ -195,7 +195,7 @@ def build_server(access_for: AccessFor) -> MCPServer:
 
     @server.tool(
         annotations=ToolAnnotations(title="Run a command", open_world_hint=False),
-        description="Run a shell command (/bin/sh -c) in a sandbox and return its exit code, stdout and stderr. "
+        description="Run a shell command (bash -l -c) in a sandbox and return its exit code, stdout and stderr. "
         "timeout: seconds before it is killed (default 60). Costs the sandbox's CPU time; no network unless the "
         "sandbox has it. " + SANDBOX_ARG,
     )
@@ -203,17 +203,14 @@ def build_server(access_for: AccessFor) -> MCPServer:
     async def run_command(
         ctx: Context, command: str, sandbox: str | None = None, cwd: str | None = None, timeout: float = 60
     ) -> CallToolResult:
-        if timeout <= 0:
-            raise InvalidInput("timeout must be a positive number of seconds", field="timeout")
         access = access_for(ctx)
         result = await access.run_command(await sandbox_ref(access, sandbox), command, cwd, timeout)
-        head = f"killed after its timeout of {timeout:g} s" if result.timed_out else f"exit code {result.exit_code}"
-        blocks = [text(head)]
+        blocks = [text(result.ending)]
         if result.stdout:
             blocks.append(text("stdout:\n" + result.stdout))
         if result.stderr:
             blocks.append(text("stderr:\n" + result.stderr))
-        return answer(*blocks, error=result.timed_out or result.exit_code != 0)
+        return answer(*blocks, error=result.failed)
 
     @server.tool(
         annotations=ToolAnnotations(title="Install packages", open_world_hint=True),
@@ -238,9 +235,8 @@ def build_server(access_for: AccessFor) -> MCPServer:
         quoted = " ".join("'" + p.strip().replace("'", "'\\''") + "'" for p in packages)
         command = f"python -m pip install --user --quiet --disable-pip-version-check {quoted}"
         result = await access.run_command(model.id, command, None, timeout)
-        if result.exit_code != 0:
-            why = f"killed after {timeout:g} s" if result.timed_out else f"exit code {result.exit_code}"
-            return failure(f"pip install failed ({why}):\n{result.stderr or result.stdout}")
+        if result.failed:
+            return failure(f"pip install failed ({result.ending}):\n{result.stderr or result.stdout}")
         # the running kernel learns of the user site folder pip may just have made
         refresh = "import importlib, site; site.addsitedir(site.getusersitepackages()); importlib.invalidate_caches()"
         await access.execute(model.id, ExecuteRequest(code=refresh), lambda event: None)
