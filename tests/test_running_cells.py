@@ -21,14 +21,16 @@ def test_the_limit_is_said_as_set():
 
 def test_the_running_cell_is_told_why_its_kernel_died_and_gets_its_reply():
     client, kernel = Session(key=KEY.encode()), Session(key=KEY.encode())
-    cells = RunningCells(KEY)
+    cells = RunningCells(KEY, {})
     first = client.msg("execute_request", {"code": "x = bytearray(10**10)"})
     second = client.msg("execute_request", {"code": "print(1)"})
-    cells.sent(client.serialize(client.msg("kernel_info_request", {}), ident=[b"client"]))  # not a cell
+    cells.sent(SHELL, client.serialize(client.msg("kernel_info_request", {}), ident=[b"client"]))  # not a cell
     done = client.msg("execute_request", {"code": "1"})
     for msg in (done, first, second):
-        cells.sent(client.serialize(msg, ident=[b"client"]))
-    cells.replied(kernel.serialize(kernel.msg("execute_reply", {"status": "ok"}, parent=done), ident=[b"client"]))
+        cells.sent(SHELL, client.serialize(msg, ident=[b"client"]))
+    cells.replied(
+        SHELL, kernel.serialize(kernel.msg("execute_reply", {"status": "ok"}, parent=done), ident=[b"client"])
+    )
 
     messages = cells.death_messages("The kernel died: out of memory")
     assert [kind for kind, _ in messages] == [IOPUB, IOPUB, SHELL]
@@ -47,7 +49,9 @@ def test_the_running_cell_is_told_why_its_kernel_died_and_gets_its_reply():
 
 def test_a_requested_stop_tells_no_cell():
     client = Session(key=KEY.encode())
-    cells = RunningCells(KEY)
-    cells.sent(client.serialize(client.msg("execute_request", {"code": "import time; time.sleep(60)"}), ident=[b"c"]))
+    cells = RunningCells(KEY, {})
+    cells.sent(
+        SHELL, client.serialize(client.msg("execute_request", {"code": "import time; time.sleep(60)"}), ident=[b"c"])
+    )
     cells.clear()
     assert cells.death_messages("stopped") == []

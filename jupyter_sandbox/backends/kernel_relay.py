@@ -332,7 +332,7 @@ class KernelRelay:
         self.ready = self._events.ready  # the launcher's started/attached (or exited, or closed) event
         self.exited = self._events.exited
         self.direct_clients: list[DirectKernelClient] = []  # in-process readers (kernel_channels.py)
-        self.cells = RunningCells(self.key)  # the socket clients' unanswered cells (running_cells.py)
+        self.cells = RunningCells(self.key, self._sockets)  # the socket clients' unanswered cells
 
     @property
     def pid(self) -> int | None:
@@ -344,10 +344,8 @@ class KernelRelay:
         return ipc_connection_info(self.ip, self.key)
 
     async def start(self, request: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Bind the sockets, send ``request`` (the launcher's first line) if given, start relaying.
-
-        Returns the connection info for ``jupyter_client`` (``load_connection_info``).
-        """
+        """Bind the sockets, send ``request`` (the launcher's first line) if given, start relaying;
+        the connection info for ``jupyter_client`` (``load_connection_info``)."""
         if self._tasks or self._closed:
             raise KernelRelayError("this relay was already started")
         if request is not None:
@@ -534,8 +532,7 @@ class KernelRelay:
                                 continue
                         if kind != HB and [c for c in self.direct_clients if c.deliver(kind, frames)]:
                             continue  # addressed to an in-process client (iopub goes to the sockets too)
-                        if kind == SHELL:
-                            self.cells.replied(frames)
+                        self.cells.replied(kind, frames)
                         # ROUTER and XPUB never block: a message to a gone client is dropped
                         sockets[kind].send_multipart(frames, NOBLOCK, copy=False)
                         sent |= 1 << kind
@@ -606,8 +603,7 @@ class KernelRelay:
                     # closing its old iopub socket after a kernel restart unsubscribes after its
                     # new one subscribed). The sandbox stays subscribed to everything.
                     continue
-                if kind == SHELL:
-                    self.cells.sent(parts)
+                self.cells.sent(kind, parts)
                 self._queue(kind, parts)
                 if self._out_size > self._write_buffer_limit:
                     more = True
@@ -639,15 +635,6 @@ class KernelRelay:
                 self._drain(kind)
 
         self._tasks.append(asyncio.ensure_future(resume()))
-
-    def tell_running_cell(self, text: str) -> bool:
-        """The kernel died: its socket client's running cell shows ``text`` (running_cells.py).
-        Whether a cell was running."""
-        messages = self.cells.death_messages(text)
-        for kind, frames in messages:
-            if kind in self._sockets:
-                self._sockets[kind].send_multipart(frames, NOBLOCK)
-        return bool(messages)
 
     def send(self, kind: int, parts: list[bytes]) -> None:
         """A message of an in-process client (kernel_channels.py) to the sandbox, as from a socket."""

@@ -123,10 +123,7 @@ class RelayedKernels(abc.ABC):
         """The cell the kernel was running says why it died (running_cells.py), before the restart."""
         why = await self._exit_reason(sandbox_id, relay.exited.result())
         why = re.sub(r"\s*Restart the (context|sandbox) to continue\.", "", why).rstrip(".")
-        if (
-            relay.tell_running_cell(f"{why}. The kernel restarts; its variables are lost.")
-            and self.backend.on_kernel_died
-        ):
+        if relay.cells.tell(f"{why}. The kernel restarts; its variables are lost.") and self.backend.on_kernel_died:
             self.backend.on_kernel_died(sandbox_id, why)
 
     async def _watch(self, sandbox_id: str, looks: int = 10) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import zmq
 from jupyter_client.session import Session
 
 from .programs.frames import DELIMITER, IOPUB, SHELL
@@ -36,21 +37,24 @@ def _header(frames: list[Any], index: int) -> dict[str, Any] | None:
 class RunningCells:
     """A kernel's unanswered execute requests, oldest first, and the messages that end the first."""
 
-    def __init__(self, key: str):
+    def __init__(self, key: str, sockets: dict[int, zmq.Socket[bytes]]):
         self._session = Session(key=key.encode(), signature_scheme="hmac-sha256", username="kernel")
+        self._sockets = sockets  # the relay's host sockets, by channel (bound and closed by it)
         self._pending: dict[str, tuple[list[bytes], dict[str, Any]]] = {}  # msg_id -> (identities, header)
 
-    def sent(self, frames: list[Any]) -> None:
-        """A client's shell message on its way to the kernel."""
+    def sent(self, kind: int, frames: list[Any]) -> None:
+        """A client's message on its way to the kernel: an execute_request on shell is noted."""
+        if kind != SHELL:
+            return
         header = _header(frames, 0)
         if header is None or header.get("msg_type") != "execute_request" or len(self._pending) >= MAX_PENDING:
             return
         parts = [bytes(f) for f in frames]
         self._pending[str(header.get("msg_id"))] = (parts[: parts.index(DELIMITER)], header)
 
-    def replied(self, frames: list[Any]) -> None:
-        """The kernel's shell message on its way to a client: an execute_reply ends its request."""
-        header = _header(frames, 0)
+    def replied(self, kind: int, frames: list[Any]) -> None:
+        """The kernel's message on its way to a client: an execute_reply on shell ends its request."""
+        header = _header(frames, 0) if kind == SHELL else None
         if header is not None and header.get("msg_type") == "execute_reply":
             parent = _header(frames, 1) or {}
             self._pending.pop(str(parent.get("msg_id")), None)
@@ -58,6 +62,14 @@ class RunningCells:
     def clear(self) -> None:
         """The kernel is stopped on purpose: its cells are not told it died."""
         self._pending.clear()
+
+    def tell(self, text: str) -> bool:
+        """The kernel died: its running cell shows ``text``. Whether a cell was running."""
+        messages = self.death_messages(text)
+        for kind, frames in messages:
+            if kind in self._sockets:  # ROUTER drops a reply to a client that is gone
+                self._sockets[kind].send_multipart(frames, zmq.NOBLOCK)
+        return bool(messages)
 
     def death_messages(self, text: str) -> list[tuple[int, list[bytes]]]:
         """(channel, frames) that tell the running cell ``text`` (none when no cell was running)."""
