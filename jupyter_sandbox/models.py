@@ -768,7 +768,7 @@ class SandboxModel:
     isolation: str = ""  # what the backend isolates, said plainly
     e2b_url: str | None = None  # base URL for E2B's SDK (E2B_SANDBOX_URL); set by the server
     kernel_id: str | None = None  # the notebook kernel this sandbox belongs to (removed with it)
-    status_reason: str | None = None  # why it is "exited" (or what a restart of the server cost it)
+    status_reason: str | None = None  # why it is "exited", what a server restart cost it, why its kernel died
     # "sandbox": contexts run code sent to them; "kernel": it runs a notebook's whole kernel
     # (jupyter_sandbox.kernel), which the notebook talks to directly
     kind: str = "sandbox"
