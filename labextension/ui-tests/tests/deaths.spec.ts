@@ -33,6 +33,12 @@ const errorOf = (cell: Locator) =>
 
 async function shots(page: Page, name: string): Promise<void> {
   await shot(page, `${name}-light`);
+  // saved, so the reload in the dark theme shows the same outputs
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Control+s');
+  await expect(page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current.jp-mod-dirty')).toHaveCount(0, {
+    timeout: 30_000
+  });
   await setTheme(page, 'JupyterLab Dark');
   await page.reload();
   await page.waitForSelector('#jupyterlab-splash', { state: 'detached', timeout: 120_000 });
