@@ -2,8 +2,8 @@
 
 After a cell that failed on a refused connection, an unreachable network or a failed name lookup
 (ConnectionRefusedError, OSError ENETUNREACH/EHOSTUNREACH, socket.gaierror, and what wraps them:
-urllib's URLError, requests' ConnectionError, urllib3's errors), this prints one line under the
-traceback saying that the sandbox has no network and how to get one, as pip_hint.py does for pip.
+urllib's URLError, requests' ConnectionError, urllib3's errors), the traceback ends with one line
+saying that the sandbox has no network and how to get one, as pip_hint.py does for pip.
 The cause is looked for along the error's chain (__cause__, __context__, URLError.reason, the
 arguments), so wrappers need no import here.
 
@@ -15,7 +15,6 @@ behind, and use only IPython and the standard library.
 def _jupyter_sandbox_network_hint():
     import errno
     import socket
-    import sys
 
     shell = get_ipython()  # noqa: F821 (IPython's builtin in the kernel's namespace)
     hint = (
@@ -37,11 +36,17 @@ def _jupyter_sandbox_network_hint():
         linked += [a for a in getattr(error, "args", ()) if isinstance(a, BaseException)]
         return any(isinstance(e, BaseException) and offline(e, seen) for e in linked)
 
-    def after(result):
-        if offline(result.error_in_exec, set()):
-            print(hint, file=sys.stderr, flush=True)
+    def with_hint(shell, etype, value, tb, tb_offset=None):
+        # the traceback as IPython makes it, the hint as its last line: in the error itself, so
+        # %%sandbox (which shows the remote error) and a notebook's kernel both show it under it
+        stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+        if offline(value, set()):
+            stb = [*stb, hint]
+        shell._showtraceback(etype, value, stb)
+        return stb
 
-    shell.events.register("post_run_cell", after)
+    # every error it looks for is an OSError (URLError, requests' ConnectionError included)
+    shell.set_custom_exc((OSError,), with_hint)
 
 
 _jupyter_sandbox_network_hint()
