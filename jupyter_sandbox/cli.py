@@ -3,10 +3,10 @@ and scripts in sandboxes.
 
     jupyter sandbox build-image [--base IMAGE] [--packages P ...] [--wheelhouse DIR] [--tag T] [--force]
     jupyter sandbox doctor [--backend kubernetes --namespace NS --kubeconfig FILE --runtime-class NAME]
-    jupyter sandbox list
+    jupyter sandbox list [--json] [--url URL --token TOKEN]
     jupyter sandbox prune [--dry-run]
     jupyter sandbox run NOTEBOOK.ipynb [-o OUT] [--timeout S] [--image I] [--memory M]
-    jupyter sandbox exec FILE.py [ARGS...]
+    jupyter sandbox exec [--file F ...] [--dir D ...] FILE.py [ARGS...]
     jupyter sandbox keys [list | new [--name N] | revoke KEY_ID]
     jupyter sandbox e2b-env [--new-key]
     jupyter sandbox mcp [--url URL --token TOKEN]
@@ -32,10 +32,11 @@ from traitlets.config import Application
 from . import __version__
 from .backends import BACKENDS, DOCTORS, backend_doctor, make_backend, programs
 from .backends.base import LABEL_PREFIX, labelled_id
-from .backends.docker_images import DEBOOTSTRAP_BASE, DEFAULT_IMAGE, DEFAULT_PACKAGES, PACKAGES_LABEL
+from .backends.docker_images import DEBOOTSTRAP_BASE, DEFAULT_IMAGE, DEFAULT_PACKAGES, LANGUAGES_LABEL, PACKAGES_LABEL
 from .errors import SandboxError
+from .host_files import gather_inputs
 from .kernel import KERNEL_NAME, PROVISIONER_NAME
-from .models import InputRequest, OutputMessage
+from .models import InputRequest, OutputMessage, parse_size
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
@@ -113,10 +114,16 @@ class BuildImageApp(_Command):
     def start(self) -> None:
         from .backends.docker_images import BuildPlan, build_image
 
+        packages = list(self.packages)
+        if self.extra_args:
+            # traitlets takes one value per --packages; the rest of `--packages a b c` comes here
+            if "packages" not in self.config.get("BuildImageApp", {}):
+                self.fail(f"[build-image] unexpected arguments: {' '.join(self.extra_args)}", 2)
+            packages += self.extra_args
         plan = BuildPlan(
             tag=self.tag,
             base=self.base,
-            packages=list(self.packages),
+            packages=packages,
             cache=self.cache,
             wheelhouse=self.wheelhouse or None,
             force=self.force,
@@ -337,7 +344,8 @@ class DoctorApp(_Command):
                         )
                     )
                 else:
-                    out.append(("sandbox image", True, f"{self.image} ({packages})", ""))
+                    languages = labels.get(LANGUAGES_LABEL, "python")
+                    out.append(("sandbox image", True, f"{self.image} ({packages}; languages: {languages})", ""))
         out.append(self._server_extension())
         out.append(self._labextension())
         out.append(self._kernelspec())
@@ -463,24 +471,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-class ListApp(_Leftovers):
-    name = "jupyter-sandbox-list"
-    description = "List the sandboxes of this user's Jupyter servers on this host, and whether their server lives."
-    aliases = {"state-dir": "ListApp.state_dir"}
-
-    def start(self) -> None:
-        rows = self.found()
-        if not rows:
-            print("no sandboxes")
-            return
-        print(f"{'SANDBOX':<20} {'OWNER':<12} {'SERVER':<22} STATE")
-        for labels, state in rows:
-            print(
-                f"{labelled_id(labels) or '?':<20} {labels.get(f'{LABEL_PREFIX}.owner') or '-':<12} "
-                f"{labels.get(f'{LABEL_PREFIX}.server', '?'):<22} server {state}"
-            )
 
 
 class PruneApp(_Leftovers):
@@ -616,7 +606,21 @@ class ExecApp(_Command):
     memory = Unicode("", help="Memory, e.g. 1G ('' = the default).").tag(config=True)
     timeout = Float(0, help="Seconds the script may run (0 = the server's default).").tag(config=True)
     network = Bool(False, help="Give the sandbox network access.").tag(config=True)
-    aliases = {"image": "ExecApp.image", "memory": "ExecApp.memory", "timeout": "ExecApp.timeout"}
+    files = List(Unicode(), help="A file to send beside the script (repeatable; a symlink is refused).").tag(
+        config=True
+    )
+    dirs = List(Unicode(), help="A folder to send beside the script (repeatable; symlinks in it are skipped).").tag(
+        config=True
+    )
+    max_upload = Unicode("100M", help="Most bytes --file and --dir may send in all.").tag(config=True)
+    aliases = {
+        "image": "ExecApp.image",
+        "memory": "ExecApp.memory",
+        "timeout": "ExecApp.timeout",
+        "file": "ExecApp.files",
+        "dir": "ExecApp.dirs",
+        "max-upload": "ExecApp.max_upload",
+    }
     flags = {"network": ({"ExecApp": {"network": True}}, "Give the sandbox network access.")}
 
     def parse_command_line(self, argv: list[str] | None = None) -> None:
@@ -638,6 +642,14 @@ class ExecApp(_Command):
         with open(path, "rb") as f:
             source = f.read()
         name = os.path.basename(path)
+        try:
+            inputs = gather_inputs(self.files, self.dirs, parse_size(self.max_upload, "max-upload"))
+        except SandboxError as e:
+            self.fail(f"jupyter sandbox exec: {e.message}", 2)
+        if name in inputs.names:
+            self.fail(f"jupyter sandbox exec: --file/--dir would put another {name} where the script goes", 2)
+        for skipped in inputs.skipped:
+            print(f"jupyter sandbox exec: not sent, a symlink (never followed): {skipped}", file=sys.stderr)
         # the script's exit status is the cell's value
         code = programs.source("run_script") + f"\n_jupyter_sandbox_run_script({name!r}, {[name, *args]!r})\n"
         spec: dict[str, Any] = {k: v for k, v in (("image", self.image), ("memory", self.memory)) if v}
@@ -658,6 +670,8 @@ class ExecApp(_Command):
         try:
             with Sandbox(network=self.network, timeout=self.timeout or None, **spec) as sandbox:
                 sandbox.files.write(name, source)
+                for where, data in inputs.files:
+                    sandbox.files.write(where, data)
                 execution = sandbox.run_code(code, on_stdout=out, on_stderr=err, on_input=ask)
         except SandboxError as e:
             self.fail(f"jupyter sandbox exec: {e.message}")
@@ -684,7 +698,10 @@ class SandboxCommand(JupyterApp):
             "Check Docker, runtimes, images, the extensions and the kernelspec (--backend kubernetes: the "
             "cluster's API, access, RuntimeClass); say what to fix.",
         ),
-        "list": (ListApp, "List this user's sandboxes on this host and whether their server lives."),
+        "list": (
+            "jupyter_sandbox.cli_list.ListApp",
+            "List this user's sandboxes on this host: names, notebooks, memory, their server (--json).",
+        ),
         "prune": (PruneApp, "Remove leftover sandboxes of this user's servers that are gone."),
         "run": (RunApp, "Execute a notebook on the sandboxed kernel; write its outputs."),
         "exec": (ExecApp, "Run a Python file in a throwaway sandbox, streaming its output."),

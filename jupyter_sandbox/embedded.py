@@ -187,7 +187,7 @@ class EmbeddedConnection(Connection):
         return await self.embedded.call(self._manager.stats(self._owner, key))
 
     async def list_contexts(self, key: str) -> builtins.list[ContextModel]:
-        return self._manager.list_contexts(self._owner, key)
+        return await self.embedded.call(self._manager.list_contexts(self._owner, key))
 
     async def create_context(self, key: str, language: str | None, cwd: str | None) -> ContextModel:
         return await self.embedded.call(self._manager.create_context(self._owner, key, language=language, cwd=cwd))

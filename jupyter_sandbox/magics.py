@@ -25,13 +25,24 @@ from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import publish_display_data
-from traitlets import Bool, Float, Unicode
+from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Configurable
 
 from .backends import programs
 from .client import Connection, NoInput, OneShot, Sandbox, connect
 from .errors import Conflict, InvalidInput, NotFound, SandboxError
-from .models import Execution, InputRequest, OutputMessage, Result, format_size, human_size, limit_text
+from .host_files import copy_folder
+from .magic_options import (
+    CellNumbers,
+    differences,
+    mismatch_message,
+    relabel_cells,
+    restart_spec,
+    settings,
+    status_lines,
+)
+from .magic_pull import PullRefused, pull_file
+from .models import Execution, InputRequest, OutputMessage, Result, format_size, parse_size
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 Returned = TypeVar("Returned")
@@ -105,24 +116,26 @@ class RemoteError(Exception):
     Raising it fails the cell, so "Run All" stops there as with a local error.
     """
 
-    def __init__(self, execution: Execution):
+    def __init__(self, execution: Execution, cell_numbers: dict[int, int] | None = None):
         assert execution.error is not None, "a RemoteError is made from a failed execution"
         self.execution = execution
+        # the sandbox kernel's cell numbers -> the notebook's, for its "Cell In[N]" labels
+        self.cell_numbers = cell_numbers or {}
         self.error = execution.error
         self.ename = execution.error.name
         self.evalue = execution.error.value
         super().__init__(f"{self.ename}: {self.evalue}")
 
     def _render_traceback_(self) -> list[str]:
-        return self.error._render_traceback_()
+        return relabel_cells(self.error._render_traceback_(), self.cell_numbers)
 
     @classmethod
-    def of(cls, execution: Execution) -> RemoteError:
+    def of(cls, execution: Execution, cell_numbers: dict[int, int] | None = None) -> RemoteError:
         """An instance whose class is named like the remote exception, so the cell's error
         output says ``ZeroDivisionError`` rather than ``RemoteError``."""
         name = execution.error.name if execution.error else "RemoteError"
         kind: type[RemoteError] = type(name, (cls,), {"__module__": "sandbox"}) if name.isidentifier() else cls
-        return kind(execution)
+        return kind(execution, cell_numbers)
 
 
 class RemoteValue(str):
@@ -280,6 +293,7 @@ class SandboxMagics(Magics, Configurable):
     pull_trusted = Bool(False, help="Let %sandbox pull unpickle any object (runs code from the sandbox here).").tag(
         config=True
     )
+    pull_max_size = Int(64 * 1024**2, help="Largest file %sandbox pull FILE copies, in bytes.").tag(config=True)
 
     @property
     def user_ns(self) -> dict[str, Any]:
@@ -292,6 +306,10 @@ class SandboxMagics(Magics, Configurable):
     def _sandboxes(self) -> dict[str, Sandbox]:
         """The sandboxes this kernel's magics used, by name."""
         return {}
+
+    @functools.cached_property
+    def _cell_numbers(self) -> CellNumbers:
+        return CellNumbers()
 
     # -- plumbing ---------------------------------------------------------------------
     def _connection(self) -> Connection:
@@ -371,7 +389,12 @@ class SandboxMagics(Magics, Configurable):
     @magic_argument("--env", action="append", metavar="K=V", help="Environment variable (repeatable).")
     @magic_argument("--timeout", type=float, help="Execution timeout in seconds.")
     @magic_argument("--context", help="Context (kernel) id in the sandbox.")
+    @magic_argument(
+        "--language",
+        help="Run the cell in that language's context (python, bash, js, ts, r: what the sandbox's image has).",
+    )
     @magic_argument("--out", metavar="VAR", help="Store the Execution in this variable.")
+    @magic_argument("--with-files", action="store_true", help="First copy the notebook's folder into the sandbox.")
     @keep_variables_unexpanded
     @cell_magic_named("sandbox")
     def sandbox_cell(self, line: str, cell: str) -> Result | None:
@@ -379,22 +402,42 @@ class SandboxMagics(Magics, Configurable):
         args = _parse(self.sandbox_cell, line)
         spec = self._spec(args)
         name = args.name or self.default_sandbox or _default_name()
-        kwargs = dict(context=args.context, envs=_env(args.env), timeout=spec.get("timeout"))
+        kwargs = dict(context=args.context, language=args.language, envs=_env(args.env), timeout=spec.get("timeout"))
         sandbox = self._sandbox(name, spec)
+        self._check_shape(sandbox, args, default=not args.name)
+        if args.with_files:  # the kernel's working directory is its notebook's folder
+            copied = self._call(copy_folder, sandbox, os.getcwd())
+            for skipped in copied.skipped:
+                print(f"jupyter-sandbox: not copied, a symlink (never followed): {skipped}", file=sys.stderr)
         try:
             execution = self._run(sandbox, cell, **kwargs)
         except SandboxMagicError:
             if name not in self._sandboxes or not self._gone(name):
                 raise
             # Removed behind our back (UI, another kernel): make it again, once.
-            execution = self._run(self._sandbox(name, spec), cell, **kwargs)
+            sandbox = self._sandbox(name, spec)
+            execution = self._run(sandbox, cell, **kwargs)
+        local = self.shell.execution_count if self.shell is not None else 0  # this cell's [N]
+        # each language's context is a kernel of its own, numbering its own cells
+        kernel = args.context or (args.language if args.language not in (None, "python") else None)
+        numbers = self._cell_numbers.note(sandbox.id, kernel, execution.execution_count, local)
         if args.out:
             self.user_ns[args.out] = execution
         if execution.error:
             if execution.error.name == "KernelDied":  # what to do next, said as a notebook does it
                 execution.error.value = _with_restart_advice(execution.error.value, name)
-            raise RemoteError.of(execution)
+            raise RemoteError.of(execution, numbers)
         return next((r for r in execution.results if r.is_main_result), None)
+
+    def _check_shape(self, sandbox: Sandbox, args: argparse.Namespace, *, default: bool) -> None:
+        """Options the cell gives that the (existing) sandbox lacks fail the cell, never silently."""
+        given = {"image": args.image, "memory": args.memory, "cpus": args.cpus, "network": args.network or None}
+        if all(v is None for v in given.values()):
+            return  # nothing to compare: no request to the server
+        model = self._call(lambda: sandbox.model)
+        found = differences(given, model)
+        if found:
+            raise SandboxMagicError(f"jupyter-sandbox: {mismatch_message(sandbox.name, found, default=default)}")
 
     def _gone(self, name: str) -> bool:
         sandbox = self._sandboxes.pop(name)
@@ -446,54 +489,133 @@ class SandboxMagics(Magics, Configurable):
     # -- %sandbox ---------------------------------------------------------------------
     @magic_arguments_of("sandbox")
     @magic_argument("command", choices=SUBCOMMANDS, help="What to do.")
-    @magic_argument("args", nargs="*", help="NAME [PATH] for files; NAME VAR... for push and pull; NAME otherwise.")
+    @magic_argument(
+        "args",
+        nargs="*",
+        help="[NAME] for status, restart, interrupt, kill; [NAME] [PATH] for files; [NAME] VAR... for push; "
+        "[NAME] VAR... or FILE [DEST] for pull. Without NAME: the notebook's sandbox.",
+    )
+    @magic_argument("--name", help="The sandbox (default: the notebook's, as for %%sandbox).")
+    @magic_argument("--force", action="store_true", default=False, help="pull FILE: overwrite DEST.")
+    @magic_argument("--image", help="restart: recreate the sandbox with this image.")
+    @magic_argument("--memory", help="restart: recreate the sandbox with this much memory, e.g. 2G.")
+    @magic_argument("--cpus", type=float, help="restart: recreate the sandbox with these CPUs.")
+    @magic_argument(
+        "--network", action=argparse.BooleanOptionalAction, default=None, help="restart: recreate with(out) network."
+    )
     @line_magic_named("sandbox")
     def sandbox_line(self, line: str) -> None:
-        """%sandbox list | status NAME | restart NAME | interrupt NAME | kill NAME | files NAME [PATH]
-        | push NAME VAR... | pull NAME VAR... | config"""
+        """%sandbox list | status [NAME] | restart [NAME] [--memory M --cpus C --image I --[no-]network]
+        | interrupt [NAME] | kill [NAME] | files [NAME] [PATH] | push [NAME] VAR... | pull [NAME] VAR...
+        | pull FILE [DEST] [--force] | config"""
         args = _parse(self.sandbox_line, line)
-        command, rest = args.command, args.args
+        command = args.command
         if command == "config":
             return self._show_config()
         if command == "list":
             return self._list()
-        if not rest:
-            raise UsageError(f"{_usage(self.sandbox_line)}\n%sandbox {command} needs a sandbox NAME")
-        name, rest = rest[0], rest[1:]
+        name, rest = self._target(command, args.args, args.name)
         if command in ("push", "pull") and not rest:
-            raise UsageError(f"%sandbox {command} {name} VAR [VAR ...]: name the variables")
+            what = "VAR [VAR ...]" if command == "push" else "VAR [VAR ...] or FILE [DEST]"
+            raise UsageError(f"%sandbox {command} {what}: say what to {command}")
+        reshaping = {"image": args.image, "memory": args.memory, "cpus": args.cpus, "network": args.network}
+        if command != "restart" and any(v is not None for v in reshaping.values()):
+            raise UsageError("--image, --memory, --cpus and --network go with %sandbox restart (or %%sandbox)")
         # Pushing to a sandbox that does not exist yet makes it (with the defaults).
         sandbox = self._sandbox(name, self._spec() if command == "push" else None)
         if command == "status":
-            model = self._call(lambda: sandbox.model)
-            stats = self._call(sandbox.stats)
-            print(
-                f"{model.name} ({model.id}): {model.status} on {model.backend}; image {model.spec.image}, "
-                f"{limit_text(model.spec.memory, model.spec.disk)}, {model.spec.cpus:g} CPUs, "
-                f"network {'on' if model.spec.network else 'off'}; {len(model.contexts)} context(s)"
-            )
-            print(
-                f"  using {stats.get('cpu_percent', 0):.1f}% CPU, {human_size(stats.get('memory_used') or 0)} "
-                f"of memory and disk, {stats.get('pids')} processes"
-            )
+            self._status(sandbox)
         elif command == "restart":
-            self._call(sandbox.restart)
-            print(f"restarted {name}: variables and files are reset")
+            self._restart(sandbox, {k: v for k, v in reshaping.items() if v is not None})
         elif command == "interrupt":
             self._call(sandbox.interrupt)
-            print(f"interrupted {name}")
+            print(f"interrupted {sandbox.name}")
         elif command == "kill":
             self._call(sandbox.kill)
-            self._sandboxes.pop(name, None)
-            print(f"removed {name}")
+            self._sandboxes.pop(sandbox.name, None)
+            print(f"removed {sandbox.name}")
         elif command == "files":
             for entry in self._call(sandbox.files.list, rest[0] if rest else "."):
-                kind = "/" if entry.get("type") == "dir" else ""
-                print(f"{entry.get('size', 0):>10}  {entry['name']}{kind}")
+                kind = "/" if entry.type == "dir" else ""
+                print(f"{entry.size:>10}  {entry.name}{kind}")
         elif command == "push":
             self._push(sandbox, rest)
-        elif command == "pull":
+        elif all(word.isidentifier() for word in rest):
             self._pull(sandbox, rest)
+        else:
+            self._pull_file(sandbox, rest, force=args.force)
+
+    def _target(self, command: str, words: list[str], name: str | None) -> tuple[str | None, list[str]]:
+        """Which sandbox a subcommand is about (None: the notebook's), and the words left.
+
+        ``--name`` always says it. Otherwise a first word is the sandbox's name when it cannot be
+        anything else: the only word of status/restart/interrupt/kill; for push, a word that is no
+        variable of the notebook with variables after it; for files and pull, the name of an
+        existing sandbox with more words after it (files: or alone)."""
+        if command in ("status", "restart", "interrupt", "kill") and len(words) > (0 if name else 1):
+            raise UsageError(f"%sandbox {command} [NAME]: one name at most, not {' '.join(words)}")
+        if name or not words:
+            return name, words
+        first, rest = words[0], words[1:]
+        if command in ("status", "restart", "interrupt", "kill"):
+            return first, []
+        if command == "push":
+            return (first, rest) if rest and first not in self.user_ns else (None, words)
+        if (rest or command == "files") and self._exists(first):
+            return first, rest
+        return None, words
+
+    def _exists(self, name: str) -> bool:
+        if name in self._sandboxes:
+            return True
+        try:
+            self._sandbox(name)
+        except SandboxMagicError:  # no such sandbox (or none reachable: the command says so next)
+            return False
+        return True
+
+    def _status(self, sandbox: Sandbox) -> None:
+        print("\n".join(status_lines(self._call(lambda: sandbox.model), self._call(sandbox.stats))))
+
+    def _restart(self, sandbox: Sandbox, options: dict[str, Any]) -> None:
+        """A restart keeps the container's settings; new options recreate the sandbox with them."""
+        name = sandbox.name
+        self._cell_numbers.forget(sandbox.id)
+        if not options:
+            self._call(sandbox.restart)
+            print(f"restarted {name}: variables and files are reset")
+            return
+        if "memory" in options:  # a typo must not cost the sandbox: checked before it goes
+            self._call(parse_size, options["memory"], "memory")
+        old = restart_spec(self._call(lambda: sandbox.model), {})
+        self._call(sandbox.kill)
+        self._sandboxes.pop(name, None)
+        try:
+            recreated = self._sandbox(name, {**old, **options})
+        except SandboxMagicError as refused:
+            # The server refused the new settings (its limits): the sandbox comes back as it was.
+            self._sandbox(name, old)
+            raise SandboxMagicError(f"{refused}; {name} was made again with its old settings, empty") from None
+        print(f"recreated {name} with {settings(self._call(lambda: recreated.model))}: variables and files are reset")
+
+    def _pull_file(self, sandbox: Sandbox, words: list[str], *, force: bool) -> None:
+        if len(words) > 2:
+            raise UsageError(
+                "%sandbox pull FILE [DEST]: one file at a time (a word that is a Python name is a variable: "
+                "write ./NAME for a file)"
+            )
+        try:
+            target, size = self._call(
+                pull_file,
+                sandbox,
+                words[0],
+                words[1] if len(words) > 1 else None,
+                force=force,
+                max_size=self.pull_max_size,
+            )
+        except PullRefused as e:
+            raise SandboxMagicError(f"jupyter-sandbox: {e}") from None
+        print(f"copied {words[0]} from {sandbox.name} to {target} ({size:,} bytes)")
 
     def _push(self, sandbox: Sandbox, names: list[str]) -> None:
         pickles: dict[str, str] = {}

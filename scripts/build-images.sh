@@ -3,7 +3,7 @@
 # `jupyter sandbox build-image` (jupyter_sandbox/cli.py, backends/docker_images.py), the one
 # implementation. The package and its dependencies must be installed (scripts/test.sh and
 # scripts/run.sh install it first). Settings, as before:
-#   BASE_IMAGE (default jupyter-sandbox-base:bookworm, made with debootstrap when absent;
+#   BASE_IMAGE (default jupyter-sandbox-base:bookworm-r, made with debootstrap when absent;
 #              on a machine with a registry, e.g. BASE_IMAGE=python:3.11-slim).
 #   SANDBOX_IMAGE (default jupyter-sandbox:latest): the image sandboxes run.
 #   JUPYTER_SANDBOX_BUILD_CACHE (default /var/cache/jupyter-sandbox): wheelhouse and rootfs.

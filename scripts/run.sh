@@ -7,10 +7,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { echo "[run] $*" >&2; }
 
-log "step 1/3: installing jupyter-sandbox and JupyterLab with pip (the first time: a minute or two;"
-log "          it builds the JupyterLab extension with npm, which is quiet for ~40 s)"
+# The JupyterLab extension is built from labextension/ with npm (Node.js) when the checkout has no
+# build of it yet (jupyter_sandbox/labextension/): say so now rather than fail inside pip's build.
+if [ ! -f jupyter_sandbox/labextension/package.json ] && ! command -v npm >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "npm is needed to build the JupyterLab extension: installing Debian's npm (Node.js)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+    else
+        log "npm (Node.js 18 or later) is needed to build the JupyterLab extension, and it is not on PATH."
+        log "Install it (Debian: apt-get install npm; or https://nodejs.org), then run this again."
+        exit 1
+    fi
+fi
+
+log "step 1/3: installing jupyter-sandbox, JupyterLab and its widget frontend with pip (the first time: a"
+log "          minute or two; it builds the JupyterLab extension with npm, which is quiet for ~40 s)"
 # pip's own progress, one line per package it collects, builds or installs
-if ! python -m pip install --disable-pip-version-check --progress-bar off -e . jupyterlab 2>&1 \
+if ! python -m pip install --disable-pip-version-check --progress-bar off -e '.[lab]' 2>&1 \
     | { grep -E "^(Collecting|Building|Installing|Successfully|ERROR|error)" | sed 's/^/[run]   /' >&2 || true; }; then
     log "pip install failed (its errors are above)"
     exit 1

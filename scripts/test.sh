@@ -8,6 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup-docker.sh
+if ! command -v npm >/dev/null; then
+    # the JupyterLab extension is built with npm (pip's build of the package), and its tests run it
+    echo "[test] installing Debian's npm (Node.js): the JupyterLab extension is built with it" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+fi
 echo "[test] installing jupyter-sandbox with test extras" >&2
 python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | { grep -v "^WARNING: Location" >&2 || true; }
 bash scripts/build-images.sh   # `jupyter sandbox build-image`: needs the package installed

@@ -185,7 +185,7 @@ def test_build_image_builds_a_labelled_image(docker_ready, tmp_path):
     answer = jupyter_sandbox(
         "build-image",
         "--base",
-        "jupyter-sandbox-base:bookworm",
+        "jupyter-sandbox-base:bookworm-r",
         "--tag",
         tag,
         "--packages",
@@ -199,10 +199,12 @@ def test_build_image_builds_a_labelled_image(docker_ready, tmp_path):
         assert "[3/3]" in answer.stderr
         image = client.images.get(tag)
         assert image.labels["org.jupyter-sandbox.packages"] == "ipykernel"
+        # no bash_kernel asked for: no bash; Deno's two, and R from the base
+        assert image.labels["org.jupyter-sandbox.languages"] == "javascript python r typescript"
         again = jupyter_sandbox(
             "build-image",
             "--base",
-            "jupyter-sandbox-base:bookworm",
+            "jupyter-sandbox-base:bookworm-r",
             "--tag",
             tag,
             "--packages",
@@ -293,3 +295,103 @@ def test_unit_exec_program_gives_the_scripts_exit_status(tmp_path, script, statu
     answer = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     argv = "['script.py', '-x']\n" if "argv" in script else ""
     assert (answer.stdout, answer.stderr) == (f"{argv}{status}\n", stderr)
+
+
+def test_list_shows_names_notebooks_memory_and_json(docker_ready, tmp_path):
+    import json
+    import time
+
+    from jupyter_sandbox.cli_list import JSON_KEYS
+
+    with JupyterServer(tmp_path / "server") as server:
+        made = server.api("POST", "sandboxes", json={"name": "analysis", "memory": "256M"}).json()
+        # a notebook on the sandboxed kernel: its sandbox belongs to the notebook's kernel
+        session = server.request(
+            "POST",
+            "api/sessions",
+            json={"path": "work/report.ipynb", "type": "notebook", "kernel": {"name": "python3-sandboxed"}},
+        )
+        assert session.status_code == 201, session.text
+        kernel_id = session.json()["kernel"]["id"]
+        deadline = time.monotonic() + 120
+        while not any(s.get("kernel_id") == kernel_id for s in server.api("GET", "sandboxes").json()):
+            assert time.monotonic() < deadline, server.api("GET", "sandboxes").text
+            time.sleep(1)
+        env = {"JUPYTER_DATA_DIR": str(server.data_dir), "JUPYTER_RUNTIME_DIR": str(server.runtime_dir)}
+        answer = jupyter_sandbox("list", "--json", env=env)
+        assert answer.returncode == 0, answer.stderr
+        rows = {row["id"]: row for row in json.loads(answer.stdout)}
+        assert all(tuple(row) == JSON_KEYS for row in rows.values())
+        mine = rows[made["id"]]
+        assert (mine["name"], mine["kind"], mine["status"], mine["server_state"]) == (
+            "analysis",
+            "sandbox",
+            "running",
+            "alive",
+        )
+        assert mine["memory_limit"] == 256 * 1024**2 and 0 < mine["memory_used"] < mine["memory_limit"]
+        (kernels,) = [row for row in rows.values() if row["kernel_id"] == kernel_id]
+        assert kernels["notebook"] == "work/report.ipynb", kernels
+
+        table = jupyter_sandbox("list", env=env)
+        assert table.returncode == 0, table.stderr
+        header, *lines = table.stdout.splitlines()
+        assert header.split()[:4] == ["SANDBOX", "NAME", "NOTEBOOK", "MEMORY"]
+        line = next(line for line in lines if line.startswith(made["id"]))
+        assert " analysis " in line and "/256M" in line and line.endswith("server alive")
+        assert any("work/report.ipynb" in line for line in lines), table.stdout
+        server.request("DELETE", f"api/sessions/{session.json()['id']}")
+
+
+def test_exec_sends_files_and_folders_beside_the_script(docker_ready, tmp_path):
+    env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "no-servers"), "JUPYTER_SANDBOX_TEST_IMAGE": IMAGE}
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    inputs = tmp_path / "inputs"
+    (inputs / "deep").mkdir(parents=True)
+    (inputs / "deep" / "x.txt").write_text("deep inside")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("host secret")
+    (inputs / "link.txt").symlink_to(secret)
+    script = tmp_path / "reads.py"
+    script.write_text(
+        "import os\nprint(open('data.csv').read().splitlines()[1])\nprint(open('inputs/deep/x.txt').read())\n"
+        "print('link there:', os.path.lexists('inputs/link.txt'))\n"
+    )
+    answer = jupyter_sandbox("exec", "--file", str(tmp_path / "data.csv"), "--dir", str(inputs), str(script), env=env)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.splitlines() == ["1,2", "deep inside", "link there: False"], answer.stdout
+    assert f"not sent, a symlink (never followed): {inputs / 'link.txt'}" in answer.stderr
+
+    # a symlink named outright, a missing file, and more than the cap: said, and nothing runs
+    (tmp_path / "alias.csv").symlink_to(tmp_path / "data.csv")
+    refused = jupyter_sandbox("exec", "--file", str(tmp_path / "alias.csv"), str(script), env=env)
+    assert refused.returncode == 2 and "is a symlink; symlinks are not followed" in refused.stderr
+    missing = jupyter_sandbox("exec", "--file", str(tmp_path / "nope.csv"), str(script), env=env)
+    assert missing.returncode == 2 and "nope.csv: no such file" in missing.stderr
+    (tmp_path / "big.bin").write_bytes(b"0" * 2048)
+    over = jupyter_sandbox("exec", "--max-upload", "1K", "--file", str(tmp_path / "big.bin"), str(script), env=env)
+    assert over.returncode == 2 and "over the cap of 1K" in over.stderr, over.stderr
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "data.csv").write_text("x")
+    twice = jupyter_sandbox(
+        "exec",
+        "--file",
+        str(tmp_path / "data.csv"),
+        "--file",
+        str(tmp_path / "other" / "data.csv"),
+        str(script),
+        env=env,
+    )
+    assert twice.returncode == 2 and "two files would both be data.csv" in twice.stderr, twice.stderr
+
+
+def test_unit_build_image_takes_every_package_after_packages(monkeypatch):
+    plans = []
+    monkeypatch.setattr(docker_images, "build_image", lambda plan, progress, log: plans.append(plan) or False)
+    app = BuildImageApp()
+    app.parse_command_line(["--packages", "ipykernel", "scipy", "seaborn"])
+    app.start()
+    assert plans[0].packages == ["ipykernel", "scipy", "seaborn"]
+    # without --packages, a stray word is an error, never silently dropped
+    answer = jupyter_sandbox("build-image", "scipy")
+    assert answer.returncode == 2 and "unexpected arguments: scipy" in answer.stderr, answer.stderr

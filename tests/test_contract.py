@@ -105,10 +105,10 @@ async def test_two_contexts_have_separate_variables_and_share_files(manager, san
         assert execution.error is not None and execution.error.name == "NameError"
         execution = await run(manager, sandbox, "open('shared.txt').read()", context_id=other.id)
         assert execution.text == "'from default'"
-        assert {c.id for c in manager.list_contexts(OWNER, sandbox.id)} >= {other.id}
+        assert {c.id for c in (await manager.list_contexts(OWNER, sandbox.id))} >= {other.id}
     finally:
         await manager.remove_context(OWNER, sandbox.id, other.id)
-    assert other.id not in {c.id for c in manager.list_contexts(OWNER, sandbox.id)}
+    assert other.id not in {c.id for c in (await manager.list_contexts(OWNER, sandbox.id))}
 
 
 async def test_context_cwd_is_used_and_a_missing_one_is_refused(manager, sandbox):
@@ -118,11 +118,11 @@ async def test_context_cwd_is_used_and_a_missing_one_is_refused(manager, sandbox
         assert (await run(manager, sandbox, "import os; os.getcwd()", context_id=inside.id)).text.endswith("/work/sub'")
     finally:
         await manager.remove_context(OWNER, sandbox.id, inside.id)
-    before = {c.id for c in manager.list_contexts(OWNER, sandbox.id)}
+    before = {c.id for c in (await manager.list_contexts(OWNER, sandbox.id))}
     with pytest.raises(InvalidInput) as info:
         await manager.create_context(OWNER, sandbox.id, cwd="no/such/dir")
     assert info.value.field == "cwd" and "does not exist" in str(info.value)
-    assert {c.id for c in manager.list_contexts(OWNER, sandbox.id)} == before
+    assert {c.id for c in (await manager.list_contexts(OWNER, sandbox.id))} == before
 
 
 async def test_timeout_interrupts_and_keeps_state(manager, sandbox):

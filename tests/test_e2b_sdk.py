@@ -76,14 +76,14 @@ async def test_run_code_with_callbacks_errors_and_contexts(jp_fetch, e2b_env):
         # Contexts: create, list, use, restart, remove.
         context = sbx.create_code_context(cwd="/home/user")
         seen["context"] = context
-        seen["listed"] = [c.id for c in sbx.list_code_contexts()]
+        seen["listed"] = [(c.id, c.language) for c in sbx.list_code_contexts()]
         sbx.run_code("only_here = 1", context=context)
         seen["isolated"] = sbx.run_code("'only_here' in globals()").text
         seen["in_context"] = sbx.run_code("only_here", context=context).text
         sbx.restart_code_context(context)
         seen["after_restart"] = sbx.run_code("'only_here' in globals()", context=context)
         sbx.remove_code_context(context)
-        seen["listed_after"] = [c.id for c in sbx.list_code_contexts()]
+        seen["listed_after"] = [(c.id, c.language) for c in sbx.list_code_contexts()]
         return seen
 
     seen = await asyncio.to_thread(use_sdk)
@@ -108,14 +108,18 @@ async def test_run_code_with_callbacks_errors_and_contexts(jp_fetch, e2b_env):
 
     context = seen["context"]
     assert context.id.startswith("ctx_") and context.language == "python" and context.cwd == "/home/user"
-    assert context.id in seen["listed"] and len(seen["listed"]) == 2
+    # python's default context and this one; E2B lists a default javascript context beside them when
+    # the image has that language (its kernel starts on first use)
+    python = [cid for cid, language in seen["listed"] if language == "python"]
+    assert context.id in python and len(python) == 2
+    assert {language for _, language in seen["listed"]} <= {"python", "javascript"}
     assert seen["isolated"] == "False" and seen["in_context"] == "1"
     assert seen["after_restart"].text == "False", seen["after_restart"]
-    assert context.id not in seen["listed_after"] and len(seen["listed_after"]) == 1
+    assert seen["listed_after"] == [c for c in seen["listed"] if c[0] != context.id]
 
     # The Jupyter API sees the same contexts.
     r = await jp_fetch(*API, sandbox["id"], "contexts")
-    assert [c["id"] for c in json.loads(r.body)] == seen["listed_after"]
+    assert [(c["id"], c["language"]) for c in json.loads(r.body)] == seen["listed_after"]
 
 
 async def test_secret_is_required_and_only_opens_its_own_sandbox(jp_fetch, e2b_env):

@@ -20,7 +20,18 @@ from jupyter_sandbox import models
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.models import STATUSES
 from jupyter_sandbox.oneshot.records import ExecutionRecord
-from jupyter_sandbox.server import admin, command_routes, e2b, e2b_api, e2b_plane, handlers, kernel_ws, keys, oneshot
+from jupyter_sandbox.server import (
+    admin,
+    command_routes,
+    e2b,
+    e2b_api,
+    e2b_plane,
+    handlers,
+    kernel_ws,
+    keys,
+    oneshot,
+    terminal_ws,
+)
 from jupyter_sandbox.server.e2b import E2BMixin
 
 from servers import TwoUsers
@@ -31,6 +42,7 @@ ROUTES = [
     *keys.ROUTES,
     *admin.ROUTES,
     *kernel_ws.ROUTES,
+    *terminal_ws.ROUTES,
     *e2b.ROUTES,
     *oneshot.ROUTES,
 ]
@@ -117,8 +129,10 @@ async def test_sandbox_lifecycle_contexts_and_files(jp_fetch, jp_base_url):
     assert stats["memory_limit"] == (256 + 512 + 128) * 1024**2 and 0 < stats["memory_used"] < stats["memory_limit"]
 
     # Contexts, E2B's shapes.
+    # python's, and E2B's default contexts of the image's other languages (their kernels start on first use)
     contexts = body_of(await fetch(jp_fetch, *API, sid, "contexts"))
-    assert [set(c) for c in contexts] == [{"id", "language", "cwd"}]
+    assert all(set(c) == {"id", "language", "cwd"} for c in contexts)
+    assert [c["language"] for c in contexts].count("python") == 1
     r = await fetch(jp_fetch, *API, sid, "contexts", method="POST", body=json.dumps({"language": "python"}))
     assert r.code == 201
     context = body_of(r)
@@ -127,7 +141,7 @@ async def test_sandbox_lifecycle_contexts_and_files(jp_fetch, jp_base_url):
     assert r.code == 200 and body_of(r)["id"] == context["id"]
     r = await fetch(jp_fetch, *API, sid, "contexts", context["id"], method="DELETE")
     assert r.code == 204
-    assert [c["id"] for c in body_of(await fetch(jp_fetch, *API, sid, "contexts"))] == [contexts[0]["id"]]
+    assert [c["id"] for c in body_of(await fetch(jp_fetch, *API, sid, "contexts"))] == [c["id"] for c in contexts]
 
     # Files: upload raw bytes, download them, list, remove.
     payload = bytes(range(256)) * 10
@@ -261,11 +275,11 @@ async def test_bad_inputs_get_4xx_with_a_message(jp_fetch):
         ("POST", (sid, x), None, '{"code": "1", "timeout": "soon"}', 400, "timeout", "must be a number"),
         ("POST", (sid, x), None, '{"code": "1", "timeout": -1}', 400, "timeout", "positive number"),
         ("POST", (sid, x), None, '{"code": "1", "env_vars": {"A": 1}}', 400, "env_vars", "strings"),
-        ("POST", (sid, x), None, '{"code": "1", "language": "r"}', 400, "language", "not available"),
+        ("POST", (sid, x), None, '{"code": "1", "language": "cobol"}', 400, "language", "not available"),
         ("POST", (sid, x), None, '{"code": "1", "contextId": "c"}', 400, "contextId", "unknown field"),
         ("POST", (sid, x), None, '{"code": "1", "context_id": "ctx_nope"}', 404, None, "no context 'ctx_nope'"),
         ("POST", (sid, x), None, json.dumps({"code": "#" * (MAX_CODE + 1)}), 413, "code", f"over {MAX_CODE} bytes"),
-        ("POST", (sid, "contexts"), None, '{"language": "r"}', 400, "language", "not available"),
+        ("POST", (sid, "contexts"), None, '{"language": "cobol"}', 400, "language", "not available"),
         ("POST", (sid, "contexts"), None, '{"cwd": "../.."}', 400, "path", "outside the sandbox"),
         ("POST", (sid, "contexts"), None, '{"cwd": 7}', 400, "cwd", "must be a string"),
         ("DELETE", (sid, "contexts", "ctx_nope"), None, None, 404, None, "no context"),
@@ -353,8 +367,8 @@ def test_every_handler_is_authenticated_and_authorized():
     # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET), + admin's GET and
     # DELETE, + the notebook kernel routes (POST kernels; GET, DELETE kernel; POST kernel/restart; GET channels),
     # + the API keys (GET, POST keys; DELETE key), + commands (GET, POST commands; GET, DELETE a command; POST
-    # its stdin), watch (GET), files/info (GET), files/dir and files/move (POST), timeout (POST)
-    assert checked == 50
+    # its stdin), watch (GET), files/info (GET), files/dir and files/move (POST), timeout (POST), + terminal (GET)
+    assert checked == 51
 
 
 def test_e2b_api_and_plane_authenticate_in_prepare():

@@ -81,6 +81,13 @@ async def test_requests_are_signed_frames_with_its_own_identity():
     assert parts[2] == sign(parts[3:7])
 
 
+async def test_a_reply_without_identities_is_taken():
+    """Deno's kernel answers without the request's identities: such a reply is the client's."""
+    client, _ = direct()
+    assert client.deliver(SHELL, message("kernel_info_reply", {"status": "ok"}, n=1)) is True
+    assert (await client.get_shell_msg(timeout=1))["msg_type"] == "kernel_info_reply"
+
+
 async def test_replies_are_routed_by_identity_and_iopub_goes_to_everyone():
     client, relay = direct()
     other = DirectKernelClient(relay)  # type: ignore[arg-type]

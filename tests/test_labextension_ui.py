@@ -267,7 +267,7 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     # untrusted.spec.ts and keys.spec.ts have their own tests (below), deaths.spec.ts in test_labextension_deaths.py
     stdout = playwright(
         lab_server,
-        ["--grep-invert", "@untrusted|@keys|@deaths"],
+        ["--grep-invert", "@untrusted|@keys|@labterm|@deaths"],
         {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id},
         timeout=1400,
     )

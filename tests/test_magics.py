@@ -124,6 +124,33 @@ def test_notebook_with_magics(sandbox_server, tmp_path):
     assert c[11].execution_count is None and c[11].outputs == []
 
 
+def test_cells_in_other_languages_run_in_their_contexts(sandbox_server, tmp_path):
+    """``%%sandbox --language LANG``: the cell runs in that language's context of the notebook's
+    sandbox (needs an image with the languages: JUPYTER_SANDBOX_TEST_IMAGE)."""
+    cells = [
+        "%load_ext jupyter_sandbox",
+        "%%sandbox --language js\nconst answer = 6 * 7; console.log('from deno'); answer",
+        "%%sandbox --language javascript\nanswer + 1",  # the same (default) JavaScript context
+        "%%sandbox --language bash\nexport GREETING=hi; echo $((6 * 7))",
+        "%%sandbox --language bash --env WHO=you\necho $GREETING $WHO",
+        "%%sandbox\nimport os; os.environ.get('GREETING', 'python has its own')",
+        "%%sandbox --language cobol\n1",
+    ]
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    saved, error = run_notebook(nb, sandbox_server, tmp_path)
+    c = saved.cells
+    assert stream_text(c[1]) == "from deno\n", c[1].outputs
+    assert outputs_of(c[1], "execute_result")[0].data["text/plain"] == "42"
+    assert outputs_of(c[2], "execute_result")[0].data["text/plain"] == "43"
+    assert stream_text(c[3]) == "42\n"
+    assert stream_text(c[4]) == "hi you\n"
+    assert outputs_of(c[5], "execute_result")[0].data["text/plain"] == "'python has its own'"
+    assert error is not None and "'cobol' is not available in this sandbox" in str(error)
+    for language in ("bash", "javascript", "python", "r", "typescript"):
+        assert language in str(error)
+
+
 def test_bad_arguments_and_unreachable_server(tmp_path):
     cells = [
         "%load_ext jupyter_sandbox",

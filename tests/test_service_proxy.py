@@ -29,7 +29,17 @@ from tornado.httpserver import HTTPServer
 from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
-from jupyter_sandbox.server import admin, command_routes, events, handlers, keys, oneshot, service_proxy
+from jupyter_sandbox.server import (
+    admin,
+    command_routes,
+    events,
+    handlers,
+    keys,
+    oneshot,
+    service_proxy,
+    terminal_proxy,
+    terminal_ws,
+)
 
 from servers import JupyterServer, free_port, result_text
 
@@ -389,6 +399,7 @@ def test_hub_mode_serves_the_extensions_routes_each_authenticated_and_authorized
             *admin.ROUTES,
             *events.ROUTES,
             *oneshot.ROUTES,
+            *terminal_ws.ROUTES,
         ]
         for verb in ("get", "post", "put", "delete", "patch")
         if getattr(handler, verb) is not getattr(web.RequestHandler, verb)
@@ -409,6 +420,11 @@ def test_hub_mode_serves_the_extensions_routes_each_authenticated_and_authorized
                 assert _has_tornado_web_authenticated(method), (template, verb)
             assert method.__wrapped__.__code__.co_filename.endswith("auth/decorator.py"), (template, verb)
             assert handler.auth_resource == "sandboxes"
+    for template, handler in terminal_proxy.ROUTES:  # a websocket relayed to the service's terminal
+        proxied.add((template, "get"))
+        assert handler.get.__code__.co_qualname.startswith("ws_authenticated"), template
+        assert handler.get.__wrapped__.__code__.co_filename.endswith("auth/decorator.py"), template
+        assert handler.auth_resource == "sandboxes"
     assert proxied == own
     executing = {t for t, h in service_proxy.ROUTES if issubclass(h, service_proxy.ExecutingProxyHandler)}
     own_executing = {t for t, h in [*handlers.ROUTES, *command_routes.ROUTES] if h in service_proxy.EXECUTING}

@@ -222,7 +222,13 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
         cwd: str | None = None,
         key: bytes | None = None,
         debugger: bool = True,
-    ) -> dict[str, Any]: ...
+        language: str = "python",
+    ) -> dict[str, Any]:
+        """Start a kernel of ``language`` (python, or one ``languages`` names) in the sandbox."""
+
+    async def languages(self, sandbox_id: str) -> list[str]:
+        """The languages the sandbox has kernels for besides Python. None by default."""
+        return []
 
     async def kernel_client(self, sandbox_id: str, kernel_id: str, info: dict[str, Any]) -> KernelClient:
         """A client connected to a started kernel (``info``: its connection info); jupyter_client's by default."""

@@ -56,6 +56,7 @@ from .docker_stats import DockerStats
 from .exec_stream import ExecStream
 from .kernel_channels import DirectKernelClient
 from .kernel_client import KernelClient
+from .kernel_languages import KernelLanguages
 from .kernel_relay import attach_request, start_request
 
 
@@ -145,6 +146,9 @@ class DockerBackend(SandboxBackend):
         self.containers = DockerContainers(self)
         self.kernels = DockerKernels(self)
         self.files = DockerFiles(self)
+        self.kernelspecs = KernelLanguages(
+            lambda sandbox_id, argv: self.files.run_as_user(sandbox_id, argv), lambda: self.python
+        )
         self.one_shots = DockerOneShots(self)
         self.usage = DockerStats(self)
         self.processes = DockerProcesses(self)
@@ -234,8 +238,12 @@ class DockerBackend(SandboxBackend):
         self.usage.forget(sandbox_id, restarted=True)
         self.kernels.forget_ended(sandbox_id)
 
+    async def languages(self, sandbox_id: str) -> list[str]:
+        return sorted(await self.kernelspecs.of(sandbox_id))
+
     async def remove(self, sandbox_id: str) -> None:
         await self.processes.table.close(sandbox_id)
+        self.kernelspecs.forget(sandbox_id)
         cid = self._container_ids.pop(sandbox_id, None) or f"jupyter-sandbox-{sandbox_id}"
         await self.kernels.drop_all(sandbox_id)
         self._specs.pop(sandbox_id, None)
@@ -265,6 +273,7 @@ class DockerBackend(SandboxBackend):
         cwd: str | None = None,
         key: bytes | None = None,
         debugger: bool = True,
+        language: str = "python",
     ) -> dict[str, Any]:
         workdir = confine(cwd) if cwd else WORKDIR
         if workdir != WORKDIR:
@@ -278,10 +287,13 @@ class DockerBackend(SandboxBackend):
         # a notebook's kernel is the one with the debugger (core/kernels.py): no E2B formats there
         extra_argv, extra_env = kernel_extras(offline=spec is not None and not spec.network, e2b_formats=not debugger)
         argv = [*kernel_argv(self.python, debugger=debugger), *extra_argv]
+        if language != "python":  # another language's kernel starts as its kernelspec says
+            argv, extra_env = await self.kernelspecs.command(sandbox_id, language)
         # the kernel's uid may be one no account in the image has: who it is comes from the environment
         # (getpass, pip and others read $USER and $LOGNAME before the passwd file)
         env = {**IDENTITY_ENV, **extra_env, **(spec.env if spec is not None else {})}  # the sandbox's env wins
-        request = start_request(kernel_id, hmac_key, argv, cwd=workdir, env=env)
+        transport = "ipc" if language == "python" else "tcp"  # every kernel takes tcp, not all ipc (Deno)
+        request = start_request(kernel_id, hmac_key, argv, cwd=workdir, env=env, transport=transport)
         return await self.kernels.launch(sandbox_id, kernel_id, "start", hmac_key, request)
 
     async def attach_kernel(

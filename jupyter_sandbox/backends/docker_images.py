@@ -22,13 +22,43 @@ from typing import Any
 from ..errors import BackendUnavailable, SandboxError
 from .docker_engine import EngineClient, why_unreachable
 
-DEBOOTSTRAP_BASE = "jupyter-sandbox-base:bookworm"
+# "-r": the base holds R and IRkernel (Debian's r-cran-irkernel); a base made before had neither,
+# and a new name makes build-images.sh debootstrap the new one instead of reusing the old.
+DEBOOTSTRAP_BASE = "jupyter-sandbox-base:bookworm-r"
+DEBOOTSTRAP_PACKAGES = ("python3", "python3-venv", "r-cran-irkernel")
 DEFAULT_IMAGE = "jupyter-sandbox:latest"
+# The common scientific stack a newcomer expects (a sandbox has no network to pip install it)
+SCIENTIFIC_PACKAGES = ("scipy", "scikit-learn", "seaborn", "requests", "pyarrow")
 # What every sandbox image holds: the kernel, the data stack the examples use, ipywidgets
-# (comms for widgets in the sandboxed notebook kernel) and e2b-charts (a figure's data as E2B's
-# ``result.chart``, programs/e2b_display.py; MIT, 9 kB, adds pydantic).
-DEFAULT_PACKAGES = ("ipykernel", "numpy", "pandas", "matplotlib", "ipywidgets", "e2b-charts")
+# (comms for widgets in the sandboxed notebook kernel), e2b-charts (a figure's data as E2B's
+# ``result.chart``, programs/e2b_display.py; MIT, 9 kB, adds pydantic) and bash_kernel (bash).
+DEFAULT_PACKAGES = (
+    "ipykernel",
+    "numpy",
+    "pandas",
+    "matplotlib",
+    "ipywidgets",
+    "e2b-charts",
+    "bash_kernel",
+    *SCIENTIFIC_PACKAGES,
+)
 PACKAGES_LABEL = "org.jupyter-sandbox.packages"
+# The languages the image has kernels for (sorted, space-separated): a later build rebuilds an
+# image that lacks one it would now have.
+LANGUAGES_LABEL = "org.jupyter-sandbox.languages"
+# Deno's own Jupyter kernel runs JavaScript and TypeScript; its binary comes from npm.
+DENO_VERSION = "2.9.6"
+DENO_NPM_PACKAGE = "@deno/linux-x64-glibc"
+
+
+def image_languages(packages: list[str], has_r: bool) -> list[str]:
+    """The languages an image built with ``packages`` on a base with (or without) R has kernels for."""
+    languages = ["python", "javascript", "typescript"]
+    if "bash_kernel" in packages or "bash-kernel" in packages:
+        languages.append("bash")
+    if has_r:
+        languages.append("r")
+    return sorted(languages)
 
 
 class BuildError(SandboxError):
@@ -102,10 +132,12 @@ def build_image(plan: BuildPlan, progress: Progress, log: Callable[[str], None] 
     wanted = " ".join(sorted(plan.packages))
     present = _has_image(client, plan.tag)
     if present is not None and not plan.force:
-        if (present.labels or {}).get(PACKAGES_LABEL) == wanted:
-            log(f"{plan.tag} is present with {wanted}")
+        labels = present.labels or {}
+        has = set(labels.get(LANGUAGES_LABEL, "").split())
+        if labels.get(PACKAGES_LABEL) == wanted and has >= set(image_languages(plan.packages, has_r=False)):
+            log(f"{plan.tag} is present with {wanted} ({' '.join(sorted(has))})")
             return False
-        log(f"{plan.tag} is present but holds other packages than {wanted}: rebuilding it")
+        log(f"{plan.tag} is present but holds other packages or languages than {wanted}: rebuilding it")
 
     progress(1, 3, f"base image {plan.base}")
     if _has_image(client, plan.base) is None:
@@ -115,16 +147,21 @@ def build_image(plan: BuildPlan, progress: Progress, log: Callable[[str], None] 
             )
         _debootstrap(client, plan, lambda line: progress(1, 3, f"debootstrap: {line[:60]}"))
 
-    version = (
+    version, r_found = (
         client.containers.run(
             plan.base,
-            ["python3", "-c", "import sys; print(f'{sys.version_info[0]}{sys.version_info[1]}')"],
+            [
+                "python3",
+                "-c",
+                "import shutil, sys; print(f'{sys.version_info[0]}{sys.version_info[1]}', shutil.which('R'))",
+            ],
             remove=True,
             network_mode="none",
         )
         .decode()
-        .strip()
+        .split()
     )
+    languages = image_languages(plan.packages, has_r=r_found != "None")
     wheelhouse = plan.wheelhouse or os.path.join(plan.cache, f"wheels-cp{version}")
     os.makedirs(wheelhouse, exist_ok=True)
     progress(2, 3, f"wheelhouse for cp{version}: {wanted}")
@@ -156,11 +193,19 @@ def build_image(plan: BuildPlan, progress: Progress, log: Callable[[str], None] 
         lambda line: progress(2, 3, line[:70]),
     )
 
+    deno = _fetch_deno(plan.cache, lambda line: progress(2, 3, line[:70]))
+
     progress(3, 3, f"docker build {plan.tag}")
     with tempfile.TemporaryDirectory(prefix="jsbx-build-") as context:
         shutil.copy(str(files("jupyter_sandbox") / "images" / "Dockerfile"), context)
         shutil.copytree(wheelhouse, os.path.join(context, "wheels"))
-        args = {"BASE": plan.base, "PACKAGES": " ".join(plan.packages), "PACKAGES_LABEL": wanted}
+        shutil.copy(deno, os.path.join(context, "deno"))
+        args = {
+            "BASE": plan.base,
+            "PACKAGES": " ".join(plan.packages),
+            "PACKAGES_LABEL": wanted,
+            "LANGUAGES_LABEL": " ".join(languages),
+        }
         tail: list[str] = []
         for chunk in client.api.build(path=context, tag=plan.tag, buildargs=args, rm=True, forcerm=True, decode=True):
             if "error" in chunk:
@@ -175,12 +220,30 @@ def build_image(plan: BuildPlan, progress: Progress, log: Callable[[str], None] 
                     f"docker build step {step.group(1)}/{step.group(2)}: {step.group(3)[:50]}" if step else text[:70],
                 )
     size = client.images.get(plan.tag).attrs.get("Size", 0)
-    log(f"built {plan.tag} ({size / 1e6:.0f} MB) with {wanted}")
+    log(f"built {plan.tag} ({size / 1e6:.0f} MB) with {wanted}; languages {' '.join(languages)}")
     return True
 
 
+def _fetch_deno(cache: str, on_line: Callable[[str], None]) -> str:
+    """Deno's binary (DENO_VERSION, from npm) in the build cache, fetched with ``npm pack`` when absent."""
+    folder = os.path.join(cache, f"deno-{DENO_VERSION}")
+    binary = os.path.join(folder, "package", "deno")
+    if os.path.isfile(binary):
+        return binary
+    if shutil.which("npm") is None:
+        raise BuildError("npm is not installed: it fetches Deno (JavaScript and TypeScript kernels) for the image")
+    os.makedirs(folder, exist_ok=True)
+    _run(["npm", "pack", f"{DENO_NPM_PACKAGE}@{DENO_VERSION}", "--pack-destination", folder], "npm pack", on_line)
+    tarballs = [name for name in os.listdir(folder) if name.endswith(".tgz")]
+    if not tarballs:
+        raise BuildError(f"npm pack left no tarball of {DENO_NPM_PACKAGE}@{DENO_VERSION} in {folder}")
+    _run(["tar", "-xzf", os.path.join(folder, tarballs[0]), "-C", folder, "package/deno"], "unpacking Deno", on_line)
+    return binary
+
+
 def _debootstrap(client: EngineClient, plan: BuildPlan, on_line: Callable[[str], None]) -> None:
-    """A minimal Debian bookworm with python3, imported as ``plan.base`` (needs root and debootstrap)."""
+    """A minimal Debian bookworm with python3 and R with IRkernel, imported as ``plan.base`` (needs
+    root and debootstrap)."""
     if shutil.which("debootstrap") is None:
         raise BuildError(
             "debootstrap is not installed: `apt-get install -y debootstrap` (as root), or give --base IMAGE"
@@ -189,7 +252,7 @@ def _debootstrap(client: EngineClient, plan: BuildPlan, on_line: Callable[[str],
     root = tempfile.mkdtemp(prefix="rootfs-", dir=plan.cache)
     try:
         _run(
-            ["debootstrap", "--variant=minbase", "--include=python3,python3-venv", "bookworm", root],
+            ["debootstrap", "--variant=minbase", f"--include={','.join(DEBOOTSTRAP_PACKAGES)}", "bookworm", root],
             "debootstrap",
             on_line,
         )

@@ -232,7 +232,9 @@ class DirectKernelClient:
             if not self._iopub.closed:
                 self._iopub.put(parts)
             return False
-        if parts[0] != self.identity:
+        # Deno's kernel sends its replies without the request's identities: with none, the
+        # reply is this client's (the sockets' clients reach only Python kernels, which echo them)
+        if parts[0] != self.identity and parts[0] != DELIMITER:
             return False
         channel = self._channels.get(kind)
         if channel is not None and not channel.closed:

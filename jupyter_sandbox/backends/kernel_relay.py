@@ -121,11 +121,19 @@ exec(compile({launcher}, "launcher.py", "exec"), {{"__name__": "__main__"}})
 
 
 @functools.cache
+def _without_docstring(source: str) -> str:
+    """A module's source with its docstring's lines left empty: shorter on the command line (an
+    engine's error about a command that cannot run quotes all of it), same line numbers."""
+    if not source.startswith('"""'):
+        return source
+    end = source.index('"""', 3) + 3
+    return "\n" * source.count("\n", 0, end) + source[end:]
+
+
 def launcher_source() -> str:
     """What runs the launcher with ``python -I -c``: programs/frames.py and programs/launcher.py."""
-    return _LAUNCHER_BOOTSTRAP.format(
-        module=SHIPPED_FRAMES_MODULE, frames=repr(programs.source("frames")), launcher=repr(programs.source("launcher"))
-    )
+    frames, launcher = (_without_docstring(programs.source(name)) for name in ("frames", "launcher"))
+    return _LAUNCHER_BOOTSTRAP.format(module=SHIPPED_FRAMES_MODULE, frames=repr(frames), launcher=repr(launcher))
 
 
 def launcher_command(mode: str, python: str = "python") -> list[str]:
@@ -154,9 +162,12 @@ def start_request(
     state_dir: str = DEFAULT_STATE_DIR,
     signature_scheme: str = "hmac-sha256",
     kernel_name: str = "",
+    transport: str = "ipc",
 ) -> dict[str, Any]:
-    """The ``start`` request: ``{connection_file}`` in argv becomes the file's path in the sandbox."""
+    """The ``start`` request: ``{connection_file}`` in argv becomes the file's path in the sandbox.
+    ``transport`` "tcp": the kernel listens on 127.0.0.1 ports instead of ipc sockets."""
     return {
+        "transport": transport,
         "kernel_id": _check_kernel_id(kernel_id),
         "connection": {"key": _key_text(key), "signature_scheme": signature_scheme, "kernel_name": kernel_name},
         "argv": list(argv),

@@ -32,6 +32,7 @@ from .docker_containers import IDENTITY_ENV
 from .exec_stream import ExecStream
 from .kernel_channels import DirectKernelClient
 from .kernel_client import KernelClient
+from .kernel_languages import KernelLanguages
 from .kernel_relay import attach_request, start_request
 from .kubernetes_api import KubeApi
 from .kubernetes_cluster import SandboxPods, pod_labels_exact
@@ -130,6 +131,9 @@ class KubernetesBackend(SandboxBackend):
         self.pods = SandboxPods(self)
         self.kernels = KubernetesKernels(self)
         self.files = KubernetesFiles(self)
+        self.kernelspecs = KernelLanguages(
+            lambda sandbox_id, argv: self.files.run(sandbox_id, (argv, b"")), lambda: self.python
+        )
         self.processes = KubernetesProcesses(self)
         self._specs: dict[str, SandboxSpec] = {}
         self._labels: dict[str, dict[str, str]] = {}
@@ -243,8 +247,12 @@ class KubernetesBackend(SandboxBackend):
             f"the old pod of sandbox {sandbox_id} was not gone within {self.pod_start_timeout:g} s"
         )
 
+    async def languages(self, sandbox_id: str) -> list[str]:
+        return sorted(await self.kernelspecs.of(sandbox_id))
+
     async def remove(self, sandbox_id: str) -> None:
         await self.processes.table.close(sandbox_id)
+        self.kernelspecs.forget(sandbox_id)
         await self.kernels.drop_all(sandbox_id)
         self._specs.pop(sandbox_id, None)
         self._labels.pop(sandbox_id, None)
@@ -271,6 +279,7 @@ class KubernetesBackend(SandboxBackend):
         cwd: str | None = None,
         key: bytes | None = None,
         debugger: bool = True,
+        language: str = "python",
     ) -> dict[str, Any]:
         spec = self.spec(sandbox_id)
         workdir = confine(cwd) if cwd else WORKDIR
@@ -282,8 +291,11 @@ class KubernetesBackend(SandboxBackend):
         # a notebook's kernel is the one with the debugger (core/kernels.py): no E2B formats there
         extra_argv, extra_env = kernel_extras(offline=not spec.network, e2b_formats=not debugger)
         argv = [*kernel_argv(self.python, debugger=debugger), *extra_argv]
+        if language != "python":  # another language's kernel starts as its kernelspec says
+            argv, extra_env = await self.kernelspecs.command(sandbox_id, language)
         env = {**IDENTITY_ENV, **extra_env, **spec.env}  # the sandbox's env wins
-        request = start_request(kernel_id, hmac_key, argv, cwd=workdir, env=env)
+        transport = "ipc" if language == "python" else "tcp"  # every kernel takes tcp, not all ipc (Deno)
+        request = start_request(kernel_id, hmac_key, argv, cwd=workdir, env=env, transport=transport)
         return await self.kernels.launch(sandbox_id, kernel_id, hmac_key, request)
 
     async def attach_kernel(

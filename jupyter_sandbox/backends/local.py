@@ -138,7 +138,10 @@ class LocalBackend(SandboxBackend):
         cwd: str | None = None,
         key: bytes | None = None,
         debugger: bool = True,
+        language: str = "python",
     ) -> dict[str, Any]:
+        if language != "python":  # its kernels are the server's Python's; languages() names no other
+            raise InvalidInput(f"language {language!r} is not available on this server's local sandboxes (python only)")
         spec = self._specs[sandbox_id]
         run = os.path.join(self._dir(sandbox_id), "run")
         name = f"k-{kernel_id}"

@@ -23,6 +23,10 @@ from .stdin import StdinBridge
 log = logging.getLogger(__name__)
 
 IDLE_GRACE = 10.0  # seconds of iopub quiet after the reply that end an execution whose idle was lost
+# Deno's kernel (JavaScript, TypeScript) can publish a cell's console output after its idle status:
+# an execution in such a kernel reads iopub on until it has been quiet this long (at most LATE_MOST)
+LATE_OUTPUT_GRACE = {"javascript": 0.25, "typescript": 0.25}
+LATE_MOST = 2.0
 
 
 async def _emit(sink: EventSink | None, events: list[Event]) -> None:
@@ -58,6 +62,7 @@ async def run_execute(
     max_output: int | None = None,
     stdin: StdinBridge | None = None,
     outputs: OutputPolicy = DEFAULT_OUTPUTS,
+    late_output: float = 0.0,
 ) -> Execution:
     """Execute ``code`` on an ``AsyncKernelClient`` and collect its Execution.
 
@@ -70,6 +75,7 @@ async def run_execute(
     the code fails at once (saying nobody can answer); with it, each input request is an
     ``input_request`` event and the code waits for ``stdin.answer`` (or ``stdin.refuse``).
     ``outputs`` says what a displayed bundle may keep (outputs.py: nothing that runs in a page).
+    ``late_output``: seconds of iopub quiet awaited after the end, for output a kernel sends late.
     """
     msg_id = client.execute(code, store_history=True, allow_stdin=stdin is not None, stop_on_error=False)
     collector = ExecutionCollector(msg_id, max_output, stdin, outputs)
@@ -165,6 +171,10 @@ async def run_execute(
             ],
         )
 
+    if late_output and collector.done and timed_out_at is None:
+        until = time.monotonic() + LATE_MOST
+        while time.monotonic() < until and (msg := await _receive(client.get_iopub_msg, late_output)) is not None:
+            await deliver(collector.handle_iopub(msg))
     if timed_out_at is not None and collector.done:
         # The interrupt shows up as KeyboardInterrupt; say what really happened.
         collector.execution.error = None

@@ -41,7 +41,12 @@ class KernelPlumbing:
         # Only a notebook's own kernel gets ipykernel's debugger (JupyterLab's debugger panel talks to
         # it); code sent through the API never uses it, and kernels start faster without it.
         info = await self.backend.start_kernel(
-            sandbox.model.id, kernel_id, cwd=model.cwd, key=None, debugger=sandbox.is_notebook_kernel
+            sandbox.model.id,
+            kernel_id,
+            cwd=model.cwd,
+            key=None,
+            debugger=sandbox.is_notebook_kernel,
+            language=model.language,
         )
         context = Context(
             model=model,
@@ -76,7 +81,12 @@ class KernelPlumbing:
         await self.backend.stop_kernel(sandbox.model.id, context.kernel_id)
         kernel_id, hmac_key = (context.kernel_id, context.hmac_key.encode()) if same_address else (new_id()[:12], None)
         info = await self.backend.start_kernel(
-            sandbox.model.id, kernel_id, cwd=context.model.cwd, key=hmac_key, debugger=sandbox.is_notebook_kernel
+            sandbox.model.id,
+            kernel_id,
+            cwd=context.model.cwd,
+            key=hmac_key,
+            debugger=sandbox.is_notebook_kernel,
+            language=context.model.language,
         )
         context.client = await self.connect(sandbox, kernel_id, info)
         context.kernel_id, context.hmac_key, context.closed = kernel_id, hmac_key_of(info), False

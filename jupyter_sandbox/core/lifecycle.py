@@ -158,6 +158,7 @@ class SandboxLifecycle:
         sandbox.model.status = "removing"
         if self.registry.pop(sandbox):  # pooled ones were never announced
             self.registry.emit("removed", sandbox)
+        self.registry.note_removed(sandbox)
         self.registry.forget(sandbox.model.id)
         sandbox.close_contexts()
         await self.backend.remove(sandbox.model.id)

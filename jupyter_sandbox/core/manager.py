@@ -35,7 +35,7 @@ from ..models import (
     new_id,
     validate_name,
 )
-from . import kernel_kind
+from . import kernel_kind, languages
 from .adoption import Adoption
 from .collector import EventSink
 from .files import FileTransfers
@@ -282,20 +282,24 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         NotFound for a wrong secret, as for an unknown sandbox."""
         return kernel_kind.owner_by_e2b_secret(self.registry, sandbox_id, secret)
 
+    def removed_lately(self, sandbox_id: str, *, owner: str = "", secret: str = "") -> bool:
+        return self.registry.removed_lately(sandbox_id, owner=owner, secret=secret)
+
     # -- contexts and execution (core/sandbox.py) ---------------------------------------
-    def list_contexts(self, owner: str, ref: str) -> builtins.list[ContextModel]:
-        return builtins.list(self.registry.get(owner, ref).model.contexts)
+    async def list_contexts(self, owner: str, ref: str) -> builtins.list[ContextModel]:
+        """Its contexts, and the default ones E2B lists before they start (core/languages.py)."""
+        return await languages.listed_contexts(self.backend, self.registry.get(owner, ref))
 
     async def create_context(
         self, owner: str, ref: str, language: str | None = None, cwd: str | None = None
     ) -> ContextModel:
         sandbox = self.registry.use(owner, ref)
         sandbox.refuse_if_notebook_kernel("it has one kernel only; run code")
-        _check_language(language)
+        language = await languages.check_language(self.backend, sandbox.model.id, language)
         most = self.limits_for(owner).max_contexts_per_sandbox
         if len(sandbox.contexts) >= most:
             raise QuotaExceeded(f"a sandbox may have at most {most} contexts")
-        model = ContextModel(id=new_id("ctx_"), cwd=confine(cwd) if cwd else ContextModel(id="").cwd)
+        model = ContextModel(id=new_id("ctx_"), language=language, cwd=confine(cwd) if cwd else ContextModel(id="").cwd)
         context = await self.kernels.start_context(sandbox, model)
         return context.model
 
@@ -341,14 +345,14 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         """
         sandbox = self.registry.get(owner, ref)
         sandbox.refuse_if_notebook_kernel("run code")
-        _check_language(language)
         if timeout is not None:
             if timeout <= 0:
                 raise InvalidInput("timeout must be a positive number of seconds", field="timeout")
             timeout = min(float(timeout), self.limits_for(owner).max_timeout)
         else:
             timeout = sandbox.model.spec.timeout
-        context = sandbox.context(context_id)
+        # a language without a context: its default one, started on first use (core/languages.py)
+        context = await languages.context_for(self.kernels, sandbox, context_id, language)
         sandbox.executing += 1
         self.registry.emit("execution_started", sandbox)
         try:
@@ -393,8 +397,3 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
 
     async def remove_file(self, owner: str, ref: str, path: str) -> None:
         await self.files.remove(self.registry.use(owner, ref), path)
-
-
-def _check_language(language: str | None) -> None:
-    if language not in (None, "", "python", "python3"):
-        raise InvalidInput(f"language {language!r} is not available; sandboxes run python", field="language")

@@ -5,6 +5,8 @@ restarted server takes them back from (core/state.py keeps the files).
 
 from __future__ import annotations
 
+import hmac
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,8 @@ from .state import SandboxRecords
 # Gets the sandbox's owner and one dict per sandbox event (see server/event_schemas/sandbox/v1.yaml):
 # the owner decides who may hear of it ("" for a pooled sandbox, which is nobody's yet). Must not block.
 EventListener = Callable[[str, dict[str, Any]], None]
+# Removed sandboxes remembered (the newest), so that their owner hears "it ended", not "unknown"
+REMOVED_KEPT = 1024
 
 
 class SandboxRegistry:
@@ -25,6 +29,7 @@ class SandboxRegistry:
         self.sandboxes: dict[str, Sandbox] = {}
         self.listeners: list[EventListener] = []
         self.records: SandboxRecords | None = None
+        self.removed: OrderedDict[str, tuple[str, str]] = OrderedDict()  # id -> (owner, e2b secret)
 
     def __contains__(self, sandbox_id: str) -> bool:
         return sandbox_id in self.sandboxes
@@ -35,6 +40,19 @@ class SandboxRegistry:
     def pop(self, sandbox: Sandbox) -> bool:
         """Take ``sandbox`` out; whether it was in."""
         return self.sandboxes.pop(sandbox.model.id, None) is not None
+
+    def note_removed(self, sandbox: Sandbox) -> None:
+        self.removed[sandbox.model.id] = (sandbox.model.owner, sandbox.e2b_secret)
+        while len(self.removed) > REMOVED_KEPT:
+            self.removed.popitem(last=False)
+
+    def removed_lately(self, sandbox_id: str, *, owner: str = "", secret: str = "") -> bool:
+        """Whether ``sandbox_id`` was removed here lately, asked by its owner or by the holder of its
+        secret (anyone else learns nothing of it)."""
+        removed_owner, removed_secret = self.removed.get(sandbox_id, ("", ""))
+        if secret:
+            return bool(removed_secret) and hmac.compare_digest(removed_secret.encode(), secret.encode())
+        return bool(owner) and owner == removed_owner
 
     def holds(self, sandbox: Sandbox) -> bool:
         """Whether this very sandbox is registered (not removed, nor replaced under its id)."""

@@ -15,7 +15,7 @@ from ..models import ContextModel, Execution, SandboxModel, now
 from ..outputs import OutputPolicy
 from . import kernel_code
 from .collector import Event, EventSink
-from .execute_request import run_execute
+from .execute_request import LATE_OUTPUT_GRACE, run_execute
 from .stdin import StdinBridge
 
 if TYPE_CHECKING:  # kernels.py builds Contexts: it imports this module
@@ -58,6 +58,7 @@ class Sandbox:
     contexts: dict[str, Context] = field(default_factory=dict)
     default_context: str | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while the sandbox restarts
+    defaults_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # held while a language's default context starts
     executing: int = 0  # executions running or queued in it
 
     def context(self, context_id: str | None) -> Context:
@@ -154,8 +155,9 @@ class Sandbox:
             if reason:
                 raise KernelDied(f"{reason} (restart the context or the sandbox)")
             if env_vars:
-                await kernels.run_silently(context, kernel_code.swap_env(env_vars))
-            if allow_stdin:
+                await kernels.run_silently(context, kernel_code.language_swap_env(env_vars, context.model.language))
+            # the stdin path is proved with Python's input(): other languages' code gets no stdin
+            if allow_stdin and context.model.language == "python":
                 await kernels.connect_stdin(context)
                 context.stdin = StdinBridge(context.client, context.interrupt)
                 on_event = with_context_id(on_event, context.model.id)
@@ -176,6 +178,7 @@ class Sandbox:
                     max_output=max_output,
                     stdin=context.stdin,
                     outputs=outputs,
+                    late_output=LATE_OUTPUT_GRACE.get(context.model.language, 0.0),
                 )
             except asyncio.CancelledError:
                 task = asyncio.current_task()
@@ -194,7 +197,9 @@ class Sandbox:
             finally:
                 context.stdin = None
                 if env_vars and not context.closed and not await kernels.exit_reason(self, context):
-                    await kernels.run_silently(context, kernel_code.restore_env())
+                    await kernels.run_silently(
+                        context, kernel_code.language_restore_env(env_vars, context.model.language)
+                    )
             self.model.last_activity = now()
         return execution
 

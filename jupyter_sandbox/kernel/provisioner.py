@@ -20,6 +20,7 @@ websocket to a local bridge (kernel/remote.py, kernel/bridge.py).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -36,7 +37,8 @@ from ..core.manager import SandboxManager
 from ..core.replies import reply_to
 from ..embedded import embedded_manager
 from ..errors import NotFound, SandboxError
-from ..models import SpecRequest
+from ..host_files import gather_folder
+from ..models import SpecRequest, parse_size
 from .remote import KernelHost, ServiceKernelHost, service_settings
 
 T = TypeVar("T")
@@ -91,6 +93,9 @@ class ManagerKernelHost:
     async def remove(self, sandbox_id: str) -> None:
         await self._call(self.manager.remove, self.owner, sandbox_id)
 
+    async def write_file(self, sandbox_id: str, path: str, data: bytes) -> None:
+        await self._call(self.manager.write_file, self.owner, sandbox_id, path, data)
+
     async def close(self) -> None:
         pass  # the manager is the server's (or the process's), not this kernel's
 
@@ -118,6 +123,12 @@ class SandboxProvisioner(KernelProvisionerBase):
     env = Dict(help="Environment variables of the kernel. The server's own environment never reaches it.").tag(
         config=True
     )
+    notebook_files = Bool(
+        False,
+        help="Copy the notebook's folder into the sandbox's working directory when the kernel starts "
+        "(symlinks are not followed; nothing of the host is mounted). Off: the sandbox starts empty.",
+    ).tag(config=True)
+    notebook_files_cap = Unicode("100M", help="Most bytes notebook_files copies; over it, none are.").tag(config=True)
     poll_interval = Float(0.5, help="Seconds between liveness checks while waiting for the kernel to end.").tag(
         config=True
     )
@@ -142,6 +153,7 @@ class SandboxProvisioner(KernelProvisionerBase):
         super().__init__(**kwargs)
         self._host: KernelHost | None = None
         self._stopping = False  # a stop we asked for: its end is not a death
+        self._notebook_folder: str | None = None
 
     # -- where the sandbox lives ----------------------------------------------------------
     def _service(self) -> tuple[str, str | None] | None:
@@ -202,17 +214,21 @@ class SandboxProvisioner(KernelProvisionerBase):
         # What runs in the sandbox is the backend's command; the server's environment (tokens,
         # paths) and working directory are not the kernel's business.
         kwargs.pop("env", None)
-        kwargs.pop("cwd", None)
+        # jupyter_server starts a kernel in its notebook's folder: the folder notebook_files copies
+        self._notebook_folder = kwargs.pop("cwd", None)
         return kwargs
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         host = self._bind()
         self._stopping = False
+        notice = None  # what the next cell says of the notebook's files
         if self.sandbox_id is None:
             self.sandbox_id = await host.create(f"kernel-{self.kernel_id}", self._spec(), kernel_id=self.kernel_id)
             self.log.info(
                 "jupyter-sandbox: kernel %s runs in sandbox %s (%s)", self.kernel_id, self.sandbox_id, host.description
             )
+            if self.notebook_files:
+                notice = await self._copy_notebook_files(host)
         else:
             await host.restart_kernel(self.sandbox_id)
         try:
@@ -226,7 +242,35 @@ class SandboxProvisioner(KernelProvisionerBase):
         if self.exit_reason:
             await self._tell_next_cell(f"The previous kernel died: {self.exit_reason}")
             self.exit_reason = None
+        elif notice:
+            await self._tell_next_cell(notice)
         return self.connection_info
+
+    async def _copy_notebook_files(self, host: KernelHost) -> str | None:
+        """Copy the notebook's folder into the new sandbox; what the notebook should be told of it
+        (over the cap, symlinks skipped), or None."""
+        folder = self._notebook_folder
+        if not folder:
+            return "The notebook's files were not copied: this kernel was not started from a notebook's folder."
+        try:
+            # read in a thread: the server's loop runs this, and the files may be up to the cap
+            cap = parse_size(self.notebook_files_cap, "notebook_files_cap")
+            found = await asyncio.to_thread(gather_folder, folder, cap)
+        except SandboxError as e:
+            self.log.warning("jupyter-sandbox: kernel %s: %s", self.kernel_id, e.message)
+            return f"The notebook's files were not copied: {e.message}."
+        assert self.sandbox_id is not None
+        try:
+            for path, data in found.files:
+                await host.write_file(self.sandbox_id, path, data)
+        except SandboxError as e:  # e.g. over the sandbox's disk: the kernel runs on, told so
+            self.log.warning("jupyter-sandbox: kernel %s: copying %s: %s", self.kernel_id, folder, e.message)
+            return f"The notebook's files were copied only in part: {e.message}."
+        self.log.info("jupyter-sandbox: copied %d files (%d bytes) of %s", len(found.files), found.size, folder)
+        if found.skipped:
+            names = ", ".join(os.path.relpath(path, folder) for path in found.skipped)
+            return f"Not copied into the sandbox (symlinks are never followed): {names}"
+        return None
 
     async def _tell_next_cell(self, text: str) -> None:
         """Print ``text`` in the next cell that runs (its variables were lost with the old kernel)."""

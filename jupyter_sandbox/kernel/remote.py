@@ -47,6 +47,9 @@ class KernelHost(Protocol):
 
     async def remove(self, sandbox_id: str) -> None: ...
 
+    async def write_file(self, sandbox_id: str, path: str, data: bytes) -> None:
+        """Write a file in the sandbox (``path`` relative to its working directory)."""
+
     async def close(self) -> None:
         """Let go of what this host holds for the kernel (sockets); the sandbox is not touched."""
 
@@ -110,6 +113,9 @@ class ServiceKernelHost:
 
     async def remove(self, sandbox_id: str) -> None:
         await self.http.remove(sandbox_id)
+
+    async def write_file(self, sandbox_id: str, path: str, data: bytes) -> None:
+        await self.http.write_file(sandbox_id, path, data)
 
     async def close(self) -> None:
         if self._bridge is not None:

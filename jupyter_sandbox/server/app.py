@@ -47,6 +47,8 @@ from . import (
     mcp_http,
     oneshot,
     service_proxy,
+    terminal_proxy,
+    terminal_ws,
 )
 from .e2b import E2B, scrub_logs
 from .envd_watchers import Watchers
@@ -282,7 +284,7 @@ class SandboxApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         routes = (
-            service_proxy.ROUTES
+            [*service_proxy.ROUTES, *terminal_proxy.ROUTES]
             if self.hub_mode
             else [
                 *handlers.ROUTES,
@@ -290,6 +292,7 @@ class SandboxApp(ExtensionApp):
                 *keys.ROUTES,
                 *admin.ROUTES,
                 *kernel_ws.ROUTES,
+                *terminal_ws.ROUTES,
                 *events.ROUTES,
                 *(e2b.ROUTES if self.e2b_routes else []),
                 *(e2b_plane.routes() if self.e2b_routes else []),

@@ -49,6 +49,9 @@ CLIENT_ID = "jupyter-sandbox"
 MAX_PAGE = 100
 NO_DEADLINE = "9999-12-31T00:00:00Z"  # endAt of a sandbox without one (E2B's shape has no "never")
 UNSUPPORTED_OPTIONS = ("autoPause", "autoPauseMemory", "autoResume", "network", "mcp", "iam", "volumeMounts")
+# ``network`` options that state what is true here already: a sandbox has no public URL, only the
+# data plane, which asks for its access token (also as E2B-Traffic-Access-Token)
+NETWORK_AS_IT_IS = {"allowPublicTraffic": False}
 
 
 def e2b_api_path(*parts: str) -> str:
@@ -218,8 +221,16 @@ class SandboxesHandler(E2BApiHandler):
     async def post(self) -> None:
         body = E2BNewSandbox.parse(self.json_body())
         for option in UNSUPPORTED_OPTIONS:
-            if getattr(body, option) not in (None, False, {}, []):
-                raise InvalidInput(f"{option} is not supported by this server", field=option)
+            value = getattr(body, option)
+            if option == "network" and isinstance(value, dict) and value.items() <= NETWORK_AS_IT_IS.items():
+                continue
+            if value not in (None, False, {}, []):
+                but = (
+                    " other than allow_public_traffic=False (sandboxes here have no public URL)"
+                    if option == "network"
+                    else ""
+                )
+                raise InvalidInput(f"{option}{but} is not supported by this server", field=option)
         timeout = check_seconds(DEFAULT_TIMEOUT if body.timeout is None else body.timeout, "timeout")
         image = _template_image(body.templateID, self.sandbox_app.e2b_templates)
         spec = {"image": image, "env": body.envVars, "metadata": body.metadata, "network": body.allow_internet_access}

@@ -27,6 +27,7 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
+from tornado.http1connection import HTTP1Connection
 
 from ..errors import InvalidInput, NotFound, SandboxGone, Unauthorized
 from .e2b import E2B
@@ -156,8 +157,16 @@ class E2BPlaneMixin(SandboxAPIHandler):
             )
         # No E2B_REQUIRES_LOGIN here (the Hub service sets it for the secret *URLs* of server/e2b.py):
         # the access token travels in a header, never in a URL, so it leaks no more than an API key.
-        owner = self._authenticate(sandbox_id, key, key_owner)
-        model = self.manager.get(owner, sandbox_id)  # 404: unknown, or not this owner's
+        try:
+            owner = self._authenticate(sandbox_id, key, key_owner)
+            model = self.manager.get(owner, sandbox_id)  # 404: unknown, or not this owner's
+        except NotFound:
+            # As E2B's proxy does (its SDK reads a 502 as "not running"), for the one who may know
+            token = self.access_token()
+            caller = "" if token else request_owner(self, key, key_owner)
+            if self.manager.removed_lately(sandbox_id, owner=caller, secret=token):
+                raise SandboxGone(f"sandbox {sandbox_id} was removed (killed, or past its end time)") from None
+            raise
         if model.status == "exited":
             raise SandboxGone(f"sandbox {sandbox_id} has ended: {model.status_reason or 'its container is gone'}")
         self._plane_owner, self.sandbox_id = owner, model.id
@@ -207,6 +216,20 @@ class PlaneContextRestartHandler(E2BPlaneMixin, ContextRestartHandler):
 class PlaneExecuteHandler(E2BPlaneMixin, ExecuteHandler):
     async def _send(self, event: dict[str, Any]) -> None:
         await super()._send(e2b_event(event))  # results as E2B gives them (server/e2b_code.py)
+
+    async def end_stream(self) -> None:
+        try:
+            alive = self.manager.get(self.owner, self.sandbox_id).status != "exited"
+        except NotFound:
+            alive = False
+        connection = self.request.connection
+        if alive or not isinstance(connection, HTTP1Connection):  # (tornado serves HTTP/1.1 only)
+            return await super().end_stream()
+        # Killed while the code ran: E2B's proxy cuts such a response, and its SDK, finding the
+        # sandbox no longer running (a 502 on its health route), says it was killed.
+        self.log.info("jupyter-sandbox: sandbox %s was removed during an execution: its stream is cut", self.sandbox_id)
+        await self.flush()
+        connection.stream.close()
 
     @allow_unauthenticated
     async def post(self) -> None:

@@ -273,7 +273,7 @@ class ConfigHandler(SandboxAPIHandler):
 
 class ContextsHandler(SandboxAPIHandler):
     async def list_contexts(self, id_or_name: str) -> None:
-        self.write_json([c.to_dict() for c in self.manager.list_contexts(self.owner, id_or_name)])
+        self.write_json([c.to_dict() for c in await self.manager.list_contexts(self.owner, id_or_name)])
 
     async def create_context(self, id_or_name: str) -> None:
         request = ContextRequest.parse(self.json_body())
@@ -375,7 +375,11 @@ class ExecuteHandler(SandboxAPIHandler):
         finally:
             keepalive.cancel()
         if not self._gone:
-            self.finish()
+            await self.end_stream()
+
+    async def end_stream(self) -> None:
+        """The end of an execution's response (a route for another API's clients may end it their way)."""
+        self.finish()
 
     async def _send(self, event: dict[str, Any]) -> None:
         if self._gone:

@@ -10,6 +10,7 @@ export const CommandIDs = {
   restart: 'jupyter-sandbox:restart',
   upload: 'jupyter-sandbox:upload',
   logs: 'jupyter-sandbox:show-logs',
+  terminal: 'jupyter-sandbox:open-terminal',
   newKey: 'jupyter-sandbox:new-api-key',
   help: 'jupyter-sandbox:help'
 } as const;

@@ -9,7 +9,7 @@ import { INotebookCellExecutor, runCell } from '@jupyterlab/notebook';
 
 import { isMarked } from './cellmark';
 import { Dropped } from './queue';
-import { SandboxRunner } from './runner';
+import { kernelIsSandboxed, SandboxRunner } from './runner';
 
 export class SandboxCellExecutor implements INotebookCellExecutor {
   constructor(private runner: SandboxRunner) {}
@@ -21,7 +21,8 @@ export class SandboxCellExecutor implements INotebookCellExecutor {
     }
     const model = cell.model as ICodeCellModel;
     const queue = this.runner.queueFor(notebook);
-    const inSandbox = isMarked(model);
+    // a sandboxed kernel runs in the notebook's sandbox: its marked cells go to the kernel, not to a second one
+    const inSandbox = isMarked(model) && !kernelIsSandboxed(options.sessionContext);
     if (queue.pending > 0) {
       // waiting behind another cell: show it as queued, as the kernel's own queue does
       model.executionState = 'running';

@@ -14,7 +14,8 @@ import { INotebookCellExecutor, INotebookTracker, NotebookActions, NotebookPanel
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
-import { CommandToolbarButton } from '@jupyterlab/ui-components';
+import type { ITerminal } from '@jupyterlab/terminal';
+import { CommandToolbarButton, terminalIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONObject, Token } from '@lumino/coreutils';
 
 import { api, APIError } from './api';
@@ -24,11 +25,12 @@ import { CommandIDs } from './commands';
 import { SandboxCellExecutor } from './executor';
 import { docsWidget } from './help';
 import { keyIcon, sandboxIcon } from './icons';
-import { isNotebookKernel } from './kinds';
+import { isNotebookKernel, kernelSessionPath, sandboxLabel } from './kinds';
 import { report, SandboxPanel } from './panel/panel';
 import { sandboxNameOf, SandboxRunner } from './runner';
 import { SandboxStatus } from './status';
 import { SandboxStore } from './store';
+import { sandboxTerminal, TERMINAL_SETTINGS } from './terminal';
 import { ISandbox } from './wire';
 
 const PLUGIN_ID = 'jupyter-sandbox:plugin';
@@ -238,6 +240,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: onSandbox('Logs of', async s => {
         shell.activateById(panel.id);
         panel.reveal(s.id, { logs: true });
+      })
+    });
+    commands.addCommand(CommandIDs.terminal, {
+      label: args => (args.id ? 'Open a Terminal in This Sandbox' : "Open a Terminal in This Notebook's Sandbox"),
+      icon: terminalIcon,
+      execute: onSandbox('Terminal in', async s => {
+        const path = kernelSessionPath(s, app.serviceManager.sessions.running());
+        // the user's terminal settings (theme, font, renderer...), as JupyterLab's own terminals get them
+        const options = await settings
+          ?.load(TERMINAL_SETTINGS)
+          .then(loaded => loaded.composite as Partial<ITerminal.IOptions>)
+          .catch(() => ({}));
+        const terminal = sandboxTerminal(s, sandboxLabel(s, path), options ?? {});
+        shell.add(terminal, 'main');
+        shell.activateById(terminal.id);
       })
     });
     let docs: MainAreaWidget | null = null;

@@ -6,7 +6,7 @@
 import type { ISandbox } from './wire';
 
 /** What the panel offers on a sandbox (beyond removing it). */
-export type SandboxAction = 'interrupt' | 'restart' | 'upload' | 'logs';
+export type SandboxAction = 'interrupt' | 'restart' | 'upload' | 'logs' | 'terminal';
 
 export function isNotebookKernel(sandbox: ISandbox): boolean {
   return sandbox.kind === 'kernel';
@@ -14,7 +14,7 @@ export function isNotebookKernel(sandbox: ISandbox): boolean {
 
 /** The actions the server accepts for this sandbox, in the order the panel shows them. */
 export function sandboxActions(sandbox: ISandbox): SandboxAction[] {
-  const all: SandboxAction[] = ['interrupt', 'restart', 'upload', 'logs'];
+  const all: SandboxAction[] = ['interrupt', 'restart', 'upload', 'logs', 'terminal'];
   return isNotebookKernel(sandbox) ? all.filter(a => a !== 'restart') : all;
 }
 

@@ -10,15 +10,28 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { api, ensureSandbox } from './api';
 import { setSandboxCount } from './cellmark';
-import { notebookSandboxName } from './notebooksandbox';
+import { isSandboxedSpec, kernelSandboxName, notebookSandboxName } from './notebooksandbox';
 import { OutputBuilder } from './outputs';
 import { ExecutionQueue } from './queue';
 import { SandboxStore } from './store';
 
-/** The sandbox a notebook's cells run in, named after its kernel; null without a kernel. */
+/** Whether the notebook's kernel itself runs in a sandbox ("Python 3 (sandboxed)"). */
+export function kernelIsSandboxed(sessionContext: ISessionContext | null | undefined): boolean {
+  const kernel = sessionContext?.session?.kernel;
+  const spec = kernel ? sessionContext.specsManager.specs?.kernelspecs[kernel.name] : undefined;
+  return isSandboxedSpec(spec?.metadata);
+}
+
+/**
+ * The sandbox a notebook's cells run in, named after its kernel; null without a kernel. A
+ * sandboxed kernel's notebook has one sandbox: the kernel's own.
+ */
 export function sandboxNameOf(sessionContext: ISessionContext | null | undefined): string | null {
   const kernelId = sessionContext?.session?.kernel?.id;
-  return kernelId ? notebookSandboxName(kernelId) : null;
+  if (!kernelId) {
+    return null;
+  }
+  return kernelIsSandboxed(sessionContext) ? kernelSandboxName(kernelId) : notebookSandboxName(kernelId);
 }
 
 export class SandboxRunner {

@@ -5,7 +5,7 @@ import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { CommandIDs } from './commands';
-import { sandboxNameOf } from './runner';
+import { kernelIsSandboxed, sandboxNameOf } from './runner';
 import { SandboxStore } from './store';
 
 export class SandboxStatus extends Widget {
@@ -60,7 +60,9 @@ export class SandboxStatus extends Widget {
         : '…';
     this.node.textContent = `Sandbox: ${name} · ${state}`;
     this.node.dataset.state = state;
-    this.node.title = `The sandbox of this notebook's kernel (used by "Run cell in sandbox" and %%sandbox). Click to show it in the Sandboxes panel.`;
+    this.node.title = kernelIsSandboxed(panel.sessionContext)
+      ? `The sandbox this notebook's kernel runs in (where "Run cell in sandbox" runs too). Click to show it in the Sandboxes panel.`
+      : `The sandbox of this notebook's kernel (used by "Run cell in sandbox" and %%sandbox). Click to show it in the Sandboxes panel.`;
     if (sandbox?.status_reason) {
       this.node.title += `\n${sandbox.status_reason}`; // e.g. its kernel died out of memory
     }

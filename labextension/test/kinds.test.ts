@@ -10,8 +10,8 @@ const sandbox = (kind: 'sandbox' | 'kernel', kernelId: string | null = null): IS
 
 describe('kinds of sandbox', () => {
   it('offers a notebook kernel everything but restart (the server answers 409 to it)', () => {
-    assert.deepEqual(sandboxActions(sandbox('sandbox')), ['interrupt', 'restart', 'upload', 'logs']);
-    assert.deepEqual(sandboxActions(sandbox('kernel', 'k1')), ['interrupt', 'upload', 'logs']);
+    assert.deepEqual(sandboxActions(sandbox('sandbox')), ['interrupt', 'restart', 'upload', 'logs', 'terminal']);
+    assert.deepEqual(sandboxActions(sandbox('kernel', 'k1')), ['interrupt', 'upload', 'logs', 'terminal']);
     assert.equal(isNotebookKernel(sandbox('kernel', 'k1')), true);
     assert.equal(isNotebookKernel(sandbox('sandbox', 'k1')), false); // a notebook's sandbox for its cells
   });

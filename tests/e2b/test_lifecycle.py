@@ -6,13 +6,14 @@ E2B_API_KEY. The server has two users (tests/servers.py HeaderUsers): its token 
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 
 import httpx
 import pytest
 from e2b import Sandbox as BaseSandbox
 from e2b import SandboxQuery
-from e2b.exceptions import AuthenticationException, NotFoundException, SandboxException
+from e2b.exceptions import AuthenticationException, NotFoundException, SandboxException, TimeoutException
 from e2b_code_interpreter import AsyncSandbox, Sandbox
 
 from servers import JupyterServer
@@ -297,6 +298,26 @@ def test_a_sandbox_whose_container_is_gone_is_502_on_the_plane(e2b_env):
         assert not sbx.is_running()  # the SDK reads 502 from /health as "not running"
     finally:
         e2b_env.api("DELETE", f"sandboxes/{sbx.sandbox_id}")
+
+
+def test_a_sandbox_killed_while_its_code_runs_is_reported_killed(e2b_env, server):
+    sbx = Sandbox.create(timeout=120)
+    bob_key = mint(server, "bob")
+    killer = threading.Timer(3.0, sbx.kill)
+    killer.start()
+    try:
+        # the response is cut and the health route answers 502, as E2B's proxy does: the SDK says why
+        with pytest.raises(TimeoutException, match="sandbox was killed while the request was in progress"):
+            sbx.run_code("import time; time.sleep(120)", timeout=100)
+    finally:
+        killer.cancel()
+    assert not sbx.is_running()
+    # only its owner (by key or by its access token) learns that it ended; to anyone else it is unknown
+    health = server.url + "sandbox/e2b/plane/health"
+    target = {"E2b-Sandbox-Id": sbx.sandbox_id, "E2b-Sandbox-Port": "49983"}
+    assert httpx.get(health, headers={**target, "X-API-KEY": server.token}, timeout=60).status_code == 502
+    assert httpx.get(health, headers={**target, "X-API-KEY": bob_key}, timeout=60).status_code == 404
+    assert httpx.get(health, headers={**target, "X-Access-Token": "not-its-token"}, timeout=60).status_code == 404
 
 
 def container_ids(sandbox_id: str) -> list[str]:

@@ -54,9 +54,11 @@ Before the binary stream the server writes ONE line of JSON (the request):
 
 - mode ``start``: ``{"kernel_id", "connection": {"key", "signature_scheme", ...},
   "argv": [...] with "{connection_file}" (or "{file}") where the file's path goes, "cwd",
-  "env" (added to the exec's environment), "state_dir", "kernel_user", "launcher_user"}``.
+  "env" (added to the exec's environment), "state_dir", "kernel_user", "launcher_user",
+  "transport"}``.
   Writes ``<state_dir>/ipc/k-<id>.json`` (0600, or 0640 for the kernel's group; transport
-  ipc, sockets in the same folder),
+  ipc, sockets in the same folder; with ``"transport": "tcp"``, for kernels that cannot listen
+  on ipc sockets (Deno's), five free ports on 127.0.0.1 of the sandbox),
   starts the kernel in its own session with stdout+stderr into a size-capped log
   (``k-<id>.log`` + ``k-<id>.log.1``, at most 2 x 64 KiB), records its pid in
   ``k-<id>.pid``, sends ``started`` and relays. When the kernel exits it writes
@@ -311,6 +313,35 @@ def write_file(path, data, mode=0o600, group=None):
     os.rename(tmp, path)
 
 
+# a connection file's port of each kind of socket
+PORT_NAMES = (
+    (SHELL, "shell_port"),
+    (IOPUB, "iopub_port"),
+    (STDIN, "stdin_port"),
+    (CONTROL, "control_port"),
+    (HB, "hb_port"),
+)
+
+
+def free_ports(count):
+    """``count`` tcp ports on 127.0.0.1 that nothing listens on now (the kernel binds them next)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def tcp_ports(info):
+    """A tcp kernel's ports by kind, from its connection file; None for an ipc kernel."""
+    if not isinstance(info, dict) or info.get("transport") != "tcp":
+        return None
+    return {kind: int(info[name]) for kind, name in PORT_NAMES}
+
+
 def read_json(path):
     data = read_file(path, 65536)
     if data is None:
@@ -453,7 +484,7 @@ class Peer:
 
     def __init__(self, kind, path, socket_type, identity):
         self.kind = kind
-        self.path = path
+        self.path = path  # an ipc socket's path, or (host, port) of a tcp one
         properties = [(b"Socket-Type", socket_type)]
         if socket_type == b"DEALER":
             properties.append((b"Identity", identity))
@@ -482,7 +513,7 @@ class Peer:
     def connect(self, now):
         if self.sock is not None or now < self.retry_at:
             return
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_UNIX if isinstance(self.path, str) else socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         code = sock.connect_ex(self.path)
         if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
@@ -619,7 +650,8 @@ class Peer:
 class Relay:
     """ZMTP peers of the kernel's five sockets; frames go through as they are (big outputs cut)."""
 
-    def __init__(self, ip, key=b""):
+    def __init__(self, ip, key=b"", ports=None):
+        # ``ports``: the kernel's tcp ports on 127.0.0.1 by kind (a tcp kernel); else ipc sockets at ``ip``.
         # One routing id for shell, stdin and control: the kernel answers an input_request
         # on stdin to the identities of the shell request, so they must match.
         identity = b"relay-" + os.urandom(8).hex().encode()
@@ -631,7 +663,8 @@ class Relay:
             (CONTROL, 4, b"DEALER"),
             (HB, 5, b"DEALER"),
         ):
-            self.peers[kind] = Peer(kind, f"{ip}-{port}", socket_type, identity)
+            address = ("127.0.0.1", ports[kind]) if ports else f"{ip}-{port}"
+            self.peers[kind] = Peer(kind, address, socket_type, identity)
         self.peers[IOPUB].key = key
         self.connect(time.monotonic())
 
@@ -742,9 +775,13 @@ class Launcher:
         prepare_dir(request["state_dir"], 0o710 if self.users else 0o700, kernel_gid)
         prepare_dir(self.paths.ipc_dir, 0o770 if self.users else 0o700, kernel_gid)
         info = dict(connection)
-        info.update(
-            transport="ipc", ip=self.paths.ip, shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5
-        )
+        if request.get("transport") == "tcp":
+            ports = free_ports(len(PORT_NAMES))
+            info.update(transport="tcp", ip="127.0.0.1", **{name: ports[i] for i, (_, name) in enumerate(PORT_NAMES)})
+        else:
+            info.update(
+                transport="ipc", ip=self.paths.ip, shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5
+            )
         info.setdefault("signature_scheme", "hmac-sha256")
         write_file(self.paths.connection, json.dumps(info).encode(), 0o640 if self.users else 0o600, kernel_gid)
         for stale in (self.paths.exit, self.paths.pid):
@@ -913,7 +950,7 @@ class Launcher:
                 return 0
 
         key = (self.request.get("connection") or {}).get("key") or self.request.get("key") or ""
-        self.relay = Relay(self.paths.ip, key.encode())
+        self.relay = Relay(self.paths.ip, key.encode(), tcp_ports(read_json(self.paths.connection)))
         # announced once the kernel's five sockets have answered (a kernel that is up, not
         # just spawned); relaying starts now, what comes early waits in the peers' queues
         self.announce = {"event": "started" if self.mode == "start" else "attached", "pid": self.record["pid"]}

@@ -19,6 +19,7 @@ import {
   refreshIcon,
   SidePanel,
   stopIcon,
+  terminalIcon,
   ToolbarButton,
   ToolbarButtonComponent
 } from '@jupyterlab/ui-components';
@@ -286,6 +287,16 @@ class SandboxList extends ReactWidget {
             label="Upload"
             tooltip="Upload files into its working directory (or drop them on it)"
             onClick={() => this.chooseUpload(s)}
+          />
+        );
+      case 'terminal':
+        return (
+          <ToolbarButtonComponent
+            key={action}
+            icon={terminalIcon}
+            label="Terminal"
+            tooltip="Open a terminal in it: a shell in the sandbox, in a main-area tab"
+            onClick={() => void this.commands.execute(CommandIDs.terminal, { id: s.id })}
           />
         );
       case 'logs':
