@@ -13,7 +13,7 @@ import shlex
 from typing import Any
 
 from .errors import InvalidInput
-from .models import SandboxModel, format_size, parse_size
+from .models import SandboxModel, format_size, human_size, limit_text, parse_size
 
 # the options fixed when a sandbox is made, in the order messages name them
 SHAPING = ("image", "memory", "cpus", "network")
@@ -119,8 +119,8 @@ def status_lines(model: SandboxModel, stats: dict[str, Any]) -> list[str]:
     return [
         f"{model.name} ({model.id}): {model.status} on {model.backend}; {settings(model)}; "
         f"{len(model.contexts)} context(s)",
-        f"  using {stats.get('cpu_percent', 0):.1f}% CPU, {format_size(stats.get('memory_used') or 0)} "
-        f"of {format_size(stats.get('memory_limit') or 0)} memory, {stats.get('pids')} processes",
+        f"  using {stats.get('cpu_percent', 0):.1f}% CPU, {human_size(stats.get('memory_used') or 0)} of "
+        f"{limit_text(model.spec.memory, model.spec.disk)}, {stats.get('pids')} processes",
     ]
 
 

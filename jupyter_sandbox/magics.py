@@ -16,6 +16,7 @@ import getpass
 import io
 import os
 import pickle
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, ParamSpec, Protocol, TextIO, TypeVar, cast
@@ -92,6 +93,14 @@ def pull_code(var: str) -> str:
 
 
 SUBCOMMANDS = ("list", "status", "restart", "interrupt", "kill", "files", "push", "pull", "config")
+
+
+def _with_restart_advice(reason: str, name: str) -> str:
+    """A dead kernel's reason, with the magic that goes on instead of the API's advice."""
+    reason = re.sub(
+        r"\s*(\(restart the context or the sandbox\)|Restart the (context|sandbox) to continue\.)", "", reason
+    )
+    return f"{reason.rstrip('.')}. Run %sandbox restart {name} to go on (its variables and files are reset)."
 
 
 class SandboxMagicError(Exception):
@@ -415,6 +424,8 @@ class SandboxMagics(Magics, Configurable):
         if args.out:
             self.user_ns[args.out] = execution
         if execution.error:
+            if execution.error.name == "KernelDied":  # what to do next, said as a notebook does it
+                execution.error.value = _with_restart_advice(execution.error.value, name)
             raise RemoteError.of(execution, numbers)
         return next((r for r in execution.results if r.is_main_result), None)
 

@@ -646,6 +646,21 @@ def format_size(size: int) -> str:
     return str(size)
 
 
+def human_size(size: int) -> str:
+    """A size as people read it: "1 GiB", "512 MiB", "1.5 GiB"."""
+    for unit, name in (("t", "TiB"), ("g", "GiB"), ("m", "MiB"), ("k", "KiB")):
+        if size >= _UNITS[unit]:
+            return f"{size / _UNITS[unit]:.2f}".rstrip("0").rstrip(".") + f" {name}"
+    return f"{size} bytes"
+
+
+def limit_text(memory: int, disk: int) -> str:
+    """The one description of a sandbox's memory limit, wherever it is shown (cell, panel, CLI,
+    errors): what the user set, "1 GiB of memory plus 512 MiB of disk", not the engine's limit,
+    which also counts the working directory (a tmpfs, held in memory) and /tmp."""
+    return f"{human_size(memory)} of memory plus {human_size(disk)} of disk"
+
+
 @dataclass
 class SandboxSpec:
     """What a sandbox is made of. Sizes are bytes; ``cpus`` may be fractional."""
@@ -753,7 +768,7 @@ class SandboxModel:
     isolation: str = ""  # what the backend isolates, said plainly
     e2b_url: str | None = None  # base URL for E2B's SDK (E2B_SANDBOX_URL); set by the server
     kernel_id: str | None = None  # the notebook kernel this sandbox belongs to (removed with it)
-    status_reason: str | None = None  # why it is "exited" (or what a restart of the server cost it)
+    status_reason: str | None = None  # why it is "exited", what a server restart cost it, why its kernel died
     # "sandbox": contexts run code sent to them; "kernel": it runs a notebook's whole kernel
     # (jupyter_sandbox.kernel), which the notebook talks to directly
     kind: str = "sandbox"
@@ -762,10 +777,16 @@ class SandboxModel:
     # the notebook whose kernel it goes with, as jupyter_server's sessions say at list time (renames
     # followed); set by the server (server/notebook_paths.py)
     notebook_path: str | None = None
+    # its memory limit said as everywhere else (limit_text): "1 GiB of memory plus 512 MiB of disk"
+    limit: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self.limit = limit_text(self.spec.memory, self.spec.disk)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["spec"] = self.spec.to_dict()
+        data["limit"] = limit_text(self.spec.memory, self.spec.disk)  # the spec may have changed since
         data["contexts"] = [c.to_dict() for c in self.contexts]
         return data
 

@@ -21,6 +21,7 @@ from tornado.websocket import websocket_connect
 
 from jupyter_sandbox.backends.base import LABEL_PREFIX
 from jupyter_sandbox.kernel import KERNEL_NAME
+from jupyter_sandbox.models import limit_text
 
 from servers import IMAGE, JupyterServer
 
@@ -313,19 +314,18 @@ async def test_a_kernel_that_dies_says_why_and_restarts(kernel_server):
         await ks.execute("keep = 1")
         # Out of memory in a 512M sandbox: the kernel is killed; the server's restarter notices
         # (its poll is the provisioner's), restarts it, and says so on the websocket.
-        await ks.send(
-            "shell",
-            "execute_request",
-            {
-                "code": "hog = []\nwhile True: hog.append(bytearray(64 * 1024**2))",
-                "silent": False,
-                "store_history": True,
-                "user_expressions": {},
-                "allow_stdin": False,
-                "stop_on_error": True,
-            },
-        )
+        # The cell that died says so itself, with the limit as the user set it (not the
+        # engine's sum of memory, disk and /tmp), and its prompt stops waiting.
+        spec = kernel_sandbox(server, kernel_id)["spec"]
+        reply, outputs = await ks.execute("hog = []\nwhile True: hog.append(bytearray(64 * 1024**2))", timeout=180)
+        assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KernelDied", reply
+        (error,) = [m["content"] for m in outputs if m["msg_type"] == "error"]
+        assert "out of memory" in error["evalue"], error
+        assert f"the sandbox has {limit_text(spec['memory'], spec['disk'])}" in error["evalue"], error
         await ks.wait_for_status("restarting", timeout=180)
+        # the panel's view of it (the sandbox runs on, its kernel restarted) says why too
+        reason = kernel_sandbox(server, kernel_id)["status_reason"] or ""
+        assert "out of memory" in reason and limit_text(spec["memory"], spec["disk"]) in reason, reason
         model = server.get(f"api/kernels/{kernel_id}").json()
         assert "memory" in model.get("reason", "") or "killed" in model.get("reason", ""), model
         await ks.wait_for_status("idle", timeout=120)  # the new kernel answered

@@ -96,12 +96,14 @@ def kernel_extras(offline: bool, e2b_formats: bool = True) -> tuple[list[str], d
     whose outputs nbformat would refuse (objects under a MIME type it allows only text for).
     Without network: pip looks at no index
     (PIP_NO_INDEX), so it fails at once instead of retrying for seconds, and a failed
-    ``!pip install``/``%pip install`` says why in one line (programs/pip_hint.py). The sandbox's
+    ``!pip install``/``%pip install`` says why in one line (programs/pip_hint.py), and so does a
+    refused connection or failed name lookup (programs/network_hint.py). The sandbox's
     own env comes after these."""
     display = [f"--IPKernelApp.exec_lines={programs.source('e2b_display')}"] if e2b_formats else []
     if not offline:
         return display, {}
-    return [*display, f"--IPKernelApp.exec_lines={programs.source('pip_hint')}"], {"PIP_NO_INDEX": "1"}
+    hints = [f"--IPKernelApp.exec_lines={programs.source(hint)}" for hint in ("pip_hint", "network_hint")]
+    return [*display, *hints], {"PIP_NO_INDEX": "1"}
 
 
 def kernel_argv(python: str, connection_file: str = "{connection_file}", debugger: bool = True) -> list[str]:
@@ -368,6 +370,8 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
     # Set by the manager: called with (sandbox id, reason) when the backend notices that a
     # sandbox ended by itself (its container stopped, was killed or removed).
     on_exit: Callable[[str, str], None] | None = None
+    # told (sandbox id, why) when a notebook kernel's running cell was told that its kernel died
+    on_kernel_died: Callable[[str, str], None] | None = None
 
     async def adopt(self, sandbox_id: str, spec: SandboxSpec) -> None:
         """Take charge again of a running sandbox a crashed run of this server made

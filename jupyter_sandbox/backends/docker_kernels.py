@@ -61,7 +61,7 @@ class DockerKernels(RelayedKernels):
         if state.get("Running"):
             return None
         if state.get("OOMKilled"):
-            return "The sandbox ran out of memory and its container stopped. Restart the sandbox to continue."
+            return f"The sandbox's container stopped: {self.out_of_memory(sandbox_id, 'it ran')}. Restart the sandbox to continue."
         if state.get("Status") == "removed":
             return "The sandbox's container was removed outside this server. Restart the sandbox to continue."
         return (

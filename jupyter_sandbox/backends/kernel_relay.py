@@ -64,6 +64,7 @@ from .programs.frames import (
     cut_message,
     encode,
 )
+from .running_cells import RunningCells
 from .sandbox_text import LogBudget, printable
 
 if TYPE_CHECKING:
@@ -342,6 +343,7 @@ class KernelRelay:
         self.ready = self._events.ready  # the launcher's started/attached (or exited, or closed) event
         self.exited = self._events.exited
         self.direct_clients: list[DirectKernelClient] = []  # in-process readers (kernel_channels.py)
+        self.cells = RunningCells(self.key, self._sockets)  # the socket clients' unanswered cells
 
     @property
     def pid(self) -> int | None:
@@ -353,10 +355,8 @@ class KernelRelay:
         return ipc_connection_info(self.ip, self.key)
 
     async def start(self, request: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Bind the sockets, send ``request`` (the launcher's first line) if given, start relaying.
-
-        Returns the connection info for ``jupyter_client`` (``load_connection_info``).
-        """
+        """Bind the sockets, send ``request`` (the launcher's first line) if given, start relaying;
+        the connection info for ``jupyter_client`` (``load_connection_info``)."""
         if self._tasks or self._closed:
             raise KernelRelayError("this relay was already started")
         if request is not None:
@@ -395,6 +395,7 @@ class KernelRelay:
     async def stop_kernel(self, timeout: float = 10) -> dict[str, Any]:
         """SIGKILL the kernel's process group; returns the exit info once the launcher reports it."""
         if not self.exited.done():
+            self.cells.clear()  # asked for (a restart, a shutdown): no cell is told the kernel died
             self._op("stop")
         try:
             return await asyncio.wait_for(asyncio.shield(self.exited), timeout)
@@ -542,6 +543,7 @@ class KernelRelay:
                                 continue
                         if kind != HB and [c for c in self.direct_clients if c.deliver(kind, frames)]:
                             continue  # addressed to an in-process client (iopub goes to the sockets too)
+                        self.cells.replied(kind, frames)
                         # ROUTER and XPUB never block: a message to a gone client is dropped
                         sockets[kind].send_multipart(frames, NOBLOCK, copy=False)
                         sent |= 1 << kind
@@ -612,6 +614,7 @@ class KernelRelay:
                     # closing its old iopub socket after a kernel restart unsubscribes after its
                     # new one subscribed). The sandbox stays subscribed to everything.
                     continue
+                self.cells.sent(kind, parts)
                 self._queue(kind, parts)
                 if self._out_size > self._write_buffer_limit:
                     more = True

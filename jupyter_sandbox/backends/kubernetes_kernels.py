@@ -70,4 +70,8 @@ class KubernetesKernels(RelayedKernels):
             pod = None
         except SandboxError:
             return None  # the API server did not answer: nothing known
-        return pod_stopped_reason(pod)
+        reason = pod_stopped_reason(pod)
+        if reason and "out of memory" in reason:
+            # the figure the user set, not the pod's limit (which counts its tmpfs mounts too)
+            reason = f"The sandbox's pod stopped: {self.out_of_memory(sandbox_id, 'it ran')}. Restart the sandbox to continue."
+        return reason

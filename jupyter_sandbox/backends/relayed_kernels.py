@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import re
 import shutil
 import tempfile
 from typing import Any
 
 from ..errors import KernelDied
-from ..models import format_size
+from ..models import limit_text
 from .base import SandboxBackend
 from .kernel_relay import KernelExited, KernelRelay, KernelRelayError
 
@@ -37,6 +38,7 @@ class RelayedKernels(abc.ABC):
         # nobody holds may be collected mid-way)
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._sockets_dir: str | None = None
+        self._telling: set[asyncio.Task[None]] = set()
 
     @abc.abstractmethod
     def holds(self, sandbox_id: str) -> bool:
@@ -103,12 +105,26 @@ class RelayedKernels(abc.ABC):
     def _kernel_ended(self, sandbox_id: str, kernel_id: str) -> None:
         """A kernel's relay ended. If its stream closed, the sandbox may have stopped: look."""
         relay = self._relays.get((sandbox_id, kernel_id))
-        if relay is None or relay.exited.cancelled() or relay.exited.result().get("reason") != "stream closed":
+        if relay is None or relay.exited.cancelled():
+            return
+        ended = relay.exited.result()
+        if ended.get("reason") == "stream closed" or (ended.get("reason") == "exited" and ended.get("code") != 0):
+            told = asyncio.ensure_future(self._tell_running_cell(sandbox_id, relay))
+            self._telling.add(told)  # held until done: a task nobody holds may be collected mid-way
+            told.add_done_callback(self._telling.discard)
+        if relay.exited.result().get("reason") != "stream closed":
             return
         if sandbox_id not in self._watchers:
             watcher = asyncio.ensure_future(self._watch(sandbox_id))
             self._watchers[sandbox_id] = watcher
             watcher.add_done_callback(lambda _: self._watchers.pop(sandbox_id, None))
+
+    async def _tell_running_cell(self, sandbox_id: str, relay: KernelRelay) -> None:
+        """The cell the kernel was running says why it died (running_cells.py), before the restart."""
+        why = await self._exit_reason(sandbox_id, relay.exited.result())
+        why = re.sub(r"\s*Restart the (context|sandbox) to continue\.", "", why).rstrip(".")
+        if relay.cells.tell(f"{why}. The kernel restarts; its variables are lost.") and self.backend.on_kernel_died:
+            self.backend.on_kernel_died(sandbox_id, why)
 
     async def _watch(self, sandbox_id: str, looks: int = 10) -> None:
         """Look a few times: the stream of a killed sandbox can close before the engine says it stopped."""
@@ -148,15 +164,15 @@ class RelayedKernels(abc.ABC):
         if info.get("error"):
             return str(info["error"])
         if info.get("signal") == 9 or info.get("code") == 137:
-            spec = self.backend.spec_if_known(sandbox_id)
-            limit = format_size(self.backend.memory_limit(spec)) if spec else "?"
-            return (
-                f"The kernel died: it was killed (SIGKILL), most likely out of memory (the sandbox holds "
-                f"{limit}, its files included). Restart the context to continue."
-            )
+            return f"The kernel died: {self.out_of_memory(sandbox_id)}. Restart the context to continue."
         tail = " ".join(str(info.get("log") or "").strip().splitlines()[-3:])
         what = f"signal {info['signal']}" if info.get("signal") else f"exit code {info.get('code')}"
         return f"The kernel died ({what}). {tail}".strip()
+
+    def out_of_memory(self, sandbox_id: str, what: str = "it was killed (SIGKILL), most likely") -> str:
+        """``what`` out of memory, and the sandbox's limit as its user set it (models.limit_text)."""
+        spec = self.backend.spec_if_known(sandbox_id)
+        return f"{what} out of memory" + (f" (the sandbox has {limit_text(spec.memory, spec.disk)})" if spec else "")
 
     async def exit_reason(self, sandbox_id: str, kernel_id: str) -> str | None:
         """None while the kernel runs, else why it is gone. No engine call while it runs: the

@@ -195,6 +195,13 @@ class SandboxLifecycle:
             self.log.info("jupyter-sandbox: sandbox %s of %s ended: %s", sandbox_id, sandbox.model.owner, reason)
             self.registry.emit("status", sandbox)
 
+    def kernel_died(self, sandbox_id: str, reason: str) -> None:
+        """A notebook's kernel died in a sandbox that runs on (it is restarted): the panel says why."""
+        sandbox = self.registry.sandboxes.get(sandbox_id)
+        if sandbox is not None and sandbox.model.status == "running":
+            sandbox.model.status_reason = f"{reason}; the kernel was restarted"
+            self.registry.emit("status", sandbox)
+
     async def remove_idle(self, idle_for: float) -> list[str]:
         """Remove the sandboxes with no activity for ``idle_for`` seconds and no code running or
         queued, one by one; their ids."""

@@ -118,7 +118,7 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         self.kernels = KernelPlumbing(self.backend, self.registry.save, lambda: self.kernel_ready_timeout)
         self.files = FileTransfers(self.backend, lambda: self.max_file_transfers_per_user)
         self.lifecycle = SandboxLifecycle(self.backend, self.registry, self.kernels, self.server_id, self.log)
-        self.backend.on_exit = self.lifecycle.ended
+        self.backend.on_exit, self.backend.on_kernel_died = self.lifecycle.ended, self.lifecycle.kernel_died
         self.adoption = Adoption(self.backend, self.registry, self.kernels, self.log)
         self.pooled = PooledSandboxes(
             self.pool_size,

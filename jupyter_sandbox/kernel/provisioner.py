@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 # how long a restarted kernel may take to run the death notice (within its start time)
 NOTICE_TIMEOUT = 60.0
+CELL_TOLD_GRACE = 1.0  # seconds between a kernel's death being seen and the server restarting it
 
 
 class RunsOnManagerLoop(Protocol):
@@ -310,6 +311,9 @@ class SandboxProvisioner(KernelProvisionerBase):
             km = self.parent
             if km is not None and km.has_trait("reason"):
                 km.reason = reason  # jupyter_server shows it in the kernel's model
+            # the relay told the running cell why (running_cells.py): let that error reach the
+            # notebook before the restart's status, which makes JupyterLab drop the cell's replies
+            await asyncio.sleep(CELL_TOLD_GRACE)
         return 1
 
     async def wait(self) -> int | None:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from ..backends.base import OneShotResult
+from ..models import limit_text
 from .records import ExecutionRecord, parse_error
 
 TIMEOUT_EXIT_CODE = 124  # what coreutils' `timeout` returns
@@ -56,10 +57,11 @@ def settle(
         record.error = f"timed out after {job.timeout}s; the process was killed (exit code {TIMEOUT_EXIT_CODE})"
     elif oom or exit_code == KILL_EXIT_CODE:
         record.status, record.exit_code = "failed", KILL_EXIT_CODE
+        limit = limit_text(job.memory_mb * 1024**2, job.disk_mb * 1024**2)  # said as everywhere else
         record.error = (
-            f"out of memory: the process was killed at the memory limit of {job.memory_mb} MB"
+            f"out of memory: the process was killed at its limit ({limit})"
             if oom
-            else f"the process was killed (SIGKILL), most likely out of memory (memory limit {job.memory_mb} MB)"
+            else f"the process was killed (SIGKILL), most likely out of memory ({limit})"
         )
     elif report is not None:
         record.status, record.exit_code = "completed", exit_code

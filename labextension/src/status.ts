@@ -63,5 +63,8 @@ export class SandboxStatus extends Widget {
     this.node.title = kernelIsSandboxed(panel.sessionContext)
       ? `The sandbox this notebook's kernel runs in (where "Run cell in sandbox" runs too). Click to show it in the Sandboxes panel.`
       : `The sandbox of this notebook's kernel (used by "Run cell in sandbox" and %%sandbox). Click to show it in the Sandboxes panel.`;
+    if (sandbox?.status_reason) {
+      this.node.title += `\n${sandbox.status_reason}`; // e.g. its kernel died out of memory
+    }
   }
 }

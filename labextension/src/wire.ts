@@ -36,6 +36,8 @@ export interface ISandbox {
    * sessions; null when no open notebook holds that kernel.
    */
   notebook_path: string | null;
+  /** Its memory limit as set, said as in cells and the CLI: "1 GiB of memory plus 512 MiB of disk". */
+  limit: string;
 }
 
 /** What a sandbox is made of (jupyter_sandbox.models.SandboxSpec). Sizes in bytes. */

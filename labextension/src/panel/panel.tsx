@@ -329,9 +329,9 @@ class SandboxList extends ReactWidget {
     const upload = this.uploads.get(s.id);
     const logs = this.logs.get(s.id);
     const contexts = s.contexts.map(c => `${c.language} (${c.id})`).join(', ') || 'none';
-    // of the memory asked for (the engine's limit may add room for the in-memory disk)
+    // of the memory asked for; the limit said as in cells and the CLI (the disk is held in memory too)
     const memory = `${stats ? formatBytes(stats.memory_used) : '-'} / ${formatBytes(s.spec.memory)}`;
-    const memoryTitle = stats ? `The container's own limit: ${formatBytes(stats.memory_limit)}` : undefined;
+    const memoryTitle = `Limit: ${s.limit}`;
     return (
       <div className="jp-SandboxItem-body">
         <div className="jp-SandboxItem-actions" role="toolbar" aria-label={`Actions on ${s.name}`}>
