@@ -158,7 +158,8 @@ def test_the_launcher_peer_fits_only_iopub_messages():
 def test_the_launcher_is_shipped_with_the_codec_in_one_command_line():
     command = kernel_relay.launcher_command("start", sys.executable)
     assert command[:3] == [sys.executable, "-I", "-c"] and command[4] == "start"
-    assert programs.source("frames") in command[3] or repr(programs.source("frames")) in command[3]
+    shipped = kernel_relay._without_docstring(programs.source("frames"))  # (same line numbers, shorter)
+    assert repr(shipped) in command[3]
     assert len(command[3].encode()) < 128 * 1024  # Linux's MAX_ARG_STRLEN: one argument's limit
     # a bad request: the shipped launcher answers with an exited event, encoded by the shipped codec
     done = subprocess.run(command, input=b"{}\n", capture_output=True, timeout=30)

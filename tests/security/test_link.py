@@ -23,9 +23,10 @@ import ctypes, errno, os, signal, struct
 libc = ctypes.CDLL(None, use_errno=True)
 
 def launcher_pid():
-    # the kernel's parent, and a launcher by its command line (python -I -c <its source> start)
+    # the kernel's parent, and a launcher by its command line (python -I -c <its bootstrap> start),
+    # which registers the codec under the module name the launcher imports
     pid = os.getppid()
-    assert b'Kernel launcher and relay' in open(f'/proc/{pid}/cmdline', 'rb').read()
+    assert b"ModuleType('jsbx_frames')" in open(f'/proc/{pid}/cmdline', 'rb').read()
     return pid
 
 def outcome(attempt):
