@@ -449,7 +449,11 @@ def test_stopping_a_server_removes_the_sandboxes_made_through_it(hub: Any, clean
 
     client = docker.from_env()
     try:
-        left = client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}.sandbox={through.json()['id']}"})
+        # the list drops it first; its container goes once the engine has removed it
+        label = f"{LABEL_PREFIX}.sandbox={through.json()['id']}"
+        deadline = time.monotonic() + 60
+        while (left := client.containers.list(all=True, filters={"label": label})) and time.monotonic() < deadline:
+            time.sleep(1)
         assert left == []
     finally:
         client.close()
