@@ -4,11 +4,11 @@ backend's own (ipykernel, with the server's extras); the others start as their k
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 
 from ..errors import InvalidInput
 from . import programs
+from .docker_files import program_answer
 
 # a kernelspec's argv (with {connection_file}) and env
 KernelCommand = tuple[list[str], dict[str, str]]
@@ -26,13 +26,13 @@ class KernelLanguages:
         """``{language: (argv, env)}`` of the sandbox's kernels besides Python's ({} when it has none)."""
         if sandbox_id not in self._found:
             code, out, _ = await self._run(sandbox_id, [self._python(), "-I", "-c", programs.source("kernelspecs")])
-            try:
-                found = json.loads(out) if code == 0 else {}
-            except ValueError:
-                found = {}
             # a sandbox whose image has no such program's python: no other languages, said once
-            specs = found.items() if isinstance(found, dict) else []
-            self._found[sandbox_id] = {str(k): (list(v["argv"]), dict(v["env"])) for k, v in specs}
+            found = program_answer(out, dict, "its kernelspecs") if code == 0 else {}
+            self._found[sandbox_id] = {
+                str(language): ([str(a) for a in spec["argv"]], {str(k): str(v) for k, v in spec["env"].items()})
+                for language, spec in found.items()
+                if _is_command(spec)  # (what a program in the sandbox prints is checked, not trusted)
+            }
         return self._found[sandbox_id]
 
     async def command(self, sandbox_id: str, language: str) -> KernelCommand:
@@ -48,3 +48,12 @@ class KernelLanguages:
 
     def forget(self, sandbox_id: str) -> None:
         self._found.pop(sandbox_id, None)
+
+
+def _is_command(spec: object) -> bool:
+    return (
+        isinstance(spec, dict)
+        and isinstance(spec.get("argv"), list)
+        and bool(spec["argv"])
+        and isinstance(spec.get("env"), dict)
+    )
