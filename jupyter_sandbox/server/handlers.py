@@ -85,6 +85,14 @@ def not_authenticated() -> Forbidden:
     )
 
 
+def refuse_upgrade(handler: JupyterHandler, e: SandboxError) -> None:
+    """A websocket route's answer to a request it refuses before the upgrade: the error as JSON."""
+    handler.log.warning("jupyter-sandbox: %s %s -> %s %s", handler.request.method, handler.request.path, e.status, e)
+    handler.set_status(e.status, e.reason)
+    handler.set_header("Content-Type", "application/json")
+    handler.finish(json.dumps(e.to_dict()))
+
+
 class SandboxAPIHandler(APIHandler):
     """Base: owner from jupyter_server's identity, JSON bodies, project errors -> HTTP."""
 

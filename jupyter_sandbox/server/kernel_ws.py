@@ -44,7 +44,7 @@ from tornado import web, websocket
 from ..core.manager import SandboxManager
 from ..errors import Conflict, InvalidInput, SandboxError
 from ..models import SandboxModel, SandboxRequest
-from .handlers import AUTH_RESOURCE, SandboxAPIHandler, api_path, authorized_to, owner_of
+from .handlers import AUTH_RESOURCE, SandboxAPIHandler, api_path, authorized_to, owner_of, refuse_upgrade
 
 # jupyter_server's (de)serialisers of a message with buffers as one binary frame, typed
 serialize_binary_message = cast("Callable[[dict[str, Any]], bytes]", ws_protocol.serialize_binary_message)
@@ -119,10 +119,7 @@ class KernelChannelsHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketH
         try:
             info = manager.kernel_connection(owner, id_or_name)  # Conflict for an API sandbox
         except SandboxError as e:
-            self.log.warning("jupyter-sandbox: %s %s -> %s %s", self.request.method, self.request.path, e.status, e)
-            self.set_status(e.status, e.reason)
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps(e.to_dict()))
+            refuse_upgrade(self, e)
             return
         # jupyter_client's client knows the sockets' types and addresses; its channels are not started:
         # the raw sockets are read here, so that every message (comms, debug, completions) passes.

@@ -25,7 +25,7 @@ from tornado import web, websocket
 from ..backends.exec_stream import ExecStream
 from ..core.manager import SandboxManager
 from ..errors import InvalidInput, SandboxError
-from .handlers import AUTH_RESOURCE, api_path, authorized_to, owner_of
+from .handlers import AUTH_RESOURCE, api_path, authorized_to, owner_of, refuse_upgrade
 
 SHELL = ["/bin/bash", "-l"]
 DEFAULT_SIZE = (24, 80)  # rows, cols until the page says its size
@@ -64,10 +64,7 @@ class TerminalHandler(WebSocketMixin, JupyterHandler, websocket.WebSocketHandler
                 sandbox_id, SHELL, env={"TERM": "xterm-256color"}, pty=size, tag="terminal"
             )
         except SandboxError as e:
-            self.log.warning("jupyter-sandbox: %s %s -> %s %s", self.request.method, self.request.path, e.status, e)
-            self.set_status(e.status, e.reason)
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps(e.to_dict()))
+            refuse_upgrade(self, e)
             return
         await super().get(id_or_name)
 
