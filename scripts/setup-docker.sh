@@ -37,10 +37,13 @@ fi
 
 # gVisor as a runtime. --network=none: gVisor's own network stack cannot start on hosts whose
 # containers share the root network namespace (this one); sandboxes under runsc get no network.
+# experimental: `docker checkpoint`, which pause and resume use to keep a runsc sandbox's memory
+# (runsc checkpoints itself; runc would need CRIU, which cannot dump on this kernel).
 mkdir -p /etc/docker
 runsc_path=$(command -v runsc)
 wanted=$(cat <<JSON
 {
+  "experimental": true,
   "runtimes": {
     "runsc": {"path": "$runsc_path", "runtimeArgs": ["--network=none"]}
   }
@@ -55,8 +58,17 @@ fi
 
 if docker info >/dev/null 2>&1; then
     if [ "$changed" = 1 ]; then
-        log "reloading dockerd for its runtimes (/etc/docker/daemon.json changed)"
-        kill -HUP "$(cat /var/run/docker.pid)"
+        if [ "$(docker info --format '{{.ExperimentalBuild}}' 2>/dev/null)" != true ]; then
+            # experimental is read only at start: restart (this stops running containers; it
+            # happens once, when the file first asks for experimental)
+            log "restarting dockerd for experimental features (/etc/docker/daemon.json changed)"
+            kill "$(cat /var/run/docker.pid)"
+            for _ in $(seq 1 30); do [ -e /var/run/docker.pid ] || break; sleep 1; done
+            nohup setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &
+        else
+            log "reloading dockerd for its runtimes (/etc/docker/daemon.json changed)"
+            kill -HUP "$(cat /var/run/docker.pid)"
+        fi
         sleep 1
     else
         log "Docker engine already running with the runsc runtime"
