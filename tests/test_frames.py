@@ -139,6 +139,21 @@ def test_the_launchers_decoder_refuses_what_is_over_its_cap():
     ]
 
 
+def test_what_is_dropped_is_counted_in_the_text_s_bytes_not_its_json_escapes():
+    # lines end in "\n" (two bytes in JSON, one printed), quotes and "é" (\u00e9 in JSON, two
+    # bytes printed): the count is what the program printed and did not get through
+    session = Session(key=KEY)
+    line = 'row "é"\t' + "x" * 1000 + "\n"
+    text = line * 30_000
+    parts = signed(session, "stream", {"name": "stdout", "text": text})
+    pieces = cut_message(parts, KEY, iopub=True, most_text=10 * MiB)
+    messages = [unpack(session, piece) for piece in pieces]
+    sent = "".join(m["content"]["text"] for m in messages)
+    assert text.startswith(sent) and len(sent) < len(text)
+    dropped = messages[-1]["metadata"][DROPPED]
+    assert dropped == len(text.encode()) - len(sent.encode())
+
+
 def test_the_launcher_peer_fits_only_iopub_messages():
     session = Session(key=KEY)
     big = signed(session, "stream", {"name": "stdout", "text": "x" * (9 * MiB)})

@@ -343,7 +343,7 @@ def _stream_pieces(
     dropped = 0
     if most_text is not None and end - start > most_text:
         end = _cut_point(content_b, start + most_text, start)
-        dropped = len(content_b) - len(closing) - end  # what is left of the text, escapes and all
+        dropped = _text_bytes(content_b, end, len(content_b) - len(closing))
     while start < end:
         cut = end if end - start <= room else _cut_point(content_b, start + room, start)
         piece = b"".join((opening, text[start:cut], closing))
@@ -356,6 +356,19 @@ def _stream_pieces(
         pieces.append([*prefix, DELIMITER, _sign(key, frames), *frames])
         start = cut
     return pieces
+
+
+def _text_bytes(data: bytes, start: int, end: int, chunk: int = 1 << 20) -> int:
+    """The UTF-8 bytes of the text a JSON string's inside spells between ``start`` and ``end``
+    (escapes decoded: the figure a person reads as "bytes dropped"), a chunk at a time so that
+    tens of MB never take a second copy."""
+    size = 0
+    while start < end:
+        cut = end if end - start <= chunk else _cut_point(data, start + chunk, start)
+        text = json.loads(b'"' + bytes(data[start:cut]) + b'"')
+        size += len(text.encode("utf-8", "surrogatepass"))
+        start = cut
+    return size
 
 
 def _cut_point(data: bytes, pos: int, start: int) -> int:
