@@ -2,8 +2,9 @@
 
 Started as ``python -I -c <this source> rules-json``; ``rules-json`` is ``{"sandbox": id, "allow":
 [patterns], "deny": [patterns], "port": 3128, "hosts": {name[:port]: "ip[:port]"}}`` (``hosts`` is a
-test-only mapping used instead of DNS). A pattern is a host name, ``*.domain`` (any name under it,
-not the domain itself) or ``*`` (any name). Deny wins over allow.
+test-only mapping used instead of DNS; ``bind``, the address it listens on, is for tests too). A
+pattern is a host name, ``*.domain`` (any name under it, not the domain itself) or ``*`` (any name).
+Deny wins over allow.
 
 The sandbox reaches nothing but this proxy (an internal network), and the proxy takes only:
 - ``CONNECT name:port``, for an allowed name, after which the client's first bytes must be a TLS
@@ -222,7 +223,8 @@ async def serve(reader, writer):
 
 
 async def main():
-    server = await asyncio.start_server(serve, "0.0.0.0", int(RULES.get("port", 3128)), limit=HEAD_LIMIT)
+    address = RULES.get("bind", "0.0.0.0")  # (its container's every interface; a test binds loopback)
+    server = await asyncio.start_server(serve, address, int(RULES.get("port", 3128)), limit=HEAD_LIMIT)
     sys.stdout.write(
         "egress proxy for sandbox {}: allow {}, deny {}\n".format(
             RULES.get("sandbox", "?"), ", ".join(RULES.get("allow", [])) or "nothing", ", ".join(RULES.get("deny", []))
