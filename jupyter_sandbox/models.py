@@ -242,6 +242,8 @@ def _check(value: Any, hint: Any, name: str) -> Any:
         if len(alternatives) == 1:  # X | None: X's own message
             return _check(value, alternatives[0], name)
         for alternative in alternatives:
+            if isinstance(value, dict) and isinstance(alternative, type) and issubclass(alternative, RequestBody):
+                return _check(value, alternative, name)  # an object: its own shape's message, naming the field
             try:
                 return _check(value, alternative, name)
             except InvalidInput:
@@ -332,6 +334,7 @@ class NetworkRules(RequestBody):
     deny: list[str] | None = None
 
 
+_TYPE_WORDS[NetworkRules] = "an object of allow and deny lists"
 EGRESS_PATTERN = re.compile(
     r"^(\*|(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)$"
 )

@@ -81,7 +81,9 @@ class DockerEgress:
         assert spec.egress is not None
         backend = self.backend
         name = egress_name(sandbox_id)
-        owned = {f"{LABEL_PREFIX}.egress-of": sandbox_id, **{k: v for k, v in labels.items() if "managed" not in k}}
+        # whose it is, but not a sandbox: no "managed" or "sandbox" label (those find sandboxes to adopt or reap)
+        kept = {k: v for k, v in labels.items() if k not in (f"{LABEL_PREFIX}.managed", f"{LABEL_PREFIX}.sandbox")}
+        owned = {f"{LABEL_PREFIX}.egress-of": sandbox_id, **kept}
         subnet = await backend.engine.call(lambda c: self._make_network(c, sandbox_id, owned))
         proxy_ip = str(subnet.network_address + 2)
         rules = {
