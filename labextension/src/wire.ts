@@ -49,6 +49,8 @@ export interface ISandboxSpec {
   pids: number;
   disk: number;
   network: boolean;
+  /** with network, the allow-list its egress proxy enforces; null: unfiltered (issue 23) */
+  egress?: { allow: string[]; deny: string[] } | null;
   env: { [key: string]: string };
   /** default per-execution timeout in seconds */
   timeout: number | null;
