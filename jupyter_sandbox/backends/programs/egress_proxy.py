@@ -211,6 +211,8 @@ async def serve(reader, writer):
             await tunnel(reader, writer, target)
         else:
             await forward(reader, writer, method, target, version or "HTTP/1.1", headers)
+    except ValueError:  # a port that is no number
+        await answer(writer, "400 Bad Request", "a malformed request")
     except asyncio.LimitOverrunError:
         await answer(writer, "431 Request Header Fields Too Large", "request head too large")
     except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
