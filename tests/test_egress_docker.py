@@ -123,7 +123,8 @@ async def test_allow_lists_are_checked(jp_fetch):
 
     assert "IP addresses are never allowed" in (await refused({"allow": ["10.0.0.1"]}))["message"]
     assert (await refused({"allow": ["http://pypi.org"]}))["field"] == "network.allow"
-    assert (await refused({"allow": "pypi.org"}))["field"] == "network"
+    assert (await refused({"allow": "pypi.org"}))["field"] == "network.allow"
+    assert (await refused(["pypi.org"]))["field"] == "network"
     assert (await refused({"allow": ["pypi.org"], "block": []}))["field"] == "network.block"
     # gVisor here has no network at all: an allow-list is refused there, said plainly
     assert "runsc" in (await refused({"allow": ["pypi.org"]}, runtime="runsc"))["message"]

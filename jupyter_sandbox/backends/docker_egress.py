@@ -178,10 +178,10 @@ class DockerEgress:
         """What the sandbox's proxy refused (and its first line: the rules), "" without a proxy."""
         name = egress_name(sandbox_id)
         try:
-            text = (await self.backend.engine.call(lambda c: c.api.logs(name, tail=500))).decode(errors="replace")
+            found: bytes = await self.backend.engine.call(lambda c: c.api.logs(name, tail=500))
         except NotFound:
             return ""
-        return text
+        return found.decode(errors="replace")
 
     async def remove(self, sandbox_id: str) -> None:
         """The sandbox's proxy and network gone (nothing when it had none)."""
