@@ -80,7 +80,8 @@ export function formatPercent(value: number | null | undefined): string {
 /** The part of a sandbox's spec that says where it may connect (jupyter_sandbox.models.SandboxSpec). */
 export interface INetworkSpec {
   network: boolean;
-  egress?: { allow: string[]; deny: string[] } | null;
+  /** {allow, deny}; null: unfiltered */
+  egress?: { [key: string]: string[] } | null;
 }
 
 /** A sandbox's network in a few words: "none", "yes", or its allow-list (issue 23). */
@@ -91,8 +92,10 @@ export function networkText(spec: INetworkSpec): string {
   if (!spec.egress) {
     return 'yes';
   }
-  const allow = spec.egress.allow.length ? spec.egress.allow.join(', ') : 'nothing';
-  return spec.egress.deny.length ? `only ${allow}; not ${spec.egress.deny.join(', ')}` : `only ${allow}`;
+  const allowed = spec.egress.allow ?? [];
+  const denied = spec.egress.deny ?? [];
+  const allow = allowed.length ? allowed.join(', ') : 'nothing';
+  return denied.length ? `only ${allow}; not ${denied.join(', ')}` : `only ${allow}`;
 }
 
 /** The panel's tooltip on it: how the allow-list is enforced, and where refusals show. */
