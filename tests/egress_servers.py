@@ -14,10 +14,20 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+INDEX = Path(__file__).parent / "data" / "index"  # a package index (PEP 503) of one tiny wheel, jsbx-demo
 
 
-class Hello(http.server.BaseHTTPRequestHandler):
+class Hello(http.server.SimpleHTTPRequestHandler):
+    """Hello to any path but /simple/..., which is served from INDEX."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, directory=str(INDEX), **kwargs)
+
     def do_GET(self) -> None:
+        if self.path.startswith("/simple/"):
+            return super().do_GET()
         body = f"hello from {self.server.server_address[1]}: Host={self.headers.get('Host')}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))

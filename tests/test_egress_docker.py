@@ -128,3 +128,37 @@ async def test_allow_lists_are_checked(jp_fetch):
     assert (await refused({"allow": ["pypi.org"], "block": []}))["field"] == "network.block"
     # gVisor here has no network at all: an allow-list is refused there, said plainly
     assert "runsc" in (await refused({"allow": ["pypi.org"]}, runtime="runsc"))["message"]
+
+
+async def test_pip_installs_through_an_allowed_index(jp_fetch):
+    """pip honours the sandbox's HTTPS_PROXY: an index at an allowed name (HTTPS, through CONNECT;
+    --trusted-host for the test server's self-signed certificate) installs; the same index at a name
+    outside the allow-list does not."""
+    r = await fetch(jp_fetch, *API, method="POST", body=json.dumps({"network": ALLOW_LIST}))
+    assert r.code == 201, r.body
+    sid = body_of(r)["id"]
+    try:
+        pip = (
+            "import subprocess, sys\ndef pip(name):\n"
+            "    return subprocess.run([sys.executable, '-m', 'pip', 'install', '--target', '/home/user/pkgs', '--no-cache-dir',"
+            " '--retries', '0', '--timeout', '10', '--index-url', f'https://{name}/simple/', '--trusted-host', name,"
+            " 'jsbx-demo'], capture_output=True, text=True)\n"
+        )
+        await run(jp_fetch, sid, pip)
+        denied = await run(
+            jp_fetch, sid, "p = pip('unlisted.test'); (p.returncode, 'No matching distribution' in p.stderr)"
+        )
+        assert denied.text == "(1, True)", denied  # (the proxy's refusal is in the logs, below)
+        installed = await run(jp_fetch, sid, "p = pip('allowed.test'); p.returncode and p.stdout + p.stderr")
+        assert installed.text == "0", installed
+        assert (
+            await run(
+                jp_fetch,
+                sid,
+                "sys.path.append('/home/user/pkgs'); import jsbx_demo; jsbx_demo.ANSWER",
+            )
+        ).text == "42"
+        logs = body_of(await fetch(jp_fetch, *API, sid, "logs"))["container"]
+        assert "egress denied CONNECT unlisted.test:443" in logs
+    finally:
+        assert (await fetch(jp_fetch, *API, sid, method="DELETE")).code == 204
