@@ -5,7 +5,7 @@ For a sandbox whose spec has ``egress`` (``{"allow": [...], "deny": [...]}``):
   host interface has no address (``inhibit_ipv4``), so nothing on the host listens on it and the
   sandbox reaches no host service, and a /29 of ``DockerBackend.egress_subnets`` (the proxy at .2);
 - its proxy, the container ``jupyter-sandbox-egress-<id>`` (programs/egress_proxy.py, run from the
-  sandbox's image as nobody, read-only, no capability, small limits), on that network and on
+  server's default image as nobody, read-only, no capability, small limits), on that network and on
   ``DockerBackend.egress_network`` (the fenced jupyter-sandbox bridge) for its own way out;
 - the sandbox's container on the internal network only, with ``HTTP_PROXY``/``HTTPS_PROXY`` (both
   spellings, as pip, requests and curl read them) pointing at the proxy.
@@ -97,7 +97,7 @@ class DockerEgress:
 
         def make_proxy(c: EngineClient) -> str:
             container = c.containers.create(
-                spec.image or backend.default_image,
+                backend.default_image,  # the server's own image, never one a user picked: it enforces the rules
                 command=command,
                 name=name,
                 user=PROXY_USER,
