@@ -90,3 +90,14 @@ def test_e2b_network_rules():
     ):
         with pytest.raises(InvalidInput, match=message):
             e2b_network(True, rules)
+
+
+def test_a_kernelspec_may_ask_for_an_allow_list():
+    from jupyter_sandbox.kernel.provisioner import SandboxProvisioner
+    from jupyter_sandbox.models import NetworkRules
+
+    assert SandboxProvisioner(network={"allow": ["pypi.org"]})._spec().network == NetworkRules(allow=["pypi.org"])
+    assert SandboxProvisioner(network=True)._spec().network is True
+    assert SandboxProvisioner()._spec().network is None
+    with pytest.raises(InvalidInput, match="unknown field"):
+        SandboxProvisioner(network={"allowed": ["pypi.org"]})._spec()
