@@ -162,3 +162,31 @@ async def test_pip_installs_through_an_allowed_index(jp_fetch):
         assert "egress denied CONNECT unlisted.test:443" in logs
     finally:
         assert (await fetch(jp_fetch, *API, sid, method="DELETE")).code == 204
+
+
+def test_e2b_network_rules_are_the_allow_list(gateway, hellos, tmp_path, monkeypatch):
+    """E2B's SDK, unchanged: ``network={"allow_out": [...], "deny_out": [ALL_TRAFFIC]}`` is an allow-list."""
+    from e2b import ALL_TRAFFIC
+    from e2b_code_interpreter import Sandbox
+
+    from servers import JupyterServer
+
+    config = {
+        "SandboxManager": {"allow_network": True},
+        "DockerBackend": {"egress_network": "bridge", "egress_test_hosts": proxy_hosts(gateway, *hellos)},
+    }
+    with JupyterServer(tmp_path / "e2b", config=config) as server:
+        key = server.api("POST", "keys", json={"name": "egress"}).json()["key"]
+        monkeypatch.delenv("E2B_DEBUG", raising=False)
+        monkeypatch.setenv("E2B_API_URL", server.url + "sandbox/e2b/api")
+        monkeypatch.setenv("E2B_SANDBOX_URL", server.url + "sandbox/e2b/plane")
+        monkeypatch.setenv("E2B_API_KEY", key)
+        sandbox = Sandbox.create(network={"allow_out": ["allowed.test"], "deny_out": [ALL_TRAFFIC]}, timeout=120)
+        try:
+            sandbox.run_code(FETCH)
+            assert sandbox.run_code("fetch('http://allowed.test/')").text.startswith("ok hello")
+            assert sandbox.run_code("fetch('https://unlisted.test/')").text.startswith("refused")
+            spec = server.api("GET", f"sandboxes/{sandbox.sandbox_id}").json()["spec"]
+            assert spec["egress"] == {"allow": ["allowed.test"], "deny": []}
+        finally:
+            sandbox.kill()
