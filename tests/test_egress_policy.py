@@ -101,3 +101,14 @@ def test_a_kernelspec_may_ask_for_an_allow_list():
     assert SandboxProvisioner()._spec().network is None
     with pytest.raises(InvalidInput, match="unknown field"):
         SandboxProvisioner(network={"allowed": ["pypi.org"]})._spec()
+
+
+def test_the_clis_allow_option_asks_for_an_allow_list(tmp_path):
+    from test_cli import jupyter_sandbox
+
+    script = tmp_path / "s.py"
+    script.write_text("print(1)\n")
+    env = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "no-servers")}  # no server: an in-process manager answers
+    answer = jupyter_sandbox("exec", "--allow", "pypi.org", "--allow", "10.0.0.1", str(script), env=env)
+    assert answer.returncode != 0 and "network.allow takes host names" in answer.stderr, answer.stderr
+    assert "'10.0.0.1'" in answer.stderr
