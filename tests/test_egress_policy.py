@@ -112,3 +112,12 @@ def test_the_clis_allow_option_asks_for_an_allow_list(tmp_path):
     answer = jupyter_sandbox("exec", "--allow", "pypi.org", "--allow", "10.0.0.1", str(script), env=env)
     assert answer.returncode != 0 and "network.allow takes host names" in answer.stderr, answer.stderr
     assert "'10.0.0.1'" in answer.stderr
+
+
+def test_the_lists_network_column():
+    from jupyter_sandbox.cli_list import network_text
+
+    assert network_text({}) is None and network_text({"network": False}) == "none"
+    assert network_text({"network": True, "egress": None}) == "on"
+    assert network_text({"network": True, "egress": {"allow": ["pypi.org"], "deny": []}}) == "only pypi.org"
+    assert network_text({"network": True, "egress": {"allow": [], "deny": ["x.org"]}}) == "only nothing; not x.org"
