@@ -68,7 +68,7 @@ def proxy(tmp_path_factory):
         port = free_port()
         rules = {
             "sandbox": "sbx-test",
-            "allow": ["allowed.test", "*.allowed.test"],
+            "allow": ["allowed.test", "*.allowed.test", "localhost"],
             "deny": ["denied.test"],
             "port": port,
             "bind": "127.0.0.1",
@@ -143,3 +143,10 @@ def test_a_host_header_naming_another_host_is_refused(proxy):
     with socket.create_connection(("127.0.0.1", proxy[0]), timeout=20) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n")  # not a proxy request
         assert s.recv(4096).startswith(b"HTTP/1.1 400")
+
+
+def test_an_allowed_name_that_resolves_to_no_public_address_is_refused(proxy):
+    """A name pointed at this host (or the metadata address) is no way around the fence."""
+    http_port, https_port = proxy[2]
+    assert through(proxy, f"fetch('http://localhost:{http_port}/')") == "refused HTTPError 502"
+    assert through(proxy, f"fetch('https://localhost:{https_port}/')").startswith("refused")

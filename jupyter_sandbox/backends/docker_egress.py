@@ -130,7 +130,7 @@ class DockerEgress:
         import docker.types
 
         name = egress_name(sandbox_id)
-        found = c.api.networks(names=[name])
+        found = [n for n in c.api.networks(names=[name]) if n.get("Name") == name]  # (names= matches parts)
         if found:  # left by an earlier try: take its subnet
             subnet = found[0].get("IPAM", {}).get("Config") or c.api.inspect_network(name)["IPAM"]["Config"]
             return ipaddress.IPv4Network(subnet[0]["Subnet"])

@@ -73,7 +73,7 @@ async def resolve(host, port):
         address, _, mapped_port = mapped.partition(":")
         return address, int(mapped_port or port)
     infos = await asyncio.get_event_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    for info in infos:
+    for info in sorted(infos, key=lambda info: info[0] != socket.AF_INET):  # IPv4 first: its network has no IPv6
         address = info[4][0]
         if ipaddress.ip_address(address).is_global:
             return address, port
