@@ -606,6 +606,11 @@ class ExecApp(_Command):
     memory = Unicode("", help="Memory, e.g. 1G ('' = the default).").tag(config=True)
     timeout = Float(0, help="Seconds the script may run (0 = the server's default).").tag(config=True)
     network = Bool(False, help="Give the sandbox network access.").tag(config=True)
+    allow = List(
+        Unicode(),
+        help="A name the sandbox may reach through its egress proxy, e.g. pypi.org or *.pythonhosted.org "
+        "(repeatable; implies network, filtered to these names).",
+    ).tag(config=True)
     files = List(Unicode(), help="A file to send beside the script (repeatable; a symlink is refused).").tag(
         config=True
     )
@@ -620,6 +625,7 @@ class ExecApp(_Command):
         "file": "ExecApp.files",
         "dir": "ExecApp.dirs",
         "max-upload": "ExecApp.max_upload",
+        "allow": "ExecApp.allow",
     }
     flags = {"network": ({"ExecApp": {"network": True}}, "Give the sandbox network access.")}
 
@@ -668,7 +674,8 @@ class ExecApp(_Command):
             return input(request.prompt)
 
         try:
-            with Sandbox(network=self.network, timeout=self.timeout or None, **spec) as sandbox:
+            network: bool | dict[str, list[str]] = {"allow": list(self.allow)} if self.allow else self.network
+            with Sandbox(network=network, timeout=self.timeout or None, **spec) as sandbox:
                 sandbox.files.write(name, source)
                 for where, data in inputs.files:
                     sandbox.files.write(where, data)

@@ -36,6 +36,7 @@ class ListedSandbox:
     owner: str | None
     memory_used: int | None  # bytes now (None: not running, or unknown)
     memory_limit: int | None  # bytes it may use
+    network: str | None  # "none", "on", or its egress allow-list, "only pypi.org; not x.org" (issue 23)
     server: str  # the server's id (its label)
     server_state: str  # alive | gone | unknown (see _Leftovers.found)
     server_url: str | None  # the server that answered for it
@@ -96,6 +97,20 @@ def _approximately(size: int) -> str:
     return f"{size / 1024**2:.1f}M"
 
 
+def network_text(spec: dict[str, Any]) -> str | None:
+    """A spec's network as the panel says it: none, on, or its allow-list (None: unknown)."""
+    if "network" not in spec:
+        return None
+    egress = spec.get("egress")
+    if not spec["network"]:
+        return "none"
+    if not egress:
+        return "on"
+    allow = ", ".join(egress.get("allow") or []) or "nothing"
+    deny = ", ".join(egress.get("deny") or [])
+    return f"only {allow}; not {deny}" if deny else f"only {allow}"
+
+
 def _memory(row: ListedSandbox) -> str:
     if row.memory_limit is None:
         return "-"
@@ -137,6 +152,7 @@ class ListApp(_Leftovers):
                     owner=labels.get(f"{LABEL_PREFIX}.owner") or None,
                     memory_used=said.get("memory_used"),
                     memory_limit=spec.get("memory"),
+                    network=network_text(spec),
                     server=labels.get(f"{LABEL_PREFIX}.server", "?"),
                     server_state=state,
                     server_url=said.get("server_url"),
@@ -152,11 +168,17 @@ class ListApp(_Leftovers):
         if not rows:
             print("no sandboxes")
             return
-        print(f"{'SANDBOX':<20} {'NAME':<24} {'NOTEBOOK':<30} {'MEMORY':<16} {'OWNER':<12} {'SERVER':<22} STATE")
+        print(
+            f"{'SANDBOX':<20} {'NAME':<24} {'NOTEBOOK':<30} {'MEMORY':<16} {'NETWORK':<24} {'OWNER':<12} "
+            f"{'SERVER':<22} STATE"
+        )
         for row in rows:
             # a kernel's sandbox whose notebook no session names: the kernel says which one it is
             notebook = row.notebook or (f"kernel {row.kernel_id[:8]}" if row.kernel_id else "-")
+            network = row.network or "-"
+            network = network if len(network) <= 24 else network[:23] + "…"  # (all of it in --json)
             print(
-                f"{row.id:<20} {row.name or '-':<24} {notebook:<30} {_memory(row):<16} {row.owner or '-':<12} "
+                f"{row.id:<20} {row.name or '-':<24} {notebook:<30} {_memory(row):<16} {network:<24} "
+                f"{row.owner or '-':<12} "
                 f"{row.server:<22} server {row.server_state}"
             )

@@ -242,6 +242,8 @@ def _check(value: Any, hint: Any, name: str) -> Any:
         if len(alternatives) == 1:  # X | None: X's own message
             return _check(value, alternatives[0], name)
         for alternative in alternatives:
+            if isinstance(value, dict) and isinstance(alternative, type) and issubclass(alternative, RequestBody):
+                return _check(value, alternative, name)  # an object: its own shape's message, naming the field
             try:
                 return _check(value, alternative, name)
             except InvalidInput:
@@ -324,6 +326,43 @@ class RequestBody:
 
 
 @dataclass
+class NetworkRules(RequestBody):
+    """``network`` as an egress allow-list (issue 23): names the sandbox may reach through its
+    filtering proxy (``pypi.org``, ``*.pythonhosted.org``, ``*``), and names it may not (deny wins)."""
+
+    allow: list[str] | None = None
+    deny: list[str] | None = None
+
+
+_TYPE_WORDS[NetworkRules] = "an object of allow and deny lists"
+EGRESS_PATTERN = re.compile(
+    r"^(\*|(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)$"
+)
+
+
+def egress_patterns(patterns: list[str] | None, name: str) -> list[str]:
+    """Host name patterns checked and lowercased: a name, ``*.domain`` or ``*``; never an IP address
+    (a raw IP never gets through the proxy, so a rule naming one could only mislead)."""
+    out: list[str] = []
+    for pattern in patterns or []:
+        text = pattern.strip().lower().rstrip(".")
+        last = text.rsplit(".", 1)[-1]
+        if not EGRESS_PATTERN.match(text) or len(text) > 253 or (last.isdigit() and text != "*"):
+            raise InvalidInput(
+                f"{name} takes host names, '*.domain' or '*', not {pattern[:80]!r} (IP addresses are never allowed)",
+                field=name,
+            )
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def egress_covers(most: str, pattern: str) -> bool:
+    """Whether the allow-list pattern ``most`` allows every name ``pattern`` does."""
+    return most in ("*", pattern) or (most.startswith("*.") and pattern != "*" and pattern.endswith(most[1:]))
+
+
+@dataclass
 class SpecRequest(RequestBody):
     """A sandbox's resources as asked for; absent (or null) means the server's default."""
 
@@ -332,7 +371,7 @@ class SpecRequest(RequestBody):
     cpus: float | None = None
     pids: int | None = None
     disk: str | int | None = None
-    network: bool | None = None
+    network: bool | NetworkRules | None = None  # true, false, or an egress allow-list
     env: dict[str, str] | None = None
     timeout: float | None = None
     runtime: str | None = None
@@ -675,6 +714,9 @@ class SandboxSpec:
     timeout: float | None = 300.0  # default per-execution timeout in seconds
     runtime: str | None = None  # None: the backend's default (runc); "runsc" for gVisor
     metadata: dict[str, str] = field(default_factory=dict)
+    # With network: None reaches anywhere the fenced network does; else {"allow": [...], "deny":
+    # [...]}, enforced by a filtering proxy (issue 23)
+    egress: dict[str, list[str]] | None = None
 
     @classmethod
     def from_request(cls, request: SpecRequest) -> SandboxSpec:
@@ -694,7 +736,13 @@ class SandboxSpec:
             spec.cpus = _at_least(request.cpus, "cpus", 0.01)
         if request.pids is not None:
             spec.pids = int(_at_least(request.pids, "pids", 16))
-        if request.network is not None:
+        if isinstance(request.network, NetworkRules):
+            spec.network = True
+            spec.egress = {
+                "allow": egress_patterns(request.network.allow, "network.allow"),
+                "deny": egress_patterns(request.network.deny, "network.deny"),
+            }
+        elif request.network is not None:
             spec.network = request.network
         if request.timeout is not None:
             spec.timeout = _at_least(request.timeout, "timeout", 0.1)
@@ -852,6 +900,7 @@ class ServerConfig:
     max_upload_size: int  # the largest request body; an upload is also held to the sandbox's disk
     # "server": this server runs the sandboxes; "hub": it forwards to the JupyterHub sandbox service
     mode: str = "server"
+    network_allow_max: list[str] = field(default_factory=list)  # names any allow-list may hold (empty: any)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

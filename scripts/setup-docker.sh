@@ -18,8 +18,8 @@ fence_sandbox_network() {
         return 0
     fi
     rule() { iptables -C "$@" 2>/dev/null || iptables -I "$@"; }
-    rule INPUT -i jsbx0 -j DROP
-    rule DOCKER-USER -i jsbx0 -d 169.254.0.0/16 -j DROP
+    rule INPUT -i jsbx+ -j DROP  # jsbx0, and each allow-listed sandbox's own network (jsbx<hash>)
+    rule DOCKER-USER -i jsbx+ -d 169.254.0.0/16 -j DROP
     log "jupyter-sandbox network fenced: no host services, no 169.254.0.0/16"
 }
 

@@ -330,13 +330,14 @@ def test_list_shows_names_notebooks_memory_and_json(docker_ready, tmp_path):
             "alive",
         )
         assert mine["memory_limit"] == 256 * 1024**2 and 0 < mine["memory_used"] < mine["memory_limit"]
+        assert mine["network"] == "none"
         (kernels,) = [row for row in rows.values() if row["kernel_id"] == kernel_id]
         assert kernels["notebook"] == "work/report.ipynb", kernels
 
         table = jupyter_sandbox("list", env=env)
         assert table.returncode == 0, table.stderr
         header, *lines = table.stdout.splitlines()
-        assert header.split()[:4] == ["SANDBOX", "NAME", "NOTEBOOK", "MEMORY"]
+        assert header.split()[:5] == ["SANDBOX", "NAME", "NOTEBOOK", "MEMORY", "NETWORK"]
         line = next(line for line in lines if line.startswith(made["id"]))
         assert " analysis " in line and "/256M" in line and line.endswith("server alive")
         assert any("work/report.ipynb" in line for line in lines), table.stdout

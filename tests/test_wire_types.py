@@ -135,8 +135,9 @@ def ts_types(hint: Any) -> set[str]:
         (item,) = ts_types(args[0])
         return {f"{item}[]"}
     if origin is dict:
-        assert args == (str, str), hint
-        return {"{[key:string]:string}"}
+        assert args[0] is str, hint
+        (value,) = ts_types(args[1])
+        return {f"{{[key:string]:{value}}}"}
     if hint in INTERFACE_OF:
         return {INTERFACE_OF[hint]}
     simple = {str: "string", int: "number", float: "number", bool: "boolean"}

@@ -196,6 +196,9 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
     isolation = ""  # one sentence for the sandbox model: what this backend isolates
     python: str  # the Python command in its sandboxes: each backend's own configurable trait
 
+    # Whether it enforces a spec's egress allow-list (``spec.egress``: names through a filtering proxy)
+    filters_egress = False
+
     default_image = Unicode("jupyter-sandbox:latest", help="Image for sandboxes that name none.").tag(config=True)
     max_commands = Int(
         64, help="Most commands (E2B's process service) running at once in one sandbox; beyond it a start is a 429."

@@ -47,6 +47,7 @@ from .base import (
 )
 from .dir_watch import DirWatch
 from .docker_containers import IDENTITY_ENV, SANDBOX_BRIDGE, SANDBOX_NETWORK, DockerContainers
+from .docker_egress import DockerEgress
 from .docker_engine import DockerEngine, engine_available, engine_problem
 from .docker_exec import DockerProcesses
 from .docker_files import DockerFiles
@@ -64,6 +65,7 @@ class DockerBackend(SandboxBackend):
     """Hardened containers: no network unless asked, read-only root, no capabilities."""
 
     name = "docker"
+    filters_egress = True
     isolation = (
         "Docker container: own filesystem (read-only root, size-capped tmpfs), no network unless asked, "
         "kernels as a non-root user with no capabilities, no-new-privileges, a seccomp profile, "
@@ -124,6 +126,18 @@ class DockerBackend(SandboxBackend):
         "also keeps it from the host's own services and the cloud metadata address (iptables).",
     ).tag(config=True)
     extra_labels = Dict(help="Labels added to every container.").tag(config=True)
+    # -- the egress allow-list's proxies (docker_egress.py)
+    egress_network = Unicode(
+        SANDBOX_NETWORK, help="The network the egress proxies reach out through (the fenced jupyter-sandbox one)."
+    ).tag(config=True)
+    egress_subnets = Unicode(
+        "10.213.0.0/16", help="Where each sandbox with an allow-list takes the /29 of its own internal network."
+    ).tag(config=True)
+    egress_test_hosts = Dict(
+        Unicode(),
+        help="Test only: names the egress proxies resolve without DNS, {'name' or 'name:port': 'ip' or 'ip:port'} "
+        "(tests point allowed.test and denied.test at HTTP servers of their own).",
+    ).tag(config=True)
     python = Unicode("python", help="Python command in the image that has ipykernel.").tag(config=True)
     engine_threads = Int(
         16, help="Threads for calls to the Docker engine (its own pool: a slow call never holds the event loop)."
@@ -152,6 +166,7 @@ class DockerBackend(SandboxBackend):
         self.one_shots = DockerOneShots(self)
         self.usage = DockerStats(self)
         self.processes = DockerProcesses(self)
+        self.egress = DockerEgress(self)
         self._container_ids: dict[str, str] = {}  # sandbox id -> container id
         self._specs: dict[str, SandboxSpec] = {}
 
@@ -206,6 +221,9 @@ class DockerBackend(SandboxBackend):
             spec.cpus,
             spec.network,
         )
+        if spec.egress is not None:  # behind a proxy of its own (checked first: runsc has no network here)
+            await self.containers.check_runtime(options["runtime"], network=True)
+            options.update(await self.egress.prepare(sandbox_id, spec, labels))
         making = asyncio.ensure_future(
             self.containers.create(f"jupyter-sandbox-{sandbox_id}", image, ["sleep", "infinity"], options)
         )
@@ -246,10 +264,12 @@ class DockerBackend(SandboxBackend):
         self.kernelspecs.forget(sandbox_id)
         cid = self._container_ids.pop(sandbox_id, None) or f"jupyter-sandbox-{sandbox_id}"
         await self.kernels.drop_all(sandbox_id)
-        self._specs.pop(sandbox_id, None)
+        spec = self._specs.pop(sandbox_id, None)
         self.usage.forget(sandbox_id)
         self.kernels.forget_ended(sandbox_id)
         await self.engine.remove_container(cid)
+        if spec is None or spec.egress is not None:
+            await self.egress.remove(sandbox_id)
 
     async def list_existing(self, labels: dict[str, str] | None = None) -> list[dict[str, str]]:
         filters = [f"{LABEL_PREFIX}.managed=true"] + [f"{k}={v}" for k, v in (labels or {}).items()]
@@ -259,7 +279,11 @@ class DockerBackend(SandboxBackend):
     async def logs(self, sandbox_id: str, kernel_ids: list[str]) -> dict[str, Any]:
         cid = self.container_id(sandbox_id)
         # The container's own output (its init and `sleep`): engine-level trouble shows here.
-        text = (await self.engine.call(lambda c: c.api.logs(cid, tail=1000))).decode(errors="replace")[-LOG_LIMIT:]
+        text = (await self.engine.call(lambda c: c.api.logs(cid, tail=1000))).decode(errors="replace")
+        spec = self._specs.get(sandbox_id)
+        if spec is not None and spec.egress is not None:  # what its egress proxy refused
+            text += await self.egress.denials(sandbox_id)
+        text = text[-LOG_LIMIT:]
         return {
             "container": text,
             "kernels": {k: (await self.kernel_log(sandbox_id, k))[-LOG_LIMIT:] for k in kernel_ids},

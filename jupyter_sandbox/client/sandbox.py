@@ -26,6 +26,7 @@ from ..models import (
     Execution,
     InputReply,
     InputRequest,
+    NetworkRules,
     OutputMessage,
     SandboxModel,
     SandboxRequest,
@@ -142,7 +143,7 @@ class AsyncSandbox:
         image: str | None = None,
         memory: str | int | None = None,
         cpus: float | None = None,
-        network: bool = False,
+        network: bool | dict[str, list[str]] = False,
         env: dict[str, str] | None = None,
         timeout: float | None = None,
         server_url: str | None = None,
@@ -151,14 +152,15 @@ class AsyncSandbox:
         kernel_id: str | None = None,
         _connection: Connection | None = None,
     ) -> AsyncSandbox:
-        """A new sandbox. ``kernel_id`` ties it to a notebook kernel of the server (removed with it)."""
+        """A new sandbox. ``kernel_id`` ties it to a notebook kernel of the server (removed with it);
+        ``network`` may be an egress allow-list, ``{"allow": ["pypi.org"], "deny": [...]}``."""
         connection = _connection or await _connect(server_url, token)
         request = SandboxRequest(
             name=name,
             image=image,
             memory=memory,
             cpus=cpus,
-            network=network or None,
+            network=NetworkRules.parse(network, where="network") if isinstance(network, dict) else network or None,
             env=env,
             timeout=timeout,
             kernel_id=kernel_id,
@@ -374,7 +376,7 @@ class Sandbox:
         image: str | None = None,
         memory: str | int | None = None,
         cpus: float | None = None,
-        network: bool = False,
+        network: bool | dict[str, list[str]] = False,
         env: dict[str, str] | None = None,
         timeout: float | None = None,
         server_url: str | None = None,

@@ -22,10 +22,13 @@ from ..errors import InvalidInput, QuotaExceeded
 from ..models import (
     ConfigDefaults,
     ConfigMaximums,
+    NetworkRules,
     SandboxModel,
     SandboxSpec,
     ServerConfig,
     SpecRequest,
+    egress_covers,
+    egress_patterns,
     format_size,
     parse_size,
 )
@@ -133,6 +136,21 @@ class SpecPolicy(HasTraits):
     allowed_images = List(Unicode(), help="Images sandboxes may use; empty allows only the default image.").tag(
         config=True
     )
+    # -- the egress allow-list (issue 23): on a backend that filters egress (Docker)
+    network_allow_max = List(
+        Unicode(),
+        help="The names sandboxes may ever be allowed to reach, e.g. ['pypi.org', '*.pythonhosted.org'] "
+        "('*.domain': any name under it; '*': any). Empty: any name. When set, every sandbox with network "
+        "goes through the filtering proxy: `network: true` gets network_allow_default, else this list.",
+    ).tag(config=True)
+    network_allow_default = List(
+        Unicode(),
+        help="The allow-list of a sandbox that asks for `network: true` (empty: unfiltered network, unless "
+        "network_allow_max or network_deny_always is set).",
+    ).tag(config=True)
+    network_deny_always = List(
+        Unicode(), help="Names no sandbox may reach, added to every sandbox's deny list (its network filtered)."
+    ).tag(config=True)
     default_runtime = Unicode("", help="Runtime for sandboxes that ask for none ('' = backend default).").tag(
         config=True
     )
@@ -181,7 +199,11 @@ class SpecPolicy(HasTraits):
         """Fill defaults and enforce ``owner``'s maxima (InvalidInput names the field)."""
         limits = self.limits_for(owner)
         if isinstance(data, SandboxSpec):
-            request = SpecRequest(**data.to_dict())
+            given = data.to_dict()
+            egress = given.pop("egress", None)
+            request = SpecRequest(**given)
+            if egress is not None:
+                request.network = NetworkRules(**egress)
         elif isinstance(data, SpecRequest):
             request = data
         else:
@@ -212,12 +234,39 @@ class SpecPolicy(HasTraits):
             )
         if spec.network and not limits.allow_network:
             raise InvalidInput("this server does not allow sandboxes with network access", field="network")
+        if spec.network:
+            self._filter_egress(spec)
         if spec.image is None:
             spec.image = self.backend.default_image
         images = self.images_for(limits)
         if spec.image not in images:
             raise InvalidInput(f"image {spec.image!r} is not allowed; allowed: {', '.join(images)}", field="image")
         return spec
+
+    def _filter_egress(self, spec: SandboxSpec) -> None:
+        """``spec.egress`` as this server's config makes it: the default allow-list for `network: true`,
+        the names always denied added, each allowed pattern within ``network_allow_max``."""
+        most = egress_patterns(self.network_allow_max, "network_allow_max")
+        always = egress_patterns(self.network_deny_always, "network_deny_always")
+        if spec.egress is None:
+            default = egress_patterns(self.network_allow_default, "network_allow_default")
+            if not (default or most or always):
+                return  # unfiltered, as before the allow-list existed
+            spec.egress = {"allow": default or most or ["*"], "deny": []}
+        if most:
+            beyond = [p for p in spec.egress["allow"] if not any(egress_covers(m, p) for m in most)]
+            if beyond:
+                raise InvalidInput(
+                    f"network.allow: {', '.join(beyond)} is beyond what this server allows ({', '.join(most)})",
+                    field="network.allow",
+                )
+        spec.egress["deny"] += [p for p in always if p not in spec.egress["deny"]]
+        if not self.backend.filters_egress:
+            raise InvalidInput(
+                f"the {self.backend.name} backend cannot filter a sandbox's network by name; ask for network "
+                "true or false",
+                field="network",
+            )
 
     def describe(self, max_upload_size: int, owner: str | None = None) -> ServerConfig:
         """What a create form needs: this server's defaults, ``owner``'s maxima and images, the backend
@@ -248,6 +297,7 @@ class SpecPolicy(HasTraits):
             ),
             allow_network=limits.allow_network,
             max_upload_size=max_upload_size,
+            network_allow_max=egress_patterns(self.network_allow_max, "network_allow_max"),
         )
 
     def check_quota(

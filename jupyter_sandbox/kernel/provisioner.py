@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar, cast
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
-from traitlets import Bool, Dict, Float, Int, Unicode
+from traitlets import Bool, Dict, Float, Int, Unicode, Union
 
 from ..backends import programs
 from ..core.current import running
@@ -38,7 +38,7 @@ from ..core.replies import reply_to
 from ..embedded import embedded_manager
 from ..errors import NotFound, SandboxError
 from ..host_files import gather_folder
-from ..models import SpecRequest, parse_size
+from ..models import NetworkRules, SpecRequest, parse_size
 from .remote import KernelHost, ServiceKernelHost, service_settings
 
 T = TypeVar("T")
@@ -116,7 +116,12 @@ class SandboxProvisioner(KernelProvisionerBase):
     disk = Unicode(None, allow_none=True, help="Size of the writable working directory (None: default).").tag(
         config=True
     )
-    network = Bool(False, help="Whether the kernel gets network access (if the server allows it).").tag(config=True)
+    network = Union(
+        [Bool(), Dict()],
+        default_value=False,
+        help="Whether the kernel gets network access (if the server allows it), or an egress allow-list "
+        '{"allow": ["pypi.org", "*.pythonhosted.org"], "deny": [...]}.',
+    ).tag(config=True)
     runtime = Unicode(None, allow_none=True, help="'runc' or 'runsc' (gVisor); None: the server's default.").tag(
         config=True
     )
@@ -189,7 +194,9 @@ class SandboxProvisioner(KernelProvisionerBase):
             cpus=self.cpus,
             pids=self.pids,
             disk=self.disk,
-            network=self.network or None,
+            network=NetworkRules.parse(self.network, where="network")
+            if isinstance(self.network, dict)
+            else self.network or None,
             runtime=self.runtime,
             env=dict(self.env) or None,
         )

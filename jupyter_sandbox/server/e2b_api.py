@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import math
 import time
 from datetime import datetime, timezone
@@ -48,10 +49,51 @@ DEFAULT_TIMEOUT = 300  # seconds, when create says none (the SDKs always do)
 CLIENT_ID = "jupyter-sandbox"
 MAX_PAGE = 100
 NO_DEADLINE = "9999-12-31T00:00:00Z"  # endAt of a sandbox without one (E2B's shape has no "never")
-UNSUPPORTED_OPTIONS = ("autoPause", "autoPauseMemory", "autoResume", "network", "mcp", "iam", "volumeMounts")
+UNSUPPORTED_OPTIONS = ("autoPause", "autoPauseMemory", "autoResume", "mcp", "iam", "volumeMounts")
 # ``network`` options that state what is true here already: a sandbox has no public URL, only the
 # data plane, which asks for its access token (also as E2B-Traffic-Access-Token)
 NETWORK_AS_IT_IS = {"allowPublicTraffic": False}
+ALL_TRAFFIC = "0.0.0.0/0"  # E2B's ALL_TRAFFIC, the one address rule that maps onto the allow-list
+
+
+def e2b_network(allow_internet_access: bool | None, network: Any) -> bool | dict[str, list[str]] | None:
+    """E2B's ``allow_internet_access`` and ``network: {allowOut, denyOut}`` as the spec's ``network``
+    (issue 23): ``denyOut: [ALL_TRAFFIC]`` with names in ``allowOut`` is an allow-list; allowOut
+    without denying all traffic allows everything (E2B's allow wins over deny, and nothing is
+    denied). Addresses have no place in either (the proxy passes names, never an IP)."""
+    if network is not None and not isinstance(network, dict):
+        raise InvalidInput("network must be an object", field="network")
+    rules = dict(network or {})
+    if rules.pop("allowPublicTraffic", False) is not False:
+        raise InvalidInput(
+            "network other than allow_public_traffic=False is not supported by this server (sandboxes here have "
+            "no public URL)",
+            field="network",
+        )
+    allow_out, deny_out = rules.pop("allowOut", None) or [], rules.pop("denyOut", None) or []
+    if rules:
+        raise InvalidInput(f"network.{sorted(rules)[0]} is not supported by this server", field="network")
+    for name, entries in (("allowOut", allow_out), ("denyOut", deny_out)):
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            raise InvalidInput(f"network.{name} must be a list of strings", field=f"network.{name}")
+    addresses = [e for e in allow_out if _is_address(e)] + [e for e in deny_out if e != ALL_TRAFFIC]
+    if addresses:
+        raise InvalidInput(
+            f"network: {addresses[0]} is an address; this server filters egress by name (allowOut takes names, "
+            f"denyOut only {ALL_TRAFFIC}) and never lets a raw IP through",
+            field="network",
+        )
+    if allow_internet_access is False or not deny_out:
+        return allow_internet_access
+    return {"allow": allow_out, "deny": []}
+
+
+def _is_address(entry: str) -> bool:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+        return True
+    except ValueError:
+        return False
 
 
 def e2b_api_path(*parts: str) -> str:
@@ -221,19 +263,12 @@ class SandboxesHandler(E2BApiHandler):
     async def post(self) -> None:
         body = E2BNewSandbox.parse(self.json_body())
         for option in UNSUPPORTED_OPTIONS:
-            value = getattr(body, option)
-            if option == "network" and isinstance(value, dict) and value.items() <= NETWORK_AS_IT_IS.items():
-                continue
-            if value not in (None, False, {}, []):
-                but = (
-                    " other than allow_public_traffic=False (sandboxes here have no public URL)"
-                    if option == "network"
-                    else ""
-                )
-                raise InvalidInput(f"{option}{but} is not supported by this server", field=option)
+            if getattr(body, option) not in (None, False, {}, []):
+                raise InvalidInput(f"{option} is not supported by this server", field=option)
+        network = e2b_network(body.allow_internet_access, body.network)
         timeout = check_seconds(DEFAULT_TIMEOUT if body.timeout is None else body.timeout, "timeout")
         image = _template_image(body.templateID, self.sandbox_app.e2b_templates)
-        spec = {"image": image, "env": body.envVars, "metadata": body.metadata, "network": body.allow_internet_access}
+        spec = {"image": image, "env": body.envVars, "metadata": body.metadata, "network": network}
         model = await self.manager.create(self.owner, None, {k: v for k, v in spec.items() if v is not None})
         model.template = body.templateID or "base"
         model = self.deadlines.set(self.owner, model.id, timeout)  # saves the record, template included

@@ -76,3 +76,35 @@ export function formatPercent(value: number | null | undefined): string {
   }
   return `${value.toFixed(1)}%`;
 }
+
+/** The part of a sandbox's spec that says where it may connect (jupyter_sandbox.models.SandboxSpec). */
+export interface INetworkSpec {
+  network: boolean;
+  /** {allow, deny}; null: unfiltered */
+  egress?: { [key: string]: string[] } | null;
+}
+
+/** A sandbox's network in a few words: "none", "yes", or its allow-list (issue 23). */
+export function networkText(spec: INetworkSpec): string {
+  if (!spec.network) {
+    return 'none';
+  }
+  if (!spec.egress) {
+    return 'yes';
+  }
+  const allowed = spec.egress.allow ?? [];
+  const denied = spec.egress.deny ?? [];
+  const allow = allowed.length ? allowed.join(', ') : 'nothing';
+  return denied.length ? `only ${allow}; not ${denied.join(', ')}` : `only ${allow}`;
+}
+
+/** The panel's tooltip on it: how the allow-list is enforced, and where refusals show. */
+export function networkTitle(spec: INetworkSpec): string {
+  if (!spec.network) {
+    return 'No network at all';
+  }
+  if (!spec.egress) {
+    return 'The fenced sandbox network: no host services, no cloud metadata address';
+  }
+  return "Through a filtering proxy of its own, by name only (never a raw IP); what it refuses is in the sandbox's logs";
+}

@@ -49,6 +49,8 @@ export interface ISandboxSpec {
   pids: number;
   disk: number;
   network: boolean;
+  /** with network, the allow-list its egress proxy enforces ({allow, deny}); null: unfiltered (issue 23) */
+  egress: { [key: string]: string[] } | null;
   env: { [key: string]: string };
   /** default per-execution timeout in seconds */
   timeout: number | null;
@@ -116,6 +118,8 @@ export interface IServerConfig {
   max_upload_size: number;
   /** 'server': this server runs the sandboxes; 'hub': it forwards to the JupyterHub sandbox service. */
   mode: string;
+  /** The names any sandbox's allow-list may hold (empty: any name) (issue 23). */
+  network_allow_max: string[];
 }
 
 /** What a sandbox gets for each field it leaves out (jupyter_sandbox.models.ConfigDefaults). */

@@ -30,7 +30,8 @@ const config: IServerConfig = {
   },
   allow_network: false,
   max_upload_size: 64 * 1024 ** 2,
-  mode: 'server'
+  mode: 'server',
+  network_allow_max: []
 };
 const form = (over: Partial<ICreateForm>): ICreateForm => ({
   name: '',

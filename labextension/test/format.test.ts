@@ -2,7 +2,16 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 
-import { formatBytes, formatDuration, formatPercent, formatSize, formatUptime, parseSize } from '../src/format';
+import {
+  formatBytes,
+  formatDuration,
+  formatPercent,
+  formatSize,
+  formatUptime,
+  networkText,
+  networkTitle,
+  parseSize
+} from '../src/format';
 
 describe('formatting', () => {
   it('formats sizes in binary units', () => {
@@ -48,5 +57,14 @@ describe("sizes in the server's syntax", () => {
     assert.equal(formatSize(512 * 1024 ** 2), '512M');
     assert.equal(formatSize(1536 * 1024 ** 2), '1536M');
     assert.equal(formatSize(1000), '1000');
+  });
+
+  it("says a sandbox's network and its allow-list", () => {
+    assert.equal(networkText({ network: false }), 'none');
+    assert.equal(networkText({ network: true, egress: null }), 'yes');
+    const egress = { allow: ['pypi.org', '*.pythonhosted.org'], deny: ['evil.example'] };
+    assert.equal(networkText({ network: true, egress }), 'only pypi.org, *.pythonhosted.org; not evil.example');
+    assert.equal(networkText({ network: true, egress: { allow: [], deny: [] } }), 'only nothing');
+    assert.match(networkTitle({ network: true, egress }), /filtering proxy/);
   });
 });

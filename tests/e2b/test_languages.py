@@ -160,6 +160,12 @@ def test_network_without_public_traffic_is_taken_and_other_network_options_are_4
             assert closed.run_code("x = 1; x").text == "1"
         finally:
             closed.kill()
-        for network in ({"allow_public_traffic": True}, {"allow_out": ["8.8.8.8"]}):
-            with pytest.raises(SandboxException, match="400: network other than allow_public_traffic=False"):
+        refused = (
+            ({"allow_public_traffic": True}, "400: network other than allow_public_traffic=False"),
+            # the allow-list takes names (issue 23): an address is refused, named
+            ({"allow_out": ["8.8.8.8"]}, "400: network: 8.8.8.8 is an address"),
+            ({"allow_out": ["pypi.org"], "deny_out": ["10.0.0.0/8"]}, "400: network: 10.0.0.0/8 is an address"),
+        )
+        for network, message in refused:
+            with pytest.raises(SandboxException, match=message):
                 Sandbox.create(network=network, timeout=60)

@@ -30,7 +30,7 @@ import React from 'react';
 
 import { api } from '../api';
 import { CommandIDs } from '../commands';
-import { formatBytes, formatPercent, formatUptime } from '../format';
+import { formatBytes, formatPercent, formatUptime, networkText, networkTitle } from '../format';
 import { keyIcon, sandboxIcon } from '../icons';
 import { isNotebookKernel, kernelSessionPath, SandboxAction, sandboxActions, sandboxLabel } from '../kinds';
 import { downloadName, uploadLimit, uploadPath, WORKDIR } from '../paths';
@@ -371,7 +371,9 @@ class SandboxList extends ReactWidget {
             {memory}
           </dd>
           <dt>Network</dt>
-          <dd>{s.spec.network ? 'yes' : 'none'}</dd>
+          <dd data-field="network" title={networkTitle(s.spec)}>
+            {networkText(s.spec)}
+          </dd>
           <dt>Contexts</dt>
           <dd data-field="contexts">{contexts}</dd>
         </dl>
