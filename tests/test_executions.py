@@ -247,7 +247,7 @@ def test_the_record_keeps_the_entrypoints_code_capped(runner):
     )
     assert code_of(job) == "print('é')"
     cut = code_of(job, limit=4)
-    assert cut == "prin\n[code truncated: 8 more bytes not kept]\n"  # 'é' is two bytes
+    assert cut == "prin\n[code truncated: 7 more bytes not kept]\n"  # 11 bytes: "é" is two
     record = ExecutionRecord(id="exe_1", owner="alice", job=job, code=code_of(job))
     assert record.to_dict()["code"] == "print('é')"
     assert code_of(parse_exec(runner, make_archive({"main.py": b"1"}), "{}")) == "1"

@@ -97,13 +97,16 @@ async def test_sandbox_cells_run_in_the_kernels_own_sandbox(kernel_server):
 def shell():
     """A plain IPython shell that took the program as a notebook's sandboxed kernel does."""
     ip = InteractiveShell.instance()
+    before = list(ip.input_transformers_cleanup)
     settings = {"id": "sbx1", "image": "img:1", "memory": 1024**3, "disk": 512 * 1024**2, "cpus": 1.0}
     argv, _ = kernel_extras(offline=False, e2b_formats=False, notebook={**settings, "network": False})
     (exec_line,) = argv
     assert exec_line.startswith("--IPKernelApp.exec_lines=")
     ip.run_cell(exec_line.split("=", 1)[1], store_history=False)
+    added = [t for t in ip.input_transformers_cleanup if t not in before]
+    assert len(added) == 1
     yield ip
-    ip.input_transformers_cleanup[:] = [t for t in ip.input_transformers_cleanup if t.__name__ != "transform"]
+    ip.input_transformers_cleanup[:] = [t for t in ip.input_transformers_cleanup if t not in added]
     InteractiveShell.clear_instance()
 
 

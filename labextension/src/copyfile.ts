@@ -24,12 +24,14 @@ import type { ISandbox } from './wire';
 /** A file (not a folder) of the panel's file tree; its sandbox row holds it. */
 export const FILE_ENTRY = '.jp-SandboxFiles-entry.jp-mod-file';
 const MAX_OFFERED = 200; // files the path dialog lists (any other path can be typed)
+const MAX_FOLDERS = 50; // folders listed to find them (one request each)
 
 /** The sandbox's files, breadth first from its working directory, relative to it (at most `limit`). */
 async function sandboxFiles(id: string, limit = MAX_OFFERED): Promise<string[]> {
   const found: string[] = [];
   const folders = [WORKDIR];
-  while (folders.length && found.length < limit) {
+  let listed = 0;
+  while (folders.length && found.length < limit && listed++ < MAX_FOLDERS) {
     const folder = folders.shift()!;
     try {
       for (const entry of await api.files(id, folder)) {
@@ -78,7 +80,11 @@ export interface ICopyOptions {
 }
 
 /** Copy `path` (relative to the sandbox's working directory) into the workspace; the saved path, or null. */
-export async function copyIntoWorkspace(options: ICopyOptions, sandbox: ISandbox, path: string): Promise<string | null> {
+export async function copyIntoWorkspace(
+  options: ICopyOptions,
+  sandbox: ISandbox,
+  path: string
+): Promise<string | null> {
   const { app, store, browser } = options;
   const contents = app.serviceManager.contents;
   const notebook = kernelSessionPath(sandbox, app.serviceManager.sessions.running());

@@ -119,9 +119,9 @@ test('@labcopy a file of a sandbox is copied into the workspace from the panel',
   await header.click({ button: 'right' });
   await page.locator('.lm-Menu-itemLabel', { hasText: 'Copy a File from This Sandbox into the Workspace…' }).click();
   await expect(dialog).toContainText('Copy a File from copy-source into the Workspace');
-  const offered = await dialog.locator('datalist option').evaluateAll(options =>
-    options.map(o => (o as HTMLOptionElement).value)
-  );
+  const offered = await dialog
+    .locator('datalist option')
+    .evaluateAll(options => options.map(o => (o as HTMLOptionElement).value));
   expect(offered).toEqual(expect.arrayContaining(['result.csv', 'out/summary.txt']));
   await dialog.locator('input').fill('out/summary.txt');
   await dialog.getByRole('button', { name: 'Copy' }).click();
