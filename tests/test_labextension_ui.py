@@ -188,6 +188,12 @@ def lab_server(tmp_path, docker_ready):
             }
         )
     )
+    # this checkout's build of the extension (the installed one may be another checkout's): the
+    # server's own data dir comes first in JupyterLab's search path (as in test_labextension_admin_ui)
+    built = ROOT / "jupyter_sandbox" / "labextension"
+    assert (built / "package.json").exists(), "build it first: cd labextension && npm run build"
+    (tmp_path / "data" / "labextensions").mkdir(parents=True)
+    (tmp_path / "data" / "labextensions" / "jupyter-sandbox").symlink_to(built)
     log_path = tmp_path / "jupyter-lab.log"
     log = log_path.open("w")
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}

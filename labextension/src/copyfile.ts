@@ -94,7 +94,8 @@ export async function copyIntoWorkspace(
     const answer = await showDialog({
       title: 'Replace File?',
       body: `${target} is already in the workspace. Replace it with ${path} from ${sandbox.name}?`,
-      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Replace' })]
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Replace' })],
+      defaultButton: 0 // Enter keeps the workspace's file
     });
     if (!answer.button.accept) {
       return null;
@@ -167,6 +168,6 @@ export function addCopyFileCommand(options: ICopyOptions): void {
       });
     }
   });
-  contextMenu.addItem({ command: CopyFileCommandID, args: { file: true }, selector: FILE_ENTRY, rank: 0 });
+  contextMenu.addItem({ command: CopyFileCommandID, args: { file: true }, selector: FILE_ENTRY, rank: -1 });
   contextMenu.addItem({ command: CopyFileCommandID, args: { row: true }, selector: SANDBOX_ROW, rank: 4.5 });
 }

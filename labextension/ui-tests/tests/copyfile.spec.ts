@@ -59,6 +59,7 @@ test('@labcopy a one-shot row shows its code, output and status', async ({ page 
     });
     expect(look.font.replace(/\s/g, '')).toBe(look.codeFont.replace(/\s/g, ''));
     expect(look.editor).not.toBe('');
+    await shown.scrollIntoViewIfNeeded();
     await shot(page, `90-one-shot-code-${theme.endsWith('Dark') ? 'dark' : 'light'}`);
   }
   await setTheme(page, 'JupyterLab Light');
