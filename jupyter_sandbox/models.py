@@ -945,6 +945,7 @@ class ExecutionResult:
     result: str | None = None
     error_type: str | None = None  # this server's additions: the exception's name and line
     error_line: int | None = None
+    code: str = ""  # and the entrypoint's text (its first 64 KiB)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExecutionResult:

@@ -234,6 +234,25 @@ def test_eval_requests(runner):
         parse_eval(runner, {}, MAX_CODE)
 
 
+def test_the_record_keeps_the_entrypoints_code_capped(runner):
+    from jupyter_sandbox.oneshot.records import ExecutionRecord, code_of
+
+    job = parse_eval(
+        runner,
+        {
+            "files": [{"name": "lib.py", "content": "X = 1"}, {"name": "run.py", "content": "print('é')"}],
+            "entrypoint": "run.py",
+        },
+        MAX_CODE,
+    )
+    assert code_of(job) == "print('é')"
+    cut = code_of(job, limit=4)
+    assert cut == "prin\n[code truncated: 7 more bytes not kept]\n"  # 11 bytes: "é" is two
+    record = ExecutionRecord(id="exe_1", owner="alice", job=job, code=code_of(job))
+    assert record.to_dict()["code"] == "print('é')"
+    assert code_of(parse_exec(runner, make_archive({"main.py": b"1"}), "{}")) == "1"
+
+
 def test_output_cap_marker(runner):
     runner.max_output_size = 10
     assert capped("short", 5, runner.max_output_size) == "short"

@@ -279,6 +279,11 @@ async def test_async_submit_poll_kill(jp_fetch, jp_serverapp):
     host = container.attrs["HostConfig"]
     assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"] and host["NetworkMode"] == "none"
 
+    # its owner sees the code it runs, in the execution and in the list
+    assert state["code"] == "import time\nprint('started', flush=True)\ntime.sleep(3600)\n"
+    listing = json.loads((await jp_fetch(*V1, "executions")).body)
+    assert [e["code"] for e in listing["executions"] if e["execution_id"] == execution_id] == [state["code"]]
+
     # someone else neither sees nor kills it
     other = {"X-Test-User": "mallory"}
     await expect_error(404, jp_fetch(*V1, "executions", execution_id, headers=other))

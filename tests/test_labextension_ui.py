@@ -188,6 +188,12 @@ def lab_server(tmp_path, docker_ready):
             }
         )
     )
+    # this checkout's build of the extension (the installed one may be another checkout's): the
+    # server's own data dir comes first in JupyterLab's search path (as in test_labextension_admin_ui)
+    built = ROOT / "jupyter_sandbox" / "labextension"
+    assert (built / "package.json").exists(), "build it first: cd labextension && npm run build"
+    (tmp_path / "data" / "labextensions").mkdir(parents=True)
+    (tmp_path / "data" / "labextensions" / "jupyter-sandbox").symlink_to(built)
     log_path = tmp_path / "jupyter-lab.log"
     log = log_path.open("w")
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
@@ -267,11 +273,11 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     oneshot_id = OneShot(lab_server["url"], lab_server["token"]).execute_async(
         files={"main.py": "import time\ntime.sleep(600)\n"}
     )
-    # untrusted.spec.ts, keys.spec.ts and running.spec.ts have their own tests (below); labterm.spec.ts
+    # untrusted.spec.ts, keys.spec.ts, running.spec.ts and copyfile.spec.ts have their own tests (below); labterm.spec.ts
     # and deaths.spec.ts theirs in test_labextension_term.py and test_labextension_deaths.py
     stdout = playwright(
         lab_server,
-        ["--grep-invert", "@untrusted|@keys|@labrun|@labterm|@deaths"],
+        ["--grep-invert", "@untrusted|@keys|@labrun|@labterm|@deaths|@labcopy"],
         {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id},
         timeout=1400,
     )
@@ -344,5 +350,24 @@ def test_running_panel_row_menus_logs_tab_and_notebook_names(lab_server, node_mo
         "82-logs-tab-light",
         "82-logs-tab-dark",
         "83-named-by-notebook-light",
+    ):
+        assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000, name
+
+
+@pytest.mark.timeout(600)
+def test_one_shot_code_and_copying_a_sandbox_file_into_the_workspace(lab_server, node_modules):  # noqa: F811
+    """Issue 26: a one-shot row shows the code it ran (light and dark), and a sandbox's file is
+    copied into the workspace from the panel (its right-click menu, the row's command asking for
+    the path), listed by the file browser with the same bytes, replaced only when the user says so."""
+    need_chromium()
+    stdout = playwright(lab_server, ["--grep", "@labcopy"], {}, timeout=540)
+    assert "2 passed" in stdout, stdout
+    print(stdout)
+    for name in (
+        "90-one-shot-code-light",
+        "90-one-shot-code-dark",
+        "91-copy-file-menu-light",
+        "92-copied-file-light",
+        "93-replace-dialog-light",
     ):
         assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000, name

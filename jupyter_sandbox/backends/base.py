@@ -89,21 +89,46 @@ def tail_file(path: str, limit: int = LOG_LIMIT) -> str:
         return f.read(4 * limit).decode(errors="replace")[-limit:]
 
 
-def kernel_extras(offline: bool, e2b_formats: bool = True) -> tuple[list[str], dict[str, str]]:
+def kernel_extras(
+    offline: bool, e2b_formats: bool = True, notebook: dict[str, Any] | None = None
+) -> tuple[list[str], dict[str, str]]:
     """Extra kernel arguments and environment for a sandbox with (``offline=False``) or without
     network. With ``e2b_formats``, the kernel displays DataFrames and figures with E2B's formats
     too (programs/e2b_display.py, run at the kernel's start): the API's kernels, not a notebook's,
     whose outputs nbformat would refuse (objects under a MIME type it allows only text for).
+    ``notebook``: the kernel is a notebook's whole kernel, in the sandbox these settings describe
+    (``notebook_settings``); its ``%%sandbox`` cells run in place (programs/in_place_magics.py).
     Without network: pip looks at no index
     (PIP_NO_INDEX), so it fails at once instead of retrying for seconds, and a failed
     ``!pip install``/``%pip install`` says why in one line (programs/pip_hint.py), and so does a
     refused connection or failed name lookup (programs/network_hint.py). The sandbox's
     own env comes after these."""
     display = [f"--IPKernelApp.exec_lines={programs.source('e2b_display')}"] if e2b_formats else []
+    if notebook is not None:
+        in_place = (
+            programs.source("in_place_magics")
+            + f"\n_jupyter_sandbox_in_place(get_ipython(), {notebook!r})\ndel _jupyter_sandbox_in_place\n"
+        )
+        display.append(f"--IPKernelApp.exec_lines={in_place}")
     if not offline:
         return display, {}
     hints = [f"--IPKernelApp.exec_lines={programs.source(hint)}" for hint in ("pip_hint", "network_hint")]
     return [*display, *hints], {"PIP_NO_INDEX": "1"}
+
+
+def notebook_settings(sandbox_id: str, spec: SandboxSpec | None) -> dict[str, Any]:
+    """What a notebook's kernel is told of its sandbox (``kernel_extras``' ``notebook``): its id and
+    the settings ``%%sandbox`` options are compared with (none known without its spec)."""
+    if spec is None:
+        return {"id": sandbox_id}
+    return {
+        "id": sandbox_id,
+        "image": spec.image,
+        "memory": spec.memory,
+        "disk": spec.disk,
+        "cpus": spec.cpus,
+        "network": spec.network,
+    }
 
 
 def kernel_argv(python: str, connection_file: str = "{connection_file}", debugger: bool = True) -> list[str]:

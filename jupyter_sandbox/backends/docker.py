@@ -44,6 +44,7 @@ from .base import (
     confine,
     kernel_argv,
     kernel_extras,
+    notebook_settings,
 )
 from .dir_watch import DirWatch
 from .docker_containers import IDENTITY_ENV, SANDBOX_BRIDGE, SANDBOX_NETWORK, DockerContainers
@@ -309,7 +310,11 @@ class DockerBackend(SandboxBackend):
         hmac_key = key.decode() if isinstance(key, bytes) else key or secrets.token_hex(32)
         spec = self._specs.get(sandbox_id)
         # a notebook's kernel is the one with the debugger (core/kernels.py): no E2B formats there
-        extra_argv, extra_env = kernel_extras(offline=spec is not None and not spec.network, e2b_formats=not debugger)
+        extra_argv, extra_env = kernel_extras(
+            offline=spec is not None and not spec.network,
+            e2b_formats=not debugger,
+            notebook=notebook_settings(sandbox_id, spec) if debugger else None,
+        )
         argv = [*kernel_argv(self.python, debugger=debugger), *extra_argv]
         if language != "python":  # another language's kernel starts as its kernelspec says
             argv, extra_env = await self.kernelspecs.command(sandbox_id, language)

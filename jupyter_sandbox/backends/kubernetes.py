@@ -26,7 +26,7 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode
 
 from ..errors import BackendUnavailable, Conflict, InvalidInput, NotFound
 from ..models import SandboxSpec, format_size, parse_size
-from .base import LOG_LIMIT, WORKDIR, SandboxBackend, confine, kernel_argv, kernel_extras
+from .base import LOG_LIMIT, WORKDIR, SandboxBackend, confine, kernel_argv, kernel_extras, notebook_settings
 from .dir_watch import DirWatch
 from .docker_containers import IDENTITY_ENV
 from .exec_stream import ExecStream
@@ -289,7 +289,11 @@ class KubernetesBackend(SandboxBackend):
                 raise InvalidInput(f"the working directory {workdir} does not exist in the sandbox", field="cwd")
         hmac_key = key.decode() if isinstance(key, bytes) else key or secrets.token_hex(32)
         # a notebook's kernel is the one with the debugger (core/kernels.py): no E2B formats there
-        extra_argv, extra_env = kernel_extras(offline=not spec.network, e2b_formats=not debugger)
+        extra_argv, extra_env = kernel_extras(
+            offline=not spec.network,
+            e2b_formats=not debugger,
+            notebook=notebook_settings(sandbox_id, spec) if debugger else None,
+        )
         argv = [*kernel_argv(self.python, debugger=debugger), *extra_argv]
         if language != "python":  # another language's kernel starts as its kernelspec says
             argv, extra_env = await self.kernelspecs.command(sandbox_id, language)

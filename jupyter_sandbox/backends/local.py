@@ -29,7 +29,7 @@ from traitlets import Bool, Unicode
 from ..errors import InvalidInput, IsADirectory, NotADirectory, NotFound
 from ..models import SandboxSpec
 from . import local_files
-from .base import WORKDIR, SandboxBackend, confine, kernel_argv, kernel_extras, tail_file
+from .base import WORKDIR, SandboxBackend, confine, kernel_argv, kernel_extras, notebook_settings, tail_file
 from .dir_watch import DirWatch
 from .exec_stream import ExecConfig, ExecStream, ExecTable
 from .local_exec import start_local
@@ -164,7 +164,11 @@ class LocalBackend(SandboxBackend):
             raise InvalidInput(f"the working directory {confine(cwd)} does not exist in the sandbox", field="cwd")
         # without network only when the kernel really has none (an empty network namespace)
         # a notebook's kernel is the one with the debugger (core/kernels.py): no E2B formats there
-        extra_argv, extra_env = kernel_extras(offline=self._netns and not spec.network, e2b_formats=not debugger)
+        extra_argv, extra_env = kernel_extras(
+            offline=self._netns and not spec.network,
+            e2b_formats=not debugger,
+            notebook=notebook_settings(sandbox_id, spec) if debugger else None,
+        )
         child_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": home,

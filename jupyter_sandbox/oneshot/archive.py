@@ -46,6 +46,21 @@ def archive_names(data: bytes) -> list[str]:
         return [posixpath.normpath(m.name) for m in tar.getmembers() if m.isfile()]
 
 
+def read_member(data: bytes, name: str, limit: int) -> tuple[bytes, int]:
+    """The first ``limit`` bytes of the archive's file ``name`` and its whole size (b"", 0 when it
+    cannot be read: the archive was checked when it came, so only for the odd link)."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        try:
+            member = tar.getmember(name)
+            file = tar.extractfile(member)
+        except (KeyError, tarfile.TarError):
+            return b"", 0
+        if file is None:
+            return b"", 0
+        with file:
+            return file.read(limit), member.size
+
+
 def detect_entrypoint(names: list[str]) -> str:
     """The file to run when none is named: main.py, else __main__.py, else the only .py file."""
     for candidate in ENTRYPOINT_CANDIDATES:

@@ -12,7 +12,20 @@ from typing import Any
 
 from ..backends.base import WORKDIR
 from ..errors import NotFound
+from .archive import read_member
 from .requests import Job
+
+CODE_LIMIT = 64 * 1024  # bytes of an execution's entrypoint that its record keeps, to show it
+
+
+def code_of(job: Job, limit: int = CODE_LIMIT) -> str:
+    """The text of the job's entrypoint as its record keeps it: the first ``limit`` bytes, then a
+    line saying how many more were not kept (the way stdout says it)."""
+    data, size = read_member(job.archive, job.entrypoint, limit)
+    text = data.decode("utf-8", errors="replace")
+    if size > len(data):
+        text += f"\n[code truncated: {size - len(data)} more bytes not kept]\n"
+    return text
 
 
 def parse_error(stderr: str, workdir: str = WORKDIR) -> tuple[str | None, int | None]:
@@ -37,6 +50,7 @@ class ExecutionRecord:
     id: str
     owner: str
     job: Job | None
+    code: str = ""  # the entrypoint's text, capped (code_of), to show what ran
     status: str = "pending"
     created: float = field(default_factory=time.time)
     started: float | None = None
@@ -55,7 +69,9 @@ class ExecutionRecord:
 
     def size(self) -> int:
         """Roughly the bytes it holds."""
-        return len(self.stdout) + len(self.stderr) + len(self.result or "") + len(self.error or "") + 512
+        return (
+            len(self.stdout) + len(self.stderr) + len(self.result or "") + len(self.error or "") + len(self.code) + 512
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -69,6 +85,7 @@ class ExecutionRecord:
             "finished_at": _iso(self.finished),
             "duration_ms": int((self.finished - self.started) * 1000) if self.started and self.finished else None,
             "result": self.result,
+            "code": self.code,
         }
         if self.error_type is not None or self.error_line is not None:
             data["error_type"] = self.error_type

@@ -50,7 +50,7 @@ from ..core.pool import Pool
 from ..errors import InvalidInput, QuotaExceeded, SandboxError
 from ..models import SandboxSpec
 from .outcome import settle
-from .records import ExecutionRecord, ExecutionRecords
+from .records import ExecutionRecord, ExecutionRecords, code_of
 from .requests import Job
 from .slots import RunningSlots
 from .supervision import WHEELHOUSE_MOUNT, program, supervisor_header
@@ -251,7 +251,7 @@ class OneShotRunner(LoggingConfigurable):
                 f"({self.max_running_per_user} running and {self.max_queued_per_user} waiting); wait or kill one"
             )
         # counted before any await: a burst of submissions cannot pass the limit together
-        record = ExecutionRecord(id=f"exe_{uuid.uuid4()}", owner=owner, job=job)
+        record = ExecutionRecord(id=f"exe_{uuid.uuid4()}", owner=owner, job=job, code=code_of(job))
         self._records.add(record)
         try:
             # a run that will wait for a running slot takes no pooled container: it would hold it

@@ -22,3 +22,6 @@ export const OneShotCommandIDs = {
   copyId: 'jupyter-sandbox:one-shot-copy-id',
   kill: 'jupyter-sandbox:one-shot-kill'
 } as const;
+
+/** Copy a file from a sandbox into the workspace (copyfile.ts, a plugin of its own). */
+export const CopyFileCommandID = 'jupyter-sandbox:copy-to-workspace';

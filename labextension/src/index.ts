@@ -1,16 +1,18 @@
 /**
- * jupyter-sandbox in JupyterLab. Three plugins:
+ * jupyter-sandbox in JupyterLab. Four plugins:
  * - `runner`: the shared store of sandboxes (live from the user's own sandbox event stream) and the
  *   runner of sandbox cells;
  * - `cell-executor`: JupyterLab's notebook cell executor, replaced so that a marked cell
  *   runs in the sandbox however it is run;
  * - `plugin`: the Sandboxes panel, the commands (palette, Run and Help menus, cell context
  *   menu, notebook toolbar), the status-bar item and the settings; sandboxes in the Running panel,
- *   right-click menus on the panel's rows, logs in a main-area tab.
+ *   right-click menus on the panel's rows, logs in a main-area tab;
+ * - `copy-file`: copying a file from a sandbox into the workspace (copyfile.ts).
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Clipboard, ICommandPalette, MainAreaWidget, Notification } from '@jupyterlab/apputils';
 import { CodeCell } from '@jupyterlab/cells';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { INotebookCellExecutor, INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { IRunningSessionManagers } from '@jupyterlab/running';
@@ -23,7 +25,8 @@ import { ReadonlyPartialJSONObject, Token } from '@lumino/coreutils';
 import { api, APIError } from './api';
 import { mark, unmark } from './cellmark';
 import { SandboxBusyIndicator, showMark, trackMarks } from './cells';
-import { CommandIDs } from './commands';
+import { CommandIDs, CopyFileCommandID } from './commands';
+import { addCopyFileCommand } from './copyfile';
 import { SandboxCellExecutor } from './executor';
 import { docsWidget } from './help';
 import { keyIcon, sandboxIcon } from './icons';
@@ -377,4 +380,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [runnerPlugin, executorPlugin, plugin];
+const copyFilePlugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-sandbox:copy-file',
+  description: 'Copies a file from a sandbox into the workspace (panel files, sandbox rows, palette)',
+  autoStart: true,
+  requires: [ISandboxRunner, INotebookTracker],
+  optional: [IDefaultFileBrowser, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    runner: SandboxRunner,
+    tracker: INotebookTracker,
+    browser: IDefaultFileBrowser | null,
+    palette: ICommandPalette | null
+  ) => {
+    const current = () => sandboxNameOf(tracker.currentWidget?.sessionContext);
+    addCopyFileCommand({ app, store: runner.store, browser, current });
+    palette?.addItem({ command: CopyFileCommandID, category: 'Sandbox' });
+  }
+};
+
+export default [runnerPlugin, executorPlugin, plugin, copyFilePlugin];

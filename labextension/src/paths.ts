@@ -29,6 +29,17 @@ export function uploadPath(dir: string, fileName: string): string {
   return rel === '.' || rel === '' ? fileName : `${rel.replace(/\/+$/, '')}/${fileName}`;
 }
 
+/**
+ * Where a sandbox's file copied into the workspace goes (a contents API path): beside the sandbox's
+ * notebook when it has one, else in the file browser's folder; named as in the sandbox
+ * ("out/a.csv" -> "a.csv").
+ */
+export function workspaceTarget(path: string, notebookPath: string | null, browserFolder: string | null): string {
+  const folder = notebookPath ? notebookPath.split('/').slice(0, -1).join('/') : (browserFolder ?? '');
+  const name = downloadName(path);
+  return folder ? `${folder.replace(/\/+$/, '')}/${name}` : name;
+}
+
 /** The largest file the server takes into a sandbox: its request limit, and the sandbox's disk. */
 export function uploadLimit(sandbox: ISandbox, config: IServerConfig | null): number {
   return Math.min(config?.max_upload_size ?? Infinity, sandbox.spec.disk);

@@ -172,6 +172,8 @@ export interface IOneShot {
   /** present (with error_line) only after a Python traceback through the user's files */
   error_type?: string | null;
   error_line?: number | null;
+  /** the entrypoint's text, its first 64 KiB (then a line saying how much was cut) */
+  code: string;
 }
 
 /** One decoded NDJSON line of POST sandboxes/{id}/execute. */

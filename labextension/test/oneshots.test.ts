@@ -26,6 +26,7 @@ describe('one-shot executions', () => {
       finished_at: null,
       duration_ms: null,
       result: null,
+      code: '',
       ...fields
     });
     const started = '2026-01-01T00:00:00Z';

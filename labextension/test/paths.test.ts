@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 
-import { downloadName, isDirectory, relativePath, uploadLimit, uploadPath } from '../src/paths';
+import { downloadName, isDirectory, relativePath, uploadLimit, uploadPath, workspaceTarget } from '../src/paths';
 import type { IFileEntry, ISandbox, IServerConfig } from '../src/wire';
 
 describe('file entries', () => {
@@ -44,5 +44,13 @@ describe('file entries', () => {
     assert.equal(uploadPath('/home/user', 'a.bin'), 'a.bin');
     assert.equal(uploadPath('/home/user/out', 'a.bin'), 'out/a.bin');
     assert.equal(uploadPath('/home/user/out/deep/', 'a b.txt'), 'out/deep/a b.txt');
+  });
+
+  it("copies a sandbox's file beside its notebook, else into the file browser's folder", () => {
+    assert.equal(workspaceTarget('out/result.csv', 'work/nb.ipynb', 'elsewhere'), 'work/result.csv');
+    assert.equal(workspaceTarget('result.csv', 'nb.ipynb', 'elsewhere'), 'result.csv');
+    assert.equal(workspaceTarget('/home/user/a.txt', null, 'data/'), 'data/a.txt');
+    assert.equal(workspaceTarget('a.txt', null, ''), 'a.txt');
+    assert.equal(workspaceTarget('a.txt', null, null), 'a.txt');
   });
 });

@@ -1,6 +1,6 @@
 /**
  * The user's one-shot executions: a section of the Sandboxes panel. Each row expands (click, or
- * its right-click menu) to its status, exit code, error and output; a running one can be killed.
+ * its right-click menu) to its status, exit code, error, code and output; a running one can be killed.
  */
 import {
   caretDownIcon,
@@ -107,6 +107,7 @@ export class OneShotList extends ReactWidget {
             </>
           )}
         </dl>
+        {this.renderOutput('Code', 'code', e.code)}
         {this.renderOutput('Result', 'result', e.result)}
         {this.renderOutput('Output', 'stdout', e.stdout)}
         {this.renderOutput('Errors', 'stderr', e.stderr)}
@@ -114,7 +115,7 @@ export class OneShotList extends ReactWidget {
     );
   }
 
-  private renderOutput(title: string, field: string, text: string | null): JSX.Element | null {
+  private renderOutput(title: string, field: string, text: string | null | undefined): JSX.Element | null {
     if (!text) {
       return null;
     }
