@@ -267,11 +267,11 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     oneshot_id = OneShot(lab_server["url"], lab_server["token"]).execute_async(
         files={"main.py": "import time\ntime.sleep(600)\n"}
     )
-    # untrusted.spec.ts, keys.spec.ts and running.spec.ts have their own tests (below); labterm.spec.ts
-    # and deaths.spec.ts theirs in test_labextension_term.py and test_labextension_deaths.py
+    # untrusted.spec.ts, keys.spec.ts and running.spec.ts have their own tests (below); labterm.spec.ts,
+    # deaths.spec.ts and removal.spec.ts theirs in test_labextension_term.py and test_labextension_deaths.py
     stdout = playwright(
         lab_server,
-        ["--grep-invert", "@untrusted|@keys|@labrun|@labterm|@deaths"],
+        ["--grep-invert", "@untrusted|@keys|@labrun|@labterm|@deaths|@removal"],
         {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id},
         timeout=1400,
     )

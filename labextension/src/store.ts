@@ -105,8 +105,14 @@ export class SandboxStore {
     return this._kernelInterrupted;
   }
 
+  /** A sandbox of the list was removed (by anyone, from anywhere): its model as last known. */
+  get removed(): ISignal<this, ISandbox> {
+    return this._removed;
+  }
+
   /** A sandbox event from the user's event stream. */
   handleEvent(event: ISandboxEvent): void {
+    const gone = event.action === 'removed' ? this.find(event.sandbox_id) : undefined;
     if (this.refreshing) {
       this.again = true; // the list on its way may predate this event
     }
@@ -120,6 +126,9 @@ export class SandboxStore {
       this.activity.set(event.sandbox_id, (this.activity.get(event.sandbox_id) ?? 0) + 1);
     }
     this._changed.emit();
+    if (gone) {
+      this._removed.emit(gone);
+    }
     if (applied.refresh) {
       void this.refresh();
     }
@@ -217,4 +226,5 @@ export class SandboxStore {
   private refreshing: Promise<void> | null = null;
   private _changed = new Signal<this, void>(this);
   private _kernelInterrupted = new Signal<this, string>(this);
+  private _removed = new Signal<this, ISandbox>(this);
 }
