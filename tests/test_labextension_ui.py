@@ -157,6 +157,12 @@ def lab_server(tmp_path, docker_ready):
         nbformat.write(nb, root / name)
     for route in UNTRUSTED_ROUTES:
         nbformat.write(untrusted_notebook(route), root / f"untrusted-{route}.ipynb")
+    # this checkout's build of the extension (the installed one may be another checkout's): the
+    # server's own data dir (JUPYTER_DATA_DIR below) comes first in JupyterLab's search path
+    built = ROOT / "jupyter_sandbox" / "labextension"
+    assert (built / "package.json").exists(), "build it first: cd labextension && npm run build"
+    (tmp_path / "data" / "labextensions").mkdir(parents=True)
+    (tmp_path / "data" / "labextensions" / "jupyter-sandbox").symlink_to(built)
     # Fresh lab settings: no news/update prompts over the page, no workspace of an earlier run.
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)

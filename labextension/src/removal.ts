@@ -60,8 +60,8 @@ export class KernelSandboxRemovals {
     store: SandboxStore
   ) {
     store.removed.connect((_, sandbox) => {
-      if (isNotebookKernel(sandbox) && sandbox.kernel_id) {
-        void this.removed(sandbox.kernel_id);
+      if (isNotebookKernel(sandbox) && sandbox.kernel_id && !this.removedHere.has(sandbox.kernel_id)) {
+        void this.removed(sandbox);
       }
     }, this);
   }
@@ -77,7 +77,8 @@ export class KernelSandboxRemovals {
    * one), else the kernel (`shutdownKernel`); the sandbox goes with the kernel.
    */
   async remove(kernelId: string, what: string, shutdownKernel: () => Promise<void>): Promise<void> {
-    const notebooks = this.take(kernelId);
+    this.removedHere.add(kernelId); // its event, whenever it comes, finds these notebooks told
+    const notebooks = this.take(notebooksOfKernel(this.tracker, kernelId));
     const kernelName = notebooks[0]?.sessionContext.session?.kernel?.name;
     try {
       const done = await report(what, async () => {
@@ -92,12 +93,27 @@ export class KernelSandboxRemovals {
     }
   }
 
-  /** A kernel's sandbox was removed (here, in another page, by the CLI or an admin): its notebooks here. */
-  private async removed(kernelId: string): Promise<void> {
+  /**
+   * A kernel's sandbox was removed elsewhere (another page, the CLI, an admin): its notebooks here.
+   * Those still on the kernel, and those of its notebook that have let go of their session already
+   * (JupyterLab's poll of the sessions may see it gone first).
+   */
+  private async removed(sandbox: ISandbox): Promise<void> {
+    const lost: NotebookPanel[] = [];
+    this.tracker.forEach(nb => {
+      const session = nb.sessionContext.session;
+      if (
+        session
+          ? session.kernel?.id === sandbox.kernel_id
+          : !!sandbox.notebook_path && nb.context.path === sandbox.notebook_path
+      ) {
+        lost.push(nb);
+      }
+    });
     await Promise.all(
-      this.take(kernelId).map(async nb => {
+      this.take(lost).map(async nb => {
         try {
-          const kernelName = nb.sessionContext.session?.kernel?.name;
+          const kernelName = kernelNameOf(nb);
           await letGo(nb);
           if (kernelName) {
             await offerRestart(nb, kernelName);
@@ -109,14 +125,21 @@ export class KernelSandboxRemovals {
     );
   }
 
-  /** The open notebooks on the kernel that are not being told already, marked as being told. */
-  private take(kernelId: string): NotebookPanel[] {
-    const notebooks = notebooksOfKernel(this.tracker, kernelId).filter(nb => !this.leaving.has(nb));
-    notebooks.forEach(nb => this.leaving.add(nb));
-    return notebooks;
+  /** Those of `notebooks` not being told already, marked as being told. */
+  private take(notebooks: NotebookPanel[]): NotebookPanel[] {
+    const untold = notebooks.filter(nb => !this.leaving.has(nb));
+    untold.forEach(nb => this.leaving.add(nb));
+    return untold;
   }
 
+  private readonly removedHere = new Set<string>();
   private readonly leaving = new Set<NotebookPanel>();
+}
+
+/** The kernel a notebook had: its session's, else the one its metadata names. */
+function kernelNameOf(panel: NotebookPanel): string | undefined {
+  const spec = panel.model?.getMetadata('kernelspec') as { name?: string } | undefined;
+  return panel.sessionContext.session?.kernel?.name ?? spec?.name;
 }
 
 /**

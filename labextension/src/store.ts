@@ -105,14 +105,17 @@ export class SandboxStore {
     return this._kernelInterrupted;
   }
 
-  /** A sandbox of the list was removed (by anyone, from anywhere): its model as last known. */
+  /**
+   * A sandbox of the list was removed (by anyone, from anywhere): its model as last known. Said
+   * once, whether its event or a list without it (after a status event, say) drops it first.
+   */
   get removed(): ISignal<this, ISandbox> {
     return this._removed;
   }
 
   /** A sandbox event from the user's event stream. */
   handleEvent(event: ISandboxEvent): void {
-    const gone = event.action === 'removed' ? this.find(event.sandbox_id) : undefined;
+    const before = this.sandboxes;
     if (this.refreshing) {
       this.again = true; // the list on its way may predate this event
     }
@@ -126,9 +129,7 @@ export class SandboxStore {
       this.activity.set(event.sandbox_id, (this.activity.get(event.sandbox_id) ?? 0) + 1);
     }
     this._changed.emit();
-    if (gone) {
-      this._removed.emit(gone);
-    }
+    this.tellRemoved(before);
     if (applied.refresh) {
       void this.refresh();
     }
@@ -166,6 +167,7 @@ export class SandboxStore {
   }
 
   private async loadList(): Promise<void> {
+    const before = this.sandboxes;
     try {
       this.sandboxes = await api.list();
       this.loaded = true;
@@ -174,6 +176,13 @@ export class SandboxStore {
       this.report(error);
     }
     this._changed.emit();
+    this.tellRemoved(before);
+  }
+
+  /** The sandboxes of `before` that the list no longer holds. */
+  private tellRemoved(before: ISandbox[]): void {
+    const ids = new Set(this.sandboxes.map(s => s.id));
+    before.filter(s => !ids.has(s.id)).forEach(s => this._removed.emit(s));
   }
 
   /** What the poll fetches while the panel shows: the list, then stats of the running ones, one-shots. */
