@@ -8,12 +8,13 @@
  * kernel that runs in a sandbox the server knows why it died: the provisioner puts the reason in
  * the kernel's model (`reason`, the words the cell that died shows too), so the notebook's one
  * dialog says that instead. Every other kernel, and any death without a reason, keeps JupyterLab's
- * dialog; so does a notebook whose kernel's sandbox was removed (removal.ts offers a restart).
+ * dialog. A notebook whose kernel's sandbox was removed gets neither: removal.ts offers it a restart.
  */
 import { Dialog, type ISessionContext, showDialog } from '@jupyterlab/apputils';
 import { type INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { type Kernel, KernelAPI, type ServerConnection } from '@jupyterlab/services';
 
+import { kernelDeathText } from './kinds';
 import { kernelIsSandboxed } from './runner';
 
 type StatusSlot = (this: NotebookPanel, sender: ISessionContext, status: Kernel.Status) => void;
@@ -21,12 +22,6 @@ type StatusSlot = (this: NotebookPanel, sender: ISessionContext, status: Kernel.
 /** JupyterLab's handler (private, so looked up and checked: if a release renames it, its dialog stays). */
 const panelStatusSlot = (NotebookPanel.prototype as unknown as { _onSessionStatusChanged?: StatusSlot })
   ._onSessionStatusChanged;
-
-/** What the dialog says: the server's reason, then what happens next. */
-export function deathBody(path: string, reason: string): string {
-  const why = reason.trim().replace(/\.?$/, '.');
-  return `${why} The kernel of ${path} restarts automatically in its sandbox; its variables are lost.`;
-}
 
 /**
  * Take over the kernel-death dialog of every notebook the tracker opens. `isLeaving(panel)`: the
@@ -54,7 +49,7 @@ export function explainKernelDeaths(
     } else if (!panel.isDisposed && !isLeaving(panel)) {
       await showDialog({
         title: 'Kernel Restarting',
-        body: deathBody(panel.context.path, reason),
+        body: kernelDeathText(panel.context.path, reason),
         buttons: [Dialog.okButton({ label: 'Ok' })]
       });
     }

@@ -10,7 +10,7 @@ import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { api } from './api';
-import { applySandboxEvent } from './events';
+import { applySandboxEvent, droppedSandboxes } from './events';
 import { SandboxEventStream } from './stream';
 import type { IOneShot, ISandbox, ISandboxEvent, IServerConfig, IStats } from './wire';
 
@@ -181,8 +181,7 @@ export class SandboxStore {
 
   /** The sandboxes of `before` that the list no longer holds. */
   private tellRemoved(before: ISandbox[]): void {
-    const ids = new Set(this.sandboxes.map(s => s.id));
-    before.filter(s => !ids.has(s.id)).forEach(s => this._removed.emit(s));
+    droppedSandboxes(before, this.sandboxes).forEach(s => this._removed.emit(s));
   }
 
   /** What the poll fetches while the panel shows: the list, then stats of the running ones, one-shots. */
