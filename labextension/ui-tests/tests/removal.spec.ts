@@ -5,7 +5,8 @@
  * own cookies and workspace) open it: one session, one kernel, one sandbox. B, in JupyterLab Dark,
  * asks to remove the sandbox and cancels; A, in the light theme, removes it. Both notebooks then
  * have no kernel and show the dialog offering a new one: A's because it removed the sandbox, B's
- * from the user's sandbox events. B takes it, and a cell runs again in a new sandbox.
+ * from the user's sandbox events. B takes it, and a cell runs again in a new sandbox. A sandbox
+ * removed outside JupyterLab (DELETE, as the CLI and the admin panel do) is offered the same way.
  * Screenshots of the confirmation and of the restart dialog, in the light and the dark theme.
  */
 import { expect, Page, test } from '@playwright/test';
@@ -126,4 +127,33 @@ test('@removal removing a kernel’s sandbox in one page offers a restart in eve
   } finally {
     await other.close();
   }
+});
+
+test('@removal a kernel’s sandbox removed outside JupyterLab (the CLI, an admin) offers a restart, and only that', async ({
+  page
+}) => {
+  const errors: string[] = [];
+  page.on('pageerror', error => errors.push(String(error)));
+  await openNotebook(page);
+  await expect(await run(page, 0)).toHaveText(/^ready in sandbox\s*$/, { timeout: 120_000 });
+  const [sandbox] = await kernelSandboxes(page);
+
+  // what `jupyter sandbox rm` and the admin panel do: DELETE the sandbox, not the kernel
+  await rest(page, 'DELETE', `sandboxes/${sandbox.id}`);
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog).toContainText('Kernel shut down', { timeout: 60_000 });
+  await expect(dialog).toContainText(`The sandbox of ${NOTEBOOK} was removed`);
+  await expect(dialog).toHaveCount(1);
+  await expect(page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-KernelName')).toHaveText('No Kernel');
+  await dialog.getByRole('button', { name: 'Restart Kernel' }).click();
+  await expect(page.locator('.jp-StatusBar-TextItem', { hasText: `${KERNEL} | Idle` })).toBeVisible({
+    timeout: 180_000
+  });
+  await expect(await run(page, 2)).toHaveText(/^False\s*$/, { timeout: 120_000 });
+  // no second dialog (JupyterLab's "Kernel Restarting" or "Error Starting Kernel" for the old kernel)
+  await expect(dialog).toHaveCount(0);
+  const again = await kernelSandboxes(page);
+  expect(again).toHaveLength(1);
+  expect(again[0].id).not.toBe(sandbox.id);
+  expect(errors).toEqual([]);
 });
