@@ -64,6 +64,20 @@ export class KernelSandboxRemovals {
         void this.removed(sandbox);
       }
     }, this);
+    // a notebook whose kernel this page shuts down on purpose (Shut Down Kernel, closing it) is not
+    // told: its sandbox's removal is that shutdown's doing
+    tracker.widgetAdded.connect((_, nb) => {
+      nb.sessionContext.statusChanged.connect((_, status) => {
+        if (status === 'terminating') {
+          this.endedHere.add(nb);
+        }
+      });
+      nb.sessionContext.sessionChanged.connect((_, change) => {
+        if (change.newValue) {
+          this.endedHere.delete(nb);
+        }
+      });
+    });
   }
 
   /** Whether the notebook is being told that its kernel went with its sandbox. */
@@ -95,13 +109,16 @@ export class KernelSandboxRemovals {
 
   /**
    * A kernel's sandbox was removed elsewhere (another page, the CLI, an admin): its notebooks here.
-   * Those still on the kernel, and those of its notebook that have let go of their session already
-   * (JupyterLab's poll of the sessions may see it gone first).
+   * Those still on the kernel, and those of its notebook that have lost their session already
+   * (JupyterLab's poll of the sessions may see it gone first), unless this page ended it.
    */
   private async removed(sandbox: ISandbox): Promise<void> {
     const lost: NotebookPanel[] = [];
     this.tracker.forEach(nb => {
       const session = nb.sessionContext.session;
+      if (this.endedHere.has(nb) || nb.sessionContext.kernelDisplayStatus === 'starting') {
+        return; // this page ended its session, or is changing its kernel
+      }
       if (
         session
           ? session.kernel?.id === sandbox.kernel_id
@@ -133,6 +150,7 @@ export class KernelSandboxRemovals {
   }
 
   private readonly removedHere = new Set<string>();
+  private readonly endedHere = new WeakSet<NotebookPanel>();
   private readonly leaving = new Set<NotebookPanel>();
 }
 

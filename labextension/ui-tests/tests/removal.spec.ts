@@ -6,7 +6,8 @@
  * asks to remove the sandbox and cancels; A, in the light theme, removes it. Both notebooks then
  * have no kernel and show the dialog offering a new one: A's because it removed the sandbox, B's
  * from the user's sandbox events. B takes it, and a cell runs again in a new sandbox. A sandbox
- * removed outside JupyterLab (DELETE, as the CLI and the admin panel do) is offered the same way.
+ * removed outside JupyterLab (DELETE, as the CLI and the admin panel do) is offered the same way;
+ * one whose kernel the page shuts down itself (Shut Down Kernel) is offered nothing.
  * Screenshots of the confirmation and of the restart dialog, in the light and the dark theme.
  */
 import { expect, Page, test } from '@playwright/test';
@@ -155,5 +156,13 @@ test('@removal a kernel’s sandbox removed outside JupyterLab (the CLI, an admi
   const again = await kernelSandboxes(page);
   expect(again).toHaveLength(1);
   expect(again[0].id).not.toBe(sandbox.id);
+
+  // The page's own Shut Down Kernel takes the sandbox too: that is no surprise, nothing is offered.
+  await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Kernel$/ }).click();
+  await page.locator('.lm-Menu-itemLabel', { hasText: /^Shut Down Kernel$/ }).click(); // (it does not ask)
+  await expect.poll(async () => (await kernelSandboxes(page)).length, { timeout: 60_000 }).toBe(0);
+  await expect(page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-KernelName')).toHaveText('No Kernel');
+  await page.waitForTimeout(5000); // the removal's event has come by then (it came within a second above)
+  await expect(dialog).toHaveCount(0);
   expect(errors).toEqual([]);
 });
