@@ -328,6 +328,10 @@ async def test_a_kernel_that_dies_says_why_and_restarts(kernel_server):
         assert "out of memory" in reason and limit_text(spec["memory"], spec["disk"]) in reason, reason
         model = server.get(f"api/kernels/{kernel_id}").json()
         assert "memory" in model.get("reason", "") or "killed" in model.get("reason", ""), model
+        # JupyterLab's dialog about the restart says the model's reason (deaths.ts): the cell's own
+        # words, without the advice to restart (the server does)
+        assert "Restart the" not in model["reason"], model
+        assert error["evalue"].startswith(model["reason"].rstrip(".")), (model, error)
         await ks.wait_for_status("idle", timeout=120)  # the new kernel answered
         deadline = time.monotonic() + 60
         while "its next cell says why" not in server.log(20000):  # the restart is complete

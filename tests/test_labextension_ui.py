@@ -157,6 +157,12 @@ def lab_server(tmp_path, docker_ready):
         nbformat.write(nb, root / name)
     for route in UNTRUSTED_ROUTES:
         nbformat.write(untrusted_notebook(route), root / f"untrusted-{route}.ipynb")
+    # this checkout's build of the extension (the installed one may be another checkout's): the
+    # server's own data dir (JUPYTER_DATA_DIR below) comes first in JupyterLab's search path
+    built = ROOT / "jupyter_sandbox" / "labextension"
+    assert (built / "package.json").exists(), "build it first: cd labextension && npm run build"
+    (tmp_path / "data" / "labextensions").mkdir(parents=True)
+    (tmp_path / "data" / "labextensions" / "jupyter-sandbox").symlink_to(built)
     # Fresh lab settings: no news/update prompts over the page, no workspace of an earlier run.
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
@@ -188,12 +194,6 @@ def lab_server(tmp_path, docker_ready):
             }
         )
     )
-    # this checkout's build of the extension (the installed one may be another checkout's): the
-    # server's own data dir comes first in JupyterLab's search path (as in test_labextension_admin_ui)
-    built = ROOT / "jupyter_sandbox" / "labextension"
-    assert (built / "package.json").exists(), "build it first: cd labextension && npm run build"
-    (tmp_path / "data" / "labextensions").mkdir(parents=True)
-    (tmp_path / "data" / "labextensions" / "jupyter-sandbox").symlink_to(built)
     log_path = tmp_path / "jupyter-lab.log"
     log = log_path.open("w")
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
@@ -273,11 +273,12 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     oneshot_id = OneShot(lab_server["url"], lab_server["token"]).execute_async(
         files={"main.py": "import time\ntime.sleep(600)\n"}
     )
-    # untrusted.spec.ts, keys.spec.ts, running.spec.ts and copyfile.spec.ts have their own tests (below); labterm.spec.ts
-    # and deaths.spec.ts theirs in test_labextension_term.py and test_labextension_deaths.py
+    # untrusted.spec.ts, keys.spec.ts, running.spec.ts and copyfile.spec.ts have their own tests (below);
+    # labterm.spec.ts, deaths.spec.ts and removal.spec.ts theirs in test_labextension_term.py and
+    # test_labextension_deaths.py
     stdout = playwright(
         lab_server,
-        ["--grep-invert", "@untrusted|@keys|@labrun|@labterm|@deaths|@labcopy"],
+        ["--grep-invert", "@untrusted|@keys|@labrun|@labterm|@deaths|@removal|@labcopy"],
         {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id},
         timeout=1400,
     )

@@ -317,7 +317,8 @@ class SandboxProvisioner(KernelProvisionerBase):
             self.log.warning("jupyter-sandbox: kernel %s died: %s", self.kernel_id, reason)
             km = self.parent
             if km is not None and km.has_trait("reason"):
-                km.reason = reason  # jupyter_server shows it in the kernel's model
+                # jupyter_server shows it in the kernel's model: JupyterLab's death dialog says it (deaths.ts)
+                km.reason = self.exit_reason
             # the relay told the running cell why (running_cells.py): let that error reach the
             # notebook before the restart's status, which makes JupyterLab drop the cell's replies
             await asyncio.sleep(CELL_TOLD_GRACE)

@@ -35,3 +35,9 @@ export function applySandboxEvent(
   // a status change may come with new contexts (restart): the list has them
   return { sandboxes: updated, executing: busy, refresh: event.action === 'status' };
 }
+
+/** The sandboxes of `before` that `after` no longer holds (removed, however the list learnt it). */
+export function droppedSandboxes(before: ISandbox[], after: ISandbox[]): ISandbox[] {
+  const ids = new Set(after.map(s => s.id));
+  return before.filter(s => !ids.has(s.id));
+}

@@ -34,7 +34,8 @@ import { isNotebookKernel, kernelSessionPath, sandboxLabel } from './kinds';
 import { logsWidget, logsTabId } from './logs';
 import { addRowMenus, rowId, SANDBOX_ROW } from './menus';
 import { report, SandboxPanel } from './panel/panel';
-import { confirmKernelRemoval, notebooksOfKernel, offerRestart } from './removal';
+import { explainKernelDeaths } from './deaths';
+import { confirmKernelRemoval, KernelSandboxRemovals } from './removal';
 import { runningSandboxes } from './running';
 import { sandboxNameOf, SandboxRunner } from './runner';
 import { SandboxStatus } from './status';
@@ -107,6 +108,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ) => {
     const { commands, shell } = app;
     const store = runner.store;
+    const removals = new KernelSandboxRemovals(tracker, store);
+    explainKernelDeaths(tracker, app.serviceManager.serverSettings, nb => removals.isLeaving(nb));
     const panel = new SandboxPanel(store, commands, app.serviceManager.sessions);
     shell.add(panel, 'left', { rank: 650 });
     restorer?.add(panel, panel.id);
@@ -231,7 +234,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: args => (args.id || args.row ? 'Remove Sandbox' : "Remove This Notebook's Sandbox"),
       // A notebook kernel's sandbox goes by shutting its kernel down, as the Running panel does:
       // pulled from under a live kernel, it would leave JupyterLab restarting a kernel it cannot find.
-      // It is asked first, and the notebook is then offered a new kernel (removal.ts).
+      // It is asked first, and its notebooks (here and in other pages) are offered a new kernel (removal.ts).
       execute: async args => {
         const s = await target(args);
         if (!s) {
@@ -246,21 +249,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (!args.confirmed && !(await confirmKernelRemoval(s, path))) {
           return;
         }
-        const notebooks = notebooksOfKernel(tracker, kernelId);
-        const kernelName = notebooks[0]?.sessionContext.session?.kernel?.name;
-        const done = await report(`Remove ${s.name}`, async () => {
-          // An open notebook's session goes with its kernel (the server drops a session whose kernel
-          // is gone), so that a new kernel can start a new session; else just the kernel.
-          if (notebooks.length) {
-            await Promise.all(notebooks.map(nb => nb.sessionContext.shutdown()));
-          } else {
-            await app.serviceManager.kernels.shutdown(kernelId);
-          }
-          return true;
-        });
-        if (done && kernelName) {
-          await Promise.all(notebooks.map(nb => offerRestart(nb, kernelName)));
-        }
+        await removals.remove(kernelId, `Remove ${s.name}`, () => app.serviceManager.kernels.shutdown(kernelId));
       }
     });
     commands.addCommand(CommandIDs.copyId, {

@@ -52,3 +52,9 @@ export function runningTitle(sandbox: ISandbox, path: string | null): string {
   const reason = sandbox.status_reason ? ` (${sandbox.status_reason})` : '';
   return `${what} ${sandbox.name}${of}\nId: ${sandbox.id}\nStatus: ${sandbox.status}${reason}`;
 }
+
+/** What a notebook says when its sandboxed kernel died and restarts: the server's reason, then what follows. */
+export function kernelDeathText(path: string, reason: string): string {
+  const why = reason.trim().replace(/\.?$/, '.');
+  return `${why} The kernel of ${path} restarts automatically in its sandbox; its variables are lost.`;
+}

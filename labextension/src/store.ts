@@ -10,7 +10,7 @@ import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { api } from './api';
-import { applySandboxEvent } from './events';
+import { applySandboxEvent, droppedSandboxes } from './events';
 import { SandboxEventStream } from './stream';
 import type { IOneShot, ISandbox, ISandboxEvent, IServerConfig, IStats } from './wire';
 
@@ -105,8 +105,17 @@ export class SandboxStore {
     return this._kernelInterrupted;
   }
 
+  /**
+   * A sandbox of the list was removed (by anyone, from anywhere): its model as last known. Said
+   * once, whether its event or a list without it (after a status event, say) drops it first.
+   */
+  get removed(): ISignal<this, ISandbox> {
+    return this._removed;
+  }
+
   /** A sandbox event from the user's event stream. */
   handleEvent(event: ISandboxEvent): void {
+    const before = this.sandboxes;
     if (this.refreshing) {
       this.again = true; // the list on its way may predate this event
     }
@@ -120,6 +129,7 @@ export class SandboxStore {
       this.activity.set(event.sandbox_id, (this.activity.get(event.sandbox_id) ?? 0) + 1);
     }
     this._changed.emit();
+    this.tellRemoved(before);
     if (applied.refresh) {
       void this.refresh();
     }
@@ -157,6 +167,7 @@ export class SandboxStore {
   }
 
   private async loadList(): Promise<void> {
+    const before = this.sandboxes;
     try {
       this.sandboxes = await api.list();
       this.loaded = true;
@@ -165,6 +176,12 @@ export class SandboxStore {
       this.report(error);
     }
     this._changed.emit();
+    this.tellRemoved(before);
+  }
+
+  /** The sandboxes of `before` that the list no longer holds. */
+  private tellRemoved(before: ISandbox[]): void {
+    droppedSandboxes(before, this.sandboxes).forEach(s => this._removed.emit(s));
   }
 
   /** What the poll fetches while the panel shows: the list, then stats of the running ones, one-shots. */
@@ -217,4 +234,5 @@ export class SandboxStore {
   private refreshing: Promise<void> | null = null;
   private _changed = new Signal<this, void>(this);
   private _kernelInterrupted = new Signal<this, string>(this);
+  private _removed = new Signal<this, ISandbox>(this);
 }

@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 
-import { applySandboxEvent } from '../src/events';
+import { applySandboxEvent, droppedSandboxes } from '../src/events';
 import type { ISandbox, ISandboxEvent } from '../src/wire';
 
 const sandbox = (id: string, status = 'running') =>
@@ -44,5 +44,18 @@ describe('applySandboxEvent', () => {
     assert.equal(restarting.sandboxes[0].status, 'restarting');
     assert.equal(restarting.refresh, true); // a restart may bring new contexts
     assert.equal(list[0].status, 'running'); // inputs untouched
+  });
+});
+
+describe('droppedSandboxes', () => {
+  it('says which sandboxes a newer list no longer holds, whatever else changed', () => {
+    const before = [sandbox('a'), sandbox('b'), sandbox('c')];
+    const after = [sandbox('c', 'exited'), sandbox('a'), sandbox('d')];
+    assert.deepEqual(
+      droppedSandboxes(before, after).map(s => s.id),
+      ['b']
+    );
+    assert.deepEqual(droppedSandboxes(after, after), []);
+    assert.deepEqual(droppedSandboxes([], after), []);
   });
 });

@@ -2,7 +2,14 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 
-import { isNotebookKernel, kernelSessionPath, runningTitle, sandboxActions, sandboxLabel } from '../src/kinds';
+import {
+  isNotebookKernel,
+  kernelDeathText,
+  kernelSessionPath,
+  runningTitle,
+  sandboxActions,
+  sandboxLabel
+} from '../src/kinds';
 import type { ISandbox } from '../src/wire';
 
 const sandbox = (
@@ -64,5 +71,20 @@ describe('kinds of sandbox', () => {
     );
     const k = { ...sandbox('kernel', 'k1'), status: 'running', status_reason: null };
     assert.equal(runningTitle(k as ISandbox, null), 'Notebook kernel sandbox kernel-k1\nId: sb_1\nStatus: running');
+  });
+});
+
+describe("a sandboxed kernel's death", () => {
+  it("says the server's reason, one sentence, then that the kernel restarts without its variables", () => {
+    const reason =
+      'The kernel died: it was killed (SIGKILL), most likely out of memory (the sandbox has 1 GiB of memory plus 512 MiB of disk).';
+    assert.equal(
+      kernelDeathText('work/a.ipynb', reason),
+      `${reason} The kernel of work/a.ipynb restarts automatically in its sandbox; its variables are lost.`
+    );
+    assert.equal(
+      kernelDeathText('a.ipynb', "The kernel's sandbox was removed "),
+      "The kernel's sandbox was removed. The kernel of a.ipynb restarts automatically in its sandbox; its variables are lost."
+    );
   });
 });

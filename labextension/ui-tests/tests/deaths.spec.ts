@@ -3,13 +3,14 @@
  * tests/test_labextension_deaths.py, which writes the two notebooks:
  * - deaths-kernel.ipynb, on "Python 3 (sandboxed)": a fetch (the sandbox has no network, and the
  *   cell says so under the error), then `bytearray(10**10)`: the cell that died says it ran out of
- *   memory, with the limit as set (the sandbox's `limit`: "512 MiB of memory plus 512 MiB of disk");
+ *   memory, with the limit as set (the sandbox's `limit`: "512 MiB of memory plus 512 MiB of disk"),
+ *   and the notebook's one dialog about the restart says that too, not "appears to have died";
  * - deaths-magic.ipynb, on Python 3: the same two in `%%sandbox` cells (with --memory 256M).
  * Screenshots in the light and the dark theme.
  */
 import { expect, Locator, Page, test } from '@playwright/test';
 
-import { rest, setTheme, shot, TOKEN, URL } from './helpers';
+import { rest, setTheme, shot, textContrast, TOKEN, URL } from './helpers';
 
 const NO_NETWORK = 'this sandbox has no network';
 
@@ -49,6 +50,30 @@ async function shots(page: Page, name: string): Promise<void> {
   await setTheme(page, 'JupyterLab Light');
 }
 
+/**
+ * The dialog the notebook shows when its sandboxed kernel dies (deaths.ts): JupyterLab's title, the
+ * server's reason (out of memory, with the limit as set) instead of "appears to have died", and no
+ * other dialog beside or after it.
+ */
+async function restartDialog(page: Page, limit: string, name: string): Promise<void> {
+  const dialog = page.locator('.jp-Dialog');
+  await expect(dialog).toContainText('Kernel Restarting', { timeout: 120_000 });
+  await expect(dialog).toHaveCount(1);
+  await expect(dialog).toContainText('out of memory');
+  await expect(dialog).toContainText(`the sandbox has ${limit}`);
+  await expect(dialog).toContainText('restarts automatically in its sandbox; its variables are lost');
+  await expect(dialog).not.toContainText('appears to have died');
+  const contrast = await textContrast(dialog.locator('.jp-Dialog-body'));
+  console.log(`${name}: contrast ${contrast.toFixed(1)}`);
+  expect(contrast).toBeGreaterThanOrEqual(4.5);
+  await shot(page, name);
+  await dialog.getByRole('button', { name: 'Ok' }).click();
+  await expect(page.locator('.jp-StatusBar-TextItem', { hasText: 'Python 3 (sandboxed) | Idle' })).toBeVisible({
+    timeout: 180_000
+  });
+  await expect(dialog).toHaveCount(0); // JupyterLab's own would have waited behind it
+}
+
 test.afterEach(async ({ page }) => {
   // after a failure too: no kernel or sandbox of these notebooks is left for the next specs
   for (const sandbox of await rest(page, 'GET', 'sandboxes')) {
@@ -66,6 +91,7 @@ test.afterEach(async ({ page }) => {
 });
 
 test('@deaths a sandboxed kernel says no network, and out of memory in the cell that died', async ({ page }) => {
+  test.setTimeout(480_000); // two deaths and restarts, a reload, on a loaded machine
   const cells = await openNotebook(page, 'deaths-kernel.ipynb', 'Python 3 (sandboxed)');
   await expect(cells).toHaveCount(2);
 
@@ -82,16 +108,17 @@ test('@deaths a sandboxed kernel says no network, and out of memory in the cell 
   expect(kernels).toHaveLength(1);
   expect(kernels[0].limit).toMatch(/^\d+(\.\d+)? [MG]iB of memory plus \d+(\.\d+)? [MG]iB of disk$/);
   await expect(died).toContainText(`the sandbox has ${kernels[0].limit}`);
-  // JupyterLab's own dialog about the restart, if it shows, is answered; the cell keeps the reason
-  const dialog = page.locator('.jp-Dialog');
-  if (await dialog.isVisible()) {
-    await dialog.getByRole('button').last().click();
-  }
+  // the notebook's one dialog about the restart says the same (JupyterLab's generic one is replaced)
+  await restartDialog(page, kernels[0].limit, '62-oom-dialog-light');
+  await expect(died).toBeVisible();
+  await shots(page, '60-oom-kernel');
+
+  // again in the dark theme (the page is dark after the screenshots' reload): its dialog is readable
   await expect(page.locator('.jp-StatusBar-TextItem', { hasText: 'Python 3 (sandboxed) | Idle' })).toBeVisible({
     timeout: 180_000
   });
-  await expect(died).toBeVisible();
-  await shots(page, '60-oom-kernel');
+  await run(page, cells.nth(1));
+  await restartDialog(page, kernels[0].limit, '62-oom-dialog-dark');
 });
 
 test('@deaths %%sandbox cells say no network, and out of memory with the limit set', async ({ page }) => {
