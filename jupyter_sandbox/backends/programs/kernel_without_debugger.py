@@ -18,7 +18,6 @@ Per execution (CPU of a warm ``1+1``, measured in a sandbox with benchmarks/benc
   so exactly the same lines are logged.
 """
 
-import logging
 import sys
 
 HISTORY_BATCH = 20
