@@ -263,6 +263,21 @@ async def test_api_kernels_start_without_the_debugger_and_notebook_kernels_with_
         await manager.remove(OWNER, model.id)
 
 
+async def test_api_kernels_write_history_in_batches_and_keep_the_sessions_whole(manager, sandbox):
+    """The API's kernels write IPython's history file every 20 cells and build no debug record their
+    log's handler would drop (programs/kernel_without_debugger.py, issue 25): the running session's
+    history is whole, and the log shows what it showed."""
+    await run(manager, sandbox, "first_cell = 1")
+    code = (
+        "import logging\n"
+        "shell = get_ipython()\n"
+        "log = shell.kernel.log\n"
+        "print(shell.history_manager.db_cache_size, log.level == min(h.level for h in log.handlers) > logging.DEBUG,\n"
+        "      'first_cell = 1' in shell.history_manager.input_hist_raw, _ih[-1].startswith('import logging'))"
+    )
+    assert (await run(manager, sandbox, code)).logs.stdout == ["20 True True True\n"]
+
+
 def test_null_fields_mean_the_server_defaults(manager):
     nulls = {"image": None, "memory": None, "cpus": None, "pids": None, "disk": None, "timeout": None, "runtime": None}
     assert manager.resolve_spec(nulls) == manager.resolve_spec({}) == manager.resolve_spec(None)

@@ -361,6 +361,8 @@ class ExecuteHandler(SandboxAPIHandler):
     _flush_due = False
     _unflushed = 0  # bytes written since the last flush
     _in_flight = 0  # bytes of flushes not yet on the wire
+    _keepalive_timer: asyncio.TimerHandle
+    _keepalive_sent: asyncio.Future[None] | None = None
 
     async def stream_execute(self, id_or_name: str) -> None:
         request = ExecuteRequest.parse(self.json_body())
@@ -374,7 +376,7 @@ class ExecuteHandler(SandboxAPIHandler):
         self._task = asyncio.ensure_future(
             self.manager.execute(self.owner, id_or_name, request.code, on_event=self._send, **request.options())
         )
-        keepalive = asyncio.ensure_future(self._keepalive(self.sandbox_app.keepalive_interval))
+        self._keepalive_at(self.sandbox_app.keepalive_interval, self.sandbox_app.keepalive_interval)
         try:
             await self._task
         except asyncio.CancelledError:
@@ -391,7 +393,9 @@ class ExecuteHandler(SandboxAPIHandler):
             await self._send({"type": "error", "name": type(e).__name__, "value": str(e), "traceback": ""})
             await self._send({"type": "end_of_execution"})
         finally:
-            keepalive.cancel()
+            self._keepalive_timer.cancel()
+            if self._keepalive_sent is not None:
+                self._keepalive_sent.cancel()
         if not self._gone:
             await self.end_stream()
 
@@ -444,11 +448,19 @@ class ExecuteHandler(SandboxAPIHandler):
         except StreamClosedError:
             self._gone = True
 
-    async def _keepalive(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(max(0.0, self._last_write + interval - time.monotonic()))
-            if time.monotonic() - self._last_write >= interval:
-                await self._send({"type": "keepalive"})
+    def _keepalive_at(self, delay: float, interval: float) -> None:
+        """A keepalive line once ``interval`` seconds pass without a line written. A timer, not a
+        task: most executions end long before one is due, and a task per request costs."""
+        self._keepalive_timer = asyncio.get_running_loop().call_later(delay, self._keepalive_due, interval)
+
+    def _keepalive_due(self, interval: float) -> None:
+        quiet = time.monotonic() - self._last_write
+        if quiet < interval:
+            self._keepalive_at(interval - quiet, interval)
+            return
+        if self._keepalive_sent is None or self._keepalive_sent.done():
+            self._keepalive_sent = asyncio.ensure_future(self._send({"type": "keepalive"}))
+        self._keepalive_at(interval, interval)
 
     def on_connection_close(self) -> None:
         self._gone = True
