@@ -29,7 +29,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from traitlets import Dict, Float, Int, Unicode
+from traitlets import Dict, Float, Int, List, Unicode
 
 from ..errors import InvalidInput, NotFound
 from ..models import SandboxSpec, format_size, parse_size
@@ -52,6 +52,7 @@ from .docker_exec import DockerProcesses
 from .docker_files import DockerFiles
 from .docker_kernels import DockerKernels
 from .docker_once import DockerOneShots
+from .docker_pause import DockerPause
 from .docker_stats import DockerStats
 from .exec_stream import ExecStream
 from .kernel_channels import DirectKernelClient
@@ -140,6 +141,14 @@ class DockerBackend(SandboxBackend):
         "cgroup, and below this the whole sandbox dies at kernel start.",
     ).tag(config=True)
 
+    checkpoint_runtimes = List(
+        Unicode(),
+        ["runsc"],
+        help="Runtimes whose containers are checkpointed when paused, so a resume keeps the kernels' variables "
+        "(docker checkpoint; dockerd with experimental features). runc needs a CRIU that works on this host's "
+        "kernel: add 'runc' only then. Others are paused by a stop, their working directory's files kept.",
+    ).tag(config=True)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.engine = DockerEngine(self.docker_url, self.engine_timeout, self.engine_threads, self.stream_threads)
@@ -152,6 +161,7 @@ class DockerBackend(SandboxBackend):
         self.one_shots = DockerOneShots(self)
         self.usage = DockerStats(self)
         self.processes = DockerProcesses(self)
+        self.pausing = DockerPause(self)
         self._container_ids: dict[str, str] = {}  # sandbox id -> container id
         self._specs: dict[str, SandboxSpec] = {}
 
@@ -374,6 +384,22 @@ class DockerBackend(SandboxBackend):
 
     async def watch_dir(self, sandbox_id: str, path: str, recursive: bool) -> DirWatch:
         return await self.files.watch(sandbox_id, path, recursive)
+
+    # -- pause and the working directory's files (docker_pause.py, issue 23) ----------------
+    def memory_problem(self, spec: SandboxSpec) -> str | None:
+        return self.pausing.memory_problem(spec)
+
+    async def pause(self, sandbox_id: str, keep_memory: bool) -> None:
+        await self.pausing.pause(sandbox_id, keep_memory)
+
+    async def resume(self, sandbox_id: str, memory: bool) -> None:
+        await self.pausing.resume(sandbox_id, memory)
+
+    def pack_files(self, sandbox_id: str) -> AsyncIterator[bytes]:
+        return self.files.pack(sandbox_id)
+
+    async def unpack_files(self, sandbox_id: str, chunks: AsyncIterator[bytes]) -> None:
+        await self.files.unpack(sandbox_id, chunks)
 
     # -- one-shot runs ------------------------------------------------------------------
     runs_once = True
