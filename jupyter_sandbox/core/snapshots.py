@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import AsyncIterator
 
 from ..errors import AlreadyExists, NotFound, QuotaExceeded
-from ..models import SandboxSpec, SnapshotModel, format_size, now, validate_name
+from ..models import SandboxSpec, SnapshotModel, format_size, human_size, now, validate_name
 from .identity import private_dir
 
 CHUNK = 1 << 20  # bytes read from an archive at once
@@ -138,7 +138,7 @@ async def _write(path: str, chunks: AsyncIterator[bytes], room: int | None, why:
             async for chunk in chunks:
                 size += len(chunk)
                 if room is not None and size > room:
-                    raise QuotaExceeded(f"the snapshot does not fit: {why} ({format_size(max(room, 0))} left)")
+                    raise QuotaExceeded(f"the snapshot does not fit: {why} ({human_size(max(room, 0))} left)")
                 await asyncio.to_thread(f.write, chunk)
         os.replace(tmp, path)
     except BaseException:
