@@ -383,7 +383,8 @@ class E2BTimeout(RequestBody):
     """POST sandbox/e2b/api/sandboxes/{id}/timeout (and the timeout of .../connect)."""
 
     timeout: int | None = None
-    memory: Any = None  # connect's resume mode: nothing is ever paused here
+    memory: Any = None  # connect's resume mode: a resume keeps the memory wherever the runtime can (core/pausing.py)
+    autoPause: bool | None = None  # resume's (deprecated in E2B): not taken, see c.SandboxManager.idle_action
 
 
 @dataclass
