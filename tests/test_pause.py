@@ -198,3 +198,49 @@ async def test_another_user_cannot_see_use_or_delete_your_snapshots(jp_fetch):
     r = await post(jp_fetch, *API, origin, "snapshots", name="big2")
     assert r.code == 429 and "64M" in body_of(r)["message"], r.body
     assert [s["name"] for s in body_of(await fetch(jp_fetch, *SNAPSHOTS))] == ["big1"]  # nothing half-kept
+
+
+def test_client_and_cli_pause_resume_snapshot_fork(sandbox_server, monkeypatch):
+    """The Python client and `jupyter sandbox pause|resume|snapshot|fork` against a server subprocess."""
+    import os
+    import subprocess
+    import sys
+
+    from jupyter_sandbox import Sandbox
+
+    url, token = sandbox_server
+    monkeypatch.delenv("JUPYTER_SANDBOX_URL", raising=False)
+    where = {"server_url": url, "token": token}
+
+    def cli(*args: str) -> str:
+        env = {**os.environ, "JUPYTER_SANDBOX_URL": url, "JUPYTER_SANDBOX_TOKEN": token}
+        answer = subprocess.run(
+            [sys.executable, "-m", "jupyter_sandbox.cli", *args], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert answer.returncode == 0, answer.stderr
+        return answer.stdout
+
+    with Sandbox(memory="256M", **where) as sandbox:
+        sandbox.run_code("open('a.txt', 'w').write('client')")
+        model = sandbox.pause()
+        assert model.paused and model.memory_kept is False and "CRIU" in (model.memory_note or "")
+        assert sandbox.resume().status == "running"
+        snapshot = sandbox.snapshot("client-snap")
+        assert snapshot.name == "client-snap" and snapshot.source == sandbox.id
+        assert [s.name for s in Sandbox.list_snapshots(**where)] == ["client-snap"]
+        with Sandbox.create(snapshot="client-snap", **where) as restored:
+            assert restored.run_code("open('a.txt').read()").text == "'client'"
+        with sandbox.fork(keep=False) as forked:
+            assert forked.id != sandbox.id and forked.run_code("open('a.txt').read()").text == "'client'"
+
+        assert "files kept, not memory" in cli("pause", sandbox.id)
+        assert "running" in cli("resume", sandbox.id)
+        assert "snapshot cli-snap of" in cli("snapshot", sandbox.id, "cli-snap")
+        assert "cli-snap" in cli("snapshot", "list")
+        assert "deleted snapshot cli-snap" in cli("snapshot", "delete", "cli-snap")
+        forked_line = cli("fork", sandbox.id, "--name", "cli-fork")
+        assert forked_line.startswith("cli-fork (sbx_")
+        cli_fork = forked_line.split("(")[1].split(")")[0]
+        Sandbox.kill(cli_fork, **where)
+    Sandbox.delete_snapshot("client-snap", **where)
+    assert Sandbox.list_snapshots(**where) == []
