@@ -46,8 +46,8 @@ Contract (tests/test_contract.py runs it against every backend):
   (exec_stream.py) that outlives the caller; ``exec_streams`` lists the running ones and
   ``find_exec`` finds one by pid (an ended one for a while, for its exit). They end with the sandbox.
 - Pause and the working directory's files (a capability, issue 23; BackendUnavailable where
-  missing): ``memory_problem(spec)`` says why a pause of such a sandbox cannot keep its memory (None:
-  it can). ``pause(sandbox_id, keep_memory)`` stops the sandbox (its kernels' relays closed first,
+  missing): ``memory_problem(sandbox_id, spec)`` says why a pause of that sandbox cannot keep its
+  memory now (None: it can). ``pause(sandbox_id, keep_memory)`` stops the sandbox (its kernels' relays closed first,
   the kernels left as they are): it holds no CPU or memory after, and ``resume(sandbox_id,
   memory)`` starts it again, its processes restored when its memory was kept (the kernels are then
   reattached with ``attach_kernel``), else empty (its working directory too: files come back with
@@ -378,8 +378,8 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
     def _no_pause(self, what: str) -> BackendUnavailable:
         return BackendUnavailable(f"{what} is not supported by the {self.name!r} backend")
 
-    def memory_problem(self, spec: SandboxSpec) -> str | None:
-        """Why pausing a sandbox of ``spec`` cannot keep its memory (its kernels' variables); None if it can."""
+    def memory_problem(self, sandbox_id: str, spec: SandboxSpec) -> str | None:
+        """Why pausing the sandbox (of ``spec``) cannot keep its memory (its kernels' variables) now; None if it can."""
         return f"the {self.name} backend cannot checkpoint a sandbox's memory"
 
     async def pause(self, sandbox_id: str, keep_memory: bool) -> None:

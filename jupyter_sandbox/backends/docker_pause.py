@@ -14,6 +14,7 @@ in docker-py: they are called through its low-level client's ``_post_json``/``_d
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from ..errors import BackendUnavailable
@@ -23,7 +24,25 @@ from .docker_engine import EngineClient
 if TYPE_CHECKING:  # (only for types: docker.py imports this module)
     from .docker import DockerBackend
 
-CHECKPOINT = "jsbx-pause"  # one per container: deleted once restored
+CHECKPOINT = "jsbx-pause-"  # + a number: each pause its own (the engine refuses to restore one name twice)
+
+
+def short(message: str, most: int = 300) -> str:
+    """An engine's checkpoint error, shortened: runsc's can carry a dump of kernel objects (kilobytes),
+    whose last words say why (e.g. "endpoint still has waiters upon save"); an engine without
+    experimental features says that it has none."""
+    if len(message) <= most:
+        return message
+    head, _, tail = message.rpartition("}: ")
+    return f"{message[: most // 2]} ... {(tail if head else message)[-most // 2 :]}"
+
+
+def checkpoints(c: EngineClient, cid: str) -> list[str]:
+    """The names of the container's checkpoints made by pauses, oldest first (blocking)."""
+    api = c.api
+    answer = api._get(api._url("/containers/{0}/checkpoints", cid))
+    api._raise_for_status(answer)
+    return sorted(n for n in (item.get("Name", "") for item in answer.json() or []) if n.startswith(CHECKPOINT))
 
 
 class DockerPause:
@@ -31,9 +50,22 @@ class DockerPause:
 
     def __init__(self, backend: DockerBackend) -> None:
         self.backend = backend
+        # sandboxes restored from a checkpoint and not stopped since: runsc (release 20221219, Debian's)
+        # leaves state behind when it checkpoints a restored container, and the engine then refuses to
+        # start it at all ("id already in use"); after a stop and a start it checkpoints again
+        self._restored: set[str] = set()
 
-    def memory_problem(self, spec: SandboxSpec) -> str | None:
+    def forget(self, sandbox_id: str) -> None:
+        """The sandbox was stopped and started (restart), or removed."""
+        self._restored.discard(sandbox_id)
+
+    def memory_problem(self, sandbox_id: str, spec: SandboxSpec) -> str | None:
         runtime = spec.runtime or self.backend.runtime
+        if runtime in self.backend.checkpoint_runtimes and sandbox_id in self._restored:
+            return (
+                f"{runtime} cannot checkpoint a sandbox restored from a checkpoint before it has stopped once (the "
+                "engine would then refuse to start it): this pause keeps the files, and the next one the memory again"
+            )
         if runtime in self.backend.checkpoint_runtimes:
             return None
         if runtime == "runc":
@@ -50,25 +82,24 @@ class DockerPause:
         backend = self.backend
         cid = backend.container_id(sandbox_id)
         await backend.processes.table.close(sandbox_id)  # commands end with the pause
-        await backend.kernels.drop_all(sandbox_id)  # relays closed: the kernels keep running for the checkpoint
+        if keep_memory:  # the launchers go (no engine stream can be checkpointed), the kernels stay
+            await backend.kernels.detach_all(sandbox_id)
+        else:
+            await backend.kernels.drop_all(sandbox_id)
         if keep_memory:
 
             def checkpoint(c: EngineClient) -> None:
                 api = c.api
-                # a checkpoint left by a pause whose resume failed would make this one fail
-                api._delete(api._url("/containers/{0}/checkpoints/{1}", cid, CHECKPOINT))
+                name = f"{CHECKPOINT}{time.time_ns()}"  # a name never used before (see CHECKPOINT)
                 answer = api._post_json(
-                    api._url("/containers/{0}/checkpoints", cid), data={"CheckpointID": CHECKPOINT, "Exit": True}
+                    api._url("/containers/{0}/checkpoints", cid), data={"CheckpointID": name, "Exit": True}
                 )
                 api._raise_for_status(answer)
 
             try:
                 await backend.engine.call(checkpoint)
             except BackendUnavailable as e:
-                raise BackendUnavailable(
-                    f"the sandbox could not be checkpointed ({e.message}); is dockerd running with experimental "
-                    "features (scripts/setup-docker.sh)?"
-                ) from None
+                raise BackendUnavailable(f"the engine could not checkpoint the sandbox: {short(e.message)}") from None
         else:
             await backend.engine.call(lambda c: c.api.stop(cid, timeout=2))
         backend.usage.forget(sandbox_id)
@@ -81,12 +112,16 @@ class DockerPause:
 
             def restore(c: EngineClient) -> None:
                 api = c.api
-                answer = api._post(api._url("/containers/{0}/start", cid), params={"checkpoint": CHECKPOINT})
+                name = checkpoints(c, cid)[-1:] or [CHECKPOINT]  # the last pause's
+                answer = api._post(api._url("/containers/{0}/start", cid), params={"checkpoint": name[0]})
                 api._raise_for_status(answer)
-                api._delete(api._url("/containers/{0}/checkpoints/{1}", cid, CHECKPOINT))
+                for old in checkpoints(c, cid):  # restored: its image on the engine's disk is not needed
+                    api._delete(api._url("/containers/{0}/checkpoints/{1}", cid, old))
 
             await backend.engine.call(restore)
+            self._restored.add(sandbox_id)
         else:
             await backend.engine.call(lambda c: c.api.start(cid))
+            self._restored.discard(sandbox_id)
         backend.kernels.forget_ended(sandbox_id)
         backend.usage.baseline(sandbox_id)

@@ -102,15 +102,23 @@ class SandboxPausing:
                 raise Conflict(f"sandbox {model.name!r} is {model.status}; only a running sandbox can be paused")
             if sandbox.executing or any(c.lock.locked() for c in sandbox.contexts.values()):
                 raise Conflict(f"sandbox {model.name!r} is running code; wait for it or interrupt it, then pause")
-            problem = self.backend.memory_problem(model.spec)
+            problem = self.backend.memory_problem(model.id, model.spec)
             self._status(sandbox, "pausing")
             closed = False
             try:
-                if problem is not None:
-                    await self.archives.save_paused(model.id, self.backend.pack_files(model.id))
+                # the files first, whatever the runtime: a checkpoint that fails stops the sandbox
+                # (gVisor's does), and the files are then what comes back
+                await self.archives.save_paused(model.id, self.backend.pack_files(model.id))
                 sandbox.close_contexts()
                 closed = True
-                await self.backend.pause(model.id, keep_memory=problem is None)
+                try:
+                    await self.backend.pause(model.id, keep_memory=problem is None)
+                except SandboxError as e:
+                    if problem is not None:
+                        raise
+                    problem = f"the checkpoint failed, so the files are kept and the kernels start afresh: {e.message}"
+                    self.log.warning("jupyter-sandbox: sandbox %s: %s", model.id, problem)
+                    await self.backend.pause(model.id, keep_memory=False)
             except BaseException:
                 self.archives.drop_paused(model.id)
                 self.log.exception("jupyter-sandbox: pausing sandbox %s failed", model.id)
@@ -134,7 +142,7 @@ class SandboxPausing:
             self._status(sandbox, "resuming")
             try:
                 await self.backend.resume(model.id, memory)
-                if not memory and self.archives.has_paused(model.id):
+                if not memory and self.archives.has_paused(model.id):  # (with its memory: all is there)
                     await self.backend.unpack_files(model.id, self.archives.paused_chunks(model.id))
                 lost = await self._reconnect(sandbox, memory)
             except BaseException:
