@@ -288,8 +288,11 @@ def watch(path: str, recursive: str) -> int:
 def pack(path: str) -> int:
     if not os.path.isdir(path):
         return NOT_A_DIRECTORY
-    # tar moves the bytes (as cat does for read); 1 is its "a file changed as it was read"
-    os.execvp("tar", ["tar", "--create", "--file=-", "--sparse", f"--directory={path}", "."])
+    # tar moves the bytes (as cat does for read); 1 is its "a file changed as it was read". IPython's
+    # history stays behind: a kernel running where it is unpacked holds its own open (sqlite then
+    # refuses to write a database replaced under it)
+    history = "--exclude=./.ipython/profile_default/history.sqlite*"
+    os.execvp("tar", ["tar", "--create", "--file=-", "--sparse", history, f"--directory={path}", "."])
 
 
 def unpack(path: str) -> int:
