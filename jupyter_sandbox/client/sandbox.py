@@ -587,8 +587,9 @@ class Sandbox:
 
     def fork(self, name: str | None = None, *, keep: bool | None = None) -> Sandbox:
         """A running copy: a new sandbox with this one's spec and a copy of its files (not its variables)."""
-        forked: AsyncSandbox = private_loop().run(self._async.fork(name, keep=keep))
-        return Sandbox(_connection=forked.connection, _model=forked._model, keep=forked.keep)
+        connection = self._async.connection
+        model: SandboxModel = private_loop().run(connection.fork(self.id, name))
+        return Sandbox(_connection=connection, _model=model, keep=self.keep if keep is None else keep)
 
     @classmethod
     def list_snapshots(cls, **where: Any) -> builtins.list[SnapshotModel]:
