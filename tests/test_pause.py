@@ -72,6 +72,9 @@ async def test_a_variable_survives_pause_and_resume_under_gvisor(jp_fetch, runsc
     sandbox = await create(jp_fetch, runtime="runsc")
     sid = sandbox["id"]
     assert (await run(jp_fetch, sid, "x = 41\nopen('kept.txt', 'w').write('in tmpfs')"))["errors"] == []
+    # a forked child's output reaches the kernel over a Unix socket (a TCP listener would stop the checkpoint)
+    child = "import multiprocessing as mp\np = mp.get_context('fork').Process(target=print, args=('from a child',))\np.start(); p.join()"
+    assert "from a child" in (await run(jp_fetch, sid, child))["stdout"]
 
     r = await post(jp_fetch, *API, sid, "pause")
     assert r.code == 200, r.body
