@@ -75,7 +75,7 @@ export function addPauseCommands(app: JupyterFrontEnd, store: SandboxStore): voi
   });
   commands.addCommand(PauseCommandIDs.snapshot, {
     label: 'Take Snapshot of Files…',
-    caption: "Keep a named copy of its working directory on the server; new sandboxes can start from it",
+    caption: 'Keep a named copy of its working directory on the server; new sandboxes can start from it',
     isVisible: args => codeSandbox(rowSandbox(args)),
     execute: async args => {
       const s = rowSandbox(args);
