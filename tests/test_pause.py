@@ -112,6 +112,42 @@ async def test_a_variable_survives_pause_and_resume_under_gvisor(jp_fetch, runsc
     assert outcome["result"] == "40", outcome
 
 
+async def test_idle_sandboxes_are_paused_not_removed_and_code_to_them_is_refused_when_configured(docker_ready):
+    """The manager's own idle loop (an in-process test server does not start it): idle_action pause."""
+    import asyncio
+
+    from jupyter_sandbox.errors import Conflict
+
+    from conftest import make_manager
+
+    manager = make_manager(
+        "docker",
+        cull_idle_timeout=3.0,
+        cull_interval=1.0,
+        idle_action="pause",
+        resume_on_execute=False,
+        reap_on_start=False,
+        pool_size=0,
+    )
+    await manager.start()
+    try:
+        sid = (await manager.create("alice", spec={"memory": "256M", "disk": "64M"})).id
+        await manager.execute("alice", sid, "open('f.txt', 'w').write('kept')")
+        for _ in range(30):  # idle for 3 s, looked at each second: paused within seconds
+            await asyncio.sleep(1)
+            if manager.get("alice", sid).status == "paused":
+                break
+        model = manager.get("alice", sid)
+        assert model.status == "paused" and "idle" in (model.status_reason or ""), model
+        with pytest.raises(Conflict, match="paused"):  # resume_on_execute = False
+            await manager.execute("alice", sid, "1")
+        assert (await manager.pausing.resume("alice", sid)).status == "running"
+        execution = await manager.execute("alice", sid, "print(open('f.txt').read())")
+        assert "".join(execution.logs.stdout).strip() == "kept"
+    finally:
+        await manager.shutdown()
+
+
 async def test_runc_pause_keeps_files_not_memory_and_says_why(jp_fetch):
     sandbox = await create(jp_fetch)
     sid = sandbox["id"]
