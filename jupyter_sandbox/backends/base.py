@@ -378,7 +378,7 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
     def _no_pause(self, what: str) -> BackendUnavailable:
         return BackendUnavailable(f"{what} is not supported by the {self.name!r} backend")
 
-    def memory_problem(self, sandbox_id: str, spec: SandboxSpec) -> str | None:
+    async def memory_problem(self, sandbox_id: str, spec: SandboxSpec) -> str | None:
         """Why pausing the sandbox (of ``spec``) cannot keep its memory (its kernels' variables) now; None if it can."""
         return f"the {self.name} backend cannot checkpoint a sandbox's memory"
 

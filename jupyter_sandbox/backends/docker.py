@@ -245,7 +245,7 @@ class DockerBackend(SandboxBackend):
         await self.kernels.drop_all(sandbox_id)  # the restart ends every process in it
         cid = self.container_id(sandbox_id)
         await self.engine.call(lambda c: c.api.restart(cid, timeout=2))
-        self.pausing.forget(sandbox_id)
+        await self.pausing.drop_checkpoints(sandbox_id)
         self.usage.forget(sandbox_id, restarted=True)
         self.kernels.forget_ended(sandbox_id)
 
@@ -258,7 +258,6 @@ class DockerBackend(SandboxBackend):
         cid = self._container_ids.pop(sandbox_id, None) or f"jupyter-sandbox-{sandbox_id}"
         await self.kernels.drop_all(sandbox_id)
         self._specs.pop(sandbox_id, None)
-        self.pausing.forget(sandbox_id)
         self.usage.forget(sandbox_id)
         self.kernels.forget_ended(sandbox_id)
         await self.engine.remove_container(cid)
@@ -388,8 +387,8 @@ class DockerBackend(SandboxBackend):
         return await self.files.watch(sandbox_id, path, recursive)
 
     # -- pause and the working directory's files (docker_pause.py, issue 23) ----------------
-    def memory_problem(self, sandbox_id: str, spec: SandboxSpec) -> str | None:
-        return self.pausing.memory_problem(sandbox_id, spec)
+    async def memory_problem(self, sandbox_id: str, spec: SandboxSpec) -> str | None:
+        return await self.pausing.memory_problem(sandbox_id, spec)
 
     async def pause(self, sandbox_id: str, keep_memory: bool) -> None:
         await self.pausing.pause(sandbox_id, keep_memory)

@@ -24,7 +24,7 @@ from .docker_engine import EngineClient
 if TYPE_CHECKING:  # (only for types: docker.py imports this module)
     from .docker import DockerBackend
 
-CHECKPOINT = "jsbx-pause-"  # + a number: each pause its own (the engine refuses to restore one name twice)
+CHECKPOINT = "jsbx-pause-"  # + the time in ns: each pause its own name
 
 
 def short(message: str, most: int = 300) -> str:
@@ -50,18 +50,31 @@ class DockerPause:
 
     def __init__(self, backend: DockerBackend) -> None:
         self.backend = backend
-        # sandboxes restored from a checkpoint and not stopped since: runsc (release 20221219, Debian's)
-        # leaves state behind when it checkpoints a restored container, and the engine then refuses to
-        # start it at all ("id already in use"); after a stop and a start it checkpoints again
-        self._restored: set[str] = set()
 
-    def forget(self, sandbox_id: str) -> None:
-        """The sandbox was stopped and started (restart), or removed."""
-        self._restored.discard(sandbox_id)
+    async def restored(self, sandbox_id: str) -> bool:
+        """Whether the sandbox runs from a checkpoint and has not stopped since. runsc (release 20221219,
+        Debian's) leaves state behind when it checkpoints such a container, and the engine then refuses
+        to start it at all ("id already in use"); after a stop it checkpoints again. The engine keeps
+        the answer: the restored checkpoint stays until the container stops (``drop_checkpoints``)."""
+        cid = self.backend.container_id(sandbox_id)
+        return bool(await self.backend.engine.call(lambda c: checkpoints(c, cid)))
 
-    def memory_problem(self, sandbox_id: str, spec: SandboxSpec) -> str | None:
+    async def drop_checkpoints(self, sandbox_id: str) -> None:
+        """The container stopped (a pause without memory, a restart): its checkpoints are of no use."""
+        cid = self.backend.container_id(sandbox_id)
+
+        def drop(c: EngineClient) -> None:
+            for name in checkpoints(c, cid):
+                c.api._delete(c.api._url("/containers/{0}/checkpoints/{1}", cid, name))
+
+        try:
+            await self.backend.engine.call(drop)
+        except BackendUnavailable as e:  # e.g. an engine without experimental features: it has none
+            self.backend.log.debug("checkpoints of sandbox %s: %s", sandbox_id, e.message)
+
+    async def memory_problem(self, sandbox_id: str, spec: SandboxSpec) -> str | None:
         runtime = spec.runtime or self.backend.runtime
-        if runtime in self.backend.checkpoint_runtimes and sandbox_id in self._restored:
+        if runtime in self.backend.checkpoint_runtimes and await self.restored(sandbox_id):
             return (
                 f"{runtime} cannot checkpoint a sandbox restored from a checkpoint before it has stopped once (the "
                 "engine would then refuse to start it): this pause keeps the files, and the next one the memory again"
@@ -102,6 +115,7 @@ class DockerPause:
                 raise BackendUnavailable(f"the engine could not checkpoint the sandbox: {short(e.message)}") from None
         else:
             await backend.engine.call(lambda c: c.api.stop(cid, timeout=2))
+            await self.drop_checkpoints(sandbox_id)
         backend.usage.forget(sandbox_id)
         backend.kernels.forget_ended(sandbox_id)
 
@@ -115,13 +129,11 @@ class DockerPause:
                 name = checkpoints(c, cid)[-1:] or [CHECKPOINT]  # the last pause's
                 answer = api._post(api._url("/containers/{0}/start", cid), params={"checkpoint": name[0]})
                 api._raise_for_status(answer)
-                for old in checkpoints(c, cid):  # restored: its image on the engine's disk is not needed
+                for old in checkpoints(c, cid)[:-1]:  # the restored one stays: see ``restored``
                     api._delete(api._url("/containers/{0}/checkpoints/{1}", cid, old))
 
             await backend.engine.call(restore)
-            self._restored.add(sandbox_id)
         else:
             await backend.engine.call(lambda c: c.api.start(cid))
-            self._restored.discard(sandbox_id)
         backend.kernels.forget_ended(sandbox_id)
         backend.usage.baseline(sandbox_id)

@@ -102,7 +102,7 @@ class SandboxPausing:
                 raise Conflict(f"sandbox {model.name!r} is {model.status}; only a running sandbox can be paused")
             if sandbox.executing or any(c.lock.locked() for c in sandbox.contexts.values()):
                 raise Conflict(f"sandbox {model.name!r} is running code; wait for it or interrupt it, then pause")
-            problem = self.backend.memory_problem(model.id, model.spec)
+            problem = await self.backend.memory_problem(model.id, model.spec)
             self._status(sandbox, "pausing")
             closed = False
             try:
