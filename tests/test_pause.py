@@ -291,3 +291,37 @@ def test_client_and_cli_pause_resume_snapshot_fork(sandbox_server, monkeypatch):
         Sandbox.kill(cli_fork, **where)
     Sandbox.delete_snapshot("client-snap", **where)
     assert Sandbox.list_snapshots(**where) == []
+
+
+@pytest.mark.parametrize("runtime", ["runsc", "runc"])
+async def test_a_paused_sandbox_survives_a_server_restart(runtime, docker_ready, tmp_path, request):
+    """Paused, then the server goes (its records kept, as after a crash or keep_sandboxes_on_stop):
+    the next run takes it back paused, and its resume brings back the variable (gVisor) or the file."""
+    from jupyter_sandbox.core.state import SandboxRecords
+
+    from conftest import SESSION_SERVER_ID, make_manager
+
+    server_id = f"{SESSION_SERVER_ID}-pause-{runtime}"
+    records = SandboxRecords(str(tmp_path / "records"))
+    first = make_manager("docker", server_id=server_id, reap_on_start=False, pool_size=0)
+    first.records = records
+    first.pausing.archives.folder = str(tmp_path / "snapshots")
+    model = await first.create("alice", spec={"memory": "256M", "disk": "64M", "runtime": runtime})
+    await first.execute("alice", model.id, "x = 41\nopen('f.txt', 'w').write('kept')")
+    assert (await first.pausing.pause("alice", model.id)).paused
+    await first.backend.close()  # the server goes; the stopped container and the records stay
+
+    second = make_manager("docker", server_id=server_id, pool_size=0)
+    second.records = records
+    second.pausing.archives.folder = str(tmp_path / "snapshots")
+    try:
+        await second.start()
+        taken = second.get("alice", model.id)
+        assert (taken.status, taken.paused, taken.memory_kept) == ("paused", True, runtime == "runsc")
+        assert not container_running(model.id)
+        execution = await second.execute("alice", model.id, "print(open('f.txt').read())\n'x' in globals()")
+        assert "".join(execution.logs.stdout).strip() == "kept"
+        assert execution.text == str(runtime == "runsc")
+        assert second.get("alice", model.id).status == "running"
+    finally:
+        await second.shutdown()

@@ -405,9 +405,10 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
     # told (sandbox id, why) when a notebook kernel's running cell was told that its kernel died
     on_kernel_died: Callable[[str, str], None] | None = None
 
-    async def adopt(self, sandbox_id: str, spec: SandboxSpec) -> None:
+    async def adopt(self, sandbox_id: str, spec: SandboxSpec, paused: bool = False) -> None:
         """Take charge again of a running sandbox a crashed run of this server made
-        (``list_existing`` found it). NotFound when it cannot be (then it is removed)."""
+        (``list_existing`` found it), or of a stopped one that was ``paused``. NotFound when it
+        cannot be (then it is removed)."""
         raise NotFound(f"the {self.name} backend cannot take back sandbox {sandbox_id}")
 
     async def attach_kernel(

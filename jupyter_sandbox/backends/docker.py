@@ -231,14 +231,15 @@ class DockerBackend(SandboxBackend):
         await self.engine.call(lambda c: c.api.start(cid))
         self.usage.baseline(sandbox_id)
 
-    async def adopt(self, sandbox_id: str, spec: SandboxSpec) -> None:
+    async def adopt(self, sandbox_id: str, spec: SandboxSpec, paused: bool = False) -> None:
         name = f"jupyter-sandbox-{sandbox_id}"
         state = await self.engine.call(lambda c: c.api.inspect_container(name))
-        if not state.get("State", {}).get("Running"):
+        if not paused and not state.get("State", {}).get("Running"):
             raise NotFound(f"the container of sandbox {sandbox_id} is not running")
         self._container_ids[sandbox_id] = state["Id"]
         self._specs[sandbox_id] = spec
-        self.usage.baseline(sandbox_id)
+        if not paused:
+            self.usage.baseline(sandbox_id)
 
     async def restart(self, sandbox_id: str) -> None:
         await self.processes.table.close(sandbox_id)
