@@ -388,6 +388,14 @@ class E2BTimeout(RequestBody):
 
 
 @dataclass
+class E2BPause(RequestBody):
+    """POST sandbox/e2b/api/sandboxes/{id}/pause: E2B's SandboxPauseRequest."""
+
+    memory: bool | None = None  # False: the files only (E2B's mode="filesystem")
+    requireHealthyGuest: bool | None = None  # (taken: the kernels' launchers always answer first here)
+
+
+@dataclass
 class E2BRefresh(RequestBody):
     """POST sandbox/e2b/api/sandboxes/{id}/refreshes."""
 

@@ -325,3 +325,19 @@ async def test_a_paused_sandbox_survives_a_server_restart(runtime, docker_ready,
         assert second.get("alice", model.id).status == "running"
     finally:
         await second.shutdown()
+
+
+async def test_a_pause_asked_for_files_only_keeps_no_memory_even_under_gvisor(runsc_ready):
+    """E2B's mode="filesystem" ({"memory": false}) reaches the pause as keep_memory=False."""
+    from conftest import make_manager
+
+    manager = make_manager("docker", reap_on_start=False, pool_size=0)
+    try:
+        model = await manager.create("alice", spec={"memory": "256M", "disk": "64M", "runtime": "runsc"})
+        await manager.execute("alice", model.id, "x = 1\nopen('f.txt', 'w').write('kept')")
+        paused = await manager.pausing.pause("alice", model.id, keep_memory=False)
+        assert paused.memory_kept is False and "files only" in (paused.memory_note or "")
+        execution = await manager.execute("alice", model.id, "print(open('f.txt').read())\n'x' in globals()")
+        assert "".join(execution.logs.stdout).strip() == "kept" and execution.text == "False"
+    finally:
+        await manager.shutdown()

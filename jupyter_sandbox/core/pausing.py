@@ -74,9 +74,10 @@ class SandboxPausing:
         self.attach_timeout = 20.0  # seconds a restored kernel has to answer
 
     # -- pause and resume ---------------------------------------------------------------
-    async def pause(self, owner: str, ref: str) -> SandboxModel:
+    async def pause(self, owner: str, ref: str, keep_memory: bool = True) -> SandboxModel:
+        """Pause; ``keep_memory=False`` keeps the files only, whatever the runtime could keep."""
         sandbox = self.registry.get(owner, ref)
-        await self.pause_sandbox(sandbox)
+        await self.pause_sandbox(sandbox, keep_memory=keep_memory)
         return sandbox.model
 
     async def resume(self, owner: str, ref: str) -> SandboxModel:
@@ -92,7 +93,7 @@ class SandboxPausing:
             raise Conflict(f"sandbox {sandbox.model.name!r} is paused; resume it first (POST .../resume)")
         await self.resume_sandbox(sandbox)
 
-    async def pause_sandbox(self, sandbox: Sandbox, why: str = "") -> None:
+    async def pause_sandbox(self, sandbox: Sandbox, why: str = "", keep_memory: bool = True) -> None:
         model = sandbox.model
         sandbox.refuse_if_notebook_kernel("pause it")
         async with sandbox.lock:
@@ -103,6 +104,8 @@ class SandboxPausing:
             if sandbox.executing or any(c.lock.locked() for c in sandbox.contexts.values()):
                 raise Conflict(f"sandbox {model.name!r} is running code; wait for it or interrupt it, then pause")
             problem = await self.backend.memory_problem(model.id, model.spec)
+            if not keep_memory and problem is None:
+                problem = "the pause was asked to keep the files only"
             self._status(sandbox, "pausing")
             closed = False
             try:

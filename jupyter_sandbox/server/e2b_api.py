@@ -30,6 +30,7 @@ from ..models import (
     E2BListedSandbox,
     E2BMetric,
     E2BNewSandbox,
+    E2BPause,
     E2BRefresh,
     E2BSandbox,
     E2BSandboxDetail,
@@ -292,13 +293,15 @@ class ConnectHandler(E2BApiHandler):
 
 
 class PauseHandler(E2BApiHandler):
-    """E2B's pause: 204; 409 when it is paused already (core/pausing.py: the memory is kept under gVisor)."""
+    """E2B's pause: 204; 409 when it is paused already (core/pausing.py: the memory is kept under gVisor,
+    unless the body says ``"memory": false``, E2B's mode="filesystem")."""
 
     @allow_unauthenticated
     async def post(self, sandbox_id: str) -> None:
+        body = E2BPause.parse(self.json_body())
         if self.manager.get(self.owner, sandbox_id).paused:
             raise Conflict(f"sandbox {sandbox_id} is paused already")
-        await self.manager.pausing.pause(self.owner, sandbox_id)
+        await self.manager.pausing.pause(self.owner, sandbox_id, keep_memory=body.memory is not False)
         self.no_content()
 
 

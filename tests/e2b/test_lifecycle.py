@@ -132,6 +132,12 @@ def test_pause_then_connect_resumes_with_the_files(e2b_env):
         assert BaseSandbox.get_info(sbx.sandbox_id).state.value == "running"
         assert again.files.read("kept.txt") == "still here"
         assert again.run_code("1 + 1").text == "2"
+        # mode="filesystem" (E2B's body {"memory": false}): files only, whatever the runtime keeps
+        assert again.pause(mode="filesystem") is True
+        r = httpx.get(
+            e2b_env.url + f"sandbox/api/sandboxes/{sbx.sandbox_id}", headers={"Authorization": f"token {e2b_env.token}"}
+        )
+        assert (r.json()["status"], r.json()["memory_kept"]) == ("paused", False), r.text
     finally:
         sbx.kill()
 
