@@ -712,6 +712,10 @@ class SandboxCommand(JupyterApp):
         "prune": (PruneApp, "Remove leftover sandboxes of this user's servers that are gone."),
         "run": (RunApp, "Execute a notebook on the sandboxed kernel; write its outputs."),
         "exec": (ExecApp, "Run a Python file in a throwaway sandbox, streaming its output."),
+        "pause": ("jupyter_sandbox.cli_pause.PauseApp", "Pause a sandbox (no CPU or memory held until resumed)."),
+        "resume": ("jupyter_sandbox.cli_pause.ResumeApp", "Resume a paused sandbox."),
+        "snapshot": ("jupyter_sandbox.cli_pause.SnapshotApp", "Take, list or delete snapshots of sandboxes' files."),
+        "fork": ("jupyter_sandbox.cli_pause.ForkApp", "A running copy of a sandbox (its spec and files)."),
         "keys": ("jupyter_sandbox.cli_e2b.KeysApp", "List, mint or revoke your API keys for E2B's SDKs."),
         "e2b-env": (
             "jupyter_sandbox.cli_e2b.E2BEnvApp",

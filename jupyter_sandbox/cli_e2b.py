@@ -32,6 +32,7 @@ API_KEYS = "sandbox/api/keys"
 
 class _ServerCommand(JupyterApp):
     version = __version__
+    request_timeout = 30.0  # seconds a call may take
     url = Unicode("", help="The Jupyter server's URL ('' = found as the client finds it).").tag(config=True)
     token = Unicode("", help="Its token ('' = found with it).").tag(config=True)
 
@@ -56,7 +57,9 @@ class _ServerCommand(JupyterApp):
         choice = self.server()
         headers = {"Authorization": f"token {choice.token}"} if choice.token else {}
         try:
-            r = httpx.request(method, choice.url.rstrip("/") + "/" + path, headers=headers, timeout=30, **kwargs)
+            r = httpx.request(
+                method, choice.url.rstrip("/") + "/" + path, headers=headers, timeout=self.request_timeout, **kwargs
+            )
         except httpx.HTTPError as e:
             self.fail(f"jupyter sandbox: {choice.url} did not answer: {e}")
         if r.status_code >= 400:

@@ -37,7 +37,15 @@ from .core.commands import SandboxCommands, command_events, command_info, watch_
 from .core.deadlines import Deadlines
 from .core.manager import SandboxManager
 from .errors import Conflict
-from .models import CommandRequest, ContextModel, ExecuteRequest, InputReply, SandboxModel, SandboxRequest
+from .models import (
+    CommandRequest,
+    ContextModel,
+    ExecuteRequest,
+    InputReply,
+    SandboxModel,
+    SandboxRequest,
+    SnapshotModel,
+)
 
 T = TypeVar("T")
 
@@ -167,9 +175,34 @@ class EmbeddedConnection(Connection):
         return self._manager.list(self._owner)
 
     async def create(self, request: SandboxRequest) -> SandboxModel:
+        if request.snapshot is not None:
+            pausing = self._manager.pausing
+            return await self.embedded.call(
+                pausing.create_from_snapshot(
+                    self._owner, request.snapshot, request.name, request.spec(), request.kernel_id
+                )
+            )
         return await self.embedded.call(
             self._manager.create(self._owner, request.name, request.spec(), kernel_id=request.kernel_id)
         )
+
+    async def pause(self, key: str) -> SandboxModel:
+        return await self.embedded.call(self._manager.pausing.pause(self._owner, key))
+
+    async def resume(self, key: str) -> SandboxModel:
+        return await self.embedded.call(self._manager.pausing.resume(self._owner, key))
+
+    async def fork(self, key: str, name: str | None) -> SandboxModel:
+        return await self.embedded.call(self._manager.pausing.fork(self._owner, key, name))
+
+    async def snapshot(self, key: str, name: str) -> SnapshotModel:
+        return await self.embedded.call(self._manager.pausing.snapshot(self._owner, key, name))
+
+    async def list_snapshots(self) -> builtins.list[SnapshotModel]:
+        return self._manager.pausing.list_snapshots(self._owner)
+
+    async def delete_snapshot(self, name: str) -> None:
+        self._manager.pausing.delete_snapshot(self._owner, name)
 
     async def get(self, key: str) -> SandboxModel:
         return self._manager.get(self._owner, key)

@@ -384,6 +384,7 @@ class SandboxRequest(SpecRequest):
 
     name: str | None = None
     kernel_id: str | None = None  # a notebook kernel of this server: the sandbox goes with it
+    snapshot: str | None = None  # one of the owner's snapshots: the new sandbox starts with its files (issue 23)
 
     def spec(self) -> SpecRequest:
         return SpecRequest(**{f.name: getattr(self, f.name) for f in fields(SpecRequest)})
@@ -421,7 +422,16 @@ class E2BTimeout(RequestBody):
     """POST sandbox/e2b/api/sandboxes/{id}/timeout (and the timeout of .../connect)."""
 
     timeout: int | None = None
-    memory: Any = None  # connect's resume mode: nothing is ever paused here
+    memory: Any = None  # connect's resume mode: a resume keeps the memory wherever the runtime can (core/pausing.py)
+    autoPause: bool | None = None  # resume's (deprecated in E2B): not taken, see c.SandboxManager.idle_action
+
+
+@dataclass
+class E2BPause(RequestBody):
+    """POST sandbox/e2b/api/sandboxes/{id}/pause: E2B's SandboxPauseRequest."""
+
+    memory: bool | None = None  # False: the files only (E2B's mode="filesystem")
+    requireHealthyGuest: bool | None = None  # (taken: the kernels' launchers always answer first here)
 
 
 @dataclass
@@ -807,7 +817,7 @@ class SandboxModel:
     id: str
     name: str
     owner: str
-    status: str  # starting | running | restarting | exited | removing
+    status: str  # starting | running | restarting | exited | removing | pausing | paused | resuming
     backend: str
     spec: SandboxSpec
     created: float
@@ -827,6 +837,10 @@ class SandboxModel:
     notebook_path: str | None = None
     # its memory limit said as everywhere else (limit_text): "1 GiB of memory plus 512 MiB of disk"
     limit: str = field(default="", init=False)
+    # -- pause and resume (issue 23, core/pausing.py) --
+    paused: bool = False  # its container is stopped: no CPU, no memory; resume brings it back
+    memory_kept: bool | None = None  # of its last pause: its kernels' variables kept (None: never paused)
+    memory_note: str | None = None  # why the memory is not kept (e.g. runc's checkpoint needs CRIU)
 
     def __post_init__(self) -> None:
         self.limit = limit_text(self.spec.memory, self.spec.disk)
@@ -858,6 +872,53 @@ class SandboxModel:
             end_at=data.get("end_at"),
             template=data.get("template"),
             notebook_path=data.get("notebook_path"),
+            paused=bool(data.get("paused", False)),
+            memory_kept=data.get("memory_kept"),
+            memory_note=data.get("memory_note"),
+        )
+
+
+@dataclass
+class SnapshotRequest(RequestBody):
+    """POST sandboxes/{id}/snapshots (issue 23)."""
+
+    name: str
+
+
+@dataclass
+class ForkRequest(RequestBody):
+    """POST sandboxes/{id}/fork: a running copy of a sandbox's files, with its spec (issue 23)."""
+
+    name: str | None = None
+
+
+@dataclass
+class SnapshotModel:
+    """A named copy of a sandbox's working directory, its owner's only (core/snapshots.py)."""
+
+    name: str
+    owner: str
+    created: float
+    size: int  # bytes of the archive kept on the server
+    source: str  # the id of the sandbox it was taken from
+    spec: SandboxSpec  # that sandbox's spec: a sandbox made from the snapshot gets it, unless it asks otherwise
+    memory_kept: bool = False  # snapshots keep files only (see docs/pause.md)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["spec"] = self.spec.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SnapshotModel:
+        return cls(
+            name=data["name"],
+            owner=data["owner"],
+            created=data["created"],
+            size=data["size"],
+            source=data["source"],
+            spec=SandboxSpec(**data["spec"]),
+            memory_kept=bool(data.get("memory_kept", False)),
         )
 
 

@@ -30,6 +30,7 @@ from jupyter_sandbox.server import (
     kernel_ws,
     keys,
     oneshot,
+    pause_routes,
     terminal_ws,
 )
 from jupyter_sandbox.server.e2b import E2BMixin
@@ -45,6 +46,7 @@ ROUTES = [
     *terminal_ws.ROUTES,
     *e2b.ROUTES,
     *oneshot.ROUTES,
+    *pause_routes.ROUTES,
 ]
 
 API = ("sandbox", "api", "sandboxes")
@@ -367,8 +369,9 @@ def test_every_handler_is_authenticated_and_authorized():
     # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET), + admin's GET and
     # DELETE, + the notebook kernel routes (POST kernels; GET, DELETE kernel; POST kernel/restart; GET channels),
     # + the API keys (GET, POST keys; DELETE key), + commands (GET, POST commands; GET, DELETE a command; POST
-    # its stdin), watch (GET), files/info (GET), files/dir and files/move (POST), timeout (POST), + terminal (GET)
-    assert checked == 51
+    # its stdin), watch (GET), files/info (GET), files/dir and files/move (POST), timeout (POST), + terminal (GET),
+    # + pause, resume, fork, a sandbox's snapshots (POST), snapshots (GET), a snapshot (GET, DELETE)
+    assert checked == 58
 
 
 def test_e2b_api_and_plane_authenticate_in_prepare():

@@ -278,7 +278,7 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     # test_labextension_deaths.py
     stdout = playwright(
         lab_server,
-        ["--grep-invert", "@untrusted|@keys|@labrun|@labterm|@deaths|@removal|@labcopy"],
+        ["--grep-invert", "@untrusted|@keys|@labrun|@labterm|@deaths|@removal|@labcopy|@pause"],
         {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id},
         timeout=1400,
     )
@@ -333,6 +333,15 @@ def test_api_key_minted_used_and_revoked_in_the_panel(lab_server, node_modules):
     print(stdout)  # the secret's contrast in the dark theme
     for name in ("70-key-minted-dark", "71-key-revoked-dark"):
         assert (ARTIFACTS / f"labextension-{name}.png").stat().st_size > 10_000, name
+
+
+@pytest.mark.timeout(400)
+def test_a_row_menu_pauses_and_resumes_a_sandbox(lab_server, node_modules):  # noqa: F811
+    """Issue 23 (pause.spec.ts): Pause and Resume in a sandbox row's menu, the paused badge."""
+    need_chromium()
+    stdout = playwright(lab_server, ["--grep", "@pause"], {}, timeout=360)
+    assert "1 passed" in stdout, stdout
+    assert (ARTIFACTS / "labextension-90-paused-light.png").is_file()
 
 
 @pytest.mark.timeout(900)

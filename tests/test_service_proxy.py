@@ -36,6 +36,7 @@ from jupyter_sandbox.server import (
     handlers,
     keys,
     oneshot,
+    pause_routes,
     service_proxy,
     terminal_proxy,
     terminal_ws,
@@ -399,6 +400,7 @@ def test_hub_mode_serves_the_extensions_routes_each_authenticated_and_authorized
             *admin.ROUTES,
             *events.ROUTES,
             *oneshot.ROUTES,
+            *pause_routes.ROUTES,
             *terminal_ws.ROUTES,
         ]
         for verb in ("get", "post", "put", "delete", "patch")

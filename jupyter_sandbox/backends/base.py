@@ -45,6 +45,14 @@ Contract (tests/test_contract.py runs it against every backend):
   as its user (``user`` None or "user": no other account is offered) and returns an ``ExecStream``
   (exec_stream.py) that outlives the caller; ``exec_streams`` lists the running ones and
   ``find_exec`` finds one by pid (an ended one for a while, for its exit). They end with the sandbox.
+- Pause and the working directory's files (a capability, issue 23; BackendUnavailable where
+  missing): ``memory_problem(sandbox_id, spec)`` says why a pause of that sandbox cannot keep its
+  memory now (None: it can). ``pause(sandbox_id, keep_memory)`` stops the sandbox (its kernels' relays closed first,
+  the kernels left as they are): it holds no CPU or memory after, and ``resume(sandbox_id,
+  memory)`` starts it again, its processes restored when its memory was kept (the kernels are then
+  reattached with ``attach_kernel``), else empty (its working directory too: files come back with
+  ``unpack_files``). ``pack_files`` streams the working directory as a tar archive, made inside
+  the sandbox; ``unpack_files`` extracts one there, as the sandbox's user (never on the host).
 """
 
 from __future__ import annotations
@@ -394,6 +402,30 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
         """A command of the sandbox by its pid (NotFound when there is none)."""
         raise self._no_commands()
 
+    # -- pause, resume and the working directory's files (a capability, issue 23) -------------
+    def _no_pause(self, what: str) -> BackendUnavailable:
+        return BackendUnavailable(f"{what} is not supported by the {self.name!r} backend")
+
+    async def memory_problem(self, sandbox_id: str, spec: SandboxSpec) -> str | None:
+        """Why pausing the sandbox (of ``spec``) cannot keep its memory (its kernels' variables) now; None if it can."""
+        return f"the {self.name} backend cannot checkpoint a sandbox's memory"
+
+    async def pause(self, sandbox_id: str, keep_memory: bool) -> None:
+        """Stop the sandbox, freeing its CPU and memory (checkpointed first with ``keep_memory``)."""
+        raise self._no_pause("pausing a sandbox")
+
+    async def resume(self, sandbox_id: str, memory: bool) -> None:
+        """Start a paused sandbox again: from its checkpoint (``memory``), else afresh (empty working dir)."""
+        raise self._no_pause("resuming a sandbox")
+
+    def pack_files(self, sandbox_id: str) -> AsyncIterator[bytes]:
+        """The working directory as a tar archive, in chunks (made inside the sandbox)."""
+        raise self._no_pause("copying a sandbox's files")
+
+    async def unpack_files(self, sandbox_id: str, chunks: AsyncIterator[bytes]) -> None:
+        """Extract a tar archive (``pack_files``'s) into the working directory, as the sandbox's user."""
+        raise self._no_pause("copying files into a sandbox")
+
     # -- taking sandboxes back after a crash (a capability) -------------------------------
     # Set by the manager: called with (sandbox id, reason) when the backend notices that a
     # sandbox ended by itself (its container stopped, was killed or removed).
@@ -401,9 +433,10 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
     # told (sandbox id, why) when a notebook kernel's running cell was told that its kernel died
     on_kernel_died: Callable[[str, str], None] | None = None
 
-    async def adopt(self, sandbox_id: str, spec: SandboxSpec) -> None:
+    async def adopt(self, sandbox_id: str, spec: SandboxSpec, paused: bool = False) -> None:
         """Take charge again of a running sandbox a crashed run of this server made
-        (``list_existing`` found it). NotFound when it cannot be (then it is removed)."""
+        (``list_existing`` found it), or of a stopped one that was ``paused``. NotFound when it
+        cannot be (then it is removed)."""
         raise NotFound(f"the {self.name} backend cannot take back sandbox {sandbox_id}")
 
     async def attach_kernel(

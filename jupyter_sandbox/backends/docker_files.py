@@ -187,8 +187,60 @@ class DockerFiles:
 
     async def stream(self, sandbox_id: str, path: str) -> AsyncIterator[bytes]:
         target = confine(path)
+        async for chunk in self._stdout(sandbox_id, self._files_command(sandbox_id, "read", target), target):
+            yield chunk
+
+    async def pack(self, sandbox_id: str) -> AsyncIterator[bytes]:
+        """The working directory as a tar archive (programs/files.py ``pack``), in chunks."""
+        async for chunk in self._stdout(sandbox_id, self._files_command(sandbox_id, "pack", WORKDIR), WORKDIR, (0, 1)):
+            yield chunk
+
+    async def unpack(self, sandbox_id: str, chunks: AsyncIterator[bytes]) -> None:
+        """A tar archive extracted into the working directory (programs/files.py ``unpack``), its
+        chunks pulled from the event loop by the stream thread as it sends them."""
         cid = self.backend.container_id(sandbox_id)
-        argv = self._files_command(sandbox_id, "read", target)
+        argv = self._files_command(sandbox_id, "unpack", WORKDIR)
+        timeout = self.backend.engine_timeout
+        loop = asyncio.get_running_loop()
+        source = aiter(chunks)
+
+        def next_chunk() -> bytes | None:
+            async def pull() -> bytes | None:
+                return await anext(source, None)
+
+            return asyncio.run_coroutine_threadsafe(pull(), loop).result()
+
+        def send(c: EngineClient) -> tuple[int, bytes]:
+            exec_id = c.api.exec_create(cid, argv, user="0:0", stdin=True)["Id"]
+            sock = c.api.exec_start(exec_id, socket=True)
+            raw = raw_socket(sock)
+            raw.settimeout(timeout)
+            err = bytearray()
+            try:
+                while (chunk := next_chunk()) is not None:
+                    raw.sendall(chunk)
+                raw.shutdown(socket.SHUT_WR)
+                for stream, data in frames(sock):
+                    if stream == 2 and len(err) < 4096:
+                        err += data
+            except OSError:
+                pass  # tar stopped reading (e.g. the disk is full): its exit code says why
+            finally:
+                hang_up(sock)
+            code = exit_code(c, exec_id)
+            return (-1 if code is None else code), bytes(err)
+
+        code, err = await self.backend.engine.call(send, streaming=True)
+        if code != 0:
+            why = err.decode(errors="replace").strip()[-500:]
+            raise TooLarge(f"the files did not fit back into the sandbox (exit code {code}): {why}")
+
+    async def _stdout(
+        self, sandbox_id: str, argv: list[str], target: str, fine: tuple[int, ...] = (0,)
+    ) -> AsyncIterator[bytes]:
+        """A root exec's stdout in chunks (``argv`` takes the sandbox's user first); an exit code
+        not in ``fine`` is the project's error for ``target``, raised after the last chunk."""
+        cid = self.backend.container_id(sandbox_id)
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=8)
         sockets: list[Any] = []
@@ -213,7 +265,7 @@ class DockerFiles:
                 finally:
                     hang_up(sock)
                 code = exit_code(c, exec_id)
-                put(None if code == 0 else file_error(code, target, bytes(err)))
+                put(None if code in fine else file_error(code, target, bytes(err)))
             except BaseException as e:  # handed to the reader, who raises it
                 if not sockets or not getattr(sockets[0], "closed", False):
                     put(mapped(e))

@@ -397,7 +397,7 @@ class KernelRelay:
         raise KernelExited(await self.exited)
 
     # -- ops ---------------------------------------------------------------------------
-    def _op(self, op: str) -> None:
+    def send_op(self, op: str) -> None:
         if not self._stream_open:
             raise KernelRelayError("the stream to the launcher is closed")
         self._queue(LAUNCHER, [json.dumps({"op": op}).encode()])
@@ -407,7 +407,7 @@ class KernelRelay:
         """SIGKILL the kernel's process group; returns the exit info once the launcher reports it."""
         if not self.exited.done():
             self.cells.clear()  # asked for (a restart, a shutdown): no cell is told the kernel died
-            self._op("stop")
+            self.send_op("stop")
         try:
             return await asyncio.wait_for(asyncio.shield(self.exited), timeout)
         except asyncio.TimeoutError:
@@ -415,14 +415,14 @@ class KernelRelay:
 
     async def interrupt_kernel(self) -> None:
         """SIGINT to the kernel's process group (for kernels with interrupt_mode 'signal')."""
-        self._op("interrupt")
+        self.send_op("interrupt")
 
     async def log(self, timeout: float = 10) -> str:
         """The tail (<= 64 KiB) of the kernel's stdout+stderr; after the end, the tail sent with the exit."""
         if not self._stream_open:
             return self.exited.result()["log"] if self.exited.done() else ""
         waiter = self._events.log_waiter()
-        self._op("log")
+        self.send_op("log")
         try:
             return await asyncio.wait_for(waiter, timeout)
         except asyncio.TimeoutError:
@@ -594,7 +594,7 @@ class KernelRelay:
             self._writer.close()
             return
         if quiet >= self.liveness_timeout / 3:
-            self._op("ping")
+            self.send_op("ping")
         self._liveness = self._loop.call_later(self.liveness_timeout / 3, self._check_liveness)
 
     def _stream_ended(self, reason: str, error: str | None = None) -> None:

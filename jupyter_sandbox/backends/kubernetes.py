@@ -215,7 +215,7 @@ class KubernetesBackend(SandboxBackend):
             await self.pods.delete_quietly(sandbox_id)
             raise
 
-    async def adopt(self, sandbox_id: str, spec: SandboxSpec) -> None:
+    async def adopt(self, sandbox_id: str, spec: SandboxSpec, paused: bool = False) -> None:  # (never paused here)
         pod = await self.pods.get(sandbox_id)
         phase = (pod.get("status") or {}).get("phase")
         if phase != "Running" or (pod.get("metadata") or {}).get("deletionTimestamp"):

@@ -194,6 +194,19 @@ class RelayedKernels(abc.ABC):
         for sid, kid in [k for k in self._relays if k[0] == sandbox_id]:
             await self._drop(sid, kid)
 
+    async def detach_all(self, sandbox_id: str, timeout: float = 10.0) -> None:
+        """A pause: each of the sandbox's launchers leaves (its stream with it: a checkpoint cannot
+        keep an engine's stream) and its kernel runs on, for an ``attach`` after the restore."""
+        for key in [k for k in self._relays if k[0] == sandbox_id]:
+            relay = self._relays.pop(key)
+            if not relay.exited.done():
+                try:
+                    relay.send_op("detach")
+                    await asyncio.wait_for(asyncio.shield(relay.exited), timeout)  # the launcher's stream ends
+                except (KernelRelayError, asyncio.TimeoutError) as e:
+                    self.backend.log.warning("detaching kernel %s: %s", key[1], e)
+            await relay.close()
+
     async def stop(self, sandbox_id: str, kernel_id: str) -> None:
         relay = self._relays.get((sandbox_id, kernel_id))
         if relay is not None and not relay.exited.done():

@@ -30,7 +30,15 @@ import httpx
 
 from .. import errors
 from ..errors import ServerUnreachable
-from ..models import CommandRequest, ContextModel, ExecuteRequest, InputReply, SandboxModel, SandboxRequest
+from ..models import (
+    CommandRequest,
+    ContextModel,
+    ExecuteRequest,
+    InputReply,
+    SandboxModel,
+    SandboxRequest,
+    SnapshotModel,
+)
 
 Event = dict[str, Any]
 EventSink = Callable[[Event], Any]
@@ -180,6 +188,25 @@ class Connection:
 
     async def set_timeout(self, key: str, seconds: int) -> SandboxModel:
         """The sandbox ends ``seconds`` from now unless set again."""
+        raise NotImplementedError
+
+    # -- pause, resume, snapshots, fork (issue 23) --
+    async def pause(self, key: str) -> SandboxModel:
+        raise NotImplementedError
+
+    async def resume(self, key: str) -> SandboxModel:
+        raise NotImplementedError
+
+    async def fork(self, key: str, name: str | None) -> SandboxModel:
+        raise NotImplementedError
+
+    async def snapshot(self, key: str, name: str) -> SnapshotModel:
+        raise NotImplementedError
+
+    async def list_snapshots(self) -> builtins.list[SnapshotModel]:
+        raise NotImplementedError
+
+    async def delete_snapshot(self, name: str) -> None:
         raise NotImplementedError
 
     async def oneshot(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -360,6 +387,26 @@ class HTTPConnection(Connection):
     async def set_timeout(self, key: str, seconds: int) -> SandboxModel:
         body = {"timeout": seconds}
         return SandboxModel.from_dict(await self._json("POST", f"sandboxes/{url_part(key)}/timeout", json=body))
+
+    async def pause(self, key: str) -> SandboxModel:
+        return SandboxModel.from_dict(await self._json("POST", f"sandboxes/{url_part(key)}/pause"))
+
+    async def resume(self, key: str) -> SandboxModel:
+        return SandboxModel.from_dict(await self._json("POST", f"sandboxes/{url_part(key)}/resume"))
+
+    async def fork(self, key: str, name: str | None) -> SandboxModel:
+        body = {"name": name} if name else {}
+        return SandboxModel.from_dict(await self._json("POST", f"sandboxes/{url_part(key)}/fork", json=body))
+
+    async def snapshot(self, key: str, name: str) -> SnapshotModel:
+        body = {"name": name}
+        return SnapshotModel.from_dict(await self._json("POST", f"sandboxes/{url_part(key)}/snapshots", json=body))
+
+    async def list_snapshots(self) -> builtins.list[SnapshotModel]:
+        return [SnapshotModel.from_dict(d) for d in await self._json("GET", "snapshots")]
+
+    async def delete_snapshot(self, name: str) -> None:
+        await self.request("DELETE", f"snapshots/{url_part(name)}")
 
     async def oneshot(self, method: str, path: str, **kwargs: Any) -> Any:
         response = await self.request(method, "v1/" + path, **kwargs)

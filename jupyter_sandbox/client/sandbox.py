@@ -30,6 +30,7 @@ from ..models import (
     OutputMessage,
     SandboxModel,
     SandboxRequest,
+    SnapshotModel,
 )
 from .commands import AsyncCommands, Commands
 from .connection import Connection, Event, maybe_await
@@ -150,10 +151,12 @@ class AsyncSandbox:
         token: str | None = None,
         keep: bool = False,
         kernel_id: str | None = None,
+        snapshot: str | None = None,
         _connection: Connection | None = None,
     ) -> AsyncSandbox:
         """A new sandbox. ``kernel_id`` ties it to a notebook kernel of the server (removed with it);
-        ``network`` may be an egress allow-list, ``{"allow": ["pypi.org"], "deny": [...]}``."""
+        ``network`` may be an egress allow-list, ``{"allow": ["pypi.org"], "deny": [...]}``.
+        ``snapshot``: one of yours, whose files (and spec, unless you ask for other resources) it starts with."""
         connection = _connection or await _connect(server_url, token)
         request = SandboxRequest(
             name=name,
@@ -164,6 +167,7 @@ class AsyncSandbox:
             env=env,
             timeout=timeout,
             kernel_id=kernel_id,
+            snapshot=snapshot,
         )
         return cls(connection, await connection.create(request), keep)
 
@@ -296,6 +300,45 @@ class AsyncSandbox:
     async def stats(self) -> dict[str, Any]:
         return await self._connection.stats(self.id)
 
+    # -- pause, resume, snapshots, fork (issue 23; docs/pause.md) --
+    async def pause(self) -> SandboxModel:
+        """Stop the sandbox, freeing its CPU and memory; ``memory_kept`` says whether its variables
+        will come back (gVisor), else only its files (``memory_note`` says why)."""
+        self._model = await self._connection.pause(self.id)
+        return self._model
+
+    async def resume(self) -> SandboxModel:
+        """Start a paused sandbox again (code sent to a paused one resumes it too, by default)."""
+        self._model = await self._connection.resume(self.id)
+        return self._model
+
+    async def snapshot(self, name: str) -> SnapshotModel:
+        """Keep a named copy of the working directory on the server (yours only)."""
+        return await self._connection.snapshot(self.id, name)
+
+    async def fork(self, name: str | None = None, *, keep: bool | None = None) -> AsyncSandbox:
+        """A running copy: a new sandbox with this one's spec and a copy of its files (not its variables)."""
+        model = await self._connection.fork(self.id, name)
+        return AsyncSandbox(self._connection, model, self.keep if keep is None else keep)
+
+    @classmethod
+    async def list_snapshots(
+        cls, *, server_url: str | None = None, token: str | None = None, _connection: Connection | None = None
+    ) -> builtins.list[SnapshotModel]:
+        """Your snapshots, oldest first."""
+        return await (_connection or await _connect(server_url, token)).list_snapshots()
+
+    @classmethod
+    async def delete_snapshot(
+        cls,
+        name: str,
+        *,
+        server_url: str | None = None,
+        token: str | None = None,
+        _connection: Connection | None = None,
+    ) -> None:
+        await (_connection or await _connect(server_url, token)).delete_snapshot(name)
+
     async def _kill(self) -> bool:
         """Remove the sandbox; False when it was gone already."""
         return await _remove(self._connection, self.id)
@@ -383,6 +426,7 @@ class Sandbox:
         token: str | None = None,
         keep: bool = False,
         kernel_id: str | None = None,
+        snapshot: str | None = None,
         _connection: Connection | None = None,
         _model: SandboxModel | None = None,
     ):
@@ -399,6 +443,7 @@ class Sandbox:
                     timeout=timeout,
                     keep=keep,
                     kernel_id=kernel_id,
+                    snapshot=snapshot,
                     _connection=connection,
                 )
             )
@@ -538,6 +583,25 @@ class Sandbox:
     interrupt = _blocking("interrupt")
     restart = _blocking("restart")
     stats = _blocking("stats")
+    pause = _blocking("pause")
+    resume = _blocking("resume")
+    snapshot = _blocking("snapshot")
+
+    def fork(self, name: str | None = None, *, keep: bool | None = None) -> Sandbox:
+        """A running copy: a new sandbox with this one's spec and a copy of its files (not its variables)."""
+        connection = self._async.connection
+        model: SandboxModel = private_loop().run(connection.fork(self.id, name))
+        return Sandbox(_connection=connection, _model=model, keep=self.keep if keep is None else keep)
+
+    @classmethod
+    def list_snapshots(cls, **where: Any) -> builtins.list[SnapshotModel]:
+        """Your snapshots, oldest first (``server_url``, ``token``)."""
+        found: builtins.list[SnapshotModel] = private_loop().run(AsyncSandbox.list_snapshots(**where))
+        return found
+
+    @classmethod
+    def delete_snapshot(cls, name: str, **where: Any) -> None:
+        private_loop().run(AsyncSandbox.delete_snapshot(name, **where))
 
     def _kill(self) -> bool:
         """Remove the sandbox; False when it was gone already."""

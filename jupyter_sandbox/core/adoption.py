@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from ..backends.base import LABEL_PREFIX, SandboxBackend, labelled_id
+from ..backends.kernel_client import KernelClient
 from ..errors import SandboxError
 from ..models import ContextModel, SandboxModel
 from .kernels import KernelPlumbing
@@ -82,6 +83,33 @@ class Adoption:
             sandbox.model.status_reason = "restarted after a server restart: some contexts lost their variables"
             return context
 
+    def _adopt_paused(self, sandbox: Sandbox, record: dict[str, Any]) -> bool:
+        """A paused sandbox, taken back as it is: its contexts without a client (closed), each
+        reattached or restarted when it resumes."""
+        try:
+            contexts = [
+                Context(
+                    model=ContextModel.from_dict(saved["model"]),
+                    kernel_id=saved["kernel_id"],
+                    client=cast(KernelClient, None),  # never used while closed: the resume gives it one
+                    hmac_key=saved["key"],
+                    closed=True,
+                )
+                for saved in record.get("contexts", [])
+            ]
+        except _BAD_RECORD as e:
+            self.log.warning("jupyter-sandbox: cannot take back paused sandbox %s: %s", sandbox.model.id, e)
+            return False
+        sandbox.contexts = {c.model.id: c for c in contexts}
+        sandbox.model.contexts, sandbox.model.status = [c.model for c in contexts], "paused"
+        if self.e2b_prefix and sandbox.e2b_secret:
+            sandbox.model.e2b_url = f"{self.e2b_prefix}{sandbox.model.id}/{sandbox.e2b_secret}"
+        self.registry.add(sandbox)
+        self.registry.save(sandbox)
+        self.registry.emit("created", sandbox)
+        self.log.info("jupyter-sandbox: took back paused sandbox %s of %s", sandbox.model.id, sandbox.model.owner)
+        return True
+
     async def _adopt(self, sandbox_id: str, record: dict[str, Any]) -> bool:
         """Take back a sandbox of this server's earlier run, with its kernels where they still run."""
         try:
@@ -89,13 +117,15 @@ class Adoption:
             if model.kind == "kernel":
                 # a notebook kernel's: its server kept no kernel to give it back to (removed instead)
                 return False
-            await self.backend.adopt(sandbox_id, model.spec)
+            await self.backend.adopt(sandbox_id, model.spec, paused=model.paused)
         except _BAD_RECORD as e:
             self.log.warning("jupyter-sandbox: cannot take back sandbox %s: %s", sandbox_id, e)
             return False
         sandbox = Sandbox(
             model=model, e2b_secret=record.get("e2b_secret", ""), default_context=record.get("default_context")
         )
+        if model.paused:  # its kernels come back at its resume (core/pausing.py), not now
+            return self._adopt_paused(sandbox, record)
         model.contexts, model.status, model.status_reason = [], "running", None
         # each context in its own time (bounded by adopt_timeout), kept in the record's order
         try:

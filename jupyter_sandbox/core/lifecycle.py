@@ -138,6 +138,7 @@ class SandboxLifecycle:
             for model in models:
                 await self.kernels.start_context(sandbox, model)
             sandbox.model.status, sandbox.model.status_reason = "running", None
+            sandbox.model.paused = False  # a restart of a paused sandbox starts it afresh (core/pausing.py)
             sandbox.model.last_activity = now()
             self.registry.save(sandbox)
             self.registry.emit("status", sandbox)

@@ -8,7 +8,7 @@ the work to the parts, each of which owns one thing (the way jupyter_client spli
 - sandbox.py: one sandbox and its contexts: execute, interrupt, input
 - kernels.py: starting, connecting to and replacing kernels; kernel_code.py: code run in them
 - adoption.py: taking sandboxes back after a restart; pooled.py: started sandboxes kept ready
-- kernel_kind.py: notebook kernels' sandboxes and E2B's URLs; files.py: file transfers
+- kernel_kind.py: notebook kernels' sandboxes and E2B's URLs; files.py: file transfers; pausing.py: pause, snapshots
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from .collector import EventSink
 from .files import FileTransfers
 from .kernels import KernelPlumbing
 from .lifecycle import SandboxLifecycle
+from .pausing import PausePolicy, SandboxPausing
 from .pool import Pool, demand_cap
 from .pooled import PooledSandboxes
 from .registry import EventListener, SandboxRegistry
@@ -49,7 +50,7 @@ from .spec_policy import SpecPolicy, host_memory
 from .state import SandboxRecords
 
 
-class SandboxManager(LoggingConfigurable, SpecPolicy):
+class SandboxManager(LoggingConfigurable, SpecPolicy, PausePolicy):
     """Creates sandboxes for owners, runs code in their contexts, removes them."""
 
     server_id = Unicode(
@@ -132,13 +133,13 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
             if self.pool_max_size >= 0
             else demand_cap(self.pool_size, os.cpu_count() or 1, host_memory(), self.max_sandboxes_per_user),
         )
+        self.pausing = SandboxPausing(self.registry, self.kernels, self.lifecycle, self, self.create, self.log)
         self._culler: asyncio.Task[None] | None = None
         self._reaping: asyncio.Future[None] | None = None  # taking back the earlier run's sandboxes
 
     @property
     def records(self) -> SandboxRecords | None:
-        """Where the records of this server's sandboxes are kept (set by the server to its slot);
-        None: nothing is kept, and a restart cannot take them back."""
+        """Where this server's sandboxes' records are kept (its slot); None: nowhere, no restart takes them back."""
         return self.registry.records
 
     @records.setter
@@ -217,8 +218,8 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         return await self.lifecycle.remove_all(tied, f"kernel {kernel_id} shut down")
 
     async def cull_idle(self) -> builtins.list[str]:
-        """Remove sandboxes idle for longer than ``cull_idle_timeout``; their ids."""
-        return await self.lifecycle.remove_idle(self.cull_idle_timeout)
+        """Remove (or pause: ``idle_action``) sandboxes idle for longer than ``cull_idle_timeout``; their ids."""
+        return await self.pausing.idle(self.cull_idle_timeout)
 
     async def _cull_forever(self) -> None:
         while True:
@@ -272,14 +273,12 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         await kernel_kind.stop_kernel(self.kernels, self.registry.get(owner, ref))
 
     async def restart_kernel(self, owner: str, ref: str) -> None:
-        """A fresh kernel process for a ``kind="kernel"`` sandbox, at the same addresses with the
-        same key (the notebook's open connections reach it). A sandbox whose container died
-        (out of memory, process limit) gets a fresh one first."""
+        """A fresh kernel process for a ``kind="kernel"`` sandbox, at the same addresses with the same key (the
+        notebook's open connections reach it). A sandbox whose container died gets a fresh one first."""
         await kernel_kind.restart_kernel(self.kernels, self.registry.get(owner, ref), self.log)
 
     def owner_by_e2b_secret(self, sandbox_id: str, secret: str) -> str:
-        """The owner of the sandbox whose e2b_url carries ``secret`` (compared in constant time);
-        NotFound for a wrong secret, as for an unknown sandbox."""
+        """The owner of the sandbox whose e2b_url carries ``secret`` (constant time); else NotFound."""
         return kernel_kind.owner_by_e2b_secret(self.registry, sandbox_id, secret)
 
     def removed_lately(self, sandbox_id: str, *, owner: str = "", secret: str = "") -> bool:
@@ -345,6 +344,7 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         """
         sandbox = self.registry.get(owner, ref)
         sandbox.refuse_if_notebook_kernel("run code")
+        await self.pausing.ready_for_code(sandbox)  # a paused one resumes first, or 409 (resume_on_execute)
         if timeout is not None:
             if timeout <= 0:
                 raise InvalidInput("timeout must be a positive number of seconds", field="timeout")

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from ..models import SandboxModel, now
 from .sandbox import Sandbox
 from .state import SandboxRecords
@@ -76,6 +76,8 @@ class SandboxRegistry:
     def use(self, owner: str, ref: str) -> Sandbox:
         """``get`` for an operation that counts as activity (reading the model or stats does not)."""
         sandbox = self.get(owner, ref)
+        if sandbox.model.paused:  # its container is stopped (core/pausing.py)
+            raise Conflict(f"sandbox {sandbox.model.name!r} is paused; resume it first (POST .../resume)")
         sandbox.model.last_activity = now()
         return sandbox
 

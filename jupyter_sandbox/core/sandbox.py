@@ -37,6 +37,8 @@ class Context:
     stdin_connected: bool = False  # the kernel has reached our stdin socket (KernelPlumbing.connect_stdin)
 
     def close(self) -> None:
+        if self.closed:  # once (a paused sandbox's contexts are closed, some with no client at all)
+            return
         self.closed = True
         self.client.stop_channels()
 

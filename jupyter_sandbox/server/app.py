@@ -46,6 +46,7 @@ from . import (
     keys,
     mcp_http,
     oneshot,
+    pause_routes,
     service_proxy,
     terminal_proxy,
     terminal_ws,
@@ -187,6 +188,8 @@ class SandboxApp(ExtensionApp):
         if self.e2b_routes:  # no prefix, no e2b_url (kernel_kind.give_e2b_url)
             self.manager.e2b_prefix = url_path_join(self.serverapp.base_url, E2B) + "/"
         self.manager.records = SandboxRecords(os.path.join(self.identity.folder, "sandboxes"))
+        # snapshots outlive a server's slot: every server of the user shares them (issue 23)
+        self.manager.pausing.archives.folder = os.path.join(self.state_dir, "snapshots")
         if self.serverapp.event_logger is None:
             raise RuntimeError("jupyter_sandbox needs jupyter_server's event logger (jupyter_server >= 2)")
         self.manager.add_listener(self.event_streams.send)
@@ -289,6 +292,7 @@ class SandboxApp(ExtensionApp):
             else [
                 *handlers.ROUTES,
                 *command_routes.ROUTES,
+                *pause_routes.ROUTES,
                 *keys.ROUTES,
                 *admin.ROUTES,
                 *kernel_ws.ROUTES,

@@ -26,11 +26,12 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from ..core.deadlines import Deadlines, check_seconds
-from ..errors import InvalidInput, NotFound, SandboxError
+from ..errors import Conflict, InvalidInput, NotFound, SandboxError
 from ..models import (
     E2BListedSandbox,
     E2BMetric,
     E2BNewSandbox,
+    E2BPause,
     E2BRefresh,
     E2BSandbox,
     E2BSandboxDetail,
@@ -169,7 +170,7 @@ class E2BApiHandler(SandboxAPIHandler):
             cpuCount=max(1, math.ceil(spec.cpus)),
             memoryMB=spec.memory // 2**20,
             diskSizeMB=spec.disk // 2**20,
-            state="running",  # nothing is paused here
+            state="paused" if model.paused else "running",  # (core/pausing.py)
             envdVersion=ENVD_VERSION,
             metadata=dict(spec.metadata),
             **more,
@@ -235,7 +236,7 @@ class SandboxesHandler(E2BApiHandler):
             m
             for m in self.mine()
             if all(m.spec.metadata.get(k) == v for k, v in wanted.items())
-            and (not states or "running" in states)
+            and (not states or ("paused" if m.paused else "running") in states)
             and (not template or (m.template or "base") == template)
         ]
         order = self.get_query_argument("order", None) or "asc"
@@ -309,8 +310,8 @@ class RefreshHandler(E2BApiHandler):
 
 
 class ConnectHandler(E2BApiHandler):
-    """Nothing is ever paused here: connecting to a running sandbox gives its credentials again and
-    lengthens its life to ``timeout`` if that is later than its deadline."""
+    """Connecting gives a sandbox's credentials again and lengthens its life to ``timeout`` if that is
+    later than its deadline; a paused sandbox is resumed first (201, as E2B's auto-resume)."""
 
     @allow_unauthenticated
     async def post(self, sandbox_id: str) -> None:
@@ -318,9 +319,39 @@ class ConnectHandler(E2BApiHandler):
         model = self.manager.get(self.owner, sandbox_id)
         if model.status == "exited":
             raise NotFound(f"sandbox {sandbox_id} has ended")
+        resumed = model.paused
+        if resumed:
+            model = await self.manager.pausing.resume(self.owner, sandbox_id)
         if body.timeout is not None:
             model = self.deadlines.extend(self.owner, sandbox_id, body.timeout, field="timeout")
-        self.write_json(self.created_json(model))
+        self.write_json(self.created_json(model), status=201 if resumed else 200)
+
+
+class PauseHandler(E2BApiHandler):
+    """E2B's pause: 204; 409 when it is paused already (core/pausing.py: the memory is kept under gVisor,
+    unless the body says ``"memory": false``, E2B's mode="filesystem")."""
+
+    @allow_unauthenticated
+    async def post(self, sandbox_id: str) -> None:
+        body = E2BPause.parse(self.json_body())
+        if self.manager.get(self.owner, sandbox_id).paused:
+            raise Conflict(f"sandbox {sandbox_id} is paused already")
+        await self.manager.pausing.pause(self.owner, sandbox_id, keep_memory=body.memory is not False)
+        self.no_content()
+
+
+class ResumeHandler(E2BApiHandler):
+    """E2B's (deprecated) resume: 201 with the sandbox's credentials; 409 when it is not paused."""
+
+    @allow_unauthenticated
+    async def post(self, sandbox_id: str) -> None:
+        body = E2BTimeout.parse(self.json_body())
+        if not self.manager.get(self.owner, sandbox_id).paused:
+            raise Conflict(f"sandbox {sandbox_id} is not paused")
+        model = await self.manager.pausing.resume(self.owner, sandbox_id)
+        if body.timeout is not None:
+            model = self.deadlines.extend(self.owner, sandbox_id, body.timeout, field="timeout")
+        self.write_json(self.created_json(model), status=201)
 
 
 class MetricsHandler(E2BApiHandler):
@@ -353,10 +384,11 @@ class UnsupportedHandler(E2BApiHandler):
         if parts[:1] == ["v2"]:
             parts = parts[1:]
         if len(parts) >= 3 and parts[0] == "sandboxes":
-            raise InvalidInput(f"{parts[2]!r} of a sandbox is not supported by this server (nothing is paused here)")
+            raise InvalidInput(f"{parts[2]!r} of a sandbox is not supported by this server")
         raise NotFound(
             f"{self.request.method} {rest!r} is not supported by this server: it serves E2B's sandbox lifecycle "
-            "(create, list, get, kill, timeout, refresh, connect, metrics), not templates, volumes or snapshots"
+            "(create, list, get, kill, timeout, refresh, connect, metrics, pause, resume), not templates, volumes or "
+            "snapshots"
         )
 
     @allow_unauthenticated
@@ -375,5 +407,7 @@ ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     (e2b_api_path("sandboxes/{sandbox_id}/connect"), ConnectHandler),
     (e2b_api_path("v2/sandboxes/{sandbox_id}/connect"), ConnectHandler),
     (e2b_api_path("sandboxes/{sandbox_id}/metrics"), MetricsHandler),
+    (e2b_api_path("sandboxes/{sandbox_id}/pause"), PauseHandler),
+    (e2b_api_path("sandboxes/{sandbox_id}/resume"), ResumeHandler),
     (e2b_api_path("(?P<rest>.*)"), UnsupportedHandler),  # last: tornado takes the first match
 ]

@@ -225,7 +225,13 @@ class SandboxesHandler(SandboxAPIHandler):
         if server is not None:
             metadata[HUB_SERVER_KEY] = server
         spec = replace(spec, metadata=metadata or None)
-        model = await self.manager.create(self.owner, request.name, spec, kernel_id=request.kernel_id)
+        if request.snapshot is not None:  # its files from one of the owner's snapshots (core/pausing.py)
+            pausing = self.manager.pausing
+            model = await pausing.create_from_snapshot(
+                self.owner, request.snapshot, request.name, spec, request.kernel_id
+            )
+        else:
+            model = await self.manager.create(self.owner, request.name, spec, kernel_id=request.kernel_id)
         self.set_header("Location", url_path_join(self.base_url, api_path("sandboxes", model.id)))
         self.write_json(self.model_dict(model), status=201)
 

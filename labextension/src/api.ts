@@ -17,6 +17,7 @@ import type {
   IMintedKey,
   ISandbox,
   IServerConfig,
+  ISnapshot,
   IStats,
   IWireEvent
 } from './wire';
@@ -84,6 +85,11 @@ export const api = {
   create: (body: { [key: string]: unknown }) => json<ISandbox>('sandboxes', post(body)),
   remove: (id: string) => json<void>(`sandboxes/${enc(id)}`, { method: 'DELETE' }),
   restart: (id: string) => json<ISandbox>(`sandboxes/${enc(id)}/restart`, post()),
+  // pause, resume, snapshots and fork (issue 23; src/pause.ts)
+  pause: (id: string) => json<ISandbox>(`sandboxes/${enc(id)}/pause`, post()),
+  resume: (id: string) => json<ISandbox>(`sandboxes/${enc(id)}/resume`, post()),
+  fork: (id: string) => json<ISandbox>(`sandboxes/${enc(id)}/fork`, post({})),
+  snapshot: (id: string, name: string) => json<ISnapshot>(`sandboxes/${enc(id)}/snapshots`, post({ name })),
   interrupt: (id: string) => json<void>(`sandboxes/${enc(id)}/interrupt`, post()),
   stats: (id: string) => json<IStats>(`sandboxes/${enc(id)}/stats`),
   logs: (id: string) => json<ILogs>(`sandboxes/${enc(id)}/logs`),

@@ -33,6 +33,7 @@ import { keyIcon, sandboxIcon } from './icons';
 import { isNotebookKernel, kernelSessionPath, sandboxLabel } from './kinds';
 import { logsWidget, logsTabId } from './logs';
 import { addRowMenus, rowId, SANDBOX_ROW } from './menus';
+import { addPauseCommands } from './pause';
 import { report, SandboxPanel } from './panel/panel';
 import { explainKernelDeaths } from './deaths';
 import { confirmKernelRemoval, KernelSandboxRemovals } from './removal';
@@ -333,6 +334,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     addRowMenus(app, store, id => panel.oneShots.toggle(id));
+    addPauseCommands(app, store);
     running?.add(runningSandboxes(store, commands, app.serviceManager.sessions));
 
     for (const command of Object.values(CommandIDs)) {

@@ -36,6 +36,12 @@ export interface ISandbox {
    * sessions; null when no open notebook holds that kernel.
    */
   notebook_path: string | null;
+  /** Its container is stopped (paused): resume, or code sent to it, brings it back (issue 23). */
+  paused?: boolean;
+  /** Of its last pause: whether its kernels' variables were kept (null: never paused). */
+  memory_kept?: boolean | null;
+  /** Why its memory was not kept (e.g. runc's checkpoint needs CRIU). */
+  memory_note?: string | null;
   /** Its memory limit as set, said as in cells and the CLI: "1 GiB of memory plus 512 MiB of disk". */
   limit: string;
 }
@@ -219,4 +225,15 @@ export interface IApiKey {
 /** POST sandbox/api/keys: the new key's listing and, this once, its secret. */
 export interface IMintedKey extends IApiKey {
   key: string;
+}
+
+/** A named copy of a sandbox's working directory, its owner's only (issue 23). */
+export interface ISnapshot {
+  name: string;
+  owner: string;
+  created: number;
+  size: number;
+  source: string;
+  spec: ISandboxSpec;
+  memory_kept: boolean;
 }

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 from e2b import Sandbox as BaseSandbox
-from e2b import SandboxQuery
+from e2b import SandboxQuery, SandboxState
 from e2b.exceptions import AuthenticationException, NotFoundException, SandboxException, TimeoutException
 from e2b_code_interpreter import AsyncSandbox, Sandbox
 
@@ -117,11 +117,36 @@ def test_connect_gives_a_working_sandbox(e2b_env):
         sbx.kill()
 
 
+def test_pause_then_connect_resumes_with_the_files(e2b_env):
+    """E2B's pause (runc here: files kept, not memory, docs/pause.md), its paused state in info and
+    lists, and connect's auto-resume."""
+    sbx = Sandbox.create(timeout=120)
+    try:
+        sbx.files.write("kept.txt", "still here")
+        assert sbx.pause() is True
+        assert sbx.pause() is False  # paused already: E2B's 409
+        assert BaseSandbox.get_info(sbx.sandbox_id).state.value == "paused"
+        paused = ids(BaseSandbox.list(query=SandboxQuery(state=[SandboxState.PAUSED])))
+        assert sbx.sandbox_id in paused
+        again = Sandbox.connect(sbx.sandbox_id)
+        assert BaseSandbox.get_info(sbx.sandbox_id).state.value == "running"
+        assert again.files.read("kept.txt") == "still here"
+        assert again.run_code("1 + 1").text == "2"
+        # mode="filesystem" (E2B's body {"memory": false}): files only, whatever the runtime keeps
+        assert again.pause(mode="filesystem") is True
+        r = httpx.get(
+            e2b_env.url + f"sandbox/api/sandboxes/{sbx.sandbox_id}", headers={"Authorization": f"token {e2b_env.token}"}
+        )
+        assert (r.json()["status"], r.json()["memory_kept"]) == ("paused", False), r.text
+    finally:
+        sbx.kill()
+
+
 def test_unknown_template_and_unsupported_routes_say_why(e2b_env):
     with pytest.raises(SandboxException, match="unknown template 'no-such'"):
         BaseSandbox.create(template="no-such")
     r = httpx.post(
-        e2b_env.url + "sandbox/e2b/api/sandboxes/sbx_000000000000/pause", headers={"X-API-KEY": e2b_env.token}
+        e2b_env.url + "sandbox/e2b/api/sandboxes/sbx_000000000000/snapshots", headers={"X-API-KEY": e2b_env.token}
     )
     assert r.status_code == 400 and "not supported" in r.json()["message"]
     r = httpx.get(e2b_env.url + "sandbox/e2b/api/templates", headers={"X-API-KEY": e2b_env.token})

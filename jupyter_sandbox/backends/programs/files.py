@@ -19,6 +19,8 @@ stderr and exits 1.
 - ``tree DEPTH``: the entries below a directory down to DEPTH levels (1: its own), as JSON.
 - ``mkdir``: the directory and its parents (77 if it exists), then its details.
 - ``move DEST``: renames the entry to DEST (DEST's folders made), then DEST's details.
+- ``pack``: the directory's content as a tar archive on stdout (a pause or snapshot keeps it).
+- ``unpack``: a tar archive on stdin extracted into the directory (a resume, a snapshot's new sandbox).
 - ``watch RECURSIVE``: polls the directory (no inotify needed) and prints a JSON line
   ``{"changes": [[name, kind], ...], "asked": false}`` for each look that found changes; a line on
   its stdin asks for a look now, answered with ``"asked": true`` (found or not); the first line
@@ -283,7 +285,26 @@ def watch(path: str, recursive: str) -> int:
         before = after
 
 
+def pack(path: str) -> int:
+    if not os.path.isdir(path):
+        return NOT_A_DIRECTORY
+    # tar moves the bytes (as cat does for read); 1 is its "a file changed as it was read". IPython's
+    # history stays behind: a kernel running where it is unpacked holds its own open (sqlite then
+    # refuses to write a database replaced under it)
+    history = "--exclude=./.ipython/profile_default/history.sqlite*"
+    os.execvp("tar", ["tar", "--create", "--file=-", "--sparse", history, f"--directory={path}", "."])
+
+
+def unpack(path: str) -> int:
+    if not os.path.isdir(path):
+        return NOT_A_DIRECTORY
+    # as the sandbox's user: ownership is this user's; GNU tar refuses members with ".." in them
+    os.execvp("tar", ["tar", "--extract", "--file=-", "--no-same-owner", f"--directory={path}"])
+
+
 COMMANDS: dict[str, Callable[..., int]] = {
+    "pack": pack,
+    "unpack": unpack,
     "list": list_entries,
     "read": read,
     "write": write,

@@ -76,7 +76,8 @@ error is a message when the kernel could not be started or vanished without a re
 ``{"event": "log", "log"}`` answering ``{"op": "log"}``; ``{"event": "pong"}`` answering
 ``{"op": "ping"}`` (the server's liveness check when the stream is quiet). Other ops:
 ``{"op": "stop"}`` SIGKILLs the kernel's process group, ``{"op": "interrupt"}`` sends it
-SIGINT.
+SIGINT, ``{"op": "detach"}`` ends this launcher and leaves the kernel running (before a
+checkpoint of the sandbox, which cannot keep the exec's stream: docs/pause.md).
 """
 
 import ctypes
@@ -881,6 +882,12 @@ class Launcher:
                 event(out, event="log", log=log_tail(self.paths, LOG_CAP))
             elif op == "ping":
                 event(out, event="pong")
+            elif op == "detach":
+                # a pause: this process holds the engine's stream, which no checkpoint can keep;
+                # it goes, the kernel runs on (an attach takes it back; nobody records its exit)
+                self.proc = None
+                self.disconnect()
+                return
             else:
                 event(out, event="error", message=f"unknown op {op!r}")
 
