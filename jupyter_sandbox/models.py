@@ -337,6 +337,9 @@ class SpecRequest(RequestBody):
     timeout: float | None = None
     runtime: str | None = None
     metadata: dict[str, str] | None = None
+    # the owner's persistent volume mounted in it (issue 23): a name, "" for none, null for the server's default
+    volume: str | None = None
+    volume_read_only: bool | None = None
 
 
 @dataclass
@@ -675,6 +678,9 @@ class SandboxSpec:
     timeout: float | None = 300.0  # default per-execution timeout in seconds
     runtime: str | None = None  # None: the backend's default (runc); "runsc" for gVisor
     metadata: dict[str, str] = field(default_factory=dict)
+    # the owner's persistent volume mounted in it (issue 23): None = the server's default, "" = none
+    volume: str | None = None
+    volume_read_only: bool = False
 
     @classmethod
     def from_request(cls, request: SpecRequest) -> SandboxSpec:
@@ -707,6 +713,11 @@ class SandboxSpec:
                 raise InvalidInput(f"env names must be letters, digits and '_' (bad name {key!r})", field="env")
         spec.env = dict(request.env or {})
         spec.metadata = dict(request.metadata or {})
+        if request.volume:
+            spec.volume = validate_name(request.volume, "volume")
+        elif request.volume is not None:
+            spec.volume = ""
+        spec.volume_read_only = bool(request.volume_read_only)
         return spec
 
     @classmethod
@@ -724,10 +735,11 @@ def _at_least(value: float, name: str, minimum: float) -> float:
     return float(value)
 
 
-def validate_name(name: Any) -> str:
+def validate_name(name: Any, field_name: str = "name") -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidInput(
-            "name must be 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", field="name"
+            f"{field_name} must be 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit",
+            field=field_name,
         )
     return name
 
@@ -811,6 +823,35 @@ class SandboxModel:
             template=data.get("template"),
             notebook_path=data.get("notebook_path"),
         )
+
+
+# Persistent volumes (issue 23)
+
+
+@dataclass
+class VolumeRequest(RequestBody):
+    """POST sandbox/api/volumes: a new volume of the caller's (size: the server's default when absent)."""
+
+    name: str
+    size: str | int | None = None
+
+
+@dataclass
+class VolumeModel:
+    """One of an owner's persistent volumes, with its usage (bytes)."""
+
+    name: str
+    owner: str
+    size: int  # the limit asked for (the filesystem's image file)
+    used: int  # bytes in use on its filesystem
+    capacity: int  # bytes its filesystem can hold (size less the filesystem's own metadata)
+    mount_path: str  # where sandboxes see it
+    created: float
+    sandboxes: list[str] = field(default_factory=list)  # ids of the owner's sandboxes that mount it
+    id: str = ""  # E2B's volumeID: stable, unique on this server
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass

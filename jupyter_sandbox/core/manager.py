@@ -9,6 +9,7 @@ the work to the parts, each of which owns one thing (the way jupyter_client spli
 - kernels.py: starting, connecting to and replacing kernels; kernel_code.py: code run in them
 - adoption.py: taking sandboxes back after a restart; pooled.py: started sandboxes kept ready
 - kernel_kind.py: notebook kernels' sandboxes and E2B's URLs; files.py: file transfers
+- volumes.py: persistent volumes (the SandboxVolumes it holds as ``volumes``; specs name them)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from .registry import EventListener, SandboxRegistry
 from .sandbox import Sandbox
 from .spec_policy import SpecPolicy, host_memory
 from .state import SandboxRecords
+from .volumes import SandboxVolumes
 
 
 class SandboxManager(LoggingConfigurable, SpecPolicy):
@@ -118,6 +120,7 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         self.kernels = KernelPlumbing(self.backend, self.registry.save, lambda: self.kernel_ready_timeout)
         self.files = FileTransfers(self.backend, lambda: self.max_file_transfers_per_user)
         self.lifecycle = SandboxLifecycle(self.backend, self.registry, self.kernels, self.server_id, self.log)
+        self.volumes = SandboxVolumes(parent=self, backend=self.backend, registry=self.registry)
         self.backend.on_exit, self.backend.on_kernel_died = self.lifecycle.ended, self.lifecycle.kernel_died
         self.adoption = Adoption(self.backend, self.registry, self.kernels, self.log)
         self.pooled = PooledSandboxes(
@@ -198,6 +201,7 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
                 raise Conflict(f"you already have a sandbox named {name!r}", field="name")
         everyone = [s.model for s in self.registry.all() if s.model.owner]  # pooled ones are nobody's yet
         self.check_quota([s.model for s in mine], resolved, owner, everyone)
+        await self.volumes.prepare(owner, resolved)
         return await self.lifecycle.launch(
             self.lifecycle.new(owner, name, resolved, kernel_id, kind), name, self.pooled.take, self.e2b_prefix
         )
@@ -267,19 +271,16 @@ class SandboxManager(LoggingConfigurable, SpecPolicy):
         return await self.kernels.exit_reason(sandbox, sandbox.context(None))
 
     async def stop_kernel(self, owner: str, ref: str) -> None:
-        """Stop a ``kind="kernel"`` sandbox's kernel process; the sandbox stays (``restart_kernel``
-        starts a new one, ``remove`` removes it)."""
+        """Stop a ``kind="kernel"`` sandbox's kernel process; the sandbox stays (for ``restart_kernel``, ``remove``)."""
         await kernel_kind.stop_kernel(self.kernels, self.registry.get(owner, ref))
 
     async def restart_kernel(self, owner: str, ref: str) -> None:
-        """A fresh kernel process for a ``kind="kernel"`` sandbox, at the same addresses with the
-        same key (the notebook's open connections reach it). A sandbox whose container died
-        (out of memory, process limit) gets a fresh one first."""
+        """A fresh kernel process for a ``kind="kernel"`` sandbox, at the same addresses with the same key (the
+        notebook's open connections reach it). A sandbox whose container died (out of memory, ...) gets a fresh one."""
         await kernel_kind.restart_kernel(self.kernels, self.registry.get(owner, ref), self.log)
 
     def owner_by_e2b_secret(self, sandbox_id: str, secret: str) -> str:
-        """The owner of the sandbox whose e2b_url carries ``secret`` (compared in constant time);
-        NotFound for a wrong secret, as for an unknown sandbox."""
+        """The owner of the sandbox whose e2b_url carries ``secret`` (constant time); NotFound for a wrong one."""
         return kernel_kind.owner_by_e2b_secret(self.registry, sandbox_id, secret)
 
     def removed_lately(self, sandbox_id: str, *, owner: str = "", secret: str = "") -> bool:

@@ -49,6 +49,7 @@ from . import (
     service_proxy,
     terminal_proxy,
     terminal_ws,
+    volume_routes,
 )
 from .e2b import E2B, scrub_logs
 from .envd_watchers import Watchers
@@ -187,6 +188,8 @@ class SandboxApp(ExtensionApp):
         if self.e2b_routes:  # no prefix, no e2b_url (kernel_kind.give_e2b_url)
             self.manager.e2b_prefix = url_path_join(self.serverapp.base_url, E2B) + "/"
         self.manager.records = SandboxRecords(os.path.join(self.identity.folder, "sandboxes"))
+        if not backend.volume_dir:  # persistent volumes (issue 23) live with the server's state
+            backend.volume_dir = os.path.join(self.state_dir, "volumes")
         if self.serverapp.event_logger is None:
             raise RuntimeError("jupyter_sandbox needs jupyter_server's event logger (jupyter_server >= 2)")
         self.manager.add_listener(self.event_streams.send)
@@ -289,6 +292,7 @@ class SandboxApp(ExtensionApp):
             else [
                 *handlers.ROUTES,
                 *command_routes.ROUTES,
+                *volume_routes.ROUTES,
                 *keys.ROUTES,
                 *admin.ROUTES,
                 *kernel_ws.ROUTES,

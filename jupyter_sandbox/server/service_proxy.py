@@ -40,7 +40,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HT
 from tornado.iostream import StreamClosedError
 
 from ..errors import Forbidden, InvalidInput, ServiceUnreachable
-from . import admin, command_routes, handlers, keys, oneshot
+from . import admin, command_routes, handlers, keys, oneshot, volume_routes
 from .events import EventsHandler
 from .handlers import SandboxAPIHandler, api_path, authorized_to, owner_of
 
@@ -518,6 +518,8 @@ def proxy_routes(routes: list[tuple[str, type[web.RequestHandler]]]) -> list[tup
 # The extension's routes in Hub mode: REST, one-shot executions and events (the E2B routes are the
 # service's own, behind Hub auth).
 ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
-    *proxy_routes([*handlers.ROUTES, *command_routes.ROUTES, *keys.ROUTES, *admin.ROUTES, *oneshot.ROUTES]),
+    *proxy_routes(
+        [*handlers.ROUTES, *command_routes.ROUTES, *volume_routes.ROUTES, *keys.ROUTES, *admin.ROUTES, *oneshot.ROUTES]
+    ),
     (api_path("events"), EventsProxyHandler),
 ]
