@@ -37,7 +37,16 @@ from .core.commands import SandboxCommands, command_events, command_info, watch_
 from .core.deadlines import Deadlines
 from .core.manager import SandboxManager
 from .errors import Conflict
-from .models import CommandRequest, ContextModel, ExecuteRequest, InputReply, SandboxModel, SandboxRequest
+from .models import (
+    CommandRequest,
+    ContextModel,
+    ExecuteRequest,
+    InputReply,
+    SandboxModel,
+    SandboxRequest,
+    VolumeModel,
+    VolumeRequest,
+)
 
 T = TypeVar("T")
 
@@ -173,6 +182,18 @@ class EmbeddedConnection(Connection):
 
     async def get(self, key: str) -> SandboxModel:
         return self._manager.get(self._owner, key)
+
+    async def list_volumes(self) -> builtins.list[VolumeModel]:
+        return await self.embedded.call(self._manager.volumes.list(self._owner))
+
+    async def create_volume(self, request: VolumeRequest) -> VolumeModel:
+        return await self.embedded.call(self._manager.volumes.create(self._owner, request.name, request.size))
+
+    async def get_volume(self, name: str) -> VolumeModel:
+        return await self.embedded.call(self._manager.volumes.get(self._owner, name))
+
+    async def remove_volume(self, name: str) -> None:
+        await self.embedded.call(self._manager.volumes.remove(self._owner, name))
 
     async def remove(self, key: str) -> None:
         await self.embedded.call(self._manager.remove(self._owner, key))

@@ -853,6 +853,16 @@ class VolumeModel:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VolumeModel:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def usage(self) -> str:
+        """ "3 MiB of 1 GiB used", as the panel and the CLI say it."""
+        return f"{human_size(self.used)} of {human_size(self.capacity or self.size)} used"
+
 
 @dataclass
 class ConfigDefaults:

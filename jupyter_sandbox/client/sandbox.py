@@ -149,9 +149,12 @@ class AsyncSandbox:
         token: str | None = None,
         keep: bool = False,
         kernel_id: str | None = None,
+        volume: str | None = None,
+        volume_read_only: bool = False,
         _connection: Connection | None = None,
     ) -> AsyncSandbox:
-        """A new sandbox. ``kernel_id`` ties it to a notebook kernel of the server (removed with it)."""
+        """A new sandbox. ``kernel_id`` ties it to a notebook kernel of the server (removed with it);
+        ``volume`` names your persistent volume to mount (made on first use; "" for none)."""
         connection = _connection or await _connect(server_url, token)
         request = SandboxRequest(
             name=name,
@@ -162,6 +165,8 @@ class AsyncSandbox:
             env=env,
             timeout=timeout,
             kernel_id=kernel_id,
+            volume=volume,
+            volume_read_only=volume_read_only or None,
         )
         return cls(connection, await connection.create(request), keep)
 
@@ -381,6 +386,8 @@ class Sandbox:
         token: str | None = None,
         keep: bool = False,
         kernel_id: str | None = None,
+        volume: str | None = None,
+        volume_read_only: bool = False,
         _connection: Connection | None = None,
         _model: SandboxModel | None = None,
     ):
@@ -397,6 +404,8 @@ class Sandbox:
                     timeout=timeout,
                     keep=keep,
                     kernel_id=kernel_id,
+                    volume=volume,
+                    volume_read_only=volume_read_only,
                     _connection=connection,
                 )
             )

@@ -1,0 +1,228 @@
+"""Persistent volumes (issue 23), through real servers on the real Docker engine: a volume's
+size limit holds (ENOSPC inside, the host's free disk unmoved), its files outlive kill -9 of the
+server, a read-only mount refuses writes (EROFS), and no user sees another's volume."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from jupyter_sandbox.backends.volume_images import VolumeImages, volumes_problem
+from jupyter_sandbox.errors import BackendUnavailable
+from jupyter_sandbox.models import SandboxSpec
+
+from conftest import make_manager
+from servers import JupyterServer
+
+MiB = 1024**2
+VOLUMES = {"SandboxVolumes": {"default_size": "32M", "max_size": "128M", "max_volumes_per_user": 3}}
+
+
+def volume_root(server: JupyterServer) -> str:
+    return str(server.data_dir / "jupyter_sandbox" / "volumes")
+
+
+def detach_everything(root: str) -> None:
+    """No loop device is left attached by a test (mounts outlive a killed server)."""
+    if os.path.isdir(root):
+        VolumeImages(root).detach_all(only_here=False)
+
+
+@pytest.fixture(scope="module")
+def server(docker_ready, tmp_path_factory):
+    if volumes_problem():
+        pytest.skip(volumes_problem())
+    home = tmp_path_factory.mktemp("volumes")
+    with JupyterServer(home, users=True, config=VOLUMES) as running:
+        try:
+            yield running
+        finally:
+            running.stop()
+            detach_everything(volume_root(running))
+
+
+def run(server: JupyterServer, sandbox: str, code: str, user: str = "alice") -> str:
+    events = server.execute(sandbox, code, user=user)
+    errors = [e for e in events if e["type"] == "error"]
+    assert not errors, errors
+    return "".join(e["text"] for e in events if e["type"] == "stdout")
+
+
+def new_sandbox(server: JupyterServer, user: str = "alice", **spec: object) -> str:
+    r = server.api("POST", "sandboxes", json=spec, user=user)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def remove(server: JupyterServer, sandbox: str, user: str = "alice") -> None:
+    assert server.api("DELETE", f"sandboxes/{sandbox}", user=user).status_code == 204
+
+
+WRITE_UNTIL_FULL = """
+import errno, os
+written, code = 0, None
+with open('/home/user/persist/big', 'wb') as f:
+    try:
+        for _ in range({chunks}):
+            f.write(b'x' * (1 << 20)); f.flush(); os.fsync(f.fileno()); written += 1 << 20
+    except OSError as e:
+        code = errno.errorcode[e.errno]
+print(code, written)
+"""
+
+
+def test_a_write_past_the_limit_is_enospc_and_the_host_disk_stays(server):
+    r = server.api("POST", "volumes", json={"name": "small", "size": "32M"}, user="alice")
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["size"] == 32 * MiB and created["used"] < MiB and created["mount_path"] == "/home/user/persist"
+    sandbox = new_sandbox(server, volume="small")
+    try:
+        free_before = shutil.disk_usage(volume_root(server)).free
+        code, written = run(server, sandbox, WRITE_UNTIL_FULL.format(chunks=128)).split()
+        free_after = shutil.disk_usage(volume_root(server)).free
+        assert code == "ENOSPC"
+        assert 16 * MiB < int(written) <= 32 * MiB  # it filled the volume (less ext4's own metadata), no more
+        # the image was preallocated: 128 MiB asked for, not a byte more of the host's disk taken
+        # (the margin is for what else runs on this machine meanwhile)
+        assert abs(free_before - free_after) < 8 * MiB, (free_before, free_after)
+        usage = server.api("GET", "volumes/small", user="alice").json()
+        assert usage["used"] > 16 * MiB and usage["capacity"] <= 32 * MiB and usage["sandboxes"] == [sandbox]
+        # removing the file gives the room back; the sandbox's user owns the volume's root
+        assert (
+            run(
+                server,
+                sandbox,
+                "import os; os.remove('/home/user/persist/big'); print(os.getuid() == os.stat('/home/user/persist').st_uid)",
+            )
+            == "True\n"
+        )
+    finally:
+        remove(server, sandbox)
+
+
+def test_a_read_only_mount_refuses_writes_and_reads(server):
+    writer = new_sandbox(server, volume="ro-test")  # made on first use, at the default size
+    try:
+        run(server, writer, "open('/home/user/persist/notes.txt', 'w').write('kept')")
+    finally:
+        remove(server, writer)
+    reader = new_sandbox(server, volume="ro-test", volume_read_only=True)
+    try:
+        code = """
+import errno
+print(open('/home/user/persist/notes.txt').read())
+try:
+    open('/home/user/persist/other.txt', 'w')
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"""
+        assert run(server, reader, code).split() == ["kept", "EROFS"]
+        assert server.api("GET", f"sandboxes/{reader}", user="alice").json()["spec"]["volume_read_only"] is True
+    finally:
+        remove(server, reader)
+    volume = server.api("GET", "volumes/ro-test", user="alice").json()
+    assert volume["size"] == 32 * MiB and volume["sandboxes"] == []
+
+
+def test_nobody_sees_another_users_volume(server):
+    assert server.api("POST", "volumes", json={"name": "private"}, user="alice").status_code == 201
+    alice = new_sandbox(server, volume="private")
+    try:
+        run(server, alice, "open('/home/user/persist/secret.txt', 'w').write('alice only')")
+        names = [v["name"] for v in server.api("GET", "volumes", user="bob").json()]
+        assert "private" not in names
+        assert server.api("GET", "volumes/private", user="bob").status_code == 404
+        alices = server.api("GET", "volumes/private", user="alice").json()
+        assert server.api("GET", f"volumes/{alices['id']}", user="bob").status_code == 404
+        assert server.api("DELETE", "volumes/private", user="bob").status_code == 404
+        # bob's "private" is his own, empty volume; alice's is in no mount of his sandbox
+        bob = new_sandbox(server, user="bob", volume="private")
+        try:
+            listing = run(server, bob, "import os; print(sorted(os.listdir('/home/user/persist')))", user="bob")
+            assert "secret.txt" not in listing
+            mounts = run(server, bob, "print(open('/proc/self/mounts').read())", user="bob")
+            assert alices["id"] not in mounts
+            assert [v["owner"] for v in server.api("GET", "volumes", user="bob").json()] == ["bob"]
+        finally:
+            remove(server, bob, user="bob")
+        # a volume in use is not removed; once its sandbox is gone it is, and its loop device with it
+        r = server.api("DELETE", "volumes/private", user="alice")
+        assert r.status_code == 409 and alice in r.json()["message"]
+    finally:
+        remove(server, alice)
+    image = os.path.join(volume_root(server), alices["id"], "image.ext4")
+    assert os.path.exists(image)
+    assert server.api("DELETE", "volumes/private", user="alice").status_code == 204
+    assert not os.path.exists(image)
+    assert server.api("GET", "volumes/private", user="alice").status_code == 404
+
+
+def test_bad_volume_requests_are_4xx(server):
+    for body, status in [
+        ({"name": "../x"}, 400),
+        ({"name": "big", "size": "1G"}, 400),  # above max_size
+        ({"name": "tiny", "size": "1M"}, 400),
+        ({"size": "32M"}, 400),
+        ({"name": "ok", "size": "lots"}, 400),
+    ]:
+        r = server.api("POST", "volumes", json=body, user="carol")
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["message"]
+    r = server.api("POST", "sandboxes", json={"volume": "a/b"}, user="carol")
+    assert r.status_code == 400 and "volume" in r.json()["message"]
+    for n in range(3):
+        assert server.api("POST", "volumes", json={"name": f"v{n}", "size": "16M"}, user="carol").status_code == 201
+    assert server.api("POST", "volumes", json={"name": "v0", "size": "16M"}, user="carol").status_code == 409
+    assert server.api("POST", "volumes", json={"name": "v3", "size": "16M"}, user="carol").status_code == 429
+    for n in range(3):
+        assert server.api("DELETE", f"volumes/v{n}", user="carol").status_code == 204
+
+
+def test_files_in_a_volume_survive_kill_9_of_the_server(docker_ready, tmp_path):
+    if volumes_problem():
+        pytest.skip(volumes_problem())
+    first = JupyterServer(tmp_path, config=VOLUMES).start()
+    root = volume_root(first)
+    second = None
+    try:
+        sandbox = new_sandbox(first, volume="work")
+        run(first, sandbox, "open('/home/user/persist/result.json', 'w').write('{\"answer\": 42}')")
+        first.kill()  # SIGKILL: no cleanup at all
+        second = JupyterServer(tmp_path, config=VOLUMES).start()  # same state folder
+        fresh = new_sandbox(second, volume="work")
+        assert json.loads(run(second, fresh, "print(open('/home/user/persist/result.json').read())")) == {"answer": 42}
+        # one image is never attached twice (two ext4 mounts of it would corrupt it)
+        [volume] = second.api("GET", "volumes").json()
+        image = os.path.join(root, volume["id"], "image.ext4")
+        attached = subprocess.run(["losetup", "-j", image], capture_output=True, text=True, check=True).stdout
+        assert len(attached.splitlines()) == 1, attached
+    finally:
+        first.kill()
+        if second is not None:
+            second.stop()
+        detach_everything(root)
+
+
+async def test_the_local_backend_has_no_volumes():
+    manager = make_manager("local")
+    try:
+        with pytest.raises(BackendUnavailable, match="no persistent volumes"):
+            await manager.volumes.create("alice", "data")
+        with pytest.raises(BackendUnavailable, match="no persistent volumes"):
+            await manager.create("alice", spec={"volume": "data"})
+        assert await manager.volumes.list("alice") == []
+    finally:
+        await manager.shutdown()
+
+
+def test_a_spec_names_its_volume():
+    assert SandboxSpec.from_dict({"volume": "data", "volume_read_only": True}).volume == "data"
+    assert SandboxSpec.from_dict({"volume": ""}).volume == ""
+    assert SandboxSpec.from_dict({}).volume is None
+    assert errno.EROFS and errno.ENOSPC  # the codes the tests above look for
