@@ -8,6 +8,7 @@ and scripts in sandboxes.
     jupyter sandbox run NOTEBOOK.ipynb [-o OUT] [--timeout S] [--image I] [--memory M]
     jupyter sandbox exec [--file F ...] [--dir D ...] FILE.py [ARGS...]
     jupyter sandbox keys [list | new [--name N] | revoke KEY_ID]
+    jupyter sandbox volumes [list [--json] | create NAME [--size S] | remove NAME]
     jupyter sandbox e2b-env [--new-key]
     jupyter sandbox mcp [--url URL --token TOKEN]
 """
@@ -706,6 +707,10 @@ class SandboxCommand(JupyterApp):
         "run": (RunApp, "Execute a notebook on the sandboxed kernel; write its outputs."),
         "exec": (ExecApp, "Run a Python file in a throwaway sandbox, streaming its output."),
         "keys": ("jupyter_sandbox.cli_e2b.KeysApp", "List, mint or revoke your API keys for E2B's SDKs."),
+        "volumes": (
+            "jupyter_sandbox.cli_volumes.VolumesApp",
+            "List your persistent volumes with their usage (used / limit); create or remove one.",
+        ),
         "e2b-env": (
             "jupyter_sandbox.cli_e2b.E2BEnvApp",
             'Print the exports that point E2B\'s SDKs at the server: eval "$(jupyter sandbox e2b-env)".',

@@ -38,6 +38,7 @@ from . import (
     e2b_api,
     e2b_plane,
     e2b_process,  # noqa: F401  (registers envd's process service on the plane)
+    e2b_volumes,
     envd_files,  # registers envd's filesystem service on the plane
     envd_http,  # and its /files
     events,
@@ -300,6 +301,7 @@ class SandboxApp(ExtensionApp):
                 *events.ROUTES,
                 *(e2b.ROUTES if self.e2b_routes else []),
                 *(e2b_plane.routes() if self.e2b_routes else []),
+                *(e2b_volumes.ROUTES if self.e2b_routes else []),  # before e2b_api's catch-all
                 *(e2b_api.ROUTES if self.e2b_routes else []),
                 *(envd_http.ROUTES if self.e2b_routes else []),
                 *oneshot.ROUTES,

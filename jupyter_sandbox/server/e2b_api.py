@@ -37,6 +37,7 @@ from ..models import (
     SandboxModel,
 )
 from .e2b import E2B
+from .e2b_mounts import volume_mount_spec
 from .e2b_plane import ENVD_VERSION, cookie_credentials, request_owner, take_api_key
 from .handlers import SandboxAPIHandler
 
@@ -48,7 +49,7 @@ DEFAULT_TIMEOUT = 300  # seconds, when create says none (the SDKs always do)
 CLIENT_ID = "jupyter-sandbox"
 MAX_PAGE = 100
 NO_DEADLINE = "9999-12-31T00:00:00Z"  # endAt of a sandbox without one (E2B's shape has no "never")
-UNSUPPORTED_OPTIONS = ("autoPause", "autoPauseMemory", "autoResume", "network", "mcp", "iam", "volumeMounts")
+UNSUPPORTED_OPTIONS = ("autoPause", "autoPauseMemory", "autoResume", "network", "mcp", "iam")
 # ``network`` options that state what is true here already: a sandbox has no public URL, only the
 # data plane, which asks for its access token (also as E2B-Traffic-Access-Token)
 NETWORK_AS_IT_IS = {"allowPublicTraffic": False}
@@ -234,6 +235,7 @@ class SandboxesHandler(E2BApiHandler):
         timeout = check_seconds(DEFAULT_TIMEOUT if body.timeout is None else body.timeout, "timeout")
         image = _template_image(body.templateID, self.sandbox_app.e2b_templates)
         spec = {"image": image, "env": body.envVars, "metadata": body.metadata, "network": body.allow_internet_access}
+        spec.update(volume_mount_spec(body.volumeMounts, self.manager.backend.volume_path))  # issue 23
         model = await self.manager.create(self.owner, None, {k: v for k, v in spec.items() if v is not None})
         model.template = body.templateID or "base"
         model = self.deadlines.set(self.owner, model.id, timeout)  # saves the record, template included
