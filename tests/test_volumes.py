@@ -226,3 +226,30 @@ def test_a_spec_names_its_volume():
     assert SandboxSpec.from_dict({"volume": ""}).volume == ""
     assert SandboxSpec.from_dict({}).volume is None
     assert errno.EROFS and errno.ENOSPC  # the codes the tests above look for
+
+
+def test_e2b_volumes_api_through_the_unmodified_sdk(server, monkeypatch):
+    """E2B's SDK: Volume.create/list/get_info/destroy, and a sandbox with volume_mounts at the volume path."""
+    from e2b import Sandbox as E2BSandbox
+    from e2b import Volume
+
+    monkeypatch.delenv("E2B_DEBUG", raising=False)
+    monkeypatch.setenv("E2B_API_URL", server.url + "sandbox/e2b/api")
+    monkeypatch.setenv("E2B_SANDBOX_URL", server.url + "sandbox/e2b/plane")
+    monkeypatch.setenv("E2B_API_KEY", server.token)  # alice's
+    volume = Volume.create("from-e2b")
+    assert volume.volume_id.startswith("vol_") and volume.name == "from-e2b"
+    assert "from-e2b" in [v.name for v in Volume.list()]
+    assert Volume.get_info(volume.volume_id).name == "from-e2b"
+    sbx = E2BSandbox.create(volume_mounts={"/home/user/persist": volume})
+    try:
+        sbx.files.write("/home/user/persist/hello.txt", "from e2b")
+        assert sbx.commands.run("cat /home/user/persist/hello.txt").stdout == "from e2b"
+    finally:
+        sbx.kill()
+    with pytest.raises(Exception, match="mounts a volume at /home/user/persist"):
+        E2BSandbox.create(volume_mounts={"/data": volume})
+    # alice's volume is hers alone
+    assert server.api("GET", f"volumes/{volume.volume_id}", user="bob").status_code == 404
+    assert Volume.destroy(volume.volume_id) is True
+    assert "from-e2b" not in [v.name for v in Volume.list()]

@@ -2,7 +2,7 @@
 
 Create, list (metadata and state filters, pages with an ``x-next-token`` header), get, kill,
 set the timeout, refresh, connect and metrics of the caller's sandboxes. Anything else the SDKs
-can ask (pause, resume, snapshots, templates, volumes, ...) is answered with a message saying it
+can ask (pause, resume, snapshots, templates, ...) is answered with a message saying it
 is not supported here.
 
 Authentication (an explicit alternative to jupyter_server's, documented in docs/e2b.md): an API
@@ -323,7 +323,7 @@ class UnsupportedHandler(E2BApiHandler):
             raise InvalidInput(f"{parts[2]!r} of a sandbox is not supported by this server (nothing is paused here)")
         raise NotFound(
             f"{self.request.method} {rest!r} is not supported by this server: it serves E2B's sandbox lifecycle "
-            "(create, list, get, kill, timeout, refresh, connect, metrics), not templates, volumes or snapshots"
+            "(create, list, get, kill, timeout, refresh, connect, metrics) and volumes, not templates or snapshots"
         )
 
     @allow_unauthenticated

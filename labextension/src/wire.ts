@@ -210,6 +210,22 @@ export interface IApiKey {
   name: string;
 }
 
+/** One of the user's persistent volumes (sandbox/api/volumes; models.VolumeModel). Sizes in bytes. */
+export interface IVolume {
+  id: string;
+  name: string;
+  owner: string;
+  /** Its limit, as made. */
+  size: number;
+  used: number;
+  /** What its filesystem holds (size less the filesystem's own metadata); 0 when not measured. */
+  capacity: number;
+  mount_path: string;
+  created: number;
+  /** Ids of the user's sandboxes that mount it. */
+  sandboxes: string[];
+}
+
 /** POST sandbox/api/keys: the new key's listing and, this once, its secret. */
 export interface IMintedKey extends IApiKey {
   key: string;
