@@ -31,6 +31,7 @@ from jupyter_sandbox.server import (
     keys,
     oneshot,
     terminal_ws,
+    volume_routes,
 )
 from jupyter_sandbox.server.e2b import E2BMixin
 
@@ -39,6 +40,7 @@ from servers import TwoUsers
 ROUTES = [
     *handlers.ROUTES,
     *command_routes.ROUTES,
+    *volume_routes.ROUTES,
     *keys.ROUTES,
     *admin.ROUTES,
     *kernel_ws.ROUTES,

@@ -120,8 +120,8 @@ class SandboxVolumes(LoggingConfigurable):
         """Fill in the default volume, and make sure the one the spec names exists (made on first use)."""
         if spec.volume is None:
             spec.volume = self.default_volume
-        if not spec.volume:
-            spec.volume_read_only = False
+        if not spec.volume:  # none: the spec is the pool's again (None), read-only means nothing
+            spec.volume, spec.volume_read_only = None, False
             return
         self.require()
         if not owner:

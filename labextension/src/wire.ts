@@ -55,6 +55,9 @@ export interface ISandboxSpec {
   /** null: the backend's default (runc) */
   runtime: string | null;
   metadata: { [key: string]: string };
+  /** the persistent volume mounted (null: none; docs/volumes.md) */
+  volume: string | null;
+  volume_read_only: boolean;
 }
 
 /** One kernel in a sandbox (jupyter_sandbox.models.ContextModel). */
