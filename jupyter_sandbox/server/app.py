@@ -29,6 +29,7 @@ from ..core.deadlines import Deadlines
 from ..core.identity import ServerIdentity
 from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
+from ..core.volumes import SandboxVolumes
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
 from . import (
@@ -67,7 +68,15 @@ class SandboxApp(ExtensionApp):
     name = "jupyter_sandbox"
     load_other_extensions = True
     # listed so `python -m jupyter_sandbox.app --help-all` documents every setting
-    classes = [*ExtensionApp.classes, SandboxManager, DockerBackend, LocalBackend, OneShotRunner, OutputPolicy]
+    classes = [
+        *ExtensionApp.classes,
+        SandboxManager,
+        SandboxVolumes,
+        DockerBackend,
+        LocalBackend,
+        OneShotRunner,
+        OutputPolicy,
+    ]
 
     backend = Unicode(
         "auto",
