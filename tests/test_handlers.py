@@ -26,6 +26,7 @@ from jupyter_sandbox.server import (
     e2b,
     e2b_api,
     e2b_plane,
+    e2b_volumes,
     handlers,
     kernel_ws,
     keys,
@@ -369,8 +370,9 @@ def test_every_handler_is_authenticated_and_authorized():
     # 26, + config and logs (GET), + a context's input (POST), + sandbox/health (GET), + admin's GET and
     # DELETE, + the notebook kernel routes (POST kernels; GET, DELETE kernel; POST kernel/restart; GET channels),
     # + the API keys (GET, POST keys; DELETE key), + commands (GET, POST commands; GET, DELETE a command; POST
-    # its stdin), watch (GET), files/info (GET), files/dir and files/move (POST), timeout (POST), + terminal (GET)
-    assert checked == 51
+    # its stdin), watch (GET), files/info (GET), files/dir and files/move (POST), timeout (POST), + terminal (GET),
+    # + volumes (GET, POST volumes; GET, DELETE a volume)
+    assert checked == 55
 
 
 def test_e2b_api_and_plane_authenticate_in_prepare():
@@ -378,7 +380,11 @@ def test_e2b_api_and_plane_authenticate_in_prepare():
     open to jupyter_server (the SDK sends no Jupyter credentials) and the handler's prepare, which
     runs first, authenticates by API key, access token or login (401 without)."""
     checked = 0
-    for routes, base in ((e2b_api.ROUTES, e2b_api.E2BApiHandler), (e2b_plane.routes(), e2b_plane.E2BPlaneMixin)):
+    for routes, base in (
+        (e2b_api.ROUTES, e2b_api.E2BApiHandler),
+        (e2b_volumes.ROUTES, e2b_api.E2BApiHandler),
+        (e2b_plane.routes(), e2b_plane.E2BPlaneMixin),
+    ):
         for template, handler in routes:
             assert issubclass(handler, base), template
             for verb in ("get", "post", "put", "delete", "patch"):
