@@ -271,7 +271,7 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     # and deaths.spec.ts theirs in test_labextension_term.py and test_labextension_deaths.py
     stdout = playwright(
         lab_server,
-        ["--grep-invert", "@untrusted|@keys|@labrun|@labterm|@deaths"],
+        ["--grep-invert", "@untrusted|@keys|@labrun|@labterm|@deaths|@volumes"],
         {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id},
         timeout=1400,
     )
