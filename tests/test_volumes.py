@@ -253,3 +253,45 @@ def test_e2b_volumes_api_through_the_unmodified_sdk(server, monkeypatch):
     assert server.api("GET", f"volumes/{volume.volume_id}", user="bob").status_code == 404
     assert Volume.destroy(volume.volume_id) is True
     assert "from-e2b" not in [v.name for v in Volume.list()]
+
+
+def test_cli_and_client_list_make_use_and_remove_volumes(server):
+    """`jupyter sandbox volumes` and the client's Volume/Sandbox(volume=...) against the server (alice's token)."""
+    import sys
+
+    from jupyter_sandbox.client import Sandbox, Volume
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "jupyter_sandbox.cli", "volumes", *args]
+        return subprocess.run([*command, "--url", server.url, "--token", server.token], capture_output=True, text=True)
+
+    made = cli("create", "cli-vol", "--size", "16M")
+    assert made.returncode == 0 and "made cli-vol: 16 MiB" in made.stdout, made.stderr
+    listed = cli()
+    assert listed.returncode == 0 and "cli-vol" in listed.stdout and " used" in listed.stdout, listed.stderr
+    [entry] = [v for v in json.loads(cli("--json").stdout) if v["name"] == "cli-vol"]
+    assert entry["owner"] == "alice" and entry["size"] == 16 * MiB
+
+    options = {"server_url": server.url, "token": server.token}
+    assert Volume.get("cli-vol", **options).size == 16 * MiB
+    with Sandbox(volume="cli-vol", **options) as sandbox:
+        sandbox.run_code("open('/home/user/persist/a.txt', 'w').write('x' * 100_000)")
+        assert [v.sandboxes for v in Volume.list(**options) if v.name == "cli-vol"] == [[sandbox.id]]
+        busy = cli("remove", "cli-vol")
+        assert busy.returncode == 1 and "409" in busy.stderr and sandbox.id in busy.stderr
+    assert "KiB of" in Volume.get("cli-vol", **options).usage
+    removed = cli("remove", "cli-vol")
+    assert removed.returncode == 0 and "removed cli-vol" in removed.stdout, removed.stderr
+    assert "cli-vol" not in [v.name for v in Volume.list(**options)]
+    assert cli("remove", "cli-vol").returncode == 1  # 404 now: said on stderr
+    assert cli("frobnicate").returncode == 2
+
+
+def test_the_limit_holds_under_gvisor_too(server, runsc_ready):
+    sandbox = new_sandbox(server, volume="gvisor", runtime="runsc")
+    try:
+        code, written = run(server, sandbox, WRITE_UNTIL_FULL.format(chunks=64)).split()
+        assert code == "ENOSPC" and 16 * MiB < int(written) <= 32 * MiB
+    finally:
+        remove(server, sandbox)
+    assert server.api("DELETE", "volumes/gvisor", user="alice").status_code == 204
