@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from docker.types import Mount
 from jupyter_core.paths import jupyter_data_dir
 
-from ..errors import BackendUnavailable, NotFound
+from ..errors import BackendUnavailable, NotFound, SandboxError
 from ..models import SandboxSpec
 from .base import LABEL_PREFIX
 from .volume_images import VolumeImages, VolumeUsage, volume_id, volumes_problem
@@ -70,7 +70,11 @@ class DockerVolumes:
     async def usage(self, vid: str) -> VolumeUsage | None:
         if self.problem():
             return None
-        await asyncio.to_thread(self.images.attach, vid, *self._owner_ids(vid))  # measured where it is mounted
+        try:  # measured where it is mounted
+            await asyncio.to_thread(self.images.attach, vid, *self._owner_ids(vid))
+        except SandboxError as e:  # one volume that cannot be mounted must not hide the others
+            self.backend.log.warning("jupyter-sandbox: volume %s cannot be measured: %s", vid, e.message)
+            return None
         return await asyncio.to_thread(self.images.usage, vid)
 
     async def remove(self, vid: str) -> None:

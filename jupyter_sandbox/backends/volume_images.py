@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BackendUnavailable, NotFound, QuotaExceeded
+from ..errors import BackendUnavailable, Conflict, NotFound, QuotaExceeded
 
 IMAGE = "image.ext4"
 META = "meta.json"
@@ -111,11 +111,17 @@ class VolumeImages:
             folder = self.folder(vid)
             os.makedirs(folder, mode=0o700, exist_ok=True)
             image = os.path.join(folder, IMAGE)
+            if os.path.exists(image) or os.path.ismount(os.path.join(folder, MOUNT)):
+                raise Conflict(f"volume {name!r} is left from before without its record: remove {folder} first")
             try:
                 _run("fallocate", "-l", str(size), image)
                 _run("mkfs.ext4", "-q", "-F", "-m", "0", "-E", f"root_owner={uid}:{gid},nodiscard", image)
             except BaseException:
-                shutil.rmtree(folder, ignore_errors=True)  # nothing is mounted yet: only our own files
+                for remove_leftover, leftover in ((os.unlink, image), (os.rmdir, folder)):  # never recursive
+                    try:
+                        remove_leftover(leftover)
+                    except OSError:
+                        pass
                 raise
             meta = {"id": vid, "owner": owner, "name": name, "size": size, "created": time.time()}
             tmp = os.path.join(folder, META + ".tmp")
