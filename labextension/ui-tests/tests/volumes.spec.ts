@@ -1,6 +1,6 @@
 /**
  * The panel's "Volumes" section (issue 23): a volume made in the panel is listed with its usage;
- * after a sandbox that mounts it writes 8 MiB there, a refresh shows that usage (used of limit, and
+ * after a sandbox made with it in the create form writes 8 MiB there, a refresh shows that usage (used of limit, and
  * the bar); it is removed in the panel after the confirm dialog. Run by its own test in
  * tests/test_volumes_ui.py (--grep @volumes).
  */
@@ -30,7 +30,17 @@ test('@volumes make a volume in the panel, see its usage, remove it', async ({ p
   // a fresh ext4 filesystem: a few KiB of its own, out of what 32M holds (less its metadata)
   await expect(row.locator('.jp-SandboxVolume-usage')).toHaveText(/^\d+(\.\d)? KiB of \d+(\.\d)? MiB used$/);
 
-  const sandbox = await rest(page, 'POST', 'sandboxes', { volume: 'pw-data' });
+  // a sandbox with the volume, from the panel's create form
+  const form = panel.locator('.jp-SandboxCreate-form');
+  await form.locator('input[name="name"]').fill('pw-vol-sbx');
+  await form.locator('input[name="volume"]').fill('pw-data');
+  await form.getByRole('button', { name: 'Create sandbox' }).click();
+  await expect(panel.locator('.jp-SandboxItem[data-name="pw-vol-sbx"]')).toHaveCount(1, { timeout: 120_000 });
+  await expect
+    .poll(async () => (await rest(page, 'GET', 'sandboxes/pw-vol-sbx')).status, { timeout: 120_000 })
+    .toBe('running');
+  const sandbox = await rest(page, 'GET', 'sandboxes/pw-vol-sbx');
+  expect(sandbox.spec.volume).toBe('pw-data');
   try {
     const code = "import os; n = open('/home/user/persist/blob', 'wb').write(b'x' * (8 << 20)); os.sync(); n";
     expect(await sandboxEval(page, sandbox.id, code)).toBe('8388608');
