@@ -34,6 +34,7 @@ from . import __version__
 from .backends import BACKENDS, DOCTORS, backend_doctor, make_backend, programs
 from .backends.base import LABEL_PREFIX, labelled_id
 from .backends.docker_images import DEBOOTSTRAP_BASE, DEFAULT_IMAGE, DEFAULT_PACKAGES, LANGUAGES_LABEL, PACKAGES_LABEL
+from .backends.volume_images import volumes_problem
 from .errors import SandboxError
 from .host_files import gather_inputs
 from .kernel import KERNEL_NAME, PROVISIONER_NAME
@@ -317,6 +318,15 @@ class DoctorApp(_Command):
                     "registered" if "runsc" in facts.runtimes else "not registered (optional: runtime='runsc')",
                     "apt-get install runsc, and register it in /etc/docker/daemon.json with runtimeArgs "
                     '["--network=none"] (scripts/setup-docker.sh does both)',
+                )
+            )
+            volumes = volumes_problem()  # persistent volumes (issue 23): optional
+            out.append(
+                (
+                    "persistent volumes",
+                    True if volumes is None else None,
+                    volumes or "available: a server run by this user can attach loop devices and make ext4",
+                    "run the server as root, with /dev/loop-control, e2fsprogs and util-linux (docs/volumes.md)",
                 )
             )
             labels = facts.images.get(self.image)
