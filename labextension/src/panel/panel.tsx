@@ -373,6 +373,14 @@ class SandboxList extends ReactWidget {
           </dd>
           <dt>Network</dt>
           <dd>{s.spec.network ? 'yes' : 'none'}</dd>
+          {s.spec.volume && (
+            <>
+              <dt>Volume</dt>
+              <dd data-field="volume" title="Your persistent volume, at its mount path (see Volumes)">
+                {s.spec.volume_read_only ? `${s.spec.volume} (read-only)` : s.spec.volume}
+              </dd>
+            </>
+          )}
           <dt>Contexts</dt>
           <dd data-field="contexts">{contexts}</dd>
         </dl>

@@ -41,6 +41,9 @@ test('@volumes make a volume in the panel, see its usage, remove it', async ({ p
     .toBe('running');
   const sandbox = await rest(page, 'GET', 'sandboxes/pw-vol-sbx');
   expect(sandbox.spec.volume).toBe('pw-data');
+  // made from the form, its item is open: its details name the volume
+  const item = panel.locator('.jp-SandboxItem[data-name="pw-vol-sbx"]');
+  await expect(item.locator('[data-field="volume"]')).toHaveText('pw-data');
   try {
     const code = "import os; n = open('/home/user/persist/blob', 'wb').write(b'x' * (8 << 20)); os.sync(); n";
     expect(await sandboxEval(page, sandbox.id, code)).toBe('8388608');
