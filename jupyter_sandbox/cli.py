@@ -8,6 +8,7 @@ and scripts in sandboxes.
     jupyter sandbox run NOTEBOOK.ipynb [-o OUT] [--timeout S] [--image I] [--memory M]
     jupyter sandbox exec [--file F ...] [--dir D ...] FILE.py [ARGS...]
     jupyter sandbox keys [list | new [--name N] | revoke KEY_ID]
+    jupyter sandbox volumes [list [--json] | create NAME [--size S] | remove NAME]
     jupyter sandbox e2b-env [--new-key]
     jupyter sandbox mcp [--url URL --token TOKEN]
 """
@@ -33,6 +34,7 @@ from . import __version__
 from .backends import BACKENDS, DOCTORS, backend_doctor, make_backend, programs
 from .backends.base import LABEL_PREFIX, labelled_id
 from .backends.docker_images import DEBOOTSTRAP_BASE, DEFAULT_IMAGE, DEFAULT_PACKAGES, LANGUAGES_LABEL, PACKAGES_LABEL
+from .backends.volume_images import volumes_problem
 from .errors import SandboxError
 from .host_files import gather_inputs
 from .kernel import KERNEL_NAME, PROVISIONER_NAME
@@ -316,6 +318,15 @@ class DoctorApp(_Command):
                     "registered" if "runsc" in facts.runtimes else "not registered (optional: runtime='runsc')",
                     "apt-get install runsc, and register it in /etc/docker/daemon.json with runtimeArgs "
                     '["--network=none"] (scripts/setup-docker.sh does both)',
+                )
+            )
+            volumes = volumes_problem()  # persistent volumes (issue 23): optional
+            out.append(
+                (
+                    "persistent volumes",
+                    True if volumes is None else None,
+                    volumes or "available: a server run by this user can attach loop devices and make ext4",
+                    "run the server as root, with /dev/loop-control, e2fsprogs and util-linux (docs/volumes.md)",
                 )
             )
             labels = facts.images.get(self.image)
@@ -717,6 +728,10 @@ class SandboxCommand(JupyterApp):
         "snapshot": ("jupyter_sandbox.cli_pause.SnapshotApp", "Take, list or delete snapshots of sandboxes' files."),
         "fork": ("jupyter_sandbox.cli_pause.ForkApp", "A running copy of a sandbox (its spec and files)."),
         "keys": ("jupyter_sandbox.cli_e2b.KeysApp", "List, mint or revoke your API keys for E2B's SDKs."),
+        "volumes": (
+            "jupyter_sandbox.cli_volumes.VolumesApp",
+            "List your persistent volumes with their usage (used / limit); create or remove one.",
+        ),
         "e2b-env": (
             "jupyter_sandbox.cli_e2b.E2BEnvApp",
             'Print the exports that point E2B\'s SDKs at the server: eval "$(jupyter sandbox e2b-env)".',

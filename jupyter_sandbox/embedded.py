@@ -45,6 +45,8 @@ from .models import (
     SandboxModel,
     SandboxRequest,
     SnapshotModel,
+    VolumeModel,
+    VolumeRequest,
 )
 
 T = TypeVar("T")
@@ -206,6 +208,18 @@ class EmbeddedConnection(Connection):
 
     async def get(self, key: str) -> SandboxModel:
         return self._manager.get(self._owner, key)
+
+    async def list_volumes(self) -> builtins.list[VolumeModel]:
+        return await self.embedded.call(self._manager.volumes.list(self._owner))
+
+    async def create_volume(self, request: VolumeRequest) -> VolumeModel:
+        return await self.embedded.call(self._manager.volumes.create(self._owner, request.name, request.size))
+
+    async def get_volume(self, name: str) -> VolumeModel:
+        return await self.embedded.call(self._manager.volumes.get(self._owner, name))
+
+    async def remove_volume(self, name: str) -> None:
+        await self.embedded.call(self._manager.volumes.remove(self._owner, name))
 
     async def remove(self, key: str) -> None:
         await self.embedded.call(self._manager.remove(self._owner, key))

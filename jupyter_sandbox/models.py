@@ -376,6 +376,9 @@ class SpecRequest(RequestBody):
     timeout: float | None = None
     runtime: str | None = None
     metadata: dict[str, str] | None = None
+    # the owner's persistent volume mounted in it (issue 23): a name, "" for none, null for the server's default
+    volume: str | None = None
+    volume_read_only: bool | None = None
 
 
 @dataclass
@@ -727,6 +730,9 @@ class SandboxSpec:
     # With network: None reaches anywhere the fenced network does; else {"allow": [...], "deny":
     # [...]}, enforced by a filtering proxy (issue 23)
     egress: dict[str, list[str]] | None = None
+    # the owner's persistent volume mounted in it (issue 23): None = the server's default, "" = none
+    volume: str | None = None
+    volume_read_only: bool = False
 
     @classmethod
     def from_request(cls, request: SpecRequest) -> SandboxSpec:
@@ -765,6 +771,11 @@ class SandboxSpec:
                 raise InvalidInput(f"env names must be letters, digits and '_' (bad name {key!r})", field="env")
         spec.env = dict(request.env or {})
         spec.metadata = dict(request.metadata or {})
+        if request.volume:
+            spec.volume = validate_name(request.volume, "volume")
+        elif request.volume is not None:
+            spec.volume = ""
+        spec.volume_read_only = bool(request.volume_read_only)
         return spec
 
     @classmethod
@@ -782,10 +793,11 @@ def _at_least(value: float, name: str, minimum: float) -> float:
     return float(value)
 
 
-def validate_name(name: Any) -> str:
+def validate_name(name: Any, field_name: str = "name") -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidInput(
-            "name must be 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit", field="name"
+            f"{field_name} must be 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit",
+            field=field_name,
         )
     return name
 
@@ -920,6 +932,45 @@ class SnapshotModel:
             spec=SandboxSpec(**data["spec"]),
             memory_kept=bool(data.get("memory_kept", False)),
         )
+
+
+# Persistent volumes (issue 23)
+
+
+@dataclass
+class VolumeRequest(RequestBody):
+    """POST sandbox/api/volumes: a new volume of the caller's (size: the server's default when absent)."""
+
+    name: str
+    size: str | int | None = None
+
+
+@dataclass
+class VolumeModel:
+    """One of an owner's persistent volumes, with its usage (bytes)."""
+
+    name: str
+    owner: str
+    size: int  # the limit asked for (the filesystem's image file)
+    used: int  # bytes in use on its filesystem
+    capacity: int  # bytes its filesystem can hold (size less the filesystem's own metadata)
+    mount_path: str  # where sandboxes see it
+    created: float
+    sandboxes: list[str] = field(default_factory=list)  # ids of the owner's sandboxes that mount it
+    id: str = ""  # E2B's volumeID: stable, unique on this server
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VolumeModel:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def usage(self) -> str:
+        """ "3 MiB of 1 GiB used", as the panel and the CLI say it."""
+        return f"{human_size(self.used)} of {human_size(self.capacity or self.size)} used"
 
 
 @dataclass

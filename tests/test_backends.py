@@ -210,6 +210,8 @@ def test_help_all_documents_every_setting():
         "--DockerBackend.runtime",
         "--LocalBackend.isolate_network",
         "--OneShotRunner.wheelhouse",
+        "--SandboxVolumes.max_size",
+        "--DockerBackend.volume_path",
     ):
         assert option in out, option
 

@@ -26,12 +26,14 @@ from jupyter_sandbox.server import (
     e2b,
     e2b_api,
     e2b_plane,
+    e2b_volumes,
     handlers,
     kernel_ws,
     keys,
     oneshot,
     pause_routes,
     terminal_ws,
+    volume_routes,
 )
 from jupyter_sandbox.server.e2b import E2BMixin
 
@@ -40,6 +42,7 @@ from servers import TwoUsers
 ROUTES = [
     *handlers.ROUTES,
     *command_routes.ROUTES,
+    *volume_routes.ROUTES,
     *keys.ROUTES,
     *admin.ROUTES,
     *kernel_ws.ROUTES,
@@ -371,7 +374,8 @@ def test_every_handler_is_authenticated_and_authorized():
     # + the API keys (GET, POST keys; DELETE key), + commands (GET, POST commands; GET, DELETE a command; POST
     # its stdin), watch (GET), files/info (GET), files/dir and files/move (POST), timeout (POST), + terminal (GET),
     # + pause, resume, fork, a sandbox's snapshots (POST), snapshots (GET), a snapshot (GET, DELETE)
-    assert checked == 58
+    # + volumes (GET, POST volumes; GET, DELETE a volume)
+    assert checked == 62
 
 
 def test_e2b_api_and_plane_authenticate_in_prepare():
@@ -379,7 +383,11 @@ def test_e2b_api_and_plane_authenticate_in_prepare():
     open to jupyter_server (the SDK sends no Jupyter credentials) and the handler's prepare, which
     runs first, authenticates by API key, access token or login (401 without)."""
     checked = 0
-    for routes, base in ((e2b_api.ROUTES, e2b_api.E2BApiHandler), (e2b_plane.routes(), e2b_plane.E2BPlaneMixin)):
+    for routes, base in (
+        (e2b_api.ROUTES, e2b_api.E2BApiHandler),
+        (e2b_volumes.ROUTES, e2b_api.E2BApiHandler),
+        (e2b_plane.routes(), e2b_plane.E2BPlaneMixin),
+    ):
         for template, handler in routes:
             assert issubclass(handler, base), template
             for verb in ("get", "post", "put", "delete", "patch"):

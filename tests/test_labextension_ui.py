@@ -278,7 +278,7 @@ def test_panel_and_run_cell_in_a_real_browser(lab_server, node_modules):  # noqa
     # test_labextension_deaths.py
     stdout = playwright(
         lab_server,
-        ["--grep-invert", "@untrusted|@keys|@labrun|@labterm|@deaths|@removal|@labcopy|@pause"],
+        ["--grep-invert", "@untrusted|@keys|@labrun|@labterm|@deaths|@removal|@labcopy|@pause|@volumes"],
         {"NOTEBOOK": NOTEBOOK, "ONESHOT_ID": oneshot_id},
         timeout=1400,
     )

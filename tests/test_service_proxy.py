@@ -40,6 +40,7 @@ from jupyter_sandbox.server import (
     service_proxy,
     terminal_proxy,
     terminal_ws,
+    volume_routes,
 )
 
 from servers import JupyterServer, free_port, result_text
@@ -396,6 +397,7 @@ def test_hub_mode_serves_the_extensions_routes_each_authenticated_and_authorized
         for template, handler in [
             *handlers.ROUTES,
             *command_routes.ROUTES,
+            *volume_routes.ROUTES,
             *keys.ROUTES,
             *admin.ROUTES,
             *events.ROUTES,

@@ -38,6 +38,7 @@ DATACLASSES: dict[str, type] = {
     "ILogs": models.SandboxLogs,
     "IContextLog": models.ContextLog,
     "IOneShot": models.ExecutionResult,
+    "IVolume": models.VolumeModel,
 }
 # interface -> the openapi.yaml schema of shapes without a dataclass
 SCHEMAS = {
@@ -64,6 +65,7 @@ DATACLASS_SCHEMAS = {
     "ServerConfig": models.ServerConfig,
     "Logs": models.SandboxLogs,
     "ExecutionResult": models.ExecutionResult,
+    "Volume": models.VolumeModel,
 }
 
 

@@ -426,6 +426,40 @@ class SandboxBackend(LoggingConfigurable, metaclass=_BackendMeta):  # type: igno
         """Extract a tar archive (``pack_files``'s) into the working directory, as the sandbox's user."""
         raise self._no_pause("copying files into a sandbox")
 
+    # -- persistent volumes (issue 23; a capability) ---------------------------------------
+    # A volume is an owner's named, size-limited filesystem, mounted at ``volume_path`` in each
+    # sandbox whose spec names it. Volumes are found by their meta: {"id", "owner", "name", "size",
+    # "created"}; ``volume_usage`` is None while a volume is not attached.
+    volume_path = Unicode(
+        "/home/user/persist",
+        help="Where a sandbox sees its owner's persistent volume (inside its working directory "
+        "by default, so the file routes reach it too).",
+    ).tag(config=True)
+    volume_dir = Unicode(
+        "",
+        help="Folder of the persistent volumes' image files. '' = <SandboxApp.state_dir>/volumes (set by the server).",
+    ).tag(config=True)
+
+    def volumes_problem(self) -> str | None:
+        """Why this backend has no persistent volumes here (None when it has)."""
+        return f"the {self.name} backend has no persistent volumes"
+
+    async def create_volume(self, owner: str, name: str, size: int) -> dict[str, Any]:
+        """A new empty volume of ``size`` bytes (its image and filesystem); its meta."""
+        raise BackendUnavailable(self.volumes_problem() or "")
+
+    async def volume_metas(self) -> list[dict[str, Any]]:
+        """Every volume's meta (all owners'): the caller filters."""
+        return []
+
+    async def volume_usage(self, volume_id: str) -> tuple[int, int] | None:
+        """(bytes used, bytes its filesystem holds), attaching it if needed; None if unknown."""
+        return None
+
+    async def remove_volume(self, volume_id: str) -> None:
+        """Delete a volume and its files (no sandbox may mount it: the caller checks)."""
+        raise BackendUnavailable(self.volumes_problem() or "")
+
     # -- taking sandboxes back after a crash (a capability) -------------------------------
     # Set by the manager: called with (sandbox id, reason) when the backend notices that a
     # sandbox ended by itself (its container stopped, was killed or removed).

@@ -56,6 +56,7 @@ from .docker_kernels import DockerKernels
 from .docker_once import DockerOneShots
 from .docker_pause import DockerPause
 from .docker_stats import DockerStats
+from .docker_volumes import DockerVolumes
 from .exec_stream import ExecStream
 from .kernel_channels import DirectKernelClient
 from .kernel_client import KernelClient
@@ -178,6 +179,7 @@ class DockerBackend(SandboxBackend):
         self.processes = DockerProcesses(self)
         self.egress = DockerEgress(self)
         self.pausing = DockerPause(self)
+        self.volumes = DockerVolumes(self)
         self._container_ids: dict[str, str] = {}  # sandbox id -> container id
         self._specs: dict[str, SandboxSpec] = {}
 
@@ -222,7 +224,8 @@ class DockerBackend(SandboxBackend):
 
     async def create(self, sandbox_id: str, spec: SandboxSpec, labels: dict[str, str]) -> None:
         image = spec.image or self.default_image
-        options = self.container_options(spec, labels)
+        mounts = await self.volumes.mounts(sandbox_id, spec, labels)  # before the options: its uid is the volume's
+        options = {**self.container_options(spec, labels), **({"mounts": mounts} if mounts else {})}
         self.log.info(
             "creating container for sandbox %s: image=%s runtime=%s memory=%s cpus=%s network=%s",
             sandbox_id,
@@ -257,6 +260,7 @@ class DockerBackend(SandboxBackend):
             raise NotFound(f"the container of sandbox {sandbox_id} is not running")
         self._container_ids[sandbox_id] = state["Id"]
         self._specs[sandbox_id] = spec
+        self.volumes.adopted(sandbox_id, spec, state.get("Config", {}).get("Labels") or {})
         if not paused:
             self.usage.baseline(sandbox_id)
 
@@ -283,6 +287,24 @@ class DockerBackend(SandboxBackend):
         await self.engine.remove_container(cid)
         if spec is None or spec.egress is not None:
             await self.egress.remove(sandbox_id)
+        self.volumes.forget(sandbox_id)
+
+    # -- persistent volumes (docker_volumes.py) -------------------------------------------
+    def volumes_problem(self) -> str | None:
+        return self.volumes.problem()
+
+    async def create_volume(self, owner: str, name: str, size: int) -> dict[str, Any]:
+        return await self.volumes.create(owner, name, size)
+
+    async def volume_metas(self) -> list[dict[str, Any]]:
+        return await self.volumes.metas()
+
+    async def volume_usage(self, volume_id: str) -> tuple[int, int] | None:
+        usage = await self.volumes.usage(volume_id)
+        return None if usage is None else (usage.used, usage.capacity)
+
+    async def remove_volume(self, volume_id: str) -> None:
+        await self.volumes.remove(volume_id)
 
     async def list_existing(self, labels: dict[str, str] | None = None) -> list[dict[str, str]]:
         filters = [f"{LABEL_PREFIX}.managed=true"] + [f"{k}={v}" for k, v in (labels or {}).items()]
@@ -456,4 +478,5 @@ class DockerBackend(SandboxBackend):
         await self.one_shots.close()
         await self.processes.table.close_all()
         await self.kernels.close()  # the kernels stay (a restarted server may reattach)
+        await self.volumes.close(sandboxes_left=bool(self._container_ids))
         await self.engine.close()

@@ -82,7 +82,8 @@ class DockerContainers:
         its own from the backend's uid range when it has one, else ``user`` and ``launcher_user``."""
         backend = self.backend
         if backend.sandbox_uid_base and sandbox_id:
-            return uid_pair(sandbox_id, backend.sandbox_uid_base, backend.sandbox_uid_count)
+            # a sandbox with a persistent volume has its volume's pair (docker_volumes.py)
+            return uid_pair(backend.volumes.uid_key(sandbox_id), backend.sandbox_uid_base, backend.sandbox_uid_count)
         return checked_ids(backend.user, backend.launcher_user)
 
     def as_user(self, sandbox_id: str, command: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ client/ itself is a pure client: it imports no manager.
 - sandbox.py: ``AsyncSandbox`` (the implementation) and ``Sandbox`` (made from it)
 - commands.py, files.py: their ``commands`` and ``files`` (E2B's commands and filesystem APIs)
 - oneshot.py: ``OneShot``
+- volumes.py: ``Volume`` and ``AsyncVolume``, the caller's persistent volumes
 - loop.py: the private event loop behind the blocking calls
 """
 
@@ -35,12 +36,14 @@ from .files import (
 )
 from .oneshot import OneShot
 from .sandbox import AsyncSandbox, NoInput, Sandbox
+from .volumes import AsyncVolume, Volume
 
 __all__ = [
     "AsyncCommandHandle",
     "AsyncCommands",
     "AsyncFiles",
     "AsyncSandbox",
+    "AsyncVolume",
     "AsyncWatchHandle",
     "CommandExitException",
     "CommandHandle",
@@ -60,6 +63,7 @@ __all__ = [
     "ProcessInfo",
     "Sandbox",
     "ServerChoice",
+    "Volume",
     "WatchHandle",
     "WriteEntry",
     "WriteInfo",

@@ -38,6 +38,8 @@ from ..models import (
     SandboxModel,
     SandboxRequest,
     SnapshotModel,
+    VolumeModel,
+    VolumeRequest,
 )
 
 Event = dict[str, Any]
@@ -209,6 +211,19 @@ class Connection:
     async def delete_snapshot(self, name: str) -> None:
         raise NotImplementedError
 
+    # persistent volumes (issue 23): the caller's own
+    async def list_volumes(self) -> builtins.list[VolumeModel]:
+        raise NotImplementedError
+
+    async def create_volume(self, request: VolumeRequest) -> VolumeModel:
+        raise NotImplementedError
+
+    async def get_volume(self, name: str) -> VolumeModel:
+        raise NotImplementedError
+
+    async def remove_volume(self, name: str) -> None:
+        raise NotImplementedError
+
     async def oneshot(self, method: str, path: str, **kwargs: Any) -> Any:
         """A call to the one-shot API (python-executor's /api/v1 wire format)."""
         raise ServerUnreachable("one-shot executions need a jupyter-sandbox server; " + HOW_TO_CONNECT)
@@ -268,6 +283,18 @@ class HTTPConnection(Connection):
 
     async def list(self) -> builtins.list[SandboxModel]:
         return [SandboxModel.from_dict(d) for d in await self._json("GET", "sandboxes")]
+
+    async def list_volumes(self) -> builtins.list[VolumeModel]:
+        return [VolumeModel.from_dict(d) for d in await self._json("GET", "volumes")]
+
+    async def create_volume(self, request: VolumeRequest) -> VolumeModel:
+        return VolumeModel.from_dict(await self._json("POST", "volumes", json=request.given()))
+
+    async def get_volume(self, name: str) -> VolumeModel:
+        return VolumeModel.from_dict(await self._json("GET", f"volumes/{url_part(name)}"))
+
+    async def remove_volume(self, name: str) -> None:
+        await self.request("DELETE", f"volumes/{url_part(name)}")
 
     async def create(self, request: SandboxRequest) -> SandboxModel:
         return SandboxModel.from_dict(await self._json("POST", "sandboxes", json=request.given()))

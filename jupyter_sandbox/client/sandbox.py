@@ -152,11 +152,14 @@ class AsyncSandbox:
         keep: bool = False,
         kernel_id: str | None = None,
         snapshot: str | None = None,
+        volume: str | None = None,
+        volume_read_only: bool = False,
         _connection: Connection | None = None,
     ) -> AsyncSandbox:
         """A new sandbox. ``kernel_id`` ties it to a notebook kernel of the server (removed with it);
         ``network`` may be an egress allow-list, ``{"allow": ["pypi.org"], "deny": [...]}``.
-        ``snapshot``: one of yours, whose files (and spec, unless you ask for other resources) it starts with."""
+        ``snapshot``: one of yours, whose files (and spec, unless you ask for other resources) it starts with.
+        ``volume`` names your persistent volume to mount (made on first use; "" for none)."""
         connection = _connection or await _connect(server_url, token)
         request = SandboxRequest(
             name=name,
@@ -168,6 +171,8 @@ class AsyncSandbox:
             timeout=timeout,
             kernel_id=kernel_id,
             snapshot=snapshot,
+            volume=volume,
+            volume_read_only=volume_read_only or None,
         )
         return cls(connection, await connection.create(request), keep)
 
@@ -427,6 +432,8 @@ class Sandbox:
         keep: bool = False,
         kernel_id: str | None = None,
         snapshot: str | None = None,
+        volume: str | None = None,
+        volume_read_only: bool = False,
         _connection: Connection | None = None,
         _model: SandboxModel | None = None,
     ):
@@ -444,6 +451,8 @@ class Sandbox:
                     keep=keep,
                     kernel_id=kernel_id,
                     snapshot=snapshot,
+                    volume=volume,
+                    volume_read_only=volume_read_only,
                     _connection=connection,
                 )
             )

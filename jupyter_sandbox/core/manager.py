@@ -1,6 +1,5 @@
-"""SandboxManager: the facade that handlers, the CLI, the client, the kernel provisioner and E2B's
-routes call, and the traits configured as c.SandboxManager.*. It checks what callers ask and hands
-the work to the parts, each of which owns one thing (the way jupyter_client splits kernels):
+"""SandboxManager: the facade every caller uses, and c.SandboxManager.*'s traits. It checks what
+callers ask and hands the work to parts that own one thing each (as jupyter_client splits kernels):
 
 - spec_policy.py: limits, images, networks, quotas (SpecPolicy: this class inherits its traits)
 - registry.py: which sandboxes exist and who owns them; their events and records
@@ -8,7 +7,8 @@ the work to the parts, each of which owns one thing (the way jupyter_client spli
 - sandbox.py: one sandbox and its contexts: execute, interrupt, input
 - kernels.py: starting, connecting to and replacing kernels; kernel_code.py: code run in them
 - adoption.py: taking sandboxes back after a restart; pooled.py: started sandboxes kept ready
-- kernel_kind.py: notebook kernels' sandboxes and E2B's URLs; files.py: file transfers; pausing.py: pause, snapshots
+- kernel_kind.py: notebook kernels' sandboxes, E2B's URLs; files.py: transfers; pausing.py: pause, snapshots
+- volumes.py: persistent volumes (its ``volumes``)
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from .registry import EventListener, SandboxRegistry
 from .sandbox import Sandbox
 from .spec_policy import SpecPolicy, host_memory
 from .state import SandboxRecords
+from .volumes import SandboxVolumes
 
 
 class SandboxManager(LoggingConfigurable, SpecPolicy, PausePolicy):
@@ -119,6 +120,7 @@ class SandboxManager(LoggingConfigurable, SpecPolicy, PausePolicy):
         self.kernels = KernelPlumbing(self.backend, self.registry.save, lambda: self.kernel_ready_timeout)
         self.files = FileTransfers(self.backend, lambda: self.max_file_transfers_per_user)
         self.lifecycle = SandboxLifecycle(self.backend, self.registry, self.kernels, self.server_id, self.log)
+        self.volumes = SandboxVolumes(parent=self, backend=self.backend, registry=self.registry)
         self.backend.on_exit, self.backend.on_kernel_died = self.lifecycle.ended, self.lifecycle.kernel_died
         self.adoption = Adoption(self.backend, self.registry, self.kernels, self.log)
         self.pooled = PooledSandboxes(
@@ -199,6 +201,7 @@ class SandboxManager(LoggingConfigurable, SpecPolicy, PausePolicy):
                 raise Conflict(f"you already have a sandbox named {name!r}", field="name")
         everyone = [s.model for s in self.registry.all() if s.model.owner]  # pooled ones are nobody's yet
         self.check_quota([s.model for s in mine], resolved, owner, everyone)
+        await self.volumes.prepare(owner, resolved)
         return await self.lifecycle.launch(
             self.lifecycle.new(owner, name, resolved, kernel_id, kind), name, self.pooled.take, self.e2b_prefix
         )
@@ -268,13 +271,11 @@ class SandboxManager(LoggingConfigurable, SpecPolicy, PausePolicy):
         return await self.kernels.exit_reason(sandbox, sandbox.context(None))
 
     async def stop_kernel(self, owner: str, ref: str) -> None:
-        """Stop a ``kind="kernel"`` sandbox's kernel process; the sandbox stays (``restart_kernel``
-        starts a new one, ``remove`` removes it)."""
+        """Stop a ``kind="kernel"`` sandbox's kernel process; the sandbox stays (for ``restart_kernel``, ``remove``)."""
         await kernel_kind.stop_kernel(self.kernels, self.registry.get(owner, ref))
 
     async def restart_kernel(self, owner: str, ref: str) -> None:
-        """A fresh kernel process for a ``kind="kernel"`` sandbox, at the same addresses with the same key (the
-        notebook's open connections reach it). A sandbox whose container died gets a fresh one first."""
+        """A fresh kernel for a ``kind="kernel"`` sandbox, same addresses and key; a dead container first renewed."""
         await kernel_kind.restart_kernel(self.kernels, self.registry.get(owner, ref), self.log)
 
     def owner_by_e2b_secret(self, sandbox_id: str, secret: str) -> str:

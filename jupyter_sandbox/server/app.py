@@ -29,6 +29,7 @@ from ..core.deadlines import Deadlines
 from ..core.identity import ServerIdentity
 from ..core.manager import SandboxManager
 from ..core.state import SandboxRecords
+from ..core.volumes import SandboxVolumes
 from ..oneshot.runner import OneShotRunner
 from ..outputs import OutputPolicy
 from . import (
@@ -38,6 +39,7 @@ from . import (
     e2b_api,
     e2b_plane,
     e2b_process,  # noqa: F401  (registers envd's process service on the plane)
+    e2b_volumes,
     envd_files,  # registers envd's filesystem service on the plane
     envd_http,  # and its /files
     events,
@@ -50,6 +52,7 @@ from . import (
     service_proxy,
     terminal_proxy,
     terminal_ws,
+    volume_routes,
 )
 from .e2b import E2B, scrub_logs
 from .envd_watchers import Watchers
@@ -66,7 +69,15 @@ class SandboxApp(ExtensionApp):
     name = "jupyter_sandbox"
     load_other_extensions = True
     # listed so `python -m jupyter_sandbox.app --help-all` documents every setting
-    classes = [*ExtensionApp.classes, SandboxManager, DockerBackend, LocalBackend, OneShotRunner, OutputPolicy]
+    classes = [
+        *ExtensionApp.classes,
+        SandboxManager,
+        SandboxVolumes,
+        DockerBackend,
+        LocalBackend,
+        OneShotRunner,
+        OutputPolicy,
+    ]
 
     backend = Unicode(
         "auto",
@@ -190,6 +201,8 @@ class SandboxApp(ExtensionApp):
         self.manager.records = SandboxRecords(os.path.join(self.identity.folder, "sandboxes"))
         # snapshots outlive a server's slot: every server of the user shares them (issue 23)
         self.manager.pausing.archives.folder = os.path.join(self.state_dir, "snapshots")
+        if not backend.volume_dir:  # persistent volumes (issue 23) live with the server's state
+            backend.volume_dir = os.path.join(self.state_dir, "volumes")
         if self.serverapp.event_logger is None:
             raise RuntimeError("jupyter_sandbox needs jupyter_server's event logger (jupyter_server >= 2)")
         self.manager.add_listener(self.event_streams.send)
@@ -293,6 +306,7 @@ class SandboxApp(ExtensionApp):
                 *handlers.ROUTES,
                 *command_routes.ROUTES,
                 *pause_routes.ROUTES,
+                *volume_routes.ROUTES,
                 *keys.ROUTES,
                 *admin.ROUTES,
                 *kernel_ws.ROUTES,
@@ -300,6 +314,7 @@ class SandboxApp(ExtensionApp):
                 *events.ROUTES,
                 *(e2b.ROUTES if self.e2b_routes else []),
                 *(e2b_plane.routes() if self.e2b_routes else []),
+                *(e2b_volumes.ROUTES if self.e2b_routes else []),  # before e2b_api's catch-all
                 *(e2b_api.ROUTES if self.e2b_routes else []),
                 *(envd_http.ROUTES if self.e2b_routes else []),
                 *oneshot.ROUTES,

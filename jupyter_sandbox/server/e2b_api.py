@@ -2,7 +2,7 @@
 
 Create, list (metadata and state filters, pages with an ``x-next-token`` header), get, kill,
 set the timeout, refresh, connect and metrics of the caller's sandboxes. Anything else the SDKs
-can ask (pause, resume, snapshots, templates, volumes, ...) is answered with a message saying it
+can ask (pause, resume, snapshots, templates, ...) is answered with a message saying it
 is not supported here.
 
 Authentication (an explicit alternative to jupyter_server's, documented in docs/e2b.md): an API
@@ -39,6 +39,7 @@ from ..models import (
     SandboxModel,
 )
 from .e2b import E2B
+from .e2b_mounts import volume_mount_spec
 from .e2b_plane import ENVD_VERSION, cookie_credentials, request_owner, take_api_key
 from .handlers import SandboxAPIHandler
 
@@ -50,7 +51,7 @@ DEFAULT_TIMEOUT = 300  # seconds, when create says none (the SDKs always do)
 CLIENT_ID = "jupyter-sandbox"
 MAX_PAGE = 100
 NO_DEADLINE = "9999-12-31T00:00:00Z"  # endAt of a sandbox without one (E2B's shape has no "never")
-UNSUPPORTED_OPTIONS = ("autoPause", "autoPauseMemory", "autoResume", "mcp", "iam", "volumeMounts")
+UNSUPPORTED_OPTIONS = ("autoPause", "autoPauseMemory", "autoResume", "mcp", "iam")
 # ``network`` options that state what is true here already: a sandbox has no public URL, only the
 # data plane, which asks for its access token (also as E2B-Traffic-Access-Token)
 NETWORK_AS_IT_IS = {"allowPublicTraffic": False}
@@ -270,6 +271,7 @@ class SandboxesHandler(E2BApiHandler):
         timeout = check_seconds(DEFAULT_TIMEOUT if body.timeout is None else body.timeout, "timeout")
         image = _template_image(body.templateID, self.sandbox_app.e2b_templates)
         spec = {"image": image, "env": body.envVars, "metadata": body.metadata, "network": network}
+        spec.update(volume_mount_spec(body.volumeMounts, self.manager.backend.volume_path))  # issue 23
         model = await self.manager.create(self.owner, None, {k: v for k, v in spec.items() if v is not None})
         model.template = body.templateID or "base"
         model = self.deadlines.set(self.owner, model.id, timeout)  # saves the record, template included
@@ -387,7 +389,7 @@ class UnsupportedHandler(E2BApiHandler):
             raise InvalidInput(f"{parts[2]!r} of a sandbox is not supported by this server")
         raise NotFound(
             f"{self.request.method} {rest!r} is not supported by this server: it serves E2B's sandbox lifecycle "
-            "(create, list, get, kill, timeout, refresh, connect, metrics, pause, resume), not templates, volumes or "
+            "(create, list, get, kill, timeout, refresh, connect, metrics, pause, resume) and volumes, not templates or "
             "snapshots"
         )
 

@@ -40,7 +40,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HT
 from tornado.iostream import StreamClosedError
 
 from ..errors import Forbidden, InvalidInput, ServiceUnreachable
-from . import admin, command_routes, handlers, keys, oneshot, pause_routes
+from . import admin, command_routes, handlers, keys, oneshot, pause_routes, volume_routes
 from .events import EventsHandler
 from .handlers import SandboxAPIHandler, api_path, authorized_to, owner_of
 
@@ -519,7 +519,15 @@ def proxy_routes(routes: list[tuple[str, type[web.RequestHandler]]]) -> list[tup
 # service's own, behind Hub auth).
 ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
     *proxy_routes(
-        [*handlers.ROUTES, *command_routes.ROUTES, *keys.ROUTES, *admin.ROUTES, *oneshot.ROUTES, *pause_routes.ROUTES]
+        [
+            *handlers.ROUTES,
+            *command_routes.ROUTES,
+            *volume_routes.ROUTES,
+            *keys.ROUTES,
+            *admin.ROUTES,
+            *oneshot.ROUTES,
+            *pause_routes.ROUTES,
+        ]
     ),
     (api_path("events"), EventsProxyHandler),
 ]

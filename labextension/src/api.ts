@@ -1,5 +1,5 @@
 /**
- * The server's REST API, and nothing else: sandbox/api/ (sandboxes, config, API keys) and
+ * The server's REST API, and nothing else: sandbox/api/ (sandboxes, config, API keys, volumes) and
  * sandbox/api/v1/ (one-shot executions). Errors carry the server's message and the field
  * it names.
  */
@@ -19,6 +19,7 @@ import type {
   IServerConfig,
   ISnapshot,
   IStats,
+  IVolume,
   IWireEvent
 } from './wire';
 
@@ -109,6 +110,10 @@ export const api = {
   /** Mint a key: the answer carries its secret, this once. */
   mintKey: (name: string) => json<IMintedKey>('keys', post({ name })),
   revokeKey: (id: string) => json<void>(`keys/${enc(id)}`, { method: 'DELETE' }),
+  /** The user's persistent volumes, with their usage. */
+  volumes: () => json<IVolume[]>('volumes'),
+  createVolume: (name: string, size: string | null) => json<IVolume>('volumes', post(size ? { name, size } : { name })),
+  removeVolume: (name: string) => json<void>(`volumes/${enc(name)}`, { method: 'DELETE' }),
 
   /**
    * PUT a file's bytes at `path` (relative to the working directory). XMLHttpRequest, not

@@ -8,6 +8,8 @@ export interface ICreateForm {
   memory: string;
   cpus: string;
   network: boolean;
+  /** a persistent volume of the user's to mount (issue 23); blank: none */
+  volume: string;
 }
 
 /** The POST sandboxes body from the create form; blank fields are left to the server's defaults. */
@@ -29,6 +31,9 @@ export function createBody(form: ICreateForm): { [key: string]: unknown } {
     // a non-number goes as typed so that the server's message names the field
     body.cpus = isNaN(cpus) ? form.cpus.trim() : cpus;
   }
+  if (form.volume.trim()) {
+    body.volume = form.volume.trim();
+  }
   return body;
 }
 
@@ -40,6 +45,10 @@ export function checkForm(form: ICreateForm, config: IServerConfig | null): Fiel
   const name = form.name.trim();
   if (name && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(name)) {
     errors.name = "1-63 letters, digits, '_', '.' or '-', starting with a letter or digit";
+  }
+  const volume = form.volume.trim();
+  if (volume && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(volume)) {
+    errors.volume = "a volume's name: 1-63 letters, digits, '_', '.' or '-'";
   }
   const memory = form.memory.trim();
   if (memory) {

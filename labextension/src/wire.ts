@@ -63,6 +63,9 @@ export interface ISandboxSpec {
   /** null: the backend's default (runc) */
   runtime: string | null;
   metadata: { [key: string]: string };
+  /** the persistent volume mounted (null: none; docs/volumes.md) */
+  volume: string | null;
+  volume_read_only: boolean;
 }
 
 /** One kernel in a sandbox (jupyter_sandbox.models.ContextModel). */
@@ -220,6 +223,22 @@ export interface IApiKey {
   /** Seconds since the epoch. */
   created: number;
   name: string;
+}
+
+/** One of the user's persistent volumes (sandbox/api/volumes; models.VolumeModel). Sizes in bytes. */
+export interface IVolume {
+  id: string;
+  name: string;
+  owner: string;
+  /** Its limit, as made. */
+  size: number;
+  used: number;
+  /** What its filesystem holds (size less the filesystem's own metadata); 0 when not measured. */
+  capacity: number;
+  mount_path: string;
+  created: number;
+  /** Ids of the user's sandboxes that mount it. */
+  sandboxes: string[];
 }
 
 /** POST sandbox/api/keys: the new key's listing and, this once, its secret. */

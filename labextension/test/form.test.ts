@@ -39,6 +39,7 @@ const form = (over: Partial<ICreateForm>): ICreateForm => ({
   memory: '',
   cpus: '',
   network: false,
+  volume: '',
   ...over
 });
 
@@ -60,6 +61,15 @@ describe('createBody', () => {
       memory: 1048576,
       cpus: 'lots'
     });
+  });
+});
+
+describe('the volume field (issue 23)', () => {
+  it('sends a volume by name, none when blank, and checks the name', () => {
+    assert.deepEqual(createBody(form({ volume: ' data ' })), { network: false, volume: 'data' });
+    assert.deepEqual(createBody(form({ volume: '  ' })), { network: false });
+    assert.deepEqual(checkForm(form({ volume: 'data.v2' }), null), {});
+    assert.match(checkForm(form({ volume: '../x' }), null).volume, /volume's name/);
   });
 });
 

@@ -13,7 +13,7 @@ import { formatBytes, formatSize } from '../format';
 import { SandboxStore } from '../store';
 import type { ISandbox } from '../wire';
 
-const EMPTY: ICreateForm = { name: '', image: '', memory: '', cpus: '', network: false };
+const EMPTY: ICreateForm = { name: '', image: '', memory: '', cpus: '', network: false, volume: '' };
 
 export class CreateForm extends ReactWidget {
   constructor(
@@ -51,7 +51,7 @@ export class CreateForm extends ReactWidget {
         )}
       </div>
     );
-    const text = (name: 'name' | 'memory' | 'cpus', placeholder: string) => (
+    const text = (name: 'name' | 'memory' | 'cpus' | 'volume', placeholder: string) => (
       <input
         id={`jp-sandbox-create-${name}`}
         name={name}
@@ -109,6 +109,12 @@ export class CreateForm extends ReactWidget {
             onChange={event => set('network', event.target.checked)}
           />,
           config && !config.allow_network ? 'not allowed on this server' : 'off: no network at all'
+        )}
+        {field(
+          'volume',
+          'Volume',
+          text('volume', 'none'),
+          'one of your persistent volumes to mount (made if new; see Volumes)'
         )}
         <div className="jp-SandboxCreate-submit">
           <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={this.busy}>

@@ -39,6 +39,7 @@ import type { IFileEntry, ILogs, ISandbox } from '../wire';
 import { AdminSandboxList } from './admin';
 import { CreateForm } from './create';
 import { ApiKeyList } from './keys';
+import { VolumeList } from './volumes';
 import { dropTarget, FileTree } from './files';
 import { OneShotList } from './oneshots';
 
@@ -374,6 +375,14 @@ class SandboxList extends ReactWidget {
           <dd data-field="network" title={networkTitle(s.spec)}>
             {networkText(s.spec)}
           </dd>
+          {s.spec.volume && (
+            <>
+              <dt>Volume</dt>
+              <dd data-field="volume" title="Your persistent volume, at its mount path (see Volumes)">
+                {s.spec.volume_read_only ? `${s.spec.volume} (read-only)` : s.spec.volume}
+              </dd>
+            </>
+          )}
           <dt>Contexts</dt>
           <dd data-field="contexts">{contexts}</dd>
         </dl>
@@ -470,6 +479,7 @@ export class SandboxPanel extends SidePanel {
     this.form = new CreateForm(store, made => this.list.reveal(made.id));
     this.oneShots = new OneShotList(store);
     this.keys = new ApiKeyList();
+    this.volumes = new VolumeList(); // issue 23
     // added to the accordion only while the admin route answers 200 (403: not an admin)
     this.admin = new AdminSandboxList(allowed => this.showAdmin(allowed));
 
@@ -478,7 +488,8 @@ export class SandboxPanel extends SidePanel {
       new ToolbarButton({
         icon: refreshIcon,
         tooltip: 'Refresh sandboxes, stats and one-shot executions',
-        onClick: () => void Promise.all([this.store.refreshAll(), this.admin.refresh(), this.keys.refresh()])
+        onClick: () =>
+          void Promise.all([this.store.refreshAll(), this.admin.refresh(), this.keys.refresh(), this.volumes.refresh()])
       })
     );
     this.toolbar.addItem(
@@ -505,8 +516,9 @@ export class SandboxPanel extends SidePanel {
     this.addWidget(this.form);
     this.addWidget(this.oneShots);
     this.addWidget(this.keys);
-    // most of the room for the list, some for the form, a little for one-shot runs and keys
-    this.accordion.setRelativeSizes([3, 2, 1, 1]);
+    this.addWidget(this.volumes);
+    // most of the room for the list, some for the form, a little for one-shot runs, keys and volumes
+    this.accordion.setRelativeSizes([3, 2, 1, 1, 1]);
   }
 
   private get accordion(): AccordionPanel {
@@ -539,6 +551,7 @@ export class SandboxPanel extends SidePanel {
     this.store.visible = true;
     void this.admin.refresh();
     void this.keys.refresh();
+    void this.volumes.refresh();
   }
 
   /** Add or take away the admin section (a title alone would still show if it were only hidden). */
@@ -567,4 +580,5 @@ export class SandboxPanel extends SidePanel {
   readonly oneShots: OneShotList;
   readonly admin: AdminSandboxList;
   readonly keys: ApiKeyList;
+  readonly volumes: VolumeList;
 }
