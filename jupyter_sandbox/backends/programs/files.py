@@ -290,9 +290,11 @@ def pack(path: str) -> int:
         return NOT_A_DIRECTORY
     # tar moves the bytes (as cat does for read); 1 is its "a file changed as it was read". IPython's
     # history stays behind: a kernel running where it is unpacked holds its own open (sqlite then
-    # refuses to write a database replaced under it)
+    # refuses to write a database replaced under it). --one-file-system: a persistent volume mounted
+    # inside is the volume's, kept by itself, not copied into a pause's or a snapshot's archive
     history = "--exclude=./.ipython/profile_default/history.sqlite*"
-    os.execvp("tar", ["tar", "--create", "--file=-", "--sparse", history, f"--directory={path}", "."])
+    tar = ["tar", "--create", "--file=-", "--sparse", "--one-file-system", history, f"--directory={path}", "."]
+    os.execvp("tar", tar)
 
 
 def unpack(path: str) -> int:
