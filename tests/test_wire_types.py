@@ -39,6 +39,7 @@ DATACLASSES: dict[str, type] = {
     "IContextLog": models.ContextLog,
     "IOneShot": models.ExecutionResult,
     "IVolume": models.VolumeModel,
+    "ISnapshot": models.SnapshotModel,
 }
 # interface -> the openapi.yaml schema of shapes without a dataclass
 SCHEMAS = {
@@ -66,6 +67,7 @@ DATACLASS_SCHEMAS = {
     "Logs": models.SandboxLogs,
     "ExecutionResult": models.ExecutionResult,
     "Volume": models.VolumeModel,
+    "Snapshot": models.SnapshotModel,
 }
 
 

@@ -37,11 +37,11 @@ export interface ISandbox {
    */
   notebook_path: string | null;
   /** Its container is stopped (paused): resume, or code sent to it, brings it back (issue 23). */
-  paused?: boolean;
+  paused: boolean;
   /** Of its last pause: whether its kernels' variables were kept (null: never paused). */
-  memory_kept?: boolean | null;
+  memory_kept: boolean | null;
   /** Why its memory was not kept (e.g. runc's checkpoint needs CRIU). */
-  memory_note?: string | null;
+  memory_note: string | null;
   /** Its memory limit as set, said as in cells and the CLI: "1 GiB of memory plus 512 MiB of disk". */
   limit: string;
 }
