@@ -37,6 +37,7 @@ PROXY_PORT = 3128
 PROXY_USER = "65534:65534"  # nobody: the proxy needs no account and no capability
 SUBNET_TRIES = 32  # /29s tried from the sandbox's own slot on, when others' networks hold some
 READY_WAIT = 15.0  # seconds for the proxy to say it listens
+READY_LINE = "egress proxy for sandbox"  # what the proxy prints when it listens
 
 
 def egress_name(sandbox_id: str) -> str:
@@ -122,7 +123,7 @@ class DockerEgress:
         if backend.egress_network == SANDBOX_NETWORK:
             await backend.containers.ensure_network()
         cid = await backend.engine.call(make_proxy)
-        await self._wait_listening(cid)
+        await self._wait_listening(cid, 0)
         return {"network_mode": name, "environment": proxy_env(proxy_ip), "dns": ["127.0.0.1"]}
 
     def _make_network(self, c: EngineClient, sandbox_id: str, labels: dict[str, str]) -> ipaddress.IPv4Network:
@@ -160,19 +161,36 @@ class DockerEgress:
                 last = e
         raise BackendUnavailable(f"no free /29 in DockerBackend.egress_subnets for a sandbox's network: {last}")
 
-    async def _wait_listening(self, cid: str) -> None:
-        """Until the proxy prints that it listens (it starts in a fraction of a second)."""
+    async def _wait_listening(self, cid: str, starts_before: int) -> None:
+        """Until the proxy prints that it listens (it starts in a fraction of a second), once more than
+        the ``starts_before`` times its log already says so (the log outlives a stop)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_WAIT
         while loop.time() < deadline:
             text = (await self.backend.engine.call(lambda c: c.api.logs(cid))).decode(errors="replace")
-            if "egress proxy for sandbox" in text:
+            if text.count(READY_LINE) > starts_before:
                 return
             state = await self.backend.engine.call(lambda c: c.api.inspect_container(cid))
             if not state["State"]["Running"]:
                 raise BackendUnavailable(f"the sandbox's egress proxy did not start: {text[-500:]}")
             await asyncio.sleep(0.1)
         raise BackendUnavailable("the sandbox's egress proxy did not start listening in time")
+
+    async def stop(self, sandbox_id: str) -> None:
+        """A paused sandbox's proxy stops too (its network stays, and the proxy's address on it)."""
+        name = egress_name(sandbox_id)
+        await self.backend.engine.call(lambda c: c.api.stop(name, timeout=2))
+
+    async def start(self, sandbox_id: str) -> None:
+        """The proxy of a sandbox being resumed, started again and listening before the sandbox is."""
+        name = egress_name(sandbox_id)
+
+        def start(c: EngineClient) -> int:
+            starts = c.api.logs(name).decode(errors="replace").count(READY_LINE)
+            c.api.start(name)
+            return starts
+
+        await self._wait_listening(name, await self.backend.engine.call(start))
 
     async def denials(self, sandbox_id: str) -> str:
         """What the sandbox's proxy refused (and its first line: the rules), "" without a proxy."""
