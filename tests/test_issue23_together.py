@@ -14,6 +14,7 @@ import docker
 import pytest
 from egress_servers import FETCH
 from test_egress_docker import ALLOW_LIST, engine_has, gateway, hellos  # noqa: F401  (fixtures)
+from servers import TwoUsers
 from test_pause import API, body_of, container_running, create, fetch, post, run
 from test_volumes import VOLUMES, detach_everything
 
@@ -39,6 +40,7 @@ def volume_dir(docker_ready, tmp_path_factory):
 @pytest.fixture
 def jp_server_config(jp_server_config, docker_ready, gateway, hellos, volume_dir):  # noqa: F811
     config = jp_server_config
+    config["ServerApp"]["identity_provider_class"] = TwoUsers  # "alice" owns the snapshots
     config["SandboxManager"].update(
         allow_network=True, max_sandboxes_per_user=4, max_memory="4G", max_snapshot_size_per_user="64M"
     )
@@ -84,7 +86,7 @@ WRITE = f"""
 import os
 open('local.txt', 'w').write('in the working directory')
 open('{PERSIST}/kept.txt', 'w').write('in the volume')
-print(sorted(os.listdir('{PERSIST}')))
+print('kept.txt' in os.listdir('{PERSIST}'))
 """
 READ = f"print(open('local.txt').read(), '|', open('{PERSIST}/kept.txt').read())"
 
@@ -92,7 +94,7 @@ READ = f"print(open('local.txt').read(), '|', open('{PERSIST}/kept.txt').read())
 async def test_a_volume_stays_out_of_the_archives_and_survives_pause_read_only_too(jp_fetch, jp_serverapp):
     archives = manager_of(jp_serverapp).pausing.archives
     sid = (await create(jp_fetch, volume="work"))["id"]
-    assert (await run(jp_fetch, sid, WRITE))["stdout"].strip() == "['kept.txt']"
+    assert (await run(jp_fetch, sid, WRITE))["stdout"].strip() == "True"
 
     r = await post(jp_fetch, *API, sid, "snapshots", name="with-volume")
     assert r.code == 201, r.body
