@@ -12,16 +12,15 @@ import tarfile
 
 import docker
 import pytest
-from egress_servers import FETCH
+from egress_servers import FETCH, proxy_hosts
 from test_egress_docker import ALLOW_LIST, engine_has, gateway, hellos  # noqa: F401  (fixtures)
-from servers import TwoUsers
 from test_pause import API, body_of, container_running, create, fetch, post, run
 from test_volumes import VOLUMES, detach_everything
 
 from jupyter_sandbox.backends.docker_egress import egress_name
 from jupyter_sandbox.backends.volume_images import volumes_problem
 
-from egress_servers import proxy_hosts
+from servers import TwoUsers
 
 PERSIST = "/home/user/persist"
 

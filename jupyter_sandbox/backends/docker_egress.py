@@ -186,9 +186,9 @@ class DockerEgress:
         name = egress_name(sandbox_id)
 
         def start(c: EngineClient) -> int:
-            starts = c.api.logs(name).decode(errors="replace").count(READY_LINE)
+            log: bytes = c.api.logs(name)
             c.api.start(name)
-            return starts
+            return log.decode(errors="replace").count(READY_LINE)
 
         await self._wait_listening(name, await self.backend.engine.call(start))
 

@@ -307,7 +307,7 @@ def mounts_inside(path: str) -> list[str]:
             points = [line.split()[1] for line in f if len(line.split()) > 1]
     except OSError:
         return []
-    found = []
+    found: list[str] = []
     for point in points:  # the kernel writes a space, tab, newline or backslash in a path as \ooo
         point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point)
         inside = os.path.relpath(point, path)
