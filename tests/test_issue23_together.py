@@ -139,6 +139,18 @@ async def test_an_allow_list_holds_across_pause_and_a_paused_removal_leaves_noth
     assert (await reaches(jp_fetch, sid, "https://allowed.test/")).startswith("ok hello")
     assert (await reaches(jp_fetch, sid, "http://denied.test/")).startswith("refused")
 
+    # a proxy removed while its sandbox is paused (by hand, a cleanup) is made again at the resume
+    assert body_of(await post(jp_fetch, *API, sid, "pause"))["paused"] is True
+    client = docker.from_env()
+    try:
+        client.containers.get(egress_name(sid)).remove(force=True)
+    finally:
+        client.close()
+    assert body_of(await post(jp_fetch, *API, sid, "resume"))["status"] == "running"
+    assert proxy_running(sid)
+    assert (await reaches(jp_fetch, sid, "https://allowed.test/")).startswith("ok hello")
+    assert (await reaches(jp_fetch, sid, "https://denied.test/")).startswith("refused")
+
     # removed while paused: its container, proxy and network are gone; the volume and its file stay
     assert body_of(await post(jp_fetch, *API, sid, "pause"))["paused"] is True
     assert (await fetch(jp_fetch, *API, sid, method="DELETE")).code == 204

@@ -12,7 +12,8 @@ For a sandbox whose spec has ``egress`` (``{"allow": [...], "deny": [...]}``):
 A network per sandbox, not one shared: sandboxes must not reach each other, and a bridge without
 traffic between its containers (icc off) would cut them off from the proxy too. The proxy resolves
 names for the sandbox, which needs no DNS of its own. What the proxy refuses it prints, and
-``denials`` gives those lines for the sandbox's logs.
+``denials`` gives those lines for the sandbox's logs. A paused sandbox's proxy is stopped with it
+and started before it at the resume (``stop``, ``start``); it goes when the sandbox goes (``remove``).
 """
 
 from __future__ import annotations
@@ -179,10 +180,14 @@ class DockerEgress:
     async def stop(self, sandbox_id: str) -> None:
         """A paused sandbox's proxy stops too (its network stays, and the proxy's address on it)."""
         name = egress_name(sandbox_id)
-        await self.backend.engine.call(lambda c: c.api.stop(name, timeout=2))
+        try:
+            await self.backend.engine.call(lambda c: c.api.stop(name, timeout=2))
+        except NotFound:  # gone already: the resume makes it again
+            pass
 
-    async def start(self, sandbox_id: str) -> None:
-        """The proxy of a sandbox being resumed, started again and listening before the sandbox is."""
+    async def start(self, sandbox_id: str, spec: SandboxSpec) -> None:
+        """The proxy of a sandbox being resumed, started again and listening before the sandbox is;
+        made again (at the same address: its network keeps its subnet) if it was removed meanwhile."""
         name = egress_name(sandbox_id)
 
         def start(c: EngineClient) -> int:
@@ -190,7 +195,14 @@ class DockerEgress:
             c.api.start(name)
             return log.decode(errors="replace").count(READY_LINE)
 
-        await self._wait_listening(name, await self.backend.engine.call(start))
+        try:
+            starts = await self.backend.engine.call(start)
+        except NotFound:
+            cid = self.backend.container_id(sandbox_id)
+            state = await self.backend.engine.call(lambda c: c.api.inspect_container(cid))
+            await self.prepare(sandbox_id, spec, dict(state["Config"].get("Labels") or {}))
+            return
+        await self._wait_listening(name, starts)
 
     async def denials(self, sandbox_id: str) -> str:
         """What the sandbox's proxy refused (and its first line: the rules), "" without a proxy."""

@@ -128,8 +128,9 @@ class DockerPause:
     async def resume(self, sandbox_id: str, memory: bool) -> None:
         backend = self.backend
         cid = backend.container_id(sandbox_id)
-        if self._egress(sandbox_id):  # its way out first
-            await backend.egress.start(sandbox_id)
+        spec = backend.spec_if_known(sandbox_id)
+        if spec is not None and spec.egress is not None:  # its way out first
+            await backend.egress.start(sandbox_id, spec)
         if memory:
 
             def restore(c: EngineClient) -> None:
