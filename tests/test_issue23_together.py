@@ -46,7 +46,7 @@ def jp_server_config(jp_server_config, docker_ready, gateway, hellos, volume_dir
     config["DockerBackend"].update(
         egress_network="bridge", egress_test_hosts=proxy_hosts(gateway, *hellos), volume_dir=volume_dir
     )
-    config.update(VOLUMES)
+    config["SandboxVolumes"] = {**VOLUMES["SandboxVolumes"], "max_volumes_per_user": 8}  # (one folder: the module's)
     return config
 
 
@@ -193,3 +193,16 @@ async def test_a_fork_and_a_sandbox_from_a_snapshot_get_the_rules_and_the_volume
     for cid in (origin, forked["id"], restored["id"]):
         assert (await fetch(jp_fetch, *API, cid, method="DELETE")).code == 204
         assert not engine_has("containers", egress_name(cid)) and not engine_has("networks", egress_name(cid))
+
+
+async def test_a_volume_under_gvisor_survives_pause_with_the_memory(jp_fetch, runsc_ready):
+    sid = (await create(jp_fetch, runtime="runsc", volume="gvisor"))["id"]
+    await run(jp_fetch, sid, f"x = 41\nopen('{PERSIST}/kept.txt', 'w').write('in the volume')")
+    paused = body_of(await post(jp_fetch, *API, sid, "pause"))
+    assert (paused["paused"], paused["memory_kept"]) == (True, True), paused  # a checkpoint, the mount in it
+    resumed = body_of(await post(jp_fetch, *API, sid, "resume"))
+    assert resumed["status"] == "running", resumed
+    outcome = await run(jp_fetch, sid, f"print(open('{PERSIST}/kept.txt').read())\n'x' in globals()")
+    assert outcome["stdout"].strip() == "in the volume", outcome
+    assert outcome["result"] == "True", outcome
+    assert (await fetch(jp_fetch, *API, sid, method="DELETE")).code == 204
