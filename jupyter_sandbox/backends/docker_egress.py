@@ -12,7 +12,8 @@ For a sandbox whose spec has ``egress`` (``{"allow": [...], "deny": [...]}``):
 A network per sandbox, not one shared: sandboxes must not reach each other, and a bridge without
 traffic between its containers (icc off) would cut them off from the proxy too. The proxy resolves
 names for the sandbox, which needs no DNS of its own. What the proxy refuses it prints, and
-``denials`` gives those lines for the sandbox's logs.
+``denials`` gives those lines for the sandbox's logs. A paused sandbox's proxy is stopped with it
+and started before it at the resume (``stop``, ``start``); it goes when the sandbox goes (``remove``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ PROXY_PORT = 3128
 PROXY_USER = "65534:65534"  # nobody: the proxy needs no account and no capability
 SUBNET_TRIES = 32  # /29s tried from the sandbox's own slot on, when others' networks hold some
 READY_WAIT = 15.0  # seconds for the proxy to say it listens
+READY_LINE = "egress proxy for sandbox"  # what the proxy prints when it listens
 
 
 def egress_name(sandbox_id: str) -> str:
@@ -122,7 +124,7 @@ class DockerEgress:
         if backend.egress_network == SANDBOX_NETWORK:
             await backend.containers.ensure_network()
         cid = await backend.engine.call(make_proxy)
-        await self._wait_listening(cid)
+        await self._wait_listening(cid, 0)
         return {"network_mode": name, "environment": proxy_env(proxy_ip), "dns": ["127.0.0.1"]}
 
     def _make_network(self, c: EngineClient, sandbox_id: str, labels: dict[str, str]) -> ipaddress.IPv4Network:
@@ -160,19 +162,47 @@ class DockerEgress:
                 last = e
         raise BackendUnavailable(f"no free /29 in DockerBackend.egress_subnets for a sandbox's network: {last}")
 
-    async def _wait_listening(self, cid: str) -> None:
-        """Until the proxy prints that it listens (it starts in a fraction of a second)."""
+    async def _wait_listening(self, cid: str, starts_before: int) -> None:
+        """Until the proxy prints that it listens (it starts in a fraction of a second), once more than
+        the ``starts_before`` times its log already says so (the log outlives a stop)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_WAIT
         while loop.time() < deadline:
             text = (await self.backend.engine.call(lambda c: c.api.logs(cid))).decode(errors="replace")
-            if "egress proxy for sandbox" in text:
+            if text.count(READY_LINE) > starts_before:
                 return
             state = await self.backend.engine.call(lambda c: c.api.inspect_container(cid))
             if not state["State"]["Running"]:
                 raise BackendUnavailable(f"the sandbox's egress proxy did not start: {text[-500:]}")
             await asyncio.sleep(0.1)
         raise BackendUnavailable("the sandbox's egress proxy did not start listening in time")
+
+    async def stop(self, sandbox_id: str) -> None:
+        """A paused sandbox's proxy stops too (its network stays, and the proxy's address on it)."""
+        name = egress_name(sandbox_id)
+        try:
+            await self.backend.engine.call(lambda c: c.api.stop(name, timeout=2))
+        except NotFound:  # gone already: the resume makes it again
+            pass
+
+    async def start(self, sandbox_id: str, spec: SandboxSpec) -> None:
+        """The proxy of a sandbox being resumed, started again and listening before the sandbox is;
+        made again (at the same address: its network keeps its subnet) if it was removed meanwhile."""
+        name = egress_name(sandbox_id)
+
+        def start(c: EngineClient) -> int:
+            log: bytes = c.api.logs(name)
+            c.api.start(name)
+            return log.decode(errors="replace").count(READY_LINE)
+
+        try:
+            starts = await self.backend.engine.call(start)
+        except NotFound:
+            cid = self.backend.container_id(sandbox_id)
+            state = await self.backend.engine.call(lambda c: c.api.inspect_container(cid))
+            await self.prepare(sandbox_id, spec, dict(state["Config"].get("Labels") or {}))
+            return
+        await self._wait_listening(name, starts)
 
     async def denials(self, sandbox_id: str) -> str:
         """What the sandbox's proxy refused (and its first line: the rules), "" without a proxy."""

@@ -72,6 +72,10 @@ class DockerPause:
         except BackendUnavailable as e:  # e.g. an engine without experimental features: it has none
             self.backend.log.debug("checkpoints of sandbox %s: %s", sandbox_id, e.message)
 
+    def _egress(self, sandbox_id: str) -> bool:
+        spec = self.backend.spec_if_known(sandbox_id)
+        return spec is not None and spec.egress is not None
+
     async def memory_problem(self, sandbox_id: str, spec: SandboxSpec) -> str | None:
         runtime = spec.runtime or self.backend.runtime
         if runtime in self.backend.checkpoint_runtimes and await self.restored(sandbox_id):
@@ -116,12 +120,17 @@ class DockerPause:
         else:
             await backend.engine.call(lambda c: c.api.stop(cid, timeout=2))
             await self.drop_checkpoints(sandbox_id)
+        if self._egress(sandbox_id):  # its proxy holds no CPU or memory either while it is paused
+            await backend.egress.stop(sandbox_id)
         backend.usage.forget(sandbox_id)
         backend.kernels.forget_ended(sandbox_id)
 
     async def resume(self, sandbox_id: str, memory: bool) -> None:
         backend = self.backend
         cid = backend.container_id(sandbox_id)
+        spec = backend.spec_if_known(sandbox_id)
+        if spec is not None and spec.egress is not None:  # its way out first
+            await backend.egress.start(sandbox_id, spec)
         if memory:
 
             def restore(c: EngineClient) -> None:

@@ -35,6 +35,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import select
 import shutil
 import stat
@@ -290,11 +291,29 @@ def pack(path: str) -> int:
         return NOT_A_DIRECTORY
     # tar moves the bytes (as cat does for read); 1 is its "a file changed as it was read". IPython's
     # history stays behind: a kernel running where it is unpacked holds its own open (sqlite then
-    # refuses to write a database replaced under it). --one-file-system: a persistent volume mounted
-    # inside is the volume's, kept by itself, not copied into a pause's or a snapshot's archive
+    # refuses to write a database replaced under it). A persistent volume mounted inside is the volume's,
+    # kept by itself: neither its files (--one-file-system) nor its mount point (whose times an unpack
+    # would set, and a read-only mount refuses) go into a pause's or a snapshot's archive
     history = "--exclude=./.ipython/profile_default/history.sqlite*"
-    tar = ["tar", "--create", "--file=-", "--sparse", "--one-file-system", history, f"--directory={path}", "."]
-    os.execvp("tar", tar)
+    mounts = [f"--exclude=./{inside}" for inside in mounts_inside(path)]
+    tar = ["tar", "--create", "--file=-", "--sparse", "--one-file-system", history, "--no-wildcards", *mounts]
+    os.execvp("tar", [*tar, f"--directory={path}", "."])
+
+
+def mounts_inside(path: str) -> list[str]:
+    """The mount points below ``path``, relative to it (none where /proc/self/mounts cannot be read)."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+            points = [line.split()[1] for line in f if len(line.split()) > 1]
+    except OSError:
+        return []
+    found: list[str] = []
+    for point in points:  # the kernel writes a space, tab, newline or backslash in a path as \ooo
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point)
+        inside = os.path.relpath(point, path)
+        if inside not in (".", "..", *found) and not inside.startswith("../"):
+            found.append(inside)
+    return found
 
 
 def unpack(path: str) -> int:
