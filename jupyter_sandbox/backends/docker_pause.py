@@ -14,6 +14,7 @@ in docker-py: they are called through its low-level client's ``_post_json``/``_d
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -141,7 +142,16 @@ class DockerPause:
                 for old in checkpoints(c, cid)[:-1]:  # the restored one stays: see ``restored``
                     api._delete(api._url("/containers/{0}/checkpoints/{1}", cid, old))
 
-            await backend.engine.call(restore)
+            try:
+                await backend.engine.call(restore)
+            except BackendUnavailable as e:
+                # seen once among other checkpoints on the same engine: containerd still held the
+                # upload of an earlier restore ("already exists"); the container had not started
+                if "already exists" not in e.message:
+                    raise
+                backend.log.warning("resuming sandbox %s again: %s", sandbox_id, short(e.message))
+                await asyncio.sleep(1)
+                await backend.engine.call(restore)
         else:
             await backend.engine.call(lambda c: c.api.start(cid))
         backend.kernels.forget_ended(sandbox_id)
