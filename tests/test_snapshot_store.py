@@ -7,6 +7,7 @@ import stat
 
 import pytest
 
+from jupyter_sandbox.core import snapshots
 from jupyter_sandbox.core.snapshots import ArchiveStore
 from jupyter_sandbox.errors import AlreadyExists, InvalidInput, NotFound, QuotaExceeded
 from jupyter_sandbox.models import SandboxSpec
@@ -65,9 +66,24 @@ async def test_the_cap_counts_all_of_an_owners_snapshots_and_keeps_nothing_past_
 
 async def test_paused_sandboxes_files(tmp_path):
     store = ArchiveStore(str(tmp_path))
-    assert await store.save_paused("sbx_1", chunks(b"a", b"b")) == 2
+    assert await store.save_paused("sbx_1", chunks(b"a", b"b"), disk=1024) == 2
     assert store.has_paused("sbx_1")
     assert b"".join([c async for c in store.paused_chunks("sbx_1")]) == b"ab"
     store.drop_paused("sbx_1")
     store.drop_paused("sbx_1")  # twice: nothing
     assert not store.has_paused("sbx_1")
+
+
+async def test_a_paused_sandboxs_archive_is_held_to_what_its_disk_can_hold(tmp_path):
+    # the archive is made inside the sandbox: an endless one is cut, and nothing is kept
+    store = ArchiveStore(str(tmp_path))
+    most = 2 * 1024 + snapshots.PAUSED_MARGIN
+
+    async def endless():
+        while True:
+            yield b"x" * (1024 * 1024)
+
+    with pytest.raises(QuotaExceeded, match="more than it can hold"):
+        await store.save_paused("sbx_1", endless(), disk=1024)
+    assert not store.has_paused("sbx_1") and os.listdir(tmp_path / "paused") == []
+    assert await store.save_paused("sbx_1", chunks(b"y" * most), disk=1024) == most

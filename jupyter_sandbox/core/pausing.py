@@ -111,7 +111,7 @@ class SandboxPausing:
             try:
                 # the files first, whatever the runtime: a checkpoint that fails stops the sandbox
                 # (gVisor's does), and the files are then what comes back
-                await self.archives.save_paused(model.id, self.backend.pack_files(model.id))
+                await self.archives.save_paused(model.id, self.backend.pack_files(model.id), model.spec.disk)
                 sandbox.close_contexts()
                 closed = True
                 try:

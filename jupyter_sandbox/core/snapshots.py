@@ -25,6 +25,7 @@ from ..models import SandboxSpec, SnapshotModel, format_size, human_size, now, v
 from .identity import private_dir
 
 CHUNK = 1 << 20  # bytes read from an archive at once
+PAUSED_MARGIN = 64 * 1024**2  # tar's headers of many small files, beyond twice the disk
 
 
 class ArchiveStore:
@@ -84,7 +85,9 @@ class ArchiveStore:
         if os.path.exists(meta):
             raise AlreadyExists(f"you already have a snapshot named {name!r}; delete it first")
         room = cap - self.used(owner) if cap > 0 else None
-        size = await _write(archive, chunks, room, f"your snapshots may take {format_size(cap)} together")
+        size = await _write(
+            archive, chunks, room, f"the snapshot does not fit: your snapshots may take {format_size(cap)} together"
+        )
         snapshot = SnapshotModel(name=name, owner=owner, created=now(), size=size, source=source, spec=spec)
         tmp = meta + ".tmp"
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600), "w") as f:
@@ -111,9 +114,14 @@ class ArchiveStore:
             raise ValueError(f"not a sandbox id: {sandbox_id!r}")
         return os.path.join(private_dir(os.path.join(self.folder, "paused")), f"{sandbox_id}.tar")
 
-    async def save_paused(self, sandbox_id: str, chunks: AsyncIterator[bytes]) -> int:
-        """Keep a paused sandbox's files (its archive is at most its disk's size); the bytes kept."""
-        return await _write(self._paused(sandbox_id), chunks, None, "")
+    async def save_paused(self, sandbox_id: str, chunks: AsyncIterator[bytes], disk: int) -> int:
+        """Keep a paused sandbox's files; the bytes kept. The archive comes out of the sandbox, so it
+        is held to what its ``disk`` can hold (twice, for tar's headers, plus a margin), not trusted
+        to be: a forged endless one would otherwise fill the server's disk."""
+        most = 2 * disk + PAUSED_MARGIN
+        return await _write(
+            self._paused(sandbox_id), chunks, most, f"the sandbox's files are more than it can hold, {human_size(most)}"
+        )
 
     def paused_chunks(self, sandbox_id: str) -> AsyncIterator[bytes]:
         return _read(self._paused(sandbox_id))
@@ -138,7 +146,7 @@ async def _write(path: str, chunks: AsyncIterator[bytes], room: int | None, why:
             async for chunk in chunks:
                 size += len(chunk)
                 if room is not None and size > room:
-                    raise QuotaExceeded(f"the snapshot does not fit: {why} ({human_size(max(room, 0))} left)")
+                    raise QuotaExceeded(f"{why} ({human_size(max(room, 0))} left)")
                 await asyncio.to_thread(f.write, chunk)
         os.replace(tmp, path)
     except BaseException:
