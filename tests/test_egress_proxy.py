@@ -45,6 +45,14 @@ def test_every_spelling_of_an_address_is_an_address(host):
     assert egress_proxy.is_address(host)
 
 
+def test_a_logged_target_is_one_line_without_control_characters(capsys):
+    # what a sandbox sends as a host name must not move a terminal's cursor or forge a line
+    egress_proxy.log("denied", "evil.test\x1b[2J\r\negress allowed CONNECT x:443", "not in the allow list")
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "\x1b" not in out and "\r" not in out
+    assert "evil.test\\x1b[2J\\x0d\\x0aegress allowed" in out
+
+
 def test_verdicts(monkeypatch):
     monkeypatch.setattr(
         egress_proxy, "RULES", {"allow": ["pypi.org", "*.pythonhosted.org"], "deny": ["bad.pythonhosted.org"]}

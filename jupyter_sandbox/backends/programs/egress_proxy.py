@@ -21,6 +21,7 @@ Standard library only, Python 3.8+.
 import asyncio
 import ipaddress
 import json
+import re
 import socket
 import sys
 
@@ -82,7 +83,10 @@ async def resolve(host, port):
 
 def log(verb, target, reason):
     line = "egress {} {} (sandbox {}): {}".format(verb, target, RULES.get("sandbox", "?"), reason)
-    sys.stdout.write(line.replace("\n", " ") + "\n")
+    # the target is what the sandbox sent: one line, with no control character (a terminal's escape
+    # sequences, a carriage return) reaching whoever reads the sandbox's logs
+    line = re.sub("[\x00-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", line)
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
 
