@@ -278,6 +278,33 @@ async def test_api_kernels_write_history_in_batches_and_keep_the_sessions_whole(
     assert (await run(manager, sandbox, code)).logs.stdout == ["20 True True True\n"]
 
 
+async def test_outputs_keep_their_order_when_empty_flushes_are_skipped(manager, sandbox):
+    """The API's kernels skip a flush of stdout/stderr with nothing written and none under way
+    (programs/kernel_without_debugger.py, issue 25): what is printed, to either stream, still
+    arrives before what is displayed or returned after it."""
+    code = (
+        "import sys, time\n"
+        "for i in range(250):\n"
+        "    print(f'p{i}', file=sys.stderr if i % 2 else sys.stdout)\n"
+        "    display(f'd{i}')\n"
+        "    time.sleep(0.01)\n"
+        "print('last')\n"
+        "(type(sys.stdout).flush.__name__, 'done')"
+    )
+    order = []
+
+    def on_event(event):
+        if event["type"] in ("stdout", "stderr"):
+            order.extend(line for line in event["text"].split("\n") if line)
+        elif event["type"] == "result":
+            order.append(event["text"].strip("'"))
+
+    execution = await run(manager, sandbox, code, on_event=on_event)
+    assert execution.error is None, execution.error
+    expected = [x for i in range(250) for x in (f"p{i}", f"d{i}")] + ["last", "('quiet_flush', 'done')"]
+    assert order == expected
+
+
 def test_null_fields_mean_the_server_defaults(manager):
     nulls = {"image": None, "memory": None, "cpus": None, "pids": None, "disk": None, "timeout": None, "runtime": None}
     assert manager.resolve_spec(nulls) == manager.resolve_spec({}) == manager.resolve_spec(None)
