@@ -135,6 +135,20 @@ async def test_timeout_interrupts_and_keeps_state(manager, sandbox):
     assert (await run(manager, sandbox, "kept")).text == "'still here'"
 
 
+async def test_a_cell_awaiting_at_top_level_runs_and_is_interrupted(manager, sandbox):
+    """Top-level await runs in the API's kernels, and a timeout interrupts it. They read the shell
+    socket on the main thread, without ipykernel 7's subshell thread (issue 25): the main thread
+    is the one whose awaiting cells an interrupt cancels."""
+    done = await run(manager, sandbox, "import asyncio\nawait asyncio.sleep(0.1)\n'awaited'")
+    assert done.text == "'awaited'", done.error
+    start = time.monotonic()
+    execution = await run(manager, sandbox, "await asyncio.sleep(30)", timeout=2)
+    assert execution.error.name == "TimeoutError"
+    assert time.monotonic() - start < 10
+    features = "get_ipython().kernel.kernel_info['supported_features']"
+    assert (await run(manager, sandbox, f"'kernel subshells' in {features}")).text == "False"
+
+
 async def test_input_fails_clearly_instead_of_hanging(manager, sandbox):
     execution = await asyncio.wait_for(run(manager, sandbox, "input('name? ')"), timeout=20)
     # plainly, in our words: not ipykernel's "this frontend does not support input requests"

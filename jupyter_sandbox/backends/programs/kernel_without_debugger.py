@@ -18,6 +18,12 @@ Per execution (CPU of a warm ``1+1``, measured in a sandbox with benchmarks/benc
   (~0.6 ms of a warm ``1+1``'s latency). Here a flush with nothing written and none under way
   returns at once (``flush_only_when_written``): all of IOPub's messages leave from that thread
   in the order they were handed to it, so there is nothing a round trip would put in order.
+- ipykernel 7 receives shell requests on a thread of its own, for subshells (JEP 91: a notebook
+  extension's requests that run while a cell does), and hands each one to the main thread and its
+  reply back. The API sends one request at a time to a context, so here the main thread reads the
+  shell socket itself (``without_subshells``, ipykernel's own path when it has no such thread): a
+  quarter of the kernel's system calls per execution, each of which costs most under gVisor.
+  kernel_info says no "kernel subshells"; a request to make one is answered with an error.
 - ipykernel reads ``run_cell``'s signature on every execution; here once per method
   (``signature_read_once``).
 - traitlets sets the kernel's logger to DEBUG and its handler to the log level (WARNING): every
@@ -108,6 +114,27 @@ def flush_only_when_written():
     OutStream._flush, OutStream.flush = _flush, quiet_flush
 
 
+def without_subshells():
+    import threading
+
+    from ipykernel import kernelapp, kernelbase
+
+    if not hasattr(kernelapp, "ShellChannelThread") or not hasattr(kernelbase.Kernel, "_supports_kernel_subshells"):
+        return  # an ipykernel without subshells
+
+    class NoShellChannelThread:
+        """Where ipykernel keeps its shell channel thread: false for its checks of one, and the main
+        thread as the one whose cells an interrupt cancels (what the thread's parent_thread is)."""
+
+        parent_thread = threading.main_thread()
+
+        def __bool__(self):
+            return False
+
+    kernelapp.ShellChannelThread = lambda *args, **kwargs: NoShellChannelThread()
+    kernelbase.Kernel._supports_kernel_subshells = property(lambda kernel: bool(kernel.shell_channel_thread))
+
+
 def signature_read_once():
     from ipykernel import ipkernel
 
@@ -127,8 +154,9 @@ def signature_read_once():
 
 pipe_over_ipc()
 flush_only_when_written()
+without_subshells()
 signature_read_once()
-del pipe_over_ipc, flush_only_when_written, signature_read_once
+del pipe_over_ipc, flush_only_when_written, without_subshells, signature_read_once
 app = IPKernelApp.instance()
 app.initialize()
 del sys.modules["debugpy"]
