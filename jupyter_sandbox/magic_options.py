@@ -4,6 +4,7 @@ A sandbox's container cannot change those once it runs, so ``%%sandbox`` on an e
 never drops them silently: options that differ fail the cell with a message saying how to get a
 sandbox with them. ``%sandbox restart --memory 2G`` recreates the sandbox with new ones.
 The per-execution options (``--timeout``, ``--env``) apply to every run and need no check.
+What ``%sandbox list``, ``status`` and ``restart`` print of those settings is made here too.
 """
 
 from __future__ import annotations
@@ -112,6 +113,16 @@ def settings(model: SandboxModel) -> str:
         f"image {spec.image}, {format_size(spec.memory)} memory, {spec.cpus:g} CPUs, "
         f"network {'on' if spec.network else 'off'}"
     )
+
+
+def list_lines(models: list[SandboxModel]) -> list[str]:
+    """What ``%sandbox list`` prints: a table of the sandboxes, a row each."""
+    rows = [f"{'NAME':<24} {'ID':<18} {'STATUS':<10} {'BACKEND':<8} {'MEMORY':>7} {'CPUS':>5}"]
+    for m in models:
+        rows.append(
+            f"{m.name:<24} {m.id:<18} {m.status:<10} {m.backend:<8} {format_size(m.spec.memory):>7} {m.spec.cpus:>5g}"
+        )
+    return rows
 
 
 def status_lines(model: SandboxModel, stats: dict[str, Any]) -> list[str]:

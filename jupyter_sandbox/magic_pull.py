@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import posixpath
 
+from IPython.core.error import UsageError
+
 from .client import Sandbox
 from .client.files import FileType
 from .models import format_size
@@ -48,3 +50,14 @@ def pull_file(sandbox: Sandbox, source: str, dest: str | None, *, force: bool, m
     with open(target, "wb") as f:
         f.write(data)
     return target, len(data)
+
+
+def pull_words(sandbox: Sandbox, words: list[str], *, force: bool, max_size: int) -> str:
+    """``%sandbox pull FILE [DEST]`` as its words came: the file copied, and the line that says so."""
+    if len(words) > 2:
+        raise UsageError(
+            "%sandbox pull FILE [DEST]: one file at a time (a word that is a Python name is a variable: "
+            "write ./NAME for a file)"
+        )
+    target, size = pull_file(sandbox, words[0], words[1] if len(words) > 1 else None, force=force, max_size=max_size)
+    return f"copied {words[0]} from {sandbox.name} to {target} ({size:,} bytes)"

@@ -10,12 +10,9 @@ from __future__ import annotations
 import argparse
 import ast
 import atexit
-import base64
 import functools
 import getpass
-import io
 import os
-import pickle
 import re
 import sys
 from collections.abc import Callable
@@ -28,21 +25,22 @@ from IPython.display import publish_display_data
 from traitlets import Bool, Float, Int, Unicode
 from traitlets.config import Configurable
 
-from .backends import programs
 from .client import Connection, NoInput, OneShot, Sandbox, connect
 from .errors import Conflict, InvalidInput, NotFound, SandboxError
 from .host_files import copy_folder
+from .magic_errors import RemoteError, SandboxMagicError
 from .magic_options import (
     CellNumbers,
     differences,
+    list_lines,
     mismatch_message,
-    relabel_cells,
     restart_spec,
     settings,
     status_lines,
 )
-from .magic_pull import PullRefused, pull_file
-from .models import Execution, InputRequest, OutputMessage, Result, format_size, parse_size
+from .magic_pull import PullRefused, pull_words
+from .magic_variables import pull_variables, push_variables
+from .models import Execution, InputRequest, OutputMessage, Result, parse_size
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 Returned = TypeVar("Returned")
@@ -66,32 +64,6 @@ line_and_cell_magic = cast("MethodDecorator", line_cell_magic)
 parse_magic_arguments = cast("Callable[[Callable[..., Any], str], argparse.Namespace]", parse_argstring)
 publish_bundle = cast("Callable[[dict[str, Any]], None]", publish_display_data)
 
-# the last line of a push or pull: the helpers of programs/pickled_variables.py leave the user's namespace
-PICKLED_VARIABLES_GONE = "del _jsbx_unpickle, _jsbx_print_pickled"
-
-
-@functools.cache
-def _cell_program(name: str) -> str:
-    """A program's text without its module docstring: IPython makes any string statement of a cell
-    the user's ``__doc__``."""
-    source = programs.source(name)
-    first = ast.parse(source).body[0]
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-        return "\n".join(source.splitlines()[first.end_lineno :])
-    return source
-
-
-def push_code(pickles: dict[str, str]) -> str:
-    """What a sandbox's kernel runs for ``%sandbox push``: each variable set from its base64 pickle."""
-    assignments = [f"{var} = _jsbx_unpickle({data!r})" for var, data in pickles.items()]
-    return "\n".join([_cell_program("pickled_variables"), *assignments, PICKLED_VARIABLES_GONE])
-
-
-def pull_code(var: str) -> str:
-    """What a sandbox's kernel runs for ``%sandbox pull`` of one variable: its base64 pickle on stdout."""
-    return "\n".join([_cell_program("pickled_variables"), f"_jsbx_print_pickled({var})", PICKLED_VARIABLES_GONE])
-
-
 SUBCOMMANDS = ("list", "status", "restart", "interrupt", "kill", "files", "push", "pull", "config")
 
 
@@ -103,89 +75,11 @@ def _with_restart_advice(reason: str, name: str) -> str:
     return f"{reason.rstrip('.')}. Run %sandbox restart {name} to go on (its variables and files are reset)."
 
 
-class SandboxMagicError(Exception):
-    """A problem worth one line (server unreachable, bad request): no local traceback."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [str(self)]
-
-
-class RemoteError(Exception):
-    """The code failed in the sandbox. IPython shows the *remote* traceback (ipyparallel's way).
-
-    Raising it fails the cell, so "Run All" stops there as with a local error.
-    """
-
-    def __init__(self, execution: Execution, cell_numbers: dict[int, int] | None = None):
-        assert execution.error is not None, "a RemoteError is made from a failed execution"
-        self.execution = execution
-        # the sandbox kernel's cell numbers -> the notebook's, for its "Cell In[N]" labels
-        self.cell_numbers = cell_numbers or {}
-        self.error = execution.error
-        self.ename = execution.error.name
-        self.evalue = execution.error.value
-        super().__init__(f"{self.ename}: {self.evalue}")
-
-    def _render_traceback_(self) -> list[str]:
-        return relabel_cells(self.error._render_traceback_(), self.cell_numbers)
-
-    @classmethod
-    def of(cls, execution: Execution, cell_numbers: dict[int, int] | None = None) -> RemoteError:
-        """An instance whose class is named like the remote exception, so the cell's error
-        output says ``ZeroDivisionError`` rather than ``RemoteError``."""
-        name = execution.error.name if execution.error else "RemoteError"
-        kind: type[RemoteError] = type(name, (cls,), {"__module__": "sandbox"}) if name.isidentifier() else cls
-        return kind(execution, cell_numbers)
-
-
 class RemoteValue(str):
     """A remote ``repr`` that is not a Python literal: shown as-is, not quoted again."""
 
     def __repr__(self) -> str:
         return str(self)
-
-
-# Only these globals may be unpickled by ``%sandbox pull`` unless ``pull_trusted`` is set:
-# unpickling anything else would run code chosen by the sandbox in this kernel.
-SAFE_GLOBALS = {
-    ("builtins", n)
-    for n in (
-        "dict",
-        "list",
-        "tuple",
-        "set",
-        "frozenset",
-        "str",
-        "bytes",
-        "bytearray",
-        "int",
-        "float",
-        "complex",
-        "bool",
-        "range",
-        "slice",
-    )
-} | {
-    ("collections", "OrderedDict"),
-    ("datetime", "datetime"),
-    ("datetime", "date"),
-    ("datetime", "time"),
-    ("datetime", "timedelta"),
-    ("datetime", "timezone"),
-    ("decimal", "Decimal"),
-    ("fractions", "Fraction"),
-    ("uuid", "UUID"),
-}
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in SAFE_GLOBALS:
-            raise SandboxMagicError(
-                f"refusing to unpickle {module}.{name} from the sandbox (it could run code in this kernel); "
-                "`%config SandboxMagics.pull_trusted = True` allows any picklable object"
-            )
-        return super().find_class(module, name)
 
 
 def _usage(func: Any) -> str:
@@ -599,66 +493,24 @@ class SandboxMagics(Magics, Configurable):
         print(f"recreated {name} with {settings(self._call(lambda: recreated.model))}: variables and files are reset")
 
     def _pull_file(self, sandbox: Sandbox, words: list[str], *, force: bool) -> None:
-        if len(words) > 2:
-            raise UsageError(
-                "%sandbox pull FILE [DEST]: one file at a time (a word that is a Python name is a variable: "
-                "write ./NAME for a file)"
-            )
         try:
-            target, size = self._call(
-                pull_file,
-                sandbox,
-                words[0],
-                words[1] if len(words) > 1 else None,
-                force=force,
-                max_size=self.pull_max_size,
-            )
+            print(self._call(pull_words, sandbox, words, force=force, max_size=self.pull_max_size))
         except PullRefused as e:
             raise SandboxMagicError(f"jupyter-sandbox: {e}") from None
-        print(f"copied {words[0]} from {sandbox.name} to {target} ({size:,} bytes)")
 
     def _push(self, sandbox: Sandbox, names: list[str]) -> None:
-        pickles: dict[str, str] = {}
-        for var in names:
-            if not var.isidentifier():
-                raise UsageError(f"{var!r} is not a variable name")
-            if var not in self.user_ns:
-                raise UsageError(f"no variable {var!r} in this notebook")
-            try:
-                data = base64.b64encode(pickle.dumps(self.user_ns[var])).decode()
-            except Exception as e:  # unpicklable: say which variable and why
-                raise SandboxMagicError(f"cannot push {var}: {type(e).__name__}: {e}") from None
-            pickles[var] = data
-        execution = self._run(sandbox, push_code(pickles), stream=False)
-        if execution.error:
-            raise RemoteError.of(execution)
+        run = functools.partial(self._run, sandbox, stream=False)
+        push_variables(run, self.user_ns, names)
         print(f"pushed {', '.join(names)} to {sandbox.name}")
 
     def _pull(self, sandbox: Sandbox, names: list[str]) -> None:
-        for var in names:
-            if not var.isidentifier():
-                raise UsageError(f"{var!r} is not a variable name")
-            code = "\n".join(
-                [programs.source("pickled_variables"), f"_jsbx_print_pickled({var})", PICKLED_VARIABLES_GONE]
-            )
-            execution = self._run(sandbox, code, stream=False)
-            if execution.error:
-                raise RemoteError.of(execution)
-            data = base64.b64decode("".join(execution.logs.stdout))
-            loader = pickle.loads if self.pull_trusted else (lambda raw: _SafeUnpickler(io.BytesIO(raw)).load())
-            self.user_ns[var] = loader(data)
+        run = functools.partial(self._run, sandbox, stream=False)
+        pull_variables(run, self.user_ns, names, trusted=self.pull_trusted)
         print(f"pulled {', '.join(names)} from {sandbox.name}")
 
     def _list(self) -> None:
         sandboxes = self._call(Sandbox.list, _connection=self._connection())
-        if not sandboxes:
-            print("no sandboxes")
-            return
-        print(f"{'NAME':<24} {'ID':<18} {'STATUS':<10} {'BACKEND':<8} {'MEMORY':>7} {'CPUS':>5}")
-        for m in sandboxes:
-            print(
-                f"{m.name:<24} {m.id:<18} {m.status:<10} {m.backend:<8} {format_size(m.spec.memory):>7} {m.spec.cpus:>5g}"
-            )
+        print("\n".join(list_lines(sandboxes)) if sandboxes else "no sandboxes")
 
     def _show_config(self) -> None:
         for name in sorted(self.class_own_traits(config=True)):

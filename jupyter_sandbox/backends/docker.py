@@ -16,10 +16,11 @@ command: under gVisor an exec's first process would keep the container's capabil
 see programs/launcher.py. The sandbox's env goes to its kernels only, never into the
 environment of a root exec (LD_PRELOAD and friends would run the sandbox's code there).
 
-``DockerBackend`` holds the settings (c.DockerBackend.*) and which container is whose, and hands
-each job to a part of its own: the engine and its threads (docker_engine.py), what a container is
-made of (docker_containers.py), kernels and why they ended (docker_kernels.py), files
-(docker_files.py), one-shot containers (docker_once.py) and usage figures (docker_stats.py).
+``DockerBackend`` holds the settings (c.DockerBackend.*, declared in docker_settings.py) and which
+container is whose, and hands each job to a part of its own: the engine and its threads
+(docker_engine.py), what a container is made of (docker_containers.py), kernels and why they ended
+(docker_kernels.py), files (docker_files.py), one-shot containers (docker_once.py) and usage
+figures (docker_stats.py).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-
-from traitlets import Dict, Float, Int, List, Unicode
 
 from ..errors import InvalidInput, NotFound
 from ..models import SandboxSpec, format_size, parse_size
@@ -47,7 +46,7 @@ from .base import (
     notebook_settings,
 )
 from .dir_watch import DirWatch
-from .docker_containers import IDENTITY_ENV, SANDBOX_BRIDGE, SANDBOX_NETWORK, DockerContainers
+from .docker_containers import IDENTITY_ENV, DockerContainers
 from .docker_egress import DockerEgress
 from .docker_engine import DockerEngine, engine_available, engine_problem
 from .docker_exec import DockerProcesses
@@ -55,6 +54,7 @@ from .docker_files import DockerFiles
 from .docker_kernels import DockerKernels
 from .docker_once import DockerOneShots
 from .docker_pause import DockerPause
+from .docker_settings import DockerSettings
 from .docker_stats import DockerStats
 from .docker_volumes import DockerVolumes
 from .exec_stream import ExecStream
@@ -64,7 +64,8 @@ from .kernel_languages import KernelLanguages
 from .kernel_relay import attach_request, start_request
 
 
-class DockerBackend(SandboxBackend):
+# mypy does not see that _BackendMeta (base.py) derives from HasTraits' metaclass; it does
+class DockerBackend(SandboxBackend, DockerSettings):  # type: ignore[metaclass]
     """Hardened containers: no network unless asked, read-only root, no capabilities."""
 
     name = "docker"
@@ -74,96 +75,6 @@ class DockerBackend(SandboxBackend):
         "kernels as a non-root user with no capabilities, no-new-privileges, a seccomp profile, "
         "memory/CPU/pids limits"
     )
-
-    docker_url = Unicode("", help="Docker engine URL; empty uses DOCKER_HOST or the default socket.").tag(config=True)
-    runtime = Unicode("runc", help="Default OCI runtime: 'runc', or 'runsc' for gVisor.").tag(config=True)
-    user = Unicode(
-        "1000:1000",
-        help="uid:gid that kernels and file commands run as inside the container (never root) when "
-        "sandbox_uid_base is 0.",
-    ).tag(config=True)
-    sandbox_uid_base = Int(
-        2_000_000_000,
-        help="First host uid of the range each sandbox takes its own pair of uids from (its kernels' and its "
-        "launcher's, chosen by its id; gid = uid): no host account has one, so none can reach a sandbox's files "
-        "through /proc/<pid>/root. On an engine without user-namespace remapping a container's uids are the "
-        "host's. 0 = every sandbox uses `user` and `launcher_user`.",
-    ).tag(config=True)
-    sandbox_uid_count = Int(
-        1 << 20, help="How many uid pairs that range holds (sandbox_uid_base up to sandbox_uid_base + 2 * count)."
-    ).tag(config=True)
-    launcher_user = Unicode(
-        "1001:1001",
-        help="uid:gid of the kernel launcher inside the container (never root, never the uid of `user`): code in "
-        "the sandbox cannot signal, trace or write into a process of another uid. Needs no passwd entry.",
-    ).tag(config=True)
-    socket_root = Unicode(
-        "",
-        help="Where the server makes its private folder for the host side of kernel sockets (a new random "
-        "name, mode 0700, each start). '' = the system's temp dir. Keep it short: a socket path has 107 bytes.",
-    ).tag(config=True)
-    container_log_size = Unicode(
-        "1m", help="Most of a container's own output the engine keeps on the host (its json-file log)."
-    ).tag(config=True)
-    kernel_start_timeout = Float(60.0, help="Seconds for the launcher to start a kernel in a sandbox.").tag(config=True)
-    relay_bytes_per_second = Int(
-        4 << 20,
-        help="Bytes per second the server reads from one kernel's link (bursts of 4 s allowed); beyond it the "
-        "link is read later and the flood waits in its own sandbox, so one sandbox cannot starve the others.",
-    ).tag(config=True)
-    relay_messages_per_second = Int(
-        500, help="Messages per second the server takes from one kernel's link (bursts of 4 s allowed)."
-    ).tag(config=True)
-    liveness_timeout = Float(
-        6.0,
-        help="Seconds of silence, pings unanswered, after which a kernel's stream is taken for dead (an engine "
-        "may keep an exec stream open after its container died).",
-    ).tag(config=True)
-    tmp_size = Unicode(
-        "128m", help="Size of the /tmp tmpfs in each container (held in memory, as the working directory)."
-    ).tag(config=True)
-    network_mode = Unicode(
-        SANDBOX_NETWORK,
-        help="Docker network for sandboxes that ask for network. The default one is made on "
-        f"first use (a bridge, {SANDBOX_BRIDGE}, with no traffic between containers); scripts/setup-docker.sh "
-        "also keeps it from the host's own services and the cloud metadata address (iptables).",
-    ).tag(config=True)
-    extra_labels = Dict(help="Labels added to every container.").tag(config=True)
-    # -- the egress allow-list's proxies (docker_egress.py)
-    egress_network = Unicode(
-        SANDBOX_NETWORK, help="The network the egress proxies reach out through (the fenced jupyter-sandbox one)."
-    ).tag(config=True)
-    egress_subnets = Unicode(
-        "10.213.0.0/16", help="Where each sandbox with an allow-list takes the /29 of its own internal network."
-    ).tag(config=True)
-    egress_test_hosts = Dict(
-        Unicode(),
-        help="Test only: names the egress proxies resolve without DNS, {'name' or 'name:port': 'ip' or 'ip:port'} "
-        "(tests point allowed.test and denied.test at HTTP servers of their own).",
-    ).tag(config=True)
-    python = Unicode("python", help="Python command in the image that has ipykernel.").tag(config=True)
-    engine_threads = Int(
-        16, help="Threads for calls to the Docker engine (its own pool: a slow call never holds the event loop)."
-    ).tag(config=True)
-    stream_threads = Int(
-        64,
-        help="Threads for long engine streams (one-shot output, file transfers); beyond this many at once, "
-        "new ones wait.",
-    ).tag(config=True)
-    engine_timeout = Float(60.0, help="Seconds before a call to the Docker engine is given up.").tag(config=True)
-    runsc_min_pids = Int(
-        256,
-        help="Smallest pids limit for gVisor containers: its sentry's own threads count against the host "
-        "cgroup, and below this the whole sandbox dies at kernel start.",
-    ).tag(config=True)
-
-    checkpoint_runtimes = List(
-        Unicode(),
-        ["runsc"],
-        help="Runtimes whose containers are checkpointed when paused, so a resume keeps the kernels' variables "
-        "(docker checkpoint; dockerd with experimental features). runc needs a CRIU that works on this host's "
-        "kernel: add 'runc' only then. Others are paused by a stop, their working directory's files kept.",
-    ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
