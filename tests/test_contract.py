@@ -149,6 +149,24 @@ async def test_a_cell_awaiting_at_top_level_runs_and_is_interrupted(manager, san
     assert (await run(manager, sandbox, f"'kernel subshells' in {features}")).text == "False"
 
 
+async def test_a_forked_child_knows_its_pid_and_its_output_arrives(manager, sandbox):
+    """The API's kernels read their pid once (issue 25: each os.getpid() is a system call gVisor
+    traps, several per execution in jupyter_client and ipykernel) and again in a forked child:
+    the child's pid is its own, and ipykernel sees a child, whose prints come over its pipe."""
+    code = (
+        "import os, multiprocessing\n"
+        "parent = os.getpid()\n"
+        "def child():\n"
+        "    print('child', os.getpid() != parent, os.getpid() == int(os.readlink('/proc/self')), flush=True)\n"
+        "p = multiprocessing.get_context('fork').Process(target=child)\n"
+        "p.start(); p.join()\n"
+        "print('parent', parent == int(os.readlink('/proc/self')), p.exitcode)"
+    )
+    execution = await run(manager, sandbox, code)
+    assert execution.error is None, execution.error
+    assert "".join(execution.logs.stdout).split("\n")[:2] == ["child True True", "parent True 0"]
+
+
 async def test_input_fails_clearly_instead_of_hanging(manager, sandbox):
     execution = await asyncio.wait_for(run(manager, sandbox, "input('name? ')"), timeout=20)
     # plainly, in our words: not ipykernel's "this frontend does not support input requests"

@@ -24,6 +24,13 @@ Per execution (CPU of a warm ``1+1``, measured in a sandbox with benchmarks/benc
   shell socket itself (``without_subshells``, ipykernel's own path when it has no such thread): a
   quarter of the kernel's system calls per execution, each of which costs most under gVisor.
   kernel_info says no "kernel subshells"; a request to make one is answered with an error.
+- Each IOPub message is handed to ipykernel's IOPub thread with a wake-up sent over a ZMQ inproc
+  socket, which costs both threads several system calls in libzmq. Here the wake-up is the
+  thread's event loop's own (``wake_iopub_by_its_loop``: tornado's ``add_callback``, one byte on
+  a pipe); the messages, their order and the thread that sends them are the same.
+- ``os.getpid()`` is read once, and again in a forked child (``pid_read_once``): jupyter_client and
+  ipykernel call it on every message to notice a fork, a dozen system calls per execution that
+  gVisor traps one by one.
 - ipykernel reads ``run_cell``'s signature on every execution; here once per method
   (``signature_read_once``).
 - traitlets sets the kernel's logger to DEBUG and its handler to the log level (WARNING): every
@@ -135,6 +142,38 @@ def without_subshells():
     kernelbase.Kernel._supports_kernel_subshells = property(lambda kernel: bool(kernel.shell_channel_thread))
 
 
+def wake_iopub_by_its_loop():
+    from ipykernel import iostream
+
+    thread = iostream.IOPubThread
+    if not hasattr(thread, "schedule") or not hasattr(thread, "_handle_event"):
+        return  # not the ipykernel this was written against
+
+    def schedule(self, f):
+        if self.thread.is_alive():
+            self._events.append(f)
+            # (its queue is run in order, all that is in it at each wake-up, as ipykernel's pipe does)
+            self.io_loop.add_callback(self._handle_event, None)
+        else:
+            f()
+
+    thread.schedule = schedule
+
+
+def pid_read_once():
+    import os
+
+    pid = [os.getpid()]
+
+    def getpid():
+        return pid[0]
+
+    os.register_at_fork(after_in_child=lambda: pid.__setitem__(0, os.getpid.__wrapped__()))
+    getpid.__wrapped__ = os.getpid
+    getpid.__doc__ = os.getpid.__doc__
+    os.getpid = getpid
+
+
 def signature_read_once():
     from ipykernel import ipkernel
 
@@ -155,8 +194,10 @@ def signature_read_once():
 pipe_over_ipc()
 flush_only_when_written()
 without_subshells()
+wake_iopub_by_its_loop()
+pid_read_once()
 signature_read_once()
-del pipe_over_ipc, flush_only_when_written, without_subshells, signature_read_once
+del pipe_over_ipc, flush_only_when_written, without_subshells, wake_iopub_by_its_loop, signature_read_once
 app = IPKernelApp.instance()
 app.initialize()
 del sys.modules["debugpy"]
