@@ -305,9 +305,11 @@ async def test_api_kernels_write_history_in_batches_and_keep_the_sessions_whole(
         "shell = get_ipython()\n"
         "log = shell.kernel.log\n"
         "print(shell.history_manager.db_cache_size, log.level == min(h.level for h in log.handlers) > logging.DEBUG,\n"
-        "      'first_cell = 1' in shell.history_manager.input_hist_raw, _ih[-1].startswith('import logging'))"
+        "      'first_cell = 1' in shell.history_manager.input_hist_raw, _ih[-1].startswith('import logging'),\n"
+        "      shell.kernel._execute_sleep)"
     )
-    assert (await run(manager, sandbox, code)).logs.stdout == ["20 True True True\n"]
+    # (and no sleep of ipykernel's between the last output and the reply: the collector waits for both)
+    assert (await run(manager, sandbox, code)).logs.stdout == ["20 True True True 0.0\n"]
 
 
 async def test_outputs_keep_their_order_when_empty_flushes_are_skipped(manager, sandbox):

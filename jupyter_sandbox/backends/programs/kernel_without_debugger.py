@@ -33,6 +33,10 @@ Per execution (CPU of a warm ``1+1``, measured in a sandbox with benchmarks/benc
   gVisor traps one by one.
 - ipykernel reads ``run_cell``'s signature on every execution; here once per method
   (``signature_read_once``).
+- ipykernel sleeps 0.5 ms between an execution's last output and its reply (``_execute_sleep``,
+  "on rare occasions, the flush doesn't seem to make it to the clients"), so that a client that
+  stops at the reply has the output. The server's collector waits for both the reply and the
+  idle status, in either order (core/execute_request.py), so here the kernel does not sleep.
 - traitlets sets the kernel's logger to DEBUG and its handler to the log level (WARNING): every
   debug call builds a record the handler then drops (~0.3 ms). The logger gets its handlers' level,
   so exactly the same lines are logged.
@@ -53,7 +57,7 @@ sys.modules["debugpy"] = None  # an import of it now fails at once
 from ipykernel.kernelapp import IPKernelApp  # noqa: E402  (after debugpy is blocked)
 
 # before the command line's own options, which may still say otherwise
-sys.argv[1:1] = [f"--HistoryManager.db_cache_size={HISTORY_BATCH}"]
+sys.argv[1:1] = [f"--HistoryManager.db_cache_size={HISTORY_BATCH}", "--Kernel._execute_sleep=0"]
 
 
 def pipe_over_ipc():
