@@ -135,6 +135,32 @@ async def test_timeout_interrupts_and_keeps_state(manager, sandbox):
     assert (await run(manager, sandbox, "kept")).text == "'still here'"
 
 
+async def test_output_of_threads_all_arrives_with_shared_wake_ups(manager, sandbox):
+    """The API's kernels wake ipykernel's IOPub thread once for what is queued before it runs
+    (issue 25): four threads printing and displaying at once lose nothing, and each one's own
+    lines keep their order."""
+    code = (
+        "import sys, threading\n"
+        "def speak(name):\n"
+        "    for i in range(300):\n"
+        "        sys.stdout.write(f'{name} {i}\\n')  # one write: print's two may interleave with another's\n"
+        "        if i % 50 == 0:\n"
+        "            display(f'{name} shows {i}')\n"
+        "threads = [threading.Thread(target=speak, args=(f't{n}',)) for n in range(4)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "'joined'"
+    )
+    execution = await run(manager, sandbox, code)
+    assert execution.error is None, execution.error
+    lines = "".join(execution.logs.stdout).splitlines()
+    for n in range(4):
+        assert [line for line in lines if line.startswith(f"t{n} ")] == [f"t{n} {i}" for i in range(300)]
+    shown = sorted(r.text for r in execution.results if not r.is_main_result)
+    assert shown == sorted(f"'t{n} shows {i}'" for n in range(4) for i in range(0, 300, 50))
+    assert execution.text == "'joined'" and len(lines) == 4 * 300
+
+
 async def test_a_cell_awaiting_at_top_level_runs_and_is_interrupted(manager, sandbox):
     """Top-level await runs in the API's kernels, and a timeout interrupts it. They read the shell
     socket on the main thread, without ipykernel 7's subshell thread (issue 25): the main thread

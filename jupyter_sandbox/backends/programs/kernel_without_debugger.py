@@ -27,7 +27,9 @@ Per execution (CPU of a warm ``1+1``, measured in a sandbox with benchmarks/benc
 - Each IOPub message is handed to ipykernel's IOPub thread with a wake-up sent over a ZMQ inproc
   socket, which costs both threads several system calls in libzmq. Here the wake-up is the
   thread's event loop's own (``wake_iopub_by_its_loop``: tornado's ``add_callback``, one byte on
-  a pipe); the messages, their order and the thread that sends them are the same.
+  a pipe), and one wake-up serves the messages queued before it runs (an execution's busy status
+  and its input go together); the messages, their order and the thread that sends them are the
+  same.
 - ``os.getpid()`` is read once, and again in a forked child (``pid_read_once``): jupyter_client and
   ipykernel call it on every message to notice a fork, a dozen system calls per execution that
   gVisor traps one by one.
@@ -156,10 +158,18 @@ def wake_iopub_by_its_loop():
     def schedule(self, f):
         if self.thread.is_alive():
             self._events.append(f)
-            # (its queue is run in order, all that is in it at each wake-up, as ipykernel's pipe does)
-            self.io_loop.add_callback(self._handle_event, None)
+            if not getattr(self, "_jsbx_wake_due", False):  # else a wake-up still to come runs f too
+                self._jsbx_wake_due = True
+                self.io_loop.add_callback(run_events, self)
         else:
             f()
+
+    def run_events(self):
+        # what is queued now, in order (as ipykernel's own handler: a thread that keeps writing
+        # can't hold the loop); what comes after the flag is cleared brings its own wake-up
+        self._jsbx_wake_due = False
+        for _ in range(len(self._events)):
+            self._events.popleft()()
 
     thread.schedule = schedule
 
