@@ -26,6 +26,8 @@ async def test_one_stream_message_of_20_mb_arrives_in_pieces_up_to_max_output_si
         manager.max_output_size = 256 * MiB
         execution = await manager.execute("gina", model.id, PRINT_20_MB)
         assert "".join(execution.logs.stdout) == "x" * 20_000_000
+        # in pieces of at most 2 MiB (frames.STREAM_PIECE: what the server holds of it at once)
+        assert len(execution.logs.stdout) >= 10 and max(map(len, execution.logs.stdout)) <= 2 * MiB
         assert execution.logs.stderr == [] and execution.error is None
         # a display of one huge image cannot be split: dropped in the sandbox, and said so
         code = "from IPython.display import display\ndisplay({'image/png': 'A' * 9_000_000}, raw=True)"

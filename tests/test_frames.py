@@ -160,8 +160,15 @@ def test_the_launcher_peer_fits_only_iopub_messages():
     peer = launcher.Peer(IOPUB, "/nonexistent", b"SUB", b"")
     peer.key = KEY
     pieces = peer.fitted(big)
-    assert len(pieces) == 2 and all(sum(len(p) for p in piece) <= 8 * MiB for piece in pieces)
-    assert pieces == cut_message(big, KEY, iopub=True, where="in the sandbox")
+    # a stream in pieces of at most STREAM_PIECE (2 MiB), well under the link's 8 MiB
+    assert len(pieces) == 5 and all(sum(len(p) for p in piece) <= 2 * MiB for piece in pieces)
+    assert pieces == cut_message(big, KEY, iopub=True, cap=frames.STREAM_PIECE, where="in the sandbox")
+    assert "".join(unpack(session, piece)["content"]["text"] for piece in pieces) == "x" * (9 * MiB)
+    # over a piece but under the link's cap: a stream is cut, a display goes as it is
+    medium = signed(session, "stream", {"name": "stdout", "text": "x" * (3 * MiB)})
+    assert len(peer.fitted(medium)) == 2
+    display = signed(session, "display_data", {"data": {"text/plain": "x" * (3 * MiB)}, "metadata": {}})
+    assert peer.fitted(display) == [display]
     huge = signed(session, "stream", {"name": "stdout", "text": "x" * (frames.STREAM_MOST + MiB)})
     *_, last = peer.fitted(huge)
     assert unpack(session, last)["metadata"] == {DROPPED: MiB}

@@ -39,6 +39,10 @@ OUTPUT_CAP = 8 << 20  # bytes of one message on the link; a bigger one is cut (i
 # kernel, whose messages then wait in its memory: a 200 MB print sent whole got it OOM-killed in a
 # 1G sandbox (tests/security/test_output.py).
 STREAM_MOST = 32 << 20
+# The pieces the launcher cuts a long stream into. The server holds each piece several times over
+# as it passes it on (the frame, its parsed text, the NDJSON line and its bytes): 8 MiB pieces made
+# a 100 MB print cost it ~50 MB at its peak, 2 MiB pieces ~20 (benchmarks/run.py's output row).
+STREAM_PIECE = 2 << 20
 SIGNATURE_SIZE = 64  # hex of an HMAC-SHA256
 
 HEAD = struct.Struct(">BI")
@@ -228,6 +232,16 @@ def _sign(key: bytes, frames: list[bytes]) -> bytes:
     for frame in frames:
         mac.update(frame)
     return mac.hexdigest().encode()
+
+
+def is_stream(parts: list[Any]) -> bool:
+    """Whether a Jupyter message's header says it is a ``stream`` (its text may be cut in pieces)."""
+    try:
+        d = parts.index(DELIMITER)
+    except ValueError:
+        return False
+    header = _json(parts[d + 2]) if len(parts) > d + 2 and isinstance(parts[d + 2], bytes) else None
+    return isinstance(header, dict) and header.get("msg_type") == "stream"
 
 
 def cut_message(

@@ -630,11 +630,17 @@ class Peer:
                 raise ZmtpError("a message before the handshake")
 
     def fitted(self, parts):
-        """An iopub message over OUTPUT_CAP made to fit (a stream in pieces; see frames.cut_message),
-        so that nothing the code prints can grow the server's memory; other channels as they are."""
-        if self.kind != IOPUB or sum(len(p) for p in parts) <= OUTPUT_CAP:
+        """An iopub message over OUTPUT_CAP made to fit, and a stream over STREAM_PIECE sent in pieces
+        (see frames.cut_message), so that nothing the code prints can grow the server's memory;
+        other channels as they are."""
+        size = sum(len(p) for p in parts)
+        if self.kind != IOPUB or size <= frames.STREAM_PIECE:
             return [parts]
-        return cut_message(parts, self.key, iopub=True, where="in the sandbox", most_text=frames.STREAM_MOST)
+        stream = frames.is_stream(parts)
+        if size <= OUTPUT_CAP and not stream:
+            return [parts]
+        cap = frames.STREAM_PIECE if stream else OUTPUT_CAP
+        return cut_message(parts, self.key, iopub=True, cap=cap, where="in the sandbox", most_text=frames.STREAM_MOST)
 
     def command(self, body):
         name = body[1 : 1 + body[0]] if body else b""
