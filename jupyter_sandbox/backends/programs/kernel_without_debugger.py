@@ -29,7 +29,8 @@ Per execution (CPU of a warm ``1+1``, measured in a sandbox with benchmarks/benc
   thread's event loop's own (``wake_iopub_by_its_loop``: tornado's ``add_callback``, one byte on
   a pipe), and one wake-up serves the messages queued before it runs (an execution's busy status
   and its input go together); the messages, their order and the thread that sends them are the
-  same.
+  same, and code that queues more than ``IOPUB_QUEUE`` waits for the thread, as it waited on
+  ipykernel's pipe when that was full (tests/security/test_link_messages.py: a flood of messages).
 - ``os.getpid()`` is read once, and again in a forked child (``pid_read_once``): jupyter_client and
   ipykernel call it on every message to notice a fork, a dozen system calls per execution that
   gVisor traps one by one.
@@ -52,6 +53,8 @@ sandbox that listens on TCP ("endpoint still has waiters upon save"), and a paus
 import sys
 
 HISTORY_BATCH = 20
+IOPUB_QUEUE = 1000  # messages queued for the IOPub thread before a sender waits (ZMQ's default high-water mark)
+IOPUB_WAIT = 10.0  # seconds a sender waits at most (ipykernel's flush_timeout)
 
 if sys.path[0] == "":
     del sys.path[0]  # (as ipykernel_launcher: the shell puts the working directory back)
@@ -149,6 +152,8 @@ def without_subshells():
 
 
 def wake_iopub_by_its_loop():
+    import threading
+
     from ipykernel import iostream
 
     thread = iostream.IOPubThread
@@ -156,13 +161,21 @@ def wake_iopub_by_its_loop():
         return  # not the ipykernel this was written against
 
     def schedule(self, f):
-        if self.thread.is_alive():
-            self._events.append(f)
-            if not getattr(self, "_jsbx_wake_due", False):  # else a wake-up still to come runs f too
-                self._jsbx_wake_due = True
-                self.io_loop.add_callback(run_events, self)
-        else:
+        if not self.thread.is_alive():
             f()
+            return
+        self._events.append(f)
+        caught_up = None
+        if len(self._events) > IOPUB_QUEUE and threading.current_thread() is not self.thread:
+            # code that sends faster than the thread sends on waits for it, as a full ZMQ pipe
+            # made it wait: the queue would otherwise grow until the sandbox runs out of memory
+            caught_up = threading.Event()
+            self._events.append(caught_up.set)
+        if not getattr(self, "_jsbx_wake_due", False):  # else a wake-up still to come runs these too
+            self._jsbx_wake_due = True
+            self.io_loop.add_callback(run_events, self)
+        if caught_up is not None:
+            caught_up.wait(IOPUB_WAIT)
 
     def run_events(self):
         # what is queued now, in order (as ipykernel's own handler: a thread that keeps writing
