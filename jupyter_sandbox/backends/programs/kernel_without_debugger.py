@@ -190,14 +190,17 @@ def wake_iopub_by_its_loop():
 def pid_read_once():
     import os
 
-    pid = [os.getpid()]
+    read_pid = os.getpid
+    pid = [read_pid()]
 
     def getpid():
         return pid[0]
 
-    os.register_at_fork(after_in_child=lambda: pid.__setitem__(0, os.getpid.__wrapped__()))
-    getpid.__wrapped__ = os.getpid
-    getpid.__doc__ = os.getpid.__doc__
+    def read_again():
+        pid[0] = read_pid()
+
+    os.register_at_fork(after_in_child=read_again)
+    getpid.__doc__ = read_pid.__doc__
     os.getpid = getpid
 
 
@@ -224,7 +227,8 @@ without_subshells()
 wake_iopub_by_its_loop()
 pid_read_once()
 signature_read_once()
-del pipe_over_ipc, flush_only_when_written, without_subshells, wake_iopub_by_its_loop, signature_read_once
+del pipe_over_ipc, flush_only_when_written, without_subshells, wake_iopub_by_its_loop, pid_read_once
+del signature_read_once
 app = IPKernelApp.instance()
 app.initialize()
 del sys.modules["debugpy"]
